@@ -1,0 +1,57 @@
+#include "engine/loop_committer.h"
+
+#include <cassert>
+
+namespace cde {
+
+LoopCommitter::LoopCommitter(uv_loop_t* loop, CommitWriter* writer)
+    : writer_(writer) {
+  const int rc = uv_async_init(loop, &async_, &LoopCommitter::OnAsync);
+  assert(rc == 0 && "uv_async_init cannot fail on a live loop");
+  (void)rc;
+  async_.data = this;
+}
+
+LoopCommitter::~LoopCommitter() {
+  assert(closed_ && "close the LoopCommitter before destroying it");
+}
+
+void LoopCommitter::Commit(Transition transition, Then then) {
+  ++in_flight_;
+  writer_->Enqueue(std::move(transition),
+                   [this, then = std::move(then)](const Status& s) mutable {
+                     {
+                       std::lock_guard lock(mu_);
+                       completed_.push_back({std::move(then), s});
+                     }
+                     uv_async_send(&async_);
+                   });
+}
+
+void LoopCommitter::OnAsync(uv_async_t* handle) {
+  static_cast<LoopCommitter*>(handle->data)->Drain();
+}
+
+void LoopCommitter::Drain() {
+  std::vector<Completion> ready;
+  {
+    std::lock_guard lock(mu_);
+    ready.swap(completed_);
+  }
+  in_flight_ -= ready.size();
+  for (Completion& c : ready) c.then(c.status);
+}
+
+void LoopCommitter::Close(std::function<void()> on_closed) {
+  assert(in_flight_ == 0 && "drain commits before closing");
+  on_closed_ = std::move(on_closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&async_), &LoopCommitter::OnClose);
+}
+
+void LoopCommitter::OnClose(uv_handle_t* handle) {
+  auto* self = static_cast<LoopCommitter*>(handle->data);
+  self->closed_ = true;
+  if (self->on_closed_) self->on_closed_();
+}
+
+}  // namespace cde

@@ -1,0 +1,95 @@
+// CommitWriter: group commit in the manner of LevelDB's DBImpl::Write.
+//
+// Callers enqueue transitions from any thread. One writer thread drains the
+// queue into a group (up to max_batch_bytes, never splitting a transition),
+// writes the group with a single Store::Write (synced by default) and then
+// completes every waiter of the group with the same Status. Under load the
+// queue fills while a sync is in flight, so each fsync carries many
+// transitions; with one caller a commit costs about one fsync.
+//
+// After a failed write the store refuses all later writes (see store.h), so
+// every later waiter completes with that error as well: an acknowledgement is
+// never given for a write whose fate is unknown.
+//
+// Thread safety: Enqueue and Stop may be called from any thread. Completion
+// callbacks run on the writer thread and must be quick (hand the result to
+// another thread, e.g. through a uv_async_t as engine/LoopCommitter does).
+#ifndef CDE_STORAGE_COMMIT_WRITER_H_
+#define CDE_STORAGE_COMMIT_WRITER_H_
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "storage/status.h"
+#include "storage/store.h"
+#include "storage/transition.h"
+
+namespace cde {
+
+struct CommitWriterOptions {
+  // true: a transition is on stable storage (fdatasync) before its waiter is
+  // completed; a crash or power cut loses nothing acknowledged. false: the
+  // write reaches the OS page cache only; a process crash loses nothing, but
+  // a machine crash may lose the last acknowledged transitions.
+  bool sync = true;
+  // Upper bound on the bytes (keys + values) in one group. A transition
+  // larger than this is written alone.
+  size_t max_batch_bytes = 4 << 20;
+};
+
+struct CommitWriterStats {
+  uint64_t groups = 0;       // Store::Write calls
+  uint64_t transitions = 0;  // transitions written (or failed)
+  uint64_t bytes = 0;
+  uint64_t largest_group = 0;  // transitions in the largest group so far
+  uint64_t queued = 0;         // waiting right now
+};
+
+class CommitWriter {
+ public:
+  // Runs on the writer thread with the status of the group's write.
+  using Done = std::function<void(const Status&)>;
+
+  // `store` must outlive the writer. Starts the writer thread.
+  CommitWriter(Store* store, CommitWriterOptions options);
+  CommitWriter(const CommitWriter&) = delete;
+  CommitWriter& operator=(const CommitWriter&) = delete;
+  // Stops (writing what is queued) and joins the thread.
+  ~CommitWriter();
+
+  // Queues `transition`; `done` runs once it is written or has failed.
+  // After Stop(), `done` runs at once with ShutdownInProgress.
+  void Enqueue(Transition transition, Done done);
+
+  // Writes everything already queued, then ends the writer thread.
+  // Idempotent; returns once the thread has ended.
+  void Stop();
+
+  CommitWriterStats stats() const;
+
+ private:
+  struct Waiter {
+    Transition transition;
+    Done done;
+  };
+
+  void Run();
+
+  Store* const store_;
+  const CommitWriterOptions options_;
+
+  mutable std::mutex mu_;
+  std::condition_variable work_;
+  std::deque<Waiter> queue_;  // GUARDED_BY(mu_)
+  bool stopping_ = false;     // GUARDED_BY(mu_)
+  CommitWriterStats stats_;   // GUARDED_BY(mu_)
+  std::thread thread_;
+};
+
+}  // namespace cde
+
+#endif  // CDE_STORAGE_COMMIT_WRITER_H_

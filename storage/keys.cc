@@ -1,0 +1,150 @@
+#include "storage/keys.h"
+
+namespace cde {
+
+std::string_view CfName(Cf cf) {
+  switch (cf) {
+    case Cf::kMeta:
+      return "meta";
+    case Cf::kDefinitions:
+      return "definitions";
+    case Cf::kSagas:
+      return "sagas";
+    case Cf::kLog:
+      return "log";
+    case Cf::kDlq:
+      return "dlq";
+    case Cf::kTimers:
+      return "timers";
+    case Cf::kIdempotency:
+      return "idempotency";
+    case Cf::kIdxState:
+      return "idx_state";
+    case Cf::kIdxWorkflow:
+      return "idx_workflow";
+    case Cf::kIdxWorkflowState:
+      return "idx_workflow_state";
+  }
+  return "unknown";
+}
+
+void PutBigEndian64(std::string* out, uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    out->push_back(static_cast<char>((v >> shift) & 0xff));
+  }
+}
+
+void PutBigEndian32(std::string* out, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    out->push_back(static_cast<char>((v >> shift) & 0xff));
+  }
+}
+
+uint64_t GetBigEndian64(std::string_view in) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(in[i]);
+  return v;
+}
+
+uint32_t GetBigEndian32(std::string_view in) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(in[i]);
+  return v;
+}
+
+std::string LogPrefix(std::string_view saga_id) {
+  std::string key(saga_id);
+  key.push_back('\0');
+  return key;
+}
+
+std::string LogKey(std::string_view saga_id, uint64_t seq) {
+  std::string key = LogPrefix(saga_id);
+  PutBigEndian64(&key, seq);
+  return key;
+}
+
+std::optional<uint64_t> LogKeySeq(std::string_view key) {
+  if (key.size() < 10 || key[key.size() - 9] != '\0') return std::nullopt;
+  return GetBigEndian64(key.substr(key.size() - 8));
+}
+
+namespace {
+// Flipping the sign bit makes two's-complement order match byte order.
+constexpr uint64_t kSignBit = uint64_t{1} << 63;
+}  // namespace
+
+std::string TimerKey(int64_t due_ms, std::string_view saga_id,
+                     std::string_view name) {
+  std::string key;
+  PutBigEndian64(&key, static_cast<uint64_t>(due_ms) ^ kSignBit);
+  key.append(saga_id);
+  key.push_back('\0');
+  key.append(name);
+  return key;
+}
+
+std::string TimerKeyAfter(int64_t due_ms) {
+  std::string key;
+  PutBigEndian64(&key, (static_cast<uint64_t>(due_ms) ^ kSignBit) + 1);
+  return key;
+}
+
+std::string DefinitionPrefix(std::string_view name) {
+  std::string key(name);
+  key.push_back('\0');
+  return key;
+}
+
+std::string DefinitionKey(std::string_view name, uint32_t version) {
+  std::string key = DefinitionPrefix(name);
+  PutBigEndian32(&key, version);
+  return key;
+}
+
+std::string IdxStatePrefix(SagaState state) {
+  return std::string(1, static_cast<char>(state));
+}
+
+std::string IdxWorkflowPrefix(std::string_view workflow) {
+  std::string key(workflow);
+  key.push_back('\0');
+  return key;
+}
+
+std::string IdxWorkflowStatePrefix(std::string_view workflow,
+                                   SagaState state) {
+  std::string key = IdxWorkflowPrefix(workflow);
+  key.push_back(static_cast<char>(state));
+  return key;
+}
+
+std::string PrefixEnd(std::string_view prefix) {
+  std::string end(prefix);
+  while (!end.empty()) {
+    auto& last = reinterpret_cast<unsigned char&>(end.back());
+    if (last != 0xff) {
+      ++last;
+      return end;
+    }
+    end.pop_back();
+  }
+  return end;  // empty: no upper bound
+}
+
+std::string PrintableKey(std::string_view key) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : key) {
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += "\\x";
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xf]);
+    }
+  }
+  return out;
+}
+
+}  // namespace cde

@@ -1,0 +1,80 @@
+// Column families and key layouts. docs/storage-format.md specifies them.
+//
+// Names (saga ids, workflow names, timer names) are joined with a 0x00
+// separator, so they must not contain a NUL byte; the engine validates names
+// before they reach the store. Integers are big-endian so that byte order is
+// numeric order.
+#ifndef CDE_STORAGE_KEYS_H_
+#define CDE_STORAGE_KEYS_H_
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "storage/records.h"
+
+namespace cde {
+
+enum class Cf : uint8_t {
+  kMeta = 0,
+  kDefinitions,
+  kSagas,
+  kLog,
+  kDlq,
+  kTimers,
+  kIdempotency,
+  kIdxState,
+  kIdxWorkflow,
+  kIdxWorkflowState,
+};
+inline constexpr size_t kCfCount = 10;
+
+// The RocksDB column family name of `cf` ("sagas", "idx_state", ...).
+std::string_view CfName(Cf cf);
+inline constexpr std::array<Cf, kCfCount> kAllCfs = {
+    Cf::kMeta,   Cf::kDefinitions, Cf::kSagas,       Cf::kLog,
+    Cf::kDlq,    Cf::kTimers,      Cf::kIdempotency, Cf::kIdxState,
+    Cf::kIdxWorkflow, Cf::kIdxWorkflowState};
+
+inline constexpr std::string_view kFormatVersionKey = "format_version";
+
+void PutBigEndian64(std::string* out, uint64_t v);
+void PutBigEndian32(std::string* out, uint32_t v);
+uint64_t GetBigEndian64(std::string_view in);  // REQUIRES: in.size() >= 8
+uint32_t GetBigEndian32(std::string_view in);  // REQUIRES: in.size() >= 4
+
+// log: saga_id 0x00 seq(8, BE). All events of a saga are one prefix.
+std::string LogKey(std::string_view saga_id, uint64_t seq);
+std::string LogPrefix(std::string_view saga_id);
+// The seq of a log key, or nullopt if the key is malformed.
+std::optional<uint64_t> LogKeySeq(std::string_view key);
+
+// timers: due_ms(8, BE, sign bit flipped) saga_id 0x00 name.
+std::string TimerKey(int64_t due_ms, std::string_view saga_id,
+                     std::string_view name);
+// The smallest timer key with a due time after `due_ms`.
+std::string TimerKeyAfter(int64_t due_ms);
+
+// definitions: name 0x00 version(4, BE).
+std::string DefinitionKey(std::string_view name, uint32_t version);
+std::string DefinitionPrefix(std::string_view name);
+
+// idx_state: state(1) saga_id. idx_workflow: workflow 0x00 saga_id.
+// idx_workflow_state: workflow 0x00 state(1) saga_id. Index values are empty.
+// Saga ids sort by creation time, so each index prefix lists sagas in
+// creation order and a reverse scan lists the newest first.
+std::string IdxStatePrefix(SagaState state);
+std::string IdxWorkflowPrefix(std::string_view workflow);
+std::string IdxWorkflowStatePrefix(std::string_view workflow, SagaState state);
+
+// The smallest key greater than every key that starts with `prefix`.
+std::string PrefixEnd(std::string_view prefix);
+
+// Renders a key for error messages: printable ASCII as is, the rest as \xNN.
+std::string PrintableKey(std::string_view key);
+
+}  // namespace cde
+
+#endif  // CDE_STORAGE_KEYS_H_

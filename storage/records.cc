@@ -1,0 +1,235 @@
+#include "storage/records.h"
+
+#include <array>
+
+namespace cde {
+namespace {
+
+using nlohmann::json;
+
+struct StateName {
+  SagaState state;
+  std::string_view name;
+};
+constexpr std::array<StateName, 7> kStateNames = {{
+    {SagaState::kRunning, "running"},
+    {SagaState::kCompensating, "compensating"},
+    {SagaState::kCompleted, "completed"},
+    {SagaState::kCompensated, "compensated"},
+    {SagaState::kParked, "parked"},
+    {SagaState::kCancelling, "cancelling"},
+    {SagaState::kCancelled, "cancelled"},
+}};
+
+std::string Frame(const json& j) {
+  std::string out(1, static_cast<char>(kRecordVersion));
+  json::to_cbor(j, out);
+  return out;
+}
+
+// Parses the version byte and the CBOR map, then lets `fill` read fields.
+// Any missing or mistyped field becomes Corruption naming `where`.
+template <typename T, typename Fill>
+Result<T> Unframe(std::string_view value, std::string_view where,
+                  std::string_view kind, Fill fill) {
+  auto corrupt = [&](std::string_view what) {
+    std::string msg(where);
+    msg += ": undecodable ";
+    msg += kind;
+    msg += " record: ";
+    msg += what;
+    return Status::Corruption(msg);
+  };
+  if (value.empty()) return corrupt("empty value");
+  const auto version = static_cast<uint8_t>(value[0]);
+  if (version != kRecordVersion) {
+    return corrupt("record version " + std::to_string(version) +
+                   ", this build reads version " +
+                   std::to_string(kRecordVersion));
+  }
+  json j = json::from_cbor(value.begin() + 1, value.end(), /*strict=*/true,
+                           /*allow_exceptions=*/false);
+  if (j.is_discarded()) return corrupt("invalid CBOR");
+  if (!j.is_object()) return corrupt("not a CBOR map");
+  try {
+    T rec;
+    fill(j, rec);
+    return rec;
+  } catch (const json::exception& e) {
+    return corrupt(e.what());
+  } catch (const std::invalid_argument& e) {
+    return corrupt(e.what());
+  }
+}
+
+SagaState StateField(const json& j, const char* key) {
+  const auto& name = j.at(key).get_ref<const std::string&>();
+  auto state = SagaStateFromName(name);
+  if (!state) throw std::invalid_argument("unknown saga state '" + name + "'");
+  return *state;
+}
+
+}  // namespace
+
+std::string_view SagaStateName(SagaState state) {
+  for (const auto& s : kStateNames) {
+    if (s.state == state) return s.name;
+  }
+  return "unknown";
+}
+
+std::optional<SagaState> SagaStateFromName(std::string_view name) {
+  for (const auto& s : kStateNames) {
+    if (s.name == name) return s.state;
+  }
+  return std::nullopt;
+}
+
+std::optional<SagaState> SagaStateFromCode(uint8_t code) {
+  for (const auto& s : kStateNames) {
+    if (static_cast<uint8_t>(s.state) == code) return s.state;
+  }
+  return std::nullopt;
+}
+
+bool IsTerminal(SagaState state) {
+  return state == SagaState::kCompleted || state == SagaState::kCompensated ||
+         state == SagaState::kCancelled;
+}
+
+bool IsActive(SagaState state) {
+  return state == SagaState::kRunning || state == SagaState::kCompensating ||
+         state == SagaState::kCancelling;
+}
+
+std::string EncodeSaga(const SagaRecord& r) {
+  return Frame({{"id", r.id},
+                {"workflow", r.workflow},
+                {"version", r.version},
+                {"state", SagaStateName(r.state)},
+                {"created_ms", r.created_ms},
+                {"updated_ms", r.updated_ms},
+                {"last_seq", r.last_seq},
+                {"idempotency_key", r.idempotency_key},
+                {"body", r.body}});
+}
+
+Result<SagaRecord> DecodeSaga(std::string_view value, std::string_view where) {
+  return Unframe<SagaRecord>(value, where, "saga", [](const json& j, auto& r) {
+    r.id = j.at("id").get<std::string>();
+    r.workflow = j.at("workflow").get<std::string>();
+    r.version = j.at("version").get<uint32_t>();
+    r.state = StateField(j, "state");
+    r.created_ms = j.at("created_ms").get<int64_t>();
+    r.updated_ms = j.at("updated_ms").get<int64_t>();
+    r.last_seq = j.at("last_seq").get<uint64_t>();
+    r.idempotency_key = j.at("idempotency_key").get<std::string>();
+    r.body = j.at("body");
+  });
+}
+
+std::string EncodeLog(const LogRecord& r) {
+  return Frame({{"saga_id", r.saga_id},
+                {"seq", r.seq},
+                {"time_ms", r.time_ms},
+                {"type", r.type},
+                {"data", r.data}});
+}
+
+Result<LogRecord> DecodeLog(std::string_view value, std::string_view where) {
+  return Unframe<LogRecord>(value, where, "log", [](const json& j, auto& r) {
+    r.saga_id = j.at("saga_id").get<std::string>();
+    r.seq = j.at("seq").get<uint64_t>();
+    r.time_ms = j.at("time_ms").get<int64_t>();
+    r.type = j.at("type").get<std::string>();
+    r.data = j.at("data");
+  });
+}
+
+std::string EncodeDlq(const DlqRecord& r) {
+  return Frame({{"saga_id", r.saga_id},
+                {"workflow", r.workflow},
+                {"version", r.version},
+                {"reason", r.reason},
+                {"step", r.step},
+                {"last_error", r.last_error},
+                {"attempts", r.attempts},
+                {"parked_ms", r.parked_ms},
+                {"replay_count", r.replay_count}});
+}
+
+Result<DlqRecord> DecodeDlq(std::string_view value, std::string_view where) {
+  return Unframe<DlqRecord>(value, where, "dlq", [](const json& j, auto& r) {
+    r.saga_id = j.at("saga_id").get<std::string>();
+    r.workflow = j.at("workflow").get<std::string>();
+    r.version = j.at("version").get<uint32_t>();
+    r.reason = j.at("reason").get<std::string>();
+    r.step = j.at("step").get<std::string>();
+    r.last_error = j.at("last_error").get<std::string>();
+    r.attempts = j.at("attempts").get<uint32_t>();
+    r.parked_ms = j.at("parked_ms").get<int64_t>();
+    r.replay_count = j.at("replay_count").get<uint32_t>();
+  });
+}
+
+std::string EncodeTimer(const TimerRecord& r) {
+  return Frame({{"due_ms", r.due_ms},
+                {"saga_id", r.saga_id},
+                {"name", r.name},
+                {"data", r.data}});
+}
+
+Result<TimerRecord> DecodeTimer(std::string_view value,
+                                std::string_view where) {
+  return Unframe<TimerRecord>(value, where, "timer",
+                              [](const json& j, auto& r) {
+                                r.due_ms = j.at("due_ms").get<int64_t>();
+                                r.saga_id = j.at("saga_id").get<std::string>();
+                                r.name = j.at("name").get<std::string>();
+                                r.data = j.at("data");
+                              });
+}
+
+std::string EncodeDefinition(const DefinitionRecord& r) {
+  return Frame({{"name", r.name},
+                {"version", r.version},
+                {"registered_ms", r.registered_ms},
+                {"definition", r.definition}});
+}
+
+Result<DefinitionRecord> DecodeDefinition(std::string_view value,
+                                          std::string_view where) {
+  return Unframe<DefinitionRecord>(
+      value, where, "definition", [](const json& j, auto& r) {
+        r.name = j.at("name").get<std::string>();
+        r.version = j.at("version").get<uint32_t>();
+        r.registered_ms = j.at("registered_ms").get<int64_t>();
+        r.definition = j.at("definition");
+      });
+}
+
+std::string EncodeIdempotency(std::string_view saga_id) {
+  return Frame({{"saga_id", saga_id}});
+}
+
+Result<std::string> DecodeIdempotency(std::string_view value,
+                                      std::string_view where) {
+  return Unframe<std::string>(
+      value, where, "idempotency", [](const json& j, std::string& saga_id) {
+        saga_id = j.at("saga_id").get<std::string>();
+      });
+}
+
+std::string EncodeFormatVersion(uint32_t version) {
+  return Frame({{"format_version", version}});
+}
+
+Result<uint32_t> DecodeFormatVersion(std::string_view value,
+                                     std::string_view where) {
+  return Unframe<uint32_t>(value, where, "meta",
+                           [](const json& j, uint32_t& v) {
+                             v = j.at("format_version").get<uint32_t>();
+                           });
+}
+
+}  // namespace cde

@@ -1,0 +1,138 @@
+// The records the store keeps, and their on-disk encoding.
+//
+// Every value is one version byte (kRecordVersion) followed by a CBOR map
+// (nlohmann::json::to_cbor). Enums are stored by explicit name, never by
+// ordinal, so reordering an enum cannot silently change what is on disk.
+// docs/storage-format.md is the specification; keep the two in step.
+#ifndef CDE_STORAGE_RECORDS_H_
+#define CDE_STORAGE_RECORDS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "storage/status.h"
+
+namespace cde {
+
+// The value encoding version written as the first byte of every record.
+inline constexpr uint8_t kRecordVersion = 1;
+
+// The on-disk format version kept in the `meta` column family. A store whose
+// format version is newer than this build's is refused at open.
+inline constexpr uint32_t kFormatVersion = 1;
+
+// Saga lifecycle (PRODUCT.md). The byte codes are part of the index key
+// format: never renumber, never reuse a retired code.
+enum class SagaState : uint8_t {
+  kRunning = 1,
+  kCompensating = 2,
+  kCompleted = 3,
+  kCompensated = 4,
+  kParked = 5,
+  kCancelling = 6,
+  kCancelled = 7,
+};
+
+std::string_view SagaStateName(SagaState state);
+std::optional<SagaState> SagaStateFromName(std::string_view name);
+std::optional<SagaState> SagaStateFromCode(uint8_t code);
+// completed, compensated and cancelled: a saga in these states never changes.
+bool IsTerminal(SagaState state);
+// running, compensating and cancelling: the engine must drive these sagas
+// after a restart. Parked sagas wait for an operator instead.
+bool IsActive(SagaState state);
+
+// The snapshot of one saga: its state after the last logged event. The store
+// reads the indexed fields; `body` belongs to the engine (input, per-step
+// status, outputs) and is stored as given.
+struct SagaRecord {
+  std::string id;
+  std::string workflow;
+  uint32_t version = 0;
+  SagaState state = SagaState::kRunning;
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+  uint64_t last_seq = 0;  // seq of the newest log event
+  std::string idempotency_key;  // empty when the start had none
+  nlohmann::json body = nlohmann::json::object();
+
+  friend bool operator==(const SagaRecord&, const SagaRecord&) = default;
+};
+
+// One event of a saga's log. `type` names the transition ("saga_started",
+// "step_succeeded", ...); the engine owns the set and documents it.
+struct LogRecord {
+  std::string saga_id;
+  uint64_t seq = 0;  // 1, 2, 3... per saga, without gaps
+  int64_t time_ms = 0;
+  std::string type;
+  nlohmann::json data = nlohmann::json::object();
+
+  friend bool operator==(const LogRecord&, const LogRecord&) = default;
+};
+
+// A parked saga.
+struct DlqRecord {
+  std::string saga_id;
+  std::string workflow;
+  uint32_t version = 0;
+  std::string reason;  // "step_failed", "compensation_failed", "poison"
+  std::string step;
+  std::string last_error;
+  uint32_t attempts = 0;
+  int64_t parked_ms = 0;
+  uint32_t replay_count = 0;
+
+  friend bool operator==(const DlqRecord&, const DlqRecord&) = default;
+};
+
+// A durable timer: a retry backoff, a `sleep`, a redrive. `name` tells apart
+// timers of one saga that fall due in the same millisecond.
+struct TimerRecord {
+  int64_t due_ms = 0;
+  std::string saga_id;
+  std::string name;
+  nlohmann::json data = nlohmann::json::object();
+
+  friend bool operator==(const TimerRecord&, const TimerRecord&) = default;
+};
+
+// A registered workflow definition version (immutable once written).
+struct DefinitionRecord {
+  std::string name;
+  uint32_t version = 0;
+  int64_t registered_ms = 0;
+  nlohmann::json definition = nlohmann::json::object();
+
+  friend bool operator==(const DefinitionRecord&,
+                         const DefinitionRecord&) = default;
+};
+
+// Encoders never fail. Decoders return Corruption with `where` (column family
+// and key, as the caller knows them) in the message.
+std::string EncodeSaga(const SagaRecord& rec);
+std::string EncodeLog(const LogRecord& rec);
+std::string EncodeDlq(const DlqRecord& rec);
+std::string EncodeTimer(const TimerRecord& rec);
+std::string EncodeDefinition(const DefinitionRecord& rec);
+std::string EncodeIdempotency(std::string_view saga_id);
+std::string EncodeFormatVersion(uint32_t version);
+
+Result<SagaRecord> DecodeSaga(std::string_view value, std::string_view where);
+Result<LogRecord> DecodeLog(std::string_view value, std::string_view where);
+Result<DlqRecord> DecodeDlq(std::string_view value, std::string_view where);
+Result<TimerRecord> DecodeTimer(std::string_view value, std::string_view where);
+Result<DefinitionRecord> DecodeDefinition(std::string_view value,
+                                          std::string_view where);
+Result<std::string> DecodeIdempotency(std::string_view value,
+                                      std::string_view where);
+Result<uint32_t> DecodeFormatVersion(std::string_view value,
+                                     std::string_view where);
+
+}  // namespace cde
+
+#endif  // CDE_STORAGE_RECORDS_H_

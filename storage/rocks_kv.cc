@@ -1,0 +1,371 @@
+// RocksKv: the KvEngine over RocksDB, one column family per Cf, and the
+// opener that checks the on-disk format version.
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/utilities/checkpoint.h>
+#include <rocksdb/write_batch.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <vector>
+
+#include "storage/kv_engine.h"
+#include "storage/rocks_store.h"
+
+namespace cde {
+namespace {
+
+namespace fs = std::filesystem;
+
+Status FromRocks(const rocksdb::Status& s, std::string_view context) {
+  if (s.ok()) return Status::OK();
+  std::string msg(context);
+  msg += ": ";
+  msg += s.ToString();
+  if (s.IsNoSpace()) return Status::NoSpace(msg);
+  if (s.IsNotFound()) return Status::NotFound(msg);
+  if (s.IsCorruption()) return Status::Corruption(msg);
+  if (s.IsInvalidArgument()) return Status::InvalidArgument(msg);
+  if (s.IsNotSupported()) return Status::NotSupported(msg);
+  if (s.IsBusy() || s.IsTimedOut() || s.IsTryAgain()) return Status::Busy(msg);
+  if (s.IsShutdownInProgress()) return Status::ShutdownInProgress(msg);
+  return Status::IOError(msg);
+}
+
+rocksdb::Slice ToSlice(std::string_view v) { return {v.data(), v.size()}; }
+
+class RocksView final : public KvView {
+ public:
+  RocksView(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& h,
+            bool use_snapshot)
+      : db_(db), handles_(h) {
+    // Secondary and read-only instances change only on CatchUp(), so they
+    // read without a snapshot (GetSnapshot is not supported there).
+    if (use_snapshot) snapshot_ = db_->GetSnapshot();
+    read_options_.snapshot = snapshot_;
+  }
+  ~RocksView() override {
+    if (snapshot_ != nullptr) db_->ReleaseSnapshot(snapshot_);
+  }
+
+  Status Get(Cf cf, std::string_view key, std::string* value) override {
+    rocksdb::Status s =
+        db_->Get(read_options_, Handle(cf), ToSlice(key), value);
+    return FromRocks(s, Where(cf, key));
+  }
+
+  Status Scan(Cf cf, const ScanRange& range,
+              const ScanVisitor& visit) override {
+    rocksdb::ReadOptions ro = read_options_;
+    rocksdb::Slice lower = ToSlice(range.lower);
+    rocksdb::Slice upper = ToSlice(range.upper);
+    ro.iterate_lower_bound = &lower;
+    if (!range.upper.empty()) ro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, Handle(cf)));
+    if (range.reverse) {
+      for (it->SeekToLast(); it->Valid(); it->Prev()) {
+        if (!visit(it->key().ToStringView(), it->value().ToStringView())) break;
+      }
+    } else {
+      for (it->Seek(lower); it->Valid(); it->Next()) {
+        if (!visit(it->key().ToStringView(), it->value().ToStringView())) break;
+      }
+    }
+    std::string context = "scanning cf '";
+    context += CfName(cf);
+    context += "'";
+    return FromRocks(it->status(), context);
+  }
+
+ private:
+  rocksdb::ColumnFamilyHandle* Handle(Cf cf) const {
+    return handles_[static_cast<size_t>(cf)];
+  }
+
+  rocksdb::DB* db_;
+  const std::vector<rocksdb::ColumnFamilyHandle*>& handles_;
+  const rocksdb::Snapshot* snapshot_ = nullptr;
+  rocksdb::ReadOptions read_options_;
+};
+
+class RocksKv final : public KvEngine {
+ public:
+  RocksKv(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> handles,
+          std::vector<rocksdb::ColumnFamilyHandle*> foreign, OpenMode mode,
+          std::string secondary_path)
+      : db_(db),
+        handles_(std::move(handles)),
+        foreign_(std::move(foreign)),
+        mode_(mode),
+        secondary_path_(std::move(secondary_path)) {}
+
+  ~RocksKv() override { Close().IgnoreError(); }
+
+  std::unique_ptr<KvView> NewView() override {
+    return std::make_unique<RocksView>(db_, handles_,
+                                       mode_ == OpenMode::kReadWrite);
+  }
+
+  Status Write(std::span<const Transition* const> batch, bool sync) override {
+    if (mode_ != OpenMode::kReadWrite) {
+      return Status::NotSupported("the store was opened read-only");
+    }
+    rocksdb::WriteBatch wb;
+    for (const Transition* t : batch) {
+      for (const Mutation& m : t->mutations()) {
+        auto* h = handles_[static_cast<size_t>(m.cf)];
+        rocksdb::Status s = m.is_delete
+                                ? wb.Delete(h, ToSlice(m.key))
+                                : wb.Put(h, ToSlice(m.key), ToSlice(m.value));
+        if (!s.ok()) return FromRocks(s, "building write batch");
+      }
+    }
+    rocksdb::WriteOptions wo;
+    wo.sync = sync;
+    return FromRocks(db_->Write(wo, &wb), "writing to the store");
+  }
+
+  Status Checkpoint(const std::string& dir) override {
+    rocksdb::Checkpoint* raw = nullptr;
+    CDE_RETURN_IF_ERROR(
+        FromRocks(rocksdb::Checkpoint::Create(db_, &raw), "checkpoint"));
+    std::unique_ptr<rocksdb::Checkpoint> cp(raw);
+    // log_size_for_flush = 0: always flush, so the copy needs no WAL replay.
+    return FromRocks(cp->CreateCheckpoint(dir, /*log_size_for_flush=*/0),
+                     "checkpoint to " + dir);
+  }
+
+  Status CatchUp() override {
+    if (mode_ != OpenMode::kSecondary) return Status::OK();
+    return FromRocks(db_->TryCatchUpWithPrimary(), "catching up with primary");
+  }
+
+  Status Close() override {
+    if (db_ == nullptr) return Status::OK();
+    Status result;
+    if (mode_ == OpenMode::kReadWrite) {
+      rocksdb::FlushOptions fo;
+      fo.wait = true;
+      result = FromRocks(db_->Flush(fo, handles_), "flushing memtables");
+    }
+    for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    for (auto* h : foreign_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    handles_.clear();
+    foreign_.clear();
+    rocksdb::Status cs = db_->Close();
+    if (result.ok()) result = FromRocks(cs, "closing the store");
+    delete db_;
+    db_ = nullptr;
+    if (!secondary_path_.empty()) {
+      std::error_code ec;
+      fs::remove_all(secondary_path_, ec);
+    }
+    return result;
+  }
+
+  std::map<std::string, uint64_t> EngineStats() override {
+    std::map<std::string, uint64_t> out;
+    auto sum = [&](const char* property, const char* name) {
+      uint64_t total = 0;
+      for (auto* h : handles_) {
+        uint64_t v = 0;
+        if (db_->GetIntProperty(h, property, &v)) total += v;
+      }
+      out[name] = total;
+    };
+    sum("rocksdb.estimate-live-data-size", "live_data_bytes");
+    sum("rocksdb.total-sst-files-size", "sst_files_bytes");
+    sum("rocksdb.cur-size-all-mem-tables", "memtable_bytes");
+    std::vector<rocksdb::LiveFileMetaData> files;
+    db_->GetLiveFilesMetaData(&files);
+    out["sst_files"] = files.size();
+    if (mode_ == OpenMode::kReadWrite) {
+      rocksdb::VectorLogPtr wals;
+      if (db_->GetSortedWalFiles(wals).ok()) {
+        uint64_t wal = 0;
+        for (auto& f : wals) wal += f->SizeFileBytes();
+        out["wal_bytes"] = wal;
+      }
+    }
+    return out;
+  }
+
+ private:
+  rocksdb::DB* db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // indexed by Cf
+  std::vector<rocksdb::ColumnFamilyHandle*> foreign_;  // CFs this build lacks
+  OpenMode mode_;
+  std::string secondary_path_;  // removed on close
+};
+
+rocksdb::Options MakeOptions(rocksdb::Env* env, OpenMode mode) {
+  rocksdb::Options o;
+  o.create_if_missing = mode == OpenMode::kReadWrite;
+  o.create_missing_column_families = mode == OpenMode::kReadWrite;
+  o.IncreaseParallelism(2);
+  o.keep_log_file_num = 5;
+  o.max_total_wal_size = 256 << 20;
+  if (mode == OpenMode::kSecondary) o.max_open_files = -1;  // required
+  if (env != nullptr) o.env = env;
+  return o;
+}
+
+// Reads the format version record; nullopt when there is none. A store
+// newer than this build is refused here, before anything else is checked: it
+// may lack nothing we know of and still be unreadable.
+Result<std::optional<uint32_t>> ReadFormatVersion(
+    rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta,
+    const std::string& where) {
+  if (meta == nullptr) return std::optional<uint32_t>();
+  std::string value;
+  rocksdb::Status s =
+      db->Get(rocksdb::ReadOptions(), meta, kFormatVersionKey, &value);
+  if (s.IsNotFound()) return std::optional<uint32_t>();
+  CDE_RETURN_IF_ERROR(FromRocks(s, where));
+  auto version = DecodeFormatVersion(value, Where(Cf::kMeta, kFormatVersionKey));
+  CDE_RETURN_IF_ERROR(version.status().WithContext(where));
+  if (*version > kFormatVersion) {
+    return Status::NotSupported(
+        where + ": store format version " + std::to_string(*version) +
+        " is newer than this build, which reads format version " +
+        std::to_string(kFormatVersion) + " and older");
+  }
+  return std::optional<uint32_t>(*version);
+}
+
+bool IsEmpty(rocksdb::DB* db,
+             const std::vector<rocksdb::ColumnFamilyHandle*>& handles) {
+  for (auto* h : handles) {
+    std::unique_ptr<rocksdb::Iterator> it(
+        db->NewIterator(rocksdb::ReadOptions(), h));
+    it->SeekToFirst();
+    if (it->Valid()) return false;
+  }
+  return true;
+}
+
+std::string MakeSecondaryPath() {
+  std::string templ = (fs::temp_directory_path() / "cde-secondary-XXXXXX");
+  if (mkdtemp(templ.data()) == nullptr) return {};
+  return templ;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenRocksStoreWithEnv(
+    const StoreOptions& options, rocksdb::Env* env) {
+  const std::string& path = options.path;
+  const std::string where = "opening store at " + path;
+  std::error_code ec;
+  const bool exists = fs::exists(path, ec);
+  const bool has_current = fs::exists(fs::path(path) / "CURRENT", ec);
+  if (exists && !fs::is_directory(path, ec)) {
+    return Status::InvalidArgument(where + ": not a directory");
+  }
+  if (options.mode != OpenMode::kReadWrite && !has_current) {
+    return Status::InvalidArgument(where + ": no store there (no RocksDB "
+                                           "CURRENT file)");
+  }
+  if (exists && !has_current && !fs::is_empty(path, ec)) {
+    return Status::InvalidArgument(
+        where + ": the directory is not empty and holds no store; refusing "
+                "to create one among other files");
+  }
+
+  rocksdb::Options ro = MakeOptions(env, options.mode);
+  std::vector<std::string> names;
+  if (has_current) {
+    rocksdb::Status s = rocksdb::DB::ListColumnFamilies(ro, path, &names);
+    if (!s.ok()) return FromRocks(s, where);
+  }
+  for (Cf cf : kAllCfs) {
+    const std::string name(CfName(cf));
+    if (std::find(names.begin(), names.end(), name) == names.end() &&
+        options.mode == OpenMode::kReadWrite) {
+      names.push_back(name);
+    }
+  }
+  if (std::find(names.begin(), names.end(), rocksdb::kDefaultColumnFamilyName) ==
+      names.end()) {
+    names.push_back(rocksdb::kDefaultColumnFamilyName);
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const auto& n : names) descriptors.emplace_back(n, ro);
+
+  std::vector<rocksdb::ColumnFamilyHandle*> opened;
+  rocksdb::DB* db = nullptr;
+  std::string secondary_path;
+  rocksdb::Status s;
+  switch (options.mode) {
+    case OpenMode::kReadWrite:
+      s = rocksdb::DB::Open(ro, path, descriptors, &opened, &db);
+      break;
+    case OpenMode::kReadOnly:
+      s = rocksdb::DB::OpenForReadOnly(ro, path, descriptors, &opened, &db);
+      break;
+    case OpenMode::kSecondary:
+      secondary_path = options.secondary_path.empty() ? MakeSecondaryPath()
+                                                      : options.secondary_path;
+      if (secondary_path.empty()) {
+        return Status::IOError(where + ": cannot create a secondary directory");
+      }
+      s = rocksdb::DB::OpenAsSecondary(ro, path, secondary_path, descriptors,
+                                       &opened, &db);
+      break;
+  }
+  if (!s.ok()) {
+    if (options.secondary_path.empty() && !secondary_path.empty()) {
+      fs::remove_all(secondary_path, ec);
+    }
+    return FromRocks(s, where);
+  }
+
+  // Sort handles into Cf order; keep the rest to destroy on close.
+  std::vector<rocksdb::ColumnFamilyHandle*> handles(kCfCount, nullptr);
+  std::vector<rocksdb::ColumnFamilyHandle*> foreign;
+  for (auto* h : opened) {
+    bool ours = false;
+    for (Cf cf : kAllCfs) {
+      if (h->GetName() == CfName(cf)) {
+        handles[static_cast<size_t>(cf)] = h;
+        ours = true;
+      }
+    }
+    if (!ours) foreign.push_back(h);
+  }
+  auto* meta = handles[static_cast<size_t>(Cf::kMeta)];
+  const bool complete =
+      std::find(handles.begin(), handles.end(), nullptr) == handles.end();
+  auto kv = std::make_unique<RocksKv>(db, handles, foreign, options.mode,
+                                      secondary_path);
+  auto version = ReadFormatVersion(db, meta, where);
+  CDE_RETURN_IF_ERROR(version.status());
+  // A store whose creation was interrupted (killed before its format version
+  // was written) has our column families and no rows: treat it as fresh.
+  const bool fresh = !has_current || (complete && IsEmpty(db, handles));
+  if (!complete || (!version->has_value() && !fresh)) {
+    return Status::InvalidArgument(
+        where + ": a RocksDB database but not a CDE store (" +
+        (complete ? "no format version record" : "column families missing") +
+        ")");
+  }
+  if (!version->has_value()) {
+    if (options.mode != OpenMode::kReadWrite) {
+      return Status::InvalidArgument(where + ": an empty store that was never "
+                                             "opened for writing");
+    }
+    // A store created just now: record the format before anything else.
+    Transition t;
+    t.PutFormatVersion(kFormatVersion);
+    const Transition* batch[] = {&t};
+    CDE_RETURN_IF_ERROR(kv->Write(batch, /*sync=*/true).WithContext(where));
+  }
+  return NewStoreOverKv(std::move(kv));
+}
+
+Result<std::unique_ptr<Store>> OpenRocksStore(const StoreOptions& options) {
+  return OpenRocksStoreWithEnv(options, nullptr);
+}
+
+}  // namespace cde

@@ -1,0 +1,141 @@
+// Store: the saga store, the only way the engine reaches durable state.
+//
+// Two implementations share this interface and one conformance suite:
+// OpenRocksStore (RocksDB under a data dir; what the server runs) and
+// NewMemoryStore (a process-local map, for fast engine tests). RocksDB types
+// never appear here.
+//
+// Thread safety: every method may be called from any thread. Reads see a
+// consistent point in time per call. Writes normally arrive through the
+// CommitWriter (commit_writer.h), which groups them.
+//
+// Errors: a write that fails leaves the store refusing every later write
+// with the same Status (health() turns non-OK) until it is reopened, because
+// after a failed synced write nobody knows what reached the disk.
+#ifndef CDE_STORAGE_STORE_H_
+#define CDE_STORAGE_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "storage/records.h"
+#include "storage/status.h"
+#include "storage/transition.h"
+
+namespace cde {
+
+enum class OpenMode {
+  kReadWrite,  // the single writer (the server, or cde-admin offline)
+  kReadOnly,   // a frozen view; fails if the data dir is not a store
+  kSecondary,  // follows a running writer; CatchUp() reads its latest writes
+};
+
+struct StoreOptions {
+  std::string path = "./cde-data";
+  OpenMode mode = OpenMode::kReadWrite;
+  // kSecondary only: a private directory for the secondary's own files.
+  // Default: a fresh directory under the system temp dir.
+  std::string secondary_path;
+};
+
+struct SagaQuery {
+  std::optional<SagaState> state;
+  std::optional<std::string> workflow;
+  std::optional<int64_t> since_ms;  // created at or after
+  std::optional<int64_t> until_ms;  // created at or before
+  size_t limit = 100;
+  std::string cursor;  // next_cursor of the previous page; empty = first page
+};
+
+struct SagaPage {
+  std::vector<SagaRecord> sagas;  // newest first
+  std::string next_cursor;        // empty when this is the last page
+};
+
+struct DlqQuery {
+  std::optional<std::string> workflow;
+  size_t limit = 100;
+  std::string cursor;
+};
+
+struct DlqPage {
+  std::vector<DlqRecord> entries;  // oldest saga first
+  std::string next_cursor;
+};
+
+struct StoreStats {
+  std::map<std::string, uint64_t> sagas_by_state;  // state name -> count
+  uint64_t dlq_entries = 0;
+  uint64_t timers = 0;
+  uint64_t definitions = 0;
+  // Engine figures: live data size, SST files, WAL size (RocksDB only).
+  std::map<std::string, uint64_t> engine;
+};
+
+class Store {
+ public:
+  Store() = default;
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+  virtual ~Store() = default;
+
+  // Applies every transition of `batch` in one atomic write. With `sync`, the
+  // write is on stable storage when this returns OK.
+  virtual Status Write(std::span<const Transition* const> batch,
+                       bool sync) = 0;
+  // OK, or the error that made the store refuse writes.
+  virtual Status health() const = 0;
+
+  // NotFound if there is no such saga.
+  virtual Result<SagaRecord> GetSaga(const std::string& saga_id) = 0;
+  // Events with seq >= from_seq, in seq order, at most `limit`.
+  virtual Result<std::vector<LogRecord>> ReadLog(const std::string& saga_id,
+                                                 uint64_t from_seq,
+                                                 size_t limit) = 0;
+  virtual Result<SagaPage> ListSagas(const SagaQuery& query) = 0;
+  // Snapshots of every running, compensating or cancelling saga: what the
+  // engine resumes after a restart. Reads the state index, not the log.
+  virtual Result<std::vector<SagaRecord>> ListActiveSagas() = 0;
+
+  virtual Result<DlqRecord> GetDlq(const std::string& saga_id) = 0;
+  virtual Result<DlqPage> ListDlq(const DlqQuery& query) = 0;
+
+  // Timers due at or before `up_to_ms`, earliest first, at most `limit`.
+  virtual Result<std::vector<TimerRecord>> DueTimers(int64_t up_to_ms,
+                                                     size_t limit) = 0;
+  // The saga started under idempotency key `key`; NotFound if none.
+  virtual Result<std::string> LookupIdempotency(const std::string& key) = 0;
+
+  virtual Result<DefinitionRecord> GetDefinition(const std::string& name,
+                                                 uint32_t version) = 0;
+  // Every version of every definition, by name then version.
+  virtual Result<std::vector<DefinitionRecord>> ListDefinitions() = 0;
+
+  virtual Result<StoreStats> Stats() = 0;
+
+  // Writes a consistent copy of the store to `dir` (which must not exist)
+  // that OpenRocksStore can open. NotSupported for the memory store.
+  virtual Status Checkpoint(const std::string& dir) = 0;
+  // kSecondary: catch up with the primary's latest writes. Otherwise a no-op.
+  virtual Status CatchUp() = 0;
+  // Flushes memtables so the next open replays no WAL, then closes. Later
+  // calls fail with ShutdownInProgress.
+  virtual Status Close() = 0;
+};
+
+// Opens (or, in kReadWrite mode, creates) the RocksDB store at options.path.
+// Fails with NotSupported if the store's format version is newer than this
+// build's, and with InvalidArgument if the directory is not a store.
+Result<std::unique_ptr<Store>> OpenRocksStore(const StoreOptions& options);
+
+std::unique_ptr<Store> NewMemoryStore();
+
+}  // namespace cde
+
+#endif  // CDE_STORAGE_STORE_H_

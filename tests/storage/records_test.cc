@@ -1,0 +1,173 @@
+// Record and key encodings: round trips, ordering, and clear errors for
+// every way a stored value can be damaged.
+#include "storage/records.h"
+
+#include "storage/keys.h"
+#include "storage/saga_id.h"
+#include "tests/test_util.h"
+
+namespace cde {
+namespace {
+
+TEST(RecordsTest, EveryRecordRoundTrips) {
+  SagaRecord saga = test::MakeSaga("01J0000000000000000000000A", "trip",
+                                   SagaState::kCompensating, 7);
+  saga.idempotency_key = "k1";
+  auto s = DecodeSaga(EncodeSaga(saga), "here");
+  ASSERT_OK(s.status());
+  EXPECT_EQ(*s, saga);
+
+  LogRecord log = test::MakeEvent("01J0000000000000000000000A", 9);
+  auto l = DecodeLog(EncodeLog(log), "here");
+  ASSERT_OK(l.status());
+  EXPECT_EQ(*l, log);
+
+  DlqRecord dlq{"id", "trip", 3, "compensation_failed", "refund", "HTTP 500",
+                5, 123, 2};
+  auto d = DecodeDlq(EncodeDlq(dlq), "here");
+  ASSERT_OK(d.status());
+  EXPECT_EQ(*d, dlq);
+
+  TimerRecord timer{-20, "id", "backoff", {{"attempt", 2}}};
+  auto t = DecodeTimer(EncodeTimer(timer), "here");
+  ASSERT_OK(t.status());
+  EXPECT_EQ(*t, timer);
+
+  DefinitionRecord def{"trip", 4, 99, {{"steps", {1, 2}}}};
+  auto df = DecodeDefinition(EncodeDefinition(def), "here");
+  ASSERT_OK(df.status());
+  EXPECT_EQ(*df, def);
+
+  auto i = DecodeIdempotency(EncodeIdempotency("abc"), "here");
+  ASSERT_OK(i.status());
+  EXPECT_EQ(*i, "abc");
+}
+
+TEST(RecordsTest, StateIsStoredByNameNotOrdinal) {
+  std::string enc = EncodeSaga(test::MakeSaga("x", "w", SagaState::kParked));
+  EXPECT_NE(enc.find("parked"), std::string::npos);
+}
+
+TEST(RecordsTest, StateCodesAndNamesAreFixed) {
+  // Part of the on-disk format: these must never change.
+  EXPECT_EQ(static_cast<int>(SagaState::kRunning), 1);
+  EXPECT_EQ(static_cast<int>(SagaState::kCancelled), 7);
+  for (int code = 1; code <= 7; ++code) {
+    auto state = SagaStateFromCode(static_cast<uint8_t>(code));
+    ASSERT_TRUE(state.has_value());
+    EXPECT_EQ(SagaStateFromName(SagaStateName(*state)), state);
+  }
+  EXPECT_FALSE(SagaStateFromCode(0).has_value());
+  EXPECT_FALSE(SagaStateFromCode(8).has_value());
+  EXPECT_FALSE(SagaStateFromName("done").has_value());
+}
+
+struct BadValue {
+  std::string name;
+  std::string value;
+  std::string expected;  // in the message
+};
+
+class RecordsCorruptionTest : public ::testing::TestWithParam<BadValue> {};
+
+TEST_P(RecordsCorruptionTest, DamagedSagaRecordIsCorruptionSayingWhy) {
+  auto got = DecodeSaga(GetParam().value, "cf 'sagas' key 'X'");
+  ASSERT_TRUE(got.status().IsCorruption()) << got.status().ToString();
+  EXPECT_NE(got.status().message().find("cf 'sagas' key 'X'"),
+            std::string::npos);
+  EXPECT_NE(got.status().message().find(GetParam().expected),
+            std::string::npos)
+      << got.status().message();
+}
+
+std::string Framed(const nlohmann::json& j) {
+  std::string out(1, '\x01');
+  nlohmann::json::to_cbor(j, out);
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Values, RecordsCorruptionTest,
+    ::testing::Values(
+        BadValue{"Empty", "", "empty value"},
+        BadValue{"NewerVersion", "\x09rest", "record version 9"},
+        BadValue{"NotCbor", std::string("\x01\xff\xfe", 3), "invalid CBOR"},
+        BadValue{"Truncated",
+                 EncodeSaga(test::MakeSaga("x", "w", SagaState::kRunning))
+                     .substr(0, 20),
+                 "invalid CBOR"},
+        BadValue{"NotAMap", Framed(nlohmann::json::array({1})),
+                 "not a CBOR map"},
+        BadValue{"MissingField", Framed({{"id", "x"}}), "workflow"},
+        BadValue{"WrongType",
+                 [] {
+                   auto j = nlohmann::json::from_cbor(
+                       EncodeSaga(test::MakeSaga("x", "w",
+                                                 SagaState::kRunning))
+                           .substr(1));
+                   j["version"] = "one";
+                   return Framed(j);
+                 }(),
+                 "type must be number"},
+        BadValue{"UnknownState",
+                 [] {
+                   auto j = nlohmann::json::from_cbor(
+                       EncodeSaga(test::MakeSaga("x", "w",
+                                                 SagaState::kRunning))
+                           .substr(1));
+                   j["state"] = "exploded";
+                   return Framed(j);
+                 }(),
+                 "unknown saga state 'exploded'"}),
+    [](const auto& info) { return info.param.name; });
+
+TEST(KeysTest, LogKeysSortBySeqWithinASaga) {
+  EXPECT_LT(LogKey("A", 255), LogKey("A", 256));
+  EXPECT_LT(LogKey("A", 1), LogKey("A", uint64_t{1} << 40));
+  EXPECT_EQ(LogKeySeq(LogKey("A", 77)), 77u);
+  EXPECT_FALSE(LogKeySeq("short").has_value());
+}
+
+TEST(KeysTest, TimerKeysSortByDueTimeIncludingNegative) {
+  EXPECT_LT(TimerKey(-1, "z", "n"), TimerKey(0, "a", "n"));
+  EXPECT_LT(TimerKey(255, "z", "n"), TimerKey(256, "a", "n"));
+  EXPECT_LT(TimerKey(256, "z", "n"), TimerKeyAfter(256));
+  EXPECT_LT(TimerKeyAfter(256), TimerKey(257, "", ""));
+}
+
+TEST(KeysTest, PrefixEndBoundsEveryKeyWithThePrefix) {
+  EXPECT_EQ(PrefixEnd("ab"), "ac");
+  EXPECT_EQ(PrefixEnd(std::string("a\xff", 2)), "b");
+  EXPECT_EQ(PrefixEnd(std::string("\xff\xff", 2)), "");
+}
+
+TEST(KeysTest, PrintableKeyEscapesBinary) {
+  EXPECT_EQ(PrintableKey(std::string("ab\0\x01", 4)), "ab\\x00\\x01");
+}
+
+TEST(SagaIdTest, IdsAreStrictlyIncreasingEvenWithinOneMillisecond) {
+  SagaIdGenerator gen(7);
+  std::string prev = gen.Next(1000);
+  for (int i = 0; i < 1000; ++i) {
+    std::string next = gen.Next(1000 + i / 100);
+    EXPECT_LT(prev, next);
+    EXPECT_TRUE(IsSagaId(next)) << next;
+    prev = next;
+  }
+  // A clock that steps back does not break the order.
+  EXPECT_LT(prev, gen.Next(5));
+}
+
+TEST(SagaIdTest, TimeIsRecoverableAndFloorSortsFirst) {
+  SagaIdGenerator gen(1);
+  const int64_t ms = 1764200000123;
+  std::string id = gen.Next(ms);
+  EXPECT_EQ(SagaIdTimeMs(id), ms);
+  EXPECT_LE(SagaIdFloor(ms), id);
+  EXPECT_LT(id, SagaIdFloor(ms + 1));
+  EXPECT_FALSE(SagaIdTimeMs("nope").has_value());
+  EXPECT_FALSE(IsSagaId("01ARZ3NDEKTSV4RRFFQ69G5FAU!"));
+}
+
+}  // namespace
+}  // namespace cde

@@ -1,0 +1,194 @@
+// What only the RocksDB store does: persistence across reopen, the format
+// version guard, read-only and secondary opens, checkpoints, and refusing
+// writes after a failed sync or a full disk.
+#include <fstream>
+#include <future>
+
+#include "storage/commit_writer.h"
+#include "storage/keys.h"
+#include "storage/rocks_store.h"
+#include "tests/storage/faulty_fs.h"
+#include "tests/test_util.h"
+
+namespace cde {
+namespace {
+
+using test::MakeEvent;
+using test::MakeIds;
+using test::MakeSaga;
+using test::WriteOne;
+
+std::unique_ptr<Store> Open(const std::string& path,
+                            OpenMode mode = OpenMode::kReadWrite,
+                            rocksdb::Env* env = nullptr) {
+  auto s = OpenRocksStoreWithEnv({.path = path, .mode = mode}, env);
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  return s.ok() ? std::move(s).value() : nullptr;
+}
+
+Transition NewSaga(const std::string& id) {
+  Transition t;
+  t.AppendLog(MakeEvent(id, 1, "saga_started"));
+  t.PutSaga(MakeSaga(id, "w", SagaState::kRunning), std::nullopt);
+  return t;
+}
+
+TEST(RocksStoreTest, DataSurvivesCloseAndReopen) {
+  test::TempDir dir;
+  auto id = MakeIds(1, 1000)[0];
+  {
+    auto store = Open(dir.path());
+    ASSERT_OK(WriteOne(*store, NewSaga(id), true));
+    ASSERT_OK(store->Close());
+  }
+  auto store = Open(dir.path());
+  ASSERT_TRUE(store);
+  EXPECT_OK(store->GetSaga(id).status());
+}
+
+TEST(RocksStoreTest, CloseFlushesSoReopenReplaysNoWal) {
+  test::TempDir dir;
+  {
+    auto store = Open(dir.path());
+    for (const auto& id : MakeIds(50, 1000)) {
+      ASSERT_OK(WriteOne(*store, NewSaga(id), true));
+    }
+    ASSERT_OK(store->Close());
+  }
+  auto store = Open(dir.path());
+  auto stats = store->Stats();
+  ASSERT_OK(stats.status());
+  EXPECT_EQ(stats->engine["wal_bytes"], 0u);
+  EXPECT_GT(stats->engine["sst_files"], 0u);
+  EXPECT_EQ(stats->sagas_by_state["running"], 50u);
+}
+
+TEST(RocksStoreTest, NewerFormatVersionIsRefusedWithAClearMessage) {
+  test::TempDir dir;
+  {
+    auto store = Open(dir.path());
+    Transition t;
+    t.PutFormatVersion(kFormatVersion + 1);
+    ASSERT_OK(WriteOne(*store, t, true));
+  }
+  for (OpenMode mode : {OpenMode::kReadWrite, OpenMode::kReadOnly}) {
+    auto s = OpenRocksStore({.path = dir.path(), .mode = mode});
+    ASSERT_TRUE(s.status().IsNotSupported()) << s.status().ToString();
+    EXPECT_NE(s.status().message().find("store format version 2 is newer"),
+              std::string::npos)
+        << s.status().message();
+  }
+}
+
+TEST(RocksStoreTest, DirectoryWithOtherFilesIsNotTurnedIntoAStore) {
+  test::TempDir dir;
+  std::ofstream(dir.Sub("notes.txt")) << "hello";
+  auto s = OpenRocksStore({.path = dir.path()});
+  ASSERT_TRUE(s.status().IsInvalidArgument()) << s.status().ToString();
+  EXPECT_NE(s.status().message().find("holds no store"), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(dir.Sub("notes.txt")));
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("CURRENT")));
+}
+
+TEST(RocksStoreTest, ReadOnlyOpenOfMissingStoreFailsAndCreatesNothing) {
+  test::TempDir dir;
+  auto s = OpenRocksStore({.path = dir.Sub("none"), .mode = OpenMode::kReadOnly});
+  ASSERT_TRUE(s.status().IsInvalidArgument()) << s.status().ToString();
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("none")));
+}
+
+TEST(RocksStoreTest, ReadOnlyStoreRefusesWrites) {
+  test::TempDir dir;
+  Open(dir.path()).reset();
+  auto ro = Open(dir.path(), OpenMode::kReadOnly);
+  ASSERT_TRUE(ro);
+  EXPECT_TRUE(WriteOne(*ro, NewSaga(MakeIds(1, 1)[0])).IsNotSupported());
+}
+
+TEST(RocksStoreTest, SecondaryFollowsARunningPrimaryOnCatchUp) {
+  test::TempDir dir;
+  auto ids = MakeIds(2, 1000);
+  auto primary = Open(dir.path());
+  ASSERT_OK(WriteOne(*primary, NewSaga(ids[0]), true));
+
+  auto secondary = Open(dir.path(), OpenMode::kSecondary);
+  ASSERT_TRUE(secondary);
+  EXPECT_OK(secondary->GetSaga(ids[0]).status());
+  EXPECT_TRUE(secondary->GetSaga(ids[1]).status().IsNotFound());
+
+  ASSERT_OK(WriteOne(*primary, NewSaga(ids[1]), true));
+  ASSERT_OK(secondary->CatchUp());
+  EXPECT_OK(secondary->GetSaga(ids[1]).status());
+}
+
+TEST(RocksStoreTest, CheckpointIsAStoreThatOpensOnItsOwn) {
+  test::TempDir dir;
+  auto id = MakeIds(1, 1000)[0];
+  auto store = Open(dir.Sub("live"));
+  ASSERT_OK(WriteOne(*store, NewSaga(id), true));
+  ASSERT_OK(store->Checkpoint(dir.Sub("backup")));
+  auto copy = Open(dir.Sub("backup"));
+  ASSERT_TRUE(copy);
+  EXPECT_OK(copy->GetSaga(id).status());
+  EXPECT_FALSE(store->Checkpoint(dir.Sub("backup")).ok());  // exists already
+}
+
+// A failed synced write leaves the fate of its batch unknown: every waiter
+// of that batch and every later write fails until the store is reopened,
+// and everything acknowledged before is still there after the reopen.
+TEST(RocksStoreTest, FailedSyncFailsWaitersAndRefusesLaterWrites) {
+  test::TempDir dir;
+  test::FaultSwitches sw;
+  auto env = test::NewFaultyEnv(&sw);
+  auto ids = MakeIds(3, 1000);
+  {
+    auto store = Open(dir.path(), OpenMode::kReadWrite, env.get());
+    ASSERT_TRUE(store);
+    CommitWriter writer(store.get(), {});
+    auto commit = [&](const std::string& id) {
+      std::promise<Status> done;
+      writer.Enqueue(NewSaga(id), [&](const Status& s) { done.set_value(s); });
+      return done.get_future().get();
+    };
+    ASSERT_OK(commit(ids[0]));
+    sw.fail_sync = true;
+    Status failed = commit(ids[1]);
+    EXPECT_TRUE(failed.IsIOError()) << failed.ToString();
+    sw.fail_sync = false;
+    Status later = commit(ids[2]);
+    EXPECT_FALSE(later.ok());
+    EXPECT_NE(later.message().find("refuses writes"), std::string::npos)
+        << later.ToString();
+    EXPECT_FALSE(store->health().ok());
+    writer.Stop();
+  }
+  auto reopened = Open(dir.path());
+  ASSERT_TRUE(reopened);
+  ASSERT_OK(reopened->health());
+  EXPECT_OK(reopened->GetSaga(ids[0]).status());
+  EXPECT_TRUE(reopened->GetSaga(ids[2]).status().IsNotFound());
+  EXPECT_OK(WriteOne(*reopened, NewSaga(ids[2]), true));
+}
+
+TEST(RocksStoreTest, FullDiskIsReportedAsNoSpaceAndLosesNothingAcknowledged) {
+  test::TempDir dir;
+  test::FaultSwitches sw;
+  auto env = test::NewFaultyEnv(&sw);
+  auto ids = MakeIds(2, 1000);
+  {
+    auto store = Open(dir.path(), OpenMode::kReadWrite, env.get());
+    ASSERT_TRUE(store);
+    ASSERT_OK(WriteOne(*store, NewSaga(ids[0]), true));
+    sw.no_space = true;
+    Status s = WriteOne(*store, NewSaga(ids[1]), true);
+    EXPECT_TRUE(s.IsNoSpace()) << s.ToString();
+    EXPECT_TRUE(store->health().IsNoSpace());
+    sw.no_space = false;
+  }
+  auto reopened = Open(dir.path());
+  ASSERT_TRUE(reopened);
+  EXPECT_OK(reopened->GetSaga(ids[0]).status());
+}
+
+}  // namespace
+}  // namespace cde

@@ -1,0 +1,405 @@
+// One suite, run against both Store implementations (RocksDB and memory):
+// what the engine may rely on from any store.
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "storage/keys.h"
+#include "storage/store.h"
+#include "tests/test_util.h"
+
+namespace cde {
+namespace {
+
+using test::MakeEvent;
+using test::MakeIds;
+using test::MakeSaga;
+using test::WriteOne;
+
+class StoreConformanceTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "memory") {
+      store_ = NewMemoryStore();
+    } else {
+      auto opened = OpenRocksStore({.path = dir_.Sub("db")});
+      ASSERT_OK(opened.status());
+      store_ = std::move(opened).value();
+    }
+  }
+
+  // Creates a saga in `state` with a one-event log.
+  void Create(const std::string& id, const std::string& workflow,
+              SagaState state) {
+    Transition t;
+    t.AppendLog(MakeEvent(id, 1, "saga_started"));
+    t.PutSaga(MakeSaga(id, workflow, state), std::nullopt);
+    ASSERT_OK(WriteOne(*store_, t));
+  }
+
+  void Move(const std::string& id, const std::string& workflow, SagaState from,
+            SagaState to, uint64_t seq) {
+    Transition t;
+    t.AppendLog(MakeEvent(id, seq));
+    t.PutSaga(MakeSaga(id, workflow, to, seq), from);
+    ASSERT_OK(WriteOne(*store_, t));
+  }
+
+  // Every saga id of a listing, following cursors to the end.
+  std::vector<std::string> ListAll(SagaQuery q) {
+    std::vector<std::string> ids;
+    for (int pages = 0; pages < 1000; ++pages) {
+      auto page = store_->ListSagas(q);
+      EXPECT_TRUE(page.ok()) << page.status().ToString();
+      if (!page.ok()) break;
+      for (const auto& s : page->sagas) ids.push_back(s.id);
+      if (page->next_cursor.empty()) break;
+      q.cursor = page->next_cursor;
+    }
+    return ids;
+  }
+
+  test::TempDir dir_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_P(StoreConformanceTest, WrittenSagaReadsBackEqual) {
+  auto id = MakeIds(1, 1000)[0];
+  Create(id, "trip", SagaState::kRunning);
+  auto got = store_->GetSaga(id);
+  ASSERT_OK(got.status());
+  EXPECT_EQ(*got, MakeSaga(id, "trip", SagaState::kRunning));
+}
+
+TEST_P(StoreConformanceTest, MissingSagaIsNotFound) {
+  auto got = store_->GetSaga("01ARZ3NDEKTSV4RRFFQ69G5FAV");
+  EXPECT_TRUE(got.status().IsNotFound()) << got.status().ToString();
+}
+
+TEST_P(StoreConformanceTest, OneTransitionWritesEveryColumnFamilyTogether) {
+  auto id = MakeIds(1, 5000)[0];
+  Transition t;
+  t.AppendLog(MakeEvent(id, 1, "saga_started"));
+  t.PutSaga(MakeSaga(id, "trip", SagaState::kParked), std::nullopt);
+  t.PutTimer({.due_ms = 9000, .saga_id = id, .name = "redrive"});
+  t.PutIdempotency("order-17", id);
+  t.PutDlq({.saga_id = id, .workflow = "trip", .version = 1,
+            .reason = "step_failed", .step = "book", .last_error = "503",
+            .attempts = 3, .parked_ms = 5001, .replay_count = 0});
+  t.PutDefinition({.name = "trip", .version = 1, .registered_ms = 1,
+                   .definition = {{"steps", nlohmann::json::array()}}});
+  ASSERT_OK(WriteOne(*store_, t, /*sync=*/true));
+
+  EXPECT_OK(store_->GetSaga(id).status());
+  auto log = store_->ReadLog(id, 1, 10);
+  ASSERT_OK(log.status());
+  EXPECT_EQ(log->size(), 1u);
+  auto timers = store_->DueTimers(9000, 10);
+  ASSERT_OK(timers.status());
+  EXPECT_EQ(timers->size(), 1u);
+  auto idem = store_->LookupIdempotency("order-17");
+  ASSERT_OK(idem.status());
+  EXPECT_EQ(*idem, id);
+  auto dlq = store_->GetDlq(id);
+  ASSERT_OK(dlq.status());
+  EXPECT_EQ(dlq->last_error, "503");
+  EXPECT_EQ(ListAll({.state = SagaState::kParked}),
+            std::vector<std::string>{id});
+  EXPECT_OK(store_->GetDefinition("trip", 1).status());
+}
+
+// A reader never sees a transition half applied: while a writer moves sagas
+// from running to completed, each saga is in exactly one state index.
+TEST_P(StoreConformanceTest, ReadersNeverSeeHalfAppliedTransitions) {
+  const auto ids = MakeIds(200, 10000);
+  for (const auto& id : ids) Create(id, "w", SagaState::kRunning);
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (const auto& id : ids) {
+      Move(id, "w", SagaState::kRunning, SagaState::kCompleted, 2);
+    }
+    done = true;
+  });
+  int checks = 0;
+  while (!done || checks == 0) {
+    auto running = store_->ListSagas({.state = SagaState::kRunning,
+                                      .limit = 1000});
+    auto completed = store_->ListSagas({.state = SagaState::kCompleted,
+                                        .limit = 1000});
+    EXPECT_OK(running.status());
+    EXPECT_OK(completed.status());
+    if (!running.ok() || !completed.ok()) break;
+    for (const auto& s : running->sagas) {
+      EXPECT_EQ(s.state, SagaState::kRunning) << s.id;
+    }
+    for (const auto& s : completed->sagas) {
+      EXPECT_EQ(s.state, SagaState::kCompleted) << s.id;
+    }
+    ++checks;
+  }
+  writer.join();
+  EXPECT_TRUE(ListAll({.state = SagaState::kRunning}).empty());
+  EXPECT_EQ(ListAll({.state = SagaState::kCompleted}).size(), ids.size());
+}
+
+TEST_P(StoreConformanceTest, LogReadsBackInSeqOrderAcrossByteBoundaries) {
+  auto id = MakeIds(1, 1000)[0];
+  // Written out of order and past 255 so that only big-endian keys sort.
+  std::vector<uint64_t> seqs;
+  for (uint64_t s = 300; s >= 1; --s) seqs.push_back(s);
+  for (size_t i = 0; i < seqs.size(); i += 50) {
+    Transition t;
+    for (size_t j = i; j < i + 50 && j < seqs.size(); ++j) {
+      t.AppendLog(MakeEvent(id, seqs[j]));
+    }
+    ASSERT_OK(WriteOne(*store_, t));
+  }
+  auto all = store_->ReadLog(id, 1, 1000);
+  ASSERT_OK(all.status());
+  ASSERT_EQ(all->size(), 300u);
+  for (uint64_t i = 0; i < 300; ++i) EXPECT_EQ((*all)[i].seq, i + 1);
+
+  auto tail = store_->ReadLog(id, 256, 10);
+  ASSERT_OK(tail.status());
+  ASSERT_EQ(tail->size(), 10u);
+  EXPECT_EQ(tail->front().seq, 256u);
+  EXPECT_EQ(tail->back().seq, 265u);
+}
+
+TEST_P(StoreConformanceTest, LogOfOneSagaNeverIncludesAnother) {
+  auto ids = MakeIds(3, 1000);
+  for (const auto& id : ids) Create(id, "w", SagaState::kRunning);
+  for (const auto& id : ids) {
+    auto log = store_->ReadLog(id, 0, 100);
+    ASSERT_OK(log.status());
+    ASSERT_EQ(log->size(), 1u);
+    EXPECT_EQ(log->front().saga_id, id);
+  }
+}
+
+TEST_P(StoreConformanceTest, ListingPagesNewestFirstWithoutGapsOrRepeats) {
+  auto ids = MakeIds(25, 1000);
+  for (const auto& id : ids) Create(id, "w", SagaState::kRunning);
+  std::vector<size_t> page_sizes;
+  std::vector<std::string> seen;
+  SagaQuery q{.limit = 10};
+  for (;;) {
+    auto page = store_->ListSagas(q);
+    ASSERT_OK(page.status());
+    page_sizes.push_back(page->sagas.size());
+    for (const auto& s : page->sagas) seen.push_back(s.id);
+    if (page->next_cursor.empty()) break;
+    q.cursor = page->next_cursor;
+  }
+  EXPECT_EQ(page_sizes, (std::vector<size_t>{10, 10, 5}));
+  std::vector<std::string> newest_first(ids.rbegin(), ids.rend());
+  EXPECT_EQ(seen, newest_first);
+}
+
+TEST_P(StoreConformanceTest, ExactlyFullLastPageHasNoCursor) {
+  auto ids = MakeIds(10, 1000);
+  for (const auto& id : ids) Create(id, "w", SagaState::kRunning);
+  auto page = store_->ListSagas({.limit = 10});
+  ASSERT_OK(page.status());
+  EXPECT_EQ(page->sagas.size(), 10u);
+  EXPECT_EQ(page->next_cursor, "");
+}
+
+TEST_P(StoreConformanceTest, ListingFiltersByStateWorkflowAndBoth) {
+  auto ids = MakeIds(12, 1000);
+  const std::vector<std::string> wfs = {"trip", "deploy", "trip"};
+  for (size_t i = 0; i < ids.size(); ++i) {
+    Create(ids[i], wfs[i % 3], SagaState::kRunning);
+    if (i % 2 == 0) {
+      Move(ids[i], wfs[i % 3], SagaState::kRunning, SagaState::kCompleted, 2);
+    }
+  }
+  auto expect = [&](auto pred) {
+    std::vector<std::string> want;
+    for (size_t i = ids.size(); i-- > 0;) {
+      if (pred(i)) want.push_back(ids[i]);
+    }
+    return want;
+  };
+  EXPECT_EQ(ListAll({.state = SagaState::kCompleted, .limit = 3}),
+            expect([](size_t i) { return i % 2 == 0; }));
+  EXPECT_EQ(ListAll({.workflow = "deploy", .limit = 3}),
+            expect([](size_t i) { return i % 3 == 1; }));
+  EXPECT_EQ(ListAll({.state = SagaState::kRunning, .workflow = "trip",
+                     .limit = 2}),
+            expect([](size_t i) { return i % 2 == 1 && i % 3 != 1; }));
+  EXPECT_TRUE(ListAll({.workflow = "tri"}).empty());  // no prefix matches
+}
+
+TEST_P(StoreConformanceTest, ListingFiltersByCreationTime) {
+  auto ids = MakeIds(10, 1000);  // created at ms 1000..1009
+  for (const auto& id : ids) Create(id, "w", SagaState::kRunning);
+  EXPECT_EQ(ListAll({.since_ms = 1003, .until_ms = 1005}),
+            (std::vector<std::string>{ids[5], ids[4], ids[3]}));
+  EXPECT_EQ(ListAll({.state = SagaState::kRunning, .since_ms = 1008}),
+            (std::vector<std::string>{ids[9], ids[8]}));
+}
+
+TEST_P(StoreConformanceTest, StateIndexFollowsTransitions) {
+  auto id = MakeIds(1, 1000)[0];
+  Create(id, "w", SagaState::kRunning);
+  Move(id, "w", SagaState::kRunning, SagaState::kCompensating, 2);
+  Move(id, "w", SagaState::kCompensating, SagaState::kCompensated, 3);
+  EXPECT_TRUE(ListAll({.state = SagaState::kRunning}).empty());
+  EXPECT_TRUE(ListAll({.state = SagaState::kCompensating}).empty());
+  EXPECT_EQ(ListAll({.state = SagaState::kCompensated}).size(), 1u);
+  EXPECT_EQ(ListAll({.workflow = "w"}).size(), 1u);
+}
+
+TEST_P(StoreConformanceTest, ActiveSagasAreRunningCompensatingOrCancelling) {
+  auto ids = MakeIds(7, 1000);
+  const SagaState states[] = {
+      SagaState::kRunning,   SagaState::kCompensating, SagaState::kCompleted,
+      SagaState::kCompensated, SagaState::kParked,     SagaState::kCancelling,
+      SagaState::kCancelled};
+  for (size_t i = 0; i < ids.size(); ++i) Create(ids[i], "w", states[i]);
+  auto active = store_->ListActiveSagas();
+  ASSERT_OK(active.status());
+  std::set<std::string> got;
+  for (const auto& s : *active) got.insert(s.id);
+  EXPECT_EQ(got, (std::set<std::string>{ids[0], ids[1], ids[5]}));
+}
+
+TEST_P(StoreConformanceTest, DueTimersAreThoseAtOrBeforeTheTimeInDueOrder) {
+  auto ids = MakeIds(3, 1000);
+  Transition t;
+  t.PutTimer({.due_ms = 500, .saga_id = ids[0], .name = "backoff"});
+  t.PutTimer({.due_ms = -5, .saga_id = ids[1], .name = "sleep"});
+  t.PutTimer({.due_ms = 70000, .saga_id = ids[2], .name = "sleep"});
+  t.PutTimer({.due_ms = 500, .saga_id = ids[1], .name = "backoff"});
+  ASSERT_OK(WriteOne(*store_, t));
+  auto due = store_->DueTimers(500, 100);
+  ASSERT_OK(due.status());
+  ASSERT_EQ(due->size(), 3u);
+  EXPECT_EQ((*due)[0].due_ms, -5);
+  EXPECT_EQ((*due)[1].due_ms, 500);
+  EXPECT_EQ((*due)[2].due_ms, 500);
+
+  Transition del;
+  del.DeleteTimer(-5, ids[1], "sleep");
+  ASSERT_OK(WriteOne(*store_, del));
+  auto after = store_->DueTimers(1 << 30, 100);
+  ASSERT_OK(after.status());
+  EXPECT_EQ(after->size(), 3u);
+  auto limited = store_->DueTimers(1 << 30, 1);
+  ASSERT_OK(limited.status());
+  EXPECT_EQ(limited->size(), 1u);
+}
+
+TEST_P(StoreConformanceTest, IdempotencyKeyFindsItsSaga) {
+  auto id = MakeIds(1, 1000)[0];
+  Transition t;
+  t.PutIdempotency("client-key-1", id);
+  ASSERT_OK(WriteOne(*store_, t));
+  auto got = store_->LookupIdempotency("client-key-1");
+  ASSERT_OK(got.status());
+  EXPECT_EQ(*got, id);
+  EXPECT_TRUE(store_->LookupIdempotency("client-key-2").status().IsNotFound());
+}
+
+TEST_P(StoreConformanceTest, DlqListsFiltersPagesAndForgetsReplayed) {
+  auto ids = MakeIds(5, 1000);
+  Transition t;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    t.PutDlq({.saga_id = ids[i], .workflow = i % 2 ? "a" : "b",
+              .reason = "step_failed"});
+  }
+  ASSERT_OK(WriteOne(*store_, t));
+  auto page = store_->ListDlq({.limit = 2});
+  ASSERT_OK(page.status());
+  ASSERT_EQ(page->entries.size(), 2u);
+  EXPECT_EQ(page->entries[0].saga_id, ids[0]);
+  auto next = store_->ListDlq({.limit = 10, .cursor = page->next_cursor});
+  ASSERT_OK(next.status());
+  EXPECT_EQ(next->entries.size(), 3u);
+  EXPECT_EQ(next->next_cursor, "");
+  auto only_a = store_->ListDlq({.workflow = "a"});
+  ASSERT_OK(only_a.status());
+  EXPECT_EQ(only_a->entries.size(), 2u);
+
+  Transition replay;
+  replay.DeleteDlq(ids[1]);
+  ASSERT_OK(WriteOne(*store_, replay));
+  EXPECT_TRUE(store_->GetDlq(ids[1]).status().IsNotFound());
+}
+
+TEST_P(StoreConformanceTest, DefinitionsListByNameThenVersion) {
+  Transition t;
+  for (uint32_t v : {2u, 10u, 1u}) {
+    t.PutDefinition({.name = "trip", .version = v});
+  }
+  t.PutDefinition({.name = "deploy", .version = 1});
+  ASSERT_OK(WriteOne(*store_, t));
+  auto all = store_->ListDefinitions();
+  ASSERT_OK(all.status());
+  std::vector<std::string> got;
+  for (const auto& d : *all) got.push_back(d.name + "@" + std::to_string(d.version));
+  EXPECT_EQ(got, (std::vector<std::string>{"deploy@1", "trip@1", "trip@2",
+                                           "trip@10"}));
+  EXPECT_TRUE(store_->GetDefinition("trip", 3).status().IsNotFound());
+}
+
+TEST_P(StoreConformanceTest, StatsCountSagasByState) {
+  auto ids = MakeIds(3, 1000);
+  Create(ids[0], "w", SagaState::kRunning);
+  Create(ids[1], "w", SagaState::kRunning);
+  Create(ids[2], "w", SagaState::kParked);
+  auto stats = store_->Stats();
+  ASSERT_OK(stats.status());
+  EXPECT_EQ(stats->sagas_by_state["running"], 2u);
+  EXPECT_EQ(stats->sagas_by_state["parked"], 1u);
+}
+
+TEST_P(StoreConformanceTest, CorruptSnapshotIsCorruptionNamingCfAndKey) {
+  auto id = MakeIds(1, 1000)[0];
+  Transition t;
+  t.TEST_PutRaw(Cf::kSagas, id, std::string("\x01\xff\x00garbage", 10));
+  t.TEST_PutRaw(Cf::kIdxState, IdxStatePrefix(SagaState::kRunning) + id, "");
+  ASSERT_OK(WriteOne(*store_, t));
+  auto got = store_->GetSaga(id);
+  ASSERT_TRUE(got.status().IsCorruption()) << got.status().ToString();
+  EXPECT_NE(got.status().message().find("cf 'sagas' key '" + id + "'"),
+            std::string::npos)
+      << got.status().message();
+  auto listed = store_->ListSagas({.state = SagaState::kRunning});
+  EXPECT_TRUE(listed.status().IsCorruption());
+  auto active = store_->ListActiveSagas();
+  EXPECT_TRUE(active.status().IsCorruption());
+}
+
+TEST_P(StoreConformanceTest, IndexRowWithoutSnapshotIsCorruption) {
+  auto id = MakeIds(1, 1000)[0];
+  Transition t;
+  t.TEST_PutRaw(Cf::kIdxState, IdxStatePrefix(SagaState::kRunning) + id, "");
+  ASSERT_OK(WriteOne(*store_, t));
+  auto listed = store_->ListSagas({.state = SagaState::kRunning});
+  ASSERT_TRUE(listed.status().IsCorruption());
+  EXPECT_NE(listed.status().message().find("idx_state"), std::string::npos);
+}
+
+TEST_P(StoreConformanceTest, BadCursorAndZeroLimitAreInvalidArguments) {
+  EXPECT_TRUE(
+      store_->ListSagas({.cursor = "not-an-id"}).status().IsInvalidArgument());
+  EXPECT_TRUE(store_->ListSagas({.limit = 0}).status().IsInvalidArgument());
+  EXPECT_TRUE(store_->ListDlq({.limit = 0}).status().IsInvalidArgument());
+}
+
+TEST_P(StoreConformanceTest, ClosedStoreRefusesWrites) {
+  ASSERT_OK(store_->Close());
+  Transition t;
+  t.PutIdempotency("k", "v");
+  EXPECT_EQ(WriteOne(*store_, t).code(), Status::Code::kShutdownInProgress);
+}
+
+INSTANTIATE_TEST_SUITE_P(BothStores, StoreConformanceTest,
+                         ::testing::Values(std::string("memory"),
+                                           std::string("rocks")),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace cde

@@ -1,0 +1,63 @@
+// StoreWrapper forwards every call to another Store, so a test overrides
+// only what it needs (as LevelDB's EnvWrapper does for Env).
+#ifndef CDE_TESTS_STORAGE_STORE_WRAPPER_H_
+#define CDE_TESTS_STORAGE_STORE_WRAPPER_H_
+
+#include "storage/store.h"
+
+namespace cde::test {
+
+class StoreWrapper : public Store {
+ public:
+  explicit StoreWrapper(Store* target) : target_(target) {}
+
+  Status Write(std::span<const Transition* const> b, bool sync) override {
+    return target_->Write(b, sync);
+  }
+  Status health() const override { return target_->health(); }
+  Result<SagaRecord> GetSaga(const std::string& id) override {
+    return target_->GetSaga(id);
+  }
+  Result<std::vector<LogRecord>> ReadLog(const std::string& id, uint64_t from,
+                                         size_t limit) override {
+    return target_->ReadLog(id, from, limit);
+  }
+  Result<SagaPage> ListSagas(const SagaQuery& q) override {
+    return target_->ListSagas(q);
+  }
+  Result<std::vector<SagaRecord>> ListActiveSagas() override {
+    return target_->ListActiveSagas();
+  }
+  Result<DlqRecord> GetDlq(const std::string& id) override {
+    return target_->GetDlq(id);
+  }
+  Result<DlqPage> ListDlq(const DlqQuery& q) override {
+    return target_->ListDlq(q);
+  }
+  Result<std::vector<TimerRecord>> DueTimers(int64_t t, size_t n) override {
+    return target_->DueTimers(t, n);
+  }
+  Result<std::string> LookupIdempotency(const std::string& key) override {
+    return target_->LookupIdempotency(key);
+  }
+  Result<DefinitionRecord> GetDefinition(const std::string& name,
+                                         uint32_t version) override {
+    return target_->GetDefinition(name, version);
+  }
+  Result<std::vector<DefinitionRecord>> ListDefinitions() override {
+    return target_->ListDefinitions();
+  }
+  Result<StoreStats> Stats() override { return target_->Stats(); }
+  Status Checkpoint(const std::string& dir) override {
+    return target_->Checkpoint(dir);
+  }
+  Status CatchUp() override { return target_->CatchUp(); }
+  Status Close() override { return target_->Close(); }
+
+ protected:
+  Store* target_;
+};
+
+}  // namespace cde::test
+
+#endif  // CDE_TESTS_STORAGE_STORE_WRAPPER_H_

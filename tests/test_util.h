@@ -1,0 +1,52 @@
+// Helpers shared by the tests: temp dirs, Status matchers, record builders.
+#ifndef CDE_TESTS_TEST_UTIL_H_
+#define CDE_TESTS_TEST_UTIL_H_
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+#include "storage/status.h"
+#include "storage/store.h"
+
+#define ASSERT_OK(expr) ASSERT_TRUE(::cde::test::IsOk(expr))
+#define EXPECT_OK(expr) EXPECT_TRUE(::cde::test::IsOk(expr))
+
+namespace cde::test {
+
+// Success for an OK Status; otherwise a failure that prints the Status.
+inline ::testing::AssertionResult IsOk(const Status& s) {
+  if (s.ok()) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << s.ToString();
+}
+
+// A fresh directory under the system temp dir, removed on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// A saga snapshot with plausible fields; `n` makes the body distinct.
+SagaRecord MakeSaga(const std::string& id, const std::string& workflow,
+                    SagaState state, uint64_t last_seq = 1);
+LogRecord MakeEvent(const std::string& saga_id, uint64_t seq,
+                    const std::string& type = "step_succeeded");
+
+// Writes one transition synchronously.
+Status WriteOne(Store& store, const Transition& t, bool sync = false);
+
+// Ids that sort in creation order: MakeIds(3, 1000) -> ids at ms 1000..1002.
+std::vector<std::string> MakeIds(size_t n, int64_t first_ms);
+
+}  // namespace cde::test
+
+#endif  // CDE_TESTS_TEST_UTIL_H_
