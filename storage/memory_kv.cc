@@ -58,14 +58,15 @@ class MemoryKv final : public KvEngine {
   Status Write(std::span<const Transition* const> batch, bool) override {
     std::unique_lock lock(mu_);
     for (const Transition* t : batch) {
-      for (const Mutation& m : t->mutations()) {
-        Table& table = tables_[static_cast<size_t>(m.cf)];
-        if (m.is_delete) {
-          table.erase(m.key);
+      t->ForEach([this](Cf cf, bool is_delete, std::string_view key,
+                        std::string_view value) {
+        Table& table = tables_[static_cast<size_t>(cf)];
+        if (is_delete) {
+          if (auto it = table.find(key); it != table.end()) table.erase(it);
         } else {
-          table.insert_or_assign(m.key, m.value);
+          table.insert_or_assign(std::string(key), std::string(value));
         }
-      }
+      });
     }
     return Status::OK();
   }

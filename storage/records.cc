@@ -2,6 +2,8 @@
 
 #include <array>
 
+#include "storage/cbor_writer.h"
+
 namespace cde {
 namespace {
 
@@ -20,12 +22,6 @@ constexpr std::array<StateName, 7> kStateNames = {{
     {SagaState::kCancelling, "cancelling"},
     {SagaState::kCancelled, "cancelled"},
 }};
-
-std::string Frame(const json& j) {
-  std::string out(1, static_cast<char>(kRecordVersion));
-  json::to_cbor(j, out);
-  return out;
-}
 
 // Parses the version byte and the CBOR map, then lets `fill` read fields.
 // Any missing or mistyped field becomes Corruption naming `where`.
@@ -103,15 +99,19 @@ bool IsActive(SagaState state) {
 }
 
 std::string EncodeSaga(const SagaRecord& r) {
-  return Frame({{"id", r.id},
-                {"workflow", r.workflow},
-                {"version", r.version},
-                {"state", SagaStateName(r.state)},
-                {"created_ms", r.created_ms},
-                {"updated_ms", r.updated_ms},
-                {"last_seq", r.last_seq},
-                {"idempotency_key", r.idempotency_key},
-                {"body", r.body}});
+  std::string out;
+  out.reserve(96 + r.id.size() + r.workflow.size() + r.idempotency_key.size());
+  CborWriter(&out, kRecordVersion, 9)
+      .Field("id", r.id)
+      .Field("workflow", r.workflow)
+      .Field("version", r.version)
+      .Field("state", SagaStateName(r.state))
+      .Field("created_ms", r.created_ms)
+      .Field("updated_ms", r.updated_ms)
+      .Field("last_seq", r.last_seq)
+      .Field("idempotency_key", r.idempotency_key)
+      .Field("body", r.body);
+  return out;
 }
 
 Result<SagaRecord> DecodeSaga(std::string_view value, std::string_view where) {
@@ -129,11 +129,15 @@ Result<SagaRecord> DecodeSaga(std::string_view value, std::string_view where) {
 }
 
 std::string EncodeLog(const LogRecord& r) {
-  return Frame({{"saga_id", r.saga_id},
-                {"seq", r.seq},
-                {"time_ms", r.time_ms},
-                {"type", r.type},
-                {"data", r.data}});
+  std::string out;
+  out.reserve(64 + r.saga_id.size() + r.type.size());
+  CborWriter(&out, kRecordVersion, 5)
+      .Field("saga_id", r.saga_id)
+      .Field("seq", r.seq)
+      .Field("time_ms", r.time_ms)
+      .Field("type", r.type)
+      .Field("data", r.data);
+  return out;
 }
 
 Result<LogRecord> DecodeLog(std::string_view value, std::string_view where) {
@@ -147,15 +151,18 @@ Result<LogRecord> DecodeLog(std::string_view value, std::string_view where) {
 }
 
 std::string EncodeDlq(const DlqRecord& r) {
-  return Frame({{"saga_id", r.saga_id},
-                {"workflow", r.workflow},
-                {"version", r.version},
-                {"reason", r.reason},
-                {"step", r.step},
-                {"last_error", r.last_error},
-                {"attempts", r.attempts},
-                {"parked_ms", r.parked_ms},
-                {"replay_count", r.replay_count}});
+  std::string out;
+  CborWriter(&out, kRecordVersion, 9)
+      .Field("saga_id", r.saga_id)
+      .Field("workflow", r.workflow)
+      .Field("version", r.version)
+      .Field("reason", r.reason)
+      .Field("step", r.step)
+      .Field("last_error", r.last_error)
+      .Field("attempts", r.attempts)
+      .Field("parked_ms", r.parked_ms)
+      .Field("replay_count", r.replay_count);
+  return out;
 }
 
 Result<DlqRecord> DecodeDlq(std::string_view value, std::string_view where) {
@@ -173,10 +180,13 @@ Result<DlqRecord> DecodeDlq(std::string_view value, std::string_view where) {
 }
 
 std::string EncodeTimer(const TimerRecord& r) {
-  return Frame({{"due_ms", r.due_ms},
-                {"saga_id", r.saga_id},
-                {"name", r.name},
-                {"data", r.data}});
+  std::string out;
+  CborWriter(&out, kRecordVersion, 4)
+      .Field("due_ms", r.due_ms)
+      .Field("saga_id", r.saga_id)
+      .Field("name", r.name)
+      .Field("data", r.data);
+  return out;
 }
 
 Result<TimerRecord> DecodeTimer(std::string_view value,
@@ -191,10 +201,13 @@ Result<TimerRecord> DecodeTimer(std::string_view value,
 }
 
 std::string EncodeDefinition(const DefinitionRecord& r) {
-  return Frame({{"name", r.name},
-                {"version", r.version},
-                {"registered_ms", r.registered_ms},
-                {"definition", r.definition}});
+  std::string out;
+  CborWriter(&out, kRecordVersion, 4)
+      .Field("name", r.name)
+      .Field("version", r.version)
+      .Field("registered_ms", r.registered_ms)
+      .Field("definition", r.definition);
+  return out;
 }
 
 Result<DefinitionRecord> DecodeDefinition(std::string_view value,
@@ -209,7 +222,9 @@ Result<DefinitionRecord> DecodeDefinition(std::string_view value,
 }
 
 std::string EncodeIdempotency(std::string_view saga_id) {
-  return Frame({{"saga_id", saga_id}});
+  std::string out;
+  CborWriter(&out, kRecordVersion, 1).Field("saga_id", saga_id);
+  return out;
 }
 
 Result<std::string> DecodeIdempotency(std::string_view value,
@@ -221,7 +236,9 @@ Result<std::string> DecodeIdempotency(std::string_view value,
 }
 
 std::string EncodeFormatVersion(uint32_t version) {
-  return Frame({{"format_version", version}});
+  std::string out;
+  CborWriter(&out, kRecordVersion, 1).Field("format_version", version);
+  return out;
 }
 
 Result<uint32_t> DecodeFormatVersion(std::string_view value,

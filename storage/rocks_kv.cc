@@ -2,6 +2,7 @@
 // opener that checks the on-disk format version.
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 
 #include "storage/kv_engine.h"
 #include "storage/rocks_store.h"
+#include "storage/saga_id.h"
 
 namespace cde {
 namespace {
@@ -111,16 +113,20 @@ class RocksKv final : public KvEngine {
     if (mode_ != OpenMode::kReadWrite) {
       return Status::NotSupported("the store was opened read-only");
     }
-    rocksdb::WriteBatch wb;
+    size_t bytes = 0;
+    for (const Transition* t : batch) bytes += t->ByteSize();
+    rocksdb::WriteBatch wb(bytes + 64);
+    rocksdb::Status s;
     for (const Transition* t : batch) {
-      for (const Mutation& m : t->mutations()) {
-        auto* h = handles_[static_cast<size_t>(m.cf)];
-        rocksdb::Status s = m.is_delete
-                                ? wb.Delete(h, ToSlice(m.key))
-                                : wb.Put(h, ToSlice(m.key), ToSlice(m.value));
-        if (!s.ok()) return FromRocks(s, "building write batch");
-      }
+      t->ForEach([&](Cf cf, bool is_delete, std::string_view key,
+                     std::string_view value) {
+        if (!s.ok()) return;
+        auto* h = handles_[static_cast<size_t>(cf)];
+        s = is_delete ? wb.Delete(h, ToSlice(key))
+                      : wb.Put(h, ToSlice(key), ToSlice(value));
+      });
     }
+    if (!s.ok()) return FromRocks(s, "building write batch");
     rocksdb::WriteOptions wo;
     wo.sync = sync;
     return FromRocks(db_->Write(wo, &wb), "writing to the store");
@@ -211,6 +217,26 @@ rocksdb::Options MakeOptions(rocksdb::Env* env, OpenMode mode) {
   return o;
 }
 
+// Memtable insert hints: rows of one family tend to land next to the
+// previous row with the same prefix (a saga's next log event, its snapshot,
+// timers due at about the same time), so the skiplist can start its search
+// there. Measured: about 1.6x the commit throughput (docs/benchmarks.md).
+void TuneColumnFamily(const std::string& name,
+                      rocksdb::ColumnFamilyOptions* cfo) {
+  size_t prefix = 0;
+  if (name == CfName(Cf::kLog) || name == CfName(Cf::kSagas)) {
+    prefix = kSagaIdLength;
+  } else if (name == CfName(Cf::kTimers)) {
+    prefix = 8;  // the due time
+  } else if (name == CfName(Cf::kIdxState)) {
+    prefix = 1;  // the state code
+  } else {
+    return;
+  }
+  cfo->memtable_insert_with_hint_prefix_extractor.reset(
+      rocksdb::NewCappedPrefixTransform(prefix));
+}
+
 // Reads the format version record; nullopt when there is none. A store
 // newer than this build is refused here, before anything else is checked: it
 // may lack nothing we know of and still be unreadable.
@@ -291,7 +317,11 @@ Result<std::unique_ptr<Store>> OpenRocksStoreWithEnv(
     names.push_back(rocksdb::kDefaultColumnFamilyName);
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
-  for (const auto& n : names) descriptors.emplace_back(n, ro);
+  for (const auto& n : names) {
+    rocksdb::ColumnFamilyOptions cfo(ro);
+    TuneColumnFamily(n, &cfo);
+    descriptors.emplace_back(n, cfo);
+  }
 
   std::vector<rocksdb::ColumnFamilyHandle*> opened;
   rocksdb::DB* db = nullptr;

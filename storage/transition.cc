@@ -2,14 +2,23 @@
 
 namespace cde {
 
-void Transition::Put(Cf cf, std::string key, std::string value) {
-  byte_size_ += key.size() + value.size();
-  mutations_.push_back({cf, false, std::move(key), std::move(value)});
+void Transition::AppendHeader(Cf cf, bool is_delete, size_t key_size) {
+  rep_.push_back(static_cast<char>(cf));
+  rep_.push_back(is_delete ? 0 : 1);
+  PutBigEndian32(&rep_, static_cast<uint32_t>(key_size));
+  ++count_;
 }
 
-void Transition::Delete(Cf cf, std::string key) {
-  byte_size_ += key.size();
-  mutations_.push_back({cf, true, std::move(key), {}});
+void Transition::Put(Cf cf, std::string_view key, std::string_view value) {
+  AppendHeader(cf, false, key.size());
+  rep_.append(key);
+  PutBigEndian32(&rep_, static_cast<uint32_t>(value.size()));
+  rep_.append(value);
+}
+
+void Transition::Delete(Cf cf, std::string_view key) {
+  AppendHeader(cf, true, key.size());
+  rep_.append(key);
 }
 
 void Transition::PutSaga(const SagaRecord& saga,
@@ -21,11 +30,11 @@ void Transition::PutSaga(const SagaRecord& saga,
     Delete(Cf::kIdxWorkflowState,
            IdxWorkflowStatePrefix(saga.workflow, *previous_state) + saga.id);
   } else {
-    Put(Cf::kIdxWorkflow, IdxWorkflowPrefix(saga.workflow) + saga.id, {});
+    Put(Cf::kIdxWorkflow, IdxWorkflowPrefix(saga.workflow) + saga.id, "");
   }
-  Put(Cf::kIdxState, IdxStatePrefix(saga.state) + saga.id, {});
+  Put(Cf::kIdxState, IdxStatePrefix(saga.state) + saga.id, "");
   Put(Cf::kIdxWorkflowState,
-      IdxWorkflowStatePrefix(saga.workflow, saga.state) + saga.id, {});
+      IdxWorkflowStatePrefix(saga.workflow, saga.state) + saga.id, "");
 }
 
 void Transition::AppendLog(const LogRecord& event) {
@@ -47,12 +56,12 @@ void Transition::PutDlq(const DlqRecord& entry) {
 }
 
 void Transition::DeleteDlq(std::string_view saga_id) {
-  Delete(Cf::kDlq, std::string(saga_id));
+  Delete(Cf::kDlq, saga_id);
 }
 
 void Transition::PutIdempotency(std::string_view key,
                                 std::string_view saga_id) {
-  Put(Cf::kIdempotency, std::string(key), EncodeIdempotency(saga_id));
+  Put(Cf::kIdempotency, key, EncodeIdempotency(saga_id));
 }
 
 void Transition::PutDefinition(const DefinitionRecord& definition) {
@@ -61,7 +70,7 @@ void Transition::PutDefinition(const DefinitionRecord& definition) {
 }
 
 void Transition::PutFormatVersion(uint32_t version) {
-  Put(Cf::kMeta, std::string(kFormatVersionKey), EncodeFormatVersion(version));
+  Put(Cf::kMeta, kFormatVersionKey, EncodeFormatVersion(version));
 }
 
 }  // namespace cde

@@ -20,13 +20,6 @@
 
 namespace cde {
 
-struct Mutation {
-  Cf cf;
-  bool is_delete = false;
-  std::string key;
-  std::string value;
-};
-
 class Transition {
  public:
   // Writes the saga snapshot and keeps idx_state, idx_workflow and
@@ -45,22 +38,48 @@ class Transition {
   void PutFormatVersion(uint32_t version);
 
   // Test hook: an arbitrary row, e.g. a corrupt record for decoder tests.
-  void TEST_PutRaw(Cf cf, std::string key, std::string value) {
-    Put(cf, std::move(key), std::move(value));
+  void TEST_PutRaw(Cf cf, std::string_view key, std::string_view value) {
+    Put(cf, key, value);
   }
 
-  bool empty() const { return mutations_.empty(); }
-  // Bytes of keys and values, the measure the commit writer caps batches by.
-  size_t ByteSize() const { return byte_size_; }
-  const std::vector<Mutation>& mutations() const { return mutations_; }
+  bool empty() const { return count_ == 0; }
+  size_t count() const { return count_; }
+  // Bytes of the encoded rows, the measure the commit writer caps groups by.
+  size_t ByteSize() const { return rep_.size(); }
+
+  // Calls visit(cf, is_delete, key, value) for each row, in the order added.
+  template <typename Visitor>
+  void ForEach(Visitor&& visit) const;
 
  private:
-  void Put(Cf cf, std::string key, std::string value);
-  void Delete(Cf cf, std::string key);
+  void Put(Cf cf, std::string_view key, std::string_view value);
+  void Delete(Cf cf, std::string_view key);
+  void AppendHeader(Cf cf, bool is_delete, size_t key_size);
 
-  std::vector<Mutation> mutations_;
-  size_t byte_size_ = 0;
+  // All rows in one buffer, so a transition costs one allocation:
+  //   cf(1) op(1) key_size(4) key [value_size(4) value]   (op 1 = put)
+  std::string rep_;
+  size_t count_ = 0;
 };
+
+template <typename Visitor>
+void Transition::ForEach(Visitor&& visit) const {
+  std::string_view in = rep_;
+  while (!in.empty()) {
+    const Cf cf = static_cast<Cf>(in[0]);
+    const bool is_put = in[1] == 1;
+    const uint32_t key_size = GetBigEndian32(in.substr(2));
+    const std::string_view key = in.substr(6, key_size);
+    in.remove_prefix(6 + key_size);
+    std::string_view value;
+    if (is_put) {
+      const uint32_t value_size = GetBigEndian32(in);
+      value = in.substr(4, value_size);
+      in.remove_prefix(4 + value_size);
+    }
+    visit(cf, !is_put, key, value);
+  }
+}
 
 }  // namespace cde
 

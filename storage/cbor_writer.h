@@ -1,0 +1,96 @@
+// CborWriter: writes a record's CBOR map straight into its value buffer.
+// Private to storage/. Records are encoded on every transition, so building a
+// temporary nlohmann::json for each (and deep-copying the saga body into it)
+// would cost more than the write itself; only the engine-owned JSON fields go
+// through nlohmann. The output is plain CBOR (RFC 8949) that
+// nlohmann::json::from_cbor reads back.
+#ifndef CDE_STORAGE_CBOR_WRITER_H_
+#define CDE_STORAGE_CBOR_WRITER_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace cde {
+
+class CborWriter {
+ public:
+  // Starts `out` with the record version byte and a map of `fields` pairs.
+  CborWriter(std::string* out, uint8_t record_version, size_t fields)
+      : out_(out) {
+    out_->push_back(static_cast<char>(record_version));
+    Head(5, fields);
+  }
+
+  CborWriter& Field(std::string_view key, std::string_view value) {
+    Text(key);
+    Text(value);
+    return *this;
+  }
+  CborWriter& Field(std::string_view key, const std::string& value) {
+    return Field(key, std::string_view(value));
+  }
+  CborWriter& Field(std::string_view key, const char* value) {
+    return Field(key, std::string_view(value));
+  }
+  CborWriter& Field(std::string_view key, uint64_t value) {
+    Text(key);
+    Head(0, value);
+    return *this;
+  }
+  CborWriter& Field(std::string_view key, uint32_t value) {
+    return Field(key, static_cast<uint64_t>(value));
+  }
+  CborWriter& Field(std::string_view key, int64_t value) {
+    Text(key);
+    if (value >= 0) {
+      Head(0, static_cast<uint64_t>(value));
+    } else {
+      Head(1, static_cast<uint64_t>(-(value + 1)));
+    }
+    return *this;
+  }
+  CborWriter& Field(std::string_view key, const nlohmann::json& value) {
+    Text(key);
+    nlohmann::json::to_cbor(value, *out_);
+    return *this;
+  }
+
+ private:
+  void Text(std::string_view s) {
+    Head(3, s.size());
+    out_->append(s);
+  }
+  // The initial byte(s) of a data item: major type and argument.
+  void Head(uint8_t major, uint64_t arg) {
+    const char m = static_cast<char>(major << 5);
+    if (arg < 24) {
+      out_->push_back(static_cast<char>(m | static_cast<char>(arg)));
+    } else if (arg <= 0xff) {
+      out_->push_back(static_cast<char>(m | 24));
+      out_->push_back(static_cast<char>(arg));
+    } else if (arg <= 0xffff) {
+      out_->push_back(static_cast<char>(m | 25));
+      Bytes(arg, 2);
+    } else if (arg <= 0xffffffff) {
+      out_->push_back(static_cast<char>(m | 26));
+      Bytes(arg, 4);
+    } else {
+      out_->push_back(static_cast<char>(m | 27));
+      Bytes(arg, 8);
+    }
+  }
+  void Bytes(uint64_t v, int n) {
+    for (int shift = 8 * (n - 1); shift >= 0; shift -= 8) {
+      out_->push_back(static_cast<char>((v >> shift) & 0xff));
+    }
+  }
+
+  std::string* out_;
+};
+
+}  // namespace cde
+
+#endif  // CDE_STORAGE_CBOR_WRITER_H_
