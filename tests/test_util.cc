@@ -1,6 +1,12 @@
 #include "tests/test_util.h"
 
+#include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
 
 #include "storage/saga_id.h"
 
@@ -55,6 +61,56 @@ std::vector<std::string> MakeIds(size_t n, int64_t first_ms) {
     ids.push_back(gen.Next(first_ms + static_cast<int64_t>(i)));
   }
   return ids;
+}
+
+ChildRun RunChild(const std::vector<std::string>& argv, int kill_after_ms,
+                  int timeout_ms) {
+  ChildRun run;
+  int fds[2];
+  if (pipe(fds) != 0) return run;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], 3);
+    if (fds[0] != 3) close(fds[0]);
+    if (fds[1] != 3) close(fds[1]);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  const auto kill_at = start + std::chrono::milliseconds(
+                                   kill_after_ms >= 0 ? kill_after_ms
+                                                      : timeout_ms);
+  bool sent_kill = false;
+  char buf[65536];
+  for (;;) {
+    const auto now = Clock::now();
+    if (!sent_kill && now >= kill_at) {
+      kill(pid, SIGKILL);  // our own child, by its pid
+      sent_kill = true;
+    }
+    const int wait_ms =
+        sent_kill ? 1000
+                  : static_cast<int>(std::chrono::duration_cast<
+                                         std::chrono::milliseconds>(kill_at -
+                                                                    now)
+                                         .count()) + 1;
+    pollfd p{fds[0], POLLIN, 0};
+    if (poll(&p, 1, wait_ms) <= 0) continue;
+    const ssize_t n = read(fds[0], buf, sizeof buf);
+    if (n <= 0) break;  // EOF: the child has ended
+    run.reported.append(buf, static_cast<size_t>(n));
+  }
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  run.killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+  if (WIFEXITED(status)) run.exit_code = WEXITSTATUS(status);
+  return run;
 }
 
 }  // namespace cde::test

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "storage/status.h"
 #include "storage/store.h"
@@ -43,6 +44,19 @@ LogRecord MakeEvent(const std::string& saga_id, uint64_t seq,
 
 // Writes one transition synchronously.
 Status WriteOne(Store& store, const Transition& t, bool sync = false);
+
+// The result of a child process run by RunChild.
+struct ChildRun {
+  std::string reported;  // everything the child wrote to its fd 3
+  bool killed = false;   // ended by our SIGKILL
+  int exit_code = -1;    // when it exited on its own
+};
+
+// Runs argv[0] with `argv` in a child process (fork + exec) whose fd 3 is a
+// pipe to us. With kill_after_ms >= 0, SIGKILLs it after that long; either
+// way waits for it to end (at most timeout_ms, then kills it).
+ChildRun RunChild(const std::vector<std::string>& argv, int kill_after_ms,
+                  int timeout_ms = 120000);
 
 // Ids that sort in creation order: MakeIds(3, 1000) -> ids at ms 1000..1002.
 std::vector<std::string> MakeIds(size_t n, int64_t first_ms);

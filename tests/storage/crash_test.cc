@@ -3,13 +3,6 @@
 // SIGKILL it at a random moment, reopen the store, and check that every
 // acknowledged transition is there and that the indexes agree with the
 // snapshots. Iterations: CDE_CRASH_ITERATIONS (default 12).
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
 #include <cstdlib>
 #include <map>
 #include <random>
@@ -32,49 +25,12 @@ int Iterations() {
   return env ? std::max(1, std::atoi(env)) : 12;
 }
 
-// Runs the child for `run_ms`, SIGKILLs it and returns everything it wrote.
+// Runs the child for `run_ms`, SIGKILLs it and returns what it reported.
 std::string RunAndKill(const std::string& dir, int seed, int run_ms) {
-  int fds[2];
-  if (pipe(fds) != 0) return {};
-  const pid_t pid = fork();
-  if (pid == 0) {
-    dup2(fds[1], 3);
-    if (fds[0] != 3) close(fds[0]);
-    if (fds[1] != 3) close(fds[1]);
-    const std::string seed_arg = std::to_string(seed);
-    execl(CDE_CRASH_CHILD_PATH, "storage_crash_child", dir.c_str(),
-          seed_arg.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  close(fds[1]);
-  std::string out;
-  char buf[65536];
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(run_ms);
-  bool killed = false;
-  for (;;) {
-    const auto now = std::chrono::steady_clock::now();
-    if (!killed && now >= deadline) {
-      kill(pid, SIGKILL);  // our own child, by its pid
-      killed = true;
-    }
-    pollfd p{fds[0], POLLIN, 0};
-    const int wait_ms =
-        killed ? 1000
-               : static_cast<int>(std::chrono::duration_cast<
-                                      std::chrono::milliseconds>(deadline - now)
-                                      .count()) + 1;
-    if (poll(&p, 1, wait_ms) <= 0) continue;
-    const ssize_t n = read(fds[0], buf, sizeof buf);
-    if (n <= 0) break;  // EOF: the child is gone
-    out.append(buf, static_cast<size_t>(n));
-  }
-  close(fds[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
-      << "child ended on its own: status " << status;
-  return out;
+  test::ChildRun run = test::RunChild(
+      {CDE_CRASH_CHILD_PATH, dir, std::to_string(seed)}, run_ms);
+  EXPECT_TRUE(run.killed) << "child ended on its own: exit " << run.exit_code;
+  return run.reported;
 }
 
 void Merge(const std::string& out, std::map<std::string, Acked>* acked,

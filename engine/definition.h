@@ -1,0 +1,134 @@
+// Workflow definitions: the JSON documents users register, parsed into a
+// typed model and validated before anything is stored.
+//
+// A definition (docs/workflows.md is the reference):
+//
+//   {
+//     "name": "trip-booking",            // [A-Za-z0-9][A-Za-z0-9._-]{0,127}
+//     "version": 1,                      // integer >= 1
+//     "description": "optional text",
+//     "input_schema": { ...JSON Schema subset, see input_schema.h... },
+//     "on_failure": "compensate",        // or "park"; default "compensate"
+//     "max_concurrency": 50,             // optional: max running sagas
+//     "steps": [                         // 1..256 steps
+//       {
+//         "name": "reserve-flight",      // same pattern as workflow names;
+//                                        // unique within the definition
+//         "action": "http",              // built-in or registered native
+//         "params": { ... },             // may use templates (templating.h)
+//         "retry": { "max_attempts": 5, "initial_backoff_ms": 200,
+//                    "multiplier": 2.0, "max_backoff_ms": 10000,
+//                    "jitter": 0.2, "non_retryable": ["http_4xx"] },
+//         "timeout_ms": 5000,
+//         "circuit_breaker": "flights-api",
+//         "rate_limit": "flights-api",
+//         "compensate": { "action": "http", "params": { ... },
+//                         "retry": { ... }, "timeout_ms": 5000 }
+//       }
+//     ]
+//   }
+//
+// Validation collects every problem, each with the JSON path it is about
+// ("steps[2].retry.max_attempts: must be >= 1"); unknown keys are errors.
+#ifndef CDE_ENGINE_DEFINITION_H_
+#define CDE_ENGINE_DEFINITION_H_
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "storage/status.h"
+
+namespace cde {
+
+struct RetryPolicy {
+  uint32_t max_attempts = 3;          // >= 1; 1 means no retry
+  uint64_t initial_backoff_ms = 100;  // delay before the 2nd attempt
+  double multiplier = 2.0;            // >= 1.0
+  uint64_t max_backoff_ms = 30000;    // >= initial_backoff_ms
+  double jitter = 0.2;                // 0..1: +-fraction of each delay
+  // Error kinds that fail the step at once, without retry. Actions report a
+  // kind with each failure: "http_404" (any status as http_NNN),
+  // "connection", "timeout", "exit_code:3", "failed" (the `fail` action), or
+  // a native action's own. An entry matches a kind exactly, or is a class:
+  // "http_4xx" matches http_400..http_499 except http_408 and http_429;
+  // "http_5xx" matches http_500..http_599. Default: {"http_4xx"}.
+  std::vector<std::string> non_retryable = {"http_4xx"};
+
+  friend bool operator==(const RetryPolicy&, const RetryPolicy&) = default;
+};
+
+struct ActionSpec {
+  std::string action;  // "noop", "echo", "fail", "sleep", "exec", "http", ...
+  nlohmann::json params = nlohmann::json::object();
+  RetryPolicy retry;
+  std::optional<uint64_t> timeout_ms;  // per attempt; nullopt: no timeout
+
+  friend bool operator==(const ActionSpec&, const ActionSpec&) = default;
+};
+
+struct StepSpec {
+  std::string name;
+  ActionSpec run;                        // action, params, retry, timeout_ms
+  std::optional<ActionSpec> compensate;  // nullopt: nothing to undo
+  std::string circuit_breaker;           // "" = default key (see engine)
+  std::string rate_limit;                // "" = not rate limited
+
+  friend bool operator==(const StepSpec&, const StepSpec&) = default;
+};
+
+enum class OnFailure { kCompensate, kPark };
+
+struct WorkflowDefinition {
+  std::string name;
+  uint32_t version = 0;
+  std::string description;
+  nlohmann::json input_schema;  // null when the definition has none
+  OnFailure on_failure = OnFailure::kCompensate;
+  std::optional<uint32_t> max_concurrency;
+  std::vector<StepSpec> steps;
+
+  // The index of the step named `name`, or -1.
+  int StepIndex(const std::string& name) const;
+};
+
+struct DefinitionError {
+  std::string path;     // "steps[2].retry.max_attempts", "" for the root
+  std::string message;  // "must be >= 1"
+
+  std::string ToString() const;  // "steps[2].retry.max_attempts: must be >= 1"
+  friend bool operator==(const DefinitionError&,
+                         const DefinitionError&) = default;
+};
+
+// Names of the native actions an embedding program registered; built-in
+// actions are always known.
+using ActionNames = std::set<std::string>;
+
+// Every problem with `doc` as a definition, in document order; empty if
+// `doc` is valid. Checks shape and types, unknown keys, names, ranges,
+// duplicate step names, action names (built-in or in `native`), the params
+// of built-in actions, the input schema itself, and templates (syntax, and
+// that ${steps.X...} names an earlier step, or for a compensation the step
+// itself or an earlier one).
+std::vector<DefinitionError> ValidateDefinition(const nlohmann::json& doc,
+                                                const ActionNames& native);
+
+// The parsed definition, or InvalidArgument whose message lists every
+// problem ("invalid workflow definition: steps[0].name: ...; ...").
+Result<WorkflowDefinition> ParseDefinition(const nlohmann::json& doc,
+                                           const ActionNames& native);
+
+// True if the non_retryable entry `pattern` matches the error kind `kind`.
+bool ErrorKindMatches(const std::string& pattern, const std::string& kind);
+
+// True for the built-in action names.
+bool IsBuiltinAction(const std::string& action);
+
+}  // namespace cde
+
+#endif  // CDE_ENGINE_DEFINITION_H_

@@ -1,0 +1,67 @@
+// Internal to definition validation (definition.cc): the problem list that
+// the checks fill, the small typed checks they share, and the params checks
+// of the built-in actions (definition_checks.cc). Not an engine API.
+#ifndef CDE_ENGINE_DEFINITION_CHECKS_H_
+#define CDE_ENGINE_DEFINITION_CHECKS_H_
+
+#include <cstdint>
+#include <initializer_list>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/definition.h"
+
+namespace cde::definition_internal {
+
+// JSON paths as users read them: "steps[2].retry", with "" for the root.
+std::string JoinKey(const std::string& path, std::string_view key);
+std::string JoinIndex(const std::string& path, size_t index);
+
+// The problems found so far, in the order found. Each typed check reports
+// its own problem and returns the value only when it is acceptable, so
+// callers read as a list of rules.
+class Problems {
+ public:
+  void Add(std::string path, std::string message);
+
+  // Reports every key of `object` that is not in `allowed`.
+  void UnknownKeys(const nlohmann::json& object, const std::string& path,
+                   std::initializer_list<std::string_view> allowed);
+
+  // An integer in [min, max] ("must be an integer", "must be >= 1").
+  std::optional<uint64_t> Integer(
+      const nlohmann::json& value, const std::string& path, uint64_t min,
+      uint64_t max = std::numeric_limits<uint64_t>::max());
+
+  // A number in [min, max].
+  std::optional<double> Number(
+      const nlohmann::json& value, const std::string& path, double min,
+      double max = std::numeric_limits<double>::infinity());
+
+  // Each returns false after reporting "must be a <type>".
+  bool String(const nlohmann::json& value, const std::string& path);
+  bool Object(const nlohmann::json& value, const std::string& path);
+
+  const std::vector<DefinitionError>& errors() const { return errors_; }
+  std::vector<DefinitionError> Take() { return std::move(errors_); }
+
+ private:
+  std::vector<DefinitionError> errors_;
+};
+
+// True for a string that is exactly one `${...}`. It stands for a value of
+// any type, known only when rendered, so type checks let it pass.
+bool IsWholeTemplate(const nlohmann::json& value);
+
+// Checks `params` (an object) of the built-in action `action`, found at
+// `path` ("steps[0].params"): known keys, required keys, value types.
+void CheckBuiltinParams(const std::string& action, const nlohmann::json& params,
+                        const std::string& path, Problems* problems);
+
+}  // namespace cde::definition_internal
+
+#endif  // CDE_ENGINE_DEFINITION_CHECKS_H_

@@ -1,0 +1,524 @@
+#include <chrono>
+
+#include "engine/engine_impl.h"
+#include "engine/input_schema.h"
+#include "engine/templating.h"
+
+namespace cde {
+namespace {
+
+using nlohmann::json;
+
+// Runs `work` on libuv's thread pool and `after` back on the loop: how the
+// loop thread reads the store without waiting on disk.
+struct BlockingWork {
+  uv_work_t req;
+  std::function<void()> work;
+  std::function<void()> after;
+};
+
+}  // namespace
+
+void RunBlocking(uv_loop_t* loop, std::function<void()> work,
+                 std::function<void()> after) {
+  auto* w = new BlockingWork{{}, std::move(work), std::move(after)};
+  w->req.data = w;
+  uv_queue_work(
+      loop, &w->req, [](uv_work_t* req) {
+        static_cast<BlockingWork*>(req->data)->work();
+      },
+      [](uv_work_t* req, int) {
+        std::unique_ptr<BlockingWork> w(static_cast<BlockingWork*>(req->data));
+        w->after();
+      });
+}
+
+namespace {
+
+// Definitions in the store were validated when registered; native actions
+// they name may not be registered in this process (yet), so accept them.
+ActionNames ActionsNamedIn(const json& doc) {
+  ActionNames names;
+  if (!doc.contains("steps") || !doc["steps"].is_array()) return names;
+  for (const json& step : doc["steps"]) {
+    if (!step.is_object()) continue;
+    if (auto a = step.find("action"); a != step.end() && a->is_string()) {
+      names.insert(a->get<std::string>());
+    }
+    if (auto c = step.find("compensate"); c != step.end() && c->is_object()) {
+      if (auto a = c->find("action"); a != c->end() && a->is_string()) {
+        names.insert(a->get<std::string>());
+      }
+    }
+  }
+  return names;
+}
+
+// What a per-attempt timeout timer carries.
+struct AttemptTimeout {
+  EngineImpl* engine;
+  std::string saga_id;
+  AttemptOutcome tag;
+  uint64_t ms;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Engine>> Engine::Open(uv_loop_t* loop,
+                                             EngineOptions options) {
+  std::unique_ptr<Store> store = std::move(options.store);
+  if (!store) {
+    auto opened = OpenRocksStore({.path = options.data_dir});
+    if (!opened.ok()) return opened.status();
+    store = std::move(opened).value();
+  }
+  auto engine =
+      std::make_unique<EngineImpl>(loop, std::move(options), std::move(store));
+  Status s = engine->Recover();
+  if (!s.ok()) {
+    // Close what was opened; the loop must run to finish closing handles.
+    bool closed = false;
+    engine->Shutdown([&closed](Status) { closed = true; });
+    while (!closed) uv_run(loop, UV_RUN_ONCE);
+    return s;
+  }
+  return std::unique_ptr<Engine>(std::move(engine));
+}
+
+EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
+                       std::unique_ptr<Store> store)
+    : loop_(loop),
+      options_(std::move(options)),
+      store_(std::move(store)),
+      ids_(options_.seed != 0 ? SagaIdGenerator(options_.seed)
+                              : SagaIdGenerator()),
+      rng_(options_.seed != 0 ? options_.seed : std::random_device{}()) {
+  writer_ = std::make_unique<CommitWriter>(
+      store_.get(), CommitWriterOptions{.sync = options_.sync});
+  committer_ = std::make_unique<LoopCommitter>(loop_, writer_.get());
+  timers_ = std::make_unique<TimerQueue>(
+      loop_, [this] { return Now(); },
+      [this](const TimerQueue::Entry& e) { OnTimerDue(e); });
+  inbox_ = Inbox::Create(loop_);
+  handles_open_ = 3;
+  actions_ = std::move(options_.actions);
+}
+
+EngineImpl::~EngineImpl() = default;
+
+int64_t EngineImpl::Now() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+PlanContext EngineImpl::Context(const Active& a) {
+  return {*a.def, Now(), std::uniform_real_distribution<double>(0, 1)(rng_)};
+}
+
+Status EngineImpl::RegisterAction(const std::string& name,
+                                  NativeAction action) {
+  if (IsBuiltinAction(name) || actions_.count(name) != 0) {
+    return Status::AlreadyExists("action '" + name + "' is already registered");
+  }
+  actions_[name] = std::move(action);
+  return Status::OK();
+}
+
+Status EngineImpl::AddDefinition(const DefinitionRecord& record) {
+  auto parsed = ParseDefinition(record.definition,
+                                ActionsNamedIn(record.definition));
+  if (!parsed.ok()) {
+    return parsed.status().WithContext("stored definition " + record.name +
+                                       "@" + std::to_string(record.version));
+  }
+  definitions_[record.name][record.version] =
+      std::make_shared<const WorkflowDefinition>(std::move(parsed).value());
+  return Status::OK();
+}
+
+EngineImpl::DefPtr EngineImpl::FindDefinition(
+    const std::string& name, std::optional<uint32_t> version) const {
+  auto it = definitions_.find(name);
+  if (it == definitions_.end() || it->second.empty()) return nullptr;
+  if (!version) return it->second.rbegin()->second;
+  auto v = it->second.find(*version);
+  return v == it->second.end() ? nullptr : v->second;
+}
+
+std::vector<std::shared_ptr<const WorkflowDefinition>>
+EngineImpl::ListWorkflows() const {
+  std::vector<DefPtr> out;
+  for (const auto& [name, versions] : definitions_) {
+    for (const auto& [v, def] : versions) out.push_back(def);
+  }
+  return out;
+}
+
+void EngineImpl::RegisterWorkflow(const json& doc,
+                                  Callback<DefinitionRecord> done) {
+  if (!health_.ok()) return done(health_);
+  ActionNames native;
+  for (const auto& [name, fn] : actions_) native.insert(name);
+  auto parsed = ParseDefinition(doc, native);
+  if (!parsed.ok()) return done(parsed.status());
+  const std::string name = parsed->name;
+  const uint32_t version = parsed->version;
+  if (DefPtr existing = FindDefinition(name, version)) {
+    auto stored = store_->GetDefinition(name, version);
+    if (!stored.ok()) return done(stored.status());
+    if (stored->definition == doc) return done(stored);  // identical: no-op
+    return done(Status::AlreadyExists(
+        "workflow " + name + " version " + std::to_string(version) +
+        " is already registered with different content; versions are "
+        "immutable, register it as a new version"));
+  }
+  DefinitionRecord record{name, version, Now(), doc};
+  Transition t;
+  t.PutDefinition(record);
+  committer_->Commit(std::move(t), [this, record, done](const Status& s) {
+    if (!s.ok()) {
+      health_ = s;
+      return done(s);
+    }
+    Status added = AddDefinition(record);
+    if (!added.ok()) return done(added);
+    done(record);
+  });
+}
+
+void EngineImpl::Start(StartRequest request, Callback<StartResult> done) {
+  if (shutting_down_) {
+    return done(Status::ShutdownInProgress(
+        "the engine is shutting down and starts no new sagas"));
+  }
+  if (!health_.ok()) return done(health_);
+  DefPtr def = FindDefinition(request.workflow, request.version);
+  if (!def) {
+    return done(Status::NotFound(
+        "no workflow '" + request.workflow + "'" +
+        (request.version ? " version " + std::to_string(*request.version)
+                         : std::string())));
+  }
+  if (!def->input_schema.is_null()) {
+    Status valid = ValidateInput(def->input_schema, request.input);
+    if (!valid.ok()) return done(valid);
+  }
+  if (request.idempotency_key.empty()) {
+    return CreateSaga(std::move(request), std::move(def), std::move(done));
+  }
+  const std::string key = request.idempotency_key;
+  if (auto it = pending_keys_.find(key); it != pending_keys_.end()) {
+    it->second.waiters.push_back(std::move(done));
+    return;
+  }
+  // Not in memory: ask the store, off the loop thread.
+  pending_keys_[key] = {};
+  auto found = std::make_shared<Result<std::string>>(Status::NotFound(""));
+  auto state = std::make_shared<SagaState>(SagaState::kRunning);
+  ++blocking_work_;
+  RunBlocking(
+      loop_,
+      [this, key, found, state] {
+        *found = store_->LookupIdempotency(key);
+        if (found->ok()) {
+          auto saga = store_->GetSaga(**found);
+          if (saga.ok()) *state = saga->state;
+        }
+      },
+      [this, key, found, state, request = std::move(request),
+       def = std::move(def), done = std::move(done)]() mutable {
+        --blocking_work_;
+        if (found->ok()) {
+          done(StartResult{found->value(), *state, false});
+          ResolveKey(key, StartResult{found->value(), *state, false});
+        } else if (!found->status().IsNotFound()) {
+          done(found->status());
+          ResolveKey(key, found->status());
+        } else if (shutting_down_) {
+          Status s = Status::ShutdownInProgress("the engine is shutting down");
+          done(s);
+          ResolveKey(key, s);
+        } else {
+          CreateSaga(std::move(request), std::move(def), std::move(done));
+        }
+        MaybeFinishShutdown();
+      });
+}
+
+// Answers the starts that waited on `key` and forgets it.
+void EngineImpl::ResolveKey(const std::string& key,
+                            const Result<StartResult>& result) {
+  auto it = pending_keys_.find(key);
+  if (it == pending_keys_.end()) return;
+  auto waiters = std::move(it->second.waiters);
+  pending_keys_.erase(it);
+  for (auto& w : waiters) {
+    if (!result.ok()) {
+      w(result.status());
+    } else {
+      StartResult r = result.value();
+      r.created = false;
+      w(r);
+    }
+  }
+}
+
+void EngineImpl::CreateSaga(StartRequest request, DefPtr def,
+                            Callback<StartResult> done) {
+  const std::string id = ids_.Next(Now());
+  uint32_t& running = running_[def->name];
+  const bool queued = def->max_concurrency && running >= *def->max_concurrency;
+  if (!queued) ++running;
+  auto active = std::make_unique<Active>();
+  active->def = def;
+  active->holds_slot = !queued;
+  Active& a = *active;
+  Plan plan = PlanStart(Context(a), id, std::move(request.input),
+                        request.idempotency_key, request.correlation_id,
+                        queued);
+  a.saga = plan.saga;
+  a.saga.last_seq = 0;
+  if (queued) queued_[def->name].push_back(id);
+  if (!request.idempotency_key.empty()) {
+    pending_keys_[request.idempotency_key].saga_id = id;
+  }
+  active_[id] = std::move(active);
+  const std::string key = request.idempotency_key;
+  Apply(a, std::move(plan), [this, id, key, done](const Status& s) {
+    if (!s.ok()) {
+      done(s);
+      if (!key.empty()) ResolveKey(key, s);
+      return;
+    }
+    const Saga* saga = FindActive(id);
+    StartResult r{id, saga ? saga->state : SagaState::kCompleted, true};
+    done(r);
+    if (!key.empty()) ResolveKey(key, r);
+  });
+}
+
+void EngineImpl::Apply(Active& a, Plan plan,
+                       std::function<void(const Status&)> after) {
+  a.committing = true;
+  Transition t = plan.Build(Now());
+  const std::string id = a.saga.id;
+  committer_->Commit(std::move(t), [this, id, plan = std::move(plan),
+                                    after = std::move(after)](
+                                       const Status& s) mutable {
+    OnCommitted(id, std::move(plan), s, after);
+  });
+}
+
+void EngineImpl::OnCommitted(const std::string& id, Plan plan,
+                             const Status& status,
+                             const std::function<void(const Status&)>& after) {
+  auto it = active_.find(id);
+  if (it == active_.end()) return;  // cannot happen: only commits remove
+  Active& a = *it->second;
+  a.committing = false;
+  if (!status.ok()) {
+    // The store refuses writes from now on; nothing more can be logged.
+    health_ = status;
+    if (plan.previous_state == std::nullopt) {
+      ReleaseSlot(a);
+      active_.erase(it);
+    }
+    if (after) after(status);
+    MaybeFinishShutdown();
+    return;
+  }
+  a.saga = std::move(plan.saga);
+  if (auto w = watchers_.find(id); w != watchers_.end()) {
+    auto callbacks = w->second;  // a watcher may unwatch while called
+    for (auto& [wid, fn] : callbacks) fn(a.saga);
+  }
+  if (plan.arm_timer && !shutting_down_) {
+    timers_->Add({a.saga.wait.due_ms, id,
+                  a.saga.wait.kind == Wait::Kind::kSleep ? "sleep"
+                                                         : "backoff"});
+  }
+  if (plan.run_attempt && !shutting_down_) Dispatch(a);
+  std::unique_ptr<Active> finished;
+  if (plan.finished) {
+    StopAttemptTimeout(a);
+    ReleaseSlot(a);
+    finished = std::move(it->second);
+    active_.erase(it);
+  }
+  if (after) after(status);
+  if (!finished) {
+    // Run what arrived during the commit, until one commits again.
+    while (!a.committing && !a.deferred.empty()) {
+      auto event = std::move(a.deferred.front());
+      a.deferred.pop_front();
+      event();
+    }
+  }
+  MaybeFinishShutdown();
+}
+
+void EngineImpl::WhenIdle(Active& a, std::function<void()> event) {
+  if (a.committing) {
+    a.deferred.push_back(std::move(event));
+  } else {
+    event();
+  }
+}
+
+void EngineImpl::ReleaseSlot(Active& a) {
+  if (!a.holds_slot) {
+    auto& q = queued_[a.def->name];
+    q.erase(std::remove(q.begin(), q.end(), a.saga.id), q.end());
+    return;
+  }
+  a.holds_slot = false;
+  uint32_t& running = running_[a.def->name];
+  if (running > 0) --running;
+  FillSlots(a.def->name);
+}
+
+void EngineImpl::Dispatch(Active& a) {
+  const Wait w = a.saga.wait;
+  const StepSpec& step = a.def->steps[static_cast<size_t>(w.step)];
+  const ActionSpec& spec = w.compensation ? *step.compensate : step.run;
+  const std::string id = a.saga.id;
+  const AttemptOutcome tag{w.step, w.compensation, w.attempt};
+  auto deliver = [inbox = inbox_, this, id, tag](ActionResult r) {
+    AttemptOutcome o = tag;
+    o.ok = r.ok;
+    o.output = std::move(r.output);
+    o.error = std::move(r.error);
+    inbox->Post([this, id, o = std::move(o)]() mutable {
+      OnOutcome(id, std::move(o));
+    });
+  };
+  AttemptRequest req{id,
+                     a.saga.workflow,
+                     step.name,
+                     w.compensation,
+                     w.attempt,
+                     AttemptKey(id, step.name, w.compensation, w.attempt),
+                     nullptr};
+  std::map<std::string, json> outputs;
+  TemplateContext tc = MakeTemplateContext(*a.def, a.saga, &outputs,
+                                           req.idempotency_key, w.attempt);
+  auto params = RenderTemplates(spec.params, tc);
+  ++attempts_in_flight_;
+  if (!params.ok()) {
+    deliver(ActionResult::Failure("template", params.status().message()));
+    return;
+  }
+  req.params = std::move(params).value();
+  if (spec.timeout_ms) {
+    auto* timer = new uv_timer_t;
+    uv_timer_init(loop_, timer);
+    timer->data = new AttemptTimeout{this, id, tag, *spec.timeout_ms};
+    a.attempt_timeout = timer;
+    uv_timer_start(
+        timer,
+        [](uv_timer_t* t) {
+          auto* d = static_cast<AttemptTimeout*>(t->data);
+          AttemptOutcome o = d->tag;
+          o.error = {"timeout", "attempt timed out after " +
+                                    std::to_string(d->ms) + " ms"};
+          d->engine->OnOutcome(d->saga_id, std::move(o));
+        },
+        *spec.timeout_ms, 0);
+  }
+  if (RunSimpleBuiltin(spec.action, req, deliver)) return;
+  auto native = actions_.find(spec.action);
+  if (native == actions_.end()) {
+    deliver(ActionResult::Failure(
+        "unknown_action", "no action '" + spec.action +
+                              "' is registered in this process"));
+    return;
+  }
+  native->second(req, deliver);
+}
+
+void EngineImpl::StopAttemptTimeout(Active& a) {
+  if (a.attempt_timeout == nullptr) return;
+  uv_timer_t* timer = a.attempt_timeout;
+  a.attempt_timeout = nullptr;
+  uv_timer_stop(timer);
+  uv_close(reinterpret_cast<uv_handle_t*>(timer), [](uv_handle_t* h) {
+    auto* t = reinterpret_cast<uv_timer_t*>(h);
+    delete static_cast<AttemptTimeout*>(t->data);
+    delete t;
+  });
+}
+
+void EngineImpl::OnOutcome(const std::string& id, AttemptOutcome outcome) {
+  auto it = active_.find(id);
+  if (it == active_.end()) return;  // finished meanwhile: a stale result
+  Active& a = *it->second;
+  WhenIdle(a, [this, id, outcome = std::move(outcome)] {
+    auto it = active_.find(id);
+    if (it == active_.end() || shutting_down_) return;
+    Active& a = *it->second;
+    auto plan = PlanAttemptResult(Context(a), a.saga, outcome);
+    if (!plan) return;  // stale: a timed-out or superseded attempt
+    --attempts_in_flight_;
+    StopAttemptTimeout(a);
+    Apply(a, std::move(*plan), nullptr);
+  });
+}
+
+void EngineImpl::OnTimerDue(const TimerQueue::Entry& e) {
+  auto it = active_.find(e.saga_id);
+  if (it == active_.end()) return;
+  WhenIdle(*it->second, [this, e] {
+    auto it = active_.find(e.saga_id);
+    if (it == active_.end() || shutting_down_) return;
+    Active& a = *it->second;
+    auto plan = PlanTimerFired(Context(a), a.saga, {e.due_ms, e.name});
+    if (plan) Apply(a, std::move(*plan), nullptr);
+  });
+}
+
+void EngineImpl::Cancel(const std::string& saga_id, bool compensate,
+                        Callback<SagaState> done) {
+  if (!health_.ok()) return done(health_);
+  auto it = active_.find(saga_id);
+  if (it == active_.end()) {
+    // Not active: terminal, parked or unknown. Read it (off the loop) to
+    // say which.
+    auto found = std::make_shared<Result<SagaRecord>>(Status::NotFound(""));
+    ++blocking_work_;
+    RunBlocking(
+        loop_, [this, saga_id, found] { *found = store_->GetSaga(saga_id); },
+        [this, found, done] {
+          --blocking_work_;
+          if (!found->ok()) {
+            done(found->status());
+          } else if (auto saga = FromRecord(found->value()); !saga.ok()) {
+            done(saga.status());
+          } else {
+            Status refusal = CheckCancellable(*saga);
+            done(refusal.ok() ? Status::Busy("saga " + saga->id +
+                                             " is not loaded; retry")
+                              : refusal);
+          }
+          MaybeFinishShutdown();
+        });
+    return;
+  }
+  WhenIdle(*it->second, [this, saga_id, compensate, done] {
+    auto it = active_.find(saga_id);
+    if (it == active_.end()) {
+      return done(Status::InvalidArgument("saga " + saga_id +
+                                          " finished before the cancel"));
+    }
+    Active& a = *it->second;
+    auto plan = PlanCancel(Context(a), a.saga, compensate);
+    if (!plan.ok()) return done(plan.status());
+    Apply(a, std::move(plan).value(), [this, saga_id, done](const Status& s) {
+      if (!s.ok()) return done(s);
+      const Saga* saga = FindActive(saga_id);
+      done(saga ? saga->state : SagaState::kCancelled);
+    });
+  });
+}
+
+}  // namespace cde

@@ -1,0 +1,122 @@
+// Engine: runs every saga of one store on one libuv loop.
+//
+// The engine owns the store, the group-commit writer and the saga state. For
+// each event (a start, an attempt's result, a timer, a cancel) it plans the
+// transition (transitions.h), commits it, and only once the commit has landed
+// acts on it: dispatches the next attempt, arms a timer, answers the caller.
+// Open() resumes every saga that was in flight when the process last stopped.
+//
+// Thread safety: every method runs on the loop thread, and every callback is
+// called there. Native actions may complete from any thread.
+#ifndef CDE_ENGINE_ENGINE_H_
+#define CDE_ENGINE_ENGINE_H_
+
+#include <uv.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/actions.h"
+#include "engine/definition.h"
+#include "engine/saga.h"
+#include "storage/store.h"
+
+namespace cde {
+
+struct EngineOptions {
+  // The RocksDB store to open. Ignored when `store` is set.
+  std::string data_dir = "./cde-data";
+  // A store to run on instead (e.g. NewMemoryStore() in tests).
+  std::unique_ptr<Store> store;
+  // Commits are fdatasync'ed before anything acts on them (see
+  // CommitWriterOptions::sync). Turning this off trades machine-crash
+  // durability of the last transitions for throughput.
+  bool sync = true;
+  // Native actions, registered before recovery so resumed sagas find them.
+  std::map<std::string, NativeAction> actions;
+  // Seeds saga ids and retry jitter; 0 = random.
+  uint64_t seed = 0;
+};
+
+struct StartRequest {
+  std::string workflow;
+  std::optional<uint32_t> version;  // nullopt: the latest registered
+  nlohmann::json input = nlohmann::json::object();
+  std::string idempotency_key;  // "" = none
+  std::string correlation_id;   // the caller's, logged with the saga
+};
+
+struct StartResult {
+  std::string saga_id;
+  SagaState state = SagaState::kRunning;
+  bool created = true;  // false: an earlier start with the same key
+};
+
+struct EngineStats {
+  std::map<std::string, uint64_t> active_by_state;
+  uint64_t attempts_in_flight = 0;
+  uint64_t timers_pending = 0;
+  uint64_t queued = 0;  // waiting under max_concurrency
+  uint64_t commits = 0;
+  uint64_t commit_groups = 0;
+};
+
+class Engine {
+ public:
+  template <typename T>
+  using Callback = std::function<void(Result<T>)>;
+
+  // Opens the store, loads definitions and resumes active sagas.
+  static Result<std::unique_ptr<Engine>> Open(uv_loop_t* loop,
+                                               EngineOptions options);
+  virtual ~Engine() = default;
+
+  // Registers a native action (see actions.h). AlreadyExists if taken.
+  virtual Status RegisterAction(const std::string& name,
+                                NativeAction action) = 0;
+
+  // Validates and stores a definition. Re-registering identical content is
+  // a no-op; different content under an existing version is AlreadyExists.
+  virtual void RegisterWorkflow(const nlohmann::json& definition,
+                                Callback<DefinitionRecord> done) = 0;
+  virtual std::vector<std::shared_ptr<const WorkflowDefinition>>
+  ListWorkflows() const = 0;
+
+  // Starts a saga; `done` runs once its start is durable.
+  virtual void Start(StartRequest request, Callback<StartResult> done) = 0;
+  // Cancels a running saga: it stops after the current attempt, then
+  // compensates (or, with compensate = false, just stops).
+  virtual void Cancel(const std::string& saga_id, bool compensate,
+                      Callback<SagaState> done) = 0;
+  // Replays a parked saga (see PlanReplay).
+  virtual void Replay(const std::string& saga_id, const std::string& from_step,
+                      Callback<SagaState> done) = 0;
+
+  // The in-memory state of an active saga, or nullptr.
+  virtual const Saga* FindActive(const std::string& saga_id) const = 0;
+  // Calls `on_change` after each committed change of `saga_id` while the
+  // watch lasts. Returns a watch id for Unwatch.
+  virtual uint64_t Watch(const std::string& saga_id,
+                         std::function<void(const Saga&)> on_change) = 0;
+  virtual void Unwatch(uint64_t watch_id) = 0;
+
+  virtual EngineStats stats() const = 0;
+  // OK, or why the engine refuses work (a failed commit, shutting down).
+  virtual Status health() const = 0;
+  // For reads (get_saga, logs); thread-safe.
+  virtual Store& store() = 0;
+
+  // Stops taking work, drains commits in flight, closes every handle and
+  // the store, then calls `done`. Attempts still running are abandoned and
+  // re-run after the next Open (at least once).
+  virtual void Shutdown(std::function<void(Status)> done) = 0;
+};
+
+}  // namespace cde
+
+#endif  // CDE_ENGINE_ENGINE_H_

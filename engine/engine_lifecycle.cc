@@ -1,0 +1,243 @@
+// EngineImpl: recovery on open, replay of parked sagas, watches, stats and
+// shutdown.
+#include <algorithm>
+
+#include "engine/engine_impl.h"
+
+namespace cde {
+
+Status EngineImpl::Recover() {
+  auto defs = store_->ListDefinitions();
+  if (!defs.ok()) return defs.status().WithContext("loading definitions");
+  for (const DefinitionRecord& d : *defs) CDE_RETURN_IF_ERROR(AddDefinition(d));
+
+  auto records = store_->ListActiveSagas();
+  if (!records.ok()) return records.status().WithContext("loading sagas");
+  // Oldest first, so queued sagas keep their order.
+  std::sort(records->begin(), records->end(),
+            [](const SagaRecord& a, const SagaRecord& b) { return a.id < b.id; });
+  std::vector<Active*> resumed;
+  for (SagaRecord& record : *records) {
+    DefPtr def = FindDefinition(record.workflow, record.version);
+    auto saga = FromRecord(record);
+    std::string poison;
+    if (!def) {
+      poison = "workflow " + record.workflow + "@" +
+               std::to_string(record.version) + " is not registered";
+    } else if (!saga.ok()) {
+      poison = saga.status().message();
+    } else if (saga->steps.size() != def->steps.size()) {
+      poison = "snapshot has " + std::to_string(saga->steps.size()) +
+               " steps, the definition " + std::to_string(def->steps.size());
+    }
+    if (!poison.empty()) {
+      ParkPoisoned(std::move(record), poison);
+      continue;
+    }
+    auto active = std::make_unique<Active>();
+    active->saga = std::move(saga).value();
+    active->def = def;
+    if (active->saga.wait.kind == Wait::Kind::kQueued) {
+      queued_[def->name].push_back(active->saga.id);
+    } else {
+      ++running_[def->name];
+      active->holds_slot = true;
+    }
+    resumed.push_back(active.get());
+    active_[record.id] = std::move(active);
+  }
+  for (Active* a : resumed) Resume(*a);
+  for (const auto& [workflow, q] : queued_) FillSlots(workflow);
+  return Status::OK();
+}
+
+// Picks an active saga up where its snapshot says it was.
+void EngineImpl::Resume(Active& a) {
+  const Wait& w = a.saga.wait;
+  switch (w.kind) {
+    case Wait::Kind::kAttempt:
+      // Started, result never logged: run it again, same idempotency key.
+      Dispatch(a);
+      return;
+    case Wait::Kind::kBackoff:
+    case Wait::Kind::kSleep:
+      timers_->Add({w.due_ms, a.saga.id,
+                    w.kind == Wait::Kind::kSleep ? "sleep" : "backoff"});
+      return;
+    case Wait::Kind::kQueued:
+      return;  // FillSlots decides
+    case Wait::Kind::kNothing:
+      Apply(a, PlanDequeue(Context(a), a.saga), nullptr);
+      return;
+  }
+}
+
+// A saga the engine cannot decode or advance goes to the DLQ with the
+// reason, once, instead of crashing the engine or looping on it.
+void EngineImpl::ParkPoisoned(SagaRecord record, const std::string& reason) {
+  const std::optional<SagaState> previous = record.state;
+  Transition t;
+  t.AppendLog({record.id, record.last_seq + 1, Now(), "saga_poisoned",
+               {{"error", reason}}});
+  t.PutDlq({record.id, record.workflow, record.version, "poison", "", reason,
+            0, Now(), 0});
+  record.last_seq += 1;
+  record.state = SagaState::kParked;
+  record.updated_ms = Now();
+  t.PutSaga(record, previous);
+  committer_->Commit(std::move(t), [this](const Status& s) {
+    if (!s.ok()) health_ = s;
+    MaybeFinishShutdown();
+  });
+}
+
+void EngineImpl::FillSlots(const std::string& workflow) {
+  if (shutting_down_) return;
+  auto& q = queued_[workflow];
+  uint32_t& running = running_[workflow];
+  while (!q.empty()) {
+    auto it = active_.find(q.front());
+    if (it == active_.end()) {
+      q.pop_front();
+      continue;
+    }
+    const auto& limit = it->second->def->max_concurrency;
+    if (limit && running >= *limit) return;
+    q.pop_front();
+    ++running;
+    it->second->holds_slot = true;
+    const std::string next = it->first;
+    WhenIdle(*it->second, [this, next] {
+      auto it = active_.find(next);
+      if (it == active_.end()) return;
+      Active& n = *it->second;
+      if (n.saga.wait.kind != Wait::Kind::kQueued) return;
+      Apply(n, PlanDequeue(Context(n), n.saga), nullptr);
+    });
+  }
+}
+
+void EngineImpl::Replay(const std::string& saga_id,
+                        const std::string& from_step,
+                        Callback<SagaState> done) {
+  if (shutting_down_) {
+    return done(Status::ShutdownInProgress("the engine is shutting down"));
+  }
+  if (!health_.ok()) return done(health_);
+  if (const Saga* s = FindActive(saga_id)) {
+    return done(Status::InvalidArgument(
+        "saga " + saga_id + " is " + std::string(SagaStateName(s->state)) +
+        ", not parked; only parked sagas replay"));
+  }
+  auto found = std::make_shared<Result<SagaRecord>>(Status::NotFound(""));
+  ++blocking_work_;
+  RunBlocking(
+      loop_, [this, saga_id, found] { *found = store_->GetSaga(saga_id); },
+      [this, saga_id, from_step, found, done] {
+        --blocking_work_;
+        StartReplay(std::move(*found), from_step, done);
+        MaybeFinishShutdown();
+      });
+}
+
+void EngineImpl::StartReplay(Result<SagaRecord> found,
+                             const std::string& from_step,
+                             const Callback<SagaState>& done) {
+  if (!found.ok()) return done(found.status());
+  if (shutting_down_) {
+    return done(Status::ShutdownInProgress("the engine is shutting down"));
+  }
+  if (active_.count(found->id) != 0) {
+    return done(Status::Busy("saga " + found->id + " is already replaying"));
+  }
+  auto saga = FromRecord(*found);
+  if (!saga.ok()) return done(saga.status());
+  DefPtr def = FindDefinition(saga->workflow, saga->version);
+  if (!def) {
+    return done(Status::NotFound("workflow " + saga->workflow + "@" +
+                                 std::to_string(saga->version) +
+                                 " is not registered"));
+  }
+  auto active = std::make_unique<Active>();
+  active->saga = std::move(saga).value();
+  active->def = def;
+  Active& a = *active;
+  auto plan = PlanReplay(Context(a), a.saga, from_step);
+  if (!plan.ok()) return done(plan.status());
+  const std::string id = a.saga.id;
+  ++running_[def->name];
+  a.holds_slot = true;
+  active_[id] = std::move(active);
+  Apply(a, std::move(plan).value(), [this, id, done](const Status& s) {
+    if (!s.ok()) return done(s);
+    const Saga* saga = FindActive(id);
+    done(saga ? saga->state : SagaState::kCompleted);
+  });
+}
+
+const Saga* EngineImpl::FindActive(const std::string& saga_id) const {
+  auto it = active_.find(saga_id);
+  return it == active_.end() ? nullptr : &it->second->saga;
+}
+
+uint64_t EngineImpl::Watch(const std::string& saga_id,
+                           std::function<void(const Saga&)> on_change) {
+  const uint64_t id = next_watch_++;
+  watchers_[saga_id][id] = std::move(on_change);
+  watch_index_[id] = saga_id;
+  return id;
+}
+
+void EngineImpl::Unwatch(uint64_t watch_id) {
+  auto it = watch_index_.find(watch_id);
+  if (it == watch_index_.end()) return;
+  auto w = watchers_.find(it->second);
+  if (w != watchers_.end()) {
+    w->second.erase(watch_id);
+    if (w->second.empty()) watchers_.erase(w);
+  }
+  watch_index_.erase(it);
+}
+
+EngineStats EngineImpl::stats() const {
+  EngineStats s;
+  for (const auto& [id, a] : active_) {
+    ++s.active_by_state[std::string(SagaStateName(a->saga.state))];
+  }
+  s.attempts_in_flight = attempts_in_flight_;
+  s.timers_pending = timers_->size();
+  for (const auto& [wf, q] : queued_) s.queued += q.size();
+  const CommitWriterStats w = writer_->stats();
+  s.commits = w.transitions;
+  s.commit_groups = w.groups;
+  return s;
+}
+
+void EngineImpl::Shutdown(std::function<void(Status)> done) {
+  if (shutting_down_) {
+    done(Status::ShutdownInProgress("shutdown already under way"));
+    return;
+  }
+  shutting_down_ = true;
+  shutdown_done_ = std::move(done);
+  MaybeFinishShutdown();
+}
+
+void EngineImpl::MaybeFinishShutdown() {
+  if (!shutting_down_ || !shutdown_done_) return;
+  if (committer_->in_flight() > 0 || blocking_work_ > 0) return;
+  auto done = std::move(shutdown_done_);
+  shutdown_done_ = nullptr;
+  for (auto& [id, a] : active_) StopAttemptTimeout(*a);
+  auto closed = [this, done] {
+    if (--handles_open_ > 0) return;
+    writer_->Stop();
+    Status s = store_->Close();
+    done(s);
+  };
+  timers_->Close(closed);
+  inbox_->Close(closed);
+  committer_->Close(closed);
+}
+
+}  // namespace cde

@@ -1,0 +1,410 @@
+#include "engine/input_schema.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <limits>
+#include <regex>
+#include <string_view>
+
+namespace cde {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::array<std::string_view, 7> kTypeNames = {
+    "object", "array", "string", "number", "integer", "boolean", "null"};
+
+// Keywords that describe the schema and constrain nothing.
+constexpr std::array<std::string_view, 5> kAnnotations = {
+    "title", "description", "default", "examples", "$schema"};
+
+constexpr std::array<std::string_view, 4> kNumberBounds = {
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"};
+
+constexpr std::array<std::string_view, 4> kCounts = {"minLength", "maxLength",
+                                                     "minItems", "maxItems"};
+
+// libstdc++'s std::regex recurses per character of the subject: measured on
+// Debian 12, "(a|b)*" overflows an 8 MB stack near 20,000 characters and a
+// nested group near 8,000. Longer strings are reported, not matched: a crash
+// on bad input is never acceptable.
+constexpr size_t kMaxPatternSubject = 1024;
+
+template <size_t N>
+bool Contains(const std::array<std::string_view, N>& names,
+              std::string_view name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+std::string JoinKey(const std::string& path, const std::string& key) {
+  return path.empty() ? key : path + "." + key;
+}
+
+std::string JoinIndex(const std::string& path, size_t i) {
+  return path + "[" + std::to_string(i) + "]";
+}
+
+std::string At(const std::string& path, const std::string& message) {
+  return path.empty() ? message : path + ": " + message;
+}
+
+// libstdc++'s regex_error::what() differs between versions; these texts are
+// ours, so users and tests see the same message everywhere.
+std::string RegexProblem(const std::regex_error& e) {
+  using namespace std::regex_constants;
+  switch (e.code()) {
+    case error_paren:
+      return "unbalanced parentheses";
+    case error_brack:
+      return "unbalanced brackets";
+    case error_brace:
+      return "unbalanced braces";
+    case error_badbrace:
+      return "invalid {} repetition";
+    case error_badrepeat:
+      return "nothing to repeat";
+    case error_escape:
+      return "invalid escape";
+    case error_range:
+      return "invalid character range";
+    case error_backref:
+      return "invalid back reference";
+    case error_ctype:
+      return "invalid character class";
+    case error_collate:
+      return "invalid collating element";
+    default:
+      return "too complex";
+  }
+}
+
+// ---- Checking the schema itself -------------------------------------------
+
+void CheckSchema(const json& schema, const std::string& where,
+                 std::vector<std::string>* errors);
+
+void CheckType(const json& type, const std::string& path,
+               std::vector<std::string>* errors) {
+  auto check_name = [&](const json& name, const std::string& at) {
+    if (!name.is_string() ||
+        !Contains(kTypeNames, name.get_ref<const std::string&>())) {
+      errors->push_back(At(at,
+                           "must be one of object, array, string, number, "
+                           "integer, boolean, null"));
+    }
+  };
+  if (type.is_string()) {
+    check_name(type, path);
+  } else if (type.is_array() && !type.empty()) {
+    for (size_t i = 0; i < type.size(); ++i) {
+      check_name(type[i], JoinIndex(path, i));
+    }
+  } else {
+    errors->push_back(
+        At(path, "must be a type name or a non-empty array of type names"));
+  }
+}
+
+void CheckRequired(const json& required, const std::string& path,
+                   std::vector<std::string>* errors) {
+  if (!required.is_array()) {
+    errors->push_back(At(path, "must be an array of field names"));
+    return;
+  }
+  for (size_t i = 0; i < required.size(); ++i) {
+    if (!required[i].is_string()) {
+      errors->push_back(At(JoinIndex(path, i), "must be a string"));
+    }
+  }
+}
+
+void CheckPattern(const json& pattern, const std::string& path,
+                  std::vector<std::string>* errors) {
+  if (!pattern.is_string()) {
+    errors->push_back(At(path, "must be a string"));
+    return;
+  }
+  try {
+    std::regex re(pattern.get<std::string>(), std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    errors->push_back(
+        At(path, "is not a valid regular expression: " + RegexProblem(e)));
+  }
+}
+
+// One keyword of a schema object at `where`.
+void CheckKeyword(const std::string& key, const json& value,
+                  const std::string& where, std::vector<std::string>* errors) {
+  const std::string path = JoinKey(where, key);
+  if (key == "type") {
+    CheckType(value, path, errors);
+  } else if (key == "properties") {
+    if (!value.is_object()) {
+      errors->push_back(At(path, "must be an object"));
+      return;
+    }
+    for (const auto& [name, sub] : value.items()) {
+      CheckSchema(sub, JoinKey(path, name), errors);
+    }
+  } else if (key == "items") {
+    CheckSchema(value, path, errors);
+  } else if (key == "required") {
+    CheckRequired(value, path, errors);
+  } else if (key == "additionalProperties") {
+    if (!value.is_boolean()) errors->push_back(At(path, "must be a boolean"));
+  } else if (key == "enum") {
+    if (!value.is_array() || value.empty()) {
+      errors->push_back(At(path, "must be a non-empty array"));
+    }
+  } else if (Contains(kNumberBounds, key)) {
+    if (!value.is_number()) errors->push_back(At(path, "must be a number"));
+  } else if (Contains(kCounts, key)) {
+    if (!value.is_number_unsigned() &&
+        !(value.is_number_integer() && value.get<int64_t>() >= 0)) {
+      errors->push_back(At(path, "must be a non-negative integer"));
+    }
+  } else if (key == "pattern") {
+    CheckPattern(value, path, errors);
+  } else if (key != "const" && !Contains(kAnnotations, key)) {
+    errors->push_back(At(where, "unknown keyword '" + key + "'"));
+  }
+}
+
+void CheckSchema(const json& schema, const std::string& where,
+                 std::vector<std::string>* errors) {
+  if (!schema.is_object()) {
+    errors->push_back(At(where, "must be an object"));
+    return;
+  }
+  for (const auto& [key, value] : schema.items()) {
+    CheckKeyword(key, value, where, errors);
+  }
+}
+
+// ---- Validating an input ---------------------------------------------------
+
+bool HasType(const json& value, const std::string& type) {
+  if (type == "object") return value.is_object();
+  if (type == "array") return value.is_array();
+  if (type == "string") return value.is_string();
+  if (type == "number") return value.is_number();
+  if (type == "boolean") return value.is_boolean();
+  if (type == "null") return value.is_null();
+  if (type == "integer") {
+    if (value.is_number_integer()) return true;
+    // JSON Schema: 2.0 is an integer; the encoding is not the value.
+    if (!value.is_number_float()) return false;
+    const double d = value.get<double>();
+    return std::isfinite(d) && std::floor(d) == d;
+  }
+  return false;
+}
+
+void ValidateType(const json& type, const json& value, const std::string& path,
+                  std::vector<std::string>* errors) {
+  std::vector<std::string> names;
+  if (type.is_string()) names.push_back(type.get<std::string>());
+  if (type.is_array()) {
+    for (const json& name : type) {
+      if (name.is_string()) names.push_back(name.get<std::string>());
+    }
+  }
+  if (names.empty()) return;
+  std::string wanted;
+  for (const std::string& name : names) {
+    if (HasType(value, name)) return;
+    wanted += (wanted.empty() ? "" : " or ") + name;
+  }
+  errors->push_back(At(path, "must be of type " + wanted));
+}
+
+std::string Dump(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+void ValidateNumber(const json& schema, const json& value,
+                    const std::string& path, std::vector<std::string>* errors) {
+  auto bound = [&](const char* key, const char* op, auto violated) {
+    const auto it = schema.find(key);
+    if (it != schema.end() && it->is_number() && violated(value, *it)) {
+      errors->push_back(
+          At(path, std::string("must be ") + op + " " + Dump(*it)));
+    }
+  };
+  bound("minimum", ">=", [](const json& v, const json& b) { return v < b; });
+  bound("maximum", "<=", [](const json& v, const json& b) { return v > b; });
+  bound("exclusiveMinimum", ">",
+        [](const json& v, const json& b) { return v <= b; });
+  bound("exclusiveMaximum", "<",
+        [](const json& v, const json& b) { return v >= b; });
+}
+
+// The count in `schema[key]`, or -1 when absent or not a count.
+int64_t Count(const json& schema, const char* key) {
+  const auto it = schema.find(key);
+  if (it == schema.end() || !it->is_number_integer()) return -1;
+  if (it->is_number_unsigned()) {
+    return static_cast<int64_t>(std::min<uint64_t>(
+        it->get<uint64_t>(), std::numeric_limits<int64_t>::max()));
+  }
+  return it->get<int64_t>();
+}
+
+std::string Plural(int64_t n, const std::string& noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
+
+// Unicode code points in valid UTF-8: every byte but continuation bytes.
+int64_t CodePoints(const std::string& s) {
+  return std::count_if(s.begin(), s.end(), [](char c) {
+    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  });
+}
+
+void ValidatePattern(const json& pattern, const std::string& text,
+                     const std::string& path,
+                     std::vector<std::string>* errors) {
+  if (!pattern.is_string()) return;
+  const std::string& source = pattern.get_ref<const std::string&>();
+  if (text.size() > kMaxPatternSubject) {
+    errors->push_back(At(
+        path, "is too long to match against pattern '" + source + "' (limit " +
+                  std::to_string(kMaxPatternSubject) + " bytes)"));
+    return;
+  }
+  try {
+    // JSON Schema patterns are not anchored: search, not match.
+    if (!std::regex_search(text, std::regex(source, std::regex::ECMAScript))) {
+      errors->push_back(At(path, "must match pattern '" + source + "'"));
+    }
+  } catch (const std::regex_error& e) {
+    errors->push_back(At(path, "cannot be matched against pattern '" + source +
+                                   "': " + RegexProblem(e)));
+  }
+}
+
+void ValidateString(const json& schema, const std::string& text,
+                    const std::string& path, std::vector<std::string>* errors) {
+  const int64_t length = CodePoints(text);
+  const int64_t min = Count(schema, "minLength");
+  if (min >= 0 && length < min) {
+    errors->push_back(
+        At(path, "must be at least " + Plural(min, "character") + " long"));
+  }
+  const int64_t max = Count(schema, "maxLength");
+  if (max >= 0 && length > max) {
+    errors->push_back(
+        At(path, "must be at most " + Plural(max, "character") + " long"));
+  }
+  const auto pattern = schema.find("pattern");
+  if (pattern != schema.end()) ValidatePattern(*pattern, text, path, errors);
+}
+
+void Validate(const json& schema, const json& value, const std::string& path,
+              std::vector<std::string>* errors);
+
+void ValidateArray(const json& schema, const json& value,
+                   const std::string& path, std::vector<std::string>* errors) {
+  const auto size = static_cast<int64_t>(value.size());
+  const int64_t min = Count(schema, "minItems");
+  if (min >= 0 && size < min) {
+    errors->push_back(At(path, "must have at least " + Plural(min, "item")));
+  }
+  const int64_t max = Count(schema, "maxItems");
+  if (max >= 0 && size > max) {
+    errors->push_back(At(path, "must have at most " + Plural(max, "item")));
+  }
+  const auto items = schema.find("items");
+  if (items == schema.end()) return;
+  for (size_t i = 0; i < value.size(); ++i) {
+    Validate(*items, value[i], JoinIndex(path, i), errors);
+  }
+}
+
+// Fields in key order (each against its property schema, or rejected when
+// additionalProperties is false), then the missing required fields.
+void ValidateObject(const json& schema, const json& value,
+                    const std::string& path, std::vector<std::string>* errors) {
+  static const json kEmpty = json::object();
+  const auto props_it = schema.find("properties");
+  const json& props =
+      props_it != schema.end() && props_it->is_object() ? *props_it : kEmpty;
+  const auto additional = schema.find("additionalProperties");
+  const bool closed = additional != schema.end() && additional->is_boolean() &&
+                      !additional->get<bool>();
+  for (const auto& [key, field] : value.items()) {
+    const auto prop = props.find(key);
+    if (prop != props.end()) {
+      Validate(*prop, field, JoinKey(path, key), errors);
+    } else if (closed) {
+      errors->push_back(At(path, "unknown field '" + key + "'"));
+    }
+  }
+  const auto required = schema.find("required");
+  if (required == schema.end() || !required->is_array()) return;
+  for (const json& name : *required) {
+    if (name.is_string() && !value.contains(name.get<std::string>())) {
+      errors->push_back(
+          At(path, "missing required field '" + name.get<std::string>() + "'"));
+    }
+  }
+}
+
+void Validate(const json& schema, const json& value, const std::string& path,
+              std::vector<std::string>* errors) {
+  if (!schema.is_object()) return;
+  const auto type = schema.find("type");
+  if (type != schema.end()) ValidateType(*type, value, path, errors);
+  const auto allowed = schema.find("enum");
+  if (allowed != schema.end() && allowed->is_array() &&
+      std::find(allowed->begin(), allowed->end(), value) == allowed->end()) {
+    errors->push_back(At(path, "must be one of " + Dump(*allowed)));
+  }
+  const auto constant = schema.find("const");
+  if (constant != schema.end() && *constant != value) {
+    errors->push_back(At(path, "must be equal to " + Dump(*constant)));
+  }
+  if (value.is_number()) ValidateNumber(schema, value, path, errors);
+  if (value.is_string()) {
+    ValidateString(schema, value.get_ref<const std::string&>(), path, errors);
+  }
+  if (value.is_array()) ValidateArray(schema, value, path, errors);
+  if (value.is_object()) ValidateObject(schema, value, path, errors);
+}
+
+std::string JoinErrors(const std::vector<std::string>& errors) {
+  std::string out;
+  for (const std::string& e : errors) {
+    if (!out.empty()) out += "; ";
+    out += e;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> CheckInputSchema(const nlohmann::json& schema,
+                                          const std::string& where) {
+  std::vector<std::string> errors;
+  try {
+    CheckSchema(schema, where, &errors);
+  } catch (const std::exception& e) {  // a bug must not escape as a crash
+    errors.push_back(At(where, std::string("internal error: ") + e.what()));
+  }
+  return errors;
+}
+
+Status ValidateInput(const nlohmann::json& schema,
+                     const nlohmann::json& input) {
+  std::vector<std::string> errors;
+  try {
+    Validate(schema, input, "input", &errors);
+  } catch (const std::exception& e) {  // a bug must not escape as a crash
+    errors.push_back(std::string("input: internal error: ") + e.what());
+  }
+  if (errors.empty()) return Status::OK();
+  return Status::InvalidArgument(JoinErrors(errors));
+}
+
+}  // namespace cde

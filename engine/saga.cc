@@ -1,0 +1,165 @@
+#include "engine/saga.h"
+
+#include <array>
+
+namespace cde {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::array<std::pair<StepStatus, std::string_view>, 8> kStepNames = {{
+    {StepStatus::kPending, "pending"},
+    {StepStatus::kRunning, "running"},
+    {StepStatus::kSucceeded, "succeeded"},
+    {StepStatus::kFailed, "failed"},
+    {StepStatus::kCompensating, "compensating"},
+    {StepStatus::kCompensated, "compensated"},
+    {StepStatus::kCompensationFailed, "compensation_failed"},
+    {StepStatus::kSkipped, "skipped"},
+}};
+
+constexpr std::array<std::pair<Wait::Kind, std::string_view>, 5> kWaitNames = {{
+    {Wait::Kind::kNothing, "nothing"},
+    {Wait::Kind::kAttempt, "attempt"},
+    {Wait::Kind::kBackoff, "backoff"},
+    {Wait::Kind::kSleep, "sleep"},
+    {Wait::Kind::kQueued, "queued"},
+}};
+
+template <typename E, size_t N>
+E FromName(const std::array<std::pair<E, std::string_view>, N>& table,
+           const std::string& name, const char* what) {
+  for (const auto& [value, n] : table) {
+    if (n == name) return value;
+  }
+  throw std::invalid_argument(std::string("unknown ") + what + " '" + name +
+                              "'");
+}
+
+json ErrorToJson(const ErrorInfo& e) {
+  if (e.empty()) return nullptr;
+  return {{"kind", e.kind}, {"message", e.message}};
+}
+
+ErrorInfo ErrorFromJson(const json& j) {
+  if (j.is_null()) return {};
+  return {j.at("kind").get<std::string>(), j.at("message").get<std::string>()};
+}
+
+}  // namespace
+
+std::string_view StepStatusName(StepStatus s) {
+  for (const auto& [value, name] : kStepNames) {
+    if (value == s) return name;
+  }
+  return "unknown";
+}
+
+std::string_view WaitKindName(Wait::Kind k) {
+  for (const auto& [value, name] : kWaitNames) {
+    if (value == k) return name;
+  }
+  return "unknown";
+}
+
+SagaRecord ToRecord(const Saga& s) {
+  json steps = json::array();
+  for (const StepState& st : s.steps) {
+    json j = {{"status", StepStatusName(st.status)}, {"attempts", st.attempts}};
+    if (st.compensation_attempts != 0) {
+      j["compensation_attempts"] = st.compensation_attempts;
+    }
+    if (!st.output.is_null()) j["output"] = st.output;
+    if (!st.error.empty()) j["error"] = ErrorToJson(st.error);
+    if (!st.compensation_error.empty()) {
+      j["compensation_error"] = ErrorToJson(st.compensation_error);
+    }
+    if (st.started_ms != 0) j["started_ms"] = st.started_ms;
+    if (st.finished_ms != 0) j["finished_ms"] = st.finished_ms;
+    steps.push_back(std::move(j));
+  }
+  json body = {{"input", s.input}, {"steps", std::move(steps)}};
+  if (s.wait.kind != Wait::Kind::kNothing) {
+    body["wait"] = {{"kind", WaitKindName(s.wait.kind)},
+                    {"step", s.wait.step},
+                    {"compensation", s.wait.compensation},
+                    {"attempt", s.wait.attempt},
+                    {"due_ms", s.wait.due_ms}};
+  }
+  if (!s.failure.empty()) {
+    body["failure"] = ErrorToJson(s.failure);
+    body["failed_step"] = s.failed_step;
+  }
+  if (!s.correlation_id.empty()) body["correlation_id"] = s.correlation_id;
+  if (s.cancel_requested) {
+    body["cancel"] = {{"compensate", s.compensate_on_cancel}};
+  }
+  if (s.replay_count != 0) body["replay_count"] = s.replay_count;
+  return {s.id,         s.workflow,   s.version,  s.state,
+          s.created_ms, s.updated_ms, s.last_seq, s.idempotency_key,
+          std::move(body)};
+}
+
+Result<Saga> FromRecord(const SagaRecord& r) {
+  Saga s;
+  s.id = r.id;
+  s.workflow = r.workflow;
+  s.version = r.version;
+  s.state = r.state;
+  s.created_ms = r.created_ms;
+  s.updated_ms = r.updated_ms;
+  s.last_seq = r.last_seq;
+  s.idempotency_key = r.idempotency_key;
+  try {
+    const json& b = r.body;
+    s.input = b.at("input");
+    for (const json& j : b.at("steps")) {
+      StepState st;
+      st.status = FromName(kStepNames, j.at("status").get<std::string>(),
+                           "step status");
+      st.attempts = j.at("attempts").get<uint32_t>();
+      st.compensation_attempts = j.value("compensation_attempts", 0u);
+      if (auto it = j.find("output"); it != j.end()) st.output = *it;
+      if (auto it = j.find("error"); it != j.end()) st.error = ErrorFromJson(*it);
+      if (auto it = j.find("compensation_error"); it != j.end()) {
+        st.compensation_error = ErrorFromJson(*it);
+      }
+      st.started_ms = j.value("started_ms", int64_t{0});
+      st.finished_ms = j.value("finished_ms", int64_t{0});
+      s.steps.push_back(std::move(st));
+    }
+    if (auto it = b.find("wait"); it != b.end()) {
+      const json& w = *it;
+      s.wait.kind =
+          FromName(kWaitNames, w.at("kind").get<std::string>(), "wait kind");
+      s.wait.step = w.at("step").get<int>();
+      s.wait.compensation = w.at("compensation").get<bool>();
+      s.wait.attempt = w.at("attempt").get<uint32_t>();
+      s.wait.due_ms = w.at("due_ms").get<int64_t>();
+    }
+    if (auto it = b.find("failure"); it != b.end()) {
+      s.failure = ErrorFromJson(*it);
+      s.failed_step = b.at("failed_step").get<int>();
+    }
+    s.correlation_id = b.value("correlation_id", std::string());
+    if (auto it = b.find("cancel"); it != b.end()) {
+      s.cancel_requested = true;
+      s.compensate_on_cancel = it->at("compensate").get<bool>();
+    }
+    s.replay_count = b.value("replay_count", 0u);
+  } catch (const std::exception& e) {
+    return Status::Corruption("saga '" + r.id + "': bad snapshot body: " +
+                              e.what());
+  }
+  return s;
+}
+
+std::string AttemptKey(const std::string& saga_id, const std::string& step,
+                       bool compensation, uint32_t attempt) {
+  std::string key = saga_id + "/" + step + "/";
+  if (compensation) key += "compensate/";
+  key += std::to_string(attempt);
+  return key;
+}
+
+}  // namespace cde

@@ -1,0 +1,105 @@
+// Saga: the engine's typed view of one saga, kept in memory while the saga
+// is active and stored as the `body` of its SagaRecord snapshot.
+//
+// Progress is a cursor over the definition's steps: forward while running,
+// backward while compensating. At most one attempt is in flight per saga;
+// `wait` says what the saga waits for (an attempt's result, a timer) so that
+// a restart knows what to resume.
+#ifndef CDE_ENGINE_SAGA_H_
+#define CDE_ENGINE_SAGA_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "storage/records.h"
+#include "storage/status.h"
+
+namespace cde {
+
+enum class StepStatus {
+  kPending,             // not started
+  kRunning,             // an attempt was started; outcome not yet known
+  kSucceeded,
+  kFailed,              // failed permanently
+  kCompensating,        // its compensation is under way
+  kCompensated,
+  kCompensationFailed,  // the compensation failed permanently
+  kSkipped,             // needed no compensation (none defined / never ran)
+};
+std::string_view StepStatusName(StepStatus s);
+
+struct ErrorInfo {
+  std::string kind;  // "" = no error
+  std::string message;
+  bool empty() const { return kind.empty() && message.empty(); }
+  friend bool operator==(const ErrorInfo&, const ErrorInfo&) = default;
+};
+
+struct StepState {
+  StepStatus status = StepStatus::kPending;
+  uint32_t attempts = 0;               // attempts of the step itself
+  uint32_t compensation_attempts = 0;  // attempts of its compensation
+  nlohmann::json output;               // null until it succeeds
+  ErrorInfo error;                     // last error of the step
+  ErrorInfo compensation_error;        // last error of its compensation
+  int64_t started_ms = 0;
+  int64_t finished_ms = 0;
+  friend bool operator==(const StepState&, const StepState&) = default;
+};
+
+// What an active saga waits for.
+struct Wait {
+  enum class Kind {
+    kNothing,  // about to advance (only between events, never stored)
+    kAttempt,  // the result of attempt `attempt` of step `step`
+    kBackoff,  // the retry timer of step `step`, due at due_ms
+    kSleep,    // a `sleep` step's timer, due at due_ms
+    kQueued,   // a free slot under the workflow's max_concurrency
+  };
+  Kind kind = Kind::kNothing;
+  int step = -1;
+  bool compensation = false;  // the step's compensation, not the step
+  uint32_t attempt = 0;
+  int64_t due_ms = 0;
+  friend bool operator==(const Wait&, const Wait&) = default;
+};
+std::string_view WaitKindName(Wait::Kind k);
+
+struct Saga {
+  std::string id;
+  std::string workflow;
+  uint32_t version = 0;
+  SagaState state = SagaState::kRunning;
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+  uint64_t last_seq = 0;
+  std::string idempotency_key;
+  std::string correlation_id;
+  nlohmann::json input;
+  std::vector<StepState> steps;
+  Wait wait;
+  ErrorInfo failure;           // why the saga is compensating / parked
+  int failed_step = -1;        // the step whose failure started compensation
+  bool cancel_requested = false;
+  bool compensate_on_cancel = true;
+  uint32_t replay_count = 0;
+
+  friend bool operator==(const Saga&, const Saga&) = default;
+};
+
+// The snapshot record of `saga` (body = everything engine-owned).
+SagaRecord ToRecord(const Saga& saga);
+// The saga in `record`, or Corruption naming the saga and the bad field.
+Result<Saga> FromRecord(const SagaRecord& record);
+
+// The idempotency key of one attempt: "<saga>/<step>/<attempt>", and
+// "<saga>/<step>/compensate/<attempt>" for a compensation.
+std::string AttemptKey(const std::string& saga_id, const std::string& step,
+                       bool compensation, uint32_t attempt);
+
+}  // namespace cde
+
+#endif  // CDE_ENGINE_SAGA_H_

@@ -1,0 +1,63 @@
+// Templates in action params: `${...}` references rendered just before an
+// attempt, from logged data only (the saga's input, earlier steps' logged
+// outputs, the saga id and the attempt's idempotency key), so a re-run after
+// a crash renders the same params.
+//
+// References:
+//   ${input}                 the whole saga input
+//   ${input.a.b}             a field of the input (objects; arrays by index:
+//                            ${input.items.0.sku})
+//   ${steps.NAME.output}     the logged output of step NAME
+//   ${steps.NAME.output.x}   a field of it
+//   ${saga.id}               the saga id
+//   ${step.idempotency_key}  "<saga>/<step>/<attempt>" of this attempt
+//   ${step.attempt}          the attempt number (1-based)
+// A string that is exactly one reference becomes the referenced JSON value
+// (keeping its type); a reference inside a longer string is spliced in as
+// text (strings as is, other values as compact JSON). `$${` is a literal
+// `${`. Templates are rendered in string values only, never in keys.
+#ifndef CDE_ENGINE_TEMPLATING_H_
+#define CDE_ENGINE_TEMPLATING_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "storage/status.h"
+
+namespace cde {
+
+// A parsed reference, e.g. ${steps.book.output.id} -> root "steps",
+// step "book", path {"id"}.
+struct TemplateRef {
+  enum class Root { kInput, kStepOutput, kSagaId, kIdempotencyKey, kAttempt };
+  Root root;
+  std::string step;               // kStepOutput only
+  std::vector<std::string> path;  // fields below input / output
+};
+
+// Every reference in the strings of `params`, or InvalidArgument naming the
+// JSON path below `where` ("steps[1].params.url: unterminated ${").
+Result<std::vector<TemplateRef>> CollectTemplateRefs(
+    const nlohmann::json& params, const std::string& where);
+
+struct TemplateContext {
+  const nlohmann::json* input = nullptr;
+  // Logged outputs of the steps that have one, by step name.
+  const std::map<std::string, nlohmann::json>* outputs = nullptr;
+  std::string saga_id;
+  std::string idempotency_key;
+  uint32_t attempt = 1;
+};
+
+// `params` with every reference replaced, or InvalidArgument naming the JSON
+// path and the reference that cannot be resolved
+// ("params.body.trip: ${input.trip_id}: input has no field 'trip_id'").
+Result<nlohmann::json> RenderTemplates(const nlohmann::json& params,
+                                       const TemplateContext& context);
+
+}  // namespace cde
+
+#endif  // CDE_ENGINE_TEMPLATING_H_

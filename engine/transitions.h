@@ -1,0 +1,122 @@
+// The saga state machine as pure functions: (definition, saga, event) ->
+// Plan. A Plan is the new snapshot, the log events that explain it, the
+// timer/DLQ/idempotency rows to write with it, and what to do once it is
+// committed. No I/O happens here: the engine commits a plan's transition and
+// only then acts on it ("log, commit, then act"), and tests check plans
+// directly.
+#ifndef CDE_ENGINE_TRANSITIONS_H_
+#define CDE_ENGINE_TRANSITIONS_H_
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/definition.h"
+#include "engine/saga.h"
+#include "engine/templating.h"
+#include "storage/records.h"
+#include "storage/transition.h"
+
+namespace cde {
+
+struct PlannedEvent {
+  std::string type;  // "saga_started", "attempt_started", ...
+  nlohmann::json data;
+};
+
+struct TimerRef {
+  int64_t due_ms;
+  std::string name;  // "backoff" or "sleep"
+  friend bool operator==(const TimerRef&, const TimerRef&) = default;
+};
+
+struct Plan {
+  Saga saga;  // the snapshot after this transition
+  std::optional<SagaState> previous_state;  // nullopt for a new saga
+  std::vector<PlannedEvent> events;
+  std::vector<TimerRef> timers_put;
+  std::vector<TimerRef> timers_delete;
+  std::optional<DlqRecord> dlq_put;
+  bool dlq_delete = false;
+  bool put_idempotency = false;  // saga.idempotency_key -> saga.id
+
+  // After the commit:
+  bool run_attempt = false;  // dispatch saga.wait's attempt
+  bool arm_timer = false;    // schedule saga.wait.due_ms
+  bool finished = false;     // terminal or parked: no longer active
+
+  // The storage transition for this plan; assigns log seqs from
+  // saga.last_seq (which it advances).
+  Transition Build(int64_t now_ms);
+};
+
+// What the engine knows when it plans.
+struct PlanContext {
+  const WorkflowDefinition& def;
+  int64_t now_ms;
+  double jitter_sample = 0.5;  // uniform in [0, 1): chosen by the caller
+};
+
+// The outcome of one attempt, tagged with the attempt it belongs to.
+struct AttemptOutcome {
+  int step = -1;
+  bool compensation = false;
+  uint32_t attempt = 0;
+  bool ok = false;
+  nlohmann::json output;  // ok only
+  ErrorInfo error;        // !ok only
+};
+
+// A new saga. With `queued`, it waits for a slot (max_concurrency) instead of
+// starting its first step.
+Plan PlanStart(const PlanContext& ctx, std::string saga_id,
+               nlohmann::json input, std::string idempotency_key,
+               std::string correlation_id, bool queued);
+
+// A queued saga got its slot.
+Plan PlanDequeue(const PlanContext& ctx, const Saga& saga);
+
+// The result of an attempt; nullopt if it is stale (not the attempt the
+// saga waits for: it timed out, or the saga moved on).
+std::optional<Plan> PlanAttemptResult(const PlanContext& ctx, const Saga& saga,
+                                      const AttemptOutcome& outcome);
+
+// A durable timer fell due; nullopt if the saga does not wait for it.
+std::optional<Plan> PlanTimerFired(const PlanContext& ctx, const Saga& saga,
+                                   const TimerRef& timer);
+
+// OK if `saga` can be cancelled; otherwise InvalidArgument saying why.
+Status CheckCancellable(const Saga& saga);
+
+// cancel_saga. InvalidArgument for a terminal, parked, compensating or
+// already cancelling saga.
+Result<Plan> PlanCancel(const PlanContext& ctx, const Saga& saga,
+                        bool compensate);
+
+// replay_saga of a parked saga: from the failed step (or `from_step`) with a
+// fresh retry budget, or, if a compensation failed, retrying compensation.
+Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
+                        const std::string& from_step);
+
+// The template context of an attempt of `saga`: its input, the outputs of
+// its steps that ran (succeeded, or since compensated) (filled into `outputs`, which must outlive the context), its id
+// and the attempt's key.
+TemplateContext MakeTemplateContext(
+    const WorkflowDefinition& def, const Saga& saga,
+    std::map<std::string, nlohmann::json>* outputs,
+    std::string idempotency_key, uint32_t attempt);
+
+// The delay before attempt `next_attempt` (>= 2) under `policy`, with
+// `jitter_sample` in [0, 1) spreading it by +-policy.jitter.
+int64_t BackoffMs(const RetryPolicy& policy, uint32_t next_attempt,
+                  double jitter_sample);
+
+// True if a failure of kind `kind` must not be retried under `policy`.
+bool IsNonRetryable(const RetryPolicy& policy, const std::string& kind);
+
+}  // namespace cde
+
+#endif  // CDE_ENGINE_TRANSITIONS_H_

@@ -1,0 +1,127 @@
+// Crash test of the engine: a child engine runs a mix of effect, sleep,
+// failing and compensated steps; we SIGKILL it at random moments, restart
+// it, and finally let it settle. Then every acknowledged start must have
+// ended terminal, repeated starts must have returned the same saga,
+// compensations must have run exactly for the sagas that failed, every side
+// effect must carry an idempotency key the log knows, and no saga may see
+// more duplicate side effects than there were kills. Rounds: CDE_ENGINE_CRASH_ROUNDS
+// (default 6).
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "storage/store.h"
+#include "tests/test_util.h"
+
+namespace cde {
+namespace {
+
+int Rounds() {
+  const char* env = std::getenv("CDE_ENGINE_CRASH_ROUNDS");
+  return env ? std::max(1, std::atoi(env)) : 6;
+}
+
+struct Acked {
+  std::string saga_id;
+  bool fail = false;
+};
+
+TEST(EngineCrashTest, AcknowledgedSagasFinishAndSideEffectsStayBounded) {
+  test::TempDir dir;
+  const std::string db = dir.Sub("db");
+  const std::string effects = dir.Sub("effects.log");
+  std::mt19937 rng(std::random_device{}());
+  std::map<std::string, Acked> acked;                // key -> saga
+  std::vector<std::pair<std::string, std::string>> dups;  // key, saga
+  const int rounds = Rounds();
+  int kills = 0;
+  for (int r = 0; r < rounds; ++r) {
+    const int run_ms = 100 + static_cast<int>(rng() % 400);
+    test::ChildRun run = test::RunChild(
+        {CDE_ENGINE_CRASH_CHILD_PATH, "run", db, effects, std::to_string(r)},
+        run_ms);
+    ASSERT_TRUE(run.killed) << "round " << r << ": exit " << run.exit_code;
+    ++kills;
+    std::istringstream in(run.reported);
+    std::string word, key, saga;
+    while (in >> word >> key >> saga) {
+      if (word == "ack") {
+        int fail;
+        in >> fail;
+        acked[key] = {saga, fail == 1};
+      } else {
+        dups.emplace_back(key, saga);
+      }
+    }
+  }
+  test::ChildRun settle = test::RunChild(
+      {CDE_ENGINE_CRASH_CHILD_PATH, "settle", db, effects, "0"}, -1, 120000);
+  ASSERT_EQ(settle.exit_code, 0) << "the engine did not settle";
+
+  auto opened = OpenRocksStore({.path = db, .mode = OpenMode::kReadOnly});
+  ASSERT_OK(opened.status());
+  Store& store = **opened;
+
+  std::set<std::string> logged_keys;  // attempt keys the logs know
+  for (const auto& [key, a] : acked) {
+    auto found = store.LookupIdempotency(key);
+    ASSERT_OK(found.status()) << key;
+    EXPECT_EQ(*found, a.saga_id) << key;
+    auto saga = store.GetSaga(a.saga_id);
+    ASSERT_OK(saga.status()) << "acknowledged saga lost: " << a.saga_id;
+    EXPECT_EQ(saga->state,
+              a.fail ? SagaState::kCompensated : SagaState::kCompleted)
+        << a.saga_id;
+    auto log = store.ReadLog(a.saga_id, 1, 100000);
+    ASSERT_OK(log.status());
+    for (const LogRecord& e : *log) {
+      if (e.type == "attempt_started") {
+        logged_keys.insert(e.data.at("idempotency_key").get<std::string>());
+      }
+    }
+  }
+  for (const auto& [key, saga] : dups) {
+    if (acked.count(key)) {
+      EXPECT_EQ(acked[key].saga_id, saga) << key;
+    }
+  }
+
+  std::map<std::string, int> seen;
+  std::ifstream in(effects);
+  for (std::string line; std::getline(in, line);) ++seen[line];
+  int duplicates = 0;
+  std::map<std::string, int> duplicates_by_saga;
+  for (const auto& [key, n] : seen) {
+    const std::string saga = key.substr(0, key.find('/'));
+    duplicates_by_saga[saga] += n - 1;
+    bool of_acked = false;
+    for (const auto& [k, a] : acked) of_acked = of_acked || a.saga_id == saga;
+    if (of_acked) {
+      EXPECT_TRUE(logged_keys.count(key)) << "side effect with unknown key "
+                                          << key;
+    }
+    duplicates += n - 1;
+  }
+  // Compensations ran exactly for the sagas that failed.
+  for (const auto& [key, a] : acked) {
+    bool undone = false;
+    for (const auto& [k, n] : seen) {
+      undone = undone || k.rfind(a.saga_id + "/a/compensate/", 0) == 0;
+    }
+    EXPECT_EQ(undone, a.fail) << a.saga_id;
+  }
+  // A saga has at most one attempt in flight, and a kill re-runs at most
+  // that one: each saga sees no more duplicates than there were kills.
+  for (const auto& [saga, n] : duplicates_by_saga) {
+    EXPECT_LE(n, kills) << saga;
+  }
+  std::printf("engine crash test: %d kills, %zu acknowledged sagas, %zu side "
+              "effects, %d duplicates\n",
+              kills, acked.size(), seen.size(), duplicates);
+  EXPECT_FALSE(acked.empty());
+}
+
+}  // namespace
+}  // namespace cde

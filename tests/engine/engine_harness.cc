@@ -1,0 +1,144 @@
+#include "tests/engine/engine_harness.h"
+
+namespace cde::test {
+
+NativeAction HeldAction::AsAction() {
+  return [this](const AttemptRequest& req, ActionDone done) {
+    std::lock_guard lock(mu_);
+    requests_.push_back(req);
+    pending_.push_back(std::move(done));
+  };
+}
+
+size_t HeldAction::calls() const {
+  std::lock_guard lock(mu_);
+  return requests_.size();
+}
+
+std::vector<AttemptRequest> HeldAction::requests() const {
+  std::lock_guard lock(mu_);
+  return requests_;
+}
+
+size_t HeldAction::pending() const {
+  std::lock_guard lock(mu_);
+  return pending_.size();
+}
+
+bool HeldAction::Complete(ActionResult result) {
+  ActionDone done;
+  {
+    std::lock_guard lock(mu_);
+    if (pending_.empty()) return false;
+    done = std::move(pending_.front());
+    pending_.erase(pending_.begin());
+  }
+  done(std::move(result));
+  return true;
+}
+
+EngineHarness::EngineHarness() {
+  uv_loop_init(&loop_);
+  uv_timer_init(&loop_, &tick_);
+  uv_timer_start(&tick_, [](uv_timer_t*) {}, 5, 5);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&tick_));
+}
+
+EngineHarness::~EngineHarness() {
+  if (engine_) Close().IgnoreError();
+  uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  EXPECT_EQ(uv_loop_close(&loop_), 0) << "a handle was left open";
+}
+
+Status EngineHarness::Open(const std::string& data_dir,
+                           std::map<std::string, NativeAction> actions) {
+  EngineOptions options;
+  if (data_dir.empty()) {
+    options.store = NewMemoryStore();
+  } else {
+    options.data_dir = data_dir;
+  }
+  options.actions = std::move(actions);
+  auto engine = Engine::Open(&loop_, std::move(options));
+  if (!engine.ok()) return engine.status();
+  engine_ = std::move(engine).value();
+  return Status::OK();
+}
+
+Status EngineHarness::Close() {
+  std::optional<Status> result;
+  engine_->Shutdown([&](Status s) { result = s; });
+  RunUntil([&] { return result.has_value(); }, 10000);
+  engine_.reset();
+  return result.value_or(Status::Aborted("shutdown did not finish"));
+}
+
+bool EngineHarness::RunUntil(const std::function<bool()>& done,
+                             int timeout_ms) {
+  uv_ref(reinterpret_cast<uv_handle_t*>(&tick_));
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(timeout_ms);
+  bool ok = done();
+  while (!ok && std::chrono::steady_clock::now() < deadline) {
+    uv_run(&loop_, UV_RUN_ONCE);
+    ok = done();
+  }
+  uv_unref(reinterpret_cast<uv_handle_t*>(&tick_));
+  return ok;
+}
+
+template <typename T, typename Call>
+Result<T> RunCall(EngineHarness& h, Call call) {
+  std::optional<Result<T>> out;
+  call([&](Result<T> r) { out.emplace(std::move(r)); });
+  if (!h.RunUntil([&] { return out.has_value(); })) {
+    return Status::Aborted("no answer within the timeout");
+  }
+  return std::move(*out);
+}
+
+Result<DefinitionRecord> EngineHarness::Register(const nlohmann::json& def) {
+  return RunCall<DefinitionRecord>(
+      *this, [&](auto cb) { engine_->RegisterWorkflow(def, cb); });
+}
+
+Result<StartResult> EngineHarness::Start(StartRequest request) {
+  return RunCall<StartResult>(
+      *this, [&](auto cb) { engine_->Start(std::move(request), cb); });
+}
+
+Result<SagaState> EngineHarness::Cancel(const std::string& id,
+                                        bool compensate) {
+  return RunCall<SagaState>(
+      *this, [&](auto cb) { engine_->Cancel(id, compensate, cb); });
+}
+
+Result<SagaState> EngineHarness::Replay(const std::string& id,
+                                        const std::string& from_step) {
+  return RunCall<SagaState>(
+      *this, [&](auto cb) { engine_->Replay(id, from_step, cb); });
+}
+
+Result<SagaRecord> EngineHarness::AwaitInactive(const std::string& id,
+                                                int timeout_ms) {
+  if (!RunUntil([&] { return engine_->FindActive(id) == nullptr; },
+                timeout_ms)) {
+    const Saga* s = engine_->FindActive(id);
+    return Status::Aborted("saga still " +
+                           std::string(SagaStateName(s->state)) + ", waiting " +
+                           std::string(WaitKindName(s->wait.kind)));
+  }
+  // Let the commit writer's last acknowledgement settle.
+  return engine_->store().GetSaga(id);
+}
+
+std::vector<std::string> EngineHarness::LogTypes(const std::string& id) {
+  std::vector<std::string> out;
+  auto log = engine_->store().ReadLog(id, 1, 10000);
+  if (!log.ok()) return {"<" + log.status().ToString() + ">"};
+  for (const auto& e : *log) out.push_back(e.type);
+  return out;
+}
+
+}  // namespace cde::test

@@ -1,0 +1,74 @@
+// EngineHarness: a real engine on a real libuv loop, driven from the test
+// thread: calls go in, the loop runs until the expected callback arrives.
+#ifndef CDE_TESTS_ENGINE_ENGINE_HARNESS_H_
+#define CDE_TESTS_ENGINE_ENGINE_HARNESS_H_
+
+#include <uv.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "tests/test_util.h"
+
+namespace cde::test {
+
+// A native action whose attempts the test completes by hand, and which
+// records every call (with its idempotency key).
+class HeldAction {
+ public:
+  NativeAction AsAction();
+  size_t calls() const;
+  std::vector<AttemptRequest> requests() const;
+  // Completes the oldest pending attempt. False if none is pending.
+  bool Complete(ActionResult result);
+  size_t pending() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<AttemptRequest> requests_;
+  std::vector<ActionDone> pending_;
+};
+
+class EngineHarness {
+ public:
+  EngineHarness();
+  ~EngineHarness();
+
+  // Opens an engine. `data_dir` empty: a memory store.
+  Status Open(const std::string& data_dir,
+              std::map<std::string, NativeAction> actions = {});
+  // Shuts the engine down cleanly (drain, close, flush).
+  Status Close();
+
+  Engine& engine() { return *engine_; }
+  uv_loop_t* loop() { return &loop_; }
+
+  // Runs the loop until `done()` or `timeout_ms` passes; false on timeout.
+  bool RunUntil(const std::function<bool()>& done, int timeout_ms = 5000);
+
+  // Synchronous wrappers: run the loop until the callback has answered.
+  Result<DefinitionRecord> Register(const nlohmann::json& definition);
+  Result<StartResult> Start(StartRequest request);
+  Result<SagaState> Cancel(const std::string& id, bool compensate = true);
+  Result<SagaState> Replay(const std::string& id,
+                           const std::string& from_step = "");
+  // The stored state of `id` once it is no longer active (or timeout).
+  Result<SagaRecord> AwaitInactive(const std::string& id,
+                                   int timeout_ms = 5000);
+  std::vector<std::string> LogTypes(const std::string& id);
+
+ private:
+  uv_loop_t loop_;
+  uv_timer_t tick_;  // wakes the loop so RunUntil can check its condition
+  std::unique_ptr<Engine> engine_;
+};
+
+}  // namespace cde::test
+
+#endif  // CDE_TESTS_ENGINE_ENGINE_HARNESS_H_

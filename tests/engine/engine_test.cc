@@ -1,0 +1,327 @@
+// The engine end to end on a real loop: sagas run, retry, compensate, park,
+// replay, cancel, time out, queue, and resume after a restart.
+#include "engine/engine.h"
+
+#include <gmock/gmock.h>
+
+#include "tests/engine/engine_harness.h"
+
+namespace cde {
+namespace {
+
+using nlohmann::json;
+using test::EngineHarness;
+using test::HeldAction;
+using ::testing::ElementsAre;
+
+json Workflow(const std::string& name, json steps, json extra = {}) {
+  json doc = {{"name", name}, {"version", 1}, {"steps", std::move(steps)}};
+  if (extra.is_object()) doc.update(extra);
+  return doc;
+}
+
+json FastRetry(int attempts) {
+  return {{"max_attempts", attempts}, {"initial_backoff_ms", 1},
+          {"max_backoff_ms", 5}, {"jitter", 0}};
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void OpenMemory(std::map<std::string, NativeAction> actions = {}) {
+    ASSERT_OK(h_.Open("", std::move(actions)));
+  }
+  std::string StartOk(const std::string& workflow, json input = json::object(),
+                      std::string key = "") {
+    auto r = h_.Start({.workflow = workflow, .input = std::move(input),
+                       .idempotency_key = std::move(key)});
+    EXPECT_OK(r.status());
+    return r.ok() ? r->saga_id : "";
+  }
+
+  EngineHarness h_;
+};
+
+TEST_F(EngineTest, NoopStepsRunToCompletionAndLogEveryTransition) {
+  OpenMemory();
+  ASSERT_OK(h_.Register(Workflow("three", {{{"name", "a"}, {"action", "noop"}},
+                                           {{"name", "b"}, {"action", "echo"},
+                                            {"params", {{"x", "${input.x}"}}}},
+                                           {{"name", "c"}, {"action", "noop"}}}))
+                .status());
+  const std::string id = StartOk("three", {{"x", 42}});
+  auto rec = h_.AwaitInactive(id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kCompleted);
+  EXPECT_EQ(rec->body["steps"][1]["output"], json({{"x", 42}}));
+  EXPECT_THAT(h_.LogTypes(id),
+              ElementsAre("saga_started", "attempt_started", "step_succeeded",
+                          "attempt_started", "step_succeeded",
+                          "attempt_started", "step_succeeded",
+                          "saga_completed"));
+}
+
+TEST_F(EngineTest, InputThatViolatesTheSchemaStartsNothing) {
+  OpenMemory();
+  ASSERT_OK(h_.Register(Workflow(
+                            "typed", {{{"name", "a"}, {"action", "noop"}}},
+                            {{"input_schema",
+                              {{"type", "object"},
+                               {"required", {"qty"}},
+                               {"properties", {{"qty", {{"type", "integer"}}}}}}}}))
+                .status());
+  auto r = h_.Start({.workflow = "typed", .input = {{"qty", "many"}}});
+  ASSERT_TRUE(r.status().IsInvalidArgument()) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("input.qty"), std::string::npos);
+  auto listed = h_.engine().store().ListSagas({});
+  ASSERT_OK(listed.status());
+  EXPECT_TRUE(listed->sagas.empty());
+  EXPECT_TRUE(h_.Start({.workflow = "nope"}).status().IsNotFound());
+}
+
+TEST_F(EngineTest, SameIdempotencyKeyReturnsTheSameSagaAndStartsNothingNew) {
+  HeldAction held;
+  OpenMemory({{"held", held.AsAction()}});
+  ASSERT_OK(h_.Register(Workflow("w", {{{"name", "a"}, {"action", "held"}}}))
+                .status());
+  // Two starts in the same loop turn, then a third after both committed.
+  std::optional<Result<StartResult>> r1, r2;
+  h_.engine().Start({.workflow = "w", .idempotency_key = "order-1"},
+                    [&](auto r) { r1.emplace(r); });
+  h_.engine().Start({.workflow = "w", .idempotency_key = "order-1"},
+                    [&](auto r) { r2.emplace(r); });
+  ASSERT_TRUE(h_.RunUntil([&] { return r1 && r2; }));
+  ASSERT_OK(r1->status());
+  ASSERT_OK(r2->status());
+  EXPECT_EQ((*r1)->saga_id, (*r2)->saga_id);
+  EXPECT_NE((*r1)->created, (*r2)->created);
+  auto r3 = h_.Start({.workflow = "w", .idempotency_key = "order-1"});
+  ASSERT_OK(r3.status());
+  EXPECT_EQ(r3->saga_id, (*r1)->saga_id);
+  EXPECT_FALSE(r3->created);
+  ASSERT_TRUE(h_.RunUntil([&] { return held.calls() == 1; }));
+  EXPECT_EQ(held.calls(), 1u);
+}
+
+TEST_F(EngineTest, FailingStepIsRetriedWithBackoffUntilItSucceeds) {
+  OpenMemory();
+  ASSERT_OK(h_.Register(Workflow(
+                            "flaky", {{{"name", "f"},
+                                       {"action", "fail"},
+                                       {"params", {{"fail_attempts", 2}}},
+                                       {"retry", FastRetry(5)}}}))
+                .status());
+  const std::string id = StartOk("flaky");
+  auto rec = h_.AwaitInactive(id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kCompleted);
+  EXPECT_EQ(rec->body["steps"][0]["attempts"], 3);
+  EXPECT_THAT(h_.LogTypes(id),
+              ElementsAre("saga_started", "attempt_started", "attempt_failed",
+                          "timer_fired", "attempt_started", "attempt_failed",
+                          "timer_fired", "attempt_started", "step_succeeded",
+                          "saga_completed"));
+}
+
+TEST_F(EngineTest, PermanentFailureCompensatesStartedStepsInReverse) {
+  std::vector<std::string> calls;
+  NativeAction record = [&](const AttemptRequest& r, ActionDone done) {
+    calls.push_back(r.params.at("what").get<std::string>());
+    done(ActionResult::Success(nullptr));
+  };
+  OpenMemory({{"record", record}});
+  auto step = [](const std::string& name) {
+    return json{{"name", name},
+                {"action", "record"},
+                {"params", {{"what", "do " + name}}},
+                {"compensate",
+                 {{"action", "record"}, {"params", {{"what", "undo " + name}}}}}};
+  };
+  ASSERT_OK(h_.Register(Workflow(
+                            "trip", {step("flight"), step("hotel"),
+                                     {{"name", "pay"},
+                                      {"action", "fail"},
+                                      {"retry", FastRetry(2)}},
+                                     step("never")}))
+                .status());
+  const std::string id = StartOk("trip");
+  auto rec = h_.AwaitInactive(id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kCompensated);
+  EXPECT_THAT(calls, ElementsAre("do flight", "do hotel", "undo hotel",
+                                 "undo flight"));
+}
+
+TEST_F(EngineTest, ParkedSagaGoesToTheDlqAndReplaysToCompletion) {
+  bool healthy = false;
+  NativeAction flaky = [&](const AttemptRequest&, ActionDone done) {
+    done(healthy ? ActionResult::Success({{"ok", true}})
+                 : ActionResult::Failure("http_503", "service unavailable"));
+  };
+  OpenMemory({{"svc", flaky}});
+  ASSERT_OK(h_.Register(Workflow("p", {{{"name", "call"},
+                                        {"action", "svc"},
+                                        {"retry", FastRetry(2)}}},
+                                 {{"on_failure", "park"}}))
+                .status());
+  const std::string id = StartOk("p");
+  auto rec = h_.AwaitInactive(id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kParked);
+  auto dlq = h_.engine().store().GetDlq(id);
+  ASSERT_OK(dlq.status());
+  EXPECT_EQ(dlq->reason, "step_failed");
+  EXPECT_EQ(dlq->step, "call");
+  EXPECT_EQ(dlq->attempts, 2u);
+  EXPECT_EQ(dlq->last_error, "http_503: service unavailable");
+
+  healthy = true;
+  auto replayed = h_.Replay(id);
+  ASSERT_OK(replayed.status());
+  rec = h_.AwaitInactive(id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kCompleted);
+  EXPECT_TRUE(h_.engine().store().GetDlq(id).status().IsNotFound());
+  EXPECT_TRUE(h_.Replay(id).status().IsInvalidArgument());
+}
+
+TEST_F(EngineTest, CancelStopsAfterTheCurrentAttemptThenCompensates) {
+  HeldAction held;
+  OpenMemory({{"held", held.AsAction()}});
+  ASSERT_OK(h_.Register(Workflow(
+                            "c", {{{"name", "a"},
+                                   {"action", "held"},
+                                   {"compensate", {{"action", "held"}}}},
+                                  {{"name", "b"}, {"action", "held"}}}))
+                .status());
+  const std::string id = StartOk("c");
+  ASSERT_TRUE(h_.RunUntil([&] { return held.pending() == 1; }));
+  auto c = h_.Cancel(id);
+  ASSERT_OK(c.status());
+  EXPECT_EQ(held.calls(), 1u);  // nothing new starts
+  held.Complete(ActionResult::Success(nullptr));  // a finishes
+  ASSERT_TRUE(h_.RunUntil([&] { return held.pending() == 1; }));
+  EXPECT_TRUE(held.requests().back().compensation);  // undo a, not run b
+  held.Complete(ActionResult::Success(nullptr));
+  auto rec = h_.AwaitInactive(id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kCancelled);
+  auto again = h_.Cancel(id);
+  EXPECT_TRUE(again.status().IsInvalidArgument());
+  EXPECT_NE(again.status().message().find("already cancelled"),
+            std::string::npos);
+}
+
+TEST_F(EngineTest, TimedOutAttemptIsRetriedAndItsLateResultIgnored) {
+  HeldAction held;
+  OpenMemory({{"held", held.AsAction()}});
+  ASSERT_OK(h_.Register(Workflow("t", {{{"name", "slow"},
+                                        {"action", "held"},
+                                        {"timeout_ms", 30},
+                                        {"retry", FastRetry(3)}}}))
+                .status());
+  const std::string id = StartOk("t");
+  ASSERT_TRUE(h_.RunUntil([&] { return held.calls() == 2; }));
+  // The first attempt answers late: ignored. The second succeeds.
+  held.Complete(ActionResult::Success({{"attempt", 1}}));
+  held.Complete(ActionResult::Success({{"attempt", 2}}));
+  auto rec = h_.AwaitInactive(id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kCompleted);
+  EXPECT_EQ(rec->body["steps"][0]["output"], json({{"attempt", 2}}));
+  EXPECT_EQ(held.requests()[0].idempotency_key, id + "/slow/1");
+  EXPECT_EQ(held.requests()[1].idempotency_key, id + "/slow/2");
+}
+
+TEST_F(EngineTest, MaxConcurrencyQueuesStartsInOrder) {
+  HeldAction held;
+  OpenMemory({{"held", held.AsAction()}});
+  ASSERT_OK(h_.Register(Workflow("one", {{{"name", "a"}, {"action", "held"}}},
+                                 {{"max_concurrency", 1}}))
+                .status());
+  const std::string first = StartOk("one");
+  const std::string second = StartOk("one");
+  ASSERT_TRUE(h_.RunUntil([&] { return held.calls() == 1; }));
+  EXPECT_EQ(h_.engine().FindActive(second)->wait.kind, Wait::Kind::kQueued);
+  EXPECT_EQ(h_.engine().stats().queued, 1u);
+  held.Complete(ActionResult::Success(nullptr));
+  ASSERT_TRUE(h_.RunUntil([&] { return held.calls() == 2; }));
+  EXPECT_EQ(held.requests()[1].saga_id, second);
+  held.Complete(ActionResult::Success(nullptr));
+  ASSERT_OK(h_.AwaitInactive(second).status());
+}
+
+TEST_F(EngineTest, DefinitionVersionsAreImmutableAndSagasKeepTheirs) {
+  HeldAction held;
+  OpenMemory({{"held", held.AsAction()}});
+  json v1 = Workflow("v", {{{"name", "a"}, {"action", "held"}}});
+  ASSERT_OK(h_.Register(v1).status());
+  ASSERT_OK(h_.Register(v1).status());  // identical: a no-op
+  json changed = v1;
+  changed["description"] = "something else";
+  auto clash = h_.Register(changed);
+  EXPECT_TRUE(clash.status().IsAlreadyExists()) << clash.status().ToString();
+
+  const std::string old_saga = StartOk("v");
+  json v2 = Workflow("v", {{{"name", "a"}, {"action", "held"}},
+                           {{"name", "b"}, {"action", "noop"}}});
+  v2["version"] = 2;
+  ASSERT_OK(h_.Register(v2).status());
+  const std::string new_saga = StartOk("v");
+  EXPECT_EQ(h_.engine().FindActive(old_saga)->version, 1u);
+  EXPECT_EQ(h_.engine().FindActive(new_saga)->version, 2u);
+  ASSERT_TRUE(h_.RunUntil([&] { return held.pending() == 2; }));
+  held.Complete(ActionResult::Success(nullptr));
+  held.Complete(ActionResult::Success(nullptr));
+  auto o = h_.AwaitInactive(old_saga);
+  auto n = h_.AwaitInactive(new_saga);
+  ASSERT_OK(o.status());
+  ASSERT_OK(n.status());
+  EXPECT_EQ(o->body["steps"].size(), 1u);
+  EXPECT_EQ(n->body["steps"].size(), 2u);
+}
+
+// Restart: an attempt in flight at shutdown is re-run with the same
+// idempotency key; a sleep keeps its logged due time.
+TEST(EngineRestartTest, InFlightAttemptsAndTimersResumeAfterReopen) {
+  test::TempDir dir;
+  HeldAction before;
+  std::string held_id, sleeper_id;
+  int64_t sleep_due = 0;
+  {
+    EngineHarness h;
+    ASSERT_OK(h.Open(dir.path(), {{"held", before.AsAction()}}));
+    ASSERT_OK(h.Register(Workflow("held", {{{"name", "a"}, {"action", "held"}}}))
+                  .status());
+    ASSERT_OK(h.Register(Workflow("nap", {{{"name", "z"},
+                                           {"action", "sleep"},
+                                           {"params", {{"duration_ms", 300}}}}}))
+                  .status());
+    auto a = h.Start({.workflow = "held"});
+    auto b = h.Start({.workflow = "nap"});
+    ASSERT_OK(a.status());
+    ASSERT_OK(b.status());
+    held_id = a->saga_id;
+    sleeper_id = b->saga_id;
+    ASSERT_TRUE(h.RunUntil([&] { return before.calls() == 1; }));
+    sleep_due = h.engine().FindActive(sleeper_id)->wait.due_ms;
+    ASSERT_OK(h.Close());
+  }
+  std::vector<std::string> keys;
+  NativeAction after = [&](const AttemptRequest& r, ActionDone done) {
+    keys.push_back(r.idempotency_key);
+    done(ActionResult::Success(nullptr));
+  };
+  EngineHarness h;
+  ASSERT_OK(h.Open(dir.path(), {{"held", after}}));
+  auto held = h.AwaitInactive(held_id);
+  ASSERT_OK(held.status());
+  EXPECT_EQ(held->state, SagaState::kCompleted);
+  EXPECT_THAT(keys, ElementsAre(before.requests()[0].idempotency_key));
+  auto slept = h.AwaitInactive(sleeper_id);
+  ASSERT_OK(slept.status());
+  EXPECT_EQ(slept->state, SagaState::kCompleted);
+  EXPECT_GE(slept->updated_ms, sleep_due);
+}
+
+}  // namespace
+}  // namespace cde

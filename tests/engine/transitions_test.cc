@@ -1,0 +1,303 @@
+// The saga state machine, event by event, without I/O: each test feeds a
+// saga an event and checks the plan (snapshot, log events, timers, DLQ rows,
+// and what the engine must do after the commit).
+#include "engine/transitions.h"
+
+#include <gmock/gmock.h>
+
+#include "tests/test_util.h"
+
+namespace cde {
+namespace {
+
+using nlohmann::json;
+using ::testing::ElementsAre;
+
+constexpr int64_t kNow = 1'764'000'000'000;
+
+WorkflowDefinition Def(json steps, const char* on_failure = "compensate") {
+  json doc = {{"name", "trip"}, {"version", 1}, {"on_failure", on_failure},
+              {"steps", std::move(steps)}};
+  auto def = ParseDefinition(doc, {"book"});
+  EXPECT_TRUE(def.ok()) << def.status().ToString();
+  return def.ok() ? std::move(def).value() : WorkflowDefinition{};
+}
+
+json Step(const std::string& name, json extra = json::object()) {
+  json s = {{"name", name}, {"action", "book"}};
+  s.update(extra);
+  return s;
+}
+
+json WithUndo(const std::string& name, json retry = json::object()) {
+  json s = Step(name);
+  s["compensate"] = {{"action", "book"}};
+  if (!retry.empty()) s["retry"] = retry;
+  return s;
+}
+
+std::vector<std::string> Types(const Plan& p) {
+  std::vector<std::string> out;
+  for (const auto& e : p.events) out.push_back(e.type);
+  return out;
+}
+
+AttemptOutcome Ok(int step, uint32_t attempt = 1, bool comp = false) {
+  return {step, comp, attempt, true, {{"id", step}}, {}};
+}
+
+AttemptOutcome Err(int step, uint32_t attempt, std::string kind = "http_503",
+                   bool comp = false) {
+  return {step, comp, attempt, false, nullptr, {std::move(kind), "boom"}};
+}
+
+class TransitionsTest : public ::testing::Test {
+ protected:
+  PlanContext Ctx() { return {def_, kNow, 0.5}; }
+  Plan Start(bool queued = false) {
+    return PlanStart(Ctx(), "S1", {{"trip", 7}}, "", "", queued);
+  }
+  // Applies `o` to `s`, which must produce a plan.
+  Saga Feed(const Saga& s, const AttemptOutcome& o) {
+    auto p = PlanAttemptResult(Ctx(), s, o);
+    EXPECT_TRUE(p.has_value());
+    return p ? p->saga : s;
+  }
+
+  WorkflowDefinition def_ =
+      Def({WithUndo("flight"), WithUndo("hotel"), Step("car")});
+};
+
+TEST_F(TransitionsTest, StartLogsTheStartAndTheFirstAttemptTogether) {
+  Plan p = Start();
+  EXPECT_THAT(Types(p), ElementsAre("saga_started", "attempt_started"));
+  EXPECT_EQ(p.previous_state, std::nullopt);
+  EXPECT_TRUE(p.run_attempt);
+  EXPECT_EQ(p.saga.wait, (Wait{Wait::Kind::kAttempt, 0, false, 1, 0}));
+  EXPECT_EQ(p.saga.steps[0].status, StepStatus::kRunning);
+  EXPECT_EQ(p.events[1].data["idempotency_key"], "S1/flight/1");
+}
+
+TEST_F(TransitionsTest, QueuedStartRunsNothingUntilDequeued) {
+  Plan p = Start(/*queued=*/true);
+  EXPECT_THAT(Types(p), ElementsAre("saga_started", "saga_queued"));
+  EXPECT_FALSE(p.run_attempt);
+  Plan d = PlanDequeue(Ctx(), p.saga);
+  EXPECT_THAT(Types(d), ElementsAre("saga_dequeued", "attempt_started"));
+  EXPECT_TRUE(d.run_attempt);
+}
+
+TEST_F(TransitionsTest, SuccessStartsTheNextStepAndTheLastCompletes) {
+  Saga s = Start().saga;
+  auto p = PlanAttemptResult(Ctx(), s, Ok(0));
+  ASSERT_TRUE(p);
+  EXPECT_THAT(Types(*p), ElementsAre("step_succeeded", "attempt_started"));
+  EXPECT_EQ(p->saga.steps[0].output, json({{"id", 0}}));
+  s = Feed(p->saga, Ok(1));
+  auto last = PlanAttemptResult(Ctx(), s, Ok(2));
+  ASSERT_TRUE(last);
+  EXPECT_THAT(Types(*last), ElementsAre("step_succeeded", "saga_completed"));
+  EXPECT_EQ(last->saga.state, SagaState::kCompleted);
+  EXPECT_TRUE(last->finished);
+  EXPECT_FALSE(last->run_attempt);
+}
+
+TEST_F(TransitionsTest, ResultOfAnotherAttemptIsStale) {
+  Saga s = Start().saga;
+  EXPECT_FALSE(PlanAttemptResult(Ctx(), s, Ok(0, /*attempt=*/2)));
+  EXPECT_FALSE(PlanAttemptResult(Ctx(), s, Ok(1)));
+  EXPECT_FALSE(PlanAttemptResult(Ctx(), s, Ok(0, 1, /*comp=*/true)));
+}
+
+TEST_F(TransitionsTest, RetryableFailureSetsADurableBackoffTimer) {
+  Saga s = Start().saga;
+  auto p = PlanAttemptResult(Ctx(), s, Err(0, 1));
+  ASSERT_TRUE(p);
+  EXPECT_THAT(Types(*p), ElementsAre("attempt_failed"));
+  // Default policy: 100 ms initial backoff; jitter sample 0.5 = no spread.
+  EXPECT_EQ(p->saga.wait, (Wait{Wait::Kind::kBackoff, 0, false, 1, kNow + 100}));
+  EXPECT_THAT(p->timers_put, ElementsAre(TimerRef{kNow + 100, "backoff"}));
+  EXPECT_TRUE(p->arm_timer);
+
+  auto fired = PlanTimerFired(Ctx(), p->saga, {kNow + 100, "backoff"});
+  ASSERT_TRUE(fired);
+  EXPECT_THAT(Types(*fired), ElementsAre("timer_fired", "attempt_started"));
+  EXPECT_THAT(fired->timers_delete, ElementsAre(TimerRef{kNow + 100, "backoff"}));
+  EXPECT_EQ(fired->saga.wait.attempt, 2u);
+  EXPECT_FALSE(PlanTimerFired(Ctx(), p->saga, {kNow + 99, "backoff"}));
+}
+
+TEST_F(TransitionsTest, NonRetryableKindFailsAtOnceAndCompensatesInReverse) {
+  Saga s = Feed(Feed(Start().saga, Ok(0)), Ok(1));  // flight, hotel done
+  auto p = PlanAttemptResult(Ctx(), s, Err(2, 1, "http_404"));
+  ASSERT_TRUE(p);
+  EXPECT_THAT(Types(*p), ElementsAre("step_failed", "saga_compensating",
+                                     "attempt_started"));
+  EXPECT_EQ(p->saga.state, SagaState::kCompensating);
+  EXPECT_EQ(p->saga.wait, (Wait{Wait::Kind::kAttempt, 1, true, 1, 0}));
+  EXPECT_EQ(p->events[2].data["idempotency_key"], "S1/hotel/compensate/1");
+
+  Saga c = Feed(p->saga, Ok(1, 1, true));
+  EXPECT_EQ(c.wait, (Wait{Wait::Kind::kAttempt, 0, true, 1, 0}));
+  auto done = PlanAttemptResult(Ctx(), c, Ok(0, 1, true));
+  ASSERT_TRUE(done);
+  EXPECT_THAT(Types(*done),
+              ElementsAre("compensation_succeeded", "saga_compensated"));
+  EXPECT_EQ(done->saga.state, SagaState::kCompensated);
+  EXPECT_EQ(done->saga.steps[2].status, StepStatus::kFailed);
+  EXPECT_EQ(done->saga.steps[1].status, StepStatus::kCompensated);
+}
+
+TEST_F(TransitionsTest, ExhaustedRetriesFailTheStep) {
+  def_ = Def({Step("only", {{"retry", {{"max_attempts", 2}}}})});
+  Saga s = Start().saga;
+  auto p1 = PlanAttemptResult(Ctx(), s, Err(0, 1));
+  ASSERT_TRUE(p1);
+  auto p2 = PlanTimerFired(Ctx(), p1->saga, {p1->saga.wait.due_ms, "backoff"});
+  ASSERT_TRUE(p2);
+  auto p3 = PlanAttemptResult(Ctx(), p2->saga, Err(0, 2));
+  ASSERT_TRUE(p3);
+  // Nothing ran to success, so nothing needs compensating.
+  EXPECT_THAT(Types(*p3), ElementsAre("step_failed", "saga_compensating",
+                                      "saga_compensated"));
+}
+
+TEST_F(TransitionsTest, StepWithUnknownOutcomeIsCompensatedToo) {
+  def_ = Def({WithUndo("pay", {{"max_attempts", 1}})});
+  auto p = PlanAttemptResult(Ctx(), Start().saga, Err(0, 1, "timeout"));
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->saga.wait, (Wait{Wait::Kind::kAttempt, 0, true, 1, 0}));
+}
+
+TEST_F(TransitionsTest, ParkPolicyParksWithADlqEntry) {
+  def_ = Def({WithUndo("a"), Step("b", {{"retry", {{"max_attempts", 1}}}})},
+             "park");
+  Saga s = Feed(Start().saga, Ok(0));
+  auto p = PlanAttemptResult(Ctx(), s, Err(1, 1));
+  ASSERT_TRUE(p);
+  EXPECT_THAT(Types(*p), ElementsAre("step_failed", "saga_parked"));
+  EXPECT_EQ(p->saga.state, SagaState::kParked);
+  ASSERT_TRUE(p->dlq_put);
+  EXPECT_EQ(p->dlq_put->reason, "step_failed");
+  EXPECT_EQ(p->dlq_put->step, "b");
+  EXPECT_EQ(p->dlq_put->attempts, 1u);
+  EXPECT_TRUE(p->finished);
+}
+
+TEST_F(TransitionsTest, FailedCompensationParksTheSaga) {
+  json a = WithUndo("a");
+  a["compensate"]["retry"] = {{"max_attempts", 1}};
+  def_ = Def({a, Step("b", {{"retry", {{"max_attempts", 1}}}})});
+  Saga s = Feed(Start().saga, Ok(0));
+  s = Feed(s, Err(1, 1));  // compensating a
+  auto p = PlanAttemptResult(Ctx(), s, Err(0, 1, "http_500", true));
+  ASSERT_TRUE(p);
+  EXPECT_THAT(Types(*p), ElementsAre("compensation_failed", "saga_parked"));
+  EXPECT_EQ(p->dlq_put->reason, "compensation_failed");
+  EXPECT_EQ(p->saga.steps[0].status, StepStatus::kCompensationFailed);
+}
+
+TEST_F(TransitionsTest, ReplayRestartsTheFailedStepWithAFreshBudget) {
+  def_ = Def({WithUndo("a"), Step("b", {{"retry", {{"max_attempts", 1}}}})},
+             "park");
+  Saga parked = Feed(Feed(Start().saga, Ok(0)), Err(1, 1));
+  ASSERT_EQ(parked.state, SagaState::kParked);
+  auto p = PlanReplay(Ctx(), parked, "");
+  ASSERT_TRUE(p.ok());
+  EXPECT_THAT(Types(*p), ElementsAre("replayed", "attempt_started"));
+  EXPECT_TRUE(p->dlq_delete);
+  EXPECT_EQ(p->saga.replay_count, 1u);
+  EXPECT_EQ(p->saga.wait, (Wait{Wait::Kind::kAttempt, 1, false, 1, 0}));
+  // from_step reruns that step and everything after it.
+  auto from_a = PlanReplay(Ctx(), parked, "a");
+  ASSERT_TRUE(from_a.ok());
+  EXPECT_EQ(from_a->saga.wait.step, 0);
+  EXPECT_TRUE(PlanReplay(Ctx(), parked, "zzz").status().IsInvalidArgument());
+  EXPECT_TRUE(PlanReplay(Ctx(), Start().saga, "").status().IsInvalidArgument());
+}
+
+TEST_F(TransitionsTest, CancelDuringAnAttemptWaitsForItsResult) {
+  Saga s = Feed(Start().saga, Ok(0));  // hotel in flight
+  auto c = PlanCancel(Ctx(), s, true);
+  ASSERT_TRUE(c.ok());
+  EXPECT_THAT(Types(*c), ElementsAre("cancel_requested"));
+  EXPECT_FALSE(c->run_attempt);
+  // hotel succeeds: now compensate hotel, then flight, and end cancelled.
+  auto p = PlanAttemptResult(Ctx(), c->saga, Ok(1));
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->saga.state, SagaState::kCancelling);
+  EXPECT_EQ(p->saga.wait, (Wait{Wait::Kind::kAttempt, 1, true, 1, 0}));
+  Saga s2 = Feed(p->saga, Ok(1, 1, true));
+  auto end = PlanAttemptResult(Ctx(), s2, Ok(0, 1, true));
+  ASSERT_TRUE(end);
+  EXPECT_EQ(end->saga.state, SagaState::kCancelled);
+  EXPECT_TRUE(end->finished);
+}
+
+TEST_F(TransitionsTest, CancelWithoutCompensationJustStops) {
+  Saga s = Feed(Start().saga, Err(0, 1));  // in backoff
+  auto c = PlanCancel(Ctx(), s, false);
+  ASSERT_TRUE(c.ok());
+  EXPECT_THAT(Types(*c), ElementsAre("cancel_requested", "saga_cancelled"));
+  EXPECT_EQ(c->saga.state, SagaState::kCancelled);
+  EXPECT_EQ(c->timers_delete.size(), 1u);
+}
+
+TEST_F(TransitionsTest, CancelOfFinishedOrParkedSagaIsRefused) {
+  Saga s = Start().saga;
+  s.state = SagaState::kCompleted;
+  auto c = PlanCancel(Ctx(), s, true);
+  EXPECT_EQ(c.status().message(),
+            "saga S1 is already completed; only running sagas can be "
+            "cancelled");
+  s.state = SagaState::kParked;
+  EXPECT_EQ(PlanCancel(Ctx(), s, true).status().message(),
+            "saga S1 is parked in the DLQ; replay or purge it");
+}
+
+TEST_F(TransitionsTest, SleepIsADurableTimerThatSucceedsWhenDue) {
+  def_ = Def({{{"name", "nap"}, {"action", "sleep"},
+               {"params", {{"duration_ms", "${input.ms}"}}}}});
+  Plan p = PlanStart(Ctx(), "S2", {{"ms", 250}}, "", "", false);
+  EXPECT_EQ(p.saga.wait, (Wait{Wait::Kind::kSleep, 0, false, 1, kNow + 250}));
+  EXPECT_THAT(p.timers_put, ElementsAre(TimerRef{kNow + 250, "sleep"}));
+  EXPECT_FALSE(p.run_attempt);
+  auto fired = PlanTimerFired(Ctx(), p.saga, {kNow + 250, "sleep"});
+  ASSERT_TRUE(fired);
+  EXPECT_THAT(Types(*fired), ElementsAre("step_succeeded", "saga_completed"));
+  EXPECT_EQ(fired->saga.steps[0].output, json({{"slept_ms", 250}}));
+}
+
+TEST_F(TransitionsTest, SleepWithABadDurationFailsPermanently) {
+  def_ = Def({{{"name", "nap"}, {"action", "sleep"},
+               {"params", {{"duration_ms", "${input.ms}"}}}}});
+  Plan p = PlanStart(Ctx(), "S3", {{"ms", "soon"}}, "", "", false);
+  EXPECT_EQ(p.saga.state, SagaState::kCompensated);
+  EXPECT_EQ(p.saga.steps[0].error.kind, "template");
+}
+
+TEST(BackoffTest, GrowsByTheMultiplierUpToTheCapWithJitter) {
+  RetryPolicy p;
+  p.initial_backoff_ms = 100;
+  p.multiplier = 2;
+  p.max_backoff_ms = 1000;
+  p.jitter = 0.2;
+  EXPECT_EQ(BackoffMs(p, 2, 0.5), 100);
+  EXPECT_EQ(BackoffMs(p, 3, 0.5), 200);
+  EXPECT_EQ(BackoffMs(p, 6, 0.5), 1000);  // 1600 capped
+  EXPECT_EQ(BackoffMs(p, 2, 0.0), 80);    // -20%
+  EXPECT_EQ(BackoffMs(p, 2, 1.0), 120);   // +20%
+}
+
+TEST(BackoffTest, NonRetryableMatchesClassesOfHttpStatus) {
+  RetryPolicy p;  // default {"http_4xx"}
+  EXPECT_TRUE(IsNonRetryable(p, "http_404"));
+  EXPECT_FALSE(IsNonRetryable(p, "http_429"));
+  EXPECT_FALSE(IsNonRetryable(p, "http_503"));
+  p.non_retryable = {"exit_code:3"};
+  EXPECT_TRUE(IsNonRetryable(p, "exit_code:3"));
+  EXPECT_FALSE(IsNonRetryable(p, "http_404"));
+}
+
+}  // namespace
+}  // namespace cde
