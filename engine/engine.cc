@@ -351,7 +351,7 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
     // Run what arrived during the commit, until one commits again.
     while (!a.committing && !a.deferred.empty()) {
       auto event = std::move(a.deferred.front());
-      a.deferred.pop_front();
+      a.deferred.erase(a.deferred.begin());
       event();
     }
   }

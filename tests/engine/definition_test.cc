@@ -387,6 +387,30 @@ TEST(ValidateDefinitionTest, ReportsEveryProblemInDocumentOrder) {
                "steps[1].timeout_ms: must be >= 1"}));
 }
 
+// The rejected registration shown at the end of docs/workflows.md.
+TEST(ParseDefinitionTest, DocumentedRejectionExample) {
+  const json doc = json::parse(R"({
+    "name": "pay flow", "version": 0,
+    "steps": [
+      {"name": "charge", "action": "htp", "retry": {"max_attempts": 0}},
+      {"name": "charge", "action": "sleep", "params": {"duration": 5}},
+      {"name": "notify", "action": "http",
+       "params": {"url": "${steps.recipt.output.url}"}}
+    ]
+  })");
+  Result<WorkflowDefinition> def = ParseDefinition(doc, {});
+  ASSERT_FALSE(def.ok());
+  EXPECT_EQ(def.status().message(),
+            "invalid workflow definition: name: must match "
+            "[A-Za-z0-9][A-Za-z0-9._-]{0,127}; version: must be >= 1; "
+            "steps[0].action: unknown action 'htp'; "
+            "steps[0].retry.max_attempts: must be >= 1; steps[1].name: "
+            "duplicate step name 'charge' (also steps[0]); steps[1].params: "
+            "unknown key 'duration'; steps[1].params.duration_ms: is "
+            "required; steps[2].params.url: ${steps.recipt.output.url} "
+            "refers to unknown step 'recipt'");
+}
+
 TEST(DefinitionErrorTest, ToStringOmitsAnEmptyPath) {
   EXPECT_EQ((DefinitionError{"steps[2].retry.max_attempts", "must be >= 1"})
                 .ToString(),

@@ -1,0 +1,292 @@
+// cde-bench: end-to-end saga throughput and latency of the embedded engine.
+// The workload is "3 sequential steps, each a durable step with a trivial
+// body": S sagas, C in flight at a time (each client starts its next saga
+// when its previous one completes). Every commit is synced unless --no-sync.
+// Prints a table, then one JSON object as the last line.
+#include <unistd.h>
+#include <uv.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+struct Options {
+  std::string workload = "noop";
+  int sagas = 20000;
+  int concurrency = 64;
+  std::string data_dir;
+  bool no_sync = false;
+  std::string url;  // http workload: the endpoint each step calls
+  int recovery = 0;  // > 0: the recovery benchmark with this many sagas
+};
+
+double Percentile(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[static_cast<size_t>(p * static_cast<double>(v.size() - 1))];
+}
+
+json Workflow(const Options& o) {
+  json steps = json::array();
+  for (const char* name : {"one", "two", "three"}) {
+    json step = {{"name", name}, {"action", o.workload == "http" ? "http" : "noop"}};
+    if (o.workload == "http") {
+      step["params"] = {{"method", "POST"}, {"url", o.url},
+                        {"body", {{"saga", "${saga.id}"}}}};
+    }
+    steps.push_back(step);
+  }
+  return {{"name", "bench-" + o.workload}, {"version", 1}, {"steps", steps}};
+}
+
+// Resident set size in bytes, from /proc/self/statm.
+uint64_t ResidentBytes() {
+  std::ifstream statm("/proc/self/statm");
+  uint64_t pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+struct Run {
+  cde::Engine* engine = nullptr;
+  std::string workflow;
+  int to_start = 0;
+  int finished = 0;
+  int errors = 0;
+  int clients = 0;
+  std::vector<double> latencies_ms;
+  uint64_t peak_rss = 0;
+
+  void StartOne() {
+    if (to_start == 0) {
+      --clients;
+      return;
+    }
+    --to_start;
+    const auto t0 = Clock::now();
+    engine->Start({.workflow = workflow},
+                  [this, t0](cde::Result<cde::StartResult> r) {
+                    if (!r.ok()) {
+                      ++errors;
+                      return StartOne();
+                    }
+                    Await(r->saga_id, t0);
+                  });
+  }
+
+  void Await(const std::string& id, Clock::time_point t0) {
+    auto finish = [this, t0](cde::SagaState state) {
+      latencies_ms.push_back(
+          std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      if (state != cde::SagaState::kCompleted) ++errors;
+      if (++finished % 1000 == 0) peak_rss = std::max(peak_rss, ResidentBytes());
+      StartOne();
+    };
+    const cde::Saga* s = engine->FindActive(id);
+    if (s == nullptr) return finish(cde::SagaState::kCompleted);
+    auto watch = std::make_shared<uint64_t>(0);
+    *watch = engine->Watch(id, [this, watch, finish](const cde::Saga& saga) {
+      if (!cde::IsTerminal(saga.state) && saga.state != cde::SagaState::kParked) {
+        return;
+      }
+      engine->Unwatch(*watch);
+      finish(saga.state);
+    });
+  }
+};
+
+// Runs `loop` until `done` is set.
+void RunUntil(uv_loop_t* loop, const bool& done) {
+  while (!done) uv_run(loop, UV_RUN_ONCE);
+}
+
+void Close(uv_loop_t* loop, std::unique_ptr<cde::Engine> engine) {
+  bool closed = false;
+  engine->Shutdown([&](cde::Status) { closed = true; });
+  RunUntil(loop, closed);
+  engine.reset();
+  uv_run(loop, UV_RUN_DEFAULT);
+}
+
+// Starts `n` sagas whose first step sleeps for an hour, closes the engine,
+// then times Engine::Open, which resumes them all (snapshots read through
+// the state index, timers re-armed), and measures memory per resumed saga.
+int RecoveryBench(const std::string& dir, int n, bool sync) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  auto open = [&] {
+    cde::EngineOptions eo;
+    eo.data_dir = dir;
+    eo.sync = sync;
+    auto e = cde::Engine::Open(&loop, std::move(eo));
+    if (!e.ok()) {
+      std::fprintf(stderr, "cde-bench: %s\n", e.status().ToString().c_str());
+      std::exit(1);
+    }
+    return std::move(e).value();
+  };
+  {
+    auto engine = open();
+    bool ok = false;
+    engine->RegisterWorkflow(
+        {{"name", "sleeper"}, {"version", 1},
+         {"steps", {{{"name", "nap"}, {"action", "sleep"},
+                     {"params", {{"duration_ms", 3600000}}}},
+                    {{"name", "after"}, {"action", "noop"}}}}},
+        [&](auto r) { ok = r.ok(); });
+    RunUntil(&loop, ok);
+    int acked = 0;
+    int issued = 0;
+    std::function<void()> next = [&] {
+      if (issued == n) return;
+      ++issued;
+      engine->Start({.workflow = "sleeper"}, [&](auto r) {
+        if (r.ok()) ++acked;
+        next();
+      });
+    };
+    for (int i = 0; i < 256; ++i) next();
+    while (acked < n) uv_run(&loop, UV_RUN_ONCE);
+    Close(&loop, std::move(engine));
+  }
+  const uint64_t rss_before = ResidentBytes();
+  const auto t0 = Clock::now();
+  auto engine = open();
+  const double open_ms =
+      std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  const uint64_t rss_after = ResidentBytes();
+  const auto stats = engine->stats();
+  const uint64_t resumed = stats.active_by_state.count("running")
+                               ? stats.active_by_state.at("running")
+                               : 0;
+  const double bytes_per_saga =
+      resumed ? static_cast<double>(rss_after - rss_before) / resumed : 0;
+  std::printf("recovery: %llu sagas resumed (timers armed: %llu) in %.0f ms; "
+              "%.0f bytes of resident memory per resumed saga\n",
+              static_cast<unsigned long long>(resumed),
+              static_cast<unsigned long long>(stats.timers_pending), open_ms,
+              bytes_per_saga);
+  Close(&loop, std::move(engine));
+  uv_loop_close(&loop);
+  json out = {{"workload", "recovery"}, {"sagas", resumed},
+              {"open_ms", open_ms}, {"bytes_per_saga", bytes_per_saga},
+              {"errors", static_cast<int>(n - static_cast<int>(resumed))}};
+  std::printf("%s\n", out.dump().c_str());
+  return resumed == static_cast<uint64_t>(n) ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  CLI::App app{"End-to-end saga throughput of the CDE engine"};
+  app.add_option("--workload", o.workload, "noop or http")
+      ->check(CLI::IsMember({"noop", "http"}));
+  app.add_option("--sagas", o.sagas, "sagas to run")->check(CLI::PositiveNumber);
+  app.add_option("--concurrency", o.concurrency, "sagas in flight")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--data-dir", o.data_dir, "store (default: a fresh temp dir)");
+  app.add_option("--url", o.url, "http workload: endpoint the steps POST to");
+  app.add_flag("--no-sync", o.no_sync, "commit without fdatasync");
+  app.add_option("--recovery", o.recovery,
+                 "instead: start N sagas that sleep, close, and time the "
+                 "reopen that resumes them")
+      ->check(CLI::PositiveNumber);
+  CLI11_PARSE(app, argc, argv);
+  if (o.workload == "http" && o.url.empty()) {
+    std::fprintf(stderr, "cde-bench: --workload http needs --url\n");
+    return 2;
+  }
+
+  namespace fs = std::filesystem;
+  bool remove_dir = false;
+  if (o.data_dir.empty()) {
+    std::string templ = (fs::temp_directory_path() / "cde-bench-XXXXXX");
+    if (mkdtemp(templ.data()) == nullptr) return 1;
+    o.data_dir = templ;
+    remove_dir = true;
+  }
+
+  if (o.recovery > 0) {
+    const int rc = RecoveryBench(o.data_dir + "/store", o.recovery, !o.no_sync);
+    if (remove_dir) fs::remove_all(o.data_dir);
+    return rc;
+  }
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  cde::EngineOptions eo;
+  eo.data_dir = o.data_dir + "/store";
+  eo.sync = !o.no_sync;
+  auto opened = cde::Engine::Open(&loop, std::move(eo));
+  if (!opened.ok()) {
+    std::fprintf(stderr, "cde-bench: %s\n", opened.status().ToString().c_str());
+    return 1;
+  }
+  cde::Engine& engine = **opened;
+  const json def = Workflow(o);
+  bool registered = false;
+  engine.RegisterWorkflow(def, [&](cde::Result<cde::DefinitionRecord> r) {
+    if (!r.ok()) {
+      std::fprintf(stderr, "cde-bench: %s\n", r.status().ToString().c_str());
+      std::exit(1);
+    }
+    registered = true;
+  });
+  while (!registered) uv_run(&loop, UV_RUN_ONCE);
+
+  Run run;
+  run.engine = &engine;
+  run.workflow = def["name"].get<std::string>();
+  run.to_start = o.sagas;
+  run.clients = std::min(o.concurrency, o.sagas);
+  const uint64_t rss_before = ResidentBytes();
+  const auto t0 = Clock::now();
+  for (int i = 0, n = run.clients; i < n; ++i) run.StartOne();
+  while (run.clients > 0) uv_run(&loop, UV_RUN_ONCE);
+  const double seconds =
+      std::chrono::duration<double>(Clock::now() - t0).count();
+
+  bool closed = false;
+  engine.Shutdown([&](cde::Status) { closed = true; });
+  while (!closed) uv_run(&loop, UV_RUN_ONCE);
+  opened->reset();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  if (remove_dir) fs::remove_all(o.data_dir);
+
+  const double sagas_per_s = run.finished / seconds;
+  json out = {{"workload", o.workload},
+              {"sagas", run.finished},
+              {"concurrency", o.concurrency},
+              {"sagas_per_s", sagas_per_s},
+              {"steps_per_s", sagas_per_s * 3},
+              {"p50_ms", Percentile(run.latencies_ms, 0.50)},
+              {"p95_ms", Percentile(run.latencies_ms, 0.95)},
+              {"p99_ms", Percentile(run.latencies_ms, 0.99)},
+              {"errors", run.errors}};
+  std::printf("workload %s, %d sagas, concurrency %d, %s\n",
+              o.workload.c_str(), run.finished, o.concurrency,
+              o.no_sync ? "unsynced" : "every commit synced");
+  std::printf("  %.0f sagas/s, %.0f steps/s\n", sagas_per_s, sagas_per_s * 3);
+  std::printf("  start-to-completion p50 %.3f ms, p95 %.3f ms, p99 %.3f ms\n",
+              out["p50_ms"].get<double>(), out["p95_ms"].get<double>(),
+              out["p99_ms"].get<double>());
+  std::printf("  resident memory: %.1f MiB before, %.1f MiB peak\n",
+              rss_before / 1048576.0, run.peak_rss / 1048576.0);
+  std::printf("%s\n", out.dump().c_str());
+  return run.errors == 0 ? 0 : 1;
+}
