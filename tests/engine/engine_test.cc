@@ -2,6 +2,10 @@
 // replay, cancel, time out, queue, and resume after a restart.
 #include "engine/engine.h"
 
+#include <fstream>
+
+#include "engine/workflow_dir.h"
+
 #include <gmock/gmock.h>
 
 #include "tests/engine/engine_harness.h"
@@ -321,6 +325,44 @@ TEST(EngineRestartTest, InFlightAttemptsAndTimersResumeAfterReopen) {
   ASSERT_OK(slept.status());
   EXPECT_EQ(slept->state, SagaState::kCompleted);
   EXPECT_GE(slept->updated_ms, sleep_due);
+}
+
+}  // namespace
+}  // namespace cde
+
+namespace cde {
+namespace {
+
+TEST(WorkflowDirTest, LoadsEveryExampleAndAgainAsANoop) {
+  test::EngineHarness h;
+  ASSERT_OK(h.Open(""));
+  for (int round = 0; round < 2; ++round) {
+    std::optional<Result<std::vector<DefinitionRecord>>> loaded;
+    RegisterWorkflowDir(h.engine(), CDE_EXAMPLES_DIR,
+                        [&](auto r) { loaded.emplace(std::move(r)); });
+    ASSERT_TRUE(h.RunUntil([&] { return loaded.has_value(); }));
+    ASSERT_OK(loaded->status());
+    EXPECT_EQ((*loaded)->size(), 3u);
+  }
+  EXPECT_EQ(h.engine().ListWorkflows().size(), 3u);
+}
+
+TEST(WorkflowDirTest, BadFileIsNamedInTheError) {
+  test::TempDir dir;
+  std::ofstream(dir.Sub("a-good.json"))
+      << R"({"name": "ok", "version": 1, "steps": [{"name": "s", "action": "noop"}]})";
+  std::ofstream(dir.Sub("b-bad.json")) << R"({"name": "bad", "version": 0})";
+  test::EngineHarness h;
+  ASSERT_OK(h.Open(""));
+  std::optional<Result<std::vector<DefinitionRecord>>> loaded;
+  RegisterWorkflowDir(h.engine(), dir.path(),
+                      [&](auto r) { loaded.emplace(std::move(r)); });
+  ASSERT_TRUE(h.RunUntil([&] { return loaded.has_value(); }));
+  ASSERT_TRUE(loaded->status().IsInvalidArgument());
+  EXPECT_NE(loaded->status().message().find("b-bad.json: invalid workflow "
+                                            "definition: version: must be"),
+            std::string::npos)
+      << loaded->status().message();
 }
 
 }  // namespace
