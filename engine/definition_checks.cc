@@ -211,7 +211,11 @@ void CheckUrl(const json* url, const std::string& path, Problems* p) {
 }
 
 void CheckHttp(const json& params, const std::string& path, Problems* p) {
-  p->UnknownKeys(params, path, {"method", "url", "headers", "body"});
+  p->UnknownKeys(params, path,
+                 {"method", "url", "headers", "body", "timeout_ms"});
+  if (const json* t = Find(params, "timeout_ms"); t && !IsWholeTemplate(*t)) {
+    p->Integer(*t, JoinKey(path, "timeout_ms"), 1);
+  }
   if (const json* method = Find(params, "method");
       method && !IsWholeTemplate(*method)) {
     static constexpr std::array<std::string_view, 6> kMethods = {

@@ -100,7 +100,9 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
       loop_, [this] { return Now(); },
       [this](const TimerQueue::Entry& e) { OnTimerDue(e); });
   inbox_ = Inbox::Create(loop_);
-  handles_open_ = 3;
+  exec_ = NewExecAction(loop_);
+  http_ = NewHttpAction(loop_);
+  handles_open_ = 5;
   actions_ = std::move(options_.actions);
 }
 
@@ -341,7 +343,7 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
   if (plan.run_attempt && !shutting_down_) Dispatch(a);
   std::unique_ptr<Active> finished;
   if (plan.finished) {
-    StopAttemptTimeout(a);
+    AbandonAttempt(a);
     ReleaseSlot(a);
     finished = std::move(it->second);
     active_.erase(it);
@@ -427,6 +429,14 @@ void EngineImpl::Dispatch(Active& a) {
         *spec.timeout_ms, 0);
   }
   if (RunSimpleBuiltin(spec.action, req, deliver)) return;
+  AsyncAction* io = spec.action == "exec"   ? exec_.get()
+                    : spec.action == "http" ? http_.get()
+                                            : nullptr;
+  if (io != nullptr) {
+    a.async_action = io;
+    a.async_handle = io->Start(req, deliver);
+    return;
+  }
   auto native = actions_.find(spec.action);
   if (native == actions_.end()) {
     deliver(ActionResult::Failure(
@@ -449,6 +459,16 @@ void EngineImpl::StopAttemptTimeout(Active& a) {
   });
 }
 
+void EngineImpl::AbandonAttempt(Active& a) {
+  StopAttemptTimeout(a);
+  if (a.async_action != nullptr) {
+    // A no-op when the attempt already finished; kills or aborts it when it
+    // is the timeout that decided the outcome.
+    a.async_action->Abort(a.async_handle);
+    a.async_action = nullptr;
+  }
+}
+
 void EngineImpl::OnOutcome(const std::string& id, AttemptOutcome outcome) {
   auto it = active_.find(id);
   if (it == active_.end()) return;  // finished meanwhile: a stale result
@@ -460,7 +480,7 @@ void EngineImpl::OnOutcome(const std::string& id, AttemptOutcome outcome) {
     auto plan = PlanAttemptResult(Context(a), a.saga, outcome);
     if (!plan) return;  // stale: a timed-out or superseded attempt
     --attempts_in_flight_;
-    StopAttemptTimeout(a);
+    AbandonAttempt(a);
     Apply(a, std::move(*plan), nullptr);
   });
 }

@@ -117,6 +117,11 @@ class Engine {
   virtual void Shutdown(std::function<void(Status)> done) = 0;
 };
 
+// For programs that own the loop: shuts `engine` down, running `loop` until
+// the shutdown has finished and every handle it closed is gone, then
+// destroys the engine. Returns the shutdown's status.
+Status ShutdownAndWait(uv_loop_t* loop, std::unique_ptr<Engine> engine);
+
 }  // namespace cde
 
 #endif  // CDE_ENGINE_ENGINE_H_

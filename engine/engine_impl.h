@@ -9,6 +9,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "engine/async_action.h"
 #include "engine/engine.h"
 #include "engine/inbox.h"
 #include "engine/loop_committer.h"
@@ -66,6 +67,9 @@ class EngineImpl final : public Engine {
     // there is one of these per active saga.)
     std::vector<std::function<void()>> deferred;
     uv_timer_t* attempt_timeout = nullptr;  // owned; closed when done
+    // The exec/http attempt in flight, to abort on timeout or cancel.
+    AsyncAction* async_action = nullptr;
+    uint64_t async_handle = 0;
   };
 
   int64_t Now() const;
@@ -92,6 +96,8 @@ class EngineImpl final : public Engine {
   void StartReplay(Result<SagaRecord> found, const std::string& from_step,
                    const Callback<SagaState>& done);
   void StopAttemptTimeout(Active& a);
+  // Stops the attempt's timeout timer and aborts its exec/http work.
+  void AbandonAttempt(Active& a);
   void MaybeFinishShutdown();
 
   uv_loop_t* const loop_;
@@ -100,6 +106,8 @@ class EngineImpl final : public Engine {
   std::unique_ptr<CommitWriter> writer_;
   std::unique_ptr<LoopCommitter> committer_;
   std::unique_ptr<TimerQueue> timers_;
+  std::unique_ptr<AsyncAction> exec_;
+  std::unique_ptr<AsyncAction> http_;
   std::shared_ptr<Inbox> inbox_;
   SagaIdGenerator ids_;
   std::mt19937_64 rng_;

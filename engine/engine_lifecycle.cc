@@ -228,7 +228,8 @@ void EngineImpl::MaybeFinishShutdown() {
   if (committer_->in_flight() > 0 || blocking_work_ > 0) return;
   auto done = std::move(shutdown_done_);
   shutdown_done_ = nullptr;
-  for (auto& [id, a] : active_) StopAttemptTimeout(*a);
+  // Attempts still running are abandoned: they re-run after the next Open.
+  for (auto& [id, a] : active_) AbandonAttempt(*a);
   auto closed = [this, done] {
     if (--handles_open_ > 0) return;
     writer_->Stop();
@@ -236,8 +237,19 @@ void EngineImpl::MaybeFinishShutdown() {
     done(s);
   };
   timers_->Close(closed);
+  exec_->Close(closed);
+  http_->Close(closed);
   inbox_->Close(closed);
   committer_->Close(closed);
+}
+
+Status ShutdownAndWait(uv_loop_t* loop, std::unique_ptr<Engine> engine) {
+  std::optional<Status> result;
+  engine->Shutdown([&result](Status s) { result = s; });
+  while (!result) uv_run(loop, UV_RUN_ONCE);
+  engine.reset();
+  uv_run(loop, UV_RUN_NOWAIT);  // close callbacks of the last handles
+  return *result;
 }
 
 }  // namespace cde

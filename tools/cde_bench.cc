@@ -113,14 +113,6 @@ void RunUntil(uv_loop_t* loop, const bool& done) {
   while (!done) uv_run(loop, UV_RUN_ONCE);
 }
 
-void Close(uv_loop_t* loop, std::unique_ptr<cde::Engine> engine) {
-  bool closed = false;
-  engine->Shutdown([&](cde::Status) { closed = true; });
-  RunUntil(loop, closed);
-  engine.reset();
-  uv_run(loop, UV_RUN_DEFAULT);
-}
-
 // Starts `n` sagas whose first step sleeps for an hour, closes the engine,
 // then times Engine::Open, which resumes them all (snapshots read through
 // the state index, timers re-armed), and measures memory per resumed saga.
@@ -160,7 +152,7 @@ int RecoveryBench(const std::string& dir, int n, bool sync) {
     };
     for (int i = 0; i < 256; ++i) next();
     while (acked < n) uv_run(&loop, UV_RUN_ONCE);
-    Close(&loop, std::move(engine));
+    cde::ShutdownAndWait(&loop, std::move(engine)).IgnoreError();
   }
   const uint64_t rss_before = ResidentBytes();
   const auto t0 = Clock::now();
@@ -179,7 +171,7 @@ int RecoveryBench(const std::string& dir, int n, bool sync) {
               static_cast<unsigned long long>(resumed),
               static_cast<unsigned long long>(stats.timers_pending), open_ms,
               bytes_per_saga);
-  Close(&loop, std::move(engine));
+  cde::ShutdownAndWait(&loop, std::move(engine)).IgnoreError();
   uv_loop_close(&loop);
   json out = {{"workload", "recovery"}, {"sagas", resumed},
               {"open_ms", open_ms}, {"bytes_per_saga", bytes_per_saga},
@@ -260,11 +252,7 @@ int main(int argc, char** argv) {
   const double seconds =
       std::chrono::duration<double>(Clock::now() - t0).count();
 
-  bool closed = false;
-  engine.Shutdown([&](cde::Status) { closed = true; });
-  while (!closed) uv_run(&loop, UV_RUN_ONCE);
-  opened->reset();
-  uv_run(&loop, UV_RUN_DEFAULT);
+  cde::ShutdownAndWait(&loop, std::move(opened).value()).IgnoreError();
   uv_loop_close(&loop);
   if (remove_dir) fs::remove_all(o.data_dir);
 

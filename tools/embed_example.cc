@@ -90,11 +90,7 @@ int main(int argc, char** argv) {
   while (exit_code == 1 && uv_run(&loop, UV_RUN_ONCE) != 0) {
     if (engine.stats().active_by_state.empty() && exit_code == 0) break;
   }
-  bool closed = false;
-  engine.Shutdown([&](cde::Status) { closed = true; });
-  while (!closed) uv_run(&loop, UV_RUN_ONCE);
-  opened->reset();
-  uv_run(&loop, UV_RUN_DEFAULT);
+  cde::Status closed = cde::ShutdownAndWait(&loop, std::move(opened).value());
   uv_loop_close(&loop);
-  return exit_code;
+  return closed.ok() ? exit_code : 1;
 }

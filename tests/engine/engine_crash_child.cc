@@ -130,15 +130,7 @@ int main(int argc, char** argv) {
       1, 1);
   while (!stop) uv_run(&loop, UV_RUN_ONCE);
   uv_close(reinterpret_cast<uv_handle_t*>(&tick), nullptr);
-  bool closed = false;
-  Status result;
-  engine.Shutdown([&](Status s) {
-    result = s;
-    closed = true;
-  });
-  while (!closed) uv_run(&loop, UV_RUN_ONCE);
-  opened->reset();
-  uv_run(&loop, UV_RUN_DEFAULT);
+  Status result = ShutdownAndWait(&loop, std::move(opened).value());
   uv_loop_close(&loop);
   if (!result.ok()) {
     std::fprintf(stderr, "%s\n", result.ToString().c_str());

@@ -67,11 +67,7 @@ Status EngineHarness::Open(const std::string& data_dir,
 }
 
 Status EngineHarness::Close() {
-  std::optional<Status> result;
-  engine_->Shutdown([&](Status s) { result = s; });
-  RunUntil([&] { return result.has_value(); }, 10000);
-  engine_.reset();
-  return result.value_or(Status::Aborted("shutdown did not finish"));
+  return ShutdownAndWait(&loop_, std::move(engine_));
 }
 
 bool EngineHarness::RunUntil(const std::function<bool()>& done,

@@ -1,0 +1,300 @@
+// The http action against a real server on 127.0.0.1: success and failure
+// statuses, what is sent (method, body, headers, Idempotency-Key), connection
+// errors, timeouts, abort and concurrency. Every test ends with Close() and
+// a loop that closes cleanly.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/async_action.h"
+#include "tests/engine/test_http_server.h"
+
+namespace cde {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+class HttpActionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(uv_loop_init(&loop_), 0);
+    server_.Start();
+    action_ = NewHttpAction(&loop_);
+  }
+
+  void TearDown() override {
+    CloseAndDrain();
+    server_.Stop();
+  }
+
+  // As libuv's MAKE_VALGRIND_HAPPY: every handle closed, the loop closes.
+  void CloseAndDrain() {
+    if (action_ == nullptr) return;
+    bool closed = false;
+    action_->Close([&] { closed = true; });
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    EXPECT_TRUE(closed);
+    EXPECT_EQ(uv_loop_close(&loop_), 0);
+    action_.reset();
+  }
+
+  AttemptRequest Request(json params) {
+    AttemptRequest r;
+    r.saga_id = "01SAGA";
+    r.workflow = "trip";
+    r.step = "charge";
+    r.attempt = 2;
+    r.idempotency_key = "01SAGA/charge/2";
+    r.params = std::move(params);
+    return r;
+  }
+
+  ActionResult Run(json params) {
+    std::optional<ActionResult> result;
+    action_->Start(Request(std::move(params)),
+                   [&](ActionResult r) { result = std::move(r); });
+    EXPECT_FALSE(result.has_value()) << "done ran inside Start";
+    while (!result.has_value() && uv_run(&loop_, UV_RUN_ONCE) != 0) {
+    }
+    EXPECT_TRUE(result.has_value());
+    EXPECT_EQ(action_->in_flight(), 0u);
+    return result.value_or(ActionResult::Failure("none", "no result"));
+  }
+
+  ActionResult Get(const std::string& path) {
+    return Run({{"url", server_.url(path)}});
+  }
+
+  // Runs the loop for about `ms`, then closes the timer it used.
+  void RunFor(int ms) {
+    uv_timer_t timer;
+    uv_timer_init(&loop_, &timer);
+    uv_timer_start(
+        &timer, [](uv_timer_t* t) { uv_stop(t->loop); }, ms, 0);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    bool closed = false;
+    timer.data = &closed;
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer),
+             [](uv_handle_t* h) { *static_cast<bool*>(h->data) = true; });
+    while (!closed) uv_run(&loop_, UV_RUN_ONCE);
+  }
+
+  uv_loop_t loop_;
+  TestHttpServer server_;
+  std::unique_ptr<AsyncAction> action_;
+};
+
+TEST_F(HttpActionTest, JsonBodyOf2xxIsTheOutput) {
+  server_.Respond("/order", 200, R"({"id": "A1", "total": 12.5})");
+  ActionResult r = Get("/order");
+  ASSERT_TRUE(r.ok) << r.error.message;
+  EXPECT_EQ(r.output, json::parse(R"({"id": "A1", "total": 12.5})"));
+  ASSERT_EQ(server_.requests().size(), 1u);
+  EXPECT_EQ(server_.requests()[0].method, "GET");
+  EXPECT_EQ(server_.requests()[0].path, "/order");
+}
+
+TEST_F(HttpActionTest, TextBodyOf2xxIsWrappedWithTheStatus) {
+  server_.Respond("/made", 201, "created it");
+  ActionResult r = Get("/made");
+  ASSERT_TRUE(r.ok) << r.error.message;
+  EXPECT_EQ(r.output, json({{"status", 201}, {"body", "created it"}}));
+
+  server_.Respond("/empty", 204, "");
+  r = Get("/empty");
+  ASSERT_TRUE(r.ok) << r.error.message;
+  EXPECT_EQ(r.output, json({{"status", 204}}));
+}
+
+TEST_F(HttpActionTest, Non2xxFailsWithTheStatusAsKind) {
+  server_.Respond("/busy", 503, "try later");
+  ActionResult r = Get("/busy");
+  ASSERT_FALSE(r.ok);
+  EXPECT_EQ(r.error.kind, "http_503");
+  EXPECT_EQ(r.error.message, "HTTP 503: try later");
+
+  r = Get("/nothing-here");  // unscripted: 404
+  ASSERT_FALSE(r.ok);
+  EXPECT_EQ(r.error.kind, "http_404");
+  EXPECT_EQ(r.error.message, "HTTP 404: not found");
+}
+
+TEST_F(HttpActionTest, ErrorMessageKeepsTheFirst2KiBOfTheBody) {
+  server_.Respond("/big-error", 500, std::string(10000, 'e'));
+  ActionResult r = Get("/big-error");
+  ASSERT_FALSE(r.ok);
+  EXPECT_EQ(r.error.kind, "http_500");
+  EXPECT_EQ(r.error.message, "HTTP 500: " + std::string(2048, 'e'));
+}
+
+TEST_F(HttpActionTest, RedirectsAreNotFollowed) {
+  server_.Respond("/moved", 302, "elsewhere");
+  ActionResult r = Get("/moved");
+  ASSERT_FALSE(r.ok);
+  EXPECT_EQ(r.error.kind, "http_302");
+}
+
+TEST_F(HttpActionTest, JsonBodyIsPostedWithContentTypeAndIdempotencyKey) {
+  server_.Respond("/charges", 200, R"({"charged": true})");
+  ActionResult r = Run({{"method", "POST"},
+                        {"url", server_.url("/charges")},
+                        {"body", {{"amount", 42}, {"currency", "EUR"}}}});
+  ASSERT_TRUE(r.ok) << r.error.message;
+  ASSERT_EQ(server_.requests().size(), 1u);
+  const TestHttpServer::Request got = server_.requests()[0];
+  EXPECT_EQ(got.method, "POST");
+  EXPECT_EQ(json::parse(got.body), json({{"amount", 42}, {"currency", "EUR"}}));
+  EXPECT_EQ(got.header("Content-Type"), "application/json");
+  EXPECT_EQ(got.header("Idempotency-Key"), "01SAGA/charge/2");
+}
+
+TEST_F(HttpActionTest, CustomHeadersAndStringBodiesAreSentAsGiven) {
+  server_.Respond("/items/7", 200, "{}");
+  ActionResult r =
+      Run({{"method", "PUT"},
+           {"url", server_.url("/items/7?force=1")},
+           {"headers", {{"X-Trace", "abc 123"}, {"Content-Type", "text/csv"}}},
+           {"body", "a,b\n1,2\n"}});
+  ASSERT_TRUE(r.ok) << r.error.message;
+  ASSERT_EQ(server_.requests().size(), 1u);
+  const TestHttpServer::Request got = server_.requests()[0];
+  EXPECT_EQ(got.method, "PUT");
+  EXPECT_EQ(got.path, "/items/7?force=1");
+  EXPECT_EQ(got.header("X-Trace"), "abc 123");
+  EXPECT_EQ(got.header("Content-Type"), "text/csv");
+  EXPECT_EQ(got.body, "a,b\n1,2\n");
+  EXPECT_EQ(got.header("Idempotency-Key"), "01SAGA/charge/2");
+}
+
+TEST_F(HttpActionTest, EveryMethodArrivesAsItself) {
+  server_.Respond("/m", 200, "{}");
+  for (const char* method : {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"}) {
+    ActionResult r = Run({{"method", method}, {"url", server_.url("/m")}});
+    ASSERT_TRUE(r.ok) << method << ": " << r.error.message;
+    EXPECT_EQ(server_.requests().back().method, method);
+    EXPECT_EQ(server_.requests().back().body, "");
+  }
+}
+
+TEST_F(HttpActionTest, ConnectionRefusedFailsWithConnection) {
+  // Bound but not listening: connecting to it is refused, and no other test
+  // can take the port meanwhile.
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  ActionResult r =
+      Run({{"url",
+            "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/"}});
+  close(fd);
+  ASSERT_FALSE(r.ok);
+  EXPECT_EQ(r.error.kind, "connection");
+  EXPECT_FALSE(r.error.message.empty());
+}
+
+TEST_F(HttpActionTest, SlowResponseFailsWithTimeout) {
+  server_.Respond("/slow", 200, "{}", 3000);
+  const auto start = Clock::now();
+  ActionResult r = Run({{"url", server_.url("/slow")}, {"timeout_ms", 200}});
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(2));
+  ASSERT_FALSE(r.ok);
+  EXPECT_EQ(r.error.kind, "timeout");
+}
+
+TEST_F(HttpActionTest, OversizedResponseFails) {
+  server_.Respond("/huge", 200, std::string(2 << 20, 'x'));
+  ActionResult r = Get("/huge");
+  ASSERT_FALSE(r.ok);
+  EXPECT_EQ(r.error.kind, "response_too_large");
+}
+
+TEST_F(HttpActionTest, BadParamsAtRunTimeFailWithParams) {
+  for (const json& params :
+       {json::object(), json({{"url", 5}}), json({{"url", "ftp://x/"}}),
+        json({{"url", server_.url("/")}, {"method", "TRACE"}}),
+        json({{"url", server_.url("/")}, {"headers", {{"X", 1}}}}),
+        json({{"url", server_.url("/")}, {"headers", {{"X", "a\r\nY: b"}}}}),
+        json({{"url", server_.url("/")}, {"timeout_ms", "soon"}})}) {
+    ActionResult r = Run(params);
+    EXPECT_FALSE(r.ok) << params;
+    EXPECT_EQ(r.error.kind, "params") << params;
+  }
+  EXPECT_TRUE(server_.requests().empty());
+}
+
+TEST_F(HttpActionTest, AbortDuringASlowResponseSuppressesDone) {
+  server_.Respond("/slow", 200, "{}", 5000);
+  bool called = false;
+  const uint64_t handle =
+      action_->Start(Request({{"url", server_.url("/slow")}}),
+                     [&](ActionResult) { called = true; });
+  RunFor(300);
+  ASSERT_EQ(server_.requests().size(), 1u);  // it is on the wire
+  ASSERT_EQ(action_->in_flight(), 1u);
+
+  const auto start = Clock::now();
+  action_->Abort(handle);
+  EXPECT_EQ(action_->in_flight(), 0u);
+  uv_run(&loop_, UV_RUN_DEFAULT);  // nothing left to wait for
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(1));
+  EXPECT_FALSE(called);
+  action_->Abort(handle);  // finished handles are ignored
+}
+
+TEST_F(HttpActionTest, CloseAbortsWhatIsInFlight) {
+  server_.Respond("/slow", 200, "{}", 5000);
+  int called = 0;
+  for (int i = 0; i < 5; ++i) {
+    action_->Start(Request({{"url", server_.url("/slow")}}),
+                   [&](ActionResult) { ++called; });
+  }
+  RunFor(200);
+  EXPECT_EQ(action_->in_flight(), 5u);
+  const auto start = Clock::now();
+  CloseAndDrain();  // must not wait for the server
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(1));
+  EXPECT_EQ(called, 0);
+}
+
+TEST_F(HttpActionTest, FiftyConcurrentRequestsAllComplete) {
+  constexpr int kRequests = 50;
+  server_.Respond("/n", 200, R"({"ok": true})", 200);
+  std::vector<std::optional<ActionResult>> results(kRequests);
+  const auto start = Clock::now();
+  for (int i = 0; i < kRequests; ++i) {
+    action_->Start(
+        Request({{"method", "POST"}, {"url", server_.url("/n")}, {"body", i}}),
+        [&results, i](ActionResult r) { results[i] = std::move(r); });
+  }
+  EXPECT_EQ(action_->in_flight(), size_t{kRequests});
+  while (action_->in_flight() > 0 && uv_run(&loop_, UV_RUN_ONCE) != 0) {
+  }
+  // In parallel: far less than 50 x 0.2 s.
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(4));
+  for (int i = 0; i < kRequests; ++i) {
+    ASSERT_TRUE(results[i].has_value()) << i;
+    ASSERT_TRUE(results[i]->ok) << results[i]->error.message;
+    EXPECT_EQ(results[i]->output, json({{"ok", true}}));
+  }
+  std::vector<int> bodies;
+  for (const auto& req : server_.requests())
+    bodies.push_back(std::stoi(req.body));
+  std::sort(bodies.begin(), bodies.end());
+  ASSERT_EQ(bodies.size(), size_t{kRequests});
+  for (int i = 0; i < kRequests; ++i) EXPECT_EQ(bodies[i], i);
+}
+
+}  // namespace
+}  // namespace cde

@@ -1,0 +1,194 @@
+#include "tests/engine/test_http_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <stdexcept>
+
+namespace cde {
+namespace {
+
+std::string Lower(std::string s) {
+  for (char& c : s)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string Trim(const std::string& s) {
+  const size_t begin = s.find_first_not_of(" \t\r");
+  if (begin == std::string::npos) return "";
+  return s.substr(begin, s.find_last_not_of(" \t\r") - begin + 1);
+}
+
+const char* Reason(int status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 404:
+      return "Not Found";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Status";
+  }
+}
+
+void SendAll(int fd, const std::string& data) {
+  size_t sent = 0;
+  while (sent < data.size()) {
+    const ssize_t n =
+        send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // the client went away
+    sent += static_cast<size_t>(n);
+  }
+}
+
+}  // namespace
+
+std::string TestHttpServer::Request::header(const std::string& name) const {
+  const auto it = headers.find(Lower(name));
+  return it == headers.end() ? "" : it->second;
+}
+
+void TestHttpServer::Start() {
+  listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (listen_fd_ < 0 ||
+      bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      listen(listen_fd_, 256) != 0 ||
+      getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    throw std::runtime_error(std::string("TestHttpServer: ") +
+                             std::strerror(errno));
+  }
+  port_ = ntohs(addr.sin_port);
+  acceptor_ = std::thread([this] { AcceptLoop(); });
+}
+
+void TestHttpServer::Stop() {
+  if (listen_fd_ < 0) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    // Wakes the threads blocked in accept() and recv().
+    shutdown(listen_fd_, SHUT_RDWR);
+    for (int fd : open_fds_) shutdown(fd, SHUT_RDWR);
+  }
+  stopped_cv_.notify_all();
+  acceptor_.join();
+  std::vector<std::thread> workers;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    workers.swap(workers_);
+  }
+  for (std::thread& t : workers) t.join();
+  close(listen_fd_);
+  listen_fd_ = -1;
+}
+
+std::string TestHttpServer::url(const std::string& path) const {
+  return "http://127.0.0.1:" + std::to_string(port_) + path;
+}
+
+void TestHttpServer::Respond(const std::string& path, int status,
+                             std::string body, int delay_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  scripts_[path] = {status, std::move(body), delay_ms};
+}
+
+std::vector<TestHttpServer::Request> TestHttpServer::requests() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return requests_;
+}
+
+void TestHttpServer::AcceptLoop() {
+  for (;;) {
+    const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0 && errno == EINTR) continue;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (fd < 0 || stopping_) {
+      if (fd >= 0) close(fd);
+      return;
+    }
+    open_fds_.insert(fd);
+    workers_.emplace_back([this, fd] { Serve(fd); });
+  }
+}
+
+void TestHttpServer::Serve(int fd) {
+  Request request;
+  if (ReadRequest(fd, &request)) {
+    std::unique_lock<std::mutex> lock(mu_);
+    requests_.push_back(request);
+    const std::string path = request.path.substr(0, request.path.find('?'));
+    const auto it = scripts_.find(path);
+    const Script script = it == scripts_.end() ? Script{} : it->second;
+    const bool stopped =
+        stopped_cv_.wait_for(lock, std::chrono::milliseconds(script.delay_ms),
+                             [this] { return stopping_; });
+    lock.unlock();
+    if (!stopped) {
+      const bool is_json = nlohmann::json::accept(script.body);
+      SendAll(fd,
+              "HTTP/1.1 " + std::to_string(script.status) + " " +
+                  Reason(script.status) + "\r\nContent-Type: " +
+                  (is_json ? "application/json" : "text/plain") +
+                  "\r\nContent-Length: " + std::to_string(script.body.size()) +
+                  "\r\nConnection: close\r\n\r\n" + script.body);
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  open_fds_.erase(fd);
+  close(fd);
+}
+
+bool TestHttpServer::ReadRequest(int fd, Request* request) {
+  std::string data;
+  char buf[8192];
+  auto read_more = [&] {
+    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n > 0) data.append(buf, static_cast<size_t>(n));
+    return n > 0 || (n < 0 && errno == EINTR);
+  };
+  size_t end;
+  while ((end = data.find("\r\n\r\n")) == std::string::npos) {
+    if (!read_more()) return false;
+  }
+  std::istringstream head(data.substr(0, end));
+  std::string line;
+  std::getline(head, line);
+  std::istringstream(line) >> request->method >> request->path;
+  while (std::getline(head, line)) {
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    request->headers[Lower(Trim(line.substr(0, colon)))] =
+        Trim(line.substr(colon + 1));
+  }
+  const std::string length = request->header("Content-Length");
+  const size_t body_size = length.empty() ? 0 : std::stoul(length);
+  while (data.size() < end + 4 + body_size) {
+    if (!read_more()) return false;
+  }
+  request->body = data.substr(end + 4, body_size);
+  return true;
+}
+
+}  // namespace cde

@@ -1,0 +1,83 @@
+// TestHttpServer: a small HTTP/1.1 server on 127.0.0.1 for tests, on plain
+// POSIX sockets. Each connection is served on its own thread: it reads one
+// request (headers and a Content-Length body), records it, waits the
+// scripted delay, answers with the scripted status and body and closes the
+// connection. Stop() (or the destructor) cuts delays short and joins every
+// thread.
+//
+// Thread safety: every method may be called from any thread.
+#ifndef CDE_TESTS_ENGINE_TEST_HTTP_SERVER_H_
+#define CDE_TESTS_ENGINE_TEST_HTTP_SERVER_H_
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace cde {
+
+class TestHttpServer {
+ public:
+  struct Request {
+    std::string method;
+    std::string path;                            // with any query string
+    std::map<std::string, std::string> headers;  // names in lower case
+    std::string body;
+
+    // The value of header `name` (any case), or "" when absent.
+    std::string header(const std::string& name) const;
+  };
+
+  TestHttpServer() = default;
+  TestHttpServer(const TestHttpServer&) = delete;
+  TestHttpServer& operator=(const TestHttpServer&) = delete;
+  ~TestHttpServer() { Stop(); }
+
+  // Listens on an ephemeral loopback port. Throws std::runtime_error if it
+  // cannot.
+  void Start();
+  void Stop();
+
+  int port() const { return port_; }
+  // "http://127.0.0.1:<port>" + path.
+  std::string url(const std::string& path) const;
+
+  // Scripts the answer for `path` (matched without its query string).
+  // Unscripted paths get 404. A body that is JSON is sent as
+  // application/json, anything else as text/plain.
+  void Respond(const std::string& path, int status, std::string body,
+               int delay_ms = 0);
+
+  // Every complete request received so far, in arrival order.
+  std::vector<Request> requests() const;
+
+ private:
+  struct Script {
+    int status = 404;
+    std::string body = "not found";
+    int delay_ms = 0;
+  };
+
+  void AcceptLoop();
+  void Serve(int fd);
+  bool ReadRequest(int fd, Request* request);
+
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::thread acceptor_;
+
+  mutable std::mutex mu_;
+  std::condition_variable stopped_cv_;
+  bool stopping_ = false;                  // GUARDED_BY(mu_)
+  std::map<std::string, Script> scripts_;  // GUARDED_BY(mu_)
+  std::vector<Request> requests_;          // GUARDED_BY(mu_)
+  std::vector<std::thread> workers_;       // GUARDED_BY(mu_)
+  std::set<int> open_fds_;                 // GUARDED_BY(mu_)
+};
+
+}  // namespace cde
+
+#endif  // CDE_TESTS_ENGINE_TEST_HTTP_SERVER_H_
