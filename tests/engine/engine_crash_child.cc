@@ -3,7 +3,9 @@
 // each repeated start ("dup KEY SAGA"); the parent SIGKILLs it at random.
 // "settle" mode resumes whatever is in flight, runs until nothing is active,
 // and shuts down cleanly. The native action `effect` appends its attempt's
-// idempotency key to a file: the side effects the parent audits.
+// idempotency key to a file, as does the `exec` step; the `http` step posts
+// to the parent's test server, which records its Idempotency-Key. These are
+// the side effects the parent audits.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -19,7 +21,7 @@ using nlohmann::json;
 
 namespace {
 
-json Mix() {
+json Mix(const std::string& effects_file, const std::string& url) {
   json fast = {{"max_attempts", 3}, {"initial_backoff_ms", 2},
                {"max_backoff_ms", 10}, {"jitter", 0.5}};
   json undo = {{"action", "effect"}, {"retry", fast}};
@@ -34,7 +36,15 @@ json Mix() {
             {{"name", "d"}, {"action", "effect"},
              {"params", {{"fail", "${input.fail}"}}}, {"retry", fast},
              {"compensate", undo}},
-            {{"name", "e"}, {"action", "effect"}}}}};
+            {{"name", "e"}, {"action", "effect"}},
+            {{"name", "x"}, {"action", "exec"}, {"retry", fast},
+             {"params",
+              {{"argv", {"/bin/sh", "-c",
+                         "echo \"$CDE_IDEMPOTENCY_KEY\" >> \"$EFFECTS\""}},
+               {"env", {{"EFFECTS", effects_file}}}}}},
+            {{"name", "h"}, {"action", "http"}, {"retry", fast},
+             {"params", {{"method", "POST"}, {"url", url},
+                         {"body", {{"saga", "${saga.id}"}}}}}}}}};
 }
 
 void Report(const std::string& line) {
@@ -46,8 +56,9 @@ void Report(const std::string& line) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 5) {
-    std::fprintf(stderr, "usage: %s run|settle DATA_DIR EFFECTS_FILE SEED\n",
+  if (argc != 6) {
+    std::fprintf(stderr,
+                 "usage: %s run|settle DATA_DIR EFFECTS_FILE SEED HTTP_URL\n",
                  argv[0]);
     return 2;
   }
@@ -76,7 +87,7 @@ int main(int argc, char** argv) {
   }
   Engine& engine = **opened;
   bool stop = false;
-  engine.RegisterWorkflow(Mix(), [&](Result<DefinitionRecord> r) {
+  engine.RegisterWorkflow(Mix(argv[3], argv[5]), [&](Result<DefinitionRecord> r) {
     if (!r.ok()) {
       std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
       std::_Exit(1);

@@ -1,5 +1,5 @@
-// Crash test of the engine: a child engine runs a mix of effect, sleep,
-// failing and compensated steps; we SIGKILL it at random moments, restart
+// Crash test of the engine: a child engine runs a mix of native, sleep,
+// failing, exec and http steps, some compensated; we SIGKILL it at random moments, restart
 // it, and finally let it settle. Then every acknowledged start must have
 // ended terminal, repeated starts must have returned the same saga,
 // compensations must have run exactly for the sagas that failed, every side
@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "storage/store.h"
+#include "tests/engine/test_http_server.h"
 #include "tests/test_util.h"
 
 namespace cde {
@@ -35,12 +36,17 @@ TEST(EngineCrashTest, AcknowledgedSagasFinishAndSideEffectsStayBounded) {
   std::mt19937 rng(std::random_device{}());
   std::map<std::string, Acked> acked;                // key -> saga
   std::vector<std::pair<std::string, std::string>> dups;  // key, saga
+  TestHttpServer server;
+  server.Start();
+  server.Respond("/effect", 200, R"({"ok": true})");
+  const std::string url = server.url("/effect");
   const int rounds = Rounds();
   int kills = 0;
   for (int r = 0; r < rounds; ++r) {
     const int run_ms = 100 + static_cast<int>(rng() % 400);
     test::ChildRun run = test::RunChild(
-        {CDE_ENGINE_CRASH_CHILD_PATH, "run", db, effects, std::to_string(r)},
+        {CDE_ENGINE_CRASH_CHILD_PATH, "run", db, effects, std::to_string(r),
+         url},
         run_ms);
     ASSERT_TRUE(run.killed) << "round " << r << ": exit " << run.exit_code;
     ++kills;
@@ -57,7 +63,8 @@ TEST(EngineCrashTest, AcknowledgedSagasFinishAndSideEffectsStayBounded) {
     }
   }
   test::ChildRun settle = test::RunChild(
-      {CDE_ENGINE_CRASH_CHILD_PATH, "settle", db, effects, "0"}, -1, 120000);
+      {CDE_ENGINE_CRASH_CHILD_PATH, "settle", db, effects, "0", url}, -1,
+      120000);
   ASSERT_EQ(settle.exit_code, 0) << "the engine did not settle";
 
   auto opened = OpenRocksStore({.path = db, .mode = OpenMode::kReadOnly});
@@ -91,6 +98,9 @@ TEST(EngineCrashTest, AcknowledgedSagasFinishAndSideEffectsStayBounded) {
   std::map<std::string, int> seen;
   std::ifstream in(effects);
   for (std::string line; std::getline(in, line);) ++seen[line];
+  for (const auto& req : server.requests()) {
+    ++seen[req.header("Idempotency-Key")];
+  }
   int duplicates = 0;
   std::map<std::string, int> duplicates_by_saga;
   for (const auto& [key, n] : seen) {
