@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "tools/test_http_server.h"
 
 namespace {
 
@@ -191,16 +192,23 @@ int main(int argc, char** argv) {
   app.add_option("--concurrency", o.concurrency, "sagas in flight")
       ->check(CLI::PositiveNumber);
   app.add_option("--data-dir", o.data_dir, "store (default: a fresh temp dir)");
-  app.add_option("--url", o.url, "http workload: endpoint the steps POST to");
+  app.add_option("--url", o.url,
+                 "http workload: endpoint the steps POST to (default: one "
+                 "started on 127.0.0.1 by the benchmark)");
   app.add_flag("--no-sync", o.no_sync, "commit without fdatasync");
   app.add_option("--recovery", o.recovery,
                  "instead: start N sagas that sleep, close, and time the "
                  "reopen that resumes them")
       ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
+  // Without --url, the http workload calls an endpoint of its own on
+  // 127.0.0.1 (it shares the machine's cores with the engine).
+  std::unique_ptr<cde::TestHttpServer> endpoint;
   if (o.workload == "http" && o.url.empty()) {
-    std::fprintf(stderr, "cde-bench: --workload http needs --url\n");
-    return 2;
+    endpoint = std::make_unique<cde::TestHttpServer>();
+    endpoint->Start();
+    endpoint->Respond("/step", 200, R"({"ok": true})");
+    o.url = endpoint->url("/step");
   }
 
   namespace fs = std::filesystem;

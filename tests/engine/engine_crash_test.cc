@@ -13,7 +13,7 @@
 #include <sstream>
 
 #include "storage/store.h"
-#include "tests/engine/test_http_server.h"
+#include "tools/test_http_server.h"
 #include "tests/test_util.h"
 
 namespace cde {

@@ -4,7 +4,7 @@
 
 #include "engine/engine.h"
 #include "tests/engine/engine_harness.h"
-#include "tests/engine/test_http_server.h"
+#include "tools/test_http_server.h"
 
 namespace cde {
 namespace {

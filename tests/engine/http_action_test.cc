@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "engine/async_action.h"
-#include "tests/engine/test_http_server.h"
+#include "tools/test_http_server.h"
 
 namespace cde {
 namespace {

@@ -1,4 +1,6 @@
-#include "tests/engine/test_http_server.h"
+#include "tools/test_http_server.h"
+
+#include <algorithm>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -129,6 +131,17 @@ void TestHttpServer::AcceptLoop() {
       return;
     }
     open_fds_.insert(fd);
+    // Reap the workers that are done, so a long run (a benchmark) does not
+    // keep thousands of finished threads and their stacks around.
+    for (const std::thread::id& id : finished_) {
+      auto it = std::find_if(workers_.begin(), workers_.end(),
+                             [&](const std::thread& t) { return t.get_id() == id; });
+      if (it != workers_.end()) {
+        it->join();
+        workers_.erase(it);
+      }
+    }
+    finished_.clear();
     workers_.emplace_back([this, fd] { Serve(fd); });
   }
 }
@@ -158,6 +171,7 @@ void TestHttpServer::Serve(int fd) {
   std::lock_guard<std::mutex> lock(mu_);
   open_fds_.erase(fd);
   close(fd);
+  finished_.push_back(std::this_thread::get_id());
 }
 
 bool TestHttpServer::ReadRequest(int fd, Request* request) {

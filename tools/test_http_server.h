@@ -6,8 +6,8 @@
 // thread.
 //
 // Thread safety: every method may be called from any thread.
-#ifndef CDE_TESTS_ENGINE_TEST_HTTP_SERVER_H_
-#define CDE_TESTS_ENGINE_TEST_HTTP_SERVER_H_
+#ifndef CDE_TOOLS_TEST_HTTP_SERVER_H_
+#define CDE_TOOLS_TEST_HTTP_SERVER_H_
 
 #include <condition_variable>
 #include <map>
@@ -75,9 +75,10 @@ class TestHttpServer {
   std::map<std::string, Script> scripts_;  // GUARDED_BY(mu_)
   std::vector<Request> requests_;          // GUARDED_BY(mu_)
   std::vector<std::thread> workers_;       // GUARDED_BY(mu_)
+  std::vector<std::thread::id> finished_;  // GUARDED_BY(mu_): to be joined
   std::set<int> open_fds_;                 // GUARDED_BY(mu_)
 };
 
 }  // namespace cde
 
-#endif  // CDE_TESTS_ENGINE_TEST_HTTP_SERVER_H_
+#endif  // CDE_TOOLS_TEST_HTTP_SERVER_H_
