@@ -102,7 +102,12 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
   inbox_ = Inbox::Create(loop_);
   exec_ = NewExecAction(loop_);
   http_ = NewHttpAction(loop_);
-  handles_open_ = 5;
+  uv_timer_init(loop_, &window_timer_);
+  window_timer_.data = this;
+  const auto period =
+      static_cast<uint64_t>(std::max<int64_t>(1, options_.timer_window_ms / 2));
+  uv_timer_start(&window_timer_, &EngineImpl::OnLoadTimers, period, period);
+  handles_open_ = 6;
   actions_ = std::move(options_.actions);
 }
 
@@ -335,16 +340,27 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
     auto callbacks = w->second;  // a watcher may unwatch while called
     for (auto& [wid, fn] : callbacks) fn(a.saga);
   }
+  bool dormant = false;
   if (plan.arm_timer && !shutting_down_) {
-    timers_->Add({a.saga.wait.due_ms, id,
-                  a.saga.wait.kind == Wait::Kind::kSleep ? "sleep"
-                                                         : "backoff"});
+    if (BeyondWindow(a.saga.wait) && a.deferred.empty() &&
+        watchers_.count(id) == 0) {
+      dormant = true;  // its timer row will bring it back; see Adopt
+    } else {
+      timers_->Add({a.saga.wait.due_ms, id,
+                    a.saga.wait.kind == Wait::Kind::kSleep ? "sleep"
+                                                           : "backoff"});
+    }
   }
   if (plan.run_attempt && !shutting_down_) Dispatch(a);
   std::unique_ptr<Active> finished;
   if (plan.finished) {
     AbandonAttempt(a);
     ReleaseSlot(a);
+    finished = std::move(it->second);
+    active_.erase(it);
+  }
+  if (dormant) {
+    // Still running and holding its concurrency slot, just not in memory.
     finished = std::move(it->second);
     active_.erase(it);
   }
@@ -500,30 +516,37 @@ void EngineImpl::OnTimerDue(const TimerQueue::Entry& e) {
 void EngineImpl::Cancel(const std::string& saga_id, bool compensate,
                         Callback<SagaState> done) {
   if (!health_.ok()) return done(health_);
-  auto it = active_.find(saga_id);
-  if (it == active_.end()) {
-    // Not active: terminal, parked or unknown. Read it (off the loop) to
-    // say which.
-    auto found = std::make_shared<Result<SagaRecord>>(Status::NotFound(""));
-    ++blocking_work_;
-    RunBlocking(
-        loop_, [this, saga_id, found] { *found = store_->GetSaga(saga_id); },
-        [this, found, done] {
-          --blocking_work_;
-          if (!found->ok()) {
-            done(found->status());
-          } else if (auto saga = FromRecord(found->value()); !saga.ok()) {
-            done(saga.status());
-          } else {
-            Status refusal = CheckCancellable(*saga);
-            done(refusal.ok() ? Status::Busy("saga " + saga->id +
-                                             " is not loaded; retry")
-                              : refusal);
-          }
-          MaybeFinishShutdown();
-        });
-    return;
+  if (active_.count(saga_id) != 0) {
+    return CancelActive(saga_id, compensate, std::move(done));
   }
+  // Not in memory: dormant (waiting on a far timer), or terminal, parked or
+  // unknown. Read it off the loop to tell.
+  auto found = std::make_shared<Result<SagaRecord>>(Status::NotFound(""));
+  ++blocking_work_;
+  RunBlocking(
+      loop_, [this, saga_id, found] { *found = store_->GetSaga(saga_id); },
+      [this, saga_id, compensate, found, done] {
+        --blocking_work_;
+        if (!found->ok()) {
+          done(found->status());
+        } else if (auto saga = FromRecord(found->value()); !saga.ok()) {
+          done(saga.status());
+        } else if (active_.count(saga_id) != 0 ||
+                   Adopt(std::move(saga).value()) != nullptr) {
+          CancelActive(saga_id, compensate, done);
+        } else {
+          Status refusal = CheckCancellable(*FromRecord(found->value()));
+          done(refusal.ok() ? Status::Busy("saga " + saga_id +
+                                           " cannot be cancelled right now")
+                            : refusal);
+        }
+        MaybeFinishShutdown();
+      });
+}
+
+void EngineImpl::CancelActive(const std::string& saga_id, bool compensate,
+                              Callback<SagaState> done) {
+  auto it = active_.find(saga_id);
   WhenIdle(*it->second, [this, saga_id, compensate, done] {
     auto it = active_.find(saga_id);
     if (it == active_.end()) {

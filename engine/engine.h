@@ -41,6 +41,11 @@ struct EngineOptions {
   std::map<std::string, NativeAction> actions;
   // Seeds saga ids and retry jitter; 0 = random.
   uint64_t seed = 0;
+  // Sagas waiting on a timer (a sleep, a retry backoff) due further ahead
+  // than this are not kept in memory: their timer row is durable, and they
+  // are loaded from the store again shortly before they fall due. So a
+  // million sleeping sagas cost disk, not memory.
+  int64_t timer_window_ms = 60000;
 };
 
 struct StartRequest {

@@ -100,12 +100,26 @@ class EngineImpl final : public Engine {
   void AbandonAttempt(Active& a);
   void MaybeFinishShutdown();
 
+  // The near window of timers (EngineOptions::timer_window_ms).
+  bool BeyondWindow(const Wait& wait) const;
+  // Makes a dormant saga (one waiting on a far timer, not in memory) active
+  // again and queues its timer. Returns nullptr if it is not dormant.
+  Active* Adopt(Saga saga);
+  // Every half window: loads the dormant sagas whose timers fall due within
+  // the window.
+  static void OnLoadTimers(uv_timer_t* handle);
+  void LoadDueDormant();
+  void CancelActive(const std::string& saga_id, bool compensate,
+                    Callback<SagaState> done);
+
   uv_loop_t* const loop_;
   EngineOptions options_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<CommitWriter> writer_;
   std::unique_ptr<LoopCommitter> committer_;
   std::unique_ptr<TimerQueue> timers_;
+  uv_timer_t window_timer_;  // drives LoadDueDormant
+  bool loading_dormant_ = false;
   std::unique_ptr<AsyncAction> exec_;
   std::unique_ptr<AsyncAction> http_;
   std::shared_ptr<Inbox> inbox_;

@@ -34,6 +34,11 @@ Status EngineImpl::Recover() {
       ParkPoisoned(std::move(record), poison);
       continue;
     }
+    if (BeyondWindow(saga->wait)) {
+      // Dormant: holds its slot, stays on disk until its timer is near.
+      ++running_[def->name];
+      continue;
+    }
     auto active = std::make_unique<Active>();
     active->saga = std::move(saga).value();
     active->def = def;
@@ -175,6 +180,82 @@ void EngineImpl::StartReplay(Result<SagaRecord> found,
   });
 }
 
+bool EngineImpl::BeyondWindow(const Wait& wait) const {
+  return (wait.kind == Wait::Kind::kSleep ||
+          wait.kind == Wait::Kind::kBackoff) &&
+         wait.due_ms > Now() + options_.timer_window_ms;
+}
+
+EngineImpl::Active* EngineImpl::Adopt(Saga saga) {
+  if (active_.count(saga.id) != 0 || saga.state != SagaState::kRunning ||
+      (saga.wait.kind != Wait::Kind::kSleep &&
+       saga.wait.kind != Wait::Kind::kBackoff)) {
+    return nullptr;
+  }
+  DefPtr def = FindDefinition(saga.workflow, saga.version);
+  if (!def) return nullptr;
+  auto active = std::make_unique<Active>();
+  active->saga = std::move(saga);
+  active->def = std::move(def);
+  active->holds_slot = true;  // it kept its slot while dormant
+  Active* a = active.get();
+  active_[a->saga.id] = std::move(active);
+  timers_->Add({a->saga.wait.due_ms, a->saga.id,
+                a->saga.wait.kind == Wait::Kind::kSleep ? "sleep" : "backoff"});
+  return a;
+}
+
+void EngineImpl::OnLoadTimers(uv_timer_t* handle) {
+  static_cast<EngineImpl*>(handle->data)->LoadDueDormant();
+}
+
+void EngineImpl::LoadDueDormant() {
+  if (loading_dormant_ || shutting_down_ || !health_.ok()) return;
+  loading_dormant_ = true;
+  const int64_t horizon = Now() + options_.timer_window_ms;
+  // The timer rows due within the window, then (second trip off the loop)
+  // the snapshots of the sagas among them that are not in memory.
+  auto timers = std::make_shared<Result<std::vector<TimerRecord>>>(
+      std::vector<TimerRecord>());
+  ++blocking_work_;
+  RunBlocking(
+      loop_, [this, horizon, timers] {
+        *timers = store_->DueTimers(horizon, 1'000'000);
+      },
+      [this, timers] {
+        --blocking_work_;
+        std::vector<std::string> missing;
+        if (timers->ok()) {
+          for (const TimerRecord& t : **timers) {
+            if (active_.count(t.saga_id) == 0) missing.push_back(t.saga_id);
+          }
+        }
+        if (missing.empty() || shutting_down_) {
+          loading_dormant_ = false;
+          return MaybeFinishShutdown();
+        }
+        auto sagas = std::make_shared<std::vector<Saga>>();
+        ++blocking_work_;
+        RunBlocking(
+            loop_, [this, missing, sagas] {
+              for (const std::string& id : missing) {
+                auto rec = store_->GetSaga(id);
+                if (!rec.ok()) continue;
+                auto saga = FromRecord(*rec);
+                if (saga.ok()) sagas->push_back(std::move(saga).value());
+              }
+            },
+            [this, sagas] {
+              --blocking_work_;
+              loading_dormant_ = false;
+              if (!shutting_down_) {
+                for (Saga& saga : *sagas) Adopt(std::move(saga));
+              }
+              MaybeFinishShutdown();
+            });
+      });
+}
+
 const Saga* EngineImpl::FindActive(const std::string& saga_id) const {
   auto it = active_.find(saga_id);
   return it == active_.end() ? nullptr : &it->second->saga;
@@ -237,6 +318,13 @@ void EngineImpl::MaybeFinishShutdown() {
     done(s);
   };
   timers_->Close(closed);
+  uv_timer_stop(&window_timer_);
+  window_timer_.data = new std::function<void()>(closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&window_timer_), [](uv_handle_t* h) {
+    std::unique_ptr<std::function<void()>> fn(
+        static_cast<std::function<void()>*>(h->data));
+    (*fn)();
+  });
   exec_->Close(closed);
   http_->Close(closed);
   inbox_->Close(closed);

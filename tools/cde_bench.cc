@@ -124,6 +124,9 @@ int RecoveryBench(const std::string& dir, int n, bool sync) {
     cde::EngineOptions eo;
     eo.data_dir = dir;
     eo.sync = sync;
+    // Keep every sleeper in memory (no dormant sagas): the worst case for
+    // recovery time and memory.
+    eo.timer_window_ms = 24 * 3600 * 1000;
     auto e = cde::Engine::Open(&loop, std::move(eo));
     if (!e.ok()) {
       std::fprintf(stderr, "cde-bench: %s\n", e.status().ToString().c_str());

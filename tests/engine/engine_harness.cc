@@ -52,8 +52,10 @@ EngineHarness::~EngineHarness() {
 }
 
 Status EngineHarness::Open(const std::string& data_dir,
-                           std::map<std::string, NativeAction> actions) {
+                           std::map<std::string, NativeAction> actions,
+                           int64_t timer_window_ms) {
   EngineOptions options;
+  options.timer_window_ms = timer_window_ms;
   if (data_dir.empty()) {
     options.store = NewMemoryStore();
   } else {
@@ -127,6 +129,19 @@ Result<SagaRecord> EngineHarness::AwaitInactive(const std::string& id,
   }
   // Let the commit writer's last acknowledgement settle.
   return engine_->store().GetSaga(id);
+}
+
+Result<SagaRecord> EngineHarness::AwaitStored(const std::string& id,
+                                              SagaState state,
+                                              int timeout_ms) {
+  Result<SagaRecord> last = Status::NotFound(id);
+  RunUntil(
+      [&] {
+        last = engine_->store().GetSaga(id);
+        return last.ok() && last->state == state;
+      },
+      timeout_ms);
+  return last;
 }
 
 std::vector<std::string> EngineHarness::LogTypes(const std::string& id) {

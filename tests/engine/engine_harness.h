@@ -42,7 +42,8 @@ class EngineHarness {
 
   // Opens an engine. `data_dir` empty: a memory store.
   Status Open(const std::string& data_dir,
-              std::map<std::string, NativeAction> actions = {});
+              std::map<std::string, NativeAction> actions = {},
+              int64_t timer_window_ms = 60000);
   // Shuts the engine down cleanly (drain, close, flush).
   Status Close();
 
@@ -62,6 +63,9 @@ class EngineHarness {
   Result<SagaRecord> AwaitInactive(const std::string& id,
                                    int timeout_ms = 5000);
   std::vector<std::string> LogTypes(const std::string& id);
+  // The stored state of `id` once it is `state` (or timeout).
+  Result<SagaRecord> AwaitStored(const std::string& id, SagaState state,
+                                 int timeout_ms = 5000);
 
  private:
   uv_loop_t loop_;

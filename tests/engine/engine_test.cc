@@ -367,3 +367,67 @@ TEST(WorkflowDirTest, BadFileIsNamedInTheError) {
 
 }  // namespace
 }  // namespace cde
+
+namespace cde {
+namespace {
+
+json SleepFlow(int ms) {
+  return {{"name", "nap"}, {"version", 1},
+          {"steps", {{{"name", "z"}, {"action", "sleep"},
+                      {"params", {{"duration_ms", ms}}}},
+                     {{"name", "after"}, {"action", "noop"}}}}};
+}
+
+// A saga sleeping beyond the timer window leaves memory; its durable timer
+// row brings it back in time to wake up.
+TEST(TimerWindowTest, FarSleepersLeaveMemoryAndWakeOnTime) {
+  test::EngineHarness h;
+  ASSERT_OK(h.Open("", {}, /*timer_window_ms=*/200));
+  ASSERT_OK(h.Register(SleepFlow(700)).status());
+  auto started = h.Start({.workflow = "nap"});
+  ASSERT_OK(started.status());
+  const std::string id = started->saga_id;
+  EXPECT_EQ(h.engine().FindActive(id), nullptr);  // dormant
+  EXPECT_EQ(h.engine().stats().timers_pending, 0u);
+  auto done = h.AwaitStored(id, SagaState::kCompleted, 5000);
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state, SagaState::kCompleted);
+  EXPECT_GE(done->body["steps"][0]["output"]["slept_ms"].get<int64_t>(), 700);
+}
+
+TEST(TimerWindowTest, DormantSagaCanBeCancelled) {
+  test::EngineHarness h;
+  ASSERT_OK(h.Open("", {}, 200));
+  ASSERT_OK(h.Register(SleepFlow(60000)).status());
+  auto started = h.Start({.workflow = "nap"});
+  ASSERT_OK(started.status());
+  ASSERT_EQ(h.engine().FindActive(started->saga_id), nullptr);
+  auto c = h.Cancel(started->saga_id, false);
+  ASSERT_OK(c.status());
+  auto rec = h.AwaitStored(started->saga_id, SagaState::kCancelled);
+  ASSERT_OK(rec.status());
+  auto timers = h.engine().store().DueTimers(INT64_MAX, 10);
+  ASSERT_OK(timers.status());
+  EXPECT_TRUE(timers->empty());  // the cancel deleted the timer row
+}
+
+TEST(TimerWindowTest, DormantSagasStayOnDiskAcrossARestartUntilDue) {
+  test::TempDir dir;
+  std::string id;
+  {
+    test::EngineHarness h;
+    ASSERT_OK(h.Open(dir.path(), {}, 200));
+    ASSERT_OK(h.Register(SleepFlow(900)).status());
+    auto started = h.Start({.workflow = "nap"});
+    ASSERT_OK(started.status());
+    id = started->saga_id;
+    ASSERT_OK(h.Close());
+  }
+  test::EngineHarness h;
+  ASSERT_OK(h.Open(dir.path(), {}, 200));
+  EXPECT_EQ(h.engine().FindActive(id), nullptr);  // not loaded at start
+  ASSERT_OK(h.AwaitStored(id, SagaState::kCompleted, 5000).status());
+}
+
+}  // namespace
+}  // namespace cde
