@@ -1,0 +1,285 @@
+#include "engine/transitions/progress.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "engine/templating.h"
+
+namespace cde {
+namespace transitions_internal {
+
+using nlohmann::json;
+
+bool IsAlwaysPermanent(const std::string& kind) {
+  return kind == "template" || kind == "unknown_action" || kind == "params";
+}
+
+const ActionSpec& SpecOf(const WorkflowDefinition& def, int step,
+                         bool compensation) {
+  const StepSpec& s = def.steps[static_cast<size_t>(step)];
+  return compensation ? *s.compensate : s.run;
+}
+
+json StepRef(const WorkflowDefinition& def, int step, bool compensation,
+             uint32_t attempt) {
+  return {{"step", def.steps[static_cast<size_t>(step)].name},
+          {"compensation", compensation},
+          {"attempt", attempt}};
+}
+
+namespace {
+
+// A sleep's duration, rendered from logged data like any params.
+Result<int64_t> SleepDurationMs(const WorkflowDefinition& def,
+                                const ActionSpec& spec, const Saga& saga,
+                                const json& attempt) {
+  std::map<std::string, json> outputs;
+  TemplateContext tc = MakeTemplateContext(
+      def, saga, &outputs, attempt.at("idempotency_key").get<std::string>(),
+      attempt.at("attempt").get<uint32_t>());
+  auto params = RenderTemplates(spec.params, tc);
+  if (!params.ok()) return params.status();
+  const json& d =
+      params->contains("duration_ms") ? params->at("duration_ms") : json(0);
+  if (!d.is_number_integer() || d.get<int64_t>() < 0) {
+    return Status::InvalidArgument(
+        "params.duration_ms: must be an integer "
+        ">= 0, got " +
+        d.dump());
+  }
+  return d.get<int64_t>();
+}
+
+// A step needs compensating if it ran to success, or if its outcome is
+// unknown (its last attempt timed out: the effect may have happened).
+bool NeedsCompensation(const StepState& st) {
+  if (st.status == StepStatus::kSucceeded) return true;
+  return (st.status == StepStatus::kFailed ||
+          st.status == StepStatus::kRunning) &&
+         st.error.kind == "timeout";
+}
+
+}  // namespace
+
+void Finish(Plan& p, SagaState state, const char* event, json data) {
+  p.saga.state = state;
+  p.saga.wait = {};
+  p.events.push_back({event, std::move(data)});
+  p.finished = true;
+}
+
+void Park(const PlanContext& ctx, Plan& p, const std::string& reason, int step,
+          const ErrorInfo& error, uint32_t attempts) {
+  const std::string step_name =
+      step >= 0 ? ctx.def.steps[static_cast<size_t>(step)].name : "";
+  p.dlq_put =
+      DlqRecord{p.saga.id, p.saga.workflow, p.saga.version,
+                reason,    step_name,       error.kind + ": " + error.message,
+                attempts,  ctx.now_ms,      p.saga.replay_count};
+  Finish(p, SagaState::kParked, "saga_parked",
+         {{"reason", reason}, {"step", step_name}, {"error", error.message}});
+}
+
+// Decides what comes next for a saga that waits for nothing.
+void Advance(const PlanContext& ctx, Plan& p) {
+  Saga& s = p.saga;
+  if (s.state == SagaState::kRunning) {
+    for (size_t i = 0; i < s.steps.size(); ++i) {
+      if (s.steps[i].status != StepStatus::kSucceeded) {
+        StartAttempt(ctx, p, static_cast<int>(i), false);
+        return;
+      }
+    }
+    Finish(p, SagaState::kCompleted, "saga_completed", json::object());
+    return;
+  }
+  // compensating or cancelling: undo from the last step backwards.
+  for (size_t i = s.steps.size(); i-- > 0;) {
+    StepState& st = s.steps[i];
+    if (st.status == StepStatus::kCompensating) {
+      StartAttempt(ctx, p, static_cast<int>(i), true);  // a retry
+      return;
+    }
+    if (!NeedsCompensation(st)) continue;
+    if (!ctx.def.steps[i].compensate) {
+      st.status = StepStatus::kSkipped;
+      continue;
+    }
+    StartAttempt(ctx, p, static_cast<int>(i), true);
+    return;
+  }
+  if (s.state == SagaState::kCancelling) {
+    Finish(p, SagaState::kCancelled, "saga_cancelled", {{"compensated", true}});
+  } else {
+    Finish(p, SagaState::kCompensated, "saga_compensated", json::object());
+  }
+}
+
+void StartAttempt(const PlanContext& ctx, Plan& p, int step,
+                  bool compensation) {
+  StepState& st = p.saga.steps[static_cast<size_t>(step)];
+  const uint32_t attempt =
+      compensation ? ++st.compensation_attempts : ++st.attempts;
+  st.status = compensation ? StepStatus::kCompensating : StepStatus::kRunning;
+  if (st.started_ms == 0) st.started_ms = ctx.now_ms;
+  const ActionSpec& spec = SpecOf(ctx.def, step, compensation);
+  json data = StepRef(ctx.def, step, compensation, attempt);
+  data["idempotency_key"] =
+      AttemptKey(p.saga.id, ctx.def.steps[static_cast<size_t>(step)].name,
+                 compensation, attempt);
+  p.saga.wait = {Wait::Kind::kAttempt, step, compensation, attempt, 0};
+  if (spec.action == "sleep") {
+    // The timer is durable: its due time is fixed now and logged.
+    auto duration = SleepDurationMs(ctx.def, spec, p.saga, data);
+    if (!duration.ok()) {
+      p.events.push_back({"attempt_started", std::move(data)});
+      FailPermanently(ctx, p, step, compensation,
+                      {"template", duration.status().message()});
+      return;
+    }
+    p.saga.wait.kind = Wait::Kind::kSleep;
+    p.saga.wait.due_ms = ctx.now_ms + *duration;
+    data["due_ms"] = p.saga.wait.due_ms;
+    p.timers_put.push_back({p.saga.wait.due_ms, "sleep"});
+    p.arm_timer = true;
+  } else {
+    p.run_attempt = true;
+  }
+  p.events.push_back({"attempt_started", std::move(data)});
+}
+
+// The step (or compensation) succeeded.
+void Succeed(const PlanContext& ctx, Plan& p, int step, bool compensation,
+             uint32_t attempt, json output) {
+  StepState& st = p.saga.steps[static_cast<size_t>(step)];
+  st.finished_ms = ctx.now_ms;
+  json data = StepRef(ctx.def, step, compensation, attempt);
+  if (compensation) {
+    st.status = StepStatus::kCompensated;
+    p.events.push_back({"compensation_succeeded", std::move(data)});
+  } else {
+    st.status = StepStatus::kSucceeded;
+    st.error = {};
+    data["output"] = output;
+    st.output = std::move(output);
+    p.events.push_back({"step_succeeded", std::move(data)});
+  }
+  p.saga.wait = {};
+}
+
+// A cancel was requested while the saga was busy; now it is not.
+void BeginCancel(const PlanContext& ctx, Plan& p) {
+  if (p.saga.compensate_on_cancel) {
+    p.saga.state = SagaState::kCancelling;
+    Advance(ctx, p);
+  } else {
+    Finish(p, SagaState::kCancelled, "saga_cancelled",
+           {{"compensated", false}});
+  }
+}
+
+void FailPermanently(const PlanContext& ctx, Plan& p, int step,
+                     bool compensation, const ErrorInfo& error) {
+  StepState& st = p.saga.steps[static_cast<size_t>(step)];
+  st.finished_ms = ctx.now_ms;
+  json data = StepRef(ctx.def, step, compensation,
+                      compensation ? st.compensation_attempts : st.attempts);
+  data["error"] = {{"kind", error.kind}, {"message", error.message}};
+  p.saga.wait = {};
+  if (compensation) {
+    st.status = StepStatus::kCompensationFailed;
+    st.compensation_error = error;
+    p.events.push_back({"compensation_failed", std::move(data)});
+    Park(ctx, p, "compensation_failed", step, error, st.compensation_attempts);
+    return;
+  }
+  st.status = StepStatus::kFailed;
+  st.error = error;
+  p.events.push_back({"step_failed", std::move(data)});
+  p.saga.failure = error;
+  p.saga.failed_step = step;
+  if (p.saga.cancel_requested) {
+    BeginCancel(ctx, p);
+  } else if (ctx.def.on_failure == OnFailure::kPark) {
+    Park(ctx, p, "step_failed", step, error, st.attempts);
+  } else {
+    p.saga.state = SagaState::kCompensating;
+    p.events.push_back(
+        {"saga_compensating",
+         {{"step", ctx.def.steps[static_cast<size_t>(step)].name}}});
+    Advance(ctx, p);
+  }
+}
+
+Plan From(const Saga& saga) {
+  Plan p;
+  p.saga = saga;
+  p.previous_state = saga.state;
+  return p;
+}
+}  // namespace transitions_internal
+
+using nlohmann::json;
+
+Transition Plan::Build(int64_t now_ms) {
+  saga.updated_ms = now_ms;
+  Transition t;
+  for (PlannedEvent& e : events) {
+    t.AppendLog({saga.id, ++saga.last_seq, now_ms, e.type, std::move(e.data)});
+  }
+  events.clear();
+  for (const TimerRef& timer : timers_delete) {
+    t.DeleteTimer(timer.due_ms, saga.id, timer.name);
+  }
+  for (const TimerRef& timer : timers_put) {
+    t.PutTimer({timer.due_ms, saga.id, timer.name, json::object()});
+  }
+  if (dlq_put) t.PutDlq(*dlq_put);
+  if (dlq_delete) t.DeleteDlq(saga.id);
+  if (put_idempotency) t.PutIdempotency(saga.idempotency_key, saga.id);
+  t.PutSaga(ToRecord(saga), previous_state);
+  return t;
+}
+
+TemplateContext MakeTemplateContext(const WorkflowDefinition& def,
+                                    const Saga& saga,
+                                    std::map<std::string, json>* outputs,
+                                    std::string idempotency_key,
+                                    uint32_t attempt) {
+  for (size_t i = 0; i < saga.steps.size() && i < def.steps.size(); ++i) {
+    if (saga.steps[i].status == StepStatus::kSucceeded ||
+        saga.steps[i].status == StepStatus::kCompensating ||
+        saga.steps[i].status == StepStatus::kCompensated ||
+        saga.steps[i].status == StepStatus::kCompensationFailed) {
+      (*outputs)[def.steps[i].name] = saga.steps[i].output;
+    }
+  }
+  TemplateContext tc;
+  tc.input = &saga.input;
+  tc.outputs = outputs;
+  tc.saga_id = saga.id;
+  tc.idempotency_key = std::move(idempotency_key);
+  tc.attempt = attempt;
+  return tc;
+}
+
+int64_t BackoffMs(const RetryPolicy& policy, uint32_t next_attempt,
+                  double jitter_sample) {
+  const double base =
+      static_cast<double>(policy.initial_backoff_ms) *
+      std::pow(policy.multiplier, static_cast<double>(next_attempt - 2));
+  const double capped =
+      std::min(base, static_cast<double>(policy.max_backoff_ms));
+  const double spread = capped * policy.jitter * (2 * jitter_sample - 1);
+  return std::max<int64_t>(0, std::llround(capped + spread));
+}
+
+bool IsNonRetryable(const RetryPolicy& policy, const std::string& kind) {
+  for (const std::string& pattern : policy.non_retryable) {
+    if (ErrorKindMatches(pattern, kind)) return true;
+  }
+  return false;
+}
+
+}  // namespace cde

@@ -1,0 +1,46 @@
+// Shared steps of the saga state machine, used by the per-event units in
+// this folder (start.cc, attempt_result.cc, timer_fired.cc, cancel.cc,
+// replay.cc). Private to engine/.
+#ifndef CDE_ENGINE_TRANSITIONS_PROGRESS_H_
+#define CDE_ENGINE_TRANSITIONS_PROGRESS_H_
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "engine/transitions.h"
+
+namespace cde::transitions_internal {
+
+// Error kinds that no retry can fix: the params could not be rendered, or
+// the action does not exist in this process.
+bool IsAlwaysPermanent(const std::string& kind);
+// The action spec of a step, or of its compensation.
+const ActionSpec& SpecOf(const WorkflowDefinition& def, int step,
+                         bool compensation);
+// {"step", "compensation", "attempt"}: how events name an attempt.
+nlohmann::json StepRef(const WorkflowDefinition& def, int step,
+                       bool compensation, uint32_t attempt);
+// A plan that starts from `saga`'s current snapshot.
+Plan From(const Saga& saga);
+// Ends the saga in `state` (terminal or parked) with `event`.
+void Finish(Plan& p, SagaState state, const char* event, nlohmann::json data);
+// Parks the saga in the DLQ.
+void Park(const PlanContext& ctx, Plan& p, const std::string& reason, int step,
+          const ErrorInfo& error, uint32_t attempts);
+// Decides what comes next for a saga that waits for nothing: the next step,
+// the next compensation, or the end.
+void Advance(const PlanContext& ctx, Plan& p);
+// Starts the next attempt of a step or of its compensation.
+void StartAttempt(const PlanContext& ctx, Plan& p, int step, bool compensation);
+// The step (or compensation) succeeded.
+void Succeed(const PlanContext& ctx, Plan& p, int step, bool compensation,
+             uint32_t attempt, nlohmann::json output);
+// Acts on a cancel that waited for the saga to be idle.
+void BeginCancel(const PlanContext& ctx, Plan& p);
+// The step (or compensation) failed for good.
+void FailPermanently(const PlanContext& ctx, Plan& p, int step,
+                     bool compensation, const ErrorInfo& error);
+
+}  // namespace cde::transitions_internal
+
+#endif  // CDE_ENGINE_TRANSITIONS_PROGRESS_H_

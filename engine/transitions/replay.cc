@@ -1,0 +1,75 @@
+// replay_saga of a parked saga.
+#include <algorithm>
+
+#include "engine/transitions/progress.h"
+
+namespace cde {
+
+using nlohmann::json;
+using transitions_internal::Advance;
+using transitions_internal::BeginCancel;
+using transitions_internal::FailPermanently;
+using transitions_internal::Finish;
+using transitions_internal::From;
+using transitions_internal::IsAlwaysPermanent;
+using transitions_internal::SpecOf;
+using transitions_internal::StartAttempt;
+using transitions_internal::StepRef;
+using transitions_internal::Succeed;
+
+Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
+                        const std::string& from_step) {
+  if (saga.state != SagaState::kParked) {
+    return Status::InvalidArgument("saga " + saga.id + " is " +
+                                   std::string(SagaStateName(saga.state)) +
+                                   ", not parked; only parked sagas replay");
+  }
+  Plan p = From(saga);
+  p.dlq_delete = true;
+  p.saga.replay_count += 1;
+  auto failed_comp = std::find_if(
+      p.saga.steps.begin(), p.saga.steps.end(), [](const StepState& st) {
+        return st.status == StepStatus::kCompensationFailed;
+      });
+  if (failed_comp != p.saga.steps.end()) {
+    if (!from_step.empty()) {
+      return Status::InvalidArgument(
+          "saga " + saga.id +
+          " was parked by a failed compensation; it "
+          "replays that compensation and takes no from_step");
+    }
+    // Retry the compensation with a fresh budget.
+    failed_comp->status = StepStatus::kSucceeded;
+    failed_comp->compensation_attempts = 0;
+    failed_comp->compensation_error = {};
+    p.saga.state = saga.cancel_requested ? SagaState::kCancelling
+                                         : SagaState::kCompensating;
+    p.events.push_back({"replayed", {{"compensation", true}}});
+    Advance(ctx, p);
+    return p;
+  }
+  int from = saga.failed_step;
+  if (!from_step.empty()) {
+    from = ctx.def.StepIndex(from_step);
+    if (from < 0) {
+      return Status::InvalidArgument("workflow " + saga.workflow + "@" +
+                                     std::to_string(saga.version) +
+                                     " has no step '" + from_step + "'");
+    }
+  }
+  if (from < 0) from = 0;
+  for (size_t i = static_cast<size_t>(from); i < p.saga.steps.size(); ++i) {
+    p.saga.steps[i] = StepState{};
+  }
+  p.saga.state = SagaState::kRunning;
+  p.saga.failure = {};
+  p.saga.failed_step = -1;
+  p.events.push_back(
+      {"replayed",
+       {{"from_step", ctx.def.steps[static_cast<size_t>(from)].name},
+        {"replay_count", p.saga.replay_count}}});
+  Advance(ctx, p);
+  return p;
+}
+
+}  // namespace cde

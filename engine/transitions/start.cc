@@ -1,0 +1,55 @@
+// A new saga, and a queued saga that gets its slot.
+#include "engine/transitions/progress.h"
+
+namespace cde {
+
+using nlohmann::json;
+using transitions_internal::Advance;
+using transitions_internal::BeginCancel;
+using transitions_internal::FailPermanently;
+using transitions_internal::Finish;
+using transitions_internal::From;
+using transitions_internal::IsAlwaysPermanent;
+using transitions_internal::SpecOf;
+using transitions_internal::StartAttempt;
+using transitions_internal::StepRef;
+using transitions_internal::Succeed;
+
+Plan PlanStart(const PlanContext& ctx, std::string saga_id, json input,
+               std::string idempotency_key, std::string correlation_id,
+               bool queued) {
+  Plan p;
+  Saga& s = p.saga;
+  s.id = std::move(saga_id);
+  s.workflow = ctx.def.name;
+  s.version = ctx.def.version;
+  s.state = SagaState::kRunning;
+  s.created_ms = ctx.now_ms;
+  s.idempotency_key = std::move(idempotency_key);
+  s.correlation_id = std::move(correlation_id);
+  s.input = std::move(input);
+  s.steps.resize(ctx.def.steps.size());
+  p.put_idempotency = !s.idempotency_key.empty();
+  json data = {
+      {"workflow", s.workflow}, {"version", s.version}, {"input", s.input}};
+  if (!s.idempotency_key.empty()) data["idempotency_key"] = s.idempotency_key;
+  if (!s.correlation_id.empty()) data["correlation_id"] = s.correlation_id;
+  p.events.push_back({"saga_started", std::move(data)});
+  if (queued) {
+    s.wait = {Wait::Kind::kQueued, -1, false, 0, 0};
+    p.events.push_back({"saga_queued", json::object()});
+  } else {
+    Advance(ctx, p);
+  }
+  return p;
+}
+
+Plan PlanDequeue(const PlanContext& ctx, const Saga& saga) {
+  Plan p = From(saga);
+  p.saga.wait = {};
+  p.events.push_back({"saga_dequeued", json::object()});
+  Advance(ctx, p);
+  return p;
+}
+
+}  // namespace cde

@@ -1,0 +1,48 @@
+// A durable timer fell due: the end of a backoff, or of a sleep.
+#include <algorithm>
+
+#include "engine/transitions/progress.h"
+
+namespace cde {
+
+using nlohmann::json;
+using transitions_internal::Advance;
+using transitions_internal::BeginCancel;
+using transitions_internal::FailPermanently;
+using transitions_internal::Finish;
+using transitions_internal::From;
+using transitions_internal::IsAlwaysPermanent;
+using transitions_internal::SpecOf;
+using transitions_internal::StartAttempt;
+using transitions_internal::StepRef;
+using transitions_internal::Succeed;
+
+std::optional<Plan> PlanTimerFired(const PlanContext& ctx, const Saga& saga,
+                                   const TimerRef& timer) {
+  const Wait& w = saga.wait;
+  const bool matches =
+      w.due_ms == timer.due_ms &&
+      ((w.kind == Wait::Kind::kBackoff && timer.name == "backoff") ||
+       (w.kind == Wait::Kind::kSleep && timer.name == "sleep"));
+  if (!matches) return std::nullopt;
+  Plan p = From(saga);
+  p.timers_delete.push_back(timer);
+  p.saga.wait = {};
+  if (w.kind == Wait::Kind::kBackoff) {
+    p.events.push_back({"timer_fired", {{"timer", "backoff"}}});
+    StartAttempt(ctx, p, w.step, w.compensation);
+    return p;
+  }
+  const int64_t slept =
+      timer.due_ms - saga.steps[static_cast<size_t>(w.step)].started_ms;
+  Succeed(ctx, p, w.step, w.compensation, w.attempt,
+          {{"slept_ms", std::max<int64_t>(0, slept)}});
+  if (p.saga.cancel_requested && p.saga.state == SagaState::kRunning) {
+    BeginCancel(ctx, p);
+  } else {
+    Advance(ctx, p);
+  }
+  return p;
+}
+
+}  // namespace cde
