@@ -102,6 +102,10 @@ class Engine {
   virtual void Replay(const std::string& saga_id, const std::string& from_step,
                       Callback<SagaState> done) = 0;
 
+  // The current snapshot of any saga: from memory when it is active, else
+  // read from the store off the loop thread. NotFound for an unknown id.
+  virtual void ReadSaga(const std::string& saga_id,
+                        Callback<SagaRecord> done) = 0;
   // The in-memory state of an active saga, or nullptr.
   virtual const Saga* FindActive(const std::string& saga_id) const = 0;
   // Calls `on_change` after each committed change of `saga_id` while the

@@ -44,6 +44,8 @@ class EngineImpl final : public Engine {
   void Replay(const std::string& saga_id, const std::string& from_step,
               Callback<SagaState> done) override;
   const Saga* FindActive(const std::string& saga_id) const override;
+  void ReadSaga(const std::string& saga_id,
+                Callback<SagaRecord> done) override;
   uint64_t Watch(const std::string& saga_id,
                  std::function<void(const Saga&)> on_change) override;
   void Unwatch(uint64_t watch_id) override;

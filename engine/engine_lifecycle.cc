@@ -256,6 +256,20 @@ void EngineImpl::LoadDueDormant() {
       });
 }
 
+void EngineImpl::ReadSaga(const std::string& saga_id,
+                          Callback<SagaRecord> done) {
+  if (const Saga* s = FindActive(saga_id)) return done(ToRecord(*s));
+  auto found = std::make_shared<Result<SagaRecord>>(Status::NotFound(""));
+  ++blocking_work_;
+  RunBlocking(
+      loop_, [this, saga_id, found] { *found = store_->GetSaga(saga_id); },
+      [this, found, done] {
+        --blocking_work_;
+        done(std::move(*found));
+        MaybeFinishShutdown();
+      });
+}
+
 const Saga* EngineImpl::FindActive(const std::string& saga_id) const {
   auto it = active_.find(saga_id);
   return it == active_.end() ? nullptr : &it->second->saga;

@@ -1,0 +1,30 @@
+// Server: `cde-orchestrator serve`. Owns the engine and the transports on
+// one libuv loop: MCP over Streamable HTTP at /mcp plus the health
+// endpoints, and/or MCP over stdio; SIGTERM/SIGINT (and EOF on stdin) shut
+// it down gracefully.
+#ifndef CDE_API_SERVER_H_
+#define CDE_API_SERVER_H_
+
+#include <string>
+
+#include "storage/status.h"
+
+namespace cde {
+
+struct ServerOptions {
+  std::string data_dir = "./cde-data";
+  std::string workflows_dir;  // "" = none; *.json loaded at start
+  bool stdio = false;         // MCP over stdin/stdout
+  bool http = true;           // MCP over HTTP and the health endpoints
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  size_t max_message_bytes = 4 << 20;
+  bool sync = true;
+};
+
+// Runs the server until it is told to stop; returns how it ended.
+Status RunServer(const ServerOptions& options);
+
+}  // namespace cde
+
+#endif  // CDE_API_SERVER_H_
