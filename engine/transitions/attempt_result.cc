@@ -5,16 +5,7 @@
 namespace cde {
 
 using nlohmann::json;
-using transitions_internal::Advance;
-using transitions_internal::BeginCancel;
-using transitions_internal::FailPermanently;
-using transitions_internal::Finish;
-using transitions_internal::From;
-using transitions_internal::IsAlwaysPermanent;
-using transitions_internal::SpecOf;
-using transitions_internal::StartAttempt;
-using transitions_internal::StepRef;
-using transitions_internal::Succeed;
+namespace ti = transitions_internal;
 
 std::optional<Plan> PlanAttemptResult(const PlanContext& ctx, const Saga& saga,
                                       const AttemptOutcome& o) {
@@ -23,30 +14,31 @@ std::optional<Plan> PlanAttemptResult(const PlanContext& ctx, const Saga& saga,
       w.compensation != o.compensation || w.attempt != o.attempt) {
     return std::nullopt;
   }
-  Plan p = From(saga);
+  Plan p = ti::From(saga);
   if (o.ok) {
-    Succeed(ctx, p, o.step, o.compensation, o.attempt, o.output);
+    ti::Succeed(ctx, p, o.step, o.compensation, o.attempt, o.output);
     if (p.saga.cancel_requested && p.saga.state == SagaState::kRunning) {
-      BeginCancel(ctx, p);
+      ti::BeginCancel(ctx, p);
     } else {
-      Advance(ctx, p);
+      ti::Advance(ctx, p);
     }
     return p;
   }
   StepState& st = p.saga.steps[static_cast<size_t>(o.step)];
-  const ActionSpec& spec = SpecOf(ctx.def, o.step, o.compensation);
+  const ActionSpec& spec = ti::SpecOf(ctx.def, o.step, o.compensation);
   const bool cancelling_forward = p.saga.cancel_requested && !o.compensation;
-  const bool retry = !cancelling_forward && !IsAlwaysPermanent(o.error.kind) &&
+  const bool retry = !cancelling_forward &&
+                     !ti::IsAlwaysPermanent(o.error.kind) &&
                      !IsNonRetryable(spec.retry, o.error.kind) &&
                      o.attempt < spec.retry.max_attempts;
   if (!retry) {
-    FailPermanently(ctx, p, o.step, o.compensation, o.error);
+    ti::FailPermanently(ctx, p, o.step, o.compensation, o.error);
     return p;
   }
   (o.compensation ? st.compensation_error : st.error) = o.error;
   const int64_t due =
       ctx.now_ms + BackoffMs(spec.retry, o.attempt + 1, ctx.jitter_sample);
-  json data = StepRef(ctx.def, o.step, o.compensation, o.attempt);
+  json data = ti::StepRef(ctx.def, o.step, o.compensation, o.attempt);
   data["error"] = {{"kind", o.error.kind}, {"message", o.error.message}};
   data["retry_at_ms"] = due;
   p.events.push_back({"attempt_failed", std::move(data)});

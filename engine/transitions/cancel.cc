@@ -4,16 +4,7 @@
 namespace cde {
 
 using nlohmann::json;
-using transitions_internal::Advance;
-using transitions_internal::BeginCancel;
-using transitions_internal::FailPermanently;
-using transitions_internal::Finish;
-using transitions_internal::From;
-using transitions_internal::IsAlwaysPermanent;
-using transitions_internal::SpecOf;
-using transitions_internal::StartAttempt;
-using transitions_internal::StepRef;
-using transitions_internal::Succeed;
+namespace ti = transitions_internal;
 
 Status CheckCancellable(const Saga& saga) {
   const std::string state(SagaStateName(saga.state));
@@ -36,7 +27,7 @@ Status CheckCancellable(const Saga& saga) {
 Result<Plan> PlanCancel(const PlanContext& ctx, const Saga& saga,
                         bool compensate) {
   CDE_RETURN_IF_ERROR(CheckCancellable(saga));
-  Plan p = From(saga);
+  Plan p = ti::From(saga);
   p.saga.cancel_requested = true;
   p.saga.compensate_on_cancel = compensate;
   p.events.push_back({"cancel_requested", {{"compensate", compensate}}});
@@ -55,13 +46,13 @@ Result<Plan> PlanCancel(const PlanContext& ctx, const Saga& saga,
         st.status = StepStatus::kFailed;
         st.finished_ms = ctx.now_ms;
       }
-      BeginCancel(ctx, p);
+      ti::BeginCancel(ctx, p);
       return p;
     case Wait::Kind::kQueued:
     case Wait::Kind::kNothing:
       p.saga.wait = {};
-      Finish(p, SagaState::kCancelled, "saga_cancelled",
-             {{"compensated", false}});
+      ti::Finish(p, SagaState::kCancelled, "saga_cancelled",
+                 {{"compensated", false}});
       return p;
   }
   return p;

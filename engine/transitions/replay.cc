@@ -6,16 +6,7 @@
 namespace cde {
 
 using nlohmann::json;
-using transitions_internal::Advance;
-using transitions_internal::BeginCancel;
-using transitions_internal::FailPermanently;
-using transitions_internal::Finish;
-using transitions_internal::From;
-using transitions_internal::IsAlwaysPermanent;
-using transitions_internal::SpecOf;
-using transitions_internal::StartAttempt;
-using transitions_internal::StepRef;
-using transitions_internal::Succeed;
+namespace ti = transitions_internal;
 
 Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
                         const std::string& from_step) {
@@ -24,7 +15,7 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
                                    std::string(SagaStateName(saga.state)) +
                                    ", not parked; only parked sagas replay");
   }
-  Plan p = From(saga);
+  Plan p = ti::From(saga);
   p.dlq_delete = true;
   p.saga.replay_count += 1;
   auto failed_comp = std::find_if(
@@ -45,7 +36,7 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
     p.saga.state = saga.cancel_requested ? SagaState::kCancelling
                                          : SagaState::kCompensating;
     p.events.push_back({"replayed", {{"compensation", true}}});
-    Advance(ctx, p);
+    ti::Advance(ctx, p);
     return p;
   }
   int from = saga.failed_step;
@@ -68,7 +59,7 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
       {"replayed",
        {{"from_step", ctx.def.steps[static_cast<size_t>(from)].name},
         {"replay_count", p.saga.replay_count}}});
-  Advance(ctx, p);
+  ti::Advance(ctx, p);
   return p;
 }
 

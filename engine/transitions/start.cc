@@ -4,16 +4,7 @@
 namespace cde {
 
 using nlohmann::json;
-using transitions_internal::Advance;
-using transitions_internal::BeginCancel;
-using transitions_internal::FailPermanently;
-using transitions_internal::Finish;
-using transitions_internal::From;
-using transitions_internal::IsAlwaysPermanent;
-using transitions_internal::SpecOf;
-using transitions_internal::StartAttempt;
-using transitions_internal::StepRef;
-using transitions_internal::Succeed;
+namespace ti = transitions_internal;
 
 Plan PlanStart(const PlanContext& ctx, std::string saga_id, json input,
                std::string idempotency_key, std::string correlation_id,
@@ -39,16 +30,16 @@ Plan PlanStart(const PlanContext& ctx, std::string saga_id, json input,
     s.wait = {Wait::Kind::kQueued, -1, false, 0, 0};
     p.events.push_back({"saga_queued", json::object()});
   } else {
-    Advance(ctx, p);
+    ti::Advance(ctx, p);
   }
   return p;
 }
 
 Plan PlanDequeue(const PlanContext& ctx, const Saga& saga) {
-  Plan p = From(saga);
+  Plan p = ti::From(saga);
   p.saga.wait = {};
   p.events.push_back({"saga_dequeued", json::object()});
-  Advance(ctx, p);
+  ti::Advance(ctx, p);
   return p;
 }
 

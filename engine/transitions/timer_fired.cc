@@ -6,16 +6,7 @@
 namespace cde {
 
 using nlohmann::json;
-using transitions_internal::Advance;
-using transitions_internal::BeginCancel;
-using transitions_internal::FailPermanently;
-using transitions_internal::Finish;
-using transitions_internal::From;
-using transitions_internal::IsAlwaysPermanent;
-using transitions_internal::SpecOf;
-using transitions_internal::StartAttempt;
-using transitions_internal::StepRef;
-using transitions_internal::Succeed;
+namespace ti = transitions_internal;
 
 std::optional<Plan> PlanTimerFired(const PlanContext& ctx, const Saga& saga,
                                    const TimerRef& timer) {
@@ -25,22 +16,22 @@ std::optional<Plan> PlanTimerFired(const PlanContext& ctx, const Saga& saga,
       ((w.kind == Wait::Kind::kBackoff && timer.name == "backoff") ||
        (w.kind == Wait::Kind::kSleep && timer.name == "sleep"));
   if (!matches) return std::nullopt;
-  Plan p = From(saga);
+  Plan p = ti::From(saga);
   p.timers_delete.push_back(timer);
   p.saga.wait = {};
   if (w.kind == Wait::Kind::kBackoff) {
     p.events.push_back({"timer_fired", {{"timer", "backoff"}}});
-    StartAttempt(ctx, p, w.step, w.compensation);
+    ti::StartAttempt(ctx, p, w.step, w.compensation);
     return p;
   }
   const int64_t slept =
       timer.due_ms - saga.steps[static_cast<size_t>(w.step)].started_ms;
-  Succeed(ctx, p, w.step, w.compensation, w.attempt,
-          {{"slept_ms", std::max<int64_t>(0, slept)}});
+  ti::Succeed(ctx, p, w.step, w.compensation, w.attempt,
+              {{"slept_ms", std::max<int64_t>(0, slept)}});
   if (p.saga.cancel_requested && p.saga.state == SagaState::kRunning) {
-    BeginCancel(ctx, p);
+    ti::BeginCancel(ctx, p);
   } else {
-    Advance(ctx, p);
+    ti::Advance(ctx, p);
   }
   return p;
 }

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "engine/async_action.h"
+#include "tests/engine/async_action_fixture.h"
 
 namespace cde {
 namespace {
@@ -32,64 +33,10 @@ bool ProcessIsGone(pid_t pid) {
   return state == "Z";
 }
 
-class ExecActionTest : public ::testing::Test {
+class ExecActionTest : public AsyncActionFixture {
  protected:
-  void SetUp() override {
-    ASSERT_EQ(uv_loop_init(&loop_), 0);
-    action_ = NewExecAction(&loop_);
-  }
-
-  void TearDown() override { CloseAndDrain(); }
-
-  // As libuv's MAKE_VALGRIND_HAPPY: every handle closed, the loop closes.
-  void CloseAndDrain() {
-    if (action_ == nullptr) return;
-    bool closed = false;
-    action_->Close([&] { closed = true; });
-    uv_run(&loop_, UV_RUN_DEFAULT);
-    EXPECT_TRUE(closed);
-    EXPECT_EQ(uv_loop_close(&loop_), 0);
-    action_.reset();
-  }
-
-  AttemptRequest Request(json params) {
-    AttemptRequest r;
-    r.saga_id = "01SAGA";
-    r.workflow = "wf";
-    r.step = "build";
-    r.attempt = 3;
-    r.idempotency_key = "01SAGA/build/3";
-    r.params = std::move(params);
-    return r;
-  }
-
-  ActionResult Run(json params) {
-    std::optional<ActionResult> result;
-    action_->Start(Request(std::move(params)),
-                   [&](ActionResult r) { result = std::move(r); });
-    EXPECT_FALSE(result.has_value()) << "done ran inside Start";
-    uv_run(&loop_, UV_RUN_DEFAULT);
-    EXPECT_TRUE(result.has_value());
-    EXPECT_EQ(action_->in_flight(), 0u);
-    return result.value_or(ActionResult::Failure("none", "no result"));
-  }
-
-  // Runs the loop for about `ms`, then closes the timer it used.
-  void RunFor(int ms) {
-    uv_timer_t timer;
-    uv_timer_init(&loop_, &timer);
-    uv_timer_start(
-        &timer, [](uv_timer_t* t) { uv_stop(t->loop); }, ms, 0);
-    uv_run(&loop_, UV_RUN_DEFAULT);
-    bool closed = false;
-    timer.data = &closed;
-    uv_close(reinterpret_cast<uv_handle_t*>(&timer),
-             [](uv_handle_t* h) { *static_cast<bool*>(h->data) = true; });
-    while (!closed) uv_run(&loop_, UV_RUN_ONCE);
-  }
-
-  uv_loop_t loop_;
-  std::unique_ptr<AsyncAction> action_;
+  ExecActionTest() : AsyncActionFixture("wf", "build", 3) {}
+  void SetUp() override { Init(&NewExecAction); }
 };
 
 TEST_F(ExecActionTest, JsonOnStdoutIsTheOutput) {

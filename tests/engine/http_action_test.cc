@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engine/async_action.h"
+#include "tests/engine/async_action_fixture.h"
 #include "tools/test_http_server.h"
 
 namespace cde {
@@ -23,12 +24,12 @@ namespace {
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-class HttpActionTest : public ::testing::Test {
+class HttpActionTest : public AsyncActionFixture {
  protected:
+  HttpActionTest() : AsyncActionFixture("trip", "charge", 2) {}
   void SetUp() override {
-    ASSERT_EQ(uv_loop_init(&loop_), 0);
+    Init(&NewHttpAction);
     server_.Start();
-    action_ = NewHttpAction(&loop_);
   }
 
   void TearDown() override {
@@ -36,61 +37,11 @@ class HttpActionTest : public ::testing::Test {
     server_.Stop();
   }
 
-  // As libuv's MAKE_VALGRIND_HAPPY: every handle closed, the loop closes.
-  void CloseAndDrain() {
-    if (action_ == nullptr) return;
-    bool closed = false;
-    action_->Close([&] { closed = true; });
-    uv_run(&loop_, UV_RUN_DEFAULT);
-    EXPECT_TRUE(closed);
-    EXPECT_EQ(uv_loop_close(&loop_), 0);
-    action_.reset();
-  }
-
-  AttemptRequest Request(json params) {
-    AttemptRequest r;
-    r.saga_id = "01SAGA";
-    r.workflow = "trip";
-    r.step = "charge";
-    r.attempt = 2;
-    r.idempotency_key = "01SAGA/charge/2";
-    r.params = std::move(params);
-    return r;
-  }
-
-  ActionResult Run(json params) {
-    std::optional<ActionResult> result;
-    action_->Start(Request(std::move(params)),
-                   [&](ActionResult r) { result = std::move(r); });
-    EXPECT_FALSE(result.has_value()) << "done ran inside Start";
-    while (!result.has_value() && uv_run(&loop_, UV_RUN_ONCE) != 0) {
-    }
-    EXPECT_TRUE(result.has_value());
-    EXPECT_EQ(action_->in_flight(), 0u);
-    return result.value_or(ActionResult::Failure("none", "no result"));
-  }
-
   ActionResult Get(const std::string& path) {
     return Run({{"url", server_.url(path)}});
   }
 
-  // Runs the loop for about `ms`, then closes the timer it used.
-  void RunFor(int ms) {
-    uv_timer_t timer;
-    uv_timer_init(&loop_, &timer);
-    uv_timer_start(
-        &timer, [](uv_timer_t* t) { uv_stop(t->loop); }, ms, 0);
-    uv_run(&loop_, UV_RUN_DEFAULT);
-    bool closed = false;
-    timer.data = &closed;
-    uv_close(reinterpret_cast<uv_handle_t*>(&timer),
-             [](uv_handle_t* h) { *static_cast<bool*>(h->data) = true; });
-    while (!closed) uv_run(&loop_, UV_RUN_ONCE);
-  }
-
-  uv_loop_t loop_;
   TestHttpServer server_;
-  std::unique_ptr<AsyncAction> action_;
 };
 
 TEST_F(HttpActionTest, JsonBodyOf2xxIsTheOutput) {

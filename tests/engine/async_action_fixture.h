@@ -1,0 +1,92 @@
+// AsyncActionFixture: a loop and one AsyncAction (exec or http), with the
+// helpers both action tests use. TearDown closes the action and checks, as
+// libuv's MAKE_VALGRIND_HAPPY does, that every handle is closed.
+#ifndef CDE_TESTS_ENGINE_ASYNC_ACTION_FIXTURE_H_
+#define CDE_TESTS_ENGINE_ASYNC_ACTION_FIXTURE_H_
+
+#include <gtest/gtest.h>
+#include <uv.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "engine/async_action.h"
+
+namespace cde {
+
+class AsyncActionFixture : public ::testing::Test {
+ protected:
+  AsyncActionFixture(std::string workflow, std::string step, uint32_t attempt)
+      : workflow_(std::move(workflow)),
+        step_(std::move(step)),
+        attempt_(attempt) {}
+
+  // REQUIRES: called by the derived SetUp with the action to test.
+  void Init(std::unique_ptr<AsyncAction> (*make)(uv_loop_t*)) {
+    ASSERT_EQ(uv_loop_init(&loop_), 0);
+    action_ = make(&loop_);
+  }
+
+  void TearDown() override { CloseAndDrain(); }
+
+  void CloseAndDrain() {
+    if (action_ == nullptr) return;
+    bool closed = false;
+    action_->Close([&] { closed = true; });
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    EXPECT_TRUE(closed);
+    EXPECT_EQ(uv_loop_close(&loop_), 0);
+    action_.reset();
+  }
+
+  AttemptRequest Request(nlohmann::json params) {
+    AttemptRequest r;
+    r.saga_id = "01SAGA";
+    r.workflow = workflow_;
+    r.step = step_;
+    r.attempt = attempt_;
+    r.idempotency_key = "01SAGA/" + step_ + "/" + std::to_string(attempt_);
+    r.params = std::move(params);
+    return r;
+  }
+
+  // Starts one attempt and runs the loop until it completes.
+  ActionResult Run(nlohmann::json params) {
+    std::optional<ActionResult> result;
+    action_->Start(Request(std::move(params)),
+                   [&](ActionResult r) { result = std::move(r); });
+    EXPECT_FALSE(result.has_value()) << "done ran inside Start";
+    while (!result.has_value() && uv_run(&loop_, UV_RUN_ONCE) != 0) {
+    }
+    EXPECT_TRUE(result.has_value());
+    EXPECT_EQ(action_->in_flight(), 0u);
+    return result.value_or(ActionResult::Failure("none", "no result"));
+  }
+
+  // Runs the loop for about `ms`, then closes the timer it used.
+  void RunFor(int ms) {
+    uv_timer_t timer;
+    uv_timer_init(&loop_, &timer);
+    uv_timer_start(
+        &timer, [](uv_timer_t* t) { uv_stop(t->loop); }, ms, 0);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    bool closed = false;
+    timer.data = &closed;
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer),
+             [](uv_handle_t* h) { *static_cast<bool*>(h->data) = true; });
+    while (!closed) uv_run(&loop_, UV_RUN_ONCE);
+  }
+
+  uv_loop_t loop_;
+  std::unique_ptr<AsyncAction> action_;
+
+ private:
+  std::string workflow_;
+  std::string step_;
+  uint32_t attempt_;
+};
+
+}  // namespace cde
+
+#endif  // CDE_TESTS_ENGINE_ASYNC_ACTION_FIXTURE_H_
