@@ -27,14 +27,15 @@ Message Decode(std::string_view text, size_t max_bytes) {
   try {
     msg = json::parse(text);
   } catch (const json::parse_error& e) {
-    return DecodeError{kParseError,
-                       "invalid JSON at byte " + std::to_string(e.byte) +
-                           ": " + e.what(),
-                       nullptr};
+    return DecodeError{
+        kParseError,
+        "invalid JSON at byte " + std::to_string(e.byte) + ": " + e.what(),
+        nullptr};
   }
   if (msg.is_array()) {
-    return Invalid("batches (JSON arrays) are not supported; send one "
-                   "message per frame");
+    return Invalid(
+        "batches (JSON arrays) are not supported; send one "
+        "message per frame");
   }
   if (!msg.is_object()) return Invalid("a message must be a JSON object");
 

@@ -7,12 +7,11 @@
 #ifndef CDE_API_JSONRPC_H_
 #define CDE_API_JSONRPC_H_
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
-
-#include <nlohmann/json.hpp>
 
 namespace cde::jsonrpc {
 

@@ -22,8 +22,9 @@ int main(int argc, char** argv) {
   serve->add_option("--port", o.port, "HTTP port")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
-  serve->add_option("--max-message-bytes", o.max_message_bytes,
-                    "largest MCP message accepted")
+  serve
+      ->add_option("--max-message-bytes", o.max_message_bytes,
+                   "largest MCP message accepted")
       ->check(CLI::Range(size_t{1024}, size_t{1} << 30))
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);

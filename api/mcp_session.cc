@@ -38,9 +38,9 @@ json Tool(const char* name, const char* title, const char* description,
             {"openWorldHint", false}}}};
 }
 
-const json kSagaRef = Obj({{"saga_id", {{"type", "string"}}},
-                           {"state", {{"type", "string"}}}},
-                          {"saga_id", "state"});
+const json kSagaRef =
+    Obj({{"saga_id", {{"type", "string"}}}, {"state", {{"type", "string"}}}},
+        {"saga_id", "state"});
 
 // Stable tool error codes (docs/mcp.md).
 std::string ErrorCode(const Status& s) {
@@ -101,7 +101,8 @@ std::shared_ptr<McpSession> McpSession::Create(Engine* engine, Send send) {
 const json& McpSession::Tools() {
   static const json tools = json::array({
       Tool("list_workflows", "List workflows",
-           "Registered workflow definitions with their versions.", Obj(json::object()),
+           "Registered workflow definitions with their versions.",
+           Obj(json::object()),
            Obj({{"workflows", {{"type", "array"}}}}, {"workflows"}), true,
            false, true),
       Tool("register_workflow", "Register a workflow",
@@ -148,8 +149,8 @@ const json& McpSession::Tools() {
            kSagaRef, false, false, false),
       Tool("engine_stats", "Engine statistics",
            "Active sagas by state, attempts in flight, timers, commits.",
-           Obj(json::object()), Obj({{"active_by_state", {{"type", "object"}}}}), true,
-           false, true),
+           Obj(json::object()),
+           Obj({{"active_by_state", {{"type", "object"}}}}), true, false, true),
   });
   return tools;
 }
@@ -208,8 +209,8 @@ void McpSession::OnRequest(const json& id, const std::string& method,
     }
     return CallTool(id, name->get<std::string>(), args);
   }
-  ReplyError(id, jsonrpc::kMethodNotFound, "method '" + method +
-                                               "' is not supported");
+  ReplyError(id, jsonrpc::kMethodNotFound,
+             "method '" + method + "' is not supported");
 }
 
 void McpSession::CallTool(const json& id, const std::string& name,
@@ -238,8 +239,8 @@ void McpSession::CallTool(const json& id, const std::string& name,
                                "arguments.definition: must be an object"));
     }
     return engine_->RegisterWorkflow(
-        *def, later([](McpSession& s, const json& id,
-                       Result<DefinitionRecord> r) {
+        *def,
+        later([](McpSession& s, const json& id, Result<DefinitionRecord> r) {
           if (!r.ok()) return s.ToolError(id, r.status());
           s.ToolResult(id, {{"name", r->name}, {"version", r->version}});
         }));
@@ -278,8 +279,8 @@ void McpSession::CallTool(const json& id, const std::string& name,
                            {"commit_groups", st.commit_groups}});
   }
   // The rest name a saga.
-  const bool known = name == "get_saga" || name == "cancel_saga" ||
-                     name == "replay_saga";
+  const bool known =
+      name == "get_saga" || name == "cancel_saga" || name == "replay_saga";
   if (!known) {
     return ReplyError(id, jsonrpc::kInvalidParams,
                       "params.name: unknown tool '" + name + "'");
@@ -293,12 +294,11 @@ void McpSession::CallTool(const json& id, const std::string& name,
     self->ToolResult(id, {{"saga_id", sid}, {"state", SagaStateName(*r)}});
   };
   if (name == "get_saga") {
-    return engine_->ReadSaga(
-        *saga_id, later([](McpSession& s, const json& id,
-                           Result<SagaRecord> r) {
-          if (!r.ok()) return s.ToolError(id, r.status());
-          s.ToolResult(id, SagaJson(*r));
-        }));
+    return engine_->ReadSaga(*saga_id, later([](McpSession& s, const json& id,
+                                                Result<SagaRecord> r) {
+      if (!r.ok()) return s.ToolError(id, r.status());
+      s.ToolResult(id, SagaJson(*r));
+    }));
   }
   if (name == "cancel_saga") {
     auto c = args.find("compensate");
@@ -333,8 +333,8 @@ void McpSession::ToolError(const json& id, const Status& status) {
                       {"message", status.message()}};
   Reply(id, {{"content",
               {{{"type", "text"},
-                {"text", error["code"].get<std::string>() + ": " +
-                             status.message()}}}},
+                {"text",
+                 error["code"].get<std::string>() + ": " + status.message()}}}},
              {"structuredContent", {{"error", error}}},
              {"isError", true}});
 }

@@ -14,18 +14,16 @@
 
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "engine/engine.h"
 
 namespace cde {
 
 // The protocol versions this server speaks, newest first.
-inline constexpr const char* kProtocolVersions[] = {"2025-11-25",
-                                                    "2025-06-18",
+inline constexpr const char* kProtocolVersions[] = {"2025-11-25", "2025-06-18",
                                                     "2025-03-26"};
 
 class McpSession : public std::enable_shared_from_this<McpSession> {

@@ -69,23 +69,23 @@ class HttpMcp {
     std::string sid = req.header("mcp-session-id");
     if (is_initialize) {
       sid = NewSessionId();
-      sessions_[sid] = McpSession::Create(engine_, [this, sid](std::string f) {
-        Deliver(sid, std::move(f));
-      });
+      sessions_[sid] = McpSession::Create(
+          engine_, [this, sid](std::string f) { Deliver(sid, std::move(f)); });
     } else if (sid.empty() || sessions_.count(sid) == 0) {
       const int status = sid.empty() ? 400 : 404;
       const std::string why = sid.empty() ? "missing Mcp-Session-Id header"
                                           : "unknown or expired session";
-      return respond(Json(status, json::parse(jsonrpc::EncodeError(
-                                      nullptr, jsonrpc::kInvalidRequest,
-                                      why))));
+      return respond(
+          Json(status, json::parse(jsonrpc::EncodeError(
+                           nullptr, jsonrpc::kInvalidRequest, why))));
     }
     auto session = sessions_[sid];
     if (!is_request) {
       session->OnFrame(req.body);
       return respond({202, {}, ""});
     }
-    const std::string key = sid + "\n" + std::get<jsonrpc::Request>(msg).id.dump();
+    const std::string key =
+        sid + "\n" + std::get<jsonrpc::Request>(msg).id.dump();
     waiting_[key] = {std::move(respond), is_initialize ? sid : ""};
     session->OnFrame(req.body);
   }
@@ -104,8 +104,10 @@ class HttpMcp {
     if (it == waiting_.end()) return;
     Waiting w = std::move(it->second);
     waiting_.erase(it);
-    HttpResponse r{200, {{"Content-Type", "application/json"}}, std::move(frame)};
-    if (!w.new_session.empty()) r.headers.push_back({"Mcp-Session-Id", w.new_session});
+    HttpResponse r{
+        200, {{"Content-Type", "application/json"}}, std::move(frame)};
+    if (!w.new_session.empty())
+      r.headers.push_back({"Mcp-Session-Id", w.new_session});
     w.respond(std::move(r));
   }
 
@@ -188,13 +190,14 @@ Status RunServer(const ServerOptions& options) {
       stop();
     } else {
       http = std::move(listening).value();
-      log->info("MCP over HTTP at http://{}:{}/mcp", options.host, http->port());
+      log->info("MCP over HTTP at http://{}:{}/mcp", options.host,
+                http->port());
     }
   }
   if (!stopping && options.stdio) {
-    auto opened_stdio = StdioTransport::Open(
-        &loop, engine.get(), STDIN_FILENO, STDOUT_FILENO,
-        options.max_message_bytes, [&] { stop(); });
+    auto opened_stdio =
+        StdioTransport::Open(&loop, engine.get(), STDIN_FILENO, STDOUT_FILENO,
+                             options.max_message_bytes, [&] { stop(); });
     if (!opened_stdio.ok()) {
       result = opened_stdio.status();
       stop();

@@ -15,8 +15,8 @@ struct WriteReq {
 }  // namespace
 
 Result<std::unique_ptr<StdioTransport>> StdioTransport::Open(
-    uv_loop_t* loop, Engine* engine, int in, int out,
-    size_t max_message_bytes, std::function<void()> on_eof) {
+    uv_loop_t* loop, Engine* engine, int in, int out, size_t max_message_bytes,
+    std::function<void()> on_eof) {
   std::unique_ptr<StdioTransport> t(new StdioTransport());
   t->max_message_bytes_ = max_message_bytes;
   t->on_eof_ = std::move(on_eof);
@@ -28,9 +28,9 @@ Result<std::unique_ptr<StdioTransport>> StdioTransport::Open(
   int rc = uv_pipe_open(&t->in_, in);
   if (rc == 0) rc = uv_pipe_open(&t->out_, out);
   if (rc != 0) {
-    Status s = Status::IOError(std::string("stdio transport: ") +
-                               uv_strerror(rc) +
-                               " (stdin and stdout must be pipes)");
+    Status s =
+        Status::IOError(std::string("stdio transport: ") + uv_strerror(rc) +
+                        " (stdin and stdout must be pipes)");
     t->Close(nullptr);  // closes the handles; the loop finishes it
     t.release();        // freed by the last close callback
     return s;
@@ -96,9 +96,9 @@ void StdioTransport::Write(std::string frame) {
   auto* w = new WriteReq{{}, std::move(frame)};
   w->data.push_back('\n');
   uv_buf_t buf = uv_buf_init(w->data.data(), w->data.size());
-  const int rc =
-      uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&out_), &buf, 1,
-               [](uv_write_t* req, int) { delete reinterpret_cast<WriteReq*>(req); });
+  const int rc = uv_write(
+      &w->req, reinterpret_cast<uv_stream_t*>(&out_), &buf, 1,
+      [](uv_write_t* req, int) { delete reinterpret_cast<WriteReq*>(req); });
   if (rc != 0) delete w;  // stdout is gone; nothing to tell
 }
 

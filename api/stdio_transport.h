@@ -36,7 +36,7 @@ class StdioTransport {
   uv_pipe_t in_;
   uv_pipe_t out_;
   std::shared_ptr<McpSession> session_;
-  std::string pending_;  // bytes after the last newline
+  std::string pending_;      // bytes after the last newline
   bool discarding_ = false;  // inside an oversized line
   size_t max_message_bytes_ = 0;
   std::function<void()> on_eof_;

@@ -24,9 +24,9 @@ bool RunSimpleBuiltin(const std::string& action, const AttemptRequest& request,
       return true;
     }
     std::string kind = params.value("kind", std::string("failed"));
-    std::string message = params.value(
-        "error", "failed on purpose (attempt " +
-                     std::to_string(request.attempt) + ")");
+    std::string message =
+        params.value("error", "failed on purpose (attempt " +
+                                  std::to_string(request.attempt) + ")");
     done(ActionResult::Failure(std::move(kind), std::move(message)));
     return true;
   }

@@ -6,9 +6,8 @@
 #define CDE_ENGINE_ACTIONS_H_
 
 #include <functional>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "engine/saga.h"
 

@@ -34,12 +34,11 @@
 #define CDE_ENGINE_DEFINITION_H_
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "storage/status.h"
 

@@ -24,9 +24,8 @@ void RunBlocking(uv_loop_t* loop, std::function<void()> work,
   auto* w = new BlockingWork{{}, std::move(work), std::move(after)};
   w->req.data = w;
   uv_queue_work(
-      loop, &w->req, [](uv_work_t* req) {
-        static_cast<BlockingWork*>(req->data)->work();
-      },
+      loop, &w->req,
+      [](uv_work_t* req) { static_cast<BlockingWork*>(req->data)->work(); },
       [](uv_work_t* req, int) {
         std::unique_ptr<BlockingWork> w(static_cast<BlockingWork*>(req->data));
         w->after();
@@ -133,8 +132,8 @@ Status EngineImpl::RegisterAction(const std::string& name,
 }
 
 Status EngineImpl::AddDefinition(const DefinitionRecord& record) {
-  auto parsed = ParseDefinition(record.definition,
-                                ActionsNamedIn(record.definition));
+  auto parsed =
+      ParseDefinition(record.definition, ActionsNamedIn(record.definition));
   if (!parsed.ok()) {
     return parsed.status().WithContext("stored definition " + record.name +
                                        "@" + std::to_string(record.version));
@@ -281,9 +280,9 @@ void EngineImpl::CreateSaga(StartRequest request, DefPtr def,
   active->def = def;
   active->holds_slot = !queued;
   Active& a = *active;
-  Plan plan = PlanStart(Context(a), id, std::move(request.input),
-                        request.idempotency_key, request.correlation_id,
-                        queued);
+  Plan plan =
+      PlanStart(Context(a), id, std::move(request.input),
+                request.idempotency_key, request.correlation_id, queued);
   a.saga = plan.saga;
   a.saga.last_seq = 0;
   if (queued) queued_[def->name].push_back(id);
@@ -310,11 +309,11 @@ void EngineImpl::Apply(Active& a, Plan plan,
   a.committing = true;
   Transition t = plan.Build(Now());
   const std::string id = a.saga.id;
-  committer_->Commit(std::move(t), [this, id, plan = std::move(plan),
-                                    after = std::move(after)](
-                                       const Status& s) mutable {
-    OnCommitted(id, std::move(plan), s, after);
-  });
+  committer_->Commit(std::move(t),
+                     [this, id, plan = std::move(plan),
+                      after = std::move(after)](const Status& s) mutable {
+                       OnCommitted(id, std::move(plan), s, after);
+                     });
 }
 
 void EngineImpl::OnCommitted(const std::string& id, Plan plan,
@@ -346,9 +345,9 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
         watchers_.count(id) == 0) {
       dormant = true;  // its timer row will bring it back; see Adopt
     } else {
-      timers_->Add({a.saga.wait.due_ms, id,
-                    a.saga.wait.kind == Wait::Kind::kSleep ? "sleep"
-                                                           : "backoff"});
+      timers_->Add(
+          {a.saga.wait.due_ms, id,
+           a.saga.wait.kind == Wait::Kind::kSleep ? "sleep" : "backoff"});
     }
   }
   if (plan.run_attempt && !shutting_down_) Dispatch(a);
@@ -411,13 +410,11 @@ void EngineImpl::Dispatch(Active& a) {
       OnOutcome(id, std::move(o));
     });
   };
-  AttemptRequest req{id,
-                     a.saga.workflow,
-                     step.name,
-                     w.compensation,
-                     w.attempt,
-                     AttemptKey(id, step.name, w.compensation, w.attempt),
-                     nullptr};
+  AttemptRequest req{
+      id,        a.saga.workflow,
+      step.name, w.compensation,
+      w.attempt, AttemptKey(id, step.name, w.compensation, w.attempt),
+      nullptr};
   std::map<std::string, json> outputs;
   TemplateContext tc = MakeTemplateContext(*a.def, a.saga, &outputs,
                                            req.idempotency_key, w.attempt);
@@ -456,8 +453,8 @@ void EngineImpl::Dispatch(Active& a) {
   auto native = actions_.find(spec.action);
   if (native == actions_.end()) {
     deliver(ActionResult::Failure(
-        "unknown_action", "no action '" + spec.action +
-                              "' is registered in this process"));
+        "unknown_action",
+        "no action '" + spec.action + "' is registered in this process"));
     return;
   }
   native->second(req, deliver);

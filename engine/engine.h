@@ -16,10 +16,9 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "engine/actions.h"
 #include "engine/definition.h"
@@ -78,7 +77,7 @@ class Engine {
 
   // Opens the store, loads definitions and resumes active sagas.
   static Result<std::unique_ptr<Engine>> Open(uv_loop_t* loop,
-                                               EngineOptions options);
+                                              EngineOptions options);
   virtual ~Engine() = default;
 
   // Registers a native action (see actions.h). AlreadyExists if taken.
@@ -89,8 +88,8 @@ class Engine {
   // a no-op; different content under an existing version is AlreadyExists.
   virtual void RegisterWorkflow(const nlohmann::json& definition,
                                 Callback<DefinitionRecord> done) = 0;
-  virtual std::vector<std::shared_ptr<const WorkflowDefinition>>
-  ListWorkflows() const = 0;
+  virtual std::vector<std::shared_ptr<const WorkflowDefinition>> ListWorkflows()
+      const = 0;
 
   // Starts a saga; `done` runs once its start is durable.
   virtual void Start(StartRequest request, Callback<StartResult> done) = 0;

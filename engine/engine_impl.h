@@ -44,8 +44,7 @@ class EngineImpl final : public Engine {
   void Replay(const std::string& saga_id, const std::string& from_step,
               Callback<SagaState> done) override;
   const Saga* FindActive(const std::string& saga_id) const override;
-  void ReadSaga(const std::string& saga_id,
-                Callback<SagaRecord> done) override;
+  void ReadSaga(const std::string& saga_id, Callback<SagaRecord> done) override;
   uint64_t Watch(const std::string& saga_id,
                  std::function<void(const Saga&)> on_change) override;
   void Unwatch(uint64_t watch_id) override;
@@ -146,7 +145,8 @@ class EngineImpl final : public Engine {
   std::map<std::string, std::deque<std::string>> queued_;
 
   uint64_t next_watch_ = 1;
-  std::unordered_map<std::string, std::map<uint64_t, std::function<void(const Saga&)>>>
+  std::unordered_map<std::string,
+                     std::map<uint64_t, std::function<void(const Saga&)>>>
       watchers_;
   std::unordered_map<uint64_t, std::string> watch_index_;
 

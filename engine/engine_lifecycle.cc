@@ -14,8 +14,9 @@ Status EngineImpl::Recover() {
   auto records = store_->ListActiveSagas();
   if (!records.ok()) return records.status().WithContext("loading sagas");
   // Oldest first, so queued sagas keep their order.
-  std::sort(records->begin(), records->end(),
-            [](const SagaRecord& a, const SagaRecord& b) { return a.id < b.id; });
+  std::sort(
+      records->begin(), records->end(),
+      [](const SagaRecord& a, const SagaRecord& b) { return a.id < b.id; });
   std::vector<Active*> resumed;
   for (SagaRecord& record : *records) {
     DefPtr def = FindDefinition(record.workflow, record.version);
@@ -82,10 +83,13 @@ void EngineImpl::Resume(Active& a) {
 void EngineImpl::ParkPoisoned(SagaRecord record, const std::string& reason) {
   const std::optional<SagaState> previous = record.state;
   Transition t;
-  t.AppendLog({record.id, record.last_seq + 1, Now(), "saga_poisoned",
+  t.AppendLog({record.id,
+               record.last_seq + 1,
+               Now(),
+               "saga_poisoned",
                {{"error", reason}}});
-  t.PutDlq({record.id, record.workflow, record.version, "poison", "", reason,
-            0, Now(), 0});
+  t.PutDlq({record.id, record.workflow, record.version, "poison", "", reason, 0,
+            Now(), 0});
   record.last_seq += 1;
   record.state = SagaState::kParked;
   record.updated_ms = Now();
@@ -219,7 +223,8 @@ void EngineImpl::LoadDueDormant() {
       std::vector<TimerRecord>());
   ++blocking_work_;
   RunBlocking(
-      loop_, [this, horizon, timers] {
+      loop_,
+      [this, horizon, timers] {
         *timers = store_->DueTimers(horizon, 1'000'000);
       },
       [this, timers] {
@@ -237,7 +242,8 @@ void EngineImpl::LoadDueDormant() {
         auto sagas = std::make_shared<std::vector<Saga>>();
         ++blocking_work_;
         RunBlocking(
-            loop_, [this, missing, sagas] {
+            loop_,
+            [this, missing, sagas] {
               for (const std::string& id : missing) {
                 auto rec = store_->GetSaga(id);
                 if (!rec.ok()) continue;

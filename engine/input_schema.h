@@ -12,10 +12,9 @@
 #ifndef CDE_ENGINE_INPUT_SCHEMA_H_
 #define CDE_ENGINE_INPUT_SCHEMA_H_
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "storage/status.h"
 

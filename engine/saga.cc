@@ -95,9 +95,9 @@ SagaRecord ToRecord(const Saga& s) {
     body["cancel"] = {{"compensate", s.compensate_on_cancel}};
   }
   if (s.replay_count != 0) body["replay_count"] = s.replay_count;
-  return {s.id,         s.workflow,   s.version,  s.state,
-          s.created_ms, s.updated_ms, s.last_seq, s.idempotency_key,
-          std::move(body)};
+  return {s.id,       s.workflow,        s.version,
+          s.state,    s.created_ms,      s.updated_ms,
+          s.last_seq, s.idempotency_key, std::move(body)};
 }
 
 Result<Saga> FromRecord(const SagaRecord& r) {
@@ -120,7 +120,8 @@ Result<Saga> FromRecord(const SagaRecord& r) {
       st.attempts = j.at("attempts").get<uint32_t>();
       st.compensation_attempts = j.value("compensation_attempts", 0u);
       if (auto it = j.find("output"); it != j.end()) st.output = *it;
-      if (auto it = j.find("error"); it != j.end()) st.error = ErrorFromJson(*it);
+      if (auto it = j.find("error"); it != j.end())
+        st.error = ErrorFromJson(*it);
       if (auto it = j.find("compensation_error"); it != j.end()) {
         st.compensation_error = ErrorFromJson(*it);
       }
@@ -148,8 +149,8 @@ Result<Saga> FromRecord(const SagaRecord& r) {
     }
     s.replay_count = b.value("replay_count", 0u);
   } catch (const std::exception& e) {
-    return Status::Corruption("saga '" + r.id + "': bad snapshot body: " +
-                              e.what());
+    return Status::Corruption("saga '" + r.id +
+                              "': bad snapshot body: " + e.what());
   }
   return s;
 }

@@ -9,10 +9,9 @@
 #define CDE_ENGINE_SAGA_H_
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "storage/records.h"
 #include "storage/status.h"
@@ -20,11 +19,11 @@
 namespace cde {
 
 enum class StepStatus {
-  kPending,             // not started
-  kRunning,             // an attempt was started; outcome not yet known
+  kPending,  // not started
+  kRunning,  // an attempt was started; outcome not yet known
   kSucceeded,
-  kFailed,              // failed permanently
-  kCompensating,        // its compensation is under way
+  kFailed,        // failed permanently
+  kCompensating,  // its compensation is under way
   kCompensated,
   kCompensationFailed,  // the compensation failed permanently
   kSkipped,             // needed no compensation (none defined / never ran)
@@ -81,8 +80,8 @@ struct Saga {
   nlohmann::json input;
   std::vector<StepState> steps;
   Wait wait;
-  ErrorInfo failure;           // why the saga is compensating / parked
-  int failed_step = -1;        // the step whose failure started compensation
+  ErrorInfo failure;     // why the saga is compensating / parked
+  int failed_step = -1;  // the step whose failure started compensation
   bool cancel_requested = false;
   bool compensate_on_cancel = true;
   uint32_t replay_count = 0;

@@ -20,10 +20,9 @@
 #define CDE_ENGINE_TEMPLATING_H_
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "storage/status.h"
 

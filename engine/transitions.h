@@ -8,11 +8,10 @@
 #define CDE_ENGINE_TRANSITIONS_H_
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "engine/definition.h"
 #include "engine/saga.h"
@@ -102,12 +101,12 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
                         const std::string& from_step);
 
 // The template context of an attempt of `saga`: its input, the outputs of
-// its steps that ran (succeeded, or since compensated) (filled into `outputs`, which must outlive the context), its id
-// and the attempt's key.
+// its steps that ran (succeeded, or since compensated) (filled into `outputs`,
+// which must outlive the context), its id and the attempt's key.
 TemplateContext MakeTemplateContext(
     const WorkflowDefinition& def, const Saga& saga,
-    std::map<std::string, nlohmann::json>* outputs,
-    std::string idempotency_key, uint32_t attempt);
+    std::map<std::string, nlohmann::json>* outputs, std::string idempotency_key,
+    uint32_t attempt);
 
 // The delay before attempt `next_attempt` (>= 2) under `policy`, with
 // `jitter_sample` in [0, 1) spreading it by +-policy.jitter.

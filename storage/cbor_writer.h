@@ -8,10 +8,9 @@
 #define CDE_STORAGE_CBOR_WRITER_H_
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 namespace cde {
 

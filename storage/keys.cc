@@ -112,8 +112,7 @@ std::string IdxWorkflowPrefix(std::string_view workflow) {
   return key;
 }
 
-std::string IdxWorkflowStatePrefix(std::string_view workflow,
-                                   SagaState state) {
+std::string IdxWorkflowStatePrefix(std::string_view workflow, SagaState state) {
   std::string key = IdxWorkflowPrefix(workflow);
   key.push_back(static_cast<char>(state));
   return key;

@@ -34,8 +34,8 @@ inline constexpr size_t kCfCount = 10;
 // The RocksDB column family name of `cf` ("sagas", "idx_state", ...).
 std::string_view CfName(Cf cf);
 inline constexpr std::array<Cf, kCfCount> kAllCfs = {
-    Cf::kMeta,   Cf::kDefinitions, Cf::kSagas,       Cf::kLog,
-    Cf::kDlq,    Cf::kTimers,      Cf::kIdempotency, Cf::kIdxState,
+    Cf::kMeta,        Cf::kDefinitions,     Cf::kSagas,       Cf::kLog,
+    Cf::kDlq,         Cf::kTimers,          Cf::kIdempotency, Cf::kIdxState,
     Cf::kIdxWorkflow, Cf::kIdxWorkflowState};
 
 inline constexpr std::string_view kFormatVersionKey = "format_version";

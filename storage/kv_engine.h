@@ -46,8 +46,7 @@ class KvEngine {
   virtual ~KvEngine() = default;
   virtual std::unique_ptr<KvView> NewView() = 0;
   // Atomic across column families.
-  virtual Status Write(std::span<const Transition* const> batch,
-                       bool sync) = 0;
+  virtual Status Write(std::span<const Transition* const> batch, bool sync) = 0;
   virtual Status Checkpoint(const std::string& dir) = 0;
   virtual Status CatchUp() = 0;
   virtual Status Close() = 0;

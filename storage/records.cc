@@ -229,10 +229,10 @@ std::string EncodeIdempotency(std::string_view saga_id) {
 
 Result<std::string> DecodeIdempotency(std::string_view value,
                                       std::string_view where) {
-  return Unframe<std::string>(
-      value, where, "idempotency", [](const json& j, std::string& saga_id) {
-        saga_id = j.at("saga_id").get<std::string>();
-      });
+  return Unframe<std::string>(value, where, "idempotency",
+                              [](const json& j, std::string& saga_id) {
+                                saga_id = j.at("saga_id").get<std::string>();
+                              });
 }
 
 std::string EncodeFormatVersion(uint32_t version) {

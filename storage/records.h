@@ -8,11 +8,10 @@
 #define CDE_STORAGE_RECORDS_H_
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "storage/status.h"
 
@@ -56,7 +55,7 @@ struct SagaRecord {
   SagaState state = SagaState::kRunning;
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
-  uint64_t last_seq = 0;  // seq of the newest log event
+  uint64_t last_seq = 0;        // seq of the newest log event
   std::string idempotency_key;  // empty when the start had none
   nlohmann::json body = nlohmann::json::object();
 

@@ -155,8 +155,10 @@ class RocksKv final : public KvEngine {
       fo.wait = true;
       result = FromRocks(db_->Flush(fo, handles_), "flushing memtables");
     }
-    for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
-    for (auto* h : foreign_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    for (auto* h : handles_)
+      db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    for (auto* h : foreign_)
+      db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
     handles_.clear();
     foreign_.clear();
     rocksdb::Status cs = db_->Close();
@@ -249,7 +251,8 @@ Result<std::optional<uint32_t>> ReadFormatVersion(
       db->Get(rocksdb::ReadOptions(), meta, kFormatVersionKey, &value);
   if (s.IsNotFound()) return std::optional<uint32_t>();
   CDE_RETURN_IF_ERROR(FromRocks(s, where));
-  auto version = DecodeFormatVersion(value, Where(Cf::kMeta, kFormatVersionKey));
+  auto version =
+      DecodeFormatVersion(value, Where(Cf::kMeta, kFormatVersionKey));
   CDE_RETURN_IF_ERROR(version.status().WithContext(where));
   if (*version > kFormatVersion) {
     return Status::NotSupported(
@@ -290,13 +293,15 @@ Result<std::unique_ptr<Store>> OpenRocksStoreWithEnv(
     return Status::InvalidArgument(where + ": not a directory");
   }
   if (options.mode != OpenMode::kReadWrite && !has_current) {
-    return Status::InvalidArgument(where + ": no store there (no RocksDB "
-                                           "CURRENT file)");
+    return Status::InvalidArgument(where +
+                                   ": no store there (no RocksDB "
+                                   "CURRENT file)");
   }
   if (exists && !has_current && !fs::is_empty(path, ec)) {
     return Status::InvalidArgument(
-        where + ": the directory is not empty and holds no store; refusing "
-                "to create one among other files");
+        where +
+        ": the directory is not empty and holds no store; refusing "
+        "to create one among other files");
   }
 
   rocksdb::Options ro = MakeOptions(env, options.mode);
@@ -312,8 +317,8 @@ Result<std::unique_ptr<Store>> OpenRocksStoreWithEnv(
       names.push_back(name);
     }
   }
-  if (std::find(names.begin(), names.end(), rocksdb::kDefaultColumnFamilyName) ==
-      names.end()) {
+  if (std::find(names.begin(), names.end(),
+                rocksdb::kDefaultColumnFamilyName) == names.end()) {
     names.push_back(rocksdb::kDefaultColumnFamilyName);
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
@@ -382,8 +387,9 @@ Result<std::unique_ptr<Store>> OpenRocksStoreWithEnv(
   }
   if (!version->has_value()) {
     if (options.mode != OpenMode::kReadWrite) {
-      return Status::InvalidArgument(where + ": an empty store that was never "
-                                             "opened for writing");
+      return Status::InvalidArgument(where +
+                                     ": an empty store that was never "
+                                     "opened for writing");
     }
     // A store created just now: record the format before anything else.
     Transition t;

@@ -138,9 +138,9 @@ class [[nodiscard]] Result {
 }  // namespace cde
 
 // Returns early from the enclosing function when `expr` is not OK.
-#define CDE_RETURN_IF_ERROR(expr)          \
-  do {                                     \
-    ::cde::Status cde_status_ = (expr);    \
+#define CDE_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    ::cde::Status cde_status_ = (expr);        \
     if (!cde_status_.ok()) return cde_status_; \
   } while (0)
 

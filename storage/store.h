@@ -87,8 +87,7 @@ class Store {
 
   // Applies every transition of `batch` in one atomic write. With `sync`, the
   // write is on stable storage when this returns OK.
-  virtual Status Write(std::span<const Transition* const> batch,
-                       bool sync) = 0;
+  virtual Status Write(std::span<const Transition* const> batch, bool sync) = 0;
   // OK, or the error that made the store refuse writes.
   virtual Status health() const = 0;
 

@@ -30,7 +30,8 @@ struct IndexChoice {
 
 IndexChoice ChooseIndex(const SagaQuery& q) {
   if (q.state && q.workflow) {
-    return {Cf::kIdxWorkflowState, IdxWorkflowStatePrefix(*q.workflow, *q.state)};
+    return {Cf::kIdxWorkflowState,
+            IdxWorkflowStatePrefix(*q.workflow, *q.state)};
   }
   if (q.state) return {Cf::kIdxState, IdxStatePrefix(*q.state)};
   if (q.workflow) return {Cf::kIdxWorkflow, IdxWorkflowPrefix(*q.workflow)};
@@ -269,8 +270,9 @@ class StoreImpl final : public Store {
     Status error;
     auto view = kv_->NewView();
     Status s = view->Scan(Cf::kIdxState, {}, [&](auto key, auto) {
-      auto state = key.empty() ? std::nullopt
-                               : SagaStateFromCode(static_cast<uint8_t>(key[0]));
+      auto state = key.empty()
+                       ? std::nullopt
+                       : SagaStateFromCode(static_cast<uint8_t>(key[0]));
       if (!state) {
         error = Status::Corruption(Where(Cf::kIdxState, key) +
                                    ": unknown saga state code");
@@ -337,7 +339,7 @@ class StoreImpl final : public Store {
 
   std::unique_ptr<KvEngine> kv_;
   mutable std::mutex mu_;
-  Status bg_error_;  // GUARDED_BY(mu_)
+  Status bg_error_;      // GUARDED_BY(mu_)
   bool closed_ = false;  // GUARDED_BY(mu_)
 };
 

@@ -82,9 +82,9 @@ ChildRun RunChild(const std::vector<std::string>& argv, int kill_after_ms,
   close(fds[1]);
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
-  const auto kill_at = start + std::chrono::milliseconds(
-                                   kill_after_ms >= 0 ? kill_after_ms
-                                                      : timeout_ms);
+  const auto kill_at =
+      start + std::chrono::milliseconds(kill_after_ms >= 0 ? kill_after_ms
+                                                           : timeout_ms);
   bool sent_kill = false;
   char buf[65536];
   for (;;) {
@@ -95,10 +95,11 @@ ChildRun RunChild(const std::vector<std::string>& argv, int kill_after_ms,
     }
     const int wait_ms =
         sent_kill ? 1000
-                  : static_cast<int>(std::chrono::duration_cast<
-                                         std::chrono::milliseconds>(kill_at -
-                                                                    now)
-                                         .count()) + 1;
+                  : static_cast<int>(
+                        std::chrono::duration_cast<std::chrono::milliseconds>(
+                            kill_at - now)
+                            .count()) +
+                        1;
     pollfd p{fds[0], POLLIN, 0};
     if (poll(&p, 1, wait_ms) <= 0) continue;
     const ssize_t n = read(fds[0], buf, sizeof buf);

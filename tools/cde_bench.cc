@@ -30,7 +30,7 @@ struct Options {
   int concurrency = 64;
   std::string data_dir;
   bool no_sync = false;
-  std::string url;  // http workload: the endpoint each step calls
+  std::string url;   // http workload: the endpoint each step calls
   int recovery = 0;  // > 0: the recovery benchmark with this many sagas
 };
 
@@ -43,9 +43,11 @@ double Percentile(std::vector<double>& v, double p) {
 json Workflow(const Options& o) {
   json steps = json::array();
   for (const char* name : {"one", "two", "three"}) {
-    json step = {{"name", name}, {"action", o.workload == "http" ? "http" : "noop"}};
+    json step = {{"name", name},
+                 {"action", o.workload == "http" ? "http" : "noop"}};
     if (o.workload == "http") {
-      step["params"] = {{"method", "POST"}, {"url", o.url},
+      step["params"] = {{"method", "POST"},
+                        {"url", o.url},
                         {"body", {{"saga", "${saga.id}"}}}};
     }
     steps.push_back(step);
@@ -93,14 +95,16 @@ struct Run {
       latencies_ms.push_back(
           std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
       if (state != cde::SagaState::kCompleted) ++errors;
-      if (++finished % 1000 == 0) peak_rss = std::max(peak_rss, ResidentBytes());
+      if (++finished % 1000 == 0)
+        peak_rss = std::max(peak_rss, ResidentBytes());
       StartOne();
     };
     const cde::Saga* s = engine->FindActive(id);
     if (s == nullptr) return finish(cde::SagaState::kCompleted);
     auto watch = std::make_shared<uint64_t>(0);
     *watch = engine->Watch(id, [this, watch, finish](const cde::Saga& saga) {
-      if (!cde::IsTerminal(saga.state) && saga.state != cde::SagaState::kParked) {
+      if (!cde::IsTerminal(saga.state) &&
+          saga.state != cde::SagaState::kParked) {
         return;
       }
       engine->Unwatch(*watch);
@@ -137,12 +141,14 @@ int RecoveryBench(const std::string& dir, int n, bool sync) {
   {
     auto engine = open();
     bool ok = false;
-    engine->RegisterWorkflow(
-        {{"name", "sleeper"}, {"version", 1},
-         {"steps", {{{"name", "nap"}, {"action", "sleep"},
-                     {"params", {{"duration_ms", 3600000}}}},
-                    {{"name", "after"}, {"action", "noop"}}}}},
-        [&](auto r) { ok = r.ok(); });
+    engine->RegisterWorkflow({{"name", "sleeper"},
+                              {"version", 1},
+                              {"steps",
+                               {{{"name", "nap"},
+                                 {"action", "sleep"},
+                                 {"params", {{"duration_ms", 3600000}}}},
+                                {{"name", "after"}, {"action", "noop"}}}}},
+                             [&](auto r) { ok = r.ok(); });
     RunUntil(&loop, ok);
     int acked = 0;
     int issued = 0;
@@ -170,15 +176,18 @@ int RecoveryBench(const std::string& dir, int n, bool sync) {
                                : 0;
   const double bytes_per_saga =
       resumed ? static_cast<double>(rss_after - rss_before) / resumed : 0;
-  std::printf("recovery: %llu sagas resumed (timers armed: %llu) in %.0f ms; "
-              "%.0f bytes of resident memory per resumed saga\n",
-              static_cast<unsigned long long>(resumed),
-              static_cast<unsigned long long>(stats.timers_pending), open_ms,
-              bytes_per_saga);
+  std::printf(
+      "recovery: %llu sagas resumed (timers armed: %llu) in %.0f ms; "
+      "%.0f bytes of resident memory per resumed saga\n",
+      static_cast<unsigned long long>(resumed),
+      static_cast<unsigned long long>(stats.timers_pending), open_ms,
+      bytes_per_saga);
   cde::ShutdownAndWait(&loop, std::move(engine)).IgnoreError();
   uv_loop_close(&loop);
-  json out = {{"workload", "recovery"}, {"sagas", resumed},
-              {"open_ms", open_ms}, {"bytes_per_saga", bytes_per_saga},
+  json out = {{"workload", "recovery"},
+              {"sagas", resumed},
+              {"open_ms", open_ms},
+              {"bytes_per_saga", bytes_per_saga},
               {"errors", static_cast<int>(n - static_cast<int>(resumed))}};
   std::printf("%s\n", out.dump().c_str());
   return resumed == static_cast<uint64_t>(n) ? 0 : 1;
@@ -191,7 +200,8 @@ int main(int argc, char** argv) {
   CLI::App app{"End-to-end saga throughput of the CDE engine"};
   app.add_option("--workload", o.workload, "noop or http")
       ->check(CLI::IsMember({"noop", "http"}));
-  app.add_option("--sagas", o.sagas, "sagas to run")->check(CLI::PositiveNumber);
+  app.add_option("--sagas", o.sagas, "sagas to run")
+      ->check(CLI::PositiveNumber);
   app.add_option("--concurrency", o.concurrency, "sagas in flight")
       ->check(CLI::PositiveNumber);
   app.add_option("--data-dir", o.data_dir, "store (default: a fresh temp dir)");
@@ -277,8 +287,8 @@ int main(int argc, char** argv) {
               {"p95_ms", Percentile(run.latencies_ms, 0.95)},
               {"p99_ms", Percentile(run.latencies_ms, 0.99)},
               {"errors", run.errors}};
-  std::printf("workload %s, %d sagas, concurrency %d, %s\n",
-              o.workload.c_str(), run.finished, o.concurrency,
+  std::printf("workload %s, %d sagas, concurrency %d, %s\n", o.workload.c_str(),
+              run.finished, o.concurrency,
               o.no_sync ? "unsynced" : "every commit synced");
   std::printf("  %.0f sagas/s, %.0f steps/s\n", sagas_per_s, sagas_per_s * 3);
   std::printf("  start-to-completion p50 %.3f ms, p95 %.3f ms, p99 %.3f ms\n",

@@ -52,40 +52,44 @@ int main(int argc, char** argv) {
            {"params", {{"charge", "${steps.charge.output.charge_id}"}}}}}},
         {{"name", "confirm"},
          {"action", "echo"},
-         {"params", {{"message", "charged ${steps.charge.output.charge_id}"}}}}}}};
+         {"params",
+          {{"message", "charged ${steps.charge.output.charge_id}"}}}}}}};
 
   int exit_code = 1;
-  engine.RegisterWorkflow(definition, [&](cde::Result<cde::DefinitionRecord> r) {
-    if (!r.ok()) {
-      std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
-      return;
-    }
-    engine.Start(
-        {.workflow = "checkout", .input = {{"amount", 12.5}},
-         .idempotency_key = "order-1"},
-        [&](cde::Result<cde::StartResult> started) {
-          if (!started.ok()) {
-            std::fprintf(stderr, "%s\n", started.status().ToString().c_str());
-            return;
-          }
-          std::printf("saga %s %s\n", started->saga_id.c_str(),
-                      started->created ? "started" : "already existed");
-          const std::string id = started->saga_id;
-          if (engine.FindActive(id) == nullptr) {
-            exit_code = 0;  // finished before (an earlier run)
-            return;
-          }
-          auto watch = std::make_shared<uint64_t>();
-          *watch = engine.Watch(id, [&, watch](const cde::Saga& saga) {
-            if (!cde::IsTerminal(saga.state)) return;
-            std::printf("saga %s is %s: %s\n", saga.id.c_str(),
-                        std::string(cde::SagaStateName(saga.state)).c_str(),
-                        saga.steps[1].output.dump().c_str());
-            engine.Unwatch(*watch);
-            exit_code = saga.state == cde::SagaState::kCompleted ? 0 : 1;
-          });
-        });
-  });
+  engine.RegisterWorkflow(
+      definition, [&](cde::Result<cde::DefinitionRecord> r) {
+        if (!r.ok()) {
+          std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
+          return;
+        }
+        engine.Start(
+            {.workflow = "checkout",
+             .input = {{"amount", 12.5}},
+             .idempotency_key = "order-1"},
+            [&](cde::Result<cde::StartResult> started) {
+              if (!started.ok()) {
+                std::fprintf(stderr, "%s\n",
+                             started.status().ToString().c_str());
+                return;
+              }
+              std::printf("saga %s %s\n", started->saga_id.c_str(),
+                          started->created ? "started" : "already existed");
+              const std::string id = started->saga_id;
+              if (engine.FindActive(id) == nullptr) {
+                exit_code = 0;  // finished before (an earlier run)
+                return;
+              }
+              auto watch = std::make_shared<uint64_t>();
+              *watch = engine.Watch(id, [&, watch](const cde::Saga& saga) {
+                if (!cde::IsTerminal(saga.state)) return;
+                std::printf("saga %s is %s: %s\n", saga.id.c_str(),
+                            std::string(cde::SagaStateName(saga.state)).c_str(),
+                            saga.steps[1].output.dump().c_str());
+                engine.Unwatch(*watch);
+                exit_code = saga.state == cde::SagaState::kCompleted ? 0 : 1;
+              });
+            });
+      });
   // Run until the saga finishes, then shut down cleanly.
   while (exit_code == 1 && uv_run(&loop, UV_RUN_ONCE) != 0) {
     if (engine.stats().active_by_state.empty() && exit_code == 0) break;

@@ -31,12 +31,13 @@ Status Report(const std::string& path) {
   if (!opened.ok()) return opened.status();
   auto stats = (*opened)->Stats();
   if (!stats.ok()) return stats.status();
-  std::printf("store %s: format version %u, %llu definitions, %llu timers, "
-              "%llu DLQ entries\n",
-              fs::absolute(path).c_str(), cde::kFormatVersion,
-              static_cast<unsigned long long>(stats->definitions),
-              static_cast<unsigned long long>(stats->timers),
-              static_cast<unsigned long long>(stats->dlq_entries));
+  std::printf(
+      "store %s: format version %u, %llu definitions, %llu timers, "
+      "%llu DLQ entries\n",
+      fs::absolute(path).c_str(), cde::kFormatVersion,
+      static_cast<unsigned long long>(stats->definitions),
+      static_cast<unsigned long long>(stats->timers),
+      static_cast<unsigned long long>(stats->dlq_entries));
   for (const auto& [state, n] : stats->sagas_by_state) {
     std::printf("  sagas %-12s %llu\n", state.c_str(),
                 static_cast<unsigned long long>(n));
@@ -62,12 +63,20 @@ Status RoundTrip(const std::string& scratch, int sagas) {
       ids.push_back(gen.Next(1700000000000));
       cde::Transition t;
       t.AppendLog({ids.back(), 1, 0, "saga_started", {{"i", i}}});
-      t.PutSaga({ids.back(), "selfcheck", 1, cde::SagaState::kCompleted, 0, 0,
-                 1, "", {{"i", i}}},
+      t.PutSaga({ids.back(),
+                 "selfcheck",
+                 1,
+                 cde::SagaState::kCompleted,
+                 0,
+                 0,
+                 1,
+                 "",
+                 {{"i", i}}},
                 std::nullopt);
       auto done = std::make_shared<std::promise<Status>>();
       acks.push_back(done->get_future());
-      writer.Enqueue(std::move(t), [done](const Status& s) { done->set_value(s); });
+      writer.Enqueue(std::move(t),
+                     [done](const Status& s) { done->set_value(s); });
     }
     for (auto& a : acks) CDE_RETURN_IF_ERROR(a.get());
     const auto stats = writer.stats();
@@ -97,8 +106,9 @@ Status RoundTrip(const std::string& scratch, int sagas) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Checks the CDE saga store: opens the data dir and proves the "
-               "durable write path on a scratch store"};
+  CLI::App app{
+      "Checks the CDE saga store: opens the data dir and proves the "
+      "durable write path on a scratch store"};
   std::string data_dir = "./cde-data";
   int sagas = 2000;
   app.add_option("--data-dir", data_dir, "the store to open or create");

@@ -1,12 +1,11 @@
 #include "tools/test_http_server.h"
 
-#include <algorithm>
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <chrono>
@@ -134,8 +133,9 @@ void TestHttpServer::AcceptLoop() {
     // Reap the workers that are done, so a long run (a benchmark) does not
     // keep thousands of finished threads and their stacks around.
     for (const std::thread::id& id : finished_) {
-      auto it = std::find_if(workers_.begin(), workers_.end(),
-                             [&](const std::thread& t) { return t.get_id() == id; });
+      auto it =
+          std::find_if(workers_.begin(), workers_.end(),
+                       [&](const std::thread& t) { return t.get_id() == id; });
       if (it != workers_.end()) {
         it->join();
         workers_.erase(it);

@@ -73,11 +73,12 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(JsonRpcTest, EncodedRepliesAreJsonRpc) {
   EXPECT_EQ(json::parse(EncodeResult(3, {{"a", 1}})),
             json({{"jsonrpc", "2.0"}, {"id", 3}, {"result", {{"a", 1}}}}));
-  EXPECT_EQ(json::parse(EncodeError(nullptr, kParseError, "bad", {{"at", 4}})),
-            json({{"jsonrpc", "2.0"},
-                  {"id", nullptr},
-                  {"error", {{"code", -32700}, {"message", "bad"},
-                             {"data", {{"at", 4}}}}}}));
+  EXPECT_EQ(
+      json::parse(EncodeError(nullptr, kParseError, "bad", {{"at", 4}})),
+      json({{"jsonrpc", "2.0"},
+            {"id", nullptr},
+            {"error",
+             {{"code", -32700}, {"message", "bad"}, {"data", {{"at", 4}}}}}}));
   EXPECT_EQ(json::parse(EncodeNotification("notifications/progress", nullptr)),
             json({{"jsonrpc", "2.0"}, {"method", "notifications/progress"}}));
 }

@@ -25,8 +25,8 @@ class McpSessionTest : public ::testing::Test {
   // Sends a request and runs the loop until its reply arrives.
   json Call(const std::string& method, json params = json::object()) {
     const int id = next_id_++;
-    session_->OnFrame(json{{"jsonrpc", "2.0"}, {"id", id},
-                           {"method", method}, {"params", params}}
+    session_->OnFrame(json{
+        {"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", params}}
                           .dump());
     json reply;
     h_.RunUntil([&] {
@@ -82,20 +82,22 @@ TEST_F(McpSessionTest, ToolsListDescribesEveryToolWithSchemas) {
     EXPECT_TRUE(t["inputSchema"]["properties"].is_object()) << t["name"];
     EXPECT_TRUE(t["annotations"].contains("readOnlyHint"));
   }
-  EXPECT_THAT(names, ::testing::IsSupersetOf({"list_workflows",
-                                              "register_workflow",
-                                              "start_workflow", "get_saga",
-                                              "cancel_saga", "replay_saga",
-                                              "engine_stats"}));
+  EXPECT_THAT(names,
+              ::testing::IsSupersetOf(
+                  {"list_workflows", "register_workflow", "start_workflow",
+                   "get_saga", "cancel_saga", "replay_saga", "engine_stats"}));
 }
 
 TEST_F(McpSessionTest, RegisterStartAndFollowASaga) {
   Initialize();
   json reg = Tool("register_workflow",
                   {{"definition",
-                    {{"name", "hello"}, {"version", 1},
-                     {"steps", {{{"name", "greet"}, {"action", "echo"},
-                                 {"params", {{"who", "${input.who}"}}}}}}}}});
+                    {{"name", "hello"},
+                     {"version", 1},
+                     {"steps",
+                      {{{"name", "greet"},
+                        {"action", "echo"},
+                        {"params", {{"who", "${input.who}"}}}}}}}}});
   ASSERT_EQ(reg["result"]["isError"], false) << reg.dump();
   EXPECT_EQ(reg["result"]["structuredContent"],
             json({{"name", "hello"}, {"version", 1}}));
@@ -111,8 +113,8 @@ TEST_F(McpSessionTest, RegisterStartAndFollowASaga) {
   EXPECT_EQ(saga["result"]["structuredContent"]["state"], "completed");
   EXPECT_EQ(saga["result"]["structuredContent"]["steps"][0]["output"],
             json({{"who", "world"}}));
-  json again = Tool("start_workflow", {{"workflow", "hello"},
-                                       {"idempotency_key", "k1"}});
+  json again = Tool("start_workflow",
+                    {{"workflow", "hello"}, {"idempotency_key", "k1"}});
   EXPECT_EQ(again["result"]["structuredContent"]["saga_id"], id);
   EXPECT_EQ(again["result"]["structuredContent"]["created"], false);
 }

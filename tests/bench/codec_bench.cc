@@ -10,13 +10,19 @@ namespace {
 
 cde::SagaRecord TypicalSaga() {
   cde::SagaIdGenerator gen(1);
-  return {gen.Next(1764200000000), "trip-booking", 3,
-          cde::SagaState::kRunning, 1764200000000, 1764200000450, 7,
+  return {gen.Next(1764200000000),
+          "trip-booking",
+          3,
+          cde::SagaState::kRunning,
+          1764200000000,
+          1764200000450,
+          7,
           "order-4711",
           {{"input", {{"trip_id", "T-99"}, {"nights", 3}}},
            {"current_step", 2},
-           {"steps", {{{"status", "succeeded"}, {"attempts", 1}},
-                      {{"status", "running"}, {"attempts", 2}}}}}};
+           {"steps",
+            {{{"status", "succeeded"}, {"attempts", 1}},
+             {{"status", "running"}, {"attempts", 2}}}}}};
 }
 
 void BM_EncodeSaga(benchmark::State& state) {
@@ -35,7 +41,10 @@ BENCHMARK(BM_DecodeSaga);
 
 void BM_BuildStepTransition(benchmark::State& state) {
   const cde::SagaRecord saga = TypicalSaga();
-  const cde::LogRecord event{saga.id, 8, 1764200000451, "step_succeeded",
+  const cde::LogRecord event{saga.id,
+                             8,
+                             1764200000451,
+                             "step_succeeded",
                              {{"step", "reserve-hotel"},
                               {"attempt", 1},
                               {"output", {{"booking", "H-17"}}}}};

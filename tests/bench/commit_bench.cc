@@ -82,14 +82,26 @@ struct Client {
   Transition Next() {
     ++seq;
     Transition t;
-    t.AppendLog({saga_id, seq, 1700000000000, "step_succeeded",
-                 {{"step", "charge-card"}, {"attempt", 1},
+    t.AppendLog({saga_id,
+                 seq,
+                 1700000000000,
+                 "step_succeeded",
+                 {{"step", "charge-card"},
+                  {"attempt", 1},
                   {"output", {{"ok", true}}}}});
-    cde::SagaRecord rec{saga_id,   "bench", 1, cde::SagaState::kRunning,
-                        1700000000000, 1700000000000, seq, "",
+    cde::SagaRecord rec{saga_id,
+                        "bench",
+                        1,
+                        cde::SagaState::kRunning,
+                        1700000000000,
+                        1700000000000,
+                        seq,
+                        "",
                         {{"current_step", seq % 3}, {"input", {{"n", seq}}}}};
     t.PutSaga(rec, cde::SagaState::kRunning);
-    t.PutTimer({static_cast<int64_t>(seq) + 1000, saga_id, "backoff",
+    t.PutTimer({static_cast<int64_t>(seq) + 1000,
+                saga_id,
+                "backoff",
                 {{"attempt", 2}}});
     t.DeleteTimer(static_cast<int64_t>(seq) + 999, saga_id, "backoff");
     return t;
@@ -144,7 +156,8 @@ LevelResult RunLevel(const std::string& dir, int concurrency, double seconds,
     c.Issue();
   }
   uv_run(&loop, UV_RUN_DEFAULT);
-  const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double elapsed =
+      std::chrono::duration<double>(Clock::now() - t0).count();
   uv_loop_close(&loop);
   writer.Stop();
   const auto stats = writer.stats();
@@ -153,7 +166,8 @@ LevelResult RunLevel(const std::string& dir, int concurrency, double seconds,
   r.concurrency = concurrency;
   r.transitions_per_s = static_cast<double>(run.commits) / elapsed;
   r.keys_per_s = r.transitions_per_s * 4;
-  r.avg_bytes = static_cast<double>(run.bytes) / static_cast<double>(run.commits);
+  r.avg_bytes =
+      static_cast<double>(run.bytes) / static_cast<double>(run.commits);
   r.p50_ms = Percentile(run.latencies_ms, 0.5);
   r.p99_ms = Percentile(run.latencies_ms, 0.99);
   r.groups = stats.groups;

@@ -22,29 +22,41 @@ using nlohmann::json;
 namespace {
 
 json Mix(const std::string& effects_file, const std::string& url) {
-  json fast = {{"max_attempts", 3}, {"initial_backoff_ms", 2},
-               {"max_backoff_ms", 10}, {"jitter", 0.5}};
+  json fast = {{"max_attempts", 3},
+               {"initial_backoff_ms", 2},
+               {"max_backoff_ms", 10},
+               {"jitter", 0.5}};
   json undo = {{"action", "effect"}, {"retry", fast}};
-  return {{"name", "mix"},
-          {"version", 1},
-          {"steps",
-           {{{"name", "a"}, {"action", "effect"}, {"compensate", undo}},
-            {{"name", "b"}, {"action", "sleep"},
-             {"params", {{"duration_ms", 15}}}},
-            {{"name", "c"}, {"action", "fail"},
-             {"params", {{"fail_attempts", 1}}}, {"retry", fast}},
-            {{"name", "d"}, {"action", "effect"},
-             {"params", {{"fail", "${input.fail}"}}}, {"retry", fast},
-             {"compensate", undo}},
-            {{"name", "e"}, {"action", "effect"}},
-            {{"name", "x"}, {"action", "exec"}, {"retry", fast},
-             {"params",
-              {{"argv", {"/bin/sh", "-c",
-                         "echo \"$CDE_IDEMPOTENCY_KEY\" >> \"$EFFECTS\""}},
-               {"env", {{"EFFECTS", effects_file}}}}}},
-            {{"name", "h"}, {"action", "http"}, {"retry", fast},
-             {"params", {{"method", "POST"}, {"url", url},
-                         {"body", {{"saga", "${saga.id}"}}}}}}}}};
+  return {
+      {"name", "mix"},
+      {"version", 1},
+      {"steps",
+       {{{"name", "a"}, {"action", "effect"}, {"compensate", undo}},
+        {{"name", "b"}, {"action", "sleep"}, {"params", {{"duration_ms", 15}}}},
+        {{"name", "c"},
+         {"action", "fail"},
+         {"params", {{"fail_attempts", 1}}},
+         {"retry", fast}},
+        {{"name", "d"},
+         {"action", "effect"},
+         {"params", {{"fail", "${input.fail}"}}},
+         {"retry", fast},
+         {"compensate", undo}},
+        {{"name", "e"}, {"action", "effect"}},
+        {{"name", "x"},
+         {"action", "exec"},
+         {"retry", fast},
+         {"params",
+          {{"argv",
+            {"/bin/sh", "-c", "echo \"$CDE_IDEMPOTENCY_KEY\" >> \"$EFFECTS\""}},
+           {"env", {{"EFFECTS", effects_file}}}}}},
+        {{"name", "h"},
+         {"action", "http"},
+         {"retry", fast},
+         {"params",
+          {{"method", "POST"},
+           {"url", url},
+           {"body", {{"saga", "${saga.id}"}}}}}}}}};
 }
 
 void Report(const std::string& line) {
@@ -87,12 +99,13 @@ int main(int argc, char** argv) {
   }
   Engine& engine = **opened;
   bool stop = false;
-  engine.RegisterWorkflow(Mix(argv[3], argv[5]), [&](Result<DefinitionRecord> r) {
-    if (!r.ok()) {
-      std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
-      std::_Exit(1);
-    }
-  });
+  engine.RegisterWorkflow(
+      Mix(argv[3], argv[5]), [&](Result<DefinitionRecord> r) {
+        if (!r.ok()) {
+          std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
+          std::_Exit(1);
+        }
+      });
 
   std::mt19937 rng(static_cast<unsigned>(std::atoi(argv[4])));
   const std::string prefix = std::string("k") + argv[4] + "-";
@@ -120,22 +133,23 @@ int main(int argc, char** argv) {
         const int n = (*c->started)++;
         const bool fail = (*c->rng)() % 4 == 0;
         const std::string key = c->prefix + std::to_string(n);
-        c->engine->Start(
-            {.workflow = "mix", .input = {{"fail", fail}},
-             .idempotency_key = key},
-            [key, fail](Result<StartResult> r) {
-              if (!r.ok()) return;
-              Report("ack " + key + " " + r->saga_id + " " +
-                     (fail ? "1" : "0") + "\n");
-            });
+        c->engine->Start({.workflow = "mix",
+                          .input = {{"fail", fail}},
+                          .idempotency_key = key},
+                         [key, fail](Result<StartResult> r) {
+                           if (!r.ok()) return;
+                           Report("ack " + key + " " + r->saga_id + " " +
+                                  (fail ? "1" : "0") + "\n");
+                         });
         if (n > 0 && (*c->rng)() % 5 == 0) {
           const std::string old = c->prefix + std::to_string((*c->rng)() % n);
-          c->engine->Start(
-              {.workflow = "mix", .input = {{"fail", false}},
-               .idempotency_key = old},
-              [old](Result<StartResult> r) {
-                if (r.ok()) Report("dup " + old + " " + r->saga_id + "\n");
-              });
+          c->engine->Start({.workflow = "mix",
+                            .input = {{"fail", false}},
+                            .idempotency_key = old},
+                           [old](Result<StartResult> r) {
+                             if (r.ok())
+                               Report("dup " + old + " " + r->saga_id + "\n");
+                           });
         }
       },
       1, 1);

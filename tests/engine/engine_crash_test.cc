@@ -1,11 +1,11 @@
 // Crash test of the engine: a child engine runs a mix of native, sleep,
-// failing, exec and http steps, some compensated; we SIGKILL it at random moments, restart
-// it, and finally let it settle. Then every acknowledged start must have
-// ended terminal, repeated starts must have returned the same saga,
+// failing, exec and http steps, some compensated; we SIGKILL it at random
+// moments, restart it, and finally let it settle. Then every acknowledged start
+// must have ended terminal, repeated starts must have returned the same saga,
 // compensations must have run exactly for the sagas that failed, every side
 // effect must carry an idempotency key the log knows, and no saga may see
-// more duplicate side effects than there were kills. Rounds: CDE_ENGINE_CRASH_ROUNDS
-// (default 6).
+// more duplicate side effects than there were kills. Rounds:
+// CDE_ENGINE_CRASH_ROUNDS (default 6).
 #include <fstream>
 #include <map>
 #include <random>
@@ -13,8 +13,8 @@
 #include <sstream>
 
 #include "storage/store.h"
-#include "tools/test_http_server.h"
 #include "tests/test_util.h"
+#include "tools/test_http_server.h"
 
 namespace cde {
 namespace {
@@ -34,7 +34,7 @@ TEST(EngineCrashTest, AcknowledgedSagasFinishAndSideEffectsStayBounded) {
   const std::string db = dir.Sub("db");
   const std::string effects = dir.Sub("effects.log");
   std::mt19937 rng(std::random_device{}());
-  std::map<std::string, Acked> acked;                // key -> saga
+  std::map<std::string, Acked> acked;                     // key -> saga
   std::vector<std::pair<std::string, std::string>> dups;  // key, saga
   TestHttpServer server;
   server.Start();
@@ -44,10 +44,9 @@ TEST(EngineCrashTest, AcknowledgedSagasFinishAndSideEffectsStayBounded) {
   int kills = 0;
   for (int r = 0; r < rounds; ++r) {
     const int run_ms = 100 + static_cast<int>(rng() % 400);
-    test::ChildRun run = test::RunChild(
-        {CDE_ENGINE_CRASH_CHILD_PATH, "run", db, effects, std::to_string(r),
-         url},
-        run_ms);
+    test::ChildRun run = test::RunChild({CDE_ENGINE_CRASH_CHILD_PATH, "run", db,
+                                         effects, std::to_string(r), url},
+                                        run_ms);
     ASSERT_TRUE(run.killed) << "round " << r << ": exit " << run.exit_code;
     ++kills;
     std::istringstream in(run.reported);
@@ -109,8 +108,8 @@ TEST(EngineCrashTest, AcknowledgedSagasFinishAndSideEffectsStayBounded) {
     bool of_acked = false;
     for (const auto& [k, a] : acked) of_acked = of_acked || a.saga_id == saga;
     if (of_acked) {
-      EXPECT_TRUE(logged_keys.count(key)) << "side effect with unknown key "
-                                          << key;
+      EXPECT_TRUE(logged_keys.count(key))
+          << "side effect with unknown key " << key;
     }
     duplicates += n - 1;
   }
@@ -127,9 +126,10 @@ TEST(EngineCrashTest, AcknowledgedSagasFinishAndSideEffectsStayBounded) {
   for (const auto& [saga, n] : duplicates_by_saga) {
     EXPECT_LE(n, kills) << saga;
   }
-  std::printf("engine crash test: %d kills, %zu acknowledged sagas, %zu side "
-              "effects, %d duplicates\n",
-              kills, acked.size(), seen.size(), duplicates);
+  std::printf(
+      "engine crash test: %d kills, %zu acknowledged sagas, %zu side "
+      "effects, %d duplicates\n",
+      kills, acked.size(), seen.size(), duplicates);
   EXPECT_FALSE(acked.empty());
 }
 

@@ -40,7 +40,8 @@ bool HeldAction::Complete(ActionResult result) {
 EngineHarness::EngineHarness() {
   uv_loop_init(&loop_);
   uv_timer_init(&loop_, &tick_);
-  uv_timer_start(&tick_, [](uv_timer_t*) {}, 5, 5);
+  uv_timer_start(
+      &tick_, [](uv_timer_t*) {}, 5, 5);
   uv_unref(reinterpret_cast<uv_handle_t*>(&tick_));
 }
 
@@ -75,8 +76,8 @@ Status EngineHarness::Close() {
 bool EngineHarness::RunUntil(const std::function<bool()>& done,
                              int timeout_ms) {
   uv_ref(reinterpret_cast<uv_handle_t*>(&tick_));
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::milliseconds(timeout_ms);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   bool ok = done();
   while (!ok && std::chrono::steady_clock::now() < deadline) {
     uv_run(&loop_, UV_RUN_ONCE);
@@ -132,8 +133,7 @@ Result<SagaRecord> EngineHarness::AwaitInactive(const std::string& id,
 }
 
 Result<SagaRecord> EngineHarness::AwaitStored(const std::string& id,
-                                              SagaState state,
-                                              int timeout_ms) {
+                                              SagaState state, int timeout_ms) {
   Result<SagaRecord> last = Status::NotFound(id);
   RunUntil(
       [&] {

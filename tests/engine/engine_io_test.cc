@@ -13,8 +13,10 @@ using nlohmann::json;
 using ::testing::ElementsAre;
 
 json Fast(int attempts) {
-  return {{"max_attempts", attempts}, {"initial_backoff_ms", 1},
-          {"max_backoff_ms", 5}, {"jitter", 0}};
+  return {{"max_attempts", attempts},
+          {"initial_backoff_ms", 1},
+          {"max_backoff_ms", 5},
+          {"jitter", 0}};
 }
 
 class EngineIoTest : public ::testing::Test {
@@ -44,7 +46,8 @@ class EngineIoTest : public ::testing::Test {
 
   std::vector<std::string> Calls() {
     std::vector<std::string> out;
-    for (const auto& r : server_.requests()) out.push_back(r.method + " " + r.path);
+    for (const auto& r : server_.requests())
+      out.push_back(r.method + " " + r.path);
     return out;
   }
 
@@ -55,9 +58,11 @@ class EngineIoTest : public ::testing::Test {
 TEST_F(EngineIoTest, HttpStepsCompleteAndCarryIdempotencyKeys) {
   server_.Respond("/flights", 200, R"({"id": "F1"})");
   server_.Respond("/hotels", 201, R"({"id": "H7"})");
-  ASSERT_OK(h_.Register({{"name", "trip"}, {"version", 1},
-                         {"steps", {HttpStep("flight", "/flights"),
-                                    HttpStep("hotel", "/hotels")}}})
+  ASSERT_OK(h_.Register({{"name", "trip"},
+                         {"version", 1},
+                         {"steps",
+                          {HttpStep("flight", "/flights"),
+                           HttpStep("hotel", "/hotels")}}})
                 .status());
   auto started = h_.Start({.workflow = "trip", .input = {{"trip", 9}}});
   ASSERT_OK(started.status());
@@ -77,16 +82,15 @@ TEST_F(EngineIoTest, FailingHttpStepCompensatesTheBookedOnesInReverse) {
   server_.Respond("/hotels", 200, R"({"id": "H7"})");
   server_.Respond("/hotels/H7", 204, "");
   server_.Respond("/cars", 503, "no cars today");
-  ASSERT_OK(
-      h_.Register(
-            {{"name", "trip"}, {"version", 1},
-             {"steps",
-              {HttpStep("flight", "/flights",
-                        Undo("/flights/${steps.flight.output.id}")),
-               HttpStep("hotel", "/hotels",
-                        Undo("/hotels/${steps.hotel.output.id}")),
-               HttpStep("car", "/cars")}}})
-          .status());
+  ASSERT_OK(h_.Register({{"name", "trip"},
+                         {"version", 1},
+                         {"steps",
+                          {HttpStep("flight", "/flights",
+                                    Undo("/flights/${steps.flight.output.id}")),
+                           HttpStep("hotel", "/hotels",
+                                    Undo("/hotels/${steps.hotel.output.id}")),
+                           HttpStep("car", "/cars")}}})
+                .status());
   auto started = h_.Start({.workflow = "trip", .input = {{"trip", 1}}});
   ASSERT_OK(started.status());
   auto rec = h_.AwaitInactive(started->saga_id);
@@ -101,7 +105,8 @@ TEST_F(EngineIoTest, FailingHttpStepCompensatesTheBookedOnesInReverse) {
 }
 
 TEST_F(EngineIoTest, Http404IsNotRetried) {
-  ASSERT_OK(h_.Register({{"name", "w"}, {"version", 1},
+  ASSERT_OK(h_.Register({{"name", "w"},
+                         {"version", 1},
                          {"steps", {HttpStep("missing", "/nothing-here")}}})
                 .status());
   auto started = h_.Start({.workflow = "w", .input = {{"trip", 1}}});
@@ -111,22 +116,24 @@ TEST_F(EngineIoTest, Http404IsNotRetried) {
 }
 
 TEST_F(EngineIoTest, ExecStepsPassJsonOutputsAlong) {
-  ASSERT_OK(h_.Register(
-                  {{"name", "build"}, {"version", 1},
+  ASSERT_OK(
+      h_.Register({{"name", "build"},
+                   {"version", 1},
                    {"steps",
                     {{{"name", "compile"},
                       {"action", "exec"},
                       {"params",
-                       {{"argv", {"/bin/sh", "-c",
-                                  "printf '{\"artifact\": \"app-%s\", \"key\": "
-                                  "\"%s\"}' \"$V\" \"$CDE_IDEMPOTENCY_KEY\""}},
+                       {{"argv",
+                         {"/bin/sh", "-c",
+                          "printf '{\"artifact\": \"app-%s\", \"key\": "
+                          "\"%s\"}' \"$V\" \"$CDE_IDEMPOTENCY_KEY\""}},
                         {"env", {{"V", "${input.version}"}}}}}},
                      {{"name", "ship"},
                       {"action", "exec"},
                       {"params",
                        {{"argv", {"/bin/sh", "-c", "cat"}},
                         {"stdin", "${steps.compile.output.artifact}"}}}}}}})
-                .status());
+          .status());
   auto started = h_.Start({.workflow = "build", .input = {{"version", "1.2"}}});
   ASSERT_OK(started.status());
   auto rec = h_.AwaitInactive(started->saga_id);
@@ -139,14 +146,14 @@ TEST_F(EngineIoTest, ExecStepsPassJsonOutputsAlong) {
 }
 
 TEST_F(EngineIoTest, ExecTimeoutKillsTheChildAndRetries) {
-  ASSERT_OK(h_.Register(
-                  {{"name", "slow"}, {"version", 1},
-                   {"steps",
-                    {{{"name", "hang"},
-                      {"action", "exec"},
-                      {"params", {{"argv", {"/bin/sleep", "30"}}}},
-                      {"timeout_ms", 50},
-                      {"retry", Fast(2)}}}}})
+  ASSERT_OK(h_.Register({{"name", "slow"},
+                         {"version", 1},
+                         {"steps",
+                          {{{"name", "hang"},
+                            {"action", "exec"},
+                            {"params", {{"argv", {"/bin/sleep", "30"}}}},
+                            {"timeout_ms", 50},
+                            {"retry", Fast(2)}}}}})
                 .status());
   const auto t0 = std::chrono::steady_clock::now();
   auto started = h_.Start({.workflow = "slow"});
@@ -161,25 +168,27 @@ TEST_F(EngineIoTest, ExecTimeoutKillsTheChildAndRetries) {
 }
 
 TEST_F(EngineIoTest, ExecExitCodeListedAsNonRetryableFailsAtOnce) {
-  ASSERT_OK(h_.Register(
-                  {{"name", "x"}, {"version", 1},
-                   {"steps",
-                    {{{"name", "check"},
-                      {"action", "exec"},
-                      {"params",
-                       {{"argv", {"/bin/sh", "-c", "echo bad >&2; exit 3"}}}},
-                      {"retry",
-                       {{"max_attempts", 5}, {"non_retryable", {"exit_code:3"}}}}}}}})
-                .status());
+  ASSERT_OK(
+      h_.Register(
+            {{"name", "x"},
+             {"version", 1},
+             {"steps",
+              {{{"name", "check"},
+                {"action", "exec"},
+                {"params",
+                 {{"argv", {"/bin/sh", "-c", "echo bad >&2; exit 3"}}}},
+                {"retry",
+                 {{"max_attempts", 5}, {"non_retryable", {"exit_code:3"}}}}}}}})
+          .status());
   auto started = h_.Start({.workflow = "x"});
   ASSERT_OK(started.status());
   auto rec = h_.AwaitInactive(started->saga_id);
   ASSERT_OK(rec.status());
   EXPECT_EQ(rec->body["steps"][0]["attempts"], 1);
   EXPECT_EQ(rec->body["steps"][0]["error"]["kind"], "exit_code:3");
-  EXPECT_NE(rec->body["steps"][0]["error"]["message"].get<std::string>().find(
-                "bad"),
-            std::string::npos);
+  EXPECT_NE(
+      rec->body["steps"][0]["error"]["message"].get<std::string>().find("bad"),
+      std::string::npos);
 }
 
 }  // namespace

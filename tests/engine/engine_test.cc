@@ -2,12 +2,11 @@
 // replay, cancel, time out, queue, and resume after a restart.
 #include "engine/engine.h"
 
+#include <gmock/gmock.h>
+
 #include <fstream>
 
 #include "engine/workflow_dir.h"
-
-#include <gmock/gmock.h>
-
 #include "tests/engine/engine_harness.h"
 
 namespace cde {
@@ -25,8 +24,10 @@ json Workflow(const std::string& name, json steps, json extra = {}) {
 }
 
 json FastRetry(int attempts) {
-  return {{"max_attempts", attempts}, {"initial_backoff_ms", 1},
-          {"max_backoff_ms", 5}, {"jitter", 0}};
+  return {{"max_attempts", attempts},
+          {"initial_backoff_ms", 1},
+          {"max_backoff_ms", 5},
+          {"jitter", 0}};
 }
 
 class EngineTest : public ::testing::Test {
@@ -36,7 +37,8 @@ class EngineTest : public ::testing::Test {
   }
   std::string StartOk(const std::string& workflow, json input = json::object(),
                       std::string key = "") {
-    auto r = h_.Start({.workflow = workflow, .input = std::move(input),
+    auto r = h_.Start({.workflow = workflow,
+                       .input = std::move(input),
                        .idempotency_key = std::move(key)});
     EXPECT_OK(r.status());
     return r.ok() ? r->saga_id : "";
@@ -47,32 +49,34 @@ class EngineTest : public ::testing::Test {
 
 TEST_F(EngineTest, NoopStepsRunToCompletionAndLogEveryTransition) {
   OpenMemory();
-  ASSERT_OK(h_.Register(Workflow("three", {{{"name", "a"}, {"action", "noop"}},
-                                           {{"name", "b"}, {"action", "echo"},
-                                            {"params", {{"x", "${input.x}"}}}},
-                                           {{"name", "c"}, {"action", "noop"}}}))
-                .status());
+  ASSERT_OK(
+      h_.Register(Workflow("three", {{{"name", "a"}, {"action", "noop"}},
+                                     {{"name", "b"},
+                                      {"action", "echo"},
+                                      {"params", {{"x", "${input.x}"}}}},
+                                     {{"name", "c"}, {"action", "noop"}}}))
+          .status());
   const std::string id = StartOk("three", {{"x", 42}});
   auto rec = h_.AwaitInactive(id);
   ASSERT_OK(rec.status());
   EXPECT_EQ(rec->state, SagaState::kCompleted);
   EXPECT_EQ(rec->body["steps"][1]["output"], json({{"x", 42}}));
-  EXPECT_THAT(h_.LogTypes(id),
-              ElementsAre("saga_started", "attempt_started", "step_succeeded",
-                          "attempt_started", "step_succeeded",
-                          "attempt_started", "step_succeeded",
-                          "saga_completed"));
+  EXPECT_THAT(h_.LogTypes(id), ElementsAre("saga_started", "attempt_started",
+                                           "step_succeeded", "attempt_started",
+                                           "step_succeeded", "attempt_started",
+                                           "step_succeeded", "saga_completed"));
 }
 
 TEST_F(EngineTest, InputThatViolatesTheSchemaStartsNothing) {
   OpenMemory();
-  ASSERT_OK(h_.Register(Workflow(
-                            "typed", {{{"name", "a"}, {"action", "noop"}}},
-                            {{"input_schema",
-                              {{"type", "object"},
-                               {"required", {"qty"}},
-                               {"properties", {{"qty", {{"type", "integer"}}}}}}}}))
-                .status());
+  ASSERT_OK(
+      h_.Register(
+            Workflow("typed", {{{"name", "a"}, {"action", "noop"}}},
+                     {{"input_schema",
+                       {{"type", "object"},
+                        {"required", {"qty"}},
+                        {"properties", {{"qty", {{"type", "integer"}}}}}}}}))
+          .status());
   auto r = h_.Start({.workflow = "typed", .input = {{"qty", "many"}}});
   ASSERT_TRUE(r.status().IsInvalidArgument()) << r.status().ToString();
   EXPECT_NE(r.status().message().find("input.qty"), std::string::npos);
@@ -108,11 +112,10 @@ TEST_F(EngineTest, SameIdempotencyKeyReturnsTheSameSagaAndStartsNothingNew) {
 
 TEST_F(EngineTest, FailingStepIsRetriedWithBackoffUntilItSucceeds) {
   OpenMemory();
-  ASSERT_OK(h_.Register(Workflow(
-                            "flaky", {{{"name", "f"},
-                                       {"action", "fail"},
-                                       {"params", {{"fail_attempts", 2}}},
-                                       {"retry", FastRetry(5)}}}))
+  ASSERT_OK(h_.Register(Workflow("flaky", {{{"name", "f"},
+                                            {"action", "fail"},
+                                            {"params", {{"fail_attempts", 2}}},
+                                            {"retry", FastRetry(5)}}}))
                 .status());
   const std::string id = StartOk("flaky");
   auto rec = h_.AwaitInactive(id);
@@ -134,25 +137,26 @@ TEST_F(EngineTest, PermanentFailureCompensatesStartedStepsInReverse) {
   };
   OpenMemory({{"record", record}});
   auto step = [](const std::string& name) {
-    return json{{"name", name},
-                {"action", "record"},
-                {"params", {{"what", "do " + name}}},
-                {"compensate",
-                 {{"action", "record"}, {"params", {{"what", "undo " + name}}}}}};
+    return json{
+        {"name", name},
+        {"action", "record"},
+        {"params", {{"what", "do " + name}}},
+        {"compensate",
+         {{"action", "record"}, {"params", {{"what", "undo " + name}}}}}};
   };
-  ASSERT_OK(h_.Register(Workflow(
-                            "trip", {step("flight"), step("hotel"),
-                                     {{"name", "pay"},
-                                      {"action", "fail"},
-                                      {"retry", FastRetry(2)}},
-                                     step("never")}))
+  ASSERT_OK(h_.Register(Workflow("trip", {step("flight"),
+                                          step("hotel"),
+                                          {{"name", "pay"},
+                                           {"action", "fail"},
+                                           {"retry", FastRetry(2)}},
+                                          step("never")}))
                 .status());
   const std::string id = StartOk("trip");
   auto rec = h_.AwaitInactive(id);
   ASSERT_OK(rec.status());
   EXPECT_EQ(rec->state, SagaState::kCompensated);
-  EXPECT_THAT(calls, ElementsAre("do flight", "do hotel", "undo hotel",
-                                 "undo flight"));
+  EXPECT_THAT(
+      calls, ElementsAre("do flight", "do hotel", "undo hotel", "undo flight"));
 }
 
 TEST_F(EngineTest, ParkedSagaGoesToTheDlqAndReplaysToCompletion) {
@@ -162,11 +166,13 @@ TEST_F(EngineTest, ParkedSagaGoesToTheDlqAndReplaysToCompletion) {
                  : ActionResult::Failure("http_503", "service unavailable"));
   };
   OpenMemory({{"svc", flaky}});
-  ASSERT_OK(h_.Register(Workflow("p", {{{"name", "call"},
-                                        {"action", "svc"},
-                                        {"retry", FastRetry(2)}}},
-                                 {{"on_failure", "park"}}))
-                .status());
+  ASSERT_OK(
+      h_
+          .Register(Workflow(
+              "p",
+              {{{"name", "call"}, {"action", "svc"}, {"retry", FastRetry(2)}}},
+              {{"on_failure", "park"}}))
+          .status());
   const std::string id = StartOk("p");
   auto rec = h_.AwaitInactive(id);
   ASSERT_OK(rec.status());
@@ -191,17 +197,16 @@ TEST_F(EngineTest, ParkedSagaGoesToTheDlqAndReplaysToCompletion) {
 TEST_F(EngineTest, CancelStopsAfterTheCurrentAttemptThenCompensates) {
   HeldAction held;
   OpenMemory({{"held", held.AsAction()}});
-  ASSERT_OK(h_.Register(Workflow(
-                            "c", {{{"name", "a"},
-                                   {"action", "held"},
-                                   {"compensate", {{"action", "held"}}}},
-                                  {{"name", "b"}, {"action", "held"}}}))
+  ASSERT_OK(h_.Register(Workflow("c", {{{"name", "a"},
+                                        {"action", "held"},
+                                        {"compensate", {{"action", "held"}}}},
+                                       {{"name", "b"}, {"action", "held"}}}))
                 .status());
   const std::string id = StartOk("c");
   ASSERT_TRUE(h_.RunUntil([&] { return held.pending() == 1; }));
   auto c = h_.Cancel(id);
   ASSERT_OK(c.status());
-  EXPECT_EQ(held.calls(), 1u);  // nothing new starts
+  EXPECT_EQ(held.calls(), 1u);                    // nothing new starts
   held.Complete(ActionResult::Success(nullptr));  // a finishes
   ASSERT_TRUE(h_.RunUntil([&] { return held.pending() == 1; }));
   EXPECT_TRUE(held.requests().back().compensation);  // undo a, not run b
@@ -294,12 +299,14 @@ TEST(EngineRestartTest, InFlightAttemptsAndTimersResumeAfterReopen) {
   {
     EngineHarness h;
     ASSERT_OK(h.Open(dir.path(), {{"held", before.AsAction()}}));
-    ASSERT_OK(h.Register(Workflow("held", {{{"name", "a"}, {"action", "held"}}}))
-                  .status());
-    ASSERT_OK(h.Register(Workflow("nap", {{{"name", "z"},
-                                           {"action", "sleep"},
-                                           {"params", {{"duration_ms", 300}}}}}))
-                  .status());
+    ASSERT_OK(
+        h.Register(Workflow("held", {{{"name", "a"}, {"action", "held"}}}))
+            .status());
+    ASSERT_OK(
+        h.Register(Workflow("nap", {{{"name", "z"},
+                                     {"action", "sleep"},
+                                     {"params", {{"duration_ms", 300}}}}}))
+            .status());
     auto a = h.Start({.workflow = "held"});
     auto b = h.Start({.workflow = "nap"});
     ASSERT_OK(a.status());
@@ -372,10 +379,12 @@ namespace cde {
 namespace {
 
 json SleepFlow(int ms) {
-  return {{"name", "nap"}, {"version", 1},
-          {"steps", {{{"name", "z"}, {"action", "sleep"},
-                      {"params", {{"duration_ms", ms}}}},
-                     {{"name", "after"}, {"action", "noop"}}}}};
+  return {
+      {"name", "nap"},
+      {"version", 1},
+      {"steps",
+       {{{"name", "z"}, {"action", "sleep"}, {"params", {{"duration_ms", ms}}}},
+        {{"name", "after"}, {"action", "noop"}}}}};
 }
 
 // A saga sleeping beyond the timer window leaves memory; its durable timer

@@ -16,7 +16,9 @@ using ::testing::ElementsAre;
 constexpr int64_t kNow = 1'764'000'000'000;
 
 WorkflowDefinition Def(json steps, const char* on_failure = "compensate") {
-  json doc = {{"name", "trip"}, {"version", 1}, {"on_failure", on_failure},
+  json doc = {{"name", "trip"},
+              {"version", 1},
+              {"on_failure", on_failure},
               {"steps", std::move(steps)}};
   auto def = ParseDefinition(doc, {"book"});
   EXPECT_TRUE(def.ok()) << def.status().ToString();
@@ -115,14 +117,16 @@ TEST_F(TransitionsTest, RetryableFailureSetsADurableBackoffTimer) {
   ASSERT_TRUE(p);
   EXPECT_THAT(Types(*p), ElementsAre("attempt_failed"));
   // Default policy: 100 ms initial backoff; jitter sample 0.5 = no spread.
-  EXPECT_EQ(p->saga.wait, (Wait{Wait::Kind::kBackoff, 0, false, 1, kNow + 100}));
+  EXPECT_EQ(p->saga.wait,
+            (Wait{Wait::Kind::kBackoff, 0, false, 1, kNow + 100}));
   EXPECT_THAT(p->timers_put, ElementsAre(TimerRef{kNow + 100, "backoff"}));
   EXPECT_TRUE(p->arm_timer);
 
   auto fired = PlanTimerFired(Ctx(), p->saga, {kNow + 100, "backoff"});
   ASSERT_TRUE(fired);
   EXPECT_THAT(Types(*fired), ElementsAre("timer_fired", "attempt_started"));
-  EXPECT_THAT(fired->timers_delete, ElementsAre(TimerRef{kNow + 100, "backoff"}));
+  EXPECT_THAT(fired->timers_delete,
+              ElementsAre(TimerRef{kNow + 100, "backoff"}));
   EXPECT_EQ(fired->saga.wait.attempt, 2u);
   EXPECT_FALSE(PlanTimerFired(Ctx(), p->saga, {kNow + 99, "backoff"}));
 }
@@ -256,7 +260,8 @@ TEST_F(TransitionsTest, CancelOfFinishedOrParkedSagaIsRefused) {
 }
 
 TEST_F(TransitionsTest, SleepIsADurableTimerThatSucceedsWhenDue) {
-  def_ = Def({{{"name", "nap"}, {"action", "sleep"},
+  def_ = Def({{{"name", "nap"},
+               {"action", "sleep"},
                {"params", {{"duration_ms", "${input.ms}"}}}}});
   Plan p = PlanStart(Ctx(), "S2", {{"ms", 250}}, "", "", false);
   EXPECT_EQ(p.saga.wait, (Wait{Wait::Kind::kSleep, 0, false, 1, kNow + 250}));
@@ -269,7 +274,8 @@ TEST_F(TransitionsTest, SleepIsADurableTimerThatSucceedsWhenDue) {
 }
 
 TEST_F(TransitionsTest, SleepWithABadDurationFailsPermanently) {
-  def_ = Def({{{"name", "nap"}, {"action", "sleep"},
+  def_ = Def({{{"name", "nap"},
+               {"action", "sleep"},
                {"params", {{"duration_ms", "${input.ms}"}}}}});
   Plan p = PlanStart(Ctx(), "S3", {{"ms", "soon"}}, "", "", false);
   EXPECT_EQ(p.saga.state, SagaState::kCompensated);

@@ -34,8 +34,11 @@ Transition Advance(Saga& saga, std::mt19937& rng) {
   const std::optional<SagaState> previous =
       saga.seq == 0 ? std::nullopt : std::optional(saga.state);
   ++saga.seq;
-  LogRecord e{saga.id, saga.seq, 1700000000000 + static_cast<int64_t>(saga.seq),
-              "step_succeeded", {{"step", saga.seq}}};
+  LogRecord e{saga.id,
+              saga.seq,
+              1700000000000 + static_cast<int64_t>(saga.seq),
+              "step_succeeded",
+              {{"step", saga.seq}}};
   if (saga.seq == 1) {
     e.type = "saga_started";
     if (!saga.idem.empty()) t.PutIdempotency(saga.idem, saga.id);
@@ -46,21 +49,27 @@ Transition Advance(Saga& saga, std::mt19937& rng) {
     e.type = "saga_finished";
     t.DeleteTimer(saga.seq * 10, saga.id, "backoff");
     if (saga.state == SagaState::kParked) {
-      t.PutDlq({.saga_id = saga.id, .workflow = "crash", .version = 1,
-                .reason = "step_failed", .step = "s"});
+      t.PutDlq({.saga_id = saga.id,
+                .workflow = "crash",
+                .version = 1,
+                .reason = "step_failed",
+                .step = "s"});
     }
   } else if (rng() % 4 == 0) {
     saga.state = saga.state == SagaState::kRunning ? SagaState::kCompensating
                                                    : SagaState::kRunning;
     t.PutTimer({.due_ms = static_cast<int64_t>((saga.seq + 1) * 10),
-                .saga_id = saga.id, .name = "backoff"});
+                .saga_id = saga.id,
+                .name = "backoff"});
   }
   if (saga.seq > 1) {
     t.DeleteTimer(static_cast<int64_t>(saga.seq * 10), saga.id, "backoff");
   }
   t.AppendLog(e);
-  SagaRecord rec{saga.id, "crash", 1, saga.state, 0, 0, saga.seq, saga.idem,
-                 {{"pad", std::string(rng() % 200, 'x')}}};
+  SagaRecord rec{
+      saga.id,    "crash",   1,
+      saga.state, 0,         0,
+      saga.seq,   saga.idem, {{"pad", std::string(rng() % 200, 'x')}}};
   t.PutSaga(rec, previous);
   return t;
 }
@@ -104,7 +113,7 @@ int main(int argc, char** argv) {
   };
   constexpr int kWindow = 32;
   for (int i = 0; i < kWindow; ++i) ready.push_back(nullptr);
-  for (int created = 0;; ) {
+  for (int created = 0;;) {
     Saga* s;
     {
       std::unique_lock lock(mu);

@@ -27,8 +27,8 @@ int Iterations() {
 
 // Runs the child for `run_ms`, SIGKILLs it and returns what it reported.
 std::string RunAndKill(const std::string& dir, int seed, int run_ms) {
-  test::ChildRun run = test::RunChild(
-      {CDE_CRASH_CHILD_PATH, dir, std::to_string(seed)}, run_ms);
+  test::ChildRun run =
+      test::RunChild({CDE_CRASH_CHILD_PATH, dir, std::to_string(seed)}, run_ms);
   EXPECT_TRUE(run.killed) << "child ended on its own: exit " << run.exit_code;
   return run.reported;
 }
@@ -53,7 +53,8 @@ void CheckIndexesAgreeWithSnapshots(Store& store) {
   size_t by_state = 0;
   for (int code = 1; code <= 7; ++code) {
     SagaQuery q{.state = SagaStateFromCode(static_cast<uint8_t>(code)),
-                .workflow = "crash", .limit = 500};
+                .workflow = "crash",
+                .limit = 500};
     SagaQuery q_state{.state = q.state, .limit = 500};
     for (SagaQuery* query : {&q, &q_state}) {
       size_t n = 0;

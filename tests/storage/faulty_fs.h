@@ -59,10 +59,10 @@ class FaultyFs : public rocksdb::FileSystemWrapper {
       : FileSystemWrapper(rocksdb::FileSystem::Default()), sw_(sw) {}
   const char* Name() const override { return "FaultyFs"; }
 
-  rocksdb::IOStatus NewWritableFile(
-      const std::string& f, const rocksdb::FileOptions& o,
-      std::unique_ptr<rocksdb::FSWritableFile>* r,
-      rocksdb::IODebugContext* dbg) override {
+  rocksdb::IOStatus NewWritableFile(const std::string& f,
+                                    const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                    rocksdb::IODebugContext* dbg) override {
     std::unique_ptr<rocksdb::FSWritableFile> file;
     auto s = target()->NewWritableFile(f, o, &file, dbg);
     if (s.ok()) *r = std::make_unique<FaultyWritableFile>(std::move(file), sw_);

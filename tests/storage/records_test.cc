@@ -23,7 +23,7 @@ TEST(RecordsTest, EveryRecordRoundTrips) {
   EXPECT_EQ(*l, log);
 
   DlqRecord dlq{"id", "trip", 3, "compensation_failed", "refund", "HTTP 500",
-                5, 123, 2};
+                5,    123,    2};
   auto d = DecodeDlq(EncodeDlq(dlq), "here");
   ASSERT_OK(d.status());
   EXPECT_EQ(*d, dlq);
@@ -75,8 +75,7 @@ TEST_P(RecordsCorruptionTest, DamagedSagaRecordIsCorruptionSayingWhy) {
   ASSERT_TRUE(got.status().IsCorruption()) << got.status().ToString();
   EXPECT_NE(got.status().message().find("cf 'sagas' key 'X'"),
             std::string::npos);
-  EXPECT_NE(got.status().message().find(GetParam().expected),
-            std::string::npos)
+  EXPECT_NE(got.status().message().find(GetParam().expected), std::string::npos)
       << got.status().message();
 }
 
@@ -102,8 +101,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"WrongType",
                  [] {
                    auto j = nlohmann::json::from_cbor(
-                       EncodeSaga(test::MakeSaga("x", "w",
-                                                 SagaState::kRunning))
+                       EncodeSaga(test::MakeSaga("x", "w", SagaState::kRunning))
                            .substr(1));
                    j["version"] = "one";
                    return Framed(j);
@@ -112,8 +110,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"UnknownState",
                  [] {
                    auto j = nlohmann::json::from_cbor(
-                       EncodeSaga(test::MakeSaga("x", "w",
-                                                 SagaState::kRunning))
+                       EncodeSaga(test::MakeSaga("x", "w", SagaState::kRunning))
                            .substr(1));
                    j["state"] = "exploded";
                    return Framed(j);

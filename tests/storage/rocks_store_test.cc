@@ -1,12 +1,13 @@
 // What only the RocksDB store does: persistence across reopen, the format
 // version guard, read-only and secondary opens, checkpoints, and refusing
 // writes after a failed sync or a full disk.
+#include "storage/rocks_store.h"
+
 #include <fstream>
 #include <future>
 
 #include "storage/commit_writer.h"
 #include "storage/keys.h"
-#include "storage/rocks_store.h"
 #include "tests/storage/faulty_fs.h"
 #include "tests/test_util.h"
 
@@ -92,7 +93,8 @@ TEST(RocksStoreTest, DirectoryWithOtherFilesIsNotTurnedIntoAStore) {
 
 TEST(RocksStoreTest, ReadOnlyOpenOfMissingStoreFailsAndCreatesNothing) {
   test::TempDir dir;
-  auto s = OpenRocksStore({.path = dir.Sub("none"), .mode = OpenMode::kReadOnly});
+  auto s =
+      OpenRocksStore({.path = dir.Sub("none"), .mode = OpenMode::kReadOnly});
   ASSERT_TRUE(s.status().IsInvalidArgument()) << s.status().ToString();
   EXPECT_FALSE(std::filesystem::exists(dir.Sub("none")));
 }

@@ -83,10 +83,18 @@ TEST_P(StoreConformanceTest, OneTransitionWritesEveryColumnFamilyTogether) {
   t.PutSaga(MakeSaga(id, "trip", SagaState::kParked), std::nullopt);
   t.PutTimer({.due_ms = 9000, .saga_id = id, .name = "redrive"});
   t.PutIdempotency("order-17", id);
-  t.PutDlq({.saga_id = id, .workflow = "trip", .version = 1,
-            .reason = "step_failed", .step = "book", .last_error = "503",
-            .attempts = 3, .parked_ms = 5001, .replay_count = 0});
-  t.PutDefinition({.name = "trip", .version = 1, .registered_ms = 1,
+  t.PutDlq({.saga_id = id,
+            .workflow = "trip",
+            .version = 1,
+            .reason = "step_failed",
+            .step = "book",
+            .last_error = "503",
+            .attempts = 3,
+            .parked_ms = 5001,
+            .replay_count = 0});
+  t.PutDefinition({.name = "trip",
+                   .version = 1,
+                   .registered_ms = 1,
                    .definition = {{"steps", nlohmann::json::array()}}});
   ASSERT_OK(WriteOne(*store_, t, /*sync=*/true));
 
@@ -122,10 +130,10 @@ TEST_P(StoreConformanceTest, ReadersNeverSeeHalfAppliedTransitions) {
   });
   int checks = 0;
   while (!done || checks == 0) {
-    auto running = store_->ListSagas({.state = SagaState::kRunning,
-                                      .limit = 1000});
-    auto completed = store_->ListSagas({.state = SagaState::kCompleted,
-                                        .limit = 1000});
+    auto running =
+        store_->ListSagas({.state = SagaState::kRunning, .limit = 1000});
+    auto completed =
+        store_->ListSagas({.state = SagaState::kCompleted, .limit = 1000});
     EXPECT_OK(running.status());
     EXPECT_OK(completed.status());
     if (!running.ok() || !completed.ok()) break;
@@ -225,9 +233,9 @@ TEST_P(StoreConformanceTest, ListingFiltersByStateWorkflowAndBoth) {
             expect([](size_t i) { return i % 2 == 0; }));
   EXPECT_EQ(ListAll({.workflow = "deploy", .limit = 3}),
             expect([](size_t i) { return i % 3 == 1; }));
-  EXPECT_EQ(ListAll({.state = SagaState::kRunning, .workflow = "trip",
-                     .limit = 2}),
-            expect([](size_t i) { return i % 2 == 1 && i % 3 != 1; }));
+  EXPECT_EQ(
+      ListAll({.state = SagaState::kRunning, .workflow = "trip", .limit = 2}),
+      expect([](size_t i) { return i % 2 == 1 && i % 3 != 1; }));
   EXPECT_TRUE(ListAll({.workflow = "tri"}).empty());  // no prefix matches
 }
 
@@ -253,10 +261,10 @@ TEST_P(StoreConformanceTest, StateIndexFollowsTransitions) {
 
 TEST_P(StoreConformanceTest, ActiveSagasAreRunningCompensatingOrCancelling) {
   auto ids = MakeIds(7, 1000);
-  const SagaState states[] = {
-      SagaState::kRunning,   SagaState::kCompensating, SagaState::kCompleted,
-      SagaState::kCompensated, SagaState::kParked,     SagaState::kCancelling,
-      SagaState::kCancelled};
+  const SagaState states[] = {SagaState::kRunning,   SagaState::kCompensating,
+                              SagaState::kCompleted, SagaState::kCompensated,
+                              SagaState::kParked,    SagaState::kCancelling,
+                              SagaState::kCancelled};
   for (size_t i = 0; i < ids.size(); ++i) Create(ids[i], "w", states[i]);
   auto active = store_->ListActiveSagas();
   ASSERT_OK(active.status());
@@ -306,7 +314,8 @@ TEST_P(StoreConformanceTest, DlqListsFiltersPagesAndForgetsReplayed) {
   auto ids = MakeIds(5, 1000);
   Transition t;
   for (size_t i = 0; i < ids.size(); ++i) {
-    t.PutDlq({.saga_id = ids[i], .workflow = i % 2 ? "a" : "b",
+    t.PutDlq({.saga_id = ids[i],
+              .workflow = i % 2 ? "a" : "b",
               .reason = "step_failed"});
   }
   ASSERT_OK(WriteOne(*store_, t));
@@ -338,7 +347,8 @@ TEST_P(StoreConformanceTest, DefinitionsListByNameThenVersion) {
   auto all = store_->ListDefinitions();
   ASSERT_OK(all.status());
   std::vector<std::string> got;
-  for (const auto& d : *all) got.push_back(d.name + "@" + std::to_string(d.version));
+  for (const auto& d : *all)
+    got.push_back(d.name + "@" + std::to_string(d.version));
   EXPECT_EQ(got, (std::vector<std::string>{"deploy@1", "trip@1", "trip@2",
                                            "trip@10"}));
   EXPECT_TRUE(store_->GetDefinition("trip", 3).status().IsNotFound());
