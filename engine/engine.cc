@@ -140,6 +140,7 @@ Status EngineImpl::AddDefinition(const DefinitionRecord& record) {
   }
   definitions_[record.name][record.version] =
       std::make_shared<const WorkflowDefinition>(std::move(parsed).value());
+  records_[{record.name, record.version}] = record;
   return Status::OK();
 }
 
@@ -170,19 +171,24 @@ void EngineImpl::RegisterWorkflow(const json& doc,
   if (!parsed.ok()) return done(parsed.status());
   const std::string name = parsed->name;
   const uint32_t version = parsed->version;
-  if (DefPtr existing = FindDefinition(name, version)) {
-    auto stored = store_->GetDefinition(name, version);
-    if (!stored.ok()) return done(stored.status());
-    if (stored->definition == doc) return done(stored);  // identical: no-op
+  const auto key = std::make_pair(name, version);
+  if (auto it = records_.find(key); it != records_.end()) {
+    if (it->second.definition == doc) return done(it->second);  // a no-op
     return done(Status::AlreadyExists(
         "workflow " + name + " version " + std::to_string(version) +
         " is already registered with different content; versions are "
         "immutable, register it as a new version"));
   }
+  if (!registering_.insert(key).second) {
+    return done(Status::Busy("workflow " + name + " version " +
+                             std::to_string(version) +
+                             " is being registered; retry"));
+  }
   DefinitionRecord record{name, version, Now(), doc};
   Transition t;
   t.PutDefinition(record);
-  committer_->Commit(std::move(t), [this, record, done](const Status& s) {
+  committer_->Commit(std::move(t), [this, record, key, done](const Status& s) {
+    registering_.erase(key);
     if (!s.ok()) {
       health_ = s;
       return done(s);

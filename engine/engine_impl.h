@@ -131,6 +131,11 @@ class EngineImpl final : public Engine {
   std::map<std::string, NativeAction> actions_;
   // name -> version -> definition
   std::map<std::string, std::map<uint32_t, DefPtr>> definitions_;
+  // The registered documents, so re-registration compares in memory; an
+  // entry is claimed before its commit, so two registrations of one new
+  // version cannot both be written.
+  std::map<std::pair<std::string, uint32_t>, DefinitionRecord> records_;
+  std::set<std::pair<std::string, uint32_t>> registering_;
   std::unordered_map<std::string, std::unique_ptr<Active>> active_;
   // Starts with an idempotency key that is being looked up or committed.
   // Later starts with the same key wait here and get the same saga.

@@ -440,3 +440,32 @@ TEST(TimerWindowTest, DormantSagasStayOnDiskAcrossARestartUntilDue) {
 
 }  // namespace
 }  // namespace cde
+
+namespace cde {
+namespace {
+
+// Two registrations of one new version in the same loop turn: only the
+// first is written; the other is told to retry, and a retry with different
+// content is refused, so a version never changes once registered.
+TEST(RegisterRaceTest, OneNewVersionIsWrittenOnce) {
+  test::EngineHarness h;
+  ASSERT_OK(h.Open(""));
+  json a = {{"name", "r"},
+            {"version", 1},
+            {"steps", {{{"name", "s"}, {"action", "noop"}}}}};
+  json b = a;
+  b["description"] = "other";
+  std::optional<Result<DefinitionRecord>> ra, rb;
+  h.engine().RegisterWorkflow(a, [&](auto r) { ra.emplace(std::move(r)); });
+  h.engine().RegisterWorkflow(b, [&](auto r) { rb.emplace(std::move(r)); });
+  ASSERT_TRUE(h.RunUntil([&] { return ra && rb; }));
+  ASSERT_OK(ra->status());
+  EXPECT_EQ(rb->status().code(), Status::Code::kBusy);
+  EXPECT_TRUE(h.Register(b).status().IsAlreadyExists());
+  auto stored = h.engine().store().GetDefinition("r", 1);
+  ASSERT_OK(stored.status());
+  EXPECT_EQ(stored->definition, a);
+}
+
+}  // namespace
+}  // namespace cde
