@@ -28,7 +28,8 @@ HttpResponse Json(int status, const json& body) {
 // the server hands out with the initialize response.
 class HttpMcp {
  public:
-  HttpMcp(Engine* engine, const bool* ready) : engine_(engine), ready_(ready) {}
+  HttpMcp(Engine* engine, uv_loop_t* loop, const bool* ready)
+      : engine_(engine), loop_(loop), ready_(ready) {}
 
   void Handle(const HttpRequest& req, HttpServer::Respond respond) {
     if (req.path == "/health/liveness") {
@@ -70,7 +71,9 @@ class HttpMcp {
     if (is_initialize) {
       sid = NewSessionId();
       sessions_[sid] = McpSession::Create(
-          engine_, [this, sid](std::string f) { Deliver(sid, std::move(f)); });
+          engine_, loop_, [this, sid](std::string f, const json&) {
+            Deliver(sid, std::move(f));
+          });
     } else if (sid.empty() || sessions_.count(sid) == 0) {
       const int status = sid.empty() ? 400 : 404;
       const std::string why = sid.empty() ? "missing Mcp-Session-Id header"
@@ -121,6 +124,7 @@ class HttpMcp {
   }
 
   Engine* engine_;
+  uv_loop_t* loop_;
   const bool* ready_;
   std::map<std::string, std::shared_ptr<McpSession>> sessions_;
   std::map<std::string, Waiting> waiting_;
@@ -176,7 +180,7 @@ Status RunServer(const ServerOptions& options) {
   uv_signal_start(&sigint, on_signal, SIGINT);
 
   if (options.http) {
-    mcp = std::make_unique<HttpMcp>(engine.get(), &ready);
+    mcp = std::make_unique<HttpMcp>(engine.get(), &loop, &ready);
     HttpServerOptions ho;
     ho.host = options.host;
     ho.port = options.port;

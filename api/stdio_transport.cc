@@ -37,7 +37,9 @@ Result<std::unique_ptr<StdioTransport>> StdioTransport::Open(
   }
   StdioTransport* raw = t.get();
   t->session_ = McpSession::Create(
-      engine, [raw](std::string frame) { raw->Write(std::move(frame)); });
+      engine, loop, [raw](std::string frame, const nlohmann::json&) {
+        raw->Write(std::move(frame));
+      });
   uv_read_start(reinterpret_cast<uv_stream_t*>(&t->in_), &OnAlloc, &OnRead);
   return t;
 }
@@ -115,8 +117,23 @@ void StdioTransport::Close(std::function<void()> on_closed) {
     }
     cb();
   };
+  if (session_) session_->Close();
   uv_close(reinterpret_cast<uv_handle_t*>(&in_), closed);
-  uv_close(reinterpret_cast<uv_handle_t*>(&out_), closed);
+  // Replies already queued still reach the client: shut the write side down
+  // (which waits for pending writes) before closing it.
+  auto* shutdown = new uv_shutdown_t;
+  shutdown->data = reinterpret_cast<void*>(+closed);
+  const int rc =
+      uv_shutdown(shutdown, reinterpret_cast<uv_stream_t*>(&out_),
+                  [](uv_shutdown_t* req, int) {
+                    auto cb = reinterpret_cast<uv_close_cb>(req->data);
+                    uv_close(reinterpret_cast<uv_handle_t*>(req->handle), cb);
+                    delete req;
+                  });
+  if (rc != 0) {
+    delete shutdown;
+    uv_close(reinterpret_cast<uv_handle_t*>(&out_), closed);
+  }
 }
 
 }  // namespace cde

@@ -118,12 +118,27 @@ class Engine {
   virtual Status health() const = 0;
   // For reads (get_saga, logs); thread-safe.
   virtual Store& store() = 0;
+  // Runs `read` against the store on libuv's thread pool, then `done` on
+  // the loop thread: for reads the loop must not wait on (pages of sagas,
+  // logs, the DLQ). Shutdown waits for reads in flight.
+  virtual void ReadStore(std::function<void(Store&)> read,
+                         std::function<void()> done) = 0;
 
   // Stops taking work, drains commits in flight, closes every handle and
   // the store, then calls `done`. Attempts still running are abandoned and
   // re-run after the next Open (at least once).
   virtual void Shutdown(std::function<void(Status)> done) = 0;
 };
+
+// ReadStore with a typed result: `read` runs off the loop, `done` gets its
+// result on the loop thread.
+template <typename T>
+void QueryStore(Engine& engine, std::function<Result<T>(Store&)> read,
+                std::function<void(Result<T>)> done) {
+  auto result = std::make_shared<Result<T>>(Status::Aborted("not read"));
+  engine.ReadStore([result, read](Store& s) { *result = read(s); },
+                   [result, done] { done(std::move(*result)); });
+}
 
 // For programs that own the loop: shuts `engine` down, running `loop` until
 // the shutdown has finished and every handle it closed is gone, then

@@ -51,6 +51,8 @@ class EngineImpl final : public Engine {
   EngineStats stats() const override;
   Status health() const override { return health_; }
   Store& store() override { return *store_; }
+  void ReadStore(std::function<void(Store&)> read,
+                 std::function<void()> done) override;
   void Shutdown(std::function<void(Status)> done) override;
 
  private:

@@ -276,6 +276,18 @@ void EngineImpl::ReadSaga(const std::string& saga_id,
       });
 }
 
+void EngineImpl::ReadStore(std::function<void(Store&)> read,
+                           std::function<void()> done) {
+  ++blocking_work_;
+  RunBlocking(
+      loop_, [this, read] { read(*store_); },
+      [this, done] {
+        --blocking_work_;
+        done();
+        MaybeFinishShutdown();
+      });
+}
+
 const Saga* EngineImpl::FindActive(const std::string& saga_id) const {
   auto it = active_.find(saga_id);
   return it == active_.end() ? nullptr : &it->second->saga;

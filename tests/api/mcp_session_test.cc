@@ -17,9 +17,10 @@ class McpSessionTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_OK(h_.Open(""));
-    session_ = McpSession::Create(&h_.engine(), [this](std::string frame) {
-      sent_.push_back(json::parse(frame));
-    });
+    session_ = McpSession::Create(
+        &h_.engine(), h_.loop(), [this](std::string frame, const json&) {
+          sent_.push_back(json::parse(frame));
+        });
   }
 
   // Sends a request and runs the loop until its reply arrives.
