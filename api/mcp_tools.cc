@@ -45,59 +45,69 @@ const json kSagaRef =
 }  // namespace
 
 const json& McpSession::Tools() {
-  static const json tools = json::array({
-      Tool("list_workflows", "List workflows",
-           "Registered workflow definitions with their versions.",
-           Obj(json::object()),
-           Obj({{"workflows", {{"type", "array"}}}}, {"workflows"}), true,
-           false, true),
-      Tool("register_workflow", "Register a workflow",
-           "Validates and stores a workflow definition (docs/workflows.md). "
-           "Versions are immutable.",
-           Obj({{"definition", {{"type", "object"}}}}, {"definition"}),
-           Obj({{"name", {{"type", "string"}}},
-                {"version", {{"type", "integer"}}}},
-               {"name", "version"}),
-           false, false, true),
-      Tool("start_workflow", "Start a workflow",
-           "Starts a saga of a workflow. With an idempotency_key, a repeated "
-           "start returns the same saga.",
-           Obj({{"workflow", {{"type", "string"}}},
-                {"version", {{"type", "integer"}}},
-                {"input", {{"type", "object"}}},
-                {"idempotency_key", {{"type", "string"}}}},
-               {"workflow"}),
-           Obj({{"saga_id", {{"type", "string"}}},
-                {"state", {{"type", "string"}}},
-                {"created", {{"type", "boolean"}}}},
-               {"saga_id", "state", "created"}),
-           false, false, true),
-      Tool("get_saga", "Get a saga",
-           "State, per-step status, attempts, outputs and errors of a saga.",
-           Obj({{"saga_id", {{"type", "string"}}}}, {"saga_id"}),
-           Obj({{"saga_id", {{"type", "string"}}},
-                {"state", {{"type", "string"}}}},
-               {"saga_id", "state"}),
-           true, false, true),
-      Tool("cancel_saga", "Cancel a saga",
-           "Stops a running saga after its current attempt, then compensates "
-           "(unless compensate is false).",
-           Obj({{"saga_id", {{"type", "string"}}},
-                {"compensate", {{"type", "boolean"}}}},
-               {"saga_id"}),
-           kSagaRef, false, true, false),
-      Tool("replay_saga", "Replay a parked saga",
-           "Takes a saga out of the dead-letter queue and runs it again from "
-           "its failed step (or from_step) with a fresh retry budget.",
-           Obj({{"saga_id", {{"type", "string"}}},
-                {"from_step", {{"type", "string"}}}},
-               {"saga_id"}),
-           kSagaRef, false, false, false),
-      Tool("engine_stats", "Engine statistics",
-           "Active sagas by state, attempts in flight, timers, commits.",
-           Obj(json::object()),
-           Obj({{"active_by_state", {{"type", "object"}}}}), true, false, true),
-  });
+  static const json tools = [] {
+    json list = json::array({
+        Tool("list_workflows", "List workflows",
+             "Registered workflow definitions with their versions.",
+             Obj(json::object()),
+             Obj({{"workflows", {{"type", "array"}}}}, {"workflows"}), true,
+             false, true),
+        Tool("register_workflow", "Register a workflow",
+             "Validates and stores a workflow definition (docs/workflows.md). "
+             "Versions are immutable.",
+             Obj({{"definition", {{"type", "object"}}}}, {"definition"}),
+             Obj({{"name", {{"type", "string"}}},
+                  {"version", {{"type", "integer"}}}},
+                 {"name", "version"}),
+             false, false, true),
+        Tool("start_workflow", "Start a workflow",
+             "Starts a saga of a workflow. With an idempotency_key, a repeated "
+             "start returns the same saga.",
+             Obj({{"workflow", {{"type", "string"}}},
+                  {"version", {{"type", "integer"}}},
+                  {"input", {{"type", "object"}}},
+                  {"idempotency_key", {{"type", "string"}}}},
+                 {"workflow"}),
+             Obj({{"saga_id", {{"type", "string"}}},
+                  {"state", {{"type", "string"}}},
+                  {"created", {{"type", "boolean"}}}},
+                 {"saga_id", "state", "created"}),
+             false, false, true),
+        Tool("get_saga", "Get a saga",
+             "State, per-step status, attempts, outputs and errors of a saga.",
+             Obj({{"saga_id", {{"type", "string"}}}}, {"saga_id"}),
+             Obj({{"saga_id", {{"type", "string"}}},
+                  {"state", {{"type", "string"}}}},
+                 {"saga_id", "state"}),
+             true, false, true),
+        Tool("cancel_saga", "Cancel a saga",
+             "Stops a running saga after its current attempt, then compensates "
+             "(unless compensate is false).",
+             Obj({{"saga_id", {{"type", "string"}}},
+                  {"compensate", {{"type", "boolean"}}}},
+                 {"saga_id"}),
+             kSagaRef, false, true, false),
+        Tool("replay_saga", "Replay a parked saga",
+             "Takes a saga out of the dead-letter queue and runs it again from "
+             "its failed step (or from_step) with a fresh retry budget.",
+             Obj({{"saga_id", {{"type", "string"}}},
+                  {"from_step", {{"type", "string"}}}},
+                 {"saga_id"}),
+             kSagaRef, false, false, false),
+        Tool("engine_stats", "Engine statistics",
+             "Active sagas by state, attempts in flight, timers, commits.",
+             Obj(json::object()),
+             Obj({{"active_by_state", {{"type", "object"}}}}), true, false,
+             true),
+    });
+    // A start may run as a task (MCP 2025-11-25): the task is the saga.
+    for (json& tool : list) {
+      if (tool["name"] == "start_workflow") {
+        tool["execution"] = {{"taskSupport", "optional"}};
+      }
+    }
+    return list;
+  }();
   return tools;
 }
 
