@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cctype>
+#include <cstdio>
 #include <exception>
 #include <string_view>
 
@@ -122,6 +123,12 @@ class HttpServer::Connection
 
   uv_tcp_t* tcp() { return &tcp_; }
 
+  // The streamed response of request `request_id` (see HttpStream).
+  bool StreamOpen(uint64_t request_id) const;
+  bool StreamWrite(uint64_t request_id, std::string_view data);
+  void StreamEnd(uint64_t request_id);
+  void SetStreamOnClosed(uint64_t request_id, std::function<void()> fn);
+
  private:
   enum class State {
     kOpen,       // reading and answering requests
@@ -139,7 +146,8 @@ class HttpServer::Connection
     std::string body;
     Connection* connection;
     bool last;     // close the connection once written
-    bool interim;  // "100 Continue": the real response is still to come
+    bool interim;  // "100 Continue" or a part of a streamed body: the
+                   // response is not complete yet
   };
 
   static void OnAlloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
@@ -174,7 +182,11 @@ class HttpServer::Connection
   void OnRespond(uint64_t request_id, HttpResponse response);
   void SendError(int status, std::string body);
   void Send(const HttpResponse& response, bool last, bool head_only);
+  void SendStreamHead(std::string head, const HttpResponse& response,
+                      bool last);
   void SendContinue();
+  // Writes `data` without ending the response; false if the write failed.
+  bool WriteInterim(std::string data);
   void Linger();
 
   HttpServer* const server_;
@@ -202,6 +214,39 @@ class HttpServer::Connection
   bool busy_ = false;
   bool awaiting_respond_ = false;  // the handler has not responded yet
   uint64_t request_id_ = 0;        // matches a Respond to its request
+
+  // A streamed response in progress (HttpResponse::on_stream).
+  bool streaming_ = false;
+  bool stream_chunked_ = false;  // HTTP/1.1: chunked; 1.0: ends by closing
+  bool stream_last_ = false;     // close the connection when it ends
+  int stream_writes_pending_ = 0;
+  std::function<void()> stream_on_closed_;
+};
+
+class HttpServer::StreamHandle : public HttpStream {
+ public:
+  StreamHandle(std::weak_ptr<Connection> connection, uint64_t request_id)
+      : connection_(std::move(connection)), request_id_(request_id) {}
+  bool Write(std::string_view data) override {
+    auto c = connection_.lock();
+    return c && c->StreamWrite(request_id_, data);
+  }
+  void End() override {
+    if (auto c = connection_.lock()) c->StreamEnd(request_id_);
+  }
+  bool open() const override {
+    auto c = connection_.lock();
+    return c && c->StreamOpen(request_id_);
+  }
+  void SetOnClosed(std::function<void()> on_closed) override {
+    if (auto c = connection_.lock()) {
+      c->SetStreamOnClosed(request_id_, std::move(on_closed));
+    }
+  }
+
+ private:
+  std::weak_ptr<Connection> connection_;
+  const uint64_t request_id_;
 };
 
 HttpServer::Connection::Connection(HttpServer* server) : server_(server) {
@@ -268,6 +313,12 @@ void HttpServer::Connection::CloseNow() {
   reading_ = false;
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &OnClose);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &OnClose);
+  if (streaming_) {
+    streaming_ = false;
+    auto on_closed = std::move(stream_on_closed_);
+    stream_on_closed_ = nullptr;
+    if (on_closed) on_closed();
+  }
 }
 
 void HttpServer::Connection::OnClose(uv_handle_t* handle) {
@@ -295,6 +346,11 @@ void HttpServer::Connection::OnRead(uv_stream_t* stream, ssize_t nread,
   if (nread == 0) return;  // EAGAIN; nothing happened
   if (nread < 0) {
     self->StopReading();
+    // A client that leaves a streamed response is gone, not half-closed.
+    if (self->streaming_) {
+      self->CloseNow();
+      return;
+    }
     // EOF with a request in the handler may be a half-close: the client
     // still waits for the answer, so close only after sending it.
     if (nread == UV_EOF && self->busy_ &&
@@ -424,6 +480,9 @@ void HttpServer::Connection::Send(const HttpResponse& response, bool last,
   }
   // 1xx, 204 and 304 responses have no body and no Content-Length.
   const bool no_body = status < 200 || status == 204 || status == 304;
+  if (response.on_stream && !no_body && !head_only) {
+    return SendStreamHead(std::move(head), response, last);
+  }
   if (!no_body) {
     head += "Content-Length: " + std::to_string(response.body.size()) + "\r\n";
     if (!head_only) w->body = response.body;
@@ -454,6 +513,105 @@ void HttpServer::Connection::Send(const HttpResponse& response, bool last,
   }
 }
 
+void HttpServer::Connection::SendStreamHead(std::string head,
+                                            const HttpResponse& response,
+                                            bool last) {
+  stream_chunked_ = parser_.http_major == 1 && parser_.http_minor >= 1;
+  stream_last_ = last || !stream_chunked_;
+  if (stream_chunked_) head += "Transfer-Encoding: chunked\r\n";
+  if (stream_last_) head += "Connection: close\r\n";
+  head += "\r\n";
+  busy_ = true;
+  awaiting_respond_ = false;
+  streaming_ = true;
+  // Input that arrives while streaming waits, as for any busy response.
+  if (!WriteInterim(std::move(head))) return;
+  if (!response.body.empty() && !StreamWrite(request_id_, response.body)) {
+    return;
+  }
+  response.on_stream(
+      std::make_shared<StreamHandle>(weak_from_this(), request_id_));
+}
+
+bool HttpServer::Connection::StreamOpen(uint64_t request_id) const {
+  return streaming_ && request_id == request_id_ && state_ == State::kOpen;
+}
+
+bool HttpServer::Connection::StreamWrite(uint64_t request_id,
+                                         std::string_view data) {
+  if (!StreamOpen(request_id)) return false;
+  if (data.empty()) return true;  // an empty chunk would end the body
+  std::string framed;
+  if (stream_chunked_) {
+    char size[20];
+    std::snprintf(size, sizeof(size), "%zx\r\n", data.size());
+    framed = size;
+    framed.append(data);
+    framed += "\r\n";
+  } else {
+    framed.assign(data);
+  }
+  return WriteInterim(std::move(framed));
+}
+
+void HttpServer::Connection::StreamEnd(uint64_t request_id) {
+  if (!StreamOpen(request_id)) return;
+  streaming_ = false;
+  stream_on_closed_ = nullptr;
+  if (!stream_chunked_) {
+    // HTTP/1.0: the close ends the body, once what is queued is written.
+    state_ = State::kDraining;
+    StopReading();
+    ArmTimer(kLingerMs);
+    return Linger();
+  }
+  auto* w = new WriteReq;
+  w->req.data = w;
+  w->connection = this;
+  w->last = stream_last_ || (peer_eof_ && input_.empty());
+  w->interim = false;
+  w->head = "0\r\n\r\n";
+  if (w->last) {
+    state_ = State::kDraining;
+    StopReading();
+  }
+  ArmTimer(w->last ? kLingerMs : server_->options_.idle_timeout_ms);
+  uv_buf_t buf =
+      uv_buf_init(w->head.data(), static_cast<unsigned>(w->head.size()));
+  if (uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1,
+               &OnWrite) != 0) {
+    delete w;
+    CloseNow();
+  }
+}
+
+void HttpServer::Connection::SetStreamOnClosed(uint64_t request_id,
+                                               std::function<void()> fn) {
+  if (StreamOpen(request_id)) stream_on_closed_ = std::move(fn);
+}
+
+bool HttpServer::Connection::WriteInterim(std::string data) {
+  auto* w = new WriteReq;
+  w->req.data = w;
+  w->connection = this;
+  w->last = false;
+  w->interim = true;
+  w->head = std::move(data);
+  uv_buf_t buf =
+      uv_buf_init(w->head.data(), static_cast<unsigned>(w->head.size()));
+  if (uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1,
+               &OnWrite) != 0) {
+    delete w;
+    CloseNow();
+    return false;
+  }
+  // A client that stops reading a stream is closed after the idle timeout.
+  if (streaming_ && stream_writes_pending_++ == 0) {
+    ArmTimer(server_->options_.idle_timeout_ms);
+  }
+  return true;
+}
+
 void HttpServer::Connection::SendContinue() {
   auto* w = new WriteReq;
   w->req.data = w;
@@ -482,7 +640,13 @@ void HttpServer::Connection::OnWrite(uv_write_t* req, int status) {
     self->CloseNow();
     return;
   }
-  if (interim) return;
+  if (interim) {
+    // A streamed response that is fully written is not stalled, just idle.
+    if (self->streaming_ && --self->stream_writes_pending_ == 0) {
+      uv_timer_stop(&self->timer_);
+    }
+    return;
+  }
   if (last) {
     self->Linger();
     return;

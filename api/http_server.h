@@ -9,7 +9,8 @@
 //     next one only after the previous response is written, so responses go
 //     out in request order;
 //   - Content-Length and chunked request bodies (the handler sees the
-//     decoded body); every response carries Content-Length;
+//     decoded body); every response carries Content-Length, except a
+//     streamed one (HttpResponse::on_stream), sent chunked;
 //   - limits: a malformed request gets 400, a body over max_body_bytes 413,
 //     headers over max_header_bytes 431, and the connection then closes;
 //     an idle connection closes after idle_timeout_ms.
@@ -28,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -48,6 +50,22 @@ struct HttpRequest {
   std::string header(const std::string& lower_name) const;
 };
 
+// The body of a streamed response (Server-Sent Events), written over time.
+// A handle holds no reference that could dangle: after the connection is
+// gone, Write returns false and End does nothing.
+class HttpStream {
+ public:
+  virtual ~HttpStream() = default;
+  // Sends `data` as the next part of the body. False once the connection
+  // is gone (the client left, a write failed, the server closed).
+  virtual bool Write(std::string_view data) = 0;
+  // Ends the body; the connection goes on to its next request. Once only.
+  virtual void End() = 0;
+  virtual bool open() const = 0;
+  // `on_closed` runs once if the connection goes away before End().
+  virtual void SetOnClosed(std::function<void()> on_closed) = 0;
+};
+
 struct HttpResponse {
   int status = 200;
   // Sent as given, except that Content-Length is always computed by the
@@ -55,6 +73,12 @@ struct HttpResponse {
   // "Connection: close" here closes the connection after this response.
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  // Set for a streamed response: the head goes out without Content-Length
+  // (chunked on HTTP/1.1; on HTTP/1.0 the end of the body is the close),
+  // `body` as its first part, then `on_stream` receives the stream for the
+  // rest. A streaming connection is never idle; a client that stops
+  // reading for idle_timeout_ms is closed.
+  std::function<void(std::shared_ptr<HttpStream>)> on_stream;
 };
 
 struct HttpServerOptions {
@@ -109,6 +133,7 @@ class HttpServer {
 
  private:
   class Connection;
+  class StreamHandle;
 
   HttpServer(uv_loop_t* loop, HttpServerOptions options, Handler handler);
   Status Bind();

@@ -5,11 +5,9 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include <map>
-#include <random>
-
 #include "api/http_server.h"
 #include "api/jsonrpc.h"
+#include "api/mcp_http.h"
 #include "api/mcp_session.h"
 #include "api/stdio_transport.h"
 #include "engine/workflow_dir.h"
@@ -23,15 +21,17 @@ HttpResponse Json(int status, const json& body) {
   return {status, {{"Content-Type", "application/json"}}, body.dump()};
 }
 
-// Streamable HTTP (MCP 2025-03-26 and later), answering each POSTed request
-// with one JSON response. Sessions are keyed by the Mcp-Session-Id header
-// the server hands out with the initialize response.
-class HttpMcp {
+// The HTTP routes: /mcp to the MCP transport, the health endpoints here.
+class Routes {
  public:
-  HttpMcp(Engine* engine, uv_loop_t* loop, const bool* ready)
-      : engine_(engine), loop_(loop), ready_(ready) {}
+  Routes(Engine* engine, McpHttp* mcp, const bool* ready)
+      : engine_(engine), mcp_(mcp), ready_(ready) {}
 
   void Handle(const HttpRequest& req, HttpServer::Respond respond) {
+    if (req.path == "/mcp") return mcp_->Handle(req, std::move(respond));
+    if (req.method != "GET" && req.method != "HEAD") {
+      return respond({405, {{"Allow", "GET, HEAD"}}, ""});
+    }
     if (req.path == "/health/liveness") {
       return respond(Json(200, {{"status", "alive"}}));
     }
@@ -45,90 +45,17 @@ class HttpMcp {
         body["active_by_state"] = st.active_by_state;
         body["attempts_in_flight"] = st.attempts_in_flight;
         body["commits"] = st.commits;
+        body["mcp_http_sessions"] = mcp_->session_count();
       }
       return respond(Json(ok ? 200 : 503, body));
     }
-    if (req.path != "/mcp") {
-      return respond(Json(404, {{"error", "no such endpoint " + req.path}}));
-    }
-    if (req.method == "DELETE") {
-      sessions_.erase(req.header("mcp-session-id"));
-      return respond({204, {}, ""});
-    }
-    if (req.method != "POST") {
-      // No server-initiated stream yet: clients then fall back to POST only.
-      return respond({405, {{"Allow", "POST, DELETE"}}, ""});
-    }
-    jsonrpc::Message msg = jsonrpc::Decode(req.body);
-    if (auto* err = std::get_if<jsonrpc::DecodeError>(&msg)) {
-      return respond(Json(400, json::parse(jsonrpc::EncodeError(
-                                   err->id, err->code, err->message))));
-    }
-    const bool is_request = std::holds_alternative<jsonrpc::Request>(msg);
-    const bool is_initialize =
-        is_request && std::get<jsonrpc::Request>(msg).method == "initialize";
-    std::string sid = req.header("mcp-session-id");
-    if (is_initialize) {
-      sid = NewSessionId();
-      sessions_[sid] = McpSession::Create(
-          engine_, loop_, [this, sid](std::string f, const json&) {
-            Deliver(sid, std::move(f));
-          });
-    } else if (sid.empty() || sessions_.count(sid) == 0) {
-      const int status = sid.empty() ? 400 : 404;
-      const std::string why = sid.empty() ? "missing Mcp-Session-Id header"
-                                          : "unknown or expired session";
-      return respond(
-          Json(status, json::parse(jsonrpc::EncodeError(
-                           nullptr, jsonrpc::kInvalidRequest, why))));
-    }
-    auto session = sessions_[sid];
-    if (!is_request) {
-      session->OnFrame(req.body);
-      return respond({202, {}, ""});
-    }
-    const std::string key =
-        sid + "\n" + std::get<jsonrpc::Request>(msg).id.dump();
-    waiting_[key] = {std::move(respond), is_initialize ? sid : ""};
-    session->OnFrame(req.body);
+    respond(Json(404, {{"error", "no such endpoint " + req.path}}));
   }
 
  private:
-  struct Waiting {
-    HttpServer::Respond respond;
-    std::string new_session;  // set on initialize: returned as a header
-  };
-
-  // A frame from session `sid`: the reply to one of its waiting POSTs.
-  void Deliver(const std::string& sid, std::string frame) {
-    json msg = json::parse(frame, nullptr, false);
-    if (msg.is_discarded() || !msg.contains("id")) return;  // notifications
-    auto it = waiting_.find(sid + "\n" + msg["id"].dump());
-    if (it == waiting_.end()) return;
-    Waiting w = std::move(it->second);
-    waiting_.erase(it);
-    HttpResponse r{
-        200, {{"Content-Type", "application/json"}}, std::move(frame)};
-    if (!w.new_session.empty())
-      r.headers.push_back({"Mcp-Session-Id", w.new_session});
-    w.respond(std::move(r));
-  }
-
-  std::string NewSessionId() {
-    static const char kHex[] = "0123456789abcdef";
-    std::string id;
-    uint64_t a = rng_(), b = rng_();
-    for (int i = 0; i < 16; ++i) id.push_back(kHex[(a >> (4 * i)) & 15]);
-    for (int i = 0; i < 16; ++i) id.push_back(kHex[(b >> (4 * i)) & 15]);
-    return id;
-  }
-
   Engine* engine_;
-  uv_loop_t* loop_;
+  McpHttp* mcp_;
   const bool* ready_;
-  std::map<std::string, std::shared_ptr<McpSession>> sessions_;
-  std::map<std::string, Waiting> waiting_;
-  std::mt19937_64 rng_{std::random_device{}()};
 };
 
 }  // namespace
@@ -156,7 +83,8 @@ Status RunServer(const ServerOptions& options) {
 
   std::unique_ptr<HttpServer> http;
   std::unique_ptr<StdioTransport> stdio;
-  std::unique_ptr<HttpMcp> mcp;
+  std::unique_ptr<McpHttp> mcp;
+  std::unique_ptr<Routes> routes;
   uv_signal_t sigterm, sigint;
   std::function<void()> stop = [&] {
     if (stopping) return;
@@ -165,6 +93,8 @@ Status RunServer(const ServerOptions& options) {
     log->info("shutting down");
     uv_signal_stop(&sigterm);
     uv_signal_stop(&sigint);
+    // Sessions end before the engine: they hold watches on it.
+    if (mcp) mcp->Close([] {});
     if (http) http->Close([] {});
     if (stdio) stdio->Close([] {});
     result = ShutdownAndWait(&loop, std::move(engine));
@@ -180,22 +110,28 @@ Status RunServer(const ServerOptions& options) {
   uv_signal_start(&sigint, on_signal, SIGINT);
 
   if (options.http) {
-    mcp = std::make_unique<HttpMcp>(engine.get(), &loop, &ready);
+    McpHttpOptions mo;
+    mo.allowed_origins = options.allowed_origins;
+    mo.bearer_tokens = options.bearer_tokens;
+    mcp = std::make_unique<McpHttp>(&loop, engine.get(), std::move(mo));
+    routes = std::make_unique<Routes>(engine.get(), mcp.get(), &ready);
     HttpServerOptions ho;
     ho.host = options.host;
     ho.port = options.port;
     ho.max_body_bytes = options.max_message_bytes;
     auto listening = HttpServer::Listen(
-        &loop, ho, [&mcp](const HttpRequest& r, HttpServer::Respond respond) {
-          mcp->Handle(r, std::move(respond));
+        &loop, ho,
+        [&routes](const HttpRequest& r, HttpServer::Respond respond) {
+          routes->Handle(r, std::move(respond));
         });
     if (!listening.ok()) {
       result = listening.status();
       stop();
     } else {
       http = std::move(listening).value();
-      log->info("MCP over HTTP at http://{}:{}/mcp", options.host,
-                http->port());
+      log->info(
+          "MCP over HTTP at http://{}:{}/mcp{}", options.host, http->port(),
+          options.bearer_tokens.empty() ? "" : " (bearer tokens required)");
     }
   }
   if (!stopping && options.stdio) {

@@ -5,7 +5,9 @@
 #ifndef CDE_API_SERVER_H_
 #define CDE_API_SERVER_H_
 
+#include <set>
 #include <string>
+#include <vector>
 
 #include "storage/status.h"
 
@@ -18,6 +20,10 @@ struct ServerOptions {
   bool http = true;           // MCP over HTTP and the health endpoints
   std::string host = "127.0.0.1";
   int port = 8000;
+  // Browser origins allowed besides localhost ones ("*": any).
+  std::vector<std::string> allowed_origins;
+  // Non-empty: HTTP MCP requests need one of these bearer tokens.
+  std::set<std::string> bearer_tokens;
   size_t max_message_bytes = 4 << 20;
   bool sync = true;
 };

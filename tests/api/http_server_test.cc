@@ -181,7 +181,8 @@ class Client {
     return true;
   }
 
-  Reply Read() {
+  // The status line and headers only (ok once they are complete).
+  Reply ReadHead() {
     Reply reply;
     size_t end;
     while ((end = buf_.find("\r\n\r\n")) == std::string::npos) {
@@ -207,6 +208,24 @@ class Client {
       }
       pos = next;
     }
+    reply.ok = true;
+    return reply;
+  }
+
+  Reply Read() {
+    Reply reply = ReadHead();
+    if (!reply.ok) return reply;
+    reply.ok = false;
+    if (reply.headers["transfer-encoding"] == "chunked") {
+      for (;;) {
+        std::string chunk;
+        if (!ReadChunk(&chunk)) return reply;
+        if (chunk.empty()) break;
+        reply.body += chunk;
+      }
+      reply.ok = true;
+      return reply;
+    }
     size_t length = reply.headers.count("content-length")
                         ? std::stoul(reply.headers["content-length"])
                         : 0;
@@ -217,6 +236,23 @@ class Client {
     buf_.erase(0, length);
     reply.ok = true;
     return reply;
+  }
+
+  // One chunk of a chunked body ("" for the last one); false on a
+  // malformed chunk or a timeout.
+  bool ReadChunk(std::string* chunk) {
+    size_t eol;
+    while ((eol = buf_.find("\r\n")) == std::string::npos) {
+      if (!Fill()) return false;
+    }
+    const size_t size = std::stoul(buf_.substr(0, eol), nullptr, 16);
+    while (buf_.size() < eol + 2 + size + 2) {
+      if (!Fill()) return false;
+    }
+    if (buf_.compare(eol + 2 + size, 2, "\r\n") != 0) return false;
+    *chunk = buf_.substr(eol + 2, size);
+    buf_.erase(0, eol + 2 + size + 2);
+    return true;
   }
 
   // True when the server closes the connection (FIN or RST) within the
@@ -757,6 +793,144 @@ TEST(HttpServerTest, GarbageNeverCrashes) {
   Client client(server.port());
   ASSERT_TRUE(client.Send(Get("/still-up")));
   EXPECT_EQ(client.Read().body, "GET /still-up ");
+}
+
+// A handler that streams: the head and a first part at once, then the
+// parts it is told to write from the test thread, on the loop thread.
+class Streamer {
+ public:
+  HttpServer::Handler Handler() {
+    return [this](const HttpRequest& request, HttpServer::Respond respond) {
+      if (request.path != "/stream") {
+        return respond({200, {}, "plain " + request.path});
+      }
+      HttpResponse r{200, {{"Content-Type", "text/event-stream"}}, "first;"};
+      r.on_stream = [this](std::shared_ptr<HttpStream> stream) {
+        stream->SetOnClosed([this] { closed_ = true; });
+        stream_ = std::move(stream);
+      };
+      respond(std::move(r));
+    };
+  }
+  std::shared_ptr<HttpStream> stream_;
+  std::atomic<bool> closed_{false};
+};
+
+TEST(HttpServerTest, StreamedResponseArrivesInPartsThenTheConnectionGoesOn) {
+  Streamer streamer;
+  ServerThread server(streamer.Handler());
+  Client client(server.port());
+  ASSERT_TRUE(client.Send(Get("/stream")));
+  Reply head = client.ReadHead();
+  ASSERT_TRUE(head.ok);
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(head.headers["transfer-encoding"], "chunked");
+  EXPECT_EQ(head.headers.count("content-length"), 0u);
+  std::string chunk;
+  ASSERT_TRUE(client.ReadChunk(&chunk));
+  EXPECT_EQ(chunk, "first;");
+
+  EXPECT_TRUE(server.OnLoop([&] { return streamer.stream_->Write("second;"); }));
+  ASSERT_TRUE(client.ReadChunk(&chunk));
+  EXPECT_EQ(chunk, "second;");
+  // An empty write must not end the body (an empty chunk would).
+  EXPECT_TRUE(server.OnLoop([&] { return streamer.stream_->Write(""); }));
+  EXPECT_TRUE(server.OnLoop([&] {
+    streamer.stream_->End();
+    return !streamer.stream_->open() && !streamer.stream_->Write("late");
+  }));
+  ASSERT_TRUE(client.ReadChunk(&chunk));
+  EXPECT_EQ(chunk, "");
+  EXPECT_FALSE(streamer.closed_);
+
+  // The same connection serves the next request.
+  ASSERT_TRUE(client.Send(Get("/after")));
+  Reply after = client.Read();
+  ASSERT_TRUE(after.ok);
+  EXPECT_EQ(after.body, "plain /after");
+}
+
+TEST(HttpServerTest, PipelinedRequestWaitsForTheStreamToEnd) {
+  Streamer streamer;
+  ServerThread server(streamer.Handler());
+  Client client(server.port());
+  ASSERT_TRUE(client.Send(Get("/stream") + Get("/next")));
+  Reply head = client.ReadHead();
+  ASSERT_TRUE(head.ok);
+  std::string chunk;
+  ASSERT_TRUE(client.ReadChunk(&chunk));
+  server.OnLoop([&] {
+    streamer.stream_->Write("more;");
+    streamer.stream_->End();
+    return 0;
+  });
+  ASSERT_TRUE(client.ReadChunk(&chunk));
+  EXPECT_EQ(chunk, "more;");
+  ASSERT_TRUE(client.ReadChunk(&chunk));
+  EXPECT_EQ(chunk, "");
+  Reply next = client.Read();
+  ASSERT_TRUE(next.ok);
+  EXPECT_EQ(next.body, "plain /next");
+}
+
+TEST(HttpServerTest, ClientLeavingAStreamRunsOnClosedAndWritesFail) {
+  Streamer streamer;
+  ServerThread server(streamer.Handler());
+  {
+    Client client(server.port());
+    ASSERT_TRUE(client.Send(Get("/stream")));
+    ASSERT_TRUE(client.ReadHead().ok);
+  }
+  for (int i = 0; i < 500 && !streamer.closed_; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_TRUE(streamer.closed_);
+  EXPECT_FALSE(server.OnLoop([&] { return streamer.stream_->Write("x"); }));
+  EXPECT_EQ(server.Connections(), 0u);
+}
+
+TEST(HttpServerTest, QuietStreamOutlivesTheIdleTimeout) {
+  Streamer streamer;
+  HttpServerOptions options;
+  options.idle_timeout_ms = 100;
+  ServerThread server(streamer.Handler(), options);
+  Client client(server.port());
+  ASSERT_TRUE(client.Send(Get("/stream")));
+  ASSERT_TRUE(client.ReadHead().ok);
+  std::string chunk;
+  ASSERT_TRUE(client.ReadChunk(&chunk));
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_TRUE(server.OnLoop([&] { return streamer.stream_->Write("still"); }));
+  ASSERT_TRUE(client.ReadChunk(&chunk));
+  EXPECT_EQ(chunk, "still");
+  EXPECT_FALSE(streamer.closed_);
+}
+
+TEST(HttpServerTest, Http10StreamEndsWithTheConnection) {
+  Streamer streamer;
+  ServerThread server(streamer.Handler());
+  Client client(server.port());
+  ASSERT_TRUE(client.Send("GET /stream HTTP/1.0\r\n\r\n"));
+  server.OnLoop([&] {
+    // Wait until the handler has run: the stream exists.
+    return 0;
+  });
+  for (int i = 0; i < 500; ++i) {
+    if (server.OnLoop([&] { return streamer.stream_ != nullptr; })) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  server.OnLoop([&] {
+    streamer.stream_->Write("rest");
+    streamer.stream_->End();
+    return 0;
+  });
+  std::string all;
+  char buf[4096];
+  ssize_t n;
+  while ((n = recv(client.fd(), buf, sizeof(buf), 0)) > 0) all.append(buf, n);
+  EXPECT_THAT(all, HasSubstr("Connection: close\r\n"));
+  EXPECT_EQ(all.find("Transfer-Encoding"), std::string::npos);
+  EXPECT_TRUE(all.ends_with("\r\n\r\nfirst;rest")) << all;
 }
 
 }  // namespace
