@@ -5,6 +5,10 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
 #include "api/http_server.h"
 #include "api/jsonrpc.h"
 #include "api/mcp_http.h"
@@ -57,6 +61,24 @@ class Routes {
   McpHttp* mcp_;
   const bool* ready_;
 };
+
+// Writes `text` to a temporary file and renames it over `path`, so a reader
+// never sees half of it.
+Status WriteFileAtomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (f == nullptr) return Status::IOError(tmp + ": " + std::strerror(errno));
+  const bool written =
+      std::fwrite(text.data(), 1, text.size(), f) == text.size();
+  if (std::fclose(f) != 0 || !written) {
+    std::remove(tmp.c_str());
+    return Status::IOError(tmp + ": write failed");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Status::IOError(path + ": " + std::strerror(errno));
+  }
+  return Status::OK();
+}
 
 }  // namespace
 
@@ -159,8 +181,25 @@ Status RunServer(const ServerOptions& options) {
                         });
     while (!loaded && !stopping) uv_run(&loop, UV_RUN_ONCE);
   }
+  const std::string server_file = options.data_dir + "/" + kServerFileName;
   if (!stopping) {
     ready = true;
+    // Tools such as cde-admin find the running server (and its HTTP API)
+    // here. Written after the engine holds the store's lock, removed on a
+    // clean stop; a stale file (after a crash) names a dead pid.
+    json about = {{"pid", static_cast<int64_t>(getpid())},
+                  {"started_ms", static_cast<int64_t>(uv_now(&loop))}};
+    if (http) {
+      const std::string host = options.host.find(':') == std::string::npos
+                                   ? options.host
+                                   : "[" + options.host + "]";
+      about["http"] = "http://" + host + ":" + std::to_string(http->port());
+      about["mcp"] = about["http"].get<std::string>() + "/mcp";
+    }
+    if (Status w = WriteFileAtomically(server_file, about.dump() + "\n");
+        !w.ok()) {
+      log->warn("cannot write {}: {}", server_file, w.ToString());
+    }
     log->info("ready (data dir {})", options.data_dir);
   }
   while (!stopping) uv_run(&loop, UV_RUN_ONCE);
@@ -170,6 +209,7 @@ Status RunServer(const ServerOptions& options) {
   http.reset();
   stdio.reset();
   uv_loop_close(&loop);
+  std::remove(server_file.c_str());
   return result;
 }
 

@@ -28,6 +28,10 @@ struct ServerOptions {
   bool sync = true;
 };
 
+// The file in the data dir that says a server runs there: JSON with its
+// "pid", and its "http" base URL and "mcp" endpoint when HTTP is on.
+inline constexpr const char* kServerFileName = "server.json";
+
 // Runs the server until it is told to stop; returns how it ended.
 Status RunServer(const ServerOptions& options);
 

@@ -7,7 +7,7 @@
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -195,6 +195,13 @@ try {
       assert.equal(r.headers.get("allow"), "GET, POST, DELETE");
     });
 
+    await check("the server announces itself in <data-dir>/server.json while it runs", async () => {
+      const about = JSON.parse(readFileSync(join(dir, "open", "server.json"), "utf8"));
+      assert.equal(about.mcp, server.url);
+      assert.equal(about.http, server.base);
+      assert.ok(Number.isInteger(about.pid) && about.pid > 0);
+    });
+
     await check("the SDK client works over the same transport", async () => {
       const client = new Client({ name: "cde-e2e", version: "1.0.0" });
       await client.connect(new StreamableHTTPClientTransport(new URL(server.url)));
@@ -204,7 +211,10 @@ try {
     });
   } finally {
     const { code } = await server.stop();
-    assert.equal(code, 0, server.stderr());
+    await check("a clean stop exits 0 and removes server.json", async () => {
+      assert.equal(code, 0, server.stderr());
+      assert.equal(existsSync(join(dir, "open", "server.json")), false);
+    });
   }
 
   const tokens = join(dir, "tokens");
