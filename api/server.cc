@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 
@@ -25,26 +26,69 @@ HttpResponse Json(int status, const json& body) {
   return {status, {{"Content-Type", "application/json"}}, body.dump()};
 }
 
-// The HTTP routes: /mcp to the MCP transport, the health endpoints here.
+// The HTTP routes: /mcp to the MCP transport; health and metrics here.
+// Every answer is counted by route and status code.
 class Routes {
  public:
   Routes(Engine* engine, McpHttp* mcp, const bool* ready)
-      : engine_(engine), mcp_(mcp), ready_(ready) {}
+      : engine_(engine), mcp_(mcp), ready_(ready) {
+    Metrics& m = engine->metrics();
+    requests_ = m.AddCounter("cde_http_requests_total",
+                             "HTTP requests answered, by route and status code",
+                             {"route", "code"})
+                    .value();
+    durations_ = m.AddHistogram("cde_http_request_duration_seconds",
+                                "From a request's last byte to its response "
+                                "head (for MCP calls: the tool's latency)",
+                                {"route"},
+                                {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30})
+                     .value();
+    sessions_ = m.AddGauge("cde_mcp_http_sessions",
+                           "Open MCP sessions over Streamable HTTP")
+                    .value();
+  }
 
   void Handle(const HttpRequest& req, HttpServer::Respond respond) {
-    if (req.path == "/mcp") return mcp_->Handle(req, std::move(respond));
+    const std::string route = RouteOf(req.path);
+    const auto t0 = std::chrono::steady_clock::now();
+    HttpServer::Respond counted = [this, route, t0,
+                                   respond](HttpResponse response) {
+      requests_->With({route, std::to_string(response.status)}).Increment();
+      durations_->With({route}).Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+              .count());
+      respond(std::move(response));
+      sessions_->With({}).Set(static_cast<double>(mcp_->session_count()));
+    };
+    Route(req, route, std::move(counted));
+  }
+
+ private:
+  // A fixed set of label values, whatever paths clients make up.
+  static std::string RouteOf(const std::string& path) {
+    for (const char* known : {"/mcp", "/health", "/health/liveness",
+                              "/health/readiness", "/metrics"}) {
+      if (path == known) return known;
+    }
+    return "other";
+  }
+
+  void Route(const HttpRequest& req, const std::string& route,
+             HttpServer::Respond respond) {
+    if (route == "/mcp") return mcp_->Handle(req, std::move(respond));
     if (req.method != "GET" && req.method != "HEAD") {
       return respond({405, {{"Allow", "GET, HEAD"}}, ""});
     }
-    if (req.path == "/health/liveness") {
+    if (route == "/health/liveness") {
       return respond(Json(200, {{"status", "alive"}}));
     }
-    if (req.path == "/health/readiness" || req.path == "/health") {
+    if (route == "/health/readiness" || route == "/health") {
       const Status health = engine_->health();
       const bool ok = *ready_ && health.ok();
       json body = {{"status", ok ? "ready" : "not_ready"}};
       if (!health.ok()) body["error"] = health.ToString();
-      if (req.path == "/health") {
+      if (route == "/health") {
         const EngineStats st = engine_->stats();
         body["active_by_state"] = st.active_by_state;
         body["attempts_in_flight"] = st.attempts_in_flight;
@@ -53,13 +97,24 @@ class Routes {
       }
       return respond(Json(ok ? 200 : 503, body));
     }
+    if (route == "/metrics") {
+      sessions_->With({}).Set(static_cast<double>(mcp_->session_count()));
+      std::string text = engine_->metrics().Render();
+      AppendProcessMetrics(&text);
+      return respond(
+          {200,
+           {{"Content-Type", "text/plain; version=0.0.4; charset=utf-8"}},
+           std::move(text)});
+    }
     respond(Json(404, {{"error", "no such endpoint " + req.path}}));
   }
 
- private:
   Engine* engine_;
   McpHttp* mcp_;
   const bool* ready_;
+  CounterFamily* requests_;
+  HistogramFamily* durations_;
+  GaugeFamily* sessions_;
 };
 
 // Writes `text` to a temporary file and renames it over `path`, so a reader

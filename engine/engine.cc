@@ -93,7 +93,12 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
                               : SagaIdGenerator()),
       rng_(options_.seed != 0 ? options_.seed : std::random_device{}()) {
   writer_ = std::make_unique<CommitWriter>(
-      store_.get(), CommitWriterOptions{.sync = options_.sync});
+      store_.get(),
+      CommitWriterOptions{
+          .sync = options_.sync,
+          .on_group_written = [h = m_.commit_batch_size](size_t n, size_t) {
+            h->Observe(static_cast<double>(n));
+          }});
   committer_ = std::make_unique<LoopCommitter>(loop_, writer_.get());
   timers_ = std::make_unique<TimerQueue>(
       loop_, [this] { return Now(); },
@@ -187,7 +192,7 @@ void EngineImpl::RegisterWorkflow(const json& doc,
   DefinitionRecord record{name, version, Now(), doc};
   Transition t;
   t.PutDefinition(record);
-  committer_->Commit(std::move(t), [this, record, key, done](const Status& s) {
+  Commit(std::move(t), [this, record, key, done](const Status& s) {
     registering_.erase(key);
     if (!s.ok()) {
       health_ = s;
@@ -315,11 +320,10 @@ void EngineImpl::Apply(Active& a, Plan plan,
   a.committing = true;
   Transition t = plan.Build(Now());
   const std::string id = a.saga.id;
-  committer_->Commit(std::move(t),
-                     [this, id, plan = std::move(plan),
-                      after = std::move(after)](const Status& s) mutable {
-                       OnCommitted(id, std::move(plan), s, after);
-                     });
+  Commit(std::move(t), [this, id, plan = std::move(plan),
+                        after = std::move(after)](const Status& s) mutable {
+    OnCommitted(id, std::move(plan), s, after);
+  });
 }
 
 void EngineImpl::OnCommitted(const std::string& id, Plan plan,
@@ -340,6 +344,7 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
     MaybeFinishShutdown();
     return;
   }
+  ObserveCommitted(a, plan);
   a.saga = std::move(plan.saga);
   if (auto w = watchers_.find(id); w != watchers_.end()) {
     auto callbacks = w->second;  // a watcher may unwatch while called
@@ -426,6 +431,7 @@ void EngineImpl::Dispatch(Active& a) {
                                            req.idempotency_key, w.attempt);
   auto params = RenderTemplates(spec.params, tc);
   ++attempts_in_flight_;
+  ObserveDispatch(a);
   if (!params.ok()) {
     deliver(ActionResult::Failure("template", params.status().message()));
     return;
@@ -492,13 +498,15 @@ void EngineImpl::OnOutcome(const std::string& id, AttemptOutcome outcome) {
   auto it = active_.find(id);
   if (it == active_.end()) return;  // finished meanwhile: a stale result
   Active& a = *it->second;
-  WhenIdle(a, [this, id, outcome = std::move(outcome)] {
+  const auto arrived = std::chrono::steady_clock::now();
+  WhenIdle(a, [this, id, outcome = std::move(outcome), arrived] {
     auto it = active_.find(id);
     if (it == active_.end() || shutting_down_) return;
     Active& a = *it->second;
     auto plan = PlanAttemptResult(Context(a), a.saga, outcome);
     if (!plan) return;  // stale: a timed-out or superseded attempt
     --attempts_in_flight_;
+    ObserveOutcome(a, outcome, arrived);
     AbandonAttempt(a);
     Apply(a, std::move(*plan), nullptr);
   });

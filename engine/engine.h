@@ -22,6 +22,7 @@
 
 #include "engine/actions.h"
 #include "engine/definition.h"
+#include "engine/metrics.h"
 #include "engine/saga.h"
 #include "storage/store.h"
 
@@ -118,6 +119,9 @@ class Engine {
   virtual Status health() const = 0;
   // For reads (get_saga, logs); thread-safe.
   virtual Store& store() = 0;
+  // The engine's metrics (docs/metrics.md); thread-safe. A /metrics
+  // endpoint renders it, and the server may add its own families to it.
+  virtual Metrics& metrics() = 0;
   // Runs `read` against the store on libuv's thread pool, then `done` on
   // the loop thread: for reads the loop must not wait on (pages of sagas,
   // logs, the DLQ). Shutdown waits for reads in flight.

@@ -2,6 +2,7 @@
 #ifndef CDE_ENGINE_ENGINE_IMPL_H_
 #define CDE_ENGINE_ENGINE_IMPL_H_
 
+#include <chrono>
 #include <deque>
 #include <map>
 #include <memory>
@@ -13,6 +14,7 @@
 #include "engine/engine.h"
 #include "engine/inbox.h"
 #include "engine/loop_committer.h"
+#include "engine/metrics.h"
 #include "engine/timer_queue.h"
 #include "engine/transitions.h"
 #include "storage/commit_writer.h"
@@ -23,6 +25,23 @@ namespace cde {
 // Runs `work` on libuv's thread pool and `after` back on the loop thread.
 void RunBlocking(uv_loop_t* loop, std::function<void()> work,
                  std::function<void()> after);
+
+// The engine's metric families, registered once (engine_metrics.cc).
+// docs/metrics.md says what each one counts.
+struct EngineInstruments {
+  explicit EngineInstruments(Metrics& metrics);
+  CounterFamily* sagas_started;    // {workflow}
+  CounterFamily* sagas_finished;   // {workflow, outcome}
+  HistogramFamily* step_duration;  // {workflow, step}
+  CounterFamily* attempts;         // {workflow, step, result}
+  CounterFamily* retries;          // {workflow, step}
+  CounterFamily* compensations;    // {workflow, step}
+  Gauge* dlq_entries;
+  Gauge* sagas_in_flight;
+  Gauge* attempts_in_flight;
+  Histogram* commit_latency;
+  Histogram* commit_batch_size;
+};
 
 class EngineImpl final : public Engine {
  public:
@@ -51,6 +70,7 @@ class EngineImpl final : public Engine {
   EngineStats stats() const override;
   Status health() const override { return health_; }
   Store& store() override { return *store_; }
+  Metrics& metrics() override { return metrics_; }
   void ReadStore(std::function<void(Store&)> read,
                  std::function<void()> done) override;
   void Shutdown(std::function<void(Status)> done) override;
@@ -73,6 +93,8 @@ class EngineImpl final : public Engine {
     // The exec/http attempt in flight, to abort on timeout or cancel.
     AsyncAction* async_action = nullptr;
     uint64_t async_handle = 0;
+    // When the attempt in flight was dispatched (cde_step_duration_seconds).
+    std::chrono::steady_clock::time_point dispatched;
   };
 
   int64_t Now() const;
@@ -115,8 +137,25 @@ class EngineImpl final : public Engine {
   void CancelActive(const std::string& saga_id, bool compensate,
                     Callback<SagaState> done);
 
+  // Metrics (engine_metrics.cc). A plan of `a` has committed; called
+  // before a.saga becomes plan.saga, so both snapshots are at hand.
+  void ObserveCommitted(const Active& a, const Plan& plan);
+  // The attempt `a` waits for is being dispatched (stamps a.dispatched).
+  void ObserveDispatch(Active& a);
+  // Attempt `o` of `a` has its (non-stale) outcome, which reached the loop
+  // at `arrived`.
+  void ObserveOutcome(const Active& a, const AttemptOutcome& o,
+                      std::chrono::steady_clock::time_point arrived);
+  // The park of a saga of `workflow` that could not be resumed committed.
+  void ObservePoisoned(const std::string& workflow);
+  // committer_->Commit, timed into cde_commit_latency_seconds.
+  void Commit(Transition transition, LoopCommitter::Then then);
+
   uv_loop_t* const loop_;
   EngineOptions options_;
+  // Before the writer, which observes into it from its own thread.
+  Metrics metrics_;
+  EngineInstruments m_{metrics_};
   std::unique_ptr<Store> store_;
   std::unique_ptr<CommitWriter> writer_;
   std::unique_ptr<LoopCommitter> committer_;

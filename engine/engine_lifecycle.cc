@@ -10,9 +10,15 @@ Status EngineImpl::Recover() {
   auto defs = store_->ListDefinitions();
   if (!defs.ok()) return defs.status().WithContext("loading definitions");
   for (const DefinitionRecord& d : *defs) CDE_RETURN_IF_ERROR(AddDefinition(d));
+  // The DLQ gauge starts from the store's count (a scan of the state index
+  // and the DLQ: once per open), then follows parks and replays.
+  auto counts = store_->Stats();
+  if (!counts.ok()) return counts.status().WithContext("counting the DLQ");
+  m_.dlq_entries->Set(static_cast<double>(counts->dlq_entries));
 
   auto records = store_->ListActiveSagas();
   if (!records.ok()) return records.status().WithContext("loading sagas");
+  m_.sagas_in_flight->Set(static_cast<double>(records->size()));
   // Oldest first, so queued sagas keep their order.
   std::sort(
       records->begin(), records->end(),
@@ -94,8 +100,9 @@ void EngineImpl::ParkPoisoned(SagaRecord record, const std::string& reason) {
   record.state = SagaState::kParked;
   record.updated_ms = Now();
   t.PutSaga(record, previous);
-  committer_->Commit(std::move(t), [this](const Status& s) {
+  Commit(std::move(t), [this, wf = record.workflow](const Status& s) {
     if (!s.ok()) health_ = s;
+    if (s.ok()) ObservePoisoned(wf);
     MaybeFinishShutdown();
   });
 }

@@ -41,11 +41,11 @@ void CommitWriter::Run() {
   std::vector<Waiter> group;
   std::vector<const Transition*> batch;
   for (;;) {
+    size_t bytes = 0;
     {
       std::unique_lock lock(mu_);
       work_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, and everything is written
-      size_t bytes = 0;
       while (!queue_.empty()) {
         const size_t next = queue_.front().transition.ByteSize();
         if (!group.empty() && bytes + next > options_.max_batch_bytes) break;
@@ -66,6 +66,9 @@ void CommitWriter::Run() {
     batch.clear();
     for (const Waiter& w : group) batch.push_back(&w.transition);
     const Status status = store_->Write(batch, options_.sync);
+    if (options_.on_group_written) {
+      options_.on_group_written(group.size(), bytes);
+    }
     for (Waiter& w : group) w.done(status);
     group.clear();
   }

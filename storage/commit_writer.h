@@ -39,6 +39,11 @@ struct CommitWriterOptions {
   // Upper bound on the bytes (keys + values) in one group. A transition
   // larger than this is written alone.
   size_t max_batch_bytes = 4 << 20;
+  // Optional: observes each group on the writer thread once its write has
+  // returned and before its waiters are completed, with the number of
+  // transitions and bytes in it (e.g. for a batch size histogram). Must be
+  // quick, thread-safe, and must not call into the writer.
+  std::function<void(size_t transitions, size_t bytes)> on_group_written;
 };
 
 struct CommitWriterStats {
