@@ -481,7 +481,9 @@ void HttpServer::Connection::Send(const HttpResponse& response, bool last,
   // 1xx, 204 and 304 responses have no body and no Content-Length.
   const bool no_body = status < 200 || status == 204 || status == 304;
   if (response.on_stream && !no_body && !head_only) {
-    return SendStreamHead(std::move(head), response, last);
+    std::string stream_head = std::move(head);
+    delete w;  // the stream writes its own parts
+    return SendStreamHead(std::move(stream_head), response, last);
   }
   if (!no_body) {
     head += "Content-Length: " + std::to_string(response.body.size()) + "\r\n";
