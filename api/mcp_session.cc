@@ -1,11 +1,63 @@
 #include "api/mcp_session.h"
 
+#include <algorithm>
+#include <cctype>
+
 #include "api/jsonrpc.h"
 #include "api/mcp_util.h"
+#include "storage/saga_id.h"
 
 namespace cde {
 
 using nlohmann::json;
+
+namespace {
+
+// At most this many values per completion (the spec's limit).
+constexpr size_t kMaxCompletions = 100;
+
+// The store queries that find the saga ids starting with `prefix`, newest
+// first: active sagas (each active state), then all sagas. Saga ids sort by
+// creation time, so the prefix bounds the creation time; a longer prefix
+// also bounds the scan from above (exclusive: the one id ending in all 'Z's
+// is missed). None if no saga id can start with `prefix`.
+std::vector<SagaQuery> SagaIdQueries(const std::string& prefix) {
+  std::vector<SagaQuery> out;
+  if (prefix.size() > kSagaIdLength) return out;
+  SagaQuery base;
+  base.limit = kMaxCompletions + 1;
+  if (!prefix.empty()) {
+    const size_t pad = kSagaIdLength - prefix.size();
+    const std::string hi = prefix + std::string(pad, 'Z');
+    auto since = SagaIdTimeMs(prefix + std::string(pad, '0'));
+    auto until = SagaIdTimeMs(hi);
+    if (!since || !until) return out;
+    base.since_ms = since;
+    base.until_ms = until;
+    if (prefix.size() > 10 && pad > 0) base.cursor = hi;
+  }
+  for (SagaState state : {SagaState::kRunning, SagaState::kCompensating,
+                          SagaState::kCancelling}) {
+    SagaQuery q = base;
+    q.state = state;
+    out.push_back(std::move(q));
+  }
+  out.push_back(std::move(base));
+  return out;
+}
+
+json Completion(std::vector<std::string> values, bool more) {
+  json c = {{"values", json::array()}};
+  const size_t total = values.size();
+  for (size_t i = 0; i < values.size() && i < kMaxCompletions; ++i) {
+    c["values"].push_back(std::move(values[i]));
+  }
+  if (!more) c["total"] = total;
+  c["hasMore"] = more || total > kMaxCompletions;
+  return {{"completion", std::move(c)}};
+}
+
+}  // namespace
 
 std::shared_ptr<McpSession> McpSession::Create(Engine* engine, uv_loop_t* loop,
                                                Send send) {
@@ -18,6 +70,7 @@ McpSession::~McpSession() { Close(); }
 void McpSession::Close() {
   if (closed_) return;
   closed_ = true;
+  CloseWaits();
   for (uint64_t w : watches_) engine_->Unwatch(w);
   watches_.clear();
 }
@@ -38,8 +91,9 @@ void McpSession::OnFrame(std::string_view text) {
   // Responses to requests we never sent are ignored.
 }
 
-void McpSession::OnNotification(const std::string& method, const json&) {
+void McpSession::OnNotification(const std::string& method, const json& params) {
   if (method == "notifications/initialized") initialized_ = true;
+  if (method == "notifications/cancelled") CancelRequest(params);
   // Other notifications need no answer.
 }
 
@@ -77,7 +131,19 @@ void McpSession::OnRequest(const json& id, const std::string& method,
                       "the session is not initialized: send initialize "
                       "first");
   }
-  if (method == "tools/list") return Reply(id, {{"tools", Tools()}});
+  if (method == "tools/list") {
+    // One page: the only valid cursor is none (the spec's -32602 otherwise).
+    if (auto c = p.find("cursor");
+        c != p.end() && !c->is_null() &&
+        (!c->is_string() || !c->get_ref<const std::string&>().empty())) {
+      return ReplyError(id, jsonrpc::kInvalidParams,
+                        "params.cursor: not a cursor of tools/list (it "
+                        "returns a single page)");
+    }
+    return Reply(id, {{"tools", Tools()}});
+  }
+  if (method == "logging/setLevel") return SetLogLevel(id, p);
+  if (method == "completion/complete") return Complete(id, p);
   if (method == "tools/call") {
     auto name = p.find("name");
     if (name == p.end() || !name->is_string()) {
@@ -150,6 +216,121 @@ void McpSession::ToolResult(const json& id, const json& structured) {
 
 void McpSession::ToolError(const json& id, const Status& status) {
   Reply(id, ToolErrorJson(status));
+}
+
+void McpSession::Complete(const json& id, const json& p) {
+  auto invalid = [&](const std::string& msg) {
+    ReplyError(id, jsonrpc::kInvalidParams, msg);
+  };
+  auto ref = p.find("ref");
+  if (ref == p.end() || !ref->is_object() || !ref->contains("type") ||
+      !(*ref)["type"].is_string()) {
+    return invalid("params.ref: must be an object with a type");
+  }
+  auto arg = p.find("argument");
+  if (arg == p.end() || !arg->is_object() || !arg->contains("name") ||
+      !(*arg)["name"].is_string() || !arg->contains("value") ||
+      !(*arg)["value"].is_string()) {
+    return invalid("params.argument: must be {name, value} with strings");
+  }
+  json known = json::object();  // context.arguments
+  if (auto c = p.find("context"); c != p.end() && !c->is_null()) {
+    if (!c->is_object()) return invalid("params.context: must be an object");
+    if (auto a = c->find("arguments"); a != c->end() && !a->is_null()) {
+      if (!a->is_object()) {
+        return invalid("params.context.arguments: must be an object");
+      }
+      known = *a;
+    }
+  }
+  const auto type = (*ref)["type"].get<std::string>();
+  const auto name = (*arg)["name"].get<std::string>();
+  const auto value = (*arg)["value"].get<std::string>();
+  if (type == "ref/prompt") {
+    if (!ref->contains("name") || !(*ref)["name"].is_string()) {
+      return invalid("params.ref.name: must be a string");
+    }
+    return Reply(id, Completion({}, false));  // this server has no prompts
+  }
+  if (type != "ref/resource") {
+    return invalid(
+        R"(params.ref.type: must be "ref/prompt" or "ref/resource")");
+  }
+  if (!ref->contains("uri") || !(*ref)["uri"].is_string()) {
+    return invalid("params.ref.uri: must be a string");
+  }
+  const auto uri = (*ref)["uri"].get<std::string>();
+  auto no_variable = [&] {
+    invalid("params.argument.name: the template " + uri + " has no variable '" +
+            name + "'");
+  };
+  if (uri == "workflow://{name}/{version}") {
+    std::vector<std::string> values;
+    if (name == "name") {
+      std::set<std::string> names;
+      for (auto& def : engine_->ListWorkflows()) {
+        if (def->name.starts_with(value)) names.insert(def->name);
+      }
+      values.assign(names.begin(), names.end());
+    } else if (name == "version") {
+      const json wf = known.value("name", json());
+      std::vector<uint32_t> versions;
+      for (auto& def : engine_->ListWorkflows()) {
+        if (wf.is_string() && def->name == wf.get<std::string>() &&
+            std::to_string(def->version).starts_with(value)) {
+          versions.push_back(def->version);
+        }
+      }
+      std::sort(versions.rbegin(), versions.rend());  // newest first
+      for (uint32_t v : versions) values.push_back(std::to_string(v));
+    } else {
+      return no_variable();
+    }
+    return Reply(id, Completion(std::move(values), false));
+  }
+  if (uri != "saga://{saga_id}" && uri != "saga://{saga_id}/log") {
+    return invalid(
+        "params.ref.uri: not a resource template of this server "
+        "(saga://{saga_id}, saga://{saga_id}/log, "
+        "workflow://{name}/{version})");
+  }
+  if (name != "saga_id") return no_variable();
+  std::string prefix = value;  // saga ids are upper case (Crockford base32)
+  for (char& c : prefix) c = static_cast<char>(std::toupper(c));
+  std::vector<SagaQuery> queries = SagaIdQueries(prefix);
+  if (queries.empty()) return Reply(id, Completion({}, false));
+  std::weak_ptr<McpSession> weak = weak_from_this();
+  QueryStore<std::vector<SagaPage>>(
+      *engine_,
+      [queries](Store& store) -> Result<std::vector<SagaPage>> {
+        std::vector<SagaPage> pages;
+        for (const SagaQuery& q : queries) {
+          auto page = store.ListSagas(q);
+          if (!page.ok()) return page.status();
+          pages.push_back(std::move(page).value());
+        }
+        return pages;
+      },
+      [weak, id, prefix](Result<std::vector<SagaPage>> r) {
+        auto self = weak.lock();
+        if (!self) return;
+        if (!r.ok()) {
+          return self->ReplyError(id, jsonrpc::kInternalError,
+                                  r.status().ToString());
+        }
+        std::vector<std::string> ids;
+        std::set<std::string> seen;
+        bool more = false;
+        for (const SagaPage& page : *r) {
+          more = more || !page.next_cursor.empty();
+          for (const SagaRecord& rec : page.sagas) {
+            if (rec.id.starts_with(prefix) && seen.insert(rec.id).second) {
+              ids.push_back(rec.id);
+            }
+          }
+        }
+        self->Reply(id, Completion(std::move(ids), more));
+      });
 }
 
 }  // namespace cde

@@ -5,8 +5,9 @@
 // saga changes).
 //
 // The implementation is split by capability:
-//   mcp_session.cc    lifecycle, dispatch, replies, watches
+//   mcp_session.cc    lifecycle, dispatch, replies, watches, completion
 //   mcp_tools.cc      tools/list and tools/call (docs/mcp.md)
+//   mcp_wait.cc       start_workflow's wait, progress, cancellation, logging
 //   mcp_resources.cc  resources/*, subscriptions
 //   mcp_tasks.cc      tasks/* and task-augmented tools/call
 //
@@ -20,9 +21,11 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "engine/engine.h"
 
@@ -98,11 +101,86 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   // --- tools (mcp_tools.cc) ---
   void CallTool(const nlohmann::json& id, const std::string& name,
                 const nlohmann::json& args, const nlohmann::json& meta);
+  // list_sagas, get_saga_log, list_dlq: store reads off the loop thread.
+  void ListSagas(const nlohmann::json& id, const nlohmann::json& args);
+  void GetSagaLog(const nlohmann::json& id, const nlohmann::json& args);
+  void ListDlq(const nlohmann::json& id, const nlohmann::json& args);
+  // completion/complete for the resource templates' variables (in
+  // mcp_session.cc).
+  void Complete(const nlohmann::json& id, const nlohmann::json& params);
+
+  // --- start, wait, progress, cancellation, logging (mcp_wait.cc) ---
+  // start_workflow; with wait_ms it answers once the saga is terminal or
+  // parked, or the wait runs out, sending notifications/progress per step
+  // when `meta` has a progressToken.
+  void StartWorkflow(const nlohmann::json& id, const nlohmann::json& args,
+                     const nlohmann::json& meta);
+  // notifications/cancelled: the waiting call is dropped, never answered.
+  void CancelRequest(const nlohmann::json& params);
+  // logging/setLevel.
+  void SetLogLevel(const nlohmann::json& id, const nlohmann::json& params);
+  // Stops every wait's timer and forgets the followed sagas (from Close()).
+  void CloseWaits();
+
+  // A start_workflow call waiting for its saga, keyed by its request id.
+  struct WaitingCall {
+    nlohmann::json id;
+    uint64_t serial = 0;  // tells apart calls that reuse a request id
+    uint64_t wait_ms = 0;
+    std::string saga_id;  // empty until the start is durable
+    bool created = false;
+    nlohmann::json progress_token;  // null: no progress wanted
+    uint64_t progress = 0;          // notifications sent so far
+    uv_timer_t* timer = nullptr;    // owned; uv_close'd when the wait ends
+  };
+  // A saga this session started or waits on: one engine watch, whose
+  // snapshots are compared to tell steps finishing (progress, log messages).
+  struct FollowedSaga {
+    uint64_t watch = 0;
+    bool created = false;  // started by this session
+    SagaState state = SagaState::kRunning;
+    std::optional<Saga> last;  // the snapshot seen last; unknown at first
+    std::shared_ptr<const WorkflowDefinition> def;
+    std::vector<std::string> waiters;  // keys of waiting_calls_
+  };
+  void Follow(const std::string& saga_id, SagaState state, bool created,
+              const std::string& waiter);
+  void OnFollowedChange(const std::string& saga_id, const Saga& saga);
+  void OnFollowedRead(const std::string& saga_id, Result<SagaRecord> r);
+  // Answers every waiter of a saga that reached `r`'s terminal state.
+  void FinishFollow(const std::string& saga_id, const SagaRecord& r);
+  // Ends the wait `key` (timer closed, detached from its saga); with
+  // `reply`, answers it with the saga's state and timed_out.
+  void EndWait(const std::string& key, bool reply);
+  void OnWaitTimeout(const std::string& key, uint64_t serial);
+  void Log(const std::string& level, const nlohmann::json& data,
+           const nlohmann::json& related);
+  std::map<std::string, WaitingCall> waiting_calls_;  // by id.dump()
+  std::map<std::string, FollowedSaga> followed_;      // by saga id
+  uint64_t next_wait_serial_ = 1;
+  int log_level_ = 3;  // index in mcp::kLogLevels: "warning"
 
   // --- resources (mcp_resources.cc) ---
   // Handles resources/* requests; false if `method` is not one of them.
   bool OnResourceRequest(const nlohmann::json& id, const std::string& method,
                          const nlohmann::json& params);
+  void ListResources(const nlohmann::json& id, const nlohmann::json& params);
+  void ReadResource(const nlohmann::json& id, const std::string& uri);
+  void Subscribe(const nlohmann::json& id, const std::string& uri);
+  void Unsubscribe(const nlohmann::json& id, const std::string& uri);
+  // An error reply with `data` (e.g. -32002 with {uri}).
+  void ReplyErrorData(const nlohmann::json& id, int code,
+                      const std::string& msg, const nlohmann::json& data);
+  // The subscriptions to one saga's URIs (saga://{id}, saga://{id}/log):
+  // one engine watch for both. `confirmed` once the saga was found; until
+  // then the subscribe requests wait in `waiting` (request id, uri).
+  struct SagaSubscription {
+    uint64_t watch = 0;
+    bool confirmed = false;
+    std::set<std::string> uris;
+    std::vector<std::pair<nlohmann::json, std::string>> waiting;
+  };
+  std::map<std::string, SagaSubscription> subscriptions_;  // by saga id
 
   // --- tasks (mcp_tasks.cc) ---
   // Handles tasks/* requests; false if `method` is not one of them.
@@ -111,6 +189,20 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   // tools/call with params.task: answers with a CreateTaskResult.
   void CallToolAsTask(const nlohmann::json& id, const std::string& name,
                       const nlohmann::json& args, const nlohmann::json& task);
+  void GetTask(const nlohmann::json& id, const std::string& task_id);
+  void GetTaskResult(const nlohmann::json& id, const std::string& task_id);
+  void ListTasks(const nlohmann::json& id, const nlohmann::json& params);
+  void CancelTask(const nlohmann::json& id, const std::string& task_id);
+  // The Task object (MCP 2025-11-25) of the saga in `r`; the task is the
+  // saga, its status derived from the saga's state.
+  nlohmann::json TaskJson(const SagaRecord& r) const;
+  // Sends notifications/tasks/status for the task (saga) `task_id`, started
+  // by this session, whenever its status moves on from `status`.
+  void FollowTask(const std::string& task_id, const std::string& status);
+  // Tasks this session started and still follows: saga id -> (watch id,
+  // last status sent). Only this bookkeeping lives in the session; tasks
+  // themselves are sagas in the store.
+  std::map<std::string, std::pair<uint64_t, std::string>> followed_tasks_;
 
   Engine* engine_;
   uv_loop_t* loop_;

@@ -1,5 +1,7 @@
 // Tasks (MCP 2025-11-25): a task-augmented start_workflow; the task is the
-// saga.
+// saga (taskId = saga id), so tasks live exactly as long as saga logs and
+// survive restarts. Only "who to notify" is session state (followed_tasks_).
+// docs/mcp.md, "Tasks".
 #include "api/jsonrpc.h"
 #include "api/mcp_session.h"
 #include "api/mcp_util.h"
@@ -8,21 +10,413 @@ namespace cde {
 
 using nlohmann::json;
 
+namespace {
+
+// Suggested tasks/get interval.
+constexpr int kPollIntervalMs = 1000;
+// Tasks per tasks/list page.
+constexpr size_t kTaskPage = 100;
+constexpr const char* kRelatedTask = "io.modelcontextprotocol/related-task";
+constexpr const char* kTaskNotFound = "Failed to retrieve task: Task not found";
+
+bool IsTerminalStatus(const std::string& status) {
+  return status == "completed" || status == "failed" || status == "cancelled";
+}
+
+// "kind: message" of an error object of a saga body.
+std::string ErrorText(const json& e) {
+  if (!e.is_object()) return "";
+  const std::string kind = e.value("kind", ""), msg = e.value("message", "");
+  return kind.empty() ? msg : msg.empty() ? kind : kind + ": " + msg;
+}
+
+// The name of step `index` of the saga's workflow, or "#index".
+std::string StepName(const Engine& engine, const SagaRecord& r, int index) {
+  auto def = mcp::FindWorkflow(engine, r.workflow, r.version);
+  if (def && index >= 0 && static_cast<size_t>(index) < def->steps.size()) {
+    return "'" + def->steps[static_cast<size_t>(index)].name + "'";
+  }
+  return "#" + std::to_string(index);
+}
+
+// Why a saga failed: its failed step and error, else the compensation that
+// failed (a saga parked by a failed compensation).
+std::string FailureText(const Engine& engine, const SagaRecord& r) {
+  const json& b = r.body;
+  if (b.contains("failure")) {
+    return "step " + StepName(engine, r, b.value("failed_step", -1)) +
+           " failed (" + ErrorText(b["failure"]) + ")";
+  }
+  if (b.contains("steps") && b["steps"].is_array()) {
+    for (size_t i = 0; i < b["steps"].size(); ++i) {
+      const json& st = b["steps"][i];
+      if (st.contains("compensation_error") &&
+          st.value("status", "") == "compensation_failed") {
+        return "the compensation of step " +
+               StepName(engine, r, static_cast<int>(i)) + " failed (" +
+               ErrorText(st["compensation_error"]) + ")";
+      }
+    }
+  }
+  return "";
+}
+
+// The task status of a saga and a message saying why. A cancel request is
+// final for the task at once (the spec wants the task cancelled when
+// tasks/cancel answers, and cancelled for good), even while the saga still
+// compensates its completed steps.
+std::pair<std::string, std::string> TaskStatus(const Engine& engine,
+                                               const SagaRecord& r) {
+  std::string failure = FailureText(engine, r);
+  if (r.body.contains("cancel")) {
+    const bool compensate = r.body["cancel"].value("compensate", true);
+    switch (r.state) {
+      case SagaState::kCancelled:
+        return {"cancelled", compensate ? "The saga was cancelled; its "
+                                          "completed steps were compensated."
+                                        : "The saga was cancelled without "
+                                          "compensation."};
+      case SagaState::kParked:
+        return {"cancelled",
+                "The saga was cancelled, but " +
+                    (failure.empty() ? std::string("a compensation failed")
+                                     : failure) +
+                    ": it is parked in the dead-letter queue."};
+      default:
+        return {"cancelled",
+                compensate ? "Cancel requested: the saga stops after its "
+                             "current attempt and compensates its completed "
+                             "steps (saga state " +
+                                 std::string(SagaStateName(r.state)) + ")."
+                           : "Cancel requested: the saga stops after its "
+                             "current attempt."};
+    }
+  }
+  if (failure.empty()) failure = "a step failed";
+  switch (r.state) {
+    case SagaState::kCompleted:
+      return {"completed", "The saga completed."};
+    case SagaState::kCompensated:
+      return {"failed",
+              "The saga failed and was compensated: " + failure + "."};
+    case SagaState::kParked:
+      return {"failed", "The saga is parked in the dead-letter queue: " +
+                            failure + ". An operator may replay it."};
+    case SagaState::kCancelled:
+      return {"cancelled", "The saga was cancelled."};
+    case SagaState::kCompensating:
+      return {"working", "The saga failed: " + failure +
+                             "; compensating its completed steps."};
+    default: {
+      const json& w = r.body.value("wait", json::object());
+      if (w.value("kind", "") == "attempt" || w.value("kind", "") == "sleep") {
+        return {"working", "Running step " +
+                               StepName(engine, r, w.value("step", -1)) +
+                               " (attempt " +
+                               std::to_string(w.value("attempt", 0)) + ")."};
+      }
+      if (w.value("kind", "") == "backoff") {
+        return {"working", "Step " + StepName(engine, r, w.value("step", -1)) +
+                               " failed; retrying at " +
+                               mcp::IsoTime(w.value("due_ms", int64_t{0})) +
+                               "."};
+      }
+      if (w.value("kind", "") == "queued") {
+        return {"working",
+                "Queued under the workflow's max_concurrency limit."};
+      }
+      return {"working", "The saga is running."};
+    }
+  }
+}
+
+// What the start_workflow call would have returned, once the saga is over:
+// an error result unless it completed.
+json TaskResult(const Engine& engine, const SagaRecord& r) {
+  const auto [status, message] = TaskStatus(engine, r);
+  json structured = {{"saga_id", r.id},
+                     {"state", SagaStateName(r.state)},
+                     {"saga", mcp::SagaJson(r)}};
+  const bool ok = status == "completed";
+  if (!ok) {
+    structured["error"] = {
+        {"code", "saga_" + std::string(SagaStateName(r.state))},
+        {"message", message}};
+  }
+  return {{"content", {{{"type", "text"}, {"text", structured.dump()}}}},
+          {"structuredContent", structured},
+          {"isError", !ok},
+          {"_meta", {{kRelatedTask, {{"taskId", r.id}}}}}};
+}
+
+}  // namespace
+
+json McpSession::TaskJson(const SagaRecord& r) const {
+  const auto [status, message] = TaskStatus(*engine_, r);
+  return {{"taskId", r.id},
+          {"status", status},
+          {"statusMessage", message},
+          {"createdAt", mcp::IsoTime(r.created_ms)},
+          {"lastUpdatedAt", mcp::IsoTime(r.updated_ms)},
+          {"ttl", nullptr},  // kept as long as the saga log
+          {"pollInterval", kPollIntervalMs}};
+}
+
 bool McpSession::OnTaskRequest(const json& id, const std::string& method,
                                const json& params) {
-  (void)id;
-  (void)method;
-  (void)params;
-  return false;
+  if (method == "tasks/list") {
+    ListTasks(id, params);
+    return true;
+  }
+  const bool get = method == "tasks/get", result = method == "tasks/result",
+             cancel = method == "tasks/cancel";
+  if (!get && !result && !cancel) return false;
+  auto task_id = params.find("taskId");
+  if (task_id == params.end() || !task_id->is_string()) {
+    ReplyError(id, jsonrpc::kInvalidParams,
+               "params.taskId: must be the taskId of a task");
+    return true;
+  }
+  const std::string tid = task_id->get<std::string>();
+  if (get) {
+    GetTask(id, tid);
+  } else if (result) {
+    GetTaskResult(id, tid);
+  } else {
+    CancelTask(id, tid);
+  }
+  return true;
 }
 
 void McpSession::CallToolAsTask(const json& id, const std::string& name,
                                 const json& args, const json& task) {
-  (void)name;
-  (void)args;
-  (void)task;
-  ReplyError(id, jsonrpc::kInvalidParams,
-             "params.task: task-augmented calls are not supported yet");
+  if (!task.is_object()) {
+    return ReplyError(id, jsonrpc::kInvalidParams,
+                      "params.task: must be an object");
+  }
+  if (auto ttl = task.find("ttl");
+      ttl != task.end() && !ttl->is_null() && !ttl->is_number()) {
+    return ReplyError(id, jsonrpc::kInvalidParams,
+                      "params.task.ttl: must be a number of milliseconds");
+  }
+  const json* tool = nullptr;
+  for (const json& t : Tools()) {
+    if (t["name"] == name) tool = &t;
+  }
+  if (tool == nullptr) {
+    return ReplyError(id, jsonrpc::kInvalidParams,
+                      "params.name: unknown tool '" + name + "'");
+  }
+  // Tools without execution.taskSupport "optional" or "required" take no
+  // task: -32601, as the spec's tool-level negotiation says.
+  const std::string support =
+      tool->value(json::json_pointer("/execution/taskSupport"), "forbidden");
+  if (support == "forbidden" || name != "start_workflow") {
+    return ReplyError(id, jsonrpc::kMethodNotFound,
+                      "tool '" + name +
+                          "' does not support task-augmented calls "
+                          "(execution.taskSupport: forbidden); call it "
+                          "without params.task");
+  }
+  // No task exists until the saga does: a start refused here is a protocol
+  // error, with the tool error code as data.
+  auto refuse = [](McpSession& s, const json& id, const Status& st) {
+    const bool bad_params =
+        st.IsInvalidArgument() || st.IsNotFound() || st.IsAlreadyExists();
+    s.ReplyErrorData(
+        id, bad_params ? jsonrpc::kInvalidParams : jsonrpc::kInternalError,
+        st.message(), {{"code", mcp::ErrorCode(st)}});
+  };
+  auto req = mcp::StartArgs(args);
+  if (!req.ok()) return refuse(*this, id, req.status());
+  std::weak_ptr<McpSession> weak = weak_from_this();
+  engine_->Start(std::move(req).value(), [weak, id,
+                                          refuse](Result<StartResult> started) {
+    auto self = weak.lock();
+    if (!self || self->closed_) return;
+    if (!started.ok()) return refuse(*self, id, started.status());
+    const bool created = started->created;
+    self->engine_->ReadSaga(started->saga_id, [weak, id,
+                                               created](Result<SagaRecord> r) {
+      auto self = weak.lock();
+      if (!self || self->closed_) return;
+      if (!r.ok()) {
+        return self->ReplyError(
+            id, jsonrpc::kInternalError,
+            "reading the new saga: " + r.status().ToString());
+      }
+      json task = self->TaskJson(*r);
+      const std::string status = task["status"].get<std::string>();
+      self->Reply(id, {{"task", task},
+                       {"_meta",
+                        {{"io.modelcontextprotocol/model-immediate-response",
+                          std::string(created ? "Started" : "Found") +
+                              " saga " + r->id + " of workflow " + r->workflow +
+                              " v" + std::to_string(r->version) +
+                              " as a task; it runs in the background "
+                              "(tasks/get to follow it, tasks/result for its "
+                              "outcome)."}}}});
+      if (!IsTerminalStatus(status)) self->FollowTask(r->id, status);
+    });
+  });
+}
+
+void McpSession::FollowTask(const std::string& task_id,
+                            const std::string& status) {
+  if (followed_tasks_.count(task_id) != 0) return;
+  std::weak_ptr<McpSession> weak = weak_from_this();
+  const uint64_t watch = WatchSaga(task_id, [weak, task_id](const Saga& saga) {
+    auto self = weak.lock();
+    if (!self || self->closed_) return;
+    auto it = self->followed_tasks_.find(task_id);
+    if (it == self->followed_tasks_.end()) return;
+    json task = self->TaskJson(ToRecord(saga));
+    const std::string now = task["status"].get<std::string>();
+    if (now == it->second.second) return;
+    it->second.second = now;
+    if (IsTerminalStatus(now)) {
+      self->UnwatchSaga(it->second.first);
+      self->followed_tasks_.erase(it);
+    }
+    self->Notify("notifications/tasks/status", task);
+  });
+  followed_tasks_[task_id] = {watch, status};
+}
+
+void McpSession::GetTask(const json& id, const std::string& task_id) {
+  std::weak_ptr<McpSession> weak = weak_from_this();
+  engine_->ReadSaga(task_id, [weak, id, task_id](Result<SagaRecord> r) {
+    auto self = weak.lock();
+    if (!self || self->closed_) return;
+    if (r.status().IsNotFound()) {
+      return self->ReplyErrorData(id, jsonrpc::kInvalidParams, kTaskNotFound,
+                                  {{"taskId", task_id}});
+    }
+    if (!r.ok()) {
+      return self->ReplyError(
+          id, jsonrpc::kInternalError,
+          "reading task " + task_id + ": " + r.status().ToString());
+    }
+    self->Reply(id, self->TaskJson(*r));
+  });
+}
+
+// Blocks (answers later) until the saga is no longer active: completed,
+// compensated, parked or cancelled, so the result holds the final saga.
+void McpSession::GetTaskResult(const json& id, const std::string& task_id) {
+  struct Waiting {
+    bool done = false;
+    uint64_t watch = 0;
+  };
+  auto wait = std::make_shared<Waiting>();
+  std::weak_ptr<McpSession> weak = weak_from_this();
+  auto finish = [weak, id, task_id, wait](const Result<SagaRecord>& r) {
+    auto self = weak.lock();
+    if (!self || self->closed_ || wait->done) return;
+    if (r.ok() && IsActive(r->state)) return;  // not over yet
+    wait->done = true;
+    self->UnwatchSaga(wait->watch);
+    if (r.status().IsNotFound()) {
+      return self->ReplyErrorData(id, jsonrpc::kInvalidParams, kTaskNotFound,
+                                  {{"taskId", task_id}});
+    }
+    if (!r.ok()) {
+      return self->ReplyError(id, jsonrpc::kInternalError,
+                              "reading the task: " + r.status().ToString());
+    }
+    self->Reply(id, TaskResult(*self->engine_, *r));
+  };
+  // Watch first, then read: a change in between cannot be missed.
+  wait->watch = WatchSaga(
+      task_id, [finish](const Saga& saga) { finish(ToRecord(saga)); });
+  engine_->ReadSaga(task_id, finish);
+}
+
+void McpSession::ListTasks(const json& id, const json& params) {
+  SagaQuery query{.limit = kTaskPage};
+  if (auto c = params.find("cursor"); c != params.end() && !c->is_null()) {
+    auto decoded = c->is_string() ? mcp::DecodeCursor(c->get<std::string>())
+                                  : std::nullopt;
+    if (!decoded || !decoded->starts_with("t") || decoded->size() == 1) {
+      return ReplyError(id, jsonrpc::kInvalidParams,
+                        "params.cursor: not a cursor of this server's "
+                        "tasks/list");
+    }
+    query.cursor = decoded->substr(1);
+  }
+  std::weak_ptr<McpSession> weak = weak_from_this();
+  QueryStore<SagaPage>(
+      *engine_, [query](Store& s) { return s.ListSagas(query); },
+      [weak, id](Result<SagaPage> page) {
+        auto self = weak.lock();
+        if (!self || self->closed_) return;
+        if (!page.ok()) {
+          if (page.status().IsInvalidArgument()) {
+            return self->ReplyError(id, jsonrpc::kInvalidParams,
+                                    "params.cursor: not a cursor of this "
+                                    "server's tasks/list");
+          }
+          return self->ReplyError(id, jsonrpc::kInternalError,
+                                  "listing tasks: " + page.status().ToString());
+        }
+        json tasks = json::array();
+        for (const SagaRecord& r : page->sagas) {
+          // An active saga may have moved on since the page was read.
+          const Saga* live = self->engine_->FindActive(r.id);
+          tasks.push_back(self->TaskJson(live ? ToRecord(*live) : r));
+        }
+        json result = {{"tasks", std::move(tasks)}};
+        if (!page->next_cursor.empty()) {
+          result["nextCursor"] = mcp::EncodeCursor("t" + page->next_cursor);
+        }
+        self->Reply(id, result);
+      });
+}
+
+// Cancels the saga with compensation. The task is cancelled as soon as the
+// cancel is durable; the saga then compensates in the background.
+void McpSession::CancelTask(const json& id, const std::string& task_id) {
+  std::weak_ptr<McpSession> weak = weak_from_this();
+  // Answers with the task as it now is; `refused` is why the engine did not
+  // cancel it (OK if it did).
+  auto answer = [weak, id, task_id](const Status& refused) {
+    auto self = weak.lock();
+    if (!self || self->closed_) return;
+    self->engine_->ReadSaga(task_id, [weak, id, task_id,
+                                      refused](Result<SagaRecord> r) {
+      auto self = weak.lock();
+      if (!self || self->closed_) return;
+      if (r.status().IsNotFound()) {
+        return self->ReplyErrorData(id, jsonrpc::kInvalidParams, kTaskNotFound,
+                                    {{"taskId", task_id}});
+      }
+      if (!r.ok()) {
+        return self->ReplyError(
+            id, jsonrpc::kInternalError,
+            "reading task " + task_id + ": " + r.status().ToString());
+      }
+      json task = self->TaskJson(*r);
+      const std::string status = task["status"].get<std::string>();
+      if (refused.ok()) return self->Reply(id, task);
+      if (IsTerminalStatus(status)) {
+        return self->ReplyError(
+            id, jsonrpc::kInvalidParams,
+            "Cannot cancel task: already in terminal status '" + status + "'");
+      }
+      self->ReplyError(id, jsonrpc::kInternalError,
+                       "cancelling task " + task_id + ": " + refused.message());
+    });
+  };
+  engine_->ReadSaga(task_id, [weak, id, task_id, answer](Result<SagaRecord> r) {
+    auto self = weak.lock();
+    if (!self || self->closed_) return;
+    if (!r.ok()) return answer(r.status());
+    const std::string status = self->TaskJson(*r)["status"].get<std::string>();
+    if (IsTerminalStatus(status)) return answer(Status::InvalidArgument(""));
+    self->engine_->Cancel(
+        task_id, /*compensate=*/true,
+        [answer](Result<SagaState> s) { answer(s.status()); });
+  });
 }
 
 }  // namespace cde

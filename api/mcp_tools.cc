@@ -1,6 +1,10 @@
+#include <cstdint>
+#include <map>
+
 #include "api/jsonrpc.h"
 #include "api/mcp_session.h"
 #include "api/mcp_util.h"
+#include "storage/saga_id.h"
 
 namespace cde {
 namespace {
@@ -42,6 +46,82 @@ const json kSagaRef =
     Obj({{"saga_id", {{"type", "string"}}}, {"state", {{"type", "string"}}}},
         {"saga_id", "state"});
 
+const json kLimit = {{"type", "integer"},
+                     {"minimum", 1},
+                     {"maximum", 1000},
+                     {"description", "page size (default 50; 100 for logs)"}};
+
+json StateNames() {
+  json names = json::array();
+  for (uint8_t code = 1; auto state = SagaStateFromCode(code); ++code) {
+    names.push_back(SagaStateName(*state));
+  }
+  return names;
+}
+
+// The definitions of the engine by (name, version), for step names.
+class Definitions {
+ public:
+  explicit Definitions(const Engine& engine) {
+    for (auto& def : engine.ListWorkflows()) {
+      defs_[{def->name, def->version}] = def;
+    }
+  }
+  const WorkflowDefinition* Find(const std::string& name,
+                                 uint32_t version) const {
+    auto it = defs_.find({name, version});
+    return it == defs_.end() ? nullptr : it->second.get();
+  }
+
+ private:
+  std::map<std::pair<std::string, uint32_t>,
+           std::shared_ptr<const WorkflowDefinition>>
+      defs_;
+};
+
+// A saga as list_sagas shows it. current_step: the step it waits on, or
+// for a parked saga the step that failed (its compensation, if that failed).
+json SagaSummary(const SagaRecord& r, const WorkflowDefinition* def) {
+  json out = {{"saga_id", r.id},
+              {"workflow", r.workflow},
+              {"version", r.version},
+              {"state", SagaStateName(r.state)},
+              {"created_ms", r.created_ms},
+              {"updated_ms", r.updated_ms}};
+  int step = -1;
+  if (auto w = r.body.find("wait"); w != r.body.end() && w->is_object()) {
+    step = w->value("step", -1);
+  } else if (r.state == SagaState::kParked) {
+    step = r.body.value("failed_step", -1);
+    const json steps = r.body.value("steps", json::array());
+    for (size_t i = 0; i < steps.size(); ++i) {
+      if (steps[i].is_object() &&
+          steps[i].value("status", "") == "compensation_failed") {
+        step = static_cast<int>(i);
+      }
+    }
+  }
+  if (def != nullptr && step >= 0 &&
+      static_cast<size_t>(step) < def->steps.size()) {
+    out["current_step"] = def->steps[static_cast<size_t>(step)].name;
+  }
+  return out;
+}
+
+// A list tool's cursor: a saga id the previous page ended at, made opaque.
+// "" for the first page; InvalidArgument for anything this server did not
+// hand out (the store would take any string as a position).
+Result<std::string> CursorArg(const json& args, const char* tool) {
+  auto cursor = mcp::StringArg(args, "cursor", false);
+  if (!cursor.ok() || cursor->empty()) return cursor;
+  auto position = mcp::DecodeCursor(*cursor);
+  if (!position || !IsSagaId(*position)) {
+    return Status::InvalidArgument(
+        std::string("arguments.cursor: not a next_cursor returned by ") + tool);
+  }
+  return *position;
+}
+
 }  // namespace
 
 const json& McpSession::Tools() {
@@ -62,15 +142,30 @@ const json& McpSession::Tools() {
              false, false, true),
         Tool("start_workflow", "Start a workflow",
              "Starts a saga of a workflow. With an idempotency_key, a repeated "
-             "start returns the same saga.",
+             "start returns the same saga. With wait_ms, waits up to that long "
+             "for the saga to end (completed, compensated, cancelled or "
+             "parked) and returns it; timed_out: true if it is still going. "
+             "Progress notifications follow each step when the request has a "
+             "progressToken.",
              Obj({{"workflow", {{"type", "string"}}},
-                  {"version", {{"type", "integer"}}},
+                  {"version", {{"type", "integer"}, {"minimum", 1}}},
                   {"input", {{"type", "object"}}},
-                  {"idempotency_key", {{"type", "string"}}}},
+                  {"idempotency_key", {{"type", "string"}}},
+                  {"wait_ms",
+                   {{"type", "integer"},
+                    {"minimum", 0},
+                    {"maximum", 600000},
+                    {"description",
+                     "wait up to this long for the saga to end (default 0: "
+                     "answer once the start is durable)"}}}},
                  {"workflow"}),
              Obj({{"saga_id", {{"type", "string"}}},
                   {"state", {{"type", "string"}}},
-                  {"created", {{"type", "boolean"}}}},
+                  {"created", {{"type", "boolean"}}},
+                  {"saga",
+                   {{"type", "object"},
+                    {"description", "the ended saga, as get_saga shows it"}}},
+                  {"timed_out", {{"type", "boolean"}}}},
                  {"saga_id", "state", "created"}),
              false, false, true),
         Tool("get_saga", "Get a saga",
@@ -94,6 +189,40 @@ const json& McpSession::Tools() {
                   {"from_step", {{"type", "string"}}}},
                  {"saga_id"}),
              kSagaRef, false, false, false),
+        Tool("list_sagas", "List sagas",
+             "Sagas newest first, optionally of one state and/or workflow, "
+             "a page at a time (pass next_cursor back as cursor).",
+             Obj({{"state", {{"type", "string"}, {"enum", StateNames()}}},
+                  {"workflow", {{"type", "string"}}},
+                  {"limit", kLimit},
+                  {"cursor", {{"type", "string"}}}}),
+             Obj({{"sagas", {{"type", "array"}}},
+                  {"next_cursor", {{"type", "string"}}}},
+                 {"sagas"}),
+             true, false, true),
+        Tool("get_saga_log", "Get a saga's log",
+             "The events of a saga's durable log in order, from from_seq on "
+             "(pass next_seq back as from_seq for the next page).",
+             Obj({{"saga_id", {{"type", "string"}}},
+                  {"from_seq", {{"type", "integer"}, {"minimum", 0}}},
+                  {"limit", kLimit}},
+                 {"saga_id"}),
+             Obj({{"saga_id", {{"type", "string"}}},
+                  {"events", {{"type", "array"}}},
+                  {"next_seq", {{"type", "integer"}}}},
+                 {"saga_id", "events"}),
+             true, false, true),
+        Tool("list_dlq", "List the dead-letter queue",
+             "Parked sagas, oldest first, optionally of one workflow: why "
+             "each was parked, its step, last error and attempts. replay_saga "
+             "runs one again.",
+             Obj({{"workflow", {{"type", "string"}}},
+                  {"limit", kLimit},
+                  {"cursor", {{"type", "string"}}}}),
+             Obj({{"entries", {{"type", "array"}}},
+                  {"next_cursor", {{"type", "string"}}}},
+                 {"entries"}),
+             true, false, true),
         Tool("engine_stats", "Engine statistics",
              "Active sagas by state, attempts in flight, timers, commits.",
              Obj(json::object()),
@@ -113,7 +242,6 @@ const json& McpSession::Tools() {
 
 void McpSession::CallTool(const json& id, const std::string& name,
                           const json& args, const json& meta) {
-  (void)meta;
   std::weak_ptr<McpSession> weak = weak_from_this();
   // Replies of asynchronous calls go to the session only if it still exists.
   auto later = [weak, id](auto fn) {
@@ -144,30 +272,10 @@ void McpSession::CallTool(const json& id, const std::string& name,
           s.ToolResult(id, {{"name", r->name}, {"version", r->version}});
         }));
   }
-  if (name == "start_workflow") {
-    auto workflow = mcp::StringArg(args, "workflow");
-    if (!workflow.ok()) return ToolError(id, workflow.status());
-    auto key = mcp::StringArg(args, "idempotency_key", false);
-    if (!key.ok()) return ToolError(id, key.status());
-    StartRequest req{.workflow = *workflow,
-                     .input = args.value("input", json::object()),
-                     .idempotency_key = *key};
-    if (auto v = args.find("version"); v != args.end() && !v->is_null()) {
-      if (!v->is_number_unsigned()) {
-        return ToolError(id, Status::InvalidArgument(
-                                 "arguments.version: must be an integer >= 1"));
-      }
-      req.version = v->get<uint32_t>();
-    }
-    return engine_->Start(
-        std::move(req),
-        later([](McpSession& s, const json& id, Result<StartResult> r) {
-          if (!r.ok()) return s.ToolError(id, r.status());
-          s.ToolResult(id, {{"saga_id", r->saga_id},
-                            {"state", SagaStateName(r->state)},
-                            {"created", r->created}});
-        }));
-  }
+  if (name == "start_workflow") return StartWorkflow(id, args, meta);
+  if (name == "list_sagas") return ListSagas(id, args);
+  if (name == "get_saga_log") return GetSagaLog(id, args);
+  if (name == "list_dlq") return ListDlq(id, args);
   if (name == "engine_stats") {
     const EngineStats st = engine_->stats();
     return ToolResult(id, {{"active_by_state", st.active_by_state},
@@ -211,6 +319,117 @@ void McpSession::CallTool(const json& id, const std::string& name,
   auto from = mcp::StringArg(args, "from_step", false);
   if (!from.ok()) return ToolError(id, from.status());
   engine_->Replay(*saga_id, *from, state_reply);
+}
+
+void McpSession::ListSagas(const json& id, const json& args) {
+  SagaQuery q;
+  auto state = mcp::StringArg(args, "state", false);
+  if (!state.ok()) return ToolError(id, state.status());
+  if (!state->empty()) {
+    q.state = SagaStateFromName(*state);
+    if (!q.state) {
+      return ToolError(id, Status::InvalidArgument(
+                               "arguments.state: unknown state '" + *state +
+                               "'; one of " + mcp::SagaStateNames()));
+    }
+  }
+  auto workflow = mcp::StringArg(args, "workflow", false);
+  if (!workflow.ok()) return ToolError(id, workflow.status());
+  if (!workflow->empty()) q.workflow = *workflow;
+  auto limit = mcp::IntArg(args, "limit", 1, 1000);
+  if (!limit.ok()) return ToolError(id, limit.status());
+  q.limit = limit->value_or(50);
+  auto cursor = CursorArg(args, "list_sagas");
+  if (!cursor.ok()) return ToolError(id, cursor.status());
+  q.cursor = *cursor;
+  std::weak_ptr<McpSession> weak = weak_from_this();
+  QueryStore<SagaPage>(
+      *engine_, [q](Store& store) { return store.ListSagas(q); },
+      [weak, id](Result<SagaPage> r) {
+        auto self = weak.lock();
+        if (!self) return;
+        if (!r.ok()) return self->ToolError(id, r.status());
+        const Definitions defs(*self->engine_);
+        json sagas = json::array();
+        for (const SagaRecord& rec : r->sagas) {
+          sagas.push_back(
+              SagaSummary(rec, defs.Find(rec.workflow, rec.version)));
+        }
+        json out = {{"sagas", std::move(sagas)}};
+        if (!r->next_cursor.empty()) {
+          out["next_cursor"] = mcp::EncodeCursor(r->next_cursor);
+        }
+        self->ToolResult(id, out);
+      });
+}
+
+void McpSession::GetSagaLog(const json& id, const json& args) {
+  auto saga_id = mcp::StringArg(args, "saga_id");
+  if (!saga_id.ok()) return ToolError(id, saga_id.status());
+  auto from = mcp::IntArg(args, "from_seq", 0, INT64_MAX);
+  if (!from.ok()) return ToolError(id, from.status());
+  auto limit = mcp::IntArg(args, "limit", 1, 1000);
+  if (!limit.ok()) return ToolError(id, limit.status());
+  const size_t n = limit->value_or(100);
+  std::weak_ptr<McpSession> weak = weak_from_this();
+  QueryStore<std::vector<LogRecord>>(
+      *engine_,
+      [sid = *saga_id, from = from->value_or(1),
+       n](Store& store) -> Result<std::vector<LogRecord>> {
+        auto saga = store.GetSaga(sid);
+        if (!saga.ok()) return saga.status();
+        return store.ReadLog(sid, from, n + 1);  // one more: is there a next?
+      },
+      [weak, id, sid = *saga_id, n](Result<std::vector<LogRecord>> r) {
+        auto self = weak.lock();
+        if (!self) return;
+        if (!r.ok()) return self->ToolError(id, r.status());
+        json events = json::array();
+        for (size_t i = 0; i < r->size() && i < n; ++i) {
+          events.push_back(mcp::LogJson((*r)[i]));
+        }
+        json out = {{"saga_id", sid}, {"events", std::move(events)}};
+        if (r->size() > n) out["next_seq"] = (*r)[n].seq;
+        self->ToolResult(id, out);
+      });
+}
+
+void McpSession::ListDlq(const json& id, const json& args) {
+  DlqQuery q;
+  auto workflow = mcp::StringArg(args, "workflow", false);
+  if (!workflow.ok()) return ToolError(id, workflow.status());
+  if (!workflow->empty()) q.workflow = *workflow;
+  auto limit = mcp::IntArg(args, "limit", 1, 1000);
+  if (!limit.ok()) return ToolError(id, limit.status());
+  q.limit = limit->value_or(50);
+  auto cursor = CursorArg(args, "list_dlq");
+  if (!cursor.ok()) return ToolError(id, cursor.status());
+  q.cursor = *cursor;
+  std::weak_ptr<McpSession> weak = weak_from_this();
+  QueryStore<DlqPage>(
+      *engine_, [q](Store& store) { return store.ListDlq(q); },
+      [weak, id](Result<DlqPage> r) {
+        auto self = weak.lock();
+        if (!self) return;
+        if (!r.ok()) return self->ToolError(id, r.status());
+        json entries = json::array();
+        for (const DlqRecord& e : r->entries) {
+          entries.push_back({{"saga_id", e.saga_id},
+                             {"workflow", e.workflow},
+                             {"version", e.version},
+                             {"reason", e.reason},
+                             {"step", e.step},
+                             {"last_error", e.last_error},
+                             {"attempts", e.attempts},
+                             {"parked_ms", e.parked_ms},
+                             {"replay_count", e.replay_count}});
+        }
+        json out = {{"entries", std::move(entries)}};
+        if (!r->next_cursor.empty()) {
+          out["next_cursor"] = mcp::EncodeCursor(r->next_cursor);
+        }
+        self->ToolResult(id, out);
+      });
 }
 
 }  // namespace cde

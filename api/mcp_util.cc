@@ -1,5 +1,9 @@
 #include "api/mcp_util.h"
 
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+
 namespace cde::mcp {
 
 using nlohmann::json;
@@ -57,6 +61,103 @@ Result<bool> BoolArg(const json& args, const char* name, bool fallback) {
                                    ": must be a boolean");
   }
   return it->get<bool>();
+}
+
+Result<StartRequest> StartArgs(const json& args) {
+  auto workflow = StringArg(args, "workflow");
+  if (!workflow.ok()) return workflow.status();
+  auto key = StringArg(args, "idempotency_key", false);
+  if (!key.ok()) return key.status();
+  StartRequest req{.workflow = *workflow,
+                   .input = args.value("input", json::object()),
+                   .idempotency_key = *key};
+  if (auto v = args.find("version"); v != args.end() && !v->is_null()) {
+    if (!v->is_number_unsigned() || v->get<uint64_t>() < 1 ||
+        v->get<uint64_t>() > UINT32_MAX) {
+      return Status::InvalidArgument(
+          "arguments.version: must be an integer >= 1");
+    }
+    req.version = v->get<uint32_t>();
+  }
+  return req;
+}
+
+std::string IsoTime(int64_t ms) {
+  const int64_t secs = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
+  const time_t t = static_cast<time_t>(secs);
+  struct tm tm {};
+  gmtime_r(&t, &tm);
+  char buf[96];
+  snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+           tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+           tm.tm_sec, static_cast<int>(ms - secs * 1000));
+  return buf;
+}
+
+namespace {
+constexpr char kBase64Url[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+}  // namespace
+
+std::string EncodeCursor(const std::string& position) {
+  std::string out;
+  uint32_t bits = 0;
+  int nbits = 0;
+  for (unsigned char c : position) {
+    bits = (bits << 8) | c;
+    nbits += 8;
+    while (nbits >= 6) {
+      nbits -= 6;
+      out.push_back(kBase64Url[(bits >> nbits) & 63]);
+    }
+  }
+  if (nbits > 0) out.push_back(kBase64Url[(bits << (6 - nbits)) & 63]);
+  return out;
+}
+
+std::optional<std::string> DecodeCursor(const std::string& cursor) {
+  std::string out;
+  uint32_t bits = 0;
+  int nbits = 0;
+  for (char c : cursor) {
+    const char* p = c == '\0' ? nullptr : strchr(kBase64Url, c);
+    if (p == nullptr) return std::nullopt;
+    bits = (bits << 6) | static_cast<uint32_t>(p - kBase64Url);
+    nbits += 6;
+    if (nbits >= 8) {
+      nbits -= 8;
+      out.push_back(static_cast<char>((bits >> nbits) & 255));
+    }
+  }
+  // Leftover bits must be the zero padding EncodeCursor writes.
+  if (nbits >= 6 || (bits & ((1u << nbits) - 1)) != 0) return std::nullopt;
+  if (EncodeCursor(out) != cursor) return std::nullopt;
+  return out;
+}
+
+int LogLevelIndex(std::string_view level) {
+  for (size_t i = 0; i < std::size(kLogLevels); ++i) {
+    if (level == kLogLevels[i]) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+std::string SagaStateNames() {
+  std::string out;
+  for (uint8_t code = 1; auto state = SagaStateFromCode(code); ++code) {
+    if (!out.empty()) out += ", ";
+    out += SagaStateName(*state);
+  }
+  return out;
+}
+
+std::shared_ptr<const WorkflowDefinition> FindWorkflow(const Engine& engine,
+                                                       const std::string& name,
+                                                       uint32_t version) {
+  for (auto& def : engine.ListWorkflows()) {
+    if (def->name == name && def->version == version) return def;
+  }
+  return nullptr;
 }
 
 json SagaJson(const SagaRecord& r) {

@@ -6,7 +6,9 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 
+#include "engine/engine.h"
 #include "storage/records.h"
 #include "storage/status.h"
 
@@ -27,6 +29,33 @@ Result<std::optional<uint64_t>> IntArg(const nlohmann::json& args,
 // A boolean argument; `fallback` when absent.
 Result<bool> BoolArg(const nlohmann::json& args, const char* name,
                      bool fallback);
+
+// The arguments of start_workflow (workflow, version?, input?,
+// idempotency_key?) as a StartRequest; InvalidArgument naming the field.
+// Shared by the plain and the task-augmented call.
+Result<StartRequest> StartArgs(const nlohmann::json& args);
+
+// `ms` since the epoch as ISO 8601 in UTC: "2025-11-25T10:30:00.123Z".
+std::string IsoTime(int64_t ms);
+
+// Opaque pagination cursors (base64url of `position`); nullopt when
+// `cursor` is not one this server made.
+std::string EncodeCursor(const std::string& position);
+std::optional<std::string> DecodeCursor(const std::string& cursor);
+
+// The MCP logging levels (RFC 5424 severities), least severe first.
+inline constexpr const char* kLogLevels[] = {"debug",   "info",     "notice",
+                                             "warning", "error",    "critical",
+                                             "alert",   "emergency"};
+// The index of `level` in kLogLevels, or -1 if it is not one.
+int LogLevelIndex(std::string_view level);
+// Every saga state name, comma-separated, for error messages.
+std::string SagaStateNames();
+
+// The registered definition `name` version `version`, or nullptr.
+std::shared_ptr<const WorkflowDefinition> FindWorkflow(const Engine& engine,
+                                                       const std::string& name,
+                                                       uint32_t version);
 
 // A saga snapshot as tools and resources show it.
 nlohmann::json SagaJson(const SagaRecord& r);

@@ -1,11 +1,15 @@
 // An MCP session over a real engine (memory store, real loop): lifecycle,
 // version negotiation, tools/list, and tool calls with their results and
-// errors as a client sees them on the wire.
+// errors as a client sees them on the wire; start_workflow's wait with its
+// progress notifications, timeouts and cancellation; logging; completion.
 #include "api/mcp_session.h"
 
 #include <gmock/gmock.h>
 
+#include <chrono>
+
 #include "api/jsonrpc.h"
+#include "api/mcp_util.h"
 #include "tests/engine/engine_harness.h"
 
 namespace cde {
@@ -16,11 +20,12 @@ using nlohmann::json;
 class McpSessionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_OK(h_.Open(""));
-    session_ = McpSession::Create(
-        &h_.engine(), h_.loop(), [this](std::string frame, const json&) {
-          sent_.push_back(json::parse(frame));
-        });
+    ASSERT_OK(h_.Open("", {{"held", held_.AsAction()}}));
+    session_ = McpSession::Create(&h_.engine(), h_.loop(),
+                                  [this](std::string frame, const json& rel) {
+                                    sent_.push_back(json::parse(frame));
+                                    related_.push_back(rel);
+                                  });
   }
 
   // Sends a request and runs the loop until its reply arrives.
@@ -52,11 +57,90 @@ class McpSessionTest : public ::testing::Test {
         R"({"jsonrpc":"2.0","method":"notifications/initialized"})");
   }
 
+  // Sends a request without waiting for its reply; returns its id.
+  int Send(const std::string& method, json params) {
+    const int id = next_id_++;
+    session_->OnFrame(json{
+        {"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", params}}
+                          .dump());
+    return id;
+  }
+  // The reply to request `id` among the frames sent so far, or null.
+  json ReplyTo(int id) const {
+    for (const json& m : sent_) {
+      if (m.value("id", json()) == id && !m.contains("method")) return m;
+    }
+    return nullptr;
+  }
+  size_t RepliesTo(int id) const {
+    size_t n = 0;
+    for (const json& m : sent_) {
+      n += m.value("id", json()) == id && !m.contains("method");
+    }
+    return n;
+  }
+  // The notifications `method` sent so far, in order.
+  std::vector<json> Notes(const std::string& method) const {
+    std::vector<json> out;
+    for (const json& m : sent_) {
+      if (m.value("method", "") == method) out.push_back(m["params"]);
+    }
+    return out;
+  }
+  // Runs the loop for `ms` (for things that must not happen).
+  void RunFor(int ms) {
+    const auto end =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    h_.RunUntil([&] { return std::chrono::steady_clock::now() >= end; });
+  }
+  void Register(const json& definition) {
+    json r = Tool("register_workflow", {{"definition", definition}});
+    ASSERT_EQ(r["result"]["isError"], false) << r.dump();
+  }
+  std::string StartId(json args) {
+    json r = Tool("start_workflow", std::move(args));
+    EXPECT_EQ(r["result"]["isError"], false) << r.dump();
+    return r["result"]["structuredContent"].value("saga_id", "");
+  }
+  static json Out(const json& reply) {
+    return reply["result"]["structuredContent"];
+  }
+  static std::string ErrorMessage(const json& reply) {
+    EXPECT_EQ(reply["result"]["isError"], true) << reply.dump();
+    return reply["result"]["structuredContent"]["error"].value("message", "");
+  }
+
+  test::HeldAction held_;
   test::EngineHarness h_;
   std::shared_ptr<McpSession> session_;
   std::vector<json> sent_;
+  std::vector<json> related_;  // the `related` id of each frame in sent_
   int next_id_ = 1;
 };
+
+// Three quick steps: echo, a short sleep, echo.
+const json kThreeSteps = {
+    {"name", "three"},
+    {"version", 1},
+    {"steps",
+     {{{"name", "a"}, {"action", "echo"}, {"params", {{"n", 1}}}},
+      {{"name", "b"}, {"action", "sleep"}, {"params", {{"duration_ms", 5}}}},
+      {{"name", "c"}, {"action", "echo"}, {"params", {{"n", 3}}}}}}};
+
+// One step whose attempts the test completes by hand (held_).
+const json kHeld = {{"name", "held"},
+                    {"version", 1},
+                    {"steps", {{{"name", "wait"}, {"action", "held"}}}}};
+
+// A step that always fails, once: the saga is parked.
+const json kParks = {{"name", "parks"},
+                     {"version", 1},
+                     {"on_failure", "park"},
+                     {"steps",
+                      {{{"name", "boom"},
+                        {"action", "fail"},
+                        {"params", {{"error", "no luck"}, {"kind", "bad"}}},
+                        {"retry", {{"max_attempts", 1}}}}}}};
 
 TEST_F(McpSessionTest, InitializeNegotiatesTheProtocolVersion) {
   json r = Call("initialize", {{"protocolVersion", "2025-06-18"}});
@@ -147,6 +231,471 @@ TEST_F(McpSessionTest, ProtocolErrorsUseJsonRpcCodes) {
   session_->OnFrame("{not json");
   EXPECT_EQ(sent_.back()["error"]["code"], jsonrpc::kParseError);
   EXPECT_TRUE(sent_.back()["id"].is_null());
+}
+
+TEST_F(McpSessionTest, ToolsListHasTheListToolsReadOnlyAndRejectsACursor) {
+  Initialize();
+  json tools = Call("tools/list")["result"]["tools"];
+  for (const char* name : {"list_sagas", "get_saga_log", "list_dlq"}) {
+    auto it = std::find_if(tools.begin(), tools.end(),
+                           [&](const json& t) { return t["name"] == name; });
+    ASSERT_NE(it, tools.end()) << name;
+    EXPECT_EQ((*it)["annotations"]["readOnlyHint"], true) << name;
+    // isError results ({error}) must pass the output schema too.
+    EXPECT_FALSE((*it)["outputSchema"].contains("required")) << name;
+    EXPECT_TRUE((*it)["outputSchema"]["properties"].contains("error"));
+  }
+  EXPECT_TRUE(Call("tools/list", {{"cursor", ""}})["result"].contains("tools"));
+  json bad = Call("tools/list", {{"cursor", "abc"}});
+  EXPECT_EQ(bad["error"]["code"], jsonrpc::kInvalidParams);
+  EXPECT_THAT(bad["error"]["message"].get<std::string>(),
+              ::testing::HasSubstr("params.cursor"));
+}
+
+TEST_F(McpSessionTest, ListSagasPagesNewestFirstWithFilters) {
+  Initialize();
+  Register(kThreeSteps);
+  Register(kHeld);
+  std::vector<std::string> done;
+  for (int i = 0; i < 3; ++i) {
+    done.push_back(StartId({{"workflow", "three"}}));
+    ASSERT_OK(h_.AwaitInactive(done.back()).status());
+  }
+  const std::string running = StartId({{"workflow", "held"}});
+  ASSERT_TRUE(h_.RunUntil([&] { return held_.pending() == 1; }));
+
+  json first = Out(Tool("list_sagas", {{"limit", 2}}));
+  ASSERT_EQ(first["sagas"].size(), 2u) << first.dump();
+  EXPECT_EQ(first["sagas"][0]["saga_id"], running);
+  EXPECT_EQ(first["sagas"][0]["state"], "running");
+  EXPECT_EQ(first["sagas"][0]["current_step"], "wait");
+  EXPECT_EQ(first["sagas"][0]["workflow"], "held");
+  EXPECT_EQ(first["sagas"][0]["version"], 1);
+  EXPECT_TRUE(first["sagas"][0].contains("created_ms"));
+  EXPECT_TRUE(first["sagas"][0].contains("updated_ms"));
+  EXPECT_EQ(first["sagas"][1]["saga_id"], done[2]);
+  EXPECT_FALSE(first["sagas"][1].contains("current_step"));
+  ASSERT_TRUE(first["next_cursor"].is_string());
+
+  json second =
+      Out(Tool("list_sagas", {{"limit", 2}, {"cursor", first["next_cursor"]}}));
+  ASSERT_EQ(second["sagas"].size(), 2u);
+  EXPECT_EQ(second["sagas"][0]["saga_id"], done[1]);
+  EXPECT_EQ(second["sagas"][1]["saga_id"], done[0]);
+  EXPECT_FALSE(second.contains("next_cursor")) << second.dump();
+
+  json completed = Out(Tool("list_sagas", {{"state", "completed"}}));
+  EXPECT_EQ(completed["sagas"].size(), 3u);
+  json held = Out(Tool("list_sagas", {{"workflow", "held"}}));
+  ASSERT_EQ(held["sagas"].size(), 1u);
+  EXPECT_EQ(held["sagas"][0]["saga_id"], running);
+  EXPECT_EQ(Out(Tool("list_sagas",
+                     {{"workflow", "held"}, {"state", "completed"}}))["sagas"]
+                .size(),
+            0u);
+  ASSERT_TRUE(held_.Complete(ActionResult::Success(nullptr)));
+  ASSERT_OK(h_.AwaitInactive(running).status());
+}
+
+TEST_F(McpSessionTest, ListSagasRejectsABadStateLimitOrCursor) {
+  Initialize();
+  std::string msg = ErrorMessage(Tool("list_sagas", {{"state", "failed"}}));
+  EXPECT_THAT(msg, ::testing::HasSubstr("arguments.state"));
+  EXPECT_THAT(msg, ::testing::HasSubstr("running, compensating, completed"));
+  EXPECT_THAT(ErrorMessage(Tool("list_sagas", {{"limit", 0}})),
+              ::testing::HasSubstr("arguments.limit"));
+  EXPECT_THAT(ErrorMessage(Tool("list_sagas", {{"limit", 1001}})),
+              ::testing::HasSubstr("arguments.limit"));
+  // Not base64url; base64url of something that is not a saga id; a raw id.
+  for (const std::string& cursor :
+       {std::string("!!garbage"), mcp::EncodeCursor("\xff\x01not-an-id"),
+        std::string("01ARZ3NDEKTSV4RRFFQ69G5FAV")}) {
+    json r = Tool("list_sagas", {{"cursor", cursor}});
+    EXPECT_EQ(r["result"]["structuredContent"]["error"]["code"],
+              "invalid_argument")
+        << cursor;
+    EXPECT_THAT(ErrorMessage(r), ::testing::HasSubstr("arguments.cursor"));
+  }
+  EXPECT_THAT(ErrorMessage(Tool("list_sagas", {{"cursor", 7}})),
+              ::testing::HasSubstr("arguments.cursor"));
+}
+
+TEST_F(McpSessionTest, GetSagaLogPagesTheEventsAndUnknownSagasAreNotFound) {
+  Initialize();
+  Register(kThreeSteps);
+  const std::string id = StartId({{"workflow", "three"}});
+  ASSERT_OK(h_.AwaitInactive(id).status());
+  json all = Out(Tool("get_saga_log", {{"saga_id", id}}));
+  ASSERT_GE(all["events"].size(), 5u) << all.dump();
+  EXPECT_EQ(all["saga_id"], id);
+  EXPECT_EQ(all["events"][0]["seq"], 1);
+  EXPECT_EQ(all["events"][0]["type"], "saga_started");
+  EXPECT_TRUE(all["events"][0]["time_ms"].is_number_integer());
+  EXPECT_TRUE(all["events"][0]["data"].is_object());
+  EXPECT_EQ(all["events"].back()["type"], "saga_completed");
+  EXPECT_FALSE(all.contains("next_seq"));
+
+  json page = Out(
+      Tool("get_saga_log", {{"saga_id", id}, {"from_seq", 2}, {"limit", 2}}));
+  ASSERT_EQ(page["events"].size(), 2u);
+  EXPECT_EQ(page["events"][0]["seq"], 2);
+  EXPECT_EQ(page["events"][1]["seq"], 3);
+  EXPECT_EQ(page["next_seq"], 4);
+
+  json missing =
+      Tool("get_saga_log", {{"saga_id", "01ARZ3NDEKTSV4RRFFQ69G5FAV"}});
+  EXPECT_EQ(Out(missing)["error"]["code"], "not_found");
+  EXPECT_THAT(ErrorMessage(Tool("get_saga_log", json::object())),
+              ::testing::HasSubstr("arguments.saga_id: required"));
+  EXPECT_THAT(
+      ErrorMessage(Tool("get_saga_log", {{"saga_id", id}, {"limit", 0}})),
+      ::testing::HasSubstr("arguments.limit"));
+}
+
+TEST_F(McpSessionTest, ListDlqShowsParkedSagasWithWhyAndPages) {
+  Initialize();
+  Register(kParks);
+  Register(kThreeSteps);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2; ++i) {
+    ids.push_back(StartId({{"workflow", "parks"}}));
+    ASSERT_OK(h_.AwaitStored(ids.back(), SagaState::kParked).status());
+  }
+  json first = Out(Tool("list_dlq", {{"limit", 1}}));
+  ASSERT_EQ(first["entries"].size(), 1u) << first.dump();
+  const json& e = first["entries"][0];
+  EXPECT_EQ(e["saga_id"], ids[0]);  // oldest first
+  EXPECT_EQ(e["workflow"], "parks");
+  EXPECT_EQ(e["version"], 1);
+  EXPECT_EQ(e["reason"], "step_failed");
+  EXPECT_EQ(e["step"], "boom");
+  EXPECT_EQ(e["last_error"], "bad: no luck");
+  EXPECT_EQ(e["attempts"], 1);
+  EXPECT_EQ(e["replay_count"], 0);
+  EXPECT_TRUE(e["parked_ms"].is_number_integer());
+  json second = Out(Tool("list_dlq", {{"cursor", first["next_cursor"]}}));
+  ASSERT_EQ(second["entries"].size(), 1u);
+  EXPECT_EQ(second["entries"][0]["saga_id"], ids[1]);
+  EXPECT_FALSE(second.contains("next_cursor"));
+  EXPECT_EQ(Out(Tool("list_dlq", {{"workflow", "three"}}))["entries"].size(),
+            0u);
+  // A parked saga's current step is the one that failed.
+  json parked = Out(Tool("list_sagas", {{"state", "parked"}, {"limit", 1}}));
+  EXPECT_EQ(parked["sagas"][0]["current_step"], "boom");
+  EXPECT_THAT(ErrorMessage(Tool("list_dlq", {{"cursor", "nope"}})),
+              ::testing::HasSubstr("arguments.cursor"));
+}
+
+TEST_F(McpSessionTest,
+       StartWithWaitAnswersWithTheFinalSagaAfterOrderedProgress) {
+  Initialize();
+  Register(kThreeSteps);
+  json r = Call("tools/call",
+                {{"name", "start_workflow"},
+                 {"arguments", {{"workflow", "three"}, {"wait_ms", 5000}}},
+                 {"_meta", {{"progressToken", "tok"}}}});
+  const int call_id = next_id_ - 1;
+  json out = Out(r);
+  ASSERT_EQ(r["result"]["isError"], false) << r.dump();
+  EXPECT_EQ(out["state"], "completed");
+  EXPECT_EQ(out["created"], true);
+  EXPECT_FALSE(out.contains("timed_out"));
+  EXPECT_EQ(out["saga"]["saga_id"], out["saga_id"]);
+  EXPECT_EQ(out["saga"]["state"], "completed");
+  EXPECT_EQ(out["saga"]["steps"][2]["output"], json({{"n", 3}}));
+
+  std::vector<json> progress = Notes("notifications/progress");
+  ASSERT_EQ(progress.size(), 3u);
+  for (size_t i = 0; i < progress.size(); ++i) {
+    EXPECT_EQ(progress[i]["progressToken"], "tok");
+    EXPECT_EQ(progress[i]["progress"], i + 1);
+    EXPECT_EQ(progress[i]["total"], 3);
+  }
+  EXPECT_EQ(progress[0]["message"], "step 'a' succeeded");
+  EXPECT_EQ(progress[2]["message"], "step 'c' succeeded");
+  // Every notification precedes the reply and is tied to the request.
+  size_t reply_at = 0;
+  for (size_t i = 0; i < sent_.size(); ++i) {
+    if (sent_[i].value("method", "") == "notifications/progress") {
+      EXPECT_EQ(related_[i], call_id);
+      EXPECT_EQ(reply_at, 0u) << "progress after the reply";
+    }
+    if (sent_[i].value("id", json()) == call_id) reply_at = i;
+  }
+}
+
+TEST_F(McpSessionTest, StartWithWaitCountsCompensationsInProgress) {
+  Initialize();
+  Register({{"name", "undo"},
+            {"version", 1},
+            {"steps",
+             {{{"name", "reserve"},
+               {"action", "echo"},
+               {"compensate", {{"action", "echo"}}}},
+              {{"name", "charge"},
+               {"action", "fail"},
+               {"params", {{"error", "declined"}, {"kind", "card"}}},
+               {"retry", {{"max_attempts", 1}}}}}}});
+  json r = Call("tools/call",
+                {{"name", "start_workflow"},
+                 {"arguments", {{"workflow", "undo"}, {"wait_ms", 5000}}},
+                 {"_meta", {{"progressToken", 7}}}});
+  json out = Out(r);
+  EXPECT_EQ(out["state"], "compensated");
+  EXPECT_EQ(out["saga"]["failure"]["message"], "declined");
+  EXPECT_EQ(out["saga"]["steps"][0]["status"], "compensated");
+  std::vector<json> p = Notes("notifications/progress");
+  ASSERT_EQ(p.size(), 3u) << json(p).dump();
+  EXPECT_EQ(p[0]["progressToken"], 7);
+  double last = 0;
+  for (const json& n : p) {
+    EXPECT_GT(n["progress"].get<double>(), last);
+    EXPECT_GE(n["total"].get<double>(), n["progress"].get<double>());
+    last = n["progress"].get<double>();
+  }
+  EXPECT_THAT(p[1]["message"].get<std::string>(),
+              ::testing::HasSubstr("step 'charge' failed"));
+  EXPECT_EQ(p[2]["message"], "step 'reserve' compensated");
+  EXPECT_EQ(p[2]["total"], 3);
+}
+
+TEST_F(McpSessionTest, StartWithWaitTimesOutAndTheSagaKeepsRunning) {
+  Initialize();
+  Register(kHeld);
+  json r = Tool("start_workflow", {{"workflow", "held"}, {"wait_ms", 30}});
+  const int call_id = next_id_ - 1;
+  json out = Out(r);
+  EXPECT_EQ(out["timed_out"], true);
+  EXPECT_EQ(out["state"], "running");
+  EXPECT_EQ(out["created"], true);
+  EXPECT_FALSE(out.contains("saga"));
+  ASSERT_TRUE(h_.RunUntil([&] { return held_.pending() == 1; }));
+  ASSERT_TRUE(held_.Complete(ActionResult::Success(nullptr)));
+  ASSERT_OK(
+      h_.AwaitStored(out["saga_id"].get<std::string>(), SagaState::kCompleted)
+          .status());
+  RunFor(20);
+  EXPECT_EQ(RepliesTo(call_id), 1u);
+  EXPECT_TRUE(Notes("notifications/progress").empty());  // no token asked
+
+  EXPECT_THAT(ErrorMessage(Tool("start_workflow",
+                                {{"workflow", "held"}, {"wait_ms", 600001}})),
+              ::testing::HasSubstr("arguments.wait_ms"));
+}
+
+TEST_F(McpSessionTest, CancelledWaitingCallIsNeverAnsweredButTheSagaCompletes) {
+  Initialize();
+  Register(kHeld);
+  const int call_id = Send(
+      "tools/call", {{"name", "start_workflow"},
+                     {"arguments", {{"workflow", "held"}, {"wait_ms", 60000}}},
+                     {"_meta", {{"progressToken", "c"}}}});
+  ASSERT_TRUE(h_.RunUntil([&] { return held_.pending() == 1; }));
+  const auto saga_id =
+      Out(Tool("list_sagas", {{"limit", 1}}))["sagas"][0]["saga_id"]
+          .get<std::string>();
+  session_->OnFrame(
+      json{{"jsonrpc", "2.0"},
+           {"method", "notifications/cancelled"},
+           {"params", {{"requestId", call_id}, {"reason", "user"}}}}
+          .dump());
+  // Unknown and malformed cancellations are ignored.
+  session_->OnFrame(
+      R"({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":999}})");
+  session_->OnFrame(
+      R"({"jsonrpc":"2.0","method":"notifications/cancelled","params":{}})");
+  ASSERT_TRUE(held_.Complete(ActionResult::Success(nullptr)));
+  ASSERT_OK(h_.AwaitStored(saga_id, SagaState::kCompleted).status());
+  RunFor(20);
+  EXPECT_EQ(RepliesTo(call_id), 0u);
+  EXPECT_TRUE(Notes("notifications/progress").empty());
+  // The session still works, and the same id can be used again.
+  EXPECT_EQ(Call("ping")["result"], json::object());
+}
+
+TEST_F(McpSessionTest, CancelBeforeTheStartIsDurableStillStartsTheSaga) {
+  Initialize();
+  Register(kHeld);
+  const int call_id =
+      Send("tools/call",
+           {{"name", "start_workflow"},
+            {"arguments", {{"workflow", "held"}, {"wait_ms", 60000}}}});
+  session_->OnFrame(json{{"jsonrpc", "2.0"},
+                         {"method", "notifications/cancelled"},
+                         {"params", {{"requestId", call_id}}}}
+                        .dump());
+  ASSERT_TRUE(h_.RunUntil([&] { return held_.pending() == 1; }));
+  ASSERT_TRUE(held_.Complete(ActionResult::Success(nullptr)));
+  RunFor(30);
+  EXPECT_EQ(RepliesTo(call_id), 0u);
+  EXPECT_EQ(Out(Tool("list_sagas", {{"state", "completed"}}))["sagas"].size(),
+            1u);
+}
+
+TEST_F(McpSessionTest, WaitOnASagaThatEndedBeforeTheWatchAnswersAtOnce) {
+  Initialize();
+  Register(kThreeSteps);
+  json first = Out(Tool(
+      "start_workflow",
+      {{"workflow", "three"}, {"idempotency_key", "k"}, {"wait_ms", 5000}}));
+  ASSERT_EQ(first["state"], "completed");
+  // The same key again: the saga ended long ago.
+  json again = Out(Tool(
+      "start_workflow",
+      {{"workflow", "three"}, {"idempotency_key", "k"}, {"wait_ms", 5000}}));
+  EXPECT_EQ(again["saga_id"], first["saga_id"]);
+  EXPECT_EQ(again["created"], false);
+  EXPECT_EQ(again["state"], "completed");
+  EXPECT_EQ(again["saga"]["steps"].size(), 3u);
+  // A saga parked by its very first transition (a sleep whose duration
+  // cannot be rendered) has ended before the start is even answered.
+  Register({{"name", "bad-sleep"},
+            {"version", 1},
+            {"on_failure", "park"},
+            {"steps",
+             {{{"name", "nap"},
+               {"action", "sleep"},
+               {"params", {{"duration_ms", "${input.ms}"}}}}}}});
+  json parked = Out(
+      Tool("start_workflow", {{"workflow", "bad-sleep"}, {"wait_ms", 5000}}));
+  EXPECT_EQ(parked["state"], "parked") << parked.dump();
+  EXPECT_EQ(parked["saga"]["state"], "parked");
+}
+
+TEST_F(McpSessionTest, LogMessagesDefaultToWarningAndFollowSetLevel) {
+  Initialize();
+  Register({{"name", "flaky"},
+            {"version", 1},
+            {"steps",
+             {{{"name", "try"},
+               {"action", "fail"},
+               {"params",
+                {{"fail_attempts", 1}, {"kind", "conn"}, {"error", "down"}}},
+               {"retry", {{"max_attempts", 2}, {"initial_backoff_ms", 1}}}}}}});
+  json first =
+      Out(Tool("start_workflow", {{"workflow", "flaky"}, {"wait_ms", 5000}}));
+  ASSERT_EQ(first["state"], "completed");
+  std::vector<json> logs = Notes("notifications/message");
+  ASSERT_EQ(logs.size(), 1u) << json(logs).dump();  // the retry; not the info
+  EXPECT_EQ(logs[0]["level"], "warning");
+  EXPECT_EQ(logs[0]["logger"], "cde.saga");
+  EXPECT_EQ(logs[0]["data"]["event"], "attempt_failed");
+  EXPECT_EQ(logs[0]["data"]["step"], "try");
+  EXPECT_EQ(logs[0]["data"]["saga_id"], first["saga_id"]);
+  EXPECT_EQ(logs[0]["data"]["error"]["kind"], "conn");
+  EXPECT_THAT(logs[0]["data"]["message"].get<std::string>(),
+              ::testing::HasSubstr("retrying"));
+
+  EXPECT_EQ(Call("logging/setLevel", {{"level", "info"}})["result"],
+            json::object());
+  // Started here, not waited on: still followed.
+  const std::string id = StartId({{"workflow", "flaky"}});
+  ASSERT_OK(h_.AwaitInactive(id).status());
+  ASSERT_TRUE(
+      h_.RunUntil([&] { return Notes("notifications/message").size() == 3; }));
+  logs = Notes("notifications/message");
+  EXPECT_EQ(logs[2]["level"], "info");
+  EXPECT_EQ(logs[2]["data"]["event"], "saga_completed");
+  EXPECT_EQ(logs[2]["data"]["saga_id"], id);
+  EXPECT_TRUE(related_.back().is_null());  // no request to tie it to
+
+  json bad = Call("logging/setLevel", {{"level", "loud"}});
+  EXPECT_EQ(bad["error"]["code"], jsonrpc::kInvalidParams);
+  EXPECT_THAT(bad["error"]["message"].get<std::string>(),
+              ::testing::HasSubstr("params.level"));
+  EXPECT_EQ(Call("logging/setLevel", json::object())["error"]["code"],
+            jsonrpc::kInvalidParams);
+}
+
+TEST_F(McpSessionTest, ParkedSagasAreErrorMessages) {
+  Initialize();
+  Call("logging/setLevel", {{"level", "error"}});
+  Register(kParks);
+  json r =
+      Out(Tool("start_workflow", {{"workflow", "parks"}, {"wait_ms", 5000}}));
+  ASSERT_EQ(r["state"], "parked");
+  std::vector<json> logs = Notes("notifications/message");
+  ASSERT_EQ(logs.size(), 1u) << json(logs).dump();  // step_failed is a warning
+  EXPECT_EQ(logs[0]["level"], "error");
+  EXPECT_EQ(logs[0]["data"]["event"], "saga_parked");
+  EXPECT_EQ(logs[0]["data"]["step"], "boom");
+  EXPECT_THAT(logs[0]["data"]["message"].get<std::string>(),
+              ::testing::HasSubstr("dead-letter queue"));
+}
+
+TEST_F(McpSessionTest, CompletionCompletesSagaIdsWorkflowNamesAndVersions) {
+  Initialize();
+  Register(kThreeSteps);
+  Register({{"name", "three"},
+            {"version", 2},
+            {"steps", {{{"name", "x"}, {"action", "noop"}}}}});
+  Register(kHeld);
+  const std::string id = StartId({{"workflow", "three"}});
+  ASSERT_OK(h_.AwaitInactive(id).status());
+  auto complete = [&](json ref, std::string arg, std::string value,
+                      json context = nullptr) {
+    json params = {{"ref", ref},
+                   {"argument", {{"name", arg}, {"value", value}}}};
+    if (!context.is_null()) params["context"] = {{"arguments", context}};
+    return Call("completion/complete", params);
+  };
+  const json wf = {{"type", "ref/resource"},
+                   {"uri", "workflow://{name}/{version}"}};
+  json names = complete(wf, "name", "th")["result"]["completion"];
+  EXPECT_EQ(names["values"], json({"three"}));
+  EXPECT_EQ(names["total"], 1);
+  EXPECT_EQ(names["hasMore"], false);
+  EXPECT_EQ(complete(wf, "name", "")["result"]["completion"]["values"],
+            json({"held", "three"}));
+  EXPECT_EQ(complete(wf, "version", "",
+                     {{"name", "three"}})["result"]["completion"]["values"],
+            json({"2", "1"}));
+  EXPECT_EQ(complete(wf, "version", "")["result"]["completion"]["values"],
+            json::array());
+
+  for (const char* uri : {"saga://{saga_id}", "saga://{saga_id}/log"}) {
+    const json ref = {{"type", "ref/resource"}, {"uri", uri}};
+    json c = complete(ref, "saga_id", id.substr(0, 12))["result"]["completion"];
+    EXPECT_EQ(c["values"], json({id})) << uri;
+    std::string lower = id.substr(0, 5);
+    for (char& ch : lower) ch = static_cast<char>(std::tolower(ch));
+    EXPECT_EQ(complete(ref, "saga_id", lower)["result"]["completion"]["values"],
+              json({id}));
+    EXPECT_EQ(complete(ref, "saga_id", id)["result"]["completion"]["values"],
+              json({id}));
+    EXPECT_EQ(complete(ref, "saga_id", "Z")["result"]["completion"]["values"],
+              json::array());
+    EXPECT_EQ(complete(ref, "saga_id", "")["result"]["completion"]["values"],
+              json({id}));
+  }
+  json prompt = complete({{"type", "ref/prompt"}, {"name", "any"}}, "x", "y");
+  EXPECT_EQ(prompt["result"]["completion"]["values"], json::array());
+
+  EXPECT_EQ(complete({{"type", "ref/resource"}, {"uri", "saga://{saga_id}"}},
+                     "name", "")["error"]["code"],
+            jsonrpc::kInvalidParams);
+  EXPECT_EQ(complete({{"type", "ref/resource"}, {"uri", "file:///{path}"}},
+                     "path", "")["error"]["code"],
+            jsonrpc::kInvalidParams);
+  EXPECT_EQ(complete({{"type", "ref/other"}}, "a", "")["error"]["code"],
+            jsonrpc::kInvalidParams);
+  EXPECT_EQ(Call("completion/complete", {{"ref", wf}})["error"]["code"],
+            jsonrpc::kInvalidParams);
+}
+
+TEST_F(McpSessionTest, ClosingTheSessionStopsItsWaits) {
+  Initialize();
+  Register(kHeld);
+  const int call_id =
+      Send("tools/call",
+           {{"name", "start_workflow"},
+            {"arguments", {{"workflow", "held"}, {"wait_ms", 60000}}}});
+  ASSERT_TRUE(h_.RunUntil([&] { return held_.pending() == 1; }));
+  session_->Close();
+  ASSERT_TRUE(held_.Complete(ActionResult::Success(nullptr)));
+  RunFor(20);
+  EXPECT_EQ(RepliesTo(call_id), 0u);
+  // The harness checks at teardown that no timer handle was left open.
 }
 
 }  // namespace
