@@ -308,8 +308,9 @@ void EngineImpl::CreateSaga(StartRequest request, DefPtr def,
       if (!key.empty()) ResolveKey(key, s);
       return;
     }
-    const Saga* saga = FindActive(id);
-    StartResult r{id, saga ? saga->state : SagaState::kCompleted, true};
+    // Not FindActive: a first transition may already have finished the
+    // saga (parked it), and it is then no longer active.
+    StartResult r{id, committed_state_, true};
     done(r);
     if (!key.empty()) ResolveKey(key, r);
   });
@@ -374,6 +375,7 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
     finished = std::move(it->second);
     active_.erase(it);
   }
+  committed_state_ = a.saga.state;  // what `after` may ask for
   if (after) after(status);
   if (!finished) {
     // Run what arrived during the commit, until one commits again.

@@ -196,6 +196,9 @@ class EngineImpl final : public Engine {
       watchers_;
   std::unordered_map<uint64_t, std::string> watch_index_;
 
+  // The state of the saga whose commit OnCommitted is acting on, for the
+  // `after` callbacks it runs.
+  SagaState committed_state_ = SagaState::kRunning;
   uint64_t attempts_in_flight_ = 0;
   uint64_t blocking_work_ = 0;  // uv_queue_work requests outstanding
   bool shutting_down_ = false;

@@ -86,6 +86,25 @@ TEST_F(EngineTest, InputThatViolatesTheSchemaStartsNothing) {
   EXPECT_TRUE(h_.Start({.workflow = "nope"}).status().IsNotFound());
 }
 
+TEST_F(EngineTest, StartReportsASagaParkedByItsFirstTransitionAsParked) {
+  OpenMemory();
+  // The sleep's duration cannot be rendered from this input, so the start
+  // itself fails the step and, under on_failure park, parks the saga.
+  ASSERT_OK(
+      h_.Register(Workflow("bad-sleep",
+                           {{{"name", "nap"},
+                             {"action", "sleep"},
+                             {"params", {{"duration_ms", "${input.ms}"}}}}},
+                           {{"on_failure", "park"}}))
+          .status());
+  auto r = h_.Start({.workflow = "bad-sleep"});
+  ASSERT_OK(r.status());
+  EXPECT_EQ(r->state, SagaState::kParked);
+  auto rec = h_.AwaitInactive(r->saga_id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kParked);
+}
+
 TEST_F(EngineTest, SameIdempotencyKeyReturnsTheSameSagaAndStartsNothingNew) {
   HeldAction held;
   OpenMemory({{"held", held.AsAction()}});
