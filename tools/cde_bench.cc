@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "tools/mcp_http_bench.h"
 #include "tools/test_http_server.h"
 
 namespace {
@@ -30,8 +31,10 @@ struct Options {
   int concurrency = 64;
   std::string data_dir;
   bool no_sync = false;
-  std::string url;   // http workload: the endpoint each step calls
-  int recovery = 0;  // > 0: the recovery benchmark with this many sagas
+  std::string url;       // http workload: the endpoint each step calls
+  int recovery = 0;      // > 0: the recovery benchmark with this many sagas
+  std::string mcp_http;  // drive a running server over MCP HTTP instead
+  std::string token;
 };
 
 double Percentile(std::vector<double>& v, double p) {
@@ -213,7 +216,23 @@ int main(int argc, char** argv) {
                  "instead: start N sagas that sleep, close, and time the "
                  "reopen that resumes them")
       ->check(CLI::PositiveNumber);
+  app.add_option("--mcp-http", o.mcp_http,
+                 "instead: drive a running cde-orchestrator through MCP "
+                 "Streamable HTTP at this URL (e.g. http://127.0.0.1:8000/mcp),"
+                 " one session per concurrent client, start_workflow with "
+                 "wait_ms");
+  app.add_option("--token", o.token, "--mcp-http: bearer token to send");
   CLI11_PARSE(app, argc, argv);
+  if (!o.mcp_http.empty()) {
+    if (o.workload != "noop") {
+      std::fprintf(stderr, "cde-bench: --mcp-http runs the noop workload\n");
+      return 2;
+    }
+    return cde::RunMcpHttpBench(o.mcp_http, {.workflow = Workflow(o),
+                                             .sagas = o.sagas,
+                                             .concurrency = o.concurrency,
+                                             .token = o.token});
+  }
   // Without --url, the http workload calls an endpoint of its own on
   // 127.0.0.1 (it shares the machine's cores with the engine).
   std::unique_ptr<cde::TestHttpServer> endpoint;
