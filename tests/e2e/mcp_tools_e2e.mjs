@@ -177,6 +177,23 @@ async function conversation(client, transport) {
   assert.equal(dlq.entries[0].last_error, "bad: no luck");
   assert.equal(dlq.entries[0].attempts, 1);
 
+  // DLQ round trip: replay_saga runs it again with a fresh budget; it fails
+  // again and is back in the DLQ with its replay counted.
+  const replayed = await tool(client, "replay_saga", { saga_id: parkedId });
+  assert.equal(replayed.isError, false, JSON.stringify(replayed));
+  assert.equal(replayed.structuredContent.saga_id, parkedId);
+  let parkedAgain;
+  for (let i = 0; i < 250; i++) {
+    parkedAgain = (await tool(client, "list_dlq", { workflow: "e2e-parks" })).structuredContent;
+    if (parkedAgain.entries.length === 1 && parkedAgain.entries[0].replay_count === 1) break;
+    await sleep(20);
+  }
+  assert.equal(parkedAgain.entries[0].replay_count, 1, JSON.stringify(parkedAgain));
+  const replayLog = (await tool(client, "get_saga_log", { saga_id: parkedId })).structuredContent;
+  assert.ok(replayLog.events.some((e) => e.type === "replayed"), JSON.stringify(replayLog));
+  const notParked = await tool(client, "replay_saga", { saga_id: doneId });
+  assert.equal(notParked.isError, true);
+
   // completion/complete for the resource templates.
   const wf = { type: "ref/resource", uri: "workflow://{name}/{version}" };
   const names = await client.complete({ ref: wf, argument: { name: "name", value: "e2e-th" } });
