@@ -22,6 +22,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "storage/records.h"
@@ -117,6 +118,20 @@ class Store {
   virtual Result<std::vector<DefinitionRecord>> ListDefinitions() = 0;
 
   virtual Result<StoreStats> Stats() = 0;
+
+  // Every row of column family `cf`, undecoded, in key order; `visit`
+  // returns false to stop. For tools that check the store itself (cde-admin
+  // verify), which must see the rows the typed reads refuse or skip. One
+  // call reads one consistent view; read-only and secondary stores change
+  // only on CatchUp(), so calls between two catch-ups agree with each other.
+  // NotSupported unless the implementation provides it.
+  using RowVisitor =
+      std::function<bool(std::string_view key, std::string_view value)>;
+  virtual Status ScanRows(Cf cf, const RowVisitor& visit) {
+    (void)cf;
+    (void)visit;
+    return Status::NotSupported("this store cannot list raw rows");
+  }
 
   // Writes a consistent copy of the store to `dir` (which must not exist)
   // that OpenRocksStore can open. NotSupported for the memory store.

@@ -290,6 +290,11 @@ class StoreImpl final : public Store {
     return stats;
   }
 
+  Status ScanRows(Cf cf, const RowVisitor& visit) override {
+    auto view = kv_->NewView();
+    return view->Scan(cf, {}, visit);
+  }
+
   Status Checkpoint(const std::string& dir) override {
     return kv_->Checkpoint(dir);
   }

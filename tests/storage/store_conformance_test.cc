@@ -406,6 +406,45 @@ TEST_P(StoreConformanceTest, ClosedStoreRefusesWrites) {
   EXPECT_EQ(WriteOne(*store_, t).code(), Status::Code::kShutdownInProgress);
 }
 
+TEST_P(StoreConformanceTest, ScanRowsListsRawRowsInKeyOrderEvenUndecodable) {
+  auto ids = MakeIds(2, 7000);
+  Create(ids[1], "trip", SagaState::kCompleted);
+  Create(ids[0], "trip", SagaState::kRunning);
+  Transition t;
+  t.TEST_PutRaw(Cf::kSagas, "ZZ-not-a-saga", "\x09garbage");
+  ASSERT_OK(WriteOne(*store_, t));
+
+  std::vector<std::pair<std::string, std::string>> rows;
+  ASSERT_OK(store_->ScanRows(Cf::kSagas, [&](auto key, auto value) {
+    rows.emplace_back(key, value);
+    return true;
+  }));
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].first, ids[0]);
+  EXPECT_EQ(rows[1].first, ids[1]);
+  EXPECT_EQ(rows[2], std::make_pair(std::string("ZZ-not-a-saga"),
+                                    std::string("\x09garbage")));
+  auto decoded = DecodeSaga(rows[0].second, "test");
+  ASSERT_OK(decoded.status());
+  EXPECT_EQ(decoded->state, SagaState::kRunning);
+
+  std::vector<std::string> index;
+  ASSERT_OK(store_->ScanRows(Cf::kIdxState, [&](auto key, auto) {
+    index.emplace_back(key);
+    return true;
+  }));
+  EXPECT_EQ(index, (std::vector<std::string>{
+                       IdxStatePrefix(SagaState::kRunning) + ids[0],
+                       IdxStatePrefix(SagaState::kCompleted) + ids[1]}));
+
+  size_t visited = 0;
+  ASSERT_OK(store_->ScanRows(Cf::kSagas, [&](auto, auto) {
+    ++visited;
+    return false;  // stops after the first row
+  }));
+  EXPECT_EQ(visited, 1u);
+}
+
 INSTANTIATE_TEST_SUITE_P(BothStores, StoreConformanceTest,
                          ::testing::Values(std::string("memory"),
                                            std::string("rocks")),

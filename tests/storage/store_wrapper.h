@@ -48,6 +48,9 @@ class StoreWrapper : public Store {
     return target_->ListDefinitions();
   }
   Result<StoreStats> Stats() override { return target_->Stats(); }
+  Status ScanRows(Cf cf, const RowVisitor& visit) override {
+    return target_->ScanRows(cf, visit);
+  }
   Status Checkpoint(const std::string& dir) override {
     return target_->Checkpoint(dir);
   }

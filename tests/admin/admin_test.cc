@@ -1,0 +1,690 @@
+// cde-admin end to end: a store made by the real engine (sagas completed,
+// compensated, parked, and running in a long sleep), then the real cde-admin
+// binary run against it offline, against a copy the test corrupts, and
+// while a real `cde-orchestrator serve` holds the store.
+#include <rocksdb/db.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "storage/keys.h"
+#include "storage/records.h"
+#include "tests/admin/admin_process.h"
+#include "tests/engine/engine_harness.h"
+
+namespace cde {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using test::AdminRun;
+
+const std::string kAdmin = CDE_ADMIN_PATH;
+const std::string kServer = CDE_SERVER_PATH;
+
+std::vector<json> Definitions() {
+  return {
+      {{"name", "ok-flow"},
+       {"version", 1},
+       {"description", "two steps that succeed"},
+       {"steps",
+        {{{"name", "reserve"}, {"action", "noop"}},
+         {{"name", "confirm"},
+          {"action", "echo"},
+          {"params", {{"order", "${input.order}"}}}}}}},
+      {{"name", "undo-flow"},
+       {"version", 1},
+       {"steps",
+        {{{"name", "reserve"},
+          {"action", "noop"},
+          {"compensate", {{"action", "noop"}}}},
+         {{"name", "charge"},
+          {"action", "fail"},
+          {"params", {{"error", "card declined"}}},
+          {"retry", {{"max_attempts", 1}}}}}}},
+      {{"name", "park-flow"},
+       {"version", 1},
+       {"on_failure", "park"},
+       {"steps",
+        {{{"name", "check"},
+          {"action", "fail"},
+          {"params", {{"error", "still broken"}}},
+          {"retry",
+           {{"max_attempts", 2},
+            {"initial_backoff_ms", 1},
+            {"non_retryable", json::array()}}}}}}},
+      {{"name", "nap-flow"},
+       {"version", 1},
+       {"steps",
+        {{{"name", "nap"},
+          {"action", "sleep"},
+          {"params", {{"duration_ms", 3600000}}}},
+         {{"name", "after"}, {"action", "noop"}}}}},
+      {{"name", "short-nap"},
+       {"version", 1},
+       {"steps",
+        {{{"name", "nap"},
+          {"action", "sleep"},
+          {"params", {{"duration_ms", 1500}}}},
+         {{"name", "after"}, {"action", "noop"}}}}},
+  };
+}
+
+// The sagas of the shared store, by what happened to them.
+struct Sagas {
+  std::string completed;    // ok-flow
+  std::string keyed;        // ok-flow, idempotency key "order-2"
+  std::string compensated;  // undo-flow
+  std::string parked;       // park-flow, in the DLQ
+  std::string sleeping;     // nap-flow, running, sleeping for an hour
+};
+
+// Runs the real engine on `dir` to make one saga of each kind.
+Status BuildStore(const std::string& dir, Sagas* out) {
+  test::EngineHarness h;
+  CDE_RETURN_IF_ERROR(h.Open(dir));
+  for (const json& d : Definitions())
+    CDE_RETURN_IF_ERROR(h.Register(d).status());
+  auto start = [&](const std::string& wf, std::string* id,
+                   std::string key = "") -> Status {
+    auto r = h.Start({.workflow = wf,
+                      .input = {{"order", 42}},
+                      .idempotency_key = std::move(key)});
+    CDE_RETURN_IF_ERROR(r.status());
+    *id = r->saga_id;
+    return Status::OK();
+  };
+  CDE_RETURN_IF_ERROR(start("ok-flow", &out->completed));
+  CDE_RETURN_IF_ERROR(h.AwaitInactive(out->completed).status());
+  CDE_RETURN_IF_ERROR(start("ok-flow", &out->keyed, "order-2"));
+  CDE_RETURN_IF_ERROR(h.AwaitInactive(out->keyed).status());
+  CDE_RETURN_IF_ERROR(start("undo-flow", &out->compensated));
+  CDE_RETURN_IF_ERROR(h.AwaitInactive(out->compensated).status());
+  CDE_RETURN_IF_ERROR(start("park-flow", &out->parked));
+  CDE_RETURN_IF_ERROR(h.AwaitInactive(out->parked).status());
+  CDE_RETURN_IF_ERROR(start("nap-flow", &out->sleeping));
+  CDE_RETURN_IF_ERROR(
+      h.AwaitStored(out->sleeping, SagaState::kRunning).status());
+  return h.Close();
+}
+
+// Names, sizes and modification times of the files under `dir`.
+std::map<std::string, std::pair<uintmax_t, fs::file_time_type>> Listing(
+    const std::string& dir) {
+  std::map<std::string, std::pair<uintmax_t, fs::file_time_type>> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) {
+      out[e.path().string()] = {e.file_size(), e.last_write_time()};
+    }
+  }
+  return out;
+}
+
+// The store's RocksDB opened directly, to damage it on purpose.
+class RawDb {
+ public:
+  explicit RawDb(const std::string& path) {
+    rocksdb::Options o;
+    std::vector<std::string> names;
+    EXPECT_TRUE(rocksdb::DB::ListColumnFamilies(o, path, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const auto& n : names)
+      cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    rocksdb::Status s = rocksdb::DB::Open(o, path, cfs, &handles_, &db_);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+  }
+  ~RawDb() {
+    for (auto* h : handles_)
+      db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    delete db_;
+  }
+  rocksdb::ColumnFamilyHandle* Cf(Cf cf) {
+    for (auto* h : handles_) {
+      if (h->GetName() == CfName(cf)) return h;
+    }
+    return nullptr;
+  }
+  void Put(cde::Cf cf, const std::string& key, const std::string& value) {
+    ASSERT_TRUE(db_->Put(rocksdb::WriteOptions(), Cf(cf), key, value).ok());
+  }
+  void Delete(cde::Cf cf, const std::string& key) {
+    ASSERT_TRUE(db_->Delete(rocksdb::WriteOptions(), Cf(cf), key).ok());
+  }
+  SagaRecord Saga(const std::string& id) {
+    std::string v;
+    EXPECT_TRUE(db_->Get(rocksdb::ReadOptions(), Cf(Cf::kSagas), id, &v).ok());
+    auto rec = DecodeSaga(v, id);
+    EXPECT_TRUE(rec.ok());
+    return rec.ok() ? *rec : SagaRecord{};
+  }
+
+ private:
+  rocksdb::DB* db_ = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+};
+
+class AdminTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir;
+    sagas_ = new Sagas;
+    built_ = BuildStore(dir_->Sub("store"), sagas_);
+  }
+  static void TearDownTestSuite() {
+    delete sagas_;
+    delete dir_;
+  }
+  void SetUp() override { ASSERT_TRUE(test::IsOk(built_)); }
+
+  static std::string Store() { return dir_->Sub("store"); }
+  // A private copy of the shared store, for tests that change it.
+  std::string CopyOfStore(const std::string& name) {
+    const std::string to = own_.Sub(name);
+    fs::copy(Store(), to, fs::copy_options::recursive);
+    return to;
+  }
+  static AdminRun Admin(std::vector<std::string> args,
+                        const std::string& data_dir = Store(),
+                        int timeout_ms = 60000) {
+    args.push_back("--data-dir");
+    args.push_back(data_dir);
+    return test::RunProcess(kAdmin, args, timeout_ms);
+  }
+  static const Sagas& sagas() { return *sagas_; }
+
+  test::TempDir own_;
+
+ private:
+  static test::TempDir* dir_;
+  static Sagas* sagas_;
+  static Status built_;
+};
+
+test::TempDir* AdminTest::dir_ = nullptr;
+Sagas* AdminTest::sagas_ = nullptr;
+Status AdminTest::built_;
+
+// One line on stderr, nothing on stdout: what every refusal looks like.
+void ExpectOneLineError(const AdminRun& r, const std::string& containing) {
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find(containing), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.rfind("cde-admin: ", 0), 0u) << r.err;
+}
+
+std::vector<std::string> Ids(const json& sagas) {
+  std::vector<std::string> ids;
+  for (const json& s : sagas) ids.push_back(s["id"].get<std::string>());
+  return ids;
+}
+
+TEST_F(AdminTest, WorkflowsListAndShow) {
+  AdminRun r = Admin({"workflows", "list", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = r.Json();
+  ASSERT_EQ(j["workflows"].size(), Definitions().size());
+  std::set<std::string> names;
+  for (const json& w : j["workflows"]) {
+    names.insert(w["name"].get<std::string>());
+    EXPECT_TRUE(w["latest"].get<bool>());
+    EXPECT_EQ(w["version"], 1);
+    EXPECT_TRUE(w["registered_at"].is_string());
+  }
+  EXPECT_TRUE(names.contains("undo-flow"));
+
+  r = Admin({"workflows", "show", "undo-flow", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.Json()["definition"], Definitions()[1]);
+  r = Admin({"workflows", "show", "undo-flow@1", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.Json()["version"], 1);
+  r = Admin({"workflows", "show", "undo-flow"});  // human: the document
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"compensate\""), std::string::npos) << r.out;
+
+  ExpectOneLineError(Admin({"workflows", "show", "undo-flow@2"}),
+                     "workflow undo-flow has no version 2");
+  EXPECT_EQ(Admin({"workflows", "show", "undo-flow@2"}).exit_code, 1);
+  EXPECT_EQ(Admin({"workflows", "show", "nope"}).exit_code, 1);
+  const AdminRun bad = Admin({"workflows", "show", "undo-flow@x"});
+  EXPECT_EQ(bad.exit_code, 2);
+  ExpectOneLineError(bad, "NAME@VERSION");
+}
+
+TEST_F(AdminTest, SagasListIsNewestFirstFilteredAndPaged) {
+  AdminRun r = Admin({"sagas", "list", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = r.Json();
+  const std::vector<std::string> all = {sagas().sleeping, sagas().parked,
+                                        sagas().compensated, sagas().keyed,
+                                        sagas().completed};
+  EXPECT_EQ(Ids(j["sagas"]), all);
+  EXPECT_TRUE(j["next_cursor"].is_null());
+  const json& sleeping = j["sagas"][0];
+  EXPECT_EQ(sleeping["state"], "running");
+  EXPECT_EQ(sleeping["workflow"], "nap-flow");
+  EXPECT_EQ(sleeping["current_step"]["name"], "nap");
+  EXPECT_EQ(sleeping["current_step"]["attempts"], 1);
+  EXPECT_EQ(sleeping["wait"]["kind"], "sleep");
+  const json& parked = j["sagas"][1];
+  EXPECT_EQ(parked["state"], "parked");
+  EXPECT_EQ(parked["current_step"]["name"], "check");
+  EXPECT_EQ(parked["current_step"]["attempts"], 2);
+  EXPECT_EQ(parked["current_step"]["max_attempts"], 2);
+  EXPECT_EQ(j["sagas"][4]["state"], "completed");
+  EXPECT_TRUE(j["sagas"][4]["current_step"].is_null());
+  EXPECT_EQ(j["sagas"][4]["total_attempts"], 2);
+
+  r = Admin({"sagas", "list", "--state", "parked", "--json"});
+  EXPECT_EQ(Ids(r.Json()["sagas"]), std::vector<std::string>{sagas().parked});
+  r = Admin({"sagas", "list", "--workflow", "ok-flow", "--json"});
+  EXPECT_EQ(Ids(r.Json()["sagas"]),
+            (std::vector<std::string>{sagas().keyed, sagas().completed}));
+  r = Admin({"sagas", "list", "--workflow", "ok-flow", "--state", "completed",
+             "--json"});
+  EXPECT_EQ(r.Json()["sagas"].size(), 2u);
+  r = Admin({"sagas", "list", "--since", "1h", "--json"});
+  EXPECT_EQ(r.Json()["sagas"].size(), 5u);
+  r = Admin({"sagas", "list", "--since", "1h30m", "--json"});
+  EXPECT_EQ(r.Json()["sagas"].size(), 5u);
+  r = Admin({"sagas", "list", "--until", "1h", "--json"});
+  EXPECT_EQ(r.Json()["sagas"].size(), 0u);
+  r = Admin({"sagas", "list", "--since", "2000-01-01T00:00:00Z", "--until",
+             "2999-01-01T00:00:00+02:00", "--json"});
+  EXPECT_EQ(r.Json()["sagas"].size(), 5u);
+
+  // Pages of two: every saga once, in order, then no cursor.
+  std::vector<std::string> paged;
+  std::string cursor;
+  for (int page = 0; page < 5; ++page) {
+    std::vector<std::string> args = {"sagas", "list", "--limit", "2", "--json"};
+    if (!cursor.empty()) args.insert(args.end(), {"--cursor", cursor});
+    r = Admin(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    j = r.Json();
+    for (const auto& id : Ids(j["sagas"])) paged.push_back(id);
+    if (j["next_cursor"].is_null()) break;
+    cursor = j["next_cursor"].get<std::string>();
+  }
+  EXPECT_EQ(paged, all);
+
+  r = Admin({"sagas", "list"});  // human: a table with every id
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("ID ", 0), 0u) << r.out;
+  for (const auto& id : all) EXPECT_NE(r.out.find(id), std::string::npos);
+  EXPECT_EQ(r.out.find("\x1b["), std::string::npos) << "colour without a TTY";
+}
+
+TEST_F(AdminTest, SagasShowGivesStepsAttemptsTimelineAndWait) {
+  AdminRun r = Admin({"sagas", "show", sagas().compensated, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = r.Json();
+  EXPECT_EQ(j["saga"]["state"], "compensated");
+  ASSERT_EQ(j["steps"].size(), 2u);
+  EXPECT_EQ(j["steps"][0]["name"], "reserve");
+  EXPECT_EQ(j["steps"][0]["status"], "compensated");
+  EXPECT_EQ(j["steps"][0]["compensation_attempts"], 1);
+  EXPECT_EQ(j["steps"][1]["name"], "charge");
+  EXPECT_EQ(j["steps"][1]["status"], "failed");
+  EXPECT_EQ(j["steps"][1]["error"]["message"], "card declined");
+  EXPECT_EQ(j["failed_step"], "charge");
+  ASSERT_EQ(j["attempts"].size(), 3u);  // reserve, charge, undo reserve
+  EXPECT_EQ(j["attempts"][1]["step"], "charge");
+  EXPECT_EQ(j["attempts"][1]["outcome"], "failed");
+  EXPECT_EQ(j["attempts"][2]["compensation"], true);
+  EXPECT_EQ(j["attempts"][2]["outcome"], "succeeded");
+  EXPECT_TRUE(j["attempts"][2]["duration_ms"].is_number());
+  EXPECT_EQ(j["timeline"].front()["type"], "saga_started");
+  EXPECT_EQ(j["timeline"].back()["type"], "saga_compensated");
+  EXPECT_EQ(j["timeline"].size(), j["saga"]["last_seq"].get<size_t>());
+
+  r = Admin({"sagas", "show", sagas().sleeping, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = r.Json();
+  EXPECT_EQ(j["saga"]["wait"]["kind"], "sleep");
+  EXPECT_EQ(j["saga"]["wait"]["step"], "nap");
+  EXPECT_NE(j["waiting_for"].get<std::string>().find("sleep step nap"),
+            std::string::npos)
+      << j["waiting_for"];
+  EXPECT_EQ(j["attempts"][0]["outcome"], "in_flight");
+
+  r = Admin({"sagas", "show", sagas().parked, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = r.Json();
+  EXPECT_EQ(j["dlq"]["reason"], "step_failed");
+  EXPECT_EQ(j["attempts"][0]["outcome"], "retrying");
+  EXPECT_EQ(j["attempts"][1]["outcome"], "failed");
+
+  r = Admin({"sagas", "show", sagas().keyed});  // human
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("order-2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("confirm"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("completed"), std::string::npos) << r.out;
+
+  const std::string unknown = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+  r = Admin({"sagas", "show", unknown});
+  EXPECT_EQ(r.exit_code, 1);
+  ExpectOneLineError(r, "no saga " + unknown);
+}
+
+TEST_F(AdminTest, SagasLogPrintsRawEvents) {
+  AdminRun r = Admin({"sagas", "log", sagas().completed, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto lines = r.JsonLines();
+  ASSERT_GE(lines.size(), 4u);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_EQ(lines[i]["seq"], i + 1);
+    EXPECT_EQ(lines[i]["saga_id"], sagas().completed);
+  }
+  EXPECT_EQ(lines.front()["type"], "saga_started");
+  EXPECT_EQ(lines.back()["type"], "saga_completed");
+
+  r = Admin({"sagas", "log", sagas().completed, "--from", "3", "--json"});
+  lines = r.JsonLines();
+  ASSERT_FALSE(lines.empty());
+  EXPECT_EQ(lines.front()["seq"], 3);
+
+  // --follow on a finished saga prints its log and ends.
+  r = Admin({"sagas", "log", sagas().completed, "--follow"}, Store(), 10000);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("saga_completed"), std::string::npos);
+
+  r = Admin({"sagas", "log", "01ARZ3NDEKTSV4RRFFQ69G5FAV"});
+  EXPECT_EQ(r.exit_code, 1);
+  ExpectOneLineError(r, "no saga 01ARZ3NDEKTSV4RRFFQ69G5FAV");
+}
+
+TEST_F(AdminTest, DlqListAndShow) {
+  AdminRun r = Admin({"dlq", "list", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = r.Json();
+  ASSERT_EQ(j["entries"].size(), 1u);
+  EXPECT_EQ(j["entries"][0]["saga_id"], sagas().parked);
+  EXPECT_EQ(j["entries"][0]["reason"], "step_failed");
+  EXPECT_EQ(j["entries"][0]["step"], "check");
+  EXPECT_EQ(j["entries"][0]["attempts"], 2);
+  EXPECT_TRUE(j["next_cursor"].is_null());
+  r = Admin({"dlq", "list", "--workflow", "ok-flow", "--json"});
+  EXPECT_EQ(r.Json()["entries"].size(), 0u);
+
+  r = Admin({"dlq", "show", sagas().parked, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = r.Json();
+  EXPECT_EQ(j["entry"]["last_error"], "failed: still broken");
+  EXPECT_EQ(j["saga"]["state"], "parked");
+
+  r = Admin({"dlq", "show", sagas().completed});
+  EXPECT_EQ(r.exit_code, 1);
+  ExpectOneLineError(r, "is not in the dead-letter queue");
+}
+
+TEST_F(AdminTest, StatsCountByStateAndWorkflow) {
+  AdminRun r = Admin({"stats", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = r.Json();
+  EXPECT_EQ(j["access"], "read_only");
+  EXPECT_TRUE(j["server_pid"].is_null());
+  EXPECT_EQ(j["sagas"]["total"], 5);
+  EXPECT_EQ(j["sagas"]["by_state"]["completed"], 2);
+  EXPECT_EQ(j["sagas"]["by_state"]["compensated"], 1);
+  EXPECT_EQ(j["sagas"]["by_state"]["parked"], 1);
+  EXPECT_EQ(j["sagas"]["by_state"]["running"], 1);
+  EXPECT_EQ(j["sagas"]["by_state"]["cancelled"], 0);
+  EXPECT_EQ(j["workflows"]["ok-flow"]["total"], 2);
+  EXPECT_EQ(j["workflows"]["nap-flow"]["by_state"]["running"], 1);
+  EXPECT_EQ(j["workflows"]["short-nap"]["total"], 0);
+  EXPECT_EQ(j["dlq_entries"], 1);
+  EXPECT_EQ(j["timers"]["total"], 1);
+  EXPECT_EQ(j["timers"]["overdue"], 0);
+  EXPECT_TRUE(j["timers"]["next_due_at"].is_string());
+  EXPECT_EQ(j["definitions"], Definitions().size());
+  EXPECT_GT(j["store"]["disk_bytes"].get<uint64_t>(), 0u);
+  EXPECT_TRUE(j["store"]["rocksdb"].contains("sst_files"));
+}
+
+TEST_F(AdminTest, VerifyPassesOnAStoreTheEngineWrote) {
+  const auto before = Listing(Store());
+  AdminRun r = Admin({"verify", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  const json j = r.Json();
+  EXPECT_TRUE(j["ok"].get<bool>());
+  EXPECT_EQ(j["problems"], json::array());
+  EXPECT_EQ(j["rows_checked"]["sagas"], 5);
+  EXPECT_EQ(j["rows_checked"]["timers"], 1);
+  EXPECT_EQ(Listing(Store()), before) << "verify changed the store";
+  r = Admin({"verify"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out.rfind("no problems", 0), 0u) << r.out;
+}
+
+TEST_F(AdminTest, VerifyReportsExactlyTheDamageDone) {
+  const std::string dir = CopyOfStore("damaged");
+  {
+    RawDb db(dir);
+    // 1. an index row deleted
+    db.Delete(Cf::kIdxState,
+              IdxStatePrefix(SagaState::kCompleted) + sagas().completed);
+    // 2. a snapshot's last_seq altered
+    SagaRecord keyed = db.Saga(sagas().keyed);
+    keyed.last_seq += 1;
+    db.Put(Cf::kSagas, keyed.id, EncodeSaga(keyed));
+    // 3. a snapshot's state altered (its index rows say compensated)
+    SagaRecord comp = db.Saga(sagas().compensated);
+    comp.state = SagaState::kCompleted;
+    db.Put(Cf::kSagas, comp.id, EncodeSaga(comp));
+    // 4. a DLQ record that does not decode
+    db.Put(Cf::kDlq, sagas().parked, "\x01\xff garbage");
+  }
+  AdminRun r = Admin({"verify", "--json"}, dir);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  const json j = r.Json();
+  EXPECT_FALSE(j["ok"].get<bool>());
+  std::multiset<std::pair<std::string, std::string>> found;
+  for (const json& p : j["problems"]) {
+    found.emplace(p["kind"].get<std::string>(),
+                  p["saga_id"].get<std::string>());
+  }
+  const std::multiset<std::pair<std::string, std::string>> expected = {
+      {"index_missing", sagas().completed},
+      {"log_mismatch", sagas().keyed},
+      {"index_mismatch", sagas().compensated},
+      {"undecodable", sagas().parked},
+  };
+  EXPECT_EQ(found, expected) << j["problems"].dump(2);
+  for (const json& p : j["problems"]) {
+    if (p["kind"] == "index_missing") {
+      ASSERT_EQ(p["rows"]["missing"].size(), 1u);
+      EXPECT_EQ(p["rows"]["missing"][0]["cf"], "idx_state");
+    }
+    if (p["kind"] == "log_mismatch") {
+      EXPECT_NE(p["message"].get<std::string>().find("log ends at seq"),
+                std::string::npos);
+    }
+    if (p["kind"] == "index_mismatch") {
+      EXPECT_EQ(p["rows"]["missing"].size(), 2u);
+      EXPECT_EQ(p["rows"]["unexpected"].size(), 2u);
+    }
+    if (p["kind"] == "undecodable") {
+      EXPECT_EQ(p["cf"], "dlq");
+    }
+  }
+  // The human form lists the same problems, one per row, and exits 1.
+  r = Admin({"verify"}, dir);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("4 problems"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("index_missing"), std::string::npos);
+}
+
+TEST_F(AdminTest, BadInputIsOneClearLineAndChangesNothing) {
+  AdminRun r = Admin({"sagas", "list", "--since", "yesterday"});
+  EXPECT_EQ(r.exit_code, 2);
+  ExpectOneLineError(r, "--since: 'yesterday'");
+  r = Admin({"sagas", "list", "--until", "2026-13-01T00:00:00Z"});
+  EXPECT_EQ(r.exit_code, 2);
+  ExpectOneLineError(r, "--until");
+  r = Admin({"sagas", "list", "--since", "99999999999999999999w"});
+  EXPECT_EQ(r.exit_code, 2);
+  ExpectOneLineError(r, "--since");
+  r = Admin({"sagas", "list", "--state", "sleeping"});
+  EXPECT_EQ(r.exit_code, 2);
+  ExpectOneLineError(r, "--state: unknown state 'sleeping'");
+  r = Admin({"sagas", "list", "--cursor", "nope"});
+  EXPECT_EQ(r.exit_code, 2);
+  ExpectOneLineError(r, "--cursor");
+  r = Admin({"sagas", "frobnicate"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+
+  // Not a store: a directory of other files, and a missing directory.
+  const std::string other = own_.Sub("other");
+  fs::create_directories(other);
+  std::ofstream(other + "/notes.txt") << "hello";
+  r = Admin({"sagas", "list"}, other);
+  EXPECT_EQ(r.exit_code, 2);
+  ExpectOneLineError(r, "no store there");
+  EXPECT_EQ(Listing(other).size(), 1u);
+  const std::string missing = own_.Sub("missing");
+  r = Admin({"stats"}, missing);
+  EXPECT_EQ(r.exit_code, 2);
+  ExpectOneLineError(r, "no store there");
+  EXPECT_FALSE(fs::exists(missing));
+
+  // A store of a newer format.
+  const std::string newer = CopyOfStore("newer");
+  {
+    auto store = OpenRocksStore({.path = newer});
+    ASSERT_TRUE(test::IsOk(store.status()));
+    Transition t;
+    t.PutFormatVersion(kFormatVersion + 1);
+    ASSERT_TRUE(test::IsOk(test::WriteOne(**store, t, true)));
+    ASSERT_TRUE(test::IsOk((*store)->Close()));
+  }
+  const auto before = Listing(newer);
+  for (std::vector<std::string> args : {std::vector<std::string>{"stats"},
+                                        {"verify", "--json"},
+                                        {"sagas", "list"},
+                                        {"backup", own_.Sub("newer-backup")}}) {
+    r = Admin(args, newer);
+    EXPECT_EQ(r.exit_code, 2) << args[0];
+    ExpectOneLineError(r, "store format version 2 is newer than this build");
+  }
+  EXPECT_EQ(Listing(newer), before);
+  EXPECT_FALSE(fs::exists(own_.Sub("newer-backup")));
+
+  r = Admin({"--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("sagas"), std::string::npos);
+  r = Admin({"sagas", "list", "--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--since"), std::string::npos);
+}
+
+TEST_F(AdminTest, BackupIsAStoreTheServerOpens) {
+  const std::string source = CopyOfStore("source");
+  const std::string backup = own_.Sub("backup");
+  AdminRun r = Admin({"backup", backup, "--json"}, source);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.Json()["sagas"], 5);
+  EXPECT_EQ(Admin({"backup", backup}, source).exit_code, 2);  // exists
+
+  r = Admin({"sagas", "list", "--json"}, backup);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.Json()["sagas"].size(), 5u);
+  r = Admin({"verify"}, backup);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+
+  // The real server runs on the copy and finds the sagas there.
+  const std::string workflows = own_.Sub("workflows");
+  fs::create_directories(workflows);
+  test::ServerProcess server(kServer, backup, workflows);
+  ASSERT_TRUE(server.Initialize()) << server.Log();
+  const json got = server.CallTool("get_saga", {{"saga_id", sagas().parked}});
+  EXPECT_EQ(got["state"], "parked") << server.Log();
+  EXPECT_EQ(server.Stop(), 0) << server.Log();
+}
+
+// The read commands while a real server holds the store: a secondary that
+// catches up sees what the server does after the admin started.
+TEST_F(AdminTest, ReadsFollowALiveServer) {
+  const std::string dir = CopyOfStore("live");
+  const std::string workflows = own_.Sub("workflows");
+  fs::create_directories(workflows);
+  for (const json& d : Definitions()) {
+    std::ofstream(workflows + "/" + d["name"].get<std::string>() + ".json")
+        << d.dump(2);
+  }
+  test::ServerProcess server(kServer, dir, workflows);
+  ASSERT_TRUE(server.Initialize()) << server.Log();
+
+  AdminRun r = Admin({"stats", "--json"}, dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.Json()["access"], "secondary");
+  EXPECT_EQ(r.Json()["server_pid"], server.pid());
+  EXPECT_EQ(r.Json()["sagas"]["total"], 5);
+
+  // A saga the server makes now is seen by the next command.
+  const json started = server.CallTool(
+      "start_workflow", {{"workflow", "ok-flow"}, {"input", {{"order", 7}}}});
+  ASSERT_TRUE(started.is_object()) << server.Log();
+  const std::string made = started["saga_id"].get<std::string>();
+  std::string state;
+  for (int i = 0; i < 50 && state != "completed"; ++i) {
+    r = Admin({"sagas", "list", "--json"}, dir);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_EQ(r.Json()["sagas"].size(), 6u);
+    EXPECT_EQ(r.Json()["sagas"][0]["id"], made);
+    state = r.Json()["sagas"][0]["state"].get<std::string>();
+    if (state != "completed") {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  EXPECT_EQ(state, "completed");
+
+  // --follow streams a sleeping saga's events until it completes.
+  const json napping =
+      server.CallTool("start_workflow", {{"workflow", "short-nap"}});
+  ASSERT_TRUE(napping.is_object()) << server.Log();
+  const std::string nap = napping["saga_id"].get<std::string>();
+  r = Admin({"sagas", "show", nap, "--json"}, dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.Json()["saga"]["state"], "running");
+  const auto t0 = std::chrono::steady_clock::now();
+  r = Admin({"sagas", "log", nap, "--follow", "--json"}, dir, 30000);
+  const auto followed = std::chrono::steady_clock::now() - t0;
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto lines = r.JsonLines();
+  ASSERT_GE(lines.size(), 3u) << r.out;
+  for (size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(lines[i]["seq"], i + 1);
+  EXPECT_EQ(lines.back()["type"], "saga_completed");
+  EXPECT_GT(followed, std::chrono::milliseconds(300));
+
+  // Everything else reads the live store too; verify sees a consistent view.
+  r = Admin({"verify", "--json"}, dir);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(r.Json()["access"], "secondary");
+  EXPECT_EQ(Admin({"dlq", "list", "--json"}, dir).Json()["entries"].size(), 1u);
+  EXPECT_EQ(Admin({"workflows", "list", "--json"}, dir).exit_code, 0);
+  EXPECT_EQ(
+      Admin({"sagas", "show", made, "--json"}, dir).Json()["saga"]["state"],
+      "completed");
+
+  // A live store is backed up through the server, not by cde-admin.
+  r = Admin({"backup", own_.Sub("live-backup")}, dir);
+  EXPECT_EQ(r.exit_code, 3);
+  ExpectOneLineError(r, "pid " + std::to_string(server.pid()));
+  EXPECT_FALSE(fs::exists(own_.Sub("live-backup")));
+
+  EXPECT_EQ(server.Stop(), 0) << server.Log();
+  r = Admin({"stats", "--json"}, dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.Json()["access"], "read_only");
+  EXPECT_EQ(r.Json()["sagas"]["total"], 7);
+  EXPECT_EQ(Admin({"verify"}, dir).exit_code, 0);
+}
+
+}  // namespace
+}  // namespace cde

@@ -1,0 +1,42 @@
+// cde-admin commands. main.cc parses the command line (CLI11) and calls one
+// of these; each returns the process exit code or throws AdminError
+// (output.h). docs/cde-admin.md describes every command and its output.
+#ifndef CDE_TOOLS_ADMIN_COMMANDS_H_
+#define CDE_TOOLS_ADMIN_COMMANDS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "tools/admin/output.h"
+
+namespace cde::admin {
+
+int RunWorkflowsList(const Common& common);
+// `spec` is NAME or NAME@VERSION (latest version when none is given).
+int RunWorkflowsShow(const Common& common, const std::string& spec);
+
+struct SagaListOptions {
+  std::string state;
+  std::string workflow;
+  std::string since;  // RFC 3339 or a time ago; "" = unbounded
+  std::string until;
+  size_t limit = 50;
+  std::string cursor;
+};
+int RunSagasList(const Common& common, const SagaListOptions& options);
+int RunSagasShow(const Common& common, const std::string& id);
+int RunSagasLog(const Common& common, const std::string& id, uint64_t from_seq,
+                bool follow);
+
+int RunDlqList(const Common& common, const std::string& workflow, size_t limit,
+               const std::string& cursor);
+int RunDlqShow(const Common& common, const std::string& id);
+
+int RunStats(const Common& common);
+int RunVerify(const Common& common);
+int RunBackup(const Common& common, const std::string& dir);
+
+}  // namespace cde::admin
+
+#endif  // CDE_TOOLS_ADMIN_COMMANDS_H_
