@@ -9,6 +9,8 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <memory>
 
 #include "api/http_server.h"
 #include "api/jsonrpc.h"
@@ -30,8 +32,12 @@ HttpResponse Json(int status, const json& body) {
 // Every answer is counted by route and status code.
 class Routes {
  public:
-  Routes(Engine* engine, McpHttp* mcp, const bool* ready)
-      : engine_(engine), mcp_(mcp), ready_(ready) {
+  Routes(Engine* engine, McpHttp* mcp, const bool* ready,
+         std::set<std::string> bearer_tokens)
+      : engine_(engine),
+        mcp_(mcp),
+        ready_(ready),
+        bearer_tokens_(std::move(bearer_tokens)) {
     Metrics& m = engine->metrics();
     requests_ = m.AddCounter("cde_http_requests_total",
                              "HTTP requests answered, by route and status code",
@@ -67,8 +73,9 @@ class Routes {
  private:
   // A fixed set of label values, whatever paths clients make up.
   static std::string RouteOf(const std::string& path) {
-    for (const char* known : {"/mcp", "/health", "/health/liveness",
-                              "/health/readiness", "/metrics"}) {
+    for (const char* known :
+         {"/mcp", "/health", "/health/liveness", "/health/readiness",
+          "/metrics", "/admin/backup", "/admin/dlq/purge"}) {
       if (path == known) return known;
     }
     return "other";
@@ -77,6 +84,8 @@ class Routes {
   void Route(const HttpRequest& req, const std::string& route,
              HttpServer::Respond respond) {
     if (route == "/mcp") return mcp_->Handle(req, std::move(respond));
+    if (route == "/admin/backup") return Backup(req, std::move(respond));
+    if (route == "/admin/dlq/purge") return Purge(req, std::move(respond));
     if (req.method != "GET" && req.method != "HEAD") {
       return respond({405, {{"Allow", "GET, HEAD"}}, ""});
     }
@@ -109,9 +118,141 @@ class Routes {
     respond(Json(404, {{"error", "no such endpoint " + req.path}}));
   }
 
+  // Admin endpoints are for operator tools on this host (cde-admin), never
+  // browsers: a request with an Origin header is refused, and the bearer
+  // token is required when tokens are configured. An error, or "".
+  std::string RefuseAdmin(const HttpRequest& req, int* status) const {
+    if (!req.header("origin").empty()) {
+      *status = 403;
+      return "admin endpoints take no browser requests (Origin header)";
+    }
+    if (bearer_tokens_.empty()) return "";
+    const std::string auth = req.header("authorization");
+    bool ok = false;
+    if (auth.starts_with("Bearer ")) {
+      const std::string token = auth.substr(7);
+      for (const std::string& t : bearer_tokens_) {
+        unsigned char diff = t.size() == token.size() ? 0 : 1;
+        for (size_t i = 0; i < t.size(); ++i) {
+          diff |= static_cast<unsigned char>(t[i] ^
+                                             (i < token.size() ? token[i] : 0));
+        }
+        ok |= diff == 0;
+      }
+    }
+    if (ok) return "";
+    *status = 401;
+    return "authentication required: send Authorization: Bearer <token>";
+  }
+
+  // Refuses `req` (responds and returns false) unless it is a POST an
+  // admin endpoint takes (see RefuseAdmin).
+  bool AdminPost(const HttpRequest& req, HttpServer::Respond& respond) {
+    if (req.method != "POST") {
+      respond({405, {{"Allow", "POST"}}, ""});
+      return false;
+    }
+    int status = 0;
+    if (std::string why = RefuseAdmin(req, &status); !why.empty()) {
+      HttpResponse r = Json(status, {{"error", why}});
+      if (status == 401) {
+        r.headers.push_back(
+            {"WWW-Authenticate", R"(Bearer realm="cde-orchestrator")"});
+      }
+      respond(std::move(r));
+      return false;
+    }
+    return true;
+  }
+
+  // POST /admin/dlq/purge {"saga_id"}: Engine::PurgeDlq. 200 {saga_id,
+  // entry}; errors {error, code} with code not_found (404),
+  // invalid_argument (400), busy (409), shutting_down (503), internal (500).
+  void Purge(const HttpRequest& req, HttpServer::Respond respond) {
+    if (!AdminPost(req, respond)) return;
+    const json body = json::parse(req.body, nullptr, false);
+    if (!body.is_object() || !body.contains("saga_id") ||
+        !body["saga_id"].is_string()) {
+      return respond(Json(400, {{"error", "body: {\"saga_id\": ID} expected"},
+                                {"code", "invalid_argument"}}));
+    }
+    const std::string id = body["saga_id"].get<std::string>();
+    engine_->PurgeDlq(id, [id, respond](Result<DlqRecord> r) {
+      if (r.ok()) {
+        return respond(Json(200, {{"saga_id", id},
+                                  {"entry",
+                                   {{"workflow", r->workflow},
+                                    {"version", r->version},
+                                    {"reason", r->reason},
+                                    {"step", r->step},
+                                    {"last_error", r->last_error},
+                                    {"attempts", r->attempts},
+                                    {"parked_ms", r->parked_ms},
+                                    {"replay_count", r->replay_count}}}}));
+      }
+      const Status& s = r.status();
+      int status = 500;
+      std::string code = "internal";
+      switch (s.code()) {
+        case Status::Code::kNotFound:
+          status = 404, code = "not_found";
+          break;
+        case Status::Code::kInvalidArgument:
+          status = 400, code = "invalid_argument";
+          break;
+        case Status::Code::kBusy:
+          status = 409, code = "busy";
+          break;
+        case Status::Code::kShutdownInProgress:
+          status = 503, code = "shutting_down";
+          break;
+        default:
+          break;
+      }
+      respond(Json(status,
+                   {{"error", s.IsNotFound() ? "no saga " + id : s.message()},
+                    {"code", code}}));
+    });
+  }
+
+  // POST /admin/backup {"dir": absolute path of a new directory}: a RocksDB
+  // checkpoint of the live store, taken off the loop (Engine::ReadStore).
+  void Backup(const HttpRequest& req, HttpServer::Respond respond) {
+    if (!AdminPost(req, respond)) return;
+    const json body = json::parse(req.body, nullptr, false);
+    if (!body.is_object() || !body.contains("dir") ||
+        !body["dir"].is_string()) {
+      return respond(Json(400, {{"error", "body: {\"dir\": PATH} expected"}}));
+    }
+    const std::string dir = body["dir"].get<std::string>();
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (!fs::path(dir).is_absolute()) {
+      return respond(Json(400, {{"error", "dir: must be an absolute path"}}));
+    }
+    if (fs::exists(dir, ec)) {
+      return respond(Json(
+          409, {{"error", dir + " already exists; the backup goes into a new "
+                                "directory"}}));
+    }
+    if (!*ready_) {
+      return respond(Json(503, {{"error", "the server is not ready"}}));
+    }
+    auto result = std::make_shared<Status>();
+    engine_->ReadStore(
+        [result, dir](Store& store) { *result = store.Checkpoint(dir); },
+        [result, dir, respond] {
+          if (!result->ok()) {
+            return respond(Json(500, {{"error", result->ToString()}}));
+          }
+          respond(Json(200, {{"dir", dir}}));
+        });
+  }
+
   Engine* engine_;
   McpHttp* mcp_;
   const bool* ready_;
+  std::set<std::string> bearer_tokens_;
   CounterFamily* requests_;
   HistogramFamily* durations_;
   GaugeFamily* sessions_;
@@ -191,7 +332,8 @@ Status RunServer(const ServerOptions& options) {
     mo.allowed_origins = options.allowed_origins;
     mo.bearer_tokens = options.bearer_tokens;
     mcp = std::make_unique<McpHttp>(&loop, engine.get(), std::move(mo));
-    routes = std::make_unique<Routes>(engine.get(), mcp.get(), &ready);
+    routes = std::make_unique<Routes>(engine.get(), mcp.get(), &ready,
+                                      options.bearer_tokens);
     HttpServerOptions ho;
     ho.host = options.host;
     ho.port = options.port;

@@ -110,7 +110,9 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
   window_timer_.data = this;
   const auto period =
       static_cast<uint64_t>(std::max<int64_t>(1, options_.timer_window_ms / 2));
-  uv_timer_start(&window_timer_, &EngineImpl::OnLoadTimers, period, period);
+  if (options_.run_sagas) {
+    uv_timer_start(&window_timer_, &EngineImpl::OnLoadTimers, period, period);
+  }
   handles_open_ = 6;
   actions_ = std::move(options_.actions);
 }
@@ -352,7 +354,7 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
     for (auto& [wid, fn] : callbacks) fn(a.saga);
   }
   bool dormant = false;
-  if (plan.arm_timer && !shutting_down_) {
+  if (plan.arm_timer && !shutting_down_ && options_.run_sagas) {
     if (BeyondWindow(a.saga.wait) && a.deferred.empty() &&
         watchers_.count(id) == 0) {
       dormant = true;  // its timer row will bring it back; see Adopt
@@ -362,7 +364,7 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
            a.saga.wait.kind == Wait::Kind::kSleep ? "sleep" : "backoff"});
     }
   }
-  if (plan.run_attempt && !shutting_down_) Dispatch(a);
+  if (plan.run_attempt && !shutting_down_ && options_.run_sagas) Dispatch(a);
   std::unique_ptr<Active> finished;
   if (plan.finished) {
     AbandonAttempt(a);

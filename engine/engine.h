@@ -46,6 +46,11 @@ struct EngineOptions {
   // are loaded from the store again shortly before they fall due. So a
   // million sleeping sagas cost disk, not memory.
   int64_t timer_window_ms = 60000;
+  // false = maintenance: recovery loads sagas but dispatches no attempt and
+  // arms no timer; transitions are committed (a cancel, a replay) and
+  // whatever they would run waits for the next start of a server. For
+  // operator tools (cde-admin) that change a store no server runs on.
+  bool run_sagas = true;
 };
 
 struct StartRequest {
@@ -101,6 +106,13 @@ class Engine {
   // Replays a parked saga (see PlanReplay).
   virtual void Replay(const std::string& saga_id, const std::string& from_step,
                       Callback<SagaState> done) = 0;
+  // Deletes a parked saga for good: its snapshot, log, index rows, timers,
+  // idempotency row and DLQ entry, in one transition that also writes an
+  // audit record (meta "audit/dlq_purge/<id>": the DLQ entry, purged_ms).
+  // `done` gets the DLQ entry that was purged. InvalidArgument for a saga
+  // that is not parked, NotFound for an unknown one.
+  virtual void PurgeDlq(const std::string& saga_id,
+                        Callback<DlqRecord> done) = 0;
 
   // The current snapshot of any saga: from memory when it is active, else
   // read from the store off the loop thread. NotFound for an unknown id.

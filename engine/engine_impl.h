@@ -62,6 +62,7 @@ class EngineImpl final : public Engine {
               Callback<SagaState> done) override;
   void Replay(const std::string& saga_id, const std::string& from_step,
               Callback<SagaState> done) override;
+  void PurgeDlq(const std::string& saga_id, Callback<DlqRecord> done) override;
   const Saga* FindActive(const std::string& saga_id) const override;
   void ReadSaga(const std::string& saga_id, Callback<SagaRecord> done) override;
   uint64_t Watch(const std::string& saga_id,
@@ -189,6 +190,10 @@ class EngineImpl final : public Engine {
   // max_concurrency: running (non-queued) count and the FIFO of the rest.
   std::map<std::string, uint32_t> running_;
   std::map<std::string, std::deque<std::string>> queued_;
+
+  // Parked sagas whose purge is being read or committed: a replay of one
+  // is refused (Busy) meanwhile.
+  std::set<std::string> purging_;
 
   uint64_t next_watch_ = 1;
   std::unordered_map<std::string,

@@ -65,6 +65,8 @@ Status EngineImpl::Recover() {
 
 // Picks an active saga up where its snapshot says it was.
 void EngineImpl::Resume(Active& a) {
+  // Maintenance: the saga stays as its snapshot says; a server picks it up.
+  if (!options_.run_sagas) return;
   const Wait& w = a.saga.wait;
   switch (w.kind) {
     case Wait::Kind::kAttempt:
@@ -108,7 +110,7 @@ void EngineImpl::ParkPoisoned(SagaRecord record, const std::string& reason) {
 }
 
 void EngineImpl::FillSlots(const std::string& workflow) {
-  if (shutting_down_) return;
+  if (shutting_down_ || !options_.run_sagas) return;
   auto& q = queued_[workflow];
   uint32_t& running = running_[workflow];
   while (!q.empty()) {
@@ -166,6 +168,9 @@ void EngineImpl::StartReplay(Result<SagaRecord> found,
   if (active_.count(found->id) != 0) {
     return done(Status::Busy("saga " + found->id + " is already replaying"));
   }
+  if (purging_.count(found->id) != 0) {
+    return done(Status::Busy("saga " + found->id + " is being purged"));
+  }
   auto saga = FromRecord(*found);
   if (!saga.ok()) return done(saga.status());
   DefPtr def = FindDefinition(saga->workflow, saga->version);
@@ -191,6 +196,115 @@ void EngineImpl::StartReplay(Result<SagaRecord> found,
   });
 }
 
+void EngineImpl::PurgeDlq(const std::string& saga_id,
+                          Callback<DlqRecord> done) {
+  if (shutting_down_) {
+    return done(Status::ShutdownInProgress("the engine is shutting down"));
+  }
+  if (!health_.ok()) return done(health_);
+  if (const Saga* s = FindActive(saga_id)) {
+    return done(Status::InvalidArgument(
+        "saga " + saga_id + " is " + std::string(SagaStateName(s->state)) +
+        ", not parked; only parked sagas are purged"));
+  }
+  if (!purging_.insert(saga_id).second) {
+    return done(Status::Busy("saga " + saga_id + " is being purged"));
+  }
+  struct Read {
+    Result<SagaRecord> saga = Status::NotFound("");
+    Result<DlqRecord> dlq = Status::NotFound("");
+    bool owns_key = false;
+  };
+  auto read = std::make_shared<Read>();
+  ++blocking_work_;
+  RunBlocking(
+      loop_,
+      [this, saga_id, read] {
+        read->saga = store_->GetSaga(saga_id);
+        if (!read->saga.ok()) return;
+        read->dlq = store_->GetDlq(saga_id);
+        // The key's row goes only if it names this saga.
+        if (!read->saga->idempotency_key.empty()) {
+          auto owner = store_->LookupIdempotency(read->saga->idempotency_key);
+          read->owns_key = owner.ok() && *owner == saga_id;
+        }
+      },
+      [this, saga_id, read, done] {
+        --blocking_work_;
+        auto fail = [&](Status s) {
+          purging_.erase(saga_id);
+          done(std::move(s));
+          MaybeFinishShutdown();
+        };
+        if (!read->saga.ok()) return fail(read->saga.status());
+        const SagaRecord& rec = *read->saga;
+        if (active_.count(saga_id) != 0 || rec.state != SagaState::kParked) {
+          const std::string state = active_.count(saga_id) != 0
+                                        ? "replaying"
+                                        : std::string(SagaStateName(rec.state));
+          return fail(Status::InvalidArgument(
+              "saga " + saga_id + " is " + state +
+              ", not parked; only parked sagas are purged"));
+        }
+        if (shutting_down_) {
+          return fail(
+              Status::ShutdownInProgress("the engine is shutting down"));
+        }
+        // A parked saga's DLQ entry; a parked saga without one (a damaged
+        // store) is purged all the same.
+        DlqRecord entry;
+        if (read->dlq.ok()) {
+          entry = *read->dlq;
+        } else {
+          entry.saga_id = saga_id;
+          entry.workflow = rec.workflow;
+          entry.version = rec.version;
+        }
+        const int64_t now = Now();
+        Transition t;
+        t.DeleteSaga(rec);
+        t.DeleteDlq(saga_id);
+        if (read->owns_key) t.DeleteIdempotency(rec.idempotency_key);
+        // A parked saga waits on nothing; a timer its body still names goes.
+        if (auto saga = FromRecord(rec);
+            saga.ok() && (saga->wait.kind == Wait::Kind::kSleep ||
+                          saga->wait.kind == Wait::Kind::kBackoff)) {
+          t.DeleteTimer(
+              saga->wait.due_ms, saga_id,
+              saga->wait.kind == Wait::Kind::kSleep ? "sleep" : "backoff");
+        }
+        t.PutAudit("dlq_purge", saga_id,
+                   {{"action", "dlq_purge"},
+                    {"saga_id", saga_id},
+                    {"workflow", rec.workflow},
+                    {"version", rec.version},
+                    {"created_ms", rec.created_ms},
+                    {"last_seq", rec.last_seq},
+                    {"idempotency_key", rec.idempotency_key},
+                    {"dlq",
+                     {{"reason", entry.reason},
+                      {"step", entry.step},
+                      {"last_error", entry.last_error},
+                      {"attempts", entry.attempts},
+                      {"parked_ms", entry.parked_ms},
+                      {"replay_count", entry.replay_count}}},
+                    {"purged_ms", now}});
+        const bool had_entry = read->dlq.ok();
+        Commit(std::move(t),
+               [this, saga_id, entry, had_entry, done](const Status& s) {
+                 purging_.erase(saga_id);
+                 if (!s.ok()) {
+                   health_ = s;
+                   done(s);
+                 } else {
+                   if (had_entry) m_.dlq_entries->Add(-1);
+                   done(entry);
+                 }
+                 MaybeFinishShutdown();
+               });
+      });
+}
+
 bool EngineImpl::BeyondWindow(const Wait& wait) const {
   return (wait.kind == Wait::Kind::kSleep ||
           wait.kind == Wait::Kind::kBackoff) &&
@@ -211,6 +325,7 @@ EngineImpl::Active* EngineImpl::Adopt(Saga saga) {
   active->holds_slot = true;  // it kept its slot while dormant
   Active* a = active.get();
   active_[a->saga.id] = std::move(active);
+  if (!options_.run_sagas) return a;  // maintenance: no timers
   timers_->Add({a->saga.wait.due_ms, a->saga.id,
                 a->saga.wait.kind == Wait::Kind::kSleep ? "sleep" : "backoff"});
   return a;
@@ -221,7 +336,10 @@ void EngineImpl::OnLoadTimers(uv_timer_t* handle) {
 }
 
 void EngineImpl::LoadDueDormant() {
-  if (loading_dormant_ || shutting_down_ || !health_.ok()) return;
+  if (loading_dormant_ || shutting_down_ || !health_.ok() ||
+      !options_.run_sagas) {
+    return;
+  }
   loading_dormant_ = true;
   const int64_t horizon = Now() + options_.timer_window_ms;
   // The timer rows due within the window, then (second trip off the loop)

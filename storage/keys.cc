@@ -146,4 +146,12 @@ std::string PrintableKey(std::string_view key) {
   return out;
 }
 
+std::string AuditKey(std::string_view kind, std::string_view saga_id) {
+  std::string key(kAuditPrefix);
+  key.append(kind);
+  key.push_back('/');
+  key.append(saga_id);
+  return key;
+}
+
 }  // namespace cde

@@ -39,6 +39,10 @@ inline constexpr std::array<Cf, kCfCount> kAllCfs = {
     Cf::kIdxWorkflow, Cf::kIdxWorkflowState};
 
 inline constexpr std::string_view kFormatVersionKey = "format_version";
+// meta: audit records of operator actions, "audit/" kind "/" saga_id (e.g.
+// "audit/dlq_purge/01M8..."), each a CBOR map saying what was done.
+inline constexpr std::string_view kAuditPrefix = "audit/";
+std::string AuditKey(std::string_view kind, std::string_view saga_id);
 
 void PutBigEndian64(std::string* out, uint64_t v);
 void PutBigEndian32(std::string* out, uint32_t v);

@@ -73,4 +73,27 @@ void Transition::PutFormatVersion(uint32_t version) {
   Put(Cf::kMeta, kFormatVersionKey, EncodeFormatVersion(version));
 }
 
+void Transition::DeleteSaga(const SagaRecord& saga) {
+  Delete(Cf::kSagas, saga.id);
+  Delete(Cf::kIdxState, IdxStatePrefix(saga.state) + saga.id);
+  Delete(Cf::kIdxWorkflow, IdxWorkflowPrefix(saga.workflow) + saga.id);
+  Delete(Cf::kIdxWorkflowState,
+         IdxWorkflowStatePrefix(saga.workflow, saga.state) + saga.id);
+  for (uint64_t seq = 1; seq <= saga.last_seq; ++seq) {
+    Delete(Cf::kLog, LogKey(saga.id, seq));
+  }
+}
+
+void Transition::DeleteIdempotency(std::string_view key) {
+  Delete(Cf::kIdempotency, key);
+}
+
+void Transition::PutAudit(std::string_view kind, std::string_view saga_id,
+                          const nlohmann::json& record) {
+  const std::vector<uint8_t> cbor = nlohmann::json::to_cbor(record);
+  Put(Cf::kMeta, AuditKey(kind, saga_id),
+      std::string_view(reinterpret_cast<const char*>(cbor.data()),
+                       cbor.size()));
+}
+
 }  // namespace cde

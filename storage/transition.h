@@ -36,6 +36,14 @@ class Transition {
   void PutDefinition(const DefinitionRecord& definition);
   // The `meta` format version row; written once, when a store is created.
   void PutFormatVersion(uint32_t version);
+  // Removes a saga: its snapshot and its three index rows (for the state
+  // and workflow of `saga`, the stored snapshot), and its log events
+  // 1..saga.last_seq. Timer, DLQ and idempotency rows are the caller's.
+  void DeleteSaga(const SagaRecord& saga);
+  void DeleteIdempotency(std::string_view key);
+  // An audit record in `meta` (AuditKey(kind, saga_id)), CBOR-encoded.
+  void PutAudit(std::string_view kind, std::string_view saga_id,
+                const nlohmann::json& record);
 
   // Test hook: an arbitrary row, e.g. a corrupt record for decoder tests.
   void TEST_PutRaw(Cf cf, std::string_view key, std::string_view value) {

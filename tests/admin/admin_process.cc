@@ -126,10 +126,15 @@ AdminRun RunProcess(const std::string& binary,
 
 ServerProcess::ServerProcess(const std::string& binary,
                              const std::string& data_dir,
-                             const std::string& workflows_dir) {
+                             const std::string& workflows_dir,
+                             const std::string& http,
+                             const std::vector<std::string>& extra) {
   log_path_ = data_dir + ".server.log";
-  ExecArgs exec(binary, {"serve", "--stdio", "--http", "127.0.0.1:0",
-                         "--data-dir", data_dir, "--workflows", workflows_dir});
+  std::vector<std::string> args = {"serve",       "--stdio",    "--http",
+                                   http,          "--data-dir", data_dir,
+                                   "--workflows", workflows_dir};
+  args.insert(args.end(), extra.begin(), extra.end());
+  ExecArgs exec(binary, args);
   int in[2], out[2];
   if (pipe(in) != 0 || pipe(out) != 0) return;
   pid_ = fork();

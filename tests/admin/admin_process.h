@@ -29,11 +29,14 @@ AdminRun RunProcess(const std::string& binary,
                     int timeout_ms = 60000);
 
 // `cde-orchestrator serve --stdio --http 127.0.0.1:0 --data-dir D
-// --workflows W`, with MCP requests written to its stdin.
+// --workflows W`, with MCP requests written to its stdin. `http` replaces
+// 127.0.0.1:0 ("none": stdio only); `extra` are more options of serve.
 class ServerProcess {
  public:
   ServerProcess(const std::string& binary, const std::string& data_dir,
-                const std::string& workflows_dir);
+                const std::string& workflows_dir,
+                const std::string& http = "127.0.0.1:0",
+                const std::vector<std::string>& extra = {});
   ~ServerProcess();  // Stop()s it if still running
   ServerProcess(const ServerProcess&) = delete;
   ServerProcess& operator=(const ServerProcess&) = delete;

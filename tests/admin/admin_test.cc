@@ -2,7 +2,10 @@
 // compensated, parked, and running in a long sleep), then the real cde-admin
 // binary run against it offline, against a copy the test corrupts, and
 // while a real `cde-orchestrator serve` holds the store.
+#include <curl/curl.h>
 #include <rocksdb/db.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -672,11 +675,17 @@ TEST_F(AdminTest, ReadsFollowALiveServer) {
       Admin({"sagas", "show", made, "--json"}, dir).Json()["saga"]["state"],
       "completed");
 
-  // A live store is backed up through the server, not by cde-admin.
-  r = Admin({"backup", own_.Sub("live-backup")}, dir);
-  EXPECT_EQ(r.exit_code, 3);
-  ExpectOneLineError(r, "pid " + std::to_string(server.pid()));
-  EXPECT_FALSE(fs::exists(own_.Sub("live-backup")));
+  // A live store is backed up by the server itself (POST /admin/backup).
+  const std::string live_backup = own_.Sub("live-backup");
+  r = Admin({"backup", live_backup, "--json"}, dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err << server.Log();
+  EXPECT_EQ(r.Json()["via"], "server");
+  EXPECT_EQ(r.Json()["server_pid"], server.pid());
+  EXPECT_EQ(r.Json()["sagas"], 7);
+  EXPECT_EQ(Admin({"verify"}, live_backup).exit_code, 0);
+  r = Admin({"backup", live_backup}, dir);
+  EXPECT_EQ(r.exit_code, 2);
+  ExpectOneLineError(r, "already exists");
 
   EXPECT_EQ(server.Stop(), 0) << server.Log();
   r = Admin({"stats", "--json"}, dir);
@@ -684,6 +693,454 @@ TEST_F(AdminTest, ReadsFollowALiveServer) {
   EXPECT_EQ(r.Json()["access"], "read_only");
   EXPECT_EQ(r.Json()["sagas"]["total"], 7);
   EXPECT_EQ(Admin({"verify"}, dir).exit_code, 0);
+}
+
+// --- the commands that change state ---
+
+// A store for the state-changing commands: a saga sleeping after a step
+// with a compensation, two parked park-flow sagas, a parked skip-flow saga
+// (its step passes once the file `flag` exists) and a completed one.
+struct ChangeSagas {
+  std::string undo_nap;  // undo-nap, running, sleeping for an hour
+  std::string parked_a;  // park-flow
+  std::string parked_b;  // park-flow
+  std::string skip;      // skip-flow, parked at "check" until `flag` exists
+  std::string done;      // ok-flow, completed
+};
+
+Status BuildChangeStore(const std::string& dir, const std::string& flag,
+                        ChangeSagas* out) {
+  test::EngineHarness h;
+  CDE_RETURN_IF_ERROR(h.Open(dir));
+  std::vector<json> defs = Definitions();
+  defs.push_back({{"name", "undo-nap"},
+                  {"version", 1},
+                  {"steps",
+                   {{{"name", "reserve"},
+                     {"action", "noop"},
+                     {"compensate", {{"action", "noop"}}}},
+                    {{"name", "nap"},
+                     {"action", "sleep"},
+                     {"params", {{"duration_ms", 3600000}}}},
+                    {{"name", "after"}, {"action", "noop"}}}}});
+  defs.push_back({{"name", "skip-flow"},
+                  {"version", 1},
+                  {"on_failure", "park"},
+                  {"steps",
+                   {{{"name", "check"},
+                     {"action", "exec"},
+                     {"params", {{"argv", {"test", "-f", "${input.flag}"}}}},
+                     {"retry", {{"max_attempts", 1}}}},
+                    {{"name", "after"}, {"action", "noop"}}}}});
+  for (const json& d : defs) CDE_RETURN_IF_ERROR(h.Register(d).status());
+  auto start = [&](const std::string& wf, std::string* id) -> Status {
+    auto r = h.Start({.workflow = wf, .input = {{"order", 1}, {"flag", flag}}});
+    CDE_RETURN_IF_ERROR(r.status());
+    *id = r->saga_id;
+    return Status::OK();
+  };
+  CDE_RETURN_IF_ERROR(start("ok-flow", &out->done));
+  CDE_RETURN_IF_ERROR(h.AwaitInactive(out->done).status());
+  for (std::string* id : {&out->parked_a, &out->parked_b, &out->skip}) {
+    CDE_RETURN_IF_ERROR(
+        start(id == &out->skip ? "skip-flow" : "park-flow", id));
+    CDE_RETURN_IF_ERROR(h.AwaitInactive(*id).status());
+  }
+  CDE_RETURN_IF_ERROR(start("undo-nap", &out->undo_nap));
+  CDE_RETURN_IF_ERROR(
+      h.AwaitStored(out->undo_nap, SagaState::kRunning).status());
+  // Wait until it sleeps (its first step done).
+  for (int i = 0; i < 100; ++i) {
+    const Saga* s = h.engine().FindActive(out->undo_nap);
+    if (s == nullptr || s->wait.kind == Wait::Kind::kSleep) break;
+    h.RunUntil([] { return false; }, 10);
+  }
+  return h.Close();
+}
+
+class AdminChangeTest : public AdminTest {
+ protected:
+  void SetUp() override {
+    AdminTest::SetUp();
+    dir_ = own_.Sub("change");
+    flag_ = own_.Sub("flag");
+    ASSERT_TRUE(test::IsOk(BuildChangeStore(dir_, flag_, &s_)));
+    workflows_ = own_.Sub("workflows");
+    fs::create_directories(workflows_);
+  }
+  std::string State(const std::string& id) {
+    AdminRun r = Admin({"sagas", "show", id, "--json"}, dir_);
+    return r.exit_code == 0 ? r.Json()["saga"]["state"].get<std::string>()
+                            : "(" + r.err + ")";
+  }
+  // id -> state and last seq of every saga.
+  std::map<std::string, std::string> Snapshot() {
+    std::map<std::string, std::string> out;
+    AdminRun r = Admin({"sagas", "list", "--json"}, dir_);
+    const json list = r.Json();
+    for (const json& s : list["sagas"]) {
+      out[s["id"].get<std::string>()] =
+          s["state"].get<std::string>() + "/" + s["last_seq"].dump();
+    }
+    return out;
+  }
+  // Polls the server's get_saga until `id` is `state` (10 s at most).
+  static std::string AwaitState(test::ServerProcess& server,
+                                const std::string& id,
+                                const std::string& state) {
+    std::string now;
+    for (int i = 0; i < 200 && now != state; ++i) {
+      const json got = server.CallTool("get_saga", {{"saga_id", id}});
+      now = got.is_object() ? got.value("state", "") : "";
+      if (now != state) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
+    return now;
+  }
+  std::vector<std::string> LogTypes(const std::string& id) {
+    std::vector<std::string> types;
+    for (const json& e :
+         Admin({"sagas", "log", id, "--json"}, dir_).JsonLines())
+      types.push_back(e["type"].get<std::string>());
+    return types;
+  }
+
+  // Creates the file skip-flow's step checks for.
+  void Fix() { std::ofstream(flag_) << "fixed\n"; }
+
+  std::string dir_, workflows_, flag_;
+  ChangeSagas s_;
+};
+
+const char* kUnknownId = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+
+size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
+
+// POSTs `body` with `headers`; the HTTP status (0 if unreachable).
+long Post(const std::string& url, const std::string& body,
+          const std::vector<std::string>& headers) {
+  CURL* curl = curl_easy_init();
+  curl_slist* list =
+      curl_slist_append(nullptr, "Content-Type: application/json");
+  for (const std::string& h : headers)
+    list = curl_slist_append(list, h.c_str());
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &Discard);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
+  curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
+  long status = 0;
+  if (curl_easy_perform(curl) == CURLE_OK) {
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  }
+  curl_slist_free_all(list);
+  curl_easy_cleanup(curl);
+  return status;
+}
+
+bool Has(const std::vector<std::string>& v, const std::string& x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+// No server: a maintenance engine commits the changes and runs nothing;
+// the server started afterwards runs what they made due.
+TEST_F(AdminChangeTest, OfflineCancelAndReplayRunWhenTheServerStarts) {
+  const auto before = Snapshot();
+  AdminRun r = Admin({"sagas", "cancel", kUnknownId}, dir_);
+  EXPECT_EQ(r.exit_code, 1);
+  ExpectOneLineError(r, std::string("no saga ") + kUnknownId);
+  r = Admin({"dlq", "replay", kUnknownId}, dir_);
+  EXPECT_EQ(r.exit_code, 1);
+  ExpectOneLineError(r, std::string("no saga ") + kUnknownId);
+  r = Admin({"sagas", "cancel", s_.done}, dir_);  // finished
+  EXPECT_EQ(r.exit_code, 1);
+  ExpectOneLineError(r, "already completed");
+  r = Admin({"dlq", "replay", s_.undo_nap}, dir_);  // not parked
+  EXPECT_EQ(r.exit_code, 1);
+  ExpectOneLineError(r, "not parked");
+  r = Admin({"dlq", "replay", s_.skip, "--from-step", "nope"}, dir_);
+  EXPECT_EQ(r.exit_code, 1);
+  ExpectOneLineError(r, "has no step 'nope'");
+  EXPECT_EQ(Admin({"dlq", "replay"}, dir_).exit_code, 2);
+  EXPECT_EQ(Admin({"dlq", "replay", s_.skip, "--all"}, dir_).exit_code, 2);
+  EXPECT_EQ(Snapshot(), before);  // nothing changed
+
+  r = Admin({"sagas", "cancel", s_.undo_nap, "--json"}, dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.Json()["via"], "offline");
+  EXPECT_EQ(r.Json()["saga_id"], s_.undo_nap);
+  EXPECT_EQ(r.Json()["state"], "cancelling");
+  Fix();
+  r = Admin({"dlq", "replay", s_.skip, "--from-step", "check"}, dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("replayed saga " + s_.skip + " offline: now running"),
+            std::string::npos)
+      << r.out;
+  // Committed, and nothing ran: the compensation and the step wait.
+  EXPECT_EQ(State(s_.undo_nap), "cancelling");
+  EXPECT_EQ(State(s_.skip), "running");
+  EXPECT_FALSE(Has(LogTypes(s_.undo_nap), "compensation_succeeded"));
+  EXPECT_TRUE(Has(LogTypes(s_.skip), "replayed"));
+  EXPECT_FALSE(Has(LogTypes(s_.skip), "saga_completed"));
+  r = Admin({"dlq", "list", "--json"}, dir_);
+  EXPECT_EQ(r.Json()["entries"].size(), 2u);
+  EXPECT_EQ(Admin({"verify"}, dir_).exit_code, 0);
+
+  // replay --all: both park-flow sagas, then (offline) nothing runs.
+  r = Admin({"dlq", "replay", "--all", "--workflow", "park-flow", "--json"},
+            dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.Json()["total"], 2);
+  EXPECT_EQ(r.Json()["replayed"], 2);
+  EXPECT_EQ(r.Json()["failed"], 0);
+  ASSERT_EQ(r.Json()["results"].size(), 2u);
+  EXPECT_EQ(r.Json()["results"][0]["saga_id"], s_.parked_a);
+  EXPECT_EQ(r.Json()["results"][0]["state"], "running");
+  EXPECT_EQ(State(s_.parked_b), "running");
+  EXPECT_EQ(Admin({"dlq", "list", "--json"}, dir_).Json()["entries"].size(),
+            0u);
+  r = Admin({"dlq", "replay", "--all"}, dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("replayed 0 of 0 parked sagas offline"),
+            std::string::npos)
+      << r.out;
+
+  // A server on the store runs what the changes made due.
+  test::ServerProcess server(kServer, dir_, workflows_);
+  ASSERT_TRUE(server.Initialize()) << server.Log();
+  EXPECT_EQ(AwaitState(server, s_.undo_nap, "cancelled"), "cancelled")
+      << server.Log();
+  EXPECT_EQ(AwaitState(server, s_.skip, "completed"), "completed");
+  // park-flow fails on every attempt: replayed, it runs and parks again.
+  EXPECT_EQ(AwaitState(server, s_.parked_a, "parked"), "parked");
+  EXPECT_EQ(AwaitState(server, s_.parked_b, "parked"), "parked");
+  EXPECT_EQ(server.Stop(), 0) << server.Log();
+  EXPECT_TRUE(Has(LogTypes(s_.undo_nap), "compensation_succeeded"));
+  const auto park_log = LogTypes(s_.parked_a);
+  EXPECT_GT(std::count(park_log.begin(), park_log.end(), "attempt_started"), 2);
+  r = Admin({"dlq", "show", s_.parked_a, "--json"}, dir_);
+  EXPECT_EQ(r.Json()["entry"]["replay_count"], 1);
+  EXPECT_EQ(Admin({"verify"}, dir_).exit_code, 0);
+}
+
+// A server runs: the changes go through its MCP endpoint.
+TEST_F(AdminChangeTest, OnlineChangesGoThroughTheServer) {
+  test::ServerProcess server(kServer, dir_, workflows_);
+  ASSERT_TRUE(server.Initialize()) << server.Log();
+
+  AdminRun r = Admin({"sagas", "cancel", s_.undo_nap, "--json"}, dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err << server.Log();
+  EXPECT_EQ(r.Json()["via"], "server");
+  EXPECT_EQ(r.Json()["server_pid"], server.pid());
+  EXPECT_EQ(AwaitState(server, s_.undo_nap, "cancelled"), "cancelled");
+
+  Fix();
+  r = Admin({"dlq", "replay", s_.skip}, dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(
+      r.out.find("replayed saga " + s_.skip + " through the server (pid " +
+                 std::to_string(server.pid()) + ")"),
+      std::string::npos)
+      << r.out;
+  EXPECT_EQ(AwaitState(server, s_.skip, "completed"), "completed");
+
+  // Errors of the tools: one line, exit 1, nothing changed.
+  r = Admin({"sagas", "cancel", kUnknownId}, dir_);
+  EXPECT_EQ(r.exit_code, 1);
+  ExpectOneLineError(r, std::string("no saga ") + kUnknownId);
+  r = Admin({"dlq", "replay", s_.done}, dir_);
+  EXPECT_EQ(r.exit_code, 1);
+  ExpectOneLineError(r, "not parked");
+  r = Admin({"sagas", "cancel", s_.done, "--server", "http://example.com/mcp"},
+            dir_);
+  EXPECT_EQ(r.exit_code, 2);
+  ExpectOneLineError(r, "--server");
+
+  // replay --all pages through list_dlq and replays each.
+  r = Admin({"dlq", "replay", "--all", "--json"}, dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.Json()["via"], "server");
+  EXPECT_EQ(r.Json()["total"], 2);
+  EXPECT_EQ(r.Json()["replayed"], 2);
+  std::set<std::string> ids;
+  const json all = r.Json();
+  for (const json& x : all["results"]) {
+    ids.insert(x["saga_id"].get<std::string>());
+  }
+  EXPECT_EQ(ids, (std::set<std::string>{s_.parked_a, s_.parked_b}));
+  EXPECT_EQ(AwaitState(server, s_.parked_a, "parked"), "parked");
+  r = Admin({"dlq", "show", s_.parked_a, "--json"}, dir_);
+  EXPECT_EQ(r.Json()["entry"]["replay_count"], 1);
+
+  // --server given explicitly (the base URL or its /mcp).
+  std::ifstream in(dir_ + "/server.json");
+  const json about = json::parse(in);
+  r = Admin({"dlq", "replay", s_.parked_b, "--server",
+             about["http"].get<std::string>(), "--json"},
+            dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.Json()["via"], "server");
+  EXPECT_EQ(r.Json()["state"], "running");
+
+  EXPECT_EQ(server.Stop(), 0) << server.Log();
+  EXPECT_EQ(Admin({"verify"}, dir_).exit_code, 0);
+}
+
+// A server run with --auth-tokens: the token comes from --token or from
+// CDE_ADMIN_TOKEN; without it the change is refused and nothing changes.
+TEST_F(AdminChangeTest, BearerTokenFromOptionOrEnvironment) {
+  const std::string tokens = own_.Sub("tokens");
+  std::ofstream(tokens) << "# admin\nsecret-1\n";
+  test::ServerProcess server(kServer, dir_, workflows_, "127.0.0.1:0",
+                             {"--auth-tokens", tokens});
+  ASSERT_TRUE(server.Initialize()) << server.Log();
+  AdminRun r = Admin({"sagas", "cancel", s_.undo_nap}, dir_);
+  EXPECT_EQ(r.exit_code, 1);
+  ExpectOneLineError(r, "needs a bearer token");
+  r = Admin({"sagas", "cancel", s_.undo_nap, "--token", "wrong"}, dir_);
+  EXPECT_EQ(r.exit_code, 1);
+  ExpectOneLineError(r, "the one given was refused");
+  EXPECT_EQ(AwaitState(server, s_.undo_nap, "running"), "running");
+  setenv("CDE_ADMIN_TOKEN", "secret-1", 1);
+  r = Admin({"dlq", "replay", "--all", "--json"}, dir_);
+  unsetenv("CDE_ADMIN_TOKEN");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.Json()["replayed"], 3);
+  r = Admin({"sagas", "cancel", s_.undo_nap, "--token", "secret-1"}, dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(AwaitState(server, s_.undo_nap, "cancelled"), "cancelled");
+
+  // The admin endpoint: the token is required, a browser (Origin) is not
+  // served even with it.
+  const std::string backup = own_.Sub("backup");
+  r = Admin({"backup", backup}, dir_);
+  EXPECT_EQ(r.exit_code, 1);
+  ExpectOneLineError(r, "give --token or set CDE_ADMIN_TOKEN");
+  std::ifstream in(dir_ + "/server.json");
+  const std::string admin_url =
+      json::parse(in)["http"].get<std::string>() + "/admin/backup";
+  const std::string body = json{{"dir", backup}}.dump();
+  EXPECT_EQ(
+      Post(admin_url, body,
+           {"Authorization: Bearer secret-1", "Origin: http://localhost:3000"}),
+      403);
+  EXPECT_EQ(Post(admin_url, body, {"Authorization: Bearer wrong"}), 401);
+  EXPECT_FALSE(fs::exists(backup));
+  r = Admin({"backup", backup, "--token", "secret-1"}, dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(
+      r.out.find("taken by the server, pid " + std::to_string(server.pid())),
+      std::string::npos)
+      << r.out;
+  EXPECT_EQ(Admin({"verify"}, backup).exit_code, 0);
+  EXPECT_EQ(server.Stop(), 0) << server.Log();
+}
+
+// dlq purge: offline through the maintenance engine, and through the
+// server's admin endpoint; verify finds nothing left behind.
+TEST_F(AdminChangeTest, PurgeDeletesParkedSagasOfflineAndThroughTheServer) {
+  const auto before = Snapshot();
+  AdminRun r = Admin({"dlq", "purge", kUnknownId}, dir_);
+  EXPECT_EQ(r.exit_code, 1);
+  ExpectOneLineError(r, std::string("no saga ") + kUnknownId);
+  r = Admin({"dlq", "purge", s_.undo_nap}, dir_);
+  EXPECT_EQ(r.exit_code, 1);
+  ExpectOneLineError(r, "not parked");
+  EXPECT_EQ(Admin({"dlq", "purge"}, dir_).exit_code, 2);
+  EXPECT_EQ(
+      Admin({"dlq", "purge", s_.skip, "--older-than", "1h"}, dir_).exit_code,
+      2);
+  r = Admin({"dlq", "purge", "--older-than", "yesterday"}, dir_);
+  EXPECT_EQ(r.exit_code, 2);
+  ExpectOneLineError(r, "--older-than");
+  EXPECT_EQ(Snapshot(), before);
+
+  r = Admin({"dlq", "purge", s_.parked_a, "--json"}, dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.Json()["via"], "offline");
+  EXPECT_EQ(r.Json()["entry"]["step"], "check");
+  EXPECT_EQ(r.Json()["entry"]["reason"], "step_failed");
+  EXPECT_EQ(Admin({"sagas", "show", s_.parked_a}, dir_).exit_code, 1);
+  EXPECT_EQ(Admin({"dlq", "list", "--json"}, dir_).Json()["entries"].size(),
+            2u);
+  r = Admin({"verify"}, dir_);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  // Nothing parked more than an hour ago.
+  r = Admin({"dlq", "purge", "--older-than", "1h"}, dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("purged 0 of 0 sagas parked before"), std::string::npos)
+      << r.out;
+
+  test::ServerProcess server(kServer, dir_, workflows_);
+  ASSERT_TRUE(server.Initialize()) << server.Log();
+  std::ifstream in(dir_ + "/server.json");
+  const std::string purge_url =
+      json::parse(in)["http"].get<std::string>() + "/admin/dlq/purge";
+  EXPECT_EQ(Post(purge_url, json{{"saga_id", s_.skip}}.dump(),
+                 {"Origin: http://localhost:3000"}),
+            403);
+  r = Admin({"dlq", "purge", "--older-than", "0s", "--workflow", "park-flow",
+             "--json"},
+            dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = r.Json();
+  EXPECT_EQ(j["via"], "server");
+  EXPECT_EQ(j["total"], 1);
+  EXPECT_EQ(j["purged"], 1);
+  EXPECT_EQ(j["results"][0]["saga_id"], s_.parked_b);
+  r = Admin({"dlq", "purge", s_.skip}, dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("purged saga " + s_.skip + " (skip-flow@1"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("through the server (pid"), std::string::npos);
+  r = Admin({"dlq", "purge", s_.skip}, dir_);
+  EXPECT_EQ(r.exit_code, 1);
+  ExpectOneLineError(r, "no saga " + s_.skip);
+  const json got = server.CallTool("get_saga", {{"saga_id", s_.parked_b}});
+  EXPECT_TRUE(got.is_null());
+  EXPECT_EQ(server.Stop(), 0) << server.Log();
+
+  r = Admin({"sagas", "list", "--json"}, dir_);
+  EXPECT_EQ(r.Json()["sagas"].size(), 2u);  // done, undo_nap
+  EXPECT_EQ(Admin({"dlq", "list", "--json"}, dir_).Json()["entries"].size(),
+            0u);
+  r = Admin({"verify"}, dir_);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+}
+
+// A server over stdio only holds the store and cannot be reached: refused
+// with exit 3. A stale server.json (dead pid) is ignored.
+TEST_F(AdminChangeTest, UnreachableServerIsRefusedAndStaleFileIgnored) {
+  {
+    test::ServerProcess server(kServer, dir_, workflows_, "none");
+    ASSERT_TRUE(server.Initialize()) << server.Log();
+    AdminRun r = Admin({"sagas", "cancel", s_.undo_nap}, dir_);
+    EXPECT_EQ(r.exit_code, 3);
+    ExpectOneLineError(r, "a server (pid " + std::to_string(server.pid()) +
+                              ") holds the store but has no reachable HTTP "
+                              "API; stop it or run it with --http");
+    r = Admin({"dlq", "replay", "--all"}, dir_);
+    EXPECT_EQ(r.exit_code, 3);
+    r = Admin({"backup", own_.Sub("no-backup")}, dir_);
+    EXPECT_EQ(r.exit_code, 3);
+    ExpectOneLineError(r, "no reachable HTTP API");
+    EXPECT_FALSE(fs::exists(own_.Sub("no-backup")));
+    const json got = server.CallTool("get_saga", {{"saga_id", s_.undo_nap}});
+    EXPECT_EQ(got["state"], "running");
+    EXPECT_EQ(server.Stop(), 0) << server.Log();
+  }
+  // A server.json left by a process that is gone.
+  const pid_t child = fork();
+  if (child == 0) _exit(0);
+  waitpid(child, nullptr, 0);
+  std::ofstream(dir_ + "/server.json")
+      << json{{"pid", child}, {"http", "http://127.0.0.1:9"}}.dump();
+  AdminRun r = Admin({"sagas", "cancel", s_.undo_nap, "--json"}, dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.Json()["via"], "offline");
 }
 
 }  // namespace

@@ -54,9 +54,10 @@ EngineHarness::~EngineHarness() {
 
 Status EngineHarness::Open(const std::string& data_dir,
                            std::map<std::string, NativeAction> actions,
-                           int64_t timer_window_ms) {
+                           int64_t timer_window_ms, bool run_sagas) {
   EngineOptions options;
   options.timer_window_ms = timer_window_ms;
+  options.run_sagas = run_sagas;
   if (data_dir.empty()) {
     options.store = NewMemoryStore();
   } else {

@@ -43,7 +43,7 @@ class EngineHarness {
   // Opens an engine. `data_dir` empty: a memory store.
   Status Open(const std::string& data_dir,
               std::map<std::string, NativeAction> actions = {},
-              int64_t timer_window_ms = 60000);
+              int64_t timer_window_ms = 60000, bool run_sagas = true);
   // Shuts the engine down cleanly (drain, close, flush).
   Status Close();
 

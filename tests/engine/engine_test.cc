@@ -213,6 +213,55 @@ TEST_F(EngineTest, ParkedSagaGoesToTheDlqAndReplaysToCompletion) {
   EXPECT_TRUE(h_.Replay(id).status().IsInvalidArgument());
 }
 
+TEST_F(EngineTest, PurgeDeletesAParkedSagaAndLeavesAnAuditRecord) {
+  HeldAction held;
+  OpenMemory({{"held", held.AsAction()}});
+  ASSERT_OK(
+      h_
+          .Register(Workflow(
+              "p",
+              {{{"name", "call"}, {"action", "fail"}, {"retry", FastRetry(1)}}},
+              {{"on_failure", "park"}}))
+          .status());
+  ASSERT_OK(h_.Register(Workflow("h", {{{"name", "a"}, {"action", "held"}}}))
+                .status());
+  const std::string id = StartOk("p", json::object(), "key-1");
+  ASSERT_EQ(h_.AwaitInactive(id)->state, SagaState::kParked);
+  const std::string running = StartOk("h");
+  auto purge = [&](const std::string& saga) {
+    std::optional<Result<DlqRecord>> r;
+    h_.engine().PurgeDlq(saga, [&](Result<DlqRecord> x) { r = std::move(x); });
+    EXPECT_TRUE(h_.RunUntil([&] { return r.has_value(); }));
+    return r.value_or(Status::Aborted("no answer"));
+  };
+  EXPECT_TRUE(purge(running).status().IsInvalidArgument());
+  auto purged = purge(id);
+  ASSERT_OK(purged.status());
+  EXPECT_EQ(purged->step, "call");
+  Store& store = h_.engine().store();
+  EXPECT_TRUE(store.GetSaga(id).status().IsNotFound());
+  EXPECT_TRUE(store.GetDlq(id).status().IsNotFound());
+  EXPECT_TRUE(store.LookupIdempotency("key-1").status().IsNotFound());
+  auto log = store.ReadLog(id, 1, 100);
+  ASSERT_OK(log.status());
+  EXPECT_TRUE(log->empty());
+  json audit;
+  ASSERT_OK(store.ScanRows(Cf::kMeta,
+                           [&](std::string_view key, std::string_view value) {
+                             if (key == AuditKey("dlq_purge", id))
+                               audit = json::from_cbor(value);
+                             return true;
+                           }));
+  EXPECT_EQ(audit["saga_id"], id);
+  EXPECT_EQ(audit["dlq"]["step"], "call");
+  EXPECT_TRUE(audit["purged_ms"].is_number_integer());
+  EXPECT_TRUE(purge(id).status().IsNotFound());
+  // The key is free again: a new start makes a new saga.
+  const std::string again = StartOk("p", json::object(), "key-1");
+  EXPECT_NE(again, id);
+  held.Complete(ActionResult::Success(nullptr));
+}
+
 TEST_F(EngineTest, CancelStopsAfterTheCurrentAttemptThenCompensates) {
   HeldAction held;
   OpenMemory({{"held", held.AsAction()}});
@@ -351,6 +400,82 @@ TEST(EngineRestartTest, InFlightAttemptsAndTimersResumeAfterReopen) {
   ASSERT_OK(slept.status());
   EXPECT_EQ(slept->state, SagaState::kCompleted);
   EXPECT_GE(slept->updated_ms, sleep_due);
+}
+
+// Maintenance (run_sagas = false): a cancel and a replay are committed, no
+// action runs and no timer fires; the next normal engine runs what is due.
+TEST(MaintenanceTest, CommitsCancelAndReplayAndRunsNothing) {
+  test::TempDir dir;
+  bool healthy = false;
+  std::vector<std::string> calls;  // "step" or "step (undo)"
+  NativeAction svc = [&](const AttemptRequest& r, ActionDone done) {
+    calls.push_back(r.step + (r.compensation ? " (undo)" : ""));
+    done(healthy || r.compensation
+             ? ActionResult::Success(nullptr)
+             : ActionResult::Failure("http_503", "service unavailable"));
+  };
+  std::string sleeper_id, parked_id;
+  {
+    EngineHarness h;
+    ASSERT_OK(h.Open(dir.path(), {{"svc", svc}}));
+    ASSERT_OK(h.Register(Workflow("nap", {{{"name", "a"},
+                                           {"action", "svc"},
+                                           {"compensate", {{"action", "svc"}}}},
+                                          {{"name", "z"},
+                                           {"action", "sleep"},
+                                           {"params", {{"duration_ms", 200}}}},
+                                          {{"name", "b"}, {"action", "svc"}}}))
+                  .status());
+    ASSERT_OK(h.Register(Workflow("p",
+                                  {{{"name", "call"},
+                                    {"action", "svc"},
+                                    {"retry", FastRetry(1)}}},
+                                  {{"on_failure", "park"}}))
+                  .status());
+    healthy = true;
+    auto a = h.Start({.workflow = "nap"});
+    ASSERT_OK(a.status());
+    sleeper_id = a->saga_id;
+    ASSERT_TRUE(h.RunUntil([&] { return calls.size() == 1; }));
+    healthy = false;
+    auto b = h.Start({.workflow = "p"});
+    ASSERT_OK(b.status());
+    parked_id = b->saga_id;
+    ASSERT_OK(h.AwaitInactive(parked_id).status());
+    ASSERT_OK(h.Close());
+  }
+  ASSERT_THAT(calls, ElementsAre("a", "call"));
+  calls.clear();
+  healthy = true;
+  {
+    EngineHarness h;
+    ASSERT_OK(h.Open(dir.path(), {{"svc", svc}}, 60000, /*run_sagas=*/false));
+    auto c = h.Cancel(sleeper_id);
+    ASSERT_OK(c.status());
+    EXPECT_EQ(*c, SagaState::kCancelling);  // stops when the sleep ends
+    auto r = h.Replay(parked_id);
+    ASSERT_OK(r.status());
+    EXPECT_EQ(*r, SagaState::kRunning);
+    // Well past the sleep's end: nothing runs, nothing fires.
+    h.RunUntil([] { return false; }, 400);
+    EXPECT_TRUE(calls.empty());
+    auto stored = h.engine().store().GetSaga(sleeper_id);
+    ASSERT_OK(stored.status());
+    EXPECT_EQ(stored->state, SagaState::kCancelling);
+    EXPECT_TRUE(h.engine().store().GetDlq(parked_id).status().IsNotFound());
+    ASSERT_OK(h.Close());
+  }
+  EXPECT_TRUE(calls.empty());
+  EngineHarness h;
+  ASSERT_OK(h.Open(dir.path(), {{"svc", svc}}));
+  auto undone = h.AwaitInactive(sleeper_id);
+  ASSERT_OK(undone.status());
+  EXPECT_EQ(undone->state, SagaState::kCancelled);
+  auto replayed = h.AwaitInactive(parked_id);
+  ASSERT_OK(replayed.status());
+  EXPECT_EQ(replayed->state, SagaState::kCompleted);
+  EXPECT_THAT(calls, ::testing::UnorderedElementsAre("a (undo)", "call"));
+  ASSERT_OK(h.Close());
 }
 
 }  // namespace

@@ -116,6 +116,77 @@ TEST_P(StoreConformanceTest, OneTransitionWritesEveryColumnFamilyTogether) {
   EXPECT_OK(store_->GetDefinition("trip", 1).status());
 }
 
+// A purge (DeleteSaga, DeleteDlq, DeleteIdempotency, DeleteTimer and an
+// audit record in one transition) leaves no row of the saga in any column
+// family, and the audit record under "audit/" in meta.
+TEST_P(StoreConformanceTest, PurgeRemovesEveryRowOfASagaAndAudits) {
+  auto ids = MakeIds(2, 6000);
+  const std::string id = ids[0], other = ids[1];
+  Transition t;
+  SagaRecord saga = MakeSaga(id, "trip", SagaState::kParked);
+  saga.last_seq = 3;
+  saga.idempotency_key = "order-9";
+  for (uint64_t seq = 1; seq <= 3; ++seq) {
+    t.AppendLog(MakeEvent(id, seq, "e" + std::to_string(seq)));
+  }
+  t.PutSaga(saga, std::nullopt);
+  t.PutTimer({.due_ms = 9100, .saga_id = id, .name = "redrive"});
+  t.PutIdempotency("order-9", id);
+  const DlqRecord entry{.saga_id = id,
+                        .workflow = "trip",
+                        .version = 1,
+                        .reason = "step_failed",
+                        .step = "book",
+                        .last_error = "503",
+                        .attempts = 3,
+                        .parked_ms = 6001,
+                        .replay_count = 0};
+  t.PutDlq(entry);
+  t.AppendLog(MakeEvent(other, 1, "saga_started"));
+  t.PutSaga(MakeSaga(other, "trip", SagaState::kParked), std::nullopt);
+  ASSERT_OK(WriteOne(*store_, t, /*sync=*/true));
+
+  Transition purge;
+  purge.DeleteSaga(saga);
+  purge.DeleteDlq(id);
+  purge.DeleteIdempotency("order-9");
+  purge.DeleteTimer(9100, id, "redrive");
+  purge.PutAudit("dlq_purge", id, {{"saga_id", id}, {"purged_ms", 7000}});
+  ASSERT_OK(WriteOne(*store_, purge, /*sync=*/true));
+
+  EXPECT_TRUE(store_->GetSaga(id).status().IsNotFound());
+  EXPECT_TRUE(store_->GetDlq(id).status().IsNotFound());
+  EXPECT_TRUE(store_->LookupIdempotency("order-9").status().IsNotFound());
+  EXPECT_EQ(ListAll({.state = SagaState::kParked}),
+            std::vector<std::string>{other});
+  EXPECT_EQ(ListAll({.workflow = "trip"}), std::vector<std::string>{other});
+  for (Cf cf : kAllCfs) {
+    Status s =
+        store_->ScanRows(cf, [&](std::string_view key, std::string_view value) {
+          if (cf == Cf::kMeta && key == AuditKey("dlq_purge", id)) {
+            const auto audit = nlohmann::json::from_cbor(value);
+            EXPECT_EQ(audit["purged_ms"], 7000);
+            return true;
+          }
+          EXPECT_EQ(key.find(id), std::string_view::npos)
+              << "cf " << static_cast<int>(cf) << " key " << PrintableKey(key);
+          return true;
+        });
+    if (s.IsNotSupported()) GTEST_SKIP() << "no ScanRows";
+    EXPECT_OK(s);
+  }
+  bool audited = false;
+  ASSERT_OK(
+      store_->ScanRows(Cf::kMeta, [&](std::string_view key, std::string_view) {
+        audited |= key.starts_with(kAuditPrefix);
+        return true;
+      }));
+  EXPECT_TRUE(audited);
+  auto log = store_->ReadLog(other, 1, 10);
+  ASSERT_OK(log.status());
+  EXPECT_EQ(log->size(), 1u);
+}
+
 // A reader never sees a transition half applied: while a writer moves sagas
 // from running to completed, each saga is in exactly one state index.
 TEST_P(StoreConformanceTest, ReadersNeverSeeHalfAppliedTransitions) {

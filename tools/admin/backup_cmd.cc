@@ -4,10 +4,13 @@
 // linked, MANIFEST and any WAL copied), so the backup never opens the store
 // for writing. It holds the data dir's LOCK meanwhile, so that no server can
 // start and change the files under it. A store a server runs on is backed up
-// through that server (not yet available): exit 3.
+// by that server: POST /admin/backup makes it checkpoint its own open store
+// (off its loop), and cde-admin then checks the copy as here. A server that
+// holds the store and cannot be reached over HTTP: exit 3.
 #include <filesystem>
 
 #include "tools/admin/commands.h"
+#include "tools/admin/server_link.h"
 #include "tools/admin/store_access.h"
 
 namespace cde::admin {
@@ -39,7 +42,8 @@ uint64_t DirBytes(const std::string& dir) {
 
 }  // namespace
 
-int RunBackup(const Common& common, const std::string& dir) {
+int RunBackup(const Common& common, const ChangeOptions& options,
+              const std::string& dir) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (dir.empty()) Fail(kExitUsage, "backup: DIR must not be empty");
@@ -54,28 +58,29 @@ int RunBackup(const Common& common, const std::string& dir) {
     Fail(kExitUsage,
          "backup: " + target.parent_path().string() + " is not a directory");
   }
-  if (auto holder = LockHolder(common.data_dir)) {
-    Fail(kExitLive,
-         "a server" +
-             (*holder > 0 ? " (pid " + std::to_string(*holder) + ")"
-                          : std::string()) +
-             " holds the store at " + common.data_dir +
-             "; a backup of a live store goes through the server, which "
-             "cde-admin cannot do yet: stop the server, then run backup "
-             "again");
+  // A running server (or --server): it checkpoints its own store. Else
+  // (ChooseRoute refuses a server it cannot reach) cde-admin does.
+  const Route route = options.server.empty() && !LockHolder(common.data_dir)
+                          ? Route{}
+                          : ChooseRoute(common.data_dir, options);
+  std::optional<uint64_t> sagas;
+  if (route.online) {
+    PostAdmin(route.mcp_url, "/admin/backup", {{"dir", target.string()}},
+              AdminToken(options), 600000L);
+  } else {
+    DataDirLock lock = DataDirLock::Take(common.data_dir);
+    auto opened =
+        OpenRocksStore({.path = common.data_dir, .mode = OpenMode::kReadOnly});
+    if (!opened.ok()) {
+      const Status& s = opened.status();
+      Check(s, s.IsInvalidArgument() || s.IsNotSupported() ? kExitUsage
+                                                           : kExitFailed);
+    }
+    std::unique_ptr<Store> store = std::move(opened).value();
+    sagas = CountSagas(*store);
+    Check(store->Checkpoint(target.string()));
+    Check(store->Close());
   }
-  DataDirLock lock = DataDirLock::Take(common.data_dir);
-  auto opened =
-      OpenRocksStore({.path = common.data_dir, .mode = OpenMode::kReadOnly});
-  if (!opened.ok()) {
-    const Status& s = opened.status();
-    Check(s, s.IsInvalidArgument() || s.IsNotSupported() ? kExitUsage
-                                                         : kExitFailed);
-  }
-  std::unique_ptr<Store> store = std::move(opened).value();
-  const uint64_t sagas = CountSagas(*store);
-  Check(store->Checkpoint(target.string()));
-  Check(store->Close());
 
   // The copy must open as a store and hold what the source held.
   auto copy =
@@ -83,25 +88,35 @@ int RunBackup(const Common& common, const std::string& dir) {
   Check(copy.status());
   const uint64_t copied = CountSagas(**copy);
   Check((*copy)->Close());
-  if (copied != sagas) {
+  // (A live store moves on: its copy is checked to open and read, not
+  // compared.)
+  if (sagas && copied != *sagas) {
     Fail(kExitFailed, "backup: the copy in " + target.string() + " holds " +
                           std::to_string(copied) + " sagas, the store " +
-                          std::to_string(sagas));
+                          std::to_string(*sagas));
   }
   const uint64_t bytes = DirBytes(target.string());
   if (common.json) {
-    PrintJson({{"data_dir", common.data_dir},
-               {"backup_dir", target.string()},
-               {"sagas", sagas},
-               {"disk_bytes", bytes}});
+    json j = {{"data_dir", common.data_dir},
+              {"backup_dir", target.string()},
+              {"sagas", copied},
+              {"disk_bytes", bytes},
+              {"via", route.online ? "server" : "offline"}};
+    if (route.server_pid) j["server_pid"] = *route.server_pid;
+    PrintJson(j);
     return kExitOk;
   }
   std::printf(
-      "backed up %s to %s: %llu sagas, %s\n"
+      "backed up %s to %s%s: %llu sagas, %s\n"
       "start a server on the copy with: cde-orchestrator serve --data-dir "
       "%s\n",
       common.data_dir.c_str(), target.string().c_str(),
-      static_cast<unsigned long long>(sagas), FormatBytes(bytes).c_str(),
+      !route.online      ? ""
+      : route.server_pid ? (" (taken by the server, pid " +
+                            std::to_string(*route.server_pid) + ")")
+                               .c_str()
+                         : " (taken by the server)",
+      static_cast<unsigned long long>(copied), FormatBytes(bytes).c_str(),
       target.string().c_str());
   return kExitOk;
 }

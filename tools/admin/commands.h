@@ -9,6 +9,7 @@
 #include <string>
 
 #include "tools/admin/output.h"
+#include "tools/admin/server_link.h"
 
 namespace cde::admin {
 
@@ -33,9 +34,27 @@ int RunDlqList(const Common& common, const std::string& workflow, size_t limit,
                const std::string& cursor);
 int RunDlqShow(const Common& common, const std::string& id);
 
+// State changes (change_cmd.cc): through the running server, else offline.
+int RunSagasCancel(const Common& common, const ChangeOptions& options,
+                   const std::string& id, bool compensate);
+int RunDlqReplay(const Common& common, const ChangeOptions& options,
+                 const std::string& id, const std::string& from_step);
+int RunDlqReplayAll(const Common& common, const ChangeOptions& options,
+                    const std::string& workflow);
+// Deletes a parked saga for good (Engine::PurgeDlq; an audit record
+// stays in the store's meta).
+int RunDlqPurge(const Common& common, const ChangeOptions& options,
+                const std::string& id);
+// Every parked saga parked at or before `older_than` (as --since).
+int RunDlqPurgeOlderThan(const Common& common, const ChangeOptions& options,
+                         const std::string& older_than,
+                         const std::string& workflow);
+
 int RunStats(const Common& common);
 int RunVerify(const Common& common);
-int RunBackup(const Common& common, const std::string& dir);
+// A store a server runs on is backed up by that server (POST /admin/backup).
+int RunBackup(const Common& common, const ChangeOptions& options,
+              const std::string& dir);
 
 }  // namespace cde::admin
 

@@ -12,7 +12,8 @@ int main(int argc, char** argv) {
       "cde-admin: inspect the saga store of CDE Orchestrator, offline or "
       "while the server runs (read as a RocksDB secondary).\n"
       "Exit codes: 0 ok, 1 not found / problems found / store error, "
-      "2 bad usage / not a store, 3 refused because a server runs.",
+      "2 bad usage / not a store, 3 refused because a server runs (or holds "
+      "the store and cannot be reached).",
       "cde-admin"};
   app.require_subcommand(1);
   Common common;
@@ -80,6 +81,34 @@ int main(int argc, char** argv) {
   s_show->callback(
       [&] { action = [&] { return RunSagasShow(common, saga_id); }; });
 
+  // Options of the commands that change state.
+  ChangeOptions change;
+  auto change_options = [&](CLI::App* cmd) {
+    common_options(cmd);
+    cmd->add_option("--server", change.server,
+                    "the running server's URL (http:// on 127.0.0.1, "
+                    "localhost or [::1]); default: the one its server.json "
+                    "in the data dir names");
+    cmd->add_option("--token", change.token,
+                    "bearer token for a server run with --auth-tokens "
+                    "(default: $CDE_ADMIN_TOKEN)");
+  };
+
+  bool no_compensate = false;
+  CLI::App* s_cancel = sagas->add_subcommand(
+      "cancel",
+      "cancel a running saga: it stops after its current attempt, then "
+      "compensates (through the running server, else offline)");
+  s_cancel->add_option("id", saga_id, "saga id")->required();
+  s_cancel->add_flag("--no-compensate", no_compensate,
+                     "just stop, run no compensation");
+  change_options(s_cancel);
+  s_cancel->callback([&] {
+    action = [&] {
+      return RunSagasCancel(common, change, saga_id, !no_compensate);
+    };
+  });
+
   uint64_t from_seq = 1;
   bool follow = false;
   CLI::App* s_log = sagas->add_subcommand(
@@ -119,6 +148,62 @@ int main(int argc, char** argv) {
   d_show->callback(
       [&] { action = [&] { return RunDlqShow(common, saga_id); }; });
 
+  std::string from_step;
+  bool replay_all = false;
+  CLI::App* d_replay = dlq->add_subcommand(
+      "replay",
+      "run a parked saga again (or every one with --all), through the "
+      "running server, else offline");
+  d_replay->add_option("id", saga_id, "saga id");
+  d_replay->add_option("--from-step", from_step,
+                       "the step to resume from (default: the failed one)");
+  d_replay->add_flag("--all", replay_all, "every parked saga");
+  d_replay->add_option("--workflow", dlq_workflow,
+                       "with --all: only sagas of this workflow");
+  change_options(d_replay);
+  d_replay->callback([&] {
+    action = [&] {
+      if (replay_all == !saga_id.empty()) {
+        Fail(kExitUsage, "dlq replay: give a saga id or --all");
+      }
+      if (replay_all && !from_step.empty()) {
+        Fail(kExitUsage, "dlq replay: --from-step needs a saga id, not --all");
+      }
+      if (!replay_all && !dlq_workflow.empty()) {
+        Fail(kExitUsage, "dlq replay: --workflow goes with --all");
+      }
+      return replay_all ? RunDlqReplayAll(common, change, dlq_workflow)
+                        : RunDlqReplay(common, change, saga_id, from_step);
+    };
+  });
+
+  std::string older_than;
+  CLI::App* d_purge = dlq->add_subcommand(
+      "purge",
+      "delete a parked saga for good (or every one parked before "
+      "--older-than), leaving an audit record; through the running server, "
+      "else offline");
+  d_purge->add_option("id", saga_id, "saga id");
+  d_purge->add_option("--older-than", older_than,
+                      "every saga parked at or before: RFC 3339 or a time "
+                      "ago (15m, 2h, 3d)");
+  d_purge->add_option("--workflow", dlq_workflow,
+                      "with --older-than: only sagas of this workflow");
+  change_options(d_purge);
+  d_purge->callback([&] {
+    action = [&] {
+      if (older_than.empty() == saga_id.empty()) {
+        Fail(kExitUsage, "dlq purge: give a saga id or --older-than");
+      }
+      if (older_than.empty() && !dlq_workflow.empty()) {
+        Fail(kExitUsage, "dlq purge: --workflow goes with --older-than");
+      }
+      return older_than.empty() ? RunDlqPurge(common, change, saga_id)
+                                : RunDlqPurgeOlderThan(
+                                      common, change, older_than, dlq_workflow);
+    };
+  });
+
   // stats, verify, backup
   CLI::App* stats = app.add_subcommand(
       "stats", "sagas by state and workflow, DLQ, timers, store size");
@@ -135,13 +220,13 @@ int main(int argc, char** argv) {
   std::string backup_dir;
   CLI::App* backup = app.add_subcommand(
       "backup",
-      "a consistent copy of a store no server runs on, which "
-      "`cde-orchestrator serve --data-dir DIR` can open");
+      "a consistent copy of the store (taken by the server while one runs), "
+      "which `cde-orchestrator serve --data-dir DIR` can open");
   backup->add_option("dir", backup_dir, "a new directory for the copy")
       ->required();
-  common_options(backup);
+  change_options(backup);
   backup->callback(
-      [&] { action = [&] { return RunBackup(common, backup_dir); }; });
+      [&] { action = [&] { return RunBackup(common, change, backup_dir); }; });
 
   if (argc <= 1) {
     std::fputs(app.help().c_str(), stderr);
