@@ -670,7 +670,15 @@ TEST_F(AdminTest, ReadsFollowALiveServer) {
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(r.Json()["access"], "secondary");
   EXPECT_EQ(Admin({"dlq", "list", "--json"}, dir).Json()["entries"].size(), 1u);
+  r = Admin({"dlq", "show", sagas().parked, "--json"}, dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.Json()["saga"]["state"], "parked");
   EXPECT_EQ(Admin({"workflows", "list", "--json"}, dir).exit_code, 0);
+  r = Admin({"workflows", "show", "ok-flow", "--json"}, dir);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = Admin({"sagas", "log", made, "--json"}, dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.JsonLines().back()["type"], "saga_completed");
   EXPECT_EQ(
       Admin({"sagas", "show", made, "--json"}, dir).Json()["saga"]["state"],
       "completed");
