@@ -122,6 +122,27 @@ Result<std::string> CursorArg(const json& args, const char* tool) {
   return *position;
 }
 
+// The arguments every paged list tool shares: workflow?, limit?, cursor?.
+struct PageArgs {
+  std::optional<std::string> workflow;
+  size_t limit = 50;
+  std::string cursor;  // the store's position; "" for the first page
+};
+
+Result<PageArgs> ParsePageArgs(const json& args, const char* tool) {
+  PageArgs page;
+  auto workflow = mcp::StringArg(args, "workflow", false);
+  if (!workflow.ok()) return workflow.status();
+  if (!workflow->empty()) page.workflow = *workflow;
+  auto limit = mcp::IntArg(args, "limit", 1, 1000);
+  if (!limit.ok()) return limit.status();
+  page.limit = limit->value_or(50);
+  auto cursor = CursorArg(args, tool);
+  if (!cursor.ok()) return cursor.status();
+  page.cursor = *cursor;
+  return page;
+}
+
 }  // namespace
 
 const json& McpSession::Tools() {
@@ -333,15 +354,11 @@ void McpSession::ListSagas(const json& id, const json& args) {
                                "'; one of " + mcp::SagaStateNames()));
     }
   }
-  auto workflow = mcp::StringArg(args, "workflow", false);
-  if (!workflow.ok()) return ToolError(id, workflow.status());
-  if (!workflow->empty()) q.workflow = *workflow;
-  auto limit = mcp::IntArg(args, "limit", 1, 1000);
-  if (!limit.ok()) return ToolError(id, limit.status());
-  q.limit = limit->value_or(50);
-  auto cursor = CursorArg(args, "list_sagas");
-  if (!cursor.ok()) return ToolError(id, cursor.status());
-  q.cursor = *cursor;
+  auto page = ParsePageArgs(args, "list_sagas");
+  if (!page.ok()) return ToolError(id, page.status());
+  q.workflow = page->workflow;
+  q.limit = page->limit;
+  q.cursor = page->cursor;
   std::weak_ptr<McpSession> weak = weak_from_this();
   QueryStore<SagaPage>(
       *engine_, [q](Store& store) { return store.ListSagas(q); },
@@ -395,16 +412,10 @@ void McpSession::GetSagaLog(const json& id, const json& args) {
 }
 
 void McpSession::ListDlq(const json& id, const json& args) {
-  DlqQuery q;
-  auto workflow = mcp::StringArg(args, "workflow", false);
-  if (!workflow.ok()) return ToolError(id, workflow.status());
-  if (!workflow->empty()) q.workflow = *workflow;
-  auto limit = mcp::IntArg(args, "limit", 1, 1000);
-  if (!limit.ok()) return ToolError(id, limit.status());
-  q.limit = limit->value_or(50);
-  auto cursor = CursorArg(args, "list_dlq");
-  if (!cursor.ok()) return ToolError(id, cursor.status());
-  q.cursor = *cursor;
+  auto page = ParsePageArgs(args, "list_dlq");
+  if (!page.ok()) return ToolError(id, page.status());
+  DlqQuery q{
+      .workflow = page->workflow, .limit = page->limit, .cursor = page->cursor};
   std::weak_ptr<McpSession> weak = weak_from_this();
   QueryStore<DlqPage>(
       *engine_, [q](Store& store) { return store.ListDlq(q); },

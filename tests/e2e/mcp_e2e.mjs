@@ -10,20 +10,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
+import { check, finish } from "./lib.mjs";
 
 const binary = process.argv[2];
 const examples = new URL("../../docs/examples", import.meta.url).pathname;
-let failures = 0;
-
-async function check(name, fn) {
-  try {
-    await fn();
-    console.log(`ok   ${name}`);
-  } catch (e) {
-    failures++;
-    console.log(`FAIL ${name}: ${e.stack || e}`);
-  }
-}
 
 // The whole conversation a user has: list, register, start, follow, errors.
 async function conversation(client) {
@@ -116,5 +106,4 @@ try {
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
-console.log(failures === 0 ? "all e2e checks passed" : `${failures} e2e check(s) failed`);
-process.exit(failures === 0 ? 0 : 1);
+finish("e2e");

@@ -12,19 +12,9 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
+import { check, finish } from "./lib.mjs";
 
 const binary = process.argv[2];
-let failures = 0;
-
-async function check(name, fn) {
-  try {
-    await fn();
-    console.log(`ok   ${name}`);
-  } catch (e) {
-    failures++;
-    console.log(`FAIL ${name}: ${e.stack || e}`);
-  }
-}
 
 // A port nobody listens on right now (the kernel picks it).
 function freePort() {
@@ -273,5 +263,4 @@ try {
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
-console.log(failures === 0 ? "all HTTP transport checks passed" : `${failures} HTTP transport check(s) failed`);
-process.exit(failures === 0 ? 0 : 1);
+finish("HTTP transport");

@@ -18,20 +18,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
+import { check, finish, sleep } from "./lib.mjs";
 
 const binary = process.argv[2];
-let failures = 0;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function check(name, fn) {
-  try {
-    await fn();
-    console.log(`ok   ${name}`);
-  } catch (e) {
-    failures++;
-    console.log(`FAIL ${name}: ${e.stack || e}`);
-  }
-}
 
 // Polls `fn` until it returns a truthy value (or throws after `ms`).
 async function until(what, fn, ms = 10000) {
@@ -339,5 +328,4 @@ try {
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
-console.log(failures === 0 ? "all e2e checks passed" : `${failures} e2e check(s) failed`);
-process.exit(failures === 0 ? 0 : 1);
+finish("e2e");

@@ -16,22 +16,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
+import { check, finish, sleep } from "./lib.mjs";
 
 const binary = process.argv[2];
 const examples = new URL("../../docs/examples", import.meta.url).pathname;
-let failures = 0;
-
-async function check(name, fn) {
-  try {
-    await fn();
-    console.log(`ok   ${name}`);
-  } catch (e) {
-    failures++;
-    console.log(`FAIL ${name}: ${e.stack || e}`);
-  }
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Workflows of this test: quick steps, one that parks, one that takes a while.
 const definitions = [
@@ -91,13 +79,15 @@ async function conversation(client, transport) {
   assert.equal(done.structuredContent.created, true);
   assert.deepEqual(done.structuredContent.saga.steps[2].output, { n: 3 });
   if (transport.notifications) {
-    // The server sends 1, 2, 3 and then the result. The SDK client may drop
-    // the last one: it runs notification handlers a microtask later but
-    // handles a response at once, dropping the call's progress handler, so
-    // a notification read in the same chunk as the response is lost
-    // (typescript-sdk issue #2580).
+    // The server sends 1, 2, 3 and then the result (the unit tests pin that
+    // down on the wire). The SDK client may drop the last ones: it runs
+    // notification handlers a microtask later but handles a response at
+    // once, dropping the call's progress handler, so every notification
+    // read in the same chunk as the response is lost (typescript-sdk issue
+    // #2580). On a busy machine that can be 2 and 3; the first one comes
+    // 20 ms before the rest (step b sleeps) and always arrives.
     const values = progress.map((p) => p.progress);
-    assert.ok(values.length >= 2, JSON.stringify(progress));
+    assert.ok(values.length >= 1, JSON.stringify(progress));
     assert.deepEqual(values, [1, 2, 3].slice(0, values.length), JSON.stringify(progress));
     assert.ok(progress.every((p) => p.total === 3));
     assert.equal(progress[0].message, "step 'a' succeeded");
@@ -280,5 +270,4 @@ try {
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
-console.log(failures === 0 ? "all e2e checks passed" : `${failures} e2e check(s) failed`);
-process.exit(failures === 0 ? 0 : 1);
+finish("e2e");
