@@ -830,7 +830,8 @@ TEST(HttpServerTest, StreamedResponseArrivesInPartsThenTheConnectionGoesOn) {
   ASSERT_TRUE(client.ReadChunk(&chunk));
   EXPECT_EQ(chunk, "first;");
 
-  EXPECT_TRUE(server.OnLoop([&] { return streamer.stream_->Write("second;"); }));
+  EXPECT_TRUE(
+      server.OnLoop([&] { return streamer.stream_->Write("second;"); }));
   ASSERT_TRUE(client.ReadChunk(&chunk));
   EXPECT_EQ(chunk, "second;");
   // An empty write must not end the body (an empty chunk would).
