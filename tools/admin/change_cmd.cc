@@ -183,55 +183,52 @@ class Bar {
   bool drawn_ = false;
 };
 
+// Changes one saga: through the server's MCP tool `tool` when one runs,
+// else through an offline engine calling `offline_call(engine, done)`. An
+// unknown id changes nothing offline: not even an open for writing.
+template <typename OfflineCall>
+Outcome ChangeOne(const Common& common, const Route& route,
+                  const ChangeOptions& options, const std::string& id,
+                  const char* tool, const json& args,
+                  OfflineCall offline_call) {
+  if (route.online) {
+    McpSession mcp(route.mcp_url, Token(options));
+    mcp.Open();
+    return FromTool(id, mcp.CallTool(tool, args));
+  }
+  {
+    StoreAccess read = OpenForRead(common.data_dir);
+    auto found = read.store->GetSaga(id);
+    if (found.status().IsNotFound()) Fail(kExitFailed, "no saga " + id);
+  }
+  OfflineEngine offline(common.data_dir);
+  Outcome o = FromEngine(id, offline.Wait<SagaState>([&](auto done) {
+    offline_call(offline.engine(), done);
+  }));
+  offline.Close();
+  return o;
+}
+
 }  // namespace
 
 int RunSagasCancel(const Common& common, const ChangeOptions& options,
                    const std::string& id, bool compensate) {
   const Route route = ChooseRoute(common.data_dir, options);
-  Outcome o;
-  if (route.online) {
-    McpSession mcp(route.mcp_url, Token(options));
-    mcp.Open();
-    o = FromTool(id, mcp.CallTool("cancel_saga", {{"saga_id", id},
-                                                  {"compensate", compensate}}));
-  } else {
-    {
-      // An unknown id changes nothing: not even an open for writing.
-      StoreAccess read = OpenForRead(common.data_dir);
-      auto found = read.store->GetSaga(id);
-      if (found.status().IsNotFound()) Fail(kExitFailed, "no saga " + id);
-    }
-    OfflineEngine offline(common.data_dir);
-    o = FromEngine(id, offline.Wait<SagaState>([&](auto done) {
-      offline.engine().Cancel(id, compensate, done);
-    }));
-    offline.Close();
-  }
+  const Outcome o = ChangeOne(
+      common, route, options, id, "cancel_saga",
+      {{"saga_id", id}, {"compensate", compensate}},
+      [&](Engine& engine, auto done) { engine.Cancel(id, compensate, done); });
   return Report(common, route, o, "cancelled");
 }
 
 int RunDlqReplay(const Common& common, const ChangeOptions& options,
                  const std::string& id, const std::string& from_step) {
   const Route route = ChooseRoute(common.data_dir, options);
-  Outcome o;
-  if (route.online) {
-    McpSession mcp(route.mcp_url, Token(options));
-    mcp.Open();
-    json args = {{"saga_id", id}};
-    if (!from_step.empty()) args["from_step"] = from_step;
-    o = FromTool(id, mcp.CallTool("replay_saga", args));
-  } else {
-    {
-      StoreAccess read = OpenForRead(common.data_dir);
-      auto found = read.store->GetSaga(id);
-      if (found.status().IsNotFound()) Fail(kExitFailed, "no saga " + id);
-    }
-    OfflineEngine offline(common.data_dir);
-    o = FromEngine(id, offline.Wait<SagaState>([&](auto done) {
-      offline.engine().Replay(id, from_step, done);
-    }));
-    offline.Close();
-  }
+  json args = {{"saga_id", id}};
+  if (!from_step.empty()) args["from_step"] = from_step;
+  const Outcome o = ChangeOne(
+      common, route, options, id, "replay_saga", args,
+      [&](Engine& engine, auto done) { engine.Replay(id, from_step, done); });
   return Report(common, route, o, "replayed");
 }
 
