@@ -228,9 +228,12 @@ void McpHttp::Post(const HttpRequest& request, HttpServer::Respond respond) {
     auto session = std::make_unique<Session>();
     session->id = sid;
     session->mcp = McpSession::Create(
-        engine_, loop_, [this, sid](std::string frame, const json& related) {
+        engine_, loop_,
+        [this, sid](std::string frame, const json& related) {
           Deliver(sid, std::move(frame), related);
-        });
+        },
+        McpSessionOptions{.limiter = options_.limiter,
+                          .rate_key = "session:" + sid});
     sessions_[sid] = std::move(session);
   } else if (sessions_.count(sid) == 0) {
     return respond(JsonRpcErrorResponse(
@@ -242,12 +245,27 @@ void McpHttp::Post(const HttpRequest& request, HttpServer::Respond respond) {
   session.last_used_ms = NowMs(loop_);
   // Hold the session: a frame may end it (it cannot today, but cheaply safe).
   std::shared_ptr<McpSession> mcp = session.mcp;
+  const McpMessageContext context = ContextOf(request, sid);
   if (call == nullptr) {
-    mcp->OnFrame(request.body);
+    mcp->OnFrame(request.body, context);
     return respond({202, {}, ""});
   }
   session.pending[call->id.dump()] = {std::move(respond), nullptr, initialize};
-  mcp->OnFrame(request.body);
+  mcp->OnFrame(request.body, context);
+}
+
+McpMessageContext McpHttp::ContextOf(const HttpRequest& request,
+                                     const std::string& sid) const {
+  McpMessageContext c;
+  // Refused() has checked the token: only known tokens get a bucket. Without
+  // configured tokens a client could name a new one per request.
+  const std::string auth = request.header("authorization");
+  c.rate_key = !options_.bearer_tokens.empty() && auth.starts_with("Bearer ")
+                   ? "token:" + auth.substr(7)
+                   : "session:" + sid;
+  c.correlation_id = request.header("x-correlation-id");
+  c.traceparent = request.header("traceparent");
+  return c;
 }
 
 void McpHttp::Get(Session& session, HttpServer::Respond respond) {
@@ -379,6 +397,10 @@ void McpHttp::OnSweep(uv_timer_t* timer) {
     }
   }
   for (const std::string& sid : expired) self->DropSession(sid);
+  // Buckets of sessions gone (and of idle tokens) are full again by now.
+  if (self->options_.limiter != nullptr) {
+    self->options_.limiter->Prune(static_cast<int64_t>(now));
+  }
 }
 
 std::string McpHttp::NewSessionId() {

@@ -13,6 +13,8 @@
 // required afterwards (unknown or expired: 404). Every request is checked
 // first for its Origin (against an allow-list, to stop DNS rebinding), its
 // bearer token (when tokens are configured), and its MCP-Protocol-Version.
+// A POST's X-Correlation-ID and traceparent headers go with its message to
+// the session (McpMessageContext), as does its rate-limit key.
 //
 // Thread safety: loop thread only.
 #ifndef CDE_API_MCP_HTTP_H_
@@ -49,6 +51,12 @@ struct McpHttpOptions {
   // Frames for the GET stream kept while none is open (then dropped,
   // oldest first).
   size_t max_buffered_frames = 1000;
+  // Inbound rate limits (McpSessionOptions::limiter), null = unlimited. A
+  // request is charged to "token:<bearer token>" when bearer tokens are
+  // configured (the sessions of one token share a bucket), else to
+  // "session:<Mcp-Session-Id>". Pruned at every session sweep.
+  // REQUIRES: outlives the McpHttp.
+  RateLimiters* limiter = nullptr;
 };
 
 class McpHttp {
@@ -76,6 +84,9 @@ class McpHttp {
                const HttpServer::Respond& respond) const;
   bool OriginAllowed(const std::string& origin) const;
   void Post(const HttpRequest& request, HttpServer::Respond respond);
+  // The rate key and trace headers of a POST to session `sid`.
+  McpMessageContext ContextOf(const HttpRequest& request,
+                              const std::string& sid) const;
   void Get(Session& session, HttpServer::Respond respond);
   // A frame from session `sid` (McpSession::Send).
   void Deliver(const std::string& sid, std::string frame,

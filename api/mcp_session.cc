@@ -60,9 +60,10 @@ json Completion(std::vector<std::string> values, bool more) {
 }  // namespace
 
 std::shared_ptr<McpSession> McpSession::Create(Engine* engine, uv_loop_t* loop,
-                                               Send send) {
+                                               Send send,
+                                               McpSessionOptions options) {
   return std::shared_ptr<McpSession>(
-      new McpSession(engine, loop, std::move(send)));
+      new McpSession(engine, loop, std::move(send), std::move(options)));
 }
 
 McpSession::~McpSession() { Close(); }
@@ -75,7 +76,8 @@ void McpSession::Close() {
   watches_.clear();
 }
 
-void McpSession::OnFrame(std::string_view text) {
+void McpSession::OnFrame(std::string_view text,
+                         const McpMessageContext& context) {
   if (closed_) return;
   jsonrpc::Message msg = jsonrpc::Decode(text);
   if (auto* err = std::get_if<jsonrpc::DecodeError>(&msg)) {
@@ -83,7 +85,17 @@ void McpSession::OnFrame(std::string_view text) {
                  err->id);
   }
   if (auto* req = std::get_if<jsonrpc::Request>(&msg)) {
-    return OnRequest(req->id, req->method, req->params);
+    // initialize and ping stay open: a limited client can still (re)connect
+    // and check that the server is alive.
+    if (req->method != "initialize" && req->method != "ping") {
+      if (const int64_t wait = TakeToken(context); wait > 0) {
+        return ReplyErrorData(
+            req->id, kRateLimited,
+            "rate limit exceeded: retry in " + std::to_string(wait) + " ms",
+            {{"retry_after_ms", wait}});
+      }
+    }
+    return OnRequest(req->id, req->method, req->params, context);
   }
   if (auto* note = std::get_if<jsonrpc::Notification>(&msg)) {
     return OnNotification(note->method, note->params);
@@ -97,8 +109,16 @@ void McpSession::OnNotification(const std::string& method, const json& params) {
   // Other notifications need no answer.
 }
 
+int64_t McpSession::TakeToken(const McpMessageContext& context) {
+  if (options_.limiter == nullptr) return 0;
+  const std::string& key =
+      context.rate_key.empty() ? options_.rate_key : context.rate_key;
+  return options_.limiter->TryTake(key, static_cast<int64_t>(uv_now(loop_)));
+}
+
 void McpSession::OnRequest(const json& id, const std::string& method,
-                           const json& params) {
+                           const json& params,
+                           const McpMessageContext& context) {
   const json p = params.is_object() ? params : json::object();
   if (method == "initialize") {
     const std::string asked = p.value("protocolVersion", std::string());
@@ -155,11 +175,12 @@ void McpSession::OnRequest(const json& id, const std::string& method,
       return ReplyError(id, jsonrpc::kInvalidParams,
                         "params.arguments: must be an object");
     }
+    const json meta = p.value("_meta", json::object());
     if (auto task = p.find("task"); task != p.end() && !task->is_null()) {
-      return CallToolAsTask(id, name->get<std::string>(), args, *task);
+      return CallToolAsTask(id, name->get<std::string>(), args, *task, meta,
+                            context);
     }
-    return CallTool(id, name->get<std::string>(), args,
-                    p.value("_meta", json::object()));
+    return CallTool(id, name->get<std::string>(), args, meta, context);
   }
   if (OnResourceRequest(id, method, p)) return;
   if (OnTaskRequest(id, method, p)) return;

@@ -28,12 +28,41 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/limits.h"
 
 namespace cde {
 
 // The protocol versions this server speaks, newest first.
 inline constexpr const char* kProtocolVersions[] = {"2025-11-25", "2025-06-18",
                                                     "2025-03-26"};
+
+// The JSON-RPC error code of a request refused by the inbound rate limit
+// (docs/mcp.md); its data is {"retry_after_ms": N}.
+inline constexpr int kRateLimited = -32029;
+
+struct McpSessionOptions {
+  // Inbound rate limits, shared by every session of the server (and the
+  // admin endpoints); null = unlimited. Every request but initialize and
+  // ping takes a token from the bucket of its key; notifications and
+  // responses never do. REQUIRES: outlives the session.
+  RateLimiters* limiter = nullptr;
+  // The bucket of requests whose McpMessageContext names none:
+  // "session:<Mcp-Session-Id>" over HTTP, "session:stdio" over stdio.
+  std::string rate_key;
+};
+
+// What the transport knows about one incoming frame besides its text.
+struct McpMessageContext {
+  // The rate-limit bucket to charge ("" = McpSessionOptions::rate_key):
+  // "token:<bearer token>" over HTTP with tokens configured, so that the
+  // sessions of one token share a bucket.
+  std::string rate_key;
+  // The X-Correlation-ID and traceparent headers of the HTTP POST that
+  // carried the frame ("" = none): start_workflow uses them when
+  // params._meta has no correlation_id / traceparent.
+  std::string correlation_id;
+  std::string traceparent;
+};
 
 class McpSession : public std::enable_shared_from_this<McpSession> {
  public:
@@ -47,11 +76,13 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   // REQUIRES: `engine` and `loop` outlive the session, or Close() is called
   // before the engine shuts down.
   static std::shared_ptr<McpSession> Create(Engine* engine, uv_loop_t* loop,
-                                            Send send);
+                                            Send send,
+                                            McpSessionOptions options = {});
   ~McpSession();
 
-  // Handles one incoming frame.
-  void OnFrame(std::string_view text);
+  // Handles one incoming frame. A request over the rate limit is answered
+  // with kRateLimited and has no other effect.
+  void OnFrame(std::string_view text, const McpMessageContext& context = {});
 
   // Ends the session: drops its watches and timers; replies still pending
   // are never sent. Call before the engine shuts down. Idempotent.
@@ -64,11 +95,19 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   static const nlohmann::json& Tools();
 
  private:
-  McpSession(Engine* engine, uv_loop_t* loop, Send send)
-      : engine_(engine), loop_(loop), send_(std::move(send)) {}
+  McpSession(Engine* engine, uv_loop_t* loop, Send send,
+             McpSessionOptions options)
+      : engine_(engine),
+        loop_(loop),
+        send_(std::move(send)),
+        options_(std::move(options)) {}
 
+  // The ms until `context`'s bucket has a token again, or 0 after taking
+  // one (also when there is no limiter).
+  int64_t TakeToken(const McpMessageContext& context);
   void OnRequest(const nlohmann::json& id, const std::string& method,
-                 const nlohmann::json& params);
+                 const nlohmann::json& params,
+                 const McpMessageContext& context);
   void OnNotification(const std::string& method, const nlohmann::json& params);
 
   // Replies and notifications.
@@ -99,8 +138,11 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   }
 
   // --- tools (mcp_tools.cc) ---
+  // `meta` is params._meta; `context` gives the HTTP headers a start falls
+  // back on.
   void CallTool(const nlohmann::json& id, const std::string& name,
-                const nlohmann::json& args, const nlohmann::json& meta);
+                const nlohmann::json& args, const nlohmann::json& meta,
+                const McpMessageContext& context);
   // list_sagas, get_saga_log, list_dlq: store reads off the loop thread.
   void ListSagas(const nlohmann::json& id, const nlohmann::json& args);
   void GetSagaLog(const nlohmann::json& id, const nlohmann::json& args);
@@ -114,7 +156,8 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   // parked, or the wait runs out, sending notifications/progress per step
   // when `meta` has a progressToken.
   void StartWorkflow(const nlohmann::json& id, const nlohmann::json& args,
-                     const nlohmann::json& meta);
+                     const nlohmann::json& meta,
+                     const McpMessageContext& context);
   // notifications/cancelled: the waiting call is dropped, never answered.
   void CancelRequest(const nlohmann::json& params);
   // logging/setLevel.
@@ -188,7 +231,9 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
                      const nlohmann::json& params);
   // tools/call with params.task: answers with a CreateTaskResult.
   void CallToolAsTask(const nlohmann::json& id, const std::string& name,
-                      const nlohmann::json& args, const nlohmann::json& task);
+                      const nlohmann::json& args, const nlohmann::json& task,
+                      const nlohmann::json& meta,
+                      const McpMessageContext& context);
   void GetTask(const nlohmann::json& id, const std::string& task_id);
   void GetTaskResult(const nlohmann::json& id, const std::string& task_id);
   void ListTasks(const nlohmann::json& id, const nlohmann::json& params);
@@ -207,6 +252,7 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   Engine* engine_;
   uv_loop_t* loop_;
   Send send_;
+  const McpSessionOptions options_;
   bool initialized_ = false;
   bool closed_ = false;
   std::string version_;

@@ -189,7 +189,9 @@ bool McpSession::OnTaskRequest(const json& id, const std::string& method,
 }
 
 void McpSession::CallToolAsTask(const json& id, const std::string& name,
-                                const json& args, const json& task) {
+                                const json& args, const json& task,
+                                const json& meta,
+                                const McpMessageContext& context) {
   if (!task.is_object()) {
     return ReplyError(id, jsonrpc::kInvalidParams,
                       "params.task: must be an object");
@@ -227,7 +229,8 @@ void McpSession::CallToolAsTask(const json& id, const std::string& name,
         id, bad_params ? jsonrpc::kInvalidParams : jsonrpc::kInternalError,
         st.message(), {{"code", mcp::ErrorCode(st)}});
   };
-  auto req = mcp::StartArgs(args);
+  auto req =
+      mcp::StartArgs(args, meta, context.correlation_id, context.traceparent);
   if (!req.ok()) return refuse(*this, id, req.status());
   std::weak_ptr<McpSession> weak = weak_from_this();
   engine_->Start(std::move(req).value(), [weak, id,

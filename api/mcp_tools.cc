@@ -262,7 +262,8 @@ const json& McpSession::Tools() {
 }
 
 void McpSession::CallTool(const json& id, const std::string& name,
-                          const json& args, const json& meta) {
+                          const json& args, const json& meta,
+                          const McpMessageContext& context) {
   std::weak_ptr<McpSession> weak = weak_from_this();
   // Replies of asynchronous calls go to the session only if it still exists.
   auto later = [weak, id](auto fn) {
@@ -293,7 +294,9 @@ void McpSession::CallTool(const json& id, const std::string& name,
           s.ToolResult(id, {{"name", r->name}, {"version", r->version}});
         }));
   }
-  if (name == "start_workflow") return StartWorkflow(id, args, meta);
+  if (name == "start_workflow") {
+    return StartWorkflow(id, args, meta, context);
+  }
   if (name == "list_sagas") return ListSagas(id, args);
   if (name == "get_saga_log") return GetSagaLog(id, args);
   if (name == "list_dlq") return ListDlq(id, args);

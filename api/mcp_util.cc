@@ -63,7 +63,58 @@ Result<bool> BoolArg(const json& args, const char* name, bool fallback) {
   return it->get<bool>();
 }
 
-Result<StartRequest> StartArgs(const json& args) {
+namespace {
+
+// "" if `id` may be a correlation id, else what is wrong with it.
+std::string CheckCorrelationId(const std::string& id) {
+  if (id.size() > kMaxCorrelationIdLength) {
+    return "longer than " + std::to_string(kMaxCorrelationIdLength) +
+           " characters";
+  }
+  for (char c : id) {
+    // It goes out as an HTTP header (X-Correlation-ID) and into logs.
+    if (c < 0x20 || c > 0x7e) return "must be printable ASCII characters";
+  }
+  return "";
+}
+
+// The correlation id and traceparent of a start (see StartArgs).
+Status TraceArgs(const json& meta, std::string_view header_correlation_id,
+                 std::string_view header_traceparent, StartRequest* req) {
+  const json m = meta.is_object() ? meta : json::object();
+  if (auto c = m.find("correlation_id"); c != m.end() && !c->is_null()) {
+    if (!c->is_string()) {
+      return Status::InvalidArgument("_meta.correlation_id: must be a string");
+    }
+    req->correlation_id = c->get<std::string>();
+    if (std::string why = CheckCorrelationId(req->correlation_id);
+        !why.empty()) {
+      return Status::InvalidArgument("_meta.correlation_id: " + why);
+    }
+  }
+  if (req->correlation_id.empty()) {
+    req->correlation_id = std::string(header_correlation_id);
+    if (std::string why = CheckCorrelationId(req->correlation_id);
+        !why.empty()) {
+      return Status::InvalidArgument("X-Correlation-ID header: " + why);
+    }
+  }
+  // A malformed traceparent only costs the link to the caller's trace.
+  if (auto t = m.find("traceparent");
+      t != m.end() && t->is_string() &&
+      !TraceIdOf(t->get_ref<const std::string&>()).empty()) {
+    req->traceparent = t->get<std::string>();
+  } else if (!TraceIdOf(header_traceparent).empty()) {
+    req->traceparent = std::string(header_traceparent);
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+Result<StartRequest> StartArgs(const json& args, const json& meta,
+                               std::string_view header_correlation_id,
+                               std::string_view header_traceparent) {
   auto workflow = StringArg(args, "workflow");
   if (!workflow.ok()) return workflow.status();
   auto key = StringArg(args, "idempotency_key", false);
@@ -79,6 +130,9 @@ Result<StartRequest> StartArgs(const json& args) {
     }
     req.version = v->get<uint32_t>();
   }
+  Status trace =
+      TraceArgs(meta, header_correlation_id, header_traceparent, &req);
+  if (!trace.ok()) return trace;
   return req;
 }
 
@@ -168,7 +222,8 @@ json SagaJson(const SagaRecord& r) {
               {"created_ms", r.created_ms},
               {"updated_ms", r.updated_ms},
               {"last_seq", r.last_seq}};
-  for (const char* key : {"input", "steps", "wait", "failure"}) {
+  for (const char* key :
+       {"input", "steps", "wait", "failure", "correlation_id", "trace_id"}) {
     if (r.body.contains(key)) out[key] = r.body[key];
   }
   if (!r.idempotency_key.empty()) out["idempotency_key"] = r.idempotency_key;

@@ -30,10 +30,23 @@ Result<std::optional<uint64_t>> IntArg(const nlohmann::json& args,
 Result<bool> BoolArg(const nlohmann::json& args, const char* name,
                      bool fallback);
 
+// The longest correlation id a caller may give.
+inline constexpr size_t kMaxCorrelationIdLength = 128;
+
 // The arguments of start_workflow (workflow, version?, input?,
 // idempotency_key?) as a StartRequest; InvalidArgument naming the field.
-// Shared by the plain and the task-augmented call.
-Result<StartRequest> StartArgs(const nlohmann::json& args);
+// Shared by the plain and the task-augmented call. The correlation id and
+// traceparent come from `meta` (params._meta: correlation_id, traceparent),
+// else from `header_correlation_id` / `header_traceparent` (the HTTP
+// headers X-Correlation-ID and traceparent; "" = none). A correlation id
+// must be a string of at most 128 printable ASCII characters
+// (InvalidArgument naming `_meta.correlation_id` or the header; "" counts
+// as none); a traceparent that is not a valid W3C one is ignored, and the
+// saga starts a fresh trace.
+Result<StartRequest> StartArgs(const nlohmann::json& args,
+                               const nlohmann::json& meta = nullptr,
+                               std::string_view header_correlation_id = "",
+                               std::string_view header_traceparent = "");
 
 // `ms` since the epoch as ISO 8601 in UTC: "2025-11-25T10:30:00.123Z".
 std::string IsoTime(int64_t ms);

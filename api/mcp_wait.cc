@@ -208,8 +208,10 @@ uint64_t Remaining(const Saga& s, const WorkflowDefinition* def) {
 }  // namespace
 
 void McpSession::StartWorkflow(const json& id, const json& args,
-                               const json& meta) {
-  auto req = mcp::StartArgs(args);
+                               const json& meta,
+                               const McpMessageContext& context) {
+  auto req =
+      mcp::StartArgs(args, meta, context.correlation_id, context.traceparent);
   if (!req.ok()) return ToolError(id, req.status());
   auto wait = mcp::IntArg(args, "wait_ms", 0, kMaxWaitMs);
   if (!wait.ok()) return ToolError(id, wait.status());

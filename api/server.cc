@@ -1,7 +1,5 @@
 #include "api/server.h"
 
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/spdlog.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -17,6 +15,7 @@
 #include "api/mcp_http.h"
 #include "api/mcp_session.h"
 #include "api/stdio_transport.h"
+#include "engine/log.h"
 #include "engine/workflow_dir.h"
 
 namespace cde {
@@ -32,12 +31,17 @@ HttpResponse Json(int status, const json& body) {
 // Every answer is counted by route and status code.
 class Routes {
  public:
+  // `inbound` (may be null: unlimited) limits the admin POSTs, on `loop`'s
+  // clock.
   Routes(Engine* engine, McpHttp* mcp, const bool* ready,
-         std::set<std::string> bearer_tokens)
+         std::set<std::string> bearer_tokens, RateLimiters* inbound,
+         uv_loop_t* loop)
       : engine_(engine),
         mcp_(mcp),
         ready_(ready),
-        bearer_tokens_(std::move(bearer_tokens)) {
+        bearer_tokens_(std::move(bearer_tokens)),
+        inbound_(inbound),
+        loop_(loop) {
     Metrics& m = engine->metrics();
     requests_ = m.AddCounter("cde_http_requests_total",
                              "HTTP requests answered, by route and status code",
@@ -102,6 +106,15 @@ class Routes {
         body["active_by_state"] = st.active_by_state;
         body["attempts_in_flight"] = st.attempts_in_flight;
         body["commits"] = st.commits;
+        body["waiting_at_gates"] = st.waiting_at_gates;
+        json breakers = json::array();
+        for (const CircuitBreakers::View& b : st.breakers) {
+          breakers.push_back({{"key", b.key},
+                              {"state", BreakerStateName(b.state)},
+                              {"consecutive_failures", b.consecutive_failures},
+                              {"opened_total", b.opened_total}});
+        }
+        body["circuit_breakers"] = std::move(breakers);
         body["mcp_http_sessions"] = mcp_->session_count();
       }
       return respond(Json(ok ? 200 : 503, body));
@@ -162,6 +175,27 @@ class Routes {
       respond(std::move(r));
       return false;
     }
+    return !RateLimited(req, respond);
+  }
+
+  // Charges an admin POST to the inbound limit: the bucket of its bearer
+  // token (shared with that token's MCP sessions), or "admin" when tokens
+  // are off. Over the limit: responds 429 and returns true.
+  bool RateLimited(const HttpRequest& req, HttpServer::Respond& respond) {
+    if (inbound_ == nullptr) return false;
+    const std::string key =
+        bearer_tokens_.empty()
+            ? "admin"
+            : "token:" +
+                  req.header("authorization").substr(7);  // checked: "Bearer "
+    const int64_t wait =
+        inbound_->TryTake(key, static_cast<int64_t>(uv_now(loop_)));
+    if (wait <= 0) return false;
+    HttpResponse r = Json(429, {{"error", "rate limit exceeded: retry in " +
+                                              std::to_string(wait) + " ms"},
+                                {"retry_after_ms", wait}});
+    r.headers.push_back({"Retry-After", std::to_string((wait + 999) / 1000)});
+    respond(std::move(r));
     return true;
   }
 
@@ -253,10 +287,24 @@ class Routes {
   McpHttp* mcp_;
   const bool* ready_;
   std::set<std::string> bearer_tokens_;
+  RateLimiters* inbound_;
+  uv_loop_t* loop_;
   CounterFamily* requests_;
   HistogramFamily* durations_;
   GaugeFamily* sessions_;
 };
+
+// The engine's share of the configuration.
+EngineLimits LimitsOf(const Config& c) {
+  EngineLimits l;
+  l.breaker_default = c.breaker_default;
+  l.breakers = c.breakers;
+  l.outbound = c.limits.outbound;
+  l.max_concurrency = c.limits.max_concurrency;
+  l.alert_failures = c.alerts.workflow_failures_threshold;
+  l.alert_window_ms = c.alerts.workflow_failures_window_ms;
+  return l;
+}
 
 // Writes `text` to a temporary file and renames it over `path`, so a reader
 // never sees half of it.
@@ -276,138 +324,261 @@ Status WriteFileAtomically(const std::string& path, const std::string& text) {
   return Status::OK();
 }
 
+// The server's life on its loop: start, serve, reload on SIGHUP, and the
+// two-phase stop (graceful on the first SIGTERM/SIGINT, at once on the
+// second).
+class Server {
+ public:
+  explicit Server(const ServerOptions& options)
+      : options_(options), config_(options.config) {
+    uv_loop_init(&loop_);
+  }
+
+  Status Run() {
+    if (Status s = ConfigureLogging(config_.log); !s.ok()) return s;
+    Status s = Serve();
+    Log(LogLevel::kInfo, "server", "stopped",
+        {.extra = {{"status", s.ToString()}}});
+    ShutdownLogging();
+    return s;
+  }
+
+ private:
+  Status Serve() {
+    std::set<std::string> tokens;
+    if (!config_.http.auth_tokens_file.empty()) {
+      auto read = ReadTokenFile(config_.http.auth_tokens_file);
+      if (!read.ok()) return read.status();
+      tokens = std::move(read).value();
+    }
+    EngineOptions eo;
+    eo.data_dir = config_.data_dir;
+    eo.sync = config_.sync;
+    eo.timer_window_ms = config_.timer_window_ms;
+    eo.limits = LimitsOf(config_);
+    auto opened = Engine::Open(&loop_, std::move(eo));
+    if (!opened.ok()) {
+      uv_loop_close(&loop_);
+      return opened.status();
+    }
+    engine_ = std::move(opened).value();
+
+    for (auto [signal, handle] : {std::pair{SIGTERM, &sigterm_},
+                                  {SIGINT, &sigint_},
+                                  {SIGHUP, &sighup_}}) {
+      uv_signal_init(&loop_, handle);
+      handle->data = this;
+      uv_signal_start(handle, &Server::OnSignal, signal);
+    }
+    if (config_.http.enabled) StartHttp(tokens);
+    if (!stopping_ && config_.stdio) {
+      auto opened_stdio = StdioTransport::Open(
+          &loop_, engine_.get(), STDIN_FILENO, STDOUT_FILENO,
+          config_.http.max_message_bytes, [this] { Stop(0); }, &inbound_);
+      if (!opened_stdio.ok()) {
+        result_ = opened_stdio.status();
+        Stop(0);
+      } else {
+        stdio_ = std::move(opened_stdio).value();
+      }
+    }
+    if (!stopping_ && !config_.workflows_dir.empty()) {
+      bool loaded = false;
+      LoadWorkflows(config_.workflows_dir, [&](Status s) {
+        loaded = true;
+        if (!s.ok()) {
+          result_ = s;
+          Stop(0);
+        }
+      });
+      while (!loaded && !stopping_) uv_run(&loop_, UV_RUN_ONCE);
+    }
+    const std::string server_file = config_.data_dir + "/" + kServerFileName;
+    if (!stopping_) {
+      ready_ = true;
+      WriteServerFile(server_file);
+      Log(LogLevel::kInfo, "server", "ready",
+          {.extra = {{"data_dir", config_.data_dir}}});
+    }
+    while (!stopped_) uv_run(&loop_, UV_RUN_ONCE);
+    engine_.reset();
+    for (uv_signal_t* h : {&sigterm_, &sigint_, &sighup_}) {
+      uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
+    }
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    http_.reset();
+    stdio_.reset();
+    mcp_.reset();
+    uv_loop_close(&loop_);
+    std::remove(server_file.c_str());
+    return result_;
+  }
+
+  void StartHttp(const std::set<std::string>& tokens) {
+    McpHttpOptions mo;
+    mo.allowed_origins = config_.http.allowed_origins;
+    mo.bearer_tokens = tokens;
+    mo.limiter = &inbound_;
+    mcp_ = std::make_unique<McpHttp>(&loop_, engine_.get(), std::move(mo));
+    routes_ = std::make_unique<Routes>(engine_.get(), mcp_.get(), &ready_,
+                                       tokens, &inbound_, &loop_);
+    HttpServerOptions ho;
+    ho.host = config_.http.host;
+    ho.port = config_.http.port;
+    ho.max_body_bytes = config_.http.max_message_bytes;
+    auto listening = HttpServer::Listen(
+        &loop_, ho, [this](const HttpRequest& r, HttpServer::Respond respond) {
+          routes_->Handle(r, std::move(respond));
+        });
+    if (!listening.ok()) {
+      result_ = listening.status();
+      return Stop(0);
+    }
+    http_ = std::move(listening).value();
+    Log(LogLevel::kInfo, "server", "MCP over HTTP listening",
+        {.extra = {{"url", "http://" + config_.http.host + ":" +
+                               std::to_string(http_->port()) + "/mcp"},
+                   {"bearer_tokens", !tokens.empty()}}});
+  }
+
+  // Registers the definitions in `dir`; `done` gets the outcome.
+  void LoadWorkflows(const std::string& dir, std::function<void(Status)> done) {
+    RegisterWorkflowDir(
+        *engine_, dir, [dir, done](Result<std::vector<DefinitionRecord>> r) {
+          if (!r.ok()) {
+            Log(LogLevel::kError, "server",
+                "loading workflow definitions failed",
+                {.extra = {{"dir", dir}, {"error", r.status().ToString()}}});
+            return done(r.status());
+          }
+          Log(LogLevel::kInfo, "server", "workflow definitions loaded",
+              {.extra = {{"dir", dir}, {"count", r->size()}}});
+          done(Status::OK());
+        });
+  }
+
+  // Tools such as cde-admin find the running server (and its HTTP API)
+  // here. Written after the engine holds the store's lock, removed on a
+  // clean stop; a stale file (after a crash) names a dead pid.
+  void WriteServerFile(const std::string& path) {
+    json about = {{"pid", static_cast<int64_t>(getpid())},
+                  {"started_ms", static_cast<int64_t>(uv_now(&loop_))}};
+    if (http_) {
+      const std::string& h = config_.http.host;
+      const std::string host =
+          h.find(':') == std::string::npos ? h : "[" + h + "]";
+      about["http"] = "http://" + host + ":" + std::to_string(http_->port());
+      about["mcp"] = about["http"].get<std::string>() + "/mcp";
+    }
+    if (Status w = WriteFileAtomically(path, about.dump() + "\n"); !w.ok()) {
+      Log(LogLevel::kWarn, "server", "cannot write the server file",
+          {.extra = {{"path", path}, {"error", w.ToString()}}});
+    }
+  }
+
+  static void OnSignal(uv_signal_t* handle, int signum) {
+    auto* self = static_cast<Server*>(handle->data);
+    if (signum == SIGHUP) return self->Reload();
+    self->Stop(signum);
+  }
+
+  // The first stop: readiness goes 503 at once and the engine refuses new
+  // work; running attempts get shutdown.timeout_ms. Transports stay open
+  // meanwhile, so clients are told "shutting down" rather than refused a
+  // connection. A second signal exits at once: every acknowledged change
+  // is already durable (acknowledged only after its commit was synced).
+  void Stop(int signum) {
+    if (stopping_) {
+      if (signum == 0) return;
+      Log(LogLevel::kWarn, "server", "second signal: exiting at once",
+          {.extra = {{"signal", signum}}});
+      FlushLogs();
+      _exit(128 + signum);
+    }
+    stopping_ = true;
+    ready_ = false;
+    Log(LogLevel::kInfo, "server", "shutting down",
+        {.extra = {{"signal", signum},
+                   {"timeout_ms", config_.shutdown_timeout_ms}}});
+    if (!engine_) {
+      stopped_ = true;
+      return;
+    }
+    engine_->Shutdown(
+        ShutdownOptions{.grace_ms = config_.shutdown_timeout_ms},
+        [this](Status s) {
+          if (result_.ok()) result_ = s;
+          // Sessions end before the engine goes: they hold watches on it.
+          if (mcp_) mcp_->Close([] {});
+          if (http_) http_->Close([] {});
+          if (stdio_) stdio_->Close([] {});
+          stopped_ = true;  // the engine is destroyed outside its callback
+        });
+  }
+
+  // SIGHUP: re-reads the configuration and applies what can change while
+  // running. A configuration that does not load changes nothing.
+  void Reload() {
+    if (stopping_) return;
+    if (!options_.reload) {
+      Log(LogLevel::kWarn, "server", "SIGHUP: nothing to reload");
+      return;
+    }
+    auto loaded = options_.reload();
+    if (!loaded.ok()) {
+      Log(LogLevel::kError, "server",
+          "configuration reload failed; the running configuration stays",
+          {.extra = {{"error", loaded.status().message()}}});
+      return;
+    }
+    Config next = std::move(loaded).value();
+    std::vector<std::string> restart = KeysNeedingRestart(config_, next);
+    if (!restart.empty()) {
+      Log(LogLevel::kWarn, "server",
+          "configuration reload: these keys changed but need a restart",
+          {.extra = {{"keys", restart}}});
+    }
+    SetLogLevel(next.log.level);
+    config_.log.level = next.log.level;
+    config_.shutdown_timeout_ms = next.shutdown_timeout_ms;
+    config_.limits = next.limits;
+    inbound_.SetPolicies(next.limits.inbound, {});
+    config_.breaker_default = next.breaker_default;
+    config_.breakers = next.breakers;
+    config_.alerts = next.alerts;
+    engine_->SetLimits(LimitsOf(config_));
+    config_.workflows_dir = next.workflows_dir;
+    Log(LogLevel::kInfo, "server", "configuration reloaded",
+        {.extra = {{"log_level", LogLevelName(config_.log.level)}}});
+    if (!config_.workflows_dir.empty()) {
+      // New definitions in the directory are registered; ones already
+      // registered are no-ops. A bad file is logged and changes nothing.
+      LoadWorkflows(config_.workflows_dir, [](Status) {});
+    }
+  }
+
+  const ServerOptions& options_;
+  Config config_;  // as running: the start's, plus what reloads changed
+  // Inbound rate limits of MCP requests and admin POSTs (limits.inbound).
+  RateLimiters inbound_{config_.limits.inbound};
+  uv_loop_t loop_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<McpHttp> mcp_;
+  std::unique_ptr<Routes> routes_;
+  std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<StdioTransport> stdio_;
+  uv_signal_t sigterm_, sigint_, sighup_;
+  bool ready_ = false;
+  bool stopping_ = false;
+  bool stopped_ = false;
+  Status result_;
+};
+
 }  // namespace
 
 Status RunServer(const ServerOptions& options) {
-  // Logs go to stderr: with --stdio, stdout carries protocol frames only.
-  auto log = spdlog::stderr_logger_st("cde");
-  log->set_pattern(
-      R"({"time":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%v"})");
-
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  EngineOptions eo;
-  eo.data_dir = options.data_dir;
-  eo.sync = options.sync;
-  auto opened = Engine::Open(&loop, std::move(eo));
-  if (!opened.ok()) {
-    uv_loop_close(&loop);
-    return opened.status();
-  }
-  std::unique_ptr<Engine> engine = std::move(opened).value();
-  bool ready = false;
-  bool stopping = false;
-  Status result;
-
-  std::unique_ptr<HttpServer> http;
-  std::unique_ptr<StdioTransport> stdio;
-  std::unique_ptr<McpHttp> mcp;
-  std::unique_ptr<Routes> routes;
-  uv_signal_t sigterm, sigint;
-  std::function<void()> stop = [&] {
-    if (stopping) return;
-    stopping = true;
-    ready = false;
-    log->info("shutting down");
-    uv_signal_stop(&sigterm);
-    uv_signal_stop(&sigint);
-    // Sessions end before the engine: they hold watches on it.
-    if (mcp) mcp->Close([] {});
-    if (http) http->Close([] {});
-    if (stdio) stdio->Close([] {});
-    result = ShutdownAndWait(&loop, std::move(engine));
-  };
-
-  uv_signal_init(&loop, &sigterm);
-  uv_signal_init(&loop, &sigint);
-  sigterm.data = sigint.data = &stop;
-  auto on_signal = [](uv_signal_t* s, int) {
-    (*static_cast<std::function<void()>*>(s->data))();
-  };
-  uv_signal_start(&sigterm, on_signal, SIGTERM);
-  uv_signal_start(&sigint, on_signal, SIGINT);
-
-  if (options.http) {
-    McpHttpOptions mo;
-    mo.allowed_origins = options.allowed_origins;
-    mo.bearer_tokens = options.bearer_tokens;
-    mcp = std::make_unique<McpHttp>(&loop, engine.get(), std::move(mo));
-    routes = std::make_unique<Routes>(engine.get(), mcp.get(), &ready,
-                                      options.bearer_tokens);
-    HttpServerOptions ho;
-    ho.host = options.host;
-    ho.port = options.port;
-    ho.max_body_bytes = options.max_message_bytes;
-    auto listening = HttpServer::Listen(
-        &loop, ho,
-        [&routes](const HttpRequest& r, HttpServer::Respond respond) {
-          routes->Handle(r, std::move(respond));
-        });
-    if (!listening.ok()) {
-      result = listening.status();
-      stop();
-    } else {
-      http = std::move(listening).value();
-      log->info(
-          "MCP over HTTP at http://{}:{}/mcp{}", options.host, http->port(),
-          options.bearer_tokens.empty() ? "" : " (bearer tokens required)");
-    }
-  }
-  if (!stopping && options.stdio) {
-    auto opened_stdio =
-        StdioTransport::Open(&loop, engine.get(), STDIN_FILENO, STDOUT_FILENO,
-                             options.max_message_bytes, [&] { stop(); });
-    if (!opened_stdio.ok()) {
-      result = opened_stdio.status();
-      stop();
-    } else {
-      stdio = std::move(opened_stdio).value();
-    }
-  }
-  if (!stopping && !options.workflows_dir.empty()) {
-    bool loaded = false;
-    RegisterWorkflowDir(*engine, options.workflows_dir,
-                        [&](Result<std::vector<DefinitionRecord>> r) {
-                          loaded = true;
-                          if (!r.ok()) {
-                            result = r.status();
-                            return stop();
-                          }
-                          log->info("loaded {} workflow definitions from {}",
-                                    r->size(), options.workflows_dir);
-                        });
-    while (!loaded && !stopping) uv_run(&loop, UV_RUN_ONCE);
-  }
-  const std::string server_file = options.data_dir + "/" + kServerFileName;
-  if (!stopping) {
-    ready = true;
-    // Tools such as cde-admin find the running server (and its HTTP API)
-    // here. Written after the engine holds the store's lock, removed on a
-    // clean stop; a stale file (after a crash) names a dead pid.
-    json about = {{"pid", static_cast<int64_t>(getpid())},
-                  {"started_ms", static_cast<int64_t>(uv_now(&loop))}};
-    if (http) {
-      const std::string host = options.host.find(':') == std::string::npos
-                                   ? options.host
-                                   : "[" + options.host + "]";
-      about["http"] = "http://" + host + ":" + std::to_string(http->port());
-      about["mcp"] = about["http"].get<std::string>() + "/mcp";
-    }
-    if (Status w = WriteFileAtomically(server_file, about.dump() + "\n");
-        !w.ok()) {
-      log->warn("cannot write {}: {}", server_file, w.ToString());
-    }
-    log->info("ready (data dir {})", options.data_dir);
-  }
-  while (!stopping) uv_run(&loop, UV_RUN_ONCE);
-  uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  http.reset();
-  stdio.reset();
-  uv_loop_close(&loop);
-  std::remove(server_file.c_str());
-  return result;
+  Server server(options);
+  return server.Run();
 }
 
 }  // namespace cde

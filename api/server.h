@@ -5,27 +5,19 @@
 #ifndef CDE_API_SERVER_H_
 #define CDE_API_SERVER_H_
 
-#include <set>
-#include <string>
-#include <vector>
+#include <functional>
 
+#include "api/config.h"
 #include "storage/status.h"
 
 namespace cde {
 
 struct ServerOptions {
-  std::string data_dir = "./cde-data";
-  std::string workflows_dir;  // "" = none; *.json loaded at start
-  bool stdio = false;         // MCP over stdin/stdout
-  bool http = true;           // MCP over HTTP and the health endpoints
-  std::string host = "127.0.0.1";
-  int port = 8000;
-  // Browser origins allowed besides localhost ones ("*": any).
-  std::vector<std::string> allowed_origins;
-  // Non-empty: HTTP MCP requests need one of these bearer tokens.
-  std::set<std::string> bearer_tokens;
-  size_t max_message_bytes = 4 << 20;
-  bool sync = true;
+  Config config;
+  // Reads the configuration again for a reload (SIGHUP): the file, the
+  // environment and the command-line overrides, as at start. Null: SIGHUP
+  // logs that there is nothing to reload.
+  std::function<Result<Config>()> reload;
 };
 
 // The file in the data dir that says a server runs there: JSON with its

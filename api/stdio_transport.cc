@@ -16,7 +16,7 @@ struct WriteReq {
 
 Result<std::unique_ptr<StdioTransport>> StdioTransport::Open(
     uv_loop_t* loop, Engine* engine, int in, int out, size_t max_message_bytes,
-    std::function<void()> on_eof) {
+    std::function<void()> on_eof, RateLimiters* limiter) {
   std::unique_ptr<StdioTransport> t(new StdioTransport());
   t->max_message_bytes_ = max_message_bytes;
   t->on_eof_ = std::move(on_eof);
@@ -37,9 +37,11 @@ Result<std::unique_ptr<StdioTransport>> StdioTransport::Open(
   }
   StdioTransport* raw = t.get();
   t->session_ = McpSession::Create(
-      engine, loop, [raw](std::string frame, const nlohmann::json&) {
+      engine, loop,
+      [raw](std::string frame, const nlohmann::json&) {
         raw->Write(std::move(frame));
-      });
+      },
+      McpSessionOptions{.limiter = limiter, .rate_key = "session:stdio"});
   uv_read_start(reinterpret_cast<uv_stream_t*>(&t->in_), &OnAlloc, &OnRead);
   return t;
 }

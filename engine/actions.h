@@ -23,6 +23,10 @@ struct AttemptRequest {
   // crash, so the receiving side can deduplicate.
   std::string idempotency_key;
   nlohmann::json params;  // rendered
+  // The saga's correlation id and W3C trace id ("" = none): the http action
+  // sends them as X-Correlation-ID and traceparent.
+  std::string correlation_id;
+  std::string trace_id;
 };
 
 struct ActionResult {

@@ -67,6 +67,7 @@ class Validator {
  private:
   void CheckRoot(const json& doc);
   void CheckInputSchemaKey(const json& schema);
+  void CheckDlq(const json& dlq);
   void CheckSteps(const json& steps);
   void CheckStep(const json& step, size_t index);
   void CheckName(const json* name, const std::string& path);
@@ -89,7 +90,7 @@ class Validator {
 void Validator::CheckRoot(const json& doc) {
   problems_.UnknownKeys(doc, "",
                         {"name", "version", "description", "input_schema",
-                         "on_failure", "max_concurrency", "steps"});
+                         "on_failure", "max_concurrency", "dlq", "steps"});
   CheckName(Find(doc, "name"), "name");
   if (const json* version = Find(doc, "version")) {
     problems_.Integer(*version, "version", 1, kMaxUint32);
@@ -110,10 +111,34 @@ void Validator::CheckRoot(const json& doc) {
   if (const json* max = Find(doc, "max_concurrency")) {
     problems_.Integer(*max, "max_concurrency", 1, kMaxUint32);
   }
+  if (const json* dlq = Find(doc, "dlq")) CheckDlq(*dlq);
   if (const json* steps = Find(doc, "steps")) {
     CheckSteps(*steps);
   } else {
     problems_.Add("steps", "is required");
+  }
+}
+
+void Validator::CheckDlq(const json& dlq) {
+  if (!problems_.Object(dlq, "dlq")) return;
+  problems_.UnknownKeys(dlq, "dlq", {"auto_replay"});
+  const json* auto_replay = Find(dlq, "auto_replay");
+  if (auto_replay == nullptr ||
+      !problems_.Object(*auto_replay, "dlq.auto_replay")) {
+    return;
+  }
+  problems_.UnknownKeys(*auto_replay, "dlq.auto_replay",
+                        {"max_replays", "after_ms"});
+  if (const json* n = Find(*auto_replay, "max_replays")) {
+    problems_.Integer(*n, "dlq.auto_replay.max_replays", 1, 1000);
+  } else {
+    problems_.Add("dlq.auto_replay.max_replays", "is required");
+  }
+  if (const json* ms = Find(*auto_replay, "after_ms")) {
+    // Up to 30 days: a redrive further off is an operator's job.
+    problems_.Integer(*ms, "dlq.auto_replay.after_ms", 0, 2592000000LL);
+  } else {
+    problems_.Add("dlq.auto_replay.after_ms", "is required");
   }
 }
 
@@ -395,6 +420,12 @@ WorkflowDefinition BuildDefinition(const json& doc) {
   }
   if (const json* v = Find(doc, "max_concurrency")) {
     def.max_concurrency = v->get<uint32_t>();
+  }
+  if (const json* dlq = Find(doc, "dlq")) {
+    if (const json* a = Find(*dlq, "auto_replay")) {
+      def.auto_replay = AutoReplay{a->at("max_replays").get<uint32_t>(),
+                                   a->at("after_ms").get<int64_t>()};
+    }
   }
   for (const json& step : doc.at("steps")) def.steps.push_back(ParseStep(step));
   return def;

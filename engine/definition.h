@@ -10,6 +10,7 @@
 //     "input_schema": { ...JSON Schema subset, see input_schema.h... },
 //     "on_failure": "compensate",        // or "park"; default "compensate"
 //     "max_concurrency": 50,             // optional: max running sagas
+//     "dlq": {"auto_replay": {"max_replays": 3, "after_ms": 60000}},
 //     "steps": [                         // 1..256 steps
 //       {
 //         "name": "reserve-flight",      // same pattern as workflow names;
@@ -82,6 +83,14 @@ struct StepSpec {
 
 enum class OnFailure { kCompensate, kPark };
 
+// dlq.auto_replay: a parked saga is replayed by itself after_ms after it
+// parked, up to max_replays times in its life (counting manual replays).
+struct AutoReplay {
+  uint32_t max_replays = 1;  // 1..1000
+  int64_t after_ms = 0;      // 0..30 days
+  friend bool operator==(const AutoReplay&, const AutoReplay&) = default;
+};
+
 struct WorkflowDefinition {
   std::string name;
   uint32_t version = 0;
@@ -89,6 +98,7 @@ struct WorkflowDefinition {
   nlohmann::json input_schema;  // null when the definition has none
   OnFailure on_failure = OnFailure::kCompensate;
   std::optional<uint32_t> max_concurrency;
+  std::optional<AutoReplay> auto_replay;
   std::vector<StepSpec> steps;
 
   // The index of the step named `name`, or -1.

@@ -91,7 +91,14 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
       store_(std::move(store)),
       ids_(options_.seed != 0 ? SagaIdGenerator(options_.seed)
                               : SagaIdGenerator()),
-      rng_(options_.seed != 0 ? options_.seed : std::random_device{}()) {
+      rng_(options_.seed != 0 ? options_.seed : std::random_device{}()),
+      limits_(options_.limits),
+      breakers_(
+          limits_.breaker_default, limits_.breakers,
+          [this](const std::string& key, BreakerState from, BreakerState to) {
+            OnBreakerTransition(key, from, to);
+          }),
+      outbound_(RatePolicy{}, limits_.outbound) {
   writer_ = std::make_unique<CommitWriter>(
       store_.get(),
       CommitWriterOptions{
@@ -108,12 +115,14 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
   http_ = NewHttpAction(loop_);
   uv_timer_init(loop_, &window_timer_);
   window_timer_.data = this;
+  uv_timer_init(loop_, &grace_timer_);
+  grace_timer_.data = this;
   const auto period =
       static_cast<uint64_t>(std::max<int64_t>(1, options_.timer_window_ms / 2));
   if (options_.run_sagas) {
     uv_timer_start(&window_timer_, &EngineImpl::OnLoadTimers, period, period);
   }
-  handles_open_ = 6;
+  handles_open_ = 7;
   actions_ = std::move(options_.actions);
 }
 
@@ -287,15 +296,17 @@ void EngineImpl::CreateSaga(StartRequest request, DefPtr def,
                             Callback<StartResult> done) {
   const std::string id = ids_.Next(Now());
   uint32_t& running = running_[def->name];
-  const bool queued = def->max_concurrency && running >= *def->max_concurrency;
+  const std::optional<uint32_t> limit = ConcurrencyLimit(*def);
+  const bool queued = limit && running >= *limit;
   if (!queued) ++running;
   auto active = std::make_unique<Active>();
   active->def = def;
   active->holds_slot = !queued;
   Active& a = *active;
-  Plan plan =
-      PlanStart(Context(a), id, std::move(request.input),
-                request.idempotency_key, request.correlation_id, queued);
+  Plan plan = PlanStart(
+      Context(a), id, std::move(request.input), request.idempotency_key,
+      request.correlation_id.empty() ? id : request.correlation_id,
+      TraceIdFrom(request.traceparent, rng_), queued);
   a.saga = plan.saga;
   a.saga.last_seq = 0;
   if (queued) queued_[def->name].push_back(id);
@@ -321,6 +332,8 @@ void EngineImpl::CreateSaga(StartRequest request, DefPtr def,
 void EngineImpl::Apply(Active& a, Plan plan,
                        std::function<void(const Status&)> after) {
   a.committing = true;
+  plan.saga.checkpointed = false;  // it moves on from its checkpoint
+  KeepEventsToLog(&plan);
   Transition t = plan.Build(Now());
   const std::string id = a.saga.id;
   Commit(std::move(t), [this, id, plan = std::move(plan),
@@ -369,6 +382,7 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
   if (plan.finished) {
     AbandonAttempt(a);
     ReleaseSlot(a);
+    if (a.saga.wait.kind == Wait::Kind::kRedrive) QueueRedrive(id, a.saga.wait);
     finished = std::move(it->second);
     active_.erase(it);
   }
@@ -425,16 +439,21 @@ void EngineImpl::Dispatch(Active& a) {
       OnOutcome(id, std::move(o));
     });
   };
-  AttemptRequest req{
-      id,        a.saga.workflow,
-      step.name, w.compensation,
-      w.attempt, AttemptKey(id, step.name, w.compensation, w.attempt),
-      nullptr};
+  AttemptRequest req{id, a.saga.workflow, step.name, w.compensation, w.attempt,
+                     AttemptKey(id, step.name, w.compensation, w.attempt),
+                     nullptr,
+                     // Sagas from before correlation ids defaulted: their id.
+                     a.saga.correlation_id.empty() ? id : a.saga.correlation_id,
+                     a.saga.trace_id};
   std::map<std::string, json> outputs;
   TemplateContext tc = MakeTemplateContext(*a.def, a.saga, &outputs,
                                            req.idempotency_key, w.attempt);
   auto params = RenderTemplates(spec.params, tc);
+  // Held back by a rate limit or an open breaker: not an attempt yet, so
+  // it spends no retry; Dispatch runs again when the gate lets it through.
+  if (params.ok() && !PassGates(a, step, spec, *params)) return;
   ++attempts_in_flight_;
+  a.in_flight = true;
   ObserveDispatch(a);
   if (!params.ok()) {
     deliver(ActionResult::Failure("template", params.status().message()));
@@ -505,11 +524,15 @@ void EngineImpl::OnOutcome(const std::string& id, AttemptOutcome outcome) {
   const auto arrived = std::chrono::steady_clock::now();
   WhenIdle(a, [this, id, outcome = std::move(outcome), arrived] {
     auto it = active_.find(id);
-    if (it == active_.end() || shutting_down_) return;
+    // During a shutdown's grace period results are still committed, so
+    // that attempts which finished in time do not run again.
+    if (it == active_.end() || it->second->checkpointed) return;
     Active& a = *it->second;
     auto plan = PlanAttemptResult(Context(a), a.saga, outcome);
     if (!plan) return;  // stale: a timed-out or superseded attempt
     --attempts_in_flight_;
+    a.in_flight = false;
+    RecordBreaker(a, outcome);
     ObserveOutcome(a, outcome, arrived);
     AbandonAttempt(a);
     Apply(a, std::move(*plan), nullptr);
@@ -517,6 +540,7 @@ void EngineImpl::OnOutcome(const std::string& id, AttemptOutcome outcome) {
 }
 
 void EngineImpl::OnTimerDue(const TimerQueue::Entry& e) {
+  if (e.name == "redrive") return Redrive(e);
   auto it = active_.find(e.saga_id);
   if (it == active_.end()) return;
   WhenIdle(*it->second, [this, e] {

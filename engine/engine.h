@@ -22,11 +22,27 @@
 
 #include "engine/actions.h"
 #include "engine/definition.h"
+#include "engine/limits.h"
 #include "engine/metrics.h"
 #include "engine/saga.h"
 #include "storage/store.h"
 
 namespace cde {
+
+// What the engine limits at run time (docs/configuration.md: limits,
+// circuit_breakers, alerts). Engine::SetLimits replaces them (a reload).
+struct EngineLimits {
+  BreakerPolicy breaker_default;
+  std::map<std::string, BreakerPolicy> breakers;  // by breaker key
+  // Token buckets by a step's `rate_limit` key; keys not here: unlimited.
+  std::map<std::string, RatePolicy> outbound;
+  // Max running sagas by workflow; overrides the definition's.
+  std::map<std::string, uint32_t> max_concurrency;
+  // A workflow whose sagas fail (end compensated or parked) this many times
+  // within alert_window_ms logs one warning per window; 0 = never.
+  uint32_t alert_failures = 10;
+  int64_t alert_window_ms = 60000;
+};
 
 struct EngineOptions {
   // The RocksDB store to open. Ignored when `store` is set.
@@ -51,6 +67,7 @@ struct EngineOptions {
   // whatever they would run waits for the next start of a server. For
   // operator tools (cde-admin) that change a store no server runs on.
   bool run_sagas = true;
+  EngineLimits limits;
 };
 
 struct StartRequest {
@@ -59,12 +76,19 @@ struct StartRequest {
   nlohmann::json input = nlohmann::json::object();
   std::string idempotency_key;  // "" = none
   std::string correlation_id;   // the caller's, logged with the saga
+  // The caller's W3C traceparent ("" = none): the saga joins its trace. A
+  // missing or malformed one starts a fresh trace.
+  std::string traceparent;
 };
 
 struct StartResult {
   std::string saga_id;
   SagaState state = SagaState::kRunning;
   bool created = true;  // false: an earlier start with the same key
+};
+
+struct ShutdownOptions {
+  int64_t grace_ms = 0;  // how long running attempts may take to finish
 };
 
 struct EngineStats {
@@ -74,6 +98,9 @@ struct EngineStats {
   uint64_t queued = 0;  // waiting under max_concurrency
   uint64_t commits = 0;
   uint64_t commit_groups = 0;
+  // Attempts held back by a rate limit or an open circuit breaker.
+  uint64_t waiting_at_gates = 0;
+  std::vector<CircuitBreakers::View> breakers;
 };
 
 class Engine {
@@ -127,6 +154,9 @@ class Engine {
   virtual void Unwatch(uint64_t watch_id) = 0;
 
   virtual EngineStats stats() const = 0;
+  // Replaces the run-time limits. Breakers keep their state and buckets
+  // their tokens; a raised max_concurrency lets queued sagas start.
+  virtual void SetLimits(EngineLimits limits) = 0;
   // OK, or why the engine refuses work (a failed commit, shutting down).
   virtual Status health() const = 0;
   // For reads (get_saga, logs); thread-safe.
@@ -140,10 +170,21 @@ class Engine {
   virtual void ReadStore(std::function<void(Store&)> read,
                          std::function<void()> done) = 0;
 
-  // Stops taking work, drains commits in flight, closes every handle and
-  // the store, then calls `done`. Attempts still running are abandoned and
-  // re-run after the next Open (at least once).
-  virtual void Shutdown(std::function<void(Status)> done) = 0;
+  // Stops taking work: starts, replays and purges are refused
+  // (ShutdownInProgress), timers that fall due wait for the next Open, and
+  // no further attempt is dispatched. Attempts already running get
+  // `options.grace_ms` to finish, and their results are committed. Those
+  // still running then are cancelled and logged with a `checkpoint` event;
+  // the next Open resumes them before the others (at least once: they run
+  // again). Then commits in flight drain, every handle and the store close
+  // (flushing RocksDB's memtables, so the next Open replays no WAL), and
+  // `done` runs.
+  virtual void Shutdown(ShutdownOptions options,
+                        std::function<void(Status)> done) = 0;
+  // Shutdown with no grace: running attempts are checkpointed at once.
+  void Shutdown(std::function<void(Status)> done) {
+    Shutdown(ShutdownOptions{}, std::move(done));
+  }
 };
 
 // ReadStore with a typed result: `read` runs off the loop, `done` gets its
@@ -159,7 +200,8 @@ void QueryStore(Engine& engine, std::function<Result<T>(Store&)> read,
 // For programs that own the loop: shuts `engine` down, running `loop` until
 // the shutdown has finished and every handle it closed is gone, then
 // destroys the engine. Returns the shutdown's status.
-Status ShutdownAndWait(uv_loop_t* loop, std::unique_ptr<Engine> engine);
+Status ShutdownAndWait(uv_loop_t* loop, std::unique_ptr<Engine> engine,
+                       ShutdownOptions options = {});
 
 }  // namespace cde
 

@@ -22,6 +22,12 @@
 
 namespace cde {
 
+// Copies into plan->to_log the events whose log level is enabled.
+void KeepEventsToLog(Plan* plan);
+// Writes the log line for event `type` (with `data`) of `saga`.
+void LogSagaEvent(const Saga& saga, const std::string& type,
+                  const nlohmann::json& data);
+
 // Runs `work` on libuv's thread pool and `after` back on the loop thread.
 void RunBlocking(uv_loop_t* loop, std::function<void()> work,
                  std::function<void()> after);
@@ -36,6 +42,13 @@ struct EngineInstruments {
   CounterFamily* attempts;         // {workflow, step, result}
   CounterFamily* retries;          // {workflow, step}
   CounterFamily* compensations;    // {workflow, step}
+  CounterFamily* parked;           // {workflow, reason}
+  CounterFamily* replays;          // {workflow}
+  CounterFamily* alerts;           // {workflow}
+  Counter* checkpoints;
+  GaugeFamily* breaker_state;          // {key}: 0 closed, 1 open, 2 half
+  CounterFamily* breaker_transitions;  // {key, from, to}
+  CounterFamily* gate_waits;           // {gate, key}
   Gauge* dlq_entries;
   Gauge* sagas_in_flight;
   Gauge* attempts_in_flight;
@@ -69,12 +82,15 @@ class EngineImpl final : public Engine {
                  std::function<void(const Saga&)> on_change) override;
   void Unwatch(uint64_t watch_id) override;
   EngineStats stats() const override;
+  void SetLimits(EngineLimits limits) override;
   Status health() const override { return health_; }
   Store& store() override { return *store_; }
   Metrics& metrics() override { return metrics_; }
   void ReadStore(std::function<void(Store&)> read,
                  std::function<void()> done) override;
-  void Shutdown(std::function<void(Status)> done) override;
+  using Engine::Shutdown;
+  void Shutdown(ShutdownOptions options,
+                std::function<void(Status)> done) override;
 
  private:
   using DefPtr = std::shared_ptr<const WorkflowDefinition>;
@@ -96,6 +112,15 @@ class EngineImpl final : public Engine {
     uint64_t async_handle = 0;
     // When the attempt in flight was dispatched (cde_step_duration_seconds).
     std::chrono::steady_clock::time_point dispatched;
+    // An attempt was dispatched and its result is not yet planned.
+    bool in_flight = false;
+    // A shutdown checkpointed that attempt: a late result is dropped (the
+    // attempt runs again after the next Open).
+    bool checkpointed = false;
+    // The gate (rate limit or circuit breaker) its next attempt waits at,
+    // "" = none; and the breaker its attempt in flight reports to.
+    std::string gate;
+    std::string breaker_key;
   };
 
   int64_t Now() const;
@@ -119,12 +144,42 @@ class EngineImpl final : public Engine {
   void FillSlots(const std::string& workflow);
   void Resume(Active& a);
   void ParkPoisoned(SagaRecord record, const std::string& reason);
+  // `redrive_due_ms` != 0: the dlq.auto_replay timer due then replays it,
+  // if the saga still waits for that timer.
   void StartReplay(Result<SagaRecord> found, const std::string& from_step,
-                   const Callback<SagaState>& done);
+                   int64_t redrive_due_ms, const Callback<SagaState>& done);
+  // A parked saga's automatic replay: into the timer queue if it falls due
+  // within the window (else LoadDueDormant brings it), and when due.
+  void QueueRedrive(const std::string& saga_id, const Wait& wait);
+  void Redrive(const TimerQueue::Entry& e);
   void StopAttemptTimeout(Active& a);
+
+  // Gates (engine_gates.cc): the rate limit and the circuit breaker an
+  // attempt passes before it is dispatched. False: it waits in the gate's
+  // FIFO, and Dispatch runs again when the gate lets it through.
+  bool PassGates(Active& a, const StepSpec& step, const ActionSpec& spec,
+                 const nlohmann::json& params);
+  bool TryGate(const std::string& gate, Active& a,
+               const std::function<int64_t()>& wait_ms);
+  void WaitAtGate(const std::string& gate, Active& a, int64_t wait_ms,
+                  bool at_front);
+  void OpenGate(const std::string& gate);
+  static void OnGateTimer(uv_timer_t* timer);
+  void RecordBreaker(Active& a, const AttemptOutcome& o);
+  void OnBreakerTransition(const std::string& key, BreakerState from,
+                           BreakerState to);
+  std::optional<uint32_t> ConcurrencyLimit(const WorkflowDefinition& def) const;
+  // A saga of `workflow` failed: counts towards the alert.
+  void NoteFailure(const std::string& workflow);
+  // Closes the gates' timers; each close calls `closed`. Returns how many.
+  int CloseGates(const std::function<void()>& closed);
   // Stops the attempt's timeout timer and aborts its exec/http work.
   void AbandonAttempt(Active& a);
   void MaybeFinishShutdown();
+  // Shutdown: the grace period is over (or no attempt was running). Cancels
+  // the attempts still running and commits a checkpoint for each.
+  void CheckpointInFlight();
+  void Checkpoint(Active& a);
 
   // The near window of timers (EngineOptions::timer_window_ms).
   bool BeyondWindow(const Wait& wait) const;
@@ -194,6 +249,21 @@ class EngineImpl final : public Engine {
   // Parked sagas whose purge is being read or committed: a replay of one
   // is refused (Busy) meanwhile.
   std::set<std::string> purging_;
+  // Parked sagas whose redrive timer is in timers_.
+  std::set<std::string> redrives_;
+
+  EngineLimits limits_;
+  CircuitBreakers breakers_;
+  RateLimiters outbound_;
+  struct Gate {
+    std::deque<std::string> waiting;  // saga ids, first come first served
+    uv_timer_t* timer = nullptr;      // owned; wakes the front
+  };
+  std::map<std::string, Gate> gates_;
+  // Alerts: failure times by workflow within the window, and when each
+  // workflow last alerted.
+  std::map<std::string, std::deque<int64_t>> failures_;
+  std::map<std::string, int64_t> alerted_ms_;
 
   uint64_t next_watch_ = 1;
   std::unordered_map<std::string,
@@ -207,6 +277,9 @@ class EngineImpl final : public Engine {
   uint64_t attempts_in_flight_ = 0;
   uint64_t blocking_work_ = 0;  // uv_queue_work requests outstanding
   bool shutting_down_ = false;
+  // Shutdown: running attempts have finished or been checkpointed.
+  bool drained_ = false;
+  uv_timer_t grace_timer_;  // the grace period of a shutdown
   std::function<void(Status)> shutdown_done_;
   int handles_open_ = 0;
 };

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engine/engine_impl.h"
+#include "engine/log.h"
 
 namespace cde {
 
@@ -58,8 +59,13 @@ Status EngineImpl::Recover() {
     resumed.push_back(active.get());
     active_[record.id] = std::move(active);
   }
+  // Attempts a graceful shutdown cut off go first: they were running.
+  std::stable_partition(resumed.begin(), resumed.end(),
+                        [](const Active* a) { return a->saga.checkpointed; });
   for (Active* a : resumed) Resume(*a);
   for (const auto& [workflow, q] : queued_) FillSlots(workflow);
+  // Automatic replays due soon, and dormant sagas: not a window later.
+  LoadDueDormant();
   return Status::OK();
 }
 
@@ -80,6 +86,8 @@ void EngineImpl::Resume(Active& a) {
       return;
     case Wait::Kind::kQueued:
       return;  // FillSlots decides
+    case Wait::Kind::kRedrive:
+      return;  // parked: never active
     case Wait::Kind::kNothing:
       Apply(a, PlanDequeue(Context(a), a.saga), nullptr);
       return;
@@ -102,11 +110,16 @@ void EngineImpl::ParkPoisoned(SagaRecord record, const std::string& reason) {
   record.state = SagaState::kParked;
   record.updated_ms = Now();
   t.PutSaga(record, previous);
-  Commit(std::move(t), [this, wf = record.workflow](const Status& s) {
-    if (!s.ok()) health_ = s;
-    if (s.ok()) ObservePoisoned(wf);
-    MaybeFinishShutdown();
-  });
+  Commit(std::move(t),
+         [this, id = record.id, wf = record.workflow, reason](const Status& s) {
+           if (!s.ok()) health_ = s;
+           if (s.ok()) {
+             ObservePoisoned(wf);
+             Log(LogLevel::kError, "engine", "saga_poisoned",
+                 {.saga_id = id, .workflow = wf, .extra = {{"error", reason}}});
+           }
+           MaybeFinishShutdown();
+         });
 }
 
 void EngineImpl::FillSlots(const std::string& workflow) {
@@ -119,7 +132,7 @@ void EngineImpl::FillSlots(const std::string& workflow) {
       q.pop_front();
       continue;
     }
-    const auto& limit = it->second->def->max_concurrency;
+    const std::optional<uint32_t> limit = ConcurrencyLimit(*it->second->def);
     if (limit && running >= *limit) return;
     q.pop_front();
     ++running;
@@ -153,15 +166,46 @@ void EngineImpl::Replay(const std::string& saga_id,
       loop_, [this, saga_id, found] { *found = store_->GetSaga(saga_id); },
       [this, saga_id, from_step, found, done] {
         --blocking_work_;
-        StartReplay(std::move(*found), from_step, done);
+        StartReplay(std::move(*found), from_step, 0, done);
+        MaybeFinishShutdown();
+      });
+}
+
+void EngineImpl::QueueRedrive(const std::string& saga_id, const Wait& wait) {
+  if (shutting_down_ || !options_.run_sagas) return;
+  if (wait.due_ms > Now() + options_.timer_window_ms) return;
+  if (!redrives_.insert(saga_id).second) return;
+  timers_->Add({wait.due_ms, saga_id, "redrive"});
+}
+
+void EngineImpl::Redrive(const TimerQueue::Entry& e) {
+  redrives_.erase(e.saga_id);
+  if (shutting_down_ || !health_.ok()) return;  // the row stays: next start
+  auto found = std::make_shared<Result<SagaRecord>>(Status::NotFound(""));
+  ++blocking_work_;
+  RunBlocking(
+      loop_, [this, e, found] { *found = store_->GetSaga(e.saga_id); },
+      [this, e, found] {
+        --blocking_work_;
+        StartReplay(
+            std::move(*found), "", e.due_ms,
+            [id = e.saga_id](Result<SagaState> r) {
+              if (r.ok()) return;
+              Log(LogLevel::kError, "engine", "automatic replay failed",
+                  {.saga_id = id, .extra = {{"error", r.status().ToString()}}});
+            });
         MaybeFinishShutdown();
       });
 }
 
 void EngineImpl::StartReplay(Result<SagaRecord> found,
                              const std::string& from_step,
+                             int64_t redrive_due_ms,
                              const Callback<SagaState>& done) {
   if (!found.ok()) return done(found.status());
+  if (redrive_due_ms != 0 && active_.count(found->id) != 0) {
+    return done(SagaState::kRunning);  // replayed by hand meanwhile: stale
+  }
   if (shutting_down_) {
     return done(Status::ShutdownInProgress("the engine is shutting down"));
   }
@@ -173,6 +217,11 @@ void EngineImpl::StartReplay(Result<SagaRecord> found,
   }
   auto saga = FromRecord(*found);
   if (!saga.ok()) return done(saga.status());
+  if (redrive_due_ms != 0 && (saga->state != SagaState::kParked ||
+                              saga->wait.kind != Wait::Kind::kRedrive ||
+                              saga->wait.due_ms != redrive_due_ms)) {
+    return done(SagaState::kParked);  // replayed or purged meanwhile: stale
+  }
   DefPtr def = FindDefinition(saga->workflow, saga->version);
   if (!def) {
     return done(Status::NotFound("workflow " + saga->workflow + "@" +
@@ -183,7 +232,7 @@ void EngineImpl::StartReplay(Result<SagaRecord> found,
   active->saga = std::move(saga).value();
   active->def = def;
   Active& a = *active;
-  auto plan = PlanReplay(Context(a), a.saga, from_step);
+  auto plan = PlanReplay(Context(a), a.saga, from_step, redrive_due_ms != 0);
   if (!plan.ok()) return done(plan.status());
   const std::string id = a.saga.id;
   ++running_[def->name];
@@ -265,13 +314,11 @@ void EngineImpl::PurgeDlq(const std::string& saga_id,
         t.DeleteSaga(rec);
         t.DeleteDlq(saga_id);
         if (read->owns_key) t.DeleteIdempotency(rec.idempotency_key);
-        // A parked saga waits on nothing; a timer its body still names goes.
+        // A timer its body still names (an automatic replay) goes too.
         if (auto saga = FromRecord(rec);
-            saga.ok() && (saga->wait.kind == Wait::Kind::kSleep ||
-                          saga->wait.kind == Wait::Kind::kBackoff)) {
-          t.DeleteTimer(
-              saga->wait.due_ms, saga_id,
-              saga->wait.kind == Wait::Kind::kSleep ? "sleep" : "backoff");
+            saga.ok() && !TimerNameOf(saga->wait.kind).empty()) {
+          t.DeleteTimer(saga->wait.due_ms, saga_id,
+                        std::string(TimerNameOf(saga->wait.kind)));
         }
         t.PutAudit("dlq_purge", saga_id,
                    {{"action", "dlq_purge"},
@@ -357,7 +404,12 @@ void EngineImpl::LoadDueDormant() {
         std::vector<std::string> missing;
         if (timers->ok()) {
           for (const TimerRecord& t : **timers) {
-            if (active_.count(t.saga_id) == 0) missing.push_back(t.saga_id);
+            if (t.name == "redrive") {
+              QueueRedrive(t.saga_id,
+                           {Wait::Kind::kRedrive, -1, false, 0, t.due_ms});
+            } else if (active_.count(t.saga_id) == 0) {
+              missing.push_back(t.saga_id);
+            }
           }
         }
         if (missing.empty() || shutting_down_) {
@@ -441,7 +493,9 @@ EngineStats EngineImpl::stats() const {
   EngineStats s;
   for (const auto& [id, a] : active_) {
     ++s.active_by_state[std::string(SagaStateName(a->saga.state))];
+    if (!a->gate.empty()) ++s.waiting_at_gates;
   }
+  s.breakers = breakers_.List(static_cast<int64_t>(uv_now(loop_)));
   s.attempts_in_flight = attempts_in_flight_;
   s.timers_pending = timers_->size();
   for (const auto& [wf, q] : queued_) s.queued += q.size();
@@ -451,18 +505,84 @@ EngineStats EngineImpl::stats() const {
   return s;
 }
 
-void EngineImpl::Shutdown(std::function<void(Status)> done) {
+void EngineImpl::Shutdown(ShutdownOptions options,
+                          std::function<void(Status)> done) {
   if (shutting_down_) {
     done(Status::ShutdownInProgress("shutdown already under way"));
     return;
   }
   shutting_down_ = true;
   shutdown_done_ = std::move(done);
+  if (attempts_in_flight_ > 0 && options.grace_ms > 0) {
+    uv_timer_start(
+        &grace_timer_,
+        [](uv_timer_t* t) {
+          static_cast<EngineImpl*>(t->data)->CheckpointInFlight();
+        },
+        static_cast<uint64_t>(options.grace_ms), 0);
+  } else {
+    CheckpointInFlight();
+  }
   MaybeFinishShutdown();
+}
+
+void EngineImpl::CheckpointInFlight() {
+  if (drained_) return;
+  drained_ = true;
+  uv_timer_stop(&grace_timer_);
+  for (auto& [id, a] : active_) {
+    if (a->in_flight) Checkpoint(*a);
+  }
+}
+
+void EngineImpl::Checkpoint(Active& a) {
+  AbandonAttempt(a);
+  a.in_flight = false;
+  a.checkpointed = true;
+  --attempts_in_flight_;
+  m_.attempts_in_flight->Set(static_cast<double>(attempts_in_flight_));
+  const std::string id = a.saga.id;
+  WhenIdle(a, [this, id] {
+    auto it = active_.find(id);
+    if (it == active_.end()) return;
+    Active& a = *it->second;
+    const Wait& w = a.saga.wait;
+    if (w.kind != Wait::Kind::kAttempt) return;  // it moved on meanwhile
+    Plan p;
+    p.saga = a.saga;
+    p.saga.checkpointed = true;
+    p.previous_state = a.saga.state;
+    p.events.push_back(
+        {"checkpoint",
+         {{"step", a.def->steps[static_cast<size_t>(w.step)].name},
+          {"compensation", w.compensation},
+          {"attempt", w.attempt},
+          {"reason", "shutdown"}}});
+    Transition t = p.Build(Now());
+    a.committing = true;
+    Commit(std::move(t),
+           [this, id, saga = p.saga, data = p.events[0].data](const Status& s) {
+             auto it = active_.find(id);
+             if (it != active_.end()) {
+               it->second->committing = false;
+               if (s.ok()) it->second->saga = saga;
+             }
+             if (s.ok()) {
+               m_.checkpoints->Increment();
+               LogSagaEvent(saga, "checkpoint", data);
+             }
+             if (!s.ok()) health_ = s;
+             MaybeFinishShutdown();
+           });
+  });
 }
 
 void EngineImpl::MaybeFinishShutdown() {
   if (!shutting_down_ || !shutdown_done_) return;
+  if (!drained_ && attempts_in_flight_ == 0) {
+    CheckpointInFlight();  // every running attempt finished in time
+  }
+  if (!drained_) return;
   if (committer_->in_flight() > 0 || blocking_work_ > 0) return;
   auto done = std::move(shutdown_done_);
   shutdown_done_ = nullptr;
@@ -475,22 +595,26 @@ void EngineImpl::MaybeFinishShutdown() {
     done(s);
   };
   timers_->Close(closed);
-  uv_timer_stop(&window_timer_);
-  window_timer_.data = new std::function<void()>(closed);
-  uv_close(reinterpret_cast<uv_handle_t*>(&window_timer_), [](uv_handle_t* h) {
-    std::unique_ptr<std::function<void()>> fn(
-        static_cast<std::function<void()>*>(h->data));
-    (*fn)();
-  });
+  for (uv_timer_t* timer : {&window_timer_, &grace_timer_}) {
+    uv_timer_stop(timer);
+    timer->data = new std::function<void()>(closed);
+    uv_close(reinterpret_cast<uv_handle_t*>(timer), [](uv_handle_t* h) {
+      std::unique_ptr<std::function<void()>> fn(
+          static_cast<std::function<void()>*>(h->data));
+      (*fn)();
+    });
+  }
+  handles_open_ += CloseGates(closed);
   exec_->Close(closed);
   http_->Close(closed);
   inbox_->Close(closed);
   committer_->Close(closed);
 }
 
-Status ShutdownAndWait(uv_loop_t* loop, std::unique_ptr<Engine> engine) {
+Status ShutdownAndWait(uv_loop_t* loop, std::unique_ptr<Engine> engine,
+                       ShutdownOptions options) {
   std::optional<Status> result;
-  engine->Shutdown([&result](Status s) { result = s; });
+  engine->Shutdown(options, [&result](Status s) { result = s; });
   while (!result) uv_run(loop, UV_RUN_ONCE);
   engine.reset();
   uv_run(loop, UV_RUN_NOWAIT);  // close callbacks of the last handles

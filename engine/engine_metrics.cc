@@ -1,8 +1,10 @@
-// EngineImpl: feeding the metrics registry. docs/metrics.md lists every
-// metric and what it counts; keep the two in step.
+// EngineImpl: telemetry. Feeds the metrics registry (docs/metrics.md lists
+// every metric and what it counts; keep the two in step) and writes a log
+// line for each event a committed transition logged.
 #include <cassert>
 
 #include "engine/engine_impl.h"
+#include "engine/log.h"
 
 namespace cde {
 namespace {
@@ -53,6 +55,35 @@ EngineInstruments::EngineInstruments(Metrics& m)
           "Compensation attempts dispatched (retries of a compensation "
           "included).",
           {"workflow", "step"}))),
+      parked(Must(m.AddCounter(
+          "cde_dlq_parked_total",
+          "Sagas parked in the dead-letter queue, by reason: step_failed, "
+          "compensation_failed, poison.",
+          {"workflow", "reason"}))),
+      replays(Must(m.AddCounter("cde_replays_total",
+                                "Parked sagas replayed out of the DLQ.",
+                                {"workflow"}))),
+      alerts(Must(m.AddCounter(
+          "cde_workflow_failure_alerts_total",
+          "Warnings logged because a workflow's sagas failed more often than "
+          "alerts.workflow_failures allows.",
+          {"workflow"}))),
+      checkpoints(&Must(m.AddCounter("cde_checkpoints_total",
+                                     "Attempts a graceful shutdown cut off "
+                                     "and checkpointed."))
+                       ->With({})),
+      breaker_state(Must(m.AddGauge(
+          "cde_circuit_breaker_state",
+          "A circuit breaker's state: 0 closed, 1 open, 2 half-open.",
+          {"key"}))),
+      breaker_transitions(Must(m.AddCounter(
+          "cde_circuit_breaker_transitions_total",
+          "Circuit breaker state changes.", {"key", "from", "to"}))),
+      gate_waits(Must(m.AddCounter(
+          "cde_gate_waits_total",
+          "Attempts held back before dispatch, by gate (rate_limit or "
+          "circuit_breaker) and key.",
+          {"gate", "key"}))),
       dlq_entries(&Must(m.AddGauge("cde_dlq_entries",
                                    "Sagas parked in the dead-letter queue."))
                        ->With({})),
@@ -92,7 +123,68 @@ const std::string& StepName(const WorkflowDefinition& def, int step) {
              : kNone;
 }
 
+// How loud each logged event is: routine progress is debug, the saga's
+// life info, failures warn, a park (an operator must act) error.
+LogLevel EventLevel(const std::string& type) {
+  static const std::map<std::string, LogLevel, std::less<>> kLevels = {
+      {"saga_started", LogLevel::kInfo},
+      {"saga_completed", LogLevel::kInfo},
+      {"saga_cancelled", LogLevel::kInfo},
+      {"cancel_requested", LogLevel::kInfo},
+      {"replayed", LogLevel::kInfo},
+      {"checkpoint", LogLevel::kInfo},
+      {"attempt_failed", LogLevel::kWarn},
+      {"step_failed", LogLevel::kWarn},
+      {"saga_compensating", LogLevel::kWarn},
+      {"saga_compensated", LogLevel::kWarn},
+      {"compensation_failed", LogLevel::kWarn},
+      {"saga_parked", LogLevel::kError},
+      {"saga_poisoned", LogLevel::kError},
+  };
+  auto it = kLevels.find(type);
+  return it == kLevels.end() ? LogLevel::kDebug : it->second;
+}
+
 }  // namespace
+
+void KeepEventsToLog(Plan* plan) {
+  for (const PlannedEvent& e : plan->events) {
+    if (!LogEnabled(EventLevel(e.type))) continue;
+    // Not outputs and inputs: they may be large or sensitive.
+    nlohmann::json data = nlohmann::json::object();
+    if (e.data.is_object()) {
+      for (const auto& [k, v] : e.data.items()) {
+        if (k != "output" && k != "input") data[k] = v;
+      }
+    }
+    plan->to_log.push_back({e.type, std::move(data)});
+  }
+}
+
+void LogSagaEvent(const Saga& saga, const std::string& type,
+                  const nlohmann::json& data) {
+  const LogLevel level = EventLevel(type);
+  if (!LogEnabled(level)) return;
+  LogFields f{.saga_id = saga.id,
+              .workflow = saga.workflow,
+              .correlation_id = saga.correlation_id};
+  std::string step;
+  nlohmann::json extra = nlohmann::json::object();
+  if (data.is_object()) {
+    for (const auto& [k, v] : data.items()) {
+      if (k == "step" && v.is_string()) {
+        step = v.get<std::string>();
+      } else if (k == "attempt" && v.is_number_unsigned()) {
+        f.attempt = v.get<uint32_t>();
+      } else if (k != "output" && k != "input") {
+        extra[k] = v;
+      }
+    }
+  }
+  f.step = step;
+  f.extra = std::move(extra);
+  Log(level, "engine", type, f);
+}
 
 void EngineImpl::ObserveCommitted(const Active& a, const Plan& plan) {
   const Saga& after = plan.saga;
@@ -106,7 +198,18 @@ void EngineImpl::ObserveCommitted(const Active& a, const Plan& plan) {
     m_.sagas_finished->With({wf, std::string(SagaStateName(after.state))})
         .Increment();
   }
-  if (plan.dlq_put) m_.dlq_entries->Add(1);
+  for (const PlannedEvent& e : plan.to_log) LogSagaEvent(after, e.type, e.data);
+  if (plan.dlq_put) {
+    m_.dlq_entries->Add(1);
+    m_.parked->With({wf, plan.dlq_put->reason}).Increment();
+  }
+  if (plan.previous_state == SagaState::kParked && IsActive(after.state)) {
+    m_.replays->With({wf}).Increment();
+  }
+  if (plan.finished && (after.state == SagaState::kCompensated ||
+                        after.state == SagaState::kParked)) {
+    NoteFailure(wf);
+  }
   if (plan.dlq_delete) m_.dlq_entries->Add(-1);
   // A retry: the saga waited for an attempt and now waits for its backoff.
   if (a.saga.wait.kind == Wait::Kind::kAttempt &&
@@ -140,6 +243,7 @@ void EngineImpl::ObserveOutcome(const Active& a, const AttemptOutcome& o,
 
 void EngineImpl::ObservePoisoned(const std::string& workflow) {
   m_.sagas_finished->With({workflow, "parked"}).Increment();
+  m_.parked->With({workflow, "poison"}).Increment();
   m_.dlq_entries->Add(1);
   m_.sagas_in_flight->Add(-1);  // it was loaded as an active saga
 }

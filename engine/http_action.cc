@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -60,8 +61,10 @@ struct Request {
 
 // Fills `req` from rendered params; returns what is wrong, or "". Params
 // were checked at registration, but a whole-string template can render to
-// any type, so the types are checked again here.
-std::string ParseRequest(const AttemptRequest& request, Request* req) {
+// any type, so the types are checked again here. `rng` makes the span id of
+// the traceparent sent (one per attempt).
+std::string ParseRequest(const AttemptRequest& request, std::mt19937_64& rng,
+                         Request* req) {
   const json& params = request.params;
   if (!params.is_object()) return "params must be an object";
   if (const auto m = params.find("method"); m != params.end()) {
@@ -82,6 +85,8 @@ std::string ParseRequest(const AttemptRequest& request, Request* req) {
     return "url must start with http:// or https://: '" + req->url + "'";
   }
   bool has_content_type = false;
+  bool has_correlation_id = false;
+  bool has_traceparent = false;
   if (const auto h = params.find("headers"); h != params.end()) {
     if (!h->is_object()) return "headers must be an object of strings";
     for (const auto& [name, value] : h->items()) {
@@ -95,6 +100,8 @@ std::string ParseRequest(const AttemptRequest& request, Request* req) {
       // The engine's key is the one the receiver deduplicates on.
       if (EqualsNoCase(name, "Idempotency-Key")) continue;
       has_content_type |= EqualsNoCase(name, "Content-Type");
+      has_correlation_id |= EqualsNoCase(name, "X-Correlation-ID");
+      has_traceparent |= EqualsNoCase(name, "traceparent");
       req->headers.push_back(v.empty() ? name + ";" : name + ": " + v);
     }
   }
@@ -120,6 +127,18 @@ std::string ParseRequest(const AttemptRequest& request, Request* req) {
   }
   if (!request.idempotency_key.empty()) {
     req->headers.push_back("Idempotency-Key: " + request.idempotency_key);
+  }
+  // The saga's correlation and trace, unless the step sends its own. The
+  // callers (the MCP layer) keep both free of CR and LF; checked anyway.
+  if (!has_correlation_id && !request.correlation_id.empty() &&
+      request.correlation_id.find_first_of("\r\n") == std::string::npos) {
+    req->headers.push_back("X-Correlation-ID: " + request.correlation_id);
+  }
+  if (!has_traceparent && request.trace_id.size() == 32 &&
+      request.trace_id.find_first_of("\r\n") == std::string::npos) {
+    // A new span per attempt, sampled.
+    req->headers.push_back("traceparent: 00-" + request.trace_id + "-" +
+                           RandomHexId(rng, 64) + "-01");
   }
   req->headers.push_back("Expect:");  // no 100-continue round trip
   return "";
@@ -285,6 +304,7 @@ class HttpClient {
   std::map<uint64_t, Failed> failed_;            // waiting for fail_timer_
   std::unordered_set<SocketWatcher*> watchers_;  // open, not closing
   uint64_t next_id_ = 1;
+  std::mt19937_64 rng_{std::random_device{}()};  // span ids
   size_t open_handles_ = 2;  // the timers and every SocketWatcher
   bool closing_ = false;
   std::function<void()> on_closed_;
@@ -307,7 +327,7 @@ uint64_t HttpClient::Start(const AttemptRequest& request, ActionDone done) {
   assert(!closing_ && "Start after Close");
   const uint64_t id = next_id_++;
   Request req;
-  if (std::string error = ParseRequest(request, &req); !error.empty()) {
+  if (std::string error = ParseRequest(request, rng_, &req); !error.empty()) {
     Fail(id, std::move(done), ActionResult::Failure("params", error));
     return id;
   }

@@ -1,5 +1,6 @@
 #include "engine/saga.h"
 
+#include <algorithm>
 #include <array>
 
 namespace cde {
@@ -18,12 +19,13 @@ constexpr std::array<std::pair<StepStatus, std::string_view>, 8> kStepNames = {{
     {StepStatus::kSkipped, "skipped"},
 }};
 
-constexpr std::array<std::pair<Wait::Kind, std::string_view>, 5> kWaitNames = {{
+constexpr std::array<std::pair<Wait::Kind, std::string_view>, 6> kWaitNames = {{
     {Wait::Kind::kNothing, "nothing"},
     {Wait::Kind::kAttempt, "attempt"},
     {Wait::Kind::kBackoff, "backoff"},
     {Wait::Kind::kSleep, "sleep"},
     {Wait::Kind::kQueued, "queued"},
+    {Wait::Kind::kRedrive, "redrive"},
 }};
 
 template <typename E, size_t N>
@@ -53,6 +55,19 @@ std::string_view StepStatusName(StepStatus s) {
     if (value == s) return name;
   }
   return "unknown";
+}
+
+std::string_view TimerNameOf(Wait::Kind k) {
+  switch (k) {
+    case Wait::Kind::kSleep:
+      return "sleep";
+    case Wait::Kind::kBackoff:
+      return "backoff";
+    case Wait::Kind::kRedrive:
+      return "redrive";
+    default:
+      return "";
+  }
 }
 
 std::string_view WaitKindName(Wait::Kind k) {
@@ -91,10 +106,12 @@ SagaRecord ToRecord(const Saga& s) {
     body["failed_step"] = s.failed_step;
   }
   if (!s.correlation_id.empty()) body["correlation_id"] = s.correlation_id;
+  if (!s.trace_id.empty()) body["trace_id"] = s.trace_id;
   if (s.cancel_requested) {
     body["cancel"] = {{"compensate", s.compensate_on_cancel}};
   }
   if (s.replay_count != 0) body["replay_count"] = s.replay_count;
+  if (s.checkpointed) body["checkpointed"] = true;
   return {s.id,       s.workflow,        s.version,
           s.state,    s.created_ms,      s.updated_ms,
           s.last_seq, s.idempotency_key, std::move(body)};
@@ -143,11 +160,13 @@ Result<Saga> FromRecord(const SagaRecord& r) {
       s.failed_step = b.at("failed_step").get<int>();
     }
     s.correlation_id = b.value("correlation_id", std::string());
+    s.trace_id = b.value("trace_id", std::string());  // older: none
     if (auto it = b.find("cancel"); it != b.end()) {
       s.cancel_requested = true;
       s.compensate_on_cancel = it->at("compensate").get<bool>();
     }
     s.replay_count = b.value("replay_count", 0u);
+    s.checkpointed = b.value("checkpointed", false);
   } catch (const std::exception& e) {
     return Status::Corruption("saga '" + r.id +
                               "': bad snapshot body: " + e.what());
@@ -161,6 +180,57 @@ std::string AttemptKey(const std::string& saga_id, const std::string& step,
   if (compensation) key += "compensate/";
   key += std::to_string(attempt);
   return key;
+}
+
+namespace {
+
+bool IsLowerHex(std::string_view s) {
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+bool AllZeros(std::string_view s) {
+  return s.find_first_not_of('0') == std::string_view::npos;
+}
+
+}  // namespace
+
+std::string TraceIdOf(std::string_view tp) {
+  // Version 00 is exactly 55 characters: 00-trace-parent-flags.
+  if (tp.size() != 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-') {
+    return "";
+  }
+  const std::string_view version = tp.substr(0, 2);
+  const std::string_view trace = tp.substr(3, 32);
+  const std::string_view parent = tp.substr(36, 16);
+  const std::string_view flags = tp.substr(53, 2);
+  if (version != "00" || !IsLowerHex(trace) || !IsLowerHex(parent) ||
+      !IsLowerHex(flags) || AllZeros(trace) || AllZeros(parent)) {
+    return "";
+  }
+  return std::string(trace);
+}
+
+std::string TraceIdFrom(std::string_view traceparent, std::mt19937_64& rng) {
+  std::string id = TraceIdOf(traceparent);
+  return id.empty() ? RandomHexId(rng, 128) : id;
+}
+
+std::string RandomHexId(std::mt19937_64& rng, int bits) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id;
+  do {
+    id.clear();
+    for (int left = bits; left > 0; left -= 64) {
+      uint64_t word = rng();
+      for (int i = 0; i < std::min(left, 64) / 4; ++i, word >>= 4) {
+        id.push_back(kHex[word & 15]);
+      }
+    }
+  } while (AllZeros(id));
+  return id;
 }
 
 }  // namespace cde

@@ -10,7 +10,9 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "storage/records.h"
@@ -57,6 +59,7 @@ struct Wait {
     kBackoff,  // the retry timer of step `step`, due at due_ms
     kSleep,    // a `sleep` step's timer, due at due_ms
     kQueued,   // a free slot under the workflow's max_concurrency
+    kRedrive,  // parked: its automatic replay (dlq.auto_replay) at due_ms
   };
   Kind kind = Kind::kNothing;
   int step = -1;
@@ -66,6 +69,9 @@ struct Wait {
   friend bool operator==(const Wait&, const Wait&) = default;
 };
 std::string_view WaitKindName(Wait::Kind k);
+// The name of the durable timer row a wait of kind `k` has: "sleep",
+// "backoff" or "redrive"; "" for kinds without one.
+std::string_view TimerNameOf(Wait::Kind k);
 
 struct Saga {
   std::string id;
@@ -76,7 +82,13 @@ struct Saga {
   int64_t updated_ms = 0;
   uint64_t last_seq = 0;
   std::string idempotency_key;
+  // The caller's correlation id (the saga id when it gave none); sent with
+  // every http step as X-Correlation-ID.
   std::string correlation_id;
+  // The W3C trace id (32 lower-case hex) of the trace the saga belongs to:
+  // the caller's, or a fresh one. "" only for sagas started before trace
+  // ids existed.
+  std::string trace_id;
   nlohmann::json input;
   std::vector<StepState> steps;
   Wait wait;
@@ -85,6 +97,9 @@ struct Saga {
   bool cancel_requested = false;
   bool compensate_on_cancel = true;
   uint32_t replay_count = 0;
+  // A graceful shutdown cut its attempt off (a `checkpoint` event): the
+  // next Open resumes it before the others. Cleared by its next transition.
+  bool checkpointed = false;
 
   friend bool operator==(const Saga&, const Saga&) = default;
 };
@@ -98,6 +113,17 @@ Result<Saga> FromRecord(const SagaRecord& record);
 // "<saga>/<step>/compensate/<attempt>" for a compensation.
 std::string AttemptKey(const std::string& saga_id, const std::string& step,
                        bool compensation, uint32_t attempt);
+
+// The trace id of a W3C traceparent header value
+// ("00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>", lower-case hex,
+// neither id all zeros), or "" if `traceparent` is not one.
+std::string TraceIdOf(std::string_view traceparent);
+// TraceIdOf(traceparent), or, when that is "", a fresh random trace id
+// from `rng`.
+std::string TraceIdFrom(std::string_view traceparent, std::mt19937_64& rng);
+// `bits` random bits from `rng` as lower-case hex (bits / 4 digits), never
+// all zeros: a trace id (128) or a span id (64).
+std::string RandomHexId(std::mt19937_64& rng, int bits);
 
 }  // namespace cde
 

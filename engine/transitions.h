@@ -46,6 +46,9 @@ struct Plan {
   bool run_attempt = false;  // dispatch saga.wait's attempt
   bool arm_timer = false;    // schedule saga.wait.due_ms
   bool finished = false;     // terminal or parked: no longer active
+  // The events to write log lines about once committed (Build moves
+  // `events` into the transition); filled by the engine.
+  std::vector<PlannedEvent> to_log;
 
   // The storage transition for this plan; assigns log seqs from
   // saga.last_seq (which it advances).
@@ -70,10 +73,11 @@ struct AttemptOutcome {
 };
 
 // A new saga. With `queued`, it waits for a slot (max_concurrency) instead of
-// starting its first step.
+// starting its first step. `correlation_id` and `trace_id` ("" = none) are
+// kept in the snapshot and logged with saga_started.
 Plan PlanStart(const PlanContext& ctx, std::string saga_id,
                nlohmann::json input, std::string idempotency_key,
-               std::string correlation_id, bool queued);
+               std::string correlation_id, std::string trace_id, bool queued);
 
 // A queued saga got its slot.
 Plan PlanDequeue(const PlanContext& ctx, const Saga& saga);
@@ -97,8 +101,10 @@ Result<Plan> PlanCancel(const PlanContext& ctx, const Saga& saga,
 
 // replay_saga of a parked saga: from the failed step (or `from_step`) with a
 // fresh retry budget, or, if a compensation failed, retrying compensation.
+// `automatic`: the dlq.auto_replay timer, not an operator, replays it.
+// Either way a pending automatic replay is cancelled.
 Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
-                        const std::string& from_step);
+                        const std::string& from_step, bool automatic = false);
 
 // The template context of an attempt of `saga`: its input, the outputs of
 // its steps that ran (succeeded, or since compensated) (filled into `outputs`,

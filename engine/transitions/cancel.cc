@@ -50,6 +50,7 @@ Result<Plan> PlanCancel(const PlanContext& ctx, const Saga& saga,
       return p;
     case Wait::Kind::kQueued:
     case Wait::Kind::kNothing:
+    case Wait::Kind::kRedrive:  // parked: CheckCancellable refused it
       p.saga.wait = {};
       ti::Finish(p, SagaState::kCancelled, "saga_cancelled",
                  {{"compensated", false}});

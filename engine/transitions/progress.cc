@@ -77,8 +77,18 @@ void Park(const PlanContext& ctx, Plan& p, const std::string& reason, int step,
       DlqRecord{p.saga.id, p.saga.workflow, p.saga.version,
                 reason,    step_name,       error.kind + ": " + error.message,
                 attempts,  ctx.now_ms,      p.saga.replay_count};
-  Finish(p, SagaState::kParked, "saga_parked",
-         {{"reason", reason}, {"step", step_name}, {"error", error.message}});
+  json data = {
+      {"reason", reason}, {"step", step_name}, {"error", error.message}};
+  const auto& redrive = ctx.def.auto_replay;
+  const bool again = redrive && p.saga.replay_count < redrive->max_replays;
+  if (again) data["auto_replay_ms"] = ctx.now_ms + redrive->after_ms;
+  Finish(p, SagaState::kParked, "saga_parked", std::move(data));
+  if (again) {
+    // Durable like any timer: the engine replays it when the row falls due.
+    const int64_t due = ctx.now_ms + redrive->after_ms;
+    p.saga.wait = {Wait::Kind::kRedrive, -1, false, 0, due};
+    p.timers_put.push_back({due, "redrive"});
+  }
 }
 
 // Decides what comes next for a saga that waits for nothing.

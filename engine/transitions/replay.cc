@@ -9,7 +9,7 @@ using nlohmann::json;
 namespace ti = transitions_internal;
 
 Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
-                        const std::string& from_step) {
+                        const std::string& from_step, bool automatic) {
   if (saga.state != SagaState::kParked) {
     return Status::InvalidArgument("saga " + saga.id + " is " +
                                    std::string(SagaStateName(saga.state)) +
@@ -17,6 +17,12 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
   }
   Plan p = ti::From(saga);
   p.dlq_delete = true;
+  if (saga.wait.kind == Wait::Kind::kRedrive) {
+    // Whoever replays first, the automatic redrive is spent.
+    p.timers_delete.push_back({saga.wait.due_ms, "redrive"});
+  }
+  p.saga.wait = {};
+  const char* trigger = automatic ? "auto" : "manual";
   p.saga.replay_count += 1;
   auto failed_comp = std::find_if(
       p.saga.steps.begin(), p.saga.steps.end(), [](const StepState& st) {
@@ -35,7 +41,10 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
     failed_comp->compensation_error = {};
     p.saga.state = saga.cancel_requested ? SagaState::kCancelling
                                          : SagaState::kCompensating;
-    p.events.push_back({"replayed", {{"compensation", true}}});
+    p.events.push_back({"replayed",
+                        {{"compensation", true},
+                         {"replay_count", p.saga.replay_count},
+                         {"trigger", trigger}}});
     ti::Advance(ctx, p);
     return p;
   }
@@ -58,7 +67,8 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
   p.events.push_back(
       {"replayed",
        {{"from_step", ctx.def.steps[static_cast<size_t>(from)].name},
-        {"replay_count", p.saga.replay_count}}});
+        {"replay_count", p.saga.replay_count},
+        {"trigger", trigger}}});
   ti::Advance(ctx, p);
   return p;
 }

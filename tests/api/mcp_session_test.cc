@@ -110,6 +110,43 @@ class McpSessionTest : public ::testing::Test {
     return reply["result"]["structuredContent"]["error"].value("message", "");
   }
 
+  // Replaces the session with one whose requests `limiter_` limits under
+  // policy `p` (key "session:test").
+  void Limit(RatePolicy p) {
+    limiter_.SetPolicies(p, {});
+    session_->Close();
+    session_ = McpSession::Create(
+        &h_.engine(), h_.loop(),
+        [this](std::string frame, const json& rel) {
+          sent_.push_back(json::parse(frame));
+          related_.push_back(rel);
+        },
+        McpSessionOptions{.limiter = &limiter_, .rate_key = "session:test"});
+  }
+  // Sends tools/call with `params` (name, arguments, _meta...) in a frame
+  // that came with `context`, and waits for its reply.
+  json CallWith(json params, const McpMessageContext& context = {}) {
+    const int id = next_id_++;
+    session_->OnFrame(json{{"jsonrpc", "2.0"},
+                           {"id", id},
+                           {"method", "tools/call"},
+                           {"params", params}}
+                          .dump(),
+                      context);
+    h_.RunUntil([&] { return ReplyTo(id) != nullptr; });
+    return ReplyTo(id);
+  }
+  // The saga `id` as get_saga shows it.
+  json GetSaga(const std::string& id) {
+    return Out(Tool("get_saga", {{"saga_id", id}}));
+  }
+  size_t StoredSagas() {
+    auto page = h_.engine().store().ListSagas(SagaQuery{});
+    EXPECT_TRUE(page.ok());
+    return page.ok() ? page->sagas.size() : 0;
+  }
+
+  RateLimiters limiter_;
   test::HeldAction held_;
   test::EngineHarness h_;
   std::shared_ptr<McpSession> session_;
@@ -696,6 +733,243 @@ TEST_F(McpSessionTest, ClosingTheSessionStopsItsWaits) {
   RunFor(20);
   EXPECT_EQ(RepliesTo(call_id), 0u);
   // The harness checks at teardown that no timer handle was left open.
+}
+
+// --- inbound rate limits ---
+
+constexpr const char* kTraceparent =
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+constexpr const char* kTraceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+TEST_F(McpSessionTest, ARequestOverTheRateLimitIsRefusedAndChangesNothing) {
+  Initialize();
+  Register(kThreeSteps);  // unlimited so far
+  Limit({.rate_per_sec = 0.001, .burst = 1});
+  Initialize();
+  EXPECT_EQ(
+      Tool("start_workflow", {{"workflow", "three"}})["result"]["isError"],
+      false);
+  ASSERT_TRUE(h_.RunUntil([&] { return StoredSagas() == 1; }));
+  json refused = Tool("start_workflow", {{"workflow", "three"}});
+  EXPECT_EQ(refused["error"]["code"], kRateLimited) << refused.dump();
+  EXPECT_FALSE(refused.contains("result"));
+  const int64_t wait =
+      refused["error"]["data"]["retry_after_ms"].get<int64_t>();
+  EXPECT_GT(wait, 0);
+  EXPECT_EQ(refused["error"]["message"],
+            "rate limit exceeded: retry in " + std::to_string(wait) + " ms");
+  RunFor(50);
+  EXPECT_EQ(StoredSagas(), 1u) << "the refused start started no saga";
+  // Any method counts, even one that would fail.
+  EXPECT_EQ(Call("no/such/method")["error"]["code"], kRateLimited);
+}
+
+TEST_F(McpSessionTest, InitializeAndPingAreNeverLimited) {
+  Limit({.rate_per_sec = 0.001, .burst = 1});
+  Initialize();
+  EXPECT_TRUE(Call("tools/list").contains("result"));
+  EXPECT_EQ(Call("tools/list")["error"]["code"], kRateLimited);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(Call("ping")["result"], json::object());
+    EXPECT_TRUE(Call("initialize", {{"protocolVersion", "2025-06-18"}})
+                    .contains("result"));
+  }
+}
+
+TEST_F(McpSessionTest, NotificationsAreNeverLimitedNorTakeTokens) {
+  Initialize();
+  Register(kHeld);
+  Limit({.rate_per_sec = 0.001, .burst = 2});
+  Call("initialize", {{"protocolVersion", "2025-06-18"}});
+  for (int i = 0; i < 10; ++i) {
+    session_->OnFrame(
+        R"({"jsonrpc":"2.0","method":"notifications/initialized"})");
+  }
+  EXPECT_TRUE(session_->initialized());
+  // The bucket is still full: two requests pass.
+  const int waiting =
+      Send("tools/call",
+           {{"name", "start_workflow"},
+            {"arguments", {{"workflow", "held"}, {"wait_ms", 60000}}}});
+  ASSERT_TRUE(h_.RunUntil([&] { return held_.pending() == 1; }));
+  EXPECT_TRUE(Call("tools/list").contains("result"));
+  EXPECT_EQ(Call("tools/list")["error"]["code"], kRateLimited);
+  // Over the limit, a cancellation still ends the wait: never answered.
+  session_->OnFrame(json{{"jsonrpc", "2.0"},
+                         {"method", "notifications/cancelled"},
+                         {"params", {{"requestId", waiting}}}}
+                        .dump());
+  held_.Complete(ActionResult::Success({{"done", true}}));
+  RunFor(100);
+  EXPECT_EQ(ReplyTo(waiting), nullptr);
+}
+
+TEST_F(McpSessionTest, TokensRefillOverTime) {
+  Limit({.rate_per_sec = 20, .burst = 1});  // one every 50 ms
+  Initialize();
+  EXPECT_TRUE(Call("tools/list").contains("result"));
+  json refused = Call("tools/list");
+  ASSERT_EQ(refused["error"]["code"], kRateLimited);
+  const int64_t wait =
+      refused["error"]["data"]["retry_after_ms"].get<int64_t>();
+  EXPECT_GE(wait, 1);
+  EXPECT_LE(wait, 50);
+  RunFor(static_cast<int>(wait) + 30);
+  EXPECT_TRUE(Call("tools/list").contains("result"));
+}
+
+TEST_F(McpSessionTest, TheTransportsKeyChoosesTheBucket) {
+  Limit({.rate_per_sec = 0.001, .burst = 1});
+  Initialize();
+  EXPECT_TRUE(Call("tools/list").contains("result"));  // "session:test"
+  const auto list = [&](const std::string& key) {
+    const int id = next_id_++;
+    session_->OnFrame(
+        json{{"jsonrpc", "2.0"}, {"id", id}, {"method", "tools/list"}}.dump(),
+        McpMessageContext{.rate_key = key});
+    return ReplyTo(id);
+  };
+  EXPECT_TRUE(list("token:a").contains("result"));
+  EXPECT_EQ(list("token:a")["error"]["code"], kRateLimited);
+  EXPECT_TRUE(list("token:b").contains("result"));
+}
+
+// --- correlation and trace ids ---
+
+TEST_F(McpSessionTest, StartWorkflowTakesCorrelationAndTraceFromMeta) {
+  Initialize();
+  Register(kThreeSteps);
+  json r = CallWith(
+      {{"name", "start_workflow"},
+       {"arguments", {{"workflow", "three"}}},
+       {"_meta",
+        {{"correlation_id", "req-42"}, {"traceparent", kTraceparent}}}});
+  ASSERT_EQ(r["result"]["isError"], false) << r.dump();
+  const auto id = Out(r)["saga_id"].get<std::string>();
+  json saga = GetSaga(id);
+  EXPECT_EQ(saga["correlation_id"], "req-42");
+  EXPECT_EQ(saga["trace_id"], kTraceId);
+  json log = Out(Tool("get_saga_log", {{"saga_id", id}, {"limit", 1}}));
+  EXPECT_EQ(log["events"][0]["data"]["correlation_id"], "req-42");
+  EXPECT_EQ(log["events"][0]["data"]["trace_id"], kTraceId);
+  // The saga resource shows the same.
+  json read = Call("resources/read", {{"uri", "saga://" + id}});
+  json contents =
+      json::parse(read["result"]["contents"][0]["text"].get<std::string>());
+  EXPECT_EQ(contents["correlation_id"], "req-42");
+  EXPECT_EQ(contents["trace_id"], kTraceId);
+}
+
+TEST_F(McpSessionTest, WithoutIdsTheSagaIdCorrelatesAndATraceStarts) {
+  Initialize();
+  Register(kThreeSteps);
+  const std::string id = StartId({{"workflow", "three"}});
+  json saga = GetSaga(id);
+  EXPECT_EQ(saga["correlation_id"], id);
+  const auto trace = saga["trace_id"].get<std::string>();
+  EXPECT_THAT(trace, ::testing::MatchesRegex("[0-9a-f]{32}"));
+  EXPECT_NE(GetSaga(StartId({{"workflow", "three"}}))["trace_id"], trace);
+}
+
+TEST_F(McpSessionTest, TransportHeadersServeWhenMetaHasNone) {
+  Initialize();
+  Register(kThreeSteps);
+  const McpMessageContext headers{.correlation_id = "hdr-1",
+                                  .traceparent = kTraceparent};
+  json r = CallWith(
+      {{"name", "start_workflow"}, {"arguments", {{"workflow", "three"}}}},
+      headers);
+  json saga = GetSaga(Out(r)["saga_id"].get<std::string>());
+  EXPECT_EQ(saga["correlation_id"], "hdr-1");
+  EXPECT_EQ(saga["trace_id"], kTraceId);
+  // _meta wins over the headers.
+  const std::string other =
+      "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  r = CallWith(
+      {{"name", "start_workflow"},
+       {"arguments", {{"workflow", "three"}}},
+       {"_meta", {{"correlation_id", "meta-1"}, {"traceparent", other}}}},
+      headers);
+  saga = GetSaga(Out(r)["saga_id"].get<std::string>());
+  EXPECT_EQ(saga["correlation_id"], "meta-1");
+  EXPECT_EQ(saga["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+}
+
+TEST_F(McpSessionTest, ABadCorrelationIdIsAToolErrorAndStartsNothing) {
+  Initialize();
+  Register(kThreeSteps);
+  for (const json& bad :
+       {json(7), json(std::string(129, 'x')), json("line\nbreak")}) {
+    json r = CallWith({{"name", "start_workflow"},
+                       {"arguments", {{"workflow", "three"}}},
+                       {"_meta", {{"correlation_id", bad}}}});
+    EXPECT_THAT(ErrorMessage(r),
+                ::testing::StartsWith("_meta.correlation_id: "))
+        << bad;
+    EXPECT_EQ(Out(r)["error"]["code"], "invalid_argument");
+  }
+  json r = CallWith(
+      {{"name", "start_workflow"}, {"arguments", {{"workflow", "three"}}}},
+      McpMessageContext{.correlation_id = std::string(200, 'y')});
+  EXPECT_THAT(ErrorMessage(r),
+              ::testing::StartsWith("X-Correlation-ID header: "));
+  RunFor(20);
+  EXPECT_EQ(StoredSagas(), 0u);
+}
+
+TEST_F(McpSessionTest, AMalformedTraceparentStartsAFreshTrace) {
+  Initialize();
+  Register(kThreeSteps);
+  for (const json& bad :
+       {json(5), json("00-zz-yy-01"),
+        json("00-00000000000000000000000000000000-00f067aa0ba902b7-01")}) {
+    json r = CallWith({{"name", "start_workflow"},
+                       {"arguments", {{"workflow", "three"}}},
+                       {"_meta", {{"traceparent", bad}}}});
+    ASSERT_EQ(r["result"]["isError"], false) << r.dump();
+    const auto trace = GetSaga(Out(r)["saga_id"].get<std::string>())["trace_id"]
+                           .get<std::string>();
+    EXPECT_THAT(trace, ::testing::MatchesRegex("[0-9a-f]{32}")) << bad;
+    EXPECT_NE(trace, "00000000000000000000000000000000");
+  }
+}
+
+TEST_F(McpSessionTest, ATaskAugmentedStartTakesTheIdsToo) {
+  Initialize();
+  Register(kThreeSteps);
+  json r = CallWith(
+      {{"name", "start_workflow"},
+       {"arguments", {{"workflow", "three"}}},
+       {"task", json::object()},
+       {"_meta",
+        {{"correlation_id", "task-1"}, {"traceparent", kTraceparent}}}});
+  ASSERT_TRUE(r.contains("result")) << r.dump();
+  json saga = GetSaga(r["result"]["task"]["taskId"].get<std::string>());
+  EXPECT_EQ(saga["correlation_id"], "task-1");
+  EXPECT_EQ(saga["trace_id"], kTraceId);
+  json bad = CallWith({{"name", "start_workflow"},
+                       {"arguments", {{"workflow", "three"}}},
+                       {"task", json::object()},
+                       {"_meta", {{"correlation_id", 1}}}});
+  EXPECT_EQ(bad["error"]["code"], jsonrpc::kInvalidParams);
+  EXPECT_THAT(bad["error"]["message"].get<std::string>(),
+              ::testing::StartsWith("_meta.correlation_id"));
+}
+
+TEST_F(McpSessionTest, StepAttemptsCarryTheSagasCorrelationAndTraceIds) {
+  Initialize();
+  Register(kHeld);
+  json r = CallWith(
+      {{"name", "start_workflow"},
+       {"arguments", {{"workflow", "held"}}},
+       {"_meta",
+        {{"correlation_id", "req-9"}, {"traceparent", kTraceparent}}}});
+  ASSERT_EQ(r["result"]["isError"], false) << r.dump();
+  ASSERT_TRUE(h_.RunUntil([&] { return held_.pending() == 1; }));
+  const AttemptRequest got = held_.requests().back();
+  EXPECT_EQ(got.correlation_id, "req-9");
+  EXPECT_EQ(got.trace_id, kTraceId);
+  held_.Complete(ActionResult::Success(json::object()));
 }
 
 }  // namespace

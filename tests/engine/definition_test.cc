@@ -87,6 +87,32 @@ TEST(ValidateDefinitionTest, RootRules) {
   });
 }
 
+TEST(ValidateDefinitionTest, DlqAutoReplayRules) {
+  ExpectErrors({
+      {R"({"dlq": []})", {"dlq: must be an object"}},
+      {R"({"dlq": {"auto_replays": {}}})", {"dlq: unknown key 'auto_replays'"}},
+      {R"({"dlq": {"auto_replay": 3}})",
+       {"dlq.auto_replay: must be an object"}},
+      {R"({"dlq": {"auto_replay": {}}})",
+       {"dlq.auto_replay.max_replays: is required",
+        "dlq.auto_replay.after_ms: is required"}},
+      {R"({"dlq": {"auto_replay": {"max_replays": 0, "after_ms": -1}}})",
+       {"dlq.auto_replay.max_replays: must be >= 1",
+        "dlq.auto_replay.after_ms: must be >= 0"}},
+      {R"({"dlq": {"auto_replay": {"max_replays": 2, "after_ms": 10,
+                                    "jitter": 1}}})",
+       {"dlq.auto_replay: unknown key 'jitter'"}},
+  });
+  auto def = ParseDefinition(
+      Patched(
+          R"({"dlq": {"auto_replay": {"max_replays": 2, "after_ms": 50}}})"),
+      {});
+  ASSERT_TRUE(def.ok()) << def.status().ToString();
+  ASSERT_TRUE(def->auto_replay.has_value());
+  EXPECT_EQ(def->auto_replay->max_replays, 2u);
+  EXPECT_EQ(def->auto_replay->after_ms, 50);
+}
+
 TEST(ValidateDefinitionTest, NonObjectDocumentIsRejected) {
   const Strings expected = {"a workflow definition must be a JSON object"};
   EXPECT_EQ(Errors(json::array()), expected);

@@ -74,6 +74,17 @@ Status EngineHarness::Close() {
   return ShutdownAndWait(&loop_, std::move(engine_));
 }
 
+Status EngineHarness::Close(ShutdownOptions options,
+                            const std::function<void()>& meanwhile) {
+  std::optional<Status> result;
+  engine_->Shutdown(options, [&result](Status s) { result = s; });
+  if (meanwhile) meanwhile();
+  while (!result) uv_run(&loop_, UV_RUN_ONCE);
+  engine_.reset();
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  return *result;
+}
+
 bool EngineHarness::RunUntil(const std::function<bool()>& done,
                              int timeout_ms) {
   uv_ref(reinterpret_cast<uv_handle_t*>(&tick_));

@@ -46,6 +46,9 @@ class EngineHarness {
               int64_t timer_window_ms = 60000, bool run_sagas = true);
   // Shuts the engine down cleanly (drain, close, flush).
   Status Close();
+  // Shuts down with `options`; `meanwhile` runs once the shutdown has been
+  // asked for, before the loop runs again (to act during the grace period).
+  Status Close(ShutdownOptions options, const std::function<void()>& meanwhile);
 
   Engine& engine() { return *engine_; }
   uv_loop_t* loop() { return &loop_; }

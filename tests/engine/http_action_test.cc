@@ -41,6 +41,25 @@ class HttpActionTest : public AsyncActionFixture {
     return Run({{"url", server_.url(path)}});
   }
 
+  // An attempt of a saga with correlation id "req-7" and trace kTraceId.
+  AttemptRequest Traced(json params) {
+    AttemptRequest r = Request(std::move(params));
+    r.correlation_id = "req-7";
+    r.trace_id = kTraceId;
+    return r;
+  }
+
+  // Runs the attempt `r` until it completes.
+  ActionResult RunRequest(const AttemptRequest& r) {
+    std::optional<ActionResult> result;
+    action_->Start(r, [&](ActionResult got) { result = std::move(got); });
+    while (!result.has_value() && uv_run(&loop_, UV_RUN_ONCE) != 0) {
+    }
+    return result.value_or(ActionResult::Failure("none", "no result"));
+  }
+
+  static constexpr const char* kTraceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+
   TestHttpServer server_;
 };
 
@@ -134,6 +153,55 @@ TEST_F(HttpActionTest, EveryMethodArrivesAsItself) {
     EXPECT_EQ(server_.requests().back().method, method);
     EXPECT_EQ(server_.requests().back().body, "");
   }
+}
+
+TEST_F(HttpActionTest, EveryRequestCarriesTheCorrelationIdAndATraceparent) {
+  server_.Respond("/traced", 200, "{}");
+  for (int i = 0; i < 2; ++i) {
+    ActionResult r = RunRequest(Traced({{"url", server_.url("/traced")}}));
+    ASSERT_TRUE(r.ok) << r.error.message;
+  }
+  ASSERT_EQ(server_.requests().size(), 2u);
+  std::vector<std::string> spans;
+  for (const TestHttpServer::Request& got : server_.requests()) {
+    EXPECT_EQ(got.header("X-Correlation-ID"), "req-7");
+    const std::string tp = got.header("traceparent");
+    // 00-<the saga's trace id>-<16 hex span id>-01
+    ASSERT_EQ(tp.size(), 55u) << tp;
+    EXPECT_EQ(tp.substr(0, 3), "00-");
+    EXPECT_EQ(tp.substr(3, 32), kTraceId);
+    EXPECT_EQ(tp.substr(35, 1), "-");
+    const std::string span = tp.substr(36, 16);
+    EXPECT_EQ(span.find_first_not_of("0123456789abcdef"), std::string::npos);
+    EXPECT_NE(span, "0000000000000000");
+    EXPECT_EQ(tp.substr(52), "-01");
+    spans.push_back(span);
+  }
+  EXPECT_NE(spans[0], spans[1]) << "a fresh span id per attempt";
+}
+
+TEST_F(HttpActionTest, AStepsOwnCorrelationAndTraceHeadersWin) {
+  server_.Respond("/own", 200, "{}");
+  const std::string own_tp =
+      "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+  ActionResult r = RunRequest(Traced(
+      {{"url", server_.url("/own")},
+       {"headers",
+        {{"x-correlation-id", "from-the-step"}, {"Traceparent", own_tp}}}}));
+  ASSERT_TRUE(r.ok) << r.error.message;
+  ASSERT_EQ(server_.requests().size(), 1u);
+  const TestHttpServer::Request got = server_.requests()[0];
+  EXPECT_EQ(got.header("X-Correlation-ID"), "from-the-step");
+  EXPECT_EQ(got.header("traceparent"), own_tp);
+}
+
+TEST_F(HttpActionTest, WithoutIdsNoCorrelationOrTraceHeadersAreSent) {
+  server_.Respond("/plain", 200, "{}");
+  ActionResult r = Get("/plain");
+  ASSERT_TRUE(r.ok) << r.error.message;
+  ASSERT_EQ(server_.requests().size(), 1u);
+  EXPECT_EQ(server_.requests()[0].header("X-Correlation-ID"), "");
+  EXPECT_EQ(server_.requests()[0].header("traceparent"), "");
 }
 
 TEST_F(HttpActionTest, ConnectionRefusedFailsWithConnection) {

@@ -57,7 +57,7 @@ class TransitionsTest : public ::testing::Test {
  protected:
   PlanContext Ctx() { return {def_, kNow, 0.5}; }
   Plan Start(bool queued = false) {
-    return PlanStart(Ctx(), "S1", {{"trip", 7}}, "", "", queued);
+    return PlanStart(Ctx(), "S1", {{"trip", 7}}, "", "", "", queued);
   }
   // Applies `o` to `s`, which must produce a plan.
   Saga Feed(const Saga& s, const AttemptOutcome& o) {
@@ -78,6 +78,69 @@ TEST_F(TransitionsTest, StartLogsTheStartAndTheFirstAttemptTogether) {
   EXPECT_EQ(p.saga.wait, (Wait{Wait::Kind::kAttempt, 0, false, 1, 0}));
   EXPECT_EQ(p.saga.steps[0].status, StepStatus::kRunning);
   EXPECT_EQ(p.events[1].data["idempotency_key"], "S1/flight/1");
+}
+
+TEST_F(TransitionsTest, StartKeepsAndLogsTheCorrelationAndTraceIds) {
+  const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  Plan p = PlanStart(Ctx(), "S1", {{"trip", 7}}, "", "req-7", trace, false);
+  EXPECT_EQ(p.saga.correlation_id, "req-7");
+  EXPECT_EQ(p.saga.trace_id, trace);
+  EXPECT_EQ(p.events[0].data["correlation_id"], "req-7");
+  EXPECT_EQ(p.events[0].data["trace_id"], trace);
+  // Both survive the snapshot.
+  auto back = FromRecord(ToRecord(p.saga));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->correlation_id, "req-7");
+  EXPECT_EQ(back->trace_id, trace);
+  EXPECT_EQ(ToRecord(p.saga).body["trace_id"], trace);
+}
+
+TEST_F(TransitionsTest, StartWithoutIdsLogsNone) {
+  Plan p = Start();
+  EXPECT_FALSE(p.events[0].data.contains("correlation_id"));
+  EXPECT_FALSE(p.events[0].data.contains("trace_id"));
+  EXPECT_FALSE(ToRecord(p.saga).body.contains("trace_id"));
+}
+
+TEST_F(TransitionsTest, AnOldSnapshotWithoutATraceIdStillLoads) {
+  SagaRecord r = ToRecord(Start().saga);
+  r.body.erase("trace_id");
+  r.body["correlation_id"] = "old-req";
+  auto s = FromRecord(r);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->trace_id, "");
+  EXPECT_EQ(s->correlation_id, "old-req");
+}
+
+TEST(TraceIdTest, AValidTraceparentGivesItsTraceId) {
+  std::mt19937_64 rng(7);
+  EXPECT_EQ(TraceIdFrom(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", rng),
+            "4bf92f3577b34da6a3ce929d0e0e4736");
+}
+
+TEST(TraceIdTest, AnythingElseGetsAFreshRandomTraceId) {
+  std::mt19937_64 rng(7);
+  for (const char* bad : {
+           "",
+           "nonsense",
+           // all-zero trace id, all-zero parent id
+           "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+           "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+           // upper case, a version other than 00, wrong lengths
+           "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+           "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+           "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+           "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+       }) {
+    EXPECT_EQ(TraceIdOf(bad), "") << bad;
+    const std::string id = TraceIdFrom(bad, rng);
+    EXPECT_EQ(id.size(), 32u) << bad;
+    EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos);
+    EXPECT_NE(id, "00000000000000000000000000000000");
+  }
+  EXPECT_NE(TraceIdFrom("", rng), TraceIdFrom("", rng));
+  EXPECT_EQ(RandomHexId(rng, 64).size(), 16u);
 }
 
 TEST_F(TransitionsTest, QueuedStartRunsNothingUntilDequeued) {
@@ -263,7 +326,7 @@ TEST_F(TransitionsTest, SleepIsADurableTimerThatSucceedsWhenDue) {
   def_ = Def({{{"name", "nap"},
                {"action", "sleep"},
                {"params", {{"duration_ms", "${input.ms}"}}}}});
-  Plan p = PlanStart(Ctx(), "S2", {{"ms", 250}}, "", "", false);
+  Plan p = PlanStart(Ctx(), "S2", {{"ms", 250}}, "", "", "", false);
   EXPECT_EQ(p.saga.wait, (Wait{Wait::Kind::kSleep, 0, false, 1, kNow + 250}));
   EXPECT_THAT(p.timers_put, ElementsAre(TimerRef{kNow + 250, "sleep"}));
   EXPECT_FALSE(p.run_attempt);
@@ -277,7 +340,7 @@ TEST_F(TransitionsTest, SleepWithABadDurationFailsPermanently) {
   def_ = Def({{{"name", "nap"},
                {"action", "sleep"},
                {"params", {{"duration_ms", "${input.ms}"}}}}});
-  Plan p = PlanStart(Ctx(), "S3", {{"ms", "soon"}}, "", "", false);
+  Plan p = PlanStart(Ctx(), "S3", {{"ms", "soon"}}, "", "", "", false);
   EXPECT_EQ(p.saga.state, SagaState::kCompensated);
   EXPECT_EQ(p.saga.steps[0].error.kind, "template");
 }

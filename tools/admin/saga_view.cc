@@ -140,6 +140,8 @@ std::string DescribeWait(const Saga& saga, Definitions& defs, int64_t now_ms) {
       return "the timer of sleep " + what + ", " + due();
     case Wait::Kind::kQueued:
       return "a free slot under the workflow's max_concurrency (queued)";
+    case Wait::Kind::kRedrive:
+      return "its automatic replay (dlq.auto_replay), " + due();
   }
   return "";
 }

@@ -48,14 +48,13 @@ std::string Where(Cf cf, std::string_view key) {
   return "cf '" + std::string(CfName(cf)) + "' key '" + PrintableKey(key) + "'";
 }
 
-const char* TimerName(Wait::Kind k) {
-  return k == Wait::Kind::kSleep ? "sleep" : "backoff";
-}
+std::string TimerName(Wait::Kind k) { return std::string(TimerNameOf(k)); }
 
 bool WaitsOnTimer(const SagaFacts& f) {
-  return f.body_ok && IsActive(f.state) &&
-         (f.wait.kind == Wait::Kind::kBackoff ||
-          f.wait.kind == Wait::Kind::kSleep);
+  if (!f.body_ok) return false;
+  if (f.state == SagaState::kParked) return f.wait.kind == Wait::Kind::kRedrive;
+  return IsActive(f.state) && (f.wait.kind == Wait::Kind::kBackoff ||
+                               f.wait.kind == Wait::Kind::kSleep);
 }
 
 class Verifier {

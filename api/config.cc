@@ -1,0 +1,658 @@
+#include "api/config.h"
+
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <sstream>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+extern char** environ;
+
+namespace cde {
+namespace {
+
+using nlohmann::json;
+
+// One thing wrong with a configuration. An empty path is the document.
+struct Problem {
+  std::string path;
+  std::string what;
+};
+using Problems = std::vector<Problem>;
+
+// How the value of one key is checked and stored into a T. Environment
+// values of `string` keys are taken as they are, since quoting a path or a
+// level in JSON would be a trap; the others are parsed as JSON.
+template <typename T>
+struct Rule {
+  bool string = false;
+  std::function<void(const json& value, const std::string& path, T* target,
+                     Problems* problems)>
+      apply;
+};
+
+template <typename T>
+struct NamedRule {
+  std::string name;
+  Rule<T> rule;
+};
+template <typename T>
+using Rules = std::vector<NamedRule<T>>;
+
+// A member of the target, for the rule builders: CDE_MEMBER(http.host).
+#define CDE_MEMBER(m) \
+  [](auto& t) -> auto& { return t.m; }
+
+std::string Text(double d) {
+  std::ostringstream out;
+  out << d;
+  return out.str();
+}
+
+template <typename T, typename Member>
+Rule<T> String(Member member) {
+  return {true,
+          [member](const json& v, const std::string& path, T* t, Problems* p) {
+            if (!v.is_string()) {
+              p->push_back({path, "must be a string"});
+              return;
+            }
+            member(*t) = v.get<std::string>();
+          }};
+}
+
+template <typename T, typename Member>
+Rule<T> Bool(Member member) {
+  return {false,
+          [member](const json& v, const std::string& path, T* t, Problems* p) {
+            if (!v.is_boolean()) {
+              p->push_back({path, "must be true or false"});
+              return;
+            }
+            member(*t) = v.get<bool>();
+          }};
+}
+
+// `v` as an integer in [min, max], or nullopt with the problem recorded.
+std::optional<int64_t> IntegerIn(const json& v, int64_t min, int64_t max,
+                                 const std::string& path, Problems* p) {
+  if (!v.is_number_integer()) {
+    p->push_back({path, "must be an integer"});
+    return std::nullopt;
+  }
+  // Unsigned values that do not fit an int64 can only be too big.
+  if (v.is_number_unsigned() &&
+      v.get<uint64_t>() > static_cast<uint64_t>(max)) {
+    p->push_back({path, "must be <= " + std::to_string(max)});
+    return std::nullopt;
+  }
+  const int64_t n = v.get<int64_t>();
+  if (n < min) {
+    p->push_back({path, "must be >= " + std::to_string(min)});
+    return std::nullopt;
+  }
+  if (n > max) {
+    p->push_back({path, "must be <= " + std::to_string(max)});
+    return std::nullopt;
+  }
+  return n;
+}
+
+template <typename T, typename Member>
+Rule<T> Integer(Member member, int64_t min,
+                int64_t max = std::numeric_limits<int64_t>::max()) {
+  return {false,
+          [=](const json& v, const std::string& path, T* t, Problems* p) {
+            if (std::optional<int64_t> n = IntegerIn(v, min, max, path, p)) {
+              using Field = std::remove_cvref_t<decltype(member(*t))>;
+              member(*t) = static_cast<Field>(*n);
+            }
+          }};
+}
+
+template <typename T, typename Member>
+Rule<T> Number(Member member, double min,
+               double max = std::numeric_limits<double>::max()) {
+  return {false,
+          [=](const json& v, const std::string& path, T* t, Problems* p) {
+            if (!v.is_number()) {
+              p->push_back({path, "must be a number"});
+              return;
+            }
+            const double d = v.get<double>();
+            if (!std::isfinite(d)) {
+              p->push_back({path, "must be finite"});
+            } else if (d < min) {
+              p->push_back({path, "must be >= " + Text(min)});
+            } else if (d > max) {
+              p->push_back({path, "must be <= " + Text(max)});
+            } else {
+              member(*t) = d;
+            }
+          }};
+}
+
+template <typename T, typename Member>
+Rule<T> StringList(Member member) {
+  return {false,
+          [member](const json& v, const std::string& path, T* t, Problems* p) {
+            bool ok = v.is_array();
+            for (size_t i = 0; ok && i < v.size(); ++i) {
+              ok = v[i].is_string();
+            }
+            if (!ok) {
+              p->push_back({path, "must be an array of strings"});
+              return;
+            }
+            member(*t) = v.get<std::vector<std::string>>();
+          }};
+}
+
+// "HOST:PORT", "[V6]:PORT" or "none".
+void ApplyListen(const json& v, const std::string& path, Config* c,
+                 Problems* p) {
+  if (!v.is_string()) {
+    p->push_back({path, "must be a string"});
+    return;
+  }
+  const std::string s = v.get<std::string>();
+  if (s == "none") {
+    c->http.enabled = false;
+    return;
+  }
+  const size_t colon = s.rfind(':');
+  if (colon == std::string::npos || colon + 1 == s.size()) {
+    p->push_back({path, "'" + s + "' is not HOST:PORT or none"});
+    return;
+  }
+  std::string host = s.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  int port = 0;
+  for (char ch : s.substr(colon + 1)) {
+    if (ch < '0' || ch > '9' || port > 65535) {
+      port = -1;
+      break;
+    }
+    port = port * 10 + (ch - '0');
+  }
+  if (port < 0 || port > 65535) {
+    p->push_back({path, "bad port in '" + s + "' (0..65535)"});
+    return;
+  }
+  c->http.enabled = true;
+  c->http.host = host.empty() ? "127.0.0.1" : host;
+  c->http.port = port;
+}
+
+void ApplyLogLevel(const json& v, const std::string& path, Config* c,
+                   Problems* p) {
+  Result<LogLevel> level = v.is_string()
+                               ? ParseLogLevel(v.get<std::string>())
+                               : Result<LogLevel>(Status::InvalidArgument(""));
+  if (!level.ok()) {
+    p->push_back({path, "must be one of trace, debug, info, warn, error, off"});
+    return;
+  }
+  c->log.level = *level;
+}
+
+void ApplyLogFormat(const json& v, const std::string& path, Config* c,
+                    Problems* p) {
+  if (v != "json" && v != "text") {
+    p->push_back({path, "must be \"json\" or \"text\""});
+    return;
+  }
+  c->log.format = v.get<std::string>();
+}
+
+// Checks `v`, an object with the keys of `rules`, into *target.
+template <typename T>
+void ApplyObject(const json& v, const std::string& path, const Rules<T>& rules,
+                 T* target, Problems* p) {
+  if (!v.is_object()) {
+    p->push_back({path, "must be an object"});
+    return;
+  }
+  for (const auto& [key, value] : v.items()) {
+    const std::string sub = path + "." + key;
+    bool known = false;
+    for (const NamedRule<T>& r : rules) {
+      if (r.name != key) continue;
+      r.rule.apply(value, sub, target, p);
+      known = true;
+    }
+    if (!known) p->push_back({sub, "unknown key"});
+  }
+}
+
+const Rules<RatePolicy>& RateRules() {
+  static const auto* rules = new Rules<RatePolicy>{
+      {"rate_per_sec", Number<RatePolicy>(CDE_MEMBER(rate_per_sec), 0)},
+      {"burst", Integer<RatePolicy>(CDE_MEMBER(burst), 1, UINT32_MAX)},
+  };
+  return *rules;
+}
+
+const Rules<BreakerPolicy>& BreakerRules() {
+  using B = BreakerPolicy;
+  static const auto* rules = new Rules<B>{
+      {"failure_threshold",
+       Integer<B>(CDE_MEMBER(failure_threshold), 0, UINT32_MAX)},
+      {"failure_ratio", Number<B>(CDE_MEMBER(failure_ratio), 0, 1)},
+      {"min_calls", Integer<B>(CDE_MEMBER(min_calls), 1, UINT32_MAX)},
+      {"window_ms", Integer<B>(CDE_MEMBER(window_ms), 1)},
+      {"cool_down_ms", Integer<B>(CDE_MEMBER(cool_down_ms), 1)},
+      {"half_open_probes",
+       Integer<B>(CDE_MEMBER(half_open_probes), 1, UINT32_MAX)},
+  };
+  return *rules;
+}
+
+// An object whose keys the user names (a rate_limit key, a workflow, a
+// breaker key); each value is checked by `entry` into a V that starts as
+// `initial(config)`. Entries with problems are left out.
+template <typename V, typename Member, typename Initial, typename Entry>
+Rule<Config> NamedEntries(Member member, Initial initial, Entry entry) {
+  return {false,
+          [=](const json& v, const std::string& path, Config* c, Problems* p) {
+            if (!v.is_object()) {
+              p->push_back({path, "must be an object"});
+              return;
+            }
+            std::map<std::string, V> out;
+            for (const auto& [name, value] : v.items()) {
+              if (name.empty()) {
+                p->push_back({path, "keys must be non-empty strings"});
+                continue;
+              }
+              V item = initial(*c);
+              const size_t before = p->size();
+              entry(value, path + "." + name, &item, p);
+              if (p->size() == before) out[name] = item;
+            }
+            member(*c) = std::move(out);
+          }};
+}
+
+struct Key {
+  std::string path;  // "http.listen"
+  Rule<Config> rule;
+};
+
+// The rules of `sub` as keys under `prefix`, stored into member(config).
+template <typename T, typename Member>
+void AddSection(const std::string& prefix, const Rules<T>& sub, Member member,
+                std::vector<Key>* keys) {
+  for (const NamedRule<T>& r : sub) {
+    keys->push_back({prefix + "." + r.name,
+                     {r.rule.string,
+                      [apply = r.rule.apply, member](
+                          const json& v, const std::string& path, Config* c,
+                          Problems* p) { apply(v, path, &member(*c), p); }}});
+  }
+}
+
+std::vector<Key> BuildSchema() {
+  using C = Config;
+  std::vector<Key> keys = {
+      {"data_dir", String<C>(CDE_MEMBER(data_dir))},
+      {"workflows_dir", String<C>(CDE_MEMBER(workflows_dir))},
+      {"sync", Bool<C>(CDE_MEMBER(sync))},
+      {"stdio", Bool<C>(CDE_MEMBER(stdio))},
+      {"http.listen", {true, ApplyListen}},
+      {"http.allowed_origins", StringList<C>(CDE_MEMBER(http.allowed_origins))},
+      {"http.auth_tokens_file", String<C>(CDE_MEMBER(http.auth_tokens_file))},
+      {"http.max_message_bytes",
+       Integer<C>(CDE_MEMBER(http.max_message_bytes), 1024, int64_t{1} << 30)},
+      {"log.level", {true, ApplyLogLevel}},
+      {"log.format", {true, ApplyLogFormat}},
+      {"log.file", String<C>(CDE_MEMBER(log.file))},
+      {"log.async", Bool<C>(CDE_MEMBER(log.async))},
+      {"shutdown.timeout_ms", Integer<C>(CDE_MEMBER(shutdown_timeout_ms), 0)},
+      {"engine.timer_window_ms", Integer<C>(CDE_MEMBER(timer_window_ms), 1000)},
+  };
+  AddSection("limits.inbound", RateRules(), CDE_MEMBER(limits.inbound), &keys);
+  keys.push_back(
+      {"limits.outbound",
+       NamedEntries<RatePolicy>(
+           CDE_MEMBER(limits.outbound), [](const C&) { return RatePolicy(); },
+           [](const json& v, const std::string& path, RatePolicy* r,
+              Problems* p) { ApplyObject(v, path, RateRules(), r, p); })});
+  keys.push_back(
+      {"limits.max_concurrency",
+       NamedEntries<uint32_t>(
+           CDE_MEMBER(limits.max_concurrency), [](const C&) { return 0u; },
+           [](const json& v, const std::string& path, uint32_t* n,
+              Problems* p) {
+             if (auto i = IntegerIn(v, 1, UINT32_MAX, path, p)) {
+               *n = static_cast<uint32_t>(*i);
+             }
+           })});
+  // Before "keys": their entries start from the configured default.
+  AddSection("circuit_breakers.default", BreakerRules(),
+             CDE_MEMBER(breaker_default), &keys);
+  keys.push_back(
+      {"circuit_breakers.keys",
+       NamedEntries<BreakerPolicy>(
+           CDE_MEMBER(breakers), [](const C& c) { return c.breaker_default; },
+           [](const json& v, const std::string& path, BreakerPolicy* b,
+              Problems* p) { ApplyObject(v, path, BreakerRules(), b, p); })});
+  keys.push_back({"alerts.workflow_failures.threshold",
+                  Integer<C>(CDE_MEMBER(alerts.workflow_failures_threshold), 0,
+                             UINT32_MAX)});
+  keys.push_back(
+      {"alerts.workflow_failures.window_ms",
+       Integer<C>(CDE_MEMBER(alerts.workflow_failures_window_ms), 1)});
+  return keys;
+}
+
+#undef CDE_MEMBER
+
+// The one description of the file: the parser, the unknown-key check and
+// the environment variables all come from it.
+const std::vector<Key>& Schema() {
+  static const auto* schema = new std::vector<Key>(BuildSchema());
+  return *schema;
+}
+
+bool IsKey(const std::string& path) {
+  for (const Key& k : Schema()) {
+    if (k.path == path) return true;
+  }
+  return false;
+}
+
+// An object that groups keys ("http", "limits.inbound").
+bool IsSection(const std::string& path) {
+  for (const Key& k : Schema()) {
+    if (k.path.size() > path.size() &&
+        k.path.compare(0, path.size(), path) == 0 &&
+        k.path[path.size()] == '.') {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::vector<std::string> Split(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (size_t dot; (dot = path.find('.', start)) != std::string::npos;
+       start = dot + 1) {
+    parts.push_back(path.substr(start, dot - start));
+  }
+  parts.push_back(path.substr(start));
+  return parts;
+}
+
+const json* Find(const json& doc, const std::string& path) {
+  const json* at = &doc;
+  for (const std::string& part : Split(path)) {
+    if (!at->is_object()) return nullptr;
+    auto it = at->find(part);
+    if (it == at->end()) return nullptr;
+    at = &*it;
+  }
+  return at;
+}
+
+void CheckSections(const json& object, const std::string& prefix, Problems* p) {
+  for (const auto& [key, value] : object.items()) {
+    const std::string path = prefix.empty() ? key : prefix + "." + key;
+    // A dotted name ("http.listen" at the top) would pass for the key but
+    // never be read.
+    const bool plain = key.find('.') == std::string::npos;
+    if (plain && IsKey(path)) continue;
+    if (!plain || !IsSection(path)) {
+      p->push_back({path, "unknown key"});
+    } else if (!value.is_object()) {
+      p->push_back({path, "must be an object"});
+    } else {
+      CheckSections(value, path, p);
+    }
+  }
+}
+
+Problems Check(const json& doc, Config* out) {
+  Problems problems;
+  Config c;
+  if (!doc.is_null() && !doc.is_object()) {
+    problems.push_back({"", "must be a JSON object"});
+    return problems;
+  }
+  if (doc.is_object()) {
+    CheckSections(doc, "", &problems);
+    for (const Key& k : Schema()) {
+      if (const json* v = Find(doc, k.path)) {
+        k.rule.apply(*v, k.path, &c, &problems);
+      }
+    }
+  }
+  *out = std::move(c);
+  return problems;
+}
+
+std::string Join(const Problems& problems) {
+  std::string out;
+  for (const Problem& p : problems) {
+    if (!out.empty()) out += "; ";
+    out += p.path.empty() ? p.what : p.path + ": " + p.what;
+  }
+  return out;
+}
+
+// "CDE_" + the path in capitals with "_" for ".".
+std::string VariableFor(const std::string& path) {
+  std::string name = "CDE_";
+  for (char ch : path) {
+    name += ch == '.' ? '_' : static_cast<char>(std::toupper(ch));
+  }
+  return name;
+}
+
+struct Override {
+  std::string path;
+  std::string variable;
+};
+
+// Sets doc at `path`, creating the objects on the way. False when the
+// document has a non-object there: the check then reports the file's value.
+bool Set(json* doc, const std::string& path, json value) {
+  json* at = doc;
+  for (const std::string& part : Split(path)) {
+    if (!at->is_object()) return false;
+    at = &(*at)[part];
+    if (at->is_null()) *at = json::object();
+  }
+  *at = std::move(value);
+  return true;
+}
+
+// Applies the CDE_ variables of `env` to `doc`: sections before their keys,
+// so that CDE_HTTP replaces "http" and CDE_HTTP_LISTEN then still applies.
+std::vector<Override> ApplyEnvironment(
+    const std::map<std::string, std::string>& env, json* doc) {
+  std::vector<Override> applied;
+  std::vector<std::string> seen;
+  auto apply = [&](const std::string& path, bool string) {
+    for (const std::string& s : seen) {
+      if (s == path) return;
+    }
+    seen.push_back(path);
+    const std::string variable = VariableFor(path);
+    auto it = env.find(variable);
+    if (it == env.end()) return;
+    json value =
+        string ? json(it->second) : json::parse(it->second, nullptr, false);
+    // Not JSON: as a string, so the check says which type was wanted.
+    if (value.is_discarded()) value = it->second;
+    if (Set(doc, path, std::move(value))) applied.push_back({path, variable});
+  };
+  for (const Key& k : Schema()) {
+    const std::vector<std::string> parts = Split(k.path);
+    std::string section;
+    for (size_t i = 0; i + 1 < parts.size(); ++i) {
+      section += (i ? "." : "") + parts[i];
+      apply(section, false);
+    }
+    apply(k.path, k.rule.string);
+  }
+  return applied;
+}
+
+// Problems in values that came from a variable are named after it.
+bool NameVariables(const std::vector<Override>& overrides, Problems* problems) {
+  bool any_from_file = false;
+  for (Problem& p : *problems) {
+    const Override* best = nullptr;
+    for (const Override& o : overrides) {
+      const bool under =
+          p.path == o.path ||
+          p.path.compare(0, o.path.size() + 1, o.path + ".") == 0;
+      if (under && (!best || o.path.size() > best->path.size())) best = &o;
+    }
+    if (!best) {
+      any_from_file = true;
+    } else if (p.path == best->path) {
+      p.path = best->variable;
+    } else {
+      p.path = best->variable + ": " + p.path;
+    }
+  }
+  return any_from_file;
+}
+
+// The contents of `path`, or an IOError saying why not (strerror).
+Result<std::string> ReadFile(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return Status::IOError(std::strerror(errno));
+  std::string text;
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  const int error = std::ferror(f) ? errno : 0;
+  std::fclose(f);
+  if (error != 0) return Status::IOError(std::strerror(error));
+  return text;
+}
+
+Result<json> ParseFile(const std::string& path) {
+  Result<std::string> text = ReadFile(path);
+  if (!text.ok()) {
+    return Status::InvalidArgument(path +
+                                   ": cannot read: " + text.status().message());
+  }
+  try {
+    return json::parse(*text);
+  } catch (const json::exception& e) {
+    // what() is "[json.exception.parse_error.101] parse error at line 3,
+    // column 7: ..."; the bracketed id means nothing to a user.
+    std::string what = e.what();
+    if (!what.empty() && what[0] == '[') {
+      const size_t end = what.find("] ");
+      if (end != std::string::npos) what = what.substr(end + 2);
+    }
+    return Status::InvalidArgument(path + ": invalid JSON: " + what);
+  }
+}
+
+}  // namespace
+
+Result<Config> ParseConfig(const json& doc) {
+  Config config;
+  Problems problems = Check(doc, &config);
+  if (!problems.empty()) {
+    return Status::InvalidArgument("invalid configuration: " + Join(problems));
+  }
+  return config;
+}
+
+Result<Config> LoadConfig(const std::string& path,
+                          const std::map<std::string, std::string>& env) {
+  json doc = json::object();
+  if (!path.empty()) {
+    Result<json> file = ParseFile(path);
+    if (!file.ok()) return file.status();
+    doc = std::move(file).value();
+    if (doc.is_null()) doc = json::object();
+  }
+  const std::vector<Override> overrides = ApplyEnvironment(env, &doc);
+  Config config;
+  Problems problems = Check(doc, &config);
+  if (problems.empty()) return config;
+  const bool from_file = NameVariables(overrides, &problems);
+  return Status::InvalidArgument(
+      (from_file && !path.empty() ? path + ": " : std::string()) +
+      "invalid configuration: " + Join(problems));
+}
+
+std::map<std::string, std::string> ProcessEnvironment() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    const std::string_view entry(*e);
+    const size_t eq = entry.find('=');
+    if (eq == std::string_view::npos) continue;
+    env.emplace(entry.substr(0, eq), entry.substr(eq + 1));
+  }
+  return env;
+}
+
+Result<std::set<std::string>> ReadTokenFile(const std::string& path) {
+  Result<std::string> text = ReadFile(path);
+  if (!text.ok()) {
+    return Status::InvalidArgument("cannot read " + path + ": " +
+                                   text.status().message());
+  }
+  std::set<std::string> tokens;
+  std::istringstream in(*text);
+  std::string line;
+  while (std::getline(in, line)) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) {
+      line.pop_back();
+    }
+    if (line.empty() || line[0] == '#') continue;
+    tokens.insert(line);
+  }
+  if (tokens.empty()) return Status::InvalidArgument("no token in " + path);
+  return tokens;
+}
+
+std::vector<std::string> KeysNeedingRestart(const Config& running,
+                                            const Config& reloaded) {
+  const Config& a = running;
+  const Config& b = reloaded;
+  std::vector<std::string> keys;
+  auto check = [&keys](bool changed, const char* key) {
+    if (changed) keys.push_back(key);
+  };
+  check(a.data_dir != b.data_dir, "data_dir");
+  check(a.sync != b.sync, "sync");
+  check(a.stdio != b.stdio, "stdio");
+  check(a.http.enabled != b.http.enabled || a.http.host != b.http.host ||
+            a.http.port != b.http.port,
+        "http.listen");
+  check(a.http.allowed_origins != b.http.allowed_origins,
+        "http.allowed_origins");
+  check(a.http.auth_tokens_file != b.http.auth_tokens_file,
+        "http.auth_tokens_file");
+  check(a.http.max_message_bytes != b.http.max_message_bytes,
+        "http.max_message_bytes");
+  check(a.log.format != b.log.format, "log.format");
+  check(a.log.file != b.log.file, "log.file");
+  check(a.log.async != b.log.async, "log.async");
+  check(a.timer_window_ms != b.timer_window_ms, "engine.timer_window_ms");
+  return keys;
+}
+
+}  // namespace cde

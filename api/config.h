@@ -1,0 +1,138 @@
+// Config: everything `cde-orchestrator serve` can be told, from one JSON
+// file (--config), the environment (CDE_...) and the command line, in that
+// order of precedence (the command line wins). docs/configuration.md lists
+// every key with its default.
+//
+//   {
+//     "data_dir": "./cde-data",
+//     "workflows_dir": "",
+//     "sync": true,
+//     "stdio": false,
+//     "http": {"listen": "127.0.0.1:8000", "allowed_origins": [],
+//              "auth_tokens_file": "", "max_message_bytes": 4194304},
+//     "log": {"level": "info", "format": "json", "file": "", "async": true},
+//     "shutdown": {"timeout_ms": 30000},
+//     "engine": {"timer_window_ms": 60000},
+//     "limits": {
+//       "inbound": {"rate_per_sec": 0, "burst": 1},
+//       "outbound": {"flights-api": {"rate_per_sec": 50, "burst": 10}},
+//       "max_concurrency": {"trip-booking": 100}
+//     },
+//     "circuit_breakers": {
+//       "default": {"failure_threshold": 5, "failure_ratio": 0.5,
+//                   "min_calls": 20, "window_ms": 60000,
+//                   "cool_down_ms": 30000, "half_open_probes": 1},
+//       "keys": {"flights-api": {"cool_down_ms": 5000}}
+//     },
+//     "alerts": {"workflow_failures": {"threshold": 10, "window_ms": 60000}}
+//   }
+//
+// Every key is optional. Unknown keys, wrong types and out-of-range values
+// are errors naming the key ("limits.inbound.burst: must be >= 1").
+// A breaker entry under "keys" overrides only the fields it names; the rest
+// come from "default".
+//
+// Environment: each key has a variable named CDE_ + its path in capitals
+// with "_" between the parts (CDE_LOG_LEVEL, CDE_HTTP_LISTEN,
+// CDE_SHUTDOWN_TIMEOUT_MS, CDE_LIMITS_INBOUND_RATE_PER_SEC, ...). Strings
+// are taken as they are; numbers, booleans, arrays and objects are parsed
+// as JSON (CDE_LIMITS_OUTBOUND='{"flights-api":{"rate_per_sec":5}}'). An
+// object-valued variable replaces that whole object. CDE_ variables that
+// name no key are ignored (other tools share the prefix, e.g.
+// CDE_ADMIN_TOKEN).
+#ifndef CDE_API_CONFIG_H_
+#define CDE_API_CONFIG_H_
+
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "engine/limits.h"
+#include "engine/log.h"
+#include "storage/status.h"
+
+namespace cde {
+
+struct HttpConfig {
+  bool enabled = true;  // "listen": "none" turns it off
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  // Browser origins allowed besides localhost ones ("*": any).
+  std::vector<std::string> allowed_origins;
+  // "" = no tokens; else a file of bearer tokens, one per line ('#'
+  // comments and blank lines skipped).
+  std::string auth_tokens_file;
+  size_t max_message_bytes = 4 << 20;  // 1 KiB .. 1 GiB
+
+  friend bool operator==(const HttpConfig&, const HttpConfig&) = default;
+};
+
+struct LimitsConfig {
+  // Per bearer token over HTTP (per MCP session when no tokens are set),
+  // per session over stdio. Unlimited by default.
+  RatePolicy inbound;
+  // Token buckets by a step's `rate_limit` key. Keys not listed here are
+  // not limited.
+  std::map<std::string, RatePolicy> outbound;
+  // Max running sagas by workflow name; overrides the definition's
+  // max_concurrency (>= 1).
+  std::map<std::string, uint32_t> max_concurrency;
+
+  friend bool operator==(const LimitsConfig&, const LimitsConfig&) = default;
+};
+
+struct AlertConfig {
+  // A workflow whose sagas fail (end compensated or parked) this many times
+  // within window_ms logs one warning per window. 0 = no alert.
+  uint32_t workflow_failures_threshold = 10;
+  int64_t workflow_failures_window_ms = 60000;
+
+  friend bool operator==(const AlertConfig&, const AlertConfig&) = default;
+};
+
+struct Config {
+  std::string data_dir = "./cde-data";
+  std::string workflows_dir;  // "" = none
+  bool sync = true;
+  bool stdio = false;
+  HttpConfig http;
+  LogOptions log;
+  int64_t shutdown_timeout_ms = 30000;  // >= 0
+  int64_t timer_window_ms = 60000;      // >= 1000
+  LimitsConfig limits;
+  BreakerPolicy breaker_default;
+  std::map<std::string, BreakerPolicy> breakers;  // full policies by key
+  AlertConfig alerts;
+
+  friend bool operator==(const Config&, const Config&) = default;
+};
+
+// `doc` applied over the defaults. InvalidArgument listing every problem,
+// each as "path: what is wrong", joined with "; ".
+Result<Config> ParseConfig(const nlohmann::json& doc);
+
+// The file at `path` ("" = none: defaults), then the CDE_ variables of
+// `env`. Errors name the file (and line/column for bad JSON) or the
+// variable.
+Result<Config> LoadConfig(const std::string& path,
+                          const std::map<std::string, std::string>& env);
+
+// The process environment, for LoadConfig.
+std::map<std::string, std::string> ProcessEnvironment();
+
+// The bearer tokens in `path` (see HttpConfig::auth_tokens_file).
+// InvalidArgument if it cannot be read or holds no token.
+Result<std::set<std::string>> ReadTokenFile(const std::string& path);
+
+// The keys whose change a reload (SIGHUP) cannot apply, as paths
+// ("data_dir", "http.listen", ...): they need a restart. A reload may
+// change log.level, limits, circuit_breakers, alerts and workflows_dir.
+std::vector<std::string> KeysNeedingRestart(const Config& running,
+                                            const Config& reloaded);
+
+}  // namespace cde
+
+#endif  // CDE_API_CONFIG_H_

@@ -1,0 +1,206 @@
+#include "tests/api/server_process.h"
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+namespace cde::test {
+namespace {
+
+using nlohmann::json;
+
+size_t AppendBody(char* data, size_t size, size_t n, void* out) {
+  static_cast<std::string*>(out)->append(data, size * n);
+  return size * n;
+}
+
+size_t KeepHeader(char* data, size_t size, size_t n, void* out) {
+  std::string line(data, size * n);
+  const size_t colon = line.find(':');
+  if (colon != std::string::npos) {
+    std::string name = line.substr(0, colon);
+    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+    std::string value = line.substr(colon + 1);
+    value.erase(0, value.find_first_not_of(' '));
+    value.erase(value.find_last_not_of("\r\n") + 1);
+    (*static_cast<std::map<std::string, std::string>*>(out))[name] = value;
+  }
+  return size * n;
+}
+
+}  // namespace
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+HttpReply Fetch(const std::string& url, const std::string& post_body,
+                const std::vector<std::string>& headers) {
+  HttpReply reply;
+  CURL* curl = curl_easy_init();
+  curl_slist* list =
+      curl_slist_append(nullptr, "Content-Type: application/json");
+  list = curl_slist_append(list, "Accept: application/json, text/event-stream");
+  for (const std::string& h : headers)
+    list = curl_slist_append(list, h.c_str());
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &AppendBody);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &reply.body);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &KeepHeader);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &reply.headers);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 30000L);
+  if (!post_body.empty()) {
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, post_body.c_str());
+  }
+  if (curl_easy_perform(curl) == CURLE_OK) {
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &reply.status);
+    char* type = nullptr;
+    curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &type);
+    if (type) reply.content_type = type;
+  }
+  if (auto it = reply.headers.find("mcp-session-id");
+      it != reply.headers.end()) {
+    reply.session_id = it->second;
+  }
+  curl_slist_free_all(list);
+  curl_easy_cleanup(curl);
+  return reply;
+}
+
+ServerProcess::~ServerProcess() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+}
+
+bool ServerProcess::Start(const std::string& data_dir,
+                          const std::string& log_path,
+                          const std::vector<std::string>& args,
+                          const std::map<std::string, std::string>& env,
+                          int ready_ms) {
+  const int port = FreePort();
+  base_ = "http://127.0.0.1:" + std::to_string(port);
+  std::vector<std::string> argv = {CDE_ORCHESTRATOR_PATH,
+                                   "serve",
+                                   "--data-dir",
+                                   data_dir,
+                                   "--http",
+                                   "127.0.0.1:" + std::to_string(port)};
+  argv.insert(argv.end(), args.begin(), args.end());
+  pid_ = fork();
+  if (pid_ == 0) {
+    const int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (log >= 0) dup2(log, STDERR_FILENO);
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> cargv;
+    for (std::string& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    execv(cargv[0], cargv.data());
+    _exit(127);
+  }
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(ready_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (Fetch(base_ + "/health/readiness").status == 200) return true;
+    if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
+      pid_ = -1;
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+void ServerProcess::Signal(int signum) const {
+  if (pid_ > 0) kill(pid_, signum);
+}
+
+int ServerProcess::Wait(int timeout_ms) {
+  if (pid_ <= 0) return -1;
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  int status = 0;
+  while (waitpid(pid_, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() >= deadline) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  pid_ = -1;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
+}
+
+bool McpClient::Initialize(const std::vector<std::string>& headers) {
+  headers_ = headers;
+  HttpReply r =
+      Fetch(base_ + "/mcp",
+            json{{"jsonrpc", "2.0"},
+                 {"id", next_id_++},
+                 {"method", "initialize"},
+                 {"params",
+                  {{"protocolVersion", "2025-11-25"},
+                   {"capabilities", json::object()},
+                   {"clientInfo", {{"name", "test"}, {"version", "1"}}}}}}
+                .dump(),
+            headers_);
+  if (r.status != 200 || r.session_id.empty()) return false;
+  session_ = r.session_id;
+  std::vector<std::string> h = headers_;
+  h.push_back("Mcp-Session-Id: " + session_);
+  Fetch(
+      base_ + "/mcp",
+      json{{"jsonrpc", "2.0"}, {"method", "notifications/initialized"}}.dump(),
+      h);
+  return true;
+}
+
+json McpClient::Rpc(const std::string& method, const json& params,
+                    const std::vector<std::string>& headers) {
+  std::vector<std::string> h = headers_;
+  h.insert(h.end(), headers.begin(), headers.end());
+  h.push_back("Mcp-Session-Id: " + session_);
+  HttpReply r = Fetch(base_ + "/mcp",
+                      json{{"jsonrpc", "2.0"},
+                           {"id", next_id_++},
+                           {"method", method},
+                           {"params", params}}
+                          .dump(),
+                      h);
+  std::string body = r.body;
+  // An SSE answer: the last `data:` line holds the response.
+  if (r.content_type.starts_with("text/event-stream")) {
+    const size_t at = body.rfind("data: ");
+    body = at == std::string::npos ? "" : body.substr(at + 6);
+    body = body.substr(0, body.find('\n'));
+  }
+  return json::parse(body, nullptr, false);
+}
+
+json McpClient::Call(const std::string& tool, const json& args) {
+  json r = Rpc("tools/call", {{"name", tool}, {"arguments", args}});
+  if (!r.is_object()) return {{"error", "no response"}};
+  if (r.contains("error")) return {{"error", r["error"]}};
+  const json& result = r["result"];
+  if (result.value("isError", false)) {
+    return {{"error", result["content"][0].value("text", "")}};
+  }
+  return result.value("structuredContent", json::object());
+}
+
+}  // namespace cde::test

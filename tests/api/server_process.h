@@ -1,0 +1,80 @@
+// The real cde-orchestrator binary as a child process, and a small MCP
+// client over HTTP, for tests that need the whole server.
+#ifndef CDE_TESTS_API_SERVER_PROCESS_H_
+#define CDE_TESTS_API_SERVER_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace cde::test {
+
+// A loopback port free right now (the kernel picks it).
+int FreePort();
+
+struct HttpReply {
+  long status = 0;  // 0: no answer
+  std::string body;
+  std::string session_id;  // Mcp-Session-Id
+  std::string content_type;
+  std::map<std::string, std::string> headers;  // lower-case names
+};
+
+// One request with curl; POST when `post_body` is not empty.
+HttpReply Fetch(const std::string& url, const std::string& post_body = "",
+                const std::vector<std::string>& headers = {});
+
+// `serve --data-dir DIR --http 127.0.0.1:PORT ARGS...` with its stderr in
+// `log_path`; killed (SIGKILL) on destruction if still running.
+class ServerProcess {
+ public:
+  ServerProcess() = default;
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+  ~ServerProcess();
+
+  // Starts it and waits until /health/readiness answers 200. False (with
+  // the process killed) if it does not within `ready_ms`.
+  bool Start(const std::string& data_dir, const std::string& log_path,
+             const std::vector<std::string>& args = {},
+             const std::map<std::string, std::string>& env = {},
+             int ready_ms = 20000);
+  void Signal(int signum) const;
+  // Waits for it to exit: its exit code, 128 + signal if a signal ended it,
+  // or -1 if it is still running after `timeout_ms`.
+  int Wait(int timeout_ms);
+  bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+  const std::string& base() const { return base_; }  // http://127.0.0.1:PORT
+
+ private:
+  pid_t pid_ = -1;
+  std::string base_;
+};
+
+// An initialized MCP session over Streamable HTTP.
+class McpClient {
+ public:
+  explicit McpClient(std::string base) : base_(std::move(base)) {}
+  // initialize + notifications/initialized; false if it failed.
+  bool Initialize(const std::vector<std::string>& headers = {});
+  // One JSON-RPC request; the whole response object (null if none).
+  nlohmann::json Rpc(const std::string& method, const nlohmann::json& params,
+                     const std::vector<std::string>& headers = {});
+  // tools/call: the result's structuredContent, or an object with "error"
+  // (the tool's isError text, or the JSON-RPC error) if it failed.
+  nlohmann::json Call(const std::string& tool, const nlohmann::json& args);
+
+ private:
+  std::string base_;
+  std::string session_;
+  int next_id_ = 1;
+  std::vector<std::string> headers_;
+};
+
+}  // namespace cde::test
+
+#endif  // CDE_TESTS_API_SERVER_PROCESS_H_

@@ -1,0 +1,167 @@
+// The real server under its configuration file: SIGHUP applies a good file
+// and keeps the running configuration on a bad one; circuit breakers open
+// and close against an endpoint that fails on demand; inbound calls over
+// the rate limit are refused with a retry hint.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "tests/api/server_process.h"
+#include "tests/test_util.h"
+#include "tools/test_http_server.h"
+
+namespace cde {
+namespace {
+
+using nlohmann::json;
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::trunc) << text;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+// Polls `check` every 50 ms for up to `timeout_ms`.
+bool Eventually(const std::function<bool()>& check, int timeout_ms = 10000) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (check()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return check();
+}
+
+class ServerConfigTest : public ::testing::Test {
+ protected:
+  void Start(const json& config) {
+    WriteFile(config_path_, config.dump());
+    ASSERT_TRUE(
+        server_.Start(dir_.Sub("data"), log_path_, {"--config", config_path_}));
+    mcp_ = std::make_unique<test::McpClient>(server_.base());
+    ASSERT_TRUE(mcp_->Initialize());
+  }
+  void TearDown() override {
+    if (!server_.running()) return;
+    server_.Signal(SIGTERM);
+    EXPECT_EQ(server_.Wait(20000), 0);
+  }
+  void Register(const std::string& name, const json& steps) {
+    json r = mcp_->Call(
+        "register_workflow",
+        {{"definition", {{"name", name}, {"version", 1}, {"steps", steps}}}});
+    ASSERT_FALSE(r.contains("error")) << r.dump();
+  }
+  uint64_t Queued() {
+    return mcp_->Call("engine_stats", json::object()).value("queued", 999u);
+  }
+  bool LogHas(const std::string& text) {
+    return ReadFile(log_path_).find(text) != std::string::npos;
+  }
+
+  test::TempDir dir_;
+  const std::string config_path_ = dir_.Sub("cde.json");
+  const std::string log_path_ = dir_.Sub("server.log");
+  test::ServerProcess server_;
+  std::unique_ptr<test::McpClient> mcp_;
+};
+
+TEST_F(ServerConfigTest, SighupAppliesAGoodFileAndKeepsTheOldOnABadOne) {
+  Start({{"log", {{"level", "info"}}},
+         {"limits", {{"max_concurrency", {{"napping", 1}}}}}});
+  Register("napping", json::array({{{"name", "nap"},
+                                    {"action", "sleep"},
+                                    {"params", {{"duration_ms", 60000}}}}}));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(mcp_->Call("start_workflow", {{"workflow", "napping"}})
+                    .contains("saga_id"));
+  }
+  ASSERT_TRUE(Eventually([&] { return Queued() == 2; }));
+
+  // A misspelt key: the reload is refused, naming it, and nothing changes.
+  WriteFile(config_path_, R"({"limits": {"max_concurency": {"napping": 3}}})");
+  server_.Signal(SIGHUP);
+  ASSERT_TRUE(
+      Eventually([&] { return LogHas("configuration reload failed"); }));
+  EXPECT_TRUE(LogHas("limits.max_concurency: unknown key"));
+  EXPECT_EQ(Queued(), 2u);
+
+  // A good file: the queued sagas get their slots, and debug lines appear.
+  EXPECT_FALSE(LogHas("\"level\":\"debug\""));
+  WriteFile(config_path_,
+            R"({"log": {"level": "debug"},
+                "limits": {"max_concurrency": {"napping": 3}}})");
+  server_.Signal(SIGHUP);
+  ASSERT_TRUE(Eventually([&] { return Queued() == 0; }));
+  EXPECT_TRUE(LogHas("configuration reloaded"));
+  EXPECT_TRUE(Eventually([&] { return LogHas("\"msg\":\"saga_dequeued\""); }));
+  EXPECT_TRUE(LogHas("\"level\":\"debug\""));
+}
+
+TEST_F(ServerConfigTest, BreakerOpensAndClosesAgainstAFailingEndpoint) {
+  TestHttpServer endpoint;
+  endpoint.Start();
+  endpoint.Respond("/flaky", 503, "down");
+  Start({{"circuit_breakers",
+          {{"default",
+            {{"failure_threshold", 2},
+             {"failure_ratio", 0},
+             {"cool_down_ms", 1500}}}}}});
+  Register("flaky", json::array({{{"name", "call"},
+                                  {"action", "http"},
+                                  {"params", {{"url", endpoint.url("/flaky")}}},
+                                  {"retry",
+                                   {{"max_attempts", 6},
+                                    {"initial_backoff_ms", 1},
+                                    {"max_backoff_ms", 2},
+                                    {"non_retryable", json::array()}}}}}));
+  json started = mcp_->Call("start_workflow", {{"workflow", "flaky"}});
+  ASSERT_TRUE(started.contains("saga_id")) << started.dump();
+  const std::string key = "127.0.0.1:" + std::to_string(endpoint.port());
+  auto breaker_state = [&] {
+    json health = json::parse(test::Fetch(server_.base() + "/health").body,
+                              nullptr, false);
+    if (!health.is_object()) return std::string();
+    for (const json& b : health.value("circuit_breakers", json::array())) {
+      if (b.value("key", "") == key) return b.value("state", "");
+    }
+    return std::string();
+  };
+  ASSERT_TRUE(Eventually([&] { return breaker_state() == "open"; }));
+  EXPECT_EQ(endpoint.requests().size(), 2u);  // the rest wait, unspent
+  endpoint.Respond("/flaky", 200, R"({"ok": true})");
+  ASSERT_TRUE(Eventually([&] {
+    return mcp_->Call("get_saga", {{"saga_id", started["saga_id"]}})
+               .value("state", "") == "completed";
+  }));
+  EXPECT_EQ(breaker_state(), "closed");
+  EXPECT_EQ(endpoint.requests().size(), 3u);
+  const std::string metrics = test::Fetch(server_.base() + "/metrics").body;
+  EXPECT_NE(metrics.find("cde_circuit_breaker_transitions_total{key=\"" + key +
+                         "\",from=\"half_open\",to=\"closed\"} 1"),
+            std::string::npos);
+  EXPECT_TRUE(LogHas("\"msg\":\"circuit breaker open\""));
+}
+
+TEST_F(ServerConfigTest, CallsOverTheInboundLimitGetARetryHint) {
+  Start({{"limits", {{"inbound", {{"rate_per_sec", 0.2}, {"burst", 2}}}}}});
+  // initialize is not limited; the two tokens go to the first two calls.
+  EXPECT_TRUE(
+      mcp_->Call("engine_stats", json::object()).contains("active_by_state"));
+  EXPECT_TRUE(
+      mcp_->Call("engine_stats", json::object()).contains("active_by_state"));
+  json refused = mcp_->Rpc(
+      "tools/call", {{"name", "engine_stats"}, {"arguments", json::object()}});
+  ASSERT_TRUE(refused.contains("error")) << refused.dump();
+  EXPECT_EQ(refused["error"]["code"], -32029);
+  EXPECT_GT(refused["error"]["data"]["retry_after_ms"].get<int64_t>(), 0);
+}
+
+}  // namespace
+}  // namespace cde

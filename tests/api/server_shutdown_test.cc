@@ -1,0 +1,152 @@
+// SIGTERM on the real server while 500 sagas run (sleeps, exec children and
+// slow HTTP calls): it exits within its shutdown timeout, leaves no WAL to
+// replay, and after a restart every acknowledged saga completes exactly once
+// with at most one repeated side effect per checkpointed attempt.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "storage/store.h"
+#include "tests/api/server_process.h"
+#include "tests/test_util.h"
+#include "tools/test_http_server.h"
+
+namespace cde {
+namespace {
+
+using nlohmann::json;
+
+json Steps(json first) {
+  return json::array(
+      {std::move(first), {{"name", "after"}, {"action", "noop"}}});
+}
+
+// Waits until the server has nothing active left (or `timeout_ms`).
+bool AwaitIdle(test::McpClient& mcp, int timeout_ms) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    json st = mcp.Call("engine_stats", json::object());
+    if (st.contains("active_by_state") && st["active_by_state"].empty()) {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+TEST(ServerShutdownTest, SigtermWith500SagasRunningLosesAndDoublesNothing) {
+  test::TempDir dir;
+  const std::string data = dir.Sub("data");
+  const std::string log = dir.Sub("server.log");
+  TestHttpServer endpoint;
+  endpoint.Start();
+  // Slower than the grace period: these attempts must be checkpointed.
+  endpoint.Respond("/slow", 200, R"({"booked": true})", 1500);
+  const std::map<std::string, std::string> env = {
+      {"CDE_SHUTDOWN_TIMEOUT_MS", "1000"}};
+
+  std::map<std::string, std::string> workflow_of;  // acknowledged starts
+  {
+    test::ServerProcess server;
+    ASSERT_TRUE(server.Start(data, log, {}, env)) << "server did not start";
+    test::McpClient mcp(server.base());
+    ASSERT_TRUE(mcp.Initialize());
+    const json child = {
+        {"argv", json::array({"sh", "-c", "sleep 0.5; echo '{}'"})}};
+    const json call = {{"method", "POST"}, {"url", endpoint.url("/slow")}};
+    const std::map<std::string, json> defs = {
+        {"nap-short", Steps({{"name", "nap"},
+                             {"action", "sleep"},
+                             {"params", {{"duration_ms", 300}}}})},
+        {"nap-long", Steps({{"name", "nap"},
+                            {"action", "sleep"},
+                            {"params", {{"duration_ms", 4000}}}})},
+        {"run",
+         Steps({{"name", "child"}, {"action", "exec"}, {"params", child}})},
+        {"call",
+         Steps({{"name", "book"}, {"action", "http"}, {"params", call}})},
+    };
+    for (const auto& [name, steps] : defs) {
+      json r = mcp.Call(
+          "register_workflow",
+          {{"definition", {{"name", name}, {"version", 1}, {"steps", steps}}}});
+      ASSERT_FALSE(r.contains("error")) << r.dump();
+    }
+    const std::vector<std::pair<std::string, int>> mix = {
+        {"nap-short", 100}, {"nap-long", 100}, {"run", 100}, {"call", 200}};
+    for (const auto& [name, n] : mix) {
+      for (int i = 0; i < n; ++i) {
+        json r = mcp.Call("start_workflow", {{"workflow", name}});
+        ASSERT_TRUE(r.contains("saga_id")) << r.dump();
+        workflow_of[r["saga_id"].get<std::string>()] = name;
+      }
+    }
+    ASSERT_EQ(workflow_of.size(), 500u);
+    const auto t0 = std::chrono::steady_clock::now();
+    server.Signal(SIGTERM);
+    // Readiness turns 503 at once while the server drains.
+    test::HttpReply ready = test::Fetch(server.base() + "/health/readiness");
+    EXPECT_TRUE(ready.status == 503 || ready.status == 0) << ready.status;
+    const int code = server.Wait(20000);
+    const auto took = std::chrono::steady_clock::now() - t0;
+    ASSERT_EQ(code, 0) << "exit code";
+    // The grace period plus the time to checkpoint and close.
+    EXPECT_LT(took, std::chrono::seconds(10));
+  }
+  // A clean close flushed the memtables: no WAL left to replay.
+  for (const auto& e : std::filesystem::directory_iterator(data)) {
+    if (e.path().extension() == ".log") {
+      EXPECT_EQ(std::filesystem::file_size(e.path()), 0u) << e.path();
+    }
+  }
+  {
+    test::ServerProcess server;
+    ASSERT_TRUE(server.Start(data, log, {}, env)) << "restart failed";
+    test::McpClient mcp(server.base());
+    ASSERT_TRUE(mcp.Initialize());
+    ASSERT_TRUE(AwaitIdle(mcp, 60000)) << "sagas still active after restart";
+    server.Signal(SIGTERM);
+    ASSERT_EQ(server.Wait(20000), 0);
+  }
+  auto store = OpenRocksStore({.path = data, .mode = OpenMode::kReadOnly});
+  ASSERT_OK(store.status());
+  std::map<std::string, int> requests_by_saga;
+  for (const auto& r : endpoint.requests()) {
+    const std::string key = r.header("idempotency-key");
+    requests_by_saga[key.substr(0, key.find('/'))]++;
+  }
+  int checkpoints = 0;
+  for (const auto& [id, workflow] : workflow_of) {
+    auto saga = (*store)->GetSaga(id);
+    ASSERT_OK(saga.status()) << id;
+    EXPECT_EQ(saga->state, SagaState::kCompleted) << id << " " << workflow;
+    auto events = (*store)->ReadLog(id, 1, 1000);
+    ASSERT_OK(events.status());
+    int completed = 0, checkpointed = 0;
+    for (const LogRecord& e : *events) {
+      completed += e.type == "saga_completed";
+      checkpointed += e.type == "checkpoint";
+    }
+    EXPECT_EQ(completed, 1) << id;
+    checkpoints += checkpointed;
+    if (workflow == "call") {
+      EXPECT_GE(requests_by_saga[id], 1) << id;
+      EXPECT_LE(requests_by_saga[id], 1 + checkpointed) << id;
+    }
+  }
+  // The HTTP calls outlived the grace period: the shutdown checkpointed them.
+  EXPECT_GT(checkpoints, 0);
+  std::ifstream in(log);
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(text.find("\"msg\":\"shutting down\""), std::string::npos);
+  EXPECT_NE(text.find("\"msg\":\"checkpoint\""), std::string::npos);
+}
+
+}  // namespace
+}  // namespace cde

@@ -1,0 +1,194 @@
+// What stands between a planned attempt and its dispatch: circuit breakers
+// against a real failing HTTP server, outbound rate limits, run-time
+// concurrency limits, and the repeated-failure alert.
+#include <gmock/gmock.h>
+
+#include <chrono>
+
+#include "engine/engine.h"
+#include "tests/engine/engine_harness.h"
+#include "tools/test_http_server.h"
+
+namespace cde {
+namespace {
+
+using nlohmann::json;
+using test::EngineHarness;
+using test::HeldAction;
+using ::testing::HasSubstr;
+
+json Workflow(const std::string& name, json steps) {
+  return {{"name", name}, {"version", 1}, {"steps", std::move(steps)}};
+}
+
+json Fast(int attempts) {
+  return {{"max_attempts", attempts},
+          {"initial_backoff_ms", 1},
+          {"max_backoff_ms", 2},
+          {"jitter", 0},
+          {"non_retryable", json::array()}};
+}
+
+TEST(CircuitBreakerTest, OpensOnFailuresDefersWithoutSpendingRetriesAndCloses) {
+  TestHttpServer server;
+  server.Start();
+  server.Respond("/svc", 503, "down");
+  EngineHarness h;
+  ASSERT_OK(h.Open(""));
+  EngineLimits limits;
+  limits.breaker_default = {.failure_threshold = 2,
+                            .failure_ratio = 0,
+                            .cool_down_ms = 1500,
+                            .half_open_probes = 1};
+  h.engine().SetLimits(limits);
+  ASSERT_OK(
+      h.Register(Workflow("call", {{{"name", "get"},
+                                    {"action", "http"},
+                                    {"params", {{"url", server.url("/svc")}}},
+                                    {"retry", Fast(4)}}}))
+          .status());
+  auto r = h.Start({.workflow = "call"});
+  ASSERT_OK(r.status());
+  ASSERT_TRUE(h.RunUntil([&] { return server.requests().size() == 2; }));
+  server.Respond("/svc", 200, R"({"ok": true})");
+  // Open: the third attempt waits for the cool-down instead of failing.
+  const std::string key = "127.0.0.1:" + std::to_string(server.port());
+  ASSERT_TRUE(
+      h.RunUntil([&] { return h.engine().stats().waiting_at_gates == 1; }));
+  EngineStats st = h.engine().stats();
+  ASSERT_EQ(st.breakers.size(), 1u);
+  EXPECT_EQ(st.breakers[0].key, key);
+  EXPECT_EQ(st.breakers[0].state, BreakerState::kOpen);
+  h.RunUntil([] { return false; }, 300);
+  EXPECT_EQ(server.requests().size(), 2u);
+  // Half-open after the cool-down: the probe succeeds and the saga
+  // completes on its third attempt of four.
+  auto done = h.AwaitInactive(r->saga_id, 10000);
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state, SagaState::kCompleted);
+  EXPECT_EQ(done->body["steps"][0]["attempts"], 3);
+  EXPECT_EQ(server.requests().size(), 3u);
+  st = h.engine().stats();
+  EXPECT_EQ(st.breakers[0].state, BreakerState::kClosed);
+  EXPECT_EQ(st.breakers[0].opened_total, 1u);
+  const std::string text = h.engine().metrics().Render();
+  for (const char* edge : {R"(key="KEY",from="closed",to="open"} 1)",
+                           R"(key="KEY",from="open",to="half_open"} 1)",
+                           R"(key="KEY",from="half_open",to="closed"} 1)"}) {
+    std::string line = edge;
+    line.replace(line.find("KEY"), 3, key);
+    EXPECT_NE(text.find(line), std::string::npos) << line;
+  }
+  ASSERT_OK(h.Close());
+}
+
+TEST(CircuitBreakerTest, ClientErrorsDoNotOpenIt) {
+  TestHttpServer server;
+  server.Start();
+  server.Respond("/svc", 400, "bad request");
+  EngineHarness h;
+  ASSERT_OK(h.Open(""));
+  EngineLimits limits;
+  limits.breaker_default = {.failure_threshold = 1, .failure_ratio = 0};
+  h.engine().SetLimits(limits);
+  ASSERT_OK(
+      h.Register(Workflow("call", {{{"name", "get"},
+                                    {"action", "http"},
+                                    {"params", {{"url", server.url("/svc")}}},
+                                    {"retry", Fast(1)}}}))
+          .status());
+  for (int i = 0; i < 3; ++i) {
+    auto r = h.Start({.workflow = "call"});
+    ASSERT_OK(r.status());
+    ASSERT_OK(h.AwaitInactive(r->saga_id).status());
+  }
+  EXPECT_EQ(server.requests().size(), 3u);
+  EXPECT_EQ(h.engine().stats().breakers[0].state, BreakerState::kClosed);
+  ASSERT_OK(h.Close());
+}
+
+TEST(RateLimitTest, LimitedStepsWaitTheirTurnInOrderAndNoneFails) {
+  std::vector<std::string> order;
+  std::vector<std::chrono::steady_clock::time_point> times;
+  NativeAction record = [&](const AttemptRequest& r, ActionDone done) {
+    order.push_back(r.saga_id);
+    times.push_back(std::chrono::steady_clock::now());
+    done(ActionResult::Success(nullptr));
+  };
+  EngineHarness h;
+  ASSERT_OK(h.Open("", {{"call", record}}));
+  EngineLimits limits;
+  limits.outbound["api"] = {.rate_per_sec = 10, .burst = 1};
+  h.engine().SetLimits(limits);
+  ASSERT_OK(h.Register(Workflow("limited", {{{"name", "s"},
+                                             {"action", "call"},
+                                             {"rate_limit", "api"},
+                                             {"retry", Fast(1)}}}))
+                .status());
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    auto r = h.Start({.workflow = "limited"});
+    ASSERT_OK(r.status());
+    ids.push_back(r->saga_id);
+  }
+  for (const std::string& id : ids) {
+    auto rec = h.AwaitInactive(id);
+    ASSERT_OK(rec.status());
+    EXPECT_EQ(rec->state, SagaState::kCompleted);
+    EXPECT_EQ(rec->body["steps"][0]["attempts"], 1);
+  }
+  EXPECT_EQ(order, ids);
+  // One token per 100 ms after the first: the bucket spaced them out.
+  ASSERT_EQ(times.size(), 5u);
+  EXPECT_GE(times.back() - times.front(), std::chrono::milliseconds(350));
+  EXPECT_THAT(
+      h.engine().metrics().Render(),
+      HasSubstr(R"(cde_gate_waits_total{gate="rate_limit",key="api"} 4)"));
+  ASSERT_OK(h.Close());
+}
+
+TEST(RunTimeLimitsTest, MaxConcurrencyChangesWhileSagasWait) {
+  HeldAction held;
+  EngineHarness h;
+  ASSERT_OK(h.Open("", {{"held", held.AsAction()}}));
+  EngineLimits limits;
+  limits.max_concurrency["busy"] = 1;
+  h.engine().SetLimits(limits);
+  ASSERT_OK(h.Register(Workflow("busy", {{{"name", "s"}, {"action", "held"}}}))
+                .status());
+  for (int i = 0; i < 3; ++i) ASSERT_OK(h.Start({.workflow = "busy"}).status());
+  ASSERT_TRUE(h.RunUntil([&] { return held.pending() == 1; }));
+  EXPECT_EQ(h.engine().stats().queued, 2u);
+  limits.max_concurrency["busy"] = 3;
+  h.engine().SetLimits(limits);
+  ASSERT_TRUE(h.RunUntil([&] { return held.pending() == 3; }));
+  while (held.Complete(ActionResult::Success(nullptr))) {
+  }
+  ASSERT_OK(h.Close());
+}
+
+TEST(AlertTest, RepeatedFailuresOfAWorkflowAlertOncePerWindow) {
+  EngineHarness h;
+  ASSERT_OK(h.Open(""));
+  EngineLimits limits;
+  limits.alert_failures = 3;
+  limits.alert_window_ms = 60000;
+  h.engine().SetLimits(limits);
+  ASSERT_OK(h.Register(Workflow("boom", {{{"name", "s"},
+                                          {"action", "fail"},
+                                          {"retry", Fast(1)}}}))
+                .status());
+  for (int i = 0; i < 6; ++i) {
+    auto r = h.Start({.workflow = "boom"});
+    ASSERT_OK(r.status());
+    ASSERT_OK(h.AwaitInactive(r->saga_id).status());
+  }
+  const std::string text = h.engine().metrics().Render();
+  EXPECT_THAT(
+      text,
+      HasSubstr(R"(cde_workflow_failure_alerts_total{workflow="boom"} 1)"));
+  ASSERT_OK(h.Close());
+}
+
+}  // namespace
+}  // namespace cde
