@@ -245,10 +245,14 @@ const json& McpSession::Tools() {
                  {"entries"}),
              true, false, true),
         Tool("engine_stats", "Engine statistics",
-             "Active sagas by state, attempts in flight, timers, commits.",
+             "Active sagas by state, attempts in flight, timers, commits, "
+             "attempts waiting at a rate limit or circuit breaker, and each "
+             "circuit breaker's state.",
              Obj(json::object()),
-             Obj({{"active_by_state", {{"type", "object"}}}}), true, false,
-             true),
+             Obj({{"active_by_state", {{"type", "object"}}},
+                  {"waiting_at_gates", {{"type", "integer"}}},
+                  {"circuit_breakers", {{"type", "array"}}}}),
+             true, false, true),
     });
     // A start may run as a task (MCP 2025-11-25): the task is the saga.
     for (json& tool : list) {
@@ -302,12 +306,15 @@ void McpSession::CallTool(const json& id, const std::string& name,
   if (name == "list_dlq") return ListDlq(id, args);
   if (name == "engine_stats") {
     const EngineStats st = engine_->stats();
-    return ToolResult(id, {{"active_by_state", st.active_by_state},
-                           {"attempts_in_flight", st.attempts_in_flight},
-                           {"timers_pending", st.timers_pending},
-                           {"queued", st.queued},
-                           {"commits", st.commits},
-                           {"commit_groups", st.commit_groups}});
+    return ToolResult(id,
+                      {{"active_by_state", st.active_by_state},
+                       {"attempts_in_flight", st.attempts_in_flight},
+                       {"timers_pending", st.timers_pending},
+                       {"queued", st.queued},
+                       {"commits", st.commits},
+                       {"commit_groups", st.commit_groups},
+                       {"waiting_at_gates", st.waiting_at_gates},
+                       {"circuit_breakers", mcp::BreakersJson(st.breakers)}});
   }
   // The rest name a saga.
   const bool known =

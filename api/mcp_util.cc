@@ -237,4 +237,15 @@ json LogJson(const LogRecord& r) {
           {"data", r.data}};
 }
 
+json BreakersJson(const std::vector<CircuitBreakers::View>& views) {
+  json out = json::array();
+  for (const CircuitBreakers::View& b : views) {
+    out.push_back({{"key", b.key},
+                   {"state", BreakerStateName(b.state)},
+                   {"consecutive_failures", b.consecutive_failures},
+                   {"opened_total", b.opened_total}});
+  }
+  return out;
+}
+
 }  // namespace cde::mcp

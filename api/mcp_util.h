@@ -74,6 +74,9 @@ std::shared_ptr<const WorkflowDefinition> FindWorkflow(const Engine& engine,
 nlohmann::json SagaJson(const SagaRecord& r);
 // One log event.
 nlohmann::json LogJson(const LogRecord& r);
+// The engine's circuit breakers: [{key, state, consecutive_failures,
+// opened_total}], for engine_stats and /health.
+nlohmann::json BreakersJson(const std::vector<CircuitBreakers::View>& views);
 
 }  // namespace cde::mcp
 

@@ -14,6 +14,7 @@
 #include "api/jsonrpc.h"
 #include "api/mcp_http.h"
 #include "api/mcp_session.h"
+#include "api/mcp_util.h"
 #include "api/stdio_transport.h"
 #include "engine/log.h"
 #include "engine/workflow_dir.h"
@@ -107,14 +108,7 @@ class Routes {
         body["attempts_in_flight"] = st.attempts_in_flight;
         body["commits"] = st.commits;
         body["waiting_at_gates"] = st.waiting_at_gates;
-        json breakers = json::array();
-        for (const CircuitBreakers::View& b : st.breakers) {
-          breakers.push_back({{"key", b.key},
-                              {"state", BreakerStateName(b.state)},
-                              {"consecutive_failures", b.consecutive_failures},
-                              {"opened_total", b.opened_total}});
-        }
-        body["circuit_breakers"] = std::move(breakers);
+        body["circuit_breakers"] = mcp::BreakersJson(st.breakers);
         body["mcp_http_sessions"] = mcp_->session_count();
       }
       return respond(Json(ok ? 200 : 503, body));

@@ -167,7 +167,8 @@ void LogSagaEvent(const Saga& saga, const std::string& type,
   if (!LogEnabled(level)) return;
   LogFields f{.saga_id = saga.id,
               .workflow = saga.workflow,
-              .correlation_id = saga.correlation_id};
+              .correlation_id = saga.correlation_id,
+              .trace_id = saga.trace_id};
   std::string step;
   nlohmann::json extra = nlohmann::json::object();
   if (data.is_object()) {

@@ -5,12 +5,16 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 namespace cde::test {
+
+// Polls `check` every 50 ms until it holds or `timeout_ms` has passed.
+bool Eventually(const std::function<bool()>& check, int timeout_ms = 15000);
 
 // A loopback port free right now (the kernel picks it).
 int FreePort();

@@ -6,7 +6,10 @@
 #include <signal.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "tests/api/server_process.h"
@@ -25,17 +28,6 @@ void WriteFile(const std::string& path, const std::string& text) {
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
   return std::string((std::istreambuf_iterator<char>(in)), {});
-}
-
-// Polls `check` every 50 ms for up to `timeout_ms`.
-bool Eventually(const std::function<bool()>& check, int timeout_ms = 10000) {
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (check()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return check();
 }
 
 class ServerConfigTest : public ::testing::Test {
@@ -82,13 +74,13 @@ TEST_F(ServerConfigTest, SighupAppliesAGoodFileAndKeepsTheOldOnABadOne) {
     ASSERT_TRUE(mcp_->Call("start_workflow", {{"workflow", "napping"}})
                     .contains("saga_id"));
   }
-  ASSERT_TRUE(Eventually([&] { return Queued() == 2; }));
+  ASSERT_TRUE(test::Eventually([&] { return Queued() == 2; }));
 
   // A misspelt key: the reload is refused, naming it, and nothing changes.
   WriteFile(config_path_, R"({"limits": {"max_concurency": {"napping": 3}}})");
   server_.Signal(SIGHUP);
   ASSERT_TRUE(
-      Eventually([&] { return LogHas("configuration reload failed"); }));
+      test::Eventually([&] { return LogHas("configuration reload failed"); }));
   EXPECT_TRUE(LogHas("limits.max_concurency: unknown key"));
   EXPECT_EQ(Queued(), 2u);
 
@@ -98,10 +90,45 @@ TEST_F(ServerConfigTest, SighupAppliesAGoodFileAndKeepsTheOldOnABadOne) {
             R"({"log": {"level": "debug"},
                 "limits": {"max_concurrency": {"napping": 3}}})");
   server_.Signal(SIGHUP);
-  ASSERT_TRUE(Eventually([&] { return Queued() == 0; }));
+  ASSERT_TRUE(test::Eventually([&] { return Queued() == 0; }));
   EXPECT_TRUE(LogHas("configuration reloaded"));
-  EXPECT_TRUE(Eventually([&] { return LogHas("\"msg\":\"saga_dequeued\""); }));
+  EXPECT_TRUE(
+      test::Eventually([&] { return LogHas("\"msg\":\"saga_dequeued\""); }));
   EXPECT_TRUE(LogHas("\"level\":\"debug\""));
+}
+
+TEST_F(ServerConfigTest, SighupRegistersNewDefinitionsFromTheWorkflowsDir) {
+  const std::string wf = dir_.Sub("workflows");
+  std::filesystem::create_directory(wf);
+  auto definition = [](const std::string& name) {
+    return json{{"name", name},
+                {"version", 1},
+                {"steps", {{{"name", "a"}, {"action", "noop"}}}}}
+        .dump();
+  };
+  WriteFile(wf + "/alpha.json", definition("alpha"));
+  Start({{"workflows_dir", wf}});
+  auto names = [&] {
+    std::set<std::string> out;
+    json r = mcp_->Call("list_workflows", json::object());
+    for (const json& w : r.value("workflows", json::array())) {
+      out.insert(w.value("name", ""));
+    }
+    return out;
+  };
+  EXPECT_EQ(names(), std::set<std::string>{"alpha"});
+  WriteFile(wf + "/beta.json", definition("beta"));
+  server_.Signal(SIGHUP);
+  ASSERT_TRUE(test::Eventually([&] {
+    return names() == std::set<std::string>{"alpha", "beta"};
+  }));
+  // A broken file is reported by name; what is registered stays.
+  WriteFile(wf + "/broken.json", R"({"name": "gamma", "version": 0})");
+  server_.Signal(SIGHUP);
+  ASSERT_TRUE(test::Eventually(
+      [&] { return LogHas("loading workflow definitions failed"); }));
+  EXPECT_TRUE(LogHas("broken.json"));
+  EXPECT_EQ(names(), (std::set<std::string>{"alpha", "beta"}));
 }
 
 TEST_F(ServerConfigTest, BreakerOpensAndClosesAgainstAFailingEndpoint) {
@@ -133,10 +160,10 @@ TEST_F(ServerConfigTest, BreakerOpensAndClosesAgainstAFailingEndpoint) {
     }
     return std::string();
   };
-  ASSERT_TRUE(Eventually([&] { return breaker_state() == "open"; }));
+  ASSERT_TRUE(test::Eventually([&] { return breaker_state() == "open"; }));
   EXPECT_EQ(endpoint.requests().size(), 2u);  // the rest wait, unspent
   endpoint.Respond("/flaky", 200, R"({"ok": true})");
-  ASSERT_TRUE(Eventually([&] {
+  ASSERT_TRUE(test::Eventually([&] {
     return mcp_->Call("get_saga", {{"saga_id", started["saga_id"]}})
                .value("state", "") == "completed";
   }));
@@ -147,6 +174,42 @@ TEST_F(ServerConfigTest, BreakerOpensAndClosesAgainstAFailingEndpoint) {
                          "\",from=\"half_open\",to=\"closed\"} 1"),
             std::string::npos);
   EXPECT_TRUE(LogHas("\"msg\":\"circuit breaker open\""));
+}
+
+TEST_F(ServerConfigTest, LogLinesAboutASagaCarryItsCorrelationAndTraceIds) {
+  Start({{"log", {{"level", "debug"}}}});
+  Register("traced", json::array({{{"name", "a"}, {"action", "noop"}},
+                                  {{"name", "b"}, {"action", "noop"}}}));
+  const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  json r =
+      mcp_->Rpc("tools/call",
+                {{"name", "start_workflow"},
+                 {"arguments", {{"workflow", "traced"}}},
+                 {"_meta",
+                  {{"correlation_id", "order-7"},
+                   {"traceparent", "00-" + trace + "-00f067aa0ba902b7-01"}}}});
+  const std::string id =
+      r["result"]["structuredContent"].value("saga_id", std::string());
+  ASSERT_FALSE(id.empty()) << r.dump();
+  ASSERT_TRUE(test::Eventually([&] {
+    return mcp_->Call("get_saga", {{"saga_id", id}}).value("state", "") ==
+           "completed";
+  }));
+  ASSERT_TRUE(test::Eventually([&] { return LogHas("saga_completed"); }));
+  std::istringstream lines(ReadFile(log_path_));
+  std::string line;
+  int about_it = 0;
+  while (std::getline(lines, line)) {
+    json j = json::parse(line, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << "not a JSON line: " << line;
+    if (j.value("saga_id", "") != id) continue;
+    ++about_it;
+    EXPECT_EQ(j.value("correlation_id", ""), "order-7") << line;
+    EXPECT_EQ(j.value("trace_id", ""), trace) << line;
+    EXPECT_EQ(j.value("workflow", ""), "traced") << line;
+  }
+  // Started, two steps started and succeeded, completed: all at debug.
+  EXPECT_GE(about_it, 6);
 }
 
 TEST_F(ServerConfigTest, CallsOverTheInboundLimitGetARetryHint) {

@@ -148,5 +148,75 @@ TEST(ServerShutdownTest, SigtermWith500SagasRunningLosesAndDoublesNothing) {
   EXPECT_NE(text.find("\"msg\":\"checkpoint\""), std::string::npos);
 }
 
+TEST(ServerShutdownTest, SecondSignalExitsAtOnceAndLosesNothingAcknowledged) {
+  test::TempDir dir;
+  const std::string data = dir.Sub("data");
+  const std::string log = dir.Sub("server.log");
+  TestHttpServer endpoint;
+  endpoint.Start();
+  endpoint.Respond("/slow", 200, R"({"booked": true})", 5000);
+  std::vector<std::string> ids;
+  {
+    test::ServerProcess server;
+    ASSERT_TRUE(server.Start(data, log)) << "server did not start";
+    test::McpClient mcp(server.base());
+    ASSERT_TRUE(mcp.Initialize());
+    const json call = {{"method", "POST"}, {"url", endpoint.url("/slow")}};
+    json r = mcp.Call("register_workflow",
+                      {{"definition",
+                        {{"name", "call"},
+                         {"version", 1},
+                         {"steps", Steps({{"name", "book"},
+                                          {"action", "http"},
+                                          {"params", call}})}}}});
+    ASSERT_FALSE(r.contains("error")) << r.dump();
+    for (int i = 0; i < 20; ++i) {
+      json started = mcp.Call("start_workflow", {{"workflow", "call"}});
+      ASSERT_TRUE(started.contains("saga_id")) << started.dump();
+      ids.push_back(started["saga_id"].get<std::string>());
+    }
+    ASSERT_TRUE(
+        test::Eventually([&] { return endpoint.requests().size() == 20; }));
+    server.Signal(SIGTERM);
+    // Draining (the default grace is 30 s): not ready, and no new starts.
+    ASSERT_TRUE(test::Eventually([&] {
+      return test::Fetch(server.base() + "/health/readiness").status == 503;
+    }));
+    json refused = mcp.Call("start_workflow", {{"workflow", "call"}});
+    ASSERT_TRUE(refused.contains("error")) << refused.dump();
+    EXPECT_NE(refused["error"].dump().find("shutting down"), std::string::npos)
+        << refused.dump();
+    const auto t0 = std::chrono::steady_clock::now();
+    server.Signal(SIGTERM);
+    EXPECT_EQ(server.Wait(5000), 128 + SIGTERM);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+  }
+  endpoint.Respond("/slow", 200, R"({"booked": true})");
+  {
+    test::ServerProcess server;
+    ASSERT_TRUE(server.Start(data, log)) << "restart failed";
+    test::McpClient mcp(server.base());
+    ASSERT_TRUE(mcp.Initialize());
+    for (const std::string& id : ids) {
+      EXPECT_TRUE(test::Eventually([&] {
+        return mcp.Call("get_saga", {{"saga_id", id}}).value("state", "") ==
+               "completed";
+      })) << id;
+    }
+    server.Signal(SIGTERM);
+    EXPECT_EQ(server.Wait(20000), 0);
+  }
+  // Each booking ran at most twice: once cut off, once after the restart.
+  std::map<std::string, int> requests_by_saga;
+  for (const auto& r : endpoint.requests()) {
+    const std::string key = r.header("idempotency-key");
+    requests_by_saga[key.substr(0, key.find('/'))]++;
+  }
+  for (const std::string& id : ids) {
+    EXPECT_GE(requests_by_saga[id], 1) << id;
+    EXPECT_LE(requests_by_saga[id], 2) << id;
+  }
+}
+
 }  // namespace
 }  // namespace cde

@@ -455,6 +455,8 @@ int RunSagasShow(const Common& common, const std::string& id) {
       doc["correlation_id"] = saga->correlation_id.empty()
                                   ? json(nullptr)
                                   : json(saga->correlation_id);
+      doc["trace_id"] =
+          saga->trace_id.empty() ? json(nullptr) : json(saga->trace_id);
       doc["failure"] = ErrorJson(saga->failure);
       doc["failed_step"] = saga->failed_step >= 0
                                ? json(defs.StepName(rec.workflow, rec.version,
@@ -491,6 +493,7 @@ int RunSagasShow(const Common& common, const std::string& id) {
     if (!saga->correlation_id.empty()) {
       field("correlation", saga->correlation_id);
     }
+    if (!saga->trace_id.empty()) field("trace", saga->trace_id);
     field("input", Shorten(saga->input.dump(), 100));
     if (!saga->failure.empty()) {
       field("failure",
