@@ -1,20 +1,10 @@
 // Inbound rate limits and trace headers over HTTP: McpHttp driven directly
-// (requests built by hand, over a real engine on a memory store), then the
-// real cde-orchestrator binary for the server's wiring (limits.inbound from
-// the environment) and the admin endpoints' 429.
-#include <curl/curl.h>
+// (requests built by hand, over a real engine on a memory store). The real
+// server's wiring and the admin endpoints' 429 are in server_reload_test.cc.
 #include <gmock/gmock.h>
-#include <netinet/in.h>
-#include <signal.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cctype>
-#include <chrono>
 #include <optional>
-#include <thread>
 
 #include "api/jsonrpc.h"
 #include "api/mcp_http.h"
@@ -192,151 +182,6 @@ TEST_F(McpHttpLimitsTest, CorrelationAndTraceHeadersReachStartWorkflow) {
   saga = start({{"correlation_id", "meta-7"}});
   EXPECT_EQ(saga["correlation_id"], "meta-7");  // _meta wins
   EXPECT_EQ(saga["trace_id"], kTraceId);        // the header's still
-}
-
-// --- the real server ---
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
-struct Reply {
-  long status = 0;
-  std::string body;
-  std::map<std::string, std::string> headers;  // lower-case names
-};
-
-size_t AppendBody(char* data, size_t size, size_t n, void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
-  return size * n;
-}
-
-size_t AppendHeader(char* data, size_t size, size_t n, void* out) {
-  std::string line(data, size * n);
-  const size_t colon = line.find(':');
-  if (colon != std::string::npos) {
-    std::string name = line.substr(0, colon);
-    for (char& c : name) c = static_cast<char>(std::tolower(c));
-    std::string value = line.substr(colon + 1);
-    value.erase(0, value.find_first_not_of(' '));
-    value.erase(value.find_last_not_of("\r\n") + 1);
-    (*static_cast<std::map<std::string, std::string>*>(out))[name] = value;
-  }
-  return size * n;
-}
-
-Reply HttpPost(const std::string& url, const std::string& body,
-               const std::vector<std::string>& headers = {}) {
-  Reply reply;
-  CURL* curl = curl_easy_init();
-  curl_slist* list =
-      curl_slist_append(nullptr, "Content-Type: application/json");
-  list = curl_slist_append(list, "Accept: application/json, text/event-stream");
-  for (const std::string& h : headers)
-    list = curl_slist_append(list, h.c_str());
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &AppendBody);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &reply.body);
-  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &AppendHeader);
-  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &reply.headers);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
-  if (!body.empty()) {
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.c_str());
-  } else {
-    curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
-  }
-  if (curl_easy_perform(curl) == CURLE_OK) {
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &reply.status);
-  }
-  curl_slist_free_all(list);
-  curl_easy_cleanup(curl);
-  return reply;
-}
-
-// cde-orchestrator with limits.inbound at one request per 1000 s, burst 1,
-// from the environment.
-class ServerInboundLimitTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const int port = FreePort();
-    base_ = "http://127.0.0.1:" + std::to_string(port);
-    pid_ = fork();
-    if (pid_ == 0) {
-      setenv("CDE_LIMITS_INBOUND_RATE_PER_SEC", "0.001", 1);
-      setenv("CDE_LIMITS_INBOUND_BURST", "1", 1);
-      const std::string listen = "127.0.0.1:" + std::to_string(port);
-      const std::string data = dir_.Sub("data");
-      execl(CDE_ORCHESTRATOR_PATH, CDE_ORCHESTRATOR_PATH, "serve", "--data-dir",
-            data.c_str(), "--http", listen.c_str(), nullptr);
-      _exit(127);
-    }
-    for (int i = 0; i < 400; ++i) {
-      if (HttpPost(base_ + "/health/readiness", "").status == 200) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-    FAIL() << "the server did not become ready";
-  }
-  void TearDown() override {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  }
-
-  test::TempDir dir_;
-  std::string base_;
-  pid_t pid_ = -1;
-};
-
-TEST_F(ServerInboundLimitTest, AdminPostsOverTheLimitGet429WithRetryAfter) {
-  const std::string purge =
-      json{{"saga_id", "01ARZ3NDEKTSV4RRFFQ69G5FAV"}}.dump();
-  Reply first = HttpPost(base_ + "/admin/dlq/purge", purge);
-  EXPECT_EQ(first.status, 404) << first.body;  // no such saga: but served
-  Reply limited = HttpPost(base_ + "/admin/dlq/purge", purge);
-  ASSERT_EQ(limited.status, 429) << limited.body;
-  const json body = json::parse(limited.body, nullptr, false);
-  const int64_t wait = body.value("retry_after_ms", int64_t{0});
-  EXPECT_GT(wait, 990000);  // a token per 1000 s
-  EXPECT_EQ(body["error"],
-            "rate limit exceeded: retry in " + std::to_string(wait) + " ms");
-  EXPECT_EQ(limited.headers["retry-after"],
-            std::to_string((wait + 999) / 1000));
-  // The backup endpoint draws on the same "admin" bucket.
-  EXPECT_EQ(HttpPost(base_ + "/admin/backup",
-                     json{{"dir", dir_.Sub("backup")}}.dump())
-                .status,
-            429);
-}
-
-TEST_F(ServerInboundLimitTest, McpRequestsOverTheLimitGetMinus32029) {
-  Reply init = HttpPost(base_ + "/mcp",
-                        Rpc(1, "initialize",
-                            {{"protocolVersion", "2025-11-25"},
-                             {"capabilities", json::object()},
-                             {"clientInfo", {{"name", "t"}, {"version", "1"}}}})
-                            .dump());
-  ASSERT_EQ(init.status, 200) << init.body;
-  const std::string sid = "Mcp-Session-Id: " + init.headers["mcp-session-id"];
-  Reply first = HttpPost(base_ + "/mcp", Rpc(2, "tools/list").dump(), {sid});
-  EXPECT_TRUE(json::parse(first.body).contains("result")) << first.body;
-  Reply second = HttpPost(base_ + "/mcp", Rpc(3, "tools/list").dump(), {sid});
-  const json err = json::parse(second.body)["error"];
-  EXPECT_EQ(err["code"], kRateLimited) << second.body;
-  EXPECT_GT(err["data"]["retry_after_ms"].get<int64_t>(), 990000);
-  // ping stays open.
-  Reply ping = HttpPost(base_ + "/mcp", Rpc(4, "ping").dump(), {sid});
-  EXPECT_EQ(json::parse(ping.body)["result"], json::object()) << ping.body;
 }
 
 }  // namespace

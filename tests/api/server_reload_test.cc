@@ -213,17 +213,43 @@ TEST_F(ServerConfigTest, LogLinesAboutASagaCarryItsCorrelationAndTraceIds) {
 }
 
 TEST_F(ServerConfigTest, CallsOverTheInboundLimitGetARetryHint) {
-  Start({{"limits", {{"inbound", {{"rate_per_sec", 0.2}, {"burst", 2}}}}}});
+  Start({{"limits", {{"inbound", {{"rate_per_sec", 0.001}, {"burst", 2}}}}}});
   // initialize is not limited; the two tokens go to the first two calls.
-  EXPECT_TRUE(
-      mcp_->Call("engine_stats", json::object()).contains("active_by_state"));
-  EXPECT_TRUE(
-      mcp_->Call("engine_stats", json::object()).contains("active_by_state"));
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_TRUE(
+        mcp_->Call("engine_stats", json::object()).contains("active_by_state"));
+  }
   json refused = mcp_->Rpc(
       "tools/call", {{"name", "engine_stats"}, {"arguments", json::object()}});
   ASSERT_TRUE(refused.contains("error")) << refused.dump();
   EXPECT_EQ(refused["error"]["code"], -32029);
-  EXPECT_GT(refused["error"]["data"]["retry_after_ms"].get<int64_t>(), 0);
+  EXPECT_GT(refused["error"]["data"]["retry_after_ms"].get<int64_t>(), 990000);
+  // ping stays open.
+  EXPECT_EQ(mcp_->Rpc("ping", json::object())["result"], json::object());
+}
+
+TEST_F(ServerConfigTest, AdminPostsOverTheLimitGet429WithRetryAfter) {
+  Start({{"limits", {{"inbound", {{"rate_per_sec", 0.001}, {"burst", 1}}}}}});
+  const std::string purge =
+      json{{"saga_id", "01ARZ3NDEKTSV4RRFFQ69G5FAV"}}.dump();
+  test::HttpReply first =
+      test::Fetch(server_.base() + "/admin/dlq/purge", purge);
+  EXPECT_EQ(first.status, 404) << first.body;  // no such saga: but served
+  test::HttpReply limited =
+      test::Fetch(server_.base() + "/admin/dlq/purge", purge);
+  ASSERT_EQ(limited.status, 429) << limited.body;
+  const json body = json::parse(limited.body, nullptr, false);
+  const int64_t wait = body.value("retry_after_ms", int64_t{0});
+  EXPECT_GT(wait, 990000);  // a token per 1000 s
+  EXPECT_EQ(body["error"],
+            "rate limit exceeded: retry in " + std::to_string(wait) + " ms");
+  EXPECT_EQ(limited.headers["retry-after"],
+            std::to_string((wait + 999) / 1000));
+  // The backup endpoint draws on the same "admin" bucket.
+  EXPECT_EQ(test::Fetch(server_.base() + "/admin/backup",
+                        json{{"dir", dir_.Sub("backup")}}.dump())
+                .status,
+            429);
 }
 
 }  // namespace
