@@ -7,9 +7,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "tests/api/server_process.h"
 #include "tests/engine/prometheus_parser.h"
 #include "tests/test_util.h"
+#include "tools/server_process.h"
 
 namespace cde {
 namespace {
@@ -29,12 +29,12 @@ class ServerMetricsTest : public ::testing::Test {
   }
 
   test::TempDir dir_;
-  test::ServerProcess server_;
+  ServerProcess server_{CDE_ORCHESTRATOR_PATH};
   std::string base_;
 };
 
 TEST_F(ServerMetricsTest, MetricsParseStrictlyAndCountASagaRunOverMcp) {
-  test::McpClient mcp(base_);
+  McpClient mcp(base_);
   ASSERT_TRUE(mcp.Initialize());
   json reg = mcp.Call("register_workflow",
                       {{"definition",
@@ -47,13 +47,13 @@ TEST_F(ServerMetricsTest, MetricsParseStrictlyAndCountASagaRunOverMcp) {
   json started = mcp.Call("start_workflow", {{"workflow", "metered"}});
   const std::string saga = started.value("saga_id", std::string());
   ASSERT_FALSE(saga.empty()) << started.dump();
-  ASSERT_TRUE(test::Eventually([&] {
+  ASSERT_TRUE(Eventually([&] {
     return mcp.Call("get_saga", {{"saga_id", saga}}).value("state", "") ==
            "completed";
   }));
-  test::Fetch(base_ + "/no/such/path");
+  Fetch(base_ + "/no/such/path");
 
-  test::HttpReply metrics = test::Fetch(base_ + "/metrics");
+  HttpReply metrics = Fetch(base_ + "/metrics");
   ASSERT_EQ(metrics.status, 200);
   EXPECT_EQ(metrics.content_type, "text/plain; version=0.0.4; charset=utf-8");
   auto parsed = test::ParsePrometheusText(metrics.body);

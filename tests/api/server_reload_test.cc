@@ -12,8 +12,8 @@
 #include <sstream>
 #include <thread>
 
-#include "tests/api/server_process.h"
 #include "tests/test_util.h"
+#include "tools/server_process.h"
 #include "tools/test_http_server.h"
 
 namespace cde {
@@ -36,7 +36,7 @@ class ServerConfigTest : public ::testing::Test {
     WriteFile(config_path_, config.dump());
     ASSERT_TRUE(
         server_.Start(dir_.Sub("data"), log_path_, {"--config", config_path_}));
-    mcp_ = std::make_unique<test::McpClient>(server_.base());
+    mcp_ = std::make_unique<McpClient>(server_.base());
     ASSERT_TRUE(mcp_->Initialize());
   }
   void TearDown() override {
@@ -60,8 +60,8 @@ class ServerConfigTest : public ::testing::Test {
   test::TempDir dir_;
   const std::string config_path_ = dir_.Sub("cde.json");
   const std::string log_path_ = dir_.Sub("server.log");
-  test::ServerProcess server_;
-  std::unique_ptr<test::McpClient> mcp_;
+  ServerProcess server_{CDE_ORCHESTRATOR_PATH};
+  std::unique_ptr<McpClient> mcp_;
 };
 
 TEST_F(ServerConfigTest, SighupAppliesAGoodFileAndKeepsTheOldOnABadOne) {
@@ -74,13 +74,13 @@ TEST_F(ServerConfigTest, SighupAppliesAGoodFileAndKeepsTheOldOnABadOne) {
     ASSERT_TRUE(mcp_->Call("start_workflow", {{"workflow", "napping"}})
                     .contains("saga_id"));
   }
-  ASSERT_TRUE(test::Eventually([&] { return Queued() == 2; }));
+  ASSERT_TRUE(Eventually([&] { return Queued() == 2; }));
 
   // A misspelt key: the reload is refused, naming it, and nothing changes.
   WriteFile(config_path_, R"({"limits": {"max_concurency": {"napping": 3}}})");
   server_.Signal(SIGHUP);
   ASSERT_TRUE(
-      test::Eventually([&] { return LogHas("configuration reload failed"); }));
+      Eventually([&] { return LogHas("configuration reload failed"); }));
   EXPECT_TRUE(LogHas("limits.max_concurency: unknown key"));
   EXPECT_EQ(Queued(), 2u);
 
@@ -90,10 +90,9 @@ TEST_F(ServerConfigTest, SighupAppliesAGoodFileAndKeepsTheOldOnABadOne) {
             R"({"log": {"level": "debug"},
                 "limits": {"max_concurrency": {"napping": 3}}})");
   server_.Signal(SIGHUP);
-  ASSERT_TRUE(test::Eventually([&] { return Queued() == 0; }));
+  ASSERT_TRUE(Eventually([&] { return Queued() == 0; }));
   EXPECT_TRUE(LogHas("configuration reloaded"));
-  EXPECT_TRUE(
-      test::Eventually([&] { return LogHas("\"msg\":\"saga_dequeued\""); }));
+  EXPECT_TRUE(Eventually([&] { return LogHas("\"msg\":\"saga_dequeued\""); }));
   EXPECT_TRUE(LogHas("\"level\":\"debug\""));
 }
 
@@ -119,13 +118,13 @@ TEST_F(ServerConfigTest, SighupRegistersNewDefinitionsFromTheWorkflowsDir) {
   EXPECT_EQ(names(), std::set<std::string>{"alpha"});
   WriteFile(wf + "/beta.json", definition("beta"));
   server_.Signal(SIGHUP);
-  ASSERT_TRUE(test::Eventually([&] {
+  ASSERT_TRUE(Eventually([&] {
     return names() == std::set<std::string>{"alpha", "beta"};
   }));
   // A broken file is reported by name; what is registered stays.
   WriteFile(wf + "/broken.json", R"({"name": "gamma", "version": 0})");
   server_.Signal(SIGHUP);
-  ASSERT_TRUE(test::Eventually(
+  ASSERT_TRUE(Eventually(
       [&] { return LogHas("loading workflow definitions failed"); }));
   EXPECT_TRUE(LogHas("broken.json"));
   EXPECT_EQ(names(), (std::set<std::string>{"alpha", "beta"}));
@@ -152,24 +151,24 @@ TEST_F(ServerConfigTest, BreakerOpensAndClosesAgainstAFailingEndpoint) {
   ASSERT_TRUE(started.contains("saga_id")) << started.dump();
   const std::string key = "127.0.0.1:" + std::to_string(endpoint.port());
   auto breaker_state = [&] {
-    json health = json::parse(test::Fetch(server_.base() + "/health").body,
-                              nullptr, false);
+    json health =
+        json::parse(Fetch(server_.base() + "/health").body, nullptr, false);
     if (!health.is_object()) return std::string();
     for (const json& b : health.value("circuit_breakers", json::array())) {
       if (b.value("key", "") == key) return b.value("state", "");
     }
     return std::string();
   };
-  ASSERT_TRUE(test::Eventually([&] { return breaker_state() == "open"; }));
+  ASSERT_TRUE(Eventually([&] { return breaker_state() == "open"; }));
   EXPECT_EQ(endpoint.requests().size(), 2u);  // the rest wait, unspent
   endpoint.Respond("/flaky", 200, R"({"ok": true})");
-  ASSERT_TRUE(test::Eventually([&] {
+  ASSERT_TRUE(Eventually([&] {
     return mcp_->Call("get_saga", {{"saga_id", started["saga_id"]}})
                .value("state", "") == "completed";
   }));
   EXPECT_EQ(breaker_state(), "closed");
   EXPECT_EQ(endpoint.requests().size(), 3u);
-  const std::string metrics = test::Fetch(server_.base() + "/metrics").body;
+  const std::string metrics = Fetch(server_.base() + "/metrics").body;
   EXPECT_NE(metrics.find("cde_circuit_breaker_transitions_total{key=\"" + key +
                          "\",from=\"half_open\",to=\"closed\"} 1"),
             std::string::npos);
@@ -191,11 +190,11 @@ TEST_F(ServerConfigTest, LogLinesAboutASagaCarryItsCorrelationAndTraceIds) {
   const std::string id =
       r["result"]["structuredContent"].value("saga_id", std::string());
   ASSERT_FALSE(id.empty()) << r.dump();
-  ASSERT_TRUE(test::Eventually([&] {
+  ASSERT_TRUE(Eventually([&] {
     return mcp_->Call("get_saga", {{"saga_id", id}}).value("state", "") ==
            "completed";
   }));
-  ASSERT_TRUE(test::Eventually([&] { return LogHas("saga_completed"); }));
+  ASSERT_TRUE(Eventually([&] { return LogHas("saga_completed"); }));
   std::istringstream lines(ReadFile(log_path_));
   std::string line;
   int about_it = 0;
@@ -232,11 +231,9 @@ TEST_F(ServerConfigTest, AdminPostsOverTheLimitGet429WithRetryAfter) {
   Start({{"limits", {{"inbound", {{"rate_per_sec", 0.001}, {"burst", 1}}}}}});
   const std::string purge =
       json{{"saga_id", "01ARZ3NDEKTSV4RRFFQ69G5FAV"}}.dump();
-  test::HttpReply first =
-      test::Fetch(server_.base() + "/admin/dlq/purge", purge);
+  HttpReply first = Fetch(server_.base() + "/admin/dlq/purge", purge);
   EXPECT_EQ(first.status, 404) << first.body;  // no such saga: but served
-  test::HttpReply limited =
-      test::Fetch(server_.base() + "/admin/dlq/purge", purge);
+  HttpReply limited = Fetch(server_.base() + "/admin/dlq/purge", purge);
   ASSERT_EQ(limited.status, 429) << limited.body;
   const json body = json::parse(limited.body, nullptr, false);
   const int64_t wait = body.value("retry_after_ms", int64_t{0});
@@ -246,8 +243,8 @@ TEST_F(ServerConfigTest, AdminPostsOverTheLimitGet429WithRetryAfter) {
   EXPECT_EQ(limited.headers["retry-after"],
             std::to_string((wait + 999) / 1000));
   // The backup endpoint draws on the same "admin" bucket.
-  EXPECT_EQ(test::Fetch(server_.base() + "/admin/backup",
-                        json{{"dir", dir_.Sub("backup")}}.dump())
+  EXPECT_EQ(Fetch(server_.base() + "/admin/backup",
+                  json{{"dir", dir_.Sub("backup")}}.dump())
                 .status,
             429);
 }

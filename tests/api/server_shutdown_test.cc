@@ -12,8 +12,8 @@
 #include <thread>
 
 #include "storage/store.h"
-#include "tests/api/server_process.h"
 #include "tests/test_util.h"
+#include "tools/server_process.h"
 #include "tools/test_http_server.h"
 
 namespace cde {
@@ -27,7 +27,7 @@ json Steps(json first) {
 }
 
 // Waits until the server has nothing active left (or `timeout_ms`).
-bool AwaitIdle(test::McpClient& mcp, int timeout_ms) {
+bool AwaitIdle(McpClient& mcp, int timeout_ms) {
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (std::chrono::steady_clock::now() < deadline) {
@@ -53,9 +53,9 @@ TEST(ServerShutdownTest, SigtermWith500SagasRunningLosesAndDoublesNothing) {
 
   std::map<std::string, std::string> workflow_of;  // acknowledged starts
   {
-    test::ServerProcess server;
+    ServerProcess server(CDE_ORCHESTRATOR_PATH);
     ASSERT_TRUE(server.Start(data, log, {}, env)) << "server did not start";
-    test::McpClient mcp(server.base());
+    McpClient mcp(server.base());
     ASSERT_TRUE(mcp.Initialize());
     const json child = {
         {"argv", json::array({"sh", "-c", "sleep 0.5; echo '{}'"})}};
@@ -92,9 +92,9 @@ TEST(ServerShutdownTest, SigtermWith500SagasRunningLosesAndDoublesNothing) {
     server.Signal(SIGTERM);
     // Readiness turns 503 as soon as the signal is handled, while the
     // server drains (or the connection is refused once it has exited).
-    EXPECT_TRUE(test::Eventually(
+    EXPECT_TRUE(Eventually(
         [&] {
-          return test::Fetch(server.base() + "/health/readiness").status != 200;
+          return Fetch(server.base() + "/health/readiness").status != 200;
         },
         2000));
     const int code = server.Wait(20000);
@@ -110,9 +110,9 @@ TEST(ServerShutdownTest, SigtermWith500SagasRunningLosesAndDoublesNothing) {
     }
   }
   {
-    test::ServerProcess server;
+    ServerProcess server(CDE_ORCHESTRATOR_PATH);
     ASSERT_TRUE(server.Start(data, log, {}, env)) << "restart failed";
-    test::McpClient mcp(server.base());
+    McpClient mcp(server.base());
     ASSERT_TRUE(mcp.Initialize());
     ASSERT_TRUE(AwaitIdle(mcp, 60000)) << "sagas still active after restart";
     server.Signal(SIGTERM);
@@ -161,9 +161,9 @@ TEST(ServerShutdownTest, SecondSignalExitsAtOnceAndLosesNothingAcknowledged) {
   endpoint.Respond("/slow", 200, R"({"booked": true})", 5000);
   std::vector<std::string> ids;
   {
-    test::ServerProcess server;
+    ServerProcess server(CDE_ORCHESTRATOR_PATH);
     ASSERT_TRUE(server.Start(data, log)) << "server did not start";
-    test::McpClient mcp(server.base());
+    McpClient mcp(server.base());
     ASSERT_TRUE(mcp.Initialize());
     const json call = {{"method", "POST"}, {"url", endpoint.url("/slow")}};
     json r = mcp.Call("register_workflow",
@@ -179,12 +179,11 @@ TEST(ServerShutdownTest, SecondSignalExitsAtOnceAndLosesNothingAcknowledged) {
       ASSERT_TRUE(started.contains("saga_id")) << started.dump();
       ids.push_back(started["saga_id"].get<std::string>());
     }
-    ASSERT_TRUE(
-        test::Eventually([&] { return endpoint.requests().size() == 20; }));
+    ASSERT_TRUE(Eventually([&] { return endpoint.requests().size() == 20; }));
     server.Signal(SIGTERM);
     // Draining (the default grace is 30 s): not ready, and no new starts.
-    ASSERT_TRUE(test::Eventually([&] {
-      return test::Fetch(server.base() + "/health/readiness").status == 503;
+    ASSERT_TRUE(Eventually([&] {
+      return Fetch(server.base() + "/health/readiness").status == 503;
     }));
     json refused = mcp.Call("start_workflow", {{"workflow", "call"}});
     ASSERT_TRUE(refused.contains("error")) << refused.dump();
@@ -197,12 +196,12 @@ TEST(ServerShutdownTest, SecondSignalExitsAtOnceAndLosesNothingAcknowledged) {
   }
   endpoint.Respond("/slow", 200, R"({"booked": true})");
   {
-    test::ServerProcess server;
+    ServerProcess server(CDE_ORCHESTRATOR_PATH);
     ASSERT_TRUE(server.Start(data, log)) << "restart failed";
-    test::McpClient mcp(server.base());
+    McpClient mcp(server.base());
     ASSERT_TRUE(mcp.Initialize());
     for (const std::string& id : ids) {
-      EXPECT_TRUE(test::Eventually([&] {
+      EXPECT_TRUE(Eventually([&] {
         return mcp.Call("get_saga", {{"saga_id", id}}).value("state", "") ==
                "completed";
       })) << id;

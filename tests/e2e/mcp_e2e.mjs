@@ -5,12 +5,11 @@
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
-import { check, finish } from "./lib.mjs";
+import { check, finish, serveHttp } from "./lib.mjs";
 
 const binary = process.argv[2];
 const examples = new URL("../../docs/examples", import.meta.url).pathname;
@@ -82,25 +81,15 @@ try {
   });
 
   await check("http: the SDK client runs a saga end to end", async () => {
-    const port = 18000 + Math.floor(Math.random() * 2000);
-    const server = spawn(binary, ["serve", "--data-dir", join(dir, "http"),
-                                  "--port", String(port), "--workflows", examples],
-                         { stdio: ["ignore", "ignore", "pipe"] });
+    const server = await serveHttp(binary, ["--data-dir", join(dir, "http"), "--workflows", examples]);
     try {
-      for (let i = 0; i < 100; i++) {
-        try {
-          const r = await fetch(`http://127.0.0.1:${port}/health/readiness`);
-          if (r.status === 200) break;
-        } catch {}
-        await new Promise((r) => setTimeout(r, 50));
-      }
       const client = new Client({ name: "cde-e2e", version: "1.0.0" });
-      await client.connect(new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`)));
+      await client.connect(new StreamableHTTPClientTransport(new URL(`${server.base}/mcp`)));
       await conversation(client);
       await client.close();
     } finally {
-      server.kill("SIGTERM");
-      await new Promise((r) => server.on("exit", r));
+      server.proc.kill("SIGTERM");
+      await server.exited;
     }
   });
 } finally {

@@ -6,44 +6,22 @@
 //   node mcp_http_e2e.mjs /path/to/cde-orchestrator
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
-import { check, finish } from "./lib.mjs";
+import { check, finish, serveHttp } from "./lib.mjs";
 
 const binary = process.argv[2];
 
-// A port nobody listens on right now (the kernel picks it).
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 async function startServer(dir, extra = []) {
-  const port = await freePort();
-  const proc = spawn(binary, ["serve", "--data-dir", dir, "--http", `127.0.0.1:${port}`, ...extra],
-                     { stdio: ["ignore", "ignore", "pipe"] });
+  const { proc, base, exited } = await serveHttp(binary, ["--data-dir", dir, ...extra]);
   let stderr = "";
   proc.stderr.on("data", (d) => (stderr += d));
-  const exited = new Promise((r) => proc.on("exit", (code, signal) => r({ code, signal })));
-  for (let i = 0; i < 200; i++) {
-    try {
-      const r = await fetch(`http://127.0.0.1:${port}/health/readiness`);
-      if (r.status === 200) break;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 25));
-  }
   return {
-    url: `http://127.0.0.1:${port}/mcp`,
-    base: `http://127.0.0.1:${port}`,
+    url: `${base}/mcp`,
+    base,
     stderr: () => stderr,
     async stop() {
       proc.kill("SIGTERM");

@@ -7,12 +7,11 @@
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
-import { check, finish, sleep } from "./lib.mjs";
+import { check, finish, serveHttp } from "./lib.mjs";
 
 const binary = process.argv[2];
 const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -72,21 +71,12 @@ try {
   });
 
   await check("http: header ids reach the saga; the limit answers -32029", async () => {
-    const port = 18000 + Math.floor(Math.random() * 2000);
-    const server = spawn(binary, ["serve", "--data-dir", join(dir, "http"), "--port", String(port)],
-                         { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...limits } });
-    const exited = new Promise((r) => server.on("exit", r));
+    const server = await serveHttp(binary, ["--data-dir", join(dir, "http")],
+                                   { env: { ...process.env, ...limits } });
     try {
-      for (let i = 0; i < 100; i++) {
-        try {
-          const r = await fetch(`http://127.0.0.1:${port}/health/readiness`);
-          if (r.status === 200) break;
-        } catch {}
-        await sleep(50);
-      }
       const client = new Client({ name: "cde-limits-e2e", version: "1.0.0" });
       await client.connect(new StreamableHTTPClientTransport(
-          new URL(`http://127.0.0.1:${port}/mcp`),
+          new URL(`${server.base}/mcp`),
           { requestInit: { headers: { "X-Correlation-ID": "hdr-42", traceparent } } }));
       try {
         const saga = await conversation(client, undefined);
@@ -96,8 +86,8 @@ try {
         await client.close();
       }
     } finally {
-      server.kill("SIGTERM");
-      await exited;
+      server.proc.kill("SIGTERM");
+      await server.exited;
     }
   });
 } finally {

@@ -13,12 +13,11 @@ import {
   ResourceUpdatedNotificationSchema,
   TaskStatusNotificationSchema,
 } from "@modelcontextprotocol/sdk/types.js";
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
-import { check, finish, sleep } from "./lib.mjs";
+import { check, finish, serveHttp, sleep } from "./lib.mjs";
 
 const binary = process.argv[2];
 
@@ -85,23 +84,13 @@ const transports = [
     // server without it.
     notifications: true,
     async connect(dataDir) {
-      const port = 18000 + Math.floor(Math.random() * 2000);
-      const server = spawn(binary, ["serve", "--data-dir", dataDir, "--port", String(port)],
-                           { stdio: ["ignore", "ignore", "pipe"] });
-      const exited = new Promise((r) => server.on("exit", r));
-      for (let i = 0; i < 100; i++) {
-        try {
-          const r = await fetch(`http://127.0.0.1:${port}/health/readiness`);
-          if (r.status === 200) break;
-        } catch {}
-        await sleep(50);
-      }
+      const server = await serveHttp(binary, ["--data-dir", dataDir]);
       const client = newClient();
       const notes = recorder(client);
-      await client.connect(new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`)));
+      await client.connect(new StreamableHTTPClientTransport(new URL(`${server.base}/mcp`)));
       const stop = async () => {
-        server.kill("SIGTERM");
-        await exited;
+        server.proc.kill("SIGTERM");
+        await server.exited;
         await client.close().catch(() => {});
       };
       return { client, notes, stop, close: stop };

@@ -11,12 +11,11 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { LoggingMessageNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
-import { check, finish, sleep } from "./lib.mjs";
+import { check, finish, serveHttp, sleep } from "./lib.mjs";
 
 const binary = process.argv[2];
 const examples = new URL("../../docs/examples", import.meta.url).pathname;
@@ -222,32 +221,21 @@ const transports = [
     name: "http",
     notifications: process.env.CDE_E2E_HTTP_NOTIFICATIONS !== "0",
     async connect(dir) {
-      const port = 18000 + Math.floor(Math.random() * 2000);
-      const server = spawn(binary, ["serve", "--data-dir", join(dir, "http"),
-                                    "--port", String(port), "--workflows", examples],
-                           { stdio: ["ignore", "ignore", "pipe"] });
-      const exited = new Promise((r) => server.on("exit", r));
-      for (let i = 0; i < 100; i++) {
-        try {
-          const r = await fetch(`http://127.0.0.1:${port}/health/readiness`);
-          if (r.status === 200) break;
-        } catch {}
-        await sleep(50);
-      }
+      const server = await serveHttp(binary, ["--data-dir", join(dir, "http"), "--workflows", examples]);
       const client = new Client({ name: "cde-tools-e2e", version: "1.0.0" });
       try {
-        await client.connect(new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`)));
+        await client.connect(new StreamableHTTPClientTransport(new URL(`${server.base}/mcp`)));
       } catch (e) {
-        server.kill("SIGTERM");
-        await exited;
+        server.proc.kill("SIGTERM");
+        await server.exited;
         throw e;
       }
       return {
         client,
         async close() {
           await client.close();
-          server.kill("SIGTERM");
-          await exited;
+          server.proc.kill("SIGTERM");
+          await server.exited;
         },
       };
     },

@@ -1,7 +1,8 @@
 // The real cde-orchestrator binary as a child process, and a small MCP
-// client over HTTP, for tests that need the whole server.
-#ifndef CDE_TESTS_API_SERVER_PROCESS_H_
-#define CDE_TESTS_API_SERVER_PROCESS_H_
+// client over HTTP: for tests that need the whole server, and for
+// cde-torture. Blocking calls; loopback only.
+#ifndef CDE_TOOLS_SERVER_PROCESS_H_
+#define CDE_TOOLS_SERVER_PROCESS_H_
 
 #include <sys/types.h>
 
@@ -11,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace cde::test {
+namespace cde {
 
 // Polls `check` every 50 ms until it holds or `timeout_ms` has passed.
 bool Eventually(const std::function<bool()>& check, int timeout_ms = 15000);
@@ -35,7 +36,8 @@ HttpReply Fetch(const std::string& url, const std::string& post_body = "",
 // `log_path`; killed (SIGKILL) on destruction if still running.
 class ServerProcess {
  public:
-  ServerProcess() = default;
+  // `binary`: the cde-orchestrator executable.
+  explicit ServerProcess(std::string binary) : binary_(std::move(binary)) {}
   ServerProcess(const ServerProcess&) = delete;
   ServerProcess& operator=(const ServerProcess&) = delete;
   ~ServerProcess();
@@ -55,6 +57,7 @@ class ServerProcess {
   const std::string& base() const { return base_; }  // http://127.0.0.1:PORT
 
  private:
+  std::string binary_;
   pid_t pid_ = -1;
   std::string base_;
 };
@@ -79,6 +82,6 @@ class McpClient {
   std::vector<std::string> headers_;
 };
 
-}  // namespace cde::test
+}  // namespace cde
 
-#endif  // CDE_TESTS_API_SERVER_PROCESS_H_
+#endif  // CDE_TOOLS_SERVER_PROCESS_H_

@@ -1,4 +1,4 @@
-#include "tests/api/server_process.h"
+#include "tools/server_process.h"
 
 #include <curl/curl.h>
 #include <fcntl.h>
@@ -12,7 +12,7 @@
 #include <chrono>
 #include <thread>
 
-namespace cde::test {
+namespace cde {
 namespace {
 
 using nlohmann::json;
@@ -107,12 +107,9 @@ bool ServerProcess::Start(const std::string& data_dir,
                           int ready_ms) {
   const int port = FreePort();
   base_ = "http://127.0.0.1:" + std::to_string(port);
-  std::vector<std::string> argv = {CDE_ORCHESTRATOR_PATH,
-                                   "serve",
-                                   "--data-dir",
-                                   data_dir,
-                                   "--http",
-                                   "127.0.0.1:" + std::to_string(port)};
+  std::vector<std::string> argv = {
+      binary_,  "serve",  "--data-dir",
+      data_dir, "--http", "127.0.0.1:" + std::to_string(port)};
   argv.insert(argv.end(), args.begin(), args.end());
   pid_ = fork();
   if (pid_ == 0) {
@@ -213,4 +210,4 @@ json McpClient::Call(const std::string& tool, const json& args) {
   return result.value("structuredContent", json::object());
 }
 
-}  // namespace cde::test
+}  // namespace cde
