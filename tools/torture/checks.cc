@@ -1,0 +1,173 @@
+// The promises cde-torture checks once everything has settled, against the
+// store (opened read-only), the endpoint's record of every request, and the
+// harness's own ledger of what the server acknowledged.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "engine/saga.h"
+#include "storage/store.h"
+#include "tools/torture/torture.h"
+
+namespace cde::torture {
+namespace {
+
+// The saga id an idempotency key ("<saga>/<step>/...") belongs to.
+std::string SagaOf(const std::string& key) {
+  return key.substr(0, key.find('/'));
+}
+
+const char* TerminalEvent(SagaState s) {
+  switch (s) {
+    case SagaState::kCompleted:
+      return "saga_completed";
+    case SagaState::kCompensated:
+      return "saga_compensated";
+    case SagaState::kCancelled:
+      return "saga_cancelled";
+    case SagaState::kParked:
+      return "saga_parked";
+    default:
+      return "";
+  }
+}
+
+// A saga's log: seqs 1..n without gaps, saga_started first, and an ending
+// that says the state its snapshot says; completion at most once.
+void CheckLog(const std::string& id, const SagaRecord& rec,
+              const std::vector<LogRecord>& log, std::vector<Violation>* out) {
+  if (log.empty() || log.front().type != "saga_started") {
+    out->push_back({id, "log does not begin with saga_started"});
+  }
+  int completions = 0;
+  for (size_t i = 0; i < log.size(); ++i) {
+    if (log[i].seq != i + 1) {
+      out->push_back({id, "log seq " + std::to_string(log[i].seq) + " where " +
+                              std::to_string(i + 1) + " was due"});
+      break;
+    }
+    completions += log[i].type == "saga_completed";
+  }
+  if (completions > 1) out->push_back({id, "completed more than once"});
+  if (rec.last_seq != log.size()) {
+    out->push_back({id, "snapshot last_seq " + std::to_string(rec.last_seq) +
+                            " but " + std::to_string(log.size()) +
+                            " log records"});
+  }
+  const std::string want = TerminalEvent(rec.state);
+  if (want.empty()) {
+    out->push_back({id, "still " + std::string(SagaStateName(rec.state)) +
+                            " after settling"});
+  } else if (!log.empty() && log.back().type != want &&
+             !(rec.state == SagaState::kParked &&
+               log.back().type == "saga_poisoned")) {
+    out->push_back({id, "state " + std::string(SagaStateName(rec.state)) +
+                            " but the log ends with " + log.back().type});
+  }
+}
+
+// Compensations ran exactly for the steps that started: nothing left done
+// in a compensated saga, a refund only where a booking was made, and a
+// refund for every booking a compensated saga undid.
+void CheckCompensations(const std::string& id, const Saga& saga,
+                        const std::set<std::string>& booked,
+                        const std::set<std::string>& refunded,
+                        std::vector<Violation>* out) {
+  const bool undone =
+      saga.state == SagaState::kCompensated ||
+      (saga.state == SagaState::kCancelled && saga.compensate_on_cancel);
+  for (const StepState& st : saga.steps) {
+    if (undone && st.status == StepStatus::kSucceeded) {
+      out->push_back({id, "a step is still done in an undone saga"});
+    }
+  }
+  if (refunded.count(id) != 0 && booked.count(id) == 0) {
+    out->push_back({id, "refunded a booking that was never made"});
+  }
+  const bool books = saga.workflow == "t-http" || saga.workflow == "t-fail";
+  if (books && saga.steps[0].status == StepStatus::kCompensated &&
+      refunded.count(id) == 0) {
+    out->push_back({id, "its booking was compensated without a refund"});
+  }
+}
+
+}  // namespace
+
+std::vector<Violation> CheckInvariants(const Options& options,
+                                       const std::string& store_dir,
+                                       const Ledger& ledger,
+                                       const TestHttpServer& endpoint,
+                                       Stats* stats) {
+  std::vector<Violation> out;
+  // Side effects, by attempt key: a repeat is a duplicate; more repeats
+  // than faults that could interrupt an attempt is a violation.
+  std::map<std::string, int> by_key;
+  std::set<std::string> booked, refunded;
+  for (const TestHttpServer::Request& r : endpoint.requests()) {
+    const std::string key = r.header("idempotency-key");
+    if (key.empty()) continue;
+    ++by_key[key];
+    if (r.path.starts_with("/book")) booked.insert(SagaOf(key));
+    if (r.path.starts_with("/refund")) refunded.insert(SagaOf(key));
+  }
+  for (const auto& [key, n] : by_key) {
+    stats->duplicates += static_cast<uint64_t>(n - 1);
+    if (n > 1 + stats->interrupting_faults) {
+      out.push_back({SagaOf(key), "side effect " + key + " happened " +
+                                      std::to_string(n) + " times, more " +
+                                      "than 1 + interrupting faults"});
+    }
+  }
+
+  auto opened =
+      OpenRocksStore({.path = store_dir, .mode = OpenMode::kReadOnly});
+  if (!opened.ok()) {
+    out.push_back({"", "store does not open: " + opened.status().ToString()});
+    return out;
+  }
+  Store& store = **opened;
+  for (const auto& [id, start] : ledger.starts) {
+    auto rec = store.GetSaga(id);
+    if (!rec.ok()) {
+      out.push_back(
+          {id, "acknowledged start lost: " + rec.status().ToString()});
+      continue;
+    }
+    auto log = store.ReadLog(id, 1, 100000);
+    if (!log.ok()) {
+      out.push_back({id, "log unreadable: " + log.status().ToString()});
+      continue;
+    }
+    CheckLog(id, *rec, *log, &out);
+    auto saga = FromRecord(*rec);
+    if (!saga.ok()) {
+      out.push_back(
+          {id, "snapshot does not decode: " + saga.status().ToString()});
+      continue;
+    }
+    CheckCompensations(id, *saga, booked, refunded, &out);
+  }
+  for (const auto& [key, id] : ledger.saga_by_key) {
+    auto owner = store.LookupIdempotency(key);
+    if (!owner.ok() || *owner != id) {
+      out.push_back({id, "idempotency key " + key + " does not lead to it"});
+    }
+  }
+  store.Close().IgnoreError();
+  opened->reset();
+
+  // The operator's own consistency check must find nothing.
+  const std::string cmd = "'" + options.admin + "' verify --data-dir '" +
+                          store_dir + "' > '" + options.workdir +
+                          "/verify.txt' 2>&1";
+  const int rc = std::system(cmd.c_str());
+  if (rc != 0) {
+    out.push_back({"", "cde-admin verify reported problems (exit " +
+                           std::to_string(WEXITSTATUS(rc)) + "), see " +
+                           options.workdir + "/verify.txt"});
+  }
+  return out;
+}
+
+}  // namespace cde::torture

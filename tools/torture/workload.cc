@@ -1,0 +1,89 @@
+// The workflows cde-torture runs: every kind of step, compensations that
+// must run exactly for the steps that started, failures that park.
+#include <nlohmann/json.hpp>
+
+#include "tools/torture/torture.h"
+
+namespace cde::torture {
+
+using nlohmann::json;
+
+namespace {
+
+json Retry(int attempts) {
+  return {{"max_attempts", attempts},
+          {"initial_backoff_ms", 20},
+          {"max_backoff_ms", 200},
+          {"non_retryable", json::array({"failed"})}};
+}
+
+json Book(const TestHttpServer& endpoint) {
+  return {
+      {"name", "book"},
+      {"action", "http"},
+      {"params", {{"method", "POST"}, {"url", endpoint.url("/book")}}},
+      {"retry", Retry(4)},
+      {"timeout_ms", 2000},
+      {"compensate",
+       {{"action", "http"},
+        {"params", {{"method", "DELETE"}, {"url", endpoint.url("/refund")}}},
+        {"retry", Retry(20)},
+        {"timeout_ms", 2000}}}};
+}
+
+json Workflow(const std::string& name, json steps, json extra = {}) {
+  json doc = {{"name", name}, {"version", 1}, {"steps", std::move(steps)}};
+  if (extra.is_object()) doc.update(extra);
+  return doc;
+}
+
+}  // namespace
+
+std::vector<json> Workflows(const TestHttpServer& endpoint) {
+  const json exec_ok = {{"argv", json::array({"sh", "-c", "echo '{}'"})}};
+  return {
+      Workflow("t-noop", {{{"name", "a"}, {"action", "noop"}},
+                          {{"name", "b"}, {"action", "noop"}}}),
+      Workflow("t-sleep", {{{"name", "nap"},
+                            {"action", "sleep"},
+                            {"params", {{"duration_ms", 150}}}},
+                           {{"name", "done"}, {"action", "noop"}}}),
+      Workflow("t-exec",
+               {{{"name", "run"},
+                 {"action", "exec"},
+                 {"params", exec_ok},
+                 {"retry", Retry(3)},
+                 {"compensate", {{"action", "exec"}, {"params", exec_ok}}}}}),
+      Workflow("t-http",
+               {Book(endpoint), {{"name", "done"}, {"action", "noop"}}}),
+      // Fails after booking: the booking must be refunded.
+      Workflow("t-fail", {Book(endpoint),
+                          {{"name", "boom"},
+                           {"action", "fail"},
+                           {"retry", {{"max_attempts", 1}}}}}),
+      Workflow("t-park",
+               {{{"name", "a"}, {"action", "noop"}},
+                {{"name", "boom"},
+                 {"action", "fail"},
+                 {"retry", {{"max_attempts", 1}}}}},
+               {{"on_failure", "park"}}),
+  };
+}
+
+const char* FaultName(Fault f) {
+  switch (f) {
+    case Fault::kKill:
+      return "sigkill";
+    case Fault::kTerm:
+      return "sigterm";
+    case Fault::kPause:
+      return "sigstop";
+    case Fault::kOutage:
+      return "endpoint_outage";
+    case Fault::kDiskFull:
+      return "disk_full";
+  }
+  return "?";
+}
+
+}  // namespace cde::torture
