@@ -363,7 +363,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   o.disk_full = !no_disk_full;
   if (o.seed == 0) o.seed = std::random_device{}();
-  if (o.workdir.empty()) {
+  const bool own_workdir = o.workdir.empty();
+  if (own_workdir) {
     char tmpl[] = "/tmp/cde-torture-XXXXXX";
     if (mkdtemp(tmpl) == nullptr) {
       std::perror("cde-torture: mkdtemp");
@@ -372,5 +373,9 @@ int main(int argc, char** argv) {
     o.workdir = tmpl;
   }
   signal(SIGPIPE, SIG_IGN);
-  return cde::torture::Torture(o).Run();
+  const int rc = cde::torture::Torture(o).Run();  // unmounts its disk
+  // A failed run keeps everything (the store, the server log) to look at.
+  if (rc == 0 && own_workdir) std::filesystem::remove_all(o.workdir);
+  if (rc != 0) std::printf("  kept for inspection: %s\n", o.workdir.c_str());
+  return rc;
 }
