@@ -1,0 +1,212 @@
+// EngineImpl: the dead-letter queue. Replays (by an operator or by a
+// workflow's dlq.auto_replay timer) and purges of parked sagas.
+#include "engine/engine_impl.h"
+#include "engine/log.h"
+
+namespace cde {
+
+void EngineImpl::Replay(const std::string& saga_id,
+                        const std::string& from_step,
+                        Callback<SagaState> done) {
+  if (shutting_down_) {
+    return done(Status::ShutdownInProgress("the engine is shutting down"));
+  }
+  if (!health_.ok()) return done(health_);
+  if (const Saga* s = FindActive(saga_id)) {
+    return done(Status::InvalidArgument(
+        "saga " + saga_id + " is " + std::string(SagaStateName(s->state)) +
+        ", not parked; only parked sagas replay"));
+  }
+  auto found = std::make_shared<Result<SagaRecord>>(Status::NotFound(""));
+  ++blocking_work_;
+  RunBlocking(
+      loop_, [this, saga_id, found] { *found = store_->GetSaga(saga_id); },
+      [this, saga_id, from_step, found, done] {
+        --blocking_work_;
+        StartReplay(std::move(*found), from_step, 0, done);
+        MaybeFinishShutdown();
+      });
+}
+
+void EngineImpl::QueueRedrive(const std::string& saga_id, const Wait& wait) {
+  if (shutting_down_ || !options_.run_sagas) return;
+  if (wait.due_ms > Now() + options_.timer_window_ms) return;
+  if (!redrives_.insert(saga_id).second) return;
+  timers_->Add({wait.due_ms, saga_id, "redrive"});
+}
+
+void EngineImpl::Redrive(const TimerQueue::Entry& e) {
+  redrives_.erase(e.saga_id);
+  if (shutting_down_ || !health_.ok()) return;  // the row stays: next start
+  auto found = std::make_shared<Result<SagaRecord>>(Status::NotFound(""));
+  ++blocking_work_;
+  RunBlocking(
+      loop_, [this, e, found] { *found = store_->GetSaga(e.saga_id); },
+      [this, e, found] {
+        --blocking_work_;
+        StartReplay(
+            std::move(*found), "", e.due_ms,
+            [id = e.saga_id](Result<SagaState> r) {
+              if (r.ok()) return;
+              Log(LogLevel::kError, "engine", "automatic replay failed",
+                  {.saga_id = id, .extra = {{"error", r.status().ToString()}}});
+            });
+        MaybeFinishShutdown();
+      });
+}
+
+void EngineImpl::StartReplay(Result<SagaRecord> found,
+                             const std::string& from_step,
+                             int64_t redrive_due_ms,
+                             const Callback<SagaState>& done) {
+  if (!found.ok()) return done(found.status());
+  if (redrive_due_ms != 0 && active_.count(found->id) != 0) {
+    return done(SagaState::kRunning);  // replayed by hand meanwhile: stale
+  }
+  if (shutting_down_) {
+    return done(Status::ShutdownInProgress("the engine is shutting down"));
+  }
+  if (active_.count(found->id) != 0) {
+    return done(Status::Busy("saga " + found->id + " is already replaying"));
+  }
+  if (purging_.count(found->id) != 0) {
+    return done(Status::Busy("saga " + found->id + " is being purged"));
+  }
+  auto saga = FromRecord(*found);
+  if (!saga.ok()) return done(saga.status());
+  if (redrive_due_ms != 0 && (saga->state != SagaState::kParked ||
+                              saga->wait.kind != Wait::Kind::kRedrive ||
+                              saga->wait.due_ms != redrive_due_ms)) {
+    return done(SagaState::kParked);  // replayed or purged meanwhile: stale
+  }
+  DefPtr def = FindDefinition(saga->workflow, saga->version);
+  if (!def) {
+    return done(Status::NotFound("workflow " + saga->workflow + "@" +
+                                 std::to_string(saga->version) +
+                                 " is not registered"));
+  }
+  auto active = std::make_unique<Active>();
+  active->saga = std::move(saga).value();
+  active->def = def;
+  Active& a = *active;
+  auto plan = PlanReplay(Context(a), a.saga, from_step, redrive_due_ms != 0);
+  if (!plan.ok()) return done(plan.status());
+  const std::string id = a.saga.id;
+  ++running_[def->name];
+  a.holds_slot = true;
+  active_[id] = std::move(active);
+  Apply(a, std::move(plan).value(), [this, id, done](const Status& s) {
+    if (!s.ok()) return done(s);
+    const Saga* saga = FindActive(id);
+    done(saga ? saga->state : SagaState::kCompleted);
+  });
+}
+
+void EngineImpl::PurgeDlq(const std::string& saga_id,
+                          Callback<DlqRecord> done) {
+  if (shutting_down_) {
+    return done(Status::ShutdownInProgress("the engine is shutting down"));
+  }
+  if (!health_.ok()) return done(health_);
+  if (const Saga* s = FindActive(saga_id)) {
+    return done(Status::InvalidArgument(
+        "saga " + saga_id + " is " + std::string(SagaStateName(s->state)) +
+        ", not parked; only parked sagas are purged"));
+  }
+  if (!purging_.insert(saga_id).second) {
+    return done(Status::Busy("saga " + saga_id + " is being purged"));
+  }
+  struct Read {
+    Result<SagaRecord> saga = Status::NotFound("");
+    Result<DlqRecord> dlq = Status::NotFound("");
+    bool owns_key = false;
+  };
+  auto read = std::make_shared<Read>();
+  ++blocking_work_;
+  RunBlocking(
+      loop_,
+      [this, saga_id, read] {
+        read->saga = store_->GetSaga(saga_id);
+        if (!read->saga.ok()) return;
+        read->dlq = store_->GetDlq(saga_id);
+        // The key's row goes only if it names this saga.
+        if (!read->saga->idempotency_key.empty()) {
+          auto owner = store_->LookupIdempotency(read->saga->idempotency_key);
+          read->owns_key = owner.ok() && *owner == saga_id;
+        }
+      },
+      [this, saga_id, read, done] {
+        --blocking_work_;
+        auto fail = [&](Status s) {
+          purging_.erase(saga_id);
+          done(std::move(s));
+          MaybeFinishShutdown();
+        };
+        if (!read->saga.ok()) return fail(read->saga.status());
+        const SagaRecord& rec = *read->saga;
+        if (active_.count(saga_id) != 0 || rec.state != SagaState::kParked) {
+          const std::string state = active_.count(saga_id) != 0
+                                        ? "replaying"
+                                        : std::string(SagaStateName(rec.state));
+          return fail(Status::InvalidArgument(
+              "saga " + saga_id + " is " + state +
+              ", not parked; only parked sagas are purged"));
+        }
+        if (shutting_down_) {
+          return fail(
+              Status::ShutdownInProgress("the engine is shutting down"));
+        }
+        // A parked saga's DLQ entry; a parked saga without one (a damaged
+        // store) is purged all the same.
+        DlqRecord entry;
+        if (read->dlq.ok()) {
+          entry = *read->dlq;
+        } else {
+          entry.saga_id = saga_id;
+          entry.workflow = rec.workflow;
+          entry.version = rec.version;
+        }
+        const int64_t now = Now();
+        Transition t;
+        t.DeleteSaga(rec);
+        t.DeleteDlq(saga_id);
+        if (read->owns_key) t.DeleteIdempotency(rec.idempotency_key);
+        // A timer its body still names (an automatic replay) goes too.
+        if (auto saga = FromRecord(rec);
+            saga.ok() && !TimerNameOf(saga->wait.kind).empty()) {
+          t.DeleteTimer(saga->wait.due_ms, saga_id,
+                        std::string(TimerNameOf(saga->wait.kind)));
+        }
+        t.PutAudit("dlq_purge", saga_id,
+                   {{"action", "dlq_purge"},
+                    {"saga_id", saga_id},
+                    {"workflow", rec.workflow},
+                    {"version", rec.version},
+                    {"created_ms", rec.created_ms},
+                    {"last_seq", rec.last_seq},
+                    {"idempotency_key", rec.idempotency_key},
+                    {"dlq",
+                     {{"reason", entry.reason},
+                      {"step", entry.step},
+                      {"last_error", entry.last_error},
+                      {"attempts", entry.attempts},
+                      {"parked_ms", entry.parked_ms},
+                      {"replay_count", entry.replay_count}}},
+                    {"purged_ms", now}});
+        const bool had_entry = read->dlq.ok();
+        Commit(std::move(t),
+               [this, saga_id, entry, had_entry, done](const Status& s) {
+                 purging_.erase(saga_id);
+                 if (!s.ok()) {
+                   health_ = s;
+                   done(s);
+                 } else {
+                   if (had_entry) m_.dlq_entries->Add(-1);
+                   done(entry);
+                 }
+                 MaybeFinishShutdown();
+               });
+      });
+}
+
+}  // namespace cde
