@@ -337,15 +337,18 @@ TEST(MetricsTest, ConcurrentUpdatesAreAllCountedAndEveryScrapeIsValid) {
   std::atomic<bool> done{false};
   std::atomic<int> scrapes{0};
   std::thread scraper([&] {
-    while (!done) {
+    do {
       auto parsed = ParsePrometheusText(m.Render());
       ASSERT_OK(parsed.status());
       ++scrapes;
-    }
+    } while (!done);
   });
   std::vector<std::thread> writers;
   for (int t = 0; t < kThreads; ++t) {
     writers.emplace_back([&, t] {
+      // On a loaded machine the writers could finish before the scraper
+      // runs at all: they start once it has.
+      while (scrapes.load() == 0) std::this_thread::yield();
       Counter& mine = c->With({std::to_string(t % 2)});
       for (int i = 0; i < kOps; ++i) {
         mine.Increment();
