@@ -530,8 +530,10 @@ void EngineImpl::OnOutcome(const std::string& id, AttemptOutcome outcome) {
     Active& a = *it->second;
     auto plan = PlanAttemptResult(Context(a), a.saga, outcome);
     if (!plan) return;  // stale: a timed-out or superseded attempt
-    --attempts_in_flight_;
-    a.in_flight = false;
+    if (a.in_flight) {  // not so for an attempt that never left its gate
+      --attempts_in_flight_;
+      a.in_flight = false;
+    }
     RecordBreaker(a, outcome);
     ObserveOutcome(a, outcome, arrived);
     AbandonAttempt(a);
@@ -599,6 +601,7 @@ void EngineImpl::CancelActive(const std::string& saga_id, bool compensate,
       if (!s.ok()) return done(s);
       const Saga* saga = FindActive(saga_id);
       done(saga ? saga->state : SagaState::kCancelled);
+      if (saga) LeaveGate(saga_id);
     });
   });
 }

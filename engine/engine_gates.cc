@@ -6,6 +6,8 @@
 // gate's FIFO, in memory only: its `attempt_started` is already logged, so a
 // restart dispatches it again like any attempt whose result was not logged,
 // and it consumes no retry because it never ran.
+#include <algorithm>
+
 #include "engine/engine_impl.h"
 #include "engine/log.h"
 
@@ -142,6 +144,26 @@ void EngineImpl::OpenGate(const std::string& gate) {
     Dispatch(a);
     if (!g.waiting.empty() && g.waiting.front() == id) break;
   }
+}
+
+// A cancelled saga whose attempt waits at a gate does not wait for the gate
+// to open: the attempt never ran, so it fails as not run and the cancel goes
+// on (compensating only what did run).
+void EngineImpl::LeaveGate(const std::string& saga_id) {
+  auto it = active_.find(saga_id);
+  if (it == active_.end()) return;
+  Active& a = *it->second;
+  if (a.gate.empty() || a.in_flight || !a.saga.cancel_requested) return;
+  auto g = gates_.find(a.gate);
+  if (g != gates_.end()) {
+    auto& q = g->second.waiting;
+    q.erase(std::remove(q.begin(), q.end(), saga_id), q.end());
+  }
+  const std::string gate = std::exchange(a.gate, "");
+  const Wait& w = a.saga.wait;
+  AttemptOutcome o{w.step, w.compensation, w.attempt};
+  o.error = {"cancelled", "cancelled while waiting at " + gate};
+  OnOutcome(saga_id, std::move(o));
 }
 
 void EngineImpl::RecordBreaker(Active& a, const AttemptOutcome& o) {

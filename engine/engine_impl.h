@@ -166,6 +166,7 @@ class EngineImpl final : public Engine {
   void OpenGate(const std::string& gate);
   static void OnGateTimer(uv_timer_t* timer);
   void RecordBreaker(Active& a, const AttemptOutcome& o);
+  void LeaveGate(const std::string& saga_id);
   void OnBreakerTransition(const std::string& key, BreakerState from,
                            BreakerState to);
   std::optional<uint32_t> ConcurrencyLimit(const WorkflowDefinition& def) const;

@@ -107,6 +107,38 @@ TEST(CircuitBreakerTest, ClientErrorsDoNotOpenIt) {
   ASSERT_OK(h.Close());
 }
 
+TEST(CircuitBreakerTest, CancelOfASagaWaitingAtAnOpenBreakerDoesNotWait) {
+  TestHttpServer server;
+  server.Start();
+  server.Respond("/svc", 503, "down");
+  EngineHarness h;
+  ASSERT_OK(h.Open(""));
+  EngineLimits limits;
+  limits.breaker_default = {
+      .failure_threshold = 1, .failure_ratio = 0, .cool_down_ms = 60000};
+  h.engine().SetLimits(limits);
+  ASSERT_OK(
+      h.Register(Workflow("call", {{{"name", "get"},
+                                    {"action", "http"},
+                                    {"params", {{"url", server.url("/svc")}}},
+                                    {"retry", Fast(1)}}}))
+          .status());
+  auto first = h.Start({.workflow = "call"});  // fails and opens it
+  ASSERT_OK(first.status());
+  ASSERT_OK(h.AwaitInactive(first->saga_id).status());
+  auto held = h.Start({.workflow = "call"});
+  ASSERT_OK(held.status());
+  ASSERT_TRUE(
+      h.RunUntil([&] { return h.engine().stats().waiting_at_gates == 1; }));
+  ASSERT_OK(h.Cancel(held->saga_id).status());
+  auto rec = h.AwaitInactive(held->saga_id);  // not a minute later
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kCancelled);
+  EXPECT_EQ(server.requests().size(), 1u);  // its attempt never went out
+  EXPECT_EQ(h.engine().stats().waiting_at_gates, 0u);
+  ASSERT_OK(h.Close());
+}
+
 TEST(RateLimitTest, LimitedStepsWaitTheirTurnInOrderAndNoneFails) {
   std::vector<std::string> order;
   std::vector<std::chrono::steady_clock::time_point> times;
