@@ -29,114 +29,100 @@ json Fast(int attempts) {
           {"non_retryable", json::array()}};
 }
 
-TEST(CircuitBreakerTest, OpensOnFailuresDefersWithoutSpendingRetriesAndCloses) {
-  TestHttpServer server;
-  server.Start();
-  server.Respond("/svc", 503, "down");
-  EngineHarness h;
-  ASSERT_OK(h.Open(""));
-  EngineLimits limits;
-  limits.breaker_default = {.failure_threshold = 2,
-                            .failure_ratio = 0,
-                            .cool_down_ms = 1500,
-                            .half_open_probes = 1};
-  h.engine().SetLimits(limits);
-  ASSERT_OK(
-      h.Register(Workflow("call", {{{"name", "get"},
-                                    {"action", "http"},
-                                    {"params", {{"url", server.url("/svc")}}},
-                                    {"retry", Fast(4)}}}))
-          .status());
-  auto r = h.Start({.workflow = "call"});
+// An engine whose workflow "call" makes one http request to a real local
+// server answering `status`, under breaker `policy`.
+class CircuitBreakerTest : public ::testing::Test {
+ protected:
+  void Serve(int status, BreakerPolicy policy, int attempts) {
+    server_.Start();
+    server_.Respond("/svc", status, "scripted");
+    ASSERT_OK(h_.Open(""));
+    EngineLimits limits;
+    limits.breaker_default = policy;
+    h_.engine().SetLimits(limits);
+    ASSERT_OK(h_.Register(Workflow("call",
+                                   {{{"name", "get"},
+                                     {"action", "http"},
+                                     {"params", {{"url", server_.url("/svc")}}},
+                                     {"retry", Fast(attempts)}}}))
+                  .status());
+    key_ = "127.0.0.1:" + std::to_string(server_.port());
+  }
+  void TearDown() override { EXPECT_OK(h_.Close()); }
+
+  TestHttpServer server_;
+  EngineHarness h_;
+  std::string key_;
+};
+
+TEST_F(CircuitBreakerTest,
+       OpensOnFailuresDefersWithoutSpendingRetriesAndCloses) {
+  Serve(503,
+        {.failure_threshold = 2,
+         .failure_ratio = 0,
+         .cool_down_ms = 1500,
+         .half_open_probes = 1},
+        4);
+  auto r = h_.Start({.workflow = "call"});
   ASSERT_OK(r.status());
-  ASSERT_TRUE(h.RunUntil([&] { return server.requests().size() == 2; }));
-  server.Respond("/svc", 200, R"({"ok": true})");
+  ASSERT_TRUE(h_.RunUntil([&] { return server_.requests().size() == 2; }));
+  server_.Respond("/svc", 200, R"({"ok": true})");
   // Open: the third attempt waits for the cool-down instead of failing.
-  const std::string key = "127.0.0.1:" + std::to_string(server.port());
   ASSERT_TRUE(
-      h.RunUntil([&] { return h.engine().stats().waiting_at_gates == 1; }));
-  EngineStats st = h.engine().stats();
+      h_.RunUntil([&] { return h_.engine().stats().waiting_at_gates == 1; }));
+  EngineStats st = h_.engine().stats();
   ASSERT_EQ(st.breakers.size(), 1u);
-  EXPECT_EQ(st.breakers[0].key, key);
+  EXPECT_EQ(st.breakers[0].key, key_);
   EXPECT_EQ(st.breakers[0].state, BreakerState::kOpen);
-  h.RunUntil([] { return false; }, 300);
-  EXPECT_EQ(server.requests().size(), 2u);
+  h_.RunUntil([] { return false; }, 300);
+  EXPECT_EQ(server_.requests().size(), 2u);
   // Half-open after the cool-down: the probe succeeds and the saga
   // completes on its third attempt of four.
-  auto done = h.AwaitInactive(r->saga_id, 10000);
+  auto done = h_.AwaitInactive(r->saga_id, 10000);
   ASSERT_OK(done.status());
   EXPECT_EQ(done->state, SagaState::kCompleted);
   EXPECT_EQ(done->body["steps"][0]["attempts"], 3);
-  EXPECT_EQ(server.requests().size(), 3u);
-  st = h.engine().stats();
+  EXPECT_EQ(server_.requests().size(), 3u);
+  st = h_.engine().stats();
   EXPECT_EQ(st.breakers[0].state, BreakerState::kClosed);
   EXPECT_EQ(st.breakers[0].opened_total, 1u);
-  const std::string text = h.engine().metrics().Render();
+  const std::string text = h_.engine().metrics().Render();
   for (const char* edge : {R"(key="KEY",from="closed",to="open"} 1)",
                            R"(key="KEY",from="open",to="half_open"} 1)",
                            R"(key="KEY",from="half_open",to="closed"} 1)"}) {
     std::string line = edge;
-    line.replace(line.find("KEY"), 3, key);
+    line.replace(line.find("KEY"), 3, key_);
     EXPECT_NE(text.find(line), std::string::npos) << line;
   }
-  ASSERT_OK(h.Close());
 }
 
-TEST(CircuitBreakerTest, ClientErrorsDoNotOpenIt) {
-  TestHttpServer server;
-  server.Start();
-  server.Respond("/svc", 400, "bad request");
-  EngineHarness h;
-  ASSERT_OK(h.Open(""));
-  EngineLimits limits;
-  limits.breaker_default = {.failure_threshold = 1, .failure_ratio = 0};
-  h.engine().SetLimits(limits);
-  ASSERT_OK(
-      h.Register(Workflow("call", {{{"name", "get"},
-                                    {"action", "http"},
-                                    {"params", {{"url", server.url("/svc")}}},
-                                    {"retry", Fast(1)}}}))
-          .status());
+TEST_F(CircuitBreakerTest, ClientErrorsDoNotOpenIt) {
+  Serve(400, {.failure_threshold = 1, .failure_ratio = 0}, 1);
   for (int i = 0; i < 3; ++i) {
-    auto r = h.Start({.workflow = "call"});
+    auto r = h_.Start({.workflow = "call"});
     ASSERT_OK(r.status());
-    ASSERT_OK(h.AwaitInactive(r->saga_id).status());
+    ASSERT_OK(h_.AwaitInactive(r->saga_id).status());
   }
-  EXPECT_EQ(server.requests().size(), 3u);
-  EXPECT_EQ(h.engine().stats().breakers[0].state, BreakerState::kClosed);
-  ASSERT_OK(h.Close());
+  EXPECT_EQ(server_.requests().size(), 3u);
+  EXPECT_EQ(h_.engine().stats().breakers[0].state, BreakerState::kClosed);
 }
 
-TEST(CircuitBreakerTest, CancelOfASagaWaitingAtAnOpenBreakerDoesNotWait) {
-  TestHttpServer server;
-  server.Start();
-  server.Respond("/svc", 503, "down");
-  EngineHarness h;
-  ASSERT_OK(h.Open(""));
-  EngineLimits limits;
-  limits.breaker_default = {
-      .failure_threshold = 1, .failure_ratio = 0, .cool_down_ms = 60000};
-  h.engine().SetLimits(limits);
-  ASSERT_OK(
-      h.Register(Workflow("call", {{{"name", "get"},
-                                    {"action", "http"},
-                                    {"params", {{"url", server.url("/svc")}}},
-                                    {"retry", Fast(1)}}}))
-          .status());
-  auto first = h.Start({.workflow = "call"});  // fails and opens it
+TEST_F(CircuitBreakerTest, CancelOfASagaWaitingAtAnOpenBreakerDoesNotWait) {
+  Serve(503,
+        {.failure_threshold = 1, .failure_ratio = 0, .cool_down_ms = 60000}, 1);
+  auto first = h_.Start({.workflow = "call"});  // fails and opens it
   ASSERT_OK(first.status());
-  ASSERT_OK(h.AwaitInactive(first->saga_id).status());
-  auto held = h.Start({.workflow = "call"});
+  ASSERT_OK(h_.AwaitInactive(first->saga_id).status());
+  auto held = h_.Start({.workflow = "call"});
   ASSERT_OK(held.status());
   ASSERT_TRUE(
-      h.RunUntil([&] { return h.engine().stats().waiting_at_gates == 1; }));
-  ASSERT_OK(h.Cancel(held->saga_id).status());
-  auto rec = h.AwaitInactive(held->saga_id);  // not a minute later
+      h_.RunUntil([&] { return h_.engine().stats().waiting_at_gates == 1; }));
+  ASSERT_OK(h_.Cancel(held->saga_id).status());
+  auto rec = h_.AwaitInactive(held->saga_id);  // not a minute later
   ASSERT_OK(rec.status());
   EXPECT_EQ(rec->state, SagaState::kCancelled);
-  EXPECT_EQ(server.requests().size(), 1u);  // its attempt never went out
-  EXPECT_EQ(h.engine().stats().waiting_at_gates, 0u);
-  ASSERT_OK(h.Close());
+  EXPECT_EQ(server_.requests().size(), 1u);  // its attempt never went out
+  EXPECT_EQ(h_.engine().stats().waiting_at_gates, 0u);
 }
 
 TEST(RateLimitTest, LimitedStepsWaitTheirTurnInOrderAndNoneFails) {
