@@ -1,5 +1,7 @@
 #include "api/jsonrpc.h"
 
+#include <algorithm>
+
 namespace cde::jsonrpc {
 namespace {
 
@@ -11,6 +13,36 @@ bool IsValidId(const json& id) {
 
 DecodeError Invalid(std::string message, Id id = nullptr) {
   return {kInvalidRequest, std::move(message), std::move(id)};
+}
+
+// How deeply arrays and objects may nest in a message. nlohmann::json
+// parses and destroys iteratively, but copies, compares and dumps
+// recursively: a 400 KB message of nested arrays overflowed the stack of
+// the whole server.
+constexpr size_t kMaxDepth = 512;
+
+// The deepest nesting of arrays and objects in `text` (valid JSON).
+size_t NestingDepth(std::string_view text) {
+  size_t depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
 }
 
 }  // namespace
@@ -31,6 +63,15 @@ Message Decode(std::string_view text, size_t max_bytes) {
         kParseError,
         "invalid JSON at byte " + std::to_string(e.byte) + ": " + e.what(),
         nullptr};
+  } catch (const json::exception& e) {
+    // A number beyond a double ("1E400") is out_of_range, not parse_error
+    // (found by tests/fuzz/fuzz_jsonrpc; it used to end the process).
+    return DecodeError{kParseError, std::string("invalid JSON: ") + e.what(),
+                       nullptr};
+  }
+  if (NestingDepth(text) > kMaxDepth) {
+    return Invalid("arrays and objects nest deeper than " +
+                   std::to_string(kMaxDepth) + " levels");
   }
   if (msg.is_array()) {
     return Invalid(

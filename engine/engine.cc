@@ -207,11 +207,15 @@ void EngineImpl::RegisterWorkflow(const json& doc,
     registering_.erase(key);
     if (!s.ok()) {
       health_ = s;
-      return done(s);
+      done(s);
+    } else if (Status added = AddDefinition(record); !added.ok()) {
+      done(added);
+    } else {
+      done(record);
     }
-    Status added = AddDefinition(record);
-    if (!added.ok()) return done(added);
-    done(record);
+    // A shutdown asked for during the commit waits for it (found by
+    // tests/fuzz/fuzz_jsonrpc: without this, it never finished).
+    MaybeFinishShutdown();
   });
 }
 

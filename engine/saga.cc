@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <optional>
+#include <stdexcept>
 
 namespace cde {
 namespace {
@@ -41,6 +43,20 @@ E FromName(const std::array<std::pair<E, std::string_view>, N>& table,
 json ErrorToJson(const ErrorInfo& e) {
   if (e.empty()) return nullptr;
   return {{"kind", e.kind}, {"message", e.message}};
+}
+
+// An integer field (or `fallback` when absent). get<uint32_t>() and the
+// like cast a float, which is undefined behaviour when it is out of range
+// (found by tests/fuzz/fuzz_record_decode); ToRecord writes integers.
+template <typename T>
+T IntField(const json& j, const char* key, std::optional<T> fallback = {}) {
+  const auto it = j.find(key);
+  if (it == j.end() && fallback) return *fallback;
+  const json& v = j.at(key);
+  if (v.is_number_float()) {  // other types: get() says what is wrong
+    throw std::invalid_argument(std::string(key) + ": not an integer");
+  }
+  return v.get<T>();
 }
 
 ErrorInfo ErrorFromJson(const json& j) {
@@ -134,30 +150,31 @@ Result<Saga> FromRecord(const SagaRecord& r) {
       StepState st;
       st.status = FromName(kStepNames, j.at("status").get<std::string>(),
                            "step status");
-      st.attempts = j.at("attempts").get<uint32_t>();
-      st.compensation_attempts = j.value("compensation_attempts", 0u);
+      st.attempts = IntField<uint32_t>(j, "attempts");
+      st.compensation_attempts =
+          IntField<uint32_t>(j, "compensation_attempts", 0u);
       if (auto it = j.find("output"); it != j.end()) st.output = *it;
       if (auto it = j.find("error"); it != j.end())
         st.error = ErrorFromJson(*it);
       if (auto it = j.find("compensation_error"); it != j.end()) {
         st.compensation_error = ErrorFromJson(*it);
       }
-      st.started_ms = j.value("started_ms", int64_t{0});
-      st.finished_ms = j.value("finished_ms", int64_t{0});
+      st.started_ms = IntField<int64_t>(j, "started_ms", 0);
+      st.finished_ms = IntField<int64_t>(j, "finished_ms", 0);
       s.steps.push_back(std::move(st));
     }
     if (auto it = b.find("wait"); it != b.end()) {
       const json& w = *it;
       s.wait.kind =
           FromName(kWaitNames, w.at("kind").get<std::string>(), "wait kind");
-      s.wait.step = w.at("step").get<int>();
+      s.wait.step = IntField<int>(w, "step");
       s.wait.compensation = w.at("compensation").get<bool>();
-      s.wait.attempt = w.at("attempt").get<uint32_t>();
-      s.wait.due_ms = w.at("due_ms").get<int64_t>();
+      s.wait.attempt = IntField<uint32_t>(w, "attempt");
+      s.wait.due_ms = IntField<int64_t>(w, "due_ms");
     }
     if (auto it = b.find("failure"); it != b.end()) {
       s.failure = ErrorFromJson(*it);
-      s.failed_step = b.at("failed_step").get<int>();
+      s.failed_step = IntField<int>(b, "failed_step");
     }
     s.correlation_id = b.value("correlation_id", std::string());
     s.trace_id = b.value("trace_id", std::string());  // older: none
@@ -165,7 +182,7 @@ Result<Saga> FromRecord(const SagaRecord& r) {
       s.cancel_requested = true;
       s.compensate_on_cancel = it->at("compensate").get<bool>();
     }
-    s.replay_count = b.value("replay_count", 0u);
+    s.replay_count = IntField<uint32_t>(b, "replay_count", 0u);
     s.checkpointed = b.value("checkpointed", false);
   } catch (const std::exception& e) {
     return Status::Corruption("saga '" + r.id +

@@ -21,6 +21,9 @@ Result<nlohmann::json> ReadJsonFile(const fs::path& path) {
   } catch (const nlohmann::json::parse_error& e) {
     return Status::InvalidArgument(path.string() + ": not valid JSON at byte " +
                                    std::to_string(e.byte) + ": " + e.what());
+  } catch (const nlohmann::json::exception& e) {  // e.g. a number like 1E400
+    return Status::InvalidArgument(path.string() + ": not valid JSON: " +
+                                   e.what());
   }
 }
 

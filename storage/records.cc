@@ -43,8 +43,16 @@ Result<T> Unframe(std::string_view value, std::string_view where,
                    ", this build reads version " +
                    std::to_string(kRecordVersion));
   }
-  json j = json::from_cbor(value.begin() + 1, value.end(), /*strict=*/true,
-                           /*allow_exceptions=*/false);
+  json j;
+  try {
+    j = json::from_cbor(value.begin() + 1, value.end(), /*strict=*/true,
+                        /*allow_exceptions=*/false);
+  } catch (const json::exception& e) {
+    // Even with allow_exceptions = false, nlohmann::json throws for an
+    // array or map whose declared length exceeds max_size() (found by
+    // tests/fuzz/fuzz_record_decode).
+    return corrupt(std::string("invalid CBOR: ") + e.what());
+  }
   if (j.is_discarded()) return corrupt("invalid CBOR");
   if (!j.is_object()) return corrupt("not a CBOR map");
   try {
@@ -56,6 +64,19 @@ Result<T> Unframe(std::string_view value, std::string_view where,
   } catch (const std::invalid_argument& e) {
     return corrupt(e.what());
   }
+}
+
+// An integer field. get<uint32_t>() and the like cast a float, which is
+// undefined behaviour when it is out of range (found by
+// tests/fuzz/fuzz_record_decode): our encoders write integers, so anything
+// else is corruption.
+template <typename T>
+T IntField(const json& j, const char* key) {
+  const json& v = j.at(key);
+  if (v.is_number_float()) {  // other types: get() says what is wrong
+    throw std::invalid_argument(std::string(key) + ": not an integer");
+  }
+  return v.get<T>();
 }
 
 SagaState StateField(const json& j, const char* key) {
@@ -118,11 +139,11 @@ Result<SagaRecord> DecodeSaga(std::string_view value, std::string_view where) {
   return Unframe<SagaRecord>(value, where, "saga", [](const json& j, auto& r) {
     r.id = j.at("id").get<std::string>();
     r.workflow = j.at("workflow").get<std::string>();
-    r.version = j.at("version").get<uint32_t>();
+    r.version = IntField<uint32_t>(j, "version");
     r.state = StateField(j, "state");
-    r.created_ms = j.at("created_ms").get<int64_t>();
-    r.updated_ms = j.at("updated_ms").get<int64_t>();
-    r.last_seq = j.at("last_seq").get<uint64_t>();
+    r.created_ms = IntField<int64_t>(j, "created_ms");
+    r.updated_ms = IntField<int64_t>(j, "updated_ms");
+    r.last_seq = IntField<uint64_t>(j, "last_seq");
     r.idempotency_key = j.at("idempotency_key").get<std::string>();
     r.body = j.at("body");
   });
@@ -143,8 +164,8 @@ std::string EncodeLog(const LogRecord& r) {
 Result<LogRecord> DecodeLog(std::string_view value, std::string_view where) {
   return Unframe<LogRecord>(value, where, "log", [](const json& j, auto& r) {
     r.saga_id = j.at("saga_id").get<std::string>();
-    r.seq = j.at("seq").get<uint64_t>();
-    r.time_ms = j.at("time_ms").get<int64_t>();
+    r.seq = IntField<uint64_t>(j, "seq");
+    r.time_ms = IntField<int64_t>(j, "time_ms");
     r.type = j.at("type").get<std::string>();
     r.data = j.at("data");
   });
@@ -169,13 +190,13 @@ Result<DlqRecord> DecodeDlq(std::string_view value, std::string_view where) {
   return Unframe<DlqRecord>(value, where, "dlq", [](const json& j, auto& r) {
     r.saga_id = j.at("saga_id").get<std::string>();
     r.workflow = j.at("workflow").get<std::string>();
-    r.version = j.at("version").get<uint32_t>();
+    r.version = IntField<uint32_t>(j, "version");
     r.reason = j.at("reason").get<std::string>();
     r.step = j.at("step").get<std::string>();
     r.last_error = j.at("last_error").get<std::string>();
-    r.attempts = j.at("attempts").get<uint32_t>();
-    r.parked_ms = j.at("parked_ms").get<int64_t>();
-    r.replay_count = j.at("replay_count").get<uint32_t>();
+    r.attempts = IntField<uint32_t>(j, "attempts");
+    r.parked_ms = IntField<int64_t>(j, "parked_ms");
+    r.replay_count = IntField<uint32_t>(j, "replay_count");
   });
 }
 
@@ -193,7 +214,7 @@ Result<TimerRecord> DecodeTimer(std::string_view value,
                                 std::string_view where) {
   return Unframe<TimerRecord>(value, where, "timer",
                               [](const json& j, auto& r) {
-                                r.due_ms = j.at("due_ms").get<int64_t>();
+                                r.due_ms = IntField<int64_t>(j, "due_ms");
                                 r.saga_id = j.at("saga_id").get<std::string>();
                                 r.name = j.at("name").get<std::string>();
                                 r.data = j.at("data");
@@ -215,8 +236,8 @@ Result<DefinitionRecord> DecodeDefinition(std::string_view value,
   return Unframe<DefinitionRecord>(
       value, where, "definition", [](const json& j, auto& r) {
         r.name = j.at("name").get<std::string>();
-        r.version = j.at("version").get<uint32_t>();
-        r.registered_ms = j.at("registered_ms").get<int64_t>();
+        r.version = IntField<uint32_t>(j, "version");
+        r.registered_ms = IntField<int64_t>(j, "registered_ms");
         r.definition = j.at("definition");
       });
 }
@@ -245,7 +266,7 @@ Result<uint32_t> DecodeFormatVersion(std::string_view value,
                                      std::string_view where) {
   return Unframe<uint32_t>(value, where, "meta",
                            [](const json& j, uint32_t& v) {
-                             v = j.at("format_version").get<uint32_t>();
+                             v = IntField<uint32_t>(j, "format_version");
                            });
 }
 

@@ -85,7 +85,7 @@ TEST(JsonRpcTest, EncodedRepliesAreJsonRpc) {
 
 TEST(JsonRpcTest, InvalidUtf8InAnErrorMessageStillEncodes) {
   const std::string out = EncodeError(1, kInvalidParams, "bad \xff byte");
-  EXPECT_NO_THROW(json::parse(out));
+  EXPECT_TRUE(json::parse(out).is_object());
 }
 
 }  // namespace

@@ -216,7 +216,7 @@ TEST_F(TransitionsTest, NonRetryableKindFailsAtOnceAndCompensatesInReverse) {
 }
 
 TEST_F(TransitionsTest, ExhaustedRetriesFailTheStep) {
-  def_ = Def({Step("only", {{"retry", {{"max_attempts", 2}}}})});
+  def_ = Def(json::array({Step("only", {{"retry", {{"max_attempts", 2}}}})}));
   Saga s = Start().saga;
   auto p1 = PlanAttemptResult(Ctx(), s, Err(0, 1));
   ASSERT_TRUE(p1);
@@ -230,7 +230,7 @@ TEST_F(TransitionsTest, ExhaustedRetriesFailTheStep) {
 }
 
 TEST_F(TransitionsTest, StepWithUnknownOutcomeIsCompensatedToo) {
-  def_ = Def({WithUndo("pay", {{"max_attempts", 1}})});
+  def_ = Def(json::array({WithUndo("pay", {{"max_attempts", 1}})}));
   auto p = PlanAttemptResult(Ctx(), Start().saga, Err(0, 1, "timeout"));
   ASSERT_TRUE(p);
   EXPECT_EQ(p->saga.wait, (Wait{Wait::Kind::kAttempt, 0, true, 1, 0}));
