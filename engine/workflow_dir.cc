@@ -22,8 +22,8 @@ Result<nlohmann::json> ReadJsonFile(const fs::path& path) {
     return Status::InvalidArgument(path.string() + ": not valid JSON at byte " +
                                    std::to_string(e.byte) + ": " + e.what());
   } catch (const nlohmann::json::exception& e) {  // e.g. a number like 1E400
-    return Status::InvalidArgument(path.string() + ": not valid JSON: " +
-                                   e.what());
+    return Status::InvalidArgument(path.string() +
+                                   ": not valid JSON: " + e.what());
   }
 }
 
