@@ -15,6 +15,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "storage/json_depth.h"
+
 extern char** environ;
 
 namespace cde {
@@ -493,8 +495,7 @@ std::vector<Override> ApplyEnvironment(
     const std::string variable = VariableFor(path);
     auto it = env.find(variable);
     if (it == env.end()) return;
-    json value =
-        string ? json(it->second) : json::parse(it->second, nullptr, false);
+    json value = string ? json(it->second) : ParseBoundedJson(it->second);
     // Not JSON: as a string, so the check says which type was wanted.
     if (value.is_discarded()) value = it->second;
     if (Set(doc, path, std::move(value))) applied.push_back({path, variable});
@@ -552,6 +553,9 @@ Result<json> ParseFile(const std::string& path) {
   if (!text.ok()) {
     return Status::InvalidArgument(path +
                                    ": cannot read: " + text.status().message());
+  }
+  if (const size_t depth = JsonTextDepth(*text); depth > kMaxJsonDepth) {
+    return Status::InvalidArgument(path + ": " + TooDeepMessage(depth));
   }
   try {
     return json::parse(*text);

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "api/mcp_util.h"
+#include "storage/json_depth.h"
 
 namespace cde {
 namespace {
@@ -184,7 +185,7 @@ class Routes final : public HttpRoutes {
   // invalid_argument (400), busy (409), shutting_down (503), internal (500).
   void Purge(const HttpRequest& req, HttpServer::Respond respond) {
     if (!AdminPost(req, respond)) return;
-    const json body = json::parse(req.body, nullptr, false);
+    const json body = ParseBoundedJson(req.body);
     if (!body.is_object() || !body.contains("saga_id") ||
         !body["saga_id"].is_string()) {
       return respond(Json(400, {{"error", "body: {\"saga_id\": ID} expected"},
@@ -233,7 +234,7 @@ class Routes final : public HttpRoutes {
   // checkpoint of the live store, taken off the loop (Engine::ReadStore).
   void Backup(const HttpRequest& req, HttpServer::Respond respond) {
     if (!AdminPost(req, respond)) return;
-    const json body = json::parse(req.body, nullptr, false);
+    const json body = ParseBoundedJson(req.body);
     if (!body.is_object() || !body.contains("dir") ||
         !body["dir"].is_string()) {
       return respond(Json(400, {{"error", "body: {\"dir\": PATH} expected"}}));

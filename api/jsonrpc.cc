@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "storage/json_depth.h"
+
 namespace cde::jsonrpc {
 namespace {
 
@@ -13,36 +15,6 @@ bool IsValidId(const json& id) {
 
 DecodeError Invalid(std::string message, Id id = nullptr) {
   return {kInvalidRequest, std::move(message), std::move(id)};
-}
-
-// How deeply arrays and objects may nest in a message. nlohmann::json
-// parses and destroys iteratively, but copies, compares and dumps
-// recursively: a 400 KB message of nested arrays overflowed the stack of
-// the whole server.
-constexpr size_t kMaxDepth = 512;
-
-// The deepest nesting of arrays and objects in `text` (valid JSON).
-size_t NestingDepth(std::string_view text) {
-  size_t depth = 0, deepest = 0;
-  bool in_string = false, escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      deepest = std::max(deepest, ++depth);
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return deepest;
 }
 
 }  // namespace
@@ -69,9 +41,10 @@ Message Decode(std::string_view text, size_t max_bytes) {
     return DecodeError{kParseError, std::string("invalid JSON: ") + e.what(),
                        nullptr};
   }
-  if (NestingDepth(text) > kMaxDepth) {
-    return Invalid("arrays and objects nest deeper than " +
-                   std::to_string(kMaxDepth) + " levels");
+  // Copies and dumps of the message recurse once per level (a 400 KB
+  // message of nested arrays overflowed the server's stack).
+  if (const size_t depth = JsonTextDepth(text); depth > kMaxJsonDepth) {
+    return Invalid(TooDeepMessage(depth));
   }
   if (msg.is_array()) {
     return Invalid(

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "engine/async_action.h"
+#include "storage/json_depth.h"
 
 extern char** environ;
 
@@ -312,7 +313,8 @@ ActionResult Child::Result() const {
     const std::string n = std::to_string(exit_status_);
     return ActionResult::Failure("exit_code:" + n, "exit code " + n + detail);
   }
-  json output = json::parse(out_.data, nullptr, false);
+  // Not JSON, or nested beyond what the engine holds: kept as text.
+  json output = ParseBoundedJson(out_.data);
   if (output.is_discarded()) output = {{"stdout", ValidUtf8(out_.data)}};
   return ActionResult::Success(std::move(output));
 }

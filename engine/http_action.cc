@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "engine/async_action.h"
+#include "storage/json_depth.h"
 
 namespace cde {
 namespace {
@@ -235,7 +236,8 @@ ActionResult ResultOf(const Transfer& t, CURLcode code) {
   curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &status);
   if (status >= 200 && status < 300) {
     if (t.response.empty()) return ActionResult::Success({{"status", status}});
-    json output = json::parse(t.response, nullptr, false);
+    // Not JSON, or nested beyond what the engine holds: kept as text.
+    json output = ParseBoundedJson(t.response);
     if (output.is_discarded()) {
       output = {{"status", status}, {"body", ValidUtf8(t.response)}};
     }

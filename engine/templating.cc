@@ -3,6 +3,8 @@
 #include <string_view>
 #include <utility>
 
+#include "storage/json_depth.h"
+
 namespace cde {
 namespace {
 
@@ -295,7 +297,16 @@ Result<std::vector<TemplateRef>> CollectTemplateRefs(
 Result<nlohmann::json> RenderTemplates(const nlohmann::json& params,
                                        const TemplateContext& context) {
   try {
-    return Render(params, "params", context);
+    Result<json> rendered = Render(params, "params", context);
+    // Splicing outputs into params can deepen them step after step (an echo
+    // of an echo); the engine keeps what it logs within its limit.
+    if (rendered.ok()) {
+      if (const size_t depth = JsonValueDepth(*rendered);
+          depth > kMaxJsonDepth) {
+        return ErrorAt("params", "once rendered, " + TooDeepMessage(depth));
+      }
+    }
+    return rendered;
   } catch (const std::exception& e) {  // a bug must not escape as a crash
     return ErrorAt("params", std::string("internal error: ") + e.what());
   }

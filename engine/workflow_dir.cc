@@ -6,6 +6,8 @@
 #include <memory>
 #include <sstream>
 
+#include "storage/json_depth.h"
+
 namespace cde {
 namespace {
 
@@ -16,6 +18,10 @@ Result<nlohmann::json> ReadJsonFile(const fs::path& path) {
   if (!in) return Status::IOError(path.string() + ": cannot be read");
   std::stringstream text;
   text << in.rdbuf();
+  if (const size_t depth = JsonTextDepth(text.view()); depth > kMaxJsonDepth) {
+    return Status::InvalidArgument(path.string() + ": " +
+                                   TooDeepMessage(depth));
+  }
   try {
     return nlohmann::json::parse(text.str());
   } catch (const nlohmann::json::parse_error& e) {

@@ -3,6 +3,7 @@
 #include <array>
 
 #include "storage/cbor_writer.h"
+#include "storage/json_depth.h"
 
 namespace cde {
 namespace {
@@ -42,6 +43,12 @@ Result<T> Unframe(std::string_view value, std::string_view where,
     return corrupt("record version " + std::to_string(version) +
                    ", this build reads version " +
                    std::to_string(kRecordVersion));
+  }
+  // nlohmann's CBOR reader recurses once per level: a corrupt value must not
+  // overflow the stack. What the engine writes stays far below the limit.
+  if (const size_t depth = CborDepth(value.substr(1));
+      depth > kMaxRecordDepth) {
+    return corrupt(TooDeepMessage(depth, kMaxRecordDepth));
   }
   json j;
   try {

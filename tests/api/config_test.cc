@@ -313,6 +313,17 @@ TEST(ConfigTest, MalformedJsonReportsThePosition) {
   EXPECT_THAT(error, HasSubstr("line 3, column 12"));
 }
 
+TEST(ConfigTest, FileNestedTooDeepIsRefused) {
+  test::TempDir dir;
+  const std::string path = WriteFile(
+      dir, "config.json",
+      "{\"limits\": " + std::string(600, '[') + std::string(600, ']') + "}");
+  EXPECT_EQ(ErrorOf(LoadConfig(path, {})),
+            path +
+                ": arrays and objects nest 601 levels deep; at most 512 are "
+                "accepted");
+}
+
 TEST(ConfigTest, ReadTokenFileSkipsCommentsAndBlankLines) {
   test::TempDir dir;
   const std::string path =

@@ -516,6 +516,27 @@ TEST(WorkflowDirTest, BadFileIsNamedInTheError) {
       << loaded->status().message();
 }
 
+TEST(WorkflowDirTest, FileNestedTooDeepIsRefusedByName) {
+  test::TempDir dir;
+  std::ofstream(dir.Sub("deep.json"))
+      << R"({"name": "deep", "version": 1, "steps": [{"name": "s", )"
+      << R"("action": "echo", "params": {"x": )" << std::string(5000, '[')
+      << std::string(5000, ']') << "}}]}";
+  test::EngineHarness h;
+  ASSERT_OK(h.Open(""));
+  std::optional<Result<std::vector<DefinitionRecord>>> loaded;
+  RegisterWorkflowDir(h.engine(), dir.path(),
+                      [&](auto r) { loaded.emplace(std::move(r)); });
+  ASSERT_TRUE(h.RunUntil([&] { return loaded.has_value(); }));
+  ASSERT_TRUE(loaded->status().IsInvalidArgument());
+  EXPECT_NE(loaded->status().message().find(
+                "deep.json: arrays and objects nest 5004 levels deep; at "
+                "most 512 are accepted"),
+            std::string::npos)
+      << loaded->status().message();
+  EXPECT_TRUE(h.engine().ListWorkflows().empty());
+}
+
 }  // namespace
 }  // namespace cde
 

@@ -221,6 +221,18 @@ TEST_F(ExecActionTest, InvalidUtf8OnStdoutIsReplaced) {
   EXPECT_NO_THROW(r.output.dump());
 }
 
+TEST_F(ExecActionTest, StdoutNestedTooDeepIsKeptAsText) {
+  // Valid JSON 100,000 levels deep: held as a value, it would overflow the
+  // stack of whatever copies or logs it.
+  ActionResult r =
+      Run(Sh("head -c 100000 /dev/zero | tr '\\0' '['; "
+             "head -c 100000 /dev/zero | tr '\\0' ']'"));
+  ASSERT_TRUE(r.ok) << r.error.message;
+  ASSERT_TRUE(r.output.contains("stdout"));
+  EXPECT_EQ(r.output["stdout"].get<std::string>(),
+            std::string(100000, '[') + std::string(100000, ']'));
+}
+
 TEST_F(ExecActionTest, ManyChildrenRunConcurrently) {
   constexpr int kChildren = 20;
   std::vector<std::optional<ActionResult>> results(kChildren);

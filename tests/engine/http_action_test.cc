@@ -239,6 +239,16 @@ TEST_F(HttpActionTest, OversizedResponseFails) {
   EXPECT_EQ(r.error.kind, "response_too_large");
 }
 
+TEST_F(HttpActionTest, ResponseNestedTooDeepIsKeptAsText) {
+  // Valid JSON 100,000 levels deep from a hostile endpoint: held as a value,
+  // it would overflow the stack of whatever copies or logs it.
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  server_.Respond("/deep", 200, deep);
+  ActionResult r = Get("/deep");
+  ASSERT_TRUE(r.ok) << r.error.message;
+  EXPECT_EQ(r.output, json({{"status", 200}, {"body", deep}}));
+}
+
 TEST_F(HttpActionTest, BadParamsAtRunTimeFailWithParams) {
   for (const json& params :
        {json::object(), json({{"url", 5}}), json({{"url", "ftp://x/"}}),

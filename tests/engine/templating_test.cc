@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "storage/json_depth.h"
+
 namespace cde {
 namespace {
 
@@ -204,6 +206,22 @@ TEST_F(TemplatingTest, SyntaxErrorsFailRendering) {
 std::string CollectError(const json& params, const std::string& where) {
   Result<std::vector<TemplateRef>> refs = CollectTemplateRefs(params, where);
   return refs.ok() ? "OK" : refs.status().message();
+}
+
+TEST_F(TemplatingTest, ParamsNestedTooDeepOnceRenderedAreAnError) {
+  // Each within the limit, together beyond it: an echo of an echo could
+  // otherwise deepen a saga's outputs step after step.
+  json deep_output = json::array();
+  for (int i = 0; i < 400; ++i) deep_output = json::array({deep_output});
+  outputs_["book"] = deep_output;
+  json params = "${steps.book.output}";
+  for (int i = 0; i < 200; ++i) params = json{{"wrap", params}};
+  EXPECT_EQ(RenderError(params),
+            "params: once rendered, arrays and objects nest 601 levels deep; "
+            "at most 512 are accepted");
+  for (int i = 0; i < 100; ++i) deep_output = deep_output[0];
+  outputs_["book"] = deep_output;
+  EXPECT_EQ(JsonValueDepth(Render(params)), 501u);
 }
 
 TEST(CollectTemplateRefsTest, ParsesEveryKindOfReference) {

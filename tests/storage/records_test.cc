@@ -97,6 +97,10 @@ INSTANTIATE_TEST_SUITE_P(
                  "invalid CBOR"},
         BadValue{"NotAMap", Framed(nlohmann::json::array({1})),
                  "not a CBOR map"},
+        // Nested far beyond any stack: measured before it is decoded.
+        BadValue{"NestedTooDeep",
+                 "\x01" + std::string(200000, '\x81') + std::string(1, '\0'),
+                 "nest 200000 levels deep; at most 1024"},
         BadValue{"MissingField", Framed({{"id", "x"}}), "workflow"},
         BadValue{"WrongType",
                  [] {
