@@ -27,11 +27,6 @@ std::string SseEvent(const std::string& frame) {
 // McpSession's frames are encoded by nlohmann::json, whose objects keep keys
 // sorted: a notification starts with "jsonrpc" followed by "method", while a
 // response starts with "error" or "id".
-bool IsNotification(const std::string& frame) {
-  static constexpr std::string_view kPrefix = R"({"jsonrpc":"2.0","method":)";
-  return frame.compare(0, kPrefix.size(), kPrefix) == 0;
-}
-
 bool Accepts(const HttpRequest& request, std::string_view type) {
   const std::string accept = request.header("accept");
   return accept.empty() || accept.find(type) != std::string::npos ||
@@ -229,8 +224,8 @@ void McpHttp::Post(const HttpRequest& request, HttpServer::Respond respond) {
     session->id = sid;
     session->mcp = McpSession::Create(
         engine_, loop_,
-        [this, sid](std::string frame, const json& related) {
-          Deliver(sid, std::move(frame), related);
+        [this, sid](McpSession::OutFrame frame) {
+          Deliver(sid, std::move(frame));
         },
         McpSessionOptions{.limiter = options_.limiter,
                           .rate_key = "session:" + sid});
@@ -247,11 +242,11 @@ void McpHttp::Post(const HttpRequest& request, HttpServer::Respond respond) {
   std::shared_ptr<McpSession> mcp = session.mcp;
   const McpMessageContext context = ContextOf(request, sid);
   if (call == nullptr) {
-    mcp->OnFrame(request.body, context);
+    mcp->OnMessage(std::move(msg), context);
     return respond({202, {}, ""});
   }
   session.pending[call->id.dump()] = {std::move(respond), nullptr, initialize};
-  mcp->OnFrame(request.body, context);
+  mcp->OnMessage(std::move(msg), context);
 }
 
 McpMessageContext McpHttp::ContextOf(const HttpRequest& request,
@@ -295,13 +290,14 @@ void McpHttp::Get(Session& session, HttpServer::Respond respond) {
   respond(std::move(r));
 }
 
-void McpHttp::Deliver(const std::string& sid, std::string frame,
-                      const json& related) {
+void McpHttp::Deliver(const std::string& sid, McpSession::OutFrame out) {
   auto it = sessions_.find(sid);
   if (it == sessions_.end()) return;
   Session& session = *it->second;
   session.last_used_ms = NowMs(loop_);
-  const bool notification = IsNotification(frame);
+  const bool notification = !out.is_response;
+  const json& related = out.related;
+  std::string& frame = out.text;
   if (!related.is_null()) {
     const std::string key = related.dump();
     auto p = session.pending.find(key);

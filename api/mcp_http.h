@@ -89,8 +89,7 @@ class McpHttp {
                               const std::string& sid) const;
   void Get(Session& session, HttpServer::Respond respond);
   // A frame from session `sid` (McpSession::Send).
-  void Deliver(const std::string& sid, std::string frame,
-               const nlohmann::json& related);
+  void Deliver(const std::string& sid, McpSession::OutFrame frame);
   void SendOnGetStream(Session& session, const std::string& frame);
   void DropSession(const std::string& sid);
   static void OnSweep(uv_timer_t* timer);

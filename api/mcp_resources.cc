@@ -123,7 +123,7 @@ struct LogRead {
 
 void McpSession::ReplyErrorData(const json& id, int code,
                                 const std::string& msg, const json& data) {
-  if (!closed_) send_(jsonrpc::EncodeError(id, code, msg, data), id);
+  if (!closed_) send_({jsonrpc::EncodeError(id, code, msg, data), id, true});
 }
 
 bool McpSession::OnResourceRequest(const json& id, const std::string& method,

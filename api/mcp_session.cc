@@ -79,10 +79,15 @@ void McpSession::Close() {
 void McpSession::OnFrame(std::string_view text,
                          const McpMessageContext& context) {
   if (closed_) return;
-  jsonrpc::Message msg = jsonrpc::Decode(text);
+  OnMessage(jsonrpc::Decode(text), context);
+}
+
+void McpSession::OnMessage(jsonrpc::Message msg,
+                           const McpMessageContext& context) {
+  if (closed_) return;
   if (auto* err = std::get_if<jsonrpc::DecodeError>(&msg)) {
-    return send_(jsonrpc::EncodeError(err->id, err->code, err->message),
-                 err->id);
+    return send_({jsonrpc::EncodeError(err->id, err->code, err->message),
+                  err->id, true});
   }
   if (auto* req = std::get_if<jsonrpc::Request>(&msg)) {
     // initialize and ping stay open: a limited client can still (re)connect
@@ -200,18 +205,19 @@ void McpSession::UnwatchSaga(uint64_t watch_id) {
 }
 
 void McpSession::Reply(const json& id, const json& result) {
-  if (!closed_) send_(jsonrpc::EncodeResult(id, result), id);
+  if (!closed_) send_({jsonrpc::EncodeResult(id, result), id, true});
 }
 
 void McpSession::ReplyError(const json& id, int code, const std::string& msg) {
-  if (!closed_) send_(jsonrpc::EncodeError(id, code, msg), id);
+  if (!closed_) send_({jsonrpc::EncodeError(id, code, msg), id, true});
 }
 
 void McpSession::Notify(const std::string& method, const json& params,
                         const json& related) {
   if (closed_) return;
-  send_(json{{"jsonrpc", "2.0"}, {"method", method}, {"params", params}}.dump(),
-        related);
+  send_(
+      {json{{"jsonrpc", "2.0"}, {"method", method}, {"params", params}}.dump(),
+       related, false});
 }
 
 json McpSession::ToolResultJson(const json& structured) {

@@ -27,6 +27,7 @@
 #include <string_view>
 #include <vector>
 
+#include "api/jsonrpc.h"
 #include "engine/engine.h"
 #include "engine/limits.h"
 
@@ -66,12 +67,16 @@ struct McpMessageContext {
 
 class McpSession : public std::enable_shared_from_this<McpSession> {
  public:
-  // Sends one frame to the client. `related` is the id of the request the
-  // frame belongs to (its response, or a progress or log notification about
-  // it), or null for a frame about no request (resource updates, task
-  // status). Streamable HTTP uses it to pick the stream the frame goes on.
-  using Send =
-      std::function<void(std::string frame, const nlohmann::json& related)>;
+  // One frame for the client. `related` is the id of the request the frame
+  // belongs to (its response, or a progress or log notification about it),
+  // or null for a frame about no request (resource updates, task status).
+  // Streamable HTTP uses both fields to pick the stream the frame goes on.
+  struct OutFrame {
+    std::string text;
+    nlohmann::json related;
+    bool is_response = false;  // a result or an error; else a notification
+  };
+  using Send = std::function<void(OutFrame frame)>;
 
   // REQUIRES: `engine` and `loop` outlive the session, or Close() is called
   // before the engine shuts down.
@@ -83,6 +88,8 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   // Handles one incoming frame. A request over the rate limit is answered
   // with kRateLimited and has no other effect.
   void OnFrame(std::string_view text, const McpMessageContext& context = {});
+  // The same for a frame the transport has decoded already.
+  void OnMessage(jsonrpc::Message msg, const McpMessageContext& context = {});
 
   // Ends the session: drops its watches and timers; replies still pending
   // are never sent. Call before the engine shuts down. Idempotent.

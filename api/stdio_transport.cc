@@ -38,9 +38,7 @@ Result<std::unique_ptr<StdioTransport>> StdioTransport::Open(
   StdioTransport* raw = t.get();
   t->session_ = McpSession::Create(
       engine, loop,
-      [raw](std::string frame, const nlohmann::json&) {
-        raw->Write(std::move(frame));
-      },
+      [raw](McpSession::OutFrame frame) { raw->Write(std::move(frame.text)); },
       McpSessionOptions{.limiter = limiter, .rate_key = "session:stdio"});
   uv_read_start(reinterpret_cast<uv_stream_t*>(&t->in_), &OnAlloc, &OnRead);
   return t;

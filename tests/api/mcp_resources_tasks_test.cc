@@ -35,9 +35,9 @@ class McpResourcesTasksTest : public ::testing::Test {
   void NewSession() {
     if (session_) session_->Close();
     session_ = McpSession::Create(&h_.engine(), h_.loop(),
-                                  [this](std::string frame, const json& rel) {
-                                    sent_.push_back(json::parse(frame));
-                                    related_.push_back(rel);
+                                  [this](McpSession::OutFrame frame) {
+                                    sent_.push_back(json::parse(frame.text));
+                                    related_.push_back(frame.related);
                                   });
     Call("initialize", {{"protocolVersion", "2025-11-25"},
                         {"capabilities", json::object()},

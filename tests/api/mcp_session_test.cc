@@ -21,11 +21,21 @@ class McpSessionTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_OK(h_.Open("", {{"held", held_.AsAction()}}));
-    session_ = McpSession::Create(&h_.engine(), h_.loop(),
-                                  [this](std::string frame, const json& rel) {
-                                    sent_.push_back(json::parse(frame));
-                                    related_.push_back(rel);
-                                  });
+    session_ = McpSession::Create(&h_.engine(), h_.loop(), Recorder());
+  }
+
+  // Keeps what the session sends. A transport routes frames by what the
+  // session says they are, so that must match what they hold.
+  McpSession::Send Recorder() {
+    return [this](McpSession::OutFrame frame) {
+      json sent = json::parse(frame.text);
+      EXPECT_EQ(frame.is_response, !sent.contains("method")) << frame.text;
+      if (frame.is_response) {
+        EXPECT_EQ(frame.related, sent["id"]);
+      }
+      sent_.push_back(std::move(sent));
+      related_.push_back(frame.related);
+    };
   }
 
   // Sends a request and runs the loop until its reply arrives.
@@ -116,11 +126,7 @@ class McpSessionTest : public ::testing::Test {
     limiter_.SetPolicies(p, {});
     session_->Close();
     session_ = McpSession::Create(
-        &h_.engine(), h_.loop(),
-        [this](std::string frame, const json& rel) {
-          sent_.push_back(json::parse(frame));
-          related_.push_back(rel);
-        },
+        &h_.engine(), h_.loop(), Recorder(),
         McpSessionOptions{.limiter = &limiter_, .rate_key = "session:test"});
   }
   // Sends tools/call with `params` (name, arguments, _meta...) in a frame

@@ -78,12 +78,17 @@ struct SentFrames {
 };
 
 // Checks one frame the session sends.
-void CheckSent(const std::string& frame, const json& related,
-               SentFrames* sent) {
+void CheckSent(const McpSession::OutFrame& out, SentFrames* sent) {
+  const std::string& frame = out.text;
+  const json& related = out.related;
   const json m = json::parse(frame, nullptr, /*allow_exceptions=*/false);
   if (m.is_discarded()) Fail("session sent invalid JSON", frame);
   if (!m.is_object() || m.value("jsonrpc", json()) != "2.0") {
     Fail("session sent a frame that is not JSON-RPC 2.0", frame);
+  }
+  // Streamable HTTP routes frames by what the session says they are.
+  if (out.is_response == m.contains("method")) {
+    Fail("is_response disagrees with the frame", frame);
   }
   if (m.contains("method")) {
     if (!m["method"].is_string() || m.contains("result") ||
@@ -159,9 +164,8 @@ void RunSession(const std::vector<Frame>& frames) {
 
   SentFrames sent;
   auto session = McpSession::Create(
-      engine->get(), l, [&sent](std::string frame, const json& related) {
-        CheckSent(frame, related, &sent);
-      });
+      engine->get(), l,
+      [&sent](McpSession::OutFrame frame) { CheckSent(frame, &sent); });
   for (const Frame& frame : frames) {
     if (auto* r = std::get_if<jsonrpc::Request>(&frame.msg)) {
       // Only a request's params can register a workflow (see the top).
