@@ -4,18 +4,32 @@
 #include "engine/log.h"
 
 namespace cde {
+namespace {
+
+Status ShuttingDown() {
+  return Status::ShutdownInProgress("the engine is shutting down");
+}
+
+}  // namespace
+
+Status EngineImpl::RefuseDlqWork(const std::string& saga_id,
+                                 std::string_view rule) const {
+  if (shutting_down_) return ShuttingDown();
+  if (!health_.ok()) return health_;
+  if (const Saga* s = FindActive(saga_id)) {
+    return Status::InvalidArgument("saga " + saga_id + " is " +
+                                   std::string(SagaStateName(s->state)) +
+                                   ", not parked; " + std::string(rule));
+  }
+  return Status::OK();
+}
 
 void EngineImpl::Replay(const std::string& saga_id,
                         const std::string& from_step,
                         Callback<SagaState> done) {
-  if (shutting_down_) {
-    return done(Status::ShutdownInProgress("the engine is shutting down"));
-  }
-  if (!health_.ok()) return done(health_);
-  if (const Saga* s = FindActive(saga_id)) {
-    return done(Status::InvalidArgument(
-        "saga " + saga_id + " is " + std::string(SagaStateName(s->state)) +
-        ", not parked; only parked sagas replay"));
+  if (Status refused = RefuseDlqWork(saga_id, "only parked sagas replay");
+      !refused.ok()) {
+    return done(std::move(refused));
   }
   auto found = std::make_shared<Result<SagaRecord>>(Status::NotFound(""));
   ++blocking_work_;
@@ -63,9 +77,7 @@ void EngineImpl::StartReplay(Result<SagaRecord> found,
   if (redrive_due_ms != 0 && active_.count(found->id) != 0) {
     return done(SagaState::kRunning);  // replayed by hand meanwhile: stale
   }
-  if (shutting_down_) {
-    return done(Status::ShutdownInProgress("the engine is shutting down"));
-  }
+  if (shutting_down_) return done(ShuttingDown());
   if (active_.count(found->id) != 0) {
     return done(Status::Busy("saga " + found->id + " is already replaying"));
   }
@@ -104,14 +116,9 @@ void EngineImpl::StartReplay(Result<SagaRecord> found,
 
 void EngineImpl::PurgeDlq(const std::string& saga_id,
                           Callback<DlqRecord> done) {
-  if (shutting_down_) {
-    return done(Status::ShutdownInProgress("the engine is shutting down"));
-  }
-  if (!health_.ok()) return done(health_);
-  if (const Saga* s = FindActive(saga_id)) {
-    return done(Status::InvalidArgument(
-        "saga " + saga_id + " is " + std::string(SagaStateName(s->state)) +
-        ", not parked; only parked sagas are purged"));
+  if (Status refused = RefuseDlqWork(saga_id, "only parked sagas are purged");
+      !refused.ok()) {
+    return done(std::move(refused));
   }
   if (!purging_.insert(saga_id).second) {
     return done(Status::Busy("saga " + saga_id + " is being purged"));
@@ -152,10 +159,7 @@ void EngineImpl::PurgeDlq(const std::string& saga_id,
               "saga " + saga_id + " is " + state +
               ", not parked; only parked sagas are purged"));
         }
-        if (shutting_down_) {
-          return fail(
-              Status::ShutdownInProgress("the engine is shutting down"));
-        }
+        if (shutting_down_) return fail(ShuttingDown());
         // A parked saga's DLQ entry; a parked saga without one (a damaged
         // store) is purged all the same.
         DlqRecord entry;

@@ -144,6 +144,9 @@ class EngineImpl final : public Engine {
   void FillSlots(const std::string& workflow);
   void Resume(Active& a);
   void ParkPoisoned(SagaRecord record, const std::string& reason);
+  // Why a replay or purge of `saga_id` cannot start (shutting down, the
+  // store unhealthy, the saga not parked: `rule` says what may), or OK.
+  Status RefuseDlqWork(const std::string& saga_id, std::string_view rule) const;
   // `redrive_due_ms` != 0: the dlq.auto_replay timer due then replays it,
   // if the saga still waits for that timer.
   void StartReplay(Result<SagaRecord> found, const std::string& from_step,

@@ -11,11 +11,11 @@ Status EngineImpl::Recover() {
   auto defs = store_->ListDefinitions();
   if (!defs.ok()) return defs.status().WithContext("loading definitions");
   for (const DefinitionRecord& d : *defs) CDE_RETURN_IF_ERROR(AddDefinition(d));
-  // The DLQ gauge starts from the store's count (a scan of the state index
-  // and the DLQ: once per open), then follows parks and replays.
-  auto counts = store_->Stats();
-  if (!counts.ok()) return counts.status().WithContext("counting the DLQ");
-  m_.dlq_entries->Set(static_cast<double>(counts->dlq_entries));
+  // The DLQ gauge starts from the store's count (a scan of the DLQ, once per
+  // open), then follows parks and replays.
+  auto parked = store_->CountDlq();
+  if (!parked.ok()) return parked.status().WithContext("counting the DLQ");
+  m_.dlq_entries->Set(static_cast<double>(*parked));
 
   auto records = store_->ListActiveSagas();
   if (!records.ok()) return records.status().WithContext("loading sagas");

@@ -117,7 +117,10 @@ class Store {
   // Every version of every definition, by name then version.
   virtual Result<std::vector<DefinitionRecord>> ListDefinitions() = 0;
 
+  // Counts every saga by state: a scan of the whole state index.
   virtual Result<StoreStats> Stats() = 0;
+  // The number of DLQ entries: a scan of the DLQ alone.
+  virtual Result<uint64_t> CountDlq() = 0;
 
   // Every row of column family `cf`, undecoded, in key order; `visit`
   // returns false to stop. For tools that check the store itself (cde-admin

@@ -290,6 +290,13 @@ class StoreImpl final : public Store {
     return stats;
   }
 
+  Result<uint64_t> CountDlq() override {
+    uint64_t n = 0;
+    auto view = kv_->NewView();
+    CDE_RETURN_IF_ERROR(Count(*view, Cf::kDlq, &n));
+    return n;
+  }
+
   Status ScanRows(Cf cf, const RowVisitor& visit) override {
     auto view = kv_->NewView();
     return view->Scan(cf, {}, visit);

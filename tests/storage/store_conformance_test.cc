@@ -381,7 +381,7 @@ TEST_P(StoreConformanceTest, IdempotencyKeyFindsItsSaga) {
   EXPECT_TRUE(store_->LookupIdempotency("client-key-2").status().IsNotFound());
 }
 
-TEST_P(StoreConformanceTest, DlqListsFiltersPagesAndForgetsReplayed) {
+TEST_P(StoreConformanceTest, DlqListsFiltersPagesCountsAndForgetsReplayed) {
   auto ids = MakeIds(5, 1000);
   Transition t;
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -402,10 +402,17 @@ TEST_P(StoreConformanceTest, DlqListsFiltersPagesAndForgetsReplayed) {
   ASSERT_OK(only_a.status());
   EXPECT_EQ(only_a->entries.size(), 2u);
 
+  auto count = store_->CountDlq();
+  ASSERT_OK(count.status());
+  EXPECT_EQ(*count, 5u);
+
   Transition replay;
   replay.DeleteDlq(ids[1]);
   ASSERT_OK(WriteOne(*store_, replay));
   EXPECT_TRUE(store_->GetDlq(ids[1]).status().IsNotFound());
+  count = store_->CountDlq();
+  ASSERT_OK(count.status());
+  EXPECT_EQ(*count, 4u);
 }
 
 TEST_P(StoreConformanceTest, DefinitionsListByNameThenVersion) {

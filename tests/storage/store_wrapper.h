@@ -48,6 +48,7 @@ class StoreWrapper : public Store {
     return target_->ListDefinitions();
   }
   Result<StoreStats> Stats() override { return target_->Stats(); }
+  Result<uint64_t> CountDlq() override { return target_->CountDlq(); }
   Status ScanRows(Cf cf, const RowVisitor& visit) override {
     return target_->ScanRows(cf, visit);
   }
