@@ -1,6 +1,5 @@
 #include "tools/server_process.h"
 
-#include <curl/curl.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -12,29 +11,12 @@
 #include <chrono>
 #include <thread>
 
+#include "tools/http_call.h"
+
 namespace cde {
 namespace {
 
 using nlohmann::json;
-
-size_t AppendBody(char* data, size_t size, size_t n, void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
-  return size * n;
-}
-
-size_t KeepHeader(char* data, size_t size, size_t n, void* out) {
-  std::string line(data, size * n);
-  const size_t colon = line.find(':');
-  if (colon != std::string::npos) {
-    std::string name = line.substr(0, colon);
-    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
-    std::string value = line.substr(colon + 1);
-    value.erase(0, value.find_first_not_of(' '));
-    value.erase(value.find_last_not_of("\r\n") + 1);
-    (*static_cast<std::map<std::string, std::string>*>(out))[name] = value;
-  }
-  return size * n;
-}
 
 }  // namespace
 
@@ -62,35 +44,19 @@ int FreePort() {
 
 HttpReply Fetch(const std::string& url, const std::string& post_body,
                 const std::vector<std::string>& headers) {
+  HttpCall call{.method = post_body.empty() ? "GET" : "POST",
+                .url = url,
+                .headers = {"Content-Type: application/json",
+                            "Accept: application/json, text/event-stream"},
+                .body = post_body};
+  call.headers.insert(call.headers.end(), headers.begin(), headers.end());
+  HttpAnswer answer = PerformHttpCall(call);
   HttpReply reply;
-  CURL* curl = curl_easy_init();
-  curl_slist* list =
-      curl_slist_append(nullptr, "Content-Type: application/json");
-  list = curl_slist_append(list, "Accept: application/json, text/event-stream");
-  for (const std::string& h : headers)
-    list = curl_slist_append(list, h.c_str());
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &AppendBody);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &reply.body);
-  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &KeepHeader);
-  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &reply.headers);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 30000L);
-  if (!post_body.empty()) {
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, post_body.c_str());
-  }
-  if (curl_easy_perform(curl) == CURLE_OK) {
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &reply.status);
-    char* type = nullptr;
-    curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &type);
-    if (type) reply.content_type = type;
-  }
-  if (auto it = reply.headers.find("mcp-session-id");
-      it != reply.headers.end()) {
-    reply.session_id = it->second;
-  }
-  curl_slist_free_all(list);
-  curl_easy_cleanup(curl);
+  reply.status = answer.status;
+  reply.body = std::move(answer.body);
+  reply.session_id = answer.header("mcp-session-id");
+  reply.content_type = std::move(answer.content_type);
+  reply.headers = std::move(answer.headers);
   return reply;
 }
 
@@ -190,11 +156,10 @@ json McpClient::Rpc(const std::string& method, const json& params,
                           .dump(),
                       h);
   std::string body = r.body;
-  // An SSE answer: the last `data:` line holds the response.
+  // An SSE answer: the last event holds the response.
   if (r.content_type.starts_with("text/event-stream")) {
-    const size_t at = body.rfind("data: ");
-    body = at == std::string::npos ? "" : body.substr(at + 6);
-    body = body.substr(0, body.find('\n'));
+    const std::vector<std::string> events = SseEventData(body);
+    body = events.empty() ? "" : events.back();
   }
   return json::parse(body, nullptr, false);
 }

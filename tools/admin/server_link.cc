@@ -1,6 +1,5 @@
 #include "tools/admin/server_link.h"
 
-#include <curl/curl.h>
 #include <signal.h>
 
 #include <cerrno>
@@ -11,43 +10,13 @@
 #include "api/server.h"
 #include "tools/admin/output.h"
 #include "tools/admin/store_access.h"
+#include "tools/http_call.h"
 
 namespace cde::admin {
 
 using nlohmann::json;
 
 namespace {
-
-void InitCurl() {
-  static const bool done = [] {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    return true;
-  }();
-  (void)done;
-}
-
-size_t AppendBody(char* data, size_t size, size_t n, void* out) {
-  static_cast<std::string*>(out)->append(data, size * n);
-  return size * n;
-}
-
-// Collects the Mcp-Session-Id response header.
-size_t ReadHeader(char* data, size_t size, size_t n, void* out) {
-  std::string line(data, size * n);
-  const auto colon = line.find(':');
-  if (colon != std::string::npos) {
-    std::string name = line.substr(0, colon);
-    for (char& c : name) c = static_cast<char>(std::tolower(c));
-    if (name == "mcp-session-id") {
-      std::string value = line.substr(colon + 1);
-      const auto b = value.find_first_not_of(" \t");
-      const auto e = value.find_last_not_of(" \t\r\n");
-      *static_cast<std::string*>(out) =
-          b == std::string::npos ? "" : value.substr(b, e - b + 1);
-    }
-  }
-  return size * n;
-}
 
 // http://127.0.0.1[:port][/...], http://localhost..., http://[::1]...
 bool IsLoopbackHttp(const std::string& url) {
@@ -76,23 +45,9 @@ std::string McpUrl(std::string url) {
 
 // GET <base>/health/liveness answers 200 within a second.
 bool Alive(const std::string& base) {
-  InitCurl();
-  CURL* curl = curl_easy_init();
-  if (curl == nullptr) return false;
-  std::string body;
-  const std::string url = base + "/health/liveness";
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &AppendBody);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 1000L);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
-  long status = 0;
-  if (curl_easy_perform(curl) == CURLE_OK) {
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-  }
-  curl_easy_cleanup(curl);
-  return status == 200;
+  const HttpAnswer answer =
+      PerformHttpCall({.url = base + "/health/liveness", .timeout_ms = 1000});
+  return answer.status == 200;
 }
 
 bool PidAlive(pid_t pid) {
@@ -164,41 +119,21 @@ std::string AdminToken(const ChangeOptions& options) {
 AdminReply PostAdminRaw(const std::string& mcp_url, const std::string& path,
                         const json& body, const std::string& token,
                         long timeout_ms) {
-  InitCurl();
   std::string base = mcp_url.substr(0, mcp_url.size() - 4);  // without /mcp
   const std::string url = base + path;
-  CURL* curl = curl_easy_init();
-  if (curl == nullptr) Fail(kExitFailed, "cannot initialise libcurl");
-  struct curl_slist* headers = nullptr;
-  headers = curl_slist_append(headers, "Content-Type: application/json");
-  if (!token.empty()) {
-    headers =
-        curl_slist_append(headers, ("Authorization: Bearer " + token).c_str());
-  }
-  const std::string payload = body.dump();
-  std::string answer;
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_POST, 1L);
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, payload.c_str());
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE,
-                   static_cast<long>(payload.size()));
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &AppendBody);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &answer);
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
-  const CURLcode rc = curl_easy_perform(curl);
-  long status = 0;
-  if (rc == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-  curl_slist_free_all(headers);
-  curl_easy_cleanup(curl);
-  if (rc != CURLE_OK) {
+  HttpCall call{.method = "POST",
+                .url = url,
+                .headers = {"Content-Type: application/json"},
+                .body = body.dump(),
+                .timeout_ms = timeout_ms};
+  if (!token.empty()) call.headers.push_back("Authorization: Bearer " + token);
+  const HttpAnswer answer = PerformHttpCall(call);
+  if (!answer.answered()) {
     Fail(kExitFailed,
-         "cannot reach the server at " + url + ": " + curl_easy_strerror(rc));
+         "cannot reach the server at " + url + ": " + answer.error);
   }
-  AdminReply reply{status, json::parse(answer, nullptr, false)};
+  const long status = answer.status;
+  AdminReply reply{status, json::parse(answer.body, nullptr, false)};
   if (reply.body.is_discarded()) reply.body = nullptr;
   if (status == 401) {
     Fail(kExitFailed,
@@ -222,82 +157,39 @@ json PostAdmin(const std::string& mcp_url, const std::string& path,
 }
 
 McpSession::McpSession(std::string mcp_url, std::string token)
-    : url_(std::move(mcp_url)), token_(std::move(token)) {
-  InitCurl();
-}
+    : url_(std::move(mcp_url)), token_(std::move(token)) {}
 
 McpSession::~McpSession() {
   if (session_.empty()) return;
-  CURL* curl = curl_easy_init();
-  if (curl == nullptr) return;
-  struct curl_slist* headers = nullptr;
-  headers = curl_slist_append(headers, ("Mcp-Session-Id: " + session_).c_str());
-  if (!token_.empty()) {
-    headers =
-        curl_slist_append(headers, ("Authorization: Bearer " + token_).c_str());
-  }
-  std::string body;
-  curl_easy_setopt(curl, CURLOPT_URL, url_.c_str());
-  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, "DELETE");
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &AppendBody);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 2000L);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
-  curl_easy_perform(curl);
-  curl_slist_free_all(headers);
-  curl_easy_cleanup(curl);
+  HttpCall call{.method = "DELETE",
+                .url = url_,
+                .headers = {"Mcp-Session-Id: " + session_},
+                .timeout_ms = 2000};
+  if (!token_.empty())
+    call.headers.push_back("Authorization: Bearer " + token_);
+  PerformHttpCall(call);
 }
 
 McpSession::Reply McpSession::Post(const json& message) {
-  CURL* curl = curl_easy_init();
-  if (curl == nullptr) Fail(kExitFailed, "cannot initialise libcurl");
-  struct curl_slist* headers = nullptr;
-  headers = curl_slist_append(headers, "Content-Type: application/json");
-  headers =
-      curl_slist_append(headers, "Accept: application/json, text/event-stream");
-  if (!session_.empty()) {
-    headers =
-        curl_slist_append(headers, ("Mcp-Session-Id: " + session_).c_str());
-  }
+  HttpCall call{.method = "POST",
+                .url = url_,
+                .headers = {"Content-Type: application/json",
+                            "Accept: application/json, text/event-stream"},
+                .body = message.dump(),
+                .timeout_ms = 60000};
+  if (!session_.empty()) call.headers.push_back("Mcp-Session-Id: " + session_);
   if (!protocol_version_.empty()) {
-    headers = curl_slist_append(
-        headers, ("MCP-Protocol-Version: " + protocol_version_).c_str());
+    call.headers.push_back("MCP-Protocol-Version: " + protocol_version_);
   }
-  if (!token_.empty()) {
-    headers =
-        curl_slist_append(headers, ("Authorization: Bearer " + token_).c_str());
-  }
-  const std::string payload = message.dump();
-  Reply reply;
-  curl_easy_setopt(curl, CURLOPT_URL, url_.c_str());
-  curl_easy_setopt(curl, CURLOPT_POST, 1L);
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, payload.c_str());
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE,
-                   static_cast<long>(payload.size()));
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &AppendBody);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &reply.body);
-  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &ReadHeader);
-  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &reply.session_id);
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 60000L);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
-  const CURLcode rc = curl_easy_perform(curl);
-  char* type = nullptr;
-  if (rc == CURLE_OK) {
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &reply.status);
-    curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &type);
-    if (type != nullptr) reply.content_type = type;
-  }
-  curl_slist_free_all(headers);
-  curl_easy_cleanup(curl);
-  if (rc != CURLE_OK) {
+  if (!token_.empty())
+    call.headers.push_back("Authorization: Bearer " + token_);
+  HttpAnswer answer = PerformHttpCall(call);
+  if (!answer.answered()) {
     Fail(kExitFailed,
-         "cannot reach the server at " + url_ + ": " + curl_easy_strerror(rc));
+         "cannot reach the server at " + url_ + ": " + answer.error);
   }
+  Reply reply{answer.status, std::move(answer.body),
+              std::move(answer.content_type), answer.header("mcp-session-id")};
   if (reply.status == 401) {
     Fail(kExitFailed,
          "the server at " + url_ +
@@ -317,25 +209,10 @@ json McpSession::Request(const std::string& method, const json& params) {
   // then the response.
   json response;
   if (reply.content_type.rfind("text/event-stream", 0) == 0) {
-    std::istringstream lines(reply.body);
-    std::string line, data;
-    auto take = [&] {
-      if (data.empty()) return;
+    for (const std::string& data : SseEventData(reply.body)) {
       json m = json::parse(data, nullptr, false);
-      data.clear();
       if (m.is_object() && m.contains("id") && m["id"] == id) response = m;
-    };
-    while (std::getline(lines, line)) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.empty()) {
-        take();
-      } else if (line.rfind("data:", 0) == 0) {
-        std::string d = line.substr(5);
-        if (!d.empty() && d[0] == ' ') d.erase(0, 1);
-        data += d;
-      }
     }
-    take();
   } else {
     response = json::parse(reply.body, nullptr, false);
   }
