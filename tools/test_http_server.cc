@@ -120,6 +120,11 @@ std::vector<TestHttpServer::Request> TestHttpServer::requests() const {
   return requests_;
 }
 
+size_t TestHttpServer::request_count() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return requests_.size();
+}
+
 void TestHttpServer::AcceptLoop() {
   for (;;) {
     const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);

@@ -53,6 +53,8 @@ class TestHttpServer {
 
   // Every complete request received so far, in arrival order.
   std::vector<Request> requests() const;
+  // How many requests() there are, without copying them.
+  size_t request_count() const;
 
  private:
   struct Script {

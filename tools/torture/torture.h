@@ -46,8 +46,12 @@ const char* FaultName(Fault f);
 struct Stats {
   int rounds = 0;
   std::map<std::string, int> faults;  // by FaultName
-  // SIGKILLs and SIGTERMs: each may cut an attempt off and repeat it.
+  // SIGKILLs, SIGTERMs and full disks: each may cut attempts off, which
+  // the next server runs again.
   int interrupting_faults = 0;
+  // The endpoint's request count as each server after the first started:
+  // the requests before a mark came from earlier processes.
+  std::vector<size_t> restart_marks;
   int64_t max_recovery_ms = 0;  // restart to ready
   uint64_t duplicates = 0;      // side effects seen more than once
   std::string disk_full_note;   // why disk-full faults were skipped
