@@ -94,7 +94,14 @@ Message Decode(std::string_view text, size_t max_bytes) {
 }
 
 std::string EncodeResult(const Id& id, const nlohmann::json& result) {
-  return json{{"jsonrpc", "2.0"}, {"id", id}, {"result", result}}.dump();
+  // The envelope by hand: a json object around `result` would copy it
+  // whole. The same bytes as json{...}.dump(), whose keys are sorted.
+  std::string out = R"({"id":)";
+  out += id.dump();
+  out += R"(,"jsonrpc":"2.0","result":)";
+  out += result.dump();
+  out += '}';
+  return out;
 }
 
 std::string EncodeError(const Id& id, int code, const std::string& message,

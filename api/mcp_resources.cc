@@ -303,7 +303,7 @@ void McpSession::ReadResource(const json& id, const std::string& uri) {
             auto self = weak.lock();
             if (!self) return;
             if (!r.ok()) return fail(*self, id, r.status());
-            self->Reply(id, Contents(uri, mcp::SagaJson(*r)));
+            self->Reply(id, Contents(uri, mcp::SagaJson(std::move(*r))));
           });
     case ResourceUri::Kind::kSagaLog:
       return QueryStore<LogRead>(

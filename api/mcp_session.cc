@@ -220,9 +220,10 @@ void McpSession::Notify(const std::string& method, const json& params,
        related, false});
 }
 
-json McpSession::ToolResultJson(const json& structured) {
-  return {{"content", {{{"type", "text"}, {"text", structured.dump()}}}},
-          {"structuredContent", structured},
+json McpSession::ToolResultJson(json structured) {
+  std::string text = structured.dump();
+  return {{"content", {{{"type", "text"}, {"text", std::move(text)}}}},
+          {"structuredContent", std::move(structured)},
           {"isError", false}};
 }
 
@@ -237,8 +238,8 @@ json McpSession::ToolErrorJson(const Status& status) {
           {"isError", true}};
 }
 
-void McpSession::ToolResult(const json& id, const json& structured) {
-  Reply(id, ToolResultJson(structured));
+void McpSession::ToolResult(const json& id, json structured) {
+  Reply(id, ToolResultJson(std::move(structured)));
 }
 
 void McpSession::ToolError(const json& id, const Status& status) {

@@ -121,10 +121,10 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   void Reply(const nlohmann::json& id, const nlohmann::json& result);
   void ReplyError(const nlohmann::json& id, int code, const std::string& msg);
   // A tool's successful result: structuredContent and its text rendering.
-  void ToolResult(const nlohmann::json& id, const nlohmann::json& structured);
+  void ToolResult(const nlohmann::json& id, nlohmann::json structured);
   // A tool that failed: isError with a stable code.
   void ToolError(const nlohmann::json& id, const Status& status);
-  static nlohmann::json ToolResultJson(const nlohmann::json& structured);
+  static nlohmann::json ToolResultJson(nlohmann::json structured);
   static nlohmann::json ToolErrorJson(const Status& status);
   void Notify(const std::string& method, const nlohmann::json& params,
               const nlohmann::json& related = nullptr);
@@ -198,7 +198,7 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   void OnFollowedChange(const std::string& saga_id, const Saga& saga);
   void OnFollowedRead(const std::string& saga_id, Result<SagaRecord> r);
   // Answers every waiter of a saga that reached `r`'s terminal state.
-  void FinishFollow(const std::string& saga_id, const SagaRecord& r);
+  void FinishFollow(const std::string& saga_id, SagaRecord r);
   // Ends the wait `key` (timer closed, detached from its saga); with
   // `reply`, answers it with the saga's state and timed_out.
   void EndWait(const std::string& key, bool reply);

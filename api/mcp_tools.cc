@@ -335,7 +335,7 @@ void McpSession::CallTool(const json& id, const std::string& name,
     return engine_->ReadSaga(*saga_id, later([](McpSession& s, const json& id,
                                                 Result<SagaRecord> r) {
       if (!r.ok()) return s.ToolError(id, r.status());
-      s.ToolResult(id, mcp::SagaJson(*r));
+      s.ToolResult(id, mcp::SagaJson(std::move(*r)));
     }));
   }
   if (name == "cancel_saga") {

@@ -214,7 +214,7 @@ std::shared_ptr<const WorkflowDefinition> FindWorkflow(const Engine& engine,
   return nullptr;
 }
 
-json SagaJson(const SagaRecord& r) {
+json SagaJson(SagaRecord r) {
   json out = {{"saga_id", r.id},
               {"workflow", r.workflow},
               {"version", r.version},
@@ -224,7 +224,9 @@ json SagaJson(const SagaRecord& r) {
               {"last_seq", r.last_seq}};
   for (const char* key :
        {"input", "steps", "wait", "failure", "correlation_id", "trace_id"}) {
-    if (r.body.contains(key)) out[key] = r.body[key];
+    if (auto it = r.body.find(key); it != r.body.end()) {
+      out[key] = std::move(*it);
+    }
   }
   if (!r.idempotency_key.empty()) out["idempotency_key"] = r.idempotency_key;
   return out;

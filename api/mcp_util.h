@@ -71,7 +71,7 @@ std::shared_ptr<const WorkflowDefinition> FindWorkflow(const Engine& engine,
                                                        uint32_t version);
 
 // A saga snapshot as tools and resources show it.
-nlohmann::json SagaJson(const SagaRecord& r);
+nlohmann::json SagaJson(SagaRecord r);
 // One log event.
 nlohmann::json LogJson(const LogRecord& r);
 // The engine's circuit breakers: [{key, state, consecutive_failures,

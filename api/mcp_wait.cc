@@ -345,7 +345,7 @@ void McpSession::OnFollowedRead(const std::string& saga_id,
       Log(e.level, e.data, related);
     }
   }
-  FinishFollow(saga_id, *r);
+  FinishFollow(saga_id, std::move(*r));
 }
 
 void McpSession::OnFollowedChange(const std::string& saga_id,
@@ -378,23 +378,27 @@ void McpSession::OnFollowedChange(const std::string& saga_id,
   if (EndsWait(saga.state)) FinishFollow(saga_id, ToRecord(saga));
 }
 
-void McpSession::FinishFollow(const std::string& saga_id, const SagaRecord& r) {
+void McpSession::FinishFollow(const std::string& saga_id, SagaRecord r) {
   auto it = followed_.find(saga_id);
   if (it == followed_.end()) return;
   const std::vector<std::string> waiters = std::move(it->second.waiters);
   UnwatchSaga(it->second.watch);
   followed_.erase(it);
-  for (const std::string& key : waiters) {
-    auto w = waiting_calls_.find(key);
+  const std::string_view state = SagaStateName(r.state);
+  json saga = mcp::SagaJson(std::move(r));
+  for (size_t i = 0; i < waiters.size(); ++i) {
+    auto w = waiting_calls_.find(waiters[i]);
     if (w == waiting_calls_.end()) continue;
     const json id = w->second.id;
     const bool created = w->second.created;
     CloseTimer(w->second.timer);
     waiting_calls_.erase(w);
-    ToolResult(id, {{"saga_id", saga_id},
-                    {"state", SagaStateName(r.state)},
-                    {"created", created},
-                    {"saga", mcp::SagaJson(r)}});
+    // The last waiter (nearly always the only one) takes the saga itself.
+    ToolResult(id,
+               {{"saga_id", saga_id},
+                {"state", state},
+                {"created", created},
+                {"saga", i + 1 == waiters.size() ? std::move(saga) : saga}});
   }
 }
 
