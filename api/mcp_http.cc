@@ -24,9 +24,6 @@ std::string SseEvent(const std::string& frame) {
   return "event: message\ndata: " + frame + "\n\n";
 }
 
-// McpSession's frames are encoded by nlohmann::json, whose objects keep keys
-// sorted: a notification starts with "jsonrpc" followed by "method", while a
-// response starts with "error" or "id".
 bool Accepts(const HttpRequest& request, std::string_view type) {
   const std::string accept = request.header("accept");
   return accept.empty() || accept.find(type) != std::string::npos ||
