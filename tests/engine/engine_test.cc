@@ -484,14 +484,24 @@ TEST(MaintenanceTest, CommitsCancelAndReplayAndRunsNothing) {
 namespace cde {
 namespace {
 
+// Registers the files of `dir` on `h`'s engine: what RegisterWorkflowDir
+// reported, or nothing if it never did.
+std::optional<Result<std::vector<DefinitionRecord>>> RegisterDir(
+    test::EngineHarness& h, const std::string& dir) {
+  std::optional<Result<std::vector<DefinitionRecord>>> loaded;
+  RegisterWorkflowDir(h.engine(), dir,
+                      [&](auto r) { loaded.emplace(std::move(r)); });
+  h.RunUntil([&] { return loaded.has_value(); });
+  return loaded;
+}
+
 TEST(WorkflowDirTest, LoadsEveryExampleAndAgainAsANoop) {
   test::EngineHarness h;
   ASSERT_OK(h.Open(""));
   for (int round = 0; round < 2; ++round) {
-    std::optional<Result<std::vector<DefinitionRecord>>> loaded;
-    RegisterWorkflowDir(h.engine(), CDE_EXAMPLES_DIR,
-                        [&](auto r) { loaded.emplace(std::move(r)); });
-    ASSERT_TRUE(h.RunUntil([&] { return loaded.has_value(); }));
+    std::optional<Result<std::vector<DefinitionRecord>>> loaded =
+        RegisterDir(h, CDE_EXAMPLES_DIR);
+    ASSERT_TRUE(loaded.has_value());
     ASSERT_OK(loaded->status());
     EXPECT_EQ((*loaded)->size(), 3u);
   }
@@ -505,10 +515,9 @@ TEST(WorkflowDirTest, BadFileIsNamedInTheError) {
   std::ofstream(dir.Sub("b-bad.json")) << R"({"name": "bad", "version": 0})";
   test::EngineHarness h;
   ASSERT_OK(h.Open(""));
-  std::optional<Result<std::vector<DefinitionRecord>>> loaded;
-  RegisterWorkflowDir(h.engine(), dir.path(),
-                      [&](auto r) { loaded.emplace(std::move(r)); });
-  ASSERT_TRUE(h.RunUntil([&] { return loaded.has_value(); }));
+  std::optional<Result<std::vector<DefinitionRecord>>> loaded =
+      RegisterDir(h, dir.path());
+  ASSERT_TRUE(loaded.has_value());
   ASSERT_TRUE(loaded->status().IsInvalidArgument());
   EXPECT_NE(loaded->status().message().find("b-bad.json: invalid workflow "
                                             "definition: version: must be"),
@@ -524,10 +533,9 @@ TEST(WorkflowDirTest, FileNestedTooDeepIsRefusedByName) {
       << std::string(5000, ']') << "}}]}";
   test::EngineHarness h;
   ASSERT_OK(h.Open(""));
-  std::optional<Result<std::vector<DefinitionRecord>>> loaded;
-  RegisterWorkflowDir(h.engine(), dir.path(),
-                      [&](auto r) { loaded.emplace(std::move(r)); });
-  ASSERT_TRUE(h.RunUntil([&] { return loaded.has_value(); }));
+  std::optional<Result<std::vector<DefinitionRecord>>> loaded =
+      RegisterDir(h, dir.path());
+  ASSERT_TRUE(loaded.has_value());
   ASSERT_TRUE(loaded->status().IsInvalidArgument());
   EXPECT_NE(loaded->status().message().find(
                 "deep.json: arrays and objects nest 5004 levels deep; at "
