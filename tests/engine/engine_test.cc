@@ -495,6 +495,17 @@ std::optional<Result<std::vector<DefinitionRecord>>> RegisterDir(
   return loaded;
 }
 
+// Why registering `dir` was refused (an InvalidArgument's message), or
+// what happened instead, in parentheses.
+std::string RefusalOf(test::EngineHarness& h, const std::string& dir) {
+  auto loaded = RegisterDir(h, dir);
+  if (!loaded.has_value()) return "(no answer)";
+  if (!loaded->status().IsInvalidArgument()) {
+    return "(not refused: " + loaded->status().ToString() + ")";
+  }
+  return loaded->status().message();
+}
+
 TEST(WorkflowDirTest, LoadsEveryExampleAndAgainAsANoop) {
   test::EngineHarness h;
   ASSERT_OK(h.Open(""));
@@ -515,14 +526,11 @@ TEST(WorkflowDirTest, BadFileIsNamedInTheError) {
   std::ofstream(dir.Sub("b-bad.json")) << R"({"name": "bad", "version": 0})";
   test::EngineHarness h;
   ASSERT_OK(h.Open(""));
-  std::optional<Result<std::vector<DefinitionRecord>>> loaded =
-      RegisterDir(h, dir.path());
-  ASSERT_TRUE(loaded.has_value());
-  ASSERT_TRUE(loaded->status().IsInvalidArgument());
-  EXPECT_NE(loaded->status().message().find("b-bad.json: invalid workflow "
-                                            "definition: version: must be"),
+  const std::string refusal = RefusalOf(h, dir.path());
+  EXPECT_NE(refusal.find("b-bad.json: invalid workflow definition: version: "
+                         "must be"),
             std::string::npos)
-      << loaded->status().message();
+      << refusal;
 }
 
 TEST(WorkflowDirTest, FileNestedTooDeepIsRefusedByName) {
@@ -533,15 +541,11 @@ TEST(WorkflowDirTest, FileNestedTooDeepIsRefusedByName) {
       << std::string(5000, ']') << "}}]}";
   test::EngineHarness h;
   ASSERT_OK(h.Open(""));
-  std::optional<Result<std::vector<DefinitionRecord>>> loaded =
-      RegisterDir(h, dir.path());
-  ASSERT_TRUE(loaded.has_value());
-  ASSERT_TRUE(loaded->status().IsInvalidArgument());
-  EXPECT_NE(loaded->status().message().find(
-                "deep.json: arrays and objects nest 5004 levels deep; at "
-                "most 512 are accepted"),
+  const std::string refusal = RefusalOf(h, dir.path());
+  EXPECT_NE(refusal.find("deep.json: arrays and objects nest 5004 levels "
+                         "deep; at most 512 are accepted"),
             std::string::npos)
-      << loaded->status().message();
+      << refusal;
   EXPECT_TRUE(h.engine().ListWorkflows().empty());
 }
 
