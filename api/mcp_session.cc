@@ -5,6 +5,7 @@
 
 #include "api/jsonrpc.h"
 #include "api/mcp_util.h"
+#include "engine/log.h"
 #include "storage/saga_id.h"
 
 namespace cde {
@@ -100,10 +101,26 @@ void McpSession::OnMessage(jsonrpc::Message msg,
             {{"retry_after_ms", wait}});
       }
     }
-    return OnRequest(req->id, req->method, req->params, context);
+    // The edge of the server: a bug in one handler answers its request with
+    // an internal error instead of ending every session and saga in flight.
+    // fuzz_mcp_session fails on these replies, so they are still found.
+    try {
+      return OnRequest(req->id, req->method, req->params, context);
+    } catch (const std::exception& e) {
+      ::cde::Log(LogLevel::kError, "mcp", "request handler failed",
+                 {.extra = {{"method", req->method}, {"error", e.what()}}});
+      return ReplyError(
+          req->id, jsonrpc::kInternalError,
+          std::string(kHandlerFailed) + req->method + ": " + e.what());
+    }
   }
   if (auto* note = std::get_if<jsonrpc::Notification>(&msg)) {
-    return OnNotification(note->method, note->params);
+    try {
+      return OnNotification(note->method, note->params);
+    } catch (const std::exception& e) {  // as for requests, but no reply
+      ::cde::Log(LogLevel::kError, "mcp", "notification handler failed",
+                 {.extra = {{"method", note->method}, {"error", e.what()}}});
+    }
   }
   // Responses to requests we never sent are ignored.
 }
@@ -126,7 +143,15 @@ void McpSession::OnRequest(const json& id, const std::string& method,
                            const McpMessageContext& context) {
   const json p = params.is_object() ? params : json::object();
   if (method == "initialize") {
-    const std::string asked = p.value("protocolVersion", std::string());
+    auto asked_it = p.find("protocolVersion");
+    if (asked_it != p.end() && !asked_it->is_string()) {
+      return ReplyError(id, jsonrpc::kInvalidParams,
+                        "params.protocolVersion: must be a string (a "
+                        "protocol version such as \"" +
+                            std::string(kProtocolVersions[0]) + "\")");
+    }
+    const std::string asked =
+        asked_it == p.end() ? std::string() : asked_it->get<std::string>();
     version_ = kProtocolVersions[0];
     for (const char* v : kProtocolVersions) {
       if (asked == v) version_ = v;

@@ -85,6 +85,10 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
                                             McpSessionOptions options = {});
   ~McpSession();
 
+  // The start of the message of the JSON-RPC internal error that answers a
+  // request whose handler threw (a bug: logged at error level).
+  static constexpr const char* kHandlerFailed = "internal error handling ";
+
   // Handles one incoming frame. A request over the rate limit is answered
   // with kRateLimited and has no other effect.
   void OnFrame(std::string_view text, const McpMessageContext& context = {});

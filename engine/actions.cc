@@ -23,11 +23,24 @@ bool RunSimpleBuiltin(const std::string& action, const AttemptRequest& request,
       done(ActionResult::Success({{"attempt", request.attempt}}));
       return true;
     }
-    std::string kind = params.value("kind", std::string("failed"));
-    std::string message =
-        params.value("error", "failed on purpose (attempt " +
-                                  std::to_string(request.attempt) + ")");
-    done(ActionResult::Failure(std::move(kind), std::move(message)));
+    // Registration checked kind and error are strings, but a whole-string
+    // template may render them to any type: a `params` failure then, as the
+    // other built-ins report rendered params of the wrong type.
+    const auto kind = params.find("kind");
+    const auto error = params.find("error");
+    for (const auto& [it, name] : {std::pair{kind, "kind"}, {error, "error"}}) {
+      if (it != params.end() && !it->is_string()) {
+        done(ActionResult::Failure("params", std::string(name) +
+                                                 " must be a string, got " +
+                                                 std::string(it->type_name())));
+        return true;
+      }
+    }
+    done(ActionResult::Failure(
+        kind == params.end() ? "failed" : kind->get<std::string>(),
+        error == params.end() ? "failed on purpose (attempt " +
+                                    std::to_string(request.attempt) + ")"
+                              : error->get<std::string>()));
     return true;
   }
   return false;

@@ -252,7 +252,7 @@ void Validator::CheckAction(const json& spec, const std::string& path,
     CheckRetry(*retry, retry_path);
   }
   if (const json* timeout = Find(spec, "timeout_ms")) {
-    problems_.Integer(*timeout, JoinKey(path, "timeout_ms"), 1);
+    problems_.Integer(*timeout, JoinKey(path, "timeout_ms"), 1, kMaxDurationMs);
   }
 }
 
@@ -267,8 +267,8 @@ void Validator::CheckRetry(const json& retry, const std::string& path) {
   std::optional<uint64_t> initial = defaults.initial_backoff_ms;
   const json* initial_json = Find(retry, "initial_backoff_ms");
   if (initial_json != nullptr) {
-    initial = problems_.Integer(*initial_json,
-                                JoinKey(path, "initial_backoff_ms"), 0);
+    initial = problems_.Integer(
+        *initial_json, JoinKey(path, "initial_backoff_ms"), 0, kMaxDurationMs);
   }
   if (const json* m = Find(retry, "multiplier")) {
     problems_.Number(*m, JoinKey(path, "multiplier"), 1.0);
@@ -276,7 +276,7 @@ void Validator::CheckRetry(const json& retry, const std::string& path) {
   if (const json* max_json = Find(retry, "max_backoff_ms")) {
     const std::string max_path = JoinKey(path, "max_backoff_ms");
     const std::optional<uint64_t> max =
-        problems_.Integer(*max_json, max_path, 0);
+        problems_.Integer(*max_json, max_path, 0, kMaxDurationMs);
     if (initial && max && *max < *initial) {
       problems_.Add(max_path, "must be >= initial_backoff_ms (" +
                                   std::to_string(*initial) + ")");

@@ -62,6 +62,11 @@ struct RetryPolicy {
   friend bool operator==(const RetryPolicy&, const RetryPolicy&) = default;
 };
 
+// The longest duration a definition may name, in ms (100 years): sleeps,
+// backoffs and timeouts. Due times are the clock plus a duration in int64
+// ms, which must not overflow.
+inline constexpr uint64_t kMaxDurationMs = 3'155'760'000'000;
+
 struct ActionSpec {
   std::string action;  // "noop", "echo", "fail", "sleep", "exec", "http", ...
   nlohmann::json params = nlohmann::json::object();

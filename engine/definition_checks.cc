@@ -139,7 +139,7 @@ void CheckSleep(const json& params, const std::string& path, Problems* p) {
   if (duration == nullptr) {
     p->Add(JoinKey(path, "duration_ms"), "is required");
   } else if (!IsWholeTemplate(*duration)) {
-    p->Integer(*duration, JoinKey(path, "duration_ms"), 0);
+    p->Integer(*duration, JoinKey(path, "duration_ms"), 0, kMaxDurationMs);
   }
 }
 
@@ -214,7 +214,7 @@ void CheckHttp(const json& params, const std::string& path, Problems* p) {
   p->UnknownKeys(params, path,
                  {"method", "url", "headers", "body", "timeout_ms"});
   if (const json* t = Find(params, "timeout_ms"); t && !IsWholeTemplate(*t)) {
-    p->Integer(*t, JoinKey(path, "timeout_ms"), 1);
+    p->Integer(*t, JoinKey(path, "timeout_ms"), 1, kMaxDurationMs);
   }
   if (const json* method = Find(params, "method");
       method && !IsWholeTemplate(*method)) {

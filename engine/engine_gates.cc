@@ -21,7 +21,11 @@ std::string BreakerKey(const StepSpec& step, const ActionSpec& spec,
                        const nlohmann::json& params) {
   if (!step.circuit_breaker.empty()) return step.circuit_breaker;
   if (spec.action == "http") {
-    const std::string url = params.value("url", std::string());
+    // A whole-string template may render the url to any type; the action
+    // itself fails such an attempt with a `params` error.
+    const auto it = params.find("url");
+    if (it == params.end() || !it->is_string()) return "";
+    const std::string& url = it->get_ref<const std::string&>();
     const size_t scheme = url.find("://");
     if (scheme == std::string::npos) return "";
     std::string authority = url.substr(scheme + 3);

@@ -42,11 +42,16 @@ Result<int64_t> SleepDurationMs(const WorkflowDefinition& def,
   if (!params.ok()) return params.status();
   const json& d =
       params->contains("duration_ms") ? params->at("duration_ms") : json(0);
-  if (!d.is_number_integer() || d.get<int64_t>() < 0) {
+  // Unsigned first: a parsed integer above INT64_MAX is unsigned.
+  const bool in_range =
+      d.is_number_unsigned() ? d.get<uint64_t>() <= kMaxDurationMs
+      : d.is_number_integer()
+          ? d.get<int64_t>() >= 0 && d.get<uint64_t>() <= kMaxDurationMs
+          : false;
+  if (!in_range) {
     return Status::InvalidArgument(
-        "params.duration_ms: must be an integer "
-        ">= 0, got " +
-        d.dump());
+        "params.duration_ms: must be an integer from 0 to " +
+        std::to_string(kMaxDurationMs) + ", got " + d.dump());
   }
   return d.get<int64_t>();
 }

@@ -194,6 +194,23 @@ TEST_F(McpSessionTest, InitializeNegotiatesTheProtocolVersion) {
   EXPECT_EQ(newer["result"]["protocolVersion"], "2025-11-25");
 }
 
+// Found by fuzz_mcp_session: a protocolVersion that is not a string once
+// ended the server.
+TEST_F(McpSessionTest, InitializeWithAProtocolVersionThatIsNoStringIsRefused) {
+  for (const json& version : {json::object(), json(2025), json::array()}) {
+    json r = Call("initialize", {{"protocolVersion", version}});
+    EXPECT_EQ(r["error"]["code"], jsonrpc::kInvalidParams) << r;
+    EXPECT_THAT(
+        r["error"]["message"].get<std::string>(),
+        ::testing::HasSubstr("params.protocolVersion: must be a string"));
+  }
+  // Nothing was negotiated: the session still waits for initialize.
+  EXPECT_EQ(Call("tools/list")["error"]["code"], jsonrpc::kInvalidRequest);
+  EXPECT_EQ(Call("initialize", {{"protocolVersion",
+                                 "2025-06-18"}})["result"]["protocolVersion"],
+            "2025-06-18");
+}
+
 TEST_F(McpSessionTest, RequestsBeforeInitializeAreRefusedButPingWorks) {
   EXPECT_EQ(Call("ping")["result"], json::object());
   EXPECT_EQ(Call("tools/list")["error"]["code"], jsonrpc::kInvalidRequest);

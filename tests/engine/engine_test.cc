@@ -105,6 +105,69 @@ TEST_F(EngineTest, StartReportsASagaParkedByItsFirstTransitionAsParked) {
   EXPECT_EQ(rec->state, SagaState::kParked);
 }
 
+// Registration accepts "${input.x}" wherever a value of any type may go;
+// what it renders to is checked when the step runs. A wrong type fails that
+// step with a clear error (and the saga compensates); it never reaches code
+// that assumes the registered type.
+TEST_F(EngineTest, WholeTemplatesRenderedToTheWrongTypeFailTheStepOnly) {
+  OpenMemory();
+  const json once = {{"max_attempts", 1}};
+  ASSERT_OK(h_.Register(Workflow("late-url",
+                                 {{{"name", "call"},
+                                   {"action", "http"},
+                                   {"retry", once},
+                                   {"params", {{"url", "${input.url}"}}}}}))
+                .status());
+  ASSERT_OK(
+      h_.Register(Workflow("late-error", {{{"name", "boom"},
+                                           {"action", "fail"},
+                                           {"retry", once},
+                                           {"params",
+                                            {{"error", "${input.error}"},
+                                             {"kind", "${input.kind}"}}}}}))
+          .status());
+  ASSERT_OK(
+      h_.Register(Workflow("late-sleep",
+                           {{{"name", "nap"},
+                             {"action", "sleep"},
+                             {"params", {{"duration_ms", "${input.ms}"}}}}}))
+          .status());
+  struct Case {
+    std::string workflow;
+    json input;
+    std::string kind, message;
+  };
+  const std::vector<Case> cases = {
+      {"late-url",
+       {{"url", {{"host", "x"}}}},
+       "params",
+       "url must be a string"},
+      {"late-error",
+       {{"error", {1, 2}}, {"kind", "k"}},
+       "params",
+       "error must be a string, got array"},
+      {"late-error",
+       {{"error", "e"}, {"kind", 7}},
+       "params",
+       "kind must be a string, got number"},
+      {"late-error", {{"error", "e"}, {"kind", "custom"}}, "custom", "e"},
+      // INT64_MAX ms from now would overflow the due time.
+      {"late-sleep",
+       {{"ms", INT64_MAX}},
+       "template",
+       "params.duration_ms: must be an integer from 0 to 3155760000000, got "
+       "9223372036854775807"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.workflow + " " + c.input.dump());
+    auto rec = h_.AwaitInactive(StartOk(c.workflow, c.input));
+    ASSERT_OK(rec.status());
+    EXPECT_EQ(rec->state, SagaState::kCompensated);
+    EXPECT_EQ(rec->body["steps"][0]["error"]["kind"], c.kind);
+    EXPECT_EQ(rec->body["steps"][0]["error"]["message"], c.message);
+  }
+}
+
 TEST_F(EngineTest, SameIdempotencyKeyReturnsTheSameSagaAndStartsNothingNew) {
   HeldAction held;
   OpenMemory({{"held", held.AsAction()}});

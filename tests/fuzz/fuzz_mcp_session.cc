@@ -12,7 +12,8 @@
 // a shutdown that never finishes is a hang libFuzzer reports). Every frame
 // the session sends must be a well-formed JSON-RPC 2.0 message: a result or
 // error answering a request id of this input (or null, for a frame that
-// could not be decoded), or a notification.
+// could not be decoded), or a notification; and no reply may be the internal
+// error with which the session answers a request whose handler threw.
 //
 // This is a separate target from fuzz_jsonrpc because a session with a
 // fresh engine costs milliseconds per input, the decoder microseconds.
@@ -107,6 +108,11 @@ void CheckSent(const McpSession::OutFrame& out, SentFrames* sent) {
         !e["code"].is_number_integer() || !e.contains("message") ||
         !e["message"].is_string()) {
       Fail("session sent a malformed error", frame);
+    }
+    // The server survives a handler that throws, but it is still a bug.
+    if (e["message"].get_ref<const std::string&>().starts_with(
+            McpSession::kHandlerFailed)) {
+      Fail("a request handler threw", frame);
     }
   }
   if (id != related) Fail("reply's related id is not its id", frame);
