@@ -12,7 +12,10 @@ namespace {
 using nlohmann::json;
 
 HttpResponse Json(int status, const json& body) {
-  return {status, {{"Content-Type", "application/json"}}, body.dump()};
+  // Paths and other request bytes may be invalid UTF-8: replaced, not thrown.
+  return {status,
+          {{"Content-Type", "application/json"}},
+          body.dump(-1, ' ', false, json::error_handler_t::replace)};
 }
 
 // The HTTP routes: /mcp to the MCP transport; health and metrics here.

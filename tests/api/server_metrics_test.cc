@@ -2,7 +2,10 @@
 // MCP, the exposition parses under a strict Prometheus text-format parser
 // and counts what happened.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 #include <string>
@@ -81,6 +84,45 @@ TEST_F(ServerMetricsTest, MetricsParseStrictlyAndCountASagaRunOverMcp) {
   ASSERT_NE(p.Find("cde_commit_latency_seconds"), nullptr);
   EXPECT_EQ(p.Find("cde_commit_latency_seconds")->type, "histogram");
   ASSERT_NE(p.Find("cde_http_request_duration_seconds"), nullptr);
+}
+
+// Sends `request` as is to the server at `base` (http://127.0.0.1:PORT) and
+// returns all it answers before closing. curl would percent-encode a path.
+std::string RawExchange(const std::string& base, const std::string& request) {
+  const int port = std::stoi(base.substr(base.rfind(':') + 1));
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  timeval tv{.tv_sec = 5, .tv_usec = 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string answer;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(request.size())) {
+    char buf[4096];
+    for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) {
+      answer.append(buf, static_cast<size_t>(n));
+    }
+  }
+  close(fd);
+  return answer;
+}
+
+// A path is raw bytes; JSON holds only UTF-8. The answer once failed to
+// serialize (a 500 "handler failed") instead of saying what is missing.
+TEST_F(ServerMetricsTest, AnUnknownPathThatIsNotUtf8IsAJson404) {
+  const std::string answer =
+      RawExchange(base_,
+                  "GET /no/such/\xff\xfe HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  "Connection: close\r\n\r\n");
+  ASSERT_TRUE(answer.starts_with("HTTP/1.1 404 ")) << answer;
+  const size_t head_end = answer.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos) << answer;
+  const json body = json::parse(answer.substr(head_end + 4), nullptr, false);
+  ASSERT_TRUE(body.is_object()) << answer;
+  EXPECT_EQ(body["error"], "no such endpoint /no/such/\uFFFD\uFFFD");
 }
 
 }  // namespace
