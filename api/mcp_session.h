@@ -65,6 +65,18 @@ struct McpMessageContext {
   std::string traceparent;
 };
 
+// How far a followed saga has got: what a session compares, change after
+// change, to tell what happened (step statuses, the wait, the state). Not
+// the saga itself: copying its input and outputs on every change was most
+// of the cost of following one.
+struct SagaProgress {
+  SagaState state = SagaState::kRunning;
+  Wait wait;
+  std::vector<StepStatus> steps;
+
+  static SagaProgress Of(const Saga& saga);
+};
+
 class McpSession : public std::enable_shared_from_this<McpSession> {
  public:
   // One frame for the client. `related` is the id of the request the frame
@@ -193,7 +205,7 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
     uint64_t watch = 0;
     bool created = false;  // started by this session
     SagaState state = SagaState::kRunning;
-    std::optional<Saga> last;  // the snapshot seen last; unknown at first
+    std::optional<SagaProgress> last;  // as last seen; unknown at first
     std::shared_ptr<const WorkflowDefinition> def;
     std::vector<std::string> waiters;  // keys of waiting_calls_
   };

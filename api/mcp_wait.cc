@@ -70,8 +70,8 @@ struct SagaEvent {
 
 // The events between `prev` (unknown: only a final state is reported) and
 // `cur`.
-std::vector<SagaEvent> Diff(const std::optional<Saga>& prev, const Saga& cur,
-                            const WorkflowDefinition* def) {
+std::vector<SagaEvent> Diff(const std::optional<SagaProgress>& prev,
+                            const Saga& cur, const WorkflowDefinition* def) {
   std::vector<SagaEvent> out;
   auto add = [&](const char* level, bool progress, const char* event,
                  std::string message, json extra = json::object()) {
@@ -84,7 +84,7 @@ std::vector<SagaEvent> Diff(const std::optional<Saga>& prev, const Saga& cur,
   if (prev) {
     for (size_t i = 0; i < cur.steps.size() && i < prev->steps.size(); ++i) {
       const StepState& st = cur.steps[i];
-      if (prev->steps[i].status == st.status) continue;
+      if (prev->steps[i] == st.status) continue;
       const std::string name = StepName(def, static_cast<int>(i));
       switch (st.status) {
         case StepStatus::kSucceeded:
@@ -207,6 +207,13 @@ uint64_t Remaining(const Saga& s, const WorkflowDefinition* def) {
 
 }  // namespace
 
+SagaProgress SagaProgress::Of(const Saga& saga) {
+  SagaProgress p{saga.state, saga.wait, {}};
+  p.steps.reserve(saga.steps.size());
+  for (const StepState& st : saga.steps) p.steps.push_back(st.status);
+  return p;
+}
+
 void McpSession::StartWorkflow(const json& id, const json& args,
                                const json& meta,
                                const McpMessageContext& context) {
@@ -293,7 +300,7 @@ void McpSession::Follow(const std::string& saga_id, SagaState state,
       if (self && !self->closed_) self->OnFollowedChange(saga_id, s);
     });
     if (const Saga* s = engine_->FindActive(saga_id)) {
-      f.last = *s;
+      f.last = SagaProgress::Of(*s);
       f.state = s->state;
       f.def = mcp::FindWorkflow(*engine_, s->workflow, s->version);
     } else {
@@ -335,7 +342,7 @@ void McpSession::OnFollowedRead(const std::string& saga_id,
   f.def = mcp::FindWorkflow(*engine_, saga->workflow, saga->version);
   f.state = saga->state;
   if (!EndsWait(saga->state)) {
-    f.last = std::move(saga).value();
+    f.last = SagaProgress::Of(*saga);
     return;
   }
   if (f.created) {
@@ -355,7 +362,7 @@ void McpSession::OnFollowedChange(const std::string& saga_id,
   FollowedSaga& f = it->second;
   if (!f.def) f.def = mcp::FindWorkflow(*engine_, saga.workflow, saga.version);
   const std::vector<SagaEvent> events = Diff(f.last, saga, f.def.get());
-  f.last = saga;
+  f.last = SagaProgress::Of(saga);
   f.state = saga.state;
   const uint64_t remaining = Remaining(saga, f.def.get());
   for (const SagaEvent& e : events) {
