@@ -1,7 +1,5 @@
 #include "api/jsonrpc.h"
 
-#include <algorithm>
-
 #include "storage/json_depth.h"
 
 namespace cde::jsonrpc {

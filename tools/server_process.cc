@@ -7,7 +7,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -173,6 +172,12 @@ json McpClient::Call(const std::string& tool, const json& args) {
     return {{"error", result["content"][0].value("text", "")}};
   }
   return result.value("structuredContent", json::object());
+}
+
+json McpClient::RegisterWorkflow(const std::string& name, const json& steps) {
+  return Call(
+      "register_workflow",
+      {{"definition", {{"name", name}, {"version", 1}, {"steps", steps}}}});
 }
 
 }  // namespace cde

@@ -74,6 +74,9 @@ class McpClient {
   // tools/call: the result's structuredContent, or an object with "error"
   // (the tool's isError text, or the JSON-RPC error) if it failed.
   nlohmann::json Call(const std::string& tool, const nlohmann::json& args);
+  // register_workflow of version 1 of `name` with `steps`; as Call.
+  nlohmann::json RegisterWorkflow(const std::string& name,
+                                  const nlohmann::json& steps);
 
  private:
   std::string base_;

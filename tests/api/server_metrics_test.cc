@@ -39,13 +39,9 @@ class ServerMetricsTest : public ::testing::Test {
 TEST_F(ServerMetricsTest, MetricsParseStrictlyAndCountASagaRunOverMcp) {
   McpClient mcp(base_);
   ASSERT_TRUE(mcp.Initialize());
-  json reg = mcp.Call("register_workflow",
-                      {{"definition",
-                        {{"name", "metered"},
-                         {"version", 1},
-                         {"steps",
-                          {{{"name", "a"}, {"action", "noop"}},
-                           {{"name", "b"}, {"action", "noop"}}}}}}});
+  json reg =
+      mcp.RegisterWorkflow("metered", {{{"name", "a"}, {"action", "noop"}},
+                                       {{"name", "b"}, {"action", "noop"}}});
   ASSERT_FALSE(reg.contains("error")) << reg.dump();
   json started = mcp.Call("start_workflow", {{"workflow", "metered"}});
   const std::string saga = started.value("saga_id", std::string());

@@ -45,9 +45,7 @@ class ServerConfigTest : public ::testing::Test {
     EXPECT_EQ(server_.Wait(20000), 0);
   }
   void Register(const std::string& name, const json& steps) {
-    json r = mcp_->Call(
-        "register_workflow",
-        {{"definition", {{"name", name}, {"version", 1}, {"steps", steps}}}});
+    json r = mcp_->RegisterWorkflow(name, steps);
     ASSERT_FALSE(r.contains("error")) << r.dump();
   }
   uint64_t Queued() {

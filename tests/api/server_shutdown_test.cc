@@ -73,9 +73,7 @@ TEST(ServerShutdownTest, SigtermWith500SagasRunningLosesAndDoublesNothing) {
          Steps({{"name", "book"}, {"action", "http"}, {"params", call}})},
     };
     for (const auto& [name, steps] : defs) {
-      json r = mcp.Call(
-          "register_workflow",
-          {{"definition", {{"name", name}, {"version", 1}, {"steps", steps}}}});
+      json r = mcp.RegisterWorkflow(name, steps);
       ASSERT_FALSE(r.contains("error")) << r.dump();
     }
     const std::vector<std::pair<std::string, int>> mix = {
@@ -166,13 +164,9 @@ TEST(ServerShutdownTest, SecondSignalExitsAtOnceAndLosesNothingAcknowledged) {
     McpClient mcp(server.base());
     ASSERT_TRUE(mcp.Initialize());
     const json call = {{"method", "POST"}, {"url", endpoint.url("/slow")}};
-    json r = mcp.Call("register_workflow",
-                      {{"definition",
-                        {{"name", "call"},
-                         {"version", 1},
-                         {"steps", Steps({{"name", "book"},
-                                          {"action", "http"},
-                                          {"params", call}})}}}});
+    json r = mcp.RegisterWorkflow(
+        "call",
+        Steps({{"name", "book"}, {"action", "http"}, {"params", call}}));
     ASSERT_FALSE(r.contains("error")) << r.dump();
     for (int i = 0; i < 20; ++i) {
       json started = mcp.Call("start_workflow", {{"workflow", "call"}});
