@@ -58,6 +58,11 @@ struct ChildRun {
 ChildRun RunChild(const std::vector<std::string>& argv, int kill_after_ms,
                   int timeout_ms = 120000);
 
+// A TCP socket connected to 127.0.0.1:port, with a 5 s receive timeout; -1
+// if it could not connect. For tests that must send bytes no HTTP client
+// would (curl percent-encodes paths, for one). The caller closes it.
+int ConnectLoopback(int port);
+
 // Ids that sort in creation order: MakeIds(3, 1000) -> ids at ms 1000..1002.
 std::vector<std::string> MakeIds(size_t n, int64_t first_ms);
 

@@ -2,7 +2,6 @@
 // MCP, the exposition parses under a strict Prometheus text-format parser
 // and counts what happened.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -86,17 +85,11 @@ TEST_F(ServerMetricsTest, MetricsParseStrictlyAndCountASagaRunOverMcp) {
 // returns all it answers before closing. curl would percent-encode a path.
 std::string RawExchange(const std::string& base, const std::string& request) {
   const int port = std::stoi(base.substr(base.rfind(':') + 1));
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  timeval tv{.tv_sec = 5, .tv_usec = 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const int fd = test::ConnectLoopback(port);
+  if (fd < 0) return "";
   std::string answer;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
-          static_cast<ssize_t>(request.size())) {
+  if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+      static_cast<ssize_t>(request.size())) {
     char buf[4096];
     for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) {
       answer.append(buf, static_cast<size_t>(n));
