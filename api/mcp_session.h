@@ -67,8 +67,8 @@ struct McpMessageContext {
 
 // How far a followed saga has got: what a session compares, change after
 // change, to tell what happened (step statuses, the wait, the state). Not
-// the saga itself: copying its input and outputs on every change was most
-// of the cost of following one.
+// the saga itself, whose input and outputs may be large and would be copied
+// on every change for nothing.
 struct SagaProgress {
   SagaState state = SagaState::kRunning;
   Wait wait;
