@@ -8,7 +8,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <optional>
+#include <random>
 
 #include "storage/saga_id.h"
 
@@ -65,7 +69,7 @@ std::vector<std::string> MakeIds(size_t n, int64_t first_ms) {
   return ids;
 }
 
-ChildRun RunChild(const std::vector<std::string>& argv, int kill_after_ms,
+ChildRun RunChild(const std::vector<std::string>& argv, const KillPlan& plan,
                   int timeout_ms) {
   ChildRun run;
   int fds[2];
@@ -83,30 +87,46 @@ ChildRun RunChild(const std::vector<std::string>& argv, int kill_after_ms,
   }
   close(fds[1]);
   using Clock = std::chrono::steady_clock;
-  const auto start = Clock::now();
-  const auto kill_at =
-      start + std::chrono::milliseconds(kill_after_ms >= 0 ? kill_after_ms
-                                                           : timeout_ms);
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  std::optional<Clock::time_point> kill_at;  // set once progress is made
   bool sent_kill = false;
+  size_t counted = 0;  // bytes of `reported` already scanned for lines
+  auto count_progress = [&] {
+    for (size_t nl; (nl = run.reported.find('\n', counted)) !=
+                    std::string::npos;
+         counted = nl + 1) {
+      if (run.reported.compare(counted, plan.progress_prefix.size(),
+                               plan.progress_prefix) == 0) {
+        ++run.progress;
+      }
+    }
+    if (!kill_at && plan.after_progress >= 0 &&
+        run.progress >= plan.after_progress) {
+      kill_at = Clock::now() + std::chrono::milliseconds(plan.then_ms);
+    }
+  };
+  count_progress();  // after_progress == 0 kills on time alone
   char buf[65536];
   for (;;) {
     const auto now = Clock::now();
-    if (!sent_kill && now >= kill_at) {
+    if (!sent_kill && (now >= deadline || (kill_at && now >= *kill_at))) {
+      run.timed_out = !(kill_at && now >= *kill_at);
       kill(pid, SIGKILL);  // our own child, by its pid
       sent_kill = true;
     }
+    auto next = sent_kill ? now + std::chrono::seconds(1)
+                          : std::min(deadline, kill_at.value_or(deadline));
     const int wait_ms =
-        sent_kill ? 1000
-                  : static_cast<int>(
-                        std::chrono::duration_cast<std::chrono::milliseconds>(
-                            kill_at - now)
-                            .count()) +
-                        1;
+        static_cast<int>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(next - now)
+                .count()) +
+        1;
     pollfd p{fds[0], POLLIN, 0};
     if (poll(&p, 1, wait_ms) <= 0) continue;
     const ssize_t n = read(fds[0], buf, sizeof buf);
     if (n <= 0) break;  // EOF: the child has ended
     run.reported.append(buf, static_cast<size_t>(n));
+    count_progress();
   }
   close(fds[0]);
   int status = 0;
@@ -114,6 +134,16 @@ ChildRun RunChild(const std::vector<std::string>& argv, int kill_after_ms,
   run.killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
   if (WIFEXITED(status)) run.exit_code = WEXITSTATUS(status);
   return run;
+}
+
+uint32_t TestSeed() {
+  const char* env = std::getenv("CDE_TEST_SEED");
+  const uint32_t seed = env != nullptr
+                            ? static_cast<uint32_t>(std::strtoul(env, nullptr, 10))
+                            : std::random_device{}();
+  std::printf("seed %u (replay with CDE_TEST_SEED=%u)\n", seed, seed);
+  ::testing::Test::RecordProperty("seed", std::to_string(seed));
+  return seed;
 }
 
 int ConnectLoopback(int port) {

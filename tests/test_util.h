@@ -48,15 +48,34 @@ Status WriteOne(Store& store, const Transition& t, bool sync = false);
 // The result of a child process run by RunChild.
 struct ChildRun {
   std::string reported;  // everything the child wrote to its fd 3
+  int progress = 0;      // lines of `reported` that count as progress
   bool killed = false;   // ended by our SIGKILL
+  bool timed_out = false;  // killed at timeout_ms, not by the plan
   int exit_code = -1;    // when it exited on its own
 };
 
+// When RunChild SIGKILLs its child: on progress, never on time alone, so
+// that a slow build (sanitizers, a loaded machine) kills as late in the
+// child's work as a fast one does.
+struct KillPlan {
+  // Kill once the child has reported this many progress lines (< 0: never
+  // kill; let it exit on its own)...
+  int after_progress = -1;
+  // ...and this many milliseconds more.
+  int then_ms = 0;
+  // The lines that count as progress: those that start with this.
+  std::string progress_prefix;
+};
+
 // Runs argv[0] with `argv` in a child process (fork + exec) whose fd 3 is a
-// pipe to us. With kill_after_ms >= 0, SIGKILLs it after that long; either
-// way waits for it to end (at most timeout_ms, then kills it).
-ChildRun RunChild(const std::vector<std::string>& argv, int kill_after_ms,
+// pipe to us, SIGKILLs it as `plan` says, and waits for it to end. A child
+// still running after timeout_ms is killed too, with `timed_out` set.
+ChildRun RunChild(const std::vector<std::string>& argv, const KillPlan& plan,
                   int timeout_ms = 120000);
+
+// The seed of a randomized test: CDE_TEST_SEED if set, else a random one.
+// Printed, so that a failure can be replayed with CDE_TEST_SEED=<seed>.
+uint32_t TestSeed();
 
 // A TCP socket connected to 127.0.0.1:port, with a 5 s receive timeout; -1
 // if it could not connect. For tests that must send bytes no HTTP client

@@ -376,7 +376,7 @@ test::ChildRun Serve(const std::vector<std::string>& args) {
       "/bin/sh", "-c", "exec \"$@\" 2>&3", "sh", CDE_ORCHESTRATOR_PATH,
       "serve"};
   argv.insert(argv.end(), args.begin(), args.end());
-  return test::RunChild(argv, -1, 60000);
+  return test::RunChild(argv, {}, 60000);
 }
 
 TEST(ConfigBinaryTest, BadConfigFileExitsWithTwoNamingTheKey) {

@@ -4,8 +4,11 @@
 // must have ended terminal, repeated starts must have returned the same saga,
 // compensations must have run exactly for the sagas that failed, every side
 // effect must carry an idempotency key the log knows, and no saga may see
-// more duplicate side effects than there were kills. Rounds:
-// CDE_ENGINE_CRASH_ROUNDS (default 6).
+// more duplicate side effects than there were kills. Each round kills the
+// child a random while after its first few acknowledgements: on progress,
+// not on time, so a slow build kills as late in the work as a fast one.
+// Rounds: CDE_ENGINE_CRASH_ROUNDS (default 6); CDE_TEST_SEED replays one
+// run's kill points.
 #include <fstream>
 #include <map>
 #include <random>
@@ -33,7 +36,7 @@ TEST(EngineCrashTest, AcknowledgedSagasFinishAndSideEffectsStayBounded) {
   test::TempDir dir;
   const std::string db = dir.Sub("db");
   const std::string effects = dir.Sub("effects.log");
-  std::mt19937 rng(std::random_device{}());
+  std::mt19937 rng(test::TestSeed());
   std::map<std::string, Acked> acked;                     // key -> saga
   std::vector<std::pair<std::string, std::string>> dups;  // key, saga
   TestHttpServer server;
@@ -43,11 +46,16 @@ TEST(EngineCrashTest, AcknowledgedSagasFinishAndSideEffectsStayBounded) {
   const int rounds = Rounds();
   int kills = 0;
   for (int r = 0; r < rounds; ++r) {
-    const int run_ms = 100 + static_cast<int>(rng() % 400);
+    const test::KillPlan plan{.after_progress = 1 + static_cast<int>(rng() % 4),
+                              .then_ms = static_cast<int>(rng() % 400),
+                              .progress_prefix = "ack "};
     test::ChildRun run = test::RunChild({CDE_ENGINE_CRASH_CHILD_PATH, "run", db,
                                          effects, std::to_string(r), url},
-                                        run_ms);
+                                        plan);
     ASSERT_TRUE(run.killed) << "round " << r << ": exit " << run.exit_code;
+    ASSERT_FALSE(run.timed_out)
+        << "round " << r << ": " << run.progress << " of "
+        << plan.after_progress << " acknowledgements before the deadline";
     ++kills;
     std::istringstream in(run.reported);
     std::string word, key, saga;
@@ -62,8 +70,8 @@ TEST(EngineCrashTest, AcknowledgedSagasFinishAndSideEffectsStayBounded) {
     }
   }
   test::ChildRun settle = test::RunChild(
-      {CDE_ENGINE_CRASH_CHILD_PATH, "settle", db, effects, "0", url}, -1,
-      120000);
+      {CDE_ENGINE_CRASH_CHILD_PATH, "settle", db, effects, "0", url}, {},
+      300000);
   ASSERT_EQ(settle.exit_code, 0) << "the engine did not settle";
 
   auto opened = OpenRocksStore({.path = db, .mode = OpenMode::kReadOnly});
