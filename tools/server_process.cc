@@ -1,13 +1,12 @@
 #include "tools/server_process.h"
 
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <thread>
 
 #include "tools/http_call.h"
@@ -27,18 +26,6 @@ bool Eventually(const std::function<bool()>& check, int timeout_ms) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return check();
-}
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
 }
 
 HttpReply Fetch(const std::string& url, const std::string& post_body,
@@ -70,11 +57,11 @@ bool ServerProcess::Start(const std::string& data_dir,
                           const std::vector<std::string>& args,
                           const std::map<std::string, std::string>& env,
                           int ready_ms) {
-  const int port = FreePort();
-  base_ = "http://127.0.0.1:" + std::to_string(port);
-  std::vector<std::string> argv = {
-      binary_,  "serve",  "--data-dir",
-      data_dir, "--http", "127.0.0.1:" + std::to_string(port)};
+  // Port 0: the server binds an ephemeral port and names it in its
+  // server.json. A port picked here and bound there could be taken by
+  // another process in between.
+  std::vector<std::string> argv = {binary_,  "serve",  "--data-dir",
+                                   data_dir, "--http", "127.0.0.1:0"};
   argv.insert(argv.end(), args.begin(), args.end());
   pid_ = fork();
   if (pid_ == 0) {
@@ -87,10 +74,23 @@ bool ServerProcess::Start(const std::string& data_dir,
     execv(cargv[0], cargv.data());
     _exit(127);
   }
+  base_.clear();
+  const std::string server_file = data_dir + "/server.json";
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(ready_ms);
   while (std::chrono::steady_clock::now() < deadline) {
-    if (Fetch(base_ + "/health/readiness").status == 200) return true;
+    if (base_.empty()) {
+      // The file of this process, not one a killed predecessor left.
+      std::ifstream in(server_file);
+      json about = json::parse(in, nullptr, false);
+      if (about.is_object() && about.value("pid", int64_t{-1}) == pid_ &&
+          about.contains("http") && about["http"].is_string()) {
+        base_ = about["http"].get<std::string>();
+      }
+    }
+    if (!base_.empty() && Fetch(base_ + "/health/readiness").status == 200) {
+      return true;
+    }
     if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
       pid_ = -1;
       return false;

@@ -17,9 +17,6 @@ namespace cde {
 // Polls `check` every 50 ms until it holds or `timeout_ms` has passed.
 bool Eventually(const std::function<bool()>& check, int timeout_ms = 15000);
 
-// A loopback port free right now (the kernel picks it).
-int FreePort();
-
 struct HttpReply {
   long status = 0;  // 0: no answer
   std::string body;
@@ -32,7 +29,7 @@ struct HttpReply {
 HttpReply Fetch(const std::string& url, const std::string& post_body = "",
                 const std::vector<std::string>& headers = {});
 
-// `serve --data-dir DIR --http 127.0.0.1:PORT ARGS...` with its stderr in
+// `serve --data-dir DIR --http 127.0.0.1:0 ARGS...` with its stderr in
 // `log_path`; killed (SIGKILL) on destruction if still running.
 class ServerProcess {
  public:
@@ -42,8 +39,9 @@ class ServerProcess {
   ServerProcess& operator=(const ServerProcess&) = delete;
   ~ServerProcess();
 
-  // Starts it and waits until /health/readiness answers 200. False (with
-  // the process killed) if it does not within `ready_ms`.
+  // Starts it on an ephemeral loopback port (the one its server.json names)
+  // and waits until /health/readiness answers 200. False if it exits or
+  // does not within `ready_ms` (the destructor then kills it).
   bool Start(const std::string& data_dir, const std::string& log_path,
              const std::vector<std::string>& args = {},
              const std::map<std::string, std::string>& env = {},

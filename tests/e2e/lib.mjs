@@ -1,7 +1,8 @@
 // What every e2e script shares: named checks that report and count
 // failures, the exit that follows them, and a server started over HTTP.
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 
 let failures = 0;
 
@@ -24,31 +25,50 @@ export function finish(what) {
   process.exit(failures === 0 ? 0 : 1);
 }
 
-// A port nobody listens on right now (the kernel picks it).
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-// Starts `binary serve ...args --http 127.0.0.1:PORT` on a free port and
-// waits up to 5 s for /health/readiness to answer 200. `exited` resolves
-// with {code, signal} once the server ends; stop it with proc.kill().
-export async function serveHttp(binary, args, { env, stdio = ["ignore", "ignore", "pipe"] } = {}) {
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  const proc = spawn(binary, ["serve", ...args, "--http", `127.0.0.1:${port}`], { env, stdio });
-  const exited = new Promise((r) => proc.on("exit", (code, signal) => r({ code, signal })));
-  for (let i = 0; i < 200; i++) {
-    try {
-      const r = await fetch(`${base}/health/readiness`);
-      if (r.status === 200) break;
-    } catch {}
+// Polls `fn` until it returns a truthy value, which it returns; throws
+// after `ms` (long enough for a sanitizer build on a loaded machine: a
+// passing check never waits it out).
+export async function until(what, fn, ms = 60000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(25);
   }
+}
+
+// Starts `binary serve ...args --http 127.0.0.1:0` and waits until it has
+// named its port in <data-dir>/server.json (a port picked here and bound
+// there could be taken in between) and /health/readiness answers 200.
+// Throws if the server exits first or is not ready within a minute.
+// `exited` resolves with {code, signal} once the server ends; stop it with
+// proc.kill().
+export async function serveHttp(binary, args, { env, stdio = ["ignore", "ignore", "pipe"] } = {}) {
+  const dataDir = args[args.indexOf("--data-dir") + 1];
+  const proc = spawn(binary, ["serve", ...args, "--http", "127.0.0.1:0"], { env, stdio });
+  let ended = null;
+  const exited = new Promise((r) => proc.on("exit", (code, signal) => {
+    ended = { code, signal };
+    r(ended);
+  }));
+  const serverFile = join(dataDir, "server.json");
+  const base = await until("the server to be ready", async () => {
+    if (ended) throw new Error(`the server exited before it was ready: ${JSON.stringify(ended)}`);
+    let about;
+    try {
+      about = JSON.parse(readFileSync(serverFile, "utf8"));
+    } catch {
+      return null;  // not written yet
+    }
+    if (about.pid !== proc.pid || typeof about.http !== "string") return null;
+    try {
+      const r = await fetch(`${about.http}/health/readiness`);
+      return r.status === 200 ? about.http : null;
+    } catch {
+      return null;
+    }
+  });
+  const port = Number(new URL(base).port);
   return { proc, port, base, exited };
 }
