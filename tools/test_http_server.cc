@@ -125,16 +125,53 @@ size_t TestHttpServer::request_count() const {
   return requests_.size();
 }
 
+bool TestHttpServer::AwaitDrained(int timeout_ms) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  // Bound first, so that its port is known before the acceptor can see it.
+  if (fd < 0 ||
+      bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (fd >= 0) close(fd);
+    return false;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    drain_port_ = ntohs(addr.sin_port);
+    drain_accepted_ = false;
+  }
+  addr.sin_port = htons(static_cast<uint16_t>(port_));
+  const bool connected =
+      connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);  // sends nothing: its worker reads EOF at once
+  if (!connected) return false;
+  std::unique_lock<std::mutex> lock(mu_);
+  const bool drained = drained_cv_.wait_for(
+      lock, std::chrono::milliseconds(timeout_ms),
+      [this] { return stopping_ || (drain_accepted_ && reading_ == 0); });
+  drain_port_ = -1;
+  return drained && !stopping_;
+}
+
 void TestHttpServer::AcceptLoop() {
   for (;;) {
-    const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    sockaddr_in peer = {};
+    socklen_t peer_len = sizeof(peer);
+    const int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer),
+                           &peer_len, SOCK_CLOEXEC);
     if (fd < 0 && errno == EINTR) continue;
     std::lock_guard<std::mutex> lock(mu_);
     if (fd < 0 || stopping_) {
       if (fd >= 0) close(fd);
+      drained_cv_.notify_all();
       return;
     }
     open_fds_.insert(fd);
+    ++reading_;
+    if (ntohs(peer.sin_port) == drain_port_) drain_accepted_ = true;
     // Reap the workers that are done, so a long run (a benchmark) does not
     // keep thousands of finished threads and their stacks around.
     for (const std::thread::id& id : finished_) {
@@ -153,8 +190,14 @@ void TestHttpServer::AcceptLoop() {
 
 void TestHttpServer::Serve(int fd) {
   Request request;
-  if (ReadRequest(fd, &request)) {
-    std::unique_lock<std::mutex> lock(mu_);
+  const bool read = ReadRequest(fd, &request);
+  std::unique_lock<std::mutex> lock(mu_);
+  --reading_;
+  drained_cv_.notify_all();
+  if (read) {
+    // Recorded and answered by the script of that moment, atomically: a
+    // test that sees the request and then changes the script does not
+    // change this answer.
     requests_.push_back(request);
     const std::string path = request.path.substr(0, request.path.find('?'));
     const auto it = scripts_.find(path);
@@ -173,7 +216,7 @@ void TestHttpServer::Serve(int fd) {
                   "\r\nConnection: close\r\n\r\n" + script.body);
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  if (!lock.owns_lock()) lock.lock();
   open_fds_.erase(fd);
   close(fd);
   finished_.push_back(std::this_thread::get_id());

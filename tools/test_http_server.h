@@ -56,6 +56,11 @@ class TestHttpServer {
   // How many requests() there are, without copying them.
   size_t request_count() const;
 
+  // Waits until every connection made before this call has been read to
+  // the end of its request (or closed): after a client process has died,
+  // requests() then holds everything it sent. False after `timeout_ms`.
+  bool AwaitDrained(int timeout_ms = 30000);
+
  private:
   struct Script {
     int status = 404;
@@ -79,6 +84,13 @@ class TestHttpServer {
   std::vector<std::thread> workers_;       // GUARDED_BY(mu_)
   std::vector<std::thread::id> finished_;  // GUARDED_BY(mu_): to be joined
   std::set<int> open_fds_;                 // GUARDED_BY(mu_)
+  // Connections accepted whose request is not yet read (or given up).
+  int reading_ = 0;  // GUARDED_BY(mu_)
+  // AwaitDrained's own connection, by its local port: accepted after every
+  // connection made before it, since the accept queue is in order.
+  int drain_port_ = -1;        // GUARDED_BY(mu_)
+  bool drain_accepted_ = false;  // GUARDED_BY(mu_)
+  std::condition_variable drained_cv_;
 };
 
 }  // namespace cde

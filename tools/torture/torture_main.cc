@@ -127,9 +127,12 @@ class Torture {
 
   bool Restart() {
     if (mcp_ != nullptr) {  // not the first start
-      // The old process is gone; give the endpoint a moment to record what
-      // it sent just before its end, so the mark falls after it.
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      // The old process is gone; what it sent just before its end may not
+      // be read yet. Once it is, the mark falls after all of it.
+      if (!endpoint_.AwaitDrained()) {
+        violations_.push_back(
+            {"", "the endpoint did not drain after a server process ended"});
+      }
       stats_.restart_marks.push_back(endpoint_.request_count());
     }
     const auto t0 = Clock::now();
@@ -167,8 +170,7 @@ class Torture {
     switch (f) {
       case Fault::kKill:
         ++stats_.interrupting_faults;
-        server_.Signal(SIGKILL);
-        server_.Wait(10000);
+        KillAndWait();
         Restart();
         return;
       case Fault::kTerm:
@@ -205,10 +207,18 @@ class Torture {
         disk_.Fill();
         for (int i = 0; i < 5; ++i) Operate();  // refused, never lost
         disk_.Free();
-        server_.Signal(SIGKILL);
-        server_.Wait(10000);
+        KillAndWait();
         Restart();
         return;
+    }
+  }
+
+  // SIGKILL, then wait for the end: a process in uninterruptible sleep
+  // (a sync) ends only when it returns, and holds the store's lock till then.
+  void KillAndWait() {
+    server_.Signal(SIGKILL);
+    if (server_.Wait(60000) < 0) {
+      violations_.push_back({"", "the server outlived SIGKILL by 60 s"});
     }
   }
 
