@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <uv.h>
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -64,18 +66,37 @@ class AsyncActionFixture : public ::testing::Test {
     return result.value_or(ActionResult::Failure("none", "no result"));
   }
 
-  // Runs the loop for about `ms`, then closes the timer it used.
-  void RunFor(int ms) {
+  // Runs the loop until `done()` or `timeout_ms` passes (false then),
+  // checking every few milliseconds; then closes the timer it used.
+  bool RunUntil(const std::function<bool()>& done, int timeout_ms = 30000) {
+    struct Check {
+      const std::function<bool()>* done;
+      std::chrono::steady_clock::time_point deadline;
+      bool ok = false;
+    } check{&done, std::chrono::steady_clock::now() +
+                       std::chrono::milliseconds(timeout_ms)};
+    check.ok = done();
+    if (check.ok) return true;
     uv_timer_t timer;
     uv_timer_init(&loop_, &timer);
+    timer.data = &check;
     uv_timer_start(
-        &timer, [](uv_timer_t* t) { uv_stop(t->loop); }, ms, 0);
+        &timer,
+        [](uv_timer_t* t) {
+          auto* c = static_cast<Check*>(t->data);
+          c->ok = (*c->done)();
+          if (c->ok || std::chrono::steady_clock::now() >= c->deadline) {
+            uv_stop(t->loop);
+          }
+        },
+        5, 5);
     uv_run(&loop_, UV_RUN_DEFAULT);
     bool closed = false;
     timer.data = &closed;
     uv_close(reinterpret_cast<uv_handle_t*>(&timer),
              [](uv_handle_t* h) { *static_cast<bool*>(h->data) = true; });
     while (!closed) uv_run(&loop_, UV_RUN_ONCE);
+    return check.ok;
   }
 
   uv_loop_t loop_;

@@ -89,7 +89,8 @@ TEST(DlqAutoReplayTest, PendingRedriveSurvivesARestart) {
     int calls = 0;
     EngineHarness h;
     ASSERT_OK(h.Open(dir.path(), {{"flaky", Flaky(&calls, 1)}}));
-    ASSERT_OK(h.Register(Parking(1, 400)).status());
+    // Due in 3 s: the engine closes long before, even on a slow machine.
+    ASSERT_OK(h.Register(Parking(1, 3000)).status());
     auto r = h.Start({.workflow = "parking"});
     ASSERT_OK(r.status());
     id = r->saga_id;
@@ -99,7 +100,7 @@ TEST(DlqAutoReplayTest, PendingRedriveSurvivesARestart) {
   int calls = 1;  // the new process' action succeeds
   EngineHarness h;
   ASSERT_OK(h.Open(dir.path(), {{"flaky", Flaky(&calls, 1)}}));
-  auto done = h.AwaitStored(id, SagaState::kCompleted, 10000);
+  auto done = h.AwaitStored(id, SagaState::kCompleted);
   ASSERT_OK(done.status());
   EXPECT_THAT(h.LogTypes(id), Contains("replayed"));
   ASSERT_OK(h.Close());

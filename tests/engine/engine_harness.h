@@ -35,6 +35,19 @@ class HeldAction {
   std::vector<ActionDone> pending_;
 };
 
+// The wall clock in ms since the epoch: the clock of the engine's due
+// times (Wait::due_ms, timer rows).
+inline int64_t WallClockMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// How long the harness waits for an expected callback or state by default:
+// long enough for a sanitizer build on a loaded machine; a passing test
+// never waits it out.
+inline constexpr int kDefaultWaitMs = 30000;
+
 class EngineHarness {
  public:
   EngineHarness();
@@ -54,7 +67,7 @@ class EngineHarness {
   uv_loop_t* loop() { return &loop_; }
 
   // Runs the loop until `done()` or `timeout_ms` passes; false on timeout.
-  bool RunUntil(const std::function<bool()>& done, int timeout_ms = 5000);
+  bool RunUntil(const std::function<bool()>& done, int timeout_ms = kDefaultWaitMs);
 
   // Synchronous wrappers: run the loop until the callback has answered.
   Result<DefinitionRecord> Register(const nlohmann::json& definition);
@@ -64,11 +77,11 @@ class EngineHarness {
                            const std::string& from_step = "");
   // The stored state of `id` once it is no longer active (or timeout).
   Result<SagaRecord> AwaitInactive(const std::string& id,
-                                   int timeout_ms = 5000);
+                                   int timeout_ms = kDefaultWaitMs);
   std::vector<std::string> LogTypes(const std::string& id);
   // The stored state of `id` once it is `state` (or timeout).
   Result<SagaRecord> AwaitStored(const std::string& id, SagaState state,
-                                 int timeout_ms = 5000);
+                                 int timeout_ms = kDefaultWaitMs);
 
  private:
   uv_loop_t loop_;

@@ -57,10 +57,12 @@ class CircuitBreakerTest : public ::testing::Test {
 
 TEST_F(CircuitBreakerTest,
        OpensOnFailuresDefersWithoutSpendingRetriesAndCloses) {
+  // A cool-down long enough that no stall of a loaded machine ends it
+  // before the checks of the open state below.
   Serve(503,
         {.failure_threshold = 2,
          .failure_ratio = 0,
-         .cool_down_ms = 1500,
+         .cool_down_ms = 5000,
          .half_open_probes = 1},
         4);
   auto r = h_.Start({.workflow = "call"});
@@ -78,7 +80,7 @@ TEST_F(CircuitBreakerTest,
   EXPECT_EQ(server_.requests().size(), 2u);
   // Half-open after the cool-down: the probe succeeds and the saga
   // completes on its third attempt of four.
-  auto done = h_.AwaitInactive(r->saga_id, 10000);
+  auto done = h_.AwaitInactive(r->saga_id);
   ASSERT_OK(done.status());
   EXPECT_EQ(done->state, SagaState::kCompleted);
   EXPECT_EQ(done->body["steps"][0]["attempts"], 3);
@@ -143,12 +145,18 @@ TEST(RateLimitTest, LimitedStepsWaitTheirTurnInOrderAndNoneFails) {
                                              {"rate_limit", "api"},
                                              {"retry", Fast(1)}}}))
                 .status());
-  std::vector<std::string> ids;
-  for (int i = 0; i < 5; ++i) {
-    auto r = h.Start({.workflow = "limited"});
-    ASSERT_OK(r.status());
-    ids.push_back(r->saga_id);
+  // All five in one loop turn, so that all reach the gate together (one
+  // at a time, a slow start could let a token come between two of them).
+  std::vector<std::string> ids(5);
+  int answered = 0;
+  for (std::string& id : ids) {
+    h.engine().Start({.workflow = "limited"}, [&](Result<StartResult> r) {
+      ++answered;
+      ASSERT_OK(r.status());
+      id = r->saga_id;
+    });
   }
+  ASSERT_TRUE(h.RunUntil([&] { return answered == 5; }));
   for (const std::string& id : ids) {
     auto rec = h.AwaitInactive(id);
     ASSERT_OK(rec.status());

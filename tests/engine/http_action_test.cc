@@ -224,10 +224,10 @@ TEST_F(HttpActionTest, ConnectionRefusedFailsWithConnection) {
 }
 
 TEST_F(HttpActionTest, SlowResponseFailsWithTimeout) {
-  server_.Respond("/slow", 200, "{}", 3000);
+  server_.Respond("/slow", 200, "{}", 60000);  // cut short at teardown
   const auto start = Clock::now();
   ActionResult r = Run({{"url", server_.url("/slow")}, {"timeout_ms", 200}});
-  EXPECT_LT(Clock::now() - start, std::chrono::seconds(2));
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(30));
   ASSERT_FALSE(r.ok);
   EXPECT_EQ(r.error.kind, "timeout");
 }
@@ -264,42 +264,43 @@ TEST_F(HttpActionTest, BadParamsAtRunTimeFailWithParams) {
 }
 
 TEST_F(HttpActionTest, AbortDuringASlowResponseSuppressesDone) {
-  server_.Respond("/slow", 200, "{}", 5000);
+  server_.Respond("/slow", 200, "{}", 60000);  // cut short at teardown
   bool called = false;
   const uint64_t handle =
       action_->Start(Request({{"url", server_.url("/slow")}}),
                      [&](ActionResult) { called = true; });
-  RunFor(300);
-  ASSERT_EQ(server_.requests().size(), 1u);  // it is on the wire
+  // On the wire: the server has it.
+  ASSERT_TRUE(RunUntil([&] { return server_.request_count() == 1; }));
   ASSERT_EQ(action_->in_flight(), 1u);
 
+  // The bound only tells "aborted" from "waited for the response".
   const auto start = Clock::now();
   action_->Abort(handle);
   EXPECT_EQ(action_->in_flight(), 0u);
   uv_run(&loop_, UV_RUN_DEFAULT);  // nothing left to wait for
-  EXPECT_LT(Clock::now() - start, std::chrono::seconds(1));
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(30));
   EXPECT_FALSE(called);
   action_->Abort(handle);  // finished handles are ignored
 }
 
 TEST_F(HttpActionTest, CloseAbortsWhatIsInFlight) {
-  server_.Respond("/slow", 200, "{}", 5000);
+  server_.Respond("/slow", 200, "{}", 60000);  // cut short at teardown
   int called = 0;
   for (int i = 0; i < 5; ++i) {
     action_->Start(Request({{"url", server_.url("/slow")}}),
                    [&](ActionResult) { ++called; });
   }
-  RunFor(200);
+  ASSERT_TRUE(RunUntil([&] { return server_.request_count() == 5; }));
   EXPECT_EQ(action_->in_flight(), 5u);
   const auto start = Clock::now();
   CloseAndDrain();  // must not wait for the server
-  EXPECT_LT(Clock::now() - start, std::chrono::seconds(1));
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(30));
   EXPECT_EQ(called, 0);
 }
 
 TEST_F(HttpActionTest, FiftyConcurrentRequestsAllComplete) {
   constexpr int kRequests = 50;
-  server_.Respond("/n", 200, R"({"ok": true})", 200);
+  server_.Respond("/n", 200, R"({"ok": true})", 1000);
   std::vector<std::optional<ActionResult>> results(kRequests);
   const auto start = Clock::now();
   for (int i = 0; i < kRequests; ++i) {
@@ -310,8 +311,8 @@ TEST_F(HttpActionTest, FiftyConcurrentRequestsAllComplete) {
   EXPECT_EQ(action_->in_flight(), size_t{kRequests});
   while (action_->in_flight() > 0 && uv_run(&loop_, UV_RUN_ONCE) != 0) {
   }
-  // In parallel: far less than 50 x 0.2 s.
-  EXPECT_LT(Clock::now() - start, std::chrono::seconds(4));
+  // In parallel: far less than 50 x 1 s.
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(25));
   for (int i = 0; i < kRequests; ++i) {
     ASSERT_TRUE(results[i].has_value()) << i;
     ASSERT_TRUE(results[i]->ok) << results[i]->error.message;

@@ -97,7 +97,8 @@ TEST(GracefulShutdownTest, AttemptsStillRunningAreCheckpointedAndResumeFirst) {
     cut_off = b->saga_id;
     // a's first step finishes during the grace period; its second is logged
     // but not dispatched. b's attempt outlives the grace period.
-    ASSERT_OK(h.Close({.grace_ms = 200}, [&] {
+    // A grace long enough for a's result to arrive on a loaded machine.
+    ASSERT_OK(h.Close({.grace_ms = 2000}, [&] {
       ASSERT_TRUE(held.Complete(ActionResult::Success(nullptr)));
     }));
     EXPECT_EQ(held.calls(), 2u);
@@ -137,7 +138,8 @@ TEST(GracefulShutdownTest, NoGraceCheckpointsAtOnce) {
     ASSERT_TRUE(h.RunUntil([&] { return held.pending() == 1; }));
     const auto t0 = std::chrono::steady_clock::now();
     ASSERT_OK(h.Close({.grace_ms = 0}, nullptr));
-    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+    // The held attempt never ends: without the checkpoint, Close would not.
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
   }
   EngineHarness h;
   HeldAction after;
