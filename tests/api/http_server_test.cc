@@ -38,6 +38,18 @@ int64_t MsSince(Clock::time_point start) {
       .count();
 }
 
+// Polls `done` every few milliseconds until it holds; false if it still
+// does not after `timeout_ms`.
+bool WaitFor(const std::function<bool()>& done, int timeout_ms = 30000) {
+  const Clock::time_point deadline =
+      Clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!done()) {
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
 // Calls `respond` with `response` after `ms`, from a one-shot timer on the
 // loop thread: what an async handler does.
 void RespondLater(uv_loop_t* loop, uint64_t ms, HttpServer::Respond respond,
@@ -542,12 +554,14 @@ TEST(HttpServerTest, TooLargeHeadersGet431AndClose) {
 
 TEST(HttpServerTest, IdleConnectionCloses) {
   Recorder recorder;
-  ServerThread server(recorder.Handler(), {.idle_timeout_ms = 100});
+  // Long enough for the client below to send its request in time on a
+  // loaded machine.
+  ServerThread server(recorder.Handler(), {.idle_timeout_ms = 1000});
   {
+    const Clock::time_point start = Clock::now();  // before the accept
     Client client(server.port());
-    Clock::time_point start = Clock::now();
     EXPECT_TRUE(client.WaitClosed());
-    EXPECT_GE(MsSince(start), 90);
+    EXPECT_GE(MsSince(start), 990);
   }
   // Also idle after a request was answered.
   Client client(server.port());
@@ -560,9 +574,9 @@ TEST(HttpServerTest, SlowHandlerIsNotIdle) {
   uv_loop_t* loop = nullptr;
   ServerThread server(
       [&](const HttpRequest&, HttpServer::Respond respond) {
-        RespondLater(loop, 300, std::move(respond), HttpResponse{.body = "ok"});
+        RespondLater(loop, 3000, std::move(respond), HttpResponse{.body = "ok"});
       },
-      {.idle_timeout_ms = 100});
+      {.idle_timeout_ms = 1000});
   loop = server.loop();
   Client client(server.port());
   ASSERT_TRUE(client.Send(Get("/slow")));
@@ -572,44 +586,45 @@ TEST(HttpServerTest, SlowHandlerIsNotIdle) {
 }
 
 TEST(HttpServerTest, ClientGoneBeforeAsyncRespondIsSafe) {
-  uv_loop_t* loop = nullptr;
-  std::atomic<int> responded{0};
-  ServerThread server(
-      [&](const HttpRequest& request, HttpServer::Respond respond) {
-        if (request.path == "/now") {
-          respond(HttpResponse{.body = "alive"});
-          return;
-        }
-        // Respond 100 ms later, after the client has gone, and twice.
-        HttpServer::Respond twice = [&responded, respond](HttpResponse r) {
-          respond(r);
-          respond(r);
-          ++responded;
-        };
-        RespondLater(loop, 100, std::move(twice), HttpResponse{.body = "late"});
-      });
-  loop = server.loop();
+  std::atomic<int> seen{0};
+  std::vector<HttpServer::Respond> held;  // loop thread only
+  ServerThread server([&](const HttpRequest& request,
+                          HttpServer::Respond respond) {
+    if (request.path == "/now") {
+      respond(HttpResponse{.body = "alive"});
+      return;
+    }
+    held.push_back(std::move(respond));  // answered once the clients left
+    ++seen;
+  });
   {
     Client fin(server.port());
     ASSERT_TRUE(fin.Send(Get("/late")));
     Client rst(server.port());
     ASSERT_TRUE(rst.Send(Get("/late")));
-    // Let the server see both requests before the clients vanish.
-    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    // The server has both requests before the clients vanish.
+    ASSERT_TRUE(WaitFor([&] { return seen.load() == 2; }));
     fin.Close();
     rst.Abort();
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(250));
-  EXPECT_EQ(responded.load(), 2);
+  // Respond after the clients have gone, and twice.
+  const int responded = server.OnLoop([&] {
+    int n = 0;
+    for (HttpServer::Respond& respond : held) {
+      respond(HttpResponse{.body = "late"});
+      respond(HttpResponse{.body = "late"});
+      ++n;
+    }
+    held.clear();
+    return n;
+  });
+  EXPECT_EQ(responded, 2);
   Client client(server.port());
   ASSERT_TRUE(client.Send(Get("/now")));
   EXPECT_EQ(client.Read().body, "alive");
   client.Close();
   // Connections of the vanished clients are gone too.
-  for (int i = 0; i < 100 && server.Connections() > 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_EQ(server.Connections(), 0u);
+  EXPECT_TRUE(WaitFor([&] { return server.Connections() == 0; }));
 }
 
 TEST(HttpServerTest, HalfClosedClientStillGetsItsAnswer) {
@@ -698,11 +713,9 @@ TEST(HttpServerTest, CloseWithOpenConnectionsFinishes) {
   Client partial(server->port());
   ASSERT_TRUE(waiting.Send(Get("/parked")));
   ASSERT_TRUE(partial.Send("POST /x HTTP/1.1\r\nContent-Length: 10\r\n\r\nab"));
-  for (int i = 0; i < 200 && seen.load() == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  ASSERT_EQ(seen.load(), 1);
-  EXPECT_EQ(server->Connections(), 3u);
+  ASSERT_TRUE(WaitFor([&] { return seen.load() == 1; }));
+  EXPECT_TRUE(WaitFor([&] { return server->Connections() == 3u; }));
+  EXPECT_EQ(seen.load(), 1);
 
   EXPECT_EQ(server->Stop(), 0);
   EXPECT_TRUE(idle.WaitClosed());
@@ -875,10 +888,7 @@ TEST(HttpServerTest, ClientLeavingAStreamRunsOnClosedAndWritesFail) {
     ASSERT_TRUE(client.Send(Get("/stream")));
     ASSERT_TRUE(client.ReadHead().ok);
   }
-  for (int i = 0; i < 500 && !streamer.closed_; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  EXPECT_TRUE(streamer.closed_);
+  ASSERT_TRUE(WaitFor([&] { return streamer.closed_.load(); }));
   EXPECT_FALSE(server.OnLoop([&] { return streamer.stream_->Write("x"); }));
   EXPECT_EQ(server.Connections(), 0u);
 }
@@ -886,14 +896,16 @@ TEST(HttpServerTest, ClientLeavingAStreamRunsOnClosedAndWritesFail) {
 TEST(HttpServerTest, QuietStreamOutlivesTheIdleTimeout) {
   Streamer streamer;
   HttpServerOptions options;
-  options.idle_timeout_ms = 100;
+  // Long enough that the request and the first chunk make it on a loaded
+  // machine; the stream then stays quiet for three times as long.
+  options.idle_timeout_ms = 1000;
   ServerThread server(streamer.Handler(), options);
   Client client(server.port());
   ASSERT_TRUE(client.Send(Get("/stream")));
   ASSERT_TRUE(client.ReadHead().ok);
   std::string chunk;
   ASSERT_TRUE(client.ReadChunk(&chunk));
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  std::this_thread::sleep_for(std::chrono::milliseconds(3000));
   EXPECT_TRUE(server.OnLoop([&] { return streamer.stream_->Write("still"); }));
   ASSERT_TRUE(client.ReadChunk(&chunk));
   EXPECT_EQ(chunk, "still");
@@ -905,14 +917,10 @@ TEST(HttpServerTest, Http10StreamEndsWithTheConnection) {
   ServerThread server(streamer.Handler());
   Client client(server.port());
   ASSERT_TRUE(client.Send("GET /stream HTTP/1.0\r\n\r\n"));
-  server.OnLoop([&] {
-    // Wait until the handler has run: the stream exists.
-    return 0;
-  });
-  for (int i = 0; i < 500; ++i) {
-    if (server.OnLoop([&] { return streamer.stream_ != nullptr; })) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
+  // The handler has run: the stream exists.
+  ASSERT_TRUE(WaitFor([&] {
+    return server.OnLoop([&] { return streamer.stream_ != nullptr; });
+  }));
   server.OnLoop([&] {
     streamer.stream_->Write("rest");
     streamer.stream_->End();

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <set>
 
 #include "api/jsonrpc.h"
@@ -59,7 +60,7 @@ class McpResourcesTasksTest : public ::testing::Test {
   }
   // The reply to request `id`, running the loop until it arrives (null on
   // timeout).
-  json Await(int id, int timeout_ms = 5000) {
+  json Await(int id, int timeout_ms = test::kDefaultWaitMs) {
     json reply;
     h_.RunUntil(
         [&] {
@@ -537,18 +538,26 @@ TEST_F(McpResourcesTasksTest, TasksOutliveTheSessionAndTheServer) {
   session_->Close();
   ASSERT_OK(h_.Close());
   Open(dir.path());
-  ASSERT_OK(h_.Register(Workflow("nap", {{{"name", "a"},
-                                          {"action", "sleep"},
-                                          {"params", {{"duration_ms", 1000}}}},
-                                         {{"name", "b"}, {"action", "noop"}}}))
+  // Step a waits for a file the test creates once the engine has
+  // restarted: the task is still working then, however slow the restart.
+  const std::string go = dir.Sub("go");
+  const json wait_for_go = {
+      {"argv",
+       {"sh", "-c", "while [ ! -f \"$0\" ]; do sleep 0.02; done; echo '{}'",
+        go}}};
+  ASSERT_OK(h_.Register(Workflow("gated", {{{"name", "a"},
+                                            {"action", "exec"},
+                                            {"params", wait_for_go}},
+                                           {{"name", "b"}, {"action", "noop"}}}))
                 .status());
-  const std::string tid = StartTask("nap")["taskId"].get<std::string>();
+  const std::string tid = StartTask("gated")["taskId"].get<std::string>();
   session_->Close();
   session_.reset();
   ASSERT_OK(h_.Close());
 
   Open(dir.path());  // a new session on a restarted engine
   EXPECT_EQ(Result("tasks/get", {{"taskId", tid}})["status"], "working");
+  std::ofstream(go) << "go\n";
   json result = Await(Send("tasks/result", {{"taskId", tid}}))["result"];
   EXPECT_EQ(result["structuredContent"]["state"], "completed");
   json listed = Result("tasks/list");

@@ -452,7 +452,7 @@ TEST_F(McpSessionTest,
   Register(kThreeSteps);
   json r = Call("tools/call",
                 {{"name", "start_workflow"},
-                 {"arguments", {{"workflow", "three"}, {"wait_ms", 5000}}},
+                 {"arguments", {{"workflow", "three"}, {"wait_ms", 20000}}},
                  {"_meta", {{"progressToken", "tok"}}}});
   const int call_id = next_id_ - 1;
   json out = Out(r);
@@ -498,7 +498,7 @@ TEST_F(McpSessionTest, StartWithWaitCountsCompensationsInProgress) {
                {"retry", {{"max_attempts", 1}}}}}}});
   json r = Call("tools/call",
                 {{"name", "start_workflow"},
-                 {"arguments", {{"workflow", "undo"}, {"wait_ms", 5000}}},
+                 {"arguments", {{"workflow", "undo"}, {"wait_ms", 20000}}},
                  {"_meta", {{"progressToken", 7}}}});
   json out = Out(r);
   EXPECT_EQ(out["state"], "compensated");
@@ -597,12 +597,12 @@ TEST_F(McpSessionTest, WaitOnASagaThatEndedBeforeTheWatchAnswersAtOnce) {
   Register(kThreeSteps);
   json first = Out(Tool(
       "start_workflow",
-      {{"workflow", "three"}, {"idempotency_key", "k"}, {"wait_ms", 5000}}));
+      {{"workflow", "three"}, {"idempotency_key", "k"}, {"wait_ms", 20000}}));
   ASSERT_EQ(first["state"], "completed");
   // The same key again: the saga ended long ago.
   json again = Out(Tool(
       "start_workflow",
-      {{"workflow", "three"}, {"idempotency_key", "k"}, {"wait_ms", 5000}}));
+      {{"workflow", "three"}, {"idempotency_key", "k"}, {"wait_ms", 20000}}));
   EXPECT_EQ(again["saga_id"], first["saga_id"]);
   EXPECT_EQ(again["created"], false);
   EXPECT_EQ(again["state"], "completed");
@@ -617,7 +617,7 @@ TEST_F(McpSessionTest, WaitOnASagaThatEndedBeforeTheWatchAnswersAtOnce) {
                {"action", "sleep"},
                {"params", {{"duration_ms", "${input.ms}"}}}}}}});
   json parked = Out(
-      Tool("start_workflow", {{"workflow", "bad-sleep"}, {"wait_ms", 5000}}));
+      Tool("start_workflow", {{"workflow", "bad-sleep"}, {"wait_ms", 20000}}));
   EXPECT_EQ(parked["state"], "parked") << parked.dump();
   EXPECT_EQ(parked["saga"]["state"], "parked");
 }
@@ -633,7 +633,7 @@ TEST_F(McpSessionTest, LogMessagesDefaultToWarningAndFollowSetLevel) {
                 {{"fail_attempts", 1}, {"kind", "conn"}, {"error", "down"}}},
                {"retry", {{"max_attempts", 2}, {"initial_backoff_ms", 1}}}}}}});
   json first =
-      Out(Tool("start_workflow", {{"workflow", "flaky"}, {"wait_ms", 5000}}));
+      Out(Tool("start_workflow", {{"workflow", "flaky"}, {"wait_ms", 20000}}));
   ASSERT_EQ(first["state"], "completed");
   std::vector<json> logs = Notes("notifications/message");
   ASSERT_EQ(logs.size(), 1u) << json(logs).dump();  // the retry; not the info
@@ -672,7 +672,7 @@ TEST_F(McpSessionTest, ParkedSagasAreErrorMessages) {
   Call("logging/setLevel", {{"level", "error"}});
   Register(kParks);
   json r =
-      Out(Tool("start_workflow", {{"workflow", "parks"}, {"wait_ms", 5000}}));
+      Out(Tool("start_workflow", {{"workflow", "parks"}, {"wait_ms", 20000}}));
   ASSERT_EQ(r["state"], "parked");
   std::vector<json> logs = Notes("notifications/message");
   ASSERT_EQ(logs.size(), 1u) << json(logs).dump();  // step_failed is a warning
