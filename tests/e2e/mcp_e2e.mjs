@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
-import { check, finish, serveHttp } from "./lib.mjs";
+import { check, finish, serveHttp, until } from "./lib.mjs";
 
 const binary = process.argv[2];
 const examples = new URL("../../docs/examples", import.meta.url).pathname;
@@ -40,13 +40,10 @@ async function conversation(client) {
   });
   assert.equal(started.isError, false, JSON.stringify(started));
   const id = started.structuredContent.saga_id;
-  let saga;
-  for (let i = 0; i < 100; i++) {
-    saga = (await client.callTool({ name: "get_saga", arguments: { saga_id: id } })).structuredContent;
-    if (saga.state === "completed") break;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  assert.equal(saga.state, "completed");
+  const saga = await until(`saga ${id} to complete`, async () => {
+    const got = (await client.callTool({ name: "get_saga", arguments: { saga_id: id } })).structuredContent;
+    return got.state === "completed" ? got : null;
+  });
   assert.deepEqual(saga.steps[0].output, { text: "hello mcp" });
 
   const again = await client.callTool({

@@ -62,7 +62,7 @@ async function initialize(url, headers = {}) {
 }
 
 // Reads SSE events from a fetch response body until `until(events)` holds.
-async function readEvents(response, until, timeoutMs = 5000) {
+async function readEvents(response, until, timeoutMs = 60000) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffer = "";

@@ -18,7 +18,7 @@ const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
 // Six requests at once, then one per 1000 s: enough for the conversation,
 // and the seventh is refused.
-const limits = { CDE_LIMITS_INBOUND_RATE_PER_SEC: "0.001", CDE_LIMITS_INBOUND_BURST: "6" };
+const limits = { CDE_LIMITS_INBOUND_RATE_PER_SEC: "0.000001", CDE_LIMITS_INBOUND_BURST: "6" };
 const definition = { name: "e2e-one", version: 1, steps: [{ name: "a", action: "noop" }] };
 
 async function tool(client, name, args, meta) {
@@ -46,7 +46,7 @@ async function conversation(client, meta) {
   }
   assert.ok(refused, "no call was refused");
   assert.equal(refused.code, -32029, String(refused));
-  assert.ok(refused.data.retry_after_ms > 990000, JSON.stringify(refused.data));
+  assert.ok(refused.data.retry_after_ms > 990000000, JSON.stringify(refused.data));
   await client.ping();  // never limited
   return saga;
 }

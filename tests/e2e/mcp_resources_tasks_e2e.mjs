@@ -17,20 +17,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
-import { check, finish, serveHttp, sleep } from "./lib.mjs";
+import { check, finish, serveHttp, until } from "./lib.mjs";
 
 const binary = process.argv[2];
-
-// Polls `fn` until it returns a truthy value (or throws after `ms`).
-async function until(what, fn, ms = 10000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 // A connected client plus what it was notified of. `connect` starts a
 // server (or reuses the one of `dataDir`) and returns {client, stop}.
@@ -181,20 +170,24 @@ async function resourceChecks(t, client, notes) {
   await expectMcpError(client.readResource({ uri: "workflow://quick/9" }), -32002);
   await expectMcpError(client.readResource({ uri: "saga://nope" }), -32602, /params\.uri/);
 
-  // Subscriptions: an update after each committed change of the saga.
-  const s = await client.callTool({ name: "start_workflow", arguments: { workflow: "steps" } });
+  // Subscriptions: an update after each committed change of the saga. The
+  // saga sleeps for a minute until cancelled, so its changes come after
+  // the subscription however slow the machine.
+  const s = await client.callTool({ name: "start_workflow", arguments: { workflow: "trip" } });
   const sid = s.structuredContent.saga_id;
   await client.subscribeResource({ uri: `saga://${sid}` });
-  await client.subscribeResource({ uri: "workflow://steps/1" });  // immutable: never fires
+  await client.subscribeResource({ uri: "workflow://trip/1" });  // immutable: never fires
   await expectMcpError(client.subscribeResource({ uri: "saga://01ARZ3NDEKTSV4RRFFQ69G5FAV" }), -32002);
-  await until("saga 'steps' to complete", async () =>
-    JSON.parse((await client.readResource({ uri: `saga://${sid}` })).contents[0].text).state === "completed");
+  const cancel = await client.callTool({ name: "cancel_saga", arguments: { saga_id: sid } });
+  assert.equal(cancel.isError, false, JSON.stringify(cancel));
+  await until("saga 'trip' to end cancelled", async () =>
+    JSON.parse((await client.readResource({ uri: `saga://${sid}` })).contents[0].text).state === "cancelled");
   if (t.notifications) {
     await until("resources/updated", () => notes.updated.some((n) => n.uri === `saga://${sid}`));
     assert.ok(notes.updated.every((n) => n.uri === `saga://${sid}`), JSON.stringify(notes.updated));
   }
   await client.unsubscribeResource({ uri: `saga://${sid}` });
-  await client.unsubscribeResource({ uri: "workflow://steps/1" });
+  await client.unsubscribeResource({ uri: "workflow://trip/1" });
 }
 
 async function taskChecks(t, client, notes) {

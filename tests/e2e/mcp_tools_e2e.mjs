@@ -15,7 +15,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
-import { check, finish, serveHttp, sleep } from "./lib.mjs";
+import { check, finish, serveHttp, until } from "./lib.mjs";
 
 const binary = process.argv[2];
 const examples = new URL("../../docs/examples", import.meta.url).pathname;
@@ -24,14 +24,14 @@ const examples = new URL("../../docs/examples", import.meta.url).pathname;
 const definitions = [
   { name: "e2e-three", version: 1, steps: [
     { name: "a", action: "echo", params: { n: 1 } },
-    { name: "b", action: "sleep", params: { duration_ms: 20 } },
+    { name: "b", action: "sleep", params: { duration_ms: 500 } },
     { name: "c", action: "echo", params: { n: 3 } } ] },
   { name: "e2e-three", version: 2, steps: [{ name: "only", action: "noop" }] },
   { name: "e2e-parks", version: 1, on_failure: "park", steps: [
     { name: "boom", action: "fail", params: { error: "no luck", kind: "bad" },
       retry: { max_attempts: 1 } } ] },
   { name: "e2e-slow", version: 1, steps: [
-    { name: "nap", action: "sleep", params: { duration_ms: 400 } } ] },
+    { name: "nap", action: "sleep", params: { duration_ms: 3000 } } ] },
 ];
 
 async function tool(client, name, args, options) {
@@ -39,13 +39,22 @@ async function tool(client, name, args, options) {
 }
 
 async function awaitState(client, sagaId, state) {
-  let saga;
-  for (let i = 0; i < 200; i++) {
-    saga = (await tool(client, "get_saga", { saga_id: sagaId })).structuredContent;
-    if (saga.state === state) return saga;
-    await sleep(20);
-  }
-  assert.fail(`saga ${sagaId} is ${saga.state}, not ${state}`);
+  return until(`saga ${sagaId} to be ${state}`, async () => {
+    const saga = (await tool(client, "get_saga", { saga_id: sagaId })).structuredContent;
+    return saga.state === state ? saga : null;
+  });
+}
+
+// How many sagas of `workflow` the server has.
+async function countSagas(client, workflow) {
+  let n = 0;
+  let cursor;
+  do {
+    const page = (await tool(client, "list_sagas", { workflow, cursor })).structuredContent;
+    n += page.sagas.length;
+    cursor = page.next_cursor;
+  } while (cursor);
+  return n;
 }
 
 // Everything this test checks, on one connected client.
@@ -84,7 +93,7 @@ async function conversation(client, transport) {
     // once, dropping the call's progress handler, so every notification
     // read in the same chunk as the response is lost (typescript-sdk issue
     // #2580). On a busy machine that can be 2 and 3; the first one comes
-    // 20 ms before the rest (step b sleeps) and always arrives.
+    // half a second before the rest (step b sleeps) and always arrives.
     const values = progress.map((p) => p.progress);
     assert.ok(values.length >= 1, JSON.stringify(progress));
     assert.deepEqual(values, [1, 2, 3].slice(0, values.length), JSON.stringify(progress));
@@ -103,9 +112,11 @@ async function conversation(client, transport) {
   // rejects, the saga still completes.
   const key = `e2e-cancel-${transport.name}`;
   const ac = new AbortController();
+  const before = await countSagas(client, "e2e-slow");
   const cancelled = tool(client, "start_workflow", { workflow: "e2e-slow", idempotency_key: key, wait_ms: 60000 },
                          { signal: ac.signal });
-  await sleep(100);
+  // Cancelled once the server has started the saga, while the call waits.
+  await until("the server to start the saga", async () => (await countSagas(client, "e2e-slow")) > before);
   ac.abort("changed my mind");
   await assert.rejects(cancelled);
   const again = await tool(client, "start_workflow", { workflow: "e2e-slow", idempotency_key: key });
@@ -118,8 +129,7 @@ async function conversation(client, transport) {
   assert.equal(parked.structuredContent.state, "parked", JSON.stringify(parked));
   const parkedId = parked.structuredContent.saga_id;
   if (transport.notifications) {
-    for (let i = 0; i < 50 && !logs.some((l) => l.data.event === "saga_parked"); i++) await sleep(20);
-    const error = logs.find((l) => l.data.event === "saga_parked");
+    const error = await until("the saga_parked log message", () => logs.find((l) => l.data.event === "saga_parked"));
     assert.ok(error, JSON.stringify(logs));
     assert.equal(error.level, "error");
     assert.equal(error.logger, "cde.saga");
@@ -171,12 +181,10 @@ async function conversation(client, transport) {
   const replayed = await tool(client, "replay_saga", { saga_id: parkedId });
   assert.equal(replayed.isError, false, JSON.stringify(replayed));
   assert.equal(replayed.structuredContent.saga_id, parkedId);
-  let parkedAgain;
-  for (let i = 0; i < 250; i++) {
-    parkedAgain = (await tool(client, "list_dlq", { workflow: "e2e-parks" })).structuredContent;
-    if (parkedAgain.entries.length === 1 && parkedAgain.entries[0].replay_count === 1) break;
-    await sleep(20);
-  }
+  const parkedAgain = await until("the replayed saga to park again", async () => {
+    const dlq = (await tool(client, "list_dlq", { workflow: "e2e-parks" })).structuredContent;
+    return dlq.entries.length === 1 && dlq.entries[0].replay_count === 1 ? dlq : null;
+  });
   assert.equal(parkedAgain.entries[0].replay_count, 1, JSON.stringify(parkedAgain));
   const replayLog = (await tool(client, "get_saga_log", { saga_id: parkedId })).structuredContent;
   assert.ok(replayLog.events.some((e) => e.type === "replayed"), JSON.stringify(replayLog));
