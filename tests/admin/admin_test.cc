@@ -72,7 +72,9 @@ std::vector<json> Definitions() {
        {"steps",
         {{{"name", "nap"},
           {"action", "sleep"},
-          {"params", {{"duration_ms", 1500}}}},
+          // Long enough that a cde-admin started after it, slow as a
+          // sanitizer build on a loaded machine is, still finds it running.
+          {"params", {{"duration_ms", 6000}}}},
          {{"name", "after"}, {"action", "noop"}}}}},
   };
 }
@@ -635,7 +637,9 @@ TEST_F(AdminTest, ReadsFollowALiveServer) {
   ASSERT_TRUE(started.is_object()) << server.Log();
   const std::string made = started["saga_id"].get<std::string>();
   std::string state;
-  for (int i = 0; i < 50 && state != "completed"; ++i) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (state != "completed" && std::chrono::steady_clock::now() < deadline) {
     r = Admin({"sagas", "list", "--json"}, dir);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     ASSERT_EQ(r.Json()["sagas"].size(), 6u);
@@ -758,10 +762,11 @@ Status BuildChangeStore(const std::string& dir, const std::string& flag,
   CDE_RETURN_IF_ERROR(
       h.AwaitStored(out->undo_nap, SagaState::kRunning).status());
   // Wait until it sleeps (its first step done).
-  for (int i = 0; i < 100; ++i) {
-    const Saga* s = h.engine().FindActive(out->undo_nap);
-    if (s == nullptr || s->wait.kind == Wait::Kind::kSleep) break;
-    h.RunUntil([] { return false; }, 10);
+  if (!h.RunUntil([&] {
+        const Saga* s = h.engine().FindActive(out->undo_nap);
+        return s != nullptr && s->wait.kind == Wait::Kind::kSleep;
+      })) {
+    return Status::Aborted("undo-nap never reached its sleep");
   }
   return h.Close();
 }
@@ -792,12 +797,12 @@ class AdminChangeTest : public AdminTest {
     }
     return out;
   }
-  // Polls the server's get_saga until `id` is `state` (10 s at most).
+  // Polls the server's get_saga until `id` is `state` (60 s at most).
   static std::string AwaitState(test::ServerProcess& server,
                                 const std::string& id,
                                 const std::string& state) {
     std::string now;
-    for (int i = 0; i < 200 && now != state; ++i) {
+    for (int i = 0; i < 1200 && now != state; ++i) {
       const json got = server.CallTool("get_saga", {{"saga_id", id}});
       now = got.is_object() ? got.value("state", "") : "";
       if (now != state) {
@@ -979,6 +984,7 @@ TEST_F(AdminChangeTest, OnlineChangesGoThroughTheServer) {
   }
   EXPECT_EQ(ids, (std::set<std::string>{s_.parked_a, s_.parked_b}));
   EXPECT_EQ(AwaitState(server, s_.parked_a, "parked"), "parked");
+  EXPECT_EQ(AwaitState(server, s_.parked_b, "parked"), "parked");
   r = Admin({"dlq", "show", s_.parked_a, "--json"}, dir_);
   EXPECT_EQ(r.Json()["entry"]["replay_count"], 1);
 

@@ -43,10 +43,11 @@ std::string McpUrl(std::string url) {
   return url + suffix;
 }
 
-// GET <base>/health/liveness answers 200 within a second.
+// GET <base>/health/liveness answers 200 within 5 s: a server busy
+// enough to take longer is still better asked than bypassed.
 bool Alive(const std::string& base) {
   const HttpAnswer answer =
-      PerformHttpCall({.url = base + "/health/liveness", .timeout_ms = 1000});
+      PerformHttpCall({.url = base + "/health/liveness", .timeout_ms = 5000});
   return answer.status == 200;
 }
 
