@@ -4,8 +4,10 @@
 #include <array>
 #include <cmath>
 #include <limits>
-#include <regex>
+#include <memory>
 #include <string_view>
+
+#include <re2/re2.h>
 
 namespace cde {
 namespace {
@@ -25,12 +27,6 @@ constexpr std::array<std::string_view, 4> kNumberBounds = {
 constexpr std::array<std::string_view, 4> kCounts = {"minLength", "maxLength",
                                                      "minItems", "maxItems"};
 
-// libstdc++'s std::regex recurses per character of the subject: measured on
-// Debian 12, "(a|b)*" overflows an 8 MB stack near 20,000 characters and a
-// nested group near 8,000. Longer strings are reported, not matched: a crash
-// on bad input is never acceptable.
-constexpr size_t kMaxPatternSubject = 1024;
-
 template <size_t N>
 bool Contains(const std::array<std::string_view, N>& names,
               std::string_view name) {
@@ -49,31 +45,49 @@ std::string At(const std::string& path, const std::string& message) {
   return path.empty() ? message : path + ": " + message;
 }
 
-// libstdc++'s regex_error::what() differs between versions; these texts are
-// ours, so users and tests see the same message everywhere.
-std::string RegexProblem(const std::regex_error& e) {
-  using namespace std::regex_constants;
-  switch (e.code()) {
-    case error_paren:
+// Patterns come from clients, and are matched on the loop thread: they are
+// compiled by RE2, whose matching takes time linear in the subject (no
+// backtracking, so no `^(a+)+$` can stall the server), with its memory
+// bounded. What RE2 cannot do in linear time (backreferences, lookaround)
+// it refuses to compile, and the registration is refused with it.
+constexpr int64_t kPatternMaxMem = 1 << 20;  // bytes for the compiled program
+
+std::unique_ptr<re2::RE2> CompilePattern(const std::string& source) {
+  re2::RE2::Options options;
+  options.set_log_errors(false);
+  options.set_max_mem(kPatternMaxMem);
+  return std::make_unique<re2::RE2>(source, options);
+}
+
+// RE2's messages quote its internals; these texts are ours, so users and
+// tests see the same message everywhere.
+std::string PatternProblem(const re2::RE2& re) {
+  switch (re.error_code()) {
+    case re2::RE2::ErrorMissingParen:
+    case re2::RE2::ErrorUnexpectedParen:
       return "unbalanced parentheses";
-    case error_brack:
+    case re2::RE2::ErrorMissingBracket:
       return "unbalanced brackets";
-    case error_brace:
-      return "unbalanced braces";
-    case error_badbrace:
+    case re2::RE2::ErrorRepeatSize:
       return "invalid {} repetition";
-    case error_badrepeat:
+    case re2::RE2::ErrorRepeatArgument:
+    case re2::RE2::ErrorRepeatOp:
       return "nothing to repeat";
-    case error_escape:
+    case re2::RE2::ErrorBadEscape:
+    case re2::RE2::ErrorTrailingBackslash:
       return "invalid escape";
-    case error_range:
+    case re2::RE2::ErrorBadCharRange:
       return "invalid character range";
-    case error_backref:
-      return "invalid back reference";
-    case error_ctype:
+    case re2::RE2::ErrorBadCharClass:
       return "invalid character class";
-    case error_collate:
-      return "invalid collating element";
+    case re2::RE2::ErrorBadPerlOp:
+      return "unsupported construct '" + re.error_arg() +
+             "' (backreferences and lookaround cannot be matched in linear "
+             "time)";
+    case re2::RE2::ErrorBadUTF8:
+      return "invalid UTF-8";
+    case re2::RE2::ErrorBadNamedCapture:
+      return "invalid named group";
     default:
       return "too complex";
   }
@@ -125,11 +139,10 @@ void CheckPattern(const json& pattern, const std::string& path,
     errors->push_back(At(path, "must be a string"));
     return;
   }
-  try {
-    std::regex re(pattern.get<std::string>(), std::regex::ECMAScript);
-  } catch (const std::regex_error& e) {
+  const auto re = CompilePattern(pattern.get<std::string>());
+  if (!re->ok()) {
     errors->push_back(
-        At(path, "is not a valid regular expression: " + RegexProblem(e)));
+        At(path, "is not a valid regular expression: " + PatternProblem(*re)));
   }
 }
 
@@ -267,20 +280,15 @@ void ValidatePattern(const json& pattern, const std::string& text,
                      std::vector<std::string>* errors) {
   if (!pattern.is_string()) return;
   const std::string& source = pattern.get_ref<const std::string&>();
-  if (text.size() > kMaxPatternSubject) {
-    errors->push_back(At(
-        path, "is too long to match against pattern '" + source + "' (limit " +
-                  std::to_string(kMaxPatternSubject) + " bytes)"));
+  const auto re = CompilePattern(source);
+  if (!re->ok()) {  // only a definition stored before RE2 can get here
+    errors->push_back(At(path, "cannot be matched against pattern '" + source +
+                                   "': " + PatternProblem(*re)));
     return;
   }
-  try {
-    // JSON Schema patterns are not anchored: search, not match.
-    if (!std::regex_search(text, std::regex(source, std::regex::ECMAScript))) {
-      errors->push_back(At(path, "must match pattern '" + source + "'"));
-    }
-  } catch (const std::regex_error& e) {
-    errors->push_back(At(path, "cannot be matched against pattern '" + source +
-                                   "': " + RegexProblem(e)));
+  // JSON Schema patterns are not anchored: search, not match.
+  if (!re2::RE2::PartialMatch(text, *re)) {
+    errors->push_back(At(path, "must match pattern '" + source + "'"));
   }
 }
 

@@ -5,7 +5,7 @@
 // integer, boolean, null), properties, required, additionalProperties
 // (boolean), items (one schema), enum, const, minimum, maximum,
 // exclusiveMinimum, exclusiveMaximum, minLength, maxLength, pattern
-// (ECMAScript regex via std::regex), minItems, maxItems, plus the annotations
+// (RE2 syntax, matched in linear time), minItems, maxItems, plus the annotations
 // title, description, default, examples and $schema, which are ignored.
 // Any other keyword is an error at registration: a misspelt "requried"
 // must not silently accept every input.

@@ -240,13 +240,50 @@ TEST(ValidateInputTest, PatternSearchesUnlessAnchored) {
   });
 }
 
-TEST(ValidateInputTest, PatternRefusesStringsTooLongToMatchSafely) {
+TEST(ValidateInputTest, PatternMatchesLongStringsWithoutRecursing) {
+  // std::regex recursed per character: this overflowed its stack.
   const json schema = json::parse(R"({"pattern": "^(a|b)*$"})");
-  EXPECT_TRUE(ValidateInput(schema, json(std::string(1024, 'a'))).ok());
-  const Status s = ValidateInput(schema, json(std::string(100000, 'a')));
-  EXPECT_EQ(s.message(),
-            "input: is too long to match against pattern '^(a|b)*$' (limit "
-            "1024 bytes)");
+  EXPECT_TRUE(ValidateInput(schema, json(std::string(1000000, 'a'))).ok());
+  EXPECT_EQ(ValidateInput(schema, json(std::string(1000000, 'a') + "c"))
+                .message(),
+            "input: must match pattern '^(a|b)*$'");
+}
+
+TEST(ValidateInputTest, PatternsThatBacktrackExponentiallyMatchInLinearTime) {
+  // A backtracking engine takes 2^n steps on n a's and a b: at 30, minutes
+  // on the loop thread; at 100,000, forever. RE2 takes one pass.
+  for (const char* evil : {"^(a+)+$", "^(a|a)*$", "^(a|aa)+$", "(.*a){20}"}) {
+    const json schema = {{"pattern", evil}};
+    ASSERT_TRUE(CheckInputSchema(schema, "input_schema").empty()) << evil;
+    for (size_t n : {30u, 100000u}) {
+      const Status s = ValidateInput(schema, json(std::string(n, 'a') + "b"));
+      if (std::string(evil) != "(.*a){20}") {
+        EXPECT_EQ(s.message(),
+                  std::string("input: must match pattern '") + evil + "'")
+            << evil << " " << n;
+      }
+    }
+  }
+}
+
+TEST(ValidateInputTest, PatternsRe2CannotMatchInLinearTimeAreRefused) {
+  auto problems = [](const char* pattern) {
+    return CheckInputSchema({{"pattern", pattern}}, "input_schema");
+  };
+  using Problems = std::vector<std::string>;
+  EXPECT_EQ(problems("(a)\\1"),
+            Problems{"input_schema.pattern: is not a valid regular "
+                     "expression: invalid escape"});
+  EXPECT_EQ(problems("a(?=b)"),
+            Problems{"input_schema.pattern: is not a valid regular "
+                     "expression: unsupported construct '(?=' (backreferences "
+                     "and lookaround cannot be matched in linear time)"});
+  EXPECT_EQ(problems("(\\w{50}){50}"),
+            Problems{"input_schema.pattern: is not a valid regular "
+                     "expression: invalid {} repetition"});
+  EXPECT_EQ(problems("\\pL{1000}"),
+            Problems{"input_schema.pattern: is not a valid regular "
+                     "expression: too complex"});
 }
 
 TEST(ValidateInputTest, ArrayBoundsAndItems) {
