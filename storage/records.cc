@@ -228,13 +228,25 @@ Result<TimerRecord> DecodeTimer(std::string_view value,
                               });
 }
 
+std::string_view DefinitionOriginName(DefinitionOrigin origin) {
+  return origin == DefinitionOrigin::kClient ? "client" : "operator";
+}
+
+std::optional<DefinitionOrigin> DefinitionOriginFromName(
+    std::string_view name) {
+  if (name == "operator") return DefinitionOrigin::kOperator;
+  if (name == "client") return DefinitionOrigin::kClient;
+  return std::nullopt;
+}
+
 std::string EncodeDefinition(const DefinitionRecord& r) {
   std::string out;
-  CborWriter(&out, kRecordVersion, 4)
+  CborWriter(&out, kRecordVersion, 5)
       .Field("name", r.name)
       .Field("version", r.version)
       .Field("registered_ms", r.registered_ms)
-      .Field("definition", r.definition);
+      .Field("definition", r.definition)
+      .Field("origin", DefinitionOriginName(r.origin));
   return out;
 }
 
@@ -246,6 +258,12 @@ Result<DefinitionRecord> DecodeDefinition(std::string_view value,
         r.version = IntField<uint32_t>(j, "version");
         r.registered_ms = IntField<int64_t>(j, "registered_ms");
         r.definition = j.at("definition");
+        r.origin = DefinitionOrigin::kClient;  // before origins were kept
+        if (auto it = j.find("origin"); it != j.end()) {
+          auto origin = DefinitionOriginFromName(it->get<std::string>());
+          if (!origin) throw std::invalid_argument("unknown origin");
+          r.origin = *origin;
+        }
       });
 }
 

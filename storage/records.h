@@ -101,11 +101,22 @@ struct TimerRecord {
 };
 
 // A registered workflow definition version (immutable once written).
+// Who registered a definition, and so how far its steps are trusted (the
+// engine's action policy): an operator (the --workflows directory,
+// cde-admin, the C++ API) or a client (MCP or HTTP registration, on behalf
+// of an agent that may be prompt-injected).
+enum class DefinitionOrigin : uint8_t { kOperator, kClient };
+std::string_view DefinitionOriginName(DefinitionOrigin origin);
+std::optional<DefinitionOrigin> DefinitionOriginFromName(std::string_view name);
+
 struct DefinitionRecord {
   std::string name;
   uint32_t version = 0;
   int64_t registered_ms = 0;
   nlohmann::json definition = nlohmann::json::object();
+  // Records written before origins were kept read as kClient: the least
+  // trusted, until an operator registers the same content again.
+  DefinitionOrigin origin = DefinitionOrigin::kOperator;
 
   friend bool operator==(const DefinitionRecord&,
                          const DefinitionRecord&) = default;

@@ -43,6 +43,33 @@ TEST(RecordsTest, EveryRecordRoundTrips) {
   EXPECT_EQ(*i, "abc");
 }
 
+TEST(RecordsTest, DefinitionOriginIsStoredByNameAndOldRecordsAreClients) {
+  for (DefinitionOrigin origin :
+       {DefinitionOrigin::kOperator, DefinitionOrigin::kClient}) {
+    DefinitionRecord def{"trip", 4, 99, {{"steps", {1}}}, origin};
+    const std::string enc = EncodeDefinition(def);
+    EXPECT_NE(enc.find(DefinitionOriginName(origin)), std::string::npos);
+    auto df = DecodeDefinition(enc, "here");
+    ASSERT_OK(df.status());
+    EXPECT_EQ(df->origin, origin);
+  }
+  // Written before origins were kept: the least trusted.
+  std::string old(1, '\x01');
+  const auto cbor = nlohmann::json::to_cbor(
+      {{"name", "trip"}, {"version", 4}, {"registered_ms", 99},
+       {"definition", {{"steps", {1}}}}});
+  old.append(cbor.begin(), cbor.end());
+  auto df = DecodeDefinition(old, "here");
+  ASSERT_OK(df.status());
+  EXPECT_EQ(df->origin, DefinitionOrigin::kClient);
+  std::string bad(1, '\x01');
+  const auto bad_cbor = nlohmann::json::to_cbor(
+      {{"name", "trip"}, {"version", 4}, {"registered_ms", 99},
+       {"definition", {{"steps", {1}}}}, {"origin", "admin"}});
+  bad.append(bad_cbor.begin(), bad_cbor.end());
+  EXPECT_TRUE(DecodeDefinition(bad, "here").status().IsCorruption());
+}
+
 TEST(RecordsTest, StateIsStoredByNameNotOrdinal) {
   std::string enc = EncodeSaga(test::MakeSaga("x", "w", SagaState::kParked));
   EXPECT_NE(enc.find("parked"), std::string::npos);
