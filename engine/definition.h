@@ -41,6 +41,7 @@
 #include <string>
 #include <vector>
 
+#include "storage/records.h"
 #include "storage/status.h"
 
 namespace cde {
@@ -105,6 +106,9 @@ struct WorkflowDefinition {
   std::optional<uint32_t> max_concurrency;
   std::optional<AutoReplay> auto_replay;
   std::vector<StepSpec> steps;
+  // Who registered it (not part of the document): decides which actions
+  // its steps may use (engine/action_policy.h).
+  DefinitionOrigin origin = DefinitionOrigin::kOperator;
 
   // The index of the step named `name`, or -1.
   int StepIndex(const std::string& name) const;

@@ -154,6 +154,7 @@ Status EngineImpl::AddDefinition(const DefinitionRecord& record) {
     return parsed.status().WithContext("stored definition " + record.name +
                                        "@" + std::to_string(record.version));
   }
+  parsed->origin = record.origin;
   definitions_[record.name][record.version] =
       std::make_shared<const WorkflowDefinition>(std::move(parsed).value());
   records_[{record.name, record.version}] = record;
@@ -178,19 +179,33 @@ EngineImpl::ListWorkflows() const {
   return out;
 }
 
-void EngineImpl::RegisterWorkflow(const json& doc,
+void EngineImpl::RegisterWorkflow(const json& doc, DefinitionOrigin origin,
                                   Callback<DefinitionRecord> done) {
   if (!health_.ok()) return done(health_);
   ActionNames native;
   for (const auto& [name, fn] : actions_) native.insert(name);
   auto parsed = ParseDefinition(doc, native);
   if (!parsed.ok()) return done(parsed.status());
+  if (origin == DefinitionOrigin::kClient) {
+    const auto refused = CheckClientDefinition(*parsed, options_.action_policy);
+    if (!refused.empty()) {
+      std::string message = "workflow definition refused by the action policy: ";
+      for (size_t i = 0; i < refused.size(); ++i) {
+        message += (i > 0 ? "; " : "") + refused[i].ToString();
+      }
+      return done(Status::InvalidArgument(message));
+    }
+  }
   const std::string name = parsed->name;
   const uint32_t version = parsed->version;
   const auto key = std::make_pair(name, version);
   if (auto it = records_.find(key); it != records_.end()) {
-    if (it->second.definition == doc) return done(it->second);  // a no-op
-    return done(Status::AlreadyExists(
+    // The same content: a no-op, unless an operator now vouches for what
+    // a client registered (below, the record is written again as theirs).
+    const bool adopt = origin == DefinitionOrigin::kOperator &&
+                       it->second.origin == DefinitionOrigin::kClient;
+    if (it->second.definition == doc && !adopt) return done(it->second);
+    if (it->second.definition != doc) return done(Status::AlreadyExists(
         "workflow " + name + " version " + std::to_string(version) +
         " is already registered with different content; versions are "
         "immutable, register it as a new version"));
@@ -200,7 +215,7 @@ void EngineImpl::RegisterWorkflow(const json& doc,
                              std::to_string(version) +
                              " is being registered; retry"));
   }
-  DefinitionRecord record{name, version, Now(), doc};
+  DefinitionRecord record{name, version, Now(), doc, origin};
   Transition t;
   t.PutDefinition(record);
   Commit(std::move(t), [this, record, key, done](const Status& s) {
@@ -462,6 +477,15 @@ void EngineImpl::Dispatch(Active& a) {
   if (!params.ok()) {
     deliver(ActionResult::Failure("template", params.status().message()));
     return;
+  }
+  if (a.def->origin == DefinitionOrigin::kClient) {
+    // Again with the rendered params: a template can build an argv.
+    Status allowed =
+        CheckClientAttempt(spec, *params, options_.action_policy);
+    if (!allowed.ok()) {
+      deliver(ActionResult::Failure(kPolicyErrorKind, allowed.message()));
+      return;
+    }
   }
   req.params = std::move(params).value();
   if (spec.timeout_ms) {

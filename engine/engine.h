@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 
+#include "engine/action_policy.h"
 #include "engine/actions.h"
 #include "engine/definition.h"
 #include "engine/limits.h"
@@ -68,6 +69,8 @@ struct EngineOptions {
   // operator tools (cde-admin) that change a store no server runs on.
   bool run_sagas = true;
   EngineLimits limits;
+  // What definitions registered by clients may do (action_policy.h).
+  ActionPolicy action_policy;
 };
 
 struct StartRequest {
@@ -118,9 +121,18 @@ class Engine {
                                 NativeAction action) = 0;
 
   // Validates and stores a definition. Re-registering identical content is
-  // a no-op; different content under an existing version is AlreadyExists.
+  // a no-op (but an operator's registration of a client's definition makes
+  // it the operator's); different content under an existing version is
+  // AlreadyExists. A client's definition must also pass the action policy
+  // (EngineOptions::action_policy), checked again when its attempts run.
   virtual void RegisterWorkflow(const nlohmann::json& definition,
+                                DefinitionOrigin origin,
                                 Callback<DefinitionRecord> done) = 0;
+  // An operator's registration: the C++ API, a workflows directory.
+  void RegisterWorkflow(const nlohmann::json& definition,
+                        Callback<DefinitionRecord> done) {
+    RegisterWorkflow(definition, DefinitionOrigin::kOperator, std::move(done));
+  }
   virtual std::vector<std::shared_ptr<const WorkflowDefinition>> ListWorkflows()
       const = 0;
 

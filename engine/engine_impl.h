@@ -66,7 +66,9 @@ class EngineImpl final : public Engine {
   Status Recover();
 
   Status RegisterAction(const std::string& name, NativeAction action) override;
+  using Engine::RegisterWorkflow;
   void RegisterWorkflow(const nlohmann::json& definition,
+                        DefinitionOrigin origin,
                         Callback<DefinitionRecord> done) override;
   std::vector<std::shared_ptr<const WorkflowDefinition>> ListWorkflows()
       const override;

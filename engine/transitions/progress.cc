@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 
+#include "engine/action_policy.h"
 #include "engine/templating.h"
 
 namespace cde {
@@ -291,6 +292,8 @@ int64_t BackoffMs(const RetryPolicy& policy, uint32_t next_attempt,
 }
 
 bool IsNonRetryable(const RetryPolicy& policy, const std::string& kind) {
+  // The same params would be refused again, whatever the retry policy says.
+  if (kind == kPolicyErrorKind) return true;
   for (const std::string& pattern : policy.non_retryable) {
     if (ErrorKindMatches(pattern, kind)) return true;
   }

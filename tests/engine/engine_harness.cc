@@ -54,8 +54,10 @@ EngineHarness::~EngineHarness() {
 
 Status EngineHarness::Open(const std::string& data_dir,
                            std::map<std::string, NativeAction> actions,
-                           int64_t timer_window_ms, bool run_sagas) {
+                           int64_t timer_window_ms, bool run_sagas,
+                           ActionPolicy action_policy) {
   EngineOptions options;
+  options.action_policy = std::move(action_policy);
   options.timer_window_ms = timer_window_ms;
   options.run_sagas = run_sagas;
   if (data_dir.empty()) {
@@ -109,9 +111,10 @@ Result<T> RunCall(EngineHarness& h, Call call) {
   return std::move(*out);
 }
 
-Result<DefinitionRecord> EngineHarness::Register(const nlohmann::json& def) {
+Result<DefinitionRecord> EngineHarness::Register(const nlohmann::json& def,
+                                                DefinitionOrigin origin) {
   return RunCall<DefinitionRecord>(
-      *this, [&](auto cb) { engine_->RegisterWorkflow(def, cb); });
+      *this, [&](auto cb) { engine_->RegisterWorkflow(def, origin, cb); });
 }
 
 Result<StartResult> EngineHarness::Start(StartRequest request) {

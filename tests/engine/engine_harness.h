@@ -56,7 +56,8 @@ class EngineHarness {
   // Opens an engine. `data_dir` empty: a memory store.
   Status Open(const std::string& data_dir,
               std::map<std::string, NativeAction> actions = {},
-              int64_t timer_window_ms = 60000, bool run_sagas = true);
+              int64_t timer_window_ms = 60000, bool run_sagas = true,
+              ActionPolicy action_policy = {});
   // Shuts the engine down cleanly (drain, close, flush).
   Status Close();
   // Shuts down with `options`; `meanwhile` runs once the shutdown has been
@@ -70,7 +71,9 @@ class EngineHarness {
   bool RunUntil(const std::function<bool()>& done, int timeout_ms = kDefaultWaitMs);
 
   // Synchronous wrappers: run the loop until the callback has answered.
-  Result<DefinitionRecord> Register(const nlohmann::json& definition);
+  Result<DefinitionRecord> Register(
+      const nlohmann::json& definition,
+      DefinitionOrigin origin = DefinitionOrigin::kOperator);
   Result<StartResult> Start(StartRequest request);
   Result<SagaState> Cancel(const std::string& id, bool compensate = true);
   Result<SagaState> Replay(const std::string& id,

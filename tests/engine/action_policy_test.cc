@@ -1,0 +1,226 @@
+// The action policy for definitions registered by clients: what is refused
+// at registration, and what is left to (and refused at) run time.
+#include "engine/action_policy.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "storage/store.h"
+#include "tests/engine/engine_harness.h"
+#include "tests/test_util.h"
+
+namespace cde {
+namespace {
+
+using nlohmann::json;
+
+WorkflowDefinition Parse(const json& steps) {
+  auto def = ParseDefinition(
+      {{"name", "p"}, {"version", 1}, {"steps", steps}}, ActionNames{});
+  EXPECT_TRUE(def.ok()) << def.status().ToString();
+  return def.ok() ? *def : WorkflowDefinition{};
+}
+
+std::vector<std::string> Refusals(const json& steps,
+                                  const ActionPolicy& policy) {
+  std::vector<std::string> out;
+  for (const DefinitionError& e : CheckClientDefinition(Parse(steps), policy)) {
+    out.push_back(e.ToString());
+  }
+  return out;
+}
+
+json Exec(const json& argv) {
+  return {{"action", "exec"}, {"params", {{"argv", argv}}}};
+}
+
+TEST(ActionPolicyTest, ExecIsRefusedToClientsByDefaultWhereverItIs) {
+  json step = Exec({"/bin/sh", "-c", "id"});
+  step["name"] = "shell";
+  json undo = {{"name", "book"},
+               {"action", "noop"},
+               {"compensate", Exec({"/usr/bin/curl", "x"})}};
+  EXPECT_THAT(
+      Refusals({{{"name", "a"}, {"action", "noop"}}, step, undo}, {}),
+      ::testing::ElementsAre(
+          "steps[1].action: exec is not allowed in definitions registered "
+          "by clients (actions.exec.clients is off); an operator can "
+          "register it from the workflows directory",
+          "steps[2].compensate.action: exec is not allowed in definitions "
+          "registered by clients (actions.exec.clients is off); an operator "
+          "can register it from the workflows directory"));
+  EXPECT_TRUE(Refusals({{{"name", "a"}, {"action", "echo"}},
+                        {{"name", "b"}, {"action", "http"},
+                         {"params", {{"url", "http://127.0.0.1:1/"}}}}},
+                       {})
+                  .empty());
+}
+
+TEST(ActionPolicyTest, ClientsMayRunOnlyTheExecutablesAllowed) {
+  ActionPolicy policy;
+  policy.exec.clients = true;
+  policy.exec.allow = {"/usr/bin/convert"};
+  json ok = Exec({"/usr/bin/convert", "in.png", "out.jpg"});
+  ok["name"] = "ok";
+  json shell = Exec({"/bin/sh", "-c", "id"});
+  shell["name"] = "shell";
+  json relative = Exec({"convert"});
+  relative["name"] = "relative";
+  json templated = Exec({"${input.program}"});
+  templated["name"] = "templated";
+  EXPECT_THAT(Refusals({ok, shell, relative, templated}, policy),
+              ::testing::ElementsAre(
+                  "steps[1].params.argv[0]: '/bin/sh' is not in "
+                  "actions.exec.allow, the executables client definitions "
+                  "may run",
+                  "steps[2].params.argv[0]: 'convert' is not in "
+                  "actions.exec.allow, the executables client definitions "
+                  "may run"));
+  // Turned on with nothing allowed: nothing runs.
+  policy.exec.allow.clear();
+  EXPECT_EQ(Refusals(json::array({ok}), policy).size(), 1u);
+}
+
+TEST(ActionPolicyTest, RenderedArgvIsCheckedWhenTheAttemptRuns) {
+  ActionPolicy policy;
+  policy.exec.clients = true;
+  policy.exec.allow = {"/bin/echo"};
+  const ActionSpec spec{.action = "exec",
+                        .params = {{"argv", {"${input.program}", "hi"}}}};
+  EXPECT_TRUE(
+      CheckClientAttempt(spec, {{"argv", {"/bin/echo", "hi"}}}, policy).ok());
+  const Status s =
+      CheckClientAttempt(spec, {{"argv", {"/bin/sh", "hi"}}}, policy);
+  EXPECT_TRUE(s.IsInvalidArgument());
+  EXPECT_EQ(s.message(),
+            "params.argv[0]: '/bin/sh' is not in actions.exec.allow, the "
+            "executables client definitions may run");
+  EXPECT_EQ(CheckClientAttempt(spec, {{"argv", {"/bin/echo"}}}, {}).message(),
+            "exec is not allowed in definitions registered by clients "
+            "(actions.exec.clients is off)");
+  // Other actions are not the exec policy's business.
+  EXPECT_TRUE(CheckClientAttempt({.action = "echo"}, json::object(), {}).ok());
+}
+
+}  // namespace
+}  // namespace cde
+
+// ---- The policy in the engine ----------------------------------------------
+
+namespace cde {
+namespace {
+
+using test::EngineHarness;
+
+json Definition(const std::string& name, const json& steps) {
+  return {{"name", name}, {"version", 1}, {"steps", steps}};
+}
+
+ActionPolicy EchoOnly() {
+  ActionPolicy policy;
+  policy.exec.clients = true;
+  policy.exec.allow = {"/bin/echo"};
+  return policy;
+}
+
+// `${input.program}` as argv[0], retried up to 3 times if it fails.
+json TemplatedExec() {
+  return Definition(
+      "run", {{{"name", "run"},
+               {"action", "exec"},
+               {"params", {{"argv", {"${input.program}", "{}"}}}},
+               {"retry", {{"max_attempts", 3}, {"initial_backoff_ms", 1}}}}});
+}
+
+TEST(EnginePolicyTest, AClientsExecIsRefusedAndAnOperatorsIsNot) {
+  EngineHarness h;
+  ASSERT_OK(h.Open(""));
+  const json shell = Definition(
+      "shell", {{{"name", "id"},
+                 {"action", "exec"},
+                 {"params", {{"argv", {"/bin/sh", "-c", "id"}}}}}});
+  const auto refused = h.Register(shell, DefinitionOrigin::kClient);
+  ASSERT_TRUE(refused.status().IsInvalidArgument());
+  EXPECT_EQ(refused.status().message(),
+            "workflow definition refused by the action policy: "
+            "steps[0].action: exec is not allowed in definitions registered "
+            "by clients (actions.exec.clients is off); an operator can "
+            "register it from the workflows directory");
+  EXPECT_TRUE(h.engine().ListWorkflows().empty());  // nothing stored
+  auto mine = h.Register(shell);  // the operator's
+  ASSERT_OK(mine.status());
+  EXPECT_EQ(mine->origin, DefinitionOrigin::kOperator);
+}
+
+TEST(EnginePolicyTest, ARenderedArgvOutsideTheAllowListFailsWithoutRetries) {
+  EngineHarness h;
+  ASSERT_OK(h.Open("", {}, 60000, true, EchoOnly()));
+  ASSERT_OK(h.Register(TemplatedExec(), DefinitionOrigin::kClient).status());
+  auto bad = h.Start({.workflow = "run", .input = {{"program", "/bin/sh"}}});
+  ASSERT_OK(bad.status());
+  auto rec = h.AwaitInactive(bad->saga_id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kCompensated);
+  const json& step = rec->body["steps"][0];
+  EXPECT_EQ(step["attempts"], 1) << step.dump();  // the same argv again: no
+  EXPECT_EQ(step["error"]["kind"], "policy");
+  EXPECT_EQ(step["error"]["message"],
+            "params.argv[0]: '/bin/sh' is not in actions.exec.allow, the "
+            "executables client definitions may run");
+  auto good = h.Start({.workflow = "run", .input = {{"program", "/bin/echo"}}});
+  ASSERT_OK(good.status());
+  auto done = h.AwaitInactive(good->saga_id);
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state, SagaState::kCompleted) << done->body.dump();
+}
+
+// The origin is stored: a restart with a stricter policy stops what a
+// client registered under a looser one, and an operator's registration of
+// the same content makes it theirs.
+TEST(EnginePolicyTest, TheOriginSurvivesARestartAndAnOperatorCanAdoptIt) {
+  test::TempDir dir;
+  const json echo = Definition("echo", {{{"name", "say"},
+                                         {"action", "exec"},
+                                         {"params", {{"argv", {"/bin/echo", "{}"}}}}}});
+  {
+    EngineHarness h;
+    ASSERT_OK(h.Open(dir.path(), {}, 60000, true, EchoOnly()));
+    ASSERT_OK(h.Register(echo, DefinitionOrigin::kClient).status());
+    ASSERT_OK(h.Close());
+  }
+  EngineHarness h;
+  ASSERT_OK(h.Open(dir.path()));  // exec off for clients
+  ASSERT_EQ(h.engine().ListWorkflows().size(), 1u);
+  EXPECT_EQ(h.engine().ListWorkflows()[0]->origin, DefinitionOrigin::kClient);
+  auto stopped = h.Start({.workflow = "echo"});
+  ASSERT_OK(stopped.status());
+  auto rec = h.AwaitInactive(stopped->saga_id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->body["steps"][0]["error"]["kind"], "policy");
+
+  auto adopted = h.Register(echo);  // the same content, by the operator
+  ASSERT_OK(adopted.status());
+  EXPECT_EQ(adopted->origin, DefinitionOrigin::kOperator);
+  EXPECT_EQ(h.engine().ListWorkflows()[0]->origin,
+            DefinitionOrigin::kOperator);
+  auto runs = h.Start({.workflow = "echo"});
+  ASSERT_OK(runs.status());
+  auto ran = h.AwaitInactive(runs->saga_id);
+  ASSERT_OK(ran.status());
+  EXPECT_EQ(ran->state, SagaState::kCompleted) << ran->body.dump();
+  // A client registering it again changes nothing.
+  auto again = h.Register(echo, DefinitionOrigin::kClient);
+  ASSERT_TRUE(again.status().IsInvalidArgument());  // exec is off for them
+  EXPECT_EQ(h.engine().ListWorkflows()[0]->origin,
+            DefinitionOrigin::kOperator);
+  ASSERT_OK(h.Close());
+  auto store = OpenRocksStore({.path = dir.path(), .mode = OpenMode::kReadOnly});
+  ASSERT_OK(store.status());
+  auto defs = (*store)->ListDefinitions();
+  ASSERT_OK(defs.status());
+  ASSERT_EQ(defs->size(), 1u);
+  EXPECT_EQ((*defs)[0].origin, DefinitionOrigin::kOperator);
+}
+
+}  // namespace
+}  // namespace cde
