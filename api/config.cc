@@ -159,6 +159,21 @@ Rule<T> StringList(Member member) {
           }};
 }
 
+// actions.exec.allow: absolute paths, since a relative name would be
+// looked up in whatever PATH the server has.
+void ApplyExecAllow(const json& v, const std::string& path, Config* c,
+                    Problems* p) {
+  bool ok = v.is_array();
+  for (size_t i = 0; ok && i < v.size(); ++i) {
+    ok = v[i].is_string() && v[i].get_ref<const std::string&>().starts_with('/');
+  }
+  if (!ok) {
+    p->push_back({path, "must be an array of absolute paths of executables"});
+    return;
+  }
+  c->actions.exec.allow = v.get<std::vector<std::string>>();
+}
+
 // "HOST:PORT", "[V6]:PORT" or "none".
 void ApplyListen(const json& v, const std::string& path, Config* c,
                  Problems* p) {
@@ -350,6 +365,8 @@ std::vector<Key> BuildSchema() {
            CDE_MEMBER(breakers), [](const C& c) { return c.breaker_default; },
            [](const json& v, const std::string& path, BreakerPolicy* b,
               Problems* p) { ApplyObject(v, path, BreakerRules(), b, p); })});
+  keys.push_back({"actions.exec.clients", Bool<C>(CDE_MEMBER(actions.exec.clients))});
+  keys.push_back({"actions.exec.allow", {false, ApplyExecAllow}});
   keys.push_back({"alerts.workflow_failures.threshold",
                   Integer<C>(CDE_MEMBER(alerts.workflow_failures_threshold), 0,
                              UINT32_MAX)});
@@ -656,6 +673,9 @@ std::vector<std::string> KeysNeedingRestart(const Config& running,
   check(a.log.file != b.log.file, "log.file");
   check(a.log.async != b.log.async, "log.async");
   check(a.timer_window_ms != b.timer_window_ms, "engine.timer_window_ms");
+  check(a.actions.exec.clients != b.actions.exec.clients,
+        "actions.exec.clients");
+  check(a.actions.exec.allow != b.actions.exec.allow, "actions.exec.allow");
   return keys;
 }
 

@@ -24,7 +24,8 @@
 //                   "cool_down_ms": 30000, "half_open_probes": 1},
 //       "keys": {"flights-api": {"cool_down_ms": 5000}}
 //     },
-//     "alerts": {"workflow_failures": {"threshold": 10, "window_ms": 60000}}
+//     "alerts": {"workflow_failures": {"threshold": 10, "window_ms": 60000}},
+//     "actions": {"exec": {"clients": false, "allow": []}}
 //   }
 //
 // Every key is optional. Unknown keys, wrong types and out-of-range values
@@ -50,6 +51,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/action_policy.h"
 #include "engine/limits.h"
 #include "engine/log.h"
 #include "storage/status.h"
@@ -106,6 +108,8 @@ struct Config {
   BreakerPolicy breaker_default;
   std::map<std::string, BreakerPolicy> breakers;  // full policies by key
   AlertConfig alerts;
+  // What definitions registered by clients may do (actions.exec.*).
+  ActionPolicy actions;
 
   friend bool operator==(const Config&, const Config&) = default;
 };

@@ -281,7 +281,8 @@ void McpSession::CallTool(const json& id, const std::string& name,
       list.push_back({{"name", def->name},
                       {"version", def->version},
                       {"description", def->description},
-                      {"steps", def->steps.size()}});
+                      {"steps", def->steps.size()},
+                      {"origin", DefinitionOriginName(def->origin)}});
     }
     return ToolResult(id, {{"workflows", list}});
   }
@@ -292,7 +293,7 @@ void McpSession::CallTool(const json& id, const std::string& name,
                                "arguments.definition: must be an object"));
     }
     return engine_->RegisterWorkflow(
-        *def,
+        *def, DefinitionOrigin::kClient,
         later([](McpSession& s, const json& id, Result<DefinitionRecord> r) {
           if (!r.ok()) return s.ToolError(id, r.status());
           s.ToolResult(id, {{"name", r->name}, {"version", r->version}});

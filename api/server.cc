@@ -87,6 +87,7 @@ class Server {
     eo.sync = config_.sync;
     eo.timer_window_ms = config_.timer_window_ms;
     eo.limits = LimitsOf(config_);
+    eo.action_policy = config_.actions;
     auto opened = Engine::Open(&loop_, std::move(eo));
     if (!opened.ok()) {
       uv_loop_close(&loop_);

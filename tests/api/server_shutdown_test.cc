@@ -49,8 +49,12 @@ TEST(ServerShutdownTest, SigtermWith500SagasRunningLosesAndDoublesNothing) {
   // Far slower than the grace period: every call in flight at SIGTERM must
   // be checkpointed, however long the starts took.
   endpoint.Respond("/slow", 200, R"({"booked": true})", 20000);
+  // The "run" workflow is registered over MCP: a client's, whose exec
+  // steps the action policy must let run /bin/sh.
   const std::map<std::string, std::string> env = {
-      {"CDE_SHUTDOWN_TIMEOUT_MS", "1000"}};
+      {"CDE_SHUTDOWN_TIMEOUT_MS", "1000"},
+      {"CDE_ACTIONS_EXEC_CLIENTS", "true"},
+      {"CDE_ACTIONS_EXEC_ALLOW", R"(["/bin/sh"])"}};
 
   std::map<std::string, std::string> workflow_of;  // acknowledged starts
   {
@@ -59,7 +63,7 @@ TEST(ServerShutdownTest, SigtermWith500SagasRunningLosesAndDoublesNothing) {
     McpClient mcp(server.base());
     ASSERT_TRUE(mcp.Initialize());
     const json child = {
-        {"argv", json::array({"sh", "-c", "sleep 0.5; echo '{}'"})}};
+        {"argv", json::array({"/bin/sh", "-c", "sleep 0.5; echo '{}'"})}};
     const json call = {{"method", "POST"}, {"url", endpoint.url("/slow")}};
     const std::map<std::string, json> defs = {
         {"nap-short", Steps({{"name", "nap"},

@@ -76,6 +76,23 @@ async function conversation(client, transport) {
     const r = await tool(client, "register_workflow", { definition });
     assert.equal(r.isError, false, JSON.stringify(r));
   }
+  // Ours came from a client; the examples of --workflows, if loaded, from
+  // the operator.
+  const workflows = (await tool(client, "list_workflows", {})).structuredContent.workflows;
+  for (const w of workflows) {
+    assert.equal(w.origin, w.name.startsWith("e2e-") ? "client" : "operator", JSON.stringify(w));
+  }
+
+  // A client may not run a shell through an exec step (the default action
+  // policy): refused, naming the step, and nothing is registered.
+  const shell = await tool(client, "register_workflow", { definition: {
+    name: `e2e-shell-${transport.name}`, version: 1,
+    steps: [{ name: "id", action: "exec", params: { argv: ["/bin/sh", "-c", "id"] } }] } });
+  assert.equal(shell.isError, true, JSON.stringify(shell));
+  assert.match(shell.structuredContent.error.message,
+               /steps\[0\]\.action: exec is not allowed in definitions registered by clients/);
+  const after = (await tool(client, "list_workflows", {})).structuredContent.workflows.map((w) => w.name);
+  assert.ok(!after.includes(`e2e-shell-${transport.name}`), JSON.stringify(after));
 
   // A wait with progress: one notification per step, increasing, then the
   // final saga in the result.

@@ -40,6 +40,7 @@ int RunWorkflowsList(const Common& common) {
                       {"latest", latest[d.name] == d.version},
                       {"registered_ms", d.registered_ms},
                       {"registered_at", TimeJson(d.registered_ms)},
+                      {"origin", DefinitionOriginName(d.origin)},
                       {"description", Description(d)},
                       {"steps", StepNames(d)}});
     }
@@ -111,6 +112,7 @@ int RunWorkflowsShow(const Common& common, const std::string& spec) {
                {"versions", versions},
                {"registered_ms", found->registered_ms},
                {"registered_at", TimeJson(found->registered_ms)},
+               {"origin", DefinitionOriginName(found->origin)},
                {"definition", found->definition}});
     return kExitOk;
   }

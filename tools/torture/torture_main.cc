@@ -136,8 +136,13 @@ class Torture {
       stats_.restart_marks.push_back(endpoint_.request_count());
     }
     const auto t0 = Clock::now();
+    // The action policy on, as in production: exec for clients (the
+    // workload registers over MCP), limited to the one shell it runs.
     if (!server_.Start(disk_.data(), Log(), {},
-                       {{"CDE_SHUTDOWN_TIMEOUT_MS", "1000"}}, 60000)) {
+                       {{"CDE_SHUTDOWN_TIMEOUT_MS", "1000"},
+                        {"CDE_ACTIONS_EXEC_CLIENTS", "true"},
+                        {"CDE_ACTIONS_EXEC_ALLOW", R"(["/bin/sh"])"}},
+                       60000)) {
       return false;
     }
     stats_.max_recovery_ms = std::max(stats_.max_recovery_ms, MsSince(t0));

@@ -40,7 +40,8 @@ json Workflow(const std::string& name, json steps, json extra = {}) {
 }  // namespace
 
 std::vector<json> Workflows(const TestHttpServer& endpoint) {
-  const json exec_ok = {{"argv", json::array({"sh", "-c", "echo '{}'"})}};
+  // Registered over MCP, so a client's: the server allows /bin/sh alone.
+  const json exec_ok = {{"argv", json::array({"/bin/sh", "-c", "echo '{}'"})}};
   return {
       Workflow("t-noop", {{{"name", "a"}, {"action", "noop"}},
                           {{"name", "b"}, {"action", "noop"}}}),
