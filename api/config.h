@@ -127,6 +127,10 @@ Result<Config> LoadConfig(const std::string& path,
 // The process environment, for LoadConfig.
 std::map<std::string, std::string> ProcessEnvironment();
 
+// Whether `host` (an IP literal, as http.listen takes it) is a loopback
+// address: 127.0.0.0/8 or ::1. Only processes of this machine reach those.
+bool IsLoopbackHost(const std::string& host);
+
 // The bearer tokens in `path` (see HttpConfig::auth_tokens_file).
 // InvalidArgument if it cannot be read or holds no token.
 Result<std::set<std::string>> ReadTokenFile(const std::string& path);

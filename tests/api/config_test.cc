@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -412,6 +413,40 @@ TEST(ConfigBinaryTest, BadFlagValuesExitWithTwo) {
   run = Serve({"--auth-tokens", dir.Sub("missing")});
   EXPECT_EQ(run.exit_code, 2);
   EXPECT_THAT(run.reported, HasSubstr("--auth-tokens: cannot read"));
+}
+
+// Without tokens, only loopback: anyone who reaches another address could
+// run workflows. The refusal names the setting and both ways out.
+TEST(ConfigBinaryTest, ANonLoopbackAddressWithoutTokensIsRefusedAtStart) {
+  test::TempDir dir;
+  for (const char* listen : {"0.0.0.0:0", "[::]:0"}) {
+    test::ChildRun run =
+        Serve({"--http", listen, "--data-dir", dir.Sub("data")});
+    EXPECT_EQ(run.exit_code, 2) << listen;
+    EXPECT_THAT(run.reported,
+                HasSubstr("is not a loopback address, and no bearer tokens "
+                          "are configured"));
+    EXPECT_THAT(run.reported, HasSubstr("--http: "));
+    EXPECT_THAT(run.reported, HasSubstr("Set http.auth_tokens_file "
+                                        "(--auth-tokens), or listen on "
+                                        "127.0.0.1"));
+  }
+  const std::string file = WriteFile(dir, "open.json",
+                                     R"({"http": {"listen": "0.0.0.0:0"}})");
+  test::ChildRun run = Serve({"--config", file, "--data-dir", dir.Sub("data")});
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_THAT(run.reported, HasSubstr("http.listen: 0.0.0.0 is not a loopback"));
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("data")));  // nothing opened
+}
+
+TEST(ConfigTest, LoopbackHostsAreThe127NetworkAndColonColonOne) {
+  for (const char* host : {"127.0.0.1", "127.1.2.3", "::1"}) {
+    EXPECT_TRUE(IsLoopbackHost(host)) << host;
+  }
+  for (const char* host :
+       {"0.0.0.0", "::", "10.0.0.1", "128.0.0.1", "::ffff:127.0.0.1", ""}) {
+    EXPECT_FALSE(IsLoopbackHost(host)) << host;
+  }
 }
 
 }  // namespace
