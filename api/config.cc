@@ -166,7 +166,8 @@ void ApplyExecAllow(const json& v, const std::string& path, Config* c,
                     Problems* p) {
   bool ok = v.is_array();
   for (size_t i = 0; ok && i < v.size(); ++i) {
-    ok = v[i].is_string() && v[i].get_ref<const std::string&>().starts_with('/');
+    ok =
+        v[i].is_string() && v[i].get_ref<const std::string&>().starts_with('/');
   }
   if (!ok) {
     p->push_back({path, "must be an array of absolute paths of executables"});
@@ -366,7 +367,8 @@ std::vector<Key> BuildSchema() {
            CDE_MEMBER(breakers), [](const C& c) { return c.breaker_default; },
            [](const json& v, const std::string& path, BreakerPolicy* b,
               Problems* p) { ApplyObject(v, path, BreakerRules(), b, p); })});
-  keys.push_back({"actions.exec.clients", Bool<C>(CDE_MEMBER(actions.exec.clients))});
+  keys.push_back(
+      {"actions.exec.clients", Bool<C>(CDE_MEMBER(actions.exec.clients))});
   keys.push_back({"actions.exec.allow", {false, ApplyExecAllow}});
   keys.push_back({"alerts.workflow_failures.threshold",
                   Integer<C>(CDE_MEMBER(alerts.workflow_failures_threshold), 0,

@@ -93,7 +93,7 @@ cde::Result<cde::Config> Load(const Flags& f) {
       !cde::IsLoopbackHost(c.http.host)) {
     return cde::Status::InvalidArgument(
         std::string(f.Given("--http") || f.Given("--host") ? "--http"
-                                                            : "http.listen") +
+                                                           : "http.listen") +
         ": " + c.http.host +
         " is not a loopback address, and no bearer tokens are configured: "
         "anyone who reaches it could run workflows. Set "

@@ -1,50 +1,65 @@
 #include "engine/action_policy.h"
 
 #include <algorithm>
+#include <optional>
 
 namespace cde {
 namespace {
 
 using nlohmann::json;
 
-std::string StepPath(size_t i, bool compensation) {
-  return "steps[" + std::to_string(i) + "]" +
-         (compensation ? ".compensate" : "");
+constexpr const char* kExecOff =
+    "exec is not allowed in definitions registered by clients "
+    "(actions.exec.clients is off)";
+
+bool IsTemplated(const std::string& s) {
+  return s.find("${") != std::string::npos;
 }
 
-bool Allowed(const ExecPolicy& policy, const std::string& program) {
-  return std::find(policy.allow.begin(), policy.allow.end(), program) !=
-         policy.allow.end();
+// What a client's exec params may not do, as {path below params, message};
+// nullopt if nothing. With `rendered` false (at registration), templated
+// values are left for the attempt, when they are rendered.
+std::optional<DefinitionError> ExecProblem(const json& params,
+                                           const ExecPolicy& policy,
+                                           bool rendered) {
+  if (!params.is_object()) return std::nullopt;  // the action reports it
+  if (auto argv = params.find("argv"); argv != params.end() &&
+                                       argv->is_array() && !argv->empty() &&
+                                       (*argv)[0].is_string()) {
+    const std::string& program = (*argv)[0].get_ref<const std::string&>();
+    if ((rendered || !IsTemplated(program)) &&
+        std::find(policy.allow.begin(), policy.allow.end(), program) ==
+            policy.allow.end()) {
+      return DefinitionError{"params.argv[0]",
+                             "'" + program +
+                                 "' is not in actions.exec.allow, the "
+                                 "executables client definitions may run"};
+    }
+  }
+  // The dynamic loader obeys LD_PRELOAD and its kin: through them an
+  // allowed program would load any code.
+  if (auto env = params.find("env"); env != params.end() && env->is_object()) {
+    for (const auto& [name, value] : env->items()) {
+      if (name.starts_with("LD_")) {
+        return DefinitionError{"params.env." + name,
+                               "variables of the dynamic loader (LD_*) are "
+                               "not allowed in definitions registered by "
+                               "clients"};
+      }
+    }
+  }
+  return std::nullopt;
 }
 
-std::string NotAllowedProgram(const std::string& program) {
-  return "'" + program +
-         "' is not in actions.exec.allow, the executables client "
-         "definitions may run";
-}
-
-// The problem with a client's exec step, if any; `path` names the spec.
 void CheckExec(const ActionSpec& spec, const std::string& path,
                const ExecPolicy& policy, std::vector<DefinitionError>* out) {
   if (!policy.clients) {
-    out->push_back(
-        {path + ".action",
-         "exec is not allowed in definitions registered by clients "
-         "(actions.exec.clients is off); an operator can register it from "
-         "the workflows directory"});
-    return;
-  }
-  const json* argv = spec.params.is_object() && spec.params.contains("argv")
-                         ? &spec.params["argv"]
-                         : nullptr;
-  if (argv == nullptr || !argv->is_array() || argv->empty() ||
-      !(*argv)[0].is_string()) {
-    return;  // the definition checks report a bad argv
-  }
-  const std::string& program = (*argv)[0].get_ref<const std::string&>();
-  if (program.find("${") != std::string::npos) return;  // checked at run time
-  if (!Allowed(policy, program)) {
-    out->push_back({path + ".params.argv[0]", NotAllowedProgram(program)});
+    out->push_back({path + ".action",
+                    std::string(kExecOff) +
+                        "; an operator can register it from the workflows "
+                        "directory"});
+  } else if (auto problem = ExecProblem(spec.params, policy, false)) {
+    out->push_back({path + "." + problem->path, problem->message});
   }
 }
 
@@ -55,11 +70,12 @@ std::vector<DefinitionError> CheckClientDefinition(
   std::vector<DefinitionError> out;
   for (size_t i = 0; i < def.steps.size(); ++i) {
     const StepSpec& step = def.steps[i];
+    const std::string path = "steps[" + std::to_string(i) + "]";
     if (step.run.action == "exec") {
-      CheckExec(step.run, StepPath(i, false), policy.exec, &out);
+      CheckExec(step.run, path, policy.exec, &out);
     }
     if (step.compensate && step.compensate->action == "exec") {
-      CheckExec(*step.compensate, StepPath(i, true), policy.exec, &out);
+      CheckExec(*step.compensate, path + ".compensate", policy.exec, &out);
     }
   }
   return out;
@@ -68,22 +84,9 @@ std::vector<DefinitionError> CheckClientDefinition(
 Status CheckClientAttempt(const ActionSpec& spec, const json& params,
                           const ActionPolicy& policy) {
   if (spec.action != "exec") return Status::OK();
-  if (!policy.exec.clients) {
-    return Status::InvalidArgument(
-        "exec is not allowed in definitions registered by clients "
-        "(actions.exec.clients is off)");
-  }
-  const json* argv = params.is_object() && params.contains("argv")
-                         ? &params["argv"]
-                         : nullptr;
-  if (argv == nullptr || !argv->is_array() || argv->empty() ||
-      !(*argv)[0].is_string()) {
-    return Status::OK();  // the exec action reports a bad argv
-  }
-  const std::string& program = (*argv)[0].get_ref<const std::string&>();
-  if (!Allowed(policy.exec, program)) {
-    return Status::InvalidArgument("params.argv[0]: " +
-                                   NotAllowedProgram(program));
+  if (!policy.exec.clients) return Status::InvalidArgument(kExecOff);
+  if (auto problem = ExecProblem(params, policy.exec, true)) {
+    return Status::InvalidArgument(problem->ToString());
   }
   return Status::OK();
 }

@@ -189,7 +189,8 @@ void EngineImpl::RegisterWorkflow(const json& doc, DefinitionOrigin origin,
   if (origin == DefinitionOrigin::kClient) {
     const auto refused = CheckClientDefinition(*parsed, options_.action_policy);
     if (!refused.empty()) {
-      std::string message = "workflow definition refused by the action policy: ";
+      std::string message =
+          "workflow definition refused by the action policy: ";
       for (size_t i = 0; i < refused.size(); ++i) {
         message += (i > 0 ? "; " : "") + refused[i].ToString();
       }
@@ -205,10 +206,11 @@ void EngineImpl::RegisterWorkflow(const json& doc, DefinitionOrigin origin,
     const bool adopt = origin == DefinitionOrigin::kOperator &&
                        it->second.origin == DefinitionOrigin::kClient;
     if (it->second.definition == doc && !adopt) return done(it->second);
-    if (it->second.definition != doc) return done(Status::AlreadyExists(
-        "workflow " + name + " version " + std::to_string(version) +
-        " is already registered with different content; versions are "
-        "immutable, register it as a new version"));
+    if (it->second.definition != doc)
+      return done(Status::AlreadyExists(
+          "workflow " + name + " version " + std::to_string(version) +
+          " is already registered with different content; versions are "
+          "immutable, register it as a new version"));
   }
   if (!registering_.insert(key).second) {
     return done(Status::Busy("workflow " + name + " version " +
@@ -480,8 +482,7 @@ void EngineImpl::Dispatch(Active& a) {
   }
   if (a.def->origin == DefinitionOrigin::kClient) {
     // Again with the rendered params: a template can build an argv.
-    Status allowed =
-        CheckClientAttempt(spec, *params, options_.action_policy);
+    Status allowed = CheckClientAttempt(spec, *params, options_.action_policy);
     if (!allowed.ok()) {
       deliver(ActionResult::Failure(kPolicyErrorKind, allowed.message()));
       return;

@@ -1,13 +1,13 @@
 #include "engine/input_schema.h"
 
+#include <re2/re2.h>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <limits>
 #include <memory>
 #include <string_view>
-
-#include <re2/re2.h>
 
 namespace cde {
 namespace {

@@ -5,9 +5,9 @@
 // integer, boolean, null), properties, required, additionalProperties
 // (boolean), items (one schema), enum, const, minimum, maximum,
 // exclusiveMinimum, exclusiveMaximum, minLength, maxLength, pattern
-// (RE2 syntax, matched in linear time), minItems, maxItems, plus the annotations
-// title, description, default, examples and $schema, which are ignored.
-// Any other keyword is an error at registration: a misspelt "requried"
+// (RE2 syntax, matched in linear time), minItems, maxItems, plus the
+// annotations title, description, default, examples and $schema, which are
+// ignored. Any other keyword is an error at registration: a misspelt "requried"
 // must not silently accept every input.
 #ifndef CDE_ENGINE_INPUT_SCHEMA_H_
 #define CDE_ENGINE_INPUT_SCHEMA_H_

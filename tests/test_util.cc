@@ -92,8 +92,8 @@ ChildRun RunChild(const std::vector<std::string>& argv, const KillPlan& plan,
   bool sent_kill = false;
   size_t counted = 0;  // bytes of `reported` already scanned for lines
   auto count_progress = [&] {
-    for (size_t nl; (nl = run.reported.find('\n', counted)) !=
-                    std::string::npos;
+    for (size_t nl;
+         (nl = run.reported.find('\n', counted)) != std::string::npos;
          counted = nl + 1) {
       if (run.reported.compare(counted, plan.progress_prefix.size(),
                                plan.progress_prefix) == 0) {
@@ -138,9 +138,9 @@ ChildRun RunChild(const std::vector<std::string>& argv, const KillPlan& plan,
 
 uint32_t TestSeed() {
   const char* env = std::getenv("CDE_TEST_SEED");
-  const uint32_t seed = env != nullptr
-                            ? static_cast<uint32_t>(std::strtoul(env, nullptr, 10))
-                            : std::random_device{}();
+  const uint32_t seed =
+      env != nullptr ? static_cast<uint32_t>(std::strtoul(env, nullptr, 10))
+                     : std::random_device{}();
   std::printf("seed %u (replay with CDE_TEST_SEED=%u)\n", seed, seed);
   ::testing::Test::RecordProperty("seed", std::to_string(seed));
   return seed;

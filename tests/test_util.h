@@ -47,11 +47,11 @@ Status WriteOne(Store& store, const Transition& t, bool sync = false);
 
 // The result of a child process run by RunChild.
 struct ChildRun {
-  std::string reported;  // everything the child wrote to its fd 3
-  int progress = 0;      // lines of `reported` that count as progress
-  bool killed = false;   // ended by our SIGKILL
+  std::string reported;    // everything the child wrote to its fd 3
+  int progress = 0;        // lines of `reported` that count as progress
+  bool killed = false;     // ended by our SIGKILL
   bool timed_out = false;  // killed at timeout_ms, not by the plan
-  int exit_code = -1;    // when it exited on its own
+  int exit_code = -1;      // when it exited on its own
 };
 
 // When RunChild SIGKILLs its child: on progress, never on time alone, so

@@ -104,6 +104,11 @@ void ServerProcess::Signal(int signum) const {
   if (pid_ > 0) kill(pid_, signum);
 }
 
+int ServerProcess::Terminate(int timeout_ms) {
+  Signal(SIGTERM);
+  return Wait(timeout_ms);
+}
+
 int ServerProcess::Wait(int timeout_ms) {
   if (pid_ <= 0) return -1;
   const auto deadline =

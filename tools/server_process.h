@@ -47,6 +47,8 @@ class ServerProcess {
              const std::map<std::string, std::string>& env = {},
              int ready_ms = 20000);
   void Signal(int signum) const;
+  // SIGTERM, then Wait(timeout_ms): the exit code of a clean stop is 0.
+  int Terminate(int timeout_ms = 20000);
   // Waits for it to exit: its exit code, 128 + signal if a signal ended it,
   // or -1 if it is still running after `timeout_ms`.
   int Wait(int timeout_ms);

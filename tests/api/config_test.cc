@@ -431,11 +431,12 @@ TEST(ConfigBinaryTest, ANonLoopbackAddressWithoutTokensIsRefusedAtStart) {
                                         "(--auth-tokens), or listen on "
                                         "127.0.0.1"));
   }
-  const std::string file = WriteFile(dir, "open.json",
-                                     R"({"http": {"listen": "0.0.0.0:0"}})");
+  const std::string file =
+      WriteFile(dir, "open.json", R"({"http": {"listen": "0.0.0.0:0"}})");
   test::ChildRun run = Serve({"--config", file, "--data-dir", dir.Sub("data")});
   EXPECT_EQ(run.exit_code, 2);
-  EXPECT_THAT(run.reported, HasSubstr("http.listen: 0.0.0.0 is not a loopback"));
+  EXPECT_THAT(run.reported,
+              HasSubstr("http.listen: 0.0.0.0 is not a loopback"));
   EXPECT_FALSE(std::filesystem::exists(dir.Sub("data")));  // nothing opened
 }
 

@@ -25,6 +25,7 @@
 
 #include "engine/inbox.h"
 #include "tests/test_util.h"
+#include "tools/server_process.h"
 
 namespace cde {
 namespace {
@@ -36,18 +37,6 @@ int64_t MsSince(Clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() -
                                                                start)
       .count();
-}
-
-// Polls `done` every few milliseconds until it holds; false if it still
-// does not after `timeout_ms`.
-bool WaitFor(const std::function<bool()>& done, int timeout_ms = 30000) {
-  const Clock::time_point deadline =
-      Clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (!done()) {
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return true;
 }
 
 // Calls `respond` with `response` after `ms`, from a one-shot timer on the
@@ -574,7 +563,8 @@ TEST(HttpServerTest, SlowHandlerIsNotIdle) {
   uv_loop_t* loop = nullptr;
   ServerThread server(
       [&](const HttpRequest&, HttpServer::Respond respond) {
-        RespondLater(loop, 3000, std::move(respond), HttpResponse{.body = "ok"});
+        RespondLater(loop, 3000, std::move(respond),
+                     HttpResponse{.body = "ok"});
       },
       {.idle_timeout_ms = 1000});
   loop = server.loop();
@@ -588,22 +578,22 @@ TEST(HttpServerTest, SlowHandlerIsNotIdle) {
 TEST(HttpServerTest, ClientGoneBeforeAsyncRespondIsSafe) {
   std::atomic<int> seen{0};
   std::vector<HttpServer::Respond> held;  // loop thread only
-  ServerThread server([&](const HttpRequest& request,
-                          HttpServer::Respond respond) {
-    if (request.path == "/now") {
-      respond(HttpResponse{.body = "alive"});
-      return;
-    }
-    held.push_back(std::move(respond));  // answered once the clients left
-    ++seen;
-  });
+  ServerThread server(
+      [&](const HttpRequest& request, HttpServer::Respond respond) {
+        if (request.path == "/now") {
+          respond(HttpResponse{.body = "alive"});
+          return;
+        }
+        held.push_back(std::move(respond));  // answered once the clients left
+        ++seen;
+      });
   {
     Client fin(server.port());
     ASSERT_TRUE(fin.Send(Get("/late")));
     Client rst(server.port());
     ASSERT_TRUE(rst.Send(Get("/late")));
     // The server has both requests before the clients vanish.
-    ASSERT_TRUE(WaitFor([&] { return seen.load() == 2; }));
+    ASSERT_TRUE(Eventually([&] { return seen.load() == 2; }));
     fin.Close();
     rst.Abort();
   }
@@ -624,7 +614,7 @@ TEST(HttpServerTest, ClientGoneBeforeAsyncRespondIsSafe) {
   EXPECT_EQ(client.Read().body, "alive");
   client.Close();
   // Connections of the vanished clients are gone too.
-  EXPECT_TRUE(WaitFor([&] { return server.Connections() == 0; }));
+  EXPECT_TRUE(Eventually([&] { return server.Connections() == 0; }));
 }
 
 TEST(HttpServerTest, HalfClosedClientStillGetsItsAnswer) {
@@ -713,8 +703,8 @@ TEST(HttpServerTest, CloseWithOpenConnectionsFinishes) {
   Client partial(server->port());
   ASSERT_TRUE(waiting.Send(Get("/parked")));
   ASSERT_TRUE(partial.Send("POST /x HTTP/1.1\r\nContent-Length: 10\r\n\r\nab"));
-  ASSERT_TRUE(WaitFor([&] { return seen.load() == 1; }));
-  EXPECT_TRUE(WaitFor([&] { return server->Connections() == 3u; }));
+  ASSERT_TRUE(Eventually([&] { return seen.load() == 1; }));
+  EXPECT_TRUE(Eventually([&] { return server->Connections() == 3u; }));
   EXPECT_EQ(seen.load(), 1);
 
   EXPECT_EQ(server->Stop(), 0);
@@ -888,7 +878,7 @@ TEST(HttpServerTest, ClientLeavingAStreamRunsOnClosedAndWritesFail) {
     ASSERT_TRUE(client.Send(Get("/stream")));
     ASSERT_TRUE(client.ReadHead().ok);
   }
-  ASSERT_TRUE(WaitFor([&] { return streamer.closed_.load(); }));
+  ASSERT_TRUE(Eventually([&] { return streamer.closed_.load(); }));
   EXPECT_FALSE(server.OnLoop([&] { return streamer.stream_->Write("x"); }));
   EXPECT_EQ(server.Connections(), 0u);
 }
@@ -918,7 +908,7 @@ TEST(HttpServerTest, Http10StreamEndsWithTheConnection) {
   Client client(server.port());
   ASSERT_TRUE(client.Send("GET /stream HTTP/1.0\r\n\r\n"));
   // The handler has run: the stream exists.
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(Eventually([&] {
     return server.OnLoop([&] { return streamer.stream_ != nullptr; });
   }));
   server.OnLoop([&] {

@@ -545,11 +545,12 @@ TEST_F(McpResourcesTasksTest, TasksOutliveTheSessionAndTheServer) {
       {"argv",
        {"sh", "-c", "while [ ! -f \"$0\" ]; do sleep 0.02; done; echo '{}'",
         go}}};
-  ASSERT_OK(h_.Register(Workflow("gated", {{{"name", "a"},
-                                            {"action", "exec"},
-                                            {"params", wait_for_go}},
-                                           {{"name", "b"}, {"action", "noop"}}}))
-                .status());
+  ASSERT_OK(
+      h_.Register(Workflow("gated", {{{"name", "a"},
+                                      {"action", "exec"},
+                                      {"params", wait_for_go}},
+                                     {{"name", "b"}, {"action", "noop"}}}))
+          .status());
   const std::string tid = StartTask("gated")["taskId"].get<std::string>();
   session_->Close();
   session_.reset();

@@ -25,9 +25,9 @@ class ServerMetricsTest : public ::testing::Test {
     base_ = server_.base();
   }
   void TearDown() override {
-    if (!server_.running()) return;
-    server_.Signal(SIGTERM);
-    EXPECT_EQ(server_.Wait(20000), 0);
+    if (server_.running()) {
+      EXPECT_EQ(server_.Terminate(), 0);
+    }
   }
 
   test::TempDir dir_;

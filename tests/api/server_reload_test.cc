@@ -40,9 +40,9 @@ class ServerConfigTest : public ::testing::Test {
     ASSERT_TRUE(mcp_->Initialize());
   }
   void TearDown() override {
-    if (!server_.running()) return;
-    server_.Signal(SIGTERM);
-    EXPECT_EQ(server_.Wait(20000), 0);
+    if (server_.running()) {
+      EXPECT_EQ(server_.Terminate(), 0);
+    }
   }
   void Register(const std::string& name, const json& steps) {
     json r = mcp_->RegisterWorkflow(name, steps);
@@ -232,7 +232,8 @@ TEST_F(ServerConfigTest, LogLinesAboutASagaCarryItsCorrelationAndTraceIds) {
 }
 
 TEST_F(ServerConfigTest, CallsOverTheInboundLimitGetARetryHint) {
-  Start({{"limits", {{"inbound", {{"rate_per_sec", 0.000001}, {"burst", 2}}}}}});
+  Start(
+      {{"limits", {{"inbound", {{"rate_per_sec", 0.000001}, {"burst", 2}}}}}});
   // initialize is not limited; the two tokens go to the first two calls.
   for (int i = 0; i < 2; ++i) {
     EXPECT_TRUE(
@@ -250,7 +251,8 @@ TEST_F(ServerConfigTest, CallsOverTheInboundLimitGetARetryHint) {
 }
 
 TEST_F(ServerConfigTest, AdminPostsOverTheLimitGet429WithRetryAfter) {
-  Start({{"limits", {{"inbound", {{"rate_per_sec", 0.000001}, {"burst", 1}}}}}});
+  Start(
+      {{"limits", {{"inbound", {{"rate_per_sec", 0.000001}, {"burst", 1}}}}}});
   const std::string purge =
       json{{"saga_id", "01ARZ3NDEKTSV4RRFFQ69G5FAV"}}.dump();
   HttpReply first = Fetch(server_.base() + "/admin/dlq/purge", purge);

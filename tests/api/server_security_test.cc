@@ -25,9 +25,9 @@ class ServerSecurityTest : public ::testing::Test {
     ASSERT_TRUE(mcp_->Initialize());
   }
   void TearDown() override {
-    if (!server_.running()) return;
-    server_.Signal(SIGTERM);
-    EXPECT_EQ(server_.Wait(20000), 0);
+    if (server_.running()) {
+      EXPECT_EQ(server_.Terminate(), 0);
+    }
   }
 
   test::TempDir dir_;
@@ -40,16 +40,16 @@ class ServerSecurityTest : public ::testing::Test {
 // nothing meanwhile. Now the input is refused at once, again and again,
 // while health probes and another saga go on.
 TEST_F(ServerSecurityTest, ExponentialPatternIsMatchedInLinearTime) {
-  json r = mcp_->Call(
-      "register_workflow",
-      {{"definition",
-        {{"name", "evil"},
-         {"version", 1},
-         {"input_schema",
-          {{"type", "object"},
-           {"properties",
-            {{"s", {{"type", "string"}, {"pattern", "^(a+)+$"}}}}}}},
-         {"steps", {{{"name", "a"}, {"action", "noop"}}}}}}});
+  json r =
+      mcp_->Call("register_workflow",
+                 {{"definition",
+                   {{"name", "evil"},
+                    {"version", 1},
+                    {"input_schema",
+                     {{"type", "object"},
+                      {"properties",
+                       {{"s", {{"type", "string"}, {"pattern", "^(a+)+$"}}}}}}},
+                    {"steps", {{{"name", "a"}, {"action", "noop"}}}}}}});
   ASSERT_FALSE(r.contains("error")) << r.dump();
   r = mcp_->RegisterWorkflow("nap", {{{"name", "z"},
                                       {"action", "sleep"},
@@ -83,8 +83,8 @@ TEST_F(ServerSecurityTest, ExponentialPatternIsMatchedInLinearTime) {
   EXPECT_EQ(probes_answered, 20);
   EXPECT_EQ(refused.load(), 20);
   // A matching input still starts, and the other saga completed.
-  json good = mcp_->Call(
-      "start_workflow", {{"workflow", "evil"}, {"input", {{"s", "aaaa"}}}});
+  json good = mcp_->Call("start_workflow",
+                         {{"workflow", "evil"}, {"input", {{"s", "aaaa"}}}});
   EXPECT_TRUE(good.contains("saga_id")) << good.dump();
   EXPECT_TRUE(Eventually([&] {
     return mcp_->Call("get_saga", {{"saga_id", nap["saga_id"]}})
@@ -94,7 +94,8 @@ TEST_F(ServerSecurityTest, ExponentialPatternIsMatchedInLinearTime) {
 
 // A pattern RE2 cannot run in linear time is refused at registration,
 // naming the construct.
-TEST_F(ServerSecurityTest, BackreferencesAndLookaroundAreRefusedAtRegistration) {
+TEST_F(ServerSecurityTest,
+       BackreferencesAndLookaroundAreRefusedAtRegistration) {
   for (const char* pattern : {"(a)\\1", "a(?!b)"}) {
     json r = mcp_->Call(
         "register_workflow",
@@ -109,8 +110,8 @@ TEST_F(ServerSecurityTest, BackreferencesAndLookaroundAreRefusedAtRegistration) 
               std::string::npos)
         << r.dump();
   }
-  EXPECT_TRUE(mcp_->Call("list_workflows", json::object())["workflows"]
-                  .empty());
+  EXPECT_TRUE(
+      mcp_->Call("list_workflows", json::object())["workflows"].empty());
 }
 
 }  // namespace

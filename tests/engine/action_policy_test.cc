@@ -15,8 +15,8 @@ namespace {
 using nlohmann::json;
 
 WorkflowDefinition Parse(const json& steps) {
-  auto def = ParseDefinition(
-      {{"name", "p"}, {"version", 1}, {"steps", steps}}, ActionNames{});
+  auto def = ParseDefinition({{"name", "p"}, {"version", 1}, {"steps", steps}},
+                             ActionNames{});
   EXPECT_TRUE(def.ok()) << def.status().ToString();
   return def.ok() ? *def : WorkflowDefinition{};
 }
@@ -50,7 +50,8 @@ TEST(ActionPolicyTest, ExecIsRefusedToClientsByDefaultWhereverItIs) {
           "registered by clients (actions.exec.clients is off); an operator "
           "can register it from the workflows directory"));
   EXPECT_TRUE(Refusals({{{"name", "a"}, {"action", "echo"}},
-                        {{"name", "b"}, {"action", "http"},
+                        {{"name", "b"},
+                         {"action", "http"},
                          {"params", {{"url", "http://127.0.0.1:1/"}}}}},
                        {})
                   .empty());
@@ -98,6 +99,22 @@ TEST(ActionPolicyTest, RenderedArgvIsCheckedWhenTheAttemptRuns) {
   EXPECT_EQ(CheckClientAttempt(spec, {{"argv", {"/bin/echo"}}}, {}).message(),
             "exec is not allowed in definitions registered by clients "
             "(actions.exec.clients is off)");
+  // The dynamic loader's variables would let an allowed program load any
+  // code: refused, literal or rendered.
+  const ActionSpec preload{.action = "exec",
+                           .params = {{"argv", {"/bin/echo"}},
+                                      {"env", {{"LD_PRELOAD", "/tmp/x.so"}}}}};
+  EXPECT_EQ(CheckClientAttempt(preload, preload.params, policy).message(),
+            "params.env.LD_PRELOAD: variables of the dynamic loader (LD_*) "
+            "are not allowed in definitions registered by clients");
+  json step = Exec({"/bin/echo"});
+  step["name"] = "s";
+  step["params"]["env"] = {{"LD_LIBRARY_PATH", "/tmp"}};
+  EXPECT_THAT(Refusals(json::array({step}), policy),
+              ::testing::ElementsAre(
+                  "steps[0].params.env.LD_LIBRARY_PATH: variables of the "
+                  "dynamic loader (LD_*) are not allowed in definitions "
+                  "registered by clients"));
   // Other actions are not the exec policy's business.
   EXPECT_TRUE(CheckClientAttempt({.action = "echo"}, json::object(), {}).ok());
 }
@@ -135,10 +152,10 @@ json TemplatedExec() {
 TEST(EnginePolicyTest, AClientsExecIsRefusedAndAnOperatorsIsNot) {
   EngineHarness h;
   ASSERT_OK(h.Open(""));
-  const json shell = Definition(
-      "shell", {{{"name", "id"},
-                 {"action", "exec"},
-                 {"params", {{"argv", {"/bin/sh", "-c", "id"}}}}}});
+  const json shell =
+      Definition("shell", {{{"name", "id"},
+                            {"action", "exec"},
+                            {"params", {{"argv", {"/bin/sh", "-c", "id"}}}}}});
   const auto refused = h.Register(shell, DefinitionOrigin::kClient);
   ASSERT_TRUE(refused.status().IsInvalidArgument());
   EXPECT_EQ(refused.status().message(),
@@ -147,7 +164,7 @@ TEST(EnginePolicyTest, AClientsExecIsRefusedAndAnOperatorsIsNot) {
             "by clients (actions.exec.clients is off); an operator can "
             "register it from the workflows directory");
   EXPECT_TRUE(h.engine().ListWorkflows().empty());  // nothing stored
-  auto mine = h.Register(shell);  // the operator's
+  auto mine = h.Register(shell);                    // the operator's
   ASSERT_OK(mine.status());
   EXPECT_EQ(mine->origin, DefinitionOrigin::kOperator);
 }
@@ -179,9 +196,10 @@ TEST(EnginePolicyTest, ARenderedArgvOutsideTheAllowListFailsWithoutRetries) {
 // the same content makes it theirs.
 TEST(EnginePolicyTest, TheOriginSurvivesARestartAndAnOperatorCanAdoptIt) {
   test::TempDir dir;
-  const json echo = Definition("echo", {{{"name", "say"},
-                                         {"action", "exec"},
-                                         {"params", {{"argv", {"/bin/echo", "{}"}}}}}});
+  const json echo =
+      Definition("echo", {{{"name", "say"},
+                           {"action", "exec"},
+                           {"params", {{"argv", {"/bin/echo", "{}"}}}}}});
   {
     EngineHarness h;
     ASSERT_OK(h.Open(dir.path(), {}, 60000, true, EchoOnly()));
@@ -201,8 +219,7 @@ TEST(EnginePolicyTest, TheOriginSurvivesARestartAndAnOperatorCanAdoptIt) {
   auto adopted = h.Register(echo);  // the same content, by the operator
   ASSERT_OK(adopted.status());
   EXPECT_EQ(adopted->origin, DefinitionOrigin::kOperator);
-  EXPECT_EQ(h.engine().ListWorkflows()[0]->origin,
-            DefinitionOrigin::kOperator);
+  EXPECT_EQ(h.engine().ListWorkflows()[0]->origin, DefinitionOrigin::kOperator);
   auto runs = h.Start({.workflow = "echo"});
   ASSERT_OK(runs.status());
   auto ran = h.AwaitInactive(runs->saga_id);
@@ -211,10 +228,10 @@ TEST(EnginePolicyTest, TheOriginSurvivesARestartAndAnOperatorCanAdoptIt) {
   // A client registering it again changes nothing.
   auto again = h.Register(echo, DefinitionOrigin::kClient);
   ASSERT_TRUE(again.status().IsInvalidArgument());  // exec is off for them
-  EXPECT_EQ(h.engine().ListWorkflows()[0]->origin,
-            DefinitionOrigin::kOperator);
+  EXPECT_EQ(h.engine().ListWorkflows()[0]->origin, DefinitionOrigin::kOperator);
   ASSERT_OK(h.Close());
-  auto store = OpenRocksStore({.path = dir.path(), .mode = OpenMode::kReadOnly});
+  auto store =
+      OpenRocksStore({.path = dir.path(), .mode = OpenMode::kReadOnly});
   ASSERT_OK(store.status());
   auto defs = (*store)->ListDefinitions();
   ASSERT_OK(defs.status());

@@ -112,7 +112,7 @@ Result<T> RunCall(EngineHarness& h, Call call) {
 }
 
 Result<DefinitionRecord> EngineHarness::Register(const nlohmann::json& def,
-                                                DefinitionOrigin origin) {
+                                                 DefinitionOrigin origin) {
   return RunCall<DefinitionRecord>(
       *this, [&](auto cb) { engine_->RegisterWorkflow(def, origin, cb); });
 }

@@ -68,7 +68,8 @@ class EngineHarness {
   uv_loop_t* loop() { return &loop_; }
 
   // Runs the loop until `done()` or `timeout_ms` passes; false on timeout.
-  bool RunUntil(const std::function<bool()>& done, int timeout_ms = kDefaultWaitMs);
+  bool RunUntil(const std::function<bool()>& done,
+                int timeout_ms = kDefaultWaitMs);
 
   // Synchronous wrappers: run the loop until the callback has answered.
   Result<DefinitionRecord> Register(

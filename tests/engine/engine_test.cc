@@ -541,7 +541,8 @@ TEST(MaintenanceTest, CommitsCancelAndReplayAndRunsNothing) {
     ASSERT_OK(r.status());
     EXPECT_EQ(*r, SagaState::kRunning);
     // Until past the sleep's end: nothing runs, nothing fires.
-    ASSERT_TRUE(h.RunUntil([&] { return test::WallClockMs() > sleep_due + 100; }, 30000));
+    ASSERT_TRUE(h.RunUntil(
+        [&] { return test::WallClockMs() > sleep_due + 100; }, 30000));
     EXPECT_TRUE(calls.empty());
     auto stored = h.engine().store().GetSaga(sleeper_id);
     ASSERT_OK(stored.status());

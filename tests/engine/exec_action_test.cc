@@ -164,8 +164,9 @@ TEST_F(ExecActionTest, AbortKillsTheProcessGroupAndSuppressesDone) {
   // The shell forks sleep, so the kill has to reach the grandchild too.
   // The pid is written to a temporary file, then renamed: a reader never
   // sees half of it.
-  json params = Sh("sleep 30 & echo $! > \"$PID_FILE.tmp\"; "
-                   "mv \"$PID_FILE.tmp\" \"$PID_FILE\"; wait");
+  json params =
+      Sh("sleep 30 & echo $! > \"$PID_FILE.tmp\"; "
+         "mv \"$PID_FILE.tmp\" \"$PID_FILE\"; wait");
   params["env"] = {{"PID_FILE", pid_file}};
   std::remove(pid_file.c_str());
   bool called = false;
@@ -249,11 +250,11 @@ TEST_F(ExecActionTest, ManyChildrenRunConcurrently) {
   test::TempDir barrier;
   std::vector<std::optional<ActionResult>> results(kChildren);
   for (int i = 0; i < kChildren; ++i) {
-    json params = Sh(
-        "touch \"$DIR/$I\"; n=0; "
-        "while [ \"$(ls \"$DIR\" | wc -l)\" -lt $N ]; do "
-        "  n=$((n+1)); [ $n -gt 1200 ] && exit 9; sleep 0.05; "
-        "done; echo \"{\\\"i\\\": $I}\"");
+    json params =
+        Sh("touch \"$DIR/$I\"; n=0; "
+           "while [ \"$(ls \"$DIR\" | wc -l)\" -lt $N ]; do "
+           "  n=$((n+1)); [ $n -gt 1200 ] && exit 9; sleep 0.05; "
+           "done; echo \"{\\\"i\\\": $I}\"");
     params["env"] = {{"I", std::to_string(i)},
                      {"N", std::to_string(kChildren)},
                      {"DIR", barrier.path()}};

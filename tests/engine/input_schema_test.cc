@@ -244,9 +244,9 @@ TEST(ValidateInputTest, PatternMatchesLongStringsWithoutRecursing) {
   // std::regex recursed per character: this overflowed its stack.
   const json schema = json::parse(R"({"pattern": "^(a|b)*$"})");
   EXPECT_TRUE(ValidateInput(schema, json(std::string(1000000, 'a'))).ok());
-  EXPECT_EQ(ValidateInput(schema, json(std::string(1000000, 'a') + "c"))
-                .message(),
-            "input: must match pattern '^(a|b)*$'");
+  EXPECT_EQ(
+      ValidateInput(schema, json(std::string(1000000, 'a') + "c")).message(),
+      "input: must match pattern '^(a|b)*$'");
 }
 
 TEST(ValidateInputTest, PatternsThatBacktrackExponentiallyMatchInLinearTime) {

@@ -55,17 +55,21 @@ TEST(RecordsTest, DefinitionOriginIsStoredByNameAndOldRecordsAreClients) {
   }
   // Written before origins were kept: the least trusted.
   std::string old(1, '\x01');
-  const auto cbor = nlohmann::json::to_cbor(
-      {{"name", "trip"}, {"version", 4}, {"registered_ms", 99},
-       {"definition", {{"steps", {1}}}}});
+  const auto cbor = nlohmann::json::to_cbor({{"name", "trip"},
+                                             {"version", 4},
+                                             {"registered_ms", 99},
+                                             {"definition", {{"steps", {1}}}}});
   old.append(cbor.begin(), cbor.end());
   auto df = DecodeDefinition(old, "here");
   ASSERT_OK(df.status());
   EXPECT_EQ(df->origin, DefinitionOrigin::kClient);
   std::string bad(1, '\x01');
-  const auto bad_cbor = nlohmann::json::to_cbor(
-      {{"name", "trip"}, {"version", 4}, {"registered_ms", 99},
-       {"definition", {{"steps", {1}}}}, {"origin", "admin"}});
+  const auto bad_cbor =
+      nlohmann::json::to_cbor({{"name", "trip"},
+                               {"version", 4},
+                               {"registered_ms", 99},
+                               {"definition", {{"steps", {1}}}},
+                               {"origin", "admin"}});
   bad.append(bad_cbor.begin(), bad_cbor.end());
   EXPECT_TRUE(DecodeDefinition(bad, "here").status().IsCorruption());
 }
