@@ -176,6 +176,32 @@ void ApplyExecAllow(const json& v, const std::string& path, Config* c,
   c->actions.exec.allow = v.get<std::vector<std::string>>();
 }
 
+// actions.http.allow and .deny: addresses, CIDRs and host names, each
+// parsed as the engine will (destination_policy.h).
+template <std::vector<std::string> HttpPolicy::*kList>
+void ApplyDestinations(const json& v, const std::string& path, Config* c,
+                       Problems* p) {
+  if (!v.is_array()) {
+    p->push_back({path, "must be an array of addresses, CIDRs and host names"});
+    return;
+  }
+  std::vector<std::string> entries;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string at = path + "[" + std::to_string(i) + "]";
+    if (!v[i].is_string()) {
+      p->push_back({at, "must be a string"});
+      return;
+    }
+    auto rule = ParseDestinationRule(v[i].get_ref<const std::string&>());
+    if (!rule.ok()) {
+      p->push_back({at, rule.status().message()});
+      return;
+    }
+    entries.push_back(v[i].get<std::string>());
+  }
+  c->actions.http.*kList = std::move(entries);
+}
+
 // "HOST:PORT", "[V6]:PORT" or "none".
 void ApplyListen(const json& v, const std::string& path, Config* c,
                  Problems* p) {
@@ -370,6 +396,10 @@ std::vector<Key> BuildSchema() {
   keys.push_back(
       {"actions.exec.clients", Bool<C>(CDE_MEMBER(actions.exec.clients))});
   keys.push_back({"actions.exec.allow", {false, ApplyExecAllow}});
+  keys.push_back(
+      {"actions.http.allow", {false, ApplyDestinations<&HttpPolicy::allow>}});
+  keys.push_back(
+      {"actions.http.deny", {false, ApplyDestinations<&HttpPolicy::deny>}});
   keys.push_back({"alerts.workflow_failures.threshold",
                   Integer<C>(CDE_MEMBER(alerts.workflow_failures_threshold), 0,
                              UINT32_MAX)});
@@ -689,6 +719,8 @@ std::vector<std::string> KeysNeedingRestart(const Config& running,
   check(a.actions.exec.clients != b.actions.exec.clients,
         "actions.exec.clients");
   check(a.actions.exec.allow != b.actions.exec.allow, "actions.exec.allow");
+  check(a.actions.http.allow != b.actions.http.allow, "actions.http.allow");
+  check(a.actions.http.deny != b.actions.http.deny, "actions.http.deny");
   return keys;
 }
 

@@ -167,6 +167,8 @@ class Server {
       return Stop(0);
     }
     http_ = std::move(listening).value();
+    // Config checked that the host is an IP address: cannot fail.
+    (void)engine_->DenyOwnListener(config_.http.host, http_->port());
     Log(LogLevel::kInfo, "server", "MCP over HTTP listening",
         {.extra = {{"url", "http://" + config_.http.host + ":" +
                                std::to_string(http_->port()) + "/mcp"},

@@ -63,19 +63,45 @@ void CheckExec(const ActionSpec& spec, const std::string& path,
   }
 }
 
+// A literal URL is checked now, by its host; its addresses, and any URL a
+// template builds, when an attempt connects.
+void CheckHttp(const ActionSpec& spec, const std::string& path,
+               const DestinationPolicy& destinations,
+               std::vector<DefinitionError>* out) {
+  const auto url = spec.params.find("url");
+  if (url == spec.params.end() || !url->is_string()) return;
+  const std::string& text = url->get_ref<const std::string&>();
+  if (IsTemplated(text)) return;
+  auto host = HostOfUrl(text);
+  if (!host.ok()) return;  // the definition check reports a bad URL
+  std::string reason;
+  if (destinations.CheckHost(*host, /*client=*/true, &reason) ==
+      DestinationPolicy::Verdict::kRefused) {
+    out->push_back({path + ".params.url", reason});
+  }
+}
+
+void CheckAction(const ActionSpec& spec, const std::string& path,
+                 const ActionPolicy& policy,
+                 const DestinationPolicy& destinations,
+                 std::vector<DefinitionError>* out) {
+  if (spec.action == "exec") CheckExec(spec, path, policy.exec, out);
+  if (spec.action == "http") CheckHttp(spec, path, destinations, out);
+}
+
 }  // namespace
 
 std::vector<DefinitionError> CheckClientDefinition(
-    const WorkflowDefinition& def, const ActionPolicy& policy) {
+    const WorkflowDefinition& def, const ActionPolicy& policy,
+    const DestinationPolicy& destinations) {
   std::vector<DefinitionError> out;
   for (size_t i = 0; i < def.steps.size(); ++i) {
     const StepSpec& step = def.steps[i];
     const std::string path = "steps[" + std::to_string(i) + "]";
-    if (step.run.action == "exec") {
-      CheckExec(step.run, path, policy.exec, &out);
-    }
-    if (step.compensate && step.compensate->action == "exec") {
-      CheckExec(*step.compensate, path + ".compensate", policy.exec, &out);
+    CheckAction(step.run, path, policy, destinations, &out);
+    if (step.compensate) {
+      CheckAction(*step.compensate, path + ".compensate", policy, destinations,
+                  &out);
     }
   }
   return out;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "engine/definition.h"
+#include "engine/destination_policy.h"
 #include "storage/status.h"
 
 namespace cde {
@@ -31,6 +32,9 @@ struct ExecPolicy {
 
 struct ActionPolicy {
   ExecPolicy exec;
+  // Where `http` may connect (destination_policy.h): for every definition,
+  // with stricter built-in rules for a client's.
+  HttpPolicy http;
 
   friend bool operator==(const ActionPolicy&, const ActionPolicy&) = default;
 };
@@ -39,11 +43,13 @@ struct ActionPolicy {
 // params would be refused again.
 inline constexpr const char* kPolicyErrorKind = "policy";
 
-// What `def` (registered by a client) may not do under `policy`, each with
-// the path of the step and the rule ("steps[1].action: ..."). Templated
-// values are left to CheckClientAttempt.
+// What `def` (registered by a client) may not do under `policy` and
+// `destinations` (compiled from policy.http), each with the path of the
+// step and the rule ("steps[1].action: ..."). Templated values are left to
+// the attempt: CheckClientAttempt for exec, the http action for URLs.
 std::vector<DefinitionError> CheckClientDefinition(
-    const WorkflowDefinition& def, const ActionPolicy& policy);
+    const WorkflowDefinition& def, const ActionPolicy& policy,
+    const DestinationPolicy& destinations);
 
 // OK if an attempt of `spec` with the rendered `params`, in a client
 // definition, may run; otherwise InvalidArgument naming the rule (the

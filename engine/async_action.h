@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "engine/actions.h"
+#include "engine/destination_policy.h"
 
 namespace cde {
 
@@ -59,8 +60,13 @@ std::unique_ptr<AsyncAction> NewExecAction(uv_loop_t* loop);
 // statuses fail with kind "http_NNN" (message: status and the first 2 KiB of
 // the body); connection errors fail with kind "connection", transfer
 // timeouts with "timeout". Response bodies beyond 1 MiB fail with kind
-// "response_too_large".
-std::unique_ptr<AsyncAction> NewHttpAction(uv_loop_t* loop);
+// "response_too_large". Redirects are not followed (a 3xx fails with its
+// Location in the message). Every address connected to passes `policy`
+// (destination_policy.h; `client`: for definitions registered by clients),
+// else the attempt fails with kind "policy".
+std::unique_ptr<AsyncAction> NewHttpAction(
+    uv_loop_t* loop, std::shared_ptr<const DestinationPolicy> policy,
+    bool client);
 
 }  // namespace cde
 

@@ -71,8 +71,11 @@ Result<std::unique_ptr<Engine>> Engine::Open(uv_loop_t* loop,
     if (!opened.ok()) return opened.status();
     store = std::move(opened).value();
   }
-  auto engine =
-      std::make_unique<EngineImpl>(loop, std::move(options), std::move(store));
+  auto destinations = DestinationPolicy::Compile(options.action_policy.http);
+  if (!destinations.ok()) return destinations.status();
+  auto engine = std::make_unique<EngineImpl>(
+      loop, std::move(options), std::move(store),
+      std::make_shared<DestinationPolicy>(std::move(destinations).value()));
   Status s = engine->Recover();
   if (!s.ok()) {
     // Close what was opened; the loop must run to finish closing handles.
@@ -85,9 +88,11 @@ Result<std::unique_ptr<Engine>> Engine::Open(uv_loop_t* loop,
 }
 
 EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
-                       std::unique_ptr<Store> store)
+                       std::unique_ptr<Store> store,
+                       std::shared_ptr<DestinationPolicy> destinations)
     : loop_(loop),
       options_(std::move(options)),
+      destinations_(std::move(destinations)),
       store_(std::move(store)),
       ids_(options_.seed != 0 ? SagaIdGenerator(options_.seed)
                               : SagaIdGenerator()),
@@ -112,7 +117,8 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
       [this](const TimerQueue::Entry& e) { OnTimerDue(e); });
   inbox_ = Inbox::Create(loop_);
   exec_ = NewExecAction(loop_);
-  http_ = NewHttpAction(loop_);
+  http_ = NewHttpAction(loop_, destinations_, /*client=*/false);
+  http_for_clients_ = NewHttpAction(loop_, destinations_, /*client=*/true);
   uv_timer_init(loop_, &window_timer_);
   window_timer_.data = this;
   uv_timer_init(loop_, &grace_timer_);
@@ -122,7 +128,7 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
   if (options_.run_sagas) {
     uv_timer_start(&window_timer_, &EngineImpl::OnLoadTimers, period, period);
   }
-  handles_open_ = 7;
+  handles_open_ = 8;
   actions_ = std::move(options_.actions);
 }
 
@@ -144,6 +150,31 @@ Status EngineImpl::RegisterAction(const std::string& name,
     return Status::AlreadyExists("action '" + name + "' is already registered");
   }
   actions_[name] = std::move(action);
+  return Status::OK();
+}
+
+Status EngineImpl::DenyOwnListener(const std::string& host, int port) {
+  auto listener = IpAddress::FromLiteral(host);
+  if (!listener || port <= 0 || port > 65535) {
+    return Status::InvalidArgument(host + ":" + std::to_string(port) +
+                                   ": not an IP address and port");
+  }
+  listener->port = static_cast<uint16_t>(port);
+  destinations_->AddOwnListener(*listener);
+  if (!listener->IsUnspecified()) return Status::OK();
+  // Every local address reaches a listener on 0.0.0.0 or ::.
+  uv_interface_address_t* interfaces = nullptr;
+  int count = 0;
+  if (uv_interface_addresses(&interfaces, &count) == 0) {
+    for (int i = 0; i < count; ++i) {
+      if (auto local = IpAddress::FromSockaddr(
+              reinterpret_cast<const sockaddr*>(&interfaces[i].address))) {
+        local->port = listener->port;
+        destinations_->AddOwnListener(*local);
+      }
+    }
+    uv_free_interface_addresses(interfaces, count);
+  }
   return Status::OK();
 }
 
@@ -187,7 +218,8 @@ void EngineImpl::RegisterWorkflow(const json& doc, DefinitionOrigin origin,
   auto parsed = ParseDefinition(doc, native);
   if (!parsed.ok()) return done(parsed.status());
   if (origin == DefinitionOrigin::kClient) {
-    const auto refused = CheckClientDefinition(*parsed, options_.action_policy);
+    const auto refused =
+        CheckClientDefinition(*parsed, options_.action_policy, *destinations_);
     if (!refused.empty()) {
       std::string message =
           "workflow definition refused by the action policy: ";
@@ -506,9 +538,11 @@ void EngineImpl::Dispatch(Active& a) {
         *spec.timeout_ms, 0);
   }
   if (RunSimpleBuiltin(spec.action, req, deliver)) return;
+  const bool client = a.def->origin == DefinitionOrigin::kClient;
   AsyncAction* io = spec.action == "exec"   ? exec_.get()
-                    : spec.action == "http" ? http_.get()
-                                            : nullptr;
+                    : spec.action != "http" ? nullptr
+                    : client                ? http_for_clients_.get()
+                                            : http_.get();
   if (io != nullptr) {
     a.async_action = io;
     a.async_handle = io->Start(req, deliver);

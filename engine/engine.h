@@ -165,6 +165,13 @@ class Engine {
                          std::function<void(const Saga&)> on_change) = 0;
   virtual void Unwatch(uint64_t watch_id) = 0;
 
+  // Tells the http action's destination policy about a listener of this
+  // server (an IP literal; an unspecified one stands for every local
+  // address), which no definition's http step may then reach: a workflow
+  // must not call the server's own API with the server's privileges.
+  // InvalidArgument if `host` is not an IP address.
+  virtual Status DenyOwnListener(const std::string& host, int port) = 0;
+
   virtual EngineStats stats() const = 0;
   // Replaces the run-time limits. Breakers keep their state and buckets
   // their tokens; a raised max_concurrency lets queued sagas start.

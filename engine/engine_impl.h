@@ -59,7 +59,8 @@ struct EngineInstruments {
 class EngineImpl final : public Engine {
  public:
   EngineImpl(uv_loop_t* loop, EngineOptions options,
-             std::unique_ptr<Store> store);
+             std::unique_ptr<Store> store,
+             std::shared_ptr<DestinationPolicy> destinations);
   ~EngineImpl() override;
 
   // Loads definitions and resumes active sagas. Called once by Open().
@@ -78,6 +79,7 @@ class EngineImpl final : public Engine {
   void Replay(const std::string& saga_id, const std::string& from_step,
               Callback<SagaState> done) override;
   void PurgeDlq(const std::string& saga_id, Callback<DlqRecord> done) override;
+  Status DenyOwnListener(const std::string& host, int port) override;
   const Saga* FindActive(const std::string& saga_id) const override;
   void ReadSaga(const std::string& saga_id, Callback<SagaRecord> done) override;
   uint64_t Watch(const std::string& saga_id,
@@ -215,6 +217,7 @@ class EngineImpl final : public Engine {
 
   uv_loop_t* const loop_;
   EngineOptions options_;
+  std::shared_ptr<DestinationPolicy> destinations_;  // shared with http_*
   // Before the writer, which observes into it from its own thread.
   Metrics metrics_;
   EngineInstruments m_{metrics_};
@@ -225,7 +228,8 @@ class EngineImpl final : public Engine {
   uv_timer_t window_timer_;  // drives LoadDueDormant
   bool loading_dormant_ = false;
   std::unique_ptr<AsyncAction> exec_;
-  std::unique_ptr<AsyncAction> http_;
+  std::unique_ptr<AsyncAction> http_;  // for operators' definitions
+  std::unique_ptr<AsyncAction> http_for_clients_;
   std::shared_ptr<Inbox> inbox_;
   SagaIdGenerator ids_;
   std::mt19937_64 rng_;

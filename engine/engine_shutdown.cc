@@ -108,6 +108,7 @@ void EngineImpl::MaybeFinishShutdown() {
   handles_open_ += CloseGates(closed);
   exec_->Close(closed);
   http_->Close(closed);
+  http_for_clients_->Close(closed);
   inbox_->Close(closed);
   committer_->Close(closed);
 }

@@ -9,6 +9,7 @@
 // until its handles have closed.
 #include <curl/curl.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cassert>
@@ -24,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/action_policy.h"
 #include "engine/async_action.h"
 #include "storage/json_depth.h"
 
@@ -145,9 +147,16 @@ std::string ParseRequest(const AttemptRequest& request, std::mt19937_64& rng,
   return "";
 }
 
+// Where a transfer may connect: the policy and whom it is for.
+struct Destinations {
+  std::shared_ptr<const DestinationPolicy> policy;
+  bool client = false;  // a definition registered by a client
+};
+
 // One attempt: its easy handle and everything curl reads from or writes to.
 struct Transfer {
-  Transfer(uint64_t id, ActionDone done) : id(id), done(std::move(done)) {}
+  Transfer(uint64_t id, ActionDone done, const Destinations& destinations)
+      : id(id), done(std::move(done)), destinations(destinations) {}
   Transfer(const Transfer&) = delete;
   Transfer& operator=(const Transfer&) = delete;
   // REQUIRES: removed from the multi handle.
@@ -158,6 +167,10 @@ struct Transfer {
 
   const uint64_t id;
   ActionDone done;
+  const Destinations& destinations;
+  std::string url;
+  bool host_allowed = false;  // by an allow entry naming the host
+  std::string refused;        // why the policy refused an address, if it did
   CURL* easy = nullptr;
   curl_slist* headers = nullptr;
   std::string body;  // CURLOPT_POSTFIELDS does not copy
@@ -174,6 +187,24 @@ size_t OnBody(char* data, size_t size, size_t n, void* userp) {
   }
   t->response.append(data, size * n);
   return size * n;
+}
+
+// curl's CURLOPT_OPENSOCKETFUNCTION: every address curl connects to,
+// after DNS resolution, passes the destination policy here first.
+curl_socket_t OnOpenSocket(void* clientp, curlsocktype purpose,
+                           curl_sockaddr* address) {
+  auto* t = static_cast<Transfer*>(clientp);
+  if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKET_BAD;
+  const auto ip = IpAddress::FromSockaddr(&address->addr);
+  std::string refused = ip ? t->destinations.policy->CheckAddress(
+                                 *ip, t->destinations.client, t->host_allowed)
+                           : "not an IPv4 or IPv6 address";
+  if (!refused.empty()) {
+    t->refused = std::move(refused);
+    return CURL_SOCKET_BAD;
+  }
+  return socket(address->family, address->socktype | SOCK_CLOEXEC,
+                address->protocol);
 }
 
 // Returns false if curl could not make the handle.
@@ -195,6 +226,11 @@ bool SetUp(Transfer* t, Request& req) {
   curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
   curl_easy_setopt(e, CURLOPT_PRIVATE, t);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &OnOpenSocket);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
+  // A proxy from the environment would be the only address the policy
+  // sees; a client's transfers go direct.
+  if (t->destinations.client) curl_easy_setopt(e, CURLOPT_PROXY, "");
   curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE,
                    static_cast<curl_off_t>(kMaxBody));
   if (req.timeout_ms > 0)
@@ -215,7 +251,15 @@ bool SetUp(Transfer* t, Request& req) {
   return true;
 }
 
+std::string RefusedMessage(const std::string& url, const std::string& why) {
+  return "http to " + url + " refused by the action policy: " + why;
+}
+
 ActionResult ResultOf(const Transfer& t, CURLcode code) {
+  if (!t.refused.empty() && code != CURLE_OK) {
+    return ActionResult::Failure(kPolicyErrorKind,
+                                 RefusedMessage(t.url, t.refused));
+  }
   if (t.too_large || code == CURLE_FILESIZE_EXCEEDED) {
     return ActionResult::Failure("response_too_large",
                                  "the response body exceeds 1 MiB");
@@ -245,6 +289,15 @@ ActionResult ResultOf(const Transfer& t, CURLcode code) {
   }
   const std::string n = std::to_string(status);
   std::string message = "HTTP " + n;
+  char* location = nullptr;
+  if (status >= 300 && status < 400 &&
+      curl_easy_getinfo(t.easy, CURLINFO_REDIRECT_URL, &location) == CURLE_OK &&
+      location != nullptr) {
+    // Not followed: the policy checks the URL a step names, and a redirect
+    // could take a request anywhere.
+    message +=
+        " (redirects are not followed; Location: " + ValidUtf8(location) + ")";
+  }
   if (!t.response.empty()) {
     size_t end = std::min(t.response.size(), kMessageHead);
     while (end > 0 && end < t.response.size() &&
@@ -266,7 +319,7 @@ struct SocketWatcher {
 
 class HttpClient {
  public:
-  explicit HttpClient(uv_loop_t* loop);
+  HttpClient(uv_loop_t* loop, Destinations destinations);
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
 
@@ -298,6 +351,10 @@ class HttpClient {
   void HandleClosed();
 
   uv_loop_t* const loop_;
+  // One client per origin: curl reuses connections within a multi handle,
+  // and a connection the operator's policy let through must not serve a
+  // client's transfer without the client's check.
+  const Destinations destinations_;
   CURLM* multi_;
   uv_timer_t curl_timer_;
   uv_timer_t fail_timer_;
@@ -312,8 +369,10 @@ class HttpClient {
   std::function<void()> on_closed_;
 };
 
-HttpClient::HttpClient(uv_loop_t* loop)
-    : loop_(loop), multi_(curl_multi_init()) {
+HttpClient::HttpClient(uv_loop_t* loop, Destinations destinations)
+    : loop_(loop),
+      destinations_(std::move(destinations)),
+      multi_(curl_multi_init()) {
   assert(multi_ != nullptr);
   for (uv_timer_t* timer : {&curl_timer_, &fail_timer_}) {
     uv_timer_init(loop, timer);
@@ -333,7 +392,24 @@ uint64_t HttpClient::Start(const AttemptRequest& request, ActionDone done) {
     Fail(id, std::move(done), ActionResult::Failure("params", error));
     return id;
   }
-  auto t = std::make_unique<Transfer>(id, std::move(done));
+  auto host = HostOfUrl(req.url);
+  if (!host.ok()) {
+    Fail(id, std::move(done),
+         ActionResult::Failure("params", host.status().message()));
+    return id;
+  }
+  std::string reason;
+  const auto verdict =
+      destinations_.policy->CheckHost(*host, destinations_.client, &reason);
+  if (verdict == DestinationPolicy::Verdict::kRefused) {
+    Fail(id, std::move(done),
+         ActionResult::Failure(kPolicyErrorKind,
+                               RefusedMessage(req.url, reason)));
+    return id;
+  }
+  auto t = std::make_unique<Transfer>(id, std::move(done), destinations_);
+  t->url = req.url;
+  t->host_allowed = verdict == DestinationPolicy::Verdict::kAllowed;
   if (!SetUp(t.get(), req) ||
       curl_multi_add_handle(multi_, t->easy) != CURLM_OK) {
     Fail(id, std::move(t->done),
@@ -510,7 +586,8 @@ void HttpClient::HandleClosed() {
 
 class HttpAction final : public AsyncAction {
  public:
-  explicit HttpAction(uv_loop_t* loop) : client_(new HttpClient(loop)) {}
+  HttpAction(uv_loop_t* loop, Destinations destinations)
+      : client_(new HttpClient(loop, std::move(destinations))) {}
   ~HttpAction() override {
     if (client_ != nullptr) client_->Close(nullptr);
   }
@@ -536,12 +613,16 @@ class HttpAction final : public AsyncAction {
 
 }  // namespace
 
-std::unique_ptr<AsyncAction> NewHttpAction(uv_loop_t* loop) {
+std::unique_ptr<AsyncAction> NewHttpAction(
+    uv_loop_t* loop, std::shared_ptr<const DestinationPolicy> policy,
+    bool client) {
+  assert(policy != nullptr);
   // Not thread-safe in curl, and needed once per process.
   static std::once_flag curl_initialized;
   std::call_once(curl_initialized,
                  [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-  return std::make_unique<HttpAction>(loop);
+  return std::make_unique<HttpAction>(loop,
+                                      Destinations{std::move(policy), client});
 }
 
 }  // namespace cde

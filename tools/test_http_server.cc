@@ -115,6 +115,12 @@ void TestHttpServer::Respond(const std::string& path, int status,
   scripts_[path] = {status, std::move(body), delay_ms};
 }
 
+void TestHttpServer::Redirect(const std::string& path,
+                              const std::string& location, int status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  scripts_[path] = {status, "", 0, location};
+}
+
 std::vector<TestHttpServer::Request> TestHttpServer::requests() const {
   std::lock_guard<std::mutex> lock(mu_);
   return requests_;
@@ -208,12 +214,15 @@ void TestHttpServer::Serve(int fd) {
     lock.unlock();
     if (!stopped) {
       const bool is_json = nlohmann::json::accept(script.body);
-      SendAll(fd,
-              "HTTP/1.1 " + std::to_string(script.status) + " " +
-                  Reason(script.status) + "\r\nContent-Type: " +
-                  (is_json ? "application/json" : "text/plain") +
-                  "\r\nContent-Length: " + std::to_string(script.body.size()) +
-                  "\r\nConnection: close\r\n\r\n" + script.body);
+      SendAll(
+          fd,
+          "HTTP/1.1 " + std::to_string(script.status) + " " +
+              Reason(script.status) + "\r\nContent-Type: " +
+              (is_json ? "application/json" : "text/plain") +
+              (script.location.empty() ? ""
+                                       : "\r\nLocation: " + script.location) +
+              "\r\nContent-Length: " + std::to_string(script.body.size()) +
+              "\r\nConnection: close\r\n\r\n" + script.body);
     }
   }
   if (!lock.owns_lock()) lock.lock();

@@ -51,6 +51,10 @@ class TestHttpServer {
   void Respond(const std::string& path, int status, std::string body,
                int delay_ms = 0);
 
+  // Scripts a redirect: `status` (a 3xx) with a Location header.
+  void Redirect(const std::string& path, const std::string& location,
+                int status = 302);
+
   // Every complete request received so far, in arrival order.
   std::vector<Request> requests() const;
   // How many requests() there are, without copying them.
@@ -66,6 +70,7 @@ class TestHttpServer {
     int status = 404;
     std::string body = "not found";
     int delay_ms = 0;
+    std::string location;  // sent as a Location header unless empty
   };
 
   void AcceptLoop();
@@ -88,7 +93,7 @@ class TestHttpServer {
   int reading_ = 0;  // GUARDED_BY(mu_)
   // AwaitDrained's own connection, by its local port: accepted after every
   // connection made before it, since the accept queue is in order.
-  int drain_port_ = -1;        // GUARDED_BY(mu_)
+  int drain_port_ = -1;          // GUARDED_BY(mu_)
   bool drain_accepted_ = false;  // GUARDED_BY(mu_)
   std::condition_variable drained_cv_;
 };

@@ -77,7 +77,12 @@ TEST(ConfigTest, FullFileRoundTripsEveryKey) {
                                "min_calls": 1, "window_ms": 7,
                                "cool_down_ms": 9, "half_open_probes": 3}}
     },
-    "alerts": {"workflow_failures": {"threshold": 0, "window_ms": 30000}}
+    "alerts": {"workflow_failures": {"threshold": 0, "window_ms": 30000}},
+    "actions": {
+      "exec": {"clients": true, "allow": ["/usr/bin/convert"]},
+      "http": {"allow": ["127.0.0.1", "10.0.0.0/8", "*.internal.example"],
+               "deny": ["0.0.0.0/0", "::/0", "db.internal.example"]}
+    }
   })");
   Config want;
   want.data_dir = "/var/lib/cde";
@@ -98,6 +103,9 @@ TEST(ConfigTest, FullFileRoundTripsEveryKey) {
   want.breaker_default = {3, 0.25, 8, 1000, 2000, 2};
   want.breakers = {{"flights-api", {0, 1, 1, 7, 9, 3}}};
   want.alerts = {0, 30000};
+  want.actions.exec = {true, {"/usr/bin/convert"}};
+  want.actions.http = {{"127.0.0.1", "10.0.0.0/8", "*.internal.example"},
+                       {"0.0.0.0/0", "::/0", "db.internal.example"}};
 
   Result<Config> got = LoadConfig(path, {});
   ASSERT_OK(got.status());
@@ -147,6 +155,9 @@ TEST(ConfigTest, EveryKindOfErrorNamesItsKeyAndAllAreReportedTogether) {
         {"keys", {{"k", {{"failure_ratio", "half"}}}}}}},
       {"alerts",
        {{"workflow_failures", {{"threshold", -1}, {"window_ms", 0}}}}},
+      {"actions",
+       {{"exec", {{"allow", {"sh"}}}},
+        {"http", {{"allow", {"10.0.0.0/33"}}, {"deny", "10.0.0.1"}}}}},
   };
   const std::string error = ParseError(doc);
   EXPECT_THAT(error, StartsWith("invalid configuration: "));
@@ -172,6 +183,11 @@ TEST(ConfigTest, EveryKindOfErrorNamesItsKeyAndAllAreReportedTogether) {
            "circuit_breakers.keys.k.failure_ratio: must be a number",
            "alerts.workflow_failures.threshold: must be >= 0",
            "alerts.workflow_failures.window_ms: must be >= 1",
+           "actions.exec.allow: must be an array of absolute paths",
+           "actions.http.allow[0]: '10.0.0.0/33': the prefix length must be "
+           "a number from 0 to 32",
+           "actions.http.deny: must be an array of addresses, CIDRs and host "
+           "names",
        }) {
     EXPECT_THAT(error, HasSubstr(problem));
   }
@@ -364,11 +380,17 @@ TEST(ConfigTest, KeysNeedingRestartListsOnlyWhatAReloadCannotApply) {
   reloaded.log.file = "f";
   reloaded.log.async = false;
   reloaded.timer_window_ms = 1000;
+  reloaded.actions.exec.clients = true;
+  reloaded.actions.exec.allow = {"/bin/true"};
+  reloaded.actions.http.allow = {"10.0.0.1"};
+  reloaded.actions.http.deny = {"10.0.0.2"};
   EXPECT_THAT(KeysNeedingRestart(running, reloaded),
               ElementsAre("data_dir", "sync", "stdio", "http.listen",
                           "http.allowed_origins", "http.auth_tokens_file",
                           "http.max_message_bytes", "log.format", "log.file",
-                          "log.async", "engine.timer_window_ms"));
+                          "log.async", "engine.timer_window_ms",
+                          "actions.exec.clients", "actions.exec.allow",
+                          "actions.http.allow", "actions.http.deny"));
 }
 
 // `cde-orchestrator serve` with `args`, stderr captured.

@@ -149,11 +149,14 @@ TEST_F(ServerConfigTest, BreakerOpensAndClosesAgainstAFailingEndpoint) {
   TestHttpServer endpoint;
   endpoint.Start();
   endpoint.Respond("/flaky", 503, "down");
+  // Registered over MCP: a client's, which reaches loopback only if the
+  // destination policy allows it.
   Start({{"circuit_breakers",
           {{"default",
             {{"failure_threshold", 2},
              {"failure_ratio", 0},
-             {"cool_down_ms", 5000}}}}}});
+             {"cool_down_ms", 5000}}}}},
+         {"actions", {{"http", {{"allow", {"127.0.0.1"}}}}}}});
   Register("flaky", json::array({{{"name", "call"},
                                   {"action", "http"},
                                   {"params", {{"url", endpoint.url("/flaky")}}},

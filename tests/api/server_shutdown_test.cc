@@ -50,11 +50,13 @@ TEST(ServerShutdownTest, SigtermWith500SagasRunningLosesAndDoublesNothing) {
   // be checkpointed, however long the starts took.
   endpoint.Respond("/slow", 200, R"({"booked": true})", 20000);
   // The "run" workflow is registered over MCP: a client's, whose exec
-  // steps the action policy must let run /bin/sh.
+  // steps the action policy must let run /bin/sh, and whose http steps
+  // it must let reach the endpoint on loopback.
   const std::map<std::string, std::string> env = {
       {"CDE_SHUTDOWN_TIMEOUT_MS", "1000"},
       {"CDE_ACTIONS_EXEC_CLIENTS", "true"},
-      {"CDE_ACTIONS_EXEC_ALLOW", R"(["/bin/sh"])"}};
+      {"CDE_ACTIONS_EXEC_ALLOW", R"(["/bin/sh"])"},
+      {"CDE_ACTIONS_HTTP_ALLOW", R"(["127.0.0.1"])"}};
 
   std::map<std::string, std::string> workflow_of;  // acknowledged starts
   {
@@ -163,10 +165,13 @@ TEST(ServerShutdownTest, SecondSignalExitsAtOnceAndLosesNothingAcknowledged) {
   TestHttpServer endpoint;
   endpoint.Start();
   endpoint.Respond("/slow", 200, R"({"booked": true})", 60000);
+  // A client's http steps reach loopback only if the policy allows it.
+  const std::map<std::string, std::string> env = {
+      {"CDE_ACTIONS_HTTP_ALLOW", R"(["127.0.0.1"])"}};
   std::vector<std::string> ids;
   {
     ServerProcess server(CDE_ORCHESTRATOR_PATH);
-    ASSERT_TRUE(server.Start(data, log)) << "server did not start";
+    ASSERT_TRUE(server.Start(data, log, {}, env)) << "server did not start";
     McpClient mcp(server.base());
     ASSERT_TRUE(mcp.Initialize());
     const json call = {{"method", "POST"}, {"url", endpoint.url("/slow")}};
@@ -198,7 +203,7 @@ TEST(ServerShutdownTest, SecondSignalExitsAtOnceAndLosesNothingAcknowledged) {
   endpoint.Respond("/slow", 200, R"({"booked": true})");
   {
     ServerProcess server(CDE_ORCHESTRATOR_PATH);
-    ASSERT_TRUE(server.Start(data, log)) << "restart failed";
+    ASSERT_TRUE(server.Start(data, log, {}, env)) << "restart failed";
     McpClient mcp(server.base());
     ASSERT_TRUE(mcp.Initialize());
     for (const std::string& id : ids) {

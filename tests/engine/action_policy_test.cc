@@ -8,6 +8,7 @@
 #include "storage/store.h"
 #include "tests/engine/engine_harness.h"
 #include "tests/test_util.h"
+#include "tools/test_http_server.h"
 
 namespace cde {
 namespace {
@@ -23,8 +24,11 @@ WorkflowDefinition Parse(const json& steps) {
 
 std::vector<std::string> Refusals(const json& steps,
                                   const ActionPolicy& policy) {
+  auto destinations = DestinationPolicy::Compile(policy.http);
+  EXPECT_TRUE(destinations.ok()) << destinations.status().ToString();
   std::vector<std::string> out;
-  for (const DefinitionError& e : CheckClientDefinition(Parse(steps), policy)) {
+  for (const DefinitionError& e :
+       CheckClientDefinition(Parse(steps), policy, *destinations)) {
     out.push_back(e.ToString());
   }
   return out;
@@ -52,8 +56,35 @@ TEST(ActionPolicyTest, ExecIsRefusedToClientsByDefaultWhereverItIs) {
   EXPECT_TRUE(Refusals({{{"name", "a"}, {"action", "echo"}},
                         {{"name", "b"},
                          {"action", "http"},
-                         {"params", {{"url", "http://127.0.0.1:1/"}}}}},
+                         {"params", {{"url", "https://api.example.com/"}}}}},
                        {})
+                  .empty());
+}
+
+json Http(const std::string& name, const std::string& url) {
+  return {{"name", name}, {"action", "http"}, {"params", {{"url", url}}}};
+}
+
+TEST(ActionPolicyTest, AClientsLiteralUrlToAnInsideAddressIsRefused) {
+  json undo = Http("book", "https://api.example.com/book");
+  undo["compensate"] = {{"action", "http"},
+                        {"params", {{"url", "http://127.0.0.1:9000/undo"}}}};
+  EXPECT_THAT(
+      Refusals({Http("meta", "http://169.254.169.254/latest/meta-data/"), undo,
+                Http("db", "http://db.corp.test:5432/"),
+                Http("later", "http://${input.host}/")},
+               {.http = {.deny = {"*.corp.test"}}}),
+      ::testing::ElementsAre(
+          "steps[0].params.url: address 169.254.169.254 is link-local (cloud "
+          "metadata services live there); list it in actions.http.allow to "
+          "allow it",
+          "steps[1].compensate.params.url: address 127.0.0.1 is loopback, "
+          "which definitions registered by clients may not reach; list it in "
+          "actions.http.allow to allow it",
+          "steps[2].params.url: host db.corp.test matches '*.corp.test' in "
+          "actions.http.deny"));
+  EXPECT_TRUE(Refusals(json::array({Http("mine", "http://127.0.0.1:9000/")}),
+                       {.http = {.allow = {"127.0.0.1"}}})
                   .empty());
 }
 
@@ -189,6 +220,51 @@ TEST(EnginePolicyTest, ARenderedArgvOutsideTheAllowListFailsWithoutRetries) {
   auto done = h.AwaitInactive(good->saga_id);
   ASSERT_OK(done.status());
   EXPECT_EQ(done->state, SagaState::kCompleted) << done->body.dump();
+}
+
+// A URL the input builds, to a server on loopback: an operator's definition
+// reaches it, a client's is refused when the attempt connects, once (the
+// same URL would be refused again), and the server sees nothing.
+TEST(EnginePolicyTest, AClientsUrlBuiltFromTheInputIsCheckedWhenItConnects) {
+  TestHttpServer server;
+  server.Start();
+  server.Respond("/ok", 200, R"({"ok": true})");
+  EngineHarness h;
+  ASSERT_OK(h.Open(""));
+  json fetch = Definition(
+      "fetch", {{{"name", "get"},
+                 {"action", "http"},
+                 {"params", {{"url", "${input.url}"}}},
+                 {"retry", {{"max_attempts", 3}, {"initial_backoff_ms", 1}}}}});
+  ASSERT_OK(h.Register(fetch, DefinitionOrigin::kClient).status());
+  fetch["name"] = "fetch-op";
+  ASSERT_OK(h.Register(fetch).status());
+  // "localhost": the name passes, its address does not.
+  const std::string url =
+      "http://localhost:" + std::to_string(server.port()) + "/ok";
+
+  auto client = h.Start({.workflow = "fetch", .input = {{"url", url}}});
+  ASSERT_OK(client.status());
+  auto refused = h.AwaitInactive(client->saga_id);
+  ASSERT_OK(refused.status());
+  const json& step = refused->body["steps"][0];
+  EXPECT_EQ(step["attempts"], 1) << step.dump();
+  EXPECT_EQ(step["error"]["kind"], "policy");
+  // 127.0.0.1 or ::1, whichever curl tried last.
+  EXPECT_THAT(step["error"]["message"].get<std::string>(),
+              ::testing::AllOf(
+                  ::testing::StartsWith("http to " + url +
+                                        " refused by the action policy: "),
+                  ::testing::HasSubstr(" is loopback, which definitions "
+                                       "registered by clients may not reach")));
+  EXPECT_EQ(server.request_count(), 0u);
+
+  auto op = h.Start({.workflow = "fetch-op", .input = {{"url", url}}});
+  ASSERT_OK(op.status());
+  auto done = h.AwaitInactive(op->saga_id);
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state, SagaState::kCompleted) << done->body.dump();
+  EXPECT_EQ(server.request_count(), 1u);
 }
 
 // The origin is stored: a restart with a stricter policy stops what a

@@ -25,7 +25,8 @@ class AsyncActionFixture : public ::testing::Test {
         attempt_(attempt) {}
 
   // REQUIRES: called by the derived SetUp with the action to test.
-  void Init(std::unique_ptr<AsyncAction> (*make)(uv_loop_t*)) {
+  void Init(
+      const std::function<std::unique_ptr<AsyncAction>(uv_loop_t*)>& make) {
     ASSERT_EQ(uv_loop_init(&loop_), 0);
     action_ = make(&loop_);
   }

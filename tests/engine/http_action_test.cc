@@ -28,7 +28,10 @@ class HttpActionTest : public AsyncActionFixture {
  protected:
   HttpActionTest() : AsyncActionFixture("trip", "charge", 2) {}
   void SetUp() override {
-    Init(&NewHttpAction);
+    Init([](uv_loop_t* loop) {
+      return NewHttpAction(loop, std::make_shared<DestinationPolicy>(),
+                           /*client=*/false);
+    });
     server_.Start();
   }
 

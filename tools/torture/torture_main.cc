@@ -137,11 +137,13 @@ class Torture {
     }
     const auto t0 = Clock::now();
     // The action policy on, as in production: exec for clients (the
-    // workload registers over MCP), limited to the one shell it runs.
+    // workload registers over MCP), limited to the one shell it runs, and
+    // http to loopback only where the endpoint listens.
     if (!server_.Start(disk_.data(), Log(), {},
                        {{"CDE_SHUTDOWN_TIMEOUT_MS", "1000"},
                         {"CDE_ACTIONS_EXEC_CLIENTS", "true"},
-                        {"CDE_ACTIONS_EXEC_ALLOW", R"(["/bin/sh"])"}},
+                        {"CDE_ACTIONS_EXEC_ALLOW", R"(["/bin/sh"])"},
+                        {"CDE_ACTIONS_HTTP_ALLOW", R"(["127.0.0.1"])"}},
                        60000)) {
       return false;
     }
