@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -200,6 +201,78 @@ void ApplyDestinations(const json& v, const std::string& path, Config* c,
     entries.push_back(v[i].get<std::string>());
   }
   c->actions.http.*kList = std::move(entries);
+}
+
+// auth.tokens: [{"name", "sha256", "scopes"}], names unique.
+void ApplyTokens(const json& v, const std::string& path, Config* c,
+                 Problems* p) {
+  if (!v.is_array()) {
+    p->push_back({path, "must be an array of {name, sha256, scopes}"});
+    return;
+  }
+  std::vector<TokenConfig> tokens;
+  std::set<std::string> names;
+  const size_t before = p->size();
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string at = path + "[" + std::to_string(i) + "]";
+    const json& t = v[i];
+    if (!t.is_object()) {
+      p->push_back({at, "must be an object {name, sha256, scopes}"});
+      continue;
+    }
+    for (const auto& [key, value] : t.items()) {
+      if (key != "name" && key != "sha256" && key != "scopes") {
+        p->push_back({at + "." + key, "unknown key (name, sha256, scopes)"});
+      }
+    }
+    TokenConfig token;
+    const json name = t.value("name", json());
+    if (!name.is_string()) {
+      p->push_back({at + ".name", "must be a string"});
+    } else if (std::string why = TokenNameProblem(name.get<std::string>());
+               !why.empty()) {
+      p->push_back({at + ".name", why});
+    } else if (!names.insert(name.get<std::string>()).second) {
+      p->push_back({at + ".name", "'" + name.get<std::string>() +
+                                      "' names another token already"});
+    } else {
+      token.name = name.get<std::string>();
+    }
+    const json hash = t.value("sha256", json());
+    const bool hex =
+        hash.is_string() && hash.get_ref<const std::string&>().size() == 64 &&
+        std::all_of(hash.get_ref<const std::string&>().begin(),
+                    hash.get_ref<const std::string&>().end(),
+                    [](char ch) { return std::isxdigit(ch) != 0; });
+    if (!hex) {
+      p->push_back({at + ".sha256",
+                    "must be the SHA-256 of the token in 64 hex digits "
+                    "(printf %s TOKEN | sha256sum); never the token itself"});
+    } else {
+      token.sha256 = hash.get<std::string>();
+      std::transform(token.sha256.begin(), token.sha256.end(),
+                     token.sha256.begin(),
+                     [](unsigned char ch) { return std::tolower(ch); });
+    }
+    const json scopes = t.value("scopes", json());
+    if (!scopes.is_array() || scopes.empty()) {
+      p->push_back({at + ".scopes",
+                    "must be a non-empty array of read, run, define, admin"});
+    } else {
+      for (const json& s : scopes) {
+        auto scope =
+            s.is_string() ? ScopeFromName(s.get<std::string>()) : std::nullopt;
+        if (!scope) {
+          p->push_back({at + ".scopes", "unknown scope " + s.dump() +
+                                            " (read, run, define, admin)"});
+          break;
+        }
+        token.scopes.Add(*scope);
+      }
+    }
+    tokens.push_back(std::move(token));
+  }
+  if (p->size() == before) c->auth_tokens = std::move(tokens);
 }
 
 // "HOST:PORT", "[V6]:PORT" or "none".
@@ -400,6 +473,7 @@ std::vector<Key> BuildSchema() {
       {"actions.http.allow", {false, ApplyDestinations<&HttpPolicy::allow>}});
   keys.push_back(
       {"actions.http.deny", {false, ApplyDestinations<&HttpPolicy::deny>}});
+  keys.push_back({"auth.tokens", {false, ApplyTokens}});
   keys.push_back({"alerts.workflow_failures.threshold",
                   Integer<C>(CDE_MEMBER(alerts.workflow_failures_threshold), 0,
                              UINT32_MAX)});
@@ -672,6 +746,19 @@ bool IsLoopbackHost(const std::string& host) {
          IN6_IS_ADDR_LOOPBACK(&v6);
 }
 
+Result<std::vector<TokenConfig>> TokensOf(const Config& config) {
+  std::vector<TokenConfig> tokens = config.auth_tokens;
+  if (config.http.auth_tokens_file.empty()) return tokens;
+  auto file = ReadTokenFile(config.http.auth_tokens_file);
+  if (!file.ok()) return file.status();
+  int n = 0;
+  for (const std::string& secret : *file) {
+    tokens.push_back({"tokens-file-" + std::to_string(++n), Sha256Hex(secret),
+                      ScopeSet::All()});
+  }
+  return tokens;
+}
+
 Result<std::set<std::string>> ReadTokenFile(const std::string& path) {
   Result<std::string> text = ReadFile(path);
   if (!text.ok()) {
@@ -721,6 +808,7 @@ std::vector<std::string> KeysNeedingRestart(const Config& running,
   check(a.actions.exec.allow != b.actions.exec.allow, "actions.exec.allow");
   check(a.actions.http.allow != b.actions.http.allow, "actions.http.allow");
   check(a.actions.http.deny != b.actions.http.deny, "actions.http.deny");
+  check(a.auth_tokens != b.auth_tokens, "auth.tokens");
   return keys;
 }
 

@@ -25,7 +25,10 @@
 //       "keys": {"flights-api": {"cool_down_ms": 5000}}
 //     },
 //     "alerts": {"workflow_failures": {"threshold": 10, "window_ms": 60000}},
-//     "actions": {"exec": {"clients": false, "allow": []}}
+//     "actions": {"exec": {"clients": false, "allow": []},
+//                 "http": {"allow": [], "deny": []}},
+//     "auth": {"tokens": [{"name": "ci-bot", "sha256": "<hex>",
+//                          "scopes": ["read", "run"]}]}
 //   }
 //
 // Every key is optional. Unknown keys, wrong types and out-of-range values
@@ -51,6 +54,7 @@
 #include <string>
 #include <vector>
 
+#include "api/auth.h"
 #include "engine/action_policy.h"
 #include "engine/limits.h"
 #include "engine/log.h"
@@ -64,8 +68,9 @@ struct HttpConfig {
   int port = 8000;
   // Browser origins allowed besides localhost ones ("*": any).
   std::vector<std::string> allowed_origins;
-  // "" = no tokens; else a file of bearer tokens, one per line ('#'
-  // comments and blank lines skipped).
+  // Deprecated (auth.tokens replaces it): "" = none; else a file of bearer
+  // tokens in plain text, one per line ('#' comments and blank lines
+  // skipped), each with every scope.
   std::string auth_tokens_file;
   size_t max_message_bytes = 4 << 20;  // 1 KiB .. 1 GiB
 
@@ -110,6 +115,8 @@ struct Config {
   AlertConfig alerts;
   // What definitions registered by clients may do (actions.exec.*).
   ActionPolicy actions;
+  // Named bearer tokens with scopes (auth.h), by the SHA-256 of each.
+  std::vector<TokenConfig> auth_tokens;
 
   friend bool operator==(const Config&, const Config&) = default;
 };
@@ -130,6 +137,11 @@ std::map<std::string, std::string> ProcessEnvironment();
 // Whether `host` (an IP literal, as http.listen takes it) is a loopback
 // address: 127.0.0.0/8 or ::1. Only processes of this machine reach those.
 bool IsLoopbackHost(const std::string& host);
+
+// Every token the server accepts: auth.tokens, then those of the
+// deprecated http.auth_tokens_file (named "tokens-file-1", ..., every
+// scope). InvalidArgument if the file cannot be read or holds no token.
+Result<std::vector<TokenConfig>> TokensOf(const Config& config);
 
 // The bearer tokens in `path` (see HttpConfig::auth_tokens_file).
 // InvalidArgument if it cannot be read or holds no token.

@@ -24,13 +24,12 @@ class Routes final : public HttpRoutes {
  public:
   // `inbound` (may be null: unlimited) limits the admin POSTs, on `loop`'s
   // clock.
-  Routes(Engine* engine, McpHttp* mcp, const bool* ready,
-         std::set<std::string> bearer_tokens, RateLimiters* inbound,
-         uv_loop_t* loop)
+  Routes(Engine* engine, McpHttp* mcp, const bool* ready, TokenTable tokens,
+         RateLimiters* inbound, uv_loop_t* loop)
       : engine_(engine),
         mcp_(mcp),
         ready_(ready),
-        bearer_tokens_(std::move(bearer_tokens)),
+        tokens_(std::move(tokens)),
         inbound_(inbound),
         loop_(loop) {
     Metrics& m = engine->metrics();
@@ -104,6 +103,7 @@ class Routes final : public HttpRoutes {
       return respond(Json(ok ? 200 : 503, body));
     }
     if (route == "/metrics") {
+      if (!Authorize(req, Scope::kRead, respond)) return;
       sessions_->With({}).Set(static_cast<double>(mcp_->session_count()));
       std::string text = engine_->metrics().Render();
       AppendProcessMetrics(&text);
@@ -115,63 +115,60 @@ class Routes final : public HttpRoutes {
     respond(Json(404, {{"error", "no such endpoint " + req.path}}));
   }
 
-  // Admin endpoints are for operator tools on this host (cde-admin), never
-  // browsers: a request with an Origin header is refused, and the bearer
-  // token is required when tokens are configured. An error, or "".
-  std::string RefuseAdmin(const HttpRequest& req, int* status) const {
-    if (!req.header("origin").empty()) {
-      *status = 403;
-      return "admin endpoints take no browser requests (Origin header)";
+  // The caller of `req` if it holds `scope`; else responds 401 (no valid
+  // token) or 403 (a token without the scope) and returns nullopt.
+  std::optional<Principal> Authorize(const HttpRequest& req, Scope scope,
+                                     HttpServer::Respond& respond) const {
+    auto principal = tokens_.Authenticate(req.header("authorization"));
+    if (!principal) {
+      HttpResponse r =
+          Json(401, {{"error",
+                      "authentication required: send Authorization: Bearer "
+                      "<token>"},
+                     {"code", "unauthorized"}});
+      r.headers.push_back(
+          {"WWW-Authenticate", R"(Bearer realm="cde-orchestrator")"});
+      respond(std::move(r));
+      return std::nullopt;
     }
-    if (bearer_tokens_.empty()) return "";
-    const std::string auth = req.header("authorization");
-    bool ok = false;
-    if (auth.starts_with("Bearer ")) {
-      const std::string token = auth.substr(7);
-      for (const std::string& t : bearer_tokens_) {
-        unsigned char diff = t.size() == token.size() ? 0 : 1;
-        for (size_t i = 0; i < t.size(); ++i) {
-          diff |= static_cast<unsigned char>(t[i] ^
-                                             (i < token.size() ? token[i] : 0));
-        }
-        ok |= diff == 0;
-      }
+    if (!principal->scopes.Has(scope)) {
+      respond(Json(
+          403, {{"error", "token '" + principal->name + "' lacks the scope '" +
+                              std::string(ScopeName(scope)) + "' that " +
+                              req.path + " needs"},
+                {"code", "forbidden"},
+                {"scope", ScopeName(scope)}}));
+      return std::nullopt;
     }
-    if (ok) return "";
-    *status = 401;
-    return "authentication required: send Authorization: Bearer <token>";
+    return principal;
   }
 
-  // Refuses `req` (responds and returns false) unless it is a POST an
-  // admin endpoint takes (see RefuseAdmin).
+  // Admin endpoints are for operator tools on this host (cde-admin), never
+  // browsers: a request with an Origin header is refused, and the `admin`
+  // scope is required. Refuses `req` (responds and returns false) unless
+  // it is a POST an admin endpoint takes.
   bool AdminPost(const HttpRequest& req, HttpServer::Respond& respond) {
     if (req.method != "POST") {
       respond({405, {{"Allow", "POST"}}, ""});
       return false;
     }
-    int status = 0;
-    if (std::string why = RefuseAdmin(req, &status); !why.empty()) {
-      HttpResponse r = Json(status, {{"error", why}});
-      if (status == 401) {
-        r.headers.push_back(
-            {"WWW-Authenticate", R"(Bearer realm="cde-orchestrator")"});
-      }
-      respond(std::move(r));
+    if (!req.header("origin").empty()) {
+      respond(Json(403, {{"error",
+                          "admin endpoints take no browser requests "
+                          "(Origin header)"}}));
       return false;
     }
-    return !RateLimited(req, respond);
+    auto principal = Authorize(req, Scope::kAdmin, respond);
+    return principal && !RateLimited(*principal, respond);
   }
 
-  // Charges an admin POST to the inbound limit: the bucket of its bearer
-  // token (shared with that token's MCP sessions), or "admin" when tokens
-  // are off. Over the limit: responds 429 and returns true.
-  bool RateLimited(const HttpRequest& req, HttpServer::Respond& respond) {
+  // Charges an admin POST to the inbound limit: the bucket of its token
+  // (shared with that token's MCP sessions), or "admin" when tokens are
+  // off. Over the limit: responds 429 and returns true.
+  bool RateLimited(const Principal& caller, HttpServer::Respond& respond) {
     if (inbound_ == nullptr) return false;
     const std::string key =
-        bearer_tokens_.empty()
-            ? "admin"
-            : "token:" +
-                  req.header("authorization").substr(7);  // checked: "Bearer "
+        tokens_.enabled() ? "token:" + caller.name : "admin";
     const int64_t wait =
         inbound_->TryTake(key, static_cast<int64_t>(uv_now(loop_)));
     if (wait <= 0) return false;
@@ -270,7 +267,7 @@ class Routes final : public HttpRoutes {
   Engine* engine_;
   McpHttp* mcp_;
   const bool* ready_;
-  std::set<std::string> bearer_tokens_;
+  const TokenTable tokens_;
   RateLimiters* inbound_;
   uv_loop_t* loop_;
   CounterFamily* requests_;
@@ -280,11 +277,12 @@ class Routes final : public HttpRoutes {
 
 }  // namespace
 
-std::unique_ptr<HttpRoutes> HttpRoutes::Create(
-    Engine* engine, McpHttp* mcp, const bool* ready,
-    std::set<std::string> bearer_tokens, RateLimiters* inbound,
-    uv_loop_t* loop) {
-  return std::make_unique<Routes>(engine, mcp, ready, std::move(bearer_tokens),
+std::unique_ptr<HttpRoutes> HttpRoutes::Create(Engine* engine, McpHttp* mcp,
+                                               const bool* ready,
+                                               TokenTable tokens,
+                                               RateLimiters* inbound,
+                                               uv_loop_t* loop) {
+  return std::make_unique<Routes>(engine, mcp, ready, std::move(tokens),
                                   inbound, loop);
 }
 

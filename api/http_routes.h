@@ -1,8 +1,9 @@
 // HttpRoutes: what the server answers on HTTP. /mcp goes to the MCP
 // transport; /health, /health/liveness, /health/readiness and /metrics are
 // answered here, as are the operator endpoints /admin/backup and
-// /admin/dlq/purge (no browsers, bearer token when tokens are set, inbound
-// rate limit). Every answer is counted by route and status code.
+// /admin/dlq/purge (no browsers, the `admin` scope, inbound rate limit).
+// /metrics needs the `read` scope; the health probes need none. Every answer is
+// counted by route and status code.
 #ifndef CDE_API_HTTP_ROUTES_H_
 #define CDE_API_HTTP_ROUTES_H_
 
@@ -12,6 +13,7 @@
 #include <set>
 #include <string>
 
+#include "api/auth.h"
 #include "api/http_server.h"
 #include "api/mcp_http.h"
 #include "engine/engine.h"
@@ -26,7 +28,7 @@ class HttpRoutes {
   // POSTs on `loop`'s clock. Everything must outlive the routes.
   static std::unique_ptr<HttpRoutes> Create(Engine* engine, McpHttp* mcp,
                                             const bool* ready,
-                                            std::set<std::string> bearer_tokens,
+                                            TokenTable tokens,
                                             RateLimiters* inbound,
                                             uv_loop_t* loop);
   virtual ~HttpRoutes() = default;

@@ -90,14 +90,14 @@ cde::Result<cde::Config> Load(const Flags& f) {
   // Without tokens anyone who reaches the port can start and register
   // workflows: that is only this machine's processes on loopback.
   if (c.http.enabled && c.http.auth_tokens_file.empty() &&
-      !cde::IsLoopbackHost(c.http.host)) {
+      c.auth_tokens.empty() && !cde::IsLoopbackHost(c.http.host)) {
     return cde::Status::InvalidArgument(
         std::string(f.Given("--http") || f.Given("--host") ? "--http"
                                                            : "http.listen") +
         ": " + c.http.host +
         " is not a loopback address, and no bearer tokens are configured: "
         "anyone who reaches it could run workflows. Set "
-        "http.auth_tokens_file (--auth-tokens), or listen on 127.0.0.1");
+        "auth.tokens (or --auth-tokens), or listen on 127.0.0.1");
   }
   if (c.http.enabled && !c.http.auth_tokens_file.empty()) {
     cde::Result<std::set<std::string>> tokens =

@@ -30,16 +30,6 @@ bool Accepts(const HttpRequest& request, std::string_view type) {
          accept.find("*/*") != std::string::npos;
 }
 
-// Compares every byte whatever the input, so response time does not tell
-// how much of a token was right.
-bool SameToken(const std::string& a, const std::string& b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
-  }
-  return diff == 0;
-}
-
 uint64_t NowMs(uv_loop_t* loop) { return uv_now(loop); }
 
 }  // namespace
@@ -58,6 +48,7 @@ struct McpHttp::Session {
   std::vector<std::shared_ptr<HttpStream>> get_streams;
   std::deque<std::string> buffered;  // for the GET stream, while none open
   uint64_t last_used_ms = 0;
+  std::string owner;  // the name of the token that initialized it
 };
 
 McpHttp::McpHttp(uv_loop_t* loop, Engine* engine, McpHttpOptions options)
@@ -107,40 +98,32 @@ bool McpHttp::OriginAllowed(const std::string& origin) const {
   return false;
 }
 
-bool McpHttp::Refused(const HttpRequest& request,
-                      const HttpServer::Respond& respond) const {
+std::optional<Principal> McpHttp::Admit(
+    const HttpRequest& request, const HttpServer::Respond& respond) const {
   const std::string origin = request.header("origin");
   if (!origin.empty() && !OriginAllowed(origin)) {
     respond(JsonRpcErrorResponse(
         403, jsonrpc::kInvalidRequest,
         "origin '" + origin +
             "' is not allowed (serve --allow-origin adds origins)"));
-    return true;
+    return std::nullopt;
   }
-  if (!options_.bearer_tokens.empty()) {
-    const std::string auth = request.header("authorization");
+  const std::string auth = request.header("authorization");
+  std::optional<Principal> caller = options_.tokens.Authenticate(auth);
+  if (!caller) {
     const bool has_bearer = auth.starts_with("Bearer ");
-    bool ok = false;
-    if (has_bearer) {
-      const std::string token = auth.substr(7);
-      for (const std::string& t : options_.bearer_tokens) {
-        ok |= SameToken(t, token);
-      }
-    }
-    if (!ok) {
-      HttpResponse r = JsonRpcErrorResponse(
-          401, jsonrpc::kInvalidRequest,
-          has_bearer ? "the bearer token is not valid"
-                     : "authentication required: send Authorization: Bearer "
-                       "<token>");
-      r.headers.push_back(
-          {"WWW-Authenticate",
-           has_bearer
-               ? R"(Bearer realm="cde-orchestrator", error="invalid_token")"
-               : R"(Bearer realm="cde-orchestrator")"});
-      respond(std::move(r));
-      return true;
-    }
+    HttpResponse r = JsonRpcErrorResponse(
+        401, jsonrpc::kInvalidRequest,
+        has_bearer ? "the bearer token is not valid"
+                   : "authentication required: send Authorization: Bearer "
+                     "<token>");
+    r.headers.push_back(
+        {"WWW-Authenticate",
+         has_bearer
+             ? R"(Bearer realm="cde-orchestrator", error="invalid_token")"
+             : R"(Bearer realm="cde-orchestrator")"});
+    respond(std::move(r));
+    return std::nullopt;
   }
   const std::string version = request.header("mcp-protocol-version");
   if (!version.empty()) {
@@ -155,10 +138,10 @@ bool McpHttp::Refused(const HttpRequest& request,
                                    "unsupported MCP-Protocol-Version '" +
                                        version + "' (supported: " + list +
                                        ")"));
-      return true;
+      return std::nullopt;
     }
   }
-  return false;
+  return caller;
 }
 
 void McpHttp::Handle(const HttpRequest& request, HttpServer::Respond respond) {
@@ -166,14 +149,18 @@ void McpHttp::Handle(const HttpRequest& request, HttpServer::Respond respond) {
     return respond(JsonRpcErrorResponse(503, jsonrpc::kInternalError,
                                         "the server is shutting down"));
   }
-  if (Refused(request, respond)) return;
-  if (request.method == "POST") return Post(request, std::move(respond));
+  const std::optional<Principal> caller = Admit(request, respond);
+  if (!caller) return;
+  if (request.method == "POST") {
+    return Post(request, *caller, std::move(respond));
+  }
   if (request.method != "GET" && request.method != "DELETE") {
     return respond({405, {{"Allow", "GET, POST, DELETE"}}, ""});
   }
   const std::string sid = request.header("mcp-session-id");
   auto it = sessions_.find(sid);
-  if (it == sessions_.end()) {
+  // Another token's session is as good as unknown to this caller.
+  if (it == sessions_.end() || it->second->owner != caller->name) {
     return respond(JsonRpcErrorResponse(
         sid.empty() ? 400 : 404, jsonrpc::kInvalidRequest,
         sid.empty() ? "missing Mcp-Session-Id header"
@@ -193,7 +180,8 @@ void McpHttp::Handle(const HttpRequest& request, HttpServer::Respond respond) {
   Get(*it->second, std::move(respond));
 }
 
-void McpHttp::Post(const HttpRequest& request, HttpServer::Respond respond) {
+void McpHttp::Post(const HttpRequest& request, const Principal& caller,
+                   HttpServer::Respond respond) {
   if (!Accepts(request, "application/json") &&
       !Accepts(request, "text/event-stream")) {
     return respond(JsonRpcErrorResponse(
@@ -219,6 +207,7 @@ void McpHttp::Post(const HttpRequest& request, HttpServer::Respond respond) {
     sid = NewSessionId();
     auto session = std::make_unique<Session>();
     session->id = sid;
+    session->owner = caller.name;
     session->mcp = McpSession::Create(
         engine_, loop_,
         [this, sid](McpSession::OutFrame frame) {
@@ -227,7 +216,8 @@ void McpHttp::Post(const HttpRequest& request, HttpServer::Respond respond) {
         McpSessionOptions{.limiter = options_.limiter,
                           .rate_key = "session:" + sid});
     sessions_[sid] = std::move(session);
-  } else if (sessions_.count(sid) == 0) {
+  } else if (auto it = sessions_.find(sid);
+             it == sessions_.end() || it->second->owner != caller.name) {
     return respond(JsonRpcErrorResponse(
         sid.empty() ? 400 : 404, jsonrpc::kInvalidRequest,
         sid.empty() ? "missing Mcp-Session-Id header (initialize first)"
@@ -237,7 +227,7 @@ void McpHttp::Post(const HttpRequest& request, HttpServer::Respond respond) {
   session.last_used_ms = NowMs(loop_);
   // Hold the session: a frame may end it (it cannot today, but cheaply safe).
   std::shared_ptr<McpSession> mcp = session.mcp;
-  const McpMessageContext context = ContextOf(request, sid);
+  const McpMessageContext context = ContextOf(request, caller, sid);
   if (call == nullptr) {
     mcp->OnMessage(std::move(msg), context);
     return respond({202, {}, ""});
@@ -247,14 +237,14 @@ void McpHttp::Post(const HttpRequest& request, HttpServer::Respond respond) {
 }
 
 McpMessageContext McpHttp::ContextOf(const HttpRequest& request,
+                                     const Principal& caller,
                                      const std::string& sid) const {
   McpMessageContext c;
-  // Refused() has checked the token: only known tokens get a bucket. Without
-  // configured tokens a client could name a new one per request.
-  const std::string auth = request.header("authorization");
-  c.rate_key = !options_.bearer_tokens.empty() && auth.starts_with("Bearer ")
-                   ? "token:" + auth.substr(7)
-                   : "session:" + sid;
+  c.caller = caller;
+  // Only known tokens get a bucket: without configured tokens a client
+  // could name a new one per request.
+  c.rate_key =
+      options_.tokens.enabled() ? "token:" + caller.name : "session:" + sid;
   c.correlation_id = request.header("x-correlation-id");
   c.traceparent = request.header("traceparent");
   return c;

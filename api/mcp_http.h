@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "api/auth.h"
 #include "api/http_server.h"
 #include "api/mcp_session.h"
 
@@ -41,9 +42,10 @@ struct McpHttpOptions {
   // Requests without an Origin header (not from a browser) are allowed.
   std::vector<std::string> allowed_origins;
   bool allow_localhost = true;
-  // When non-empty, every request needs "Authorization: Bearer <token>"
-  // with one of these.
-  std::set<std::string> bearer_tokens;
+  // When it holds tokens, every request needs "Authorization: Bearer
+  // <token>" with one of them, and each call the scope it needs (auth.h).
+  // A session belongs to the token that initialized it.
+  TokenTable tokens;
   // A session with no request, no open stream and no call in flight for
   // this long is dropped; its next request gets 404.
   uint64_t session_idle_timeout_ms = 3600 * 1000;
@@ -52,7 +54,7 @@ struct McpHttpOptions {
   // oldest first).
   size_t max_buffered_frames = 1000;
   // Inbound rate limits (McpSessionOptions::limiter), null = unlimited. A
-  // request is charged to "token:<bearer token>" when bearer tokens are
+  // request is charged to "token:<token name>" when bearer tokens are
   // configured (the sessions of one token share a bucket), else to
   // "session:<Mcp-Session-Id>". Pruned at every session sweep.
   // REQUIRES: outlives the McpHttp.
@@ -79,13 +81,16 @@ class McpHttp {
   struct Session;
   struct Pending;
 
-  // Non-empty: why the request is refused, already answered.
-  bool Refused(const HttpRequest& request,
-               const HttpServer::Respond& respond) const;
+  // The caller of `request`, or nullopt when it is refused (its origin,
+  // its token, its protocol version), already answered.
+  std::optional<Principal> Admit(const HttpRequest& request,
+                                 const HttpServer::Respond& respond) const;
   bool OriginAllowed(const std::string& origin) const;
-  void Post(const HttpRequest& request, HttpServer::Respond respond);
-  // The rate key and trace headers of a POST to session `sid`.
+  void Post(const HttpRequest& request, const Principal& caller,
+            HttpServer::Respond respond);
+  // The caller, rate key and trace headers of a POST to session `sid`.
   McpMessageContext ContextOf(const HttpRequest& request,
+                              const Principal& caller,
                               const std::string& sid) const;
   void Get(Session& session, HttpServer::Respond respond);
   // A frame from session `sid` (McpSession::Send).

@@ -58,6 +58,13 @@ json Completion(std::vector<std::string> values, bool more) {
   return {{"completion", std::move(c)}};
 }
 
+std::string ForbiddenMessage(const Principal& caller, Scope scope,
+                             const std::string& what) {
+  return "token '" + caller.name + "' lacks the scope '" +
+         std::string(ScopeName(scope)) + "' that " + what +
+         " needs (auth.tokens in the server's configuration grants scopes)";
+}
+
 }  // namespace
 
 std::shared_ptr<McpSession> McpSession::Create(Engine* engine, uv_loop_t* loop,
@@ -181,6 +188,12 @@ void McpSession::OnRequest(const json& id, const std::string& method,
                       "the session is not initialized: send initialize "
                       "first");
   }
+  if (auto scope = MethodScope(method);
+      scope && !context.caller.scopes.Has(*scope)) {
+    return ReplyErrorData(
+        id, kForbidden, ForbiddenMessage(context.caller, *scope, method),
+        {{"code", "forbidden"}, {"scope", ScopeName(*scope)}});
+  }
   if (method == "tools/list") {
     // One page: the only valid cursor is none (the spec's -32602 otherwise).
     if (auto c = p.find("cursor");
@@ -206,6 +219,20 @@ void McpSession::OnRequest(const json& id, const std::string& method,
                         "params.arguments: must be an object");
     }
     const json meta = p.value("_meta", json::object());
+    if (auto scope = ToolScope(name->get<std::string>());
+        scope && !context.caller.scopes.Has(*scope)) {
+      const std::string message =
+          ForbiddenMessage(context.caller, *scope, name->get<std::string>());
+      return Reply(
+          id,
+          {{"content", {{{"type", "text"}, {"text", "forbidden: " + message}}}},
+           {"structuredContent",
+            {{"error",
+              {{"code", "forbidden"},
+               {"message", message},
+               {"scope", ScopeName(*scope)}}}}},
+           {"isError", true}});
+    }
     if (auto task = p.find("task"); task != p.end() && !task->is_null()) {
       return CallToolAsTask(id, name->get<std::string>(), args, *task, meta,
                             context);
@@ -216,6 +243,16 @@ void McpSession::OnRequest(const json& id, const std::string& method,
   if (OnTaskRequest(id, method, p)) return;
   ReplyError(id, jsonrpc::kMethodNotFound,
              "method '" + method + "' is not supported");
+}
+
+std::optional<Scope> McpSession::MethodScope(const std::string& method) {
+  if (method.starts_with("resources/") || method == "completion/complete" ||
+      method == "tasks/list" || method == "tasks/get" ||
+      method == "tasks/result") {
+    return Scope::kRead;
+  }
+  if (method == "tasks/cancel") return Scope::kRun;
+  return std::nullopt;
 }
 
 uint64_t McpSession::WatchSaga(const std::string& saga_id,

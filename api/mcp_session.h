@@ -27,6 +27,7 @@
 #include <string_view>
 #include <vector>
 
+#include "api/auth.h"
 #include "api/jsonrpc.h"
 #include "engine/engine.h"
 #include "engine/limits.h"
@@ -41,6 +42,11 @@ inline constexpr const char* kProtocolVersions[] = {"2025-11-25", "2025-06-18",
 // (docs/mcp.md); its data is {"retry_after_ms": N}.
 inline constexpr int kRateLimited = -32029;
 
+// The JSON-RPC error code of a request (other than tools/call, which
+// answers with an isError result) whose token lacks the scope it needs;
+// its data is {"code": "forbidden", "scope": "read"}.
+inline constexpr int kForbidden = -32003;
+
 struct McpSessionOptions {
   // Inbound rate limits, shared by every session of the server (and the
   // admin endpoints); null = unlimited. Every request but initialize and
@@ -54,6 +60,9 @@ struct McpSessionOptions {
 
 // What the transport knows about one incoming frame besides its text.
 struct McpMessageContext {
+  // Who sent the frame, and so which scopes its calls have. Over stdio
+  // (no context given): `local`, with every scope.
+  Principal caller;
   // The rate-limit bucket to charge ("" = McpSessionOptions::rate_key):
   // "token:<bearer token>" over HTTP with tokens configured, so that the
   // sessions of one token share a bucket.
@@ -116,6 +125,11 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
 
   // The tool descriptions tools/list returns.
   static const nlohmann::json& Tools();
+  // The scope a tool needs (auth.h); nullopt for an unknown tool.
+  static std::optional<Scope> ToolScope(const std::string& tool);
+  // The scope a method other than tools/call needs; nullopt for none
+  // (initialize, ping, tools/list, logging, unknown methods).
+  static std::optional<Scope> MethodScope(const std::string& method);
 
  private:
   McpSession(Engine* engine, uv_loop_t* loop, Send send,

@@ -265,6 +265,23 @@ const json& McpSession::Tools() {
   return tools;
 }
 
+std::optional<Scope> McpSession::ToolScope(const std::string& tool) {
+  static const std::map<std::string, Scope> kScopes = {
+      {"list_workflows", Scope::kRead},
+      {"get_saga", Scope::kRead},
+      {"list_sagas", Scope::kRead},
+      {"get_saga_log", Scope::kRead},
+      {"list_dlq", Scope::kRead},
+      {"engine_stats", Scope::kRead},
+      {"start_workflow", Scope::kRun},
+      {"cancel_saga", Scope::kRun},
+      {"register_workflow", Scope::kDefine},
+      {"replay_saga", Scope::kAdmin}};
+  auto it = kScopes.find(tool);
+  if (it == kScopes.end()) return std::nullopt;
+  return it->second;
+}
+
 void McpSession::CallTool(const json& id, const std::string& name,
                           const json& args, const json& meta,
                           const McpMessageContext& context) {

@@ -76,11 +76,14 @@ class Server {
 
  private:
   Status Serve() {
-    std::set<std::string> tokens;
+    auto tokens = TokensOf(config_);
+    if (!tokens.ok()) return tokens.status();
     if (!config_.http.auth_tokens_file.empty()) {
-      auto read = ReadTokenFile(config_.http.auth_tokens_file);
-      if (!read.ok()) return read.status();
-      tokens = std::move(read).value();
+      Log(LogLevel::kWarn, "server",
+          "http.auth_tokens_file is deprecated: its tokens have every scope. "
+          "Configure auth.tokens with a name, the SHA-256 and the scopes of "
+          "each token instead",
+          {.extra = {{"file", config_.http.auth_tokens_file}}});
     }
     EngineOptions eo;
     eo.data_dir = config_.data_dir;
@@ -102,7 +105,7 @@ class Server {
       handle->data = this;
       uv_signal_start(handle, &Server::OnSignal, signal);
     }
-    if (config_.http.enabled) StartHttp(tokens);
+    if (config_.http.enabled) StartHttp(TokenTable(std::move(tokens).value()));
     if (!stopping_ && config_.stdio) {
       auto opened_stdio = StdioTransport::Open(
           &loop_, engine_.get(), STDIN_FILENO, STDOUT_FILENO,
@@ -146,10 +149,10 @@ class Server {
     return result_;
   }
 
-  void StartHttp(const std::set<std::string>& tokens) {
+  void StartHttp(const TokenTable& tokens) {
     McpHttpOptions mo;
     mo.allowed_origins = config_.http.allowed_origins;
-    mo.bearer_tokens = tokens;
+    mo.tokens = tokens;
     mo.limiter = &inbound_;
     mcp_ = std::make_unique<McpHttp>(&loop_, engine_.get(), std::move(mo));
     routes_ = HttpRoutes::Create(engine_.get(), mcp_.get(), &ready_, tokens,
@@ -172,7 +175,7 @@ class Server {
     Log(LogLevel::kInfo, "server", "MCP over HTTP listening",
         {.extra = {{"url", "http://" + config_.http.host + ":" +
                                std::to_string(http_->port()) + "/mcp"},
-                   {"bearer_tokens", !tokens.empty()}}});
+                   {"bearer_tokens", tokens.enabled()}}});
   }
 
   // Registers the definitions in `dir`; `done` gets the outcome.

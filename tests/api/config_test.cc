@@ -449,8 +449,8 @@ TEST(ConfigBinaryTest, ANonLoopbackAddressWithoutTokensIsRefusedAtStart) {
                 HasSubstr("is not a loopback address, and no bearer tokens "
                           "are configured"));
     EXPECT_THAT(run.reported, HasSubstr("--http: "));
-    EXPECT_THAT(run.reported, HasSubstr("Set http.auth_tokens_file "
-                                        "(--auth-tokens), or listen on "
+    EXPECT_THAT(run.reported, HasSubstr("Set auth.tokens (or "
+                                        "--auth-tokens), or listen on "
                                         "127.0.0.1"));
   }
   const std::string file =

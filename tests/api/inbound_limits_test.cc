@@ -46,7 +46,11 @@ class McpHttpLimitsTest : public ::testing::Test {
   void Open(std::set<std::string> tokens, uint32_t burst) {
     limiter_.SetPolicies({.rate_per_sec = 0.001, .burst = burst}, {});
     McpHttpOptions o;
-    o.bearer_tokens = std::move(tokens);
+    std::vector<TokenConfig> configs;
+    for (const std::string& t : tokens) {
+      configs.push_back({"token-" + t, Sha256Hex(t), ScopeSet::All()});
+    }
+    o.tokens = TokenTable(std::move(configs));
     o.limiter = &limiter_;
     mcp_ = std::make_unique<McpHttp>(h_.loop(), &h_.engine(), std::move(o));
   }

@@ -997,3 +997,78 @@ TEST_F(McpSessionTest, StepAttemptsCarryTheSagasCorrelationAndTraceIds) {
 
 }  // namespace
 }  // namespace cde
+
+// ---- Scopes ----------------------------------------------------------------
+
+namespace cde {
+namespace {
+
+McpMessageContext As(const std::string& name,
+                     std::initializer_list<Scope> scopes) {
+  McpMessageContext c;
+  c.caller.name = name;
+  c.caller.scopes = ScopeSet{};
+  for (Scope s : scopes) c.caller.scopes.Add(s);
+  return c;
+}
+
+TEST_F(McpSessionTest, EveryToolNeedsAScope) {
+  for (const json& tool : McpSession::Tools()) {
+    EXPECT_TRUE(McpSession::ToolScope(tool["name"].get<std::string>()))
+        << tool["name"];
+  }
+  EXPECT_FALSE(McpSession::ToolScope("no_such_tool").has_value());
+}
+
+TEST_F(McpSessionTest, AToolOutsideTheTokensScopesIsForbiddenNamingTheScope) {
+  Initialize();
+  Register(kThreeSteps);
+  const McpMessageContext reader = As("dashboard", {Scope::kRead});
+  json r = CallWith(
+      {{"name", "start_workflow"}, {"arguments", {{"workflow", "three"}}}},
+      reader);
+  ASSERT_EQ(r["result"]["isError"], true) << r.dump();
+  const json error = r["result"]["structuredContent"]["error"];
+  EXPECT_EQ(error["code"], "forbidden");
+  EXPECT_EQ(error["scope"], "run");
+  EXPECT_THAT(error["message"].get<std::string>(),
+              ::testing::HasSubstr("token 'dashboard' lacks the scope 'run' "
+                                   "that start_workflow needs"));
+  EXPECT_EQ(StoredSagas(), 0u);  // nothing started
+
+  r = CallWith({{"name", "list_workflows"}, {"arguments", json::object()}},
+               reader);
+  EXPECT_EQ(r["result"]["isError"], false) << r.dump();
+  r = CallWith(
+      {{"name", "register_workflow"}, {"arguments", {{"definition", kParks}}}},
+      As("runner", {Scope::kRead, Scope::kRun}));
+  EXPECT_EQ(r["result"]["structuredContent"]["error"]["scope"], "define");
+  r = CallWith({{"name", "replay_saga"}, {"arguments", {{"saga_id", "x"}}}},
+               As("runner", {Scope::kRead, Scope::kRun}));
+  EXPECT_EQ(r["result"]["structuredContent"]["error"]["scope"], "admin");
+  r = CallWith(
+      {{"name", "start_workflow"}, {"arguments", {{"workflow", "three"}}}},
+      As("runner", {Scope::kRun}));
+  EXPECT_EQ(r["result"]["isError"], false) << r.dump();
+}
+
+TEST_F(McpSessionTest, OtherMethodsOutsideTheScopesAreForbiddenErrors) {
+  Initialize();
+  const int id = next_id_++;
+  session_->OnFrame(json{{"jsonrpc", "2.0"},
+                         {"id", id},
+                         {"method", "resources/list"},
+                         {"params", json::object()}}
+                        .dump(),
+                    As("runner", {Scope::kRun}));
+  h_.RunUntil([&] { return ReplyTo(id) != nullptr; });
+  const json r = ReplyTo(id);
+  EXPECT_EQ(r["error"]["code"], kForbidden) << r.dump();
+  EXPECT_EQ(r["error"]["data"]["scope"], "read");
+  EXPECT_EQ(McpSession::MethodScope("tasks/cancel"), Scope::kRun);
+  EXPECT_FALSE(McpSession::MethodScope("tools/list").has_value());
+  EXPECT_FALSE(McpSession::MethodScope("ping").has_value());
+}
+
+}  // namespace
+}  // namespace cde
