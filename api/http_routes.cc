@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "api/mcp_util.h"
+#include "engine/log.h"
 #include "storage/json_depth.h"
 
 namespace cde {
@@ -159,7 +160,10 @@ class Routes final : public HttpRoutes {
       return false;
     }
     auto principal = Authorize(req, Scope::kAdmin, respond);
-    return principal && !RateLimited(*principal, respond);
+    if (!principal) return false;
+    Log(LogLevel::kInfo, "audit", "call",
+        {.extra = {{"caller", principal->name}, {"endpoint", req.path}}});
+    return !RateLimited(*principal, respond);
   }
 
   // Charges an admin POST to the inbound limit: the bucket of its token

@@ -233,6 +233,10 @@ void McpSession::OnRequest(const json& id, const std::string& method,
                {"scope", ScopeName(*scope)}}}}},
            {"isError", true}});
     }
+    if (auto scope = ToolScope(name->get<std::string>());
+        scope && *scope != Scope::kRead) {
+      AuditCall(context.caller, name->get<std::string>(), args);
+    }
     if (auto task = p.find("task"); task != p.end() && !task->is_null()) {
       return CallToolAsTask(id, name->get<std::string>(), args, *task, meta,
                             context);
@@ -243,6 +247,23 @@ void McpSession::OnRequest(const json& id, const std::string& method,
   if (OnTaskRequest(id, method, p)) return;
   ReplyError(id, jsonrpc::kMethodNotFound,
              "method '" + method + "' is not supported");
+}
+
+// One line per call that may change something, whatever its outcome: who
+// asked for what. (The saga's own log says what happened.)
+void McpSession::AuditCall(const Principal& caller, const std::string& tool,
+                           const json& args) {
+  json extra = {{"caller", caller.name}, {"tool", tool}};
+  for (const char* key : {"workflow", "saga_id", "idempotency_key"}) {
+    if (auto it = args.find(key); it != args.end() && it->is_string()) {
+      extra[key] = *it;
+    }
+  }
+  if (auto def = args.find("definition");
+      def != args.end() && def->is_object()) {
+    extra["workflow"] = def->value("name", json());
+  }
+  ::cde::Log(LogLevel::kInfo, "audit", "call", {.extra = std::move(extra)});
 }
 
 std::optional<Scope> McpSession::MethodScope(const std::string& method) {

@@ -130,6 +130,8 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   // The scope a method other than tools/call needs; nullopt for none
   // (initialize, ping, tools/list, logging, unknown methods).
   static std::optional<Scope> MethodScope(const std::string& method);
+  static void AuditCall(const Principal& caller, const std::string& tool,
+                        const nlohmann::json& args);
 
  private:
   McpSession(Engine* engine, uv_loop_t* loop, Send send,

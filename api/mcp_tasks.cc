@@ -229,8 +229,8 @@ void McpSession::CallToolAsTask(const json& id, const std::string& name,
         id, bad_params ? jsonrpc::kInvalidParams : jsonrpc::kInternalError,
         st.message(), {{"code", mcp::ErrorCode(st)}});
   };
-  auto req =
-      mcp::StartArgs(args, meta, context.correlation_id, context.traceparent);
+  auto req = mcp::StartArgs(args, meta, context.correlation_id,
+                            context.traceparent, context.caller.name);
   if (!req.ok()) return refuse(*this, id, req.status());
   std::weak_ptr<McpSession> weak = weak_from_this();
   engine_->Start(std::move(req).value(), [weak, id,

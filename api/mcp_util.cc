@@ -114,14 +114,16 @@ Status TraceArgs(const json& meta, std::string_view header_correlation_id,
 
 Result<StartRequest> StartArgs(const json& args, const json& meta,
                                std::string_view header_correlation_id,
-                               std::string_view header_traceparent) {
+                               std::string_view header_traceparent,
+                               std::string_view started_by) {
   auto workflow = StringArg(args, "workflow");
   if (!workflow.ok()) return workflow.status();
   auto key = StringArg(args, "idempotency_key", false);
   if (!key.ok()) return key.status();
   StartRequest req{.workflow = *workflow,
                    .input = args.value("input", json::object()),
-                   .idempotency_key = *key};
+                   .idempotency_key = *key,
+                   .started_by = std::string(started_by)};
   if (auto v = args.find("version"); v != args.end() && !v->is_null()) {
     if (!v->is_number_unsigned() || v->get<uint64_t>() < 1 ||
         v->get<uint64_t>() > UINT32_MAX) {
@@ -222,8 +224,8 @@ json SagaJson(SagaRecord r) {
               {"created_ms", r.created_ms},
               {"updated_ms", r.updated_ms},
               {"last_seq", r.last_seq}};
-  for (const char* key :
-       {"input", "steps", "wait", "failure", "correlation_id", "trace_id"}) {
+  for (const char* key : {"input", "steps", "wait", "failure", "correlation_id",
+                          "trace_id", "started_by"}) {
     if (auto it = r.body.find(key); it != r.body.end()) {
       out[key] = std::move(*it);
     }

@@ -42,11 +42,13 @@ inline constexpr size_t kMaxCorrelationIdLength = 128;
 // must be a string of at most 128 printable ASCII characters
 // (InvalidArgument naming `_meta.correlation_id` or the header; "" counts
 // as none); a traceparent that is not a valid W3C one is ignored, and the
-// saga starts a fresh trace.
+// saga starts a fresh trace. `started_by` names the caller (a token's name,
+// "local" over stdio).
 Result<StartRequest> StartArgs(const nlohmann::json& args,
                                const nlohmann::json& meta = nullptr,
                                std::string_view header_correlation_id = "",
-                               std::string_view header_traceparent = "");
+                               std::string_view header_traceparent = "",
+                               std::string_view started_by = "");
 
 // `ms` since the epoch as ISO 8601 in UTC: "2025-11-25T10:30:00.123Z".
 std::string IsoTime(int64_t ms);

@@ -217,8 +217,8 @@ SagaProgress SagaProgress::Of(const Saga& saga) {
 void McpSession::StartWorkflow(const json& id, const json& args,
                                const json& meta,
                                const McpMessageContext& context) {
-  auto req =
-      mcp::StartArgs(args, meta, context.correlation_id, context.traceparent);
+  auto req = mcp::StartArgs(args, meta, context.correlation_id,
+                            context.traceparent, context.caller.name);
   if (!req.ok()) return ToolError(id, req.status());
   auto wait = mcp::IntArg(args, "wait_ms", 0, kMaxWaitMs);
   if (!wait.ok()) return ToolError(id, wait.status());

@@ -359,7 +359,7 @@ void EngineImpl::CreateSaga(StartRequest request, DefPtr def,
   Plan plan = PlanStart(
       Context(a), id, std::move(request.input), request.idempotency_key,
       request.correlation_id.empty() ? id : request.correlation_id,
-      TraceIdFrom(request.traceparent, rng_), queued);
+      TraceIdFrom(request.traceparent, rng_), request.started_by, queued);
   a.saga = plan.saga;
   a.saga.last_seq = 0;
   if (queued) queued_[def->name].push_back(id);

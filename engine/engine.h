@@ -79,6 +79,10 @@ struct StartRequest {
   nlohmann::json input = nlohmann::json::object();
   std::string idempotency_key;  // "" = none
   std::string correlation_id;   // the caller's, logged with the saga
+  // Who asked: a bearer token's name, "local" (stdio, cde-admin offline),
+  // "anonymous" (HTTP without tokens). Stored and logged with the saga;
+  // "" = not recorded (the C++ API's default).
+  std::string started_by;
   // The caller's W3C traceparent ("" = none): the saga joins its trace. A
   // missing or malformed one starts a fresh trace.
   std::string traceparent;

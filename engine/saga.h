@@ -89,6 +89,8 @@ struct Saga {
   // the caller's, or a fresh one. "" only for sagas started before trace
   // ids existed.
   std::string trace_id;
+  // Who started it (StartRequest::started_by); "" = not recorded.
+  std::string started_by;
   nlohmann::json input;
   std::vector<StepState> steps;
   Wait wait;

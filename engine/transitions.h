@@ -77,7 +77,8 @@ struct AttemptOutcome {
 // kept in the snapshot and logged with saga_started.
 Plan PlanStart(const PlanContext& ctx, std::string saga_id,
                nlohmann::json input, std::string idempotency_key,
-               std::string correlation_id, std::string trace_id, bool queued);
+               std::string correlation_id, std::string trace_id,
+               std::string started_by, bool queued);
 
 // A queued saga got its slot.
 Plan PlanDequeue(const PlanContext& ctx, const Saga& saga);

@@ -8,7 +8,7 @@ namespace ti = transitions_internal;
 
 Plan PlanStart(const PlanContext& ctx, std::string saga_id, json input,
                std::string idempotency_key, std::string correlation_id,
-               std::string trace_id, bool queued) {
+               std::string trace_id, std::string started_by, bool queued) {
   Plan p;
   Saga& s = p.saga;
   s.id = std::move(saga_id);
@@ -19,6 +19,7 @@ Plan PlanStart(const PlanContext& ctx, std::string saga_id, json input,
   s.idempotency_key = std::move(idempotency_key);
   s.correlation_id = std::move(correlation_id);
   s.trace_id = std::move(trace_id);
+  s.started_by = std::move(started_by);
   s.input = std::move(input);
   s.steps.resize(ctx.def.steps.size());
   p.put_idempotency = !s.idempotency_key.empty();
@@ -27,6 +28,7 @@ Plan PlanStart(const PlanContext& ctx, std::string saga_id, json input,
   if (!s.idempotency_key.empty()) data["idempotency_key"] = s.idempotency_key;
   if (!s.correlation_id.empty()) data["correlation_id"] = s.correlation_id;
   if (!s.trace_id.empty()) data["trace_id"] = s.trace_id;
+  if (!s.started_by.empty()) data["started_by"] = s.started_by;
   p.events.push_back({"saga_started", std::move(data)});
   if (queued) {
     s.wait = {Wait::Kind::kQueued, -1, false, 0, 0};

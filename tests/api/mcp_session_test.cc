@@ -1050,6 +1050,15 @@ TEST_F(McpSessionTest, AToolOutsideTheTokensScopesIsForbiddenNamingTheScope) {
       {{"name", "start_workflow"}, {"arguments", {{"workflow", "three"}}}},
       As("runner", {Scope::kRun}));
   EXPECT_EQ(r["result"]["isError"], false) << r.dump();
+  // Who started it is kept with the saga and on its log.
+  const std::string id = Out(r).value("saga_id", "");
+  EXPECT_EQ(GetSaga(id)["started_by"], "runner");
+  json log = Out(Tool("get_saga_log", {{"saga_id", id}}));
+  EXPECT_EQ(log["events"][0]["type"], "saga_started");
+  EXPECT_EQ(log["events"][0]["data"]["started_by"], "runner");
+  // Over stdio (no context): local.
+  const std::string mine = StartId({{"workflow", "three"}});
+  EXPECT_EQ(GetSaga(mine)["started_by"], "local");
 }
 
 TEST_F(McpSessionTest, OtherMethodsOutsideTheScopesAreForbiddenErrors) {

@@ -30,6 +30,8 @@ const tokens = [
 const dir = mkdtempSync(join(tmpdir(), "cde-scopes-e2e-"));
 const server = await serveHttp(binary, ["--data-dir", join(dir, "data")],
                                { env: { ...process.env, CDE_AUTH_TOKENS: JSON.stringify(tokens) } });
+let stderr = "";
+server.proc.stderr.on("data", (d) => { stderr += d; });
 const auth = (who) => ({ Authorization: `Bearer ${secrets[who]}` });
 
 async function connect(who) {
@@ -88,6 +90,7 @@ try {
     const saga = await tool(reader, "get_saga", { saga_id: sagaId });
     assert.equal(saga.isError, false, JSON.stringify(saga));
     assert.deepEqual(saga.structuredContent.steps[0].output, { hi: 1 });
+    assert.equal(saga.structuredContent.started_by, "runner");
     assertForbidden(await tool(reader, "cancel_saga", { saga_id: sagaId }), "run", "cancel_saga");
   });
 
@@ -145,6 +148,14 @@ try {
     assert.equal(body.scope, "admin");
     const allowed = await purge("admin");
     assert.equal(allowed.status, 400, "a completed saga is not in the DLQ");  // past the scope check
+    // Each change was logged with its caller.
+    const audit = stderr.split("\n").filter((l) => l.includes('"audit"'));
+    for (const [caller, what] of [["runner", '"tool":"start_workflow"'], ["author", '"tool":"register_workflow"'],
+                                  ["admin", '"tool":"replay_saga"'], ["admin", '"endpoint":"/admin/dlq/purge"']]) {
+      assert.ok(audit.some((l) => l.includes(`"caller":"${caller}"`) && l.includes(what)),
+                `no audit line for ${caller} ${what}: ${audit.join("\n")}`);
+    }
+    assert.ok(!stderr.includes(secrets.admin) && !stderr.includes(secrets.runner), "a token in the log");
     // The health probes stay open for orchestrators.
     assert.equal((await fetch(`${server.base}/health/liveness`)).status, 200);
   });

@@ -57,7 +57,7 @@ class TransitionsTest : public ::testing::Test {
  protected:
   PlanContext Ctx() { return {def_, kNow, 0.5}; }
   Plan Start(bool queued = false) {
-    return PlanStart(Ctx(), "S1", {{"trip", 7}}, "", "", "", queued);
+    return PlanStart(Ctx(), "S1", {{"trip", 7}}, "", "", "", "", queued);
   }
   // Applies `o` to `s`, which must produce a plan.
   Saga Feed(const Saga& s, const AttemptOutcome& o) {
@@ -80,24 +80,28 @@ TEST_F(TransitionsTest, StartLogsTheStartAndTheFirstAttemptTogether) {
   EXPECT_EQ(p.events[1].data["idempotency_key"], "S1/flight/1");
 }
 
-TEST_F(TransitionsTest, StartKeepsAndLogsTheCorrelationAndTraceIds) {
+TEST_F(TransitionsTest, StartKeepsAndLogsTheCorrelationTraceAndStarter) {
   const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-  Plan p = PlanStart(Ctx(), "S1", {{"trip", 7}}, "", "req-7", trace, false);
+  Plan p = PlanStart(Ctx(), "S1", {{"trip", 7}}, "", "req-7", trace, "ci-bot",
+                     false);
   EXPECT_EQ(p.saga.correlation_id, "req-7");
   EXPECT_EQ(p.saga.trace_id, trace);
   EXPECT_EQ(p.events[0].data["correlation_id"], "req-7");
   EXPECT_EQ(p.events[0].data["trace_id"], trace);
-  // Both survive the snapshot.
+  EXPECT_EQ(p.events[0].data["started_by"], "ci-bot");
+  // They survive the snapshot.
   auto back = FromRecord(ToRecord(p.saga));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->correlation_id, "req-7");
   EXPECT_EQ(back->trace_id, trace);
+  EXPECT_EQ(back->started_by, "ci-bot");
   EXPECT_EQ(ToRecord(p.saga).body["trace_id"], trace);
 }
 
 TEST_F(TransitionsTest, StartWithoutIdsLogsNone) {
   Plan p = Start();
   EXPECT_FALSE(p.events[0].data.contains("correlation_id"));
+  EXPECT_FALSE(p.events[0].data.contains("started_by"));
   EXPECT_FALSE(p.events[0].data.contains("trace_id"));
   EXPECT_FALSE(ToRecord(p.saga).body.contains("trace_id"));
 }
@@ -326,7 +330,7 @@ TEST_F(TransitionsTest, SleepIsADurableTimerThatSucceedsWhenDue) {
   def_ = Def({{{"name", "nap"},
                {"action", "sleep"},
                {"params", {{"duration_ms", "${input.ms}"}}}}});
-  Plan p = PlanStart(Ctx(), "S2", {{"ms", 250}}, "", "", "", false);
+  Plan p = PlanStart(Ctx(), "S2", {{"ms", 250}}, "", "", "", "", false);
   EXPECT_EQ(p.saga.wait, (Wait{Wait::Kind::kSleep, 0, false, 1, kNow + 250}));
   EXPECT_THAT(p.timers_put, ElementsAre(TimerRef{kNow + 250, "sleep"}));
   EXPECT_FALSE(p.run_attempt);
@@ -340,7 +344,7 @@ TEST_F(TransitionsTest, SleepWithABadDurationFailsPermanently) {
   def_ = Def({{{"name", "nap"},
                {"action", "sleep"},
                {"params", {{"duration_ms", "${input.ms}"}}}}});
-  Plan p = PlanStart(Ctx(), "S3", {{"ms", "soon"}}, "", "", "", false);
+  Plan p = PlanStart(Ctx(), "S3", {{"ms", "soon"}}, "", "", "", "", false);
   EXPECT_EQ(p.saga.state, SagaState::kCompensated);
   EXPECT_EQ(p.saga.steps[0].error.kind, "template");
 }

@@ -457,6 +457,8 @@ int RunSagasShow(const Common& common, const std::string& id) {
                                   : json(saga->correlation_id);
       doc["trace_id"] =
           saga->trace_id.empty() ? json(nullptr) : json(saga->trace_id);
+      doc["started_by"] =
+          saga->started_by.empty() ? json(nullptr) : json(saga->started_by);
       doc["failure"] = ErrorJson(saga->failure);
       doc["failed_step"] = saga->failed_step >= 0
                                ? json(defs.StepName(rec.workflow, rec.version,
@@ -494,6 +496,7 @@ int RunSagasShow(const Common& common, const std::string& id) {
       field("correlation", saga->correlation_id);
     }
     if (!saga->trace_id.empty()) field("trace", saga->trace_id);
+    if (!saga->started_by.empty()) field("started by", saga->started_by);
     field("input", Shorten(saga->input.dump(), 100));
     if (!saga->failure.empty()) {
       field("failure",
