@@ -1,5 +1,7 @@
 #include "api/mcp_http.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <random>
 
 #include "api/jsonrpc.h"
@@ -48,7 +50,8 @@ struct McpHttp::Session {
   std::vector<std::shared_ptr<HttpStream>> get_streams;
   std::deque<std::string> buffered;  // for the GET stream, while none open
   uint64_t last_used_ms = 0;
-  std::string owner;  // the name of the token that initialized it
+  uint64_t last_use = 0;  // McpHttp::uses_ then: orders uses within a ms
+  std::string owner;      // the name of the token that initialized it
 };
 
 McpHttp::McpHttp(uv_loop_t* loop, Engine* engine, McpHttpOptions options)
@@ -166,7 +169,7 @@ void McpHttp::Handle(const HttpRequest& request, HttpServer::Respond respond) {
         sid.empty() ? "missing Mcp-Session-Id header"
                     : "unknown or expired session: initialize again"));
   }
-  it->second->last_used_ms = NowMs(loop_);
+  Touch(*it->second);
   if (request.method == "DELETE") {
     DropSession(sid);
     return respond({204, {}, ""});
@@ -198,16 +201,14 @@ void McpHttp::Post(const HttpRequest& request, const Principal& caller,
   const bool initialize = call != nullptr && call->method == "initialize";
   std::string sid = request.header("mcp-session-id");
   if (initialize) {
-    if (sessions_.size() >= options_.max_sessions) {
-      return respond(JsonRpcErrorResponse(
-          503, jsonrpc::kInternalError,
-          "too many sessions (" + std::to_string(options_.max_sessions) +
-              "); end unused ones with DELETE /mcp"));
+    if (std::string full = MakeRoom(caller.name); !full.empty()) {
+      return respond(JsonRpcErrorResponse(503, jsonrpc::kInternalError, full));
     }
     sid = NewSessionId();
     auto session = std::make_unique<Session>();
     session->id = sid;
     session->owner = caller.name;
+    ++sessions_of_[caller.name];
     session->mcp = McpSession::Create(
         engine_, loop_,
         [this, sid](McpSession::OutFrame frame) {
@@ -224,7 +225,7 @@ void McpHttp::Post(const HttpRequest& request, const Principal& caller,
                     : "unknown or expired session: initialize again"));
   }
   Session& session = *sessions_[sid];
-  session.last_used_ms = NowMs(loop_);
+  Touch(session);
   // Hold the session: a frame may end it (it cannot today, but cheaply safe).
   std::shared_ptr<McpSession> mcp = session.mcp;
   const McpMessageContext context = ContextOf(request, caller, sid);
@@ -271,7 +272,7 @@ void McpHttp::Get(Session& session, HttpServer::Respond respond) {
       if (it == sessions_.end()) return;
       auto& streams = it->second->get_streams;
       std::erase_if(streams, [raw](const auto& s) { return s.get() == raw; });
-      it->second->last_used_ms = NowMs(loop_);
+      Touch(*it->second);
     });
   };
   respond(std::move(r));
@@ -281,7 +282,7 @@ void McpHttp::Deliver(const std::string& sid, McpSession::OutFrame out) {
   auto it = sessions_.find(sid);
   if (it == sessions_.end()) return;
   Session& session = *it->second;
-  session.last_used_ms = NowMs(loop_);
+  Touch(session);
   const bool notification = !out.is_response;
   const json& related = out.related;
   std::string& frame = out.text;
@@ -348,11 +349,60 @@ void McpHttp::SendOnGetStream(Session& session, const std::string& frame) {
   }
 }
 
+void McpHttp::Touch(Session& session) {
+  session.last_used_ms = NowMs(loop_);
+  session.last_use = ++uses_;
+}
+
+std::string McpHttp::IdleLongest(const std::string* owner) const {
+  std::string oldest;
+  uint64_t oldest_use = UINT64_MAX;
+  for (const auto& [sid, s] : sessions_) {
+    if (owner != nullptr && s->owner != *owner) continue;
+    const bool streaming =
+        std::any_of(s->get_streams.begin(), s->get_streams.end(),
+                    [](const auto& stream) { return stream->open(); });
+    if (!s->pending.empty() || streaming || s->mcp->busy()) continue;
+    if (s->last_use < oldest_use) {
+      oldest = sid;
+      oldest_use = s->last_use;
+    }
+  }
+  return oldest;
+}
+
+std::string McpHttp::MakeRoom(const std::string& owner) {
+  const auto owned = sessions_of_.find(owner);
+  if (options_.tokens.enabled() && owned != sessions_of_.end() &&
+      owned->second >= options_.max_sessions_per_token) {
+    const std::string victim = IdleLongest(&owner);
+    if (victim.empty()) {
+      return "too many sessions for token '" + owner + "' (" +
+             std::to_string(options_.max_sessions_per_token) +
+             "), none of them idle; end unused ones with DELETE /mcp";
+    }
+    DropSession(victim);
+  }
+  if (sessions_.size() >= options_.max_sessions) {
+    const std::string victim = IdleLongest(nullptr);
+    if (victim.empty()) {
+      return "too many sessions (" + std::to_string(options_.max_sessions) +
+             "), none of them idle; end unused ones with DELETE /mcp";
+    }
+    DropSession(victim);
+  }
+  return "";
+}
+
 void McpHttp::DropSession(const std::string& sid) {
   auto it = sessions_.find(sid);
   if (it == sessions_.end()) return;
   std::unique_ptr<Session> session = std::move(it->second);
   sessions_.erase(it);
+  if (auto n = sessions_of_.find(session->owner);
+      n != sessions_of_.end() && --n->second == 0) {
+    sessions_of_.erase(n);
+  }
   session->mcp->Close();
   for (auto& stream : session->get_streams) stream->End();
   for (auto& [key, pending] : session->pending) {

@@ -121,6 +121,11 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   void Close();
 
   bool initialized() const { return initialized_; }
+  // Whether a call waits on a saga or a task it started is followed: a
+  // transport must not evict such a session to make room.
+  bool busy() const {
+    return !waiting_calls_.empty() || !followed_tasks_.empty();
+  }
   const std::string& protocol_version() const { return version_; }
 
   // The tool descriptions tools/list returns.

@@ -43,7 +43,8 @@ class McpHttpLimitsTest : public ::testing::Test {
 
   // The transport, with bearer `tokens` (none: sessions are not
   // authenticated) and limiter_ at one request per ~1000 s, burst `burst`.
-  void Open(std::set<std::string> tokens, uint32_t burst) {
+  void Open(std::set<std::string> tokens, uint32_t burst,
+            size_t max_sessions = 10000, size_t per_token = 1000) {
     limiter_.SetPolicies({.rate_per_sec = 0.001, .burst = burst}, {});
     McpHttpOptions o;
     std::vector<TokenConfig> configs;
@@ -52,6 +53,8 @@ class McpHttpLimitsTest : public ::testing::Test {
     }
     o.tokens = TokenTable(std::move(configs));
     o.limiter = &limiter_;
+    o.max_sessions = max_sessions;
+    o.max_sessions_per_token = per_token;
     mcp_ = std::make_unique<McpHttp>(h_.loop(), &h_.engine(), std::move(o));
   }
 
@@ -186,6 +189,82 @@ TEST_F(McpHttpLimitsTest, CorrelationAndTraceHeadersReachStartWorkflow) {
   saga = start({{"correlation_id", "meta-7"}});
   EXPECT_EQ(saga["correlation_id"], "meta-7");  // _meta wins
   EXPECT_EQ(saga["trace_id"], kTraceId);        // the header's still
+}
+
+// ---- The session table ----------------------------------------------------
+
+TEST_F(McpHttpLimitsTest,
+       AtTheCapTheSessionIdleLongestIsEvictedNotTheNewcomer) {
+  Open({}, 1000, /*max_sessions=*/3);
+  const std::string s1 = Session("");
+  const std::string s2 = Session("");
+  const std::string s3 = Session("");
+  EXPECT_TRUE(List("", s1));  // s2 is now the one idle longest
+  const std::string s4 = Session("");
+  EXPECT_EQ(mcp_->session_count(), 3u);
+  EXPECT_EQ(Post(Rpc(next_id_++, "tools/list"), "", s2).status, 404);
+  for (const std::string& kept : {s1, s3, s4}) EXPECT_TRUE(List("", kept));
+}
+
+TEST_F(McpHttpLimitsTest, ASessionWaitingOnASagaIsNotEvicted) {
+  Open({}, 1000, /*max_sessions=*/1);
+  const std::string busy = Session("");
+  ASSERT_EQ(PostJson(Rpc(next_id_++, "tools/call",
+                         {{"name", "register_workflow"},
+                          {"arguments",
+                           {{"definition",
+                             {{"name", "nap"},
+                              {"version", 1},
+                              {"steps",
+                               {{{"name", "s"},
+                                 {"action", "sleep"},
+                                 {"params", {{"duration_ms", 600000}}}}}}}}}}}),
+                     "", busy)["result"]["isError"],
+            false);
+  // A start that waits: its request stays in flight.
+  std::optional<HttpResponse> waiting;
+  HttpRequest req;
+  req.method = "POST";
+  req.target = req.path = "/mcp";
+  req.headers = {{"accept", "application/json, text/event-stream"},
+                 {"content-type", "application/json"},
+                 {"mcp-session-id", busy}};
+  req.body = Rpc(next_id_++, "tools/call",
+                 {{"name", "start_workflow"},
+                  {"arguments", {{"workflow", "nap"}, {"wait_ms", 600000}}}})
+                 .dump();
+  mcp_->Handle(req, [&](HttpResponse r) { waiting = std::move(r); });
+  HttpResponse refused =
+      Post(Rpc(next_id_++, "initialize",
+               {{"protocolVersion", "2025-11-25"},
+                {"capabilities", json::object()},
+                {"clientInfo", {{"name", "t"}, {"version", "1"}}}}),
+           "", "");
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_NE(refused.body.find("none of them idle"), std::string::npos)
+      << refused.body;
+  EXPECT_EQ(mcp_->session_count(), 1u);
+  EXPECT_FALSE(waiting.has_value());
+  // Closed here: closing answers the waiting call, whose callback holds
+  // this test's locals.
+  bool closed = false;
+  mcp_->Close([&] { closed = true; });
+  h_.RunUntil([&] { return closed; });
+  mcp_.reset();
+  EXPECT_TRUE(waiting.has_value());
+}
+
+TEST_F(McpHttpLimitsTest, OneTokenCannotTakeEverySession) {
+  Open({"alpha", "beta"}, 1000, /*max_sessions=*/10, /*per_token=*/2);
+  const std::string a1 = Session("alpha");
+  const std::string a2 = Session("alpha");
+  const std::string b1 = Session("beta");
+  const std::string a3 = Session("alpha");  // evicts a1, alpha's oldest
+  EXPECT_EQ(mcp_->session_count(), 3u);
+  EXPECT_EQ(Post(Rpc(next_id_++, "tools/list"), "alpha", a1).status, 404);
+  EXPECT_TRUE(List("alpha", a2));
+  EXPECT_TRUE(List("alpha", a3));
+  EXPECT_TRUE(List("beta", b1));  // another token's session is untouched
 }
 
 }  // namespace

@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
-import { check, finish, serveHttp } from "./lib.mjs";
+import { check, finish, serveHttp, until } from "./lib.mjs";
 
 const binary = process.argv[2];
 const sha256 = (s) => createHash("sha256").update(s).digest("hex");
@@ -148,13 +148,16 @@ try {
     assert.equal(body.scope, "admin");
     const allowed = await purge("admin");
     assert.equal(allowed.status, 400, "a completed saga is not in the DLQ");  // past the scope check
-    // Each change was logged with its caller.
-    const audit = stderr.split("\n").filter((l) => l.includes('"audit"'));
-    for (const [caller, what] of [["runner", '"tool":"start_workflow"'], ["author", '"tool":"register_workflow"'],
-                                  ["admin", '"tool":"replay_saga"'], ["admin", '"endpoint":"/admin/dlq/purge"']]) {
-      assert.ok(audit.some((l) => l.includes(`"caller":"${caller}"`) && l.includes(what)),
-                `no audit line for ${caller} ${what}: ${audit.join("\n")}`);
-    }
+    // Each change was logged with its caller (the log is written by a
+    // background thread: wait for the lines).
+    const expected = [["runner", '"tool":"start_workflow"'], ["author", '"tool":"register_workflow"'],
+                      ["admin", '"tool":"replay_saga"'], ["admin", '"endpoint":"/admin/dlq/purge"']];
+    const logged = () => {
+      const audit = stderr.split("\n").filter((l) => l.includes('"audit"'));
+      return expected.every(([caller, what]) =>
+        audit.some((l) => l.includes(`"caller":"${caller}"`) && l.includes(what)));
+    };
+    await until("the audit lines of every change", async () => logged());
     assert.ok(!stderr.includes(secrets.admin) && !stderr.includes(secrets.runner), "a token in the log");
     // The health probes stay open for orchestrators.
     assert.equal((await fetch(`${server.base}/health/liveness`)).status, 200);
