@@ -177,6 +177,39 @@ void ApplyExecAllow(const json& v, const std::string& path, Config* c,
   c->actions.exec.allow = v.get<std::vector<std::string>>();
 }
 
+// actions.exec.env_allow: variable names, which cannot hold '='.
+void ApplyEnvAllow(const json& v, const std::string& path, Config* c,
+                   Problems* p) {
+  bool ok = v.is_array();
+  for (size_t i = 0; ok && i < v.size(); ++i) {
+    ok = v[i].is_string() && !v[i].get_ref<const std::string&>().empty() &&
+         v[i].get_ref<const std::string&>().find('=') == std::string::npos;
+  }
+  if (!ok) {
+    p->push_back({path, "must be an array of environment variable names"});
+    return;
+  }
+  c->actions.exec.env_allow = v.get<std::vector<std::string>>();
+}
+
+void ApplyExecCwd(const json& v, const std::string& path, Config* c,
+                  Problems* p) {
+  if (!v.is_string() || !v.get_ref<const std::string&>().starts_with('/')) {
+    p->push_back({path, "must be an absolute path"});
+    return;
+  }
+  c->actions.exec.cwd = v.get<std::string>();
+}
+
+void ApplyExecUser(const json& v, const std::string& path, Config* c,
+                   Problems* p) {
+  if (!v.is_string() || v.get_ref<const std::string&>().empty()) {
+    p->push_back({path, "must be a user name"});
+    return;
+  }
+  c->actions.exec.user = v.get<std::string>();
+}
+
 // actions.http.allow and .deny: addresses, CIDRs and host names, each
 // parsed as the engine will (destination_policy.h).
 template <std::vector<std::string> HttpPolicy::*kList>
@@ -469,6 +502,23 @@ std::vector<Key> BuildSchema() {
   keys.push_back(
       {"actions.exec.clients", Bool<C>(CDE_MEMBER(actions.exec.clients))});
   keys.push_back({"actions.exec.allow", {false, ApplyExecAllow}});
+  keys.push_back({"actions.exec.env_allow", {false, ApplyEnvAllow}});
+  keys.push_back({"actions.exec.cwd", {true, ApplyExecCwd}});
+  keys.push_back({"actions.exec.user", {true, ApplyExecUser}});
+  // Up to 2^40: far beyond any machine, far from uint64 overflow in bytes.
+  constexpr int64_t kLimitMax = int64_t{1} << 40;
+  keys.push_back(
+      {"actions.exec.limits.cpu_seconds",
+       Integer<C>(CDE_MEMBER(actions.exec.limits.cpu_seconds), 0, kLimitMax)});
+  keys.push_back({"actions.exec.limits.address_space_mb",
+                  Integer<C>(CDE_MEMBER(actions.exec.limits.address_space_mb),
+                             0, kLimitMax)});
+  keys.push_back(
+      {"actions.exec.limits.file_size_mb",
+       Integer<C>(CDE_MEMBER(actions.exec.limits.file_size_mb), 0, kLimitMax)});
+  keys.push_back(
+      {"actions.exec.limits.processes",
+       Integer<C>(CDE_MEMBER(actions.exec.limits.processes), 0, kLimitMax)});
   keys.push_back(
       {"actions.http.allow", {false, ApplyDestinations<&HttpPolicy::allow>}});
   keys.push_back(
@@ -806,6 +856,11 @@ std::vector<std::string> KeysNeedingRestart(const Config& running,
   check(a.actions.exec.clients != b.actions.exec.clients,
         "actions.exec.clients");
   check(a.actions.exec.allow != b.actions.exec.allow, "actions.exec.allow");
+  check(a.actions.exec.env_allow != b.actions.exec.env_allow,
+        "actions.exec.env_allow");
+  check(a.actions.exec.cwd != b.actions.exec.cwd, "actions.exec.cwd");
+  check(a.actions.exec.user != b.actions.exec.user, "actions.exec.user");
+  check(a.actions.exec.limits != b.actions.exec.limits, "actions.exec.limits");
   check(a.actions.http.allow != b.actions.http.allow, "actions.http.allow");
   check(a.actions.http.deny != b.actions.http.deny, "actions.http.deny");
   check(a.auth_tokens != b.auth_tokens, "auth.tokens");

@@ -36,6 +36,11 @@ std::optional<DefinitionError> ExecProblem(const json& params,
                                  "executables client definitions may run"};
     }
   }
+  if (params.contains("cwd")) {
+    return DefinitionError{"params.cwd",
+                           "the working directory of a client definition's "
+                           "exec is actions.exec.cwd; cwd is not allowed"};
+  }
   // The dynamic loader obeys LD_PRELOAD and its kin: through them an
   // allowed program would load any code.
   if (auto env = params.find("env"); env != params.end() && env->is_object()) {

@@ -9,6 +9,7 @@
 #ifndef CDE_ENGINE_ACTION_POLICY_H_
 #define CDE_ENGINE_ACTION_POLICY_H_
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -19,6 +20,21 @@
 
 namespace cde {
 
+// Resource limits (setrlimit) of a client definition's child; 0 = none.
+struct ExecLimits {
+  uint64_t cpu_seconds = 60;         // then SIGXCPU, SIGKILL a second later
+  uint64_t address_space_mb = 4096;  // allocations beyond it fail
+  uint64_t file_size_mb = 64;        // a larger write gets SIGXFSZ
+  // Processes and threads of the user the child runs as, all of them
+  // (RLIMIT_NPROC counts per user, and not for root).
+  uint64_t processes = 256;
+
+  bool any() const {
+    return cpu_seconds || address_space_mb || file_size_mb || processes;
+  }
+  friend bool operator==(const ExecLimits&, const ExecLimits&) = default;
+};
+
 struct ExecPolicy {
   // Whether client definitions may have `exec` steps at all. Off: any
   // client could otherwise run a shell as the server's user.
@@ -26,6 +42,19 @@ struct ExecPolicy {
   // When clients may: the executables (absolute paths) their argv[0] may
   // name. Empty: none, so turning `clients` on alone runs nothing.
   std::vector<std::string> allow;
+  // How their children run (the sandbox; docs/security.md). Operators'
+  // children run as the server's own do: their environment, user and
+  // limits.
+  //
+  // The variables of the server's environment a child gets; the rest is
+  // cleared, so the server's credentials stay with the server.
+  std::vector<std::string> env_allow = {"PATH", "LANG", "TZ"};
+  // The working directory (absolute). A client definition's `cwd` param is
+  // refused.
+  std::string cwd = "/";
+  // Whom the children run as when the server runs as root: never root.
+  std::string user = "nobody";
+  ExecLimits limits;
 
   friend bool operator==(const ExecPolicy&, const ExecPolicy&) = default;
 };

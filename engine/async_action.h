@@ -7,12 +7,17 @@
 #ifndef CDE_ENGINE_ASYNC_ACTION_H_
 #define CDE_ENGINE_ASYNC_ACTION_H_
 
+#include <sys/types.h>
 #include <uv.h>
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
+#include "engine/action_policy.h"
 #include "engine/actions.h"
 #include "engine/destination_policy.h"
 
@@ -50,6 +55,29 @@ class AsyncAction {
 // (no such program) with kind "spawn". Output beyond 1 MiB per stream fails
 // the attempt with kind "output_too_large".
 std::unique_ptr<AsyncAction> NewExecAction(uv_loop_t* loop);
+
+// How the children of client definitions run (ExecPolicy, resolved once at
+// start): only the `env_allow` variables of the engine's environment (plus
+// the params' env and the CDE_ variables), in `cwd`, under `limits` (set by
+// util-linux's prlimit, which then execs argv), and as `uid`/`gid` when
+// set. A child killed by SIGXCPU or SIGXFSZ says which limit it hit.
+struct ExecSandbox {
+  std::vector<std::string> env_allow;
+  std::string cwd;
+  ExecLimits limits;
+  std::optional<uid_t> uid;
+  std::optional<gid_t> gid;
+  std::string prlimit = "/usr/bin/prlimit";
+};
+
+// The sandbox `policy` describes on this machine: its user (only when the
+// engine runs as root), cwd and prlimit looked up now, so that a mistake
+// stops the start instead of every attempt. InvalidArgument naming the
+// setting.
+Result<ExecSandbox> ResolveExecSandbox(const ExecPolicy& policy);
+
+std::unique_ptr<AsyncAction> NewSandboxedExecAction(uv_loop_t* loop,
+                                                    ExecSandbox sandbox);
 
 // http params: method (GET, POST, PUT, PATCH, DELETE, HEAD; default GET),
 // url (string), headers (object of strings), body (string as is; other JSON

@@ -73,9 +73,12 @@ Result<std::unique_ptr<Engine>> Engine::Open(uv_loop_t* loop,
   }
   auto destinations = DestinationPolicy::Compile(options.action_policy.http);
   if (!destinations.ok()) return destinations.status();
+  auto sandbox = ResolveExecSandbox(options.action_policy.exec);
+  if (!sandbox.ok()) return sandbox.status();
   auto engine = std::make_unique<EngineImpl>(
       loop, std::move(options), std::move(store),
-      std::make_shared<DestinationPolicy>(std::move(destinations).value()));
+      std::make_shared<DestinationPolicy>(std::move(destinations).value()),
+      std::move(sandbox).value());
   Status s = engine->Recover();
   if (!s.ok()) {
     // Close what was opened; the loop must run to finish closing handles.
@@ -89,7 +92,8 @@ Result<std::unique_ptr<Engine>> Engine::Open(uv_loop_t* loop,
 
 EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
                        std::unique_ptr<Store> store,
-                       std::shared_ptr<DestinationPolicy> destinations)
+                       std::shared_ptr<DestinationPolicy> destinations,
+                       ExecSandbox client_sandbox)
     : loop_(loop),
       options_(std::move(options)),
       destinations_(std::move(destinations)),
@@ -117,6 +121,7 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
       [this](const TimerQueue::Entry& e) { OnTimerDue(e); });
   inbox_ = Inbox::Create(loop_);
   exec_ = NewExecAction(loop_);
+  exec_for_clients_ = NewSandboxedExecAction(loop_, std::move(client_sandbox));
   http_ = NewHttpAction(loop_, destinations_, /*client=*/false);
   http_for_clients_ = NewHttpAction(loop_, destinations_, /*client=*/true);
   uv_timer_init(loop_, &window_timer_);
@@ -128,7 +133,7 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
   if (options_.run_sagas) {
     uv_timer_start(&window_timer_, &EngineImpl::OnLoadTimers, period, period);
   }
-  handles_open_ = 8;
+  handles_open_ = 9;
   actions_ = std::move(options_.actions);
 }
 
@@ -539,10 +544,12 @@ void EngineImpl::Dispatch(Active& a) {
   }
   if (RunSimpleBuiltin(spec.action, req, deliver)) return;
   const bool client = a.def->origin == DefinitionOrigin::kClient;
-  AsyncAction* io = spec.action == "exec"   ? exec_.get()
-                    : spec.action != "http" ? nullptr
-                    : client                ? http_for_clients_.get()
-                                            : http_.get();
+  AsyncAction* io = nullptr;
+  if (spec.action == "exec") {
+    io = client ? exec_for_clients_.get() : exec_.get();
+  } else if (spec.action == "http") {
+    io = client ? http_for_clients_.get() : http_.get();
+  }
   if (io != nullptr) {
     a.async_action = io;
     a.async_handle = io->Start(req, deliver);

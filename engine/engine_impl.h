@@ -60,7 +60,8 @@ class EngineImpl final : public Engine {
  public:
   EngineImpl(uv_loop_t* loop, EngineOptions options,
              std::unique_ptr<Store> store,
-             std::shared_ptr<DestinationPolicy> destinations);
+             std::shared_ptr<DestinationPolicy> destinations,
+             ExecSandbox client_sandbox);
   ~EngineImpl() override;
 
   // Loads definitions and resumes active sagas. Called once by Open().
@@ -227,8 +228,9 @@ class EngineImpl final : public Engine {
   std::unique_ptr<TimerQueue> timers_;
   uv_timer_t window_timer_;  // drives LoadDueDormant
   bool loading_dormant_ = false;
-  std::unique_ptr<AsyncAction> exec_;
-  std::unique_ptr<AsyncAction> http_;  // for operators' definitions
+  std::unique_ptr<AsyncAction> exec_;              // for operators' definitions
+  std::unique_ptr<AsyncAction> exec_for_clients_;  // sandboxed
+  std::unique_ptr<AsyncAction> http_;              // for operators' definitions
   std::unique_ptr<AsyncAction> http_for_clients_;
   std::shared_ptr<Inbox> inbox_;
   SagaIdGenerator ids_;

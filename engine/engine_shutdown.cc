@@ -107,6 +107,7 @@ void EngineImpl::MaybeFinishShutdown() {
   }
   handles_open_ += CloseGates(closed);
   exec_->Close(closed);
+  exec_for_clients_->Close(closed);
   http_->Close(closed);
   http_for_clients_->Close(closed);
   inbox_->Close(closed);

@@ -4,12 +4,17 @@
 // Start (bad params, spawn errors) on a later loop turn, so that `done` never
 // runs before Start has returned the handle. The AsyncAction returned to the
 // engine is a thin front: the runner outlives it until its handles close.
+#include <pwd.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cassert>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <string>
@@ -54,10 +59,54 @@ struct Command {
   std::string input;             // written to stdin, then EOF
 };
 
-// Fills `cmd` from rendered params; returns what is wrong, or "". Params
-// were checked at registration, but a whole-string template can render to
-// any type, so the types are checked again here.
-std::string ParseCommand(const AttemptRequest& request, Command* cmd) {
+// The variables of the engine's environment a child gets: all of them, or
+// under a sandbox the ones it allows.
+std::map<std::string, std::string> InheritedEnvironment(
+    const ExecSandbox* sandbox) {
+  std::map<std::string, std::string> vars;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry(*e);
+    const size_t eq = entry.find('=');
+    if (eq == std::string::npos) continue;
+    std::string name = entry.substr(0, eq);
+    if (sandbox != nullptr &&
+        std::find(sandbox->env_allow.begin(), sandbox->env_allow.end(), name) ==
+            sandbox->env_allow.end()) {
+      continue;
+    }
+    vars[std::move(name)] = entry.substr(eq + 1);
+  }
+  return vars;
+}
+
+// prlimit's options for `limits`: soft and hard limits alike, except that
+// the CPU's hard limit is a second later, so that a program gets SIGXCPU
+// (which it may catch to clean up) before SIGKILL.
+std::vector<std::string> PrlimitOptions(const ExecLimits& limits) {
+  constexpr uint64_t kMiB = uint64_t{1} << 20;
+  std::vector<std::string> out;
+  if (limits.cpu_seconds != 0) {
+    out.push_back("--cpu=" + std::to_string(limits.cpu_seconds) + ":" +
+                  std::to_string(limits.cpu_seconds + 1));
+  }
+  if (limits.address_space_mb != 0) {
+    out.push_back("--as=" + std::to_string(limits.address_space_mb * kMiB));
+  }
+  if (limits.file_size_mb != 0) {
+    out.push_back("--fsize=" + std::to_string(limits.file_size_mb * kMiB));
+  }
+  if (limits.processes != 0) {
+    out.push_back("--nproc=" + std::to_string(limits.processes));
+  }
+  return out;
+}
+
+// Fills `cmd` from rendered params (and `sandbox`, may be null); returns
+// what is wrong, or "". Params were checked at registration, but a
+// whole-string template can render to any type, so the types are checked
+// again here.
+std::string ParseCommand(const AttemptRequest& request,
+                         const ExecSandbox* sandbox, Command* cmd) {
   const json& params = request.params;
   if (!params.is_object()) return "params must be an object";
   const auto argv = params.find("argv");
@@ -68,13 +117,7 @@ std::string ParseCommand(const AttemptRequest& request, Command* cmd) {
     if (!arg.is_string()) return "argv must be a non-empty array of strings";
     cmd->argv.push_back(arg.get<std::string>());
   }
-  std::map<std::string, std::string> vars;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string entry(*e);
-    const size_t eq = entry.find('=');
-    if (eq != std::string::npos)
-      vars[entry.substr(0, eq)] = entry.substr(eq + 1);
-  }
+  std::map<std::string, std::string> vars = InheritedEnvironment(sandbox);
   if (const auto env = params.find("env"); env != params.end()) {
     if (!env->is_object()) return "env must be an object of strings";
     for (const auto& [name, value] : env->items()) {
@@ -94,6 +137,7 @@ std::string ParseCommand(const AttemptRequest& request, Command* cmd) {
     if (!cwd->is_string()) return "cwd must be a string";
     cmd->cwd = cwd->get<std::string>();
   }
+  if (sandbox != nullptr) cmd->cwd = sandbox->cwd;
   if (const auto in = params.find("stdin"); in != params.end()) {
     cmd->input = in->is_string()
                      ? in->get<std::string>()
@@ -109,6 +153,26 @@ std::string ParseCommand(const AttemptRequest& request, Command* cmd) {
     }
   }
   if (has_nul(cmd->cwd)) return "cwd cannot contain NUL characters";
+  if (sandbox != nullptr && sandbox->limits.any()) {
+    std::vector<std::string> argv = {sandbox->prlimit};
+    for (std::string& option : PrlimitOptions(sandbox->limits)) {
+      argv.push_back(std::move(option));
+    }
+    argv.push_back("--");
+    for (std::string& arg : cmd->argv) argv.push_back(std::move(arg));
+    cmd->argv = std::move(argv);
+  }
+  return "";
+}
+
+// Why a sandboxed child got `signal`, when a limit says so; else "".
+std::string LimitHit(int signal) {
+  if (signal == SIGXCPU) {
+    return " (the CPU time limit, actions.exec.limits.cpu_seconds)";
+  }
+  if (signal == SIGXFSZ) {
+    return " (the file size limit, actions.exec.limits.file_size_mb)";
+  }
   return "";
 }
 
@@ -123,7 +187,8 @@ class Child;
 
 class ExecRunner {
  public:
-  explicit ExecRunner(uv_loop_t* loop) : loop_(loop) {
+  ExecRunner(uv_loop_t* loop, std::optional<ExecSandbox> sandbox)
+      : loop_(loop), sandbox_(std::move(sandbox)) {
     uv_timer_init(loop, &timer_);
     timer_.data = this;
   }
@@ -156,6 +221,7 @@ class ExecRunner {
   void MaybeFinishClose();
 
   uv_loop_t* const loop_;
+  const std::optional<ExecSandbox> sandbox_;
   uv_timer_t timer_;
   std::unordered_map<uint64_t, Child*> running_;
   std::map<uint64_t, Failed> failed_;  // waiting for timer_
@@ -167,8 +233,9 @@ class ExecRunner {
 
 class Child {
  public:
-  Child(ExecRunner* runner, uint64_t id, ActionDone done)
-      : runner_(runner), id_(id), done_(std::move(done)) {}
+  Child(ExecRunner* runner, uint64_t id, const ExecSandbox* sandbox,
+        ActionDone done)
+      : runner_(runner), id_(id), sandbox_(sandbox), done_(std::move(done)) {}
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;
 
@@ -198,6 +265,7 @@ class Child {
 
   ExecRunner* const runner_;
   const uint64_t id_;
+  const ExecSandbox* const sandbox_;  // the runner's; null: none
   ActionDone done_;
   uv_process_t process_;
   uv_pipe_t stdin_;
@@ -241,6 +309,12 @@ int Child::Spawn(uv_loop_t* loop, Command& cmd) {
   options.cwd = cmd.cwd.empty() ? nullptr : cmd.cwd.c_str();
   // Its own process group, so that Kill also reaches what a shell started.
   options.flags = UV_PROCESS_DETACHED;
+  if (sandbox_ != nullptr && sandbox_->uid) {
+    // libuv also drops the supplementary groups (setgroups) first.
+    options.flags |= UV_PROCESS_SETUID | UV_PROCESS_SETGID;
+    options.uid = *sandbox_->uid;
+    options.gid = sandbox_->gid.value_or(0);
+  }
   options.stdio_count = 3;
   options.stdio = stdio;
   const int rc = uv_spawn(loop, &process_, &options);
@@ -306,8 +380,9 @@ ActionResult Child::Result() const {
   const std::string detail = tail.empty() ? "" : ": " + tail;
   if (term_signal_ != 0) {
     const std::string n = std::to_string(term_signal_);
+    const std::string why = sandbox_ != nullptr ? LimitHit(term_signal_) : "";
     return ActionResult::Failure("signal:" + n,
-                                 "killed by signal " + n + detail);
+                                 "killed by signal " + n + why + detail);
   }
   if (exit_status_ != 0) {
     const std::string n = std::to_string(exit_status_);
@@ -377,13 +452,15 @@ uint64_t ExecRunner::Start(const AttemptRequest& request, ActionDone done) {
   assert(!closing_ && "Start after Close");
   const uint64_t id = next_id_++;
   Command cmd;
-  if (std::string error = ParseCommand(request, &cmd); !error.empty()) {
+  const ExecSandbox* sandbox = sandbox_ ? &*sandbox_ : nullptr;
+  if (std::string error = ParseCommand(request, sandbox, &cmd);
+      !error.empty()) {
     Fail(id, std::move(done), ActionResult::Failure("params", error));
     return id;
   }
   const std::string program = cmd.argv[0];
   const std::string cwd = cmd.cwd;
-  auto* child = new Child(this, id, std::move(done));
+  auto* child = new Child(this, id, sandbox, std::move(done));
   ++open_handles_;
   if (const int rc = child->Spawn(loop_, cmd); rc != 0) {
     std::string message = "cannot run '" + program + "'";
@@ -442,7 +519,8 @@ void ExecRunner::MaybeFinishClose() {
 
 class ExecAction final : public AsyncAction {
  public:
-  explicit ExecAction(uv_loop_t* loop) : runner_(new ExecRunner(loop)) {}
+  ExecAction(uv_loop_t* loop, std::optional<ExecSandbox> sandbox)
+      : runner_(new ExecRunner(loop, std::move(sandbox))) {}
   ~ExecAction() override {
     if (runner_ != nullptr) runner_->Close(nullptr);
   }
@@ -466,9 +544,8 @@ class ExecAction final : public AsyncAction {
   ExecRunner* runner_;  // frees itself once closed
 };
 
-}  // namespace
-
-std::unique_ptr<AsyncAction> NewExecAction(uv_loop_t* loop) {
+std::unique_ptr<AsyncAction> NewExecActionWith(
+    uv_loop_t* loop, std::optional<ExecSandbox> sandbox) {
   // A child that exits without reading its stdin turns our write into
   // SIGPIPE, whose default action would kill the engine. libuv resets
   // signal dispositions in the child, so commands still get the default.
@@ -480,7 +557,58 @@ std::unique_ptr<AsyncAction> NewExecAction(uv_loop_t* loop) {
       signal(SIGPIPE, SIG_IGN);
     }
   });
-  return std::make_unique<ExecAction>(loop);
+  return std::make_unique<ExecAction>(loop, std::move(sandbox));
+}
+
+}  // namespace
+
+std::unique_ptr<AsyncAction> NewExecAction(uv_loop_t* loop) {
+  return NewExecActionWith(loop, std::nullopt);
+}
+
+std::unique_ptr<AsyncAction> NewSandboxedExecAction(uv_loop_t* loop,
+                                                    ExecSandbox sandbox) {
+  return NewExecActionWith(loop, std::move(sandbox));
+}
+
+Result<ExecSandbox> ResolveExecSandbox(const ExecPolicy& policy) {
+  ExecSandbox sandbox{.env_allow = policy.env_allow,
+                      .cwd = policy.cwd,
+                      .limits = policy.limits};
+  if (!policy.clients) return sandbox;  // never used
+  struct stat st;
+  if (!sandbox.cwd.starts_with('/') || stat(sandbox.cwd.c_str(), &st) != 0 ||
+      !S_ISDIR(st.st_mode)) {
+    return Status::InvalidArgument("actions.exec.cwd: '" + sandbox.cwd +
+                                   "' is not a directory (an absolute path "
+                                   "is needed)");
+  }
+  if (sandbox.limits.any() && access(sandbox.prlimit.c_str(), X_OK) != 0) {
+    return Status::InvalidArgument(
+        "actions.exec.limits: " + sandbox.prlimit +
+        " (util-linux) is needed to set them and cannot be run: " +
+        std::strerror(errno) + "; install util-linux, or set every limit to 0");
+  }
+  if (geteuid() != 0) return sandbox;  // children run as the server does
+  // Once, at start: getpwnam may ask NSS (files, LDAP), which may block.
+  std::vector<char> buf(16384);
+  passwd entry{};
+  passwd* found = nullptr;
+  const int rc =
+      getpwnam_r(policy.user.c_str(), &entry, buf.data(), buf.size(), &found);
+  if (rc != 0 || found == nullptr) {
+    return Status::InvalidArgument(
+        "actions.exec.user: no user '" + policy.user +
+        "' on this machine; the server runs as root, so clients' exec "
+        "children run as this user");
+  }
+  if (found->pw_uid == 0) {
+    return Status::InvalidArgument("actions.exec.user: '" + policy.user +
+                                   "' is root; name an unprivileged user");
+  }
+  sandbox.uid = found->pw_uid;
+  sandbox.gid = found->pw_gid;
+  return sandbox;
 }
 
 }  // namespace cde

@@ -79,7 +79,11 @@ TEST(ConfigTest, FullFileRoundTripsEveryKey) {
     },
     "alerts": {"workflow_failures": {"threshold": 0, "window_ms": 30000}},
     "actions": {
-      "exec": {"clients": true, "allow": ["/usr/bin/convert"]},
+      "exec": {"clients": true, "allow": ["/usr/bin/convert"],
+               "env_allow": ["PATH", "HOME"], "cwd": "/srv/jobs",
+               "user": "cde-jobs",
+               "limits": {"cpu_seconds": 5, "address_space_mb": 0,
+                          "file_size_mb": 1, "processes": 10}},
       "http": {"allow": ["127.0.0.1", "10.0.0.0/8", "*.internal.example"],
                "deny": ["0.0.0.0/0", "::/0", "db.internal.example"]}
     }
@@ -103,7 +107,8 @@ TEST(ConfigTest, FullFileRoundTripsEveryKey) {
   want.breaker_default = {3, 0.25, 8, 1000, 2000, 2};
   want.breakers = {{"flights-api", {0, 1, 1, 7, 9, 3}}};
   want.alerts = {0, 30000};
-  want.actions.exec = {true, {"/usr/bin/convert"}};
+  want.actions.exec = {true,        {"/usr/bin/convert"}, {"PATH", "HOME"},
+                       "/srv/jobs", "cde-jobs",           {5, 0, 1, 10}};
   want.actions.http = {{"127.0.0.1", "10.0.0.0/8", "*.internal.example"},
                        {"0.0.0.0/0", "::/0", "db.internal.example"}};
 
@@ -156,7 +161,12 @@ TEST(ConfigTest, EveryKindOfErrorNamesItsKeyAndAllAreReportedTogether) {
       {"alerts",
        {{"workflow_failures", {{"threshold", -1}, {"window_ms", 0}}}}},
       {"actions",
-       {{"exec", {{"allow", {"sh"}}}},
+       {{"exec",
+         {{"allow", {"sh"}},
+          {"env_allow", {"A=B"}},
+          {"cwd", "jobs"},
+          {"user", ""},
+          {"limits", {{"cpu_seconds", -1}, {"processes", "many"}}}}},
         {"http", {{"allow", {"10.0.0.0/33"}}, {"deny", "10.0.0.1"}}}}},
   };
   const std::string error = ParseError(doc);
@@ -184,6 +194,12 @@ TEST(ConfigTest, EveryKindOfErrorNamesItsKeyAndAllAreReportedTogether) {
            "alerts.workflow_failures.threshold: must be >= 0",
            "alerts.workflow_failures.window_ms: must be >= 1",
            "actions.exec.allow: must be an array of absolute paths",
+           "actions.exec.env_allow: must be an array of environment "
+           "variable names",
+           "actions.exec.cwd: must be an absolute path",
+           "actions.exec.user: must be a user name",
+           "actions.exec.limits.cpu_seconds: must be >= 0",
+           "actions.exec.limits.processes: must be an integer",
            "actions.http.allow[0]: '10.0.0.0/33': the prefix length must be "
            "a number from 0 to 32",
            "actions.http.deny: must be an array of addresses, CIDRs and host "
@@ -382,6 +398,10 @@ TEST(ConfigTest, KeysNeedingRestartListsOnlyWhatAReloadCannotApply) {
   reloaded.timer_window_ms = 1000;
   reloaded.actions.exec.clients = true;
   reloaded.actions.exec.allow = {"/bin/true"};
+  reloaded.actions.exec.env_allow = {};
+  reloaded.actions.exec.cwd = "/tmp";
+  reloaded.actions.exec.user = "daemon";
+  reloaded.actions.exec.limits.processes = 1;
   reloaded.actions.http.allow = {"10.0.0.1"};
   reloaded.actions.http.deny = {"10.0.0.2"};
   EXPECT_THAT(KeysNeedingRestart(running, reloaded),
@@ -390,6 +410,8 @@ TEST(ConfigTest, KeysNeedingRestartListsOnlyWhatAReloadCannotApply) {
                           "http.max_message_bytes", "log.format", "log.file",
                           "log.async", "engine.timer_window_ms",
                           "actions.exec.clients", "actions.exec.allow",
+                          "actions.exec.env_allow", "actions.exec.cwd",
+                          "actions.exec.user", "actions.exec.limits",
                           "actions.http.allow", "actions.http.deny"));
 }
 

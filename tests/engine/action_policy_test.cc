@@ -150,6 +150,23 @@ TEST(ActionPolicyTest, RenderedArgvIsCheckedWhenTheAttemptRuns) {
   EXPECT_TRUE(CheckClientAttempt({.action = "echo"}, json::object(), {}).ok());
 }
 
+TEST(ActionPolicyTest, AClientsExecRunsInTheConfiguredDirectoryOnly) {
+  ActionPolicy policy;
+  policy.exec.clients = true;
+  policy.exec.allow = {"/bin/pwd"};
+  json step = Exec({"/bin/pwd"});
+  step["name"] = "s";
+  step["params"]["cwd"] = "/root";
+  EXPECT_THAT(Refusals(json::array({step}), policy),
+              ::testing::ElementsAre(
+                  "steps[0].params.cwd: the working directory of a client "
+                  "definition's exec is actions.exec.cwd; cwd is not "
+                  "allowed"));
+  const ActionSpec spec{.action = "exec", .params = step["params"]};
+  EXPECT_TRUE(
+      CheckClientAttempt(spec, spec.params, policy).IsInvalidArgument());
+}
+
 }  // namespace
 }  // namespace cde
 
@@ -265,6 +282,38 @@ TEST(EnginePolicyTest, AClientsUrlBuiltFromTheInputIsCheckedWhenItConnects) {
   ASSERT_OK(done.status());
   EXPECT_EQ(done->state, SagaState::kCompleted) << done->body.dump();
   EXPECT_EQ(server.request_count(), 1u);
+}
+
+// The sandbox is for clients' children: an operator's sees the server's
+// environment, a client's only what actions.exec.env_allow passes on.
+TEST(EnginePolicyTest, OnlyAClientsChildRunsInTheSandbox) {
+  ASSERT_EQ(setenv("CDE_TEST_SERVER_SECRET", "s3cret", 1), 0);
+  ActionPolicy policy;
+  policy.exec.clients = true;
+  policy.exec.allow = {"/usr/bin/env"};
+  EngineHarness h;
+  ASSERT_OK(h.Open("", {}, 60000, true, policy));
+  const json env_step = {{"name", "env"},
+                         {"action", "exec"},
+                         {"params", {{"argv", {"/usr/bin/env"}}}}};
+  ASSERT_OK(h.Register(Definition("env-client", json::array({env_step})),
+                       DefinitionOrigin::kClient)
+                .status());
+  ASSERT_OK(h.Register(Definition("env-op", json::array({env_step}))).status());
+  auto output_of = [&](const std::string& workflow) -> std::string {
+    auto started = h.Start({.workflow = workflow});
+    EXPECT_OK(started.status());
+    auto rec = h.AwaitInactive(started->saga_id);
+    EXPECT_OK(rec.status());
+    EXPECT_EQ(rec->state, SagaState::kCompleted) << rec->body.dump();
+    return rec->body["steps"][0]["output"].value("stdout", "");
+  };
+  const std::string op = output_of("env-op");
+  const std::string client = output_of("env-client");
+  unsetenv("CDE_TEST_SERVER_SECRET");
+  EXPECT_NE(op.find("CDE_TEST_SERVER_SECRET=s3cret"), std::string::npos);
+  EXPECT_EQ(client.find("CDE_TEST_SERVER_SECRET"), std::string::npos) << client;
+  EXPECT_NE(client.find("CDE_STEP=env"), std::string::npos) << client;
 }
 
 // The origin is stored: a restart with a stricter policy stops what a

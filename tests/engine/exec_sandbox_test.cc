@@ -1,0 +1,209 @@
+// The sandbox the exec children of client definitions run in: a cleared
+// environment, the configured cwd, rlimits set before the program runs, and
+// an unprivileged user when the server is root. Real children, real limits.
+#include <gtest/gtest.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <map>
+#include <sstream>
+#include <string>
+
+#include "engine/async_action.h"
+#include "tests/engine/async_action_fixture.h"
+#include "tests/test_util.h"
+
+namespace cde {
+namespace {
+
+using json = nlohmann::json;
+
+ExecPolicy ClientsOn() {
+  ExecPolicy policy;
+  policy.clients = true;
+  return policy;
+}
+
+json Sh(const std::string& script) {
+  return {{"argv", {"/bin/sh", "-c", script}}};
+}
+
+// "NAME=value" lines as a map.
+std::map<std::string, std::string> EnvLines(const std::string& text) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    const size_t eq = line.find('=');
+    if (eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return out;
+}
+
+class ExecSandboxTest : public AsyncActionFixture {
+ protected:
+  ExecSandboxTest() : AsyncActionFixture("wf", "build", 1) {}
+
+  // The sandbox `policy` resolves to on this machine, with a working
+  // directory every user may write (the child may run as nobody).
+  void Start(ExecPolicy policy) {
+    ASSERT_EQ(chmod(cwd_.path().c_str(), 01777), 0);
+    policy.cwd = cwd_.path();
+    auto sandbox = ResolveExecSandbox(policy);
+    ASSERT_TRUE(sandbox.ok()) << sandbox.status().ToString();
+    Init([&](uv_loop_t* loop) {
+      return NewSandboxedExecAction(loop, *sandbox);
+    });
+  }
+
+  test::TempDir cwd_;
+};
+
+TEST_F(ExecSandboxTest, ChildGetsOnlyTheAllowedVariablesOfTheServer) {
+  ASSERT_EQ(setenv("CDE_TEST_SERVER_SECRET", "from-the-server", 1), 0);
+  ExecPolicy policy = ClientsOn();
+  policy.env_allow = {"PATH"};
+  Start(policy);
+  ActionResult r =
+      Run({{"argv", {"/usr/bin/env"}}, {"env", {{"FOO", "from-params"}}}});
+  unsetenv("CDE_TEST_SERVER_SECRET");
+  ASSERT_TRUE(r.ok) << r.error.message;
+  const auto env = EnvLines(r.output.at("stdout").get<std::string>());
+  EXPECT_EQ(env.count("CDE_TEST_SERVER_SECRET"), 0u);
+  EXPECT_EQ(env.count("HOME"), 0u);
+  EXPECT_EQ(env.at("PATH"), getenv("PATH"));
+  EXPECT_EQ(env.at("FOO"), "from-params");
+  EXPECT_EQ(env.at("CDE_SAGA_ID"), "01SAGA");
+  EXPECT_EQ(env.at("CDE_STEP"), "build");
+}
+
+TEST_F(ExecSandboxTest, ChildRunsInTheConfiguredDirectory) {
+  Start(ClientsOn());
+  ActionResult r = Run({{"argv", {"/bin/pwd"}}, {"cwd", "/"}});
+  ASSERT_TRUE(r.ok) << r.error.message;
+  EXPECT_EQ(r.output, json({{"stdout", cwd_.path() + "\n"}}));
+}
+
+TEST_F(ExecSandboxTest, TheProgramRunsUnderTheConfiguredLimits) {
+  ExecPolicy policy = ClientsOn();
+  policy.limits = {.cpu_seconds = 7,
+                   .address_space_mb = 512,
+                   .file_size_mb = 3,
+                   .processes = 40};
+  Start(policy);
+  // cat reads its own limits: they were set before it ran.
+  ActionResult r = Run({{"argv", {"/bin/cat", "/proc/self/limits"}}});
+  ASSERT_TRUE(r.ok) << r.error.message;
+  const std::string limits = r.output.at("stdout").get<std::string>();
+  auto row = [&](const std::string& name) {
+    const size_t at = limits.find(name);
+    if (at == std::string::npos) return std::string("missing");
+    std::istringstream line(limits.substr(at + name.size()));
+    std::string soft, hard;
+    line >> soft >> hard;
+    return soft + " " + hard;
+  };
+  EXPECT_EQ(row("Max cpu time"), "7 8");
+  EXPECT_EQ(row("Max address space"), "536870912 536870912");
+  EXPECT_EQ(row("Max file size"), "3145728 3145728");
+  EXPECT_EQ(row("Max processes"), "40 40");
+}
+
+TEST_F(ExecSandboxTest, ARunawayIsStoppedByTheCpuLimitAndSaysSo) {
+  ExecPolicy policy = ClientsOn();
+  policy.limits.cpu_seconds = 1;
+  Start(policy);
+  ActionResult r = Run(Sh("while :; do :; done"));
+  ASSERT_FALSE(r.ok);
+  EXPECT_EQ(r.error.kind, "signal:" + std::to_string(SIGXCPU));
+  EXPECT_NE(r.error.message.find("actions.exec.limits.cpu_seconds"),
+            std::string::npos)
+      << r.error.message;
+}
+
+TEST_F(ExecSandboxTest, AWriteBeyondTheFileSizeLimitStopsTheWriter) {
+  ExecPolicy policy = ClientsOn();
+  policy.limits.file_size_mb = 1;
+  Start(policy);
+  ActionResult r = Run(Sh("exec head -c 2097152 /dev/zero > big"));
+  ASSERT_FALSE(r.ok);
+  EXPECT_EQ(r.error.kind, "signal:" + std::to_string(SIGXFSZ));
+  EXPECT_NE(r.error.message.find("actions.exec.limits.file_size_mb"),
+            std::string::npos)
+      << r.error.message;
+  struct stat st;
+  ASSERT_EQ(stat(cwd_.Sub("big").c_str(), &st), 0);
+  EXPECT_EQ(st.st_size, 1 << 20);
+}
+
+TEST_F(ExecSandboxTest, WithoutLimitsTheProgramRunsDirectly) {
+  ExecPolicy policy = ClientsOn();
+  policy.limits = {0, 0, 0, 0};
+  Start(policy);
+  ActionResult r = Run({{"argv", {"/bin/cat", "/proc/self/limits"}}});
+  ASSERT_TRUE(r.ok) << r.error.message;
+  EXPECT_NE(r.output.at("stdout").get<std::string>().find(
+                "Max cpu time              unlimited"),
+            std::string::npos);
+}
+
+TEST_F(ExecSandboxTest, AsRootTheChildRunsAsTheConfiguredUser) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to change user";
+  const passwd* nobody = getpwnam("nobody");
+  ASSERT_NE(nobody, nullptr);
+  Start(ClientsOn());  // user: nobody by default
+  ActionResult r = Run(Sh("/usr/bin/id -u && /usr/bin/id -G"));
+  ASSERT_TRUE(r.ok) << r.error.message;
+  // No group of the server's is kept either (libuv calls setgroups).
+  EXPECT_EQ(r.output,
+            json({{"stdout", std::to_string(nobody->pw_uid) + "\n" +
+                                 std::to_string(nobody->pw_gid) + "\n"}}))
+      << r.output.dump();
+}
+
+TEST_F(ExecSandboxTest, AsRootTheProcessLimitStopsAForkBomb) {
+  if (geteuid() != 0) GTEST_SKIP() << "RLIMIT_NPROC counts per user";
+  ExecPolicy policy = ClientsOn();
+  policy.limits.processes = 1;  // the shell itself: it may fork nothing
+  Start(policy);
+  ActionResult r = Run(Sh("/bin/true & wait"));
+  ASSERT_FALSE(r.ok);
+  EXPECT_NE(r.error.message.find("fork"), std::string::npos) << r.error.message;
+}
+
+TEST(ResolveExecSandboxTest, MistakesStopTheStartNamingTheSetting) {
+  ExecPolicy policy = ClientsOn();
+  policy.cwd = "/nonexistent/cde-sandbox";
+  auto r = ResolveExecSandbox(policy);
+  ASSERT_TRUE(r.status().IsInvalidArgument());
+  EXPECT_EQ(r.status().message(),
+            "actions.exec.cwd: '/nonexistent/cde-sandbox' is not a directory "
+            "(an absolute path is needed)");
+
+  policy = ClientsOn();
+  policy.user = "cde-no-such-user";
+  r = ResolveExecSandbox(policy);
+  if (geteuid() == 0) {
+    ASSERT_TRUE(r.status().IsInvalidArgument());
+    EXPECT_EQ(r.status().message().rfind(
+                  "actions.exec.user: no user 'cde-no-such-user'", 0),
+              0u)
+        << r.status().message();
+    policy.user = "root";
+    r = ResolveExecSandbox(policy);
+    ASSERT_TRUE(r.status().IsInvalidArgument());
+    EXPECT_EQ(r.status().message(),
+              "actions.exec.user: 'root' is root; name an unprivileged user");
+  } else {
+    EXPECT_TRUE(r.ok()) << "not root: children run as the server's user";
+  }
+
+  // With exec off for clients nothing is looked up: nothing would use it.
+  policy.clients = false;
+  policy.cwd = "/nonexistent/cde-sandbox";
+  EXPECT_TRUE(ResolveExecSandbox(policy).ok());
+}
+
+}  // namespace
+}  // namespace cde
