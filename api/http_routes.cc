@@ -146,24 +146,26 @@ class Routes final : public HttpRoutes {
 
   // Admin endpoints are for operator tools on this host (cde-admin), never
   // browsers: a request with an Origin header is refused, and the `admin`
-  // scope is required. Refuses `req` (responds and returns false) unless
-  // it is a POST an admin endpoint takes.
-  bool AdminPost(const HttpRequest& req, HttpServer::Respond& respond) {
+  // scope is required. Refuses `req` (responds and returns nullopt) unless
+  // it is a POST an admin endpoint takes; else returns its caller.
+  std::optional<Principal> AdminPost(const HttpRequest& req,
+                                     HttpServer::Respond& respond) {
     if (req.method != "POST") {
       respond({405, {{"Allow", "POST"}}, ""});
-      return false;
+      return std::nullopt;
     }
     if (!req.header("origin").empty()) {
       respond(Json(403, {{"error",
                           "admin endpoints take no browser requests "
                           "(Origin header)"}}));
-      return false;
+      return std::nullopt;
     }
     auto principal = Authorize(req, Scope::kAdmin, respond);
-    if (!principal) return false;
+    if (!principal) return std::nullopt;
     Log(LogLevel::kInfo, "audit", "call",
         {.extra = {{"caller", principal->name}, {"endpoint", req.path}}});
-    return !RateLimited(*principal, respond);
+    if (RateLimited(*principal, respond)) return std::nullopt;
+    return principal;
   }
 
   // Charges an admin POST to the inbound limit: the bucket of its token
@@ -188,7 +190,8 @@ class Routes final : public HttpRoutes {
   // entry}; errors {error, code} with code not_found (404),
   // invalid_argument (400), busy (409), shutting_down (503), internal (500).
   void Purge(const HttpRequest& req, HttpServer::Respond respond) {
-    if (!AdminPost(req, respond)) return;
+    const auto caller = AdminPost(req, respond);
+    if (!caller) return;
     const json body = ParseBoundedJson(req.body);
     if (!body.is_object() || !body.contains("saga_id") ||
         !body["saga_id"].is_string()) {
@@ -196,7 +199,7 @@ class Routes final : public HttpRoutes {
                                 {"code", "invalid_argument"}}));
     }
     const std::string id = body["saga_id"].get<std::string>();
-    engine_->PurgeDlq(id, [id, respond](Result<DlqRecord> r) {
+    engine_->PurgeDlq(id, caller->name, [id, respond](Result<DlqRecord> r) {
       if (r.ok()) {
         return respond(Json(200, {{"saga_id", id},
                                   {"entry",

@@ -244,7 +244,7 @@ void McpSession::OnRequest(const json& id, const std::string& method,
     return CallTool(id, name->get<std::string>(), args, meta, context);
   }
   if (OnResourceRequest(id, method, p)) return;
-  if (OnTaskRequest(id, method, p)) return;
+  if (OnTaskRequest(id, method, p, context.caller)) return;
   ReplyError(id, jsonrpc::kMethodNotFound,
              "method '" + method + "' is not supported");
 }

@@ -272,7 +272,7 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   // --- tasks (mcp_tasks.cc) ---
   // Handles tasks/* requests; false if `method` is not one of them.
   bool OnTaskRequest(const nlohmann::json& id, const std::string& method,
-                     const nlohmann::json& params);
+                     const nlohmann::json& params, const Principal& caller);
   // tools/call with params.task: answers with a CreateTaskResult.
   void CallToolAsTask(const nlohmann::json& id, const std::string& name,
                       const nlohmann::json& args, const nlohmann::json& task,
@@ -281,7 +281,8 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   void GetTask(const nlohmann::json& id, const std::string& task_id);
   void GetTaskResult(const nlohmann::json& id, const std::string& task_id);
   void ListTasks(const nlohmann::json& id, const nlohmann::json& params);
-  void CancelTask(const nlohmann::json& id, const std::string& task_id);
+  void CancelTask(const nlohmann::json& id, const std::string& task_id,
+                  const Principal& caller);
   // The Task object (MCP 2025-11-25) of the saga in `r`; the task is the
   // saga, its status derived from the saga's state.
   nlohmann::json TaskJson(const SagaRecord& r) const;

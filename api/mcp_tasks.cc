@@ -163,7 +163,7 @@ json McpSession::TaskJson(const SagaRecord& r) const {
 }
 
 bool McpSession::OnTaskRequest(const json& id, const std::string& method,
-                               const json& params) {
+                               const json& params, const Principal& caller) {
   if (method == "tasks/list") {
     ListTasks(id, params);
     return true;
@@ -183,7 +183,8 @@ bool McpSession::OnTaskRequest(const json& id, const std::string& method,
   } else if (result) {
     GetTaskResult(id, tid);
   } else {
-    CancelTask(id, tid);
+    AuditCall(caller, method, {{"saga_id", tid}});
+    CancelTask(id, tid, caller);
   }
   return true;
 }
@@ -378,7 +379,8 @@ void McpSession::ListTasks(const json& id, const json& params) {
 
 // Cancels the saga with compensation. The task is cancelled as soon as the
 // cancel is durable; the saga then compensates in the background.
-void McpSession::CancelTask(const json& id, const std::string& task_id) {
+void McpSession::CancelTask(const json& id, const std::string& task_id,
+                            const Principal& caller) {
   std::weak_ptr<McpSession> weak = weak_from_this();
   // Answers with the task as it now is; `refused` is why the engine did not
   // cancel it (OK if it did).
@@ -410,14 +412,15 @@ void McpSession::CancelTask(const json& id, const std::string& task_id) {
                        "cancelling task " + task_id + ": " + refused.message());
     });
   };
-  engine_->ReadSaga(task_id, [weak, id, task_id, answer](Result<SagaRecord> r) {
+  engine_->ReadSaga(task_id, [weak, id, task_id, by = caller.name,
+                              answer](Result<SagaRecord> r) {
     auto self = weak.lock();
     if (!self || self->closed_) return;
     if (!r.ok()) return answer(r.status());
     const std::string status = self->TaskJson(*r)["status"].get<std::string>();
     if (IsTerminalStatus(status)) return answer(Status::InvalidArgument(""));
     self->engine_->Cancel(
-        task_id, /*compensate=*/true,
+        task_id, /*compensate=*/true, by,
         [answer](Result<SagaState> s) { answer(s.status()); });
   });
 }

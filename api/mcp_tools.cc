@@ -363,11 +363,12 @@ void McpSession::CallTool(const json& id, const std::string& name,
                                "arguments.compensate: must be a boolean"));
     }
     const bool compensate = c == args.end() || c->get<bool>();
-    return engine_->Cancel(*saga_id, compensate, state_reply);
+    return engine_->Cancel(*saga_id, compensate, context.caller.name,
+                           state_reply);
   }
   auto from = mcp::StringArg(args, "from_step", false);
   if (!from.ok()) return ToolError(id, from.status());
-  engine_->Replay(*saga_id, *from, state_reply);
+  engine_->Replay(*saga_id, *from, context.caller.name, state_reply);
 }
 
 void McpSession::ListSagas(const json& id, const json& args) {

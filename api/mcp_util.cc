@@ -224,8 +224,9 @@ json SagaJson(SagaRecord r) {
               {"created_ms", r.created_ms},
               {"updated_ms", r.updated_ms},
               {"last_seq", r.last_seq}};
-  for (const char* key : {"input", "steps", "wait", "failure", "correlation_id",
-                          "trace_id", "started_by"}) {
+  for (const char* key :
+       {"input", "steps", "wait", "failure", "correlation_id", "trace_id",
+        "started_by", "cancelled_by", "replayed_by"}) {
     if (auto it = r.body.find(key); it != r.body.end()) {
       out[key] = std::move(*it);
     }

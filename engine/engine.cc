@@ -625,10 +625,10 @@ void EngineImpl::OnTimerDue(const TimerQueue::Entry& e) {
 }
 
 void EngineImpl::Cancel(const std::string& saga_id, bool compensate,
-                        Callback<SagaState> done) {
+                        const std::string& by, Callback<SagaState> done) {
   if (!health_.ok()) return done(health_);
   if (active_.count(saga_id) != 0) {
-    return CancelActive(saga_id, compensate, std::move(done));
+    return CancelActive(saga_id, compensate, by, std::move(done));
   }
   // Not in memory: dormant (waiting on a far timer), or terminal, parked or
   // unknown. Read it off the loop to tell.
@@ -636,7 +636,7 @@ void EngineImpl::Cancel(const std::string& saga_id, bool compensate,
   ++blocking_work_;
   RunBlocking(
       loop_, [this, saga_id, found] { *found = store_->GetSaga(saga_id); },
-      [this, saga_id, compensate, found, done] {
+      [this, saga_id, compensate, by, found, done] {
         --blocking_work_;
         if (!found->ok()) {
           done(found->status());
@@ -644,7 +644,7 @@ void EngineImpl::Cancel(const std::string& saga_id, bool compensate,
           done(saga.status());
         } else if (active_.count(saga_id) != 0 ||
                    Adopt(std::move(saga).value()) != nullptr) {
-          CancelActive(saga_id, compensate, done);
+          CancelActive(saga_id, compensate, by, done);
         } else {
           Status refusal = CheckCancellable(*FromRecord(found->value()));
           done(refusal.ok() ? Status::Busy("saga " + saga_id +
@@ -656,16 +656,16 @@ void EngineImpl::Cancel(const std::string& saga_id, bool compensate,
 }
 
 void EngineImpl::CancelActive(const std::string& saga_id, bool compensate,
-                              Callback<SagaState> done) {
+                              const std::string& by, Callback<SagaState> done) {
   auto it = active_.find(saga_id);
-  WhenIdle(*it->second, [this, saga_id, compensate, done] {
+  WhenIdle(*it->second, [this, saga_id, compensate, by, done] {
     auto it = active_.find(saga_id);
     if (it == active_.end()) {
       return done(Status::InvalidArgument("saga " + saga_id +
                                           " finished before the cancel"));
     }
     Active& a = *it->second;
-    auto plan = PlanCancel(Context(a), a.saga, compensate);
+    auto plan = PlanCancel(Context(a), a.saga, compensate, by);
     if (!plan.ok()) return done(plan.status());
     Apply(a, std::move(plan).value(), [this, saga_id, done](const Status& s) {
       if (!s.ok()) return done(s);

@@ -143,18 +143,21 @@ class Engine {
   // Starts a saga; `done` runs once its start is durable.
   virtual void Start(StartRequest request, Callback<StartResult> done) = 0;
   // Cancels a running saga: it stops after the current attempt, then
-  // compensates (or, with compensate = false, just stops).
+  // compensates (or, with compensate = false, just stops). `by` (who asks:
+  // a token's name, "local"; "" = not recorded) goes on its log and
+  // snapshot (cancelled_by), as Replay's does (replayed_by).
   virtual void Cancel(const std::string& saga_id, bool compensate,
-                      Callback<SagaState> done) = 0;
+                      const std::string& by, Callback<SagaState> done) = 0;
   // Replays a parked saga (see PlanReplay).
   virtual void Replay(const std::string& saga_id, const std::string& from_step,
-                      Callback<SagaState> done) = 0;
+                      const std::string& by, Callback<SagaState> done) = 0;
   // Deletes a parked saga for good: its snapshot, log, index rows, timers,
   // idempotency row and DLQ entry, in one transition that also writes an
-  // audit record (meta "audit/dlq_purge/<id>": the DLQ entry, purged_ms).
-  // `done` gets the DLQ entry that was purged. InvalidArgument for a saga
-  // that is not parked, NotFound for an unknown one.
-  virtual void PurgeDlq(const std::string& saga_id,
+  // audit record (meta "audit/dlq_purge/<id>": the DLQ entry, purged_ms,
+  // purged_by = `by`). `done` gets the DLQ entry that was purged.
+  // InvalidArgument for a saga that is not parked, NotFound for an unknown
+  // one.
+  virtual void PurgeDlq(const std::string& saga_id, const std::string& by,
                         Callback<DlqRecord> done) = 0;
 
   // The current snapshot of any saga: from memory when it is active, else

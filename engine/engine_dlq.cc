@@ -25,7 +25,7 @@ Status EngineImpl::RefuseDlqWork(const std::string& saga_id,
 }
 
 void EngineImpl::Replay(const std::string& saga_id,
-                        const std::string& from_step,
+                        const std::string& from_step, const std::string& by,
                         Callback<SagaState> done) {
   if (Status refused = RefuseDlqWork(saga_id, "only parked sagas replay");
       !refused.ok()) {
@@ -35,9 +35,9 @@ void EngineImpl::Replay(const std::string& saga_id,
   ++blocking_work_;
   RunBlocking(
       loop_, [this, saga_id, found] { *found = store_->GetSaga(saga_id); },
-      [this, saga_id, from_step, found, done] {
+      [this, saga_id, from_step, by, found, done] {
         --blocking_work_;
-        StartReplay(std::move(*found), from_step, 0, done);
+        StartReplay(std::move(*found), from_step, by, 0, done);
         MaybeFinishShutdown();
       });
 }
@@ -59,7 +59,7 @@ void EngineImpl::Redrive(const TimerQueue::Entry& e) {
       [this, e, found] {
         --blocking_work_;
         StartReplay(
-            std::move(*found), "", e.due_ms,
+            std::move(*found), "", "", e.due_ms,
             [id = e.saga_id](Result<SagaState> r) {
               if (r.ok()) return;
               Log(LogLevel::kError, "engine", "automatic replay failed",
@@ -71,7 +71,7 @@ void EngineImpl::Redrive(const TimerQueue::Entry& e) {
 
 void EngineImpl::StartReplay(Result<SagaRecord> found,
                              const std::string& from_step,
-                             int64_t redrive_due_ms,
+                             const std::string& by, int64_t redrive_due_ms,
                              const Callback<SagaState>& done) {
   if (!found.ok()) return done(found.status());
   if (redrive_due_ms != 0 && active_.count(found->id) != 0) {
@@ -101,7 +101,8 @@ void EngineImpl::StartReplay(Result<SagaRecord> found,
   active->saga = std::move(saga).value();
   active->def = def;
   Active& a = *active;
-  auto plan = PlanReplay(Context(a), a.saga, from_step, redrive_due_ms != 0);
+  auto plan =
+      PlanReplay(Context(a), a.saga, from_step, redrive_due_ms != 0, by);
   if (!plan.ok()) return done(plan.status());
   const std::string id = a.saga.id;
   ++running_[def->name];
@@ -114,7 +115,7 @@ void EngineImpl::StartReplay(Result<SagaRecord> found,
   });
 }
 
-void EngineImpl::PurgeDlq(const std::string& saga_id,
+void EngineImpl::PurgeDlq(const std::string& saga_id, const std::string& by,
                           Callback<DlqRecord> done) {
   if (Status refused = RefuseDlqWork(saga_id, "only parked sagas are purged");
       !refused.ok()) {
@@ -142,7 +143,7 @@ void EngineImpl::PurgeDlq(const std::string& saga_id,
           read->owns_key = owner.ok() && *owner == saga_id;
         }
       },
-      [this, saga_id, read, done] {
+      [this, saga_id, by, read, done] {
         --blocking_work_;
         auto fail = [&](Status s) {
           purging_.erase(saga_id);
@@ -196,7 +197,8 @@ void EngineImpl::PurgeDlq(const std::string& saga_id,
                       {"attempts", entry.attempts},
                       {"parked_ms", entry.parked_ms},
                       {"replay_count", entry.replay_count}}},
-                    {"purged_ms", now}});
+                    {"purged_ms", now},
+                    {"purged_by", by}});
         const bool had_entry = read->dlq.ok();
         Commit(std::move(t),
                [this, saga_id, entry, had_entry, done](const Status& s) {

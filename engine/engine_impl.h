@@ -76,10 +76,11 @@ class EngineImpl final : public Engine {
       const override;
   void Start(StartRequest request, Callback<StartResult> done) override;
   void Cancel(const std::string& saga_id, bool compensate,
-              Callback<SagaState> done) override;
+              const std::string& by, Callback<SagaState> done) override;
   void Replay(const std::string& saga_id, const std::string& from_step,
-              Callback<SagaState> done) override;
-  void PurgeDlq(const std::string& saga_id, Callback<DlqRecord> done) override;
+              const std::string& by, Callback<SagaState> done) override;
+  void PurgeDlq(const std::string& saga_id, const std::string& by,
+                Callback<DlqRecord> done) override;
   Status DenyOwnListener(const std::string& host, int port) override;
   const Saga* FindActive(const std::string& saga_id) const override;
   void ReadSaga(const std::string& saga_id, Callback<SagaRecord> done) override;
@@ -155,7 +156,8 @@ class EngineImpl final : public Engine {
   // `redrive_due_ms` != 0: the dlq.auto_replay timer due then replays it,
   // if the saga still waits for that timer.
   void StartReplay(Result<SagaRecord> found, const std::string& from_step,
-                   int64_t redrive_due_ms, const Callback<SagaState>& done);
+                   const std::string& by, int64_t redrive_due_ms,
+                   const Callback<SagaState>& done);
   // A parked saga's automatic replay: into the timer queue if it falls due
   // within the window (else LoadDueDormant brings it), and when due.
   void QueueRedrive(const std::string& saga_id, const Wait& wait);
@@ -200,7 +202,7 @@ class EngineImpl final : public Engine {
   static void OnLoadTimers(uv_timer_t* handle);
   void LoadDueDormant();
   void CancelActive(const std::string& saga_id, bool compensate,
-                    Callback<SagaState> done);
+                    const std::string& by, Callback<SagaState> done);
 
   // Metrics (engine_metrics.cc). A plan of `a` has committed; called
   // before a.saga becomes plan.saga, so both snapshots are at hand.

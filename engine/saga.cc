@@ -124,6 +124,8 @@ SagaRecord ToRecord(const Saga& s) {
   if (!s.correlation_id.empty()) body["correlation_id"] = s.correlation_id;
   if (!s.trace_id.empty()) body["trace_id"] = s.trace_id;
   if (!s.started_by.empty()) body["started_by"] = s.started_by;
+  if (!s.cancelled_by.empty()) body["cancelled_by"] = s.cancelled_by;
+  if (!s.replayed_by.empty()) body["replayed_by"] = s.replayed_by;
   if (s.cancel_requested) {
     body["cancel"] = {{"compensate", s.compensate_on_cancel}};
   }
@@ -180,6 +182,8 @@ Result<Saga> FromRecord(const SagaRecord& r) {
     s.correlation_id = b.value("correlation_id", std::string());
     s.trace_id = b.value("trace_id", std::string());  // older: none
     s.started_by = b.value("started_by", std::string());
+    s.cancelled_by = b.value("cancelled_by", std::string());
+    s.replayed_by = b.value("replayed_by", std::string());
     if (auto it = b.find("cancel"); it != b.end()) {
       s.cancel_requested = true;
       s.compensate_on_cancel = it->at("compensate").get<bool>();

@@ -89,8 +89,11 @@ struct Saga {
   // the caller's, or a fresh one. "" only for sagas started before trace
   // ids existed.
   std::string trace_id;
-  // Who started it (StartRequest::started_by); "" = not recorded.
+  // Who started it (StartRequest::started_by), asked for its cancel, and
+  // replayed it last (by hand); "" = no one, or not recorded.
   std::string started_by;
+  std::string cancelled_by;
+  std::string replayed_by;
   nlohmann::json input;
   std::vector<StepState> steps;
   Wait wait;

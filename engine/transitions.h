@@ -95,17 +95,20 @@ std::optional<Plan> PlanTimerFired(const PlanContext& ctx, const Saga& saga,
 // OK if `saga` can be cancelled; otherwise InvalidArgument saying why.
 Status CheckCancellable(const Saga& saga);
 
-// cancel_saga. InvalidArgument for a terminal, parked, compensating or
-// already cancelling saga.
+// cancel_saga, asked by `by` (a token's name, "local"; "" = not recorded).
+// InvalidArgument for a terminal, parked, compensating or already
+// cancelling saga.
 Result<Plan> PlanCancel(const PlanContext& ctx, const Saga& saga,
-                        bool compensate);
+                        bool compensate, std::string by = "");
 
 // replay_saga of a parked saga: from the failed step (or `from_step`) with a
 // fresh retry budget, or, if a compensation failed, retrying compensation.
-// `automatic`: the dlq.auto_replay timer, not an operator, replays it.
-// Either way a pending automatic replay is cancelled.
+// `automatic`: the dlq.auto_replay timer, not an operator, replays it;
+// otherwise `by` asked for it. Either way a pending automatic replay is
+// cancelled.
 Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
-                        const std::string& from_step, bool automatic = false);
+                        const std::string& from_step, bool automatic = false,
+                        std::string by = "");
 
 // The template context of an attempt of `saga`: its input, the outputs of
 // its steps that ran (succeeded, or since compensated) (filled into `outputs`,

@@ -25,12 +25,15 @@ Status CheckCancellable(const Saga& saga) {
 }
 
 Result<Plan> PlanCancel(const PlanContext& ctx, const Saga& saga,
-                        bool compensate) {
+                        bool compensate, std::string by) {
   CDE_RETURN_IF_ERROR(CheckCancellable(saga));
   Plan p = ti::From(saga);
   p.saga.cancel_requested = true;
   p.saga.compensate_on_cancel = compensate;
-  p.events.push_back({"cancel_requested", {{"compensate", compensate}}});
+  json data = {{"compensate", compensate}};
+  if (!by.empty()) data["by"] = by;
+  p.saga.cancelled_by = std::move(by);
+  p.events.push_back({"cancel_requested", std::move(data)});
   const Wait w = saga.wait;
   switch (w.kind) {
     case Wait::Kind::kAttempt:

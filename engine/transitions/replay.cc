@@ -9,7 +9,8 @@ using nlohmann::json;
 namespace ti = transitions_internal;
 
 Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
-                        const std::string& from_step, bool automatic) {
+                        const std::string& from_step, bool automatic,
+                        std::string by) {
   if (saga.state != SagaState::kParked) {
     return Status::InvalidArgument("saga " + saga.id + " is " +
                                    std::string(SagaStateName(saga.state)) +
@@ -24,6 +25,12 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
   p.saga.wait = {};
   const char* trigger = automatic ? "auto" : "manual";
   p.saga.replay_count += 1;
+  // The last replay's: an automatic one was asked by no one.
+  p.saga.replayed_by = automatic ? "" : by;
+  auto with_by = [&](json data) {
+    if (!automatic && !by.empty()) data["by"] = by;
+    return data;
+  };
   auto failed_comp = std::find_if(
       p.saga.steps.begin(), p.saga.steps.end(), [](const StepState& st) {
         return st.status == StepStatus::kCompensationFailed;
@@ -41,10 +48,10 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
     failed_comp->compensation_error = {};
     p.saga.state = saga.cancel_requested ? SagaState::kCancelling
                                          : SagaState::kCompensating;
-    p.events.push_back({"replayed",
-                        {{"compensation", true},
-                         {"replay_count", p.saga.replay_count},
-                         {"trigger", trigger}}});
+    p.events.push_back(
+        {"replayed", with_by({{"compensation", true},
+                              {"replay_count", p.saga.replay_count},
+                              {"trigger", trigger}})});
     ti::Advance(ctx, p);
     return p;
   }
@@ -66,9 +73,9 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
   p.saga.failed_step = -1;
   p.events.push_back(
       {"replayed",
-       {{"from_step", ctx.def.steps[static_cast<size_t>(from)].name},
-        {"replay_count", p.saga.replay_count},
-        {"trigger", trigger}}});
+       with_by({{"from_step", ctx.def.steps[static_cast<size_t>(from)].name},
+                {"replay_count", p.saga.replay_count},
+                {"trigger", trigger}})});
   ti::Advance(ctx, p);
   return p;
 }

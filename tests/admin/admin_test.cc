@@ -898,6 +898,14 @@ TEST_F(AdminChangeTest, OfflineCancelAndReplayRunWhenTheServerStarts) {
   EXPECT_FALSE(Has(LogTypes(s_.undo_nap), "compensation_succeeded"));
   EXPECT_TRUE(Has(LogTypes(s_.skip), "replayed"));
   EXPECT_FALSE(Has(LogTypes(s_.skip), "saga_completed"));
+  // Offline changes are the operator's at this host: "local".
+  r = Admin({"sagas", "show", s_.undo_nap, "--json"}, dir_);
+  EXPECT_EQ(r.Json()["cancelled_by"], "local") << r.out;
+  r = Admin({"sagas", "show", s_.skip, "--json"}, dir_);
+  EXPECT_EQ(r.Json()["replayed_by"], "local") << r.out;
+  EXPECT_EQ(r.Json()["cancelled_by"], nullptr);
+  r = Admin({"sagas", "show", s_.skip}, dir_);
+  EXPECT_NE(r.out.find("replayed by  local"), std::string::npos) << r.out;
   r = Admin({"dlq", "list", "--json"}, dir_);
   EXPECT_EQ(r.Json()["entries"].size(), 2u);
   EXPECT_EQ(Admin({"verify"}, dir_).exit_code, 0);

@@ -1061,6 +1061,34 @@ TEST_F(McpSessionTest, AToolOutsideTheTokensScopesIsForbiddenNamingTheScope) {
   EXPECT_EQ(GetSaga(mine)["started_by"], "local");
 }
 
+// Cancels and replays record who asked, on the saga and on its log.
+TEST_F(McpSessionTest, WhoCancelledOrReplayedASagaIsOnItsSnapshotAndLog) {
+  Initialize();
+  Register(kHeld);
+  Register(kParks);
+  const std::string running = StartId({{"workflow", "held"}});
+  ASSERT_TRUE(h_.RunUntil([&] { return held_.pending() == 1; }));
+  json r =
+      CallWith({{"name", "cancel_saga"}, {"arguments", {{"saga_id", running}}}},
+               As("runner", {Scope::kRun}));
+  ASSERT_EQ(r["result"]["isError"], false) << r.dump();
+  held_.Complete(ActionResult::Success(nullptr));
+  ASSERT_OK(h_.AwaitStored(running, SagaState::kCancelled).status());
+  EXPECT_EQ(GetSaga(running)["cancelled_by"], "runner");
+  json log = Out(Tool("get_saga_log", {{"saga_id", running}}));
+  EXPECT_EQ(log["events"][2]["type"], "cancel_requested") << log.dump();
+  EXPECT_EQ(log["events"][2]["data"]["by"], "runner");
+
+  const std::string parked = StartId({{"workflow", "parks"}});
+  ASSERT_EQ(h_.AwaitInactive(parked)->state, SagaState::kParked);
+  r = CallWith({{"name", "replay_saga"}, {"arguments", {{"saga_id", parked}}}},
+               As("ops", {Scope::kAdmin}));
+  ASSERT_EQ(r["result"]["isError"], false) << r.dump();
+  ASSERT_EQ(h_.AwaitInactive(parked)->state, SagaState::kParked);  // again
+  EXPECT_EQ(GetSaga(parked)["replayed_by"], "ops");
+  EXPECT_FALSE(GetSaga(running).contains("replayed_by"));
+}
+
 TEST_F(McpSessionTest, OtherMethodsOutsideTheScopesAreForbiddenErrors) {
   Initialize();
   const int id = next_id_++;

@@ -122,7 +122,8 @@ TEST(DlqAutoReplayTest, ManualReplayOrPurgeCancelsThePendingRedrive) {
   ASSERT_OK(b.status());
   ASSERT_OK(h.AwaitInactive(b->saga_id).status());
   std::optional<Result<DlqRecord>> purged;
-  h.engine().PurgeDlq(b->saga_id, [&](Result<DlqRecord> r) { purged = r; });
+  h.engine().PurgeDlq(b->saga_id, "ops",
+                      [&](Result<DlqRecord> r) { purged = r; });
   ASSERT_TRUE(h.RunUntil([&] { return purged.has_value(); }));
   ASSERT_OK(purged->status());
   auto timers = h.engine().store().DueTimers(INT64_MAX, 100);

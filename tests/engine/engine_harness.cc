@@ -122,16 +122,17 @@ Result<StartResult> EngineHarness::Start(StartRequest request) {
       *this, [&](auto cb) { engine_->Start(std::move(request), cb); });
 }
 
-Result<SagaState> EngineHarness::Cancel(const std::string& id,
-                                        bool compensate) {
+Result<SagaState> EngineHarness::Cancel(const std::string& id, bool compensate,
+                                        const std::string& by) {
   return RunCall<SagaState>(
-      *this, [&](auto cb) { engine_->Cancel(id, compensate, cb); });
+      *this, [&](auto cb) { engine_->Cancel(id, compensate, by, cb); });
 }
 
 Result<SagaState> EngineHarness::Replay(const std::string& id,
-                                        const std::string& from_step) {
+                                        const std::string& from_step,
+                                        const std::string& by) {
   return RunCall<SagaState>(
-      *this, [&](auto cb) { engine_->Replay(id, from_step, cb); });
+      *this, [&](auto cb) { engine_->Replay(id, from_step, by, cb); });
 }
 
 Result<SagaRecord> EngineHarness::AwaitInactive(const std::string& id,

@@ -76,9 +76,12 @@ class EngineHarness {
       const nlohmann::json& definition,
       DefinitionOrigin origin = DefinitionOrigin::kOperator);
   Result<StartResult> Start(StartRequest request);
-  Result<SagaState> Cancel(const std::string& id, bool compensate = true);
+  // `by`: who asks, as the engine records it ("" = not recorded).
+  Result<SagaState> Cancel(const std::string& id, bool compensate = true,
+                           const std::string& by = "");
   Result<SagaState> Replay(const std::string& id,
-                           const std::string& from_step = "");
+                           const std::string& from_step = "",
+                           const std::string& by = "");
   // The stored state of `id` once it is no longer active (or timeout).
   Result<SagaRecord> AwaitInactive(const std::string& id,
                                    int timeout_ms = kDefaultWaitMs);

@@ -43,6 +43,15 @@ class EngineTest : public ::testing::Test {
     EXPECT_OK(r.status());
     return r.ok() ? r->saga_id : "";
   }
+  // The data of the first `type` event on the log of `id` (null if none).
+  json EventData(const std::string& id, const std::string& type) {
+    auto log = h_.engine().store().ReadLog(id, 1, 1000);
+    EXPECT_OK(log.status());
+    for (const LogRecord& r : log.ok() ? *log : std::vector<LogRecord>{}) {
+      if (r.type == type) return r.data;
+    }
+    return nullptr;
+  }
 
   EngineHarness h_;
 };
@@ -267,11 +276,13 @@ TEST_F(EngineTest, ParkedSagaGoesToTheDlqAndReplaysToCompletion) {
   EXPECT_EQ(dlq->last_error, "http_503: service unavailable");
 
   healthy = true;
-  auto replayed = h_.Replay(id);
+  auto replayed = h_.Replay(id, "", "ops-bot");
   ASSERT_OK(replayed.status());
   rec = h_.AwaitInactive(id);
   ASSERT_OK(rec.status());
   EXPECT_EQ(rec->state, SagaState::kCompleted);
+  EXPECT_EQ(rec->body["replayed_by"], "ops-bot");  // who, on the snapshot
+  EXPECT_EQ(EventData(id, "replayed")["by"], "ops-bot");  // and the log
   EXPECT_TRUE(h_.engine().store().GetDlq(id).status().IsNotFound());
   EXPECT_TRUE(h_.Replay(id).status().IsInvalidArgument());
 }
@@ -293,7 +304,8 @@ TEST_F(EngineTest, PurgeDeletesAParkedSagaAndLeavesAnAuditRecord) {
   const std::string running = StartOk("h");
   auto purge = [&](const std::string& saga) {
     std::optional<Result<DlqRecord>> r;
-    h_.engine().PurgeDlq(saga, [&](Result<DlqRecord> x) { r = std::move(x); });
+    h_.engine().PurgeDlq(saga, "ops-bot",
+                         [&](Result<DlqRecord> x) { r = std::move(x); });
     EXPECT_TRUE(h_.RunUntil([&] { return r.has_value(); }));
     return r.value_or(Status::Aborted("no answer"));
   };
@@ -318,6 +330,7 @@ TEST_F(EngineTest, PurgeDeletesAParkedSagaAndLeavesAnAuditRecord) {
   EXPECT_EQ(audit["saga_id"], id);
   EXPECT_EQ(audit["dlq"]["step"], "call");
   EXPECT_TRUE(audit["purged_ms"].is_number_integer());
+  EXPECT_EQ(audit["purged_by"], "ops-bot");
   EXPECT_TRUE(purge(id).status().IsNotFound());
   // The key is free again: a new start makes a new saga.
   const std::string again = StartOk("p", json::object(), "key-1");
@@ -335,8 +348,10 @@ TEST_F(EngineTest, CancelStopsAfterTheCurrentAttemptThenCompensates) {
                 .status());
   const std::string id = StartOk("c");
   ASSERT_TRUE(h_.RunUntil([&] { return held.pending() == 1; }));
-  auto c = h_.Cancel(id);
+  auto c = h_.Cancel(id, /*compensate=*/true, "ci-bot");
   ASSERT_OK(c.status());
+  EXPECT_EQ(EventData(id, "cancel_requested"),
+            json({{"compensate", true}, {"by", "ci-bot"}}));
   EXPECT_EQ(held.calls(), 1u);                    // nothing new starts
   held.Complete(ActionResult::Success(nullptr));  // a finishes
   ASSERT_TRUE(h_.RunUntil([&] { return held.pending() == 1; }));
@@ -345,6 +360,7 @@ TEST_F(EngineTest, CancelStopsAfterTheCurrentAttemptThenCompensates) {
   auto rec = h_.AwaitInactive(id);
   ASSERT_OK(rec.status());
   EXPECT_EQ(rec->state, SagaState::kCancelled);
+  EXPECT_EQ(rec->body["cancelled_by"], "ci-bot");
   auto again = h_.Cancel(id);
   EXPECT_TRUE(again.status().IsInvalidArgument());
   EXPECT_NE(again.status().message().find("already cancelled"),

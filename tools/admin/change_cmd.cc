@@ -16,6 +16,10 @@ using nlohmann::json;
 
 namespace {
 
+// Who an offline change is recorded as made by (an online one: the
+// server's name for the token).
+constexpr const char* kLocalCaller = "local";
+
 // What one change came to: the saga's state after it, or why it failed
 // (with the exit code that failure maps to).
 struct Outcome {
@@ -214,10 +218,12 @@ Outcome ChangeOne(const Common& common, const Route& route,
 int RunSagasCancel(const Common& common, const ChangeOptions& options,
                    const std::string& id, bool compensate) {
   const Route route = ChooseRoute(common.data_dir, options);
-  const Outcome o = ChangeOne(
-      common, route, options, id, "cancel_saga",
-      {{"saga_id", id}, {"compensate", compensate}},
-      [&](Engine& engine, auto done) { engine.Cancel(id, compensate, done); });
+  const Outcome o =
+      ChangeOne(common, route, options, id, "cancel_saga",
+                {{"saga_id", id}, {"compensate", compensate}},
+                [&](Engine& engine, auto done) {
+                  engine.Cancel(id, compensate, kLocalCaller, done);
+                });
   return Report(common, route, o, "cancelled");
 }
 
@@ -226,9 +232,11 @@ int RunDlqReplay(const Common& common, const ChangeOptions& options,
   const Route route = ChooseRoute(common.data_dir, options);
   json args = {{"saga_id", id}};
   if (!from_step.empty()) args["from_step"] = from_step;
-  const Outcome o = ChangeOne(
-      common, route, options, id, "replay_saga", args,
-      [&](Engine& engine, auto done) { engine.Replay(id, from_step, done); });
+  const Outcome o =
+      ChangeOne(common, route, options, id, "replay_saga", args,
+                [&](Engine& engine, auto done) {
+                  engine.Replay(id, from_step, kLocalCaller, done);
+                });
   return Report(common, route, o, "replayed");
 }
 
@@ -294,7 +302,7 @@ int RunDlqReplayAll(const Common& common, const ChangeOptions& options,
     for (const json& e : entries) {
       const std::string id = e["saga_id"].get<std::string>();
       outcomes.push_back(FromEngine(id, offline.Wait<SagaState>([&](auto done) {
-        offline.engine().Replay(id, "", done);
+        offline.engine().Replay(id, "", kLocalCaller, done);
       })));
       if (outcomes.back().code != kExitOk) ++failed;
       bar.Update(outcomes.size(), failed);
@@ -396,7 +404,7 @@ Purged PurgeOnline(const Route& route, const std::string& token,
 
 Purged PurgeOffline(OfflineEngine& offline, const std::string& id) {
   auto r = offline.Wait<DlqRecord>(
-      [&](auto done) { offline.engine().PurgeDlq(id, done); });
+      [&](auto done) { offline.engine().PurgeDlq(id, kLocalCaller, done); });
   if (r.ok()) return {id, *r, ""};
   return {id, std::nullopt,
           r.status().IsNotFound() ? NotFoundMessage(id, r.status().message())

@@ -452,13 +452,14 @@ int RunSagasShow(const Common& common, const std::string& id) {
                 {"dlq", dlq.ok() ? DlqJson(*dlq) : json(nullptr)}};
     if (saga.ok()) {
       doc["input"] = saga->input;
-      doc["correlation_id"] = saga->correlation_id.empty()
-                                  ? json(nullptr)
-                                  : json(saga->correlation_id);
-      doc["trace_id"] =
-          saga->trace_id.empty() ? json(nullptr) : json(saga->trace_id);
-      doc["started_by"] =
-          saga->started_by.empty() ? json(nullptr) : json(saga->started_by);
+      auto or_null = [](const std::string& s) {
+        return s.empty() ? json(nullptr) : json(s);
+      };
+      doc["correlation_id"] = or_null(saga->correlation_id);
+      doc["trace_id"] = or_null(saga->trace_id);
+      doc["started_by"] = or_null(saga->started_by);
+      doc["cancelled_by"] = or_null(saga->cancelled_by);
+      doc["replayed_by"] = or_null(saga->replayed_by);
       doc["failure"] = ErrorJson(saga->failure);
       doc["failed_step"] = saga->failed_step >= 0
                                ? json(defs.StepName(rec.workflow, rec.version,
@@ -497,6 +498,8 @@ int RunSagasShow(const Common& common, const std::string& id) {
     }
     if (!saga->trace_id.empty()) field("trace", saga->trace_id);
     if (!saga->started_by.empty()) field("started by", saga->started_by);
+    if (!saga->cancelled_by.empty()) field("cancel by", saga->cancelled_by);
+    if (!saga->replayed_by.empty()) field("replayed by", saga->replayed_by);
     field("input", Shorten(saga->input.dump(), 100));
     if (!saga->failure.empty()) {
       field("failure",
