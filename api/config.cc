@@ -490,6 +490,19 @@ std::vector<Key> BuildSchema() {
                *n = static_cast<uint32_t>(*i);
              }
            })});
+  // Sizes: at least what a small workflow needs, at most what the store can
+  // hold in one record with room to spare.
+  constexpr int64_t kMaxBytes = int64_t{1} << 30;
+  keys.push_back({"limits.definition_bytes",
+                  Integer<C>(CDE_MEMBER(limits.definition_bytes), 1024,
+                             kMaxBytes)});
+  keys.push_back({"limits.definition_steps",
+                  Integer<C>(CDE_MEMBER(limits.definition_steps), 1,
+                             kMaxDefinitionSteps)});
+  keys.push_back({"limits.input_bytes",
+                  Integer<C>(CDE_MEMBER(limits.input_bytes), 2, kMaxBytes)});
+  keys.push_back({"limits.output_bytes",
+                  Integer<C>(CDE_MEMBER(limits.output_bytes), 4, kMaxBytes)});
   // Before "keys": their entries start from the configured default.
   AddSection("circuit_breakers.default", BreakerRules(),
              CDE_MEMBER(breaker_default), &keys);

@@ -87,6 +87,11 @@ struct LimitsConfig {
   // Max running sagas by workflow name; overrides the definition's
   // max_concurrency (>= 1).
   std::map<std::string, uint32_t> max_concurrency;
+  // Sizes as compact JSON text (EngineLimits says what each refuses).
+  uint64_t definition_bytes = uint64_t{1} << 20;
+  uint32_t definition_steps = 256;
+  uint64_t input_bytes = uint64_t{256} << 10;
+  uint64_t output_bytes = uint64_t{256} << 10;
 
   friend bool operator==(const LimitsConfig&, const LimitsConfig&) = default;
 };

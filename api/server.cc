@@ -32,6 +32,10 @@ EngineLimits LimitsOf(const Config& c) {
   l.breakers = c.breakers;
   l.outbound = c.limits.outbound;
   l.max_concurrency = c.limits.max_concurrency;
+  l.definition_bytes = c.limits.definition_bytes;
+  l.definition_steps = c.limits.definition_steps;
+  l.input_bytes = c.limits.input_bytes;
+  l.output_bytes = c.limits.output_bytes;
   l.alert_failures = c.alerts.workflow_failures_threshold;
   l.alert_window_ms = c.alerts.workflow_failures_window_ms;
   return l;

@@ -72,6 +72,11 @@ struct ActionPolicy {
 // params would be refused again.
 inline constexpr const char* kPolicyErrorKind = "policy";
 
+// The error kind of an attempt whose output is larger than
+// EngineLimits::output_bytes. Never retried either: the same call would
+// most likely answer as much again.
+inline constexpr const char* kLimitErrorKind = "limit";
+
 // What `def` (registered by a client) may not do under `policy` and
 // `destinations` (compiled from policy.http), each with the path of the
 // step and the rule ("steps[1].action: ..."). Templated values are left to

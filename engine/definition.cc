@@ -16,7 +16,9 @@ using definition_internal::JoinKey;
 using definition_internal::Problems;
 using nlohmann::json;
 
-constexpr size_t kMaxSteps = 256;
+// The most any configuration may allow (limits.definition_steps, whose
+// default is far lower): each step is a column of every snapshot.
+constexpr size_t kMaxSteps = kMaxDefinitionSteps;
 constexpr size_t kMaxNameLength = 128;
 constexpr char kNamePattern[] = "[A-Za-z0-9][A-Za-z0-9._-]{0,127}";
 constexpr uint64_t kMaxUint32 = std::numeric_limits<uint32_t>::max();

@@ -11,7 +11,7 @@
 //     "on_failure": "compensate",        // or "park"; default "compensate"
 //     "max_concurrency": 50,             // optional: max running sagas
 //     "dlq": {"auto_replay": {"max_replays": 3, "after_ms": 60000}},
-//     "steps": [                         // 1..256 steps
+//     "steps": [                  // 1..limits.definition_steps (256)
 //       {
 //         "name": "reserve-flight",      // same pattern as workflow names;
 //                                        // unique within the definition
@@ -67,6 +67,10 @@ struct RetryPolicy {
 // backoffs and timeouts. Due times are the clock plus a duration in int64
 // ms, which must not overflow.
 inline constexpr uint64_t kMaxDurationMs = 3'155'760'000'000;
+
+// The most steps a definition can have, whatever limits.definition_steps
+// allows.
+inline constexpr size_t kMaxDefinitionSteps = 4096;
 
 struct ActionSpec {
   std::string action;  // "noop", "echo", "fail", "sleep", "exec", "http", ...

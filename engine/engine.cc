@@ -53,6 +53,21 @@ ActionNames ActionsNamedIn(const json& doc) {
   return names;
 }
 
+// OK if `value`, as compact JSON text, is at most `limit` bytes; else
+// InvalidArgument naming `what` and the setting `key`. Invalid UTF-8 is
+// counted as its replacement, as the store would keep it.
+Status CheckSize(const char* what, const json& value, uint64_t limit,
+                 const char* key) {
+  const size_t size =
+      value.dump(-1, ' ', false, json::error_handler_t::replace).size();
+  if (size <= limit) return Status::OK();
+  return Status::InvalidArgument(
+      std::string(what) + " is " + std::to_string(size) +
+      " bytes of JSON, more "
+      "than " +
+      key + " allows (" + std::to_string(limit) + ")");
+}
+
 // What a per-attempt timeout timer carries.
 struct AttemptTimeout {
   EngineImpl* engine;
@@ -218,10 +233,22 @@ EngineImpl::ListWorkflows() const {
 void EngineImpl::RegisterWorkflow(const json& doc, DefinitionOrigin origin,
                                   Callback<DefinitionRecord> done) {
   if (!health_.ok()) return done(health_);
+  if (Status s = CheckSize("the definition", doc, limits_.definition_bytes,
+                           "limits.definition_bytes");
+      !s.ok()) {
+    return done(s);
+  }
   ActionNames native;
   for (const auto& [name, fn] : actions_) native.insert(name);
   auto parsed = ParseDefinition(doc, native);
   if (!parsed.ok()) return done(parsed.status());
+  if (parsed->steps.size() > limits_.definition_steps) {
+    return done(Status::InvalidArgument(
+        "invalid workflow definition: steps: " +
+        std::to_string(parsed->steps.size()) +
+        " steps, more than limits.definition_steps allows (" +
+        std::to_string(limits_.definition_steps) + ")"));
+  }
   if (origin == DefinitionOrigin::kClient) {
     const auto refused =
         CheckClientDefinition(*parsed, options_.action_policy, *destinations_);
@@ -279,6 +306,11 @@ void EngineImpl::Start(StartRequest request, Callback<StartResult> done) {
         "the engine is shutting down and starts no new sagas"));
   }
   if (!health_.ok()) return done(health_);
+  if (Status s = CheckSize("input", request.input, limits_.input_bytes,
+                           "limits.input_bytes");
+      !s.ok()) {
+    return done(s);
+  }
   DefPtr def = FindDefinition(request.workflow, request.version);
   if (!def) {
     return done(Status::NotFound(
@@ -488,7 +520,17 @@ void EngineImpl::Dispatch(Active& a) {
   const ActionSpec& spec = w.compensation ? *step.compensate : step.run;
   const std::string id = a.saga.id;
   const AttemptOutcome tag{w.step, w.compensation, w.attempt};
-  auto deliver = [inbox = inbox_, this, id, tag](ActionResult r) {
+  // Measured where the result arrives (a native action's own thread), with
+  // the limit of the dispatch: a reload may change it meanwhile.
+  auto deliver = [inbox = inbox_, this, id, tag,
+                  max_output = limits_.output_bytes](ActionResult r) {
+    if (r.ok && !tag.compensation) {
+      if (Status s = CheckSize("the output", r.output, max_output,
+                               "limits.output_bytes");
+          !s.ok()) {
+        r = ActionResult::Failure(kLimitErrorKind, s.message());
+      }
+    }
     AttemptOutcome o = tag;
     o.ok = r.ok;
     o.output = std::move(r.output);

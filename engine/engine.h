@@ -43,6 +43,14 @@ struct EngineLimits {
   // within alert_window_ms logs one warning per window; 0 = never.
   uint32_t alert_failures = 10;
   int64_t alert_window_ms = 60000;
+  // Sizes, as compact JSON text (docs/configuration.md: limits.*). Over
+  // them, a registration or a start is refused, and a step's output fails
+  // the attempt with kLimitErrorKind: a snapshot holds every output of its
+  // saga and is written at each transition.
+  uint64_t definition_bytes = uint64_t{1} << 20;
+  uint32_t definition_steps = 256;  // <= kMaxDefinitionSteps
+  uint64_t input_bytes = uint64_t{256} << 10;
+  uint64_t output_bytes = uint64_t{256} << 10;
 };
 
 struct EngineOptions {

@@ -293,7 +293,7 @@ int64_t BackoffMs(const RetryPolicy& policy, uint32_t next_attempt,
 
 bool IsNonRetryable(const RetryPolicy& policy, const std::string& kind) {
   // The same params would be refused again, whatever the retry policy says.
-  if (kind == kPolicyErrorKind) return true;
+  if (kind == kPolicyErrorKind || kind == kLimitErrorKind) return true;
   for (const std::string& pattern : policy.non_retryable) {
     if (ErrorKindMatches(pattern, kind)) return true;
   }

@@ -67,7 +67,9 @@ TEST(ConfigTest, FullFileRoundTripsEveryKey) {
     "limits": {
       "inbound": {"rate_per_sec": 2.5, "burst": 4},
       "outbound": {"flights-api": {"rate_per_sec": 50, "burst": 10}},
-      "max_concurrency": {"trip-booking": 100}
+      "max_concurrency": {"trip-booking": 100},
+      "definition_bytes": 4096, "definition_steps": 12,
+      "input_bytes": 2048, "output_bytes": 8192
     },
     "circuit_breakers": {
       "default": {"failure_threshold": 3, "failure_ratio": 0.25,
@@ -104,6 +106,10 @@ TEST(ConfigTest, FullFileRoundTripsEveryKey) {
   want.limits.inbound = {2.5, 4};
   want.limits.outbound = {{"flights-api", {50, 10}}};
   want.limits.max_concurrency = {{"trip-booking", 100}};
+  want.limits.definition_bytes = 4096;
+  want.limits.definition_steps = 12;
+  want.limits.input_bytes = 2048;
+  want.limits.output_bytes = 8192;
   want.breaker_default = {3, 0.25, 8, 1000, 2000, 2};
   want.breakers = {{"flights-api", {0, 1, 1, 7, 9, 3}}};
   want.alerts = {0, 30000};
@@ -148,7 +154,10 @@ TEST(ConfigTest, EveryKindOfErrorNamesItsKeyAndAllAreReportedTogether) {
       {"limits",
        {{"inbound", {{"rate_per_sec", -1}, {"burst", 0}}},
         {"outbound", {{"a", {{"burst", 1.5}}}, {"", json::object()}}},
-        {"max_concurrency", {{"w", 0}}}}},
+        {"max_concurrency", {{"w", 0}}},
+        {"definition_bytes", 10},
+        {"definition_steps", 5000},
+        {"input_bytes", "1MB"}}},
       {"circuit_breakers",
        {{"default",
          {{"failure_threshold", -1},
@@ -184,6 +193,9 @@ TEST(ConfigTest, EveryKindOfErrorNamesItsKeyAndAllAreReportedTogether) {
            "limits.outbound.a.burst: must be an integer",
            "limits.outbound: keys must be non-empty strings",
            "limits.max_concurrency.w: must be >= 1",
+           "limits.definition_bytes: must be >= 1024",
+           "limits.definition_steps: must be <= 4096",
+           "limits.input_bytes: must be an integer",
            "circuit_breakers.default.failure_threshold: must be >= 0",
            "circuit_breakers.default.failure_ratio: must be <= 1",
            "circuit_breakers.default.min_calls: must be >= 1",

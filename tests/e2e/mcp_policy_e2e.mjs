@@ -5,7 +5,9 @@
 // the metadata address and loopback (at registration), a name that
 // resolves to loopback (when the attempt connects), and loopback through
 // a redirect (redirects are not followed). An operator's definition may
-// reach loopback, but not the server's own listener.
+// reach loopback, but not the server's own listener. And the size limits:
+// a definition and an input over theirs are refused naming the setting, an
+// output over its limit fails the step with kind `limit`.
 //
 //   node mcp_policy_e2e.mjs /path/to/cde-orchestrator
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -39,8 +41,15 @@ const inside = await target("127.0.0.1", { "/secret": [200, { "content-type": "a
 const hop = await target("127.0.0.2", {
   "/hop": [302, { location: `http://127.0.0.1:${inside.port}/secret` }, ""],
   "/fine": [200, { "content-type": "application/json" }, '{"fine": true}'],
+  "/big": [200, { "content-type": "application/json" }, JSON.stringify({ blob: "b".repeat(3000) })],
 });
-const env = { ...process.env, CDE_ACTIONS_HTTP_ALLOW: '["127.0.0.2"]' };
+const env = {
+  ...process.env,
+  CDE_ACTIONS_HTTP_ALLOW: '["127.0.0.2"]',
+  CDE_LIMITS_DEFINITION_BYTES: "2048",
+  CDE_LIMITS_INPUT_BYTES: "4096",
+  CDE_LIMITS_OUTPUT_BYTES: "2048",
+};
 
 // An operator's workflow (from --workflows) that fetches the URL it is given.
 const dir = mkdtempSync(join(tmpdir(), "cde-policy-e2e-"));
@@ -102,6 +111,26 @@ async function conversation(client, transport, ownBase) {
   const fine = await run(client, templated, { url: `http://127.0.0.2:${hop.port}/fine` });
   assert.equal(fine.state, "completed", JSON.stringify(fine));
   assert.deepEqual(fine.steps[0].output, { fine: true });
+
+  // Sizes: a definition and an input over their limits are refused, an
+  // output over its limit fails the step (kind limit, not retried).
+  const bloated = fetchDefinition(`e2e-bloated-${transport}`, "${input.url}");
+  bloated.description = "d".repeat(3000);
+  const tooBig = await tool(client, "register_workflow", { definition: bloated });
+  assert.equal(tooBig.isError, true, JSON.stringify(tooBig));
+  assert.match(tooBig.structuredContent.error.message,
+               /^the definition is \d+ bytes of JSON, more than limits\.definition_bytes allows \(2048\)$/);
+  const bigInput = await tool(client, "start_workflow",
+                              { workflow: templated, input: { url: "x".repeat(5000) } });
+  assert.equal(bigInput.isError, true, JSON.stringify(bigInput));
+  assert.match(bigInput.structuredContent.error.message,
+               /^input is 5010 bytes of JSON, more than limits\.input_bytes allows \(4096\)$/);
+  const bigOutput = await run(client, templated, { url: `http://127.0.0.2:${hop.port}/big` });
+  assert.equal(bigOutput.state, "compensated", JSON.stringify(bigOutput));
+  assert.equal(bigOutput.steps[0].error.kind, "limit");
+  assert.match(bigOutput.steps[0].error.message,
+               /^the output is 3011 bytes of JSON, more than limits\.output_bytes allows \(2048\)$/);
+  assert.equal(bigOutput.steps[0].attempts, 1);
 
   // An operator's workflow reaches loopback, but not this server's API.
   const op = await run(client, "op-fetch", { url: `http://127.0.0.1:${inside.port}/secret` });

@@ -131,16 +131,18 @@ TEST(ValidateDefinitionTest, NamesUpTo128CharactersAreAccepted) {
             (Strings{"name: " + kNameRule, "steps[0].name: " + kNameRule}));
 }
 
-TEST(ValidateDefinitionTest, AtMost256Steps) {
+// The parser's own bound; limits.definition_steps (256 by default) is the
+// engine's, tests/engine/size_limits_test.cc.
+TEST(ValidateDefinitionTest, AtMost4096Steps) {
   json doc = json::parse(kBase);
   doc["steps"] = json::array();
-  for (int i = 0; i < 256; ++i) {
+  for (int i = 0; i < 4096; ++i) {
     doc["steps"].push_back(
         {{"name", "s" + std::to_string(i)}, {"action", "noop"}});
   }
   EXPECT_EQ(Errors(doc), Strings{});
   doc["steps"].push_back({{"name", "one-too-many"}, {"action", "noop"}});
-  EXPECT_EQ(Errors(doc), Strings{"steps: must have at most 256 steps"});
+  EXPECT_EQ(Errors(doc), Strings{"steps: must have at most 4096 steps"});
 }
 
 TEST(ValidateDefinitionTest, StepRules) {
