@@ -493,9 +493,9 @@ std::vector<Key> BuildSchema() {
   // Sizes: at least what a small workflow needs, at most what the store can
   // hold in one record with room to spare.
   constexpr int64_t kMaxBytes = int64_t{1} << 30;
-  keys.push_back({"limits.definition_bytes",
-                  Integer<C>(CDE_MEMBER(limits.definition_bytes), 1024,
-                             kMaxBytes)});
+  keys.push_back(
+      {"limits.definition_bytes",
+       Integer<C>(CDE_MEMBER(limits.definition_bytes), 1024, kMaxBytes)});
   keys.push_back({"limits.definition_steps",
                   Integer<C>(CDE_MEMBER(limits.definition_steps), 1,
                              kMaxDefinitionSteps)});
@@ -537,6 +537,9 @@ std::vector<Key> BuildSchema() {
   keys.push_back(
       {"actions.http.deny", {false, ApplyDestinations<&HttpPolicy::deny>}});
   keys.push_back({"auth.tokens", {false, ApplyTokens}});
+  keys.push_back({"secrets.env", StringList<C>(CDE_MEMBER(secrets.env))});
+  keys.push_back({"secrets.file", String<C>(CDE_MEMBER(secrets.file))});
+  keys.push_back({"secrets.clients", Bool<C>(CDE_MEMBER(secrets.clients))});
   keys.push_back({"alerts.workflow_failures.threshold",
                   Integer<C>(CDE_MEMBER(alerts.workflow_failures_threshold), 0,
                              UINT32_MAX)});
@@ -877,6 +880,9 @@ std::vector<std::string> KeysNeedingRestart(const Config& running,
   check(a.actions.http.allow != b.actions.http.allow, "actions.http.allow");
   check(a.actions.http.deny != b.actions.http.deny, "actions.http.deny");
   check(a.auth_tokens != b.auth_tokens, "auth.tokens");
+  check(a.secrets.env != b.secrets.env, "secrets.env");
+  check(a.secrets.file != b.secrets.file, "secrets.file");
+  check(a.secrets.clients != b.secrets.clients, "secrets.clients");
   return keys;
 }
 

@@ -58,6 +58,7 @@
 #include "engine/action_policy.h"
 #include "engine/limits.h"
 #include "engine/log.h"
+#include "engine/secrets.h"
 #include "storage/status.h"
 
 namespace cde {
@@ -120,6 +121,8 @@ struct Config {
   AlertConfig alerts;
   // What definitions registered by clients may do (actions.exec.*).
   ActionPolicy actions;
+  // Where ${secret.NAME} values come from (secrets.*).
+  SecretsOptions secrets;
   // Named bearer tokens with scopes (auth.h), by the SHA-256 of each.
   std::vector<TokenConfig> auth_tokens;
 

@@ -10,6 +10,7 @@
 #include "api/jsonrpc.h"
 #include "api/mcp_session.h"
 #include "api/mcp_util.h"
+#include "engine/secrets.h"
 #include "storage/saga_id.h"
 
 namespace cde {
@@ -349,7 +350,7 @@ void McpSession::ReadResource(const json& id, const std::string& uri) {
             auto self = weak.lock();
             if (!self) return;
             if (!r.ok()) return fail(*self, id, r.status());
-            self->Reply(id, Contents(uri, r->definition));
+            self->Reply(id, Contents(uri, DefinitionForDisplay(r->definition)));
           });
   }
 }

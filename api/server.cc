@@ -95,6 +95,7 @@ class Server {
     eo.timer_window_ms = config_.timer_window_ms;
     eo.limits = LimitsOf(config_);
     eo.action_policy = config_.actions;
+    eo.secrets = config_.secrets;
     auto opened = Engine::Open(&loop_, std::move(eo));
     if (!opened.ok()) {
       uv_loop_close(&loop_);

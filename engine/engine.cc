@@ -80,20 +80,25 @@ struct AttemptTimeout {
 
 Result<std::unique_ptr<Engine>> Engine::Open(uv_loop_t* loop,
                                              EngineOptions options) {
+  // What the options describe on this machine, before the store is touched:
+  // a mistake in them changes nothing.
+  auto destinations = DestinationPolicy::Compile(options.action_policy.http);
+  if (!destinations.ok()) return destinations.status();
+  auto sandbox = ResolveExecSandbox(options.action_policy.exec);
+  if (!sandbox.ok()) return sandbox.status();
+  auto secrets = Secrets::Load(options.secrets);
+  if (!secrets.ok()) return secrets.status();
   std::unique_ptr<Store> store = std::move(options.store);
   if (!store) {
     auto opened = OpenRocksStore({.path = options.data_dir});
     if (!opened.ok()) return opened.status();
     store = std::move(opened).value();
   }
-  auto destinations = DestinationPolicy::Compile(options.action_policy.http);
-  if (!destinations.ok()) return destinations.status();
-  auto sandbox = ResolveExecSandbox(options.action_policy.exec);
-  if (!sandbox.ok()) return sandbox.status();
   auto engine = std::make_unique<EngineImpl>(
       loop, std::move(options), std::move(store),
-      std::make_shared<DestinationPolicy>(std::move(destinations).value()),
-      std::move(sandbox).value());
+      ResolvedOptions{
+          std::make_shared<DestinationPolicy>(std::move(destinations).value()),
+          std::move(sandbox).value(), std::move(secrets).value()});
   Status s = engine->Recover();
   if (!s.ok()) {
     // Close what was opened; the loop must run to finish closing handles.
@@ -106,12 +111,11 @@ Result<std::unique_ptr<Engine>> Engine::Open(uv_loop_t* loop,
 }
 
 EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
-                       std::unique_ptr<Store> store,
-                       std::shared_ptr<DestinationPolicy> destinations,
-                       ExecSandbox client_sandbox)
+                       std::unique_ptr<Store> store, ResolvedOptions resolved)
     : loop_(loop),
       options_(std::move(options)),
-      destinations_(std::move(destinations)),
+      destinations_(std::move(resolved.destinations)),
+      secrets_(std::move(resolved.secrets)),
       store_(std::move(store)),
       ids_(options_.seed != 0 ? SagaIdGenerator(options_.seed)
                               : SagaIdGenerator()),
@@ -136,7 +140,8 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
       [this](const TimerQueue::Entry& e) { OnTimerDue(e); });
   inbox_ = Inbox::Create(loop_);
   exec_ = NewExecAction(loop_);
-  exec_for_clients_ = NewSandboxedExecAction(loop_, std::move(client_sandbox));
+  exec_for_clients_ =
+      NewSandboxedExecAction(loop_, std::move(resolved.client_sandbox));
   http_ = NewHttpAction(loop_, destinations_, /*client=*/false);
   http_for_clients_ = NewHttpAction(loop_, destinations_, /*client=*/true);
   uv_timer_init(loop_, &window_timer_);
@@ -249,7 +254,15 @@ void EngineImpl::RegisterWorkflow(const json& doc, DefinitionOrigin origin,
         " steps, more than limits.definition_steps allows (" +
         std::to_string(limits_.definition_steps) + ")"));
   }
-  if (origin == DefinitionOrigin::kClient) {
+  const bool client = origin == DefinitionOrigin::kClient;
+  if (auto wrong = secrets_.Check(*parsed, client); !wrong.empty()) {
+    std::string message = "invalid workflow definition: ";
+    for (size_t i = 0; i < wrong.size(); ++i) {
+      message += (i > 0 ? "; " : "") + wrong[i].ToString();
+    }
+    return done(Status::InvalidArgument(message));
+  }
+  if (client) {
     const auto refused =
         CheckClientDefinition(*parsed, options_.action_policy, *destinations_);
     if (!refused.empty()) {
@@ -522,8 +535,12 @@ void EngineImpl::Dispatch(Active& a) {
   const AttemptOutcome tag{w.step, w.compensation, w.attempt};
   // Measured where the result arrives (a native action's own thread), with
   // the limit of the dispatch: a reload may change it meanwhile.
-  auto deliver = [inbox = inbox_, this, id, tag,
+  // The values of the secrets the params name, filled in by rendering: what
+  // comes back with one of them in it is redacted before it is logged.
+  auto secrets_used = std::make_shared<std::vector<std::string>>();
+  auto deliver = [inbox = inbox_, this, id, tag, secrets_used,
                   max_output = limits_.output_bytes](ActionResult r) {
+    RedactSecrets(*secrets_used, &r);
     if (r.ok && !tag.compensation) {
       if (Status s = CheckSize("the output", r.output, max_output,
                                "limits.output_bytes");
@@ -548,6 +565,8 @@ void EngineImpl::Dispatch(Active& a) {
   std::map<std::string, json> outputs;
   TemplateContext tc = MakeTemplateContext(*a.def, a.saga, &outputs,
                                            req.idempotency_key, w.attempt);
+  tc.secrets = &secrets_.values();
+  tc.secrets_used = secrets_used.get();
   auto params = RenderTemplates(spec.params, tc);
   // Held back by a rate limit or an open breaker: not an attempt yet, so
   // it spends no retry; Dispatch runs again when the gate lets it through.

@@ -26,6 +26,7 @@
 #include "engine/limits.h"
 #include "engine/metrics.h"
 #include "engine/saga.h"
+#include "engine/secrets.h"
 #include "storage/store.h"
 
 namespace cde {
@@ -79,6 +80,8 @@ struct EngineOptions {
   EngineLimits limits;
   // What definitions registered by clients may do (action_policy.h).
   ActionPolicy action_policy;
+  // Where ${secret.NAME} values come from (secrets.h).
+  SecretsOptions secrets;
 };
 
 struct StartRequest {

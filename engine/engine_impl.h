@@ -56,12 +56,17 @@ struct EngineInstruments {
   Histogram* commit_batch_size;
 };
 
+// What Open makes of EngineOptions on this machine, before the store opens.
+struct ResolvedOptions {
+  std::shared_ptr<DestinationPolicy> destinations;
+  ExecSandbox client_sandbox;
+  Secrets secrets;
+};
+
 class EngineImpl final : public Engine {
  public:
   EngineImpl(uv_loop_t* loop, EngineOptions options,
-             std::unique_ptr<Store> store,
-             std::shared_ptr<DestinationPolicy> destinations,
-             ExecSandbox client_sandbox);
+             std::unique_ptr<Store> store, ResolvedOptions resolved);
   ~EngineImpl() override;
 
   // Loads definitions and resumes active sagas. Called once by Open().
@@ -221,6 +226,7 @@ class EngineImpl final : public Engine {
   uv_loop_t* const loop_;
   EngineOptions options_;
   std::shared_ptr<DestinationPolicy> destinations_;  // shared with http_*
+  const Secrets secrets_;
   // Before the writer, which observes into it from its own thread.
   Metrics metrics_;
   EngineInstruments m_{metrics_};

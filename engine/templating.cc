@@ -82,6 +82,11 @@ Result<TemplateRef> ParseRef(std::string_view body) {
       return ref;
     }
   }
+  if (parts.size() == 2 && parts[0] == "secret") {
+    ref.root = TemplateRef::Root::kSecret;
+    ref.path = {parts[1]};
+    return ref;
+  }
   if (parts[0] == "steps") {
     for (size_t i = 2; i < parts.size(); ++i) {
       if (parts[i] != "output") continue;
@@ -217,6 +222,21 @@ Result<json> Resolve(const TemplateRef& ref, const TemplateContext& context) {
       return json(context.idempotency_key);
     case TemplateRef::Root::kAttempt:
       return json(context.attempt);
+    case TemplateRef::Root::kSecret: {
+      if (context.secrets == nullptr) {
+        return Status::InvalidArgument(
+            "secrets can be named in action params only");
+      }
+      const auto it = context.secrets->find(ref.path[0]);
+      if (it == context.secrets->end()) {
+        return Status::InvalidArgument("no secret " + ref.path[0] +
+                                       " is configured");
+      }
+      if (context.secrets_used != nullptr) {
+        context.secrets_used->push_back(it->second);
+      }
+      return json(it->second);
+    }
   }
   return Status::InvalidArgument("step '" + ref.step + "' has no output");
 }

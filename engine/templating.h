@@ -12,6 +12,8 @@
 //   ${saga.id}               the saga id
 //   ${step.idempotency_key}  "<saga>/<step>/<attempt>" of this attempt
 //   ${step.attempt}          the attempt number (1-based)
+//   ${secret.NAME}           a configured secret (secrets.h), in action
+//                            params only; the value is never logged
 // A string that is exactly one reference becomes the referenced JSON value
 // (keeping its type); a reference inside a longer string is spliced in as
 // text (strings as is, other values as compact JSON). `$${` is a literal
@@ -31,10 +33,18 @@ namespace cde {
 // A parsed reference, e.g. ${steps.book.output.id} -> root "steps",
 // step "book", path {"id"}.
 struct TemplateRef {
-  enum class Root { kInput, kStepOutput, kSagaId, kIdempotencyKey, kAttempt };
+  enum class Root {
+    kInput,
+    kStepOutput,
+    kSagaId,
+    kIdempotencyKey,
+    kAttempt,
+    kSecret
+  };
   Root root;
   std::string step;               // kStepOutput only
-  std::vector<std::string> path;  // fields below input / output
+  std::vector<std::string> path;  // fields below input / output; kSecret:
+                                  // {NAME}
 };
 
 // Every reference in the strings of `params`, or InvalidArgument naming the
@@ -49,6 +59,11 @@ struct TemplateContext {
   std::string saga_id;
   std::string idempotency_key;
   uint32_t attempt = 1;
+  // Secret values by name; null: none may be named here.
+  const std::map<std::string, std::string>* secrets = nullptr;
+  // Where the values of the secrets rendered are added (may be null), so
+  // that what comes back can be redacted.
+  std::vector<std::string>* secrets_used = nullptr;
 };
 
 // `params` with every reference replaced, or InvalidArgument naming the JSON

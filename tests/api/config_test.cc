@@ -88,7 +88,9 @@ TEST(ConfigTest, FullFileRoundTripsEveryKey) {
                           "file_size_mb": 1, "processes": 10}},
       "http": {"allow": ["127.0.0.1", "10.0.0.0/8", "*.internal.example"],
                "deny": ["0.0.0.0/0", "::/0", "db.internal.example"]}
-    }
+    },
+    "secrets": {"env": ["STRIPE_KEY"], "file": "/etc/cde/secrets.json",
+                "clients": true}
   })");
   Config want;
   want.data_dir = "/var/lib/cde";
@@ -115,6 +117,7 @@ TEST(ConfigTest, FullFileRoundTripsEveryKey) {
   want.alerts = {0, 30000};
   want.actions.exec = {true,        {"/usr/bin/convert"}, {"PATH", "HOME"},
                        "/srv/jobs", "cde-jobs",           {5, 0, 1, 10}};
+  want.secrets = {{"STRIPE_KEY"}, "/etc/cde/secrets.json", true};
   want.actions.http = {{"127.0.0.1", "10.0.0.0/8", "*.internal.example"},
                        {"0.0.0.0/0", "::/0", "db.internal.example"}};
 
@@ -414,6 +417,7 @@ TEST(ConfigTest, KeysNeedingRestartListsOnlyWhatAReloadCannotApply) {
   reloaded.actions.exec.cwd = "/tmp";
   reloaded.actions.exec.user = "daemon";
   reloaded.actions.exec.limits.processes = 1;
+  reloaded.secrets.file = "s";
   reloaded.actions.http.allow = {"10.0.0.1"};
   reloaded.actions.http.deny = {"10.0.0.2"};
   EXPECT_THAT(KeysNeedingRestart(running, reloaded),
@@ -424,7 +428,8 @@ TEST(ConfigTest, KeysNeedingRestartListsOnlyWhatAReloadCannotApply) {
                           "actions.exec.clients", "actions.exec.allow",
                           "actions.exec.env_allow", "actions.exec.cwd",
                           "actions.exec.user", "actions.exec.limits",
-                          "actions.http.allow", "actions.http.deny"));
+                          "actions.http.allow", "actions.http.deny",
+                          "secrets.file"));
 }
 
 // `cde-orchestrator serve` with `args`, stderr captured.

@@ -60,12 +60,13 @@ Status EngineHarness::Open(const std::string& data_dir,
   options.action_policy = std::move(action_policy);
   options.timer_window_ms = timer_window_ms;
   options.run_sagas = run_sagas;
-  if (data_dir.empty()) {
-    options.store = NewMemoryStore();
-  } else {
-    options.data_dir = data_dir;
-  }
+  options.data_dir = data_dir;
   options.actions = std::move(actions);
+  return Open(std::move(options));
+}
+
+Status EngineHarness::Open(EngineOptions options) {
+  if (options.data_dir.empty()) options.store = NewMemoryStore();
   auto engine = Engine::Open(&loop_, std::move(options));
   if (!engine.ok()) return engine.status();
   engine_ = std::move(engine).value();

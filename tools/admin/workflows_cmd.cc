@@ -1,6 +1,7 @@
 // cde-admin workflows list | show NAME[@VERSION]
 #include <map>
 
+#include "engine/secrets.h"
 #include "tools/admin/commands.h"
 #include "tools/admin/saga_view.h"
 #include "tools/admin/store_access.h"
@@ -113,7 +114,7 @@ int RunWorkflowsShow(const Common& common, const std::string& spec) {
                {"registered_ms", found->registered_ms},
                {"registered_at", TimeJson(found->registered_ms)},
                {"origin", DefinitionOriginName(found->origin)},
-               {"definition", found->definition}});
+               {"definition", DefinitionForDisplay(found->definition)}});
     return kExitOk;
   }
   const std::string which =
@@ -126,7 +127,7 @@ int RunWorkflowsShow(const Common& common, const std::string& spec) {
       Paint(found->name + "@" + std::to_string(found->version), Colour::kBold)
           .c_str(),
       which.c_str(), FormatTime(found->registered_ms).c_str());
-  std::printf("%s\n", found->definition.dump(2).c_str());
+  std::printf("%s\n", DefinitionForDisplay(found->definition).dump(2).c_str());
   return kExitOk;
 }
 

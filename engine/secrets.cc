@@ -1,0 +1,216 @@
+#include "engine/secrets.h"
+
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "engine/templating.h"
+#include "storage/json_depth.h"
+
+namespace cde {
+namespace {
+
+using nlohmann::json;
+
+bool IsSecretName(const std::string& name) {
+  if (name.empty() ||
+      !(std::isalpha(static_cast<unsigned char>(name[0])) || name[0] == '_')) {
+    return false;
+  }
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
+  }
+  return true;
+}
+
+Status Add(const std::string& setting, const std::string& name,
+           std::string value, std::map<std::string, std::string>* out) {
+  if (!IsSecretName(name)) {
+    return Status::InvalidArgument(setting + ": '" + name +
+                                   "' is not a secret name ([A-Za-z_]"
+                                   "[A-Za-z0-9_]*)");
+  }
+  if (value.size() < kMinSecretLength) {
+    return Status::InvalidArgument(
+        setting + ": " + name + " is shorter than " +
+        std::to_string(kMinSecretLength) +
+        " characters; so short a value would be found by chance, and "
+        "redacted, in outputs");
+  }
+  if (!out->emplace(name, std::move(value)).second) {
+    return Status::InvalidArgument(setting + ": " + name +
+                                   " is defined twice (secrets.env and "
+                                   "secrets.file)");
+  }
+  return Status::OK();
+}
+
+void ReplaceAll(const std::vector<std::string>& values, std::string* text) {
+  for (const std::string& v : values) {
+    for (size_t at = text->find(v); at != std::string::npos;
+         at = text->find(v, at + std::char_traits<char>::length(kRedacted))) {
+      text->replace(at, v.size(), kRedacted);
+    }
+  }
+}
+
+json Redacted(const std::vector<std::string>& values, const json& value) {
+  if (value.is_string()) {
+    std::string text = value.get<std::string>();
+    ReplaceAll(values, &text);
+    return text;
+  }
+  if (value.is_array()) {
+    json out = json::array();
+    for (const json& item : value) out.push_back(Redacted(values, item));
+    return out;
+  }
+  if (value.is_object()) {
+    json out = json::object();
+    for (const auto& [key, item] : value.items()) {
+      std::string k = key;
+      ReplaceAll(values, &k);
+      out[k] = Redacted(values, item);
+    }
+    return out;
+  }
+  return value;
+}
+
+bool IsCredentialHeader(std::string name) {
+  for (char& c : name) c = static_cast<char>(std::tolower(c));
+  for (const char* part :
+       {"auth", "token", "secret", "password", "key", "cookie"}) {
+    if (name.find(part) != std::string::npos) return true;
+  }
+  return false;
+}
+
+// True if `value` is template references only, perhaps after a scheme.
+bool OnlyReferences(const std::string& value) {
+  std::string rest;
+  for (size_t i = 0; i < value.size();) {
+    if (value.compare(i, 2, "${") == 0) {
+      const size_t close = value.find('}', i);
+      if (close == std::string::npos) return false;
+      i = close + 1;
+    } else {
+      rest += value[i++];
+    }
+  }
+  while (!rest.empty() && rest.back() == ' ') rest.pop_back();
+  for (char& c : rest) c = static_cast<char>(std::tolower(c));
+  return rest.empty() || rest == "bearer" || rest == "basic" ||
+         rest == "token" || rest == "digest" || rest == "bot";
+}
+
+void RedactHeaders(json* spec) {
+  if (!spec->is_object() || spec->value("action", "") != "http") return;
+  auto params = spec->find("params");
+  if (params == spec->end() || !params->is_object()) return;
+  auto headers = params->find("headers");
+  if (headers == params->end() || !headers->is_object()) return;
+  for (auto& [name, value] : headers->items()) {
+    if (IsCredentialHeader(name) &&
+        !(value.is_string() && OnlyReferences(value.get<std::string>()))) {
+      value = "[redacted]";
+    }
+  }
+}
+
+}  // namespace
+
+json DefinitionForDisplay(const json& definition) {
+  json out = definition;
+  auto steps = out.find("steps");
+  if (steps == out.end() || !steps->is_array()) return out;
+  for (json& step : *steps) {
+    RedactHeaders(&step);
+    if (step.is_object() && step.contains("compensate")) {
+      RedactHeaders(&step["compensate"]);
+    }
+  }
+  return out;
+}
+
+Result<Secrets> Secrets::Load(const SecretsOptions& options) {
+  Secrets s;
+  s.clients_ = options.clients;
+  for (const std::string& name : options.env) {
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr) {
+      return Status::InvalidArgument("secrets.env: the environment variable " +
+                                     name + " is not set");
+    }
+    CDE_RETURN_IF_ERROR(Add("secrets.env", name, value, &s.values_));
+  }
+  if (options.file.empty()) return s;
+  const std::string setting = "secrets.file " + options.file;
+  std::ifstream in(options.file, std::ios::binary);
+  if (!in) {
+    return Status::InvalidArgument(setting +
+                                   ": cannot be read: " + std::strerror(errno));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  const json doc = ParseBoundedJson(text.str());
+  if (!doc.is_object()) {
+    return Status::InvalidArgument(
+        setting + ": must be a JSON object of secret values by name");
+  }
+  for (const auto& [name, value] : doc.items()) {
+    if (!value.is_string()) {
+      return Status::InvalidArgument(setting + ": " + name +
+                                     " must be a string");
+    }
+    CDE_RETURN_IF_ERROR(
+        Add(setting, name, value.get<std::string>(), &s.values_));
+  }
+  return s;
+}
+
+std::vector<DefinitionError> Secrets::Check(const WorkflowDefinition& def,
+                                            bool client) const {
+  std::vector<DefinitionError> out;
+  auto check = [&](const ActionSpec& spec, const std::string& path) {
+    auto refs = CollectTemplateRefs(spec.params, path);
+    if (!refs.ok()) return;  // the definition check reports it
+    for (const TemplateRef& ref : *refs) {
+      if (ref.root != TemplateRef::Root::kSecret) continue;
+      const std::string text = "${secret." + ref.path[0] + "}";
+      if (client && !clients_) {
+        out.push_back({path, text +
+                                 ": secrets are not available to definitions "
+                                 "registered by clients (secrets.clients is "
+                                 "off)"});
+      } else if (values_.count(ref.path[0]) == 0) {
+        out.push_back({path, text + ": no secret " + ref.path[0] +
+                                 " is configured (secrets.env, "
+                                 "secrets.file)"});
+      }
+    }
+  };
+  for (size_t i = 0; i < def.steps.size(); ++i) {
+    const std::string path = "steps[" + std::to_string(i) + "]";
+    check(def.steps[i].run, path + ".params");
+    if (def.steps[i].compensate) {
+      check(*def.steps[i].compensate, path + ".compensate.params");
+    }
+  }
+  return out;
+}
+
+void RedactSecrets(const std::vector<std::string>& values,
+                   ActionResult* result) {
+  if (values.empty()) return;
+  if (result->ok) {
+    result->output = Redacted(values, result->output);
+  } else {
+    ReplaceAll(values, &result->error.message);
+  }
+}
+
+}  // namespace cde

@@ -1,0 +1,251 @@
+// Secrets: ${secret.NAME} reaches the attempt and nothing else. The value is
+// sent (a header, a child's environment) while the saga's snapshot, log and
+// errors, and every file of the store, keep only "[secret]" or the
+// reference.
+#include "engine/secrets.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+#include "engine/templating.h"
+#include "tests/engine/engine_harness.h"
+#include "tests/test_util.h"
+#include "tools/test_http_server.h"
+
+namespace cde {
+namespace {
+
+using nlohmann::json;
+using test::EngineHarness;
+using ::testing::HasSubstr;
+
+constexpr char kVar[] = "CDE_TEST_API_TOKEN";
+constexpr char kValue[] = "tok-5ecret-9f8e7d";
+
+class SecretsTest : public ::testing::Test {
+ protected:
+  SecretsTest() { setenv(kVar, kValue, 1); }
+  ~SecretsTest() override { unsetenv(kVar); }
+
+  std::string WriteFile(const std::string& text) {
+    const std::string path = dir_.Sub("secrets.json");
+    std::ofstream(path) << text;
+    return path;
+  }
+
+  test::TempDir dir_;
+};
+
+TEST_F(SecretsTest, LoadsVariablesAndAFile) {
+  auto s = Secrets::Load(
+      {.env = {kVar}, .file = WriteFile(R"({"DB_PASSWORD": "hunter22"})")});
+  ASSERT_OK(s.status());
+  EXPECT_EQ(s->values(), (std::map<std::string, std::string>{
+                             {kVar, kValue}, {"DB_PASSWORD", "hunter22"}}));
+}
+
+TEST_F(SecretsTest, MistakesAreRefusedNamingTheSetting) {
+  auto error = [](const SecretsOptions& o) {
+    auto s = Secrets::Load(o);
+    EXPECT_TRUE(s.status().IsInvalidArgument());
+    return s.status().message();
+  };
+  EXPECT_EQ(error({.env = {"CDE_TEST_NOT_SET"}}),
+            "secrets.env: the environment variable CDE_TEST_NOT_SET is not "
+            "set");
+  const std::string file = WriteFile(R"(["a"])");
+  EXPECT_EQ(error({.file = file}),
+            "secrets.file " + file +
+                ": must be a JSON object of secret values by name");
+  WriteFile(R"({"A": 1})");
+  EXPECT_EQ(error({.file = file}),
+            "secrets.file " + file + ": A must be a string");
+  WriteFile(R"({"a-b": "long enough"})");
+  EXPECT_THAT(error({.file = file}), HasSubstr("'a-b' is not a secret name"));
+  WriteFile(R"({"PIN": "123"})");
+  EXPECT_THAT(error({.file = file}), HasSubstr("PIN is shorter than 4"));
+  WriteFile(std::string(R"({")") + kVar + R"(": "another one"})");
+  EXPECT_THAT(error({.env = {kVar}, .file = file}),
+              HasSubstr(std::string(kVar) + " is defined twice"));
+  EXPECT_THAT(error({.file = dir_.Sub("missing.json")}),
+              HasSubstr("cannot be read: No such file or directory"));
+}
+
+TEST(SecretTemplateTest, RendersOnlyWhereSecretsAreGiven) {
+  const std::map<std::string, std::string> values = {{"K", "value-1"}};
+  std::vector<std::string> used;
+  TemplateContext tc;
+  tc.secrets = &values;
+  tc.secrets_used = &used;
+  auto r =
+      RenderTemplates({{"h", "Bearer ${secret.K}"}, {"v", "${secret.K}"}}, tc);
+  ASSERT_OK(r.status());
+  EXPECT_EQ(*r, json({{"h", "Bearer value-1"}, {"v", "value-1"}}));
+  EXPECT_EQ(used, (std::vector<std::string>{"value-1", "value-1"}));
+  EXPECT_EQ(RenderTemplates({{"v", "${secret.NOPE}"}}, tc).status().message(),
+            "params.v: ${secret.NOPE}: no secret NOPE is configured");
+  EXPECT_EQ(RenderTemplates({{"v", "${secret.K}"}}, TemplateContext{})
+                .status()
+                .message(),
+            "params.v: ${secret.K}: secrets can be named in action params "
+            "only");
+}
+
+TEST(RedactSecretsTest, ReplacesEveryOccurrenceInOutputsAndErrors) {
+  ActionResult ok = ActionResult::Success(
+      {{"a", "x value-1 y value-1"}, {"value-1", {1, "value-1"}}});
+  RedactSecrets({"value-1"}, &ok);
+  EXPECT_EQ(ok.output, json({{"a", "x [secret] y [secret]"},
+                             {"[secret]", {1, "[secret]"}}}));
+  ActionResult failed = ActionResult::Failure("http_401", "bad value-1");
+  RedactSecrets({"value-1"}, &failed);
+  EXPECT_EQ(failed.error.message, "bad [secret]");
+}
+
+// Every file below `dir` that holds `needle`.
+std::vector<std::string> FilesHolding(const std::string& dir,
+                                      const std::string& needle) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    std::ifstream in(e.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    if (bytes.find(needle) != std::string::npos) out.push_back(e.path());
+  }
+  return out;
+}
+
+TEST_F(SecretsTest, ASecretReachesTheCallButNotTheLogTheSnapshotOrTheStore) {
+  TestHttpServer server;
+  server.Start();
+  // A careless service that echoes what it got, in success and in error.
+  server.Respond("/echo", 200,
+                 json({{"seen", std::string("Bearer ") + kValue}}).dump());
+  server.Respond("/deny", 401, std::string("bad token ") + kValue);
+  const json auth = {{"Authorization", "Bearer ${secret.CDE_TEST_API_TOKEN}"}};
+  const json workflow = {
+      {"name", "calls"},
+      {"version", 1},
+      {"steps",
+       {{{"name", "get"},
+         {"action", "http"},
+         {"params", {{"url", server.url("/echo")}, {"headers", auth}}}},
+        {{"name", "run"},
+         {"action", "exec"},
+         {"params",
+          {{"argv", {"/bin/sh", "-c", R"(printf '{"token": "%s"}' "$TOKEN")"}},
+           {"env", {{"TOKEN", "${secret.CDE_TEST_API_TOKEN}"}}}}}},
+        {{"name", "denied"},
+         {"action", "http"},
+         {"retry", {{"max_attempts", 1}}},
+         {"params", {{"url", server.url("/deny")}, {"headers", auth}}}}}}};
+  const std::string data = dir_.Sub("data");
+  {
+    EngineHarness h;
+    EngineOptions options;
+    options.data_dir = data;
+    options.action_policy.http.allow = {"127.0.0.1"};
+    options.secrets.env = {kVar};
+    ASSERT_OK(h.Open(std::move(options)));
+    ASSERT_OK(h.Register(workflow).status());
+    auto started = h.Start({.workflow = "calls"});
+    ASSERT_OK(started.status());
+    auto rec = h.AwaitInactive(started->saga_id);
+    ASSERT_OK(rec.status());
+    EXPECT_EQ(rec->state, SagaState::kCompensated) << rec->body.dump();
+    const json& steps = rec->body["steps"];
+    EXPECT_EQ(steps[0]["output"], json({{"seen", "Bearer [secret]"}}));
+    EXPECT_EQ(steps[1]["output"], json({{"token", "[secret]"}}));
+    EXPECT_EQ(steps[2]["error"]["message"], "HTTP 401: bad token [secret]");
+    // The value did reach the service, twice.
+    for (const auto& req : server.requests()) {
+      EXPECT_EQ(req.header("authorization"), std::string("Bearer ") + kValue);
+    }
+    EXPECT_EQ(server.request_count(), 2u);
+    auto log = h.engine().store().ReadLog(started->saga_id, 1, 1000);
+    ASSERT_OK(log.status());
+    for (const LogRecord& r : *log) {
+      EXPECT_EQ(r.data.dump().find(kValue), std::string::npos) << r.type;
+    }
+    ASSERT_OK(h.Close());
+  }
+  // The definition keeps the reference; no file of the store holds the
+  // value (the WAL, the SSTs, the MANIFEST, the options).
+  EXPECT_THAT(FilesHolding(data, "${secret.CDE_TEST_API_TOKEN}"),
+              ::testing::Not(::testing::IsEmpty()));
+  EXPECT_THAT(FilesHolding(data, kValue), ::testing::IsEmpty());
+}
+
+TEST_F(SecretsTest, ADefinitionMayNameOnlyConfiguredSecretsAndClientsNone) {
+  EngineHarness h;
+  EngineOptions options;
+  options.data_dir = "";  // in memory
+  options.secrets.env = {kVar};
+  ASSERT_OK(h.Open(std::move(options)));
+  auto def = [](const std::string& name, const std::string& secret) {
+    return json{{"name", name},
+                {"version", 1},
+                {"steps",
+                 {{{"name", "say"},
+                   {"action", "echo"},
+                   {"params", {{"x", "${secret." + secret + "}"}}}}}}};
+  };
+  auto unknown = h.Register(def("a", "NOPE"));
+  ASSERT_TRUE(unknown.status().IsInvalidArgument());
+  EXPECT_EQ(unknown.status().message(),
+            "invalid workflow definition: steps[0].params: ${secret.NOPE}: no "
+            "secret NOPE is configured (secrets.env, secrets.file)");
+  auto client = h.Register(def("b", kVar), DefinitionOrigin::kClient);
+  ASSERT_TRUE(client.status().IsInvalidArgument());
+  EXPECT_EQ(client.status().message(),
+            "invalid workflow definition: steps[0].params: "
+            "${secret.CDE_TEST_API_TOKEN}: secrets are not available to "
+            "definitions registered by clients (secrets.clients is off)");
+  EXPECT_TRUE(h.engine().ListWorkflows().empty());
+  ASSERT_OK(h.Register(def("c", kVar)).status());  // the operator's
+}
+
+}  // namespace
+}  // namespace cde
+
+namespace cde {
+namespace {
+
+TEST(DefinitionForDisplayTest, CredentialHeadersAreRedactedUnlessReferences) {
+  const nlohmann::json def = {
+      {"name", "d"},
+      {"steps",
+       {{{"name", "a"},
+         {"action", "http"},
+         {"params",
+          {{"url", "https://x.example"},
+           {"headers",
+            {{"Authorization", "Bearer abc123"},
+             {"X-Api-Key", "k-42"},
+             {"Cookie", "session=1"},
+             {"Accept", "application/json"}}}}},
+         {"compensate",
+          {{"action", "http"},
+           {"params",
+            {{"url", "https://x.example"},
+             {"headers",
+              {{"authorization", "Bearer ${secret.API_TOKEN}"},
+               {"X-Auth-Token", "${input.token}"}}}}}}}}}}};
+  const nlohmann::json shown = DefinitionForDisplay(def);
+  const auto& h = shown["steps"][0]["params"]["headers"];
+  EXPECT_EQ(h["Authorization"], "[redacted]");
+  EXPECT_EQ(h["X-Api-Key"], "[redacted]");
+  EXPECT_EQ(h["Cookie"], "[redacted]");
+  EXPECT_EQ(h["Accept"], "application/json");
+  const auto& c = shown["steps"][0]["compensate"]["params"]["headers"];
+  EXPECT_EQ(c["authorization"], "Bearer ${secret.API_TOKEN}");
+  EXPECT_EQ(c["X-Auth-Token"], "${input.token}");
+  EXPECT_EQ(shown["steps"][0]["params"]["url"], "https://x.example");
+}
+
+}  // namespace
+}  // namespace cde
