@@ -7,14 +7,18 @@
 // a redirect (redirects are not followed). An operator's definition may
 // reach loopback, but not the server's own listener. And the size limits:
 // a definition and an input over theirs are refused naming the setting, an
-// output over its limit fails the step with kind `limit`.
+// output over its limit fails the step with kind `limit`. And secrets: an
+// operator's step sends ${secret.NAME} in a header; the value reaches the
+// target, while the saga, its log, the workflow resource, the server's log
+// and every file of the store hold only the reference or "[secret]".
 //
 //   node mcp_policy_e2e.mjs /path/to/cde-orchestrator
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { createServer } from "node:http";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
@@ -28,7 +32,8 @@ async function target(host, routes) {
   const seen = [];
   const server = createServer((req, res) => {
     seen.push(req.url);
-    const [status, headers, body] = routes[req.url] || [404, {}, "not found"];
+    const route = routes[req.url] || [404, {}, "not found"];
+    const [status, headers, body] = typeof route === "function" ? route(req) : route;
     res.writeHead(status, headers);
     res.end(body);
   });
@@ -36,7 +41,13 @@ async function target(host, routes) {
   return { seen, port: server.address().port, close: () => new Promise((r) => server.close(r)) };
 }
 
-const inside = await target("127.0.0.1", { "/secret": [200, { "content-type": "application/json" }, '{"secret": 42}'] });
+const inside = await target("127.0.0.1", {
+  "/secret": [200, { "content-type": "application/json" }, '{"secret": 42}'],
+  // A careless service: it echoes the credentials it was sent.
+  "/echo-auth": (req) => [200, { "content-type": "application/json" },
+                          JSON.stringify({ got: req.headers.authorization })],
+});
+const token = `e2e-${randomBytes(12).toString("hex")}`;
 // The one address the configuration allows clients, which redirects inside.
 const hop = await target("127.0.0.2", {
   "/hop": [302, { location: `http://127.0.0.1:${inside.port}/secret` }, ""],
@@ -49,6 +60,8 @@ const env = {
   CDE_LIMITS_DEFINITION_BYTES: "2048",
   CDE_LIMITS_INPUT_BYTES: "4096",
   CDE_LIMITS_OUTPUT_BYTES: "2048",
+  E2E_API_TOKEN: token,
+  CDE_SECRETS_ENV: '["E2E_API_TOKEN"]',
 };
 
 // An operator's workflow (from --workflows) that fetches the URL it is given.
@@ -58,6 +71,21 @@ mkdirSync(workflows);
 writeFileSync(join(workflows, "op-fetch.json"), JSON.stringify({
   name: "op-fetch", version: 1,
   steps: [{ name: "get", action: "http", params: { url: "${input.url}" } }] }));
+
+writeFileSync(join(workflows, "op-secret.json"), JSON.stringify({
+  name: "op-secret", version: 1,
+  steps: [{ name: "call", action: "http",
+            params: { url: `http://127.0.0.1:${inside.port}/echo-auth`,
+                      headers: { Authorization: "Bearer ${secret.E2E_API_TOKEN}" } } }] }));
+
+// Every file below `dir` whose bytes hold `needle`.
+function filesHolding(dir, needle) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) return filesHolding(path, needle);
+    return e.isFile() && readFileSync(path).includes(needle) ? [path] : [];
+  });
+}
 
 function fetchDefinition(name, url) {
   return { name, version: 1, steps: [{ name: "get", action: "http", params: { url } }] };
@@ -132,6 +160,21 @@ async function conversation(client, transport, ownBase) {
                /^the output is 3011 bytes of JSON, more than limits\.output_bytes allows \(2048\)$/);
   assert.equal(bigOutput.steps[0].attempts, 1);
 
+  // A secret: sent, and nowhere else.
+  const sent = await run(client, "op-secret", {});
+  assert.equal(sent.state, "completed", JSON.stringify(sent));
+  assert.deepEqual(sent.steps[0].output, { got: "Bearer [secret]" });
+  const log = await tool(client, "get_saga_log", { saga_id: sent.saga_id });
+  assert.ok(!JSON.stringify(log).includes(token), "the secret in the saga log");
+  const resource = await client.readResource({ uri: "workflow://op-secret/1" });
+  assert.match(resource.contents[0].text, /Bearer \$\{secret\.E2E_API_TOKEN\}/);
+  assert.ok(!JSON.stringify(resource).includes(token));
+  // A client may not name it.
+  const stealing = fetchDefinition(`e2e-steal-${transport}`, `http://127.0.0.2:${hop.port}/fine?k=\${secret.E2E_API_TOKEN}`);
+  const stolen = await tool(client, "register_workflow", { definition: stealing });
+  assert.equal(stolen.isError, true, JSON.stringify(stolen));
+  assert.match(stolen.structuredContent.error.message, /secrets are not available to definitions registered by clients/);
+
   // An operator's workflow reaches loopback, but not this server's API.
   const op = await run(client, "op-fetch", { url: `http://127.0.0.1:${inside.port}/secret` });
   assert.equal(op.state, "completed", JSON.stringify(op));
@@ -150,14 +193,20 @@ try {
       command: binary,
       args: ["serve", "--stdio", "--data-dir", join(dir, "stdio"), "--workflows", workflows],
       env, stderr: "pipe" }));
+    let log = "";
+    client.transport.stderr.on("data", (d) => { log += d; });
     try {
       await conversation(client, "stdio", null);
     } finally {
       await client.close();
     }
+    assert.ok(log.includes('"op-secret"'), "the server logged nothing of the saga");
+    assert.ok(!log.includes(token), "the secret in the server's log");
   });
   await check("http: the http destination policy, and the server's own listener", async () => {
     const server = await serveHttp(binary, ["--data-dir", join(dir, "http"), "--workflows", workflows], { env });
+    let log = "";
+    server.proc.stderr.on("data", (d) => { log += d; });
     const client = new Client({ name: "cde-policy-e2e", version: "1.0.0" });
     try {
       await client.connect(new StreamableHTTPClientTransport(new URL(`${server.base}/mcp`)));
@@ -167,11 +216,18 @@ try {
       server.proc.kill("SIGTERM");
       await server.exited;
     }
+    assert.ok(!log.includes(token), "the secret in the server's log");
+  });
+  // A random token stays literal even in a compressed SST block; the C++
+  // test (secrets_test.cc) also reads every row.
+  await check("no file of either store holds the secret", async () => {
+    assert.ok(filesHolding(dir, "op-secret").length > 0, "the stores are there");
+    assert.deepEqual(filesHolding(dir, token), []);
   });
   // Nothing the policy refused reached the inside server: only the
   // operator's two fetches did.
   await check("the refused requests never reached the target", async () => {
-    assert.deepEqual(inside.seen, ["/secret", "/secret"]);
+    assert.deepEqual(inside.seen.filter((u) => u !== "/echo-auth"), ["/secret", "/secret"]);
   });
 } finally {
   await inside.close();
