@@ -466,6 +466,10 @@ std::vector<Key> BuildSchema() {
       {"http.auth_tokens_file", String<C>(CDE_MEMBER(http.auth_tokens_file))},
       {"http.max_message_bytes",
        Integer<C>(CDE_MEMBER(http.max_message_bytes), 1024, int64_t{1} << 30)},
+      {"http.max_sessions",
+       Integer<C>(CDE_MEMBER(http.max_sessions), 1, 10'000'000)},
+      {"http.max_sessions_per_client",
+       Integer<C>(CDE_MEMBER(http.max_sessions_per_client), 1, 10'000'000)},
       {"log.level", {true, ApplyLogLevel}},
       {"log.format", {true, ApplyLogFormat}},
       {"log.file", String<C>(CDE_MEMBER(log.file))},
@@ -865,6 +869,9 @@ std::vector<std::string> KeysNeedingRestart(const Config& running,
         "http.auth_tokens_file");
   check(a.http.max_message_bytes != b.http.max_message_bytes,
         "http.max_message_bytes");
+  check(a.http.max_sessions != b.http.max_sessions, "http.max_sessions");
+  check(a.http.max_sessions_per_client != b.http.max_sessions_per_client,
+        "http.max_sessions_per_client");
   check(a.log.format != b.log.format, "log.format");
   check(a.log.file != b.log.file, "log.file");
   check(a.log.async != b.log.async, "log.async");

@@ -73,6 +73,10 @@ struct HttpConfig {
   // tokens in plain text, one per line ('#' comments and blank lines
   // skipped), each with every scope.
   std::string auth_tokens_file;
+  // The MCP session table (McpHttpOptions): its size, and what one client
+  // (a token, or without tokens an address) may hold of it.
+  uint64_t max_sessions = 10000;
+  uint64_t max_sessions_per_client = 1000;
   size_t max_message_bytes = 4 << 20;  // 1 KiB .. 1 GiB
 
   friend bool operator==(const HttpConfig&, const HttpConfig&) = default;

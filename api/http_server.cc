@@ -204,6 +204,7 @@ class HttpServer::Connection
   HttpRequest request_;
   std::string field_, value_;
   size_t header_bytes_ = 0;
+  std::string peer_;  // the client's address, for every request
   bool keep_alive_ = true;
   // Set by a parser callback that rejects the request (413, 431).
   int error_status_ = 0;
@@ -278,6 +279,18 @@ const llhttp_settings_t* HttpServer::Connection::Settings() {
 
 void HttpServer::Connection::Start() {
   uv_tcp_nodelay(&tcp_, 1);
+  sockaddr_storage addr{};
+  int len = sizeof(addr);
+  char text[INET6_ADDRSTRLEN] = "";
+  if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&addr), &len) ==
+      0) {
+    if (addr.ss_family == AF_INET) {
+      uv_ip4_name(reinterpret_cast<sockaddr_in*>(&addr), text, sizeof(text));
+    } else if (addr.ss_family == AF_INET6) {
+      uv_ip6_name(reinterpret_cast<sockaddr_in6*>(&addr), text, sizeof(text));
+    }
+  }
+  peer_ = text;
   StartReading();
   ArmTimer(server_->options_.idle_timeout_ms);
 }
@@ -703,6 +716,7 @@ bool HttpServer::Connection::AddHeaderBytes(size_t n) {
 int HttpServer::Connection::OnMessageBegin(llhttp_t* parser) {
   auto* self = static_cast<Connection*>(parser->data);
   self->request_ = HttpRequest();
+  self->request_.peer = self->peer_;
   self->field_.clear();
   self->value_.clear();
   self->header_bytes_ = 0;

@@ -45,6 +45,9 @@ struct HttpRequest {
   // Lower-case names. Repeated headers are joined with ", ".
   std::map<std::string, std::string> headers;
   std::string body;  // decoded when the request was chunked
+  // The address the connection comes from ("127.0.0.1", "::1"); "" if the
+  // socket could not tell.
+  std::string peer;
 
   // The value of header `lower_name`, or "" when absent.
   std::string header(const std::string& lower_name) const;

@@ -52,6 +52,7 @@ struct McpHttp::Session {
   uint64_t last_used_ms = 0;
   uint64_t last_use = 0;  // McpHttp::uses_ then: orders uses within a ms
   std::string owner;      // the name of the token that initialized it
+  std::string client;     // whose quota it counts against (ClientOf)
 };
 
 McpHttp::McpHttp(uv_loop_t* loop, Engine* engine, McpHttpOptions options)
@@ -201,14 +202,16 @@ void McpHttp::Post(const HttpRequest& request, const Principal& caller,
   const bool initialize = call != nullptr && call->method == "initialize";
   std::string sid = request.header("mcp-session-id");
   if (initialize) {
-    if (std::string full = MakeRoom(caller.name); !full.empty()) {
+    const std::string client = ClientOf(request, caller);
+    if (std::string full = MakeRoom(client); !full.empty()) {
       return respond(JsonRpcErrorResponse(503, jsonrpc::kInternalError, full));
     }
     sid = NewSessionId();
     auto session = std::make_unique<Session>();
     session->id = sid;
     session->owner = caller.name;
-    ++sessions_of_[caller.name];
+    session->client = client;
+    ++sessions_of_[client];
     session->mcp = McpSession::Create(
         engine_, loop_,
         [this, sid](McpSession::OutFrame frame) {
@@ -354,11 +357,17 @@ void McpHttp::Touch(Session& session) {
   session.last_use = ++uses_;
 }
 
-std::string McpHttp::IdleLongest(const std::string* owner) const {
+std::string McpHttp::ClientOf(const HttpRequest& request,
+                              const Principal& caller) const {
+  return options_.tokens.enabled() ? "token:" + caller.name
+                                   : "peer:" + request.peer;
+}
+
+std::string McpHttp::IdleLongest(const std::string* client) const {
   std::string oldest;
   uint64_t oldest_use = UINT64_MAX;
   for (const auto& [sid, s] : sessions_) {
-    if (owner != nullptr && s->owner != *owner) continue;
+    if (client != nullptr && s->client != *client) continue;
     const bool streaming =
         std::any_of(s->get_streams.begin(), s->get_streams.end(),
                     [](const auto& stream) { return stream->open(); });
@@ -371,14 +380,17 @@ std::string McpHttp::IdleLongest(const std::string* owner) const {
   return oldest;
 }
 
-std::string McpHttp::MakeRoom(const std::string& owner) {
-  const auto owned = sessions_of_.find(owner);
-  if (options_.tokens.enabled() && owned != sessions_of_.end() &&
-      owned->second >= options_.max_sessions_per_token) {
-    const std::string victim = IdleLongest(&owner);
+std::string McpHttp::MakeRoom(const std::string& client) {
+  const auto owned = sessions_of_.find(client);
+  if (owned != sessions_of_.end() &&
+      owned->second >= options_.max_sessions_per_client) {
+    const std::string victim = IdleLongest(&client);
     if (victim.empty()) {
-      return "too many sessions for token '" + owner + "' (" +
-             std::to_string(options_.max_sessions_per_token) +
+      const std::string who = client.starts_with("token:")
+                                  ? "token '" + client.substr(6) + "'"
+                                  : "address " + client.substr(5);
+      return "too many sessions for " + who + " (" +
+             std::to_string(options_.max_sessions_per_client) +
              "), none of them idle; end unused ones with DELETE /mcp";
     }
     DropSession(victim);
@@ -399,7 +411,7 @@ void McpHttp::DropSession(const std::string& sid) {
   if (it == sessions_.end()) return;
   std::unique_ptr<Session> session = std::move(it->second);
   sessions_.erase(it);
-  if (auto n = sessions_of_.find(session->owner);
+  if (auto n = sessions_of_.find(session->client);
       n != sessions_of_.end() && --n->second == 0) {
     sessions_of_.erase(n);
   }

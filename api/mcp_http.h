@@ -51,10 +51,11 @@ struct McpHttpOptions {
   uint64_t session_idle_timeout_ms = 3600 * 1000;
   // At the cap, initialize evicts the idle session (no request, open
   // stream, wait or followed task) used longest ago, and refuses (503)
-  // only if none is idle. With tokens, one token holds at most
-  // max_sessions_per_token, so that one client cannot fill the table.
+  // only if none is idle. One client (a token; without tokens, a peer
+  // address) holds at most max_sessions_per_client, evicting its own idle
+  // ones beyond, so that it cannot fill the table.
   size_t max_sessions = 10000;
-  size_t max_sessions_per_token = 1000;
+  size_t max_sessions_per_client = 1000;
   // Frames for the GET stream kept while none is open (then dropped,
   // oldest first).
   size_t max_buffered_frames = 1000;
@@ -104,12 +105,17 @@ class McpHttp {
   void DropSession(const std::string& sid);
   // Marks `session` used now.
   void Touch(Session& session);
-  // Makes room for a session of `owner` (evicting the idle session used
-  // longest ago where a cap is reached); "" if there is room, else why not.
-  std::string MakeRoom(const std::string& owner);
-  // The idle session used longest ago (of `owner`, or of anyone when it
+  // Whose quota a request's session counts against: "token:<name>", or
+  // without tokens "peer:<address>".
+  std::string ClientOf(const HttpRequest& request,
+                       const Principal& caller) const;
+  // Makes room for a session of `client` (ClientOf; evicting the idle
+  // session used longest ago where a cap is reached); "" if there is room,
+  // else why not.
+  std::string MakeRoom(const std::string& client);
+  // The idle session used longest ago (of `client`, or of anyone when it
   // is null), or "".
-  std::string IdleLongest(const std::string* owner) const;
+  std::string IdleLongest(const std::string* client) const;
   static void OnSweep(uv_timer_t* timer);
   std::string NewSessionId();
 
@@ -117,7 +123,7 @@ class McpHttp {
   Engine* const engine_;
   const McpHttpOptions options_;
   std::map<std::string, std::unique_ptr<Session>> sessions_;
-  std::map<std::string, size_t> sessions_of_;  // by owner
+  std::map<std::string, size_t> sessions_of_;  // by client (ClientOf)
   uint64_t uses_ = 0;                          // requests to sessions so far
   uv_timer_t sweep_timer_;
   bool closing_ = false;

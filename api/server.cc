@@ -159,6 +159,8 @@ class Server {
     mo.allowed_origins = config_.http.allowed_origins;
     mo.tokens = tokens;
     mo.limiter = &inbound_;
+    mo.max_sessions = config_.http.max_sessions;
+    mo.max_sessions_per_client = config_.http.max_sessions_per_client;
     mcp_ = std::make_unique<McpHttp>(&loop_, engine_.get(), std::move(mo));
     routes_ = HttpRoutes::Create(engine_.get(), mcp_.get(), &ready_, tokens,
                                  &inbound_, &loop_);

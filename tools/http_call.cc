@@ -58,6 +58,10 @@ HttpAnswer PerformHttpCall(const HttpCall& call) {
     headers = curl_slist_append(headers, h.c_str());
   }
   curl_easy_setopt(curl, CURLOPT_URL, call.url.c_str());
+  const std::string interface = "host!" + call.local_address;
+  if (!call.local_address.empty()) {
+    curl_easy_setopt(curl, CURLOPT_INTERFACE, interface.c_str());
+  }
   if (call.method == "POST") {
     curl_easy_setopt(curl, CURLOPT_POST, 1L);
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, call.body.data());

@@ -17,6 +17,8 @@ struct HttpCall {
   std::string body;
   long timeout_ms = 30000;
   long connect_timeout_ms = 3000;
+  // The local address to connect from ("127.0.0.2"); "" = any.
+  std::string local_address;
 };
 
 struct HttpAnswer {

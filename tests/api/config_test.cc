@@ -59,7 +59,8 @@ TEST(ConfigTest, FullFileRoundTripsEveryKey) {
     "sync": false,
     "stdio": true,
     "http": {"listen": "[::1]:9100", "allowed_origins": ["https://a.example"],
-             "auth_tokens_file": "/etc/cde/tokens", "max_message_bytes": 2048},
+             "auth_tokens_file": "/etc/cde/tokens", "max_message_bytes": 2048,
+             "max_sessions": 50, "max_sessions_per_client": 5},
     "log": {"level": "debug", "format": "text", "file": "/var/log/cde.log",
             "async": false},
     "shutdown": {"timeout_ms": 5000},
@@ -102,6 +103,8 @@ TEST(ConfigTest, FullFileRoundTripsEveryKey) {
   want.http.allowed_origins = {"https://a.example"};
   want.http.auth_tokens_file = "/etc/cde/tokens";
   want.http.max_message_bytes = 2048;
+  want.http.max_sessions = 50;
+  want.http.max_sessions_per_client = 5;
   want.log = {LogLevel::kDebug, "text", "/var/log/cde.log", false};
   want.shutdown_timeout_ms = 5000;
   want.timer_window_ms = 120000;

@@ -54,7 +54,7 @@ class McpHttpLimitsTest : public ::testing::Test {
     o.tokens = TokenTable(std::move(configs));
     o.limiter = &limiter_;
     o.max_sessions = max_sessions;
-    o.max_sessions_per_token = per_token;
+    o.max_sessions_per_client = per_token;
     mcp_ = std::make_unique<McpHttp>(h_.loop(), &h_.engine(), std::move(o));
   }
 

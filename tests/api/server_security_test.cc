@@ -114,5 +114,54 @@ TEST_F(ServerSecurityTest,
       mcp_->Call("list_workflows", json::object())["workflows"].empty());
 }
 
+// Over real connections, without tokens: one address that opens session
+// after session evicts its own idle ones beyond
+// http.max_sessions_per_client, never another address's, and every one of
+// its initializes is answered.
+TEST(ServerSessionsTest, AFloodFromOneAddressEvictsOnlyItsOwnSessions) {
+  test::TempDir dir;
+  ServerProcess server{CDE_ORCHESTRATOR_PATH};
+  ASSERT_TRUE(server.Start(dir.Sub("data"), dir.Sub("server.log"), {},
+                           {{"CDE_HTTP_MAX_SESSIONS", "8"},
+                            {"CDE_HTTP_MAX_SESSIONS_PER_CLIENT", "3"}}));
+  auto post = [&](const std::string& from, const json& body,
+                  const std::string& sid) {
+    HttpCall call{.method = "POST",
+                  .url = server.base() + "/mcp",
+                  .headers = {"Accept: application/json, text/event-stream",
+                              "Content-Type: application/json"},
+                  .body = body.dump(),
+                  .local_address = from};
+    if (!sid.empty()) call.headers.push_back("Mcp-Session-Id: " + sid);
+    return PerformHttpCall(call);
+  };
+  const json initialize = {
+      {"jsonrpc", "2.0"},
+      {"id", 1},
+      {"method", "initialize"},
+      {"params",
+       {{"protocolVersion", "2025-11-25"},
+        {"capabilities", json::object()},
+        {"clientInfo", {{"name", "t"}, {"version", "1"}}}}}};
+  const json list = {{"jsonrpc", "2.0"}, {"id", 2}, {"method", "tools/list"}};
+  auto open = [&](const std::string& from) {
+    HttpAnswer a = post(from, initialize, "");
+    EXPECT_EQ(a.status, 200) << a.error << a.body;
+    return a.header("mcp-session-id");
+  };
+  const std::string other = open("127.0.0.2");
+  ASSERT_FALSE(other.empty());
+  std::vector<std::string> flood;
+  for (int i = 0; i < 50; ++i) flood.push_back(open("127.0.0.1"));
+  EXPECT_EQ(post("127.0.0.2", list, other).status, 200)
+      << "another address's session survives";
+  EXPECT_EQ(post("127.0.0.1", list, flood[0]).status, 404)
+      << "the flood's oldest was evicted";
+  for (size_t i = flood.size() - 3; i < flood.size(); ++i) {
+    EXPECT_EQ(post("127.0.0.1", list, flood[i]).status, 200) << i;
+  }
+  EXPECT_EQ(server.Terminate(), 0);
+}
+
 }  // namespace
 }  // namespace cde
