@@ -299,7 +299,10 @@ void McpSession::CallTool(const json& id, const std::string& name,
                       {"version", def->version},
                       {"description", def->description},
                       {"steps", def->steps.size()},
-                      {"origin", DefinitionOriginName(def->origin)}});
+                      {"origin", DefinitionOriginName(def->origin)},
+                      {"registered_by", def->registered_by.empty()
+                                            ? json(nullptr)
+                                            : json(def->registered_by)}});
     }
     return ToolResult(id, {{"workflows", list}});
   }
@@ -310,7 +313,7 @@ void McpSession::CallTool(const json& id, const std::string& name,
                                "arguments.definition: must be an object"));
     }
     return engine_->RegisterWorkflow(
-        *def, DefinitionOrigin::kClient,
+        *def, DefinitionOrigin::kClient, context.caller.name,
         later([](McpSession& s, const json& id, Result<DefinitionRecord> r) {
           if (!r.ok()) return s.ToolError(id, r.status());
           s.ToolResult(id, {{"name", r->name}, {"version", r->version}});

@@ -113,6 +113,7 @@ struct WorkflowDefinition {
   // Who registered it (not part of the document): decides which actions
   // its steps may use (engine/action_policy.h).
   DefinitionOrigin origin = DefinitionOrigin::kOperator;
+  std::string registered_by;  // DefinitionRecord::registered_by
 
   // The index of the step named `name`, or -1.
   int StepIndex(const std::string& name) const;

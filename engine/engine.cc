@@ -211,6 +211,7 @@ Status EngineImpl::AddDefinition(const DefinitionRecord& record) {
                                        "@" + std::to_string(record.version));
   }
   parsed->origin = record.origin;
+  parsed->registered_by = record.registered_by;
   definitions_[record.name][record.version] =
       std::make_shared<const WorkflowDefinition>(std::move(parsed).value());
   records_[{record.name, record.version}] = record;
@@ -236,6 +237,7 @@ EngineImpl::ListWorkflows() const {
 }
 
 void EngineImpl::RegisterWorkflow(const json& doc, DefinitionOrigin origin,
+                                  const std::string& by,
                                   Callback<DefinitionRecord> done) {
   if (!health_.ok()) return done(health_);
   if (Status s = CheckSize("the definition", doc, limits_.definition_bytes,
@@ -294,7 +296,7 @@ void EngineImpl::RegisterWorkflow(const json& doc, DefinitionOrigin origin,
                              std::to_string(version) +
                              " is being registered; retry"));
   }
-  DefinitionRecord record{name, version, Now(), doc, origin};
+  DefinitionRecord record{name, version, Now(), doc, origin, by};
   Transition t;
   t.PutDefinition(record);
   Commit(std::move(t), [this, record, key, done](const Status& s) {

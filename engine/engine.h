@@ -140,13 +140,16 @@ class Engine {
   // it the operator's); different content under an existing version is
   // AlreadyExists. A client's definition must also pass the action policy
   // (EngineOptions::action_policy), checked again when its attempts run.
+  // `by` (who: a token's name, "local", "workflows_dir"; "" = not
+  // recorded) is stored with it.
   virtual void RegisterWorkflow(const nlohmann::json& definition,
-                                DefinitionOrigin origin,
+                                DefinitionOrigin origin, const std::string& by,
                                 Callback<DefinitionRecord> done) = 0;
-  // An operator's registration: the C++ API, a workflows directory.
+  // An operator's registration through the C++ API.
   void RegisterWorkflow(const nlohmann::json& definition,
                         Callback<DefinitionRecord> done) {
-    RegisterWorkflow(definition, DefinitionOrigin::kOperator, std::move(done));
+    RegisterWorkflow(definition, DefinitionOrigin::kOperator, "",
+                     std::move(done));
   }
   virtual std::vector<std::shared_ptr<const WorkflowDefinition>> ListWorkflows()
       const = 0;

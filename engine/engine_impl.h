@@ -75,7 +75,7 @@ class EngineImpl final : public Engine {
   Status RegisterAction(const std::string& name, NativeAction action) override;
   using Engine::RegisterWorkflow;
   void RegisterWorkflow(const nlohmann::json& definition,
-                        DefinitionOrigin origin,
+                        DefinitionOrigin origin, const std::string& by,
                         Callback<DefinitionRecord> done) override;
   std::vector<std::shared_ptr<const WorkflowDefinition>> ListWorkflows()
       const override;

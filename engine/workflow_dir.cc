@@ -45,13 +45,15 @@ struct DirLoad : std::enable_shared_from_this<DirLoad> {
     auto doc = ReadJsonFile(files[i]);
     if (!doc.ok()) return done(doc.status());
     auto self = shared_from_this();
-    engine->RegisterWorkflow(*doc, [self, i](Result<DefinitionRecord> r) {
-      if (!r.ok()) {
-        return self->done(r.status().WithContext(self->files[i].string()));
-      }
-      self->loaded.push_back(std::move(r).value());
-      self->Next(i + 1);
-    });
+    engine->RegisterWorkflow(
+        *doc, DefinitionOrigin::kOperator, "workflows_dir",
+        [self, i](Result<DefinitionRecord> r) {
+          if (!r.ok()) {
+            return self->done(r.status().WithContext(self->files[i].string()));
+          }
+          self->loaded.push_back(std::move(r).value());
+          self->Next(i + 1);
+        });
   }
 };
 

@@ -241,12 +241,13 @@ std::optional<DefinitionOrigin> DefinitionOriginFromName(
 
 std::string EncodeDefinition(const DefinitionRecord& r) {
   std::string out;
-  CborWriter(&out, kRecordVersion, 5)
+  CborWriter(&out, kRecordVersion, 6)
       .Field("name", r.name)
       .Field("version", r.version)
       .Field("registered_ms", r.registered_ms)
       .Field("definition", r.definition)
-      .Field("origin", DefinitionOriginName(r.origin));
+      .Field("origin", DefinitionOriginName(r.origin))
+      .Field("registered_by", r.registered_by);
   return out;
 }
 
@@ -264,6 +265,7 @@ Result<DefinitionRecord> DecodeDefinition(std::string_view value,
           if (!origin) throw std::invalid_argument("unknown origin");
           r.origin = *origin;
         }
+        r.registered_by = j.value("registered_by", std::string());
       });
 }
 

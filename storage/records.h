@@ -117,6 +117,9 @@ struct DefinitionRecord {
   // Records written before origins were kept read as kClient: the least
   // trusted, until an operator registers the same content again.
   DefinitionOrigin origin = DefinitionOrigin::kOperator;
+  // Who registered it: a token's name, "local", "workflows_dir"; "" = not
+  // recorded (the C++ API, records from before it was kept).
+  std::string registered_by;
 
   friend bool operator==(const DefinitionRecord&,
                          const DefinitionRecord&) = default;

@@ -1046,6 +1046,17 @@ TEST_F(McpSessionTest, AToolOutsideTheTokensScopesIsForbiddenNamingTheScope) {
   r = CallWith({{"name", "replay_saga"}, {"arguments", {{"saga_id", "x"}}}},
                As("runner", {Scope::kRead, Scope::kRun}));
   EXPECT_EQ(r["result"]["structuredContent"]["error"]["scope"], "admin");
+  // Who registered a workflow is kept with it.
+  r = CallWith(
+      {{"name", "register_workflow"}, {"arguments", {{"definition", kParks}}}},
+      As("author", {Scope::kDefine}));
+  ASSERT_EQ(r["result"]["isError"], false) << r.dump();
+  json registered_by;
+  const json listed = Out(Tool("list_workflows", json::object()));
+  for (const json& w : listed["workflows"]) {
+    if (w["name"] == "parks") registered_by = w["registered_by"];
+  }
+  EXPECT_EQ(registered_by, "author") << listed.dump();
   r = CallWith(
       {{"name", "start_workflow"}, {"arguments", {{"workflow", "three"}}}},
       As("runner", {Scope::kRun}));

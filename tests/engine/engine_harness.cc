@@ -113,9 +113,10 @@ Result<T> RunCall(EngineHarness& h, Call call) {
 }
 
 Result<DefinitionRecord> EngineHarness::Register(const nlohmann::json& def,
-                                                 DefinitionOrigin origin) {
+                                                 DefinitionOrigin origin,
+                                                 const std::string& by) {
   return RunCall<DefinitionRecord>(
-      *this, [&](auto cb) { engine_->RegisterWorkflow(def, origin, cb); });
+      *this, [&](auto cb) { engine_->RegisterWorkflow(def, origin, by, cb); });
 }
 
 Result<StartResult> EngineHarness::Start(StartRequest request) {

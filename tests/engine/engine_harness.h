@@ -76,7 +76,8 @@ class EngineHarness {
   // Synchronous wrappers: run the loop until the callback has answered.
   Result<DefinitionRecord> Register(
       const nlohmann::json& definition,
-      DefinitionOrigin origin = DefinitionOrigin::kOperator);
+      DefinitionOrigin origin = DefinitionOrigin::kOperator,
+      const std::string& by = "");
   Result<StartResult> Start(StartRequest request);
   // `by`: who asks, as the engine records it ("" = not recorded).
   Result<SagaState> Cancel(const std::string& id, bool compensate = true,

@@ -46,12 +46,12 @@ TEST(RecordsTest, EveryRecordRoundTrips) {
 TEST(RecordsTest, DefinitionOriginIsStoredByNameAndOldRecordsAreClients) {
   for (DefinitionOrigin origin :
        {DefinitionOrigin::kOperator, DefinitionOrigin::kClient}) {
-    DefinitionRecord def{"trip", 4, 99, {{"steps", {1}}}, origin};
+    DefinitionRecord def{"trip", 4, 99, {{"steps", {1}}}, origin, "ci-bot"};
     const std::string enc = EncodeDefinition(def);
     EXPECT_NE(enc.find(DefinitionOriginName(origin)), std::string::npos);
     auto df = DecodeDefinition(enc, "here");
     ASSERT_OK(df.status());
-    EXPECT_EQ(df->origin, origin);
+    EXPECT_EQ(*df, def);
   }
   // Written before origins were kept: the least trusted.
   std::string old(1, '\x01');
@@ -63,6 +63,7 @@ TEST(RecordsTest, DefinitionOriginIsStoredByNameAndOldRecordsAreClients) {
   auto df = DecodeDefinition(old, "here");
   ASSERT_OK(df.status());
   EXPECT_EQ(df->origin, DefinitionOrigin::kClient);
+  EXPECT_EQ(df->registered_by, "");  // not recorded then
   std::string bad(1, '\x01');
   const auto bad_cbor =
       nlohmann::json::to_cbor({{"name", "trip"},

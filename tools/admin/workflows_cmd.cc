@@ -36,14 +36,17 @@ int RunWorkflowsList(const Common& common) {
   if (common.json) {
     json list = json::array();
     for (const auto& d : defs) {
-      list.push_back({{"name", d.name},
-                      {"version", d.version},
-                      {"latest", latest[d.name] == d.version},
-                      {"registered_ms", d.registered_ms},
-                      {"registered_at", TimeJson(d.registered_ms)},
-                      {"origin", DefinitionOriginName(d.origin)},
-                      {"description", Description(d)},
-                      {"steps", StepNames(d)}});
+      list.push_back(
+          {{"name", d.name},
+           {"version", d.version},
+           {"latest", latest[d.name] == d.version},
+           {"registered_ms", d.registered_ms},
+           {"registered_at", TimeJson(d.registered_ms)},
+           {"origin", DefinitionOriginName(d.origin)},
+           {"registered_by",
+            d.registered_by.empty() ? json(nullptr) : json(d.registered_by)},
+           {"description", Description(d)},
+           {"steps", StepNames(d)}});
     }
     PrintJson({{"workflows", list}});
     return kExitOk;
@@ -114,6 +117,9 @@ int RunWorkflowsShow(const Common& common, const std::string& spec) {
                {"registered_ms", found->registered_ms},
                {"registered_at", TimeJson(found->registered_ms)},
                {"origin", DefinitionOriginName(found->origin)},
+               {"registered_by", found->registered_by.empty()
+                                     ? json(nullptr)
+                                     : json(found->registered_by)},
                {"definition", DefinitionForDisplay(found->definition)}});
     return kExitOk;
   }
