@@ -240,22 +240,10 @@ void EngineImpl::RegisterWorkflow(const json& doc, DefinitionOrigin origin,
                                   const std::string& by,
                                   Callback<DefinitionRecord> done) {
   if (!health_.ok()) return done(health_);
-  if (Status s = CheckSize("the definition", doc, limits_.definition_bytes,
-                           "limits.definition_bytes");
-      !s.ok()) {
-    return done(s);
-  }
   ActionNames native;
   for (const auto& [name, fn] : actions_) native.insert(name);
   auto parsed = ParseDefinition(doc, native);
   if (!parsed.ok()) return done(parsed.status());
-  if (parsed->steps.size() > limits_.definition_steps) {
-    return done(Status::InvalidArgument(
-        "invalid workflow definition: steps: " +
-        std::to_string(parsed->steps.size()) +
-        " steps, more than limits.definition_steps allows (" +
-        std::to_string(limits_.definition_steps) + ")"));
-  }
   const bool client = origin == DefinitionOrigin::kClient;
   if (auto wrong = secrets_.Check(*parsed, client); !wrong.empty()) {
     std::string message = "invalid workflow definition: ";
@@ -290,6 +278,20 @@ void EngineImpl::RegisterWorkflow(const json& doc, DefinitionOrigin origin,
           "workflow " + name + " version " + std::to_string(version) +
           " is already registered with different content; versions are "
           "immutable, register it as a new version"));
+  }
+  // New content only: what was registered under a larger limit (the
+  // workflows directory registers again at every start) keeps working.
+  if (Status s = CheckSize("the definition", doc, limits_.definition_bytes,
+                           "limits.definition_bytes");
+      !s.ok()) {
+    return done(s);
+  }
+  if (parsed->steps.size() > limits_.definition_steps) {
+    return done(Status::InvalidArgument(
+        "invalid workflow definition: steps: " +
+        std::to_string(parsed->steps.size()) +
+        " steps, more than limits.definition_steps allows (" +
+        std::to_string(limits_.definition_steps) + ")"));
   }
   if (!registering_.insert(key).second) {
     return done(Status::Busy("workflow " + name + " version " +
@@ -537,12 +539,13 @@ void EngineImpl::Dispatch(Active& a) {
   const AttemptOutcome tag{w.step, w.compensation, w.attempt};
   // Measured where the result arrives (a native action's own thread), with
   // the limit of the dispatch: a reload may change it meanwhile.
-  // The values of the secrets the params name, filled in by rendering: what
-  // comes back with one of them in it is redacted before it is logged.
-  auto secrets_used = std::make_shared<std::vector<std::string>>();
-  auto deliver = [inbox = inbox_, this, id, tag, secrets_used,
+  // What comes back with a secret's value in it is redacted before it is
+  // logged: whether or not these params named it (an operator's child
+  // inherits the environment secrets.env reads).
+  auto deliver = [inbox = inbox_, this, id, tag,
+                  secrets = secrets_.redactions(),
                   max_output = limits_.output_bytes](ActionResult r) {
-    RedactSecrets(*secrets_used, &r);
+    RedactSecrets(*secrets, &r);
     if (r.ok && !tag.compensation) {
       if (Status s = CheckSize("the output", r.output, max_output,
                                "limits.output_bytes");
@@ -567,8 +570,13 @@ void EngineImpl::Dispatch(Active& a) {
   std::map<std::string, json> outputs;
   TemplateContext tc = MakeTemplateContext(*a.def, a.saga, &outputs,
                                            req.idempotency_key, w.attempt);
-  tc.secrets = &secrets_.values();
-  tc.secrets_used = secrets_used.get();
+  const bool client = a.def->origin == DefinitionOrigin::kClient;
+  // Checked again for every attempt, as the action policy is: a client's
+  // definition registered while secrets.clients was on gets none once it
+  // is off.
+  const bool secrets_refused =
+      client && !secrets_.clients() && NamesSecrets(spec.params);
+  if (!secrets_refused) tc.secrets = &secrets_.values();
   auto params = RenderTemplates(spec.params, tc);
   // Held back by a rate limit or an open breaker: not an attempt yet, so
   // it spends no retry; Dispatch runs again when the gate lets it through.
@@ -576,11 +584,18 @@ void EngineImpl::Dispatch(Active& a) {
   ++attempts_in_flight_;
   a.in_flight = true;
   ObserveDispatch(a);
+  if (secrets_refused) {
+    deliver(ActionResult::Failure(
+        kPolicyErrorKind,
+        "secrets are not available to definitions registered by clients "
+        "(secrets.clients is off)"));
+    return;
+  }
   if (!params.ok()) {
     deliver(ActionResult::Failure("template", params.status().message()));
     return;
   }
-  if (a.def->origin == DefinitionOrigin::kClient) {
+  if (client) {
     // Again with the rendered params: a template can build an argv.
     Status allowed = CheckClientAttempt(spec, *params, options_.action_policy);
     if (!allowed.ok()) {
@@ -606,7 +621,6 @@ void EngineImpl::Dispatch(Active& a) {
         *spec.timeout_ms, 0);
   }
   if (RunSimpleBuiltin(spec.action, req, deliver)) return;
-  const bool client = a.def->origin == DefinitionOrigin::kClient;
   AsyncAction* io = nullptr;
   if (spec.action == "exec") {
     io = client ? exec_for_clients_.get() : exec_.get();

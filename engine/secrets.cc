@@ -1,5 +1,6 @@
 #include "engine/secrets.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
@@ -62,6 +63,13 @@ json Redacted(const std::vector<std::string>& values, const json& value) {
     std::string text = value.get<std::string>();
     ReplaceAll(values, &text);
     return text;
+  }
+  if (value.is_number()) {
+    const std::string text = value.dump();
+    for (const std::string& v : values) {
+      if (text == v) return kRedacted;
+    }
+    return value;
   }
   if (value.is_array()) {
     json out = json::array();
@@ -147,7 +155,7 @@ Result<Secrets> Secrets::Load(const SecretsOptions& options) {
     }
     CDE_RETURN_IF_ERROR(Add("secrets.env", name, value, &s.values_));
   }
-  if (options.file.empty()) return s;
+  if (options.file.empty()) return std::move(s).Sorted();
   const std::string setting = "secrets.file " + options.file;
   std::ifstream in(options.file, std::ios::binary);
   if (!in) {
@@ -169,7 +177,28 @@ Result<Secrets> Secrets::Load(const SecretsOptions& options) {
     CDE_RETURN_IF_ERROR(
         Add(setting, name, value.get<std::string>(), &s.values_));
   }
-  return s;
+  return std::move(s).Sorted();
+}
+
+Secrets Secrets::Sorted() && {
+  std::vector<std::string> all;
+  for (const auto& [name, value] : values_) all.push_back(value);
+  std::sort(all.begin(), all.end(),
+            [](const std::string& a, const std::string& b) {
+              return a.size() > b.size();
+            });
+  redactions_ =
+      std::make_shared<const std::vector<std::string>>(std::move(all));
+  return std::move(*this);
+}
+
+bool NamesSecrets(const json& params) {
+  auto refs = CollectTemplateRefs(params, "params");
+  if (!refs.ok()) return false;
+  for (const TemplateRef& ref : *refs) {
+    if (ref.root == TemplateRef::Root::kSecret) return true;
+  }
+  return false;
 }
 
 std::vector<DefinitionError> Secrets::Check(const WorkflowDefinition& def,
@@ -209,6 +238,7 @@ void RedactSecrets(const std::vector<std::string>& values,
   if (result->ok) {
     result->output = Redacted(values, result->output);
   } else {
+    ReplaceAll(values, &result->error.kind);
     ReplaceAll(values, &result->error.message);
   }
 }

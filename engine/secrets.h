@@ -9,6 +9,7 @@
 #define CDE_ENGINE_SECRETS_H_
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,13 @@ class Secrets {
 
   const std::map<std::string, std::string>& values() const { return values_; }
   bool clients() const { return clients_; }
+  // Every value, longest first (so that one inside another goes whole),
+  // for RedactSecrets: what comes back from any attempt may hold any of
+  // them (an operator's child inherits the environment they came from).
+  // Shared, so that a result arriving late on another thread holds it.
+  std::shared_ptr<const std::vector<std::string>> redactions() const {
+    return redactions_;
+  }
 
   // What `def` may not do with secrets, by the path of each reference: name
   // one that is not configured, or (registered by a client) name any while
@@ -60,9 +68,17 @@ class Secrets {
                                      bool client) const;
 
  private:
+  // Fills redactions_ from values_.
+  Secrets Sorted() &&;
+
   std::map<std::string, std::string> values_;
   bool clients_ = false;
+  std::shared_ptr<const std::vector<std::string>> redactions_ =
+      std::make_shared<const std::vector<std::string>>();
 };
+
+// True if `params` name a secret anywhere.
+bool NamesSecrets(const nlohmann::json& params);
 
 // A definition document as every surface shows it (MCP resources,
 // cde-admin): the value of each credential header of its http steps
@@ -74,7 +90,8 @@ class Secrets {
 nlohmann::json DefinitionForDisplay(const nlohmann::json& definition);
 
 // Replaces every occurrence of each of `values` in `result`'s output (its
-// strings and keys) and error message with kRedacted.
+// strings and keys, and numbers whose text is one) and error kind and
+// message with kRedacted.
 void RedactSecrets(const std::vector<std::string>& values,
                    ActionResult* result);
 

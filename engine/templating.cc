@@ -232,9 +232,6 @@ Result<json> Resolve(const TemplateRef& ref, const TemplateContext& context) {
         return Status::InvalidArgument("no secret " + ref.path[0] +
                                        " is configured");
       }
-      if (context.secrets_used != nullptr) {
-        context.secrets_used->push_back(it->second);
-      }
       return json(it->second);
     }
   }

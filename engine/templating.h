@@ -61,9 +61,6 @@ struct TemplateContext {
   uint32_t attempt = 1;
   // Secret values by name; null: none may be named here.
   const std::map<std::string, std::string>* secrets = nullptr;
-  // Where the values of the secrets rendered are added (may be null), so
-  // that what comes back can be redacted.
-  std::vector<std::string>* secrets_used = nullptr;
 };
 
 // `params` with every reference replaced, or InvalidArgument naming the JSON

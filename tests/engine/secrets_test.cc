@@ -79,15 +79,12 @@ TEST_F(SecretsTest, MistakesAreRefusedNamingTheSetting) {
 
 TEST(SecretTemplateTest, RendersOnlyWhereSecretsAreGiven) {
   const std::map<std::string, std::string> values = {{"K", "value-1"}};
-  std::vector<std::string> used;
   TemplateContext tc;
   tc.secrets = &values;
-  tc.secrets_used = &used;
   auto r =
       RenderTemplates({{"h", "Bearer ${secret.K}"}, {"v", "${secret.K}"}}, tc);
   ASSERT_OK(r.status());
   EXPECT_EQ(*r, json({{"h", "Bearer value-1"}, {"v", "value-1"}}));
-  EXPECT_EQ(used, (std::vector<std::string>{"value-1", "value-1"}));
   EXPECT_EQ(RenderTemplates({{"v", "${secret.NOPE}"}}, tc).status().message(),
             "params.v: ${secret.NOPE}: no secret NOPE is configured");
   EXPECT_EQ(RenderTemplates({{"v", "${secret.K}"}}, TemplateContext{})
@@ -103,9 +100,18 @@ TEST(RedactSecretsTest, ReplacesEveryOccurrenceInOutputsAndErrors) {
   RedactSecrets({"value-1"}, &ok);
   EXPECT_EQ(ok.output, json({{"a", "x [secret] y [secret]"},
                              {"[secret]", {1, "[secret]"}}}));
-  ActionResult failed = ActionResult::Failure("http_401", "bad value-1");
+  ActionResult failed = ActionResult::Failure("kind value-1", "bad value-1");
   RedactSecrets({"value-1"}, &failed);
+  EXPECT_EQ(failed.error.kind, "kind [secret]");
   EXPECT_EQ(failed.error.message, "bad [secret]");
+  // A numeric secret printed as JSON is a number; and the longer of two
+  // overlapping values goes whole when values come longest first.
+  ActionResult pin = ActionResult::Success({{"pin", 482913}, {"n", 4829}});
+  RedactSecrets({"482913"}, &pin);
+  EXPECT_EQ(pin.output, json({{"pin", "[secret]"}, {"n", 4829}}));
+  ActionResult both = ActionResult::Success("abcd-efgh");
+  RedactSecrets({"abcd-efgh", "abcd"}, &both);
+  EXPECT_EQ(both.output, "[secret]");
 }
 
 // Every file below `dir` that holds `needle`.
@@ -197,6 +203,69 @@ TEST_F(SecretsTest, ASecretReachesTheCallButNotTheLogTheSnapshotOrTheStore) {
   }
   EXPECT_GT(rows, 10u);
   EXPECT_GT(references, 0u) << "the definition keeps the reference";
+}
+
+// A step that names no secret still has its output redacted: an
+// operator's child inherits the environment secrets.env reads.
+TEST_F(SecretsTest, AnOperatorsChildPrintingItsEnvironmentIsRedacted) {
+  EngineHarness h;
+  EngineOptions options;
+  options.data_dir = "";
+  options.secrets.env = {kVar};
+  ASSERT_OK(h.Open(std::move(options)));
+  ASSERT_OK(h.Register({{"name", "env"},
+                        {"version", 1},
+                        {"steps",
+                         {{{"name", "env"},
+                           {"action", "exec"},
+                           {"params", {{"argv", {"/usr/bin/env"}}}}}}}})
+                .status());
+  auto started = h.Start({.workflow = "env"});
+  ASSERT_OK(started.status());
+  auto rec = h.AwaitInactive(started->saga_id);
+  ASSERT_OK(rec.status());
+  const std::string out = rec->body["steps"][0]["output"].value("stdout", "");
+  EXPECT_NE(out.find(std::string(kVar) + "=[secret]"), std::string::npos)
+      << out;
+  EXPECT_EQ(out.find(kValue), std::string::npos);
+}
+
+// secrets.clients is checked again at each attempt: turned off, a client's
+// definition registered while it was on gets no secret.
+TEST_F(SecretsTest, AClientsDefinitionLosesSecretsWhenClientsAreTurnedOff) {
+  const json def = {{"name", "say"},
+                    {"version", 1},
+                    {"steps",
+                     {{{"name", "say"},
+                       {"action", "echo"},
+                       {"retry", {{"max_attempts", 3}}},
+                       {"params", {{"x", "${secret.CDE_TEST_API_TOKEN}"}}}}}}};
+  const std::string data = dir_.Sub("data");
+  auto open = [&](EngineHarness& h, bool clients) {
+    EngineOptions options;
+    options.data_dir = data;
+    options.secrets = {.env = {kVar}, .clients = clients};
+    return h.Open(std::move(options));
+  };
+  {
+    EngineHarness h;
+    ASSERT_OK(open(h, true));
+    ASSERT_OK(h.Register(def, DefinitionOrigin::kClient).status());
+    ASSERT_OK(h.Close());
+  }
+  EngineHarness h;
+  ASSERT_OK(open(h, false));
+  auto started = h.Start({.workflow = "say"});
+  ASSERT_OK(started.status());
+  auto rec = h.AwaitInactive(started->saga_id);
+  ASSERT_OK(rec.status());
+  const json& step = rec->body["steps"][0];
+  EXPECT_EQ(step["error"]["kind"], "policy") << step.dump();
+  EXPECT_EQ(step["error"]["message"],
+            "secrets are not available to definitions registered by clients "
+            "(secrets.clients is off)");
+  EXPECT_EQ(step["attempts"], 1);
+  ASSERT_OK(h.Close());
 }
 
 TEST_F(SecretsTest, ADefinitionMayNameOnlyConfiguredSecretsAndClientsNone) {

@@ -62,6 +62,22 @@ TEST_F(SizeLimitsTest, ADefinitionOverTheLimitIsRefusedAndNotStored) {
   ASSERT_OK(h_.Register(Echoes()).status());  // a small one is fine
 }
 
+// The workflows directory registers its files again at every start: what
+// was registered under larger limits must not stop the server then.
+TEST_F(SizeLimitsTest, LoweredLimitsKeepWhatIsRegistered) {
+  json big = Echoes();
+  big["description"] = std::string(2000, 'd');
+  ASSERT_OK(h_.Register(big).status());
+  Limit([](EngineLimits& l) {
+    l.definition_bytes = 1024;
+    l.definition_steps = 1;
+  });
+  ASSERT_OK(h_.Register(big).status());  // the same content: a no-op
+  json bigger = big;
+  bigger["version"] = 2;
+  EXPECT_TRUE(h_.Register(bigger).status().IsInvalidArgument());
+}
+
 TEST_F(SizeLimitsTest, MoreStepsThanTheLimitAreRefused) {
   Limit([](EngineLimits& l) { l.definition_steps = 2; });
   json steps = json::array();
