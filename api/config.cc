@@ -177,9 +177,11 @@ void ApplyExecAllow(const json& v, const std::string& path, Config* c,
   c->actions.exec.allow = v.get<std::vector<std::string>>();
 }
 
-// actions.exec.env_allow: variable names, which cannot hold '='.
-void ApplyEnvAllow(const json& v, const std::string& path, Config* c,
-                   Problems* p) {
+// actions.exec.env_allow and .params_env_allow: variable names, which
+// cannot hold '='. The loader's (LD_*) are never a client's to set.
+template <std::vector<std::string> ExecPolicy::*kList>
+void ApplyVariableNames(const json& v, const std::string& path, Config* c,
+                        Problems* p) {
   bool ok = v.is_array();
   for (size_t i = 0; ok && i < v.size(); ++i) {
     ok = v[i].is_string() && !v[i].get_ref<const std::string&>().empty() &&
@@ -189,7 +191,19 @@ void ApplyEnvAllow(const json& v, const std::string& path, Config* c,
     p->push_back({path, "must be an array of environment variable names"});
     return;
   }
-  c->actions.exec.env_allow = v.get<std::vector<std::string>>();
+  auto names = v.get<std::vector<std::string>>();
+  if (kList == &ExecPolicy::params_env_allow) {
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i].starts_with("LD_")) {
+        p->push_back({path + "[" + std::to_string(i) + "]",
+                      "variables of the dynamic loader (LD_*) cannot be "
+                      "allowed: through them an allowed program would load "
+                      "any code"});
+        return;
+      }
+    }
+  }
+  c->actions.exec.*kList = std::move(names);
 }
 
 void ApplyExecCwd(const json& v, const std::string& path, Config* c,
@@ -519,7 +533,10 @@ std::vector<Key> BuildSchema() {
   keys.push_back(
       {"actions.exec.clients", Bool<C>(CDE_MEMBER(actions.exec.clients))});
   keys.push_back({"actions.exec.allow", {false, ApplyExecAllow}});
-  keys.push_back({"actions.exec.env_allow", {false, ApplyEnvAllow}});
+  keys.push_back({"actions.exec.env_allow",
+                  {false, ApplyVariableNames<&ExecPolicy::env_allow>}});
+  keys.push_back({"actions.exec.params_env_allow",
+                  {false, ApplyVariableNames<&ExecPolicy::params_env_allow>}});
   keys.push_back({"actions.exec.cwd", {true, ApplyExecCwd}});
   keys.push_back({"actions.exec.user", {true, ApplyExecUser}});
   // Up to 2^40: far beyond any machine, far from uint64 overflow in bytes.
@@ -881,6 +898,8 @@ std::vector<std::string> KeysNeedingRestart(const Config& running,
   check(a.actions.exec.allow != b.actions.exec.allow, "actions.exec.allow");
   check(a.actions.exec.env_allow != b.actions.exec.env_allow,
         "actions.exec.env_allow");
+  check(a.actions.exec.params_env_allow != b.actions.exec.params_env_allow,
+        "actions.exec.params_env_allow");
   check(a.actions.exec.cwd != b.actions.exec.cwd, "actions.exec.cwd");
   check(a.actions.exec.user != b.actions.exec.user, "actions.exec.user");
   check(a.actions.exec.limits != b.actions.exec.limits, "actions.exec.limits");

@@ -41,15 +41,16 @@ std::optional<DefinitionError> ExecProblem(const json& params,
                            "the working directory of a client definition's "
                            "exec is actions.exec.cwd; cwd is not allowed"};
   }
-  // The dynamic loader obeys LD_PRELOAD and its kin: through them an
-  // allowed program would load any code.
   if (auto env = params.find("env"); env != params.end() && env->is_object()) {
     for (const auto& [name, value] : env->items()) {
-      if (name.starts_with("LD_")) {
+      if (std::find(policy.params_env_allow.begin(),
+                    policy.params_env_allow.end(),
+                    name) == policy.params_env_allow.end()) {
         return DefinitionError{"params.env." + name,
-                               "variables of the dynamic loader (LD_*) are "
-                               "not allowed in definitions registered by "
-                               "clients"};
+                               "'" + name +
+                                   "' is not in actions.exec.params_env_allow,"
+                                   " the variables client definitions may "
+                                   "set"};
       }
     }
   }

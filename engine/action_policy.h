@@ -49,6 +49,11 @@ struct ExecPolicy {
   // The variables of the server's environment a child gets; the rest is
   // cleared, so the server's credentials stay with the server.
   std::vector<std::string> env_allow = {"PATH", "LANG", "TZ"};
+  // The variables a client definition's `env` param may set. Empty: none.
+  // A list, not a list of exceptions: a program reads more variables than
+  // anyone can enumerate (BASH_ENV, PERL5OPT, NODE_OPTIONS, GCONV_PATH run
+  // code), and the operator who allowed it knows the ones it needs.
+  std::vector<std::string> params_env_allow;
   // The working directory (absolute). A client definition's `cwd` param is
   // refused.
   std::string cwd = "/";

@@ -6,8 +6,10 @@
 #define CDE_ENGINE_ACTIONS_H_
 
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "engine/saga.h"
 
@@ -27,6 +29,12 @@ struct AttemptRequest {
   // sends them as X-Correlation-ID and traceparent.
   std::string correlation_id;
   std::string trace_id;
+  // The value of every configured secret. The engine redacts them from
+  // what comes back, but cannot find one that an action cut in two: an
+  // action that returns part of a text (a body's head, stderr's tail)
+  // redacts them first (RedactText, secrets.h). Null: none.
+  using Secrets = std::shared_ptr<const std::vector<std::string>>;
+  Secrets secrets;
 };
 
 struct ActionResult {

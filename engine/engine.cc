@@ -566,7 +566,7 @@ void EngineImpl::Dispatch(Active& a) {
                      nullptr,
                      // Sagas from before correlation ids defaulted: their id.
                      a.saga.correlation_id.empty() ? id : a.saga.correlation_id,
-                     a.saga.trace_id};
+                     a.saga.trace_id, secrets_.redactions()};
   std::map<std::string, json> outputs;
   TemplateContext tc = MakeTemplateContext(*a.def, a.saga, &outputs,
                                            req.idempotency_key, w.attempt);

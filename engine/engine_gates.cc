@@ -10,6 +10,7 @@
 
 #include "engine/engine_impl.h"
 #include "engine/log.h"
+#include "engine/secrets.h"
 
 namespace cde {
 namespace {
@@ -72,8 +73,11 @@ bool EngineImpl::PassGates(Active& a, const StepSpec& step,
                [&] { return outbound_.TryTake(step.rate_limit, now); })) {
     return false;
   }
-  const std::string key = BreakerKey(step, spec, params);
+  std::string key = BreakerKey(step, spec, params);
   if (key.empty()) return true;
+  // The key names the breaker in metrics, logs and errors: a host that a
+  // secret renders is not shown.
+  RedactText(*secrets_.redactions(), &key);
   if (!TryGate(GateName(kBreakerGate, key), a, [&]() -> int64_t {
         const int64_t at = breakers_.Admit(key, now);
         return at == 0 ? 0 : std::max<int64_t>(1, at - now);

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "engine/async_action.h"
+#include "engine/secrets.h"
 #include "storage/json_depth.h"
 
 extern char** environ;
@@ -43,7 +44,10 @@ std::string ValidUtf8(const std::string& bytes) {
       .get<std::string>();
 }
 
-std::string StderrTail(const std::string& err) {
+// The end of `err`, with the values of `secrets` redacted before it is cut.
+std::string StderrTail(std::string err,
+                       const AttemptRequest::Secrets& secrets) {
+  if (secrets != nullptr) RedactText(*secrets, &err);
   size_t start = err.size() > kStderrTail ? err.size() - kStderrTail : 0;
   while (start < err.size() && (err[start] & 0xC0) == 0x80) ++start;
   std::string tail = ValidUtf8(err.substr(start));
@@ -98,6 +102,9 @@ std::vector<std::string> PrlimitOptions(const ExecLimits& limits) {
   if (limits.processes != 0) {
     out.push_back("--nproc=" + std::to_string(limits.processes));
   }
+  // No core dumps: one would hold the attempt's rendered params, secrets
+  // among them, in a file the child's user can read.
+  out.push_back("--core=0");
   return out;
 }
 
@@ -153,16 +160,19 @@ std::string ParseCommand(const AttemptRequest& request,
     }
   }
   if (has_nul(cmd->cwd)) return "cwd cannot contain NUL characters";
-  if (sandbox != nullptr && sandbox->limits.any()) {
-    std::vector<std::string> argv = {sandbox->prlimit};
-    for (std::string& option : PrlimitOptions(sandbox->limits)) {
-      argv.push_back(std::move(option));
-    }
-    argv.push_back("--");
-    for (std::string& arg : cmd->argv) argv.push_back(std::move(arg));
-    cmd->argv = std::move(argv);
-  }
   return "";
+}
+
+// Runs `cmd` under `sandbox`'s prlimit, which sets the limits and then
+// execs the program, so that they hold from its first instruction.
+void WrapInPrlimit(const ExecSandbox& sandbox, Command* cmd) {
+  std::vector<std::string> argv = {sandbox.prlimit};
+  for (std::string& option : PrlimitOptions(sandbox.limits)) {
+    argv.push_back(std::move(option));
+  }
+  argv.push_back("--");
+  for (std::string& arg : cmd->argv) argv.push_back(std::move(arg));
+  cmd->argv = std::move(argv);
 }
 
 // Why a sandboxed child got `signal`, when a limit says so; else "".
@@ -234,8 +244,12 @@ class ExecRunner {
 class Child {
  public:
   Child(ExecRunner* runner, uint64_t id, const ExecSandbox* sandbox,
-        ActionDone done)
-      : runner_(runner), id_(id), sandbox_(sandbox), done_(std::move(done)) {}
+        AttemptRequest::Secrets secrets, ActionDone done)
+      : runner_(runner),
+        id_(id),
+        sandbox_(sandbox),
+        secrets_(std::move(secrets)),
+        done_(std::move(done)) {}
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;
 
@@ -266,6 +280,7 @@ class Child {
   ExecRunner* const runner_;
   const uint64_t id_;
   const ExecSandbox* const sandbox_;  // the runner's; null: none
+  const AttemptRequest::Secrets secrets_;
   ActionDone done_;
   uv_process_t process_;
   uv_pipe_t stdin_;
@@ -376,7 +391,7 @@ ActionResult Child::Result() const {
         "output_too_large",
         std::string(too_large_) + " exceeded 1 MiB; the process was killed");
   }
-  const std::string tail = StderrTail(err_.data);
+  const std::string tail = StderrTail(err_.data, secrets_);
   const std::string detail = tail.empty() ? "" : ": " + tail;
   if (term_signal_ != 0) {
     const std::string n = std::to_string(term_signal_);
@@ -460,7 +475,20 @@ uint64_t ExecRunner::Start(const AttemptRequest& request, ActionDone done) {
   }
   const std::string program = cmd.argv[0];
   const std::string cwd = cmd.cwd;
-  auto* child = new Child(this, id, sandbox, std::move(done));
+  if (sandbox != nullptr && sandbox->limits.any()) {
+    // prlimit would answer for a program it cannot run with an exit code
+    // (126, 127): checked here, so that the error is the same `spawn` as
+    // without limits, and names the program.
+    if (access(program.c_str(), X_OK) != 0) {
+      Fail(id, std::move(done),
+           ActionResult::Failure(
+               "spawn", "cannot run '" + program + "': " +
+                            uv_strerror(uv_translate_sys_error(errno))));
+      return id;
+    }
+    WrapInPrlimit(*sandbox, &cmd);
+  }
+  auto* child = new Child(this, id, sandbox, request.secrets, std::move(done));
   ++open_handles_;
   if (const int rc = child->Spawn(loop_, cmd); rc != 0) {
     std::string message = "cannot run '" + program + "'";

@@ -27,6 +27,7 @@
 
 #include "engine/action_policy.h"
 #include "engine/async_action.h"
+#include "engine/secrets.h"
 #include "storage/json_depth.h"
 
 namespace cde {
@@ -175,6 +176,7 @@ struct Transfer {
   curl_slist* headers = nullptr;
   std::string body;  // CURLOPT_POSTFIELDS does not copy
   std::string response;
+  AttemptRequest::Secrets secrets;  // redacted before the response is cut
   bool too_large = false;
   char error[CURL_ERROR_SIZE] = {};
 };
@@ -299,12 +301,13 @@ ActionResult ResultOf(const Transfer& t, CURLcode code) {
         " (redirects are not followed; Location: " + ValidUtf8(location) + ")";
   }
   if (!t.response.empty()) {
-    size_t end = std::min(t.response.size(), kMessageHead);
-    while (end > 0 && end < t.response.size() &&
-           (t.response[end] & 0xC0) == 0x80) {
+    std::string body = t.response;
+    if (t.secrets != nullptr) RedactText(*t.secrets, &body);
+    size_t end = std::min(body.size(), kMessageHead);
+    while (end > 0 && end < body.size() && (body[end] & 0xC0) == 0x80) {
       --end;  // not inside a UTF-8 sequence
     }
-    message += ": " + ValidUtf8(t.response.substr(0, end));
+    message += ": " + ValidUtf8(body.substr(0, end));
   }
   return ActionResult::Failure("http_" + n, message);
 }
@@ -409,6 +412,7 @@ uint64_t HttpClient::Start(const AttemptRequest& request, ActionDone done) {
   }
   auto t = std::make_unique<Transfer>(id, std::move(done), destinations_);
   t->url = req.url;
+  t->secrets = request.secrets;
   t->host_allowed = verdict == DestinationPolicy::Verdict::kAllowed;
   if (!SetUp(t.get(), req) ||
       curl_multi_add_handle(multi_, t->easy) != CURLM_OK) {

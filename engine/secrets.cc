@@ -49,7 +49,9 @@ Status Add(const std::string& setting, const std::string& name,
   return Status::OK();
 }
 
-void ReplaceAll(const std::vector<std::string>& values, std::string* text) {
+}  // namespace
+
+void RedactText(const std::vector<std::string>& values, std::string* text) {
   for (const std::string& v : values) {
     for (size_t at = text->find(v); at != std::string::npos;
          at = text->find(v, at + std::char_traits<char>::length(kRedacted))) {
@@ -58,10 +60,12 @@ void ReplaceAll(const std::vector<std::string>& values, std::string* text) {
   }
 }
 
+namespace {
+
 json Redacted(const std::vector<std::string>& values, const json& value) {
   if (value.is_string()) {
     std::string text = value.get<std::string>();
-    ReplaceAll(values, &text);
+    RedactText(values, &text);
     return text;
   }
   if (value.is_number()) {
@@ -80,7 +84,7 @@ json Redacted(const std::vector<std::string>& values, const json& value) {
     json out = json::object();
     for (const auto& [key, item] : value.items()) {
       std::string k = key;
-      ReplaceAll(values, &k);
+      RedactText(values, &k);
       out[k] = Redacted(values, item);
     }
     return out;
@@ -210,7 +214,12 @@ std::vector<DefinitionError> Secrets::Check(const WorkflowDefinition& def,
     for (const TemplateRef& ref : *refs) {
       if (ref.root != TemplateRef::Root::kSecret) continue;
       const std::string text = "${secret." + ref.path[0] + "}";
-      if (client && !clients_) {
+      if (spec.action == "sleep") {
+        // Its duration is rendered where the saga is planned, and logged:
+        // secrets are rendered into the params of attempts only.
+        out.push_back({path, text + ": a sleep's duration cannot use a "
+                                    "secret"});
+      } else if (client && !clients_) {
         out.push_back({path, text +
                                  ": secrets are not available to definitions "
                                  "registered by clients (secrets.clients is "
@@ -238,8 +247,8 @@ void RedactSecrets(const std::vector<std::string>& values,
   if (result->ok) {
     result->output = Redacted(values, result->output);
   } else {
-    ReplaceAll(values, &result->error.kind);
-    ReplaceAll(values, &result->error.message);
+    RedactText(values, &result->error.kind);
+    RedactText(values, &result->error.message);
   }
 }
 

@@ -89,6 +89,10 @@ bool NamesSecrets(const nlohmann::json& params);
 // not from being read back by every client.
 nlohmann::json DefinitionForDisplay(const nlohmann::json& definition);
 
+// Replaces every occurrence of each of `values` (longest first) in `text`
+// with kRedacted.
+void RedactText(const std::vector<std::string>& values, std::string* text);
+
 // Replaces every occurrence of each of `values` in `result`'s output (its
 // strings and keys, and numbers whose text is one) and error kind and
 // message with kRedacted.

@@ -83,7 +83,8 @@ TEST(ConfigTest, FullFileRoundTripsEveryKey) {
     "alerts": {"workflow_failures": {"threshold": 0, "window_ms": 30000}},
     "actions": {
       "exec": {"clients": true, "allow": ["/usr/bin/convert"],
-               "env_allow": ["PATH", "HOME"], "cwd": "/srv/jobs",
+               "env_allow": ["PATH", "HOME"], "params_env_allow": ["QUALITY"],
+               "cwd": "/srv/jobs",
                "user": "cde-jobs",
                "limits": {"cpu_seconds": 5, "address_space_mb": 0,
                           "file_size_mb": 1, "processes": 10}},
@@ -119,7 +120,8 @@ TEST(ConfigTest, FullFileRoundTripsEveryKey) {
   want.breakers = {{"flights-api", {0, 1, 1, 7, 9, 3}}};
   want.alerts = {0, 30000};
   want.actions.exec = {true,        {"/usr/bin/convert"}, {"PATH", "HOME"},
-                       "/srv/jobs", "cde-jobs",           {5, 0, 1, 10}};
+                       {"QUALITY"}, "/srv/jobs",          "cde-jobs",
+                       {5, 0, 1, 10}};
   want.secrets = {{"STRIPE_KEY"}, "/etc/cde/secrets.json", true};
   want.actions.http = {{"127.0.0.1", "10.0.0.0/8", "*.internal.example"},
                        {"0.0.0.0/0", "::/0", "db.internal.example"}};
@@ -179,6 +181,7 @@ TEST(ConfigTest, EveryKindOfErrorNamesItsKeyAndAllAreReportedTogether) {
        {{"exec",
          {{"allow", {"sh"}},
           {"env_allow", {"A=B"}},
+          {"params_env_allow", {"OK", "LD_PRELOAD"}},
           {"cwd", "jobs"},
           {"user", ""},
           {"limits", {{"cpu_seconds", -1}, {"processes", "many"}}}}},
@@ -214,6 +217,8 @@ TEST(ConfigTest, EveryKindOfErrorNamesItsKeyAndAllAreReportedTogether) {
            "actions.exec.allow: must be an array of absolute paths",
            "actions.exec.env_allow: must be an array of environment "
            "variable names",
+           "actions.exec.params_env_allow[1]: variables of the dynamic "
+           "loader (LD_*) cannot be allowed",
            "actions.exec.cwd: must be an absolute path",
            "actions.exec.user: must be a user name",
            "actions.exec.limits.cpu_seconds: must be >= 0",
@@ -417,6 +422,7 @@ TEST(ConfigTest, KeysNeedingRestartListsOnlyWhatAReloadCannotApply) {
   reloaded.actions.exec.clients = true;
   reloaded.actions.exec.allow = {"/bin/true"};
   reloaded.actions.exec.env_allow = {};
+  reloaded.actions.exec.params_env_allow = {"X"};
   reloaded.actions.exec.cwd = "/tmp";
   reloaded.actions.exec.user = "daemon";
   reloaded.actions.exec.limits.processes = 1;
@@ -429,7 +435,8 @@ TEST(ConfigTest, KeysNeedingRestartListsOnlyWhatAReloadCannotApply) {
                           "http.max_message_bytes", "log.format", "log.file",
                           "log.async", "engine.timer_window_ms",
                           "actions.exec.clients", "actions.exec.allow",
-                          "actions.exec.env_allow", "actions.exec.cwd",
+                          "actions.exec.env_allow",
+                          "actions.exec.params_env_allow", "actions.exec.cwd",
                           "actions.exec.user", "actions.exec.limits",
                           "actions.http.allow", "actions.http.deny",
                           "secrets.file"));

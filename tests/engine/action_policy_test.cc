@@ -130,22 +130,31 @@ TEST(ActionPolicyTest, RenderedArgvIsCheckedWhenTheAttemptRuns) {
   EXPECT_EQ(CheckClientAttempt(spec, {{"argv", {"/bin/echo"}}}, {}).message(),
             "exec is not allowed in definitions registered by clients "
             "(actions.exec.clients is off)");
-  // The dynamic loader's variables would let an allowed program load any
-  // code: refused, literal or rendered.
+  // Variables are allowed by name: BASH_ENV, PERL5OPT, NODE_OPTIONS and
+  // the loader's would let an allowed program run any code. Refused,
+  // literal or rendered, unless listed.
   const ActionSpec preload{.action = "exec",
                            .params = {{"argv", {"/bin/echo"}},
                                       {"env", {{"LD_PRELOAD", "/tmp/x.so"}}}}};
   EXPECT_EQ(CheckClientAttempt(preload, preload.params, policy).message(),
-            "params.env.LD_PRELOAD: variables of the dynamic loader (LD_*) "
-            "are not allowed in definitions registered by clients");
+            "params.env.LD_PRELOAD: 'LD_PRELOAD' is not in "
+            "actions.exec.params_env_allow, the variables client definitions "
+            "may set");
   json step = Exec({"/bin/echo"});
   step["name"] = "s";
-  step["params"]["env"] = {{"LD_LIBRARY_PATH", "/tmp"}};
+  step["params"]["env"] = {{"GREETING", "hi"}, {"BASH_ENV", "/tmp/x"}};
+  policy.exec.params_env_allow = {"GREETING"};
   EXPECT_THAT(Refusals(json::array({step}), policy),
               ::testing::ElementsAre(
-                  "steps[0].params.env.LD_LIBRARY_PATH: variables of the "
-                  "dynamic loader (LD_*) are not allowed in definitions "
-                  "registered by clients"));
+                  "steps[0].params.env.BASH_ENV: 'BASH_ENV' is not in "
+                  "actions.exec.params_env_allow, the variables client "
+                  "definitions may set"));
+  step["params"]["env"].erase("BASH_ENV");
+  EXPECT_THAT(Refusals(json::array({step}), policy), ::testing::IsEmpty());
+  EXPECT_TRUE(CheckClientAttempt(preload, {{"argv", {"/bin/echo"}},
+                                           {"env", {{"GREETING", "hi"}}}},
+                                 policy)
+                  .ok());
   // Other actions are not the exec policy's business.
   EXPECT_TRUE(CheckClientAttempt({.action = "echo"}, json::object(), {}).ok());
 }

@@ -108,6 +108,19 @@ TEST_F(ExecSandboxTest, TheProgramRunsUnderTheConfiguredLimits) {
   EXPECT_EQ(row("Max address space"), "536870912 536870912");
   EXPECT_EQ(row("Max file size"), "3145728 3145728");
   EXPECT_EQ(row("Max processes"), "40 40");
+  // A core dump would hold the attempt's rendered params.
+  EXPECT_EQ(row("Max core file size"), "0 0");
+}
+
+TEST_F(ExecSandboxTest, AMissingProgramIsASpawnErrorNamingIt) {
+  ExecPolicy policy = ClientsOn();
+  policy.limits.cpu_seconds = 5;  // so the child would run under prlimit
+  Start(policy);
+  ActionResult r = Run({{"argv", {"/nonexistent/convert", "x"}}});
+  ASSERT_FALSE(r.ok);
+  EXPECT_EQ(r.error.kind, "spawn");
+  EXPECT_EQ(r.error.message,
+            "cannot run '/nonexistent/convert': no such file or directory");
 }
 
 TEST_F(ExecSandboxTest, ARunawayIsStoppedByTheCpuLimitAndSaysSo) {

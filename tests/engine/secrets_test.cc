@@ -268,6 +268,110 @@ TEST_F(SecretsTest, AClientsDefinitionLosesSecretsWhenClientsAreTurnedOff) {
   ASSERT_OK(h.Close());
 }
 
+// An action that returns part of a text (an error body's head, stderr's
+// tail) redacts before it cuts: the engine would not recognise half a value.
+TEST_F(SecretsTest, AValueAtTheCutOfAnErrorIsRedactedWhole) {
+  TestHttpServer server;
+  server.Start();
+  // The value straddles the 2,048th byte, where the message is cut.
+  server.Respond("/deny", 500, std::string(2040, 'x') + kValue + "tail");
+  EngineHarness h;
+  EngineOptions options;
+  options.data_dir = "";
+  options.action_policy.http.allow = {"127.0.0.1"};
+  options.secrets.env = {kVar};
+  ASSERT_OK(h.Open(std::move(options)));
+  const json once = {{"max_attempts", 1}};
+  // The exec step's stderr: the value, then 2,040 bytes, so that the last
+  // 2,048 bytes begin inside it.
+  const std::string script =
+      "printf '%s' \"$T\" >&2; head -c 2040 /dev/zero | tr '\\0' y >&2; "
+      "exit 3";
+  const json def = {{"name", "cut"},
+                    {"version", 1},
+                    {"steps",
+                     {{{"name", "http"},
+                       {"action", "http"},
+                       {"retry", once},
+                       {"params", {{"url", server.url("/deny")}}}},
+                      {{"name", "exec"},
+                       {"action", "exec"},
+                       {"retry", once},
+                       {"params",
+                        {{"argv", {"/bin/sh", "-c", script}},
+                         {"env", {{"T", "${secret.CDE_TEST_API_TOKEN}"}}}}}}}}};
+  ASSERT_OK(h.Register(def).status());
+  // The first run fails at the http step; the second, with the service
+  // answering, at the exec step.
+  auto error_of = [&](size_t step) {
+    auto started = h.Start({.workflow = "cut"});
+    EXPECT_OK(started.status());
+    auto rec = h.AwaitInactive(started->saga_id);
+    EXPECT_OK(rec.status());
+    return rec->body["steps"][step]["error"].value("message", "");
+  };
+  const std::string http_error = error_of(0);
+  EXPECT_THAT(http_error, HasSubstr("xxx[secret]"));
+  EXPECT_EQ(http_error.find("tok-"), std::string::npos) << http_error;
+  server.Respond("/deny", 200, "{}");
+  const std::string exec_error = error_of(1);
+  EXPECT_THAT(exec_error, HasSubstr("exit code 3: "));
+  EXPECT_EQ(exec_error.find("9f8e7d"), std::string::npos) << exec_error;
+}
+
+// A breaker is named by the host it guards, in metrics and logs: a host a
+// secret renders is named "[secret]".
+TEST_F(SecretsTest, ABreakerOnASecretHostIsNotNamedByIt) {
+  TestHttpServer server;
+  server.Start();
+  server.Respond("/down", 503, "down");
+  EngineHarness h;
+  EngineOptions options;
+  options.data_dir = "";
+  options.action_policy.http.allow = {"127.0.0.1"};
+  options.secrets.file = WriteFile(R"({"HOST": "127.0.0.1"})");
+  options.limits.breaker_default = {.failure_threshold = 1};
+  ASSERT_OK(h.Open(std::move(options)));
+  const std::string url = server.url("/down");
+  const std::string templated =
+      "http://${secret.HOST}" + url.substr(url.rfind(':'));
+  ASSERT_OK(h.Register({{"name", "down"},
+                        {"version", 1},
+                        {"steps",
+                         {{{"name", "call"},
+                           {"action", "http"},
+                           {"retry", {{"max_attempts", 1}}},
+                           {"params", {{"url", templated}}}}}}})
+                .status());
+  auto started = h.Start({.workflow = "down"});
+  ASSERT_OK(started.status());
+  ASSERT_OK(h.AwaitInactive(started->saga_id).status());
+  EXPECT_EQ(server.request_count(), 1u);
+  const std::string metrics = h.engine().metrics().Render();
+  EXPECT_THAT(metrics, HasSubstr("cde_circuit_breaker_state{key=\"[secret]:"));
+  EXPECT_EQ(metrics.find("127.0.0.1"), std::string::npos) << metrics;
+}
+
+TEST_F(SecretsTest, ASleepCannotNameASecret) {
+  EngineHarness h;
+  EngineOptions options;
+  options.data_dir = "";
+  options.secrets.env = {kVar};
+  ASSERT_OK(h.Open(std::move(options)));
+  auto r = h.Register(
+      {{"name", "nap"},
+       {"version", 1},
+       {"steps",
+        {{{"name", "nap"},
+          {"action", "sleep"},
+          {"params", {{"duration_ms", "${secret.CDE_TEST_API_TOKEN}"}}}}}}});
+  ASSERT_TRUE(r.status().IsInvalidArgument());
+  EXPECT_EQ(r.status().message(),
+            "invalid workflow definition: steps[0].params: "
+            "${secret.CDE_TEST_API_TOKEN}: a sleep's duration cannot use a "
+            "secret");
+}
+
 TEST_F(SecretsTest, ADefinitionMayNameOnlyConfiguredSecretsAndClientsNone) {
   EngineHarness h;
   EngineOptions options;

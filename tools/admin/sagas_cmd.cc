@@ -498,7 +498,7 @@ int RunSagasShow(const Common& common, const std::string& id) {
     }
     if (!saga->trace_id.empty()) field("trace", saga->trace_id);
     if (!saga->started_by.empty()) field("started by", saga->started_by);
-    if (!saga->cancelled_by.empty()) field("cancel by", saga->cancelled_by);
+    if (!saga->cancelled_by.empty()) field("cancelled by", saga->cancelled_by);
     if (!saga->replayed_by.empty()) field("replayed by", saga->replayed_by);
     field("input", Shorten(saga->input.dump(), 100));
     if (!saga->failure.empty()) {
