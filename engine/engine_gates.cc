@@ -18,8 +18,11 @@ namespace {
 // Steps that name no breaker share one per downstream: the URL's authority
 // for http, the action for exec and native actions. Local built-ins
 // (noop, echo, fail, sleep) cannot overload anything and have none.
+// A host that a secret renders is "[secret]": the key names the breaker in
+// metrics, logs and errors.
 std::string BreakerKey(const StepSpec& step, const ActionSpec& spec,
-                       const nlohmann::json& params) {
+                       const nlohmann::json& params,
+                       const std::vector<std::string>& secrets) {
   if (!step.circuit_breaker.empty()) return step.circuit_breaker;
   if (spec.action == "http") {
     // A whole-string template may render the url to any type; the action
@@ -34,7 +37,10 @@ std::string BreakerKey(const StepSpec& step, const ActionSpec& spec,
     if (const size_t at = authority.rfind('@'); at != std::string::npos) {
       authority = authority.substr(at + 1);  // never user:password
     }
-    for (char& c : authority) c = static_cast<char>(std::tolower(c));
+    RedactText(
+        secrets,
+        &authority);  // before the case changes    for (char& c : authority) c
+                      // = static_cast<char>(std::tolower(c));
     return authority;
   }
   if (spec.action == "exec" || !IsBuiltinAction(spec.action)) {
@@ -73,11 +79,9 @@ bool EngineImpl::PassGates(Active& a, const StepSpec& step,
                [&] { return outbound_.TryTake(step.rate_limit, now); })) {
     return false;
   }
-  std::string key = BreakerKey(step, spec, params);
+  const std::string key =
+      BreakerKey(step, spec, params, *secrets_.redactions());
   if (key.empty()) return true;
-  // The key names the breaker in metrics, logs and errors: a host that a
-  // secret renders is not shown.
-  RedactText(*secrets_.redactions(), &key);
   if (!TryGate(GateName(kBreakerGate, key), a, [&]() -> int64_t {
         const int64_t at = breakers_.Admit(key, now);
         return at == 0 ? 0 : std::max<int64_t>(1, at - now);

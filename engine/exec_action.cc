@@ -482,7 +482,7 @@ uint64_t ExecRunner::Start(const AttemptRequest& request, ActionDone done) {
     if (access(program.c_str(), X_OK) != 0) {
       Fail(id, std::move(done),
            ActionResult::Failure(
-               "spawn", "cannot run '" + program + "': " +
+               "spawn", "cannot run '" + program + "' in '" + cwd + "': " +
                             uv_strerror(uv_translate_sys_error(errno))));
       return id;
     }

@@ -6,8 +6,12 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <list>
 #include <memory>
+#include <mutex>
 #include <string_view>
+#include <unordered_map>
+#include <utility>
 
 namespace cde {
 namespace {
@@ -57,6 +61,44 @@ std::unique_ptr<re2::RE2> CompilePattern(const std::string& source) {
   options.set_log_errors(false);
   options.set_max_mem(kPatternMaxMem);
   return std::make_unique<re2::RE2>(source, options);
+}
+
+// Every start validates its input, and compiling a pattern costs more than
+// matching it: the programs of the patterns used last are kept. A few
+// workflows' patterns serve nearly every start; the bound keeps a client
+// that registers many large ones from holding more than kCached programs
+// (each at most kPatternMaxMem). RE2 objects may be matched from any
+// thread; the lock guards the cache only.
+class PatternCache {
+ public:
+  static constexpr size_t kCached = 64;
+
+  std::shared_ptr<const re2::RE2> Get(const std::string& source) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = index_.find(source); it != index_.end()) {
+      order_.splice(order_.begin(), order_, it->second);
+      return it->second->second;
+    }
+    std::shared_ptr<const re2::RE2> re = CompilePattern(source);
+    order_.emplace_front(source, re);
+    index_[source] = order_.begin();
+    if (order_.size() > kCached) {
+      index_.erase(order_.back().first);
+      order_.pop_back();
+    }
+    return re;
+  }
+
+ private:
+  using Entry = std::pair<std::string, std::shared_ptr<const re2::RE2>>;
+  std::mutex mu_;
+  std::list<Entry> order_;  // most recently used first
+  std::unordered_map<std::string, std::list<Entry>::iterator> index_;
+};
+
+PatternCache& Patterns() {
+  static PatternCache* cache = new PatternCache;  // never destroyed
+  return *cache;
 }
 
 // RE2's messages quote its internals; these texts are ours, so users and
@@ -280,7 +322,7 @@ void ValidatePattern(const json& pattern, const std::string& text,
                      std::vector<std::string>* errors) {
   if (!pattern.is_string()) return;
   const std::string& source = pattern.get_ref<const std::string&>();
-  const auto re = CompilePattern(source);
+  const auto re = Patterns().Get(source);
   if (!re->ok()) {  // only a definition stored before RE2 can get here
     errors->push_back(At(path, "cannot be matched against pattern '" + source +
                                    "': " + PatternProblem(*re)));

@@ -17,13 +17,18 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "tools/bench_util.h"
 #include "tools/mcp_http_bench.h"
 #include "tools/test_http_server.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using cde::Percentile;
 using nlohmann::json;
+
+// --policy: the secret the http steps send, as an operator would configure.
+constexpr char kSecretVar[] = "CDE_BENCH_API_TOKEN";
 
 struct Options {
   std::string workload = "noop";
@@ -35,13 +40,12 @@ struct Options {
   int recovery = 0;      // > 0: the recovery benchmark with this many sagas
   std::string mcp_http;  // drive a running server over MCP HTTP instead
   std::string token;
+  // The workflow is a client's, under the least-privilege policy: http
+  // steps send a secret, every attempt is checked against the action
+  // policy, every connection against the destination policy, every result
+  // is redacted.
+  bool policy = false;
 };
-
-double Percentile(std::vector<double>& v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[static_cast<size_t>(p * static_cast<double>(v.size() - 1))];
-}
 
 json Workflow(const Options& o) {
   json steps = json::array();
@@ -52,6 +56,11 @@ json Workflow(const Options& o) {
       step["params"] = {{"method", "POST"},
                         {"url", o.url},
                         {"body", {{"saga", "${saga.id}"}}}};
+      if (o.policy) {
+        step["params"]["headers"] = {
+            {"Authorization",
+             std::string("Bearer ${secret.") + kSecretVar + "}"}};
+      }
     }
     steps.push_back(step);
   }
@@ -222,6 +231,10 @@ int main(int argc, char** argv) {
                  " one session per concurrent client, start_workflow with "
                  "wait_ms");
   app.add_option("--token", o.token, "--mcp-http: bearer token to send");
+  app.add_flag("--policy", o.policy,
+               "register the workflow as a client's, under the action and "
+               "destination policy (127.0.0.1 allowed), its http steps "
+               "sending a secret");
   CLI11_PARSE(app, argc, argv);
   if (!o.mcp_http.empty()) {
     if (o.workload != "noop") {
@@ -260,9 +273,15 @@ int main(int argc, char** argv) {
 
   uv_loop_t loop;
   uv_loop_init(&loop);
+  const cde::FdatasyncLatency fdatasync = cde::BareFdatasync(o.data_dir, 1000);
   cde::EngineOptions eo;
   eo.data_dir = o.data_dir + "/store";
   eo.sync = !o.no_sync;
+  if (o.policy) {
+    setenv(kSecretVar, "bench-secret-value-0123456789", 1);
+    eo.secrets = {.env = {kSecretVar}, .clients = true};
+    eo.action_policy.http.allow = {"127.0.0.1"};
+  }
   auto opened = cde::Engine::Open(&loop, std::move(eo));
   if (!opened.ok()) {
     std::fprintf(stderr, "cde-bench: %s\n", opened.status().ToString().c_str());
@@ -271,13 +290,18 @@ int main(int argc, char** argv) {
   cde::Engine& engine = **opened;
   const json def = Workflow(o);
   bool registered = false;
-  engine.RegisterWorkflow(def, [&](cde::Result<cde::DefinitionRecord> r) {
-    if (!r.ok()) {
-      std::fprintf(stderr, "cde-bench: %s\n", r.status().ToString().c_str());
-      std::exit(1);
-    }
-    registered = true;
-  });
+  engine.RegisterWorkflow(def,
+                          o.policy ? cde::DefinitionOrigin::kClient
+                                   : cde::DefinitionOrigin::kOperator,
+                          "cde-bench",
+                          [&](cde::Result<cde::DefinitionRecord> r) {
+                            if (!r.ok()) {
+                              std::fprintf(stderr, "cde-bench: %s\n",
+                                           r.status().ToString().c_str());
+                              std::exit(1);
+                            }
+                            registered = true;
+                          });
   while (!registered) uv_run(&loop, UV_RUN_ONCE);
 
   Run run;
@@ -305,10 +329,16 @@ int main(int argc, char** argv) {
               {"p50_ms", Percentile(run.latencies_ms, 0.50)},
               {"p95_ms", Percentile(run.latencies_ms, 0.95)},
               {"p99_ms", Percentile(run.latencies_ms, 0.99)},
+              {"policy", o.policy},
+              {"fdatasync_p50_ms", fdatasync.p50_ms},
               {"errors", run.errors}};
-  std::printf("workload %s, %d sagas, concurrency %d, %s\n", o.workload.c_str(),
+  std::printf("workload %s%s, %d sagas, concurrency %d, %s\n",
+              o.workload.c_str(), o.policy ? " under the client policy" : "",
               run.finished, o.concurrency,
               o.no_sync ? "unsynced" : "every commit synced");
+  std::printf(
+      "  bare fdatasync (300 B append) here: p50 %.3f ms, p99 %.3f ms\n",
+      fdatasync.p50_ms, fdatasync.p99_ms);
   std::printf("  %.0f sagas/s, %.0f steps/s\n", sagas_per_s, sagas_per_s * 3);
   std::printf("  start-to-completion p50 %.3f ms, p95 %.3f ms, p99 %.3f ms\n",
               out["p50_ms"].get<double>(), out["p95_ms"].get<double>(),

@@ -15,17 +15,13 @@
 #include <string>
 #include <vector>
 
+#include "tools/bench_util.h"
+
 namespace cde {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
-
-double Percentile(std::vector<double>& v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[static_cast<size_t>(p * static_cast<double>(v.size() - 1))];
-}
 
 // A response body is JSON, or an SSE stream whose last message is the answer.
 json ParseReply(const std::string& body) {

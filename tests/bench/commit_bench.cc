@@ -22,6 +22,7 @@
 #include "storage/commit_writer.h"
 #include "storage/saga_id.h"
 #include "storage/store.h"
+#include "tools/bench_util.h"
 
 namespace {
 
@@ -32,30 +33,7 @@ double Ms(Clock::duration d) {
   return std::chrono::duration<double, std::milli>(d).count();
 }
 
-double Percentile(std::vector<double>& v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1));
-  return v[i];
-}
-
-// p50 and p99 of write(300 bytes) + fdatasync on a file in `dir`.
-std::pair<double, double> BareFdatasync(const std::string& dir, int n) {
-  const std::string path = dir + "/fdatasync.probe";
-  int fd = open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
-  if (fd < 0) return {0, 0};
-  std::string payload(300, 'x');
-  std::vector<double> lat;
-  for (int i = 0; i < n; ++i) {
-    auto t0 = Clock::now();
-    if (write(fd, payload.data(), payload.size()) < 0) break;
-    if (fdatasync(fd) != 0) break;
-    lat.push_back(Ms(Clock::now() - t0));
-  }
-  close(fd);
-  unlink(path.c_str());
-  return {Percentile(lat, 0.5), Percentile(lat, 0.99)};
-}
+using cde::Percentile;
 
 struct Client;
 
@@ -202,7 +180,7 @@ int main(int argc, char** argv) {
   }
   fs::create_directories(data_dir);
 
-  auto [sync_p50, sync_p99] = BareFdatasync(data_dir, 2000);
+  const auto [sync_p50, sync_p99] = cde::BareFdatasync(data_dir, 2000);
   std::printf("bare fdatasync (300 B append): p50 %.3f ms  p99 %.3f ms\n",
               sync_p50, sync_p99);
   std::printf("%-12s %14s %12s %10s %10s %10s %8s\n", "enqueuers",

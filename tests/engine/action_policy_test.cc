@@ -151,9 +151,10 @@ TEST(ActionPolicyTest, RenderedArgvIsCheckedWhenTheAttemptRuns) {
                   "definitions may set"));
   step["params"]["env"].erase("BASH_ENV");
   EXPECT_THAT(Refusals(json::array({step}), policy), ::testing::IsEmpty());
-  EXPECT_TRUE(CheckClientAttempt(preload, {{"argv", {"/bin/echo"}},
-                                           {"env", {{"GREETING", "hi"}}}},
-                                 policy)
+  EXPECT_TRUE(CheckClientAttempt(
+                  preload,
+                  {{"argv", {"/bin/echo"}}, {"env", {{"GREETING", "hi"}}}},
+                  policy)
                   .ok());
   // Other actions are not the exec policy's business.
   EXPECT_TRUE(CheckClientAttempt({.action = "echo"}, json::object(), {}).ok());

@@ -119,8 +119,8 @@ TEST_F(ExecSandboxTest, AMissingProgramIsASpawnErrorNamingIt) {
   ActionResult r = Run({{"argv", {"/nonexistent/convert", "x"}}});
   ASSERT_FALSE(r.ok);
   EXPECT_EQ(r.error.kind, "spawn");
-  EXPECT_EQ(r.error.message,
-            "cannot run '/nonexistent/convert': no such file or directory");
+  EXPECT_EQ(r.error.message, "cannot run '/nonexistent/convert' in '" +
+                                 cwd_.path() + "': no such file or directory");
 }
 
 TEST_F(ExecSandboxTest, ARunawayIsStoppedByTheCpuLimitAndSaysSo) {

@@ -240,6 +240,19 @@ TEST(ValidateInputTest, PatternSearchesUnlessAnchored) {
   });
 }
 
+// Compiled patterns are cached (the last 64 used): more patterns than that,
+// each used again after the others pushed it out, still match as their own.
+TEST(ValidateInputTest, PatternsMatchAsTheirOwnBeyondTheCache) {
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < 150; ++i) {
+      const std::string n = std::to_string(i);
+      const nlohmann::json schema = {{"pattern", "^id-" + n + "$"}};
+      EXPECT_TRUE(ValidateInput(schema, "id-" + n).ok()) << n;
+      EXPECT_FALSE(ValidateInput(schema, "id-" + n + "0").ok()) << n;
+    }
+  }
+}
+
 TEST(ValidateInputTest, PatternMatchesLongStringsWithoutRecursing) {
   // std::regex recursed per character: this overflowed its stack.
   const json schema = json::parse(R"({"pattern": "^(a|b)*$"})");
