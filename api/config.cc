@@ -484,6 +484,7 @@ std::vector<Key> BuildSchema() {
        Integer<C>(CDE_MEMBER(http.max_sessions), 1, 10'000'000)},
       {"http.max_sessions_per_client",
        Integer<C>(CDE_MEMBER(http.max_sessions_per_client), 1, 10'000'000)},
+      {"mcp.workflow_tools", Bool<C>(CDE_MEMBER(mcp.workflow_tools))},
       {"log.level", {true, ApplyLogLevel}},
       {"log.format", {true, ApplyLogFormat}},
       {"log.file", String<C>(CDE_MEMBER(log.file))},
@@ -889,6 +890,7 @@ std::vector<std::string> KeysNeedingRestart(const Config& running,
   check(a.http.max_sessions != b.http.max_sessions, "http.max_sessions");
   check(a.http.max_sessions_per_client != b.http.max_sessions_per_client,
         "http.max_sessions_per_client");
+  check(a.mcp.workflow_tools != b.mcp.workflow_tools, "mcp.workflow_tools");
   check(a.log.format != b.log.format, "log.format");
   check(a.log.file != b.log.file, "log.file");
   check(a.log.async != b.log.async, "log.async");

@@ -110,12 +110,21 @@ struct AlertConfig {
   friend bool operator==(const AlertConfig&, const AlertConfig&) = default;
 };
 
+// What MCP offers besides its fixed tools (mcp.*).
+struct McpConfig {
+  // Each registered workflow as a tool of its own, run_<workflow>.
+  bool workflow_tools = true;
+
+  friend bool operator==(const McpConfig&, const McpConfig&) = default;
+};
+
 struct Config {
   std::string data_dir = "./cde-data";
   std::string workflows_dir;  // "" = none
   bool sync = true;
   bool stdio = false;
   HttpConfig http;
+  McpConfig mcp;
   LogOptions log;
   int64_t shutdown_timeout_ms = 30000;  // >= 0
   int64_t timer_window_ms = 60000;      // >= 1000

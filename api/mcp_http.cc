@@ -218,7 +218,8 @@ void McpHttp::Post(const HttpRequest& request, const Principal& caller,
           Deliver(sid, std::move(frame));
         },
         McpSessionOptions{.limiter = options_.limiter,
-                          .rate_key = "session:" + sid});
+                          .rate_key = "session:" + sid,
+                          .workflow_tools = options_.workflow_tools});
     sessions_[sid] = std::move(session);
   } else if (auto it = sessions_.find(sid);
              it == sessions_.end() || it->second->owner != caller.name) {

@@ -65,6 +65,7 @@ struct McpHttpOptions {
   // "session:<Mcp-Session-Id>". Pruned at every session sweep.
   // REQUIRES: outlives the McpHttp.
   RateLimiters* limiter = nullptr;
+  bool workflow_tools = true;  // McpSessionOptions::workflow_tools
 };
 
 class McpHttp {

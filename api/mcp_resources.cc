@@ -299,13 +299,14 @@ void McpSession::ReadResource(const json& id, const std::string& uri) {
   };
   switch (parsed->kind) {
     case ResourceUri::Kind::kSaga:
-      return engine_->ReadSaga(
-          parsed->saga_id, [weak, id, uri, fail](Result<SagaRecord> r) {
-            auto self = weak.lock();
-            if (!self) return;
-            if (!r.ok()) return fail(*self, id, r.status());
-            self->Reply(id, Contents(uri, mcp::SagaJson(std::move(*r))));
-          });
+      return engine_->ReadSaga(parsed->saga_id, [weak, id, uri,
+                                                 fail](Result<SagaRecord> r) {
+        auto self = weak.lock();
+        if (!self) return;
+        if (!r.ok()) return fail(*self, id, r.status());
+        self->Reply(
+            id, Contents(uri, mcp::SagaJson(*self->engine_, std::move(*r))));
+      });
     case ResourceUri::Kind::kSagaLog:
       return QueryStore<LogRead>(
           *engine_,

@@ -159,12 +159,13 @@ void McpSession::OnRequest(const json& id, const std::string& method,
     }
     const std::string asked =
         asked_it == p.end() ? std::string() : asked_it->get<std::string>();
+    if (version_.empty()) AnnounceNewWorkflows();
     version_ = kProtocolVersions[0];
     for (const char* v : kProtocolVersions) {
       if (asked == v) version_ = v;
     }
     json capabilities = {
-        {"tools", {{"listChanged", false}}},
+        {"tools", {{"listChanged", options_.workflow_tools}}},
         {"resources", {{"subscribe", true}, {"listChanged", false}}},
         {"logging", json::object()},
         {"completions", json::object()},
@@ -203,7 +204,7 @@ void McpSession::OnRequest(const json& id, const std::string& method,
                         "params.cursor: not a cursor of tools/list (it "
                         "returns a single page)");
     }
-    return Reply(id, {{"tools", Tools()}});
+    return Reply(id, {{"tools", ListTools()}});
   }
   if (method == "logging/setLevel") return SetLogLevel(id, p);
   if (method == "completion/complete") return Complete(id, p);

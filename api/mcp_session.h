@@ -47,6 +47,10 @@ inline constexpr int kRateLimited = -32029;
 // its data is {"code": "forbidden", "scope": "read"}.
 inline constexpr int kForbidden = -32003;
 
+// The tool that runs `workflow`: "run_" + its name, cut to MCP's 128
+// characters with a hash of the whole name when longer.
+std::string WorkflowToolName(const std::string& workflow);
+
 struct McpSessionOptions {
   // Inbound rate limits, shared by every session of the server (and the
   // admin endpoints); null = unlimited. Every request but initialize and
@@ -56,6 +60,10 @@ struct McpSessionOptions {
   // The bucket of requests whose McpMessageContext names none:
   // "session:<Mcp-Session-Id>" over HTTP, "session:stdio" over stdio.
   std::string rate_key;
+  // Whether each registered workflow is also a tool of its own,
+  // run_<workflow> (docs/mcp.md), and tools/list_changed announces new
+  // ones.
+  bool workflow_tools = true;
 };
 
 // What the transport knows about one incoming frame besides its text.
@@ -194,6 +202,21 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   // completion/complete for the resource templates' variables (in
   // mcp_session.cc).
   void Complete(const nlohmann::json& id, const nlohmann::json& params);
+
+  // --- workflows as tools (mcp_workflow_tools.cc) ---
+  // tools/list: Tools(), then a run_ tool per workflow when
+  // options_.workflow_tools.
+  nlohmann::json ListTools() const;
+  // The workflow `tool` runs, or "" when it is no run_ tool.
+  std::string WorkflowOfTool(const std::string& tool) const;
+  // A run_ tool's call: start_workflow with the arguments as input and a
+  // wait.
+  void RunWorkflowTool(const nlohmann::json& id, const std::string& workflow,
+                       const nlohmann::json& args, const nlohmann::json& meta,
+                       const McpMessageContext& context);
+  // From initialize on: notifications/tools/list_changed after each
+  // registration, from whichever surface.
+  void AnnounceNewWorkflows();
 
   // --- start, wait, progress, cancellation, logging (mcp_wait.cc) ---
   // start_workflow; with wait_ms it answers once the saga is terminal or

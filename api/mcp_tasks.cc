@@ -100,8 +100,10 @@ std::pair<std::string, std::string> TaskStatus(const Engine& engine,
       return {"failed",
               "The saga failed and was compensated: " + failure + "."};
     case SagaState::kParked:
-      return {"failed", "The saga is parked in the dead-letter queue: " +
-                            failure + ". An operator may replay it."};
+      return {"failed",
+              "The saga is parked in the dead-letter queue: " + failure +
+                  ". Fix the cause, then replay_saga runs it "
+                  "again from the failed step."};
     case SagaState::kCancelled:
       return {"cancelled", "The saga was cancelled."};
     case SagaState::kCompensating:
@@ -136,7 +138,7 @@ json TaskResult(const Engine& engine, const SagaRecord& r) {
   const auto [status, message] = TaskStatus(engine, r);
   json structured = {{"saga_id", r.id},
                      {"state", SagaStateName(r.state)},
-                     {"saga", mcp::SagaJson(r)}};
+                     {"saga", mcp::SagaJson(engine, r)}};
   const bool ok = status == "completed";
   if (!ok) {
     structured["error"] = {
@@ -202,8 +204,9 @@ void McpSession::CallToolAsTask(const json& id, const std::string& name,
     return ReplyError(id, jsonrpc::kInvalidParams,
                       "params.task.ttl: must be a number of milliseconds");
   }
+  const json tools = ListTools();
   const json* tool = nullptr;
-  for (const json& t : Tools()) {
+  for (const json& t : tools) {
     if (t["name"] == name) tool = &t;
   }
   if (tool == nullptr) {

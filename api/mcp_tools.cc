@@ -4,6 +4,7 @@
 #include "api/jsonrpc.h"
 #include "api/mcp_session.h"
 #include "api/mcp_util.h"
+#include "engine/input_schema.h"
 #include "storage/saga_id.h"
 
 namespace cde {
@@ -20,9 +21,20 @@ json Obj(json properties, json required = json::array()) {
 // Tool errors carry {"error": {code, message}} as structuredContent, which
 // clients validate against the output schema too: so every output schema
 // lists `error`, and the success fields are described but not required.
+// The annotations are hints a client may show or act on (confirming a
+// destructive call, retrying an idempotent one): each says what holds for
+// every call. open_world: the call can reach outside the server (a saga's
+// steps call services and run programs).
+struct Hints {
+  bool read_only = false;
+  bool destructive = false;
+  bool idempotent = false;
+  bool open_world = false;
+};
+constexpr Hints kReads{.read_only = true, .idempotent = true};
+
 json Tool(const char* name, const char* title, const char* description,
-          json input, json output, bool read_only, bool destructive,
-          bool idempotent) {
+          json input, json output, Hints hints) {
   output["properties"]["error"] = {
       {"type", "object"},
       {"description", "present when isError is true"},
@@ -36,10 +48,10 @@ json Tool(const char* name, const char* title, const char* description,
           {"inputSchema", std::move(input)},
           {"outputSchema", std::move(output)},
           {"annotations",
-           {{"readOnlyHint", read_only},
-            {"destructiveHint", destructive},
-            {"idempotentHint", idempotent},
-            {"openWorldHint", false}}}};
+           {{"readOnlyHint", hints.read_only},
+            {"destructiveHint", hints.destructive},
+            {"idempotentHint", hints.idempotent},
+            {"openWorldHint", hints.open_world}}}};
 }
 
 const json kSagaRef =
@@ -50,6 +62,14 @@ const json kLimit = {{"type", "integer"},
                      {"minimum", 1},
                      {"maximum", 1000},
                      {"description", "page size (default 50; 100 for logs)"}};
+
+// The definition's first example, else one built from its schema.
+json ExampleInputOf(const WorkflowDefinition& def) {
+  if (def.examples.is_array() && !def.examples.empty()) {
+    return def.examples[0];
+  }
+  return GenerateExampleInput(def.input_schema);
+}
 
 json StateNames() {
   json names = json::array();
@@ -149,28 +169,63 @@ const json& McpSession::Tools() {
   static const json tools = [] {
     json list = json::array({
         Tool("list_workflows", "List workflows",
-             "Registered workflow definitions with their versions.",
+             "Start here. Every registered workflow: its name and versions, "
+             "what it does, its input_schema (the JSON Schema its input must "
+             "satisfy) and an example_input that satisfies it. Pass one to "
+             "start_workflow as `input`, or call the workflow's own run_ tool "
+             "(tools/list).",
              Obj(json::object()),
-             Obj({{"workflows", {{"type", "array"}}}}, {"workflows"}), true,
-             false, true),
+             Obj({{"workflows",
+                   {{"type", "array"},
+                    {"items",
+                     Obj({{"name", {{"type", "string"}}},
+                          {"version", {{"type", "integer"}}},
+                          {"description", {{"type", "string"}}},
+                          {"input_schema",
+                           {{"type", {"object", "null"}},
+                            {"description", "null: any object is accepted"}}},
+                          {"example_input",
+                           {{"type", {"object", "null"}},
+                            {"description",
+                             "an input the workflow accepts (null if none "
+                             "could be built from its schema)"}}},
+                          {"steps", {{"type", "integer"}}},
+                          {"origin", {{"type", "string"}}},
+                          {"registered_by", {{"type", {"string", "null"}}}}},
+                         {"name", "version"})}}}},
+                 {"workflows"}),
+             kReads),
         Tool("register_workflow", "Register a workflow",
-             "Validates and stores a workflow definition (docs/workflows.md). "
-             "Versions are immutable.",
+             "Defines a new workflow (or a new version of one): named steps "
+             "run in order, each an action (http, exec, sleep, echo, noop, "
+             "fail) with params, retries and an optional compensation run "
+             "backwards when a later step fails (docs/workflows.md). The "
+             "definition is validated first; a refusal lists every problem "
+             "with its path. Versions are immutable: registering the same "
+             "content again is a no-op, different content needs a new "
+             "version. Then call start_workflow.",
              Obj({{"definition", {{"type", "object"}}}}, {"definition"}),
              Obj({{"name", {{"type", "string"}}},
                   {"version", {{"type", "integer"}}}},
                  {"name", "version"}),
-             false, false, true),
+             {.idempotent = true}),
         Tool("start_workflow", "Start a workflow",
-             "Starts a saga of a workflow. With an idempotency_key, a repeated "
-             "start returns the same saga. With wait_ms, waits up to that long "
-             "for the saga to end (completed, compensated, cancelled or "
-             "parked) and returns it; timed_out: true if it is still going. "
-             "Progress notifications follow each step when the request has a "
-             "progressToken.",
+             "Runs a workflow as a saga: durable, resumed after a crash, "
+             "compensated or parked when a step fails for good. Its steps "
+             "call services and run programs. Returns the saga_id at once, "
+             "or with wait_ms the saga when it ends (completed, compensated, "
+             "cancelled or parked; timed_out: true if it is still going), "
+             "with `next` saying what to do about it. Follow it with "
+             "get_saga. An idempotency_key makes a repeated start return the "
+             "same saga instead of starting another. Progress notifications "
+             "follow each step when the request has a progressToken.",
              Obj({{"workflow", {{"type", "string"}}},
                   {"version", {{"type", "integer"}, {"minimum", 1}}},
-                  {"input", {{"type", "object"}}},
+                  {"input",
+                   {{"type", "object"},
+                    {"description",
+                     "must satisfy the workflow's input_schema "
+                     "(list_workflows)"}}},
                   {"idempotency_key", {{"type", "string"}}},
                   {"wait_ms",
                    {{"type", "integer"},
@@ -188,31 +243,39 @@ const json& McpSession::Tools() {
                     {"description", "the ended saga, as get_saga shows it"}}},
                   {"timed_out", {{"type", "boolean"}}}},
                  {"saga_id", "state", "created"}),
-             false, false, true),
+             {.open_world = true}),
         Tool("get_saga", "Get a saga",
-             "State, per-step status, attempts, outputs and errors of a saga.",
+             "A saga's state, each step's status, attempts, output and error, "
+             "and `next`: what to do about it (replay_saga for a parked one). "
+             "get_saga_log has every event.",
              Obj({{"saga_id", {{"type", "string"}}}}, {"saga_id"}),
              Obj({{"saga_id", {{"type", "string"}}},
-                  {"state", {{"type", "string"}}}},
+                  {"state", {{"type", "string"}}},
+                  {"next", {{"type", "string"}}}},
                  {"saga_id", "state"}),
-             true, false, true),
+             kReads),
         Tool("cancel_saga", "Cancel a saga",
-             "Stops a running saga after its current attempt, then compensates "
-             "(unless compensate is false).",
+             "Stops a running saga after its current attempt, then undoes its "
+             "completed steps by running their compensations (unless "
+             "compensate is false), which call services too. A saga that "
+             "already ended is left as it is.",
              Obj({{"saga_id", {{"type", "string"}}},
                   {"compensate", {{"type", "boolean"}}}},
                  {"saga_id"}),
-             kSagaRef, false, true, false),
+             kSagaRef,
+             {.destructive = true, .idempotent = true, .open_world = true}),
         Tool("replay_saga", "Replay a parked saga",
-             "Takes a saga out of the dead-letter queue and runs it again from "
-             "its failed step (or from_step) with a fresh retry budget.",
+             "Runs a parked saga (one in the dead-letter queue: list_dlq) "
+             "again from its failed step, or from from_step, with a fresh "
+             "retry budget. Fix what made it fail first (get_saga says why).",
              Obj({{"saga_id", {{"type", "string"}}},
                   {"from_step", {{"type", "string"}}}},
                  {"saga_id"}),
-             kSagaRef, false, false, false),
+             kSagaRef, {.open_world = true}),
         Tool("list_sagas", "List sagas",
              "Sagas newest first, optionally of one state and/or workflow, "
-             "a page at a time (pass next_cursor back as cursor).",
+             "a page at a time (pass next_cursor back as cursor). get_saga "
+             "shows one whole.",
              Obj({{"state", {{"type", "string"}, {"enum", StateNames()}}},
                   {"workflow", {{"type", "string"}}},
                   {"limit", kLimit},
@@ -220,10 +283,12 @@ const json& McpSession::Tools() {
              Obj({{"sagas", {{"type", "array"}}},
                   {"next_cursor", {{"type", "string"}}}},
                  {"sagas"}),
-             true, false, true),
+             kReads),
         Tool("get_saga_log", "Get a saga's log",
-             "The events of a saga's durable log in order, from from_seq on "
-             "(pass next_seq back as from_seq for the next page).",
+             "The events of a saga's durable log in order (each attempt, its "
+             "error, each retry and compensation), from from_seq on (pass "
+             "next_seq back as from_seq for the next page). Use it to find "
+             "out why a step failed.",
              Obj({{"saga_id", {{"type", "string"}}},
                   {"from_seq", {{"type", "integer"}, {"minimum", 0}}},
                   {"limit", kLimit}},
@@ -232,27 +297,28 @@ const json& McpSession::Tools() {
                   {"events", {{"type", "array"}}},
                   {"next_seq", {{"type", "integer"}}}},
                  {"saga_id", "events"}),
-             true, false, true),
+             kReads),
         Tool("list_dlq", "List the dead-letter queue",
              "Parked sagas, oldest first, optionally of one workflow: why "
              "each was parked, its step, last error and attempts. replay_saga "
-             "runs one again.",
+             "runs one again once the cause is fixed.",
              Obj({{"workflow", {{"type", "string"}}},
                   {"limit", kLimit},
                   {"cursor", {{"type", "string"}}}}),
              Obj({{"entries", {{"type", "array"}}},
                   {"next_cursor", {{"type", "string"}}}},
                  {"entries"}),
-             true, false, true),
+             kReads),
         Tool("engine_stats", "Engine statistics",
              "Active sagas by state, attempts in flight, timers, commits, "
              "attempts waiting at a rate limit or circuit breaker, and each "
-             "circuit breaker's state.",
+             "circuit breaker's state: whether the engine and the services "
+             "its steps call are healthy.",
              Obj(json::object()),
              Obj({{"active_by_state", {{"type", "object"}}},
                   {"waiting_at_gates", {{"type", "integer"}}},
                   {"circuit_breakers", {{"type", "array"}}}}),
-             true, false, true),
+             kReads),
     });
     // A start may run as a task (MCP 2025-11-25): the task is the saga.
     for (json& tool : list) {
@@ -278,7 +344,11 @@ std::optional<Scope> McpSession::ToolScope(const std::string& tool) {
       {"register_workflow", Scope::kDefine},
       {"replay_saga", Scope::kAdmin}};
   auto it = kScopes.find(tool);
-  if (it == kScopes.end()) return std::nullopt;
+  if (it == kScopes.end()) {
+    // A workflow's own tool starts it, as start_workflow does.
+    if (tool.starts_with("run_")) return Scope::kRun;
+    return std::nullopt;
+  }
   return it->second;
 }
 
@@ -298,6 +368,8 @@ void McpSession::CallTool(const json& id, const std::string& name,
       list.push_back({{"name", def->name},
                       {"version", def->version},
                       {"description", def->description},
+                      {"input_schema", def->input_schema},
+                      {"example_input", ExampleInputOf(*def)},
                       {"steps", def->steps.size()},
                       {"origin", DefinitionOriginName(def->origin)},
                       {"registered_by", def->registered_by.empty()
@@ -341,6 +413,9 @@ void McpSession::CallTool(const json& id, const std::string& name,
   const bool known =
       name == "get_saga" || name == "cancel_saga" || name == "replay_saga";
   if (!known) {
+    if (std::string workflow = WorkflowOfTool(name); !workflow.empty()) {
+      return RunWorkflowTool(id, workflow, args, meta, context);
+    }
     return ReplyError(id, jsonrpc::kInvalidParams,
                       "params.name: unknown tool '" + name + "'");
   }
@@ -356,7 +431,7 @@ void McpSession::CallTool(const json& id, const std::string& name,
     return engine_->ReadSaga(*saga_id, later([](McpSession& s, const json& id,
                                                 Result<SagaRecord> r) {
       if (!r.ok()) return s.ToolError(id, r.status());
-      s.ToolResult(id, mcp::SagaJson(std::move(*r)));
+      s.ToolResult(id, mcp::SagaJson(*s.engine_, std::move(*r)));
     }));
   }
   if (name == "cancel_saga") {

@@ -216,7 +216,79 @@ std::shared_ptr<const WorkflowDefinition> FindWorkflow(const Engine& engine,
   return nullptr;
 }
 
-json SagaJson(SagaRecord r) {
+std::vector<std::shared_ptr<const WorkflowDefinition>> LatestWorkflows(
+    const Engine& engine) {
+  std::vector<std::shared_ptr<const WorkflowDefinition>> latest;
+  // ListWorkflows comes by name, then version: the last of a name wins.
+  for (auto& def : engine.ListWorkflows()) {
+    if (!latest.empty() && latest.back()->name == def->name) {
+      latest.back() = std::move(def);
+    } else {
+      latest.push_back(std::move(def));
+    }
+  }
+  return latest;
+}
+
+// What an agent can do about a saga in `state`, given its body: the tools
+// alone must get it from a failure to a fix.
+std::string NextStep(SagaState state, const json& body) {
+  // The step whose failure started compensation, or (parked at once) the
+  // one that failed; named when SagaJson could name the steps.
+  std::string failure;
+  if (auto f = body.find("failure"); f != body.end() && f->is_object()) {
+    std::string step;
+    const auto steps = body.find("steps");
+    if (steps != body.end() && steps->is_array()) {
+      int64_t n = -1;
+      if (auto i = body.find("failed_step");
+          i != body.end() && i->is_number_integer()) {
+        n = i->get<int64_t>();
+      }
+      for (size_t i = 0; n < 0 && i < steps->size(); ++i) {
+        if ((*steps)[i].value("status", "") == "failed") {
+          n = static_cast<int64_t>(i);
+        }
+      }
+      if (n >= 0 && static_cast<size_t>(n) < steps->size()) {
+        step = (*steps)[static_cast<size_t>(n)].value("name", "");
+      }
+    }
+    failure = (step.empty() ? "a step" : "step '" + step + "'") +
+              " failed with " + f->value("kind", "") + ": " +
+              f->value("message", "");
+  }
+  switch (state) {
+    case SagaState::kCompleted:
+      return "Completed: each step's result is in steps[].output.";
+    case SagaState::kParked:
+      return "Parked in the dead-letter queue" +
+             (failure.empty() ? std::string() : " because " + failure) +
+             ". Fix the cause, then call replay_saga with this saga_id to "
+             "run it again from the failed step (from_step picks another); "
+             "get_saga_log shows every attempt.";
+    case SagaState::kCompensated:
+      return "Failed" +
+             (failure.empty() ? std::string() : " because " + failure) +
+             ", and its completed steps were undone. Start a new saga "
+             "(start_workflow) once the cause is fixed; get_saga_log shows "
+             "every attempt.";
+    case SagaState::kCancelled:
+      return "Cancelled; nothing more will run.";
+    default:
+      return "Still running: call get_saga again to follow it (or "
+             "start_workflow with wait_ms), cancel_saga to stop it.";
+  }
+}
+
+json SagaJson(SagaRecord r, const WorkflowDefinition* def) {
+  if (auto steps = r.body.find("steps");
+      def != nullptr && steps != r.body.end() && steps->is_array()) {
+    for (size_t i = 0; i < steps->size() && i < def->steps.size(); ++i) {
+      if ((*steps)[i].is_object()) (*steps)[i]["name"] = def->steps[i].name;
+    }
+  }
+  const std::string next = NextStep(r.state, r.body);
   json out = {{"saga_id", r.id},
               {"workflow", r.workflow},
               {"version", r.version},
@@ -232,7 +304,13 @@ json SagaJson(SagaRecord r) {
     }
   }
   if (!r.idempotency_key.empty()) out["idempotency_key"] = r.idempotency_key;
+  out["next"] = next;
   return out;
+}
+
+json SagaJson(const Engine& engine, SagaRecord r) {
+  const auto def = FindWorkflow(engine, r.workflow, r.version);
+  return SagaJson(std::move(r), def.get());
 }
 
 json LogJson(const LogRecord& r) {

@@ -72,8 +72,17 @@ std::shared_ptr<const WorkflowDefinition> FindWorkflow(const Engine& engine,
                                                        const std::string& name,
                                                        uint32_t version);
 
-// A saga snapshot as tools and resources show it.
-nlohmann::json SagaJson(SagaRecord r);
+// The latest version of every registered workflow, by name.
+std::vector<std::shared_ptr<const WorkflowDefinition>> LatestWorkflows(
+    const Engine& engine);
+
+// A saga snapshot as tools and resources show it, with `next`: what an
+// agent can do about it now, naming the tools (replay_saga for a parked
+// one).
+// `def`, its definition (null if unknown), names the steps.
+nlohmann::json SagaJson(SagaRecord r, const WorkflowDefinition* def);
+// The same, with the definition looked up in `engine`.
+nlohmann::json SagaJson(const Engine& engine, SagaRecord r);
 // One log event.
 nlohmann::json LogJson(const LogRecord& r);
 // The engine's circuit breakers: [{key, state, consecutive_failures,

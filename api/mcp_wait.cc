@@ -168,7 +168,8 @@ std::vector<SagaEvent> Diff(const std::optional<SagaProgress>& prev,
           "the saga is parked in the dead-letter queue" +
               (cur.failure.empty() ? std::string()
                                    : ": step '" + failed_step + "' failed (" +
-                                         Describe(cur.failure) + ")"),
+                                         Describe(cur.failure) + ")") +
+              "; replay_saga runs it again once the cause is fixed",
           cur.failure.empty() ? json::object() : failure);
       break;
     case SagaState::kCancelled:
@@ -392,7 +393,7 @@ void McpSession::FinishFollow(const std::string& saga_id, SagaRecord r) {
   UnwatchSaga(it->second.watch);
   followed_.erase(it);
   const std::string_view state = SagaStateName(r.state);
-  json saga = mcp::SagaJson(std::move(r));
+  json saga = mcp::SagaJson(*engine_, std::move(r));
   for (size_t i = 0; i < waiters.size(); ++i) {
     auto w = waiting_calls_.find(waiters[i]);
     if (w == waiting_calls_.end()) continue;

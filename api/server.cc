@@ -114,7 +114,9 @@ class Server {
     if (!stopping_ && config_.stdio) {
       auto opened_stdio = StdioTransport::Open(
           &loop_, engine_.get(), STDIN_FILENO, STDOUT_FILENO,
-          config_.http.max_message_bytes, [this] { Stop(0); }, &inbound_);
+          config_.http.max_message_bytes, [this] { Stop(0); },
+          McpSessionOptions{.limiter = &inbound_,
+                            .workflow_tools = config_.mcp.workflow_tools});
       if (!opened_stdio.ok()) {
         result_ = opened_stdio.status();
         Stop(0);
@@ -159,6 +161,7 @@ class Server {
     mo.allowed_origins = config_.http.allowed_origins;
     mo.tokens = tokens;
     mo.limiter = &inbound_;
+    mo.workflow_tools = config_.mcp.workflow_tools;
     mo.max_sessions = config_.http.max_sessions;
     mo.max_sessions_per_client = config_.http.max_sessions_per_client;
     mcp_ = std::make_unique<McpHttp>(&loop_, engine_.get(), std::move(mo));

@@ -16,7 +16,7 @@ struct WriteReq {
 
 Result<std::unique_ptr<StdioTransport>> StdioTransport::Open(
     uv_loop_t* loop, Engine* engine, int in, int out, size_t max_message_bytes,
-    std::function<void()> on_eof, RateLimiters* limiter) {
+    std::function<void()> on_eof, McpSessionOptions session) {
   std::unique_ptr<StdioTransport> t(new StdioTransport());
   t->max_message_bytes_ = max_message_bytes;
   t->on_eof_ = std::move(on_eof);
@@ -39,7 +39,10 @@ Result<std::unique_ptr<StdioTransport>> StdioTransport::Open(
   t->session_ = McpSession::Create(
       engine, loop,
       [raw](McpSession::OutFrame frame) { raw->Write(std::move(frame.text)); },
-      McpSessionOptions{.limiter = limiter, .rate_key = "session:stdio"});
+      [&] {
+        session.rate_key = "session:stdio";
+        return std::move(session);
+      }());
   uv_read_start(reinterpret_cast<uv_stream_t*>(&t->in_), &OnAlloc, &OnRead);
   return t;
 }

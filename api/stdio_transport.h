@@ -18,13 +18,12 @@ namespace cde {
 class StdioTransport {
  public:
   // Reads frames from fd `in` and writes replies to fd `out` (pipes or
-  // terminals). `on_eof` runs once stdin is closed. `limiter` (null =
-  // unlimited; must outlive the transport) rate-limits the session's
-  // requests under the key "session:stdio" (McpSessionOptions).
+  // terminals). `on_eof` runs once stdin is closed. The session gets
+  // `session`, with the rate key "session:stdio".
   static Result<std::unique_ptr<StdioTransport>> Open(
       uv_loop_t* loop, Engine* engine, int in, int out,
       size_t max_message_bytes, std::function<void()> on_eof,
-      RateLimiters* limiter = nullptr);
+      McpSessionOptions session = {});
   ~StdioTransport();  // REQUIRES: Close() finished
 
   void Close(std::function<void()> on_closed);

@@ -69,6 +69,7 @@ class Validator {
  private:
   void CheckRoot(const json& doc);
   void CheckInputSchemaKey(const json& schema);
+  void CheckExamples(const json& examples, const json* schema);
   void CheckDlq(const json& dlq);
   void CheckSteps(const json& steps);
   void CheckStep(const json& step, size_t index);
@@ -90,9 +91,10 @@ class Validator {
 };
 
 void Validator::CheckRoot(const json& doc) {
-  problems_.UnknownKeys(doc, "",
-                        {"name", "version", "description", "input_schema",
-                         "on_failure", "max_concurrency", "dlq", "steps"});
+  problems_.UnknownKeys(
+      doc, "",
+      {"name", "version", "description", "input_schema", "examples",
+       "on_failure", "max_concurrency", "dlq", "steps"});
   CheckName(Find(doc, "name"), "name");
   if (const json* version = Find(doc, "version")) {
     problems_.Integer(*version, "version", 1, kMaxUint32);
@@ -102,8 +104,10 @@ void Validator::CheckRoot(const json& doc) {
   if (const json* description = Find(doc, "description")) {
     problems_.String(*description, "description");
   }
-  if (const json* schema = Find(doc, "input_schema")) {
-    CheckInputSchemaKey(*schema);
+  const json* schema = Find(doc, "input_schema");
+  if (schema != nullptr) CheckInputSchemaKey(*schema);
+  if (const json* examples = Find(doc, "examples")) {
+    CheckExamples(*examples, schema);
   }
   if (const json* on_failure = Find(doc, "on_failure")) {
     if (*on_failure != "compensate" && *on_failure != "park") {
@@ -118,6 +122,30 @@ void Validator::CheckRoot(const json& doc) {
     CheckSteps(*steps);
   } else {
     problems_.Add("steps", "is required");
+  }
+}
+
+// Inputs shown to clients (list_workflows, a workflow's own tool): each
+// must be one the workflow accepts, or an agent would be taught to fail.
+void Validator::CheckExamples(const json& examples, const json* schema) {
+  if (!examples.is_array() || examples.empty()) {
+    problems_.Add("examples", "must be a non-empty array of example inputs");
+    return;
+  }
+  for (size_t i = 0; i < examples.size(); ++i) {
+    const std::string path = "examples[" + std::to_string(i) + "]";
+    if (!examples[i].is_object()) {
+      problems_.Add(path, "must be an object (a saga's input)");
+      continue;
+    }
+    // Against a schema that is itself wrong, the schema's errors say it.
+    if (schema == nullptr || !schema->is_object() ||
+        !CheckInputSchema(*schema, "").empty()) {
+      continue;
+    }
+    if (Status s = ValidateInput(*schema, examples[i]); !s.ok()) {
+      problems_.Add(path, "does not match input_schema: " + s.message());
+    }
   }
 }
 
@@ -417,6 +445,7 @@ WorkflowDefinition BuildDefinition(const json& doc) {
     def.description = v->get<std::string>();
   }
   if (const json* v = Find(doc, "input_schema")) def.input_schema = *v;
+  if (const json* v = Find(doc, "examples")) def.examples = *v;
   if (const json* v = Find(doc, "on_failure"); v && *v == "park") {
     def.on_failure = OnFailure::kPark;
   }

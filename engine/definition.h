@@ -106,6 +106,7 @@ struct WorkflowDefinition {
   uint32_t version = 0;
   std::string description;
   nlohmann::json input_schema;  // null when the definition has none
+  nlohmann::json examples;      // example inputs (an array), or null
   OnFailure on_failure = OnFailure::kCompensate;
   std::optional<uint32_t> max_concurrency;
   std::optional<AutoReplay> auto_replay;

@@ -310,6 +310,16 @@ void EngineImpl::RegisterWorkflow(const json& doc, DefinitionOrigin origin,
       done(added);
     } else {
       done(record);
+      // By id, as a watcher may end its own watch or another's.
+      std::vector<uint64_t> ids;
+      for (const auto& [id, fn] : definition_watchers_) ids.push_back(id);
+      for (uint64_t id : ids) {
+        if (auto w = definition_watchers_.find(id);
+            w != definition_watchers_.end()) {
+          auto fn = w->second;  // it may unwatch itself while it runs
+          fn(record);
+        }
+      }
     }
     // A shutdown asked for during the commit waits for it (found by
     // tests/fuzz/fuzz_jsonrpc: without this, it never finished).

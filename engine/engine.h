@@ -184,6 +184,13 @@ class Engine {
   // watch lasts. Returns a watch id for Unwatch.
   virtual uint64_t Watch(const std::string& saga_id,
                          std::function<void(const Saga&)> on_change) = 0;
+  // Calls `on_registered` after each definition registered from now on (a
+  // new name or version; registering the same content again changes
+  // nothing and calls nothing), from any surface. Returns a watch id for
+  // Unwatch.
+  virtual uint64_t WatchDefinitions(
+      std::function<void(const DefinitionRecord&)> on_registered) = 0;
+  // Ends a watch of either kind.
   virtual void Unwatch(uint64_t watch_id) = 0;
 
   // Tells the http action's destination policy about a listener of this

@@ -91,6 +91,8 @@ class EngineImpl final : public Engine {
   void ReadSaga(const std::string& saga_id, Callback<SagaRecord> done) override;
   uint64_t Watch(const std::string& saga_id,
                  std::function<void(const Saga&)> on_change) override;
+  uint64_t WatchDefinitions(
+      std::function<void(const DefinitionRecord&)> on_registered) override;
   void Unwatch(uint64_t watch_id) override;
   EngineStats stats() const override;
   void SetLimits(EngineLimits limits) override;
@@ -290,6 +292,8 @@ class EngineImpl final : public Engine {
                      std::map<uint64_t, std::function<void(const Saga&)>>>
       watchers_;
   std::unordered_map<uint64_t, std::string> watch_index_;
+  std::map<uint64_t, std::function<void(const DefinitionRecord&)>>
+      definition_watchers_;
 
   // The state of the saga whose commit OnCommitted is acting on, for the
   // `after` callbacks it runs.

@@ -274,7 +274,15 @@ uint64_t EngineImpl::Watch(const std::string& saga_id,
   return id;
 }
 
+uint64_t EngineImpl::WatchDefinitions(
+    std::function<void(const DefinitionRecord&)> on_registered) {
+  const uint64_t id = next_watch_++;
+  definition_watchers_[id] = std::move(on_registered);
+  return id;
+}
+
 void EngineImpl::Unwatch(uint64_t watch_id) {
+  if (definition_watchers_.erase(watch_id) > 0) return;
   auto it = watch_index_.find(watch_id);
   if (it == watch_index_.end()) return;
   auto w = watchers_.find(it->second);

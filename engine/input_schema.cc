@@ -457,4 +457,93 @@ Status ValidateInput(const nlohmann::json& schema,
   return Status::InvalidArgument(JoinErrors(errors));
 }
 
+namespace {
+
+const json* Find(const json& object, const std::string& key) {
+  const auto it = object.find(key);
+  return it == object.end() ? nullptr : &*it;
+}
+
+// The first type a schema names ("type": "x" or ["x", ...]), or "".
+std::string FirstType(const json& schema) {
+  const json* type = Find(schema, "type");
+  if (type == nullptr) return "";
+  if (type->is_string()) return type->get<std::string>();
+  if (type->is_array() && !type->empty() && (*type)[0].is_string()) {
+    return (*type)[0].get<std::string>();
+  }
+  return "";
+}
+
+json ExampleOf(const json& schema, int depth) {
+  if (!schema.is_object() || depth > 32) return nullptr;
+  if (const json* v = Find(schema, "examples");
+      v != nullptr && v->is_array() && !v->empty()) {
+    return (*v)[0];
+  }
+  if (const json* v = Find(schema, "default")) return *v;
+  if (const json* v = Find(schema, "const")) return *v;
+  if (const json* v = Find(schema, "enum");
+      v != nullptr && v->is_array() && !v->empty()) {
+    return (*v)[0];
+  }
+  const std::string type = FirstType(schema);
+  if (type == "object" || (type.empty() && Find(schema, "properties"))) {
+    json out = json::object();
+    const json* properties = Find(schema, "properties");
+    if (const json* required = Find(schema, "required");
+        required != nullptr && required->is_array()) {
+      for (const json& name : *required) {
+        if (!name.is_string()) continue;
+        const std::string& key = name.get_ref<const std::string&>();
+        const json* property =
+            properties != nullptr ? Find(*properties, key) : nullptr;
+        out[key] = property != nullptr ? ExampleOf(*property, depth + 1)
+                                       : json(nullptr);
+      }
+    }
+    return out;
+  }
+  if (type == "array") {
+    json out = json::array();
+    const json* items = Find(schema, "items");
+    const int64_t min = std::max<int64_t>(Count(schema, "minItems"), 0);
+    for (int64_t i = 0; i < std::min<int64_t>(min, 100); ++i) {
+      out.push_back(items != nullptr ? ExampleOf(*items, depth + 1) : json());
+    }
+    return out;
+  }
+  if (type == "string") {
+    const int64_t min = std::max<int64_t>(Count(schema, "minLength"), 0);
+    return std::string(static_cast<size_t>(std::min<int64_t>(min, 1024)), 'x');
+  }
+  if (type == "integer" || type == "number") {
+    double value = 0;
+    if (const json* v = Find(schema, "minimum"); v && v->is_number()) {
+      value = std::ceil(v->get<double>());
+    } else if (const json* x = Find(schema, "exclusiveMinimum");
+               x && x->is_number()) {
+      value = std::floor(x->get<double>()) + 1;
+    } else if (const json* m = Find(schema, "maximum");
+               m && m->is_number() && m->get<double>() < 0) {
+      value = std::floor(m->get<double>());
+    }
+    if (type == "integer" || value == std::floor(value)) {
+      return static_cast<int64_t>(value);
+    }
+    return value;
+  }
+  if (type == "boolean") return false;
+  return nullptr;
+}
+
+}  // namespace
+
+json GenerateExampleInput(const json& schema) {
+  if (schema.is_null()) return json::object();
+  json example = ExampleOf(schema, 0);
+  if (!ValidateInput(schema, example).ok()) return nullptr;
+  return example;
+}
+
 }  // namespace cde

@@ -31,6 +31,14 @@ std::vector<std::string> CheckInputSchema(const nlohmann::json& schema,
 // "input" ("input.qty: must be >= 1; input: missing required field 'sku'").
 Status ValidateInput(const nlohmann::json& schema, const nlohmann::json& input);
 
+// An input that `schema` (which passed CheckInputSchema; null: none)
+// accepts, built from its annotations and bounds: for each required
+// property its `examples`, `default`, `const` or first `enum` value, else
+// the smallest value its type and bounds allow. Null if what can be built
+// does not validate (a pattern, say, that no such value matches): an agent
+// is shown no example rather than a wrong one.
+nlohmann::json GenerateExampleInput(const nlohmann::json& schema);
+
 }  // namespace cde
 
 #endif  // CDE_ENGINE_INPUT_SCHEMA_H_

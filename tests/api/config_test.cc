@@ -81,6 +81,7 @@ TEST(ConfigTest, FullFileRoundTripsEveryKey) {
                                "cool_down_ms": 9, "half_open_probes": 3}}
     },
     "alerts": {"workflow_failures": {"threshold": 0, "window_ms": 30000}},
+    "mcp": {"workflow_tools": false},
     "actions": {
       "exec": {"clients": true, "allow": ["/usr/bin/convert"],
                "env_allow": ["PATH", "HOME"], "params_env_allow": ["QUALITY"],
@@ -119,6 +120,7 @@ TEST(ConfigTest, FullFileRoundTripsEveryKey) {
   want.breaker_default = {3, 0.25, 8, 1000, 2000, 2};
   want.breakers = {{"flights-api", {0, 1, 1, 7, 9, 3}}};
   want.alerts = {0, 30000};
+  want.mcp.workflow_tools = false;
   want.actions.exec = {true,        {"/usr/bin/convert"}, {"PATH", "HOME"},
                        {"QUALITY"}, "/srv/jobs",          "cde-jobs",
                        {5, 0, 1, 10}};

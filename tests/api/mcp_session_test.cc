@@ -233,6 +233,149 @@ TEST_F(McpSessionTest, ToolsListDescribesEveryToolWithSchemas) {
                    "get_saga", "cancel_saga", "replay_saga", "engine_stats"}));
 }
 
+// An agent sees only tools: list_workflows must teach it the input.
+TEST_F(McpSessionTest, ListWorkflowsShowsTheInputSchemaAndAnExampleInput) {
+  Initialize();
+  const json schema = {{"type", "object"},
+                       {"required", {"qty", "sku"}},
+                       {"properties",
+                        {{"qty", {{"type", "integer"}, {"minimum", 1}}},
+                         {"sku", {{"type", "string"}, {"minLength", 3}}}}}};
+  json with_examples = {{"name", "order"},
+                        {"version", 1},
+                        {"input_schema", schema},
+                        {"examples", {{{"qty", 2}, {"sku", "A-42"}}}},
+                        {"steps", {{{"name", "a"}, {"action", "noop"}}}}};
+  Register(with_examples);
+  json generated = with_examples;
+  generated["name"] = "order-generated";
+  generated.erase("examples");
+  Register(generated);
+  const json list = Out(Tool("list_workflows", json::object()))["workflows"];
+  ASSERT_EQ(list.size(), 2u) << list.dump();
+  for (const json& w : list) {
+    EXPECT_EQ(w["input_schema"], schema) << w.dump();
+    const json example = w["example_input"];
+    ASSERT_TRUE(example.is_object()) << w.dump();
+    // What it shows, start_workflow accepts.
+    json started = Out(Tool(
+        "start_workflow",
+        {{"workflow", w["name"]}, {"input", example}, {"wait_ms", 10000}}));
+    EXPECT_EQ(started["state"], "completed") << started.dump();
+  }
+  EXPECT_EQ(list[0]["example_input"], json({{"qty", 2}, {"sku", "A-42"}}));
+  EXPECT_EQ(list[1]["example_input"], json({{"qty", 1}, {"sku", "xxx"}}));
+}
+
+TEST_F(McpSessionTest, AnnotationsTellWhichToolsReachOutside) {
+  Initialize();
+  std::map<std::string, json> hints;
+  const json listed = Call("tools/list")["result"]["tools"];
+  for (const json& t : listed) {
+    hints[t["name"].get<std::string>()] = t["annotations"];
+  }
+  // A start runs steps that call services and programs, and starts another
+  // saga each time unless given an idempotency key.
+  EXPECT_EQ(hints["start_workflow"]["openWorldHint"], true);
+  EXPECT_EQ(hints["start_workflow"]["idempotentHint"], false);
+  EXPECT_EQ(hints["start_workflow"]["readOnlyHint"], false);
+  EXPECT_EQ(hints["cancel_saga"]["destructiveHint"], true);
+  EXPECT_EQ(hints["cancel_saga"]["openWorldHint"], true);
+  EXPECT_EQ(hints["replay_saga"]["openWorldHint"], true);
+  for (const char* read : {"list_workflows", "get_saga", "list_sagas",
+                           "get_saga_log", "list_dlq", "engine_stats"}) {
+    EXPECT_EQ(hints[read]["readOnlyHint"], true) << read;
+    EXPECT_EQ(hints[read]["openWorldHint"], false) << read;
+  }
+}
+
+// A client that shows its model tools only: each workflow is a tool, and
+// a new one is announced.
+TEST_F(McpSessionTest, EachWorkflowIsAToolOfItsOwnAndNewOnesAreAnnounced) {
+  json init =
+      Call("initialize", {{"protocolVersion", "2025-06-18"},
+                          {"capabilities", json::object()},
+                          {"clientInfo", {{"name", "t"}, {"version", "1"}}}});
+  EXPECT_EQ(init["result"]["capabilities"]["tools"]["listChanged"], true);
+  Register(kThreeSteps);
+  EXPECT_EQ(Notes("notifications/tools/list_changed").size(), 1u);
+  // The same content again changes nothing, and announces nothing.
+  Register(kThreeSteps);
+  EXPECT_EQ(Notes("notifications/tools/list_changed").size(), 1u);
+  json schema = {{"type", "object"},
+                 {"required", {"n"}},
+                 {"properties", {{"n", {{"type", "integer"}}}}}};
+  Register({{"name", "typed"},
+            {"version", 1},
+            {"description", "Echoes n."},
+            {"input_schema", schema},
+            {"steps",
+             {{{"name", "say"},
+               {"action", "echo"},
+               {"params", {{"n", "${input.n}"}}}}}}});
+  EXPECT_EQ(Notes("notifications/tools/list_changed").size(), 2u);
+  std::map<std::string, json> tools;
+  const json listed = Call("tools/list")["result"]["tools"];
+  for (const json& t : listed) {
+    tools[t["name"].get<std::string>()] = t;
+  }
+  ASSERT_EQ(tools.count("run_three"), 1u);
+  ASSERT_EQ(tools.count("run_typed"), 1u);
+  EXPECT_EQ(tools["run_typed"]["inputSchema"], schema);
+  EXPECT_THAT(tools["run_typed"]["description"].get<std::string>(),
+              ::testing::StartsWith("Echoes n.\n\nRuns the workflow 'typed'"));
+  EXPECT_EQ(tools["run_three"]["inputSchema"]["type"], "object");
+  EXPECT_EQ(tools["run_typed"]["annotations"]["openWorldHint"], true);
+  // Its arguments are the input; its result is start_workflow's with a wait.
+  json done = Out(Tool("run_typed", {{"n", 7}}));
+  EXPECT_EQ(done["state"], "completed") << done.dump();
+  EXPECT_EQ(done["saga"]["steps"][0]["output"], json({{"n", 7}}));
+  EXPECT_EQ(done["saga"]["started_by"], "local");
+  // Bad input is refused as start_workflow refuses it.
+  EXPECT_THAT(ErrorMessage(Tool("run_typed", {{"n", "seven"}})),
+              ::testing::HasSubstr("input.n: must be"));
+  // An idempotency key rides in _meta.
+  json first = CallWith({{"name", "run_three"},
+                         {"arguments", json::object()},
+                         {"_meta", {{"idempotency_key", "once"}}}});
+  json again = CallWith({{"name", "run_three"},
+                         {"arguments", json::object()},
+                         {"_meta", {{"idempotency_key", "once"}}}});
+  EXPECT_EQ(Out(again)["saga_id"], Out(first)["saga_id"]);
+  EXPECT_EQ(Out(again)["created"], false);
+  EXPECT_EQ(Tool("run_nothing", json::object())["error"]["code"],
+            jsonrpc::kInvalidParams);
+}
+
+TEST_F(McpSessionTest, WorkflowToolsCanBeTurnedOff) {
+  session_->Close();
+  session_ = McpSession::Create(&h_.engine(), h_.loop(), Recorder(),
+                                McpSessionOptions{.workflow_tools = false});
+  json init =
+      Call("initialize", {{"protocolVersion", "2025-06-18"},
+                          {"capabilities", json::object()},
+                          {"clientInfo", {{"name", "t"}, {"version", "1"}}}});
+  EXPECT_EQ(init["result"]["capabilities"]["tools"]["listChanged"], false);
+  Register(kThreeSteps);
+  EXPECT_TRUE(Notes("notifications/tools/list_changed").empty());
+  const json listed = Call("tools/list")["result"]["tools"];
+  for (const json& t : listed) {
+    EXPECT_FALSE(t["name"].get<std::string>().starts_with("run_"));
+  }
+  EXPECT_EQ(Tool("run_three", json::object())["error"]["code"],
+            jsonrpc::kInvalidParams);
+}
+
+TEST(WorkflowToolNameTest, LongNamesAreCutWithAHashSoTheyStayApart) {
+  EXPECT_EQ(WorkflowToolName("trip-booking"), "run_trip-booking");
+  const std::string a = std::string(127, 'a') + "1";
+  const std::string b = std::string(127, 'a') + "2";
+  EXPECT_EQ(WorkflowToolName(std::string(124, 'a')).size(), 128u);
+  EXPECT_EQ(WorkflowToolName(a).size(), 128u);
+  EXPECT_NE(WorkflowToolName(a), WorkflowToolName(b));
+  EXPECT_TRUE(WorkflowToolName(a).starts_with("run_aaa"));
+}
+
 TEST_F(McpSessionTest, RegisterStartAndFollowASaga) {
   Initialize();
   json reg = Tool("register_workflow",
@@ -681,6 +824,12 @@ TEST_F(McpSessionTest, ParkedSagasAreErrorMessages) {
   EXPECT_EQ(logs[0]["data"]["step"], "boom");
   EXPECT_THAT(logs[0]["data"]["message"].get<std::string>(),
               ::testing::HasSubstr("dead-letter queue"));
+  // The saga says what to do about it, naming the tool.
+  const std::string next = r["saga"]["next"].get<std::string>();
+  EXPECT_THAT(next,
+              ::testing::HasSubstr("step 'boom' failed with bad: no luck"));
+  EXPECT_THAT(next, ::testing::HasSubstr("call replay_saga with this saga_id"));
+  EXPECT_EQ(Out(Tool("get_saga", {{"saga_id", r["saga_id"]}}))["next"], next);
 }
 
 TEST_F(McpSessionTest, CompletionCompletesSagaIdsWorkflowNamesAndVersions) {

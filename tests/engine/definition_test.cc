@@ -87,6 +87,31 @@ TEST(ValidateDefinitionTest, RootRules) {
   });
 }
 
+// Examples are shown to agents as inputs to copy: each must be accepted.
+TEST(ValidateDefinitionTest, ExamplesMustMatchTheInputSchema) {
+  const char* schema = R"("input_schema": {"type": "object",
+      "required": ["qty"],
+      "properties": {"qty": {"type": "integer", "minimum": 1}}})";
+  ExpectErrors({
+      {R"({"examples": {}})",
+       {"examples: must be a non-empty array of example inputs"}},
+      {R"({"examples": []})",
+       {"examples: must be a non-empty array of example inputs"}},
+      {R"({"examples": [3]})",
+       {"examples[0]: must be an object (a saga's input)"}},
+      {(std::string("{") + schema +
+        R"(, "examples": [{"qty": 2}, {"qty": 0}]})")
+           .c_str(),
+       {"examples[1]: does not match input_schema: input.qty: must be >= 1"}},
+  });
+  auto def = ParseDefinition(
+      Patched((std::string("{") + schema + R"(, "examples": [{"qty": 2}]})")
+                  .c_str()),
+      {});
+  ASSERT_TRUE(def.ok()) << def.status().ToString();
+  EXPECT_EQ(def->examples, json::array({{{"qty", 2}}}));
+}
+
 TEST(ValidateDefinitionTest, DlqAutoReplayRules) {
   ExpectErrors({
       {R"({"dlq": []})", {"dlq: must be an object"}},

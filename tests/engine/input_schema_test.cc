@@ -253,6 +253,31 @@ TEST(ValidateInputTest, PatternsMatchAsTheirOwnBeyondTheCache) {
   }
 }
 
+TEST(GenerateExampleInputTest, BuildsTheSmallestInputTheSchemaAccepts) {
+  const nlohmann::json schema = nlohmann::json::parse(R"({
+    "type": "object", "required": ["trip", "seats", "class", "when", "tags"],
+    "properties": {
+      "trip": {"type": "string", "minLength": 2},
+      "seats": {"type": "integer", "exclusiveMinimum": 0, "maximum": 9},
+      "class": {"enum": ["economy", "business"]},
+      "when": {"type": "object", "required": ["day"],
+               "properties": {"day": {"type": "string",
+                                      "examples": ["2026-12-24"]}}},
+      "tags": {"type": "array", "minItems": 1, "items": {"type": "boolean"}},
+      "note": {"type": "string"}}})");
+  EXPECT_EQ(GenerateExampleInput(schema), nlohmann::json::parse(R"({
+    "trip": "xx", "seats": 1, "class": "economy",
+    "when": {"day": "2026-12-24"}, "tags": [false]})"));
+  EXPECT_EQ(GenerateExampleInput(nullptr), nlohmann::json::object());
+  // What cannot be built to match is not shown at all.
+  EXPECT_TRUE(GenerateExampleInput(
+                  {{"type", "object"},
+                   {"required", {"id"}},
+                   {"properties",
+                    {{"id", {{"type", "string"}, {"pattern", "^T-[0-9]+$"}}}}}})
+                  .is_null());
+}
+
 TEST(ValidateInputTest, PatternMatchesLongStringsWithoutRecursing) {
   // std::regex recursed per character: this overflowed its stack.
   const json schema = json::parse(R"({"pattern": "^(a|b)*$"})");
