@@ -210,10 +210,7 @@ std::string SagaStateNames() {
 std::shared_ptr<const WorkflowDefinition> FindWorkflow(const Engine& engine,
                                                        const std::string& name,
                                                        uint32_t version) {
-  for (auto& def : engine.ListWorkflows()) {
-    if (def->name == name && def->version == version) return def;
-  }
-  return nullptr;
+  return engine.FindWorkflow(name, version);
 }
 
 std::vector<std::shared_ptr<const WorkflowDefinition>> LatestWorkflows(

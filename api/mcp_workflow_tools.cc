@@ -5,6 +5,7 @@
 // start_workflow's with a wait.
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 
 #include "api/mcp_session.h"
 #include "api/mcp_util.h"
@@ -89,6 +90,12 @@ json McpSession::ListTools() const {
 
 std::string McpSession::WorkflowOfTool(const std::string& tool) const {
   if (!options_.workflow_tools || !tool.starts_with(kPrefix)) return "";
+  // Nearly always the name after the prefix; only a cut one needs a scan.
+  const std::string named = tool.substr(std::strlen(kPrefix));
+  if (engine_->FindWorkflow(named, std::nullopt) != nullptr &&
+      WorkflowToolName(named) == tool) {
+    return named;
+  }
   for (const auto& def : mcp::LatestWorkflows(*engine_)) {
     if (WorkflowToolName(def->name) == tool) return def->name;
   }

@@ -153,6 +153,10 @@ class Engine {
   }
   virtual std::vector<std::shared_ptr<const WorkflowDefinition>> ListWorkflows()
       const = 0;
+  // The definition `name` at `version` (the latest without one), or null:
+  // a lookup, not a copy of the list, for paths that run per saga.
+  virtual std::shared_ptr<const WorkflowDefinition> FindWorkflow(
+      const std::string& name, std::optional<uint32_t> version) const = 0;
 
   // Starts a saga; `done` runs once its start is durable.
   virtual void Start(StartRequest request, Callback<StartResult> done) = 0;

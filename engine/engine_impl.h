@@ -138,6 +138,10 @@ class EngineImpl final : public Engine {
 
   int64_t Now() const;
   PlanContext Context(const Active& a);
+  std::shared_ptr<const WorkflowDefinition> FindWorkflow(
+      const std::string& name, std::optional<uint32_t> version) const override {
+    return FindDefinition(name, version);
+  }
   DefPtr FindDefinition(const std::string& name,
                         std::optional<uint32_t> version) const;
   Status AddDefinition(const DefinitionRecord& record);

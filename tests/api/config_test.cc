@@ -121,8 +121,8 @@ TEST(ConfigTest, FullFileRoundTripsEveryKey) {
   want.breakers = {{"flights-api", {0, 1, 1, 7, 9, 3}}};
   want.alerts = {0, 30000};
   want.mcp.workflow_tools = false;
-  want.actions.exec = {true,        {"/usr/bin/convert"}, {"PATH", "HOME"},
-                       {"QUALITY"}, "/srv/jobs",          "cde-jobs",
+  want.actions.exec = {true,         {"/usr/bin/convert"}, {"PATH", "HOME"},
+                       {"QUALITY"},  "/srv/jobs",          "cde-jobs",
                        {5, 0, 1, 10}};
   want.secrets = {{"STRIPE_KEY"}, "/etc/cde/secrets.json", true};
   want.actions.http = {{"127.0.0.1", "10.0.0.0/8", "*.internal.example"},
@@ -431,17 +431,16 @@ TEST(ConfigTest, KeysNeedingRestartListsOnlyWhatAReloadCannotApply) {
   reloaded.secrets.file = "s";
   reloaded.actions.http.allow = {"10.0.0.1"};
   reloaded.actions.http.deny = {"10.0.0.2"};
-  EXPECT_THAT(KeysNeedingRestart(running, reloaded),
-              ElementsAre("data_dir", "sync", "stdio", "http.listen",
-                          "http.allowed_origins", "http.auth_tokens_file",
-                          "http.max_message_bytes", "log.format", "log.file",
-                          "log.async", "engine.timer_window_ms",
-                          "actions.exec.clients", "actions.exec.allow",
-                          "actions.exec.env_allow",
-                          "actions.exec.params_env_allow", "actions.exec.cwd",
-                          "actions.exec.user", "actions.exec.limits",
-                          "actions.http.allow", "actions.http.deny",
-                          "secrets.file"));
+  EXPECT_THAT(
+      KeysNeedingRestart(running, reloaded),
+      ElementsAre("data_dir", "sync", "stdio", "http.listen",
+                  "http.allowed_origins", "http.auth_tokens_file",
+                  "http.max_message_bytes", "log.format", "log.file",
+                  "log.async", "engine.timer_window_ms", "actions.exec.clients",
+                  "actions.exec.allow", "actions.exec.env_allow",
+                  "actions.exec.params_env_allow", "actions.exec.cwd",
+                  "actions.exec.user", "actions.exec.limits",
+                  "actions.http.allow", "actions.http.deny", "secrets.file"));
 }
 
 // `cde-orchestrator serve` with `args`, stderr captured.
