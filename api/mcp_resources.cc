@@ -109,9 +109,9 @@ json SagaResource(const SagaRecord& r) {
           {"annotations", {{"lastModified", mcp::IsoTime(r.updated_ms)}}}};
 }
 
+// One item of a resources/read result (and of an embedded resource).
 json Contents(const std::string& uri, const json& doc) {
-  return {{"contents",
-           {{{"uri", uri}, {"mimeType", kJson}, {"text", doc.dump(2)}}}}};
+  return {{"uri", uri}, {"mimeType", kJson}, {"text", doc.dump(2)}};
 }
 
 // The first events of a saga's log, read off the loop.
@@ -282,31 +282,39 @@ void McpSession::ListResources(const json& id, const json& params) {
 }
 
 void McpSession::ReadResource(const json& id, const std::string& uri) {
-  auto parsed = ParseUri(uri);
-  if (!parsed.ok()) {
-    return ReplyError(id, jsonrpc::kInvalidParams,
-                      "params.uri: " + parsed.status().message());
-  }
   std::weak_ptr<McpSession> weak = weak_from_this();
-  // Replies to a failed read: -32002 for a resource that does not exist.
-  auto fail = [uri](McpSession& s, const json& id, const Status& st) {
-    if (st.IsNotFound()) {
-      return s.ReplyErrorData(id, kResourceNotFound, "Resource not found",
-                              {{"uri", uri}});
+  ResourceContents(uri, [weak, id, uri](Result<json> contents) {
+    auto self = weak.lock();
+    if (!self) return;
+    if (contents.ok()) {
+      return self->Reply(id, {{"contents", json::array({*contents})}});
     }
-    s.ReplyError(id, jsonrpc::kInternalError,
-                 "reading " + uri + ": " + st.ToString());
-  };
+    const Status& st = contents.status();
+    if (st.IsInvalidArgument()) {
+      return self->ReplyError(id, jsonrpc::kInvalidParams,
+                              "params.uri: " + st.message());
+    }
+    // -32002 for a resource that does not exist.
+    if (st.IsNotFound()) {
+      return self->ReplyErrorData(id, kResourceNotFound, "Resource not found",
+                                  {{"uri", uri}});
+    }
+    self->ReplyError(id, jsonrpc::kInternalError,
+                     "reading " + uri + ": " + st.ToString());
+  });
+}
+
+void McpSession::ResourceContents(const std::string& uri,
+                                  std::function<void(Result<json>)> done) {
+  auto parsed = ParseUri(uri);
+  if (!parsed.ok()) return done(parsed.status());
   switch (parsed->kind) {
     case ResourceUri::Kind::kSaga:
-      return engine_->ReadSaga(parsed->saga_id, [weak, id, uri,
-                                                 fail](Result<SagaRecord> r) {
-        auto self = weak.lock();
-        if (!self) return;
-        if (!r.ok()) return fail(*self, id, r.status());
-        self->Reply(
-            id, Contents(uri, mcp::SagaJson(*self->engine_, std::move(*r))));
-      });
+      return engine_->ReadSaga(
+          parsed->saga_id, [engine = engine_, uri, done](Result<SagaRecord> r) {
+            if (!r.ok()) return done(r.status());
+            done(Contents(uri, mcp::SagaJson(*engine, std::move(*r))));
+          });
     case ResourceUri::Kind::kSagaLog:
       return QueryStore<LogRead>(
           *engine_,
@@ -317,10 +325,8 @@ void McpSession::ReadResource(const json& id, const std::string& uri) {
             if (!events.ok()) return events.status();
             return LogRead{std::move(saga).value(), std::move(events).value()};
           },
-          [weak, id, uri, fail](Result<LogRead> r) {
-            auto self = weak.lock();
-            if (!self) return;
-            if (!r.ok()) return fail(*self, id, r.status());
+          [uri, done](Result<LogRead> r) {
+            if (!r.ok()) return done(r.status());
             const bool truncated = r->events.size() > kLogEvents;
             if (truncated) r->events.resize(kLogEvents);
             json events = json::array();
@@ -339,7 +345,7 @@ void McpSession::ReadResource(const json& id, const std::string& uri) {
                             "get_saga_log tool, from_seq " +
                             std::to_string(kLogEvents + 1) + " onwards.";
             }
-            self->Reply(id, Contents(uri, doc));
+            done(Contents(uri, doc));
           });
     case ResourceUri::Kind::kWorkflow:
       return QueryStore<DefinitionRecord>(
@@ -347,11 +353,9 @@ void McpSession::ReadResource(const json& id, const std::string& uri) {
           [name = parsed->name, version = parsed->version](Store& s) {
             return s.GetDefinition(name, version);
           },
-          [weak, id, uri, fail](Result<DefinitionRecord> r) {
-            auto self = weak.lock();
-            if (!self) return;
-            if (!r.ok()) return fail(*self, id, r.status());
-            self->Reply(id, Contents(uri, DefinitionForDisplay(r->definition)));
+          [uri, done](Result<DefinitionRecord> r) {
+            if (!r.ok()) return done(r.status());
+            done(Contents(uri, DefinitionForDisplay(r->definition)));
           });
   }
 }

@@ -167,6 +167,7 @@ void McpSession::OnRequest(const json& id, const std::string& method,
     json capabilities = {
         {"tools", {{"listChanged", options_.workflow_tools}}},
         {"resources", {{"subscribe", true}, {"listChanged", false}}},
+        {"prompts", {{"listChanged", false}}},
         {"logging", json::object()},
         {"completions", json::object()},
         {"tasks",
@@ -244,6 +245,7 @@ void McpSession::OnRequest(const json& id, const std::string& method,
     }
     return CallTool(id, name->get<std::string>(), args, meta, context);
   }
+  if (OnPromptRequest(id, method, p)) return;
   if (OnResourceRequest(id, method, p)) return;
   if (OnTaskRequest(id, method, p, context.caller)) return;
   ReplyError(id, jsonrpc::kMethodNotFound,
@@ -268,9 +270,9 @@ void McpSession::AuditCall(const Principal& caller, const std::string& tool,
 }
 
 std::optional<Scope> McpSession::MethodScope(const std::string& method) {
-  if (method.starts_with("resources/") || method == "completion/complete" ||
-      method == "tasks/list" || method == "tasks/get" ||
-      method == "tasks/result") {
+  if (method.starts_with("resources/") || method.starts_with("prompts/") ||
+      method == "completion/complete" || method == "tasks/list" ||
+      method == "tasks/get" || method == "tasks/result") {
     return Scope::kRead;
   }
   if (method == "tasks/cancel") return Scope::kRun;
@@ -362,7 +364,8 @@ void McpSession::Complete(const json& id, const json& p) {
     if (!ref->contains("name") || !(*ref)["name"].is_string()) {
       return invalid("params.ref.name: must be a string");
     }
-    return Reply(id, Completion({}, false));  // this server has no prompts
+    return CompletePromptArgument(id, (*ref)["name"].get<std::string>(), name,
+                                  value);
   }
   if (type != "ref/resource") {
     return invalid(
@@ -379,11 +382,7 @@ void McpSession::Complete(const json& id, const json& p) {
   if (uri == "workflow://{name}/{version}") {
     std::vector<std::string> values;
     if (name == "name") {
-      std::set<std::string> names;
-      for (auto& def : engine_->ListWorkflows()) {
-        if (def->name.starts_with(value)) names.insert(def->name);
-      }
-      values.assign(names.begin(), names.end());
+      values = WorkflowNamesStartingWith(value);
     } else if (name == "version") {
       const json wf = known.value("name", json());
       std::vector<uint32_t> versions;
@@ -407,6 +406,47 @@ void McpSession::Complete(const json& id, const json& p) {
         "workflow://{name}/{version})");
   }
   if (name != "saga_id") return no_variable();
+  CompleteSagaIds(id, value);
+}
+
+void McpSession::CompletePromptArgument(const json& id,
+                                        const std::string& prompt,
+                                        const std::string& argument,
+                                        const std::string& value) {
+  const json* known = nullptr;
+  for (const json& p : Prompts()) {
+    if (p["name"] == prompt) known = &p;
+  }
+  if (known == nullptr) {
+    return ReplyError(id, jsonrpc::kInvalidParams,
+                      "params.ref.name: no prompt '" + prompt + "'");
+  }
+  bool has_argument = false;
+  for (const json& a : (*known)["arguments"]) {
+    has_argument = has_argument || a["name"] == argument;
+  }
+  if (!has_argument) {
+    return ReplyError(id, jsonrpc::kInvalidParams,
+                      "params.argument.name: the prompt " + prompt +
+                          " has no argument '" + argument + "'");
+  }
+  if (argument == "saga_id") return CompleteSagaIds(id, value);
+  if (argument == "workflow") {
+    return Reply(id, Completion(WorkflowNamesStartingWith(value), false));
+  }
+  Reply(id, Completion({}, false));  // free text
+}
+
+std::vector<std::string> McpSession::WorkflowNamesStartingWith(
+    const std::string& value) const {
+  std::set<std::string> names;
+  for (auto& def : engine_->ListWorkflows()) {
+    if (def->name.starts_with(value)) names.insert(def->name);
+  }
+  return {names.begin(), names.end()};
+}
+
+void McpSession::CompleteSagaIds(const json& id, const std::string& value) {
   std::string prefix = value;  // saga ids are upper case (Crockford base32)
   for (char& c : prefix) c = static_cast<char>(std::toupper(c));
   std::vector<SagaQuery> queries = SagaIdQueries(prefix);

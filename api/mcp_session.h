@@ -202,6 +202,11 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   // completion/complete for the resource templates' variables (in
   // mcp_session.cc).
   void Complete(const nlohmann::json& id, const nlohmann::json& params);
+  // Its answers: the saga ids starting with `value` (read off the loop),
+  // and the workflow names.
+  void CompleteSagaIds(const nlohmann::json& id, const std::string& value);
+  std::vector<std::string> WorkflowNamesStartingWith(
+      const std::string& value) const;
 
   // --- workflows as tools (mcp_workflow_tools.cc) ---
   // tools/list: Tools(), then a run_ tool per workflow when
@@ -276,6 +281,24 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
                          const nlohmann::json& params);
   void ListResources(const nlohmann::json& id, const nlohmann::json& params);
   void ReadResource(const nlohmann::json& id, const std::string& uri);
+  // The contents item ({uri, mimeType, text}) of `uri`, as resources/read
+  // and embedded resources give it: InvalidArgument for a URI of no
+  // resource of this server, NotFound for one that does not exist.
+  void ResourceContents(const std::string& uri,
+                        std::function<void(Result<nlohmann::json>)> done);
+
+  // --- prompts (mcp_prompts.cc) ---
+  // What prompts/list shows: each prompt's name, title, description and
+  // arguments.
+  static const nlohmann::json& Prompts();
+  // Handles prompts/list and prompts/get; false for other methods.
+  bool OnPromptRequest(const nlohmann::json& id, const std::string& method,
+                       const nlohmann::json& params);
+  // completion/complete for a prompt's argument.
+  void CompletePromptArgument(const nlohmann::json& id,
+                              const std::string& prompt,
+                              const std::string& argument,
+                              const std::string& value);
   void Subscribe(const nlohmann::json& id, const std::string& uri);
   void Unsubscribe(const nlohmann::json& id, const std::string& uri);
   // An error reply with `data` (e.g. -32002 with {uri}).

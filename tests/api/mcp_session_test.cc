@@ -877,8 +877,19 @@ TEST_F(McpSessionTest, CompletionCompletesSagaIdsWorkflowNamesAndVersions) {
     EXPECT_EQ(complete(ref, "saga_id", "")["result"]["completion"]["values"],
               json({id}));
   }
-  json prompt = complete({{"type", "ref/prompt"}, {"name", "any"}}, "x", "y");
-  EXPECT_EQ(prompt["result"]["completion"]["values"], json::array());
+  // A prompt's arguments complete as the templates' variables do.
+  json prompt = complete({{"type", "ref/prompt"}, {"name", "diagnose_saga"}},
+                         "saga_id", id.substr(0, 10));
+  EXPECT_EQ(prompt["result"]["completion"]["values"], json({id}));
+  prompt = complete({{"type", "ref/prompt"}, {"name", "operate_dlq"}},
+                    "workflow", "th");
+  EXPECT_EQ(prompt["result"]["completion"]["values"], json({"three"}));
+  EXPECT_EQ(complete({{"type", "ref/prompt"}, {"name", "any"}}, "x",
+                     "y")["error"]["code"],
+            jsonrpc::kInvalidParams);
+  EXPECT_EQ(complete({{"type", "ref/prompt"}, {"name", "diagnose_saga"}},
+                     "workflow", "")["error"]["code"],
+            jsonrpc::kInvalidParams);
 
   EXPECT_EQ(complete({{"type", "ref/resource"}, {"uri", "saga://{saga_id}"}},
                      "name", "")["error"]["code"],
@@ -890,6 +901,67 @@ TEST_F(McpSessionTest, CompletionCompletesSagaIdsWorkflowNamesAndVersions) {
             jsonrpc::kInvalidParams);
   EXPECT_EQ(Call("completion/complete", {{"ref", wf}})["error"]["code"],
             jsonrpc::kInvalidParams);
+}
+
+TEST_F(McpSessionTest, DiagnoseSagaEmbedsTheSagaAndItsLog) {
+  json init =
+      Call("initialize", {{"protocolVersion", "2025-06-18"},
+                          {"capabilities", json::object()},
+                          {"clientInfo", {{"name", "t"}, {"version", "1"}}}});
+  EXPECT_TRUE(init["result"]["capabilities"].contains("prompts"));
+  const json listed = Call("prompts/list")["result"]["prompts"];
+  std::vector<std::string> names;
+  for (const json& p : listed) names.push_back(p["name"].get<std::string>());
+  EXPECT_THAT(names, ::testing::ElementsAre("diagnose_saga", "operate_dlq",
+                                            "write_workflow"));
+  Register(kParks);
+  json r =
+      Out(Tool("start_workflow", {{"workflow", "parks"}, {"wait_ms", 20000}}));
+  ASSERT_EQ(r["state"], "parked");
+  const std::string id = r["saga_id"].get<std::string>();
+  json got = Call("prompts/get", {{"name", "diagnose_saga"},
+                                  {"arguments", {{"saga_id", id}}}});
+  const json& messages = got["result"]["messages"];
+  ASSERT_EQ(messages.size(), 3u) << got.dump();
+  const json& saga = messages[0]["content"];
+  EXPECT_EQ(saga["type"], "resource");
+  EXPECT_EQ(saga["resource"]["uri"], "saga://" + id);
+  EXPECT_EQ(json::parse(saga["resource"]["text"].get<std::string>())["state"],
+            "parked");
+  const json& log = messages[1]["content"]["resource"];
+  EXPECT_EQ(log["uri"], "saga://" + id + "/log");
+  EXPECT_THAT(log["text"].get<std::string>(),
+              ::testing::HasSubstr("saga_parked"));
+  EXPECT_THAT(messages[2]["content"]["text"].get<std::string>(),
+              ::testing::HasSubstr("replay_saga"));
+  // What is wrong with the arguments is named; nothing else happens.
+  EXPECT_EQ(Call("prompts/get",
+                 {{"name", "diagnose_saga"},
+                  {"arguments", {{"saga_id", "nope"}}}})["error"]["code"],
+            jsonrpc::kInvalidParams);
+  json missing =
+      Call("prompts/get",
+           {{"name", "diagnose_saga"},
+            {"arguments", {{"saga_id", "01ARZ3NDEKTSV4RRFFQ69G5FAV"}}}});
+  EXPECT_EQ(missing["error"]["message"],
+            "params.arguments.saga_id: no saga 01ARZ3NDEKTSV4RRFFQ69G5FAV");
+  EXPECT_EQ(Call("prompts/get", {{"name", "nope"}})["error"]["code"],
+            jsonrpc::kInvalidParams);
+
+  // operate_dlq embeds the parked sagas; write_workflow an example.
+  json dlq = Call("prompts/get", {{"name", "operate_dlq"},
+                                  {"arguments", {{"workflow", "parks"}}}});
+  EXPECT_THAT(
+      dlq["result"]["messages"][0]["content"]["text"].get<std::string>(),
+      ::testing::HasSubstr(id));
+  json write = Call(
+      "prompts/get",
+      {{"name", "write_workflow"}, {"arguments", {{"task", "greet someone"}}}});
+  const json& w = write["result"]["messages"];
+  ASSERT_EQ(w.size(), 3u) << write.dump();
+  EXPECT_EQ(w[1]["content"]["resource"]["uri"], "workflow://parks/1");
+  EXPECT_THAT(w[2]["content"]["text"].get<std::string>(),
+              ::testing::HasSubstr("greet someone"));
 }
 
 TEST_F(McpSessionTest, ClosingTheSessionStopsItsWaits) {
