@@ -50,8 +50,8 @@ const json& McpSession::Prompts() {
        {"title", "Write a workflow"},
        {"description",
         "A workflow definition for a task described in words, ready for "
-        "register_workflow: a registered workflow is embedded as an "
-        "example."},
+        "register_workflow: the definition language's JSON Schema and a "
+        "registered workflow are embedded."},
        {"arguments",
         json::array({Argument("task", "what the workflow should do", true)})}},
   });
@@ -213,10 +213,16 @@ bool McpSession::OnPromptRequest(const json& id, const std::string& method,
         "on_failure is compensate (default) or park. Register it with "
         "register_workflow: a refusal lists every problem with its path; fix "
         "them and register again.";
+    // The language itself, as the validator knows it.
+    json messages = json::array(
+        {UserText("The workflow definition language of this server, as JSON "
+                  "Schema (register_workflow's definition):\n" +
+                  engine_->DefinitionSchema().dump(1))});
     const auto latest = mcp::LatestWorkflows(*engine_);
     if (latest.empty()) {
+      messages.push_back(UserText(std::move(text)));
       Reply(id, {{"description", "Write a workflow"},
-                 {"messages", json::array({UserText(std::move(text))})}});
+                 {"messages", std::move(messages)}});
       return true;
     }
     // An example from this server: the largest of its workflows, likely
@@ -227,10 +233,10 @@ bool McpSession::OnPromptRequest(const json& id, const std::string& method,
     }
     ResourceContents(
         "workflow://" + example->name + "/" + std::to_string(example->version),
-        [weak, id, text = std::move(text)](Result<json> contents) {
+        [weak, id, text = std::move(text),
+         messages = std::move(messages)](Result<json> contents) mutable {
           auto self = weak.lock();
           if (!self || self->closed_) return;
-          json messages = json::array();
           if (contents.ok()) {
             messages.push_back(UserText(
                 "A workflow registered on this server, as an example:"));

@@ -199,11 +199,13 @@ const json& McpSession::Tools() {
              "Defines a new workflow (or a new version of one): named steps "
              "run in order, each an action (http, exec, sleep, echo, noop, "
              "fail) with params, retries and an optional compensation run "
-             "backwards when a later step fails (docs/workflows.md). The "
+             "backwards when a later step fails. The definition's JSON Schema "
+             "below is the whole language, with each key explained. The "
              "definition is validated first; a refusal lists every problem "
              "with its path. Versions are immutable: registering the same "
              "content again is a no-op, different content needs a new "
              "version. Then call start_workflow.",
+             // ListTools puts the definition's JSON Schema here.
              Obj({{"definition", {{"type", "object"}}}}, {"definition"}),
              Obj({{"name", {{"type", "string"}}},
                   {"version", {{"type", "integer"}}}},

@@ -56,11 +56,16 @@ std::string WorkflowToolName(const std::string& workflow) {
 
 json McpSession::ListTools() const {
   json tools = Tools();
-  if (!options_.workflow_tools) return tools;
   json start_output;
-  for (const json& t : tools) {
+  for (json& t : tools) {
     if (t["name"] == "start_workflow") start_output = t["outputSchema"];
+    // The whole definition language, so that an agent need not guess it.
+    if (t["name"] == "register_workflow") {
+      t["inputSchema"]["properties"]["definition"] =
+          engine_->DefinitionSchema();
+    }
   }
+  if (!options_.workflow_tools) return tools;
   for (const auto& def : mcp::LatestWorkflows(*engine_)) {
     const std::string name = WorkflowToolName(def->name);
     std::string description =

@@ -153,6 +153,14 @@ bool ErrorKindMatches(const std::string& pattern, const std::string& kind);
 // True for the built-in action names.
 bool IsBuiltinAction(const std::string& action);
 
+// The definition language as JSON Schema (draft-07 keywords), for clients
+// that build definitions: made from the table that ValidateDefinition
+// checks against, with `native` among the actions. What it cannot say
+// (unique step names, template references, an input_schema's nested
+// keywords, examples that input_schema refuses, retry's max_backoff_ms >=
+// initial_backoff_ms) ValidateDefinition still checks.
+nlohmann::json DefinitionJsonSchema(const ActionNames& native);
+
 }  // namespace cde
 
 #endif  // CDE_ENGINE_DEFINITION_H_

@@ -1,6 +1,6 @@
-// Internal to definition validation (definition.cc): the problem list that
-// the checks fill, the small typed checks they share, and the params checks
-// of the built-in actions (definition_checks.cc). Not an engine API.
+// Internal to definition validation (definition.cc, definition_table.cc):
+// the problem list that the checks fill and the small typed checks they
+// share. Not an engine API.
 #ifndef CDE_ENGINE_DEFINITION_CHECKS_H_
 #define CDE_ENGINE_DEFINITION_CHECKS_H_
 
@@ -56,11 +56,6 @@ class Problems {
 // True for a string that is exactly one `${...}`. It stands for a value of
 // any type, known only when rendered, so type checks let it pass.
 bool IsWholeTemplate(const nlohmann::json& value);
-
-// Checks `params` (an object) of the built-in action `action`, found at
-// `path` ("steps[0].params"): known keys, required keys, value types.
-void CheckBuiltinParams(const std::string& action, const nlohmann::json& params,
-                        const std::string& path, Problems* problems);
 
 }  // namespace cde::definition_internal
 

@@ -158,6 +158,10 @@ class Engine {
   virtual std::shared_ptr<const WorkflowDefinition> FindWorkflow(
       const std::string& name, std::optional<uint32_t> version) const = 0;
 
+  // The definition language as JSON Schema, with this engine's native
+  // actions among the actions (DefinitionJsonSchema).
+  virtual nlohmann::json DefinitionSchema() const = 0;
+
   // Starts a saga; `done` runs once its start is durable.
   virtual void Start(StartRequest request, Callback<StartResult> done) = 0;
   // Cancels a running saga: it stops after the current attempt, then

@@ -142,6 +142,11 @@ class EngineImpl final : public Engine {
       const std::string& name, std::optional<uint32_t> version) const override {
     return FindDefinition(name, version);
   }
+  nlohmann::json DefinitionSchema() const override {
+    ActionNames native;
+    for (const auto& [name, fn] : actions_) native.insert(name);
+    return DefinitionJsonSchema(native);
+  }
   DefPtr FindDefinition(const std::string& name,
                         std::optional<uint32_t> version) const;
   Status AddDefinition(const DefinitionRecord& record);

@@ -191,6 +191,11 @@ void CheckPattern(const json& pattern, const std::string& path,
 // One keyword of a schema object at `where`.
 void CheckKeyword(const std::string& key, const json& value,
                   const std::string& where, std::vector<std::string>* errors) {
+  const std::vector<std::string>& keywords = InputSchemaKeywords();
+  if (std::find(keywords.begin(), keywords.end(), key) == keywords.end()) {
+    errors->push_back(At(where, "unknown keyword '" + key + "'"));
+    return;
+  }
   const std::string path = JoinKey(where, key);
   if (key == "type") {
     CheckType(value, path, errors);
@@ -221,9 +226,7 @@ void CheckKeyword(const std::string& key, const json& value,
     }
   } else if (key == "pattern") {
     CheckPattern(value, path, errors);
-  } else if (key != "const" && !Contains(kAnnotations, key)) {
-    errors->push_back(At(where, "unknown keyword '" + key + "'"));
-  }
+  }  // const and the annotations take any value
 }
 
 void CheckSchema(const json& schema, const std::string& where,
@@ -433,6 +436,24 @@ std::string JoinErrors(const std::vector<std::string>& errors) {
 }
 
 }  // namespace
+
+const std::vector<std::string>& InputSchemaKeywords() {
+  static const auto* keywords = [] {
+    auto* all = new std::vector<std::string>{
+        "type",  "properties", "required", "additionalProperties",
+        "items", "enum",       "const",    "pattern"};
+    for (auto names :
+         {std::vector<std::string_view>(kNumberBounds.begin(),
+                                        kNumberBounds.end()),
+          std::vector<std::string_view>(kCounts.begin(), kCounts.end()),
+          std::vector<std::string_view>(kAnnotations.begin(),
+                                        kAnnotations.end())}) {
+      for (std::string_view name : names) all->emplace_back(name);
+    }
+    return all;
+  }();
+  return *keywords;
+}
 
 std::vector<std::string> CheckInputSchema(const nlohmann::json& schema,
                                           const std::string& where) {

@@ -20,6 +20,9 @@
 
 namespace cde {
 
+// The keywords of the subset, annotations included.
+const std::vector<std::string>& InputSchemaKeywords();
+
 // Problems with the schema itself, each "path: message" where path starts
 // with `where` (e.g. "input_schema.properties.qty.minimum: must be a
 // number"). Empty if the schema is usable.

@@ -233,6 +233,24 @@ TEST_F(McpSessionTest, ToolsListDescribesEveryToolWithSchemas) {
                    "get_saga", "cancel_saga", "replay_saga", "engine_stats"}));
 }
 
+// An agent sees only tools: register_workflow's schema is the language.
+TEST_F(McpSessionTest, RegisterWorkflowTakesTheDefinitionLanguageAsItsSchema) {
+  Initialize();
+  json register_tool;
+  const json tools = Call("tools/list")["result"]["tools"];
+  for (const json& t : tools) {
+    if (t["name"] == "register_workflow") register_tool = t;
+  }
+  const json& definition =
+      register_tool["inputSchema"]["properties"]["definition"];
+  EXPECT_EQ(definition, h_.engine().DefinitionSchema());
+  EXPECT_EQ(definition["required"], json({"name", "version", "steps"}));
+  const json& action =
+      definition["properties"]["steps"]["items"]["properties"]["action"];
+  EXPECT_THAT(action["enum"].get<std::vector<std::string>>(),
+              ::testing::IsSupersetOf({"noop", "echo", "http", "exec"}));
+}
+
 // An agent sees only tools: list_workflows must teach it the input.
 TEST_F(McpSessionTest, ListWorkflowsShowsTheInputSchemaAndAnExampleInput) {
   Initialize();
@@ -958,9 +976,14 @@ TEST_F(McpSessionTest, DiagnoseSagaEmbedsTheSagaAndItsLog) {
       "prompts/get",
       {{"name", "write_workflow"}, {"arguments", {{"task", "greet someone"}}}});
   const json& w = write["result"]["messages"];
-  ASSERT_EQ(w.size(), 3u) << write.dump();
-  EXPECT_EQ(w[1]["content"]["resource"]["uri"], "workflow://parks/1");
-  EXPECT_THAT(w[2]["content"]["text"].get<std::string>(),
+  ASSERT_EQ(w.size(), 4u) << write.dump();
+  // The language as the validator knows it, then an example, then the task.
+  const std::string language = w[0]["content"]["text"].get<std::string>();
+  ASSERT_NE(language.find(":\n"), std::string::npos);
+  EXPECT_EQ(json::parse(language.substr(language.find(":\n") + 2)),
+            h_.engine().DefinitionSchema());
+  EXPECT_EQ(w[2]["content"]["resource"]["uri"], "workflow://parks/1");
+  EXPECT_THAT(w[3]["content"]["text"].get<std::string>(),
               ::testing::HasSubstr("greet someone"));
 }
 

@@ -3,13 +3,15 @@
 // cde-orchestrator binary, over stdio and over HTTP. It lists the tools,
 // learns a workflow's input from list_workflows, runs the workflow through
 // the workflow's own tool, hears tools/list_changed when a workflow is
-// registered, and is told what to do about a parked saga.
+// registered, and is told what to do about a parked saga. It builds a
+// definition from register_workflow's schema, and uses the prompts.
 //
 //   node mcp_agent_e2e.mjs /path/to/cde-orchestrator
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
+import Ajv from "ajv";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -56,13 +58,31 @@ async function conversation(client, transport) {
   assert.match(parked.structuredContent.saga.next,
                /step 'final-check' failed with check_failed: .*replay_saga/);
 
-  // A new workflow is announced, and is then a tool.
-  const before = listChanged;
-  const reg = await client.callTool({ name: "register_workflow", arguments: { definition: {
-    name: `agent-${transport}`, version: 1, description: "Says hello.",
+  // register_workflow's schema is the whole definition language: the agent
+  // builds a definition from it, checks it with a JSON Schema validator,
+  // and the server takes it. A definition the schema refuses, the server
+  // refuses too, saying where.
+  const language = tools.find((t) => t.name === "register_workflow").inputSchema.properties.definition;
+  assert.deepEqual(language.required, ["name", "version", "steps"]);
+  const stepSchema = language.properties.steps.items;
+  assert.ok(stepSchema.properties.action.enum.includes("echo"), JSON.stringify(stepSchema.properties.action));
+  const valid = new Ajv({ strict: true }).compile(language);
+  const definition = {
+    name: `agent-${transport}`, version: language.properties.version.minimum,
+    description: "Says hello.",
     input_schema: { type: "object", required: ["who"], properties: { who: { type: "string" } } },
     examples: [{ who: "world" }],
-    steps: [{ name: "greet", action: "echo", params: { hello: "${input.who}" } }] } } });
+    steps: [{ name: "greet", action: "echo", params: { hello: "${input.who}" } }] };
+  assert.ok(valid(definition), JSON.stringify(valid.errors));
+  const guessed = { ...definition, steps: [{ name: "greet", action: { type: "noop" } }] };
+  assert.equal(valid(guessed), false);
+  const refused = await client.callTool({ name: "register_workflow", arguments: { definition: guessed } });
+  assert.equal(refused.isError, true);
+  assert.match(refused.content[0].text, /steps\[0\]\.action: must be a string/);
+
+  // A new workflow is announced, and is then a tool.
+  const before = listChanged;
+  const reg = await client.callTool({ name: "register_workflow", arguments: { definition } });
   assert.equal(reg.isError, false, JSON.stringify(reg));
   await until("tools/list_changed", async () => listChanged > before);
   const after = (await client.listTools()).tools;
@@ -71,6 +91,29 @@ async function conversation(client, transport) {
   assert.match(mine.description, /^Says hello\./);
   const greeted = await client.callTool({ name: mine.name, arguments: { who: "agent" } });
   assert.deepEqual(greeted.structuredContent.saga.steps[0].output, { hello: "agent" });
+
+  // Prompts: the parked saga diagnosed, with its id completed from a
+  // prefix; the dead-letter queue; a workflow written from the language.
+  const { prompts } = await client.listPrompts();
+  assert.deepEqual(prompts.map((p) => p.name).sort(),
+                   ["diagnose_saga", "operate_dlq", "write_workflow"]);
+  const parkedId = parked.structuredContent.saga_id;
+  const completed = await client.complete({
+    ref: { type: "ref/prompt", name: "diagnose_saga" },
+    argument: { name: "saga_id", value: parkedId.slice(0, 20) } });
+  assert.ok(completed.completion.values.includes(parkedId), JSON.stringify(completed));
+  const diagnosis = await client.getPrompt({ name: "diagnose_saga", arguments: { saga_id: parkedId } });
+  const [saga, log, ask] = diagnosis.messages;
+  assert.equal(saga.content.resource.uri, `saga://${parkedId}`);
+  assert.equal(JSON.parse(saga.content.resource.text).state, "parked");
+  assert.equal(log.content.resource.uri, `saga://${parkedId}/log`);
+  assert.match(ask.content.text, /replay_saga/);
+  const dlq = await client.getPrompt({ name: "operate_dlq", arguments: { workflow: "retry-park-demo" } });
+  assert.match(dlq.messages[0].content.text, new RegExp(parkedId));
+  const write = await client.getPrompt({ name: "write_workflow", arguments: { task: "ping a service" } });
+  const text = write.messages[0].content.text;
+  assert.deepEqual(JSON.parse(text.slice(text.indexOf(":\n") + 2)), language);
+  assert.match(write.messages.at(-1).content.text, /ping a service/);
 }
 
 const transports = {
