@@ -376,45 +376,35 @@ void McpSession::Subscribe(const json& id, const std::string& uri) {
                           {{"uri", uri}});
   }
   const std::string saga_id = parsed->saga_id;
-  auto it = subscriptions_.find(saga_id);
-  if (it != subscriptions_.end()) {
-    if (!it->second.confirmed) {
-      it->second.waiting.emplace_back(id, uri);
+  if (auto it = followers_.find(saga_id); it != followers_.end()) {
+    SagaFollower& f = it->second;
+    if (f.subscribed) {
+      f.uris.insert(uri);
+      return Reply(id, json::object());
+    }
+    if (!f.subscribing.empty()) {  // the saga is being looked up
+      f.subscribing.emplace_back(id, uri);
       return;
     }
-    it->second.uris.insert(uri);
-    return Reply(id, json::object());
   }
-  // Watch first, then look the saga up: no change can slip in between.
+  // Follow first, then look the saga up: no change can slip in between.
+  FollowerOf(saga_id).subscribing.emplace_back(id, uri);
   std::weak_ptr<McpSession> weak = weak_from_this();
-  SagaSubscription& sub = subscriptions_[saga_id];
-  sub.waiting.emplace_back(id, uri);
-  sub.watch = WatchSaga(saga_id, [weak, saga_id](const Saga&) {
-    auto self = weak.lock();
-    if (!self || self->closed_) return;
-    auto it = self->subscriptions_.find(saga_id);
-    if (it == self->subscriptions_.end()) return;
-    const std::set<std::string> uris = it->second.uris;  // Notify may reenter
-    for (const std::string& u : uris) {
-      self->Notify("notifications/resources/updated", {{"uri", u}});
-    }
-  });
   engine_->ReadSaga(saga_id, [weak, saga_id](Result<SagaRecord> r) {
     auto self = weak.lock();
     if (!self || self->closed_) return;
-    auto it = self->subscriptions_.find(saga_id);
-    if (it == self->subscriptions_.end()) return;
-    SagaSubscription& sub = it->second;
-    auto waiting = std::move(sub.waiting);
-    sub.waiting.clear();
+    auto it = self->followers_.find(saga_id);
+    if (it == self->followers_.end()) return;
+    SagaFollower& f = it->second;
+    const auto waiting = std::move(f.subscribing);
+    f.subscribing.clear();
     if (r.ok()) {
-      sub.confirmed = true;
-      for (const auto& [req, u] : waiting) sub.uris.insert(u);
+      f.subscribed = true;
+      for (const auto& [req, u] : waiting) f.uris.insert(u);
       for (const auto& [req, u] : waiting) self->Reply(req, json::object());
       return;
     }
-    self->UnwatchSaga(sub.watch);
-    self->subscriptions_.erase(it);
+    self->DropIfIdle(saga_id);
     for (const auto& [req, u] : waiting) {
       if (r.status().IsNotFound()) {
         self->ReplyErrorData(req, kResourceNotFound, "Resource not found",
@@ -434,12 +424,12 @@ void McpSession::Unsubscribe(const json& id, const std::string& uri) {
                       "params.uri: " + parsed.status().message());
   }
   if (parsed->kind != ResourceUri::Kind::kWorkflow) {
-    auto it = subscriptions_.find(parsed->saga_id);
-    if (it != subscriptions_.end() && it->second.confirmed) {
+    auto it = followers_.find(parsed->saga_id);
+    if (it != followers_.end() && it->second.subscribed) {
       it->second.uris.erase(uri);
       if (it->second.uris.empty()) {
-        UnwatchSaga(it->second.watch);
-        subscriptions_.erase(it);
+        it->second.subscribed = false;
+        DropIfIdle(parsed->saga_id);
       }
     }
   }

@@ -94,6 +94,39 @@ struct SagaProgress {
   static SagaProgress Of(const Saga& saga);
 };
 
+// All that one session follows of one saga, behind one engine watch: on
+// each committed change the session reads what it needs from the saga in
+// memory (its steps' statuses, its state) and builds the saga's full record
+// only for an answer that carries it (a wait's or tasks/result's end, a
+// task status that moved). Dropped when it follows nothing.
+struct SagaFollower {
+  uint64_t watch = 0;
+  SagaState state = SagaState::kRunning;
+  // The steps, for wait calls and log messages (mcp_wait.cc): followed
+  // while a call waits, or for log messages while a saga started here
+  // runs.
+  bool steps = false;
+  bool created = false;              // started by this session
+  std::optional<SagaProgress> last;  // as last seen; unknown at first
+  std::shared_ptr<const WorkflowDefinition> def;
+  std::vector<std::string> waiters;  // keys of waiting_calls_
+  // Resource subscriptions (saga://{id}, saga://{id}/log). `subscribed`
+  // once the saga was found; until then the subscribe requests wait in
+  // `subscribing` (request id, uri).
+  bool subscribed = false;
+  std::set<std::string> uris;
+  std::vector<std::pair<nlohmann::json, std::string>> subscribing;
+  // A task started by this session: the last status sent ("" = none).
+  std::string task_status;
+  // tasks/result requests waiting for the saga to be no longer active.
+  std::vector<nlohmann::json> result_waiters;
+
+  bool Idle() const {
+    return !steps && !subscribed && subscribing.empty() &&
+           task_status.empty() && result_waiters.empty();
+  }
+};
+
 class McpSession : public std::enable_shared_from_this<McpSession> {
  public:
   // One frame for the client. `related` is the id of the request the frame
@@ -131,9 +164,10 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   bool initialized() const { return initialized_; }
   // Whether a call waits on a saga or a task it started is followed: a
   // transport must not evict such a session to make room.
-  bool busy() const {
-    return !waiting_calls_.empty() || !followed_tasks_.empty();
-  }
+  bool busy() const;
+  // The sagas this session follows, each behind one engine watch
+  // (SagaFollower).
+  size_t followed_sagas() const { return followers_.size(); }
   const std::string& protocol_version() const { return version_; }
 
   // The tool descriptions tools/list returns.
@@ -248,22 +282,14 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
     uint64_t progress = 0;          // notifications sent so far
     uv_timer_t* timer = nullptr;    // owned; uv_close'd when the wait ends
   };
-  // A saga this session started or waits on: one engine watch, whose
-  // snapshots are compared to tell steps finishing (progress, log messages).
-  struct FollowedSaga {
-    uint64_t watch = 0;
-    bool created = false;  // started by this session
-    SagaState state = SagaState::kRunning;
-    std::optional<SagaProgress> last;  // as last seen; unknown at first
-    std::shared_ptr<const WorkflowDefinition> def;
-    std::vector<std::string> waiters;  // keys of waiting_calls_
-  };
+  // Follows the steps of a saga this session started or waits on
+  // (SagaFollower::steps): progress and log messages, and the wait's answer.
   void Follow(const std::string& saga_id, SagaState state, bool created,
               const std::string& waiter);
   void OnFollowedChange(const std::string& saga_id, const Saga& saga);
   void OnFollowedRead(const std::string& saga_id, Result<SagaRecord> r);
   // Answers every waiter of a saga that reached `r`'s terminal state.
-  void FinishFollow(const std::string& saga_id, SagaRecord r);
+  void FinishFollow(const std::string& saga_id, const SagaRecord& r);
   // Ends the wait `key` (timer closed, detached from its saga); with
   // `reply`, answers it with the saga's state and timed_out.
   void EndWait(const std::string& key, bool reply);
@@ -271,7 +297,6 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   void Log(const std::string& level, const nlohmann::json& data,
            const nlohmann::json& related);
   std::map<std::string, WaitingCall> waiting_calls_;  // by id.dump()
-  std::map<std::string, FollowedSaga> followed_;      // by saga id
   uint64_t next_wait_serial_ = 1;
   int log_level_ = 3;  // index in mcp::kLogLevels: "warning"
 
@@ -304,16 +329,6 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   // An error reply with `data` (e.g. -32002 with {uri}).
   void ReplyErrorData(const nlohmann::json& id, int code,
                       const std::string& msg, const nlohmann::json& data);
-  // The subscriptions to one saga's URIs (saga://{id}, saga://{id}/log):
-  // one engine watch for both. `confirmed` once the saga was found; until
-  // then the subscribe requests wait in `waiting` (request id, uri).
-  struct SagaSubscription {
-    uint64_t watch = 0;
-    bool confirmed = false;
-    std::set<std::string> uris;
-    std::vector<std::pair<nlohmann::json, std::string>> waiting;
-  };
-  std::map<std::string, SagaSubscription> subscriptions_;  // by saga id
 
   // --- tasks (mcp_tasks.cc) ---
   // Handles tasks/* requests; false if `method` is not one of them.
@@ -335,10 +350,26 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   // Sends notifications/tasks/status for the task (saga) `task_id`, started
   // by this session, whenever its status moves on from `status`.
   void FollowTask(const std::string& task_id, const std::string& status);
-  // Tasks this session started and still follows: saga id -> (watch id,
-  // last status sent). Only this bookkeeping lives in the session; tasks
-  // themselves are sagas in the store.
-  std::map<std::string, std::pair<uint64_t, std::string>> followed_tasks_;
+  // After a change of a followed saga: notifications/tasks/status when the
+  // task's status moved on, and the tasks/result answers once it ended.
+  void OnTaskChange(const std::string& task_id, const Saga& saga);
+  // tasks/result: the saga as read, answered at once unless still active.
+  void OnTaskResultRead(const nlohmann::json& id, const std::string& task_id,
+                        const Result<SagaRecord>& r);
+
+  // --- following sagas (mcp_follow.cc) ---
+  // The follower of `saga_id`, made (and its engine watch taken) if there
+  // is none.
+  SagaFollower& FollowerOf(const std::string& saga_id);
+  // Drops the follower of `saga_id` (and its watch) once it follows
+  // nothing.
+  void DropIfIdle(const std::string& saga_id);
+  // After each committed change of a followed saga: each part that
+  // follows it, in turn.
+  void OnSagaChange(const std::string& saga_id, const Saga& saga);
+  // By saga id. Only this bookkeeping lives in the session: waits,
+  // subscriptions and tasks are about sagas in the engine and the store.
+  std::map<std::string, SagaFollower> followers_;
 
   Engine* engine_;
   uv_loop_t* loop_;

@@ -1,7 +1,11 @@
 // Tasks (MCP 2025-11-25): a task-augmented start_workflow; the task is the
 // saga (taskId = saga id), so tasks live exactly as long as saga logs and
-// survive restarts. Only "who to notify" is session state (followed_tasks_).
+// survive restarts. Only "who to notify" is session state (SagaFollower).
 // docs/mcp.md, "Tasks".
+#include <algorithm>
+#include <optional>
+#include <string_view>
+
 #include "api/jsonrpc.h"
 #include "api/mcp_session.h"
 #include "api/mcp_util.h"
@@ -19,8 +23,27 @@ constexpr size_t kTaskPage = 100;
 constexpr const char* kRelatedTask = "io.modelcontextprotocol/related-task";
 constexpr const char* kTaskNotFound = "Failed to retrieve task: Task not found";
 
-bool IsTerminalStatus(const std::string& status) {
+bool IsTerminalStatus(std::string_view status) {
   return status == "completed" || status == "failed" || status == "cancelled";
+}
+
+// The task status of a saga in `state`, once a cancel was requested or
+// not. A cancel request is final for the task at once (the spec wants the
+// task cancelled when tasks/cancel answers, and cancelled for good), even
+// while the saga still compensates its completed steps.
+std::string_view TaskStatusName(SagaState state, bool cancel_requested) {
+  if (cancel_requested) return "cancelled";
+  switch (state) {
+    case SagaState::kCompleted:
+      return "completed";
+    case SagaState::kCompensated:
+    case SagaState::kParked:
+      return "failed";
+    case SagaState::kCancelled:
+      return "cancelled";
+    default:
+      return "working";
+  }
 }
 
 // "kind: message" of an error object of a saga body.
@@ -61,73 +84,61 @@ std::string FailureText(const Engine& engine, const SagaRecord& r) {
   return "";
 }
 
-// The task status of a saga and a message saying why. A cancel request is
-// final for the task at once (the spec wants the task cancelled when
-// tasks/cancel answers, and cancelled for good), even while the saga still
-// compensates its completed steps.
-std::pair<std::string, std::string> TaskStatus(const Engine& engine,
-                                               const SagaRecord& r) {
+// The message that goes with a saga's task status (TaskStatusName).
+std::string TaskStatusMessage(const Engine& engine, const SagaRecord& r) {
   std::string failure = FailureText(engine, r);
   if (r.body.contains("cancel")) {
     const bool compensate = r.body["cancel"].value("compensate", true);
     switch (r.state) {
       case SagaState::kCancelled:
-        return {"cancelled", compensate ? "The saga was cancelled; its "
-                                          "completed steps were compensated."
-                                        : "The saga was cancelled without "
-                                          "compensation."};
+        return compensate ? "The saga was cancelled; its "
+                            "completed steps were compensated."
+                          : "The saga was cancelled without "
+                            "compensation.";
       case SagaState::kParked:
-        return {"cancelled",
-                "The saga was cancelled, but " +
-                    (failure.empty() ? std::string("a compensation failed")
-                                     : failure) +
-                    ": it is parked in the dead-letter queue."};
+        return "The saga was cancelled, but " +
+               (failure.empty() ? std::string("a compensation failed")
+                                : failure) +
+               ": it is parked in the dead-letter queue.";
       default:
-        return {"cancelled",
-                compensate ? "Cancel requested: the saga stops after its "
-                             "current attempt and compensates its completed "
-                             "steps (saga state " +
-                                 std::string(SagaStateName(r.state)) + ")."
-                           : "Cancel requested: the saga stops after its "
-                             "current attempt."};
+        return compensate ? "Cancel requested: the saga stops after its "
+                            "current attempt and compensates its completed "
+                            "steps (saga state " +
+                                std::string(SagaStateName(r.state)) + ")."
+                          : "Cancel requested: the saga stops after its "
+                            "current attempt.";
     }
   }
   if (failure.empty()) failure = "a step failed";
   switch (r.state) {
     case SagaState::kCompleted:
-      return {"completed", "The saga completed."};
+      return "The saga completed.";
     case SagaState::kCompensated:
-      return {"failed",
-              "The saga failed and was compensated: " + failure + "."};
+      return "The saga failed and was compensated: " + failure + ".";
     case SagaState::kParked:
-      return {"failed",
-              "The saga is parked in the dead-letter queue: " + failure +
-                  ". Fix the cause, then replay_saga runs it "
-                  "again from the failed step."};
+      return "The saga is parked in the dead-letter queue: " + failure +
+             ". Fix the cause, then replay_saga runs it "
+             "again from the failed step.";
     case SagaState::kCancelled:
-      return {"cancelled", "The saga was cancelled."};
+      return "The saga was cancelled.";
     case SagaState::kCompensating:
-      return {"working", "The saga failed: " + failure +
-                             "; compensating its completed steps."};
+      return "The saga failed: " + failure +
+             "; compensating its completed steps.";
     default: {
       const json& w = r.body.value("wait", json::object());
       if (w.value("kind", "") == "attempt" || w.value("kind", "") == "sleep") {
-        return {"working", "Running step " +
-                               StepName(engine, r, w.value("step", -1)) +
-                               " (attempt " +
-                               std::to_string(w.value("attempt", 0)) + ")."};
+        return "Running step " + StepName(engine, r, w.value("step", -1)) +
+               " (attempt " + std::to_string(w.value("attempt", 0)) + ").";
       }
       if (w.value("kind", "") == "backoff") {
-        return {"working", "Step " + StepName(engine, r, w.value("step", -1)) +
-                               " failed; retrying at " +
-                               mcp::IsoTime(w.value("due_ms", int64_t{0})) +
-                               "."};
+        return "Step " + StepName(engine, r, w.value("step", -1)) +
+               " failed; retrying at " +
+               mcp::IsoTime(w.value("due_ms", int64_t{0})) + ".";
       }
       if (w.value("kind", "") == "queued") {
-        return {"working",
-                "Queued under the workflow's max_concurrency limit."};
+        return "Queued under the workflow's max_concurrency limit.";
       }
-      return {"working", "The saga is running."};
+      return "The saga is running.";
     }
   }
 }
@@ -135,7 +146,9 @@ std::pair<std::string, std::string> TaskStatus(const Engine& engine,
 // What the start_workflow call would have returned, once the saga is over:
 // an error result unless it completed.
 json TaskResult(const Engine& engine, const SagaRecord& r) {
-  const auto [status, message] = TaskStatus(engine, r);
+  const std::string_view status =
+      TaskStatusName(r.state, r.body.contains("cancel"));
+  const std::string message = TaskStatusMessage(engine, r);
   json structured = {{"saga_id", r.id},
                      {"state", SagaStateName(r.state)},
                      {"saga", mcp::SagaJson(engine, r)}};
@@ -154,7 +167,9 @@ json TaskResult(const Engine& engine, const SagaRecord& r) {
 }  // namespace
 
 json McpSession::TaskJson(const SagaRecord& r) const {
-  const auto [status, message] = TaskStatus(*engine_, r);
+  const std::string_view status =
+      TaskStatusName(r.state, r.body.contains("cancel"));
+  const std::string message = TaskStatusMessage(*engine_, r);
   return {{"taskId", r.id},
           {"status", status},
           {"statusMessage", message},
@@ -270,24 +285,37 @@ void McpSession::CallToolAsTask(const json& id, const std::string& name,
 
 void McpSession::FollowTask(const std::string& task_id,
                             const std::string& status) {
-  if (followed_tasks_.count(task_id) != 0) return;
-  std::weak_ptr<McpSession> weak = weak_from_this();
-  const uint64_t watch = WatchSaga(task_id, [weak, task_id](const Saga& saga) {
-    auto self = weak.lock();
-    if (!self || self->closed_) return;
-    auto it = self->followed_tasks_.find(task_id);
-    if (it == self->followed_tasks_.end()) return;
-    json task = self->TaskJson(ToRecord(saga));
-    const std::string now = task["status"].get<std::string>();
-    if (now == it->second.second) return;
-    it->second.second = now;
-    if (IsTerminalStatus(now)) {
-      self->UnwatchSaga(it->second.first);
-      self->followed_tasks_.erase(it);
+  SagaFollower& f = FollowerOf(task_id);
+  if (f.task_status.empty()) f.task_status = status;
+}
+
+void McpSession::OnTaskChange(const std::string& task_id, const Saga& saga) {
+  auto it = followers_.find(task_id);
+  if (it == followers_.end()) return;
+  // The status is known from the saga in memory; its record is built only
+  // for what carries it, once.
+  std::optional<SagaRecord> record;
+  auto full = [&]() -> const SagaRecord& {
+    if (!record) record = ToRecord(saga);
+    return *record;
+  };
+  if (SagaFollower& f = it->second; !f.task_status.empty()) {
+    const std::string_view now =
+        TaskStatusName(saga.state, saga.cancel_requested);
+    if (now != f.task_status) {
+      f.task_status = IsTerminalStatus(now) ? "" : std::string(now);
+      Notify("notifications/tasks/status", TaskJson(full()));
     }
-    self->Notify("notifications/tasks/status", task);
-  });
-  followed_tasks_[task_id] = {watch, status};
+  }
+  it = followers_.find(task_id);  // Notify may have closed the session
+  if (closed_ || it == followers_.end() || it->second.result_waiters.empty() ||
+      IsActive(saga.state)) {
+    return;
+  }
+  const std::vector<json> waiters = std::move(it->second.result_waiters);
+  it->second.result_waiters.clear();
+  const json result = TaskResult(*engine_, full());
+  for (const json& id : waiters) Reply(id, result);
 }
 
 void McpSession::GetTask(const json& id, const std::string& task_id) {
@@ -311,32 +339,34 @@ void McpSession::GetTask(const json& id, const std::string& task_id) {
 // Blocks (answers later) until the saga is no longer active: completed,
 // compensated, parked or cancelled, so the result holds the final saga.
 void McpSession::GetTaskResult(const json& id, const std::string& task_id) {
-  struct Waiting {
-    bool done = false;
-    uint64_t watch = 0;
-  };
-  auto wait = std::make_shared<Waiting>();
+  // Follow first, then read: a change in between cannot be missed.
+  FollowerOf(task_id).result_waiters.push_back(id);
   std::weak_ptr<McpSession> weak = weak_from_this();
-  auto finish = [weak, id, task_id, wait](const Result<SagaRecord>& r) {
+  engine_->ReadSaga(task_id, [weak, id, task_id](Result<SagaRecord> r) {
     auto self = weak.lock();
-    if (!self || self->closed_ || wait->done) return;
-    if (r.ok() && IsActive(r->state)) return;  // not over yet
-    wait->done = true;
-    self->UnwatchSaga(wait->watch);
-    if (r.status().IsNotFound()) {
-      return self->ReplyErrorData(id, jsonrpc::kInvalidParams, kTaskNotFound,
-                                  {{"taskId", task_id}});
-    }
-    if (!r.ok()) {
-      return self->ReplyError(id, jsonrpc::kInternalError,
-                              "reading the task: " + r.status().ToString());
-    }
-    self->Reply(id, TaskResult(*self->engine_, *r));
-  };
-  // Watch first, then read: a change in between cannot be missed.
-  wait->watch = WatchSaga(
-      task_id, [finish](const Saga& saga) { finish(ToRecord(saga)); });
-  engine_->ReadSaga(task_id, finish);
+    if (self && !self->closed_) self->OnTaskResultRead(id, task_id, r);
+  });
+}
+
+void McpSession::OnTaskResultRead(const json& id, const std::string& task_id,
+                                  const Result<SagaRecord>& r) {
+  auto it = followers_.find(task_id);
+  if (it == followers_.end()) return;
+  auto& waiters = it->second.result_waiters;
+  const auto waiting = std::find(waiters.begin(), waiters.end(), id);
+  if (waiting == waiters.end()) return;      // a change answered it
+  if (r.ok() && IsActive(r->state)) return;  // not over yet
+  waiters.erase(waiting);
+  DropIfIdle(task_id);
+  if (r.status().IsNotFound()) {
+    return ReplyErrorData(id, jsonrpc::kInvalidParams, kTaskNotFound,
+                          {{"taskId", task_id}});
+  }
+  if (!r.ok()) {
+    return ReplyError(id, jsonrpc::kInternalError,
+                      "reading the task: " + r.status().ToString());
+  }
+  Reply(id, TaskResult(*engine_, *r));
 }
 
 void McpSession::ListTasks(const json& id, const json& params) {

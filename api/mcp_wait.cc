@@ -206,6 +206,16 @@ uint64_t Remaining(const Saga& s, const WorkflowDefinition* def) {
   return n;
 }
 
+// The steps are no longer followed: no waiter is left, and no log
+// messages are due.
+void StopFollowingSteps(SagaFollower& f) {
+  f.steps = false;
+  f.created = false;
+  f.last.reset();
+  f.def.reset();
+  f.waiters.clear();
+}
+
 }  // namespace
 
 SagaProgress SagaProgress::Of(const Saga& saga) {
@@ -289,23 +299,25 @@ void McpSession::StartWorkflow(const json& id, const json& args,
 
 void McpSession::Follow(const std::string& saga_id, SagaState state,
                         bool created, const std::string& waiter) {
-  auto it = followed_.find(saga_id);
-  if (it == followed_.end()) {
-    if (waiter.empty() && followed_.size() >= kMaxFollowedSagas) return;
-    FollowedSaga& f = followed_[saga_id];
+  auto it = followers_.find(saga_id);
+  if (it == followers_.end() || !it->second.steps) {
+    if (waiter.empty() &&
+        std::count_if(followers_.begin(), followers_.end(), [](const auto& f) {
+          return f.second.steps;
+        }) >= static_cast<std::ptrdiff_t>(kMaxFollowedSagas)) {
+      return;
+    }
+    SagaFollower& f = FollowerOf(saga_id);
+    f.steps = true;
     f.created = created;
     f.state = state;
-    std::weak_ptr<McpSession> weak = weak_from_this();
-    f.watch = WatchSaga(saga_id, [weak, saga_id](const Saga& s) {
-      auto self = weak.lock();
-      if (self && !self->closed_) self->OnFollowedChange(saga_id, s);
-    });
     if (const Saga* s = engine_->FindActive(saga_id)) {
       f.last = SagaProgress::Of(*s);
       f.state = s->state;
       f.def = mcp::FindWorkflow(*engine_, s->workflow, s->version);
     } else {
       // Ended already, or dormant (a far timer): the snapshot tells.
+      std::weak_ptr<McpSession> weak = weak_from_this();
       engine_->ReadSaga(saga_id, [weak, saga_id](Result<SagaRecord> r) {
         auto self = weak.lock();
         if (self && !self->closed_) {
@@ -313,7 +325,7 @@ void McpSession::Follow(const std::string& saga_id, SagaState state,
         }
       });
     }
-    it = followed_.find(saga_id);
+    it = followers_.find(saga_id);
   } else if (created) {
     it->second.created = true;
   }
@@ -322,14 +334,16 @@ void McpSession::Follow(const std::string& saga_id, SagaState state,
 
 void McpSession::OnFollowedRead(const std::string& saga_id,
                                 Result<SagaRecord> r) {
-  auto it = followed_.find(saga_id);
-  if (it == followed_.end() || it->second.last) return;  // a change came
-  FollowedSaga& f = it->second;
+  auto it = followers_.find(saga_id);
+  if (it == followers_.end() || !it->second.steps || it->second.last) {
+    return;  // a change came first
+  }
+  SagaFollower& f = it->second;
   Result<Saga> saga = r.ok() ? FromRecord(*r) : Result<Saga>(r.status());
   if (!saga.ok()) {
     const std::vector<std::string> waiters = std::move(f.waiters);
-    UnwatchSaga(f.watch);
-    followed_.erase(it);
+    StopFollowingSteps(f);
+    DropIfIdle(saga_id);
     for (const std::string& key : waiters) {
       auto w = waiting_calls_.find(key);
       if (w == waiting_calls_.end()) continue;
@@ -353,47 +367,56 @@ void McpSession::OnFollowedRead(const std::string& saga_id,
       Log(e.level, e.data, related);
     }
   }
-  FinishFollow(saga_id, std::move(*r));
+  FinishFollow(saga_id, *r);
 }
 
 void McpSession::OnFollowedChange(const std::string& saga_id,
                                   const Saga& saga) {
-  auto it = followed_.find(saga_id);
-  if (it == followed_.end()) return;
-  FollowedSaga& f = it->second;
+  auto it = followers_.find(saga_id);
+  if (it == followers_.end() || !it->second.steps) return;
+  SagaFollower& f = it->second;
   if (!f.def) f.def = mcp::FindWorkflow(*engine_, saga.workflow, saga.version);
   const std::vector<SagaEvent> events = Diff(f.last, saga, f.def.get());
   f.last = SagaProgress::Of(saga);
-  f.state = saga.state;
   const uint64_t remaining = Remaining(saga, f.def.get());
+  // Notify may close the session (and drop the follower): copy what the
+  // messages need first.
+  const std::vector<std::string> waiters = f.waiters;
   for (const SagaEvent& e : events) {
+    if (closed_) return;
     if (e.progress) {
-      for (const std::string& key : f.waiters) {
-        WaitingCall& call = waiting_calls_.at(key);
-        if (call.progress_token.is_null()) continue;
-        call.progress += 1;
+      for (const std::string& key : waiters) {
+        auto call = waiting_calls_.find(key);
+        if (call == waiting_calls_.end() ||
+            call->second.progress_token.is_null()) {
+          continue;
+        }
+        call->second.progress += 1;
         Notify("notifications/progress",
-               {{"progressToken", call.progress_token},
-                {"progress", call.progress},
-                {"total", call.progress + remaining},
+               {{"progressToken", call->second.progress_token},
+                {"progress", call->second.progress},
+                {"total", call->second.progress + remaining},
                 {"message", e.data["message"]}},
-               call.id);
+               call->second.id);
       }
     }
+    auto first = waiters.empty() ? waiting_calls_.end()
+                                 : waiting_calls_.find(waiters[0]);
     Log(e.level, e.data,
-        f.waiters.empty() ? json(nullptr) : waiting_calls_.at(f.waiters[0]).id);
+        first == waiting_calls_.end() ? json(nullptr) : first->second.id);
   }
-  if (EndsWait(saga.state)) FinishFollow(saga_id, ToRecord(saga));
+  if (!closed_ && EndsWait(saga.state)) FinishFollow(saga_id, ToRecord(saga));
 }
 
-void McpSession::FinishFollow(const std::string& saga_id, SagaRecord r) {
-  auto it = followed_.find(saga_id);
-  if (it == followed_.end()) return;
+void McpSession::FinishFollow(const std::string& saga_id, const SagaRecord& r) {
+  auto it = followers_.find(saga_id);
+  if (it == followers_.end() || !it->second.steps) return;
   const std::vector<std::string> waiters = std::move(it->second.waiters);
-  UnwatchSaga(it->second.watch);
-  followed_.erase(it);
+  StopFollowingSteps(it->second);
+  DropIfIdle(saga_id);
+  if (waiters.empty()) return;
   const std::string_view state = SagaStateName(r.state);
-  json saga = mcp::SagaJson(*engine_, std::move(r));
+  json saga = mcp::SagaJson(*engine_, r);
   for (size_t i = 0; i < waiters.size(); ++i) {
     auto w = waiting_calls_.find(waiters[i]);
     if (w == waiting_calls_.end()) continue;
@@ -417,15 +440,16 @@ void McpSession::EndWait(const std::string& key, bool reply) {
   waiting_calls_.erase(w);
   CloseTimer(call.timer);
   SagaState state = SagaState::kRunning;
-  if (auto f = followed_.find(call.saga_id); f != followed_.end()) {
+  if (auto f = followers_.find(call.saga_id);
+      f != followers_.end() && f->second.steps) {
     auto& waiters = f->second.waiters;
     waiters.erase(std::remove(waiters.begin(), waiters.end(), key),
                   waiters.end());
     state = f->second.state;
     // Keep following a saga started here (log messages); drop the rest.
     if (waiters.empty() && !f->second.created) {
-      UnwatchSaga(f->second.watch);
-      followed_.erase(f);
+      StopFollowingSteps(f->second);
+      DropIfIdle(call.saga_id);
     }
   }
   if (!reply) return;
@@ -478,8 +502,8 @@ void McpSession::Log(const std::string& level, const json& data,
 void McpSession::CloseWaits() {
   for (auto& [key, call] : waiting_calls_) CloseTimer(call.timer);
   waiting_calls_.clear();
-  for (auto& [saga_id, f] : followed_) UnwatchSaga(f.watch);
-  followed_.clear();
+  for (auto& [saga_id, f] : followers_) UnwatchSaga(f.watch);
+  followers_.clear();
 }
 
 }  // namespace cde

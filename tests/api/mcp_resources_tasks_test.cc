@@ -404,6 +404,58 @@ TEST_F(McpResourcesTasksTest, TaskAugmentedStartRunsToItsResult) {
   EXPECT_EQ(Result("tasks/result", {{"taskId", tid}})["isError"], false);
 }
 
+// A wait with progress, two subscriptions, a task's status and tasks/result
+// on one saga: one follower, one engine watch, and each gets its own.
+TEST_F(McpResourcesTasksTest, OneFollowerServesWaitsSubscriptionsAndTasks) {
+  ASSERT_OK(h_.Register(Workflow("two", {{{"name", "a"}, {"action", "held"}},
+                                         {{"name", "b"}, {"action", "held"}}}))
+                .status());
+  json r = Call("tools/call",
+                {{"name", "start_workflow"},
+                 {"arguments", {{"workflow", "two"}, {"idempotency_key", "k"}}},
+                 {"task", json::object()}});
+  const std::string tid = r["result"]["task"]["taskId"].get<std::string>();
+  const std::string uri = "saga://" + tid;
+  Result("resources/subscribe", {{"uri", uri}});
+  Result("resources/subscribe", {{"uri", uri + "/log"}});
+  const int result = Send("tasks/result", {{"taskId", tid}});
+  const int wait = Send(
+      "tools/call",
+      {{"name", "start_workflow"},
+       {"arguments",
+        {{"workflow", "two"}, {"idempotency_key", "k"}, {"wait_ms", 60000}}},
+       {"_meta", {{"progressToken", "p"}}}});
+  ASSERT_TRUE(h_.RunUntil([&] { return held_.pending() == 1; }));
+  EXPECT_EQ(session_->followed_sagas(), 1u);
+
+  CompleteHeld({{"n", 1}});
+  CompleteHeld({{"n", 2}});
+  const json waited = Await(wait)["result"]["structuredContent"];
+  EXPECT_EQ(waited["saga_id"], tid);
+  EXPECT_EQ(waited["state"], "completed");
+  EXPECT_EQ(waited["created"], false);
+  EXPECT_EQ(waited["saga"]["steps"][1]["output"], json({{"n", 2}}));
+  const json task_result = Await(result)["result"];
+  EXPECT_EQ(task_result["structuredContent"]["state"], "completed");
+  EXPECT_EQ(task_result["structuredContent"]["saga"], waited["saga"]);
+  std::set<std::string> updated;
+  for (const json& n : Notes("notifications/resources/updated")) {
+    updated.insert(n["uri"].get<std::string>());
+  }
+  EXPECT_EQ(updated, (std::set<std::string>{uri, uri + "/log"}));
+  const auto statuses = Notes("notifications/tasks/status");
+  ASSERT_EQ(statuses.size(), 1u);
+  EXPECT_EQ(statuses[0]["status"], "completed");
+  EXPECT_GE(Notes("notifications/progress").size(), 1u);
+
+  // The subscriptions hold the follower; unsubscribing drops it.
+  EXPECT_EQ(session_->followed_sagas(), 1u);
+  Result("resources/unsubscribe", {{"uri", uri}});
+  EXPECT_EQ(session_->followed_sagas(), 1u);
+  Result("resources/unsubscribe", {{"uri", uri + "/log"}});
+  EXPECT_EQ(session_->followed_sagas(), 0u);
+}
+
 TEST_F(McpResourcesTasksTest, AFailedSagaIsAFailedTaskWithAnErrorResult) {
   ASSERT_OK(
       h_.Register(Workflow("doomed", {{{"name", "reserve"},
