@@ -507,7 +507,8 @@ bool CheckObject(const Shape& shape, const json& value, const std::string& path,
                  Problems* p, HookHandler* handler) {
   if (!value.is_object()) return Refuse(shape, path, p);
   if (shape.closed) {
-    for (const auto& [key, child] : value.items()) {
+    for (const auto& item : value.items()) {
+      const std::string& key = item.key();
       const bool known = std::any_of(
           shape.properties.begin(), shape.properties.end(),
           [&key](const Property& property) { return property.key == key; });

@@ -175,6 +175,7 @@ Status EngineImpl::RegisterAction(const std::string& name,
     return Status::AlreadyExists("action '" + name + "' is already registered");
   }
   actions_[name] = std::move(action);
+  definition_schema_ = nullptr;  // names the actions
   return Status::OK();
 }
 

@@ -160,7 +160,7 @@ class Engine {
 
   // The definition language as JSON Schema, with this engine's native
   // actions among the actions (DefinitionJsonSchema).
-  virtual nlohmann::json DefinitionSchema() const = 0;
+  virtual const nlohmann::json& DefinitionSchema() const = 0;
 
   // Starts a saga; `done` runs once its start is durable.
   virtual void Start(StartRequest request, Callback<StartResult> done) = 0;

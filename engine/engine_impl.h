@@ -142,10 +142,13 @@ class EngineImpl final : public Engine {
       const std::string& name, std::optional<uint32_t> version) const override {
     return FindDefinition(name, version);
   }
-  nlohmann::json DefinitionSchema() const override {
-    ActionNames native;
-    for (const auto& [name, fn] : actions_) native.insert(name);
-    return DefinitionJsonSchema(native);
+  const nlohmann::json& DefinitionSchema() const override {
+    if (definition_schema_.is_null()) {
+      ActionNames native;
+      for (const auto& [name, fn] : actions_) native.insert(name);
+      definition_schema_ = DefinitionJsonSchema(native);
+    }
+    return definition_schema_;
   }
   DefPtr FindDefinition(const std::string& name,
                         std::optional<uint32_t> version) const;
@@ -257,6 +260,9 @@ class EngineImpl final : public Engine {
   Status health_;
 
   std::map<std::string, NativeAction> actions_;
+  // DefinitionSchema, made on first use after each RegisterAction (every
+  // tools/list shows it).
+  mutable nlohmann::json definition_schema_;
   // name -> version -> definition
   std::map<std::string, std::map<uint32_t, DefPtr>> definitions_;
   // The registered documents, so re-registration compares in memory; an

@@ -18,6 +18,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -259,6 +260,12 @@ class Child {
   // Kills the process; `done` is never called. Returns `done` for a caller
   // that reports the failure itself.
   ActionDone Abort();
+  // The process is prlimit, which runs `program` (found as execvp finds
+  // it, from `cwd`) once the limits are set.
+  void RunsUnderPrlimit(std::string program, std::string cwd) {
+    program_ = std::move(program);
+    cwd_ = std::move(cwd);
+  }
 
  private:
   struct Stream {
@@ -295,6 +302,7 @@ class Child {
   int64_t exit_status_ = 0;
   int term_signal_ = 0;
   const char* too_large_ = nullptr;  // the stream that overflowed
+  std::string program_, cwd_;        // under prlimit: what it runs, where
   std::array<char, 64 * 1024> buf_;  // reads are synchronous: one suffices
 };
 
@@ -399,6 +407,19 @@ ActionResult Child::Result() const {
     return ActionResult::Failure("signal:" + n,
                                  "killed by signal " + n + why + detail);
   }
+  if (!program_.empty() && (exit_status_ == 126 || exit_status_ == 127)) {
+    // prlimit could not run the program: a `spawn` error naming it, as
+    // uv_spawn's is without limits.
+    constexpr std::string_view kCannot = "prlimit: failed to execute ";
+    if (err_.data.starts_with(kCannot)) {
+      std::string why = err_.data.substr(0, err_.data.find('\n'));
+      why = why.substr(why.rfind(": ") + 2);  // strerror's text
+      if (!why.empty()) why[0] = static_cast<char>(std::tolower(why[0]));
+      return ActionResult::Failure(
+          "spawn", "cannot run '" + program_ + "'" +
+                       (cwd_.empty() ? "" : " in '" + cwd_ + "'") + ": " + why);
+    }
+  }
   if (exit_status_ != 0) {
     const std::string n = std::to_string(exit_status_);
     return ActionResult::Failure("exit_code:" + n, "exit code " + n + detail);
@@ -475,20 +496,11 @@ uint64_t ExecRunner::Start(const AttemptRequest& request, ActionDone done) {
   }
   const std::string program = cmd.argv[0];
   const std::string cwd = cmd.cwd;
-  if (sandbox != nullptr && sandbox->limits.any()) {
-    // prlimit would answer for a program it cannot run with an exit code
-    // (126, 127): checked here, so that the error is the same `spawn` as
-    // without limits, and names the program.
-    if (access(program.c_str(), X_OK) != 0) {
-      Fail(id, std::move(done),
-           ActionResult::Failure(
-               "spawn", "cannot run '" + program + "' in '" + cwd + "': " +
-                            uv_strerror(uv_translate_sys_error(errno))));
-      return id;
-    }
-    WrapInPrlimit(*sandbox, &cmd);
-  }
   auto* child = new Child(this, id, sandbox, request.secrets, std::move(done));
+  if (sandbox != nullptr && sandbox->limits.any()) {
+    WrapInPrlimit(*sandbox, &cmd);
+    child->RunsUnderPrlimit(program, cwd);
+  }
   ++open_handles_;
   if (const int rc = child->Spawn(loop_, cmd); rc != 0) {
     std::string message = "cannot run '" + program + "'";

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
@@ -121,6 +122,35 @@ TEST_F(ExecSandboxTest, AMissingProgramIsASpawnErrorNamingIt) {
   EXPECT_EQ(r.error.kind, "spawn");
   EXPECT_EQ(r.error.message, "cannot run '/nonexistent/convert' in '" +
                                  cwd_.path() + "': no such file or directory");
+}
+
+// Under limits the program is found as without: by PATH for a bare name,
+// from the configured cwd for a relative path.
+TEST_F(ExecSandboxTest, ProgramsAreFoundUnderLimitsAsWithout) {
+  ExecPolicy policy = ClientsOn();
+  policy.limits.cpu_seconds = 5;
+  Start(policy);
+  ActionResult bare = Run({{"argv", {"echo", "found"}}});
+  ASSERT_TRUE(bare.ok) << bare.error.message;
+  EXPECT_EQ(bare.output, json({{"stdout", "found\n"}}));
+  const std::string script = cwd_.path() + "/hello.sh";
+  {
+    std::ofstream out(script);
+    out << "#!/bin/sh\necho '{\"hello\": 1}'\n";
+  }
+  ASSERT_EQ(chmod(script.c_str(), 0755), 0);
+  ActionResult relative = Run({{"argv", {"./hello.sh"}}});
+  ASSERT_TRUE(relative.ok) << relative.error.message;
+  EXPECT_EQ(relative.output, json({{"hello", 1}}));
+  ActionResult missing = Run({{"argv", {"no-such-program-here"}}});
+  EXPECT_EQ(missing.error.kind, "spawn");
+  // "no such file or directory", or "permission denied" when a directory
+  // of PATH is closed to the child's user (execvp's rule).
+  EXPECT_EQ(
+      missing.error.message.rfind(
+          "cannot run 'no-such-program-here' in '" + cwd_.path() + "': ", 0),
+      0u)
+      << missing.error.message;
 }
 
 TEST_F(ExecSandboxTest, ARunawayIsStoppedByTheCpuLimitAndSaysSo) {
