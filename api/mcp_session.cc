@@ -325,7 +325,7 @@ json McpSession::ToolErrorJson(const Status& status) {
 }
 
 void McpSession::ToolResult(const json& id, json structured) {
-  Reply(id, ToolResultJson(std::move(structured)));
+  if (!closed_) send_({mcp::EncodeToolResult(id, structured), id, true});
 }
 
 void McpSession::ToolError(const json& id, const Status& status) {

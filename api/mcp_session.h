@@ -289,7 +289,7 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   void OnFollowedChange(const std::string& saga_id, const Saga& saga);
   void OnFollowedRead(const std::string& saga_id, Result<SagaRecord> r);
   // Answers every waiter of a saga that reached `r`'s terminal state.
-  void FinishFollow(const std::string& saga_id, const SagaRecord& r);
+  void FinishFollow(const std::string& saga_id, SagaRecord r);
   // Ends the wait `key` (timer closed, detached from its saga); with
   // `reply`, answers it with the saga's state and timed_out.
   void EndWait(const std::string& key, bool reply);

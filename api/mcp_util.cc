@@ -328,4 +328,23 @@ json BreakersJson(const std::vector<CircuitBreakers::View>& views) {
   return out;
 }
 
+std::string EncodeToolResult(const json& id, const json& structured) {
+  const std::string text = structured.dump();
+  std::string out = R"({"id":)";
+  out += id.dump();
+  out += R"(,"jsonrpc":"2.0","result":{"content":[{"text":")";
+  out.reserve(out.size() + 2 * text.size() + 64);
+  // `text` is compact JSON, in which dump() escaped every control
+  // character: as a string it needs only its quotes and backslashes
+  // escaped.
+  for (const char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += R"(","type":"text"}],"isError":false,"structuredContent":)";
+  out += text;
+  out += "}}";
+  return out;
+}
+
 }  // namespace cde::mcp

@@ -89,6 +89,14 @@ nlohmann::json LogJson(const LogRecord& r);
 // opened_total}], for engine_stats and /health.
 nlohmann::json BreakersJson(const std::vector<CircuitBreakers::View>& views);
 
+// The JSON-RPC reply to request `id` carrying a tool's successful result:
+// `structured` as structuredContent and, serialized, as its text content.
+// It is serialized once for both (a saga can be large): the same bytes as
+// jsonrpc::EncodeResult(id, {content: [{type: text, text:
+// structured.dump()}], structuredContent: structured, isError: false}).
+std::string EncodeToolResult(const nlohmann::json& id,
+                             const nlohmann::json& structured);
+
 }  // namespace cde::mcp
 
 #endif  // CDE_API_MCP_UTIL_H_

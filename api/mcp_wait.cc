@@ -68,13 +68,26 @@ struct SagaEvent {
   json data;          // {saga_id, workflow, event, ..., message}
 };
 
+// Which events the session will send: those logged at `log_level` (an
+// index in mcp::kLogLevels) or above, and the progress events if anyone
+// waits with a progress token. Others are not built.
+struct Wanted {
+  int log_level = 0;
+  bool progress = true;
+};
+
 // The events between `prev` (unknown: only a final state is reported) and
-// `cur`.
+// `cur` that are `wanted`.
 std::vector<SagaEvent> Diff(const std::optional<SagaProgress>& prev,
-                            const Saga& cur, const WorkflowDefinition* def) {
+                            const Saga& cur, const WorkflowDefinition* def,
+                            Wanted wanted) {
   std::vector<SagaEvent> out;
   auto add = [&](const char* level, bool progress, const char* event,
                  std::string message, json extra = json::object()) {
+    if (!(progress && wanted.progress) &&
+        mcp::LogLevelIndex(level) < wanted.log_level) {
+      return;
+    }
     json data = {
         {"saga_id", cur.id}, {"workflow", cur.workflow}, {"event", event}};
     data.update(extra);
@@ -363,11 +376,12 @@ void McpSession::OnFollowedRead(const std::string& saga_id,
   if (f.created) {
     const json related =
         f.waiters.empty() ? json(nullptr) : waiting_calls_.at(f.waiters[0]).id;
-    for (const SagaEvent& e : Diff(std::nullopt, *saga, f.def.get())) {
+    for (const SagaEvent& e :
+         Diff(std::nullopt, *saga, f.def.get(), {log_level_, false})) {
       Log(e.level, e.data, related);
     }
   }
-  FinishFollow(saga_id, *r);
+  FinishFollow(saga_id, std::move(*r));
 }
 
 void McpSession::OnFollowedChange(const std::string& saga_id,
@@ -376,7 +390,14 @@ void McpSession::OnFollowedChange(const std::string& saga_id,
   if (it == followers_.end() || !it->second.steps) return;
   SagaFollower& f = it->second;
   if (!f.def) f.def = mcp::FindWorkflow(*engine_, saga.workflow, saga.version);
-  const std::vector<SagaEvent> events = Diff(f.last, saga, f.def.get());
+  bool progress = false;
+  for (const std::string& key : f.waiters) {
+    auto call = waiting_calls_.find(key);
+    progress |=
+        call != waiting_calls_.end() && !call->second.progress_token.is_null();
+  }
+  const std::vector<SagaEvent> events =
+      Diff(f.last, saga, f.def.get(), {log_level_, progress});
   f.last = SagaProgress::Of(saga);
   const uint64_t remaining = Remaining(saga, f.def.get());
   // Notify may close the session (and drop the follower): copy what the
@@ -408,7 +429,7 @@ void McpSession::OnFollowedChange(const std::string& saga_id,
   if (!closed_ && EndsWait(saga.state)) FinishFollow(saga_id, ToRecord(saga));
 }
 
-void McpSession::FinishFollow(const std::string& saga_id, const SagaRecord& r) {
+void McpSession::FinishFollow(const std::string& saga_id, SagaRecord r) {
   auto it = followers_.find(saga_id);
   if (it == followers_.end() || !it->second.steps) return;
   const std::vector<std::string> waiters = std::move(it->second.waiters);
@@ -416,7 +437,7 @@ void McpSession::FinishFollow(const std::string& saga_id, const SagaRecord& r) {
   DropIfIdle(saga_id);
   if (waiters.empty()) return;
   const std::string_view state = SagaStateName(r.state);
-  json saga = mcp::SagaJson(*engine_, r);
+  json saga = mcp::SagaJson(*engine_, std::move(r));
   for (size_t i = 0; i < waiters.size(); ++i) {
     auto w = waiting_calls_.find(waiters[i]);
     if (w == waiting_calls_.end()) continue;

@@ -216,6 +216,26 @@ TEST_F(McpSessionTest, RequestsBeforeInitializeAreRefusedButPingWorks) {
   EXPECT_EQ(Call("tools/list")["error"]["code"], jsonrpc::kInvalidRequest);
 }
 
+// A tool's result is encoded with its saga serialized once; the bytes are
+// those of the envelope built whole.
+TEST(EncodeToolResultTest, SameBytesAsTheEnvelopeBuiltWhole) {
+  const json structured = {{"saga",
+                            {{"input",
+                              {{"q", "a \"quoted\" \\ back\\slash"},
+                               {"ctl", std::string("tab\tnl\ncr\r\x01")},
+                               {"utf8", "\u00e9t\u00e9 \u2028 \U0001F600"}}},
+                             {"steps", json::array({1, 2.5, nullptr, true})}}},
+                           {"state", "completed"}};
+  for (const json& id : {json(7), json("req-\"1\"")}) {
+    const json whole = {
+        {"content", {{{"type", "text"}, {"text", structured.dump()}}}},
+        {"structuredContent", structured},
+        {"isError", false}};
+    EXPECT_EQ(mcp::EncodeToolResult(id, structured),
+              jsonrpc::EncodeResult(id, whole));
+  }
+}
+
 TEST_F(McpSessionTest, ToolsListDescribesEveryToolWithSchemas) {
   Initialize();
   json tools = Call("tools/list")["result"]["tools"];
