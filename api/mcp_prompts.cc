@@ -159,15 +159,7 @@ bool McpSession::OnPromptRequest(const json& id, const std::string& method,
           }
           json entries = json::array();
           for (const DlqRecord& e : r->entries) {
-            entries.push_back({{"saga_id", e.saga_id},
-                               {"workflow", e.workflow},
-                               {"version", e.version},
-                               {"reason", e.reason},
-                               {"step", e.step},
-                               {"last_error", e.last_error},
-                               {"attempts", e.attempts},
-                               {"parked_ms", e.parked_ms},
-                               {"replay_count", e.replay_count}});
+            entries.push_back(mcp::DlqEntryJson(e));
           }
           const json summary = {
               {"workflow", q.workflow ? json(*q.workflow) : json(nullptr)},

@@ -534,15 +534,7 @@ void McpSession::ListDlq(const json& id, const json& args) {
         if (!r.ok()) return self->ToolError(id, r.status());
         json entries = json::array();
         for (const DlqRecord& e : r->entries) {
-          entries.push_back({{"saga_id", e.saga_id},
-                             {"workflow", e.workflow},
-                             {"version", e.version},
-                             {"reason", e.reason},
-                             {"step", e.step},
-                             {"last_error", e.last_error},
-                             {"attempts", e.attempts},
-                             {"parked_ms", e.parked_ms},
-                             {"replay_count", e.replay_count}});
+          entries.push_back(mcp::DlqEntryJson(e));
         }
         json out = {{"entries", std::move(entries)}};
         if (!r->next_cursor.empty()) {

@@ -1,6 +1,5 @@
 #include "engine/definition_checks.h"
 
-#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -33,15 +32,6 @@ std::string FormatBound(double d) {
 
 void Problems::Add(std::string path, std::string message) {
   errors_.push_back({std::move(path), std::move(message)});
-}
-
-void Problems::UnknownKeys(const json& object, const std::string& path,
-                           std::initializer_list<std::string_view> allowed) {
-  for (const auto& [key, value] : object.items()) {
-    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-      Add(path, "unknown key '" + key + "'");
-    }
-  }
 }
 
 std::optional<uint64_t> Problems::Integer(const json& value,
@@ -90,12 +80,6 @@ std::optional<double> Problems::Number(const json& value,
 bool Problems::String(const json& value, const std::string& path) {
   if (value.is_string()) return true;
   Add(path, "must be a string");
-  return false;
-}
-
-bool Problems::Object(const json& value, const std::string& path) {
-  if (value.is_object()) return true;
-  Add(path, "must be an object");
   return false;
 }
 

@@ -5,7 +5,6 @@
 #define CDE_ENGINE_DEFINITION_CHECKS_H_
 
 #include <cstdint>
-#include <initializer_list>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -28,10 +27,6 @@ class Problems {
  public:
   void Add(std::string path, std::string message);
 
-  // Reports every key of `object` that is not in `allowed`.
-  void UnknownKeys(const nlohmann::json& object, const std::string& path,
-                   std::initializer_list<std::string_view> allowed);
-
   // An integer in [min, max] ("must be an integer", "must be >= 1").
   std::optional<uint64_t> Integer(
       const nlohmann::json& value, const std::string& path, uint64_t min,
@@ -42,9 +37,8 @@ class Problems {
       const nlohmann::json& value, const std::string& path, double min,
       double max = std::numeric_limits<double>::infinity());
 
-  // Each returns false after reporting "must be a <type>".
+  // Returns false after reporting "must be a string".
   bool String(const nlohmann::json& value, const std::string& path);
-  bool Object(const nlohmann::json& value, const std::string& path);
 
   const std::vector<DefinitionError>& errors() const { return errors_; }
   std::vector<DefinitionError> Take() { return std::move(errors_); }
