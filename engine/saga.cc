@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <optional>
 #include <stdexcept>
+
+#include "storage/cbor_writer.h"
 
 namespace cde {
 namespace {
@@ -40,11 +43,6 @@ E FromName(const std::array<std::pair<E, std::string_view>, N>& table,
                               "'");
 }
 
-json ErrorToJson(const ErrorInfo& e) {
-  if (e.empty()) return nullptr;
-  return {{"kind", e.kind}, {"message", e.message}};
-}
-
 // An integer field (or `fallback` when absent). get<uint32_t>() and the
 // like cast a float, which is undefined behaviour when it is out of range
 // (found by tests/fuzz/fuzz_record_decode); ToRecord writes integers.
@@ -63,6 +61,147 @@ ErrorInfo ErrorFromJson(const json& j) {
   if (j.is_null()) return {};
   return {j.at("kind").get<std::string>(), j.at("message").get<std::string>()};
 }
+
+// The snapshot body, field by field, written to either kind of map below:
+// ToRecord's JSON and EncodeSnapshot's CBOR come from this one list, so the
+// two cannot drift. Keys are in byte order, the order of nlohmann::json's
+// std::map, so the CBOR is byte for byte to_cbor(ToRecord(s).body).
+template <typename Map>
+void WriteError(Map& m, std::string_view key, const ErrorInfo& e) {
+  m.Map(key, [&e](auto& j) {
+    j.Str("kind", e.kind);
+    j.Str("message", e.message);
+  });
+}
+
+template <typename Map>
+void WriteSagaBody(const Saga& s, Map& m) {
+  if (s.cancel_requested) {
+    m.Map("cancel",
+          [&s](auto& j) { j.Bool("compensate", s.compensate_on_cancel); });
+  }
+  if (!s.cancelled_by.empty()) m.Str("cancelled_by", s.cancelled_by);
+  if (s.checkpointed) m.Bool("checkpointed", true);
+  if (!s.correlation_id.empty()) m.Str("correlation_id", s.correlation_id);
+  if (!s.failure.empty()) {
+    m.Int("failed_step", s.failed_step);
+    WriteError(m, "failure", s.failure);
+  }
+  m.Json("input", s.input);
+  if (s.replay_count != 0) m.Uint("replay_count", s.replay_count);
+  if (!s.replayed_by.empty()) m.Str("replayed_by", s.replayed_by);
+  if (!s.started_by.empty()) m.Str("started_by", s.started_by);
+  m.Array("steps", s.steps.size(), [&s](auto& steps) {
+    for (const StepState& st : s.steps) {
+      steps.Map([&st](auto& j) {
+        j.Uint("attempts", st.attempts);
+        if (st.compensation_attempts != 0) {
+          j.Uint("compensation_attempts", st.compensation_attempts);
+        }
+        if (!st.compensation_error.empty()) {
+          WriteError(j, "compensation_error", st.compensation_error);
+        }
+        if (!st.error.empty()) WriteError(j, "error", st.error);
+        if (st.finished_ms != 0) j.Int("finished_ms", st.finished_ms);
+        if (!st.output.is_null()) j.Json("output", st.output);
+        if (st.started_ms != 0) j.Int("started_ms", st.started_ms);
+        j.Str("status", StepStatusName(st.status));
+      });
+    }
+  });
+  if (!s.trace_id.empty()) m.Str("trace_id", s.trace_id);
+  if (s.wait.kind != Wait::Kind::kNothing) {
+    m.Map("wait", [&s](auto& j) {
+      j.Uint("attempt", s.wait.attempt);
+      j.Bool("compensation", s.wait.compensation);
+      j.Int("due_ms", s.wait.due_ms);
+      j.Str("kind", WaitKindName(s.wait.kind));
+      j.Int("step", s.wait.step);
+    });
+  }
+}
+
+// A JSON object being filled in.
+class JsonMap {
+ public:
+  explicit JsonMap(json* object) : object_(object) {}
+  void Str(std::string_view key, std::string_view v) { Slot(key) = v; }
+  void Uint(std::string_view key, uint64_t v) { Slot(key) = v; }
+  void Int(std::string_view key, int64_t v) { Slot(key) = v; }
+  void Bool(std::string_view key, bool v) { Slot(key) = v; }
+  void Json(std::string_view key, const json& v) { Slot(key) = v; }
+  template <typename Fill>
+  void Map(std::string_view key, Fill&& fill) {
+    json& sub = Slot(key) = json::object();
+    JsonMap map(&sub);
+    fill(map);
+  }
+  template <typename Fill>
+  void Array(std::string_view key, size_t size, Fill&& fill) {
+    json& sub = Slot(key) = json::array();
+    sub.get_ref<json::array_t&>().reserve(size);
+    JsonArray array{&sub};
+    fill(array);
+  }
+
+ private:
+  struct JsonArray {
+    json* array;
+    template <typename Fill>
+    void Map(Fill&& fill) {
+      array->push_back(json::object());
+      JsonMap map(&array->back());
+      fill(map);
+    }
+  };
+  json& Slot(std::string_view key) { return (*object_)[std::string(key)]; }
+  json* object_;
+};
+
+// A CBOR map being written, its size filled in when it is done.
+class CborMap {
+ public:
+  template <typename Fill>
+  static void Write(CborWriter& w, Fill&& fill) {
+    CborMap map(w);
+    fill(map);
+    assert(map.pairs_ <= CborWriter::kMaxOpenMapPairs);
+    w.CloseMap(map.head_at_, map.pairs_);
+  }
+  void Str(std::string_view key, std::string_view v) { Key(key).Text(v); }
+  void Uint(std::string_view key, uint64_t v) { Key(key).Uint(v); }
+  void Int(std::string_view key, int64_t v) { Key(key).Int(v); }
+  void Bool(std::string_view key, bool v) { Key(key).Bool(v); }
+  void Json(std::string_view key, const json& v) { Key(key).Json(v); }
+  template <typename Fill>
+  void Map(std::string_view key, Fill&& fill) {
+    Write(Key(key), std::forward<Fill>(fill));
+  }
+  template <typename Fill>
+  void Array(std::string_view key, size_t size, Fill&& fill) {
+    Key(key).ArrayHead(size);
+    CborArray array{&w_};
+    fill(array);
+  }
+
+ private:
+  struct CborArray {
+    CborWriter* w;
+    template <typename Fill>
+    void Map(Fill&& fill) {
+      Write(*w, std::forward<Fill>(fill));
+    }
+  };
+  explicit CborMap(CborWriter& w) : w_(w), head_at_(w.OpenMap()) {}
+  CborWriter& Key(std::string_view key) {
+    ++pairs_;
+    w_.Text(key);
+    return w_;
+  }
+  CborWriter& w_;
+  size_t head_at_;
+  uint64_t pairs_ = 0;
+};
 
 }  // namespace
 
@@ -93,47 +232,24 @@ std::string_view WaitKindName(Wait::Kind k) {
   return "unknown";
 }
 
+SagaHead HeadOf(const Saga& s) {
+  return {s.id,         s.workflow,   s.version,  s.state,
+          s.created_ms, s.updated_ms, s.last_seq, s.idempotency_key};
+}
+
 SagaRecord ToRecord(const Saga& s) {
-  json steps = json::array();
-  for (const StepState& st : s.steps) {
-    json j = {{"status", StepStatusName(st.status)}, {"attempts", st.attempts}};
-    if (st.compensation_attempts != 0) {
-      j["compensation_attempts"] = st.compensation_attempts;
-    }
-    if (!st.output.is_null()) j["output"] = st.output;
-    if (!st.error.empty()) j["error"] = ErrorToJson(st.error);
-    if (!st.compensation_error.empty()) {
-      j["compensation_error"] = ErrorToJson(st.compensation_error);
-    }
-    if (st.started_ms != 0) j["started_ms"] = st.started_ms;
-    if (st.finished_ms != 0) j["finished_ms"] = st.finished_ms;
-    steps.push_back(std::move(j));
-  }
-  json body = {{"input", s.input}, {"steps", std::move(steps)}};
-  if (s.wait.kind != Wait::Kind::kNothing) {
-    body["wait"] = {{"kind", WaitKindName(s.wait.kind)},
-                    {"step", s.wait.step},
-                    {"compensation", s.wait.compensation},
-                    {"attempt", s.wait.attempt},
-                    {"due_ms", s.wait.due_ms}};
-  }
-  if (!s.failure.empty()) {
-    body["failure"] = ErrorToJson(s.failure);
-    body["failed_step"] = s.failed_step;
-  }
-  if (!s.correlation_id.empty()) body["correlation_id"] = s.correlation_id;
-  if (!s.trace_id.empty()) body["trace_id"] = s.trace_id;
-  if (!s.started_by.empty()) body["started_by"] = s.started_by;
-  if (!s.cancelled_by.empty()) body["cancelled_by"] = s.cancelled_by;
-  if (!s.replayed_by.empty()) body["replayed_by"] = s.replayed_by;
-  if (s.cancel_requested) {
-    body["cancel"] = {{"compensate", s.compensate_on_cancel}};
-  }
-  if (s.replay_count != 0) body["replay_count"] = s.replay_count;
-  if (s.checkpointed) body["checkpointed"] = true;
+  json body = json::object();
+  JsonMap map(&body);
+  WriteSagaBody(s, map);
   return {s.id,       s.workflow,        s.version,
           s.state,    s.created_ms,      s.updated_ms,
           s.last_seq, s.idempotency_key, std::move(body)};
+}
+
+std::string EncodeSnapshot(const Saga& s) {
+  return EncodeSaga(HeadOf(s), [&s](CborWriter& w) {
+    CborMap::Write(w, [&s](CborMap& map) { WriteSagaBody(s, map); });
+  });
 }
 
 Result<Saga> FromRecord(const SagaRecord& r) {

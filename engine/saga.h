@@ -111,6 +111,11 @@ struct Saga {
 
 // The snapshot record of `saga` (body = everything engine-owned).
 SagaRecord ToRecord(const Saga& saga);
+// The snapshot's fields other than its body, as views of `saga`'s.
+SagaHead HeadOf(const Saga& saga);
+// EncodeSaga(ToRecord(saga)), the same bytes, without building the body's
+// JSON: what each transition writes.
+std::string EncodeSnapshot(const Saga& saga);
 // The saga in `record`, or Corruption naming the saga and the bad field.
 Result<Saga> FromRecord(const SagaRecord& record);
 

@@ -1,9 +1,12 @@
 // CborWriter: writes a record's CBOR map straight into its value buffer.
-// Private to storage/. Records are encoded on every transition, so building a
-// temporary nlohmann::json for each (and deep-copying the saga body into it)
-// would cost more than the write itself; only the engine-owned JSON fields go
-// through nlohmann. The output is plain CBOR (RFC 8949) that
-// nlohmann::json::from_cbor reads back.
+// Records are encoded on every transition, so building a temporary
+// nlohmann::json for each (and deep-copying the saga body into it) would cost
+// more than the write itself; only free-form JSON values (a saga's input, a
+// step's output) go through nlohmann. The engine writes a saga snapshot's
+// body with it too (EncodeSaga's overload taking a body writer). The output
+// is plain CBOR (RFC 8949) that nlohmann::json::from_cbor reads back, and the
+// same bytes nlohmann::json::to_cbor writes for the same value when maps are
+// written with their keys in byte order.
 #ifndef CDE_STORAGE_CBOR_WRITER_H_
 #define CDE_STORAGE_CBOR_WRITER_H_
 
@@ -44,24 +47,43 @@ class CborWriter {
   }
   CborWriter& Field(std::string_view key, int64_t value) {
     Text(key);
-    if (value >= 0) {
-      Head(0, static_cast<uint64_t>(value));
-    } else {
-      Head(1, static_cast<uint64_t>(-(value + 1)));
-    }
+    Int(value);
     return *this;
   }
   CborWriter& Field(std::string_view key, const nlohmann::json& value) {
     Text(key);
-    nlohmann::json::to_cbor(value, *out_);
+    Json(value);
     return *this;
   }
 
- private:
+  // Single data items, for nested values.
   void Text(std::string_view s) {
     Head(3, s.size());
     out_->append(s);
   }
+  void Uint(uint64_t v) { Head(0, v); }
+  void Int(int64_t v) {
+    if (v >= 0) {
+      Head(0, static_cast<uint64_t>(v));
+    } else {
+      Head(1, static_cast<uint64_t>(-(v + 1)));
+    }
+  }
+  void Bool(bool v) { out_->push_back(static_cast<char>(v ? 0xf5 : 0xf4)); }
+  void Json(const nlohmann::json& v) { nlohmann::json::to_cbor(v, *out_); }
+  void ArrayHead(uint64_t size) { Head(4, size); }
+  // A map whose size is known once its pairs are written: OpenMap leaves a
+  // one-byte head, CloseMap fills it in. At most 23 pairs (one-byte head).
+  size_t OpenMap() {
+    out_->push_back(static_cast<char>(5 << 5));
+    return out_->size() - 1;
+  }
+  void CloseMap(size_t head_at, uint64_t pairs) {
+    (*out_)[head_at] = static_cast<char>((5 << 5) | static_cast<char>(pairs));
+  }
+  static constexpr uint64_t kMaxOpenMapPairs = 23;
+
+ private:
   // The initial byte(s) of a data item: major type and argument.
   void Head(uint8_t major, uint64_t arg) {
     const char m = static_cast<char>(major << 5);

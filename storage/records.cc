@@ -126,20 +126,31 @@ bool IsActive(SagaState state) {
          state == SagaState::kCancelling;
 }
 
-std::string EncodeSaga(const SagaRecord& r) {
+SagaHead HeadOf(const SagaRecord& r) {
+  return {r.id,         r.workflow,   r.version,  r.state,
+          r.created_ms, r.updated_ms, r.last_seq, r.idempotency_key};
+}
+
+std::string EncodeSaga(const SagaHead& h,
+                       const std::function<void(CborWriter&)>& write_body) {
   std::string out;
-  out.reserve(96 + r.id.size() + r.workflow.size() + r.idempotency_key.size());
-  CborWriter(&out, kRecordVersion, 9)
-      .Field("id", r.id)
-      .Field("workflow", r.workflow)
-      .Field("version", r.version)
-      .Field("state", SagaStateName(r.state))
-      .Field("created_ms", r.created_ms)
-      .Field("updated_ms", r.updated_ms)
-      .Field("last_seq", r.last_seq)
-      .Field("idempotency_key", r.idempotency_key)
-      .Field("body", r.body);
+  out.reserve(256 + h.id.size() + h.workflow.size() + h.idempotency_key.size());
+  CborWriter w(&out, kRecordVersion, 9);
+  w.Field("id", h.id)
+      .Field("workflow", h.workflow)
+      .Field("version", h.version)
+      .Field("state", SagaStateName(h.state))
+      .Field("created_ms", h.created_ms)
+      .Field("updated_ms", h.updated_ms)
+      .Field("last_seq", h.last_seq)
+      .Field("idempotency_key", h.idempotency_key)
+      .Text("body");
+  write_body(w);
   return out;
+}
+
+std::string EncodeSaga(const SagaRecord& r) {
+  return EncodeSaga(HeadOf(r), [&](CborWriter& w) { w.Json(r.body); });
 }
 
 Result<SagaRecord> DecodeSaga(std::string_view value, std::string_view where) {

@@ -8,6 +8,7 @@
 #define CDE_STORAGE_RECORDS_H_
 
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -125,9 +126,30 @@ struct DefinitionRecord {
                          const DefinitionRecord&) = default;
 };
 
+// A saga snapshot's fields other than its body, as views of the owner's.
+struct SagaHead {
+  std::string_view id;
+  std::string_view workflow;
+  uint32_t version = 0;
+  SagaState state = SagaState::kRunning;
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+  uint64_t last_seq = 0;
+  std::string_view idempotency_key;
+};
+SagaHead HeadOf(const SagaRecord& rec);
+
+class CborWriter;
+
 // Encoders never fail. Decoders return Corruption with `where` (column family
 // and key, as the caller knows them) in the message.
 std::string EncodeSaga(const SagaRecord& rec);
+// The same record with its body written by `write_body` as one CBOR data
+// item: the engine's path for the snapshot of every transition, which
+// builds no JSON of the body. A body written as nlohmann::json::to_cbor
+// writes rec.body gives the same bytes as EncodeSaga(rec).
+std::string EncodeSaga(const SagaHead& head,
+                       const std::function<void(CborWriter&)>& write_body);
 std::string EncodeLog(const LogRecord& rec);
 std::string EncodeDlq(const DlqRecord& rec);
 std::string EncodeTimer(const TimerRecord& rec);

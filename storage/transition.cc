@@ -23,18 +23,24 @@ void Transition::Delete(Cf cf, std::string_view key) {
 
 void Transition::PutSaga(const SagaRecord& saga,
                          std::optional<SagaState> previous_state) {
-  Put(Cf::kSagas, saga.id, EncodeSaga(saga));
+  PutSaga(HeadOf(saga), EncodeSaga(saga), previous_state);
+}
+
+void Transition::PutSaga(const SagaHead& saga, std::string_view encoded,
+                         std::optional<SagaState> previous_state) {
+  Put(Cf::kSagas, saga.id, encoded);
   if (previous_state == saga.state) return;
   if (previous_state) {
-    Delete(Cf::kIdxState, IdxStatePrefix(*previous_state) + saga.id);
-    Delete(Cf::kIdxWorkflowState,
-           IdxWorkflowStatePrefix(saga.workflow, *previous_state) + saga.id);
+    Delete(Cf::kIdxState, IdxStatePrefix(*previous_state).append(saga.id));
+    Delete(
+        Cf::kIdxWorkflowState,
+        IdxWorkflowStatePrefix(saga.workflow, *previous_state).append(saga.id));
   } else {
-    Put(Cf::kIdxWorkflow, IdxWorkflowPrefix(saga.workflow) + saga.id, "");
+    Put(Cf::kIdxWorkflow, IdxWorkflowPrefix(saga.workflow).append(saga.id), "");
   }
-  Put(Cf::kIdxState, IdxStatePrefix(saga.state) + saga.id, "");
+  Put(Cf::kIdxState, IdxStatePrefix(saga.state).append(saga.id), "");
   Put(Cf::kIdxWorkflowState,
-      IdxWorkflowStatePrefix(saga.workflow, saga.state) + saga.id, "");
+      IdxWorkflowStatePrefix(saga.workflow, saga.state).append(saga.id), "");
 }
 
 void Transition::AppendLog(const LogRecord& event) {

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -79,6 +80,7 @@ class Bench {
 
   int Run() {
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    std::signal(SIGPIPE, SIG_IGN);
     multi_ = curl_multi_init();
     const int clients = std::min(options_.concurrency, options_.sagas);
     to_start_ = options_.sagas;
@@ -152,6 +154,9 @@ class Bench {
       curl_easy_setopt(s.easy, CURLOPT_HEADERDATA, &s);
       curl_easy_setopt(s.easy, CURLOPT_PRIVATE, &s);
       curl_easy_setopt(s.easy, CURLOPT_TCP_NODELAY, 1L);
+      // No SIGPIPE juggling around every transfer (two sigaction calls each,
+      // a third of the client's time): SIGPIPE is ignored process-wide.
+      curl_easy_setopt(s.easy, CURLOPT_NOSIGNAL, 1L);
     }
     if (s.headers) curl_slist_free_all(s.headers);
     s.headers = curl_slist_append(nullptr, "Content-Type: application/json");

@@ -254,7 +254,7 @@ Transition Plan::Build(int64_t now_ms) {
   if (dlq_put) t.PutDlq(*dlq_put);
   if (dlq_delete) t.DeleteDlq(saga.id);
   if (put_idempotency) t.PutIdempotency(saga.idempotency_key, saga.id);
-  t.PutSaga(ToRecord(saga), previous_state);
+  t.PutSaga(HeadOf(saga), EncodeSnapshot(saga), previous_state);
   return t;
 }
 
