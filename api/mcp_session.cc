@@ -328,6 +328,10 @@ void McpSession::ToolResult(const json& id, json structured) {
   if (!closed_) send_({mcp::EncodeToolResult(id, structured), id, true});
 }
 
+void McpSession::ToolResultText(const json& id, std::string_view structured) {
+  if (!closed_) send_({mcp::EncodeToolResultText(id, structured), id, true});
+}
+
 void McpSession::ToolError(const json& id, const Status& status) {
   Reply(id, ToolErrorJson(status));
 }

@@ -168,6 +168,13 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   // The sagas this session follows, each behind one engine watch
   // (SagaFollower).
   size_t followed_sagas() const { return followers_.size(); }
+  // The waiting calls (start_workflow with wait_ms) that follow `saga_id`:
+  // a wait on an existing saga (idempotency key) joins once the store has
+  // named the saga.
+  size_t waits_on(const std::string& saga_id) const {
+    auto it = followers_.find(saga_id);
+    return it == followers_.end() ? 0 : it->second.waiters.size();
+  }
   const std::string& protocol_version() const { return version_; }
 
   // The tool descriptions tools/list returns.
@@ -201,6 +208,8 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   void ReplyError(const nlohmann::json& id, int code, const std::string& msg);
   // A tool's successful result: structuredContent and its text rendering.
   void ToolResult(const nlohmann::json& id, nlohmann::json structured);
+  // The same with structuredContent already serialized (compact JSON).
+  void ToolResultText(const nlohmann::json& id, std::string_view structured);
   // A tool that failed: isError with a stable code.
   void ToolError(const nlohmann::json& id, const Status& status);
   static nlohmann::json ToolResultJson(nlohmann::json structured);
@@ -288,8 +297,8 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
               const std::string& waiter);
   void OnFollowedChange(const std::string& saga_id, const Saga& saga);
   void OnFollowedRead(const std::string& saga_id, Result<SagaRecord> r);
-  // Answers every waiter of a saga that reached `r`'s terminal state.
-  void FinishFollow(const std::string& saga_id, SagaRecord r);
+  // Answers every waiter of `saga`, which reached a terminal state.
+  void FinishFollow(const std::string& saga_id, const Saga& saga);
   // Ends the wait `key` (timer closed, detached from its saga); with
   // `reply`, answers it with the saga's state and timed_out.
   void EndWait(const std::string& key, bool reply);

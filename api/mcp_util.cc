@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <functional>
 
 namespace cde::mcp {
 
@@ -227,34 +228,50 @@ std::vector<std::shared_ptr<const WorkflowDefinition>> LatestWorkflows(
   return latest;
 }
 
-// What an agent can do about a saga in `state`, given its body: the tools
-// alone must get it from a failure to a fix.
-std::string NextStep(SagaState state, const json& body) {
-  // The step whose failure started compensation, or (parked at once) the
-  // one that failed; named when SagaJson could name the steps.
-  std::string failure;
-  if (auto f = body.find("failure"); f != body.end() && f->is_object()) {
-    std::string step;
-    const auto steps = body.find("steps");
-    if (steps != body.end() && steps->is_array()) {
-      int64_t n = -1;
-      if (auto i = body.find("failed_step");
-          i != body.end() && i->is_number_integer()) {
-        n = i->get<int64_t>();
-      }
-      for (size_t i = 0; n < 0 && i < steps->size(); ++i) {
-        if ((*steps)[i].value("status", "") == "failed") {
-          n = static_cast<int64_t>(i);
-        }
-      }
-      if (n >= 0 && static_cast<size_t>(n) < steps->size()) {
-        step = (*steps)[static_cast<size_t>(n)].value("name", "");
-      }
-    }
-    failure = (step.empty() ? "a step" : "step '" + step + "'") +
-              " failed with " + f->value("kind", "") + ": " +
-              f->value("message", "");
+// "step 'x' failed with kind: message" for a saga's failure: the step whose
+// failure started compensation, or (parked at once) the first that failed,
+// named when `name_of` can name it.
+template <typename NameOf>
+std::string DescribeFailure(std::string_view kind, std::string_view message,
+                            int64_t failed_step, size_t steps,
+                            const std::function<bool(size_t)>& failed,
+                            NameOf&& name_of) {
+  int64_t n = failed_step;
+  for (size_t i = 0; n < 0 && i < steps; ++i) {
+    if (failed(i)) n = static_cast<int64_t>(i);
   }
+  std::string step;
+  if (n >= 0 && static_cast<size_t>(n) < steps) {
+    step = name_of(static_cast<size_t>(n));
+  }
+  return (step.empty() ? "a step" : "step '" + step + "'") + " failed with " +
+         std::string(kind) + ": " + std::string(message);
+}
+
+// The same from a stored body (its steps named by SagaJson).
+std::string DescribeFailure(const json& body) {
+  auto f = body.find("failure");
+  if (f == body.end() || !f->is_object()) return "";
+  const auto steps = body.find("steps");
+  if (steps == body.end() || !steps->is_array()) {
+    return "a step failed with " + f->value("kind", "") + ": " +
+           f->value("message", "");
+  }
+  int64_t n = -1;
+  if (auto i = body.find("failed_step");
+      i != body.end() && i->is_number_integer()) {
+    n = i->get<int64_t>();
+  }
+  return DescribeFailure(
+      f->value("kind", ""), f->value("message", ""), n, steps->size(),
+      [&](size_t i) { return (*steps)[i].value("status", "") == "failed"; },
+      [&](size_t i) { return (*steps)[i].value("name", ""); });
+}
+
+// What an agent can do about a saga in `state` that failed as `failure`
+// says ("" = no failure): the tools alone must get it from a failure to a
+// fix.
+std::string NextStep(SagaState state, const std::string& failure) {
   switch (state) {
     case SagaState::kCompleted:
       return "Completed: each step's result is in steps[].output.";
@@ -285,7 +302,7 @@ json SagaJson(SagaRecord r, const WorkflowDefinition* def) {
       if ((*steps)[i].is_object()) (*steps)[i]["name"] = def->steps[i].name;
     }
   }
-  const std::string next = NextStep(r.state, r.body);
+  const std::string next = NextStep(r.state, DescribeFailure(r.body));
   json out = {{"saga_id", r.id},
               {"workflow", r.workflow},
               {"version", r.version},
@@ -340,15 +357,13 @@ json BreakersJson(const std::vector<CircuitBreakers::View>& views) {
   return out;
 }
 
-std::string EncodeToolResult(const json& id, const json& structured) {
-  const std::string text = structured.dump();
+std::string EncodeToolResultText(const json& id, std::string_view text) {
   std::string out = R"({"id":)";
   out += id.dump();
   out += R"(,"jsonrpc":"2.0","result":{"content":[{"text":")";
   out.reserve(out.size() + 2 * text.size() + 64);
-  // `text` is compact JSON, in which dump() escaped every control
-  // character: as a string it needs only its quotes and backslashes
-  // escaped.
+  // `text` is compact JSON, in which every control character is escaped:
+  // as a string it needs only its quotes and backslashes escaped.
   for (const char c : text) {
     if (c == '"' || c == '\\') out += '\\';
     out += c;
@@ -356,6 +371,145 @@ std::string EncodeToolResult(const json& id, const json& structured) {
   out += R"(","type":"text"}],"isError":false,"structuredContent":)";
   out += text;
   out += "}}";
+  return out;
+}
+
+std::string EncodeToolResult(const json& id, const json& structured) {
+  return EncodeToolResultText(id, structured.dump());
+}
+
+namespace {
+
+// JSON text written member by member, as json::dump() writes it (compact).
+// Callers give an object's keys in byte order, the order of nlohmann's
+// std::map, so that the text is the same bytes.
+class JsonText {
+ public:
+  explicit JsonText(std::string* out) : out_(out) {}
+  void String(std::string_view s) {
+    for (const char c : s) {
+      const auto u = static_cast<unsigned char>(c);
+      if (c == '"' || c == '\\' || u < 0x20 || u >= 0x80) {
+        // Escapes, and dump()'s check of UTF-8: its own serializer.
+        *out_ += json(std::string(s)).dump();
+        return;
+      }
+    }
+    *out_ += '"';
+    *out_ += s;
+    *out_ += '"';
+  }
+  void Key(std::string_view key) {
+    *out_ += first_ ? '{' : ',';
+    first_ = false;
+    String(key);
+    *out_ += ':';
+  }
+  void Str(std::string_view key, std::string_view v) {
+    Key(key);
+    String(v);
+  }
+  void Int(std::string_view key, int64_t v) {
+    Key(key);
+    *out_ += std::to_string(v);
+  }
+  void Bool(std::string_view key, bool v) {
+    Key(key);
+    *out_ += v ? "true" : "false";
+  }
+  void Json(std::string_view key, const json& v) {
+    Key(key);
+    *out_ += v.dump();
+  }
+  void Error(std::string_view key, const ErrorInfo& e) {
+    Key(key);
+    JsonText o(out_);
+    o.Str("kind", e.kind);
+    o.Str("message", e.message);
+    o.Close();
+  }
+  // Ends the object ("{}" when it had no member).
+  void Close() { *out_ += first_ ? "{}" : "}"; }
+
+ private:
+  std::string* out_;
+  bool first_ = true;
+};
+
+void StepText(std::string* out, const StepState& st, const char* name) {
+  JsonText o(out);
+  o.Int("attempts", st.attempts);
+  if (st.compensation_attempts != 0) {
+    o.Int("compensation_attempts", st.compensation_attempts);
+  }
+  if (!st.compensation_error.empty()) {
+    o.Error("compensation_error", st.compensation_error);
+  }
+  if (!st.error.empty()) o.Error("error", st.error);
+  if (st.finished_ms != 0) o.Int("finished_ms", st.finished_ms);
+  if (name != nullptr) o.Str("name", name);
+  if (!st.output.is_null()) o.Json("output", st.output);
+  if (st.started_ms != 0) o.Int("started_ms", st.started_ms);
+  o.Str("status", StepStatusName(st.status));
+  o.Close();
+}
+
+}  // namespace
+
+std::string SagaJsonText(const Saga& s, const WorkflowDefinition* def) {
+  auto name_of = [&](size_t i) -> const char* {
+    return def != nullptr && i < def->steps.size() ? def->steps[i].name.c_str()
+                                                   : nullptr;
+  };
+  std::string failure;
+  if (!s.failure.empty()) {
+    failure = DescribeFailure(
+        s.failure.kind, s.failure.message, s.failed_step, s.steps.size(),
+        [&](size_t i) { return s.steps[i].status == StepStatus::kFailed; },
+        [&](size_t i) -> std::string {
+          const char* n = name_of(i);
+          return n == nullptr ? "" : n;
+        });
+  }
+  std::string out;
+  out.reserve(512 + 160 * s.steps.size());
+  JsonText o(&out);
+  if (!s.cancelled_by.empty()) o.Str("cancelled_by", s.cancelled_by);
+  if (!s.correlation_id.empty()) o.Str("correlation_id", s.correlation_id);
+  o.Int("created_ms", s.created_ms);
+  if (!s.failure.empty()) o.Error("failure", s.failure);
+  if (!s.idempotency_key.empty()) {
+    o.Str("idempotency_key", s.idempotency_key);
+  }
+  o.Json("input", s.input);
+  o.Int("last_seq", static_cast<int64_t>(s.last_seq));
+  o.Str("next", NextStep(s.state, failure));
+  if (!s.replayed_by.empty()) o.Str("replayed_by", s.replayed_by);
+  o.Str("saga_id", s.id);
+  if (!s.started_by.empty()) o.Str("started_by", s.started_by);
+  o.Str("state", SagaStateName(s.state));
+  o.Key("steps");
+  out += '[';
+  for (size_t i = 0; i < s.steps.size(); ++i) {
+    if (i != 0) out += ',';
+    StepText(&out, s.steps[i], name_of(i));
+  }
+  out += ']';
+  if (!s.trace_id.empty()) o.Str("trace_id", s.trace_id);
+  o.Int("updated_ms", s.updated_ms);
+  o.Int("version", s.version);
+  if (s.wait.kind != Wait::Kind::kNothing) {
+    o.Key("wait");
+    JsonText w(&out);
+    w.Int("attempt", s.wait.attempt);
+    w.Bool("compensation", s.wait.compensation);
+    w.Int("due_ms", s.wait.due_ms);
+    w.Str("kind", WaitKindName(s.wait.kind));
+    w.Int("step", s.wait.step);
+    w.Close();
+  }
+  o.Str("workflow", s.workflow);
+  o.Close();
   return out;
 }
 

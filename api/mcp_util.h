@@ -98,6 +98,15 @@ nlohmann::json BreakersJson(const std::vector<CircuitBreakers::View>& views);
 // structured.dump()}], structuredContent: structured, isError: false}).
 std::string EncodeToolResult(const nlohmann::json& id,
                              const nlohmann::json& structured);
+// The same with `structured` already serialized, compact, as dump() writes
+// it.
+std::string EncodeToolResultText(const nlohmann::json& id,
+                                 std::string_view structured);
+// SagaJson(ToRecord(saga), def).dump(), the same bytes, written straight
+// from the saga in memory: the answer to each start_workflow that waits,
+// without building the saga as JSON twice (record, then view) to serialize
+// it once.
+std::string SagaJsonText(const Saga& saga, const WorkflowDefinition* def);
 
 }  // namespace cde::mcp
 

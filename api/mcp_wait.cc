@@ -381,7 +381,7 @@ void McpSession::OnFollowedRead(const std::string& saga_id,
       Log(e.level, e.data, related);
     }
   }
-  FinishFollow(saga_id, std::move(*r));
+  FinishFollow(saga_id, *saga);
 }
 
 void McpSession::OnFollowedChange(const std::string& saga_id,
@@ -426,31 +426,33 @@ void McpSession::OnFollowedChange(const std::string& saga_id,
     Log(e.level, e.data,
         first == waiting_calls_.end() ? json(nullptr) : first->second.id);
   }
-  if (!closed_ && EndsWait(saga.state)) FinishFollow(saga_id, ToRecord(saga));
+  if (!closed_ && EndsWait(saga.state)) FinishFollow(saga_id, saga);
 }
 
-void McpSession::FinishFollow(const std::string& saga_id, SagaRecord r) {
+void McpSession::FinishFollow(const std::string& saga_id, const Saga& saga) {
   auto it = followers_.find(saga_id);
   if (it == followers_.end() || !it->second.steps) return;
   const std::vector<std::string> waiters = std::move(it->second.waiters);
+  // The saga as JSON text, written once for every waiter: the same bytes
+  // as the structured result {created, saga: SagaJson, saga_id, state}.
+  const std::string text =
+      waiters.empty() ? "" : mcp::SagaJsonText(saga, it->second.def.get());
   StopFollowingSteps(it->second);
   DropIfIdle(saga_id);
   if (waiters.empty()) return;
-  const std::string_view state = SagaStateName(r.state);
-  json saga = mcp::SagaJson(*engine_, std::move(r));
-  for (size_t i = 0; i < waiters.size(); ++i) {
-    auto w = waiting_calls_.find(waiters[i]);
+  const std::string tail = R"(,"saga_id":)" + json(saga_id).dump() +
+                           R"(,"state":")" +
+                           std::string(SagaStateName(saga.state)) + "\"}";
+  for (const std::string& key : waiters) {
+    auto w = waiting_calls_.find(key);
     if (w == waiting_calls_.end()) continue;
     const json id = w->second.id;
     const bool created = w->second.created;
     CloseTimer(w->second.timer);
     waiting_calls_.erase(w);
-    // The last waiter (nearly always the only one) takes the saga itself.
-    ToolResult(id,
-               {{"saga_id", saga_id},
-                {"state", state},
-                {"created", created},
-                {"saga", i + 1 == waiters.size() ? std::move(saga) : saga}});
+    ToolResultText(id, (created ? R"({"created":true,"saga":)"
+                                : R"({"created":false,"saga":)") +
+                           text + tail);
   }
 }
 

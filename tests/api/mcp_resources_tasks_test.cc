@@ -425,7 +425,10 @@ TEST_F(McpResourcesTasksTest, OneFollowerServesWaitsSubscriptionsAndTasks) {
        {"arguments",
         {{"workflow", "two"}, {"idempotency_key", "k"}, {"wait_ms", 60000}}},
        {"_meta", {{"progressToken", "p"}}}});
-  ASSERT_TRUE(h_.RunUntil([&] { return held_.pending() == 1; }));
+  // The wait joins once the store has looked its key up (off the loop):
+  // only then may the steps finish, or it would see no progress.
+  ASSERT_TRUE(h_.RunUntil(
+      [&] { return held_.pending() == 1 && session_->waits_on(tid) == 1; }));
   EXPECT_EQ(session_->followed_sagas(), 1u);
 
   CompleteHeld({{"n", 1}});

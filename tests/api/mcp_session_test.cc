@@ -11,6 +11,7 @@
 #include "api/jsonrpc.h"
 #include "api/mcp_util.h"
 #include "tests/engine/engine_harness.h"
+#include "tests/engine/saga_generator.h"
 
 namespace cde {
 namespace {
@@ -233,6 +234,45 @@ TEST(EncodeToolResultTest, SameBytesAsTheEnvelopeBuiltWhole) {
         {"isError", false}};
     EXPECT_EQ(mcp::EncodeToolResult(id, structured),
               jsonrpc::EncodeResult(id, whole));
+  }
+}
+
+// The answer to a start_workflow that waits is written from the saga in
+// memory: the same bytes as the view built from its record, whichever
+// fields are set, with the definition naming all, some or none of the steps,
+// and with strings that need escaping.
+TEST(SagaJsonTextTest, SameBytesAsTheViewOfTheRecord) {
+  auto expect_same = [](const Saga& s, const std::string& what) {
+    SCOPED_TRACE(what);
+    WorkflowDefinition named, fewer;
+    for (size_t i = 0; i < s.steps.size(); ++i) {
+      named.steps.push_back({});
+      named.steps.back().name = "step-" + std::to_string(i);
+    }
+    fewer.steps.assign(named.steps.begin(),
+                       named.steps.begin() + named.steps.size() / 2);
+    for (const WorkflowDefinition* def : {&named, &fewer}) {
+      EXPECT_EQ(mcp::SagaJsonText(s, def),
+                mcp::SagaJson(ToRecord(s), def).dump());
+    }
+    EXPECT_EQ(mcp::SagaJsonText(s, nullptr),
+              mcp::SagaJson(ToRecord(s), nullptr).dump());
+  };
+  Saga every = test::SagaWithEveryField();
+  expect_same(every, "every field");
+  every.correlation_id = "a \"quoted\" \\ id\twith\x01 controls";
+  every.failure.message = "caf\u00e9 \u2028 \U0001F600";
+  every.steps[0].output = {{"q", "\"x\""}};
+  expect_same(every, "strings to escape");
+  for (SagaState state :
+       {SagaState::kParked, SagaState::kCompensated, SagaState::kCompleted,
+        SagaState::kCancelled, SagaState::kRunning}) {
+    every.state = state;
+    expect_same(every, "state " + std::string(SagaStateName(state)));
+  }
+  for (uint64_t seed = 1; seed <= 300; ++seed) {
+    expect_same(test::GeneratedSaga(seed), "seed " + std::to_string(seed));
+    if (::testing::Test::HasFailure()) return;
   }
 }
 
