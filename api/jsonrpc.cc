@@ -70,10 +70,13 @@ Message Decode(std::string_view text, size_t max_bytes) {
       if (!p->is_object() && !p->is_array()) {
         return Invalid("params: must be an object or an array", id);
       }
-      params = *p;
+      params = std::move(*p);  // msg is ours: no copy of the arguments
     }
-    if (!has_id) return Notification{method->get<std::string>(), params};
-    return Request{id, method->get<std::string>(), params};
+    if (!has_id) {
+      return Notification{method->get<std::string>(), std::move(params)};
+    }
+    return Request{std::move(id), method->get<std::string>(),
+                   std::move(params)};
   }
   if (!has_id) return Invalid("a message needs a method or an id");
   Response r{id, std::nullopt, std::nullopt};

@@ -82,50 +82,63 @@ std::vector<SagaEvent> Diff(const std::optional<SagaProgress>& prev,
                             const Saga& cur, const WorkflowDefinition* def,
                             Wanted wanted) {
   std::vector<SagaEvent> out;
+  // An event's message and its own fields, described only when wanted.
+  struct Described {
+    std::string message;
+    json fields = json::object();
+  };
   auto add = [&](const char* level, bool progress, const char* event,
-                 std::string message, json extra = json::object()) {
+                 auto&& describe) {
     if (!(progress && wanted.progress) &&
         mcp::LogLevelIndex(level) < wanted.log_level) {
       return;
     }
+    Described d = describe();
     json data = {
         {"saga_id", cur.id}, {"workflow", cur.workflow}, {"event", event}};
-    data.update(extra);
-    data["message"] = std::move(message);
+    data.update(d.fields);
+    data["message"] = std::move(d.message);
     out.push_back({level, progress, std::move(data)});
   };
   if (prev) {
     for (size_t i = 0; i < cur.steps.size() && i < prev->steps.size(); ++i) {
       const StepState& st = cur.steps[i];
       if (prev->steps[i] == st.status) continue;
-      const std::string name = StepName(def, static_cast<int>(i));
+      auto name = [&] { return StepName(def, static_cast<int>(i)); };
       switch (st.status) {
         case StepStatus::kSucceeded:
-          add("debug", true, "step_succeeded", "step '" + name + "' succeeded",
-              {{"step", name}, {"attempt", st.attempts}});
+          add("debug", true, "step_succeeded", [&] {
+            return Described{"step '" + name() + "' succeeded",
+                             {{"step", name()}, {"attempt", st.attempts}}};
+          });
           break;
         case StepStatus::kFailed:
-          add("warning", true, "step_failed",
-              "step '" + name + "' failed after " +
-                  std::to_string(st.attempts) +
-                  " attempt(s): " + Describe(st.error),
-              {{"step", name},
-               {"attempt", st.attempts},
-               {"error", ErrorJson(st.error)}});
+          add("warning", true, "step_failed", [&] {
+            return Described{"step '" + name() + "' failed after " +
+                                 std::to_string(st.attempts) +
+                                 " attempt(s): " + Describe(st.error),
+                             {{"step", name()},
+                              {"attempt", st.attempts},
+                              {"error", ErrorJson(st.error)}}};
+          });
           break;
         case StepStatus::kCompensated:
-          add("debug", true, "compensation_succeeded",
-              "step '" + name + "' compensated",
-              {{"step", name}, {"attempt", st.compensation_attempts}});
+          add("debug", true, "compensation_succeeded", [&] {
+            return Described{
+                "step '" + name() + "' compensated",
+                {{"step", name()}, {"attempt", st.compensation_attempts}}};
+          });
           break;
         case StepStatus::kCompensationFailed:
-          add("warning", true, "compensation_failed",
-              "the compensation of step '" + name + "' failed after " +
-                  std::to_string(st.compensation_attempts) +
-                  " attempt(s): " + Describe(st.compensation_error),
-              {{"step", name},
-               {"attempt", st.compensation_attempts},
-               {"error", ErrorJson(st.compensation_error)}});
+          add("warning", true, "compensation_failed", [&] {
+            return Described{
+                "the compensation of step '" + name() + "' failed after " +
+                    std::to_string(st.compensation_attempts) +
+                    " attempt(s): " + Describe(st.compensation_error),
+                {{"step", name()},
+                 {"attempt", st.compensation_attempts},
+                 {"error", ErrorJson(st.compensation_error)}}};
+          });
           break;
         default:
           break;
@@ -135,58 +148,69 @@ std::vector<SagaEvent> Diff(const std::optional<SagaProgress>& prev,
     const Wait& w = cur.wait;
     if (w.kind == Wait::Kind::kBackoff && !(prev->wait == w) && w.step >= 0 &&
         static_cast<size_t>(w.step) < cur.steps.size()) {
-      const StepState& st = cur.steps[static_cast<size_t>(w.step)];
-      const ErrorInfo& e = w.compensation ? st.compensation_error : st.error;
-      const std::string name = StepName(def, w.step);
-      add("warning", false, "attempt_failed",
-          std::string(w.compensation ? "the compensation of step '"
-                                     : "step '") +
-              name + "' attempt " + std::to_string(w.attempt) + " failed (" +
-              Describe(e) + "); retrying in " +
-              std::to_string(std::max<int64_t>(0, w.due_ms - cur.updated_ms)) +
-              " ms",
-          {{"step", name},
-           {"compensation", w.compensation},
-           {"attempt", w.attempt},
-           {"error", ErrorJson(e)},
-           {"retry_at_ms", w.due_ms}});
+      add("warning", false, "attempt_failed", [&] {
+        const StepState& st = cur.steps[static_cast<size_t>(w.step)];
+        const ErrorInfo& e = w.compensation ? st.compensation_error : st.error;
+        const std::string name = StepName(def, w.step);
+        return Described{
+            std::string(w.compensation ? "the compensation of step '"
+                                       : "step '") +
+                name + "' attempt " + std::to_string(w.attempt) + " failed (" +
+                Describe(e) + "); retrying in " +
+                std::to_string(
+                    std::max<int64_t>(0, w.due_ms - cur.updated_ms)) +
+                " ms",
+            {{"step", name},
+             {"compensation", w.compensation},
+             {"attempt", w.attempt},
+             {"error", ErrorJson(e)},
+             {"retry_at_ms", w.due_ms}}};
+      });
     }
   }
   if (prev ? prev->state == cur.state : !EndsWait(cur.state)) return out;
-  const std::string failed_step = StepName(def, cur.failed_step);
-  const json failure = {{"step", failed_step},
-                        {"error", ErrorJson(cur.failure)}};
+  auto failed_step = [&] { return StepName(def, cur.failed_step); };
+  auto failure = [&] {
+    return json{{"step", failed_step()}, {"error", ErrorJson(cur.failure)}};
+  };
   switch (cur.state) {
     case SagaState::kCompensating:
-      add("error", false, "saga_failed",
-          "the saga failed at step '" + failed_step + "' (" +
-              Describe(cur.failure) + "): compensating",
-          failure);
+      add("error", false, "saga_failed", [&] {
+        return Described{"the saga failed at step '" + failed_step() + "' (" +
+                             Describe(cur.failure) + "): compensating",
+                         failure()};
+      });
       break;
     case SagaState::kCancelling:
       add("notice", false, "saga_cancelling",
-          "the saga is cancelled: compensating");
+          [] { return Described{"the saga is cancelled: compensating"}; });
       break;
     case SagaState::kCompleted:
-      add("info", false, "saga_completed", "the saga completed");
+      add("info", false, "saga_completed",
+          [] { return Described{"the saga completed"}; });
       break;
     case SagaState::kCompensated:
-      add("error", false, "saga_compensated",
-          "the saga failed at step '" + failed_step + "' (" +
-              Describe(cur.failure) + ") and was compensated",
-          failure);
+      add("error", false, "saga_compensated", [&] {
+        return Described{"the saga failed at step '" + failed_step() + "' (" +
+                             Describe(cur.failure) + ") and was compensated",
+                         failure()};
+      });
       break;
     case SagaState::kParked:
-      add("error", false, "saga_parked",
-          "the saga is parked in the dead-letter queue" +
-              (cur.failure.empty() ? std::string()
-                                   : ": step '" + failed_step + "' failed (" +
-                                         Describe(cur.failure) + ")") +
-              "; replay_saga runs it again once the cause is fixed",
-          cur.failure.empty() ? json::object() : failure);
+      add("error", false, "saga_parked", [&] {
+        return Described{
+            "the saga is parked in the dead-letter queue" +
+                (cur.failure.empty()
+                     ? std::string()
+                     : ": step '" + failed_step() + "' failed (" +
+                           Describe(cur.failure) + ")") +
+                "; replay_saga runs it again once the cause is fixed",
+            cur.failure.empty() ? json::object() : failure()};
+      });
       break;
     case SagaState::kCancelled:
-      add("notice", false, "saga_cancelled", "the saga was cancelled");
+      add("notice", false, "saga_cancelled",
+          [] { return Described{"the saga was cancelled"}; });
       break;
     case SagaState::kRunning:  // started, or replayed: nothing to report
       break;

@@ -26,17 +26,91 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
-// A response body is JSON, or an SSE stream whose last message is the answer.
-json ParseReply(const std::string& body) {
-  if (!body.empty() && body[0] == '{') return json::parse(body, nullptr, false);
-  json last;
-  size_t pos = 0;
-  while ((pos = body.find("data: ", pos)) != std::string::npos) {
-    const size_t end = body.find('\n', pos);
-    last = json::parse(body.substr(pos + 6, end - pos - 6), nullptr, false);
-    pos = end;
+// What the benchmark needs of a tools/call answer. The whole reply is
+// checked as JSON, but read as SAX events, without building a DOM of the
+// saga it carries (the client's CPU is the server's on a shared machine).
+struct ToolAnswer {
+  bool valid = false;       // well-formed JSON with a result object
+  bool is_error = true;     // result.isError
+  bool registered = false;  // result.structuredContent.name: a definition
+  std::string state;        // result.structuredContent.state
+};
+
+class ToolAnswerReader : public nlohmann::json_sax<json> {
+ public:
+  explicit ToolAnswerReader(ToolAnswer* out) : out_(out) {}
+  bool null() override { return Value(); }
+  bool boolean(bool v) override {
+    if (At({"result", "isError"})) out_->is_error = v;
+    return Value();
   }
-  return last;
+  bool number_integer(number_integer_t) override { return Value(); }
+  bool number_unsigned(number_unsigned_t) override { return Value(); }
+  bool number_float(number_float_t, const string_t&) override {
+    return Value();
+  }
+  bool string(string_t& v) override {
+    if (At({"result", "structuredContent", "state"})) out_->state = v;
+    if (At({"result", "structuredContent", "name"})) out_->registered = true;
+    return Value();
+  }
+  bool binary(binary_t&) override { return Value(); }
+  bool start_object(std::size_t) override {
+    if (At({"result"})) out_->valid = true;
+    path_.emplace_back();
+    return true;
+  }
+  bool key(string_t& k) override {
+    path_.back() = k;
+    return true;
+  }
+  bool end_object() override { return End(); }
+  bool start_array(std::size_t) override {
+    path_.emplace_back();
+    return true;
+  }
+  bool end_array() override { return End(); }
+  bool parse_error(std::size_t, const std::string&,
+                   const nlohmann::detail::exception&) override {
+    out_->valid = false;
+    return false;
+  }
+
+ private:
+  // Whether the value being read is at `keys` from the root.
+  bool At(std::initializer_list<const char*> keys) const {
+    if (path_.size() != keys.size()) return false;
+    size_t i = 0;
+    for (const char* k : keys) {
+      if (path_[i++] != k) return false;
+    }
+    return true;
+  }
+  bool Value() { return true; }
+  bool End() {
+    path_.pop_back();
+    return true;
+  }
+  ToolAnswer* out_;
+  std::vector<std::string> path_;  // the key (or "" in an array) per level
+};
+
+// A response body is JSON, or an SSE stream whose last message is the answer.
+ToolAnswer ReadToolAnswer(const std::string& body) {
+  std::string_view message = body;
+  if (body.empty() || body[0] != '{') {
+    message = {};
+    size_t pos = 0;
+    while ((pos = body.find("data: ", pos)) != std::string::npos) {
+      const size_t end = body.find('\n', pos);
+      message = std::string_view(body).substr(pos + 6, end - pos - 6);
+      pos = end;
+    }
+  }
+  ToolAnswer answer;
+  ToolAnswerReader reader(&answer);
+  if (!json::sax_parse(message, &reader)) answer.valid = false;
+  return answer;
 }
 
 // One MCP session on its own connection.
@@ -261,18 +335,15 @@ class Bench {
       ++ready_;
       return;
     }
-    const json reply = ParseReply(s.response);
-    const json result = reply.value("result", json());
-    if (!result.is_object() || result.value("isError", true)) {
+    const ToolAnswer answer = ReadToolAnswer(s.response);
+    if (!answer.valid || answer.is_error) {
       Fail("tool call failed: " + s.response.substr(0, 300));
-    } else if (result["structuredContent"].contains("name")) {
+    } else if (answer.registered) {
       *registered = true;  // the register_workflow answer
       ++ready_;
       return;
     } else {
-      const std::string state =
-          result["structuredContent"].value("state", std::string());
-      if (state != "completed") Fail("saga ended " + state);
+      if (answer.state != "completed") Fail("saga ended " + answer.state);
       latencies_ms_.push_back(
           std::chrono::duration<double, std::milli>(Clock::now() - s.started)
               .count());
