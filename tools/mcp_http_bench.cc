@@ -1,21 +1,37 @@
 // cde-bench --mcp-http: the saga workload driven through a running server's
 // MCP Streamable HTTP endpoint, as agents reach it. C sessions (one
 // keep-alive connection each) each call start_workflow with wait_ms, so a
-// call returns when its saga has completed, then start the next one. One
-// thread drives every connection through curl's multi interface.
+// call returns when its saga has completed, then start the next one.
+//
+// One thread drives every connection on epoll, writing each request with
+// one send() and reading each response through llhttp (JSON, or an SSE
+// stream, chunked). The client shares the machine with the server it
+// measures, so it does no more per call than a request needs: curl's multi
+// interface cost three times as much CPU per call, which the server's
+// threads then lacked (docs/benchmarks.md).
 #include "tools/mcp_http_bench.h"
 
-#include <curl/curl.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <llhttp.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <memory>
+#include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tools/bench_util.h"
@@ -113,108 +129,156 @@ ToolAnswer ReadToolAnswer(const std::string& body) {
   return answer;
 }
 
+// The parts of an http:// URL the client needs.
+struct Target {
+  std::string host;  // as given (for the Host header)
+  std::string port = "80";
+  std::string path = "/";
+};
+
+bool ParseUrl(const std::string& url, Target* t) {
+  constexpr std::string_view kScheme = "http://";
+  if (url.compare(0, kScheme.size(), kScheme) != 0) return false;
+  std::string rest = url.substr(kScheme.size());
+  const size_t slash = rest.find('/');
+  if (slash != std::string::npos) {
+    t->path = rest.substr(slash);
+    rest.resize(slash);
+  }
+  const size_t colon = rest.rfind(':');
+  if (colon != std::string::npos &&
+      rest.find(']', colon) == std::string::npos) {
+    t->port = rest.substr(colon + 1);
+    rest.resize(colon);
+  }
+  if (rest.size() > 2 && rest.front() == '[' && rest.back() == ']') {
+    rest = rest.substr(1, rest.size() - 2);
+  }
+  t->host = rest;
+  return !t->host.empty() && !t->port.empty();
+}
+
 // One MCP session on its own connection.
 struct Session {
-  CURL* easy = nullptr;
-  curl_slist* headers = nullptr;
+  int fd = -1;
+  llhttp_t parser;
   std::string session_id;
-  std::string body;  // of the request in flight
-  std::string response;
-  std::string response_session_id;
+  std::string pending_out;  // request bytes send() has not taken yet
+  // The response being read.
+  int status = 0;
+  bool complete = false;
+  std::string body;
+  std::string header_field;
+  std::string header_value;
+  bool in_value = false;
   int step = 0;  // 0 initialize, 1 initialized, 2.. calls
   int next_id = 1;
   Clock::time_point started;
 
   ~Session() {
-    if (easy) curl_easy_cleanup(easy);
-    if (headers) curl_slist_free_all(headers);
+    if (fd >= 0) close(fd);
+  }
+  Session* self() { return this; }
+  void EndHeader() {
+    if (in_value && strcasecmp(header_field.c_str(), "mcp-session-id") == 0) {
+      session_id = header_value;
+    }
+    header_field.clear();
+    header_value.clear();
+    in_value = false;
   }
 };
 
-size_t OnBody(char* data, size_t size, size_t n, void* user) {
-  static_cast<Session*>(user)->response.append(data, size * n);
-  return size * n;
+Session* SessionOf(llhttp_t* p) { return static_cast<Session*>(p->data); }
+
+int OnHeaderField(llhttp_t* p, const char* at, size_t n) {
+  Session* s = SessionOf(p);
+  if (s->in_value) s->EndHeader();
+  s->header_field.append(at, n);
+  return 0;
 }
 
-size_t OnHeader(char* data, size_t size, size_t n, void* user) {
-  std::string line(data, size * n);
-  static constexpr char kName[] = "mcp-session-id:";
-  if (line.size() > sizeof(kName) &&
-      strncasecmp(line.c_str(), kName, sizeof(kName) - 1) == 0) {
-    std::string value = line.substr(sizeof(kName) - 1);
-    value.erase(0, value.find_first_not_of(' '));
-    value.erase(value.find_last_not_of("\r\n ") + 1);
-    static_cast<Session*>(user)->response_session_id = value;
-  }
-  return size * n;
+int OnHeaderValue(llhttp_t* p, const char* at, size_t n) {
+  Session* s = SessionOf(p);
+  s->in_value = true;
+  s->header_value.append(at, n);
+  return 0;
+}
+
+int OnHeadersComplete(llhttp_t* p) {
+  Session* s = SessionOf(p);
+  s->EndHeader();
+  s->status = p->status_code;
+  return 0;
+}
+
+int OnBody(llhttp_t* p, const char* at, size_t n) {
+  SessionOf(p)->body.append(at, n);
+  return 0;
+}
+
+int OnMessageComplete(llhttp_t* p) {
+  SessionOf(p)->complete = true;
+  return HPE_PAUSED;  // one response per request: the rest is the next's
 }
 
 class Bench {
  public:
   Bench(std::string url, McpHttpBenchOptions options)
-      : url_(std::move(url)), options_(std::move(options)) {}
+      : url_(std::move(url)), options_(std::move(options)) {
+    llhttp_settings_init(&settings_);
+    settings_.on_header_field = &OnHeaderField;
+    settings_.on_header_value = &OnHeaderValue;
+    settings_.on_headers_complete = &OnHeadersComplete;
+    settings_.on_body = &OnBody;
+    settings_.on_message_complete = &OnMessageComplete;
+  }
 
   int Run() {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     std::signal(SIGPIPE, SIG_IGN);
-    multi_ = curl_multi_init();
-    // curl's multi-socket API on epoll: each wake-up touches only the
-    // connections that are ready, where curl_multi_perform and poll() would
-    // walk all C of them (the client must not be what the benchmark
-    // measures).
+    if (!ParseUrl(url_, &target_)) {
+      std::fprintf(stderr,
+                   "cde-bench: --mcp-http wants http://HOST:PORT/PATH, "
+                   "not '%s'\n",
+                   url_.c_str());
+      return 1;
+    }
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-    curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &Bench::OnSocket);
-    curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
-    curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &Bench::OnTimer);
-    curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
     const int clients = std::min(options_.concurrency, options_.sagas);
     to_start_ = options_.sagas;
     for (int i = 0; i < clients; ++i) {
-      sessions_.push_back(std::make_unique<Session>());
+      auto s = std::make_unique<Session>();
+      if (!Connect(*s)) {
+        std::fprintf(stderr, "cde-bench: cannot connect to %s: %s\n",
+                     url_.c_str(), std::strerror(errno));
+        return 1;
+      }
+      sessions_.push_back(std::move(s));
       Send(*sessions_.back(), Initialize());
     }
     bool registered = false;
     std::vector<epoll_event> events(64);
-    int running = 0;
     for (;;) {
-      CURLMsg* msg;
-      int left;
-      while ((msg = curl_multi_info_read(multi_, &left)) != nullptr) {
-        if (msg->msg != CURLMSG_DONE) continue;
-        Session* s = nullptr;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &s);
-        curl_multi_remove_handle(multi_, msg->easy_handle);
-        --active_;
-        OnDone(*s, msg->data.result, &registered);
-      }
       if (t0_ == Clock::time_point() && ready_ == clients && registered) {
         // Every session is initialized and the workflow exists: go.
         t0_ = Clock::now();
         for (auto& s : sessions_) StartNext(*s);
       }
       if (active_ == 0) break;
-      if (timeout_ms_ == 0) {  // curl asked to be called right away
-        timeout_ms_ = -1;
-        curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
-        continue;
-      }
-      const int n =
-          epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
-                     timeout_ms_ < 0 ? 1000 : timeout_ms_);
-      if (n <= 0) {
-        timeout_ms_ = -1;
-        curl_multi_socket_action(multi_, CURL_SOCKET_TIMEOUT, 0, &running);
-        continue;
+      const int n = epoll_wait(epoll_fd_, events.data(),
+                               static_cast<int>(events.size()), 10000);
+      if (n == 0) {
+        Fail("no answer for 10 s");
+        break;
       }
       for (int i = 0; i < n; ++i) {
-        const uint32_t e = events[i].events;
-        const int flags = ((e & EPOLLIN) ? CURL_CSELECT_IN : 0) |
-                          ((e & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
-                          ((e & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0);
-        curl_multi_socket_action(multi_, events[i].data.fd, flags, &running);
+        auto* s = static_cast<Session*>(events[i].data.ptr);
+        if (events[i].events & EPOLLOUT) Flush(*s);
+        if (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+          Read(*s, &registered);
+        }
       }
     }
-    close(epoll_fd_);
     if (t0_ == Clock::time_point()) {
       std::fprintf(stderr, "cde-bench: could not set up the MCP sessions\n");
       return 1;
@@ -222,32 +286,40 @@ class Bench {
     const double seconds =
         std::chrono::duration<double>(Clock::now() - t0_).count();
     sessions_.clear();
-    curl_multi_cleanup(multi_);
-    curl_global_cleanup();
+    close(epoll_fd_);
     Report(seconds);
     return errors_ == 0 && finished_ == options_.sagas ? 0 : 1;
   }
 
  private:
-  static int OnSocket(CURL*, curl_socket_t fd, int what, void* user, void*) {
-    auto* self = static_cast<Bench*>(user);
+  // A blocking connect before the clock starts; non-blocking after.
+  bool Connect(Session& s) {
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    if (getaddrinfo(target_.host.c_str(), target_.port.c_str(), &hints,
+                    &found) != 0) {
+      errno = EINVAL;
+      return false;
+    }
+    for (addrinfo* a = found; a != nullptr && s.fd < 0; a = a->ai_next) {
+      s.fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, 0);
+      if (s.fd >= 0 && connect(s.fd, a->ai_addr, a->ai_addrlen) != 0) {
+        close(s.fd);
+        s.fd = -1;
+      }
+    }
+    freeaddrinfo(found);
+    if (s.fd < 0) return false;
+    const int one = 1;
+    setsockopt(s.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    fcntl(s.fd, F_SETFL, fcntl(s.fd, F_GETFL) | O_NONBLOCK);
+    llhttp_init(&s.parser, HTTP_RESPONSE, &settings_);
+    s.parser.data = &s;
     epoll_event ev{};
-    ev.data.fd = fd;
-    if (what == CURL_POLL_REMOVE) {
-      epoll_ctl(self->epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
-      return 0;
-    }
-    ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) |
-                ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
-    if (epoll_ctl(self->epoll_fd_, EPOLL_CTL_MOD, fd, &ev) != 0) {
-      epoll_ctl(self->epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
-    }
-    return 0;
-  }
-
-  static int OnTimer(CURLM*, long timeout_ms, void* user) {
-    static_cast<Bench*>(user)->timeout_ms_ = static_cast<int>(timeout_ms);
-    return 0;
+    ev.events = EPOLLIN;
+    ev.data.ptr = &s;
+    return epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, s.fd, &ev) == 0;
   }
 
   std::string Initialize() {
@@ -269,58 +341,96 @@ class Bench {
         .dump();
   }
 
-  void Send(Session& s, std::string body) {
-    if (s.easy == nullptr) {
-      s.easy = curl_easy_init();
-      curl_easy_setopt(s.easy, CURLOPT_URL, url_.c_str());
-      curl_easy_setopt(s.easy, CURLOPT_POST, 1L);
-      curl_easy_setopt(s.easy, CURLOPT_WRITEFUNCTION, &OnBody);
-      curl_easy_setopt(s.easy, CURLOPT_WRITEDATA, &s);
-      curl_easy_setopt(s.easy, CURLOPT_HEADERFUNCTION, &OnHeader);
-      curl_easy_setopt(s.easy, CURLOPT_HEADERDATA, &s);
-      curl_easy_setopt(s.easy, CURLOPT_PRIVATE, &s);
-      curl_easy_setopt(s.easy, CURLOPT_TCP_NODELAY, 1L);
-      // No SIGPIPE juggling around every transfer (two sigaction calls each,
-      // a third of the client's time): SIGPIPE is ignored process-wide.
-      curl_easy_setopt(s.easy, CURLOPT_NOSIGNAL, 1L);
-    }
-    if (s.headers) curl_slist_free_all(s.headers);
-    s.headers = curl_slist_append(nullptr, "Content-Type: application/json");
-    s.headers = curl_slist_append(
-        s.headers, "Accept: application/json, text/event-stream");
+  void Send(Session& s, const std::string& body) {
+    std::string& out = s.pending_out;
+    out = "POST " + target_.path + " HTTP/1.1\r\nHost: " + target_.host + ":" +
+          target_.port +
+          "\r\nContent-Type: application/json\r\n"
+          "Accept: application/json, text/event-stream\r\n";
     if (!options_.token.empty()) {
-      s.headers = curl_slist_append(
-          s.headers, ("Authorization: Bearer " + options_.token).c_str());
+      out += "Authorization: Bearer " + options_.token + "\r\n";
     }
     if (!s.session_id.empty()) {
-      s.headers = curl_slist_append(
-          s.headers, ("Mcp-Session-Id: " + s.session_id).c_str());
+      out += "Mcp-Session-Id: " + s.session_id + "\r\n";
     }
-    curl_easy_setopt(s.easy, CURLOPT_HTTPHEADER, s.headers);
-    s.body = std::move(body);
-    curl_easy_setopt(s.easy, CURLOPT_POSTFIELDS, s.body.c_str());
-    curl_easy_setopt(s.easy, CURLOPT_POSTFIELDSIZE,
-                     static_cast<long>(s.body.size()));
-    s.response.clear();
-    curl_multi_add_handle(multi_, s.easy);
+    out += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+    out += body;
+    s.status = 0;
+    s.complete = false;
+    s.body.clear();
     ++active_;
+    Flush(s);
+  }
+
+  // Writes what the socket takes; waits for EPOLLOUT for the rest.
+  void Flush(Session& s) {
+    while (!s.pending_out.empty()) {
+      const ssize_t n =
+          send(s.fd, s.pending_out.data(), s.pending_out.size(), MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) break;
+      if (n <= 0) return Drop(s, std::string("send: ") + std::strerror(errno));
+      s.pending_out.erase(0, static_cast<size_t>(n));
+    }
+    epoll_event ev{};
+    ev.events = s.pending_out.empty() ? EPOLLIN : EPOLLIN | EPOLLOUT;
+    ev.data.ptr = &s;
+    if (!s.pending_out.empty() || want_out_.count(&s) != 0) {
+      epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, s.fd, &ev);
+      if (s.pending_out.empty()) {
+        want_out_.erase(&s);
+      } else {
+        want_out_.insert(&s);
+      }
+    }
+  }
+
+  void Read(Session& s, bool* registered) {
+    char buf[16384];
+    for (;;) {
+      const ssize_t n = recv(s.fd, buf, sizeof(buf), 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) return;
+      if (n <= 0) {
+        return Drop(s, n == 0 ? "the server closed the connection"
+                              : std::string("recv: ") + std::strerror(errno));
+      }
+      const llhttp_errno_t err =
+          llhttp_execute(&s.parser, buf, static_cast<size_t>(n));
+      if (err == HPE_PAUSED) {
+        llhttp_resume(&s.parser);
+        OnDone(s, registered);
+        return;  // nothing follows an answer but the next request's
+      }
+      if (err != HPE_OK) {
+        return Drop(
+            s, std::string("bad HTTP response: ") + llhttp_errno_name(err));
+      }
+    }
+  }
+
+  // A connection that failed drops out with the request it carried.
+  void Drop(Session& s, const std::string& why) {
+    Fail(why);
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, s.fd, nullptr);
+    close(s.fd);
+    s.fd = -1;
+    want_out_.erase(&s);
+    --active_;
   }
 
   void Fail(const std::string& why) {
     if (++errors_ <= 5) std::fprintf(stderr, "cde-bench: %s\n", why.c_str());
   }
 
-  void OnDone(Session& s, CURLcode code, bool* registered) {
-    long status = 0;
-    curl_easy_getinfo(s.easy, CURLINFO_RESPONSE_CODE, &status);
-    if (code != CURLE_OK || (status != 200 && status != 202)) {
-      Fail("HTTP " + std::to_string(status) + " " + curl_easy_strerror(code) +
-           ": " + s.response);
+  void OnDone(Session& s, bool* registered) {
+    --active_;
+    if (s.status != 200 && s.status != 202) {
+      Fail("HTTP " + std::to_string(s.status) + ": " + s.body.substr(0, 300));
       if (s.step < 2) return;  // a session that cannot start drops out
       return StartNext(s);
     }
     if (s.step == 0) {
-      s.session_id = s.response_session_id;
       s.step = 1;
       return Send(s,
                   R"({"jsonrpc":"2.0","method":"notifications/initialized"})");
@@ -335,9 +445,9 @@ class Bench {
       ++ready_;
       return;
     }
-    const ToolAnswer answer = ReadToolAnswer(s.response);
+    const ToolAnswer answer = ReadToolAnswer(s.body);
     if (!answer.valid || answer.is_error) {
-      Fail("tool call failed: " + s.response.substr(0, 300));
+      Fail("tool call failed: " + s.body.substr(0, 300));
     } else if (answer.registered) {
       *registered = true;  // the register_workflow answer
       ++ready_;
@@ -353,7 +463,7 @@ class Bench {
   }
 
   void StartNext(Session& s) {
-    if (to_start_ == 0) return;
+    if (to_start_ == 0 || s.fd < 0) return;
     --to_start_;
     s.started = Clock::now();
     Send(s, Call(s, "start_workflow",
@@ -386,12 +496,13 @@ class Bench {
 
   const std::string url_;
   const McpHttpBenchOptions options_;
-  CURLM* multi_ = nullptr;
+  Target target_;
+  llhttp_settings_t settings_;
   int epoll_fd_ = -1;
-  int timeout_ms_ = -1;  // curl's timer: -1 none, 0 now
   std::vector<std::unique_ptr<Session>> sessions_;
-  int active_ = 0;  // transfers in flight
-  int ready_ = 0;   // sessions initialized
+  std::set<Session*> want_out_;  // sessions waiting for EPOLLOUT
+  int active_ = 0;               // requests in flight
+  int ready_ = 0;                // sessions initialized
   int to_start_ = 0;
   int finished_ = 0;
   int errors_ = 0;
