@@ -24,9 +24,14 @@ const ActionSpec& SpecOf(const WorkflowDefinition& def, int step,
 
 json StepRef(const WorkflowDefinition& def, int step, bool compensation,
              uint32_t attempt) {
-  return {{"step", def.steps[static_cast<size_t>(step)].name},
-          {"compensation", compensation},
-          {"attempt", attempt}};
+  // Built member by member: an initializer list copies each value twice,
+  // and every transition logs one of these.
+  json ref(json::value_t::object);
+  auto& members = ref.get_ref<json::object_t&>();
+  members.emplace("attempt", attempt);
+  members.emplace("compensation", compensation);
+  members.emplace("step", def.steps[static_cast<size_t>(step)].name);
+  return ref;
 }
 
 namespace {
