@@ -166,19 +166,18 @@ struct Session {
   std::string pending_out;  // request bytes send() has not taken yet
   // The response being read.
   int status = 0;
-  bool complete = false;
   std::string body;
   std::string header_field;
   std::string header_value;
   bool in_value = false;
-  int step = 0;  // 0 initialize, 1 initialized, 2.. calls
+  bool in_flight = false;  // a request sent, its answer not yet read
+  int step = 0;            // 0 initialize, 1 initialized, 2.. calls
   int next_id = 1;
   Clock::time_point started;
 
   ~Session() {
     if (fd >= 0) close(fd);
   }
-  Session* self() { return this; }
   void EndHeader() {
     if (in_value && strcasecmp(header_field.c_str(), "mcp-session-id") == 0) {
       session_id = header_value;
@@ -217,8 +216,7 @@ int OnBody(llhttp_t* p, const char* at, size_t n) {
   return 0;
 }
 
-int OnMessageComplete(llhttp_t* p) {
-  SessionOf(p)->complete = true;
+int OnMessageComplete(llhttp_t*) {
   return HPE_PAUSED;  // one response per request: the rest is the next's
 }
 
@@ -356,8 +354,8 @@ class Bench {
     out += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
     out += body;
     s.status = 0;
-    s.complete = false;
     s.body.clear();
+    s.in_flight = true;
     ++active_;
     Flush(s);
   }
@@ -416,7 +414,10 @@ class Bench {
     close(s.fd);
     s.fd = -1;
     want_out_.erase(&s);
-    --active_;
+    if (s.in_flight) {
+      s.in_flight = false;
+      --active_;
+    }
   }
 
   void Fail(const std::string& why) {
@@ -424,6 +425,7 @@ class Bench {
   }
 
   void OnDone(Session& s, bool* registered) {
+    s.in_flight = false;
     --active_;
     if (s.status != 200 && s.status != 202) {
       Fail("HTTP " + std::to_string(s.status) + ": " + s.body.substr(0, 300));
