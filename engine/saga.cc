@@ -247,7 +247,7 @@ SagaRecord ToRecord(const Saga& s) {
 }
 
 std::string EncodeSnapshot(const Saga& s) {
-  return EncodeSaga(HeadOf(s), [&s](CborWriter& w) {
+  return EncodeSagaWith(HeadOf(s), [&s](CborWriter& w) {
     CborMap::Write(w, [&s](CborMap& map) { WriteSagaBody(s, map); });
   });
 }

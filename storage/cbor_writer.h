@@ -3,7 +3,7 @@
 // nlohmann::json for each (and deep-copying the saga body into it) would cost
 // more than the write itself; only free-form JSON values (a saga's input, a
 // step's output) go through nlohmann. The engine writes a saga snapshot's
-// body with it too (EncodeSaga's overload taking a body writer). The output
+// body with it too (EncodeSagaWith). The output
 // is plain CBOR (RFC 8949) that nlohmann::json::from_cbor reads back, and the
 // same bytes nlohmann::json::to_cbor writes for the same value when maps are
 // written with their keys in byte order.

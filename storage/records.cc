@@ -131,8 +131,8 @@ SagaHead HeadOf(const SagaRecord& r) {
           r.created_ms, r.updated_ms, r.last_seq, r.idempotency_key};
 }
 
-std::string EncodeSaga(const SagaHead& h,
-                       const std::function<void(CborWriter&)>& write_body) {
+std::string EncodeSagaWith(const SagaHead& h,
+                           const std::function<void(CborWriter&)>& write_body) {
   std::string out;
   out.reserve(256 + h.id.size() + h.workflow.size() + h.idempotency_key.size());
   CborWriter w(&out, kRecordVersion, 9);
@@ -150,7 +150,7 @@ std::string EncodeSaga(const SagaHead& h,
 }
 
 std::string EncodeSaga(const SagaRecord& r) {
-  return EncodeSaga(HeadOf(r), [&](CborWriter& w) { w.Json(r.body); });
+  return EncodeSagaWith(HeadOf(r), [&](CborWriter& w) { w.Json(r.body); });
 }
 
 Result<SagaRecord> DecodeSaga(std::string_view value, std::string_view where) {

@@ -148,8 +148,8 @@ std::string EncodeSaga(const SagaRecord& rec);
 // item: the engine's path for the snapshot of every transition, which
 // builds no JSON of the body. A body written as nlohmann::json::to_cbor
 // writes rec.body gives the same bytes as EncodeSaga(rec).
-std::string EncodeSaga(const SagaHead& head,
-                       const std::function<void(CborWriter&)>& write_body);
+std::string EncodeSagaWith(const SagaHead& head,
+                           const std::function<void(CborWriter&)>& write_body);
 std::string EncodeLog(const LogRecord& rec);
 std::string EncodeDlq(const DlqRecord& rec);
 std::string EncodeTimer(const TimerRecord& rec);

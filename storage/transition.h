@@ -26,7 +26,7 @@ class Transition {
   // idx_workflow_state in step with it. `previous_state` is the state of the
   // snapshot being replaced, or nullopt when the saga is new.
   void PutSaga(const SagaRecord& saga, std::optional<SagaState> previous_state);
-  // The same, with the snapshot already encoded (EncodeSaga(head, ...)).
+  // The same, with the snapshot already encoded (EncodeSagaWith).
   void PutSaga(const SagaHead& head, std::string_view encoded,
                std::optional<SagaState> previous_state);
   void AppendLog(const LogRecord& event);
