@@ -231,10 +231,9 @@ std::vector<std::shared_ptr<const WorkflowDefinition>> LatestWorkflows(
 // "step 'x' failed with kind: message" for a saga's failure: the step whose
 // failure started compensation, or (parked at once) the first that failed,
 // named when `name_of` can name it.
-template <typename NameOf>
+template <typename Failed, typename NameOf>
 std::string DescribeFailure(std::string_view kind, std::string_view message,
-                            int64_t failed_step, size_t steps,
-                            const std::function<bool(size_t)>& failed,
+                            int64_t failed_step, size_t steps, Failed&& failed,
                             NameOf&& name_of) {
   int64_t n = failed_step;
   for (size_t i = 0; n < 0 && i < steps; ++i) {
@@ -252,20 +251,19 @@ std::string DescribeFailure(std::string_view kind, std::string_view message,
 std::string DescribeFailure(const json& body) {
   auto f = body.find("failure");
   if (f == body.end() || !f->is_object()) return "";
-  const auto steps = body.find("steps");
-  if (steps == body.end() || !steps->is_array()) {
-    return "a step failed with " + f->value("kind", "") + ": " +
-           f->value("message", "");
-  }
+  static const json kNoSteps = json::array();
+  const auto found = body.find("steps");
+  const json& steps =
+      found != body.end() && found->is_array() ? *found : kNoSteps;
   int64_t n = -1;
   if (auto i = body.find("failed_step");
       i != body.end() && i->is_number_integer()) {
     n = i->get<int64_t>();
   }
   return DescribeFailure(
-      f->value("kind", ""), f->value("message", ""), n, steps->size(),
-      [&](size_t i) { return (*steps)[i].value("status", "") == "failed"; },
-      [&](size_t i) { return (*steps)[i].value("name", ""); });
+      f->value("kind", ""), f->value("message", ""), n, steps.size(),
+      [&](size_t i) { return steps[i].value("status", "") == "failed"; },
+      [&](size_t i) { return steps[i].value("name", ""); });
 }
 
 // What an agent can do about a saga in `state` that failed as `failure`

@@ -29,7 +29,6 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
-#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -170,8 +169,9 @@ struct Session {
   std::string header_field;
   std::string header_value;
   bool in_value = false;
-  bool in_flight = false;  // a request sent, its answer not yet read
-  int step = 0;            // 0 initialize, 1 initialized, 2.. calls
+  bool in_flight = false;     // a request sent, its answer not yet read
+  bool watching_out = false;  // registered for EPOLLOUT
+  int step = 0;               // 0 initialize, 1 initialized, 2.. calls
   int next_id = 1;
   Clock::time_point started;
 
@@ -370,16 +370,14 @@ class Bench {
       if (n <= 0) return Drop(s, std::string("send: ") + std::strerror(errno));
       s.pending_out.erase(0, static_cast<size_t>(n));
     }
-    epoll_event ev{};
-    ev.events = s.pending_out.empty() ? EPOLLIN : EPOLLIN | EPOLLOUT;
-    ev.data.ptr = &s;
-    if (!s.pending_out.empty() || want_out_.count(&s) != 0) {
+    // Tell epoll only when waiting for EPOLLOUT starts or stops.
+    const bool want_out = !s.pending_out.empty();
+    if (want_out != s.watching_out) {
+      epoll_event ev{};
+      ev.events = want_out ? EPOLLIN | EPOLLOUT : EPOLLIN;
+      ev.data.ptr = &s;
       epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, s.fd, &ev);
-      if (s.pending_out.empty()) {
-        want_out_.erase(&s);
-      } else {
-        want_out_.insert(&s);
-      }
+      s.watching_out = want_out;
     }
   }
 
@@ -413,7 +411,6 @@ class Bench {
     epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, s.fd, nullptr);
     close(s.fd);
     s.fd = -1;
-    want_out_.erase(&s);
     if (s.in_flight) {
       s.in_flight = false;
       --active_;
@@ -502,9 +499,8 @@ class Bench {
   llhttp_settings_t settings_;
   int epoll_fd_ = -1;
   std::vector<std::unique_ptr<Session>> sessions_;
-  std::set<Session*> want_out_;  // sessions waiting for EPOLLOUT
-  int active_ = 0;               // requests in flight
-  int ready_ = 0;                // sessions initialized
+  int active_ = 0;  // requests in flight
+  int ready_ = 0;   // sessions initialized
   int to_start_ = 0;
   int finished_ = 0;
   int errors_ = 0;
