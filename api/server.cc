@@ -111,6 +111,19 @@ class Server {
       uv_signal_start(handle, &Server::OnSignal, signal);
     }
     if (config_.http.enabled) StartHttp(TokenTable(std::move(tokens).value()));
+    if (!stopping_ && !config_.workflows_dir.empty()) {
+      bool loaded = false;
+      LoadWorkflows(config_.workflows_dir, [&](Status s) {
+        loaded = true;
+        if (!s.ok()) {
+          result_ = s;
+          Stop(0);
+        }
+      });
+      while (!loaded && !stopping_) uv_run(&loop_, UV_RUN_ONCE);
+    }
+    // stdio opens after the workflows are loaded: a client reads the tool
+    // list once, at start, and must find every workflow's tool in it.
     if (!stopping_ && config_.stdio) {
       auto opened_stdio = StdioTransport::Open(
           &loop_, engine_.get(), STDIN_FILENO, STDOUT_FILENO,
@@ -123,17 +136,6 @@ class Server {
       } else {
         stdio_ = std::move(opened_stdio).value();
       }
-    }
-    if (!stopping_ && !config_.workflows_dir.empty()) {
-      bool loaded = false;
-      LoadWorkflows(config_.workflows_dir, [&](Status s) {
-        loaded = true;
-        if (!s.ok()) {
-          result_ = s;
-          Stop(0);
-        }
-      });
-      while (!loaded && !stopping_) uv_run(&loop_, UV_RUN_ONCE);
     }
     const std::string server_file = config_.data_dir + "/" + kServerFileName;
     if (!stopping_) {

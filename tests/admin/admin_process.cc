@@ -242,4 +242,14 @@ json ServerProcess::CallTool(const std::string& name, const json& arguments,
   return r["result"]["structuredContent"];
 }
 
+std::vector<std::string> ServerProcess::ToolNames() {
+  json r = Request("tools/list", json::object());
+  std::vector<std::string> names;
+  if (!r.is_object() || !r.contains("result")) return names;
+  for (const json& tool : r["result"].value("tools", json::array())) {
+    names.push_back(tool.value("name", ""));
+  }
+  return names;
+}
+
 }  // namespace cde::test

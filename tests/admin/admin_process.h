@@ -49,6 +49,9 @@ class ServerProcess {
   nlohmann::json CallTool(const std::string& name,
                           const nlohmann::json& arguments,
                           std::string* error = nullptr);
+  // tools/list: the tools' names, in the server's order (empty if the
+  // server did not answer).
+  std::vector<std::string> ToolNames();
   // SIGTERM by pid, then waits for it; returns its exit code.
   int Stop();
   // What the server logged on stderr.
