@@ -1,5 +1,7 @@
 // StoreImpl: record decoding and queries over any KvEngine.
+#include <atomic>
 #include <mutex>
+#include <shared_mutex>
 
 #include "storage/kv_engine.h"
 #include "storage/saga_id.h"
@@ -56,6 +58,8 @@ class StoreImpl final : public Store {
   ~StoreImpl() override { Close().IgnoreError(); }
 
   Status Write(std::span<const Transition* const> batch, bool sync) override {
+    if (closing_.load()) return Closed();
+    std::shared_lock open(open_mu_);
     {
       std::lock_guard lock(mu_);
       if (!bg_error_.ok()) return bg_error_;
@@ -77,7 +81,8 @@ class StoreImpl final : public Store {
   }
 
   Result<SagaRecord> GetSaga(const std::string& saga_id) override {
-    auto view = kv_->NewView();
+    OpenView view = View();
+    CDE_RETURN_IF_ERROR(view.status());
     return GetSagaIn(*view, saga_id);
   }
 
@@ -87,7 +92,8 @@ class StoreImpl final : public Store {
     std::vector<LogRecord> out;
     Status error;
     ScanRange range{LogKey(saga_id, from_seq), PrefixEnd(LogPrefix(saga_id))};
-    auto view = kv_->NewView();
+    OpenView view = View();
+    CDE_RETURN_IF_ERROR(view.status());
     Status s = view->Scan(Cf::kLog, range, [&](auto key, auto value) {
       if (out.size() >= limit) return false;
       auto rec = DecodeLog(value, Where(Cf::kLog, key));
@@ -118,7 +124,8 @@ class StoreImpl final : public Store {
 
     SagaPage page;
     Status error;
-    auto view = kv_->NewView();
+    OpenView view = View();
+    CDE_RETURN_IF_ERROR(view.status());
     Status s = view->Scan(index.cf, range, [&](auto key, auto value) {
       if (page.sagas.size() == q.limit) {
         page.next_cursor = page.sagas.back().id;  // there is at least one more
@@ -143,7 +150,8 @@ class StoreImpl final : public Store {
   Result<std::vector<SagaRecord>> ListActiveSagas() override {
     std::vector<SagaRecord> out;
     Status error;
-    auto view = kv_->NewView();
+    OpenView view = View();
+    CDE_RETURN_IF_ERROR(view.status());
     for (SagaState state : kActiveStates) {
       const std::string prefix = IdxStatePrefix(state);
       Status s = view->Scan(
@@ -165,7 +173,8 @@ class StoreImpl final : public Store {
 
   Result<DlqRecord> GetDlq(const std::string& saga_id) override {
     std::string value;
-    auto view = kv_->NewView();
+    OpenView view = View();
+    CDE_RETURN_IF_ERROR(view.status());
     Status s = view->Get(Cf::kDlq, saga_id, &value);
     if (s.IsNotFound()) {
       return Status::NotFound("saga '" + saga_id + "' is not in the DLQ");
@@ -180,7 +189,8 @@ class StoreImpl final : public Store {
     Status error;
     ScanRange range;
     if (!q.cursor.empty()) range.lower = q.cursor + '\0';  // after the cursor
-    auto view = kv_->NewView();
+    OpenView view = View();
+    CDE_RETURN_IF_ERROR(view.status());
     Status s = view->Scan(Cf::kDlq, range, [&](auto key, auto value) {
       auto rec = DecodeDlq(value, Where(Cf::kDlq, key));
       if (!rec.ok()) {
@@ -204,7 +214,8 @@ class StoreImpl final : public Store {
                                              size_t limit) override {
     std::vector<TimerRecord> out;
     Status error;
-    auto view = kv_->NewView();
+    OpenView view = View();
+    CDE_RETURN_IF_ERROR(view.status());
     Status s = view->Scan(
         Cf::kTimers, {"", TimerKeyAfter(up_to_ms)}, [&](auto key, auto value) {
           if (out.size() >= limit) return false;
@@ -223,7 +234,8 @@ class StoreImpl final : public Store {
 
   Result<std::string> LookupIdempotency(const std::string& key) override {
     std::string value;
-    auto view = kv_->NewView();
+    OpenView view = View();
+    CDE_RETURN_IF_ERROR(view.status());
     Status s = view->Get(Cf::kIdempotency, key, &value);
     if (s.IsNotFound()) {
       return Status::NotFound("no saga under idempotency key '" +
@@ -237,7 +249,8 @@ class StoreImpl final : public Store {
                                          uint32_t version) override {
     const std::string key = DefinitionKey(name, version);
     std::string value;
-    auto view = kv_->NewView();
+    OpenView view = View();
+    CDE_RETURN_IF_ERROR(view.status());
     Status s = view->Get(Cf::kDefinitions, key, &value);
     if (s.IsNotFound()) {
       return Status::NotFound("workflow '" + name + "' has no version " +
@@ -250,7 +263,8 @@ class StoreImpl final : public Store {
   Result<std::vector<DefinitionRecord>> ListDefinitions() override {
     std::vector<DefinitionRecord> out;
     Status error;
-    auto view = kv_->NewView();
+    OpenView view = View();
+    CDE_RETURN_IF_ERROR(view.status());
     Status s = view->Scan(Cf::kDefinitions, {}, [&](auto key, auto value) {
       auto rec = DecodeDefinition(value, Where(Cf::kDefinitions, key));
       if (!rec.ok()) {
@@ -268,7 +282,8 @@ class StoreImpl final : public Store {
   Result<StoreStats> Stats() override {
     StoreStats stats;
     Status error;
-    auto view = kv_->NewView();
+    OpenView view = View();
+    CDE_RETURN_IF_ERROR(view.status());
     Status s = view->Scan(Cf::kIdxState, {}, [&](auto key, auto) {
       auto state = key.empty()
                        ? std::nullopt
@@ -292,32 +307,67 @@ class StoreImpl final : public Store {
 
   Result<uint64_t> CountDlq() override {
     uint64_t n = 0;
-    auto view = kv_->NewView();
+    OpenView view = View();
+    CDE_RETURN_IF_ERROR(view.status());
     CDE_RETURN_IF_ERROR(Count(*view, Cf::kDlq, &n));
     return n;
   }
 
   Status ScanRows(Cf cf, const RowVisitor& visit) override {
-    auto view = kv_->NewView();
+    OpenView view = View();
+    CDE_RETURN_IF_ERROR(view.status());
     return view->Scan(cf, {}, visit);
   }
 
   Status Checkpoint(const std::string& dir) override {
+    if (closing_.load()) return Closed();
+    std::shared_lock open(open_mu_);
+    if (closed_) return Closed();
     return kv_->Checkpoint(dir);
   }
-  Status CatchUp() override { return kv_->CatchUp(); }
+  Status CatchUp() override {
+    if (closing_.load()) return Closed();
+    std::shared_lock open(open_mu_);
+    if (closed_) return Closed();
+    return kv_->CatchUp();
+  }
 
   Status Close() override {
+    closing_ = true;                  // no new call takes open_mu_
+    std::unique_lock open(open_mu_);  // waits for the calls under way
+    if (closed_) return Status::OK();
+    closed_ = true;
     {
       std::lock_guard lock(mu_);
-      if (closed_) return Status::OK();
-      closed_ = true;
-      bg_error_ = Status::ShutdownInProgress("store is closed");
+      bg_error_ = Closed();
     }
     return kv_->Close();
   }
 
  private:
+  static Status Closed() {
+    return Status::ShutdownInProgress("store is closed");
+  }
+
+  // A view of kv_ that holds the store open: Close waits until it is gone,
+  // and after Close there is none (status() says so).
+  class OpenView {
+   public:
+    explicit OpenView(const StoreImpl& store) {
+      if (store.closing_.load()) return;
+      open_ = std::shared_lock(store.open_mu_);
+      if (!store.closed_) view_ = store.kv_->NewView();
+    }
+    Status status() const { return view_ ? Status::OK() : Closed(); }
+    KvView* operator->() const { return view_.get(); }
+    KvView& operator*() const { return *view_; }
+
+   private:
+    std::shared_lock<std::shared_mutex> open_;
+    std::unique_ptr<KvView> view_;
+  };
+  OpenView View() const { return OpenView(*this); }
+
   Result<SagaRecord> GetSagaIn(KvView& view, const std::string& saga_id) {
     std::string value;
     Status s = view.Get(Cf::kSagas, saga_id, &value);
@@ -350,9 +400,15 @@ class StoreImpl final : public Store {
   }
 
   std::unique_ptr<KvEngine> kv_;
+  // Held shared by every call that reaches kv_, and exclusively by Close:
+  // a call runs wholly before the close, or fails with ShutdownInProgress.
+  // Calls that see `closing_` do not take it, so readers cannot keep Close
+  // waiting.
+  mutable std::shared_mutex open_mu_;
+  std::atomic<bool> closing_{false};
+  bool closed_ = false;  // GUARDED_BY(open_mu_)
   mutable std::mutex mu_;
-  Status bg_error_;      // GUARDED_BY(mu_)
-  bool closed_ = false;  // GUARDED_BY(mu_)
+  Status bg_error_;  // GUARDED_BY(mu_)
 };
 
 }  // namespace

@@ -477,11 +477,77 @@ TEST_P(StoreConformanceTest, BadCursorAndZeroLimitAreInvalidArguments) {
   EXPECT_TRUE(store_->ListDlq({.limit = 0}).status().IsInvalidArgument());
 }
 
-TEST_P(StoreConformanceTest, ClosedStoreRefusesWrites) {
-  ASSERT_OK(store_->Close());
+// Every call of a closed store, each returning its Status.
+std::vector<std::pair<std::string, Status>> CallEverything(
+    Store& store, const std::string& id) {
   Transition t;
   t.PutIdempotency("k", "v");
-  EXPECT_EQ(WriteOne(*store_, t).code(), Status::Code::kShutdownInProgress);
+  return {
+      {"Write", WriteOne(store, t)},
+      {"health", store.health()},
+      {"GetSaga", store.GetSaga(id).status()},
+      {"ReadLog", store.ReadLog(id, 1, 10).status()},
+      {"ListSagas", store.ListSagas({}).status()},
+      {"ListActiveSagas", store.ListActiveSagas().status()},
+      {"GetDlq", store.GetDlq(id).status()},
+      {"ListDlq", store.ListDlq({}).status()},
+      {"DueTimers", store.DueTimers(INT64_MAX, 10).status()},
+      {"LookupIdempotency", store.LookupIdempotency("k").status()},
+      {"GetDefinition", store.GetDefinition("trip", 1).status()},
+      {"ListDefinitions", store.ListDefinitions().status()},
+      {"Stats", store.Stats().status()},
+      {"CountDlq", store.CountDlq().status()},
+      {"ScanRows", store.ScanRows(Cf::kSagas, [](auto, auto) { return true; })},
+      {"CatchUp", store.CatchUp()},
+  };
+}
+
+TEST_P(StoreConformanceTest, EveryCallAfterCloseIsShutdownInProgress) {
+  auto id = MakeIds(1, 1000)[0];
+  Create(id, "trip", SagaState::kRunning);
+  ASSERT_OK(store_->Close());
+  for (const auto& [call, status] : CallEverything(*store_, id)) {
+    EXPECT_EQ(status.code(), Status::Code::kShutdownInProgress)
+        << call << ": " << status.ToString();
+  }
+  EXPECT_EQ(store_->Checkpoint(dir_.Sub("copy")).code(),
+            Status::Code::kShutdownInProgress);
+  EXPECT_OK(store_->Close());  // a second close is harmless
+}
+
+// Readers on other threads while the store closes: each call either runs
+// wholly before the close or is refused, never reads a closed engine.
+TEST_P(StoreConformanceTest, CallsRacingCloseRunBeforeItOrAreRefused) {
+  auto ids = MakeIds(20, 1000);
+  for (const auto& id : ids) Create(id, "trip", SagaState::kRunning);
+  std::atomic<int> refused{0};
+  std::atomic<int> reading{0};  // readers that have read once
+  std::atomic<bool> bad{false};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 4; ++r) {
+    readers.emplace_back([&, r] {
+      for (int i = 0;; ++i) {
+        auto got =
+            store_->GetSaga(ids[static_cast<size_t>(i + r) % ids.size()]);
+        auto listed = store_->ListActiveSagas();
+        for (const Status& s : {got.status(), listed.status()}) {
+          if (s.code() == Status::Code::kShutdownInProgress) continue;
+          if (!s.ok()) bad = true;
+        }
+        if (!got.ok() || !listed.ok()) {
+          ++refused;
+          return;
+        }
+        if (listed->size() != ids.size()) bad = true;
+        if (i == 0) ++reading;
+      }
+    });
+  }
+  while (reading.load() < 4) std::this_thread::yield();
+  ASSERT_OK(store_->Close());
+  for (auto& t : readers) t.join();
+  EXPECT_FALSE(bad);
+  EXPECT_EQ(refused.load(), 4);
 }
 
 TEST_P(StoreConformanceTest, ScanRowsListsRawRowsInKeyOrderEvenUndecodable) {
