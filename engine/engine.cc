@@ -490,9 +490,7 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
         watchers_.count(id) == 0) {
       dormant = true;  // its timer row will bring it back; see Adopt
     } else {
-      timers_->Add(
-          {a.saga.wait.due_ms, id,
-           a.saga.wait.kind == Wait::Kind::kSleep ? "sleep" : "backoff"});
+      timers_->Add({a.saga.wait.due_ms, id, TimerOf(a.saga.wait).kind});
     }
   }
   if (plan.run_attempt && !shutting_down_ && options_.run_sagas) Dispatch(a);
@@ -700,14 +698,14 @@ void EngineImpl::OnOutcome(const std::string& id, AttemptOutcome outcome) {
 }
 
 void EngineImpl::OnTimerDue(const TimerQueue::Entry& e) {
-  if (e.name == "redrive") return Redrive(e);
+  if (e.kind == TimerKind::kRedrive) return Redrive(e);
   auto it = active_.find(e.saga_id);
   if (it == active_.end()) return;
   WhenIdle(*it->second, [this, e] {
     auto it = active_.find(e.saga_id);
     if (it == active_.end() || shutting_down_) return;
     Active& a = *it->second;
-    auto plan = PlanTimerFired(Context(a), a.saga, {e.due_ms, e.name});
+    auto plan = PlanTimerFired(Context(a), a.saga, {e.due_ms, e.kind});
     if (plan) Apply(a, std::move(*plan), nullptr);
   });
 }

@@ -46,7 +46,7 @@ void EngineImpl::QueueRedrive(const std::string& saga_id, const Wait& wait) {
   if (shutting_down_ || !options_.run_sagas) return;
   if (wait.due_ms > Now() + options_.timer_window_ms) return;
   if (!redrives_.insert(saga_id).second) return;
-  timers_->Add({wait.due_ms, saga_id, "redrive"});
+  timers_->Add({wait.due_ms, saga_id, TimerKind::kRedrive});
 }
 
 void EngineImpl::Redrive(const TimerQueue::Entry& e) {
@@ -178,9 +178,9 @@ void EngineImpl::PurgeDlq(const std::string& saga_id, const std::string& by,
         if (read->owns_key) t.DeleteIdempotency(rec.idempotency_key);
         // A timer its body still names (an automatic replay) goes too.
         if (auto saga = FromRecord(rec);
-            saga.ok() && !TimerNameOf(saga->wait.kind).empty()) {
+            saga.ok() && TimerKindOf(saga->wait.kind)) {
           t.DeleteTimer(saga->wait.due_ms, saga_id,
-                        std::string(TimerNameOf(saga->wait.kind)));
+                        std::string(TimerKindName(TimerOf(saga->wait).kind)));
         }
         t.PutAudit("dlq_purge", saga_id,
                    {{"action", "dlq_purge"},

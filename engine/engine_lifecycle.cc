@@ -81,8 +81,7 @@ void EngineImpl::Resume(Active& a) {
       return;
     case Wait::Kind::kBackoff:
     case Wait::Kind::kSleep:
-      timers_->Add({w.due_ms, a.saga.id,
-                    w.kind == Wait::Kind::kSleep ? "sleep" : "backoff"});
+      timers_->Add({w.due_ms, a.saga.id, TimerOf(w).kind});
       return;
     case Wait::Kind::kQueued:
       return;  // FillSlots decides
@@ -102,7 +101,7 @@ void EngineImpl::ParkPoisoned(SagaRecord record, const std::string& reason) {
   t.AppendLog({record.id,
                record.last_seq + 1,
                Now(),
-               "saga_poisoned",
+               std::string(EventKindName(EventKind::kSagaPoisoned)),
                {{"error", reason}}});
   t.PutDlq({record.id, record.workflow, record.version, "poison", "", reason, 0,
             Now(), 0});
@@ -110,16 +109,16 @@ void EngineImpl::ParkPoisoned(SagaRecord record, const std::string& reason) {
   record.state = SagaState::kParked;
   record.updated_ms = Now();
   t.PutSaga(record, previous);
-  Commit(std::move(t),
-         [this, id = record.id, wf = record.workflow, reason](const Status& s) {
-           if (!s.ok()) health_ = s;
-           if (s.ok()) {
-             ObservePoisoned(wf);
-             Log(LogLevel::kError, "engine", "saga_poisoned",
-                 {.saga_id = id, .workflow = wf, .extra = {{"error", reason}}});
-           }
-           MaybeFinishShutdown();
-         });
+  Commit(std::move(t), [this, id = record.id, wf = record.workflow,
+                        reason](const Status& s) {
+    if (!s.ok()) health_ = s;
+    if (s.ok()) {
+      ObservePoisoned(wf);
+      Log(LogLevel::kError, "engine", EventKindName(EventKind::kSagaPoisoned),
+          {.saga_id = id, .workflow = wf, .extra = {{"error", reason}}});
+    }
+    MaybeFinishShutdown();
+  });
 }
 
 void EngineImpl::FillSlots(const std::string& workflow) {
@@ -169,8 +168,7 @@ EngineImpl::Active* EngineImpl::Adopt(Saga saga) {
   Active* a = active.get();
   active_[a->saga.id] = std::move(active);
   if (!options_.run_sagas) return a;  // maintenance: no timers
-  timers_->Add({a->saga.wait.due_ms, a->saga.id,
-                a->saga.wait.kind == Wait::Kind::kSleep ? "sleep" : "backoff"});
+  timers_->Add({a->saga.wait.due_ms, a->saga.id, TimerOf(a->saga.wait).kind});
   return a;
 }
 
@@ -200,7 +198,7 @@ void EngineImpl::LoadDueDormant() {
         std::vector<std::string> missing;
         if (timers->ok()) {
           for (const TimerRecord& t : **timers) {
-            if (t.name == "redrive") {
+            if (TimerKindFromName(t.name) == TimerKind::kRedrive) {
               QueueRedrive(t.saga_id,
                            {Wait::Kind::kRedrive, -1, false, 0, t.due_ms});
             } else if (active_.count(t.saga_id) == 0) {

@@ -127,29 +127,32 @@ const std::string& StepName(const WorkflowDefinition& def, int step) {
 // completion included, is debug (two lines per saga cost a fifth of the
 // server's throughput at info); what an operator did or should know is
 // info; failures warn; a park (an operator must act) error.
-LogLevel EventLevel(const std::string& type) {
-  static const std::map<std::string, LogLevel, std::less<>> kLevels = {
-      {"saga_cancelled", LogLevel::kInfo},
-      {"cancel_requested", LogLevel::kInfo},
-      {"replayed", LogLevel::kInfo},
-      {"checkpoint", LogLevel::kInfo},
-      {"attempt_failed", LogLevel::kWarn},
-      {"step_failed", LogLevel::kWarn},
-      {"saga_compensating", LogLevel::kWarn},
-      {"saga_compensated", LogLevel::kWarn},
-      {"compensation_failed", LogLevel::kWarn},
-      {"saga_parked", LogLevel::kError},
-      {"saga_poisoned", LogLevel::kError},
-  };
-  auto it = kLevels.find(type);
-  return it == kLevels.end() ? LogLevel::kDebug : it->second;
+LogLevel EventLevel(EventKind kind) {
+  switch (kind) {
+    case EventKind::kSagaCancelled:
+    case EventKind::kCancelRequested:
+    case EventKind::kReplayed:
+    case EventKind::kCheckpoint:
+      return LogLevel::kInfo;
+    case EventKind::kAttemptFailed:
+    case EventKind::kStepFailed:
+    case EventKind::kSagaCompensating:
+    case EventKind::kSagaCompensated:
+    case EventKind::kCompensationFailed:
+      return LogLevel::kWarn;
+    case EventKind::kSagaParked:
+    case EventKind::kSagaPoisoned:
+      return LogLevel::kError;
+    default:
+      return LogLevel::kDebug;
+  }
 }
 
 }  // namespace
 
 void KeepEventsToLog(Plan* plan) {
   for (const PlannedEvent& e : plan->events) {
-    if (!LogEnabled(EventLevel(e.type))) continue;
+    if (!LogEnabled(EventLevel(e.kind))) continue;
     // Not outputs and inputs: they may be large or sensitive.
     nlohmann::json data = nlohmann::json::object();
     if (e.data.is_object()) {
@@ -157,13 +160,13 @@ void KeepEventsToLog(Plan* plan) {
         if (k != "output" && k != "input") data[k] = v;
       }
     }
-    plan->to_log.push_back({e.type, std::move(data)});
+    plan->to_log.push_back({e.kind, std::move(data)});
   }
 }
 
-void LogSagaEvent(const Saga& saga, const std::string& type,
+void LogSagaEvent(const Saga& saga, EventKind kind,
                   const nlohmann::json& data) {
-  const LogLevel level = EventLevel(type);
+  const LogLevel level = EventLevel(kind);
   if (!LogEnabled(level)) return;
   LogFields f{.saga_id = saga.id,
               .workflow = saga.workflow,
@@ -184,7 +187,7 @@ void LogSagaEvent(const Saga& saga, const std::string& type,
   }
   f.step = step;
   f.extra = std::move(extra);
-  Log(level, "engine", type, f);
+  Log(level, "engine", EventKindName(kind), f);
 }
 
 void EngineImpl::ObserveCommitted(const Active& a, const Plan& plan) {
@@ -199,7 +202,7 @@ void EngineImpl::ObserveCommitted(const Active& a, const Plan& plan) {
     m_.sagas_finished->With({wf, std::string(SagaStateName(after.state))})
         .Increment();
   }
-  for (const PlannedEvent& e : plan.to_log) LogSagaEvent(after, e.type, e.data);
+  for (const PlannedEvent& e : plan.to_log) LogSagaEvent(after, e.kind, e.data);
   if (plan.dlq_put) {
     m_.dlq_entries->Add(1);
     m_.parked->With({wf, plan.dlq_put->reason}).Increment();

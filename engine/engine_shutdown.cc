@@ -54,7 +54,7 @@ void EngineImpl::Checkpoint(Active& a) {
     p.saga.checkpointed = true;
     p.previous_state = a.saga.state;
     p.events.push_back(
-        {"checkpoint",
+        {EventKind::kCheckpoint,
          {{"step", a.def->steps[static_cast<size_t>(w.step)].name},
           {"compensation", w.compensation},
           {"attempt", w.attempt},
@@ -70,7 +70,7 @@ void EngineImpl::Checkpoint(Active& a) {
              }
              if (s.ok()) {
                m_.checkpoints->Increment();
-               LogSagaEvent(saga, "checkpoint", data);
+               LogSagaEvent(saga, EventKind::kCheckpoint, data);
              }
              if (!s.ok()) health_ = s;
              MaybeFinishShutdown();

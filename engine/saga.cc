@@ -212,16 +212,16 @@ std::string_view StepStatusName(StepStatus s) {
   return "unknown";
 }
 
-std::string_view TimerNameOf(Wait::Kind k) {
+std::optional<TimerKind> TimerKindOf(Wait::Kind k) {
   switch (k) {
     case Wait::Kind::kSleep:
-      return "sleep";
+      return TimerKind::kSleep;
     case Wait::Kind::kBackoff:
-      return "backoff";
+      return TimerKind::kBackoff;
     case Wait::Kind::kRedrive:
-      return "redrive";
+      return TimerKind::kRedrive;
     default:
-      return "";
+      return std::nullopt;
   }
 }
 

@@ -10,11 +10,13 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "engine/kinds.h"
 #include "storage/records.h"
 #include "storage/status.h"
 
@@ -69,9 +71,8 @@ struct Wait {
   friend bool operator==(const Wait&, const Wait&) = default;
 };
 std::string_view WaitKindName(Wait::Kind k);
-// The name of the durable timer row a wait of kind `k` has: "sleep",
-// "backoff" or "redrive"; "" for kinds without one.
-std::string_view TimerNameOf(Wait::Kind k);
+// The durable timer a wait of kind `k` has; nullopt for kinds without one.
+std::optional<TimerKind> TimerKindOf(Wait::Kind k);
 
 struct Saga {
   std::string id;

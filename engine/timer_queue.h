@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/kinds.h"
+
 namespace cde {
 
 class TimerQueue {
@@ -22,7 +24,7 @@ class TimerQueue {
   struct Entry {
     int64_t due_ms;  // wall clock, ms since the epoch
     std::string saga_id;
-    std::string name;
+    TimerKind kind;
     bool operator>(const Entry& o) const { return due_ms > o.due_ms; }
   };
   using OnDue = std::function<void(const Entry&)>;

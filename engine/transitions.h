@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "engine/definition.h"
+#include "engine/kinds.h"
 #include "engine/saga.h"
 #include "engine/templating.h"
 #include "storage/records.h"
@@ -22,15 +23,18 @@
 namespace cde {
 
 struct PlannedEvent {
-  std::string type;  // "saga_started", "attempt_started", ...
+  EventKind kind;
   nlohmann::json data;
 };
 
 struct TimerRef {
   int64_t due_ms;
-  std::string name;  // "backoff" or "sleep"
+  TimerKind kind;
   friend bool operator==(const TimerRef&, const TimerRef&) = default;
 };
+// The timer `wait` (of a kind that has one: backoff, sleep, redrive) waits
+// for.
+TimerRef TimerOf(const Wait& wait);
 
 struct Plan {
   Saga saga;  // the snapshot after this transition

@@ -41,9 +41,9 @@ std::optional<Plan> PlanAttemptResult(const PlanContext& ctx, const Saga& saga,
   json data = ti::StepRef(ctx.def, o.step, o.compensation, o.attempt);
   data["error"] = {{"kind", o.error.kind}, {"message", o.error.message}};
   data["retry_at_ms"] = due;
-  p.events.push_back({"attempt_failed", std::move(data)});
+  p.events.push_back({EventKind::kAttemptFailed, std::move(data)});
   p.saga.wait = {Wait::Kind::kBackoff, o.step, o.compensation, o.attempt, due};
-  p.timers_put.push_back({due, "backoff"});
+  p.timers_put.push_back({due, TimerKind::kBackoff});
   p.arm_timer = true;
   return p;
 }

@@ -33,15 +33,14 @@ Result<Plan> PlanCancel(const PlanContext& ctx, const Saga& saga,
   json data = {{"compensate", compensate}};
   if (!by.empty()) data["by"] = by;
   p.saga.cancelled_by = std::move(by);
-  p.events.push_back({"cancel_requested", std::move(data)});
+  p.events.push_back({EventKind::kCancelRequested, std::move(data)});
   const Wait w = saga.wait;
   switch (w.kind) {
     case Wait::Kind::kAttempt:
       return p;  // stop after the current attempt: its result decides
     case Wait::Kind::kBackoff:
     case Wait::Kind::kSleep:
-      p.timers_delete.push_back(
-          {w.due_ms, w.kind == Wait::Kind::kSleep ? "sleep" : "backoff"});
+      p.timers_delete.push_back(TimerOf(w));
       p.saga.wait = {};
       if (w.kind == Wait::Kind::kBackoff) {
         // The retries are abandoned: the step failed.
@@ -55,7 +54,7 @@ Result<Plan> PlanCancel(const PlanContext& ctx, const Saga& saga,
     case Wait::Kind::kNothing:
     case Wait::Kind::kRedrive:  // parked: CheckCancellable refused it
       p.saga.wait = {};
-      ti::Finish(p, SagaState::kCancelled, "saga_cancelled",
+      ti::Finish(p, SagaState::kCancelled, EventKind::kSagaCancelled,
                  {{"compensated", false}});
       return p;
   }

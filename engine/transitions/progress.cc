@@ -73,7 +73,7 @@ bool NeedsCompensation(const StepState& st) {
 
 }  // namespace
 
-void Finish(Plan& p, SagaState state, const char* event, json data) {
+void Finish(Plan& p, SagaState state, EventKind event, json data) {
   p.saga.state = state;
   p.saga.wait = {};
   p.events.push_back({event, std::move(data)});
@@ -93,12 +93,12 @@ void Park(const PlanContext& ctx, Plan& p, const std::string& reason, int step,
   const auto& redrive = ctx.def.auto_replay;
   const bool again = redrive && p.saga.replay_count < redrive->max_replays;
   if (again) data["auto_replay_ms"] = ctx.now_ms + redrive->after_ms;
-  Finish(p, SagaState::kParked, "saga_parked", std::move(data));
+  Finish(p, SagaState::kParked, EventKind::kSagaParked, std::move(data));
   if (again) {
     // Durable like any timer: the engine replays it when the row falls due.
     const int64_t due = ctx.now_ms + redrive->after_ms;
     p.saga.wait = {Wait::Kind::kRedrive, -1, false, 0, due};
-    p.timers_put.push_back({due, "redrive"});
+    p.timers_put.push_back({due, TimerKind::kRedrive});
   }
 }
 
@@ -112,7 +112,7 @@ void Advance(const PlanContext& ctx, Plan& p) {
         return;
       }
     }
-    Finish(p, SagaState::kCompleted, "saga_completed", json::object());
+    Finish(p, SagaState::kCompleted, EventKind::kSagaCompleted, json::object());
     return;
   }
   // compensating or cancelling: undo from the last step backwards.
@@ -131,9 +131,11 @@ void Advance(const PlanContext& ctx, Plan& p) {
     return;
   }
   if (s.state == SagaState::kCancelling) {
-    Finish(p, SagaState::kCancelled, "saga_cancelled", {{"compensated", true}});
+    Finish(p, SagaState::kCancelled, EventKind::kSagaCancelled,
+           {{"compensated", true}});
   } else {
-    Finish(p, SagaState::kCompensated, "saga_compensated", json::object());
+    Finish(p, SagaState::kCompensated, EventKind::kSagaCompensated,
+           json::object());
   }
 }
 
@@ -154,7 +156,7 @@ void StartAttempt(const PlanContext& ctx, Plan& p, int step,
     // The timer is durable: its due time is fixed now and logged.
     auto duration = SleepDurationMs(ctx.def, spec, p.saga, data);
     if (!duration.ok()) {
-      p.events.push_back({"attempt_started", std::move(data)});
+      p.events.push_back({EventKind::kAttemptStarted, std::move(data)});
       FailPermanently(ctx, p, step, compensation,
                       {"template", duration.status().message()});
       return;
@@ -162,12 +164,12 @@ void StartAttempt(const PlanContext& ctx, Plan& p, int step,
     p.saga.wait.kind = Wait::Kind::kSleep;
     p.saga.wait.due_ms = ctx.now_ms + *duration;
     data["due_ms"] = p.saga.wait.due_ms;
-    p.timers_put.push_back({p.saga.wait.due_ms, "sleep"});
+    p.timers_put.push_back(TimerOf(p.saga.wait));
     p.arm_timer = true;
   } else {
     p.run_attempt = true;
   }
-  p.events.push_back({"attempt_started", std::move(data)});
+  p.events.push_back({EventKind::kAttemptStarted, std::move(data)});
 }
 
 // The step (or compensation) succeeded.
@@ -178,13 +180,13 @@ void Succeed(const PlanContext& ctx, Plan& p, int step, bool compensation,
   json data = StepRef(ctx.def, step, compensation, attempt);
   if (compensation) {
     st.status = StepStatus::kCompensated;
-    p.events.push_back({"compensation_succeeded", std::move(data)});
+    p.events.push_back({EventKind::kCompensationSucceeded, std::move(data)});
   } else {
     st.status = StepStatus::kSucceeded;
     st.error = {};
     data["output"] = output;
     st.output = std::move(output);
-    p.events.push_back({"step_succeeded", std::move(data)});
+    p.events.push_back({EventKind::kStepSucceeded, std::move(data)});
   }
   p.saga.wait = {};
 }
@@ -195,7 +197,7 @@ void BeginCancel(const PlanContext& ctx, Plan& p) {
     p.saga.state = SagaState::kCancelling;
     Advance(ctx, p);
   } else {
-    Finish(p, SagaState::kCancelled, "saga_cancelled",
+    Finish(p, SagaState::kCancelled, EventKind::kSagaCancelled,
            {{"compensated", false}});
   }
 }
@@ -211,13 +213,13 @@ void FailPermanently(const PlanContext& ctx, Plan& p, int step,
   if (compensation) {
     st.status = StepStatus::kCompensationFailed;
     st.compensation_error = error;
-    p.events.push_back({"compensation_failed", std::move(data)});
+    p.events.push_back({EventKind::kCompensationFailed, std::move(data)});
     Park(ctx, p, "compensation_failed", step, error, st.compensation_attempts);
     return;
   }
   st.status = StepStatus::kFailed;
   st.error = error;
-  p.events.push_back({"step_failed", std::move(data)});
+  p.events.push_back({EventKind::kStepFailed, std::move(data)});
   p.saga.failure = error;
   p.saga.failed_step = step;
   if (p.saga.cancel_requested) {
@@ -227,7 +229,7 @@ void FailPermanently(const PlanContext& ctx, Plan& p, int step,
   } else {
     p.saga.state = SagaState::kCompensating;
     p.events.push_back(
-        {"saga_compensating",
+        {EventKind::kSagaCompensating,
          {{"step", ctx.def.steps[static_cast<size_t>(step)].name}}});
     Advance(ctx, p);
   }
@@ -243,18 +245,25 @@ Plan From(const Saga& saga) {
 
 using nlohmann::json;
 
+TimerRef TimerOf(const Wait& wait) {
+  return {wait.due_ms, TimerKindOf(wait.kind).value()};
+}
+
 Transition Plan::Build(int64_t now_ms) {
   saga.updated_ms = now_ms;
   Transition t;
   for (PlannedEvent& e : events) {
-    t.AppendLog({saga.id, ++saga.last_seq, now_ms, e.type, std::move(e.data)});
+    t.AppendLog({saga.id, ++saga.last_seq, now_ms,
+                 std::string(EventKindName(e.kind)), std::move(e.data)});
   }
   events.clear();
   for (const TimerRef& timer : timers_delete) {
-    t.DeleteTimer(timer.due_ms, saga.id, timer.name);
+    t.DeleteTimer(timer.due_ms, saga.id,
+                  std::string(TimerKindName(timer.kind)));
   }
   for (const TimerRef& timer : timers_put) {
-    t.PutTimer({timer.due_ms, saga.id, timer.name, json::object()});
+    t.PutTimer({timer.due_ms, saga.id, std::string(TimerKindName(timer.kind)),
+                json::object()});
   }
   if (dlq_put) t.PutDlq(*dlq_put);
   if (dlq_delete) t.DeleteDlq(saga.id);

@@ -23,7 +23,7 @@ nlohmann::json StepRef(const WorkflowDefinition& def, int step,
 // A plan that starts from `saga`'s current snapshot.
 Plan From(const Saga& saga);
 // Ends the saga in `state` (terminal or parked) with `event`.
-void Finish(Plan& p, SagaState state, const char* event, nlohmann::json data);
+void Finish(Plan& p, SagaState state, EventKind event, nlohmann::json data);
 // Parks the saga in the DLQ.
 void Park(const PlanContext& ctx, Plan& p, const std::string& reason, int step,
           const ErrorInfo& error, uint32_t attempts);

@@ -20,7 +20,7 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
   p.dlq_delete = true;
   if (saga.wait.kind == Wait::Kind::kRedrive) {
     // Whoever replays first, the automatic redrive is spent.
-    p.timers_delete.push_back({saga.wait.due_ms, "redrive"});
+    p.timers_delete.push_back(TimerOf(saga.wait));
   }
   p.saga.wait = {};
   const char* trigger = automatic ? "auto" : "manual";
@@ -49,9 +49,9 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
     p.saga.state = saga.cancel_requested ? SagaState::kCancelling
                                          : SagaState::kCompensating;
     p.events.push_back(
-        {"replayed", with_by({{"compensation", true},
-                              {"replay_count", p.saga.replay_count},
-                              {"trigger", trigger}})});
+        {EventKind::kReplayed, with_by({{"compensation", true},
+                                        {"replay_count", p.saga.replay_count},
+                                        {"trigger", trigger}})});
     ti::Advance(ctx, p);
     return p;
   }
@@ -72,7 +72,7 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
   p.saga.failure = {};
   p.saga.failed_step = -1;
   p.events.push_back(
-      {"replayed",
+      {EventKind::kReplayed,
        with_by({{"from_step", ctx.def.steps[static_cast<size_t>(from)].name},
                 {"replay_count", p.saga.replay_count},
                 {"trigger", trigger}})});

@@ -29,10 +29,10 @@ Plan PlanStart(const PlanContext& ctx, std::string saga_id, json input,
   if (!s.correlation_id.empty()) data["correlation_id"] = s.correlation_id;
   if (!s.trace_id.empty()) data["trace_id"] = s.trace_id;
   if (!s.started_by.empty()) data["started_by"] = s.started_by;
-  p.events.push_back({"saga_started", std::move(data)});
+  p.events.push_back({EventKind::kSagaStarted, std::move(data)});
   if (queued) {
     s.wait = {Wait::Kind::kQueued, -1, false, 0, 0};
-    p.events.push_back({"saga_queued", json::object()});
+    p.events.push_back({EventKind::kSagaQueued, json::object()});
   } else {
     ti::Advance(ctx, p);
   }
@@ -42,7 +42,7 @@ Plan PlanStart(const PlanContext& ctx, std::string saga_id, json input,
 Plan PlanDequeue(const PlanContext& ctx, const Saga& saga) {
   Plan p = ti::From(saga);
   p.saga.wait = {};
-  p.events.push_back({"saga_dequeued", json::object()});
+  p.events.push_back({EventKind::kSagaDequeued, json::object()});
   ti::Advance(ctx, p);
   return p;
 }

@@ -12,15 +12,15 @@ std::optional<Plan> PlanTimerFired(const PlanContext& ctx, const Saga& saga,
                                    const TimerRef& timer) {
   const Wait& w = saga.wait;
   const bool matches =
-      w.due_ms == timer.due_ms &&
-      ((w.kind == Wait::Kind::kBackoff && timer.name == "backoff") ||
-       (w.kind == Wait::Kind::kSleep && timer.name == "sleep"));
+      (w.kind == Wait::Kind::kBackoff || w.kind == Wait::Kind::kSleep) &&
+      TimerOf(w) == timer;
   if (!matches) return std::nullopt;
   Plan p = ti::From(saga);
   p.timers_delete.push_back(timer);
   p.saga.wait = {};
   if (w.kind == Wait::Kind::kBackoff) {
-    p.events.push_back({"timer_fired", {{"timer", "backoff"}}});
+    p.events.push_back({EventKind::kTimerFired,
+                        {{"timer", TimerKindName(TimerKind::kBackoff)}}});
     ti::StartAttempt(ctx, p, w.step, w.compensation);
     return p;
   }

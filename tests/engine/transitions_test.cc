@@ -40,7 +40,7 @@ json WithUndo(const std::string& name, json retry = json::object()) {
 
 std::vector<std::string> Types(const Plan& p) {
   std::vector<std::string> out;
-  for (const auto& e : p.events) out.push_back(e.type);
+  for (const auto& e : p.events) out.emplace_back(EventKindName(e.kind));
   return out;
 }
 
@@ -186,16 +186,19 @@ TEST_F(TransitionsTest, RetryableFailureSetsADurableBackoffTimer) {
   // Default policy: 100 ms initial backoff; jitter sample 0.5 = no spread.
   EXPECT_EQ(p->saga.wait,
             (Wait{Wait::Kind::kBackoff, 0, false, 1, kNow + 100}));
-  EXPECT_THAT(p->timers_put, ElementsAre(TimerRef{kNow + 100, "backoff"}));
+  EXPECT_THAT(p->timers_put,
+              ElementsAre(TimerRef{kNow + 100, TimerKind::kBackoff}));
   EXPECT_TRUE(p->arm_timer);
 
-  auto fired = PlanTimerFired(Ctx(), p->saga, {kNow + 100, "backoff"});
+  auto fired =
+      PlanTimerFired(Ctx(), p->saga, {kNow + 100, TimerKind::kBackoff});
   ASSERT_TRUE(fired);
   EXPECT_THAT(Types(*fired), ElementsAre("timer_fired", "attempt_started"));
   EXPECT_THAT(fired->timers_delete,
-              ElementsAre(TimerRef{kNow + 100, "backoff"}));
+              ElementsAre(TimerRef{kNow + 100, TimerKind::kBackoff}));
   EXPECT_EQ(fired->saga.wait.attempt, 2u);
-  EXPECT_FALSE(PlanTimerFired(Ctx(), p->saga, {kNow + 99, "backoff"}));
+  EXPECT_FALSE(
+      PlanTimerFired(Ctx(), p->saga, {kNow + 99, TimerKind::kBackoff}));
 }
 
 TEST_F(TransitionsTest, NonRetryableKindFailsAtOnceAndCompensatesInReverse) {
@@ -224,7 +227,8 @@ TEST_F(TransitionsTest, ExhaustedRetriesFailTheStep) {
   Saga s = Start().saga;
   auto p1 = PlanAttemptResult(Ctx(), s, Err(0, 1));
   ASSERT_TRUE(p1);
-  auto p2 = PlanTimerFired(Ctx(), p1->saga, {p1->saga.wait.due_ms, "backoff"});
+  auto p2 = PlanTimerFired(Ctx(), p1->saga,
+                           {p1->saga.wait.due_ms, TimerKind::kBackoff});
   ASSERT_TRUE(p2);
   auto p3 = PlanAttemptResult(Ctx(), p2->saga, Err(0, 2));
   ASSERT_TRUE(p3);
@@ -332,9 +336,10 @@ TEST_F(TransitionsTest, SleepIsADurableTimerThatSucceedsWhenDue) {
                {"params", {{"duration_ms", "${input.ms}"}}}}});
   Plan p = PlanStart(Ctx(), "S2", {{"ms", 250}}, "", "", "", "", false);
   EXPECT_EQ(p.saga.wait, (Wait{Wait::Kind::kSleep, 0, false, 1, kNow + 250}));
-  EXPECT_THAT(p.timers_put, ElementsAre(TimerRef{kNow + 250, "sleep"}));
+  EXPECT_THAT(p.timers_put,
+              ElementsAre(TimerRef{kNow + 250, TimerKind::kSleep}));
   EXPECT_FALSE(p.run_attempt);
-  auto fired = PlanTimerFired(Ctx(), p.saga, {kNow + 250, "sleep"});
+  auto fired = PlanTimerFired(Ctx(), p.saga, {kNow + 250, TimerKind::kSleep});
   ASSERT_TRUE(fired);
   EXPECT_THAT(Types(*fired), ElementsAre("step_succeeded", "saga_completed"));
   EXPECT_EQ(fired->saga.steps[0].output, json({{"slept_ms", 250}}));

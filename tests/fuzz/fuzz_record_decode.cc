@@ -81,7 +81,7 @@ void CheckSnapshot(std::string_view value) {
   // The names the engine derives from a saga must be printable.
   (void)SagaStateName(saga->state);
   (void)WaitKindName(saga->wait.kind);
-  (void)TimerNameOf(saga->wait.kind);
+  (void)TimerKindOf(saga->wait.kind);
   for (const StepState& st : saga->steps) (void)StepStatusName(st.status);
 }
 

@@ -4,7 +4,9 @@
 
 #include <cerrno>
 #include <limits>
+#include <optional>
 
+#include "engine/kinds.h"
 #include "storage/saga_id.h"
 #include "tools/admin/commands.h"
 #include "tools/admin/saga_view.h"
@@ -93,6 +95,21 @@ std::string Who(const json& data) {
   return s;
 }
 
+// Failures red, completion green, the rest plain.
+Colour ColourOf(std::string_view event_type) {
+  const std::optional<EventKind> kind = EventKindFromName(event_type);
+  if (!kind) return Colour::kNone;
+  switch (ToneOf(*kind)) {
+    case EventTone::kBad:
+      return Colour::kRed;
+    case EventTone::kGood:
+      return Colour::kGreen;
+    case EventTone::kProgress:
+      break;
+  }
+  return Colour::kNone;
+}
+
 uint32_t AttemptNo(const json& data) {
   auto it = data.find("attempt");
   return it != data.end() && it->is_number_unsigned() ? it->get<uint32_t>() : 0;
@@ -105,85 +122,95 @@ class Timeline {
   // Describes `e` in words and folds it into the attempts.
   std::string Add(const LogRecord& e) {
     const json& d = e.data;
-    const std::string& t = e.type;
-    if (t == "attempt_started") {
-      Attempt a;
-      a.step = Str(d, "step");
-      a.compensation = d.value("compensation", false);
-      a.attempt = AttemptNo(d);
-      a.started_ms = e.time_ms;
-      std::string text =
-          Who(d) + ": attempt " + std::to_string(a.attempt) + " started";
-      if (auto due = d.find("due_ms"); due != d.end() && due->is_number()) {
-        a.due_ms = due->get<int64_t>();
-        text += ", sleeps until " + FormatTime(a.due_ms);
-      }
-      attempts_.push_back(std::move(a));
-      return text;
-    }
-    if (t == "step_succeeded" || t == "compensation_succeeded") {
-      Attempt* a = End(d, e.time_ms, "succeeded");
-      return Who(d) + ": attempt " + std::to_string(AttemptNo(d)) +
-             " succeeded" + Took(a);
-    }
-    if (t == "attempt_failed") {
-      Attempt* a = End(d, e.time_ms, "retrying");
-      std::string text = Who(d) + ": attempt " + std::to_string(AttemptNo(d)) +
-                         " failed" + Took(a) + ": " +
-                         ErrorText(d.value("error", json()));
-      if (auto r = d.find("retry_at_ms"); r != d.end() && r->is_number()) {
-        if (a != nullptr) {
-          a->error = d.value("error", json());
-          a->due_ms = r->get<int64_t>();
+    const std::optional<EventKind> kind = EventKindFromName(e.type);
+    if (!kind) return e.type + " " + d.dump();  // a newer build's event
+    switch (*kind) {
+      case EventKind::kAttemptStarted: {
+        Attempt a;
+        a.step = Str(d, "step");
+        a.compensation = d.value("compensation", false);
+        a.attempt = AttemptNo(d);
+        a.started_ms = e.time_ms;
+        std::string text =
+            Who(d) + ": attempt " + std::to_string(a.attempt) + " started";
+        if (auto due = d.find("due_ms"); due != d.end() && due->is_number()) {
+          a.due_ms = due->get<int64_t>();
+          text += ", sleeps until " + FormatTime(a.due_ms);
         }
-        text += "; retry at " + FormatTime(r->get<int64_t>());
+        attempts_.push_back(std::move(a));
+        return text;
       }
-      return text;
-    }
-    if (t == "step_failed" || t == "compensation_failed") {
-      Attempt* a = End(d, e.time_ms, "failed");
-      if (a != nullptr) a->error = d.value("error", json());
-      return Who(d) + ": failed permanently at attempt " +
-             std::to_string(AttemptNo(d)) + Took(a) + ": " +
-             ErrorText(d.value("error", json()));
-    }
-    if (t == "saga_started") {
-      std::string text =
-          "started " + Str(d, "workflow") + "@" + Str(d, "version");
-      if (d.contains("idempotency_key")) {
-        text += " (idempotency key " + Str(d, "idempotency_key") + ")";
+      case EventKind::kStepSucceeded:
+      case EventKind::kCompensationSucceeded: {
+        Attempt* a = End(d, e.time_ms, "succeeded");
+        return Who(d) + ": attempt " + std::to_string(AttemptNo(d)) +
+               " succeeded" + Took(a);
       }
-      return text;
-    }
-    if (t == "saga_queued") return "queued for a slot under max_concurrency";
-    if (t == "saga_dequeued") return "got a slot";
-    if (t == "timer_fired") return Str(d, "timer") + " timer fired";
-    if (t == "saga_compensating") {
-      return "compensating because step " + Str(d, "step") + " failed";
-    }
-    if (t == "saga_parked") {
-      return "parked (" + Str(d, "reason") + ") at step " + Str(d, "step") +
-             ": " + Str(d, "error");
-    }
-    if (t == "saga_completed") return "completed";
-    if (t == "saga_compensated") return "compensated";
-    if (t == "saga_cancelled") {
-      return d.value("compensated", false) ? "cancelled, compensated"
-                                           : "cancelled without compensation";
-    }
-    if (t == "cancel_requested") {
-      return d.value("compensate", true) ? "cancel requested (compensate)"
-                                         : "cancel requested (no compensation)";
-    }
-    if (t == "replayed") {
-      if (d.value("compensation", false)) {
-        return "replayed: retrying the failed compensation";
+      case EventKind::kAttemptFailed: {
+        Attempt* a = End(d, e.time_ms, "retrying");
+        std::string text = Who(d) + ": attempt " +
+                           std::to_string(AttemptNo(d)) + " failed" + Took(a) +
+                           ": " + ErrorText(d.value("error", json()));
+        if (auto r = d.find("retry_at_ms"); r != d.end() && r->is_number()) {
+          if (a != nullptr) {
+            a->error = d.value("error", json());
+            a->due_ms = r->get<int64_t>();
+          }
+          text += "; retry at " + FormatTime(r->get<int64_t>());
+        }
+        return text;
       }
-      return "replayed from step " + Str(d, "from_step") + " (replay " +
-             Str(d, "replay_count") + ")";
+      case EventKind::kStepFailed:
+      case EventKind::kCompensationFailed: {
+        Attempt* a = End(d, e.time_ms, "failed");
+        if (a != nullptr) a->error = d.value("error", json());
+        return Who(d) + ": failed permanently at attempt " +
+               std::to_string(AttemptNo(d)) + Took(a) + ": " +
+               ErrorText(d.value("error", json()));
+      }
+      case EventKind::kSagaStarted: {
+        std::string text =
+            "started " + Str(d, "workflow") + "@" + Str(d, "version");
+        if (d.contains("idempotency_key")) {
+          text += " (idempotency key " + Str(d, "idempotency_key") + ")";
+        }
+        return text;
+      }
+      case EventKind::kSagaQueued:
+        return "queued for a slot under max_concurrency";
+      case EventKind::kSagaDequeued:
+        return "got a slot";
+      case EventKind::kTimerFired:
+        return Str(d, "timer") + " timer fired";
+      case EventKind::kSagaCompensating:
+        return "compensating because step " + Str(d, "step") + " failed";
+      case EventKind::kSagaParked:
+        return "parked (" + Str(d, "reason") + ") at step " + Str(d, "step") +
+               ": " + Str(d, "error");
+      case EventKind::kSagaCompleted:
+        return "completed";
+      case EventKind::kSagaCompensated:
+        return "compensated";
+      case EventKind::kSagaCancelled:
+        return d.value("compensated", false) ? "cancelled, compensated"
+                                             : "cancelled without compensation";
+      case EventKind::kCancelRequested:
+        return d.value("compensate", true)
+                   ? "cancel requested (compensate)"
+                   : "cancel requested (no compensation)";
+      case EventKind::kReplayed:
+        if (d.value("compensation", false)) {
+          return "replayed: retrying the failed compensation";
+        }
+        return "replayed from step " + Str(d, "from_step") + " (replay " +
+               Str(d, "replay_count") + ")";
+      case EventKind::kCheckpoint:
+        return "checkpointed at shutdown: " + Who(d) + " attempt " +
+               std::to_string(AttemptNo(d)) + " runs again on the next start";
+      case EventKind::kSagaPoisoned:
+        return "poisoned: " + Str(d, "error");
     }
-    if (t == "saga_poisoned") return "poisoned: " + Str(d, "error");
-    return t + " " + d.dump();
+    return e.type + " " + d.dump();
   }
 
   std::string Offset(int64_t time_ms) const {
@@ -293,13 +320,7 @@ void PrintEvent(const LogRecord& e, bool as_json) {
     std::printf("%s\n", j.dump().c_str());
     return;
   }
-  Colour c = Colour::kNone;
-  if (e.type.ends_with("_failed") || e.type == "saga_parked" ||
-      e.type == "saga_poisoned") {
-    c = Colour::kRed;
-  } else if (e.type == "saga_completed") {
-    c = Colour::kGreen;
-  }
+  const Colour c = ColourOf(e.type);
   std::string type = e.type;
   type.resize(std::max<size_t>(type.size(), 22), ' ');
   std::printf("%5llu  %s  %s  %s\n", static_cast<unsigned long long>(e.seq),
@@ -575,14 +596,7 @@ int RunSagasShow(const Common& common, const std::string& id) {
   std::printf("\n");
   Table t({"OFFSET", "SEQ", "TIME", "EVENT"});
   for (const json& e : events) {
-    const std::string type = e["type"].get<std::string>();
-    Colour c = Colour::kNone;
-    if (type.ends_with("_failed") || type == "saga_parked" ||
-        type == "saga_poisoned") {
-      c = Colour::kRed;
-    } else if (type == "saga_completed") {
-      c = Colour::kGreen;
-    }
+    const Colour c = ColourOf(e["type"].get<std::string>());
     t.AddRow({timeline.Offset(e["time_ms"].get<int64_t>()),
               std::to_string(e["seq"].get<uint64_t>()),
               e["at"].get<std::string>(),

@@ -48,7 +48,11 @@ std::string Where(Cf cf, std::string_view key) {
   return "cf '" + std::string(CfName(cf)) + "' key '" + PrintableKey(key) + "'";
 }
 
-std::string TimerName(Wait::Kind k) { return std::string(TimerNameOf(k)); }
+// The name of the timer row a wait of kind `k` has ("" for none).
+std::string TimerName(Wait::Kind k) {
+  auto kind = TimerKindOf(k);
+  return kind ? std::string(TimerKindName(*kind)) : "";
+}
 
 bool WaitsOnTimer(const SagaFacts& f) {
   if (!f.body_ok) return false;

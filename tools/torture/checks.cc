@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 #include "engine/saga.h"
 #include "storage/store.h"
@@ -19,26 +20,31 @@ std::string SagaOf(const std::string& key) {
   return key.substr(0, key.find('/'));
 }
 
-const char* TerminalEvent(SagaState s) {
+// The event a saga that ends in state `s` ends its log with.
+std::optional<EventKind> TerminalEvent(SagaState s) {
   switch (s) {
     case SagaState::kCompleted:
-      return "saga_completed";
+      return EventKind::kSagaCompleted;
     case SagaState::kCompensated:
-      return "saga_compensated";
+      return EventKind::kSagaCompensated;
     case SagaState::kCancelled:
-      return "saga_cancelled";
+      return EventKind::kSagaCancelled;
     case SagaState::kParked:
-      return "saga_parked";
+      return EventKind::kSagaParked;
     default:
-      return "";
+      return std::nullopt;
   }
+}
+
+bool Is(const LogRecord& e, EventKind kind) {
+  return e.type == EventKindName(kind);
 }
 
 // A saga's log: seqs 1..n without gaps, saga_started first, and an ending
 // that says the state its snapshot says; completion at most once.
 void CheckLog(const std::string& id, const SagaRecord& rec,
               const std::vector<LogRecord>& log, std::vector<Violation>* out) {
-  if (log.empty() || log.front().type != "saga_started") {
+  if (log.empty() || !Is(log.front(), EventKind::kSagaStarted)) {
     out->push_back({id, "log does not begin with saga_started"});
   }
   int completions = 0;
@@ -48,7 +54,7 @@ void CheckLog(const std::string& id, const SagaRecord& rec,
                               std::to_string(i + 1) + " was due"});
       break;
     }
-    completions += log[i].type == "saga_completed";
+    completions += Is(log[i], EventKind::kSagaCompleted);
   }
   if (completions > 1) out->push_back({id, "completed more than once"});
   if (rec.last_seq != log.size()) {
@@ -56,13 +62,13 @@ void CheckLog(const std::string& id, const SagaRecord& rec,
                             " but " + std::to_string(log.size()) +
                             " log records"});
   }
-  const std::string want = TerminalEvent(rec.state);
-  if (want.empty()) {
+  const std::optional<EventKind> want = TerminalEvent(rec.state);
+  if (!want) {
     out->push_back({id, "still " + std::string(SagaStateName(rec.state)) +
                             " after settling"});
-  } else if (!log.empty() && log.back().type != want &&
+  } else if (!log.empty() && !Is(log.back(), *want) &&
              !(rec.state == SagaState::kParked &&
-               log.back().type == "saga_poisoned")) {
+               Is(log.back(), EventKind::kSagaPoisoned))) {
     out->push_back({id, "state " + std::string(SagaStateName(rec.state)) +
                             " but the log ends with " + log.back().type});
   }

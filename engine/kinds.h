@@ -1,0 +1,54 @@
+// The kinds of record the engine writes about a saga: the events of its log
+// and its durable timers. Each kind has one name, the one the store, log
+// lines, metrics, MCP and cde-admin show; nothing else spells it.
+#ifndef CDE_ENGINE_KINDS_H_
+#define CDE_ENGINE_KINDS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace cde {
+
+// docs/storage-format.md lists what each event's data holds.
+enum class EventKind : uint8_t {
+  kSagaStarted,
+  kSagaQueued,    // waits for a slot under max_concurrency
+  kSagaDequeued,  // got its slot
+  kAttemptStarted,
+  kAttemptFailed,  // one attempt failed; a retry may follow
+  kStepSucceeded,
+  kStepFailed,  // failed for good
+  kCompensationSucceeded,
+  kCompensationFailed,
+  kSagaCompensating,
+  kCancelRequested,
+  kTimerFired,
+  kReplayed,
+  kCheckpoint,  // a graceful shutdown cut an attempt off
+  kSagaCompleted,
+  kSagaCompensated,
+  kSagaCancelled,
+  kSagaParked,
+  kSagaPoisoned,  // could not be decoded or advanced: parked as poison
+};
+std::string_view EventKindName(EventKind kind);
+// nullopt for a name this build does not know (a newer binary's event).
+std::optional<EventKind> EventKindFromName(std::string_view name);
+
+// How an event reads to an operator, for tools that colour a log.
+enum class EventTone { kProgress, kGood, kBad };
+EventTone ToneOf(EventKind kind);
+
+// The durable timers of a saga; a stored timer row is named after its kind.
+enum class TimerKind : uint8_t {
+  kBackoff,  // the wait before a retry
+  kSleep,    // a `sleep` step
+  kRedrive,  // a parked saga's automatic replay (dlq.auto_replay)
+};
+std::string_view TimerKindName(TimerKind kind);
+std::optional<TimerKind> TimerKindFromName(std::string_view name);
+
+}  // namespace cde
+
+#endif  // CDE_ENGINE_KINDS_H_
