@@ -89,7 +89,12 @@ struct McpMessageContext {
 struct SagaProgress {
   SagaState state = SagaState::kRunning;
   Wait wait;
-  std::vector<StepStatus> steps;
+  struct Step {
+    StepStatus status;
+    CompensationStatus compensation;
+    friend bool operator==(const Step&, const Step&) = default;
+  };
+  std::vector<Step> steps;
 
   static SagaProgress Of(const Saga& saga);
 };

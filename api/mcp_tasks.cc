@@ -74,7 +74,8 @@ std::string FailureText(const Engine& engine, const SagaRecord& r) {
     for (size_t i = 0; i < b["steps"].size(); ++i) {
       const json& st = b["steps"][i];
       if (st.contains("compensation_error") &&
-          st.value("status", "") == "compensation_failed") {
+          st.value("compensation", "") ==
+              CompensationStatusName(CompensationStatus::kFailed)) {
         return "the compensation of step " +
                StepName(engine, r, static_cast<int>(i)) + " failed (" +
                ErrorText(st["compensation_error"]) + ")";

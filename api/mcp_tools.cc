@@ -116,7 +116,8 @@ json SagaSummary(const SagaRecord& r, const WorkflowDefinition* def) {
     const json steps = r.body.value("steps", json::array());
     for (size_t i = 0; i < steps.size(); ++i) {
       if (steps[i].is_object() &&
-          steps[i].value("status", "") == "compensation_failed") {
+          steps[i].value("compensation", "") ==
+              CompensationStatusName(CompensationStatus::kFailed)) {
         step = static_cast<int>(i);
       }
     }

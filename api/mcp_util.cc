@@ -437,6 +437,9 @@ class JsonText {
 void StepText(std::string* out, const StepState& st, const char* name) {
   JsonText o(out);
   o.Int("attempts", st.attempts);
+  if (st.compensation != CompensationStatus::kNone) {
+    o.Str("compensation", CompensationStatusName(st.compensation));
+  }
   if (st.compensation_attempts != 0) {
     o.Int("compensation_attempts", st.compensation_attempts);
   }

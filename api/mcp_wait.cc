@@ -103,33 +103,39 @@ std::vector<SagaEvent> Diff(const std::optional<SagaProgress>& prev,
   if (prev) {
     for (size_t i = 0; i < cur.steps.size() && i < prev->steps.size(); ++i) {
       const StepState& st = cur.steps[i];
-      if (prev->steps[i] == st.status) continue;
       auto name = [&] { return StepName(def, static_cast<int>(i)); };
-      switch (st.status) {
-        case StepStatus::kSucceeded:
-          add("debug", true, "step_succeeded", [&] {
-            return Described{"step '" + name() + "' succeeded",
-                             {{"step", name()}, {"attempt", st.attempts}}};
-          });
-          break;
-        case StepStatus::kFailed:
-          add("warning", true, "step_failed", [&] {
-            return Described{"step '" + name() + "' failed after " +
-                                 std::to_string(st.attempts) +
-                                 " attempt(s): " + Describe(st.error),
-                             {{"step", name()},
-                              {"attempt", st.attempts},
-                              {"error", ErrorJson(st.error)}}};
-          });
-          break;
-        case StepStatus::kCompensated:
+      if (prev->steps[i].status != st.status) {
+        switch (st.status) {
+          case StepStatus::kSucceeded:
+            add("debug", true, "step_succeeded", [&] {
+              return Described{"step '" + name() + "' succeeded",
+                               {{"step", name()}, {"attempt", st.attempts}}};
+            });
+            break;
+          case StepStatus::kFailed:
+            add("warning", true, "step_failed", [&] {
+              return Described{"step '" + name() + "' failed after " +
+                                   std::to_string(st.attempts) +
+                                   " attempt(s): " + Describe(st.error),
+                               {{"step", name()},
+                                {"attempt", st.attempts},
+                                {"error", ErrorJson(st.error)}}};
+            });
+            break;
+          default:
+            break;
+        }
+      }
+      if (prev->steps[i].compensation == st.compensation) continue;
+      switch (st.compensation) {
+        case CompensationStatus::kSucceeded:
           add("debug", true, "compensation_succeeded", [&] {
             return Described{
                 "step '" + name() + "' compensated",
                 {{"step", name()}, {"attempt", st.compensation_attempts}}};
           });
           break;
-        case StepStatus::kCompensationFailed:
+        case CompensationStatus::kFailed:
           add("warning", true, "compensation_failed", [&] {
             return Described{
                 "the compensation of step '" + name() + "' failed after " +
@@ -233,11 +239,11 @@ uint64_t Remaining(const Saga& s, const WorkflowDefinition* def) {
       const bool unknown_outcome = (st.status == StepStatus::kFailed ||
                                     st.status == StepStatus::kRunning) &&
                                    st.error.kind == "timeout";
-      if (has_compensation &&
-          (st.status == StepStatus::kSucceeded ||
-           st.status == StepStatus::kCompensating || unknown_outcome)) {
-        ++n;
-      }
+      const bool to_undo =
+          st.compensation == CompensationStatus::kRunning ||
+          (st.compensation == CompensationStatus::kNone &&
+           (st.status == StepStatus::kSucceeded || unknown_outcome));
+      if (has_compensation && to_undo) ++n;
     }
   }
   return n;
@@ -258,7 +264,9 @@ void StopFollowingSteps(SagaFollower& f) {
 SagaProgress SagaProgress::Of(const Saga& saga) {
   SagaProgress p{saga.state, saga.wait, {}};
   p.steps.reserve(saga.steps.size());
-  for (const StepState& st : saga.steps) p.steps.push_back(st.status);
+  for (const StepState& st : saga.steps) {
+    p.steps.push_back({st.status, st.compensation});
+  }
   return p;
 }
 

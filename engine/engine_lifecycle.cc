@@ -4,10 +4,20 @@
 
 #include "engine/engine_impl.h"
 #include "engine/log.h"
+#include "engine/store_upgrade.h"
 
 namespace cde {
 
 Status EngineImpl::Recover() {
+  if (store_->format_version() < kFormatVersion) {
+    auto upgraded = UpgradeStore(*store_);
+    CDE_RETURN_IF_ERROR(upgraded.status());
+    Log(LogLevel::kInfo, "engine", "store upgraded",
+        {.extra = {{"from_format", upgraded->from},
+                   {"to_format", kFormatVersion},
+                   {"sagas_rewritten", upgraded->rewritten},
+                   {"sagas_undecodable", upgraded->left_as_is}}});
+  }
   auto defs = store_->ListDefinitions();
   if (!defs.ok()) return defs.status().WithContext("loading definitions");
   for (const DefinitionRecord& d : *defs) CDE_RETURN_IF_ERROR(AddDefinition(d));

@@ -13,16 +13,33 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::pair<StepStatus, std::string_view>, 8> kStepNames = {{
+constexpr std::array<std::pair<StepStatus, std::string_view>, 5> kStepNames = {{
     {StepStatus::kPending, "pending"},
     {StepStatus::kRunning, "running"},
     {StepStatus::kSucceeded, "succeeded"},
     {StepStatus::kFailed, "failed"},
-    {StepStatus::kCompensating, "compensating"},
-    {StepStatus::kCompensated, "compensated"},
-    {StepStatus::kCompensationFailed, "compensation_failed"},
-    {StepStatus::kSkipped, "skipped"},
+    {StepStatus::kCancelled, "cancelled"},
 }};
+
+constexpr std::array<std::pair<CompensationStatus, std::string_view>, 5>
+    kCompensationNames = {{
+        {CompensationStatus::kNone, "none"},
+        {CompensationStatus::kRunning, "running"},
+        {CompensationStatus::kSucceeded, "succeeded"},
+        {CompensationStatus::kFailed, "failed"},
+        {CompensationStatus::kNotDefined, "not_defined"},
+    }};
+
+// Snapshots written before the two were apart (store format 1) kept the
+// compensation's progress in `status`. Read back, the step's own outcome is
+// what made it need undoing: a success, or a timeout (unknown outcome).
+constexpr std::array<std::pair<std::string_view, CompensationStatus>, 4>
+    kFormat1CompensationStatuses = {{
+        {"compensating", CompensationStatus::kRunning},
+        {"compensated", CompensationStatus::kSucceeded},
+        {"compensation_failed", CompensationStatus::kFailed},
+        {"skipped", CompensationStatus::kNotDefined},
+    }};
 
 constexpr std::array<std::pair<Wait::Kind, std::string_view>, 6> kWaitNames = {{
     {Wait::Kind::kNothing, "nothing"},
@@ -55,6 +72,19 @@ T IntField(const json& j, const char* key, std::optional<T> fallback = {}) {
     throw std::invalid_argument(std::string(key) + ": not an integer");
   }
   return v.get<T>();
+}
+
+// Sets st->status from a stored `status`, in either format's words.
+void ReadStepStatus(const std::string& status, StepState* st) {
+  for (const auto& [name, compensation] : kFormat1CompensationStatuses) {
+    if (name == status) {
+      st->compensation = compensation;
+      st->status = st->error.kind == "timeout" ? StepStatus::kFailed
+                                               : StepStatus::kSucceeded;
+      return;
+    }
+  }
+  st->status = FromName(kStepNames, status, "step status");
 }
 
 ErrorInfo ErrorFromJson(const json& j) {
@@ -95,6 +125,9 @@ void WriteSagaBody(const Saga& s, Map& m) {
     for (const StepState& st : s.steps) {
       steps.Map([&st](auto& j) {
         j.Uint("attempts", st.attempts);
+        if (st.compensation != CompensationStatus::kNone) {
+          j.Str("compensation", CompensationStatusName(st.compensation));
+        }
         if (st.compensation_attempts != 0) {
           j.Uint("compensation_attempts", st.compensation_attempts);
         }
@@ -205,6 +238,13 @@ class CborMap {
 
 }  // namespace
 
+std::string_view CompensationStatusName(CompensationStatus s) {
+  for (const auto& [value, name] : kCompensationNames) {
+    if (value == s) return name;
+  }
+  return "unknown";
+}
+
 std::string_view StepStatusName(StepStatus s) {
   for (const auto& [value, name] : kStepNames) {
     if (value == s) return name;
@@ -267,8 +307,11 @@ Result<Saga> FromRecord(const SagaRecord& r) {
     s.input = b.at("input");
     for (const json& j : b.at("steps")) {
       StepState st;
-      st.status = FromName(kStepNames, j.at("status").get<std::string>(),
-                           "step status");
+      const std::string status = j.at("status").get<std::string>();
+      if (auto it = j.find("compensation"); it != j.end()) {
+        st.compensation = FromName(kCompensationNames, it->get<std::string>(),
+                                   "compensation status");
+      }
       st.attempts = IntField<uint32_t>(j, "attempts");
       st.compensation_attempts =
           IntField<uint32_t>(j, "compensation_attempts", 0u);
@@ -280,6 +323,7 @@ Result<Saga> FromRecord(const SagaRecord& r) {
       }
       st.started_ms = IntField<int64_t>(j, "started_ms", 0);
       st.finished_ms = IntField<int64_t>(j, "finished_ms", 0);
+      ReadStepStatus(status, &st);
       s.steps.push_back(std::move(st));
     }
     if (auto it = b.find("wait"); it != b.end()) {

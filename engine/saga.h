@@ -22,17 +22,27 @@
 
 namespace cde {
 
+// A step's own outcome. What became of its compensation is a field of its
+// own (CompensationStatus): a step that succeeded and was then compensated
+// still says it succeeded.
 enum class StepStatus {
   kPending,  // not started
   kRunning,  // an attempt was started; outcome not yet known
   kSucceeded,
-  kFailed,        // failed permanently
-  kCompensating,  // its compensation is under way
-  kCompensated,
-  kCompensationFailed,  // the compensation failed permanently
-  kSkipped,             // needed no compensation (none defined / never ran)
+  kFailed,     // failed permanently
+  kCancelled,  // the saga was cancelled while the step waited (a sleep, or
+               // its first attempt behind a gate): it never finished
 };
 std::string_view StepStatusName(StepStatus s);
+
+enum class CompensationStatus {
+  kNone,        // not called for (yet)
+  kRunning,     // under way
+  kSucceeded,   // the step's effect was undone
+  kFailed,      // failed permanently: the saga is parked
+  kNotDefined,  // the step needed undoing but defines no compensation
+};
+std::string_view CompensationStatusName(CompensationStatus s);
 
 struct ErrorInfo {
   std::string kind;  // "" = no error
@@ -45,9 +55,10 @@ struct StepState {
   StepStatus status = StepStatus::kPending;
   uint32_t attempts = 0;               // attempts of the step itself
   uint32_t compensation_attempts = 0;  // attempts of its compensation
-  nlohmann::json output;               // null until it succeeds
-  ErrorInfo error;                     // last error of the step
-  ErrorInfo compensation_error;        // last error of its compensation
+  CompensationStatus compensation = CompensationStatus::kNone;
+  nlohmann::json output;         // null until it succeeds
+  ErrorInfo error;               // last error of the step
+  ErrorInfo compensation_error;  // last error of its compensation
   int64_t started_ms = 0;
   int64_t finished_ms = 0;
   friend bool operator==(const StepState&, const StepState&) = default;

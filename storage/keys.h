@@ -39,6 +39,10 @@ inline constexpr std::array<Cf, kCfCount> kAllCfs = {
     Cf::kIdxWorkflow, Cf::kIdxWorkflowState};
 
 inline constexpr std::string_view kFormatVersionKey = "format_version";
+// meta: present while an upgrade runs, holding the version it upgrades from
+// (a format version record). The store already says kFormatVersion, so an
+// older build refuses it; a newer one finishes the upgrade.
+inline constexpr std::string_view kFormatUpgradeKey = "format_upgrade_from";
 // meta: audit records of operator actions, "audit/" kind "/" saga_id (e.g.
 // "audit/dlq_purge/01M8..."), each a CBOR map saying what was done.
 inline constexpr std::string_view kAuditPrefix = "audit/";

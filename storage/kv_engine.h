@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "storage/keys.h"
+#include "storage/records.h"
 #include "storage/status.h"
 #include "storage/transition.h"
 
@@ -57,7 +58,9 @@ std::unique_ptr<KvEngine> NewMemoryKv();
 
 // Wraps `kv` in the Store interface. `format_version_checked` is done by the
 // opener; StoreImpl only serves reads and writes.
-std::unique_ptr<class Store> NewStoreOverKv(std::unique_ptr<KvEngine> kv);
+// `format_version`: what the opener found (kFormatVersion for a new store).
+std::unique_ptr<class Store> NewStoreOverKv(
+    std::unique_ptr<KvEngine> kv, uint32_t format_version = kFormatVersion);
 
 // "cf 'sagas' key '01J...'": where a record lives, for error messages.
 std::string Where(Cf cf, std::string_view key);

@@ -263,6 +263,20 @@ Result<std::optional<uint32_t>> ReadFormatVersion(
   return std::optional<uint32_t>(*version);
 }
 
+// The version an interrupted upgrade started from; nullopt when none runs.
+Result<std::optional<uint32_t>> ReadFormatUpgrade(
+    rocksdb::DB* db, rocksdb::ColumnFamilyHandle* meta,
+    const std::string& where) {
+  std::string value;
+  rocksdb::Status s =
+      db->Get(rocksdb::ReadOptions(), meta, kFormatUpgradeKey, &value);
+  if (s.IsNotFound()) return std::optional<uint32_t>();
+  CDE_RETURN_IF_ERROR(FromRocks(s, where));
+  auto from = DecodeFormatVersion(value, Where(Cf::kMeta, kFormatUpgradeKey));
+  CDE_RETURN_IF_ERROR(from.status().WithContext(where));
+  return std::optional<uint32_t>(*from);
+}
+
 bool IsEmpty(rocksdb::DB* db,
              const std::vector<rocksdb::ColumnFamilyHandle*>& handles) {
   for (auto* h : handles) {
@@ -396,8 +410,11 @@ Result<std::unique_ptr<Store>> OpenRocksStoreWithEnv(
     t.PutFormatVersion(kFormatVersion);
     const Transition* batch[] = {&t};
     CDE_RETURN_IF_ERROR(kv->Write(batch, /*sync=*/true).WithContext(where));
+    return NewStoreOverKv(std::move(kv));
   }
-  return NewStoreOverKv(std::move(kv));
+  auto upgrading = ReadFormatUpgrade(db, meta, where);
+  CDE_RETURN_IF_ERROR(upgrading.status());
+  return NewStoreOverKv(std::move(kv), upgrading->value_or(**version));
 }
 
 Result<std::unique_ptr<Store>> OpenRocksStore(const StoreOptions& options) {

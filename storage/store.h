@@ -144,6 +144,11 @@ class Store {
   // Flushes memtables so the next open replays no WAL, then closes. Later
   // calls fail with ShutdownInProgress.
   virtual Status Close() = 0;
+  // The format the store's records are in, as opened: kFormatVersion, or an
+  // older version whose upgrade is the engine's to do (and which a
+  // read-only user reads as it is). An upgrade that was interrupted reports
+  // the version it upgrades from.
+  virtual uint32_t format_version() const = 0;
 };
 
 // Opens (or, in kReadWrite mode, creates) the RocksDB store at options.path.

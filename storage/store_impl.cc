@@ -54,7 +54,8 @@ std::string UpperBound(const SagaQuery& q, const std::string& prefix) {
 
 class StoreImpl final : public Store {
  public:
-  explicit StoreImpl(std::unique_ptr<KvEngine> kv) : kv_(std::move(kv)) {}
+  StoreImpl(std::unique_ptr<KvEngine> kv, uint32_t format_version)
+      : kv_(std::move(kv)), format_version_(format_version) {}
   ~StoreImpl() override { Close().IgnoreError(); }
 
   Status Write(std::span<const Transition* const> batch, bool sync) override {
@@ -332,6 +333,8 @@ class StoreImpl final : public Store {
     return kv_->CatchUp();
   }
 
+  uint32_t format_version() const override { return format_version_; }
+
   Status Close() override {
     closing_ = true;                  // no new call takes open_mu_
     std::unique_lock open(open_mu_);  // waits for the calls under way
@@ -400,6 +403,7 @@ class StoreImpl final : public Store {
   }
 
   std::unique_ptr<KvEngine> kv_;
+  const uint32_t format_version_;
   // Held shared by every call that reaches kv_, and exclusively by Close:
   // a call runs wholly before the close, or fails with ShutdownInProgress.
   // Calls that see `closing_` do not take it, so readers cannot keep Close
@@ -413,8 +417,9 @@ class StoreImpl final : public Store {
 
 }  // namespace
 
-std::unique_ptr<Store> NewStoreOverKv(std::unique_ptr<KvEngine> kv) {
-  return std::make_unique<StoreImpl>(std::move(kv));
+std::unique_ptr<Store> NewStoreOverKv(std::unique_ptr<KvEngine> kv,
+                                      uint32_t format_version) {
+  return std::make_unique<StoreImpl>(std::move(kv), format_version);
 }
 
 std::unique_ptr<Store> NewMemoryStore() {

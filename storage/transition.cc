@@ -79,6 +79,13 @@ void Transition::PutFormatVersion(uint32_t version) {
   Put(Cf::kMeta, kFormatVersionKey, EncodeFormatVersion(version));
 }
 
+void Transition::BeginFormatUpgrade(uint32_t from) {
+  PutFormatVersion(kFormatVersion);
+  Put(Cf::kMeta, kFormatUpgradeKey, EncodeFormatVersion(from));
+}
+
+void Transition::EndFormatUpgrade() { Delete(Cf::kMeta, kFormatUpgradeKey); }
+
 void Transition::DeleteSaga(const SagaRecord& saga) {
   Delete(Cf::kSagas, saga.id);
   Delete(Cf::kIdxState, IdxStatePrefix(saga.state) + saga.id);

@@ -39,6 +39,11 @@ class Transition {
   void PutDefinition(const DefinitionRecord& definition);
   // The `meta` format version row; written once, when a store is created.
   void PutFormatVersion(uint32_t version);
+  // An upgrade from format `from` begins: the store says kFormatVersion, and
+  // that an upgrade from `from` is under way (Store::format_version()
+  // reports `from` until EndFormatUpgrade is written).
+  void BeginFormatUpgrade(uint32_t from);
+  void EndFormatUpgrade();
   // Removes a saga: its snapshot and its three index rows (for the state
   // and workflow of `saga`, the stored snapshot), and its log events
   // 1..saga.last_seq. Timer, DLQ and idempotency rows are the caller's.

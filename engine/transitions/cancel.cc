@@ -42,10 +42,12 @@ Result<Plan> PlanCancel(const PlanContext& ctx, const Saga& saga,
     case Wait::Kind::kSleep:
       p.timers_delete.push_back(TimerOf(w));
       p.saga.wait = {};
-      if (w.kind == Wait::Kind::kBackoff) {
-        // The retries are abandoned: the step failed.
+      {
+        // A backoff's retries are abandoned: the step failed. A sleep is
+        // cut off: it never finished, and there is nothing to undo.
         StepState& st = p.saga.steps[static_cast<size_t>(w.step)];
-        st.status = StepStatus::kFailed;
+        st.status = w.kind == Wait::Kind::kBackoff ? StepStatus::kFailed
+                                                   : StepStatus::kCancelled;
         st.finished_ms = ctx.now_ms;
       }
       ti::BeginCancel(ctx, p);

@@ -65,6 +65,7 @@ Result<int64_t> SleepDurationMs(const WorkflowDefinition& def,
 // A step needs compensating if it ran to success, or if its outcome is
 // unknown (its last attempt timed out: the effect may have happened).
 bool NeedsCompensation(const StepState& st) {
+  if (st.compensation != CompensationStatus::kNone) return false;  // handled
   if (st.status == StepStatus::kSucceeded) return true;
   return (st.status == StepStatus::kFailed ||
           st.status == StepStatus::kRunning) &&
@@ -118,13 +119,13 @@ void Advance(const PlanContext& ctx, Plan& p) {
   // compensating or cancelling: undo from the last step backwards.
   for (size_t i = s.steps.size(); i-- > 0;) {
     StepState& st = s.steps[i];
-    if (st.status == StepStatus::kCompensating) {
+    if (st.compensation == CompensationStatus::kRunning) {
       StartAttempt(ctx, p, static_cast<int>(i), true);  // a retry
       return;
     }
     if (!NeedsCompensation(st)) continue;
     if (!ctx.def.steps[i].compensate) {
-      st.status = StepStatus::kSkipped;
+      st.compensation = CompensationStatus::kNotDefined;
       continue;
     }
     StartAttempt(ctx, p, static_cast<int>(i), true);
@@ -144,7 +145,11 @@ void StartAttempt(const PlanContext& ctx, Plan& p, int step,
   StepState& st = p.saga.steps[static_cast<size_t>(step)];
   const uint32_t attempt =
       compensation ? ++st.compensation_attempts : ++st.attempts;
-  st.status = compensation ? StepStatus::kCompensating : StepStatus::kRunning;
+  if (compensation) {
+    st.compensation = CompensationStatus::kRunning;
+  } else {
+    st.status = StepStatus::kRunning;
+  }
   if (st.started_ms == 0) st.started_ms = ctx.now_ms;
   const ActionSpec& spec = SpecOf(ctx.def, step, compensation);
   json data = StepRef(ctx.def, step, compensation, attempt);
@@ -179,7 +184,7 @@ void Succeed(const PlanContext& ctx, Plan& p, int step, bool compensation,
   st.finished_ms = ctx.now_ms;
   json data = StepRef(ctx.def, step, compensation, attempt);
   if (compensation) {
-    st.status = StepStatus::kCompensated;
+    st.compensation = CompensationStatus::kSucceeded;
     p.events.push_back({EventKind::kCompensationSucceeded, std::move(data)});
   } else {
     st.status = StepStatus::kSucceeded;
@@ -211,7 +216,7 @@ void FailPermanently(const PlanContext& ctx, Plan& p, int step,
   data["error"] = {{"kind", error.kind}, {"message", error.message}};
   p.saga.wait = {};
   if (compensation) {
-    st.status = StepStatus::kCompensationFailed;
+    st.compensation = CompensationStatus::kFailed;
     st.compensation_error = error;
     p.events.push_back({EventKind::kCompensationFailed, std::move(data)});
     Park(ctx, p, "compensation_failed", step, error, st.compensation_attempts);
@@ -278,10 +283,7 @@ TemplateContext MakeTemplateContext(const WorkflowDefinition& def,
                                     std::string idempotency_key,
                                     uint32_t attempt) {
   for (size_t i = 0; i < saga.steps.size() && i < def.steps.size(); ++i) {
-    if (saga.steps[i].status == StepStatus::kSucceeded ||
-        saga.steps[i].status == StepStatus::kCompensating ||
-        saga.steps[i].status == StepStatus::kCompensated ||
-        saga.steps[i].status == StepStatus::kCompensationFailed) {
+    if (saga.steps[i].status == StepStatus::kSucceeded) {
       (*outputs)[def.steps[i].name] = saga.steps[i].output;
     }
   }

@@ -33,7 +33,7 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
   };
   auto failed_comp = std::find_if(
       p.saga.steps.begin(), p.saga.steps.end(), [](const StepState& st) {
-        return st.status == StepStatus::kCompensationFailed;
+        return st.compensation == CompensationStatus::kFailed;
       });
   if (failed_comp != p.saga.steps.end()) {
     if (!from_step.empty()) {
@@ -43,7 +43,7 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
           "replays that compensation and takes no from_step");
     }
     // Retry the compensation with a fresh budget.
-    failed_comp->status = StepStatus::kSucceeded;
+    failed_comp->compensation = CompensationStatus::kNone;
     failed_comp->compensation_attempts = 0;
     failed_comp->compensation_error = {};
     p.saga.state = saga.cancel_requested ? SagaState::kCancelling

@@ -331,7 +331,8 @@ TEST_F(AdminTest, SagasShowGivesStepsAttemptsTimelineAndWait) {
   EXPECT_EQ(j["saga"]["state"], "compensated");
   ASSERT_EQ(j["steps"].size(), 2u);
   EXPECT_EQ(j["steps"][0]["name"], "reserve");
-  EXPECT_EQ(j["steps"][0]["status"], "compensated");
+  EXPECT_EQ(j["steps"][0]["status"], "succeeded");
+  EXPECT_EQ(j["steps"][0]["compensation"], "succeeded");
   EXPECT_EQ(j["steps"][0]["compensation_attempts"], 1);
   EXPECT_EQ(j["steps"][1]["name"], "charge");
   EXPECT_EQ(j["steps"][1]["status"], "failed");
@@ -575,7 +576,9 @@ TEST_F(AdminTest, BadInputIsOneClearLineAndChangesNothing) {
                                         {"backup", own_.Sub("newer-backup")}}) {
     r = Admin(args, newer);
     EXPECT_EQ(r.exit_code, 2) << args[0];
-    ExpectOneLineError(r, "store format version 2 is newer than this build");
+    ExpectOneLineError(r, "store format version " +
+                              std::to_string(kFormatVersion + 1) +
+                              " is newer than this build");
   }
   EXPECT_EQ(Listing(newer), before);
   EXPECT_FALSE(fs::exists(own_.Sub("newer-backup")));

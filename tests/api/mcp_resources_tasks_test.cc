@@ -515,7 +515,9 @@ TEST_F(McpResourcesTasksTest, CancellingATaskCompensatesTheSaga) {
   EXPECT_EQ(result["isError"], true);
   EXPECT_EQ(result["structuredContent"]["state"], "cancelled");
   EXPECT_EQ(result["structuredContent"]["saga"]["steps"][0]["status"],
-            "compensated");
+            "succeeded");
+  EXPECT_EQ(result["structuredContent"]["saga"]["steps"][0]["compensation"],
+            "succeeded");
   EXPECT_EQ(Result("tasks/get", {{"taskId", tid}})["status"], "cancelled");
   EXPECT_EQ(Notes("notifications/tasks/status").size(), 1u);
 }

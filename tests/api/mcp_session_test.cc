@@ -724,7 +724,8 @@ TEST_F(McpSessionTest, StartWithWaitCountsCompensationsInProgress) {
   json out = Out(r);
   EXPECT_EQ(out["state"], "compensated");
   EXPECT_EQ(out["saga"]["failure"]["message"], "declined");
-  EXPECT_EQ(out["saga"]["steps"][0]["status"], "compensated");
+  EXPECT_EQ(out["saga"]["steps"][0]["status"], "succeeded");
+  EXPECT_EQ(out["saga"]["steps"][0]["compensation"], "succeeded");
   std::vector<json> p = Notes("notifications/progress");
   ASSERT_EQ(p.size(), 3u) << json(p).dump();
   EXPECT_EQ(p[0]["progressToken"], 7);

@@ -30,7 +30,8 @@ Saga SagaWithEveryField() {
   s.replayed_by = "admin";
   s.input = {{"city", "Zürich"}, {"nights", 3}, {"ratio", 0.5}, {"x", nullptr}};
   StepState done;
-  done.status = StepStatus::kCompensated;
+  done.status = StepStatus::kSucceeded;
+  done.compensation = CompensationStatus::kSucceeded;
   done.attempts = 2;
   done.compensation_attempts = 1;
   done.output = {{"id", "F-1"}, {"seats", json::array({1, 2})}};
@@ -79,7 +80,8 @@ Saga GeneratedSaga(uint64_t seed) {
   const int steps = static_cast<int>(number(30));
   for (int i = 0; i < steps; ++i) {
     StepState st;
-    st.status = static_cast<StepStatus>(number(8));
+    st.status = static_cast<StepStatus>(number(5));
+    if (coin()) st.compensation = static_cast<CompensationStatus>(number(5));
     st.attempts = static_cast<uint32_t>(number(300));
     if (coin()) st.compensation_attempts = static_cast<uint32_t>(number(5));
     if (coin()) st.output = coin() ? json("text") : json{{"k", i}};

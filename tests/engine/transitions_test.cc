@@ -219,7 +219,13 @@ TEST_F(TransitionsTest, NonRetryableKindFailsAtOnceAndCompensatesInReverse) {
               ElementsAre("compensation_succeeded", "saga_compensated"));
   EXPECT_EQ(done->saga.state, SagaState::kCompensated);
   EXPECT_EQ(done->saga.steps[2].status, StepStatus::kFailed);
-  EXPECT_EQ(done->saga.steps[1].status, StepStatus::kCompensated);
+  // Each step keeps its own outcome beside its compensation's.
+  for (int i : {0, 1}) {
+    EXPECT_EQ(done->saga.steps[i].status, StepStatus::kSucceeded) << i;
+    EXPECT_EQ(done->saga.steps[i].compensation, CompensationStatus::kSucceeded)
+        << i;
+  }
+  EXPECT_EQ(done->saga.steps[2].compensation, CompensationStatus::kNone);
 }
 
 TEST_F(TransitionsTest, ExhaustedRetriesFailTheStep) {
@@ -269,7 +275,15 @@ TEST_F(TransitionsTest, FailedCompensationParksTheSaga) {
   ASSERT_TRUE(p);
   EXPECT_THAT(Types(*p), ElementsAre("compensation_failed", "saga_parked"));
   EXPECT_EQ(p->dlq_put->reason, "compensation_failed");
-  EXPECT_EQ(p->saga.steps[0].status, StepStatus::kCompensationFailed);
+  EXPECT_EQ(p->saga.steps[0].status, StepStatus::kSucceeded);
+  EXPECT_EQ(p->saga.steps[0].compensation, CompensationStatus::kFailed);
+
+  // Its replay retries the compensation; the step still says it succeeded.
+  auto replayed = PlanReplay(Ctx(), p->saga, "");
+  ASSERT_TRUE(replayed.ok());
+  EXPECT_EQ(replayed->saga.wait, (Wait{Wait::Kind::kAttempt, 0, true, 1, 0}));
+  EXPECT_EQ(replayed->saga.steps[0].status, StepStatus::kSucceeded);
+  EXPECT_EQ(replayed->saga.steps[0].compensation, CompensationStatus::kRunning);
 }
 
 TEST_F(TransitionsTest, ReplayRestartsTheFailedStepWithAFreshBudget) {
@@ -307,6 +321,35 @@ TEST_F(TransitionsTest, CancelDuringAnAttemptWaitsForItsResult) {
   ASSERT_TRUE(end);
   EXPECT_EQ(end->saga.state, SagaState::kCancelled);
   EXPECT_TRUE(end->finished);
+}
+
+// retry-park-demo cancelled while 'pause' sleeps: the sleep is cut off
+// (cancelled, not running), and a step that succeeded without a
+// compensation to run still says it succeeded.
+TEST_F(TransitionsTest, CancelDuringASleepLeavesNoStepRunning) {
+  def_ = Def({Step("flaky"),
+              {{"name", "pause"},
+               {"action", "sleep"},
+               {"params", {{"duration_ms", 600000}}}},
+              Step("report")});
+  Saga s = Feed(Start().saga, Ok(0));
+  ASSERT_EQ(s.wait.kind, Wait::Kind::kSleep);
+  for (bool compensate : {true, false}) {
+    auto c = PlanCancel(Ctx(), s, compensate);
+    ASSERT_TRUE(c.ok());
+    EXPECT_EQ(c->saga.state, SagaState::kCancelled);
+    EXPECT_THAT(c->timers_delete,
+                ElementsAre(TimerRef{s.wait.due_ms, TimerKind::kSleep}));
+    const auto& steps = c->saga.steps;
+    EXPECT_EQ(steps[0].status, StepStatus::kSucceeded);
+    EXPECT_EQ(steps[0].compensation, compensate
+                                         ? CompensationStatus::kNotDefined
+                                         : CompensationStatus::kNone);
+    EXPECT_EQ(steps[1].status, StepStatus::kCancelled);
+    EXPECT_EQ(steps[1].compensation, CompensationStatus::kNone);
+    EXPECT_EQ(steps[1].finished_ms, kNow);
+    EXPECT_EQ(steps[2].status, StepStatus::kPending);
+  }
 }
 
 TEST_F(TransitionsTest, CancelWithoutCompensationJustStops) {

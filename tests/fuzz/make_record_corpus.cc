@@ -44,7 +44,8 @@ Saga Compensating() {
   s.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
   s.input = {{"trip_id", "T-1"}, {"nights", 3}, {"price", 12.5}};
   StepState flight;
-  flight.status = StepStatus::kCompensating;
+  flight.status = StepStatus::kSucceeded;
+  flight.compensation = CompensationStatus::kRunning;
   flight.attempts = 1;
   flight.compensation_attempts = 2;
   flight.output = {{"pnr", "XYZ"}};

@@ -57,6 +57,7 @@ class StoreWrapper : public Store {
   }
   Status CatchUp() override { return target_->CatchUp(); }
   Status Close() override { return target_->Close(); }
+  uint32_t format_version() const override { return target_->format_version(); }
 
  protected:
   Store* target_;

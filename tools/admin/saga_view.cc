@@ -78,7 +78,7 @@ Position CurrentStep(const Saga& saga) {
     p.compensation = saga.wait.compensation;
   } else if (saga.state == SagaState::kParked) {
     for (size_t i = saga.steps.size(); i-- > 0;) {
-      if (saga.steps[i].status == StepStatus::kCompensationFailed) {
+      if (saga.steps[i].compensation == CompensationStatus::kFailed) {
         p.step = static_cast<int>(i);
         p.compensation = true;
         break;

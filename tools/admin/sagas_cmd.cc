@@ -277,18 +277,31 @@ Colour StepColour(StepStatus s) {
     case StepStatus::kSucceeded:
       return Colour::kGreen;
     case StepStatus::kFailed:
-    case StepStatus::kCompensationFailed:
       return Colour::kRed;
-    case StepStatus::kCompensating:
-    case StepStatus::kCompensated:
-      return Colour::kYellow;
     case StepStatus::kRunning:
       return Colour::kCyan;
     case StepStatus::kPending:
-    case StepStatus::kSkipped:
+    case StepStatus::kCancelled:
       return Colour::kDim;
   }
   return Colour::kNone;
+}
+
+// How its compensation went, as the `undo` row shows it.
+Cell CompensationCell(CompensationStatus s) {
+  switch (s) {
+    case CompensationStatus::kSucceeded:
+      return {"succeeded", Colour::kGreen};
+    case CompensationStatus::kFailed:
+      return {"failed", Colour::kRed};
+    case CompensationStatus::kRunning:
+      return {"running", Colour::kCyan};
+    case CompensationStatus::kNotDefined:
+      return {"not defined", Colour::kDim};
+    case CompensationStatus::kNone:
+      break;
+  }
+  return {};
 }
 
 // --- sagas log ---
@@ -439,6 +452,10 @@ int RunSagasShow(const Common& common, const std::string& id) {
             defs.StepName(rec.workflow, rec.version, static_cast<int>(i))},
            {"action", info ? json(info->action) : json(nullptr)},
            {"status", StepStatusName(st.status)},
+           {"compensation",
+            st.compensation == CompensationStatus::kNone
+                ? json(nullptr)
+                : json(CompensationStatusName(st.compensation))},
            {"attempts", st.attempts},
            {"max_attempts", info ? json(info->max_attempts) : json(nullptr)},
            {"compensation_action", info && !info->compensate_action.empty()
@@ -563,26 +580,22 @@ int RunSagasShow(const Common& common, const std::string& id) {
                     ? ""
                     : FormatDuration(s["duration_ms"].get<int64_t>()),
                 {ErrorCell(st.error), Colour::kRed}});
-      if (st.compensation_attempts != 0 || !st.compensation_error.empty()) {
-        std::string undo_attempts = std::to_string(st.compensation_attempts);
-        if (!s["compensation_max_attempts"].is_null()) {
+      // An `undo` row once undoing the step was called for.
+      if (st.compensation != CompensationStatus::kNone ||
+          st.compensation_attempts != 0 || !st.compensation_error.empty()) {
+        const bool none = st.compensation == CompensationStatus::kNotDefined;
+        std::string undo_attempts =
+            none ? "" : std::to_string(st.compensation_attempts);
+        if (!none && !s["compensation_max_attempts"].is_null()) {
           undo_attempts +=
               "/" +
               std::to_string(s["compensation_max_attempts"].get<uint32_t>());
         }
-        // The step's status says how its compensation went.
-        Cell outcome;
-        if (st.status == StepStatus::kCompensated) {
-          outcome = {"succeeded", Colour::kGreen};
-        } else if (st.status == StepStatus::kCompensationFailed) {
-          outcome = {"failed", Colour::kRed};
-        } else if (st.status == StepStatus::kCompensating) {
-          outcome = {"running", Colour::kCyan};
-        }
+        const Cell outcome = CompensationCell(st.compensation);
         t.AddRow({"",
                   "  undo",
                   s["compensation_action"].is_null()
-                      ? "?"
+                      ? "-"
                       : s["compensation_action"].get<std::string>(),
                   outcome,
                   undo_attempts,

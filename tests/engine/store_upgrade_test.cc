@@ -1,0 +1,176 @@
+// A store written by the build before format 2 (tests/fixtures/store-v1,
+// made by tests/fixtures/make_store_v1.py with that build) opens in this
+// one: its snapshots are rewritten in the new step words, its saga in
+// flight finishes, and an upgrade cut short resumes.
+#include "engine/store_upgrade.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "engine/saga.h"
+#include "storage/keys.h"
+#include "tests/engine/engine_harness.h"
+
+namespace cde {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+// The fixture's sagas by what they show: completed, parked_step_failed,
+// compensated, parked_compensation_failed, cancelled_while_sleeping,
+// sleeping.
+json FixtureSagas() {
+  std::ifstream in(std::string(CDE_FIXTURES_DIR) + "/store-v1.sagas.json");
+  return json::parse(in);
+}
+
+class StoreUpgradeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fs::copy(std::string(CDE_FIXTURES_DIR) + "/store-v1", store_dir_,
+             fs::copy_options::recursive);
+  }
+
+  // The saga as the engine reads it.
+  Saga Read(Store& store, const std::string& id) {
+    auto record = store.GetSaga(id);
+    EXPECT_OK(record.status());
+    auto saga = FromRecord(*record);
+    EXPECT_OK(saga.status());
+    return saga.ok() ? *saga : Saga{};
+  }
+
+  // Every stored step status is a format-2 word, and no step of a
+  // finished saga is running.
+  void ExpectFormat2Rows(Store& store) {
+    const std::set<std::string> words = {"pending", "running", "succeeded",
+                                         "failed", "cancelled"};
+    size_t sagas = 0;
+    ASSERT_OK(store.ScanRows(Cf::kSagas, [&](auto key, auto value) {
+      auto record = DecodeSaga(value, std::string(key));
+      EXPECT_OK(record.status());
+      if (!record.ok()) return true;
+      ++sagas;
+      for (const json& st : record->body["steps"]) {
+        const std::string status = st["status"].get<std::string>();
+        EXPECT_EQ(words.count(status), 1u) << key << ": " << status;
+        if (IsTerminal(record->state)) {
+          EXPECT_NE(status, "running") << key;
+        }
+      }
+      return true;
+    }));
+    EXPECT_EQ(sagas, FixtureSagas().size());
+  }
+
+  test::TempDir dir_;
+  const std::string store_dir_ = dir_.Sub("store");
+};
+
+TEST_F(StoreUpgradeTest, AFormat1StoreIsRewrittenInTheNewStepWordsOnOpen) {
+  const json ids = FixtureSagas();
+  {
+    auto before = OpenRocksStore({.path = store_dir_});
+    ASSERT_OK(before.status());
+    EXPECT_EQ((*before)->format_version(), 1u);
+  }
+  test::EngineHarness h;
+  ASSERT_OK(h.Open(store_dir_));
+  Store& store = h.engine().store();
+  ExpectFormat2Rows(store);
+
+  Saga compensated = Read(store, ids["compensated"].get<std::string>());
+  ASSERT_EQ(compensated.steps.size(), 3u);
+  EXPECT_EQ(compensated.steps[0].status, StepStatus::kSucceeded);
+  EXPECT_EQ(compensated.steps[0].compensation, CompensationStatus::kSucceeded);
+  EXPECT_EQ(compensated.steps[1].status, StepStatus::kSucceeded);
+  EXPECT_EQ(compensated.steps[1].compensation, CompensationStatus::kNotDefined);
+  EXPECT_EQ(compensated.steps[2].status, StepStatus::kFailed);
+  EXPECT_EQ(compensated.steps[2].compensation, CompensationStatus::kNone);
+
+  Saga bad_undo =
+      Read(store, ids["parked_compensation_failed"].get<std::string>());
+  EXPECT_EQ(bad_undo.state, SagaState::kParked);
+  EXPECT_EQ(bad_undo.steps[0].status, StepStatus::kSucceeded);
+  EXPECT_EQ(bad_undo.steps[0].compensation, CompensationStatus::kFailed);
+
+  // The case the split was made for: cancelled while 'pause' slept.
+  Saga cancelled =
+      Read(store, ids["cancelled_while_sleeping"].get<std::string>());
+  EXPECT_EQ(cancelled.state, SagaState::kCancelled);
+  EXPECT_EQ(cancelled.steps[0].status, StepStatus::kSucceeded);
+  EXPECT_EQ(cancelled.steps[0].compensation, CompensationStatus::kNotDefined);
+  EXPECT_EQ(cancelled.steps[1].status, StepStatus::kCancelled);
+  EXPECT_EQ(cancelled.steps[2].status, StepStatus::kPending);
+
+  // The saga that slept through the upgrade wakes and completes.
+  const std::string sleeping = ids["sleeping"].get<std::string>();
+  ASSERT_TRUE(h.RunUntil([&] {
+    return store.GetSaga(sleeping).ok() &&
+           store.GetSaga(sleeping)->state == SagaState::kCompleted;
+  })) << SagaStateName(store.GetSaga(sleeping)->state);
+  ASSERT_OK(h.Close());
+
+  auto after = OpenRocksStore({.path = store_dir_});
+  ASSERT_OK(after.status());
+  EXPECT_EQ((*after)->format_version(), kFormatVersion);
+  size_t meta_rows = 0;
+  ASSERT_OK((*after)->ScanRows(Cf::kMeta, [&](auto key, auto) {
+    EXPECT_NE(key, kFormatUpgradeKey);
+    ++meta_rows;
+    return true;
+  }));
+  EXPECT_GE(meta_rows, 1u);
+}
+
+TEST_F(StoreUpgradeTest, AnUpgradeCutShortResumesOnTheNextOpen) {
+  {
+    // Killed right after the upgrade began: the store says format 2 (older
+    // builds refuse it) with the marker, and no snapshot rewritten yet.
+    auto store = OpenRocksStore({.path = store_dir_});
+    ASSERT_OK(store.status());
+    Transition begin;
+    begin.BeginFormatUpgrade(1);
+    const Transition* batch[] = {&begin};
+    ASSERT_OK((*store)->Write(batch, true));
+  }
+  {
+    auto store = OpenRocksStore({.path = store_dir_});
+    ASSERT_OK(store.status());
+    EXPECT_EQ((*store)->format_version(), 1u);  // still to upgrade
+    auto report = UpgradeStore(**store);
+    ASSERT_OK(report.status());
+    EXPECT_EQ(report->from, 1u);
+    EXPECT_EQ(report->rewritten, FixtureSagas().size());
+    EXPECT_EQ(report->left_as_is, 0u);
+    ExpectFormat2Rows(**store);
+  }
+  auto store = OpenRocksStore({.path = store_dir_});
+  ASSERT_OK(store.status());
+  EXPECT_EQ((*store)->format_version(), kFormatVersion);
+  auto again = UpgradeStore(**store);  // nothing left to do
+  ASSERT_OK(again.status());
+  EXPECT_EQ(again->rewritten, 0u);
+}
+
+// cde-admin reads a store without a server, read-only: a format-1 store it
+// cannot upgrade still reads in the new words.
+TEST_F(StoreUpgradeTest, AReadOnlyOpenReadsFormat1InTheNewWords) {
+  auto store =
+      OpenRocksStore({.path = store_dir_, .mode = OpenMode::kReadOnly});
+  ASSERT_OK(store.status());
+  EXPECT_EQ((*store)->format_version(), 1u);
+  Saga compensated =
+      Read(**store, FixtureSagas()["compensated"].get<std::string>());
+  ASSERT_EQ(compensated.steps.size(), 3u);
+  EXPECT_EQ(compensated.steps[0].status, StepStatus::kSucceeded);
+  EXPECT_EQ(compensated.steps[0].compensation, CompensationStatus::kSucceeded);
+}
+
+}  // namespace
+}  // namespace cde
