@@ -46,16 +46,16 @@ std::string_view TaskStatusName(SagaState state, bool cancel_requested) {
   }
 }
 
-// "kind: message" of an error object of a saga body.
-std::string ErrorText(const json& e) {
-  if (!e.is_object()) return "";
-  const std::string kind = e.value("kind", ""), msg = e.value("message", "");
-  return kind.empty() ? msg : msg.empty() ? kind : kind + ": " + msg;
+// "kind: message" of an error.
+std::string ErrorText(const ErrorInfo& e) {
+  return e.kind.empty()      ? e.message
+         : e.message.empty() ? e.kind
+                             : e.kind + ": " + e.message;
 }
 
 // The name of step `index` of the saga's workflow, or "#index".
-std::string StepName(const Engine& engine, const SagaRecord& r, int index) {
-  auto def = mcp::FindWorkflow(engine, r.workflow, r.version);
+std::string StepName(const Engine& engine, const Saga& s, int index) {
+  auto def = mcp::FindWorkflow(engine, s.workflow, s.version);
   if (def && index >= 0 && static_cast<size_t>(index) < def->steps.size()) {
     return "'" + def->steps[static_cast<size_t>(index)].name + "'";
   }
@@ -64,33 +64,27 @@ std::string StepName(const Engine& engine, const SagaRecord& r, int index) {
 
 // Why a saga failed: its failed step and error, else the compensation that
 // failed (a saga parked by a failed compensation).
-std::string FailureText(const Engine& engine, const SagaRecord& r) {
-  const json& b = r.body;
-  if (b.contains("failure")) {
-    return "step " + StepName(engine, r, b.value("failed_step", -1)) +
-           " failed (" + ErrorText(b["failure"]) + ")";
+std::string FailureText(const Engine& engine, const Saga& s) {
+  if (!s.failure.empty()) {
+    return "step " + StepName(engine, s, s.failed_step) + " failed (" +
+           ErrorText(s.failure) + ")";
   }
-  if (b.contains("steps") && b["steps"].is_array()) {
-    for (size_t i = 0; i < b["steps"].size(); ++i) {
-      const json& st = b["steps"][i];
-      if (st.contains("compensation_error") &&
-          st.value("compensation", "") ==
-              CompensationStatusName(CompensationStatus::kFailed)) {
-        return "the compensation of step " +
-               StepName(engine, r, static_cast<int>(i)) + " failed (" +
-               ErrorText(st["compensation_error"]) + ")";
-      }
+  for (size_t i = 0; i < s.steps.size(); ++i) {
+    if (s.steps[i].compensation == CompensationStatus::kFailed) {
+      return "the compensation of step " +
+             StepName(engine, s, static_cast<int>(i)) + " failed (" +
+             ErrorText(s.steps[i].compensation_error) + ")";
     }
   }
   return "";
 }
 
 // The message that goes with a saga's task status (TaskStatusName).
-std::string TaskStatusMessage(const Engine& engine, const SagaRecord& r) {
-  std::string failure = FailureText(engine, r);
-  if (r.body.contains("cancel")) {
-    const bool compensate = r.body["cancel"].value("compensate", true);
-    switch (r.state) {
+std::string TaskStatusMessage(const Engine& engine, const Saga& s) {
+  std::string failure = FailureText(engine, s);
+  if (s.cancel_requested) {
+    const bool compensate = s.compensate_on_cancel;
+    switch (s.state) {
       case SagaState::kCancelled:
         return compensate ? "The saga was cancelled; its "
                             "completed steps were compensated."
@@ -105,13 +99,13 @@ std::string TaskStatusMessage(const Engine& engine, const SagaRecord& r) {
         return compensate ? "Cancel requested: the saga stops after its "
                             "current attempt and compensates its completed "
                             "steps (saga state " +
-                                std::string(SagaStateName(r.state)) + ")."
+                                std::string(SagaStateName(s.state)) + ")."
                           : "Cancel requested: the saga stops after its "
                             "current attempt.";
     }
   }
   if (failure.empty()) failure = "a step failed";
-  switch (r.state) {
+  switch (s.state) {
     case SagaState::kCompleted:
       return "The saga completed.";
     case SagaState::kCompensated:
@@ -125,31 +119,43 @@ std::string TaskStatusMessage(const Engine& engine, const SagaRecord& r) {
     case SagaState::kCompensating:
       return "The saga failed: " + failure +
              "; compensating its completed steps.";
-    default: {
-      const json& w = r.body.value("wait", json::object());
-      if (w.value("kind", "") == "attempt" || w.value("kind", "") == "sleep") {
-        return "Running step " + StepName(engine, r, w.value("step", -1)) +
-               " (attempt " + std::to_string(w.value("attempt", 0)) + ").";
+    default:
+      switch (s.wait.kind) {
+        case Wait::Kind::kAttempt:
+        case Wait::Kind::kSleep:
+          return "Running step " + StepName(engine, s, s.wait.step) +
+                 " (attempt " + std::to_string(s.wait.attempt) + ").";
+        case Wait::Kind::kBackoff:
+          return "Step " + StepName(engine, s, s.wait.step) +
+                 " failed; retrying at " + mcp::IsoTime(s.wait.due_ms) + ".";
+        case Wait::Kind::kQueued:
+          return "Queued under the workflow's max_concurrency limit.";
+        default:
+          return "The saga is running.";
       }
-      if (w.value("kind", "") == "backoff") {
-        return "Step " + StepName(engine, r, w.value("step", -1)) +
-               " failed; retrying at " +
-               mcp::IsoTime(w.value("due_ms", int64_t{0})) + ".";
-      }
-      if (w.value("kind", "") == "queued") {
-        return "Queued under the workflow's max_concurrency limit.";
-      }
-      return "The saga is running.";
-    }
   }
+}
+
+// A stored saga's task status and its message. A snapshot that does not
+// decode (the engine parks such a saga as poison) says so.
+struct TaskState {
+  std::string_view status;
+  std::string message;
+};
+TaskState TaskStateOf(const Engine& engine, const SagaRecord& r) {
+  auto saga = FromRecord(r);
+  if (!saga.ok()) {
+    return {TaskStatusName(r.state, false),
+            "The saga's snapshot cannot be read: " + saga.status().message()};
+  }
+  return {TaskStatusName(r.state, saga->cancel_requested),
+          TaskStatusMessage(engine, *saga)};
 }
 
 // What the start_workflow call would have returned, once the saga is over:
 // an error result unless it completed.
 json TaskResult(const Engine& engine, const SagaRecord& r) {
-  const std::string_view status =
-      TaskStatusName(r.state, r.body.contains("cancel"));
-  const std::string message = TaskStatusMessage(engine, r);
+  const auto [status, message] = TaskStateOf(engine, r);
   json structured = {{"saga_id", r.id},
                      {"state", SagaStateName(r.state)},
                      {"saga", mcp::SagaJson(engine, r)}};
@@ -168,9 +174,7 @@ json TaskResult(const Engine& engine, const SagaRecord& r) {
 }  // namespace
 
 json McpSession::TaskJson(const SagaRecord& r) const {
-  const std::string_view status =
-      TaskStatusName(r.state, r.body.contains("cancel"));
-  const std::string message = TaskStatusMessage(*engine_, r);
+  const auto [status, message] = TaskStateOf(*engine_, r);
   return {{"taskId", r.id},
           {"status", status},
           {"statusMessage", message},

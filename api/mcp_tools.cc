@@ -109,16 +109,17 @@ json SagaSummary(const SagaRecord& r, const WorkflowDefinition* def) {
               {"created_ms", r.created_ms},
               {"updated_ms", r.updated_ms}};
   int step = -1;
-  if (auto w = r.body.find("wait"); w != r.body.end() && w->is_object()) {
-    step = w->value("step", -1);
-  } else if (r.state == SagaState::kParked) {
-    step = r.body.value("failed_step", -1);
-    const json steps = r.body.value("steps", json::array());
-    for (size_t i = 0; i < steps.size(); ++i) {
-      if (steps[i].is_object() &&
-          steps[i].value("compensation", "") ==
-              CompensationStatusName(CompensationStatus::kFailed)) {
-        step = static_cast<int>(i);
+  if (auto saga = FromRecord(r); saga.ok()) {
+    // A parked saga's automatic replay waits on no step.
+    if (saga->wait.kind != Wait::Kind::kNothing &&
+        saga->wait.kind != Wait::Kind::kRedrive) {
+      step = saga->wait.step;
+    } else if (saga->state == SagaState::kParked) {
+      step = saga->failed_step;
+      for (size_t i = 0; i < saga->steps.size(); ++i) {
+        if (saga->steps[i].compensation == CompensationStatus::kFailed) {
+          step = static_cast<int>(i);
+        }
       }
     }
   }

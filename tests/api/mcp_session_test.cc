@@ -663,6 +663,17 @@ TEST_F(McpSessionTest, ListDlqShowsParkedSagasWithWhyAndPages) {
   // A parked saga's current step is the one that failed.
   json parked = Out(Tool("list_sagas", {{"state", "parked"}, {"limit", 1}}));
   EXPECT_EQ(parked["sagas"][0]["current_step"], "boom");
+  // So is one that waits for its automatic replay.
+  json redriven = kParks;
+  redriven["name"] = "parks-again";
+  redriven["dlq"] = {
+      {"auto_replay", {{"max_replays", 1}, {"after_ms", 3600000}}}};
+  Register(redriven);
+  const std::string again = StartId({{"workflow", "parks-again"}});
+  ASSERT_OK(h_.AwaitStored(again, SagaState::kParked).status());
+  json waiting = Out(Tool("list_sagas", {{"workflow", "parks-again"}}));
+  ASSERT_EQ(waiting["sagas"].size(), 1u) << waiting.dump();
+  EXPECT_EQ(waiting["sagas"][0]["current_step"], "boom") << waiting.dump();
   EXPECT_THAT(ErrorMessage(Tool("list_dlq", {{"cursor", "nope"}})),
               ::testing::HasSubstr("arguments.cursor"));
 }
