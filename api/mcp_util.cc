@@ -247,25 +247,6 @@ std::string DescribeFailure(std::string_view kind, std::string_view message,
          std::string(kind) + ": " + std::string(message);
 }
 
-// The same from a stored body (its steps named by SagaJson).
-std::string DescribeFailure(const json& body) {
-  auto f = body.find("failure");
-  if (f == body.end() || !f->is_object()) return "";
-  static const json kNoSteps = json::array();
-  const auto found = body.find("steps");
-  const json& steps =
-      found != body.end() && found->is_array() ? *found : kNoSteps;
-  int64_t n = -1;
-  if (auto i = body.find("failed_step");
-      i != body.end() && i->is_number_integer()) {
-    n = i->get<int64_t>();
-  }
-  return DescribeFailure(
-      f->value("kind", ""), f->value("message", ""), n, steps.size(),
-      [&](size_t i) { return steps[i].value("status", "") == "failed"; },
-      [&](size_t i) { return steps[i].value("name", ""); });
-}
-
 // What an agent can do about a saga in `state` that failed as `failure`
 // says ("" = no failure): the tools alone must get it from a failure to a
 // fix.
@@ -294,30 +275,21 @@ std::string NextStep(SagaState state, const std::string& failure) {
 }
 
 json SagaJson(SagaRecord r, const WorkflowDefinition* def) {
-  if (auto steps = r.body.find("steps");
-      def != nullptr && steps != r.body.end() && steps->is_array()) {
-    for (size_t i = 0; i < steps->size() && i < def->steps.size(); ++i) {
-      if ((*steps)[i].is_object()) (*steps)[i]["name"] = def->steps[i].name;
-    }
-  }
-  const std::string next = NextStep(r.state, DescribeFailure(r.body));
-  json out = {{"saga_id", r.id},
-              {"workflow", r.workflow},
-              {"version", r.version},
-              {"state", SagaStateName(r.state)},
-              {"created_ms", r.created_ms},
-              {"updated_ms", r.updated_ms},
-              {"last_seq", r.last_seq}};
-  for (const char* key :
-       {"input", "steps", "wait", "failure", "correlation_id", "trace_id",
-        "started_by", "cancelled_by", "replayed_by"}) {
-    if (auto it = r.body.find(key); it != r.body.end()) {
-      out[key] = std::move(*it);
-    }
-  }
-  if (!r.idempotency_key.empty()) out["idempotency_key"] = r.idempotency_key;
-  out["next"] = next;
-  return out;
+  auto saga = FromRecord(r);
+  if (saga.ok()) return json::parse(SagaJsonText(*saga, def));
+  // The engine parks such a saga as poison; show what can be shown.
+  return {{"saga_id", r.id},
+          {"workflow", r.workflow},
+          {"version", r.version},
+          {"state", SagaStateName(r.state)},
+          {"created_ms", r.created_ms},
+          {"updated_ms", r.updated_ms},
+          {"last_seq", r.last_seq},
+          {"error",
+           "the saga's snapshot cannot be read: " + saga.status().message()},
+          {"next",
+           "The saga's snapshot cannot be read. An operator can "
+           "check the store with `cde-admin verify`."}};
 }
 
 json SagaJson(const Engine& engine, SagaRecord r) {

@@ -78,7 +78,8 @@ std::vector<std::shared_ptr<const WorkflowDefinition>> LatestWorkflows(
 
 // A saga snapshot as tools and resources show it, with `next`: what an
 // agent can do about it now, naming the tools (replay_saga for a parked
-// one).
+// one). Read through the engine's typed saga (FromRecord), never from the
+// stored body; a snapshot that does not decode shows its head and `error`.
 // `def`, its definition (null if unknown), names the steps.
 nlohmann::json SagaJson(SagaRecord r, const WorkflowDefinition* def);
 // The same, with the definition looked up in `engine`.
@@ -102,10 +103,9 @@ std::string EncodeToolResult(const nlohmann::json& id,
 // it.
 std::string EncodeToolResultText(const nlohmann::json& id,
                                  std::string_view structured);
-// SagaJson(ToRecord(saga), def).dump(), the same bytes, written straight
-// from the saga in memory: the answer to each start_workflow that waits,
-// without building the saga as JSON twice (record, then view) to serialize
-// it once.
+// The text of SagaJson(ToRecord(saga), def), written straight from the
+// saga in memory: the answer to each start_workflow that waits, and what
+// SagaJson parses (so every surface renders the one typed saga).
 std::string SagaJsonText(const Saga& saga, const WorkflowDefinition* def);
 
 }  // namespace cde::mcp

@@ -241,6 +241,34 @@ TEST(EncodeToolResultTest, SameBytesAsTheEnvelopeBuiltWhole) {
 // memory: the same bytes as the view built from its record, whichever
 // fields are set, with the definition naming all, some or none of the steps,
 // and with strings that need escaping.
+// The view built from the stored record's JSON, as SagaJson made it before
+// every surface read the typed saga: the oracle for SagaJsonText. `next`
+// is not rebuilt here: it is taken from the text under test.
+json ViewOfTheRecord(SagaRecord r, const WorkflowDefinition* def,
+                     const json& next) {
+  if (auto steps = r.body.find("steps");
+      def != nullptr && steps != r.body.end()) {
+    for (size_t i = 0; i < steps->size() && i < def->steps.size(); ++i) {
+      (*steps)[i]["name"] = def->steps[i].name;
+    }
+  }
+  json out = {{"saga_id", r.id},
+              {"workflow", r.workflow},
+              {"version", r.version},
+              {"state", SagaStateName(r.state)},
+              {"created_ms", r.created_ms},
+              {"updated_ms", r.updated_ms},
+              {"last_seq", r.last_seq}};
+  for (const char* key :
+       {"input", "steps", "wait", "failure", "correlation_id", "trace_id",
+        "started_by", "cancelled_by", "replayed_by"}) {
+    if (auto it = r.body.find(key); it != r.body.end()) out[key] = *it;
+  }
+  if (!r.idempotency_key.empty()) out["idempotency_key"] = r.idempotency_key;
+  out["next"] = next;
+  return out;
+}
+
 TEST(SagaJsonTextTest, SameBytesAsTheViewOfTheRecord) {
   auto expect_same = [](const Saga& s, const std::string& what) {
     SCOPED_TRACE(what);
@@ -251,12 +279,14 @@ TEST(SagaJsonTextTest, SameBytesAsTheViewOfTheRecord) {
     }
     fewer.steps.assign(named.steps.begin(),
                        named.steps.begin() + named.steps.size() / 2);
-    for (const WorkflowDefinition* def : {&named, &fewer}) {
-      EXPECT_EQ(mcp::SagaJsonText(s, def),
-                mcp::SagaJson(ToRecord(s), def).dump());
+    const std::vector<const WorkflowDefinition*> defs = {&named, &fewer,
+                                                         nullptr};
+    for (const WorkflowDefinition* def : defs) {
+      const std::string text = mcp::SagaJsonText(s, def);
+      const json parsed = json::parse(text);
+      EXPECT_EQ(text, ViewOfTheRecord(ToRecord(s), def, parsed["next"]).dump());
+      EXPECT_EQ(mcp::SagaJson(ToRecord(s), def), parsed);
     }
-    EXPECT_EQ(mcp::SagaJsonText(s, nullptr),
-              mcp::SagaJson(ToRecord(s), nullptr).dump());
   };
   Saga every = test::SagaWithEveryField();
   expect_same(every, "every field");
@@ -274,6 +304,37 @@ TEST(SagaJsonTextTest, SameBytesAsTheViewOfTheRecord) {
     expect_same(test::GeneratedSaga(seed), "seed " + std::to_string(seed));
     if (::testing::Test::HasFailure()) return;
   }
+}
+
+TEST(SagaJsonTextTest, NextNamesTheFailedStepAndTheToolThatRunsItAgain) {
+  Saga s = test::SagaWithEveryField();
+  s.state = SagaState::kParked;
+  WorkflowDefinition def;
+  for (size_t i = 0; i < s.steps.size(); ++i) {
+    def.steps.push_back({});
+    def.steps.back().name = "step-" + std::to_string(i);
+  }
+  const json view = mcp::SagaJson(ToRecord(s), &def);
+  const std::string next = view["next"].get<std::string>();
+  EXPECT_NE(
+      next.find("step 'step-" + std::to_string(s.failed_step) +
+                "' failed with " + s.failure.kind + ": " + s.failure.message),
+      std::string::npos)
+      << next;
+  EXPECT_NE(next.find("replay_saga"), std::string::npos) << next;
+}
+
+// A snapshot the engine cannot read shows its head and why, not a crash.
+TEST(SagaJsonTextTest, AnUndecodableSnapshotShowsItsHeadAndTheError) {
+  SagaRecord r = ToRecord(test::SagaWithEveryField());
+  r.body["steps"][0]["status"] = "exploded";
+  const json view = mcp::SagaJson(r, nullptr);
+  EXPECT_EQ(view["saga_id"], r.id);
+  EXPECT_EQ(view["state"], SagaStateName(r.state));
+  EXPECT_NE(view["error"].get<std::string>().find("exploded"),
+            std::string::npos)
+      << view.dump();
+  EXPECT_FALSE(view.contains("steps"));
 }
 
 TEST_F(McpSessionTest, ToolsListDescribesEveryToolWithSchemas) {
