@@ -153,7 +153,6 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
   if (options_.run_sagas) {
     uv_timer_start(&window_timer_, &EngineImpl::OnLoadTimers, period, period);
   }
-  handles_open_ = 9;
   actions_ = std::move(options_.actions);
 }
 
@@ -322,9 +321,6 @@ void EngineImpl::RegisterWorkflow(const json& doc, DefinitionOrigin origin,
         }
       }
     }
-    // A shutdown asked for during the commit waits for it (found by
-    // tests/fuzz/fuzz_jsonrpc: without this, it never finished).
-    MaybeFinishShutdown();
   });
 }
 
@@ -362,9 +358,7 @@ void EngineImpl::Start(StartRequest request, Callback<StartResult> done) {
   pending_keys_[key] = {};
   auto found = std::make_shared<Result<std::string>>(Status::NotFound(""));
   auto state = std::make_shared<SagaState>(SagaState::kRunning);
-  ++blocking_work_;
-  RunBlocking(
-      loop_,
+  OffLoop(
       [this, key, found, state] {
         *found = store_->LookupIdempotency(key);
         if (found->ok()) {
@@ -374,7 +368,6 @@ void EngineImpl::Start(StartRequest request, Callback<StartResult> done) {
       },
       [this, key, found, state, request = std::move(request),
        def = std::move(def), done = std::move(done)]() mutable {
-        --blocking_work_;
         if (found->ok()) {
           done(StartResult{found->value(), *state, false});
           ResolveKey(key, StartResult{found->value(), *state, false});
@@ -388,7 +381,6 @@ void EngineImpl::Start(StartRequest request, Callback<StartResult> done) {
         } else {
           CreateSaga(std::move(request), std::move(def), std::move(done));
         }
-        MaybeFinishShutdown();
       });
 }
 
@@ -470,12 +462,16 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
   if (!status.ok()) {
     // The store refuses writes from now on; nothing more can be logged.
     health_ = status;
+    std::unique_ptr<Active> gone;
     if (plan.previous_state == std::nullopt) {
       ReleaseSlot(a);
+      gone = std::move(it->second);
       active_.erase(it);
     }
     if (after) after(status);
-    MaybeFinishShutdown();
+    // What waited for this commit learns the store's refusal from its own
+    // commit (or that the saga is gone).
+    RunDeferred(a);  // `gone` keeps it alive meanwhile
     return;
   }
   ObserveCommitted(a, plan);
@@ -509,21 +505,25 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
   }
   committed_state_ = a.saga.state;  // what `after` may ask for
   if (after) after(status);
-  if (!finished) {
-    // Run what arrived during the commit, until one commits again.
-    while (!a.committing && !a.deferred.empty()) {
-      auto event = std::move(a.deferred.front());
-      a.deferred.erase(a.deferred.begin());
-      event();
-    }
-  }
-  MaybeFinishShutdown();
+  // A finished saga's events run too: each finds the saga gone and answers
+  // so (a cancel that came too late is told the saga finished).
+  RunDeferred(a);  // `finished` keeps it alive meanwhile
 }
 
 void EngineImpl::WhenIdle(Active& a, std::function<void()> event) {
   if (a.committing) {
     a.deferred.push_back(std::move(event));
   } else {
+    event();
+  }
+}
+
+void EngineImpl::RunDeferred(Active& a) {
+  // Until one of them commits again; the rest then wait for that commit.
+  // `a` may be out of active_ (finished): then none of them commits.
+  while (!a.committing && !a.deferred.empty()) {
+    auto event = std::move(a.deferred.front());
+    a.deferred.erase(a.deferred.begin());
     event();
   }
 }
@@ -590,8 +590,7 @@ void EngineImpl::Dispatch(Active& a) {
   // Held back by a rate limit or an open breaker: not an attempt yet, so
   // it spends no retry; Dispatch runs again when the gate lets it through.
   if (params.ok() && !PassGates(a, step, spec, *params)) return;
-  ++attempts_in_flight_;
-  a.in_flight = true;
+  a.attempt = attempts_.Enter();
   ObserveDispatch(a);
   if (secrets_refused) {
     deliver(ActionResult::Failure(
@@ -686,10 +685,9 @@ void EngineImpl::OnOutcome(const std::string& id, AttemptOutcome outcome) {
     Active& a = *it->second;
     auto plan = PlanAttemptResult(Context(a), a.saga, outcome);
     if (!plan) return;  // stale: a timed-out or superseded attempt
-    if (a.in_flight) {  // not so for an attempt that never left its gate
-      --attempts_in_flight_;
-      a.in_flight = false;
-    }
+    // The attempt is over; its result's commit holds work_ from here.
+    WorkGate::Holder busy = work_.Enter();
+    a.attempt.Leave();
     RecordBreaker(a, outcome);
     ObserveOutcome(a, outcome, arrived);
     AbandonAttempt(a);
@@ -719,26 +717,22 @@ void EngineImpl::Cancel(const std::string& saga_id, bool compensate,
   // Not in memory: dormant (waiting on a far timer), or terminal, parked or
   // unknown. Read it off the loop to tell.
   auto found = std::make_shared<Result<SagaRecord>>(Status::NotFound(""));
-  ++blocking_work_;
-  RunBlocking(
-      loop_, [this, saga_id, found] { *found = store_->GetSaga(saga_id); },
-      [this, saga_id, compensate, by, found, done] {
-        --blocking_work_;
-        if (!found->ok()) {
-          done(found->status());
-        } else if (auto saga = FromRecord(found->value()); !saga.ok()) {
-          done(saga.status());
-        } else if (active_.count(saga_id) != 0 ||
-                   Adopt(std::move(saga).value()) != nullptr) {
-          CancelActive(saga_id, compensate, by, done);
-        } else {
-          Status refusal = CheckCancellable(*FromRecord(found->value()));
-          done(refusal.ok() ? Status::Busy("saga " + saga_id +
-                                           " cannot be cancelled right now")
-                            : refusal);
-        }
-        MaybeFinishShutdown();
-      });
+  OffLoop([this, saga_id, found] { *found = store_->GetSaga(saga_id); },
+          [this, saga_id, compensate, by, found, done] {
+            if (!found->ok()) {
+              done(found->status());
+            } else if (auto saga = FromRecord(found->value()); !saga.ok()) {
+              done(saga.status());
+            } else if (active_.count(saga_id) != 0 ||
+                       Adopt(std::move(saga).value()) != nullptr) {
+              CancelActive(saga_id, compensate, by, done);
+            } else {
+              Status refusal = CheckCancellable(*FromRecord(found->value()));
+              done(refusal.ok() ? Status::Busy("saga " + saga_id +
+                                               " cannot be cancelled right now")
+                                : refusal);
+            }
+          });
 }
 
 void EngineImpl::CancelActive(const std::string& saga_id, bool compensate,

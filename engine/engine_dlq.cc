@@ -32,14 +32,10 @@ void EngineImpl::Replay(const std::string& saga_id,
     return done(std::move(refused));
   }
   auto found = std::make_shared<Result<SagaRecord>>(Status::NotFound(""));
-  ++blocking_work_;
-  RunBlocking(
-      loop_, [this, saga_id, found] { *found = store_->GetSaga(saga_id); },
-      [this, saga_id, from_step, by, found, done] {
-        --blocking_work_;
-        StartReplay(std::move(*found), from_step, by, 0, done);
-        MaybeFinishShutdown();
-      });
+  OffLoop([this, saga_id, found] { *found = store_->GetSaga(saga_id); },
+          [this, saga_id, from_step, by, found, done] {
+            StartReplay(std::move(*found), from_step, by, 0, done);
+          });
 }
 
 void EngineImpl::QueueRedrive(const std::string& saga_id, const Wait& wait) {
@@ -53,11 +49,9 @@ void EngineImpl::Redrive(const TimerQueue::Entry& e) {
   redrives_.erase(e.saga_id);
   if (shutting_down_ || !health_.ok()) return;  // the row stays: next start
   auto found = std::make_shared<Result<SagaRecord>>(Status::NotFound(""));
-  ++blocking_work_;
-  RunBlocking(
-      loop_, [this, e, found] { *found = store_->GetSaga(e.saga_id); },
+  OffLoop(
+      [this, e, found] { *found = store_->GetSaga(e.saga_id); },
       [this, e, found] {
-        --blocking_work_;
         StartReplay(
             std::move(*found), "", "", e.due_ms,
             [id = e.saga_id](Result<SagaState> r) {
@@ -65,7 +59,6 @@ void EngineImpl::Redrive(const TimerQueue::Entry& e) {
               Log(LogLevel::kError, "engine", "automatic replay failed",
                   {.saga_id = id, .extra = {{"error", r.status().ToString()}}});
             });
-        MaybeFinishShutdown();
       });
 }
 
@@ -130,9 +123,7 @@ void EngineImpl::PurgeDlq(const std::string& saga_id, const std::string& by,
     bool owns_key = false;
   };
   auto read = std::make_shared<Read>();
-  ++blocking_work_;
-  RunBlocking(
-      loop_,
+  OffLoop(
       [this, saga_id, read] {
         read->saga = store_->GetSaga(saga_id);
         if (!read->saga.ok()) return;
@@ -144,11 +135,9 @@ void EngineImpl::PurgeDlq(const std::string& saga_id, const std::string& by,
         }
       },
       [this, saga_id, by, read, done] {
-        --blocking_work_;
         auto fail = [&](Status s) {
           purging_.erase(saga_id);
           done(std::move(s));
-          MaybeFinishShutdown();
         };
         if (!read->saga.ok()) return fail(read->saga.status());
         const SagaRecord& rec = *read->saga;
@@ -210,7 +199,6 @@ void EngineImpl::PurgeDlq(const std::string& saga_id, const std::string& by,
                    if (had_entry) m_.dlq_entries->Add(-1);
                    done(entry);
                  }
-                 MaybeFinishShutdown();
                });
       });
 }

@@ -146,7 +146,7 @@ void EngineImpl::OpenGate(const std::string& gate) {
     const std::string id = g.waiting.front();
     auto it = active_.find(id);
     if (it == active_.end() || it->second->gate != gate ||
-        it->second->in_flight ||
+        it->second->in_flight() ||
         it->second->saga.wait.kind != Wait::Kind::kAttempt) {
       g.waiting.pop_front();  // finished or moved on meanwhile
       continue;
@@ -165,7 +165,7 @@ void EngineImpl::LeaveGate(const std::string& saga_id) {
   auto it = active_.find(saga_id);
   if (it == active_.end()) return;
   Active& a = *it->second;
-  if (a.gate.empty() || a.in_flight || !a.saga.cancel_requested) return;
+  if (a.gate.empty() || a.in_flight() || !a.saga.cancel_requested) return;
   auto g = gates_.find(a.gate);
   if (g != gates_.end()) {
     auto& q = g->second.waiting;
@@ -245,8 +245,7 @@ void EngineImpl::NoteFailure(const std::string& workflow) {
                  {"window_ms", limits_.alert_window_ms}}});
 }
 
-int EngineImpl::CloseGates(const std::function<void()>& closed) {
-  int n = 0;
+void EngineImpl::CloseGates(const std::function<void()>& closed) {
   for (auto& [gate, g] : gates_) {
     if (g.timer == nullptr) continue;
     uv_timer_t* timer = std::exchange(g.timer, nullptr);
@@ -259,9 +258,7 @@ int EngineImpl::CloseGates(const std::function<void()>& closed) {
       delete reinterpret_cast<uv_timer_t*>(h);
       (*fn)();
     });
-    ++n;
   }
-  return n;
 }
 
 }  // namespace cde

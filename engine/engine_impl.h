@@ -17,6 +17,7 @@
 #include "engine/metrics.h"
 #include "engine/timer_queue.h"
 #include "engine/transitions.h"
+#include "engine/work_gate.h"
 #include "storage/commit_writer.h"
 #include "storage/saga_id.h"
 
@@ -124,8 +125,10 @@ class EngineImpl final : public Engine {
     uint64_t async_handle = 0;
     // When the attempt in flight was dispatched (cde_step_duration_seconds).
     std::chrono::steady_clock::time_point dispatched;
-    // An attempt was dispatched and its result is not yet planned.
-    bool in_flight = false;
+    // Held while an attempt is dispatched and its result not yet planned
+    // (in attempts_, and so in work_).
+    WorkGate::Holder attempt;
+    bool in_flight() const { return attempt.holds(); }
     // A shutdown checkpointed that attempt: a late result is dropped (the
     // attempt runs again after the next Open).
     bool checkpointed = false;
@@ -159,6 +162,8 @@ class EngineImpl final : public Engine {
                    const std::function<void(const Status&)>& after);
   // Runs `event` now, or after the saga's commit in flight.
   void WhenIdle(Active& a, std::function<void()> event);
+  // Runs the events that waited for a's commit (see WhenIdle).
+  void RunDeferred(Active& a);
 
   void CreateSaga(StartRequest request, DefPtr def, Callback<StartResult> done);
   void Dispatch(Active& a);
@@ -200,11 +205,14 @@ class EngineImpl final : public Engine {
   std::optional<uint32_t> ConcurrencyLimit(const WorkflowDefinition& def) const;
   // A saga of `workflow` failed: counts towards the alert.
   void NoteFailure(const std::string& workflow);
-  // Closes the gates' timers; each close calls `closed`. Returns how many.
-  int CloseGates(const std::function<void()>& closed);
+  // Closes the gates' timers; each close calls a copy of `closed`.
+  void CloseGates(const std::function<void()>& closed);
   // Stops the attempt's timeout timer and aborts its exec/http work.
   void AbandonAttempt(Active& a);
-  void MaybeFinishShutdown();
+  // work_ has drained: closes every handle, then the store.
+  void FinishShutdown();
+  // Runs `work` off the loop and `after` on it, holding work_ meanwhile.
+  void OffLoop(std::function<void()> work, std::function<void()> after);
   // Shutdown: the grace period is over (or no attempt was running). Cancels
   // the attempts still running and commits a checkpoint for each.
   void CheckpointInFlight();
@@ -237,6 +245,13 @@ class EngineImpl final : public Engine {
   void Commit(Transition transition, LoopCommitter::Then then);
 
   uv_loop_t* const loop_;
+  // What shutdown waits for: every commit, read off the loop and attempt
+  // holds work_ while it runs. attempts_ (within work_) counts the attempts
+  // in flight. handles_ holds the close of each handle at the end.
+  // Declared first: destroyed after everything that holds them.
+  WorkGate work_;
+  WorkGate attempts_{&work_};
+  WorkGate handles_;
   EngineOptions options_;
   std::shared_ptr<DestinationPolicy> destinations_;  // shared with http_*
   const Secrets secrets_;
@@ -312,14 +327,11 @@ class EngineImpl final : public Engine {
   // The state of the saga whose commit OnCommitted is acting on, for the
   // `after` callbacks it runs.
   SagaState committed_state_ = SagaState::kRunning;
-  uint64_t attempts_in_flight_ = 0;
-  uint64_t blocking_work_ = 0;  // uv_queue_work requests outstanding
   bool shutting_down_ = false;
   // Shutdown: running attempts have finished or been checkpointed.
   bool drained_ = false;
   uv_timer_t grace_timer_;  // the grace period of a shutdown
   std::function<void(Status)> shutdown_done_;
-  int handles_open_ = 0;
 };
 
 }  // namespace cde

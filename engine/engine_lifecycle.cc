@@ -127,7 +127,6 @@ void EngineImpl::ParkPoisoned(SagaRecord record, const std::string& reason) {
       Log(LogLevel::kError, "engine", EventKindName(EventKind::kSagaPoisoned),
           {.saga_id = id, .workflow = wf, .extra = {{"error", reason}}});
     }
-    MaybeFinishShutdown();
   });
 }
 
@@ -197,76 +196,54 @@ void EngineImpl::LoadDueDormant() {
   // the snapshots of the sagas among them that are not in memory.
   auto timers = std::make_shared<Result<std::vector<TimerRecord>>>(
       std::vector<TimerRecord>());
-  ++blocking_work_;
-  RunBlocking(
-      loop_,
-      [this, horizon, timers] {
-        *timers = store_->DueTimers(horizon, 1'000'000);
-      },
-      [this, timers] {
-        --blocking_work_;
-        std::vector<std::string> missing;
-        if (timers->ok()) {
-          for (const TimerRecord& t : **timers) {
-            if (TimerKindFromName(t.name) == TimerKind::kRedrive) {
-              QueueRedrive(t.saga_id,
-                           {Wait::Kind::kRedrive, -1, false, 0, t.due_ms});
-            } else if (active_.count(t.saga_id) == 0) {
-              missing.push_back(t.saga_id);
+  OffLoop([this, horizon,
+           timers] { *timers = store_->DueTimers(horizon, 1'000'000); },
+          [this, timers] {
+            std::vector<std::string> missing;
+            if (timers->ok()) {
+              for (const TimerRecord& t : **timers) {
+                if (TimerKindFromName(t.name) == TimerKind::kRedrive) {
+                  QueueRedrive(t.saga_id,
+                               {Wait::Kind::kRedrive, -1, false, 0, t.due_ms});
+                } else if (active_.count(t.saga_id) == 0) {
+                  missing.push_back(t.saga_id);
+                }
+              }
             }
-          }
-        }
-        if (missing.empty() || shutting_down_) {
-          loading_dormant_ = false;
-          return MaybeFinishShutdown();
-        }
-        auto sagas = std::make_shared<std::vector<Saga>>();
-        ++blocking_work_;
-        RunBlocking(
-            loop_,
-            [this, missing, sagas] {
-              for (const std::string& id : missing) {
-                auto rec = store_->GetSaga(id);
-                if (!rec.ok()) continue;
-                auto saga = FromRecord(*rec);
-                if (saga.ok()) sagas->push_back(std::move(saga).value());
-              }
-            },
-            [this, sagas] {
-              --blocking_work_;
+            if (missing.empty() || shutting_down_) {
               loading_dormant_ = false;
-              if (!shutting_down_) {
-                for (Saga& saga : *sagas) Adopt(std::move(saga));
-              }
-              MaybeFinishShutdown();
-            });
-      });
+              return;
+            }
+            auto sagas = std::make_shared<std::vector<Saga>>();
+            OffLoop(
+                [this, missing, sagas] {
+                  for (const std::string& id : missing) {
+                    auto rec = store_->GetSaga(id);
+                    if (!rec.ok()) continue;
+                    auto saga = FromRecord(*rec);
+                    if (saga.ok()) sagas->push_back(std::move(saga).value());
+                  }
+                },
+                [this, sagas] {
+                  loading_dormant_ = false;
+                  if (!shutting_down_) {
+                    for (Saga& saga : *sagas) Adopt(std::move(saga));
+                  }
+                });
+          });
 }
 
 void EngineImpl::ReadSaga(const std::string& saga_id,
                           Callback<SagaRecord> done) {
   if (const Saga* s = FindActive(saga_id)) return done(ToRecord(*s));
   auto found = std::make_shared<Result<SagaRecord>>(Status::NotFound(""));
-  ++blocking_work_;
-  RunBlocking(
-      loop_, [this, saga_id, found] { *found = store_->GetSaga(saga_id); },
-      [this, found, done] {
-        --blocking_work_;
-        done(std::move(*found));
-        MaybeFinishShutdown();
-      });
+  OffLoop([this, saga_id, found] { *found = store_->GetSaga(saga_id); },
+          [found, done] { done(std::move(*found)); });
 }
 
 void EngineImpl::ReadStore(std::function<void(Store&)> read,
                            std::function<void()> done) {
-  ++blocking_work_;
-  RunBlocking(
-      loop_, [this, read] { read(*store_); },
-      [this, done] {
-        --blocking_work_;
-        done();
-        MaybeFinishShutdown();
-      });
+  OffLoop([this, read] { read(*store_); }, [done] { done(); });
 }
 
 const Saga* EngineImpl::FindActive(const std::string& saga_id) const {
@@ -308,7 +285,7 @@ EngineStats EngineImpl::stats() const {
     if (!a->gate.empty()) ++s.waiting_at_gates;
   }
   s.breakers = breakers_.List(static_cast<int64_t>(uv_now(loop_)));
-  s.attempts_in_flight = attempts_in_flight_;
+  s.attempts_in_flight = attempts_.count();
   s.timers_pending = timers_->size();
   for (const auto& [wf, q] : queued_) s.queued += q.size();
   const CommitWriterStats w = writer_->stats();

@@ -224,7 +224,7 @@ void EngineImpl::ObserveCommitted(const Active& a, const Plan& plan) {
 
 void EngineImpl::ObserveDispatch(Active& a) {
   a.dispatched = Clock::now();
-  m_.attempts_in_flight->Set(static_cast<double>(attempts_in_flight_));
+  m_.attempts_in_flight->Set(static_cast<double>(attempts_.count()));
   if (a.saga.wait.compensation) {
     m_.compensations
         ->With({a.saga.workflow, StepName(*a.def, a.saga.wait.step)})
@@ -234,7 +234,7 @@ void EngineImpl::ObserveDispatch(Active& a) {
 
 void EngineImpl::ObserveOutcome(const Active& a, const AttemptOutcome& o,
                                 Clock::time_point arrived) {
-  m_.attempts_in_flight->Set(static_cast<double>(attempts_in_flight_));
+  m_.attempts_in_flight->Set(static_cast<double>(attempts_.count()));
   if (o.compensation) return;  // counted by cde_compensations_total
   const std::string& step = StepName(*a.def, o.step);
   const char* result = o.ok                        ? "ok"
@@ -253,12 +253,19 @@ void EngineImpl::ObservePoisoned(const std::string& workflow) {
 }
 
 void EngineImpl::Commit(Transition transition, LoopCommitter::Then then) {
-  committer_->Commit(std::move(transition),
-                     [h = m_.commit_latency, start = Clock::now(),
-                      then = std::move(then)](const Status& s) {
-                       h->Observe(Seconds(Clock::now() - start));
-                       then(s);
-                     });
+  if (work_.drained()) {
+    // Shutdown has closed the committer: nothing is written any more.
+    then(Status::ShutdownInProgress("the engine has shut down"));
+    return;
+  }
+  committer_->Commit(
+      std::move(transition),
+      [h = m_.commit_latency, start = Clock::now(), hold = work_.Enter(),
+       then = std::move(then)](const Status& s) mutable {
+        h->Observe(Seconds(Clock::now() - start));
+        then(s);
+        hold.Leave();
+      });
 }
 
 }  // namespace cde

@@ -14,7 +14,7 @@ void EngineImpl::Shutdown(ShutdownOptions options,
   }
   shutting_down_ = true;
   shutdown_done_ = std::move(done);
-  if (attempts_in_flight_ > 0 && options.grace_ms > 0) {
+  if (attempts_.count() > 0 && options.grace_ms > 0) {
     uv_timer_start(
         &grace_timer_,
         [](uv_timer_t* t) {
@@ -24,7 +24,9 @@ void EngineImpl::Shutdown(ShutdownOptions options,
   } else {
     CheckpointInFlight();
   }
-  MaybeFinishShutdown();
+  // Drains once every attempt has finished or been checkpointed and every
+  // commit and read off the loop has called back.
+  work_.Close([this] { FinishShutdown(); });
 }
 
 void EngineImpl::CheckpointInFlight() {
@@ -32,18 +34,19 @@ void EngineImpl::CheckpointInFlight() {
   drained_ = true;
   uv_timer_stop(&grace_timer_);
   for (auto& [id, a] : active_) {
-    if (a->in_flight) Checkpoint(*a);
+    if (a->in_flight()) Checkpoint(*a);
   }
 }
 
 void EngineImpl::Checkpoint(Active& a) {
+  // Held until the checkpoint has committed (or found nothing to do).
+  WorkGate::Holder busy = work_.Enter();
   AbandonAttempt(a);
-  a.in_flight = false;
+  a.attempt.Leave();
   a.checkpointed = true;
-  --attempts_in_flight_;
-  m_.attempts_in_flight->Set(static_cast<double>(attempts_in_flight_));
+  m_.attempts_in_flight->Set(static_cast<double>(attempts_.count()));
   const std::string id = a.saga.id;
-  WhenIdle(a, [this, id] {
+  WhenIdle(a, [this, id, busy] {
     auto it = active_.find(id);
     if (it == active_.end()) return;
     Active& a = *it->second;
@@ -63,41 +66,45 @@ void EngineImpl::Checkpoint(Active& a) {
     a.committing = true;
     Commit(std::move(t),
            [this, id, saga = p.saga, data = p.events[0].data](const Status& s) {
-             auto it = active_.find(id);
-             if (it != active_.end()) {
-               it->second->committing = false;
-               if (s.ok()) it->second->saga = saga;
-             }
              if (s.ok()) {
                m_.checkpoints->Increment();
                LogSagaEvent(saga, EventKind::kCheckpoint, data);
+             } else {
+               health_ = s;
              }
-             if (!s.ok()) health_ = s;
-             MaybeFinishShutdown();
+             auto it = active_.find(id);
+             if (it == active_.end()) return;
+             Active& a = *it->second;
+             a.committing = false;
+             if (s.ok()) a.saga = saga;
+             // A cancel that arrived during the checkpoint is answered.
+             RunDeferred(a);
            });
   });
 }
 
-void EngineImpl::MaybeFinishShutdown() {
-  if (!shutting_down_ || !shutdown_done_) return;
-  if (!drained_ && attempts_in_flight_ == 0) {
-    CheckpointInFlight();  // every running attempt finished in time
-  }
-  if (!drained_) return;
-  if (committer_->in_flight() > 0 || blocking_work_ > 0) return;
+void EngineImpl::OffLoop(std::function<void()> work,
+                         std::function<void()> after) {
+  RunBlocking(loop_, std::move(work),
+              [hold = work_.Enter(), after = std::move(after)]() mutable {
+                after();
+                hold.Leave();
+              });
+}
+
+void EngineImpl::FinishShutdown() {
+  uv_timer_stop(&grace_timer_);
+  // Nothing holds work_, so no attempt runs; this stops what a native
+  // action may still be doing for a checkpointed one.
+  for (auto& [id, a] : active_) AbandonAttempt(*a);
   auto done = std::move(shutdown_done_);
   shutdown_done_ = nullptr;
-  // Attempts still running are abandoned: they re-run after the next Open.
-  for (auto& [id, a] : active_) AbandonAttempt(*a);
-  auto closed = [this, done] {
-    if (--handles_open_ > 0) return;
-    writer_->Stop();
-    Status s = store_->Close();
-    done(s);
+  // Each handle's close holds handles_ through a copy of `closed`.
+  std::function<void()> closed = [hold = handles_.Enter()]() mutable {
+    hold.Leave();
   };
   timers_->Close(closed);
   for (uv_timer_t* timer : {&window_timer_, &grace_timer_}) {
-    uv_timer_stop(timer);
     timer->data = new std::function<void()>(closed);
     uv_close(reinterpret_cast<uv_handle_t*>(timer), [](uv_handle_t* h) {
       std::unique_ptr<std::function<void()>> fn(
@@ -105,13 +112,18 @@ void EngineImpl::MaybeFinishShutdown() {
       (*fn)();
     });
   }
-  handles_open_ += CloseGates(closed);
+  CloseGates(closed);
   exec_->Close(closed);
   exec_for_clients_->Close(closed);
   http_->Close(closed);
   http_for_clients_->Close(closed);
   inbox_->Close(closed);
   committer_->Close(closed);
+  closed = nullptr;
+  handles_.Close([this, done] {
+    writer_->Stop();
+    done(store_->Close());
+  });
 }
 
 Status ShutdownAndWait(uv_loop_t* loop, std::unique_ptr<Engine> engine,

@@ -4,10 +4,13 @@
 // WAL to replay.
 #include <gmock/gmock.h>
 
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 
 #include "engine/engine.h"
 #include "tests/engine/engine_harness.h"
+#include "tests/storage/store_wrapper.h"
 
 namespace cde {
 namespace {
@@ -17,6 +20,7 @@ using test::EngineHarness;
 using test::HeldAction;
 using ::testing::Contains;
 using ::testing::ElementsAre;
+using ::testing::IsSupersetOf;
 using ::testing::Not;
 
 json Workflow(const std::string& name, json steps) {
@@ -30,6 +34,53 @@ json HeldSteps(int n) {
   }
   return steps;
 }
+
+// A store whose writes the test holds back, then lets through or fails:
+// the engine's commit stays in flight as long as the test wants.
+class HeldWritesStore : public test::StoreWrapper {
+ public:
+  explicit HeldWritesStore(std::unique_ptr<Store> target)
+      : StoreWrapper(target.get()), owned_(std::move(target)) {}
+
+  Status Write(std::span<const Transition* const> batch, bool sync) override {
+    Status result;
+    {
+      std::unique_lock lock(mu_);
+      ++waiting_;
+      changed_.notify_all();
+      changed_.wait(lock, [&] { return !hold_; });
+      --waiting_;
+      result = fail_;
+    }
+    if (!result.ok()) return result;
+    return StoreWrapper::Write(batch, sync);
+  }
+
+  void Hold() {
+    std::lock_guard lock(mu_);
+    hold_ = true;
+  }
+  // Lets the held writes (and all later ones) through, or fails them with
+  // `status`.
+  void Release(Status status = Status::OK()) {
+    std::lock_guard lock(mu_);
+    hold_ = false;
+    fail_ = std::move(status);
+    changed_.notify_all();
+  }
+  int waiting() {
+    std::lock_guard lock(mu_);
+    return waiting_;
+  }
+
+ private:
+  std::unique_ptr<Store> owned_;
+  std::mutex mu_;
+  std::condition_variable changed_;
+  bool hold_ = false;
+  int waiting_ = 0;
+  Status fail_;
+};
 
 // Every WAL file RocksDB left in `dir` is empty: the next open replays
 // nothing.
@@ -151,6 +202,95 @@ TEST(GracefulShutdownTest, NoGraceCheckpointsAtOnce) {
   auto rec = h.AwaitInactive(id);
   ASSERT_OK(rec.status());
   EXPECT_EQ(rec->state, SagaState::kCompleted);
+}
+
+// A cancel that arrives while a saga's commit is in flight waits for it. If
+// that commit fails, the cancel still gets its answer: the store's refusal.
+TEST(QueuedEventsTest, ACancelQueuedBehindAFailedCommitIsAnswered) {
+  HeldAction held;
+  auto store = std::make_unique<HeldWritesStore>(NewMemoryStore());
+  HeldWritesStore& writes = *store;
+  EngineHarness h;
+  EngineOptions options;
+  options.store = std::move(store);
+  options.actions = {{"held", held.AsAction()}};
+  options.data_dir = "unused: the store is given";
+  ASSERT_OK(h.Open(std::move(options)));
+  ASSERT_OK(h.Register(Workflow("two", HeldSteps(2))).status());
+  auto started = h.Start({.workflow = "two"});
+  ASSERT_OK(started.status());
+  ASSERT_TRUE(h.RunUntil([&] { return held.pending() == 1; }));
+
+  writes.Hold();
+  ASSERT_TRUE(held.Complete(ActionResult::Success(nullptr)));
+  ASSERT_TRUE(h.RunUntil([&] { return writes.waiting() == 1; }));
+  std::optional<Result<SagaState>> cancelled;
+  h.engine().Cancel(started->saga_id, true, "",
+                    [&](Result<SagaState> r) { cancelled.emplace(r); });
+  EXPECT_FALSE(cancelled.has_value()) << "the cancel waits for the commit";
+  writes.Release(Status::IOError("injected: the disk failed"));
+
+  ASSERT_TRUE(h.RunUntil([&] { return cancelled.has_value(); }))
+      << "the queued cancel was never answered";
+  EXPECT_FALSE(cancelled->ok());
+  EXPECT_NE(cancelled->status().ToString().find("injected"), std::string::npos)
+      << cancelled->status().ToString();
+  EXPECT_EQ(held.calls(), 1u) << "nothing runs after a failed commit";
+}
+
+// A cancel that arrives while a shutdown's checkpoint commits is answered
+// once the checkpoint has landed, and what it recorded survives: the saga
+// is cancelled once the attempt it interrupted has run again.
+TEST(QueuedEventsTest, ACancelDuringACheckpointIsAnsweredAndKept) {
+  test::TempDir dir;
+  HeldAction held;
+  std::string id;
+  std::optional<Result<SagaState>> cancelled;
+  {
+    auto rocks = OpenRocksStore({.path = dir.path()});
+    ASSERT_OK(rocks.status());
+    auto store = std::make_unique<HeldWritesStore>(std::move(rocks).value());
+    HeldWritesStore& writes = *store;
+    EngineHarness h;
+    EngineOptions options;
+    options.store = std::move(store);
+    options.actions = {{"held", held.AsAction()}};
+    options.data_dir = dir.path();
+    ASSERT_OK(h.Open(std::move(options)));
+    ASSERT_OK(h.Register(Workflow("two", HeldSteps(2))).status());
+    auto started = h.Start({.workflow = "two"});
+    ASSERT_OK(started.status());
+    id = started->saga_id;
+    ASSERT_TRUE(h.RunUntil([&] { return held.pending() == 1; }));
+
+    writes.Hold();
+    ASSERT_OK(h.Close({.grace_ms = 0}, [&] {
+      // The checkpoint of the running attempt is being written.
+      ASSERT_TRUE(h.RunUntil([&] { return writes.waiting() == 1; }));
+      h.engine().Cancel(id, true, "operator",
+                        [&](Result<SagaState> r) { cancelled.emplace(r); });
+      EXPECT_FALSE(cancelled.has_value());
+      writes.Release();
+    }));
+  }
+  ASSERT_TRUE(cancelled.has_value())
+      << "the shutdown finished without answering the cancel";
+  ASSERT_OK(cancelled->status());
+  // An attempt in flight is not cut off by a cancel: it is asked for, and
+  // acted on when the attempt's result comes.
+  EXPECT_EQ(**cancelled, SagaState::kRunning);
+
+  HeldAction after;
+  EngineHarness h;
+  ASSERT_OK(h.Open(dir.path(), {{"held", after.AsAction()}}));
+  ASSERT_TRUE(h.RunUntil([&] { return after.pending() == 1; }));
+  EXPECT_EQ(after.requests()[0].idempotency_key, id + "/s0/1");
+  ASSERT_TRUE(after.Complete(ActionResult::Success(nullptr)));
+  auto rec = h.AwaitInactive(id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kCancelled);
+  EXPECT_THAT(h.LogTypes(id), IsSupersetOf({"checkpoint", "cancel_requested"}));
+  EXPECT_EQ(after.calls(), 1u) << "s1 never runs: the saga was cancelled";
 }
 
 }  // namespace
