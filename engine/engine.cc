@@ -68,14 +68,6 @@ Status CheckSize(const char* what, const json& value, uint64_t limit,
       key + " allows (" + std::to_string(limit) + ")");
 }
 
-// What a per-attempt timeout timer carries.
-struct AttemptTimeout {
-  EngineImpl* engine;
-  std::string saga_id;
-  AttemptOutcome tag;
-  uint64_t ms;
-};
-
 }  // namespace
 
 Result<std::unique_ptr<Engine>> Engine::Open(uv_loop_t* loop,
@@ -88,6 +80,7 @@ Result<std::unique_ptr<Engine>> Engine::Open(uv_loop_t* loop,
   if (!sandbox.ok()) return sandbox.status();
   auto secrets = Secrets::Load(options.secrets);
   if (!secrets.ok()) return secrets.status();
+  if (!options.clock) options.clock = NewSystemClock(loop);
   std::unique_ptr<Store> store = std::move(options.store);
   if (!store) {
     auto opened = OpenRocksStore({.path = options.data_dir});
@@ -114,6 +107,7 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
                        std::unique_ptr<Store> store, ResolvedOptions resolved)
     : loop_(loop),
       options_(std::move(options)),
+      clock_(*options_.clock),
       destinations_(std::move(resolved.destinations)),
       secrets_(std::move(resolved.secrets)),
       store_(std::move(store)),
@@ -136,33 +130,23 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
           }});
   committer_ = std::make_unique<LoopCommitter>(loop_, writer_.get());
   timers_ = std::make_unique<TimerQueue>(
-      loop_, [this] { return Now(); },
-      [this](const TimerQueue::Entry& e) { OnTimerDue(e); });
+      clock_, [this](const TimerQueue::Entry& e) { OnTimerDue(e); });
   inbox_ = Inbox::Create(loop_);
   exec_ = NewExecAction(loop_);
   exec_for_clients_ =
       NewSandboxedExecAction(loop_, std::move(resolved.client_sandbox));
   http_ = NewHttpAction(loop_, destinations_, /*client=*/false);
   http_for_clients_ = NewHttpAction(loop_, destinations_, /*client=*/true);
-  uv_timer_init(loop_, &window_timer_);
-  window_timer_.data = this;
-  uv_timer_init(loop_, &grace_timer_);
-  grace_timer_.data = this;
-  const auto period =
-      static_cast<uint64_t>(std::max<int64_t>(1, options_.timer_window_ms / 2));
-  if (options_.run_sagas) {
-    uv_timer_start(&window_timer_, &EngineImpl::OnLoadTimers, period, period);
-  }
+  window_timer_ = clock_.NewTimer([this] { LoadDueDormant(); });
+  grace_timer_ = clock_.NewTimer([this] { CheckpointInFlight(); });
+  const int64_t period = std::max<int64_t>(1, options_.timer_window_ms / 2);
+  if (options_.run_sagas) window_timer_->Start(period, period);
   actions_ = std::move(options_.actions);
 }
 
 EngineImpl::~EngineImpl() = default;
 
-int64_t EngineImpl::Now() const {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+int64_t EngineImpl::Now() const { return clock_.WallMs(); }
 
 PlanContext EngineImpl::Context(const Active& a) {
   return {*a.def, Now(), std::uniform_real_distribution<double>(0, 1)(rng_)};
@@ -613,20 +597,13 @@ void EngineImpl::Dispatch(Active& a) {
   }
   req.params = std::move(params).value();
   if (spec.timeout_ms) {
-    auto* timer = new uv_timer_t;
-    uv_timer_init(loop_, timer);
-    timer->data = new AttemptTimeout{this, id, tag, *spec.timeout_ms};
-    a.attempt_timeout = timer;
-    uv_timer_start(
-        timer,
-        [](uv_timer_t* t) {
-          auto* d = static_cast<AttemptTimeout*>(t->data);
-          AttemptOutcome o = d->tag;
-          o.error = {"timeout", "attempt timed out after " +
-                                    std::to_string(d->ms) + " ms"};
-          d->engine->OnOutcome(d->saga_id, std::move(o));
-        },
-        *spec.timeout_ms, 0);
+    a.attempt_timeout = clock_.NewTimer([this, id, tag, ms = *spec.timeout_ms] {
+      AttemptOutcome o = tag;
+      o.error = {"timeout",
+                 "attempt timed out after " + std::to_string(ms) + " ms"};
+      OnOutcome(id, std::move(o));
+    });
+    a.attempt_timeout->Start(static_cast<int64_t>(*spec.timeout_ms));
   }
   if (RunSimpleBuiltin(spec.action, req, deliver)) return;
   AsyncAction* io = nullptr;
@@ -650,17 +627,7 @@ void EngineImpl::Dispatch(Active& a) {
   native->second(req, deliver);
 }
 
-void EngineImpl::StopAttemptTimeout(Active& a) {
-  if (a.attempt_timeout == nullptr) return;
-  uv_timer_t* timer = a.attempt_timeout;
-  a.attempt_timeout = nullptr;
-  uv_timer_stop(timer);
-  uv_close(reinterpret_cast<uv_handle_t*>(timer), [](uv_handle_t* h) {
-    auto* t = reinterpret_cast<uv_timer_t*>(h);
-    delete static_cast<AttemptTimeout*>(t->data);
-    delete t;
-  });
-}
+void EngineImpl::StopAttemptTimeout(Active& a) { a.attempt_timeout.reset(); }
 
 void EngineImpl::AbandonAttempt(Active& a) {
   StopAttemptTimeout(a);

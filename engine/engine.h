@@ -22,6 +22,7 @@
 
 #include "engine/action_policy.h"
 #include "engine/actions.h"
+#include "engine/clock.h"
 #include "engine/definition.h"
 #include "engine/limits.h"
 #include "engine/metrics.h"
@@ -82,6 +83,9 @@ struct EngineOptions {
   ActionPolicy action_policy;
   // Where ${secret.NAME} values come from (secrets.h).
   SecretsOptions secrets;
+  // The engine's time and timers (clock.h); null = the system clock. Tests
+  // pass a ManualClock and advance it.
+  std::shared_ptr<Clock> clock;
 };
 
 struct StartRequest {
@@ -112,6 +116,9 @@ struct ShutdownOptions {
 struct EngineStats {
   std::map<std::string, uint64_t> active_by_state;
   uint64_t attempts_in_flight = 0;
+  // What a shutdown would wait for: attempts in flight, commits not yet
+  // acted on, reads of the store off the loop thread.
+  uint64_t work_in_flight = 0;
   uint64_t timers_pending = 0;
   uint64_t queued = 0;  // waiting under max_concurrency
   uint64_t commits = 0;

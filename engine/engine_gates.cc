@@ -72,7 +72,7 @@ std::string GateName(const char* kind, const std::string& key) {
 bool EngineImpl::PassGates(Active& a, const StepSpec& step,
                            const ActionSpec& spec,
                            const nlohmann::json& params) {
-  const auto now = static_cast<int64_t>(uv_now(loop_));
+  const int64_t now = clock_.MonotonicMs();
   a.breaker_key.clear();
   if (!step.rate_limit.empty() &&
       !TryGate(GateName(kRateGate, step.rate_limit), a,
@@ -123,18 +123,8 @@ void EngineImpl::WaitAtGate(const std::string& gate, Active& a, int64_t wait_ms,
   }
   a.gate = gate;
   if (wait_ms <= 0) return;  // behind others: the front's timer wakes it
-  if (g.timer == nullptr) {
-    g.timer = new uv_timer_t;
-    uv_timer_init(loop_, g.timer);
-    g.timer->data = new std::pair<EngineImpl*, std::string>(this, gate);
-  }
-  uv_timer_start(g.timer, &EngineImpl::OnGateTimer,
-                 static_cast<uint64_t>(wait_ms), 0);
-}
-
-void EngineImpl::OnGateTimer(uv_timer_t* timer) {
-  auto* d = static_cast<std::pair<EngineImpl*, std::string>*>(timer->data);
-  d->first->OpenGate(d->second);
+  if (!g.timer) g.timer = clock_.NewTimer([this, gate] { OpenGate(gate); });
+  g.timer->Start(wait_ms);
 }
 
 // The gate's wait is over: the attempts at its front go through it until
@@ -181,7 +171,7 @@ void EngineImpl::LeaveGate(const std::string& saga_id) {
 void EngineImpl::RecordBreaker(Active& a, const AttemptOutcome& o) {
   if (a.breaker_key.empty()) return;
   const bool failed = !o.ok && CountsAgainstBreaker(o.error);
-  breakers_.Record(a.breaker_key, failed, static_cast<int64_t>(uv_now(loop_)));
+  breakers_.Record(a.breaker_key, failed, clock_.MonotonicMs());
   a.breaker_key.clear();
 }
 
@@ -197,9 +187,8 @@ void EngineImpl::OnBreakerTransition(const std::string& key, BreakerState from,
   // Closed again: whoever waits may go now, not at the next probe time.
   if (to == BreakerState::kClosed) {
     auto it = gates_.find(GateName(kBreakerGate, key));
-    if (it != gates_.end() && it->second.timer != nullptr &&
-        !it->second.waiting.empty()) {
-      uv_timer_start(it->second.timer, &EngineImpl::OnGateTimer, 0, 0);
+    if (it != gates_.end() && it->second.timer && !it->second.waiting.empty()) {
+      it->second.timer->Start(0);
     }
   }
 }
@@ -247,17 +236,7 @@ void EngineImpl::NoteFailure(const std::string& workflow) {
 
 void EngineImpl::CloseGates(const std::function<void()>& closed) {
   for (auto& [gate, g] : gates_) {
-    if (g.timer == nullptr) continue;
-    uv_timer_t* timer = std::exchange(g.timer, nullptr);
-    uv_timer_stop(timer);
-    delete static_cast<std::pair<EngineImpl*, std::string>*>(timer->data);
-    timer->data = new std::function<void()>(closed);
-    uv_close(reinterpret_cast<uv_handle_t*>(timer), [](uv_handle_t* h) {
-      std::unique_ptr<std::function<void()>> fn(
-          static_cast<std::function<void()>*>(h->data));
-      delete reinterpret_cast<uv_timer_t*>(h);
-      (*fn)();
-    });
+    if (g.timer) g.timer.release()->Close(closed);
   }
 }
 

@@ -119,7 +119,7 @@ class EngineImpl final : public Engine {
     // (A vector, not a deque: an empty std::deque allocates ~600 bytes, and
     // there is one of these per active saga.)
     std::vector<std::function<void()>> deferred;
-    uv_timer_t* attempt_timeout = nullptr;  // owned; closed when done
+    TimerPtr attempt_timeout;  // armed while an attempt with a timeout runs
     // The exec/http attempt in flight, to abort on timeout or cancel.
     AsyncAction* async_action = nullptr;
     uint64_t async_handle = 0;
@@ -197,7 +197,6 @@ class EngineImpl final : public Engine {
   void WaitAtGate(const std::string& gate, Active& a, int64_t wait_ms,
                   bool at_front);
   void OpenGate(const std::string& gate);
-  static void OnGateTimer(uv_timer_t* timer);
   void RecordBreaker(Active& a, const AttemptOutcome& o);
   void LeaveGate(const std::string& saga_id);
   void OnBreakerTransition(const std::string& key, BreakerState from,
@@ -225,7 +224,6 @@ class EngineImpl final : public Engine {
   Active* Adopt(Saga saga);
   // Every half window: loads the dormant sagas whose timers fall due within
   // the window.
-  static void OnLoadTimers(uv_timer_t* handle);
   void LoadDueDormant();
   void CancelActive(const std::string& saga_id, bool compensate,
                     const std::string& by, Callback<SagaState> done);
@@ -253,6 +251,7 @@ class EngineImpl final : public Engine {
   WorkGate attempts_{&work_};
   WorkGate handles_;
   EngineOptions options_;
+  Clock& clock_;                                     // *options_.clock
   std::shared_ptr<DestinationPolicy> destinations_;  // shared with http_*
   const Secrets secrets_;
   // Before the writer, which observes into it from its own thread.
@@ -262,7 +261,7 @@ class EngineImpl final : public Engine {
   std::unique_ptr<CommitWriter> writer_;
   std::unique_ptr<LoopCommitter> committer_;
   std::unique_ptr<TimerQueue> timers_;
-  uv_timer_t window_timer_;  // drives LoadDueDormant
+  TimerPtr window_timer_;  // drives LoadDueDormant
   bool loading_dormant_ = false;
   std::unique_ptr<AsyncAction> exec_;              // for operators' definitions
   std::unique_ptr<AsyncAction> exec_for_clients_;  // sandboxed
@@ -308,7 +307,7 @@ class EngineImpl final : public Engine {
   RateLimiters outbound_;
   struct Gate {
     std::deque<std::string> waiting;  // saga ids, first come first served
-    uv_timer_t* timer = nullptr;      // owned; wakes the front
+    TimerPtr timer;                   // wakes the front
   };
   std::map<std::string, Gate> gates_;
   // Alerts: failure times by workflow within the window, and when each
@@ -330,7 +329,7 @@ class EngineImpl final : public Engine {
   bool shutting_down_ = false;
   // Shutdown: running attempts have finished or been checkpointed.
   bool drained_ = false;
-  uv_timer_t grace_timer_;  // the grace period of a shutdown
+  TimerPtr grace_timer_;  // the grace period of a shutdown
   std::function<void(Status)> shutdown_done_;
 };
 

@@ -181,10 +181,6 @@ EngineImpl::Active* EngineImpl::Adopt(Saga saga) {
   return a;
 }
 
-void EngineImpl::OnLoadTimers(uv_timer_t* handle) {
-  static_cast<EngineImpl*>(handle->data)->LoadDueDormant();
-}
-
 void EngineImpl::LoadDueDormant() {
   if (loading_dormant_ || shutting_down_ || !health_.ok() ||
       !options_.run_sagas) {
@@ -284,8 +280,9 @@ EngineStats EngineImpl::stats() const {
     ++s.active_by_state[std::string(SagaStateName(a->saga.state))];
     if (!a->gate.empty()) ++s.waiting_at_gates;
   }
-  s.breakers = breakers_.List(static_cast<int64_t>(uv_now(loop_)));
+  s.breakers = breakers_.List(clock_.MonotonicMs());
   s.attempts_in_flight = attempts_.count();
+  s.work_in_flight = work_.count();
   s.timers_pending = timers_->size();
   for (const auto& [wf, q] : queued_) s.queued += q.size();
   const CommitWriterStats w = writer_->stats();

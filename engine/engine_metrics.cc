@@ -9,7 +9,7 @@
 namespace cde {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Steady = std::chrono::steady_clock;  // for durations only
 
 // The engine's names are fixed: registering them cannot fail unless two
 // collide, which is a bug caught by every test that opens an engine.
@@ -19,7 +19,7 @@ T* Must(Result<T*> family) {
   return family.value();
 }
 
-double Seconds(Clock::duration d) {
+double Seconds(Steady::duration d) {
   return std::max(0.0, std::chrono::duration<double>(d).count());
 }
 
@@ -223,7 +223,7 @@ void EngineImpl::ObserveCommitted(const Active& a, const Plan& plan) {
 }
 
 void EngineImpl::ObserveDispatch(Active& a) {
-  a.dispatched = Clock::now();
+  a.dispatched = Steady::now();
   m_.attempts_in_flight->Set(static_cast<double>(attempts_.count()));
   if (a.saga.wait.compensation) {
     m_.compensations
@@ -233,7 +233,7 @@ void EngineImpl::ObserveDispatch(Active& a) {
 }
 
 void EngineImpl::ObserveOutcome(const Active& a, const AttemptOutcome& o,
-                                Clock::time_point arrived) {
+                                Steady::time_point arrived) {
   m_.attempts_in_flight->Set(static_cast<double>(attempts_.count()));
   if (o.compensation) return;  // counted by cde_compensations_total
   const std::string& step = StepName(*a.def, o.step);
@@ -260,9 +260,9 @@ void EngineImpl::Commit(Transition transition, LoopCommitter::Then then) {
   }
   committer_->Commit(
       std::move(transition),
-      [h = m_.commit_latency, start = Clock::now(), hold = work_.Enter(),
+      [h = m_.commit_latency, start = Steady::now(), hold = work_.Enter(),
        then = std::move(then)](const Status& s) mutable {
-        h->Observe(Seconds(Clock::now() - start));
+        h->Observe(Seconds(Steady::now() - start));
         then(s);
         hold.Leave();
       });

@@ -15,12 +15,7 @@ void EngineImpl::Shutdown(ShutdownOptions options,
   shutting_down_ = true;
   shutdown_done_ = std::move(done);
   if (attempts_.count() > 0 && options.grace_ms > 0) {
-    uv_timer_start(
-        &grace_timer_,
-        [](uv_timer_t* t) {
-          static_cast<EngineImpl*>(t->data)->CheckpointInFlight();
-        },
-        static_cast<uint64_t>(options.grace_ms), 0);
+    grace_timer_->Start(options.grace_ms);
   } else {
     CheckpointInFlight();
   }
@@ -32,7 +27,7 @@ void EngineImpl::Shutdown(ShutdownOptions options,
 void EngineImpl::CheckpointInFlight() {
   if (drained_) return;
   drained_ = true;
-  uv_timer_stop(&grace_timer_);
+  grace_timer_->Stop();
   for (auto& [id, a] : active_) {
     if (a->in_flight()) Checkpoint(*a);
   }
@@ -93,7 +88,6 @@ void EngineImpl::OffLoop(std::function<void()> work,
 }
 
 void EngineImpl::FinishShutdown() {
-  uv_timer_stop(&grace_timer_);
   // Nothing holds work_, so no attempt runs; this stops what a native
   // action may still be doing for a checkpointed one.
   for (auto& [id, a] : active_) AbandonAttempt(*a);
@@ -104,14 +98,8 @@ void EngineImpl::FinishShutdown() {
     hold.Leave();
   };
   timers_->Close(closed);
-  for (uv_timer_t* timer : {&window_timer_, &grace_timer_}) {
-    timer->data = new std::function<void()>(closed);
-    uv_close(reinterpret_cast<uv_handle_t*>(timer), [](uv_handle_t* h) {
-      std::unique_ptr<std::function<void()>> fn(
-          static_cast<std::function<void()>*>(h->data));
-      (*fn)();
-    });
-  }
+  window_timer_.release()->Close(closed);
+  grace_timer_.release()->Close(closed);
   CloseGates(closed);
   exec_->Close(closed);
   exec_for_clients_->Close(closed);

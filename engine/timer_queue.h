@@ -1,4 +1,4 @@
-// TimerQueue: the engine's durable timers in memory. One uv_timer_t serves
+// TimerQueue: the engine's durable timers in memory. One Timer (clock.h) serves
 // every timer: a min-heap ordered by due time decides when it fires next, so
 // a million sleeping sagas cost heap entries, not a million libuv timers.
 // The durable copy of each timer is its row in the store's `timers` family
@@ -7,14 +7,13 @@
 #ifndef CDE_ENGINE_TIMER_QUEUE_H_
 #define CDE_ENGINE_TIMER_QUEUE_H_
 
-#include <uv.h>
-
 #include <cstdint>
 #include <functional>
 #include <queue>
 #include <string>
 #include <vector>
 
+#include "engine/clock.h"
 #include "engine/kinds.h"
 
 namespace cde {
@@ -28,12 +27,11 @@ class TimerQueue {
     bool operator>(const Entry& o) const { return due_ms > o.due_ms; }
   };
   using OnDue = std::function<void(const Entry&)>;
-  using WallClock = std::function<int64_t()>;
 
-  TimerQueue(uv_loop_t* loop, WallClock now, OnDue on_due);
+  // REQUIRES: `clock` outlives the queue.
+  TimerQueue(Clock& clock, OnDue on_due);
   TimerQueue(const TimerQueue&) = delete;
   TimerQueue& operator=(const TimerQueue&) = delete;
-  ~TimerQueue();  // REQUIRES: Close() has completed
 
   void Add(Entry entry);
   size_t size() const { return heap_.size(); }
@@ -41,19 +39,15 @@ class TimerQueue {
   void Close(std::function<void()> on_closed);
 
  private:
-  static void OnTimer(uv_timer_t* handle);
-  static void OnClose(uv_handle_t* handle);
   void Rearm();
   void FireDue();
 
-  uv_timer_t timer_;
-  WallClock now_;
+  Clock& clock_;
+  TimerPtr timer_;
   OnDue on_due_;
   std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap_;
   int64_t armed_for_ = -1;  // due time the uv timer is set for, -1 = none
   bool closing_ = false;
-  bool closed_ = false;
-  std::function<void()> on_closed_;
 };
 
 }  // namespace cde

@@ -102,6 +102,25 @@ bool EngineHarness::RunUntil(const std::function<bool()>& done,
   return ok;
 }
 
+bool EngineHarness::Settle() {
+  return RunUntil([&] {
+    const EngineStats s = engine_->stats();
+    return s.work_in_flight == s.attempts_in_flight;
+  });
+}
+
+bool EngineHarness::Pass(ManualClock& clock, int64_t ms) {
+  const int64_t until = clock.MonotonicMs() + ms;
+  for (;;) {
+    if (!Settle()) return false;
+    const int64_t next = clock.NextDueIn();
+    if (next < 0 || clock.MonotonicMs() + next > until) break;
+    clock.Advance(next);  // fires the timers due then
+  }
+  clock.Advance(until - clock.MonotonicMs());
+  return Settle();
+}
+
 template <typename T, typename Call>
 Result<T> RunCall(EngineHarness& h, Call call) {
   std::optional<Result<T>> out;

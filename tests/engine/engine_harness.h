@@ -73,6 +73,16 @@ class EngineHarness {
   bool RunUntil(const std::function<bool()>& done,
                 int timeout_ms = kDefaultWaitMs);
 
+  // With a ManualClock (EngineOptions::clock):
+  // Runs the loop until the engine does nothing but wait for attempts in
+  // flight and for its clock: no commit and no store read pending.
+  bool Settle();
+  // Lets `ms` pass on `clock` as it would pass for a running engine: the
+  // clock moves from one due timer to the next, and the loop settles after
+  // each, so what a timer starts (a load from the store, a commit) is done
+  // before the next one fires.
+  bool Pass(ManualClock& clock, int64_t ms);
+
   // Synchronous wrappers: run the loop until the callback has answered.
   Result<DefinitionRecord> Register(
       const nlohmann::json& definition,

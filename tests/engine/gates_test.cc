@@ -3,8 +3,6 @@
 // concurrency limits, and the repeated-failure alert.
 #include <gmock/gmock.h>
 
-#include <chrono>
-
 #include "engine/engine.h"
 #include "tests/engine/engine_harness.h"
 #include "tools/test_http_server.h"
@@ -127,51 +125,7 @@ TEST_F(CircuitBreakerTest, CancelOfASagaWaitingAtAnOpenBreakerDoesNotWait) {
   EXPECT_EQ(h_.engine().stats().waiting_at_gates, 0u);
 }
 
-TEST(RateLimitTest, LimitedStepsWaitTheirTurnInOrderAndNoneFails) {
-  std::vector<std::string> order;
-  std::vector<std::chrono::steady_clock::time_point> times;
-  NativeAction record = [&](const AttemptRequest& r, ActionDone done) {
-    order.push_back(r.saga_id);
-    times.push_back(std::chrono::steady_clock::now());
-    done(ActionResult::Success(nullptr));
-  };
-  EngineHarness h;
-  ASSERT_OK(h.Open("", {{"call", record}}));
-  EngineLimits limits;
-  limits.outbound["api"] = {.rate_per_sec = 10, .burst = 1};
-  h.engine().SetLimits(limits);
-  ASSERT_OK(h.Register(Workflow("limited", {{{"name", "s"},
-                                             {"action", "call"},
-                                             {"rate_limit", "api"},
-                                             {"retry", Fast(1)}}}))
-                .status());
-  // All five in one loop turn, so that all reach the gate together (one
-  // at a time, a slow start could let a token come between two of them).
-  std::vector<std::string> ids(5);
-  int answered = 0;
-  for (std::string& id : ids) {
-    h.engine().Start({.workflow = "limited"}, [&](Result<StartResult> r) {
-      ++answered;
-      ASSERT_OK(r.status());
-      id = r->saga_id;
-    });
-  }
-  ASSERT_TRUE(h.RunUntil([&] { return answered == 5; }));
-  for (const std::string& id : ids) {
-    auto rec = h.AwaitInactive(id);
-    ASSERT_OK(rec.status());
-    EXPECT_EQ(rec->state, SagaState::kCompleted);
-    EXPECT_EQ(rec->body["steps"][0]["attempts"], 1);
-  }
-  EXPECT_EQ(order, ids);
-  // One token per 100 ms after the first: the bucket spaced them out.
-  ASSERT_EQ(times.size(), 5u);
-  EXPECT_GE(times.back() - times.front(), std::chrono::milliseconds(350));
-  EXPECT_THAT(
-      h.engine().metrics().Render(),
-      HasSubstr(R"(cde_gate_waits_total{gate="rate_limit",key="api"} 4)"));
-  ASSERT_OK(h.Close());
-}
+// Rate limits: clock_test.cc, on a clock the test advances.
 
 TEST(RunTimeLimitsTest, MaxConcurrencyChangesWhileSagasWait) {
   HeldAction held;
