@@ -32,44 +32,6 @@ void RunBlocking(uv_loop_t* loop, std::function<void()> work,
       });
 }
 
-namespace {
-
-// Definitions in the store were validated when registered; native actions
-// they name may not be registered in this process (yet), so accept them.
-ActionNames ActionsNamedIn(const json& doc) {
-  ActionNames names;
-  if (!doc.contains("steps") || !doc["steps"].is_array()) return names;
-  for (const json& step : doc["steps"]) {
-    if (!step.is_object()) continue;
-    if (auto a = step.find("action"); a != step.end() && a->is_string()) {
-      names.insert(a->get<std::string>());
-    }
-    if (auto c = step.find("compensate"); c != step.end() && c->is_object()) {
-      if (auto a = c->find("action"); a != c->end() && a->is_string()) {
-        names.insert(a->get<std::string>());
-      }
-    }
-  }
-  return names;
-}
-
-// OK if `value`, as compact JSON text, is at most `limit` bytes; else
-// InvalidArgument naming `what` and the setting `key`. Invalid UTF-8 is
-// counted as its replacement, as the store would keep it.
-Status CheckSize(const char* what, const json& value, uint64_t limit,
-                 const char* key) {
-  const size_t size =
-      value.dump(-1, ' ', false, json::error_handler_t::replace).size();
-  if (size <= limit) return Status::OK();
-  return Status::InvalidArgument(
-      std::string(what) + " is " + std::to_string(size) +
-      " bytes of JSON, more "
-      "than " +
-      key + " allows (" + std::to_string(limit) + ")");
-}
-
-}  // namespace
-
 Result<std::unique_ptr<Engine>> Engine::Open(uv_loop_t* loop,
                                              EngineOptions options) {
   // What the options describe on this machine, before the store is touched:
@@ -114,6 +76,7 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
       ids_(options_.seed != 0 ? SagaIdGenerator(options_.seed)
                               : SagaIdGenerator()),
       rng_(options_.seed != 0 ? options_.seed : std::random_device{}()),
+      definitions_(std::move(options_.actions)),
       limits_(options_.limits),
       breakers_(
           limits_.breaker_default, limits_.breakers,
@@ -141,7 +104,6 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
   grace_timer_ = clock_.NewTimer([this] { CheckpointInFlight(); });
   const int64_t period = std::max<int64_t>(1, options_.timer_window_ms / 2);
   if (options_.run_sagas) window_timer_->Start(period, period);
-  actions_ = std::move(options_.actions);
 }
 
 EngineImpl::~EngineImpl() = default;
@@ -154,12 +116,7 @@ PlanContext EngineImpl::Context(const Active& a) {
 
 Status EngineImpl::RegisterAction(const std::string& name,
                                   NativeAction action) {
-  if (IsBuiltinAction(name) || actions_.count(name) != 0) {
-    return Status::AlreadyExists("action '" + name + "' is already registered");
-  }
-  actions_[name] = std::move(action);
-  definition_schema_ = nullptr;  // names the actions
-  return Status::OK();
+  return definitions_.AddAction(name, std::move(action));
 }
 
 Status EngineImpl::DenyOwnListener(const std::string& host, int port) {
@@ -187,123 +144,35 @@ Status EngineImpl::DenyOwnListener(const std::string& host, int port) {
   return Status::OK();
 }
 
-Status EngineImpl::AddDefinition(const DefinitionRecord& record) {
-  auto parsed =
-      ParseDefinition(record.definition, ActionsNamedIn(record.definition));
-  if (!parsed.ok()) {
-    return parsed.status().WithContext("stored definition " + record.name +
-                                       "@" + std::to_string(record.version));
-  }
-  parsed->origin = record.origin;
-  parsed->registered_by = record.registered_by;
-  definitions_[record.name][record.version] =
-      std::make_shared<const WorkflowDefinition>(std::move(parsed).value());
-  records_[{record.name, record.version}] = record;
-  return Status::OK();
-}
-
-EngineImpl::DefPtr EngineImpl::FindDefinition(
-    const std::string& name, std::optional<uint32_t> version) const {
-  auto it = definitions_.find(name);
-  if (it == definitions_.end() || it->second.empty()) return nullptr;
-  if (!version) return it->second.rbegin()->second;
-  auto v = it->second.find(*version);
-  return v == it->second.end() ? nullptr : v->second;
-}
-
 std::vector<std::shared_ptr<const WorkflowDefinition>>
 EngineImpl::ListWorkflows() const {
-  std::vector<DefPtr> out;
-  for (const auto& [name, versions] : definitions_) {
-    for (const auto& [v, def] : versions) out.push_back(def);
-  }
-  return out;
+  return definitions_.List();
 }
 
 void EngineImpl::RegisterWorkflow(const json& doc, DefinitionOrigin origin,
                                   const std::string& by,
                                   Callback<DefinitionRecord> done) {
   if (!health_.ok()) return done(health_);
-  ActionNames native;
-  for (const auto& [name, fn] : actions_) native.insert(name);
-  auto parsed = ParseDefinition(doc, native);
-  if (!parsed.ok()) return done(parsed.status());
-  const bool client = origin == DefinitionOrigin::kClient;
-  if (auto wrong = secrets_.Check(*parsed, client); !wrong.empty()) {
-    std::string message = "invalid workflow definition: ";
-    for (size_t i = 0; i < wrong.size(); ++i) {
-      message += (i > 0 ? "; " : "") + wrong[i].ToString();
-    }
-    return done(Status::InvalidArgument(message));
-  }
-  if (client) {
-    const auto refused =
-        CheckClientDefinition(*parsed, options_.action_policy, *destinations_);
-    if (!refused.empty()) {
-      std::string message =
-          "workflow definition refused by the action policy: ";
-      for (size_t i = 0; i < refused.size(); ++i) {
-        message += (i > 0 ? "; " : "") + refused[i].ToString();
-      }
-      return done(Status::InvalidArgument(message));
-    }
-  }
-  const std::string name = parsed->name;
-  const uint32_t version = parsed->version;
-  const auto key = std::make_pair(name, version);
-  if (auto it = records_.find(key); it != records_.end()) {
-    // The same content: a no-op, unless an operator now vouches for what
-    // a client registered (below, the record is written again as theirs).
-    const bool adopt = origin == DefinitionOrigin::kOperator &&
-                       it->second.origin == DefinitionOrigin::kClient;
-    if (it->second.definition == doc && !adopt) return done(it->second);
-    if (it->second.definition != doc)
-      return done(Status::AlreadyExists(
-          "workflow " + name + " version " + std::to_string(version) +
-          " is already registered with different content; versions are "
-          "immutable, register it as a new version"));
-  }
-  // New content only: what was registered under a larger limit (the
-  // workflows directory registers again at every start) keeps working.
-  if (Status s = CheckSize("the definition", doc, limits_.definition_bytes,
-                           "limits.definition_bytes");
-      !s.ok()) {
-    return done(s);
-  }
-  if (parsed->steps.size() > limits_.definition_steps) {
-    return done(Status::InvalidArgument(
-        "invalid workflow definition: steps: " +
-        std::to_string(parsed->steps.size()) +
-        " steps, more than limits.definition_steps allows (" +
-        std::to_string(limits_.definition_steps) + ")"));
-  }
-  if (!registering_.insert(key).second) {
-    return done(Status::Busy("workflow " + name + " version " +
-                             std::to_string(version) +
-                             " is being registered; retry"));
-  }
-  DefinitionRecord record{name, version, Now(), doc, origin, by};
+  auto admitted =
+      definitions_.Admit(doc, origin,
+                         {secrets_, options_.action_policy, *destinations_,
+                          limits_.definition_bytes, limits_.definition_steps});
+  if (!admitted.ok()) return done(admitted.status());
+  if (admitted->unchanged) return done(*admitted->unchanged);
+  DefinitionRecord record{
+      admitted->name, admitted->version, Now(), doc, origin, by};
   Transition t;
   t.PutDefinition(record);
-  Commit(std::move(t), [this, record, key, done](const Status& s) {
-    registering_.erase(key);
+  Commit(std::move(t), [this, record, done](const Status& s) {
+    definitions_.Release(record.name, record.version);
     if (!s.ok()) {
       health_ = s;
       done(s);
-    } else if (Status added = AddDefinition(record); !added.ok()) {
-      done(added);
+    } else if (Status loaded = definitions_.Load(record); !loaded.ok()) {
+      done(loaded);
     } else {
       done(record);
-      // By id, as a watcher may end its own watch or another's.
-      std::vector<uint64_t> ids;
-      for (const auto& [id, fn] : definition_watchers_) ids.push_back(id);
-      for (uint64_t id : ids) {
-        if (auto w = definition_watchers_.find(id);
-            w != definition_watchers_.end()) {
-          auto fn = w->second;  // it may unwatch itself while it runs
-          fn(record);
-        }
-      }
+      watchers_.DefinitionRegistered(record);
     }
   });
 }
@@ -314,12 +183,12 @@ void EngineImpl::Start(StartRequest request, Callback<StartResult> done) {
         "the engine is shutting down and starts no new sagas"));
   }
   if (!health_.ok()) return done(health_);
-  if (Status s = CheckSize("input", request.input, limits_.input_bytes,
-                           "limits.input_bytes");
+  if (Status s = CheckJsonSize("input", request.input, limits_.input_bytes,
+                               "limits.input_bytes");
       !s.ok()) {
     return done(s);
   }
-  DefPtr def = FindDefinition(request.workflow, request.version);
+  DefPtr def = definitions_.Find(request.workflow, request.version);
   if (!def) {
     return done(Status::NotFound(
         "no workflow '" + request.workflow + "'" +
@@ -460,14 +329,11 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
   }
   ObserveCommitted(a, plan);
   a.saga = std::move(plan.saga);
-  if (auto w = watchers_.find(id); w != watchers_.end()) {
-    auto callbacks = w->second;  // a watcher may unwatch while called
-    for (auto& [wid, fn] : callbacks) fn(a.saga);
-  }
+  watchers_.SagaChanged(a.saga);
   bool dormant = false;
   if (plan.arm_timer && !shutting_down_ && options_.run_sagas) {
     if (BeyondWindow(a.saga.wait) && a.deferred.empty() &&
-        watchers_.count(id) == 0) {
+        !watchers_.Watched(id)) {
       dormant = true;  // its timer row will bring it back; see Adopt
     } else {
       timers_->Add({a.saga.wait.due_ms, id, TimerOf(a.saga.wait).kind});
@@ -540,8 +406,8 @@ void EngineImpl::Dispatch(Active& a) {
                   max_output = limits_.output_bytes](ActionResult r) {
     RedactSecrets(*secrets, &r);
     if (r.ok && !tag.compensation) {
-      if (Status s = CheckSize("the output", r.output, max_output,
-                               "limits.output_bytes");
+      if (Status s = CheckJsonSize("the output", r.output, max_output,
+                                   "limits.output_bytes");
           !s.ok()) {
         r = ActionResult::Failure(kLimitErrorKind, s.message());
       }
@@ -617,14 +483,14 @@ void EngineImpl::Dispatch(Active& a) {
     a.async_handle = io->Start(req, deliver);
     return;
   }
-  auto native = actions_.find(spec.action);
-  if (native == actions_.end()) {
+  const NativeAction* native = definitions_.FindAction(spec.action);
+  if (native == nullptr) {
     deliver(ActionResult::Failure(
         "unknown_action",
         "no action '" + spec.action + "' is registered in this process"));
     return;
   }
-  native->second(req, deliver);
+  (*native)(req, deliver);
 }
 
 void EngineImpl::StopAttemptTimeout(Active& a) { a.attempt_timeout.reset(); }

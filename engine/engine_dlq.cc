@@ -84,7 +84,7 @@ void EngineImpl::StartReplay(Result<SagaRecord> found,
                               saga->wait.due_ms != redrive_due_ms)) {
     return done(SagaState::kParked);  // replayed or purged meanwhile: stale
   }
-  DefPtr def = FindDefinition(saga->workflow, saga->version);
+  DefPtr def = definitions_.Find(saga->workflow, saga->version);
   if (!def) {
     return done(Status::NotFound("workflow " + saga->workflow + "@" +
                                  std::to_string(saga->version) +

@@ -11,12 +11,14 @@
 #include <unordered_map>
 
 #include "engine/async_action.h"
+#include "engine/definition_registry.h"
 #include "engine/engine.h"
 #include "engine/inbox.h"
 #include "engine/loop_committer.h"
 #include "engine/metrics.h"
 #include "engine/timer_queue.h"
 #include "engine/transitions.h"
+#include "engine/watchers.h"
 #include "engine/work_gate.h"
 #include "storage/commit_writer.h"
 #include "storage/saga_id.h"
@@ -142,19 +144,11 @@ class EngineImpl final : public Engine {
   PlanContext Context(const Active& a);
   std::shared_ptr<const WorkflowDefinition> FindWorkflow(
       const std::string& name, std::optional<uint32_t> version) const override {
-    return FindDefinition(name, version);
+    return definitions_.Find(name, version);
   }
   const nlohmann::json& DefinitionSchema() const override {
-    if (definition_schema_.is_null()) {
-      ActionNames native;
-      for (const auto& [name, fn] : actions_) native.insert(name);
-      definition_schema_ = DefinitionJsonSchema(native);
-    }
-    return definition_schema_;
+    return definitions_.Schema();
   }
-  DefPtr FindDefinition(const std::string& name,
-                        std::optional<uint32_t> version) const;
-  Status AddDefinition(const DefinitionRecord& record);
 
   // Commits `plan` for `a`, then acts on it. `after` runs once committed.
   void Apply(Active& a, Plan plan, std::function<void(const Status&)> after);
@@ -272,17 +266,8 @@ class EngineImpl final : public Engine {
   std::mt19937_64 rng_;
   Status health_;
 
-  std::map<std::string, NativeAction> actions_;
-  // DefinitionSchema, made on first use after each RegisterAction (every
-  // tools/list shows it).
-  mutable nlohmann::json definition_schema_;
-  // name -> version -> definition
-  std::map<std::string, std::map<uint32_t, DefPtr>> definitions_;
-  // The registered documents, so re-registration compares in memory; an
-  // entry is claimed before its commit, so two registrations of one new
-  // version cannot both be written.
-  std::map<std::pair<std::string, uint32_t>, DefinitionRecord> records_;
-  std::set<std::pair<std::string, uint32_t>> registering_;
+  DefinitionRegistry definitions_;
+  Watchers watchers_;
   std::unordered_map<std::string, std::unique_ptr<Active>> active_;
   // Starts with an idempotency key that is being looked up or committed.
   // Later starts with the same key wait here and get the same saga.
@@ -314,14 +299,6 @@ class EngineImpl final : public Engine {
   // workflow last alerted.
   std::map<std::string, std::deque<int64_t>> failures_;
   std::map<std::string, int64_t> alerted_ms_;
-
-  uint64_t next_watch_ = 1;
-  std::unordered_map<std::string,
-                     std::map<uint64_t, std::function<void(const Saga&)>>>
-      watchers_;
-  std::unordered_map<uint64_t, std::string> watch_index_;
-  std::map<uint64_t, std::function<void(const DefinitionRecord&)>>
-      definition_watchers_;
 
   // The state of the saga whose commit OnCommitted is acting on, for the
   // `after` callbacks it runs.

@@ -20,7 +20,8 @@ Status EngineImpl::Recover() {
   }
   auto defs = store_->ListDefinitions();
   if (!defs.ok()) return defs.status().WithContext("loading definitions");
-  for (const DefinitionRecord& d : *defs) CDE_RETURN_IF_ERROR(AddDefinition(d));
+  for (const DefinitionRecord& d : *defs)
+    CDE_RETURN_IF_ERROR(definitions_.Load(d));
   // The DLQ gauge starts from the store's count (a scan of the DLQ, once per
   // open), then follows parks and replays.
   auto parked = store_->CountDlq();
@@ -36,7 +37,7 @@ Status EngineImpl::Recover() {
       [](const SagaRecord& a, const SagaRecord& b) { return a.id < b.id; });
   std::vector<Active*> resumed;
   for (SagaRecord& record : *records) {
-    DefPtr def = FindDefinition(record.workflow, record.version);
+    DefPtr def = definitions_.Find(record.workflow, record.version);
     auto saga = FromRecord(record);
     std::string poison;
     if (!def) {
@@ -168,7 +169,7 @@ EngineImpl::Active* EngineImpl::Adopt(Saga saga) {
        saga.wait.kind != Wait::Kind::kBackoff)) {
     return nullptr;
   }
-  DefPtr def = FindDefinition(saga.workflow, saga.version);
+  DefPtr def = definitions_.Find(saga.workflow, saga.version);
   if (!def) return nullptr;
   auto active = std::make_unique<Active>();
   active->saga = std::move(saga);
@@ -249,30 +250,15 @@ const Saga* EngineImpl::FindActive(const std::string& saga_id) const {
 
 uint64_t EngineImpl::Watch(const std::string& saga_id,
                            std::function<void(const Saga&)> on_change) {
-  const uint64_t id = next_watch_++;
-  watchers_[saga_id][id] = std::move(on_change);
-  watch_index_[id] = saga_id;
-  return id;
+  return watchers_.WatchSaga(saga_id, std::move(on_change));
 }
 
 uint64_t EngineImpl::WatchDefinitions(
     std::function<void(const DefinitionRecord&)> on_registered) {
-  const uint64_t id = next_watch_++;
-  definition_watchers_[id] = std::move(on_registered);
-  return id;
+  return watchers_.WatchDefinitions(std::move(on_registered));
 }
 
-void EngineImpl::Unwatch(uint64_t watch_id) {
-  if (definition_watchers_.erase(watch_id) > 0) return;
-  auto it = watch_index_.find(watch_id);
-  if (it == watch_index_.end()) return;
-  auto w = watchers_.find(it->second);
-  if (w != watchers_.end()) {
-    w->second.erase(watch_id);
-    if (w->second.empty()) watchers_.erase(w);
-  }
-  watch_index_.erase(it);
-}
+void EngineImpl::Unwatch(uint64_t watch_id) { watchers_.Unwatch(watch_id); }
 
 EngineStats EngineImpl::stats() const {
   EngineStats s;

@@ -5,6 +5,18 @@
 
 namespace cde {
 
+Status CheckJsonSize(const char* what, const nlohmann::json& value,
+                     uint64_t limit, const char* key) {
+  const size_t size =
+      value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+          .size();
+  if (size <= limit) return Status::OK();
+  return Status::InvalidArgument(std::string(what) + " is " +
+                                 std::to_string(size) +
+                                 " bytes of JSON, more than " + key +
+                                 " allows (" + std::to_string(limit) + ")");
+}
+
 namespace {
 
 // Slack for floating-point refill: a bucket told to wait N ms must have its

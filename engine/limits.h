@@ -1,8 +1,9 @@
-// Admission limits for outbound work: circuit breakers and token buckets.
+// Admission limits for outbound work: circuit breakers and token buckets;
+// and the check of a JSON value against a size limit.
 //
 // Both are plain state machines over a clock the caller passes in
-// (milliseconds, monotonic: the engine uses uv_now). They decide; they do
-// not wait. The engine asks before it dispatches an attempt, and when the
+// (milliseconds, monotonic: the engine's Clock::MonotonicMs). They decide; they
+// do not wait. The engine asks before it dispatches an attempt, and when the
 // answer is "not yet" it parks the attempt in a per-key FIFO until the time
 // it was given, so nothing fails for being limited and no retry attempt is
 // spent on it. The API layer uses RateLimiters the same way for inbound
@@ -16,11 +17,20 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "storage/status.h"
+
 namespace cde {
+
+// OK if `value`, as compact JSON text, is at most `limit` bytes; else
+// InvalidArgument naming `what` and the setting `key`. Invalid UTF-8 is
+// counted as its replacement, as the store would keep it.
+Status CheckJsonSize(const char* what, const nlohmann::json& value,
+                     uint64_t limit, const char* key);
 
 // When a breaker opens and how it recovers. docs/configuration.md
 // ("circuit_breakers") documents each field and its default.
