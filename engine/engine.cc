@@ -78,12 +78,20 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
       rng_(options_.seed != 0 ? options_.seed : std::random_device{}()),
       definitions_(std::move(options_.actions)),
       limits_(options_.limits),
-      breakers_(
-          limits_.breaker_default, limits_.breakers,
-          [this](const std::string& key, BreakerState from, BreakerState to) {
-            OnBreakerTransition(key, from, to);
-          }),
-      outbound_(RatePolicy{}, limits_.outbound) {
+      gates_(clock_, limits_,
+             {.go =
+                  [this](const std::string& saga_id, const std::string& gate) {
+                    return GoThroughGate(saga_id, gate);
+                  },
+              .waited =
+                  [this](const std::string& kind, const std::string& key) {
+                    m_.gate_waits->With({kind, key}).Increment();
+                  },
+              .breaker_moved =
+                  [this](const std::string& key, BreakerState from,
+                         BreakerState to) {
+                    OnBreakerTransition(key, from, to);
+                  }}) {
   writer_ = std::make_unique<CommitWriter>(
       store_.get(),
       CommitWriterOptions{

@@ -1,11 +1,7 @@
-// EngineImpl: what stands between a planned attempt and its dispatch (a
-// step's rate limit, its circuit breaker), run-time limits, and the
-// repeated-failure alert.
-//
-// A gate never fails an attempt. An attempt it holds back waits in the
-// gate's FIFO, in memory only: its `attempt_started` is already logged, so a
-// restart dispatches it again like any attempt whose result was not logged,
-// and it consumes no retry because it never ran.
+// EngineImpl: what an attempt's gates (attempt_gates.h) need from the
+// engine (the breaker a step reports to, what counts against it, the
+// dispatch of an attempt a gate lets go, a cancel of one that waits),
+// run-time limits, and the repeated-failure alert.
 #include <algorithm>
 
 #include "engine/engine_impl.h"
@@ -60,92 +56,31 @@ bool CountsAgainstBreaker(const ErrorInfo& e) {
   return true;
 }
 
-constexpr const char* kRateGate = "rate_limit";
-constexpr const char* kBreakerGate = "circuit_breaker";
-
-std::string GateName(const char* kind, const std::string& key) {
-  return std::string(kind) + ":" + key;
-}
-
 }  // namespace
 
 bool EngineImpl::PassGates(Active& a, const StepSpec& step,
                            const ActionSpec& spec,
                            const nlohmann::json& params) {
-  const int64_t now = clock_.MonotonicMs();
-  a.breaker_key.clear();
-  if (!step.rate_limit.empty() &&
-      !TryGate(GateName(kRateGate, step.rate_limit), a,
-               [&] { return outbound_.TryTake(step.rate_limit, now); })) {
-    return false;
-  }
-  const std::string key =
-      BreakerKey(step, spec, params, *secrets_.redactions());
-  if (key.empty()) return true;
-  if (!TryGate(GateName(kBreakerGate, key), a, [&]() -> int64_t {
-        const int64_t at = breakers_.Admit(key, now);
-        return at == 0 ? 0 : std::max<int64_t>(1, at - now);
-      })) {
-    return false;
-  }
-  a.breaker_key = key;
-  return true;
-}
-
-// First come, first served: an attempt arriving while others wait at the
-// gate queues behind them even if the gate would let it through now.
-bool EngineImpl::TryGate(const std::string& gate, Active& a,
-                         const std::function<int64_t()>& wait_ms) {
-  auto it = gates_.find(gate);
-  const bool others = it != gates_.end() && !it->second.waiting.empty();
-  const bool at_front = others && it->second.waiting.front() == a.saga.id;
-  if (others && !at_front) {
-    WaitAtGate(gate, a, 0, false);
-    return false;
-  }
-  const int64_t wait = wait_ms();
-  if (wait == 0) {
-    if (at_front) it->second.waiting.pop_front();
+  a.breaker_key = BreakerKey(step, spec, params, *secrets_.redactions());
+  if (gates_.Pass(a.saga.id, step.rate_limit, a.breaker_key, &a.gate)) {
     return true;
   }
-  WaitAtGate(gate, a, wait, at_front);
+  a.breaker_key.clear();
   return false;
 }
 
-void EngineImpl::WaitAtGate(const std::string& gate, Active& a, int64_t wait_ms,
-                            bool at_front) {
-  Gate& g = gates_[gate];
-  if (!at_front) {
-    g.waiting.push_back(a.saga.id);
-    const size_t colon = gate.find(':');
-    m_.gate_waits->With({gate.substr(0, colon), gate.substr(colon + 1)})
-        .Increment();
+bool EngineImpl::GoThroughGate(const std::string& saga_id,
+                               const std::string& gate) {
+  auto it = active_.find(saga_id);
+  if (it == active_.end() || it->second->gate != gate ||
+      it->second->in_flight() ||
+      it->second->saga.wait.kind != Wait::Kind::kAttempt) {
+    return false;
   }
-  a.gate = gate;
-  if (wait_ms <= 0) return;  // behind others: the front's timer wakes it
-  if (!g.timer) g.timer = clock_.NewTimer([this, gate] { OpenGate(gate); });
-  g.timer->Start(wait_ms);
-}
-
-// The gate's wait is over: the attempts at its front go through it until
-// one is held back again (which re-arms the timer).
-void EngineImpl::OpenGate(const std::string& gate) {
-  if (shutting_down_ || !options_.run_sagas) return;
-  Gate& g = gates_[gate];
-  while (!g.waiting.empty()) {
-    const std::string id = g.waiting.front();
-    auto it = active_.find(id);
-    if (it == active_.end() || it->second->gate != gate ||
-        it->second->in_flight() ||
-        it->second->saga.wait.kind != Wait::Kind::kAttempt) {
-      g.waiting.pop_front();  // finished or moved on meanwhile
-      continue;
-    }
-    Active& a = *it->second;
-    a.gate.clear();
-    Dispatch(a);
-    if (!g.waiting.empty() && g.waiting.front() == id) break;
-  }
+  Active& a = *it->second;
+  a.gate.clear();
+  Dispatch(a);
+  return true;
 }
 
 // A cancelled saga whose attempt waits at a gate does not wait for the gate
@@ -156,11 +91,7 @@ void EngineImpl::LeaveGate(const std::string& saga_id) {
   if (it == active_.end()) return;
   Active& a = *it->second;
   if (a.gate.empty() || a.in_flight() || !a.saga.cancel_requested) return;
-  auto g = gates_.find(a.gate);
-  if (g != gates_.end()) {
-    auto& q = g->second.waiting;
-    q.erase(std::remove(q.begin(), q.end(), saga_id), q.end());
-  }
+  gates_.Leave(a.gate, saga_id);
   const std::string gate = std::exchange(a.gate, "");
   const Wait& w = a.saga.wait;
   AttemptOutcome o{w.step, w.compensation, w.attempt};
@@ -171,7 +102,7 @@ void EngineImpl::LeaveGate(const std::string& saga_id) {
 void EngineImpl::RecordBreaker(Active& a, const AttemptOutcome& o) {
   if (a.breaker_key.empty()) return;
   const bool failed = !o.ok && CountsAgainstBreaker(o.error);
-  breakers_.Record(a.breaker_key, failed, clock_.MonotonicMs());
+  gates_.Record(a.breaker_key, failed);
   a.breaker_key.clear();
 }
 
@@ -184,13 +115,6 @@ void EngineImpl::OnBreakerTransition(const std::string& key, BreakerState from,
                                                                 : 2);
   Log(to == BreakerState::kOpen ? LogLevel::kWarn : LogLevel::kInfo, "engine",
       "circuit breaker " + t, {.extra = {{"breaker", key}, {"from", f}}});
-  // Closed again: whoever waits may go now, not at the next probe time.
-  if (to == BreakerState::kClosed) {
-    auto it = gates_.find(GateName(kBreakerGate, key));
-    if (it != gates_.end() && it->second.timer && !it->second.waiting.empty()) {
-      it->second.timer->Start(0);
-    }
-  }
 }
 
 std::optional<uint32_t> EngineImpl::ConcurrencyLimit(
@@ -201,18 +125,11 @@ std::optional<uint32_t> EngineImpl::ConcurrencyLimit(
 }
 
 void EngineImpl::SetLimits(EngineLimits limits) {
-  breakers_.SetPolicies(limits.breaker_default, limits.breakers);
-  outbound_.SetPolicies(RatePolicy{}, limits.outbound);
   limits_ = std::move(limits);
   std::vector<std::string> workflows;
   for (const auto& [workflow, q] : queued_) workflows.push_back(workflow);
   for (const std::string& w : workflows) FillSlots(w);
-  // A raised rate may let waiting attempts go sooner than their timers say.
-  std::vector<std::string> gates;
-  for (const auto& [gate, g] : gates_) {
-    if (!g.waiting.empty()) gates.push_back(gate);
-  }
-  for (const std::string& gate : gates) OpenGate(gate);
+  gates_.SetPolicies(limits_);
 }
 
 void EngineImpl::NoteFailure(const std::string& workflow) {
@@ -232,12 +149,6 @@ void EngineImpl::NoteFailure(const std::string& workflow) {
       {.workflow = workflow,
        .extra = {{"failures", times.size()},
                  {"window_ms", limits_.alert_window_ms}}});
-}
-
-void EngineImpl::CloseGates(const std::function<void()>& closed) {
-  for (auto& [gate, g] : gates_) {
-    if (g.timer) g.timer.release()->Close(closed);
-  }
 }
 
 }  // namespace cde

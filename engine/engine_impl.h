@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "engine/async_action.h"
+#include "engine/attempt_gates.h"
 #include "engine/definition_registry.h"
 #include "engine/engine.h"
 #include "engine/inbox.h"
@@ -186,11 +187,9 @@ class EngineImpl final : public Engine {
   // FIFO, and Dispatch runs again when the gate lets it through.
   bool PassGates(Active& a, const StepSpec& step, const ActionSpec& spec,
                  const nlohmann::json& params);
-  bool TryGate(const std::string& gate, Active& a,
-               const std::function<int64_t()>& wait_ms);
-  void WaitAtGate(const std::string& gate, Active& a, int64_t wait_ms,
-                  bool at_front);
-  void OpenGate(const std::string& gate);
+  // AttemptGates::Hooks::go: dispatches the attempt of `saga_id` that
+  // waited at `gate`, if it still waits there.
+  bool GoThroughGate(const std::string& saga_id, const std::string& gate);
   void RecordBreaker(Active& a, const AttemptOutcome& o);
   void LeaveGate(const std::string& saga_id);
   void OnBreakerTransition(const std::string& key, BreakerState from,
@@ -198,8 +197,6 @@ class EngineImpl final : public Engine {
   std::optional<uint32_t> ConcurrencyLimit(const WorkflowDefinition& def) const;
   // A saga of `workflow` failed: counts towards the alert.
   void NoteFailure(const std::string& workflow);
-  // Closes the gates' timers; each close calls a copy of `closed`.
-  void CloseGates(const std::function<void()>& closed);
   // Stops the attempt's timeout timer and aborts its exec/http work.
   void AbandonAttempt(Active& a);
   // work_ has drained: closes every handle, then the store.
@@ -288,13 +285,7 @@ class EngineImpl final : public Engine {
   std::set<std::string> redrives_;
 
   EngineLimits limits_;
-  CircuitBreakers breakers_;
-  RateLimiters outbound_;
-  struct Gate {
-    std::deque<std::string> waiting;  // saga ids, first come first served
-    TimerPtr timer;                   // wakes the front
-  };
-  std::map<std::string, Gate> gates_;
+  AttemptGates gates_;
   // Alerts: failure times by workflow within the window, and when each
   // workflow last alerted.
   std::map<std::string, std::deque<int64_t>> failures_;

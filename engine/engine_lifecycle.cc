@@ -266,7 +266,7 @@ EngineStats EngineImpl::stats() const {
     ++s.active_by_state[std::string(SagaStateName(a->saga.state))];
     if (!a->gate.empty()) ++s.waiting_at_gates;
   }
-  s.breakers = breakers_.List(clock_.MonotonicMs());
+  s.breakers = gates_.Breakers();
   s.attempts_in_flight = attempts_.count();
   s.work_in_flight = work_.count();
   s.timers_pending = timers_->size();

@@ -13,6 +13,7 @@ void EngineImpl::Shutdown(ShutdownOptions options,
     return;
   }
   shutting_down_ = true;
+  gates_.Stop();
   shutdown_done_ = std::move(done);
   if (attempts_.count() > 0 && options.grace_ms > 0) {
     grace_timer_->Start(options.grace_ms);
@@ -100,7 +101,7 @@ void EngineImpl::FinishShutdown() {
   timers_->Close(closed);
   window_timer_.release()->Close(closed);
   grace_timer_.release()->Close(closed);
-  CloseGates(closed);
+  gates_.Close(closed);
   exec_->Close(closed);
   exec_for_clients_->Close(closed);
   http_->Close(closed);
