@@ -266,10 +266,7 @@ void EngineImpl::ResolveKey(const std::string& key,
 void EngineImpl::CreateSaga(StartRequest request, DefPtr def,
                             Callback<StartResult> done) {
   const std::string id = ids_.Next(Now());
-  uint32_t& running = running_[def->name];
-  const std::optional<uint32_t> limit = ConcurrencyLimit(*def);
-  const bool queued = limit && running >= *limit;
-  if (!queued) ++running;
+  const bool queued = !slots_.TakeOrWait(def->name, ConcurrencyLimit(*def), id);
   auto active = std::make_unique<Active>();
   active->def = def;
   active->holds_slot = !queued;
@@ -280,7 +277,6 @@ void EngineImpl::CreateSaga(StartRequest request, DefPtr def,
       TraceIdFrom(request.traceparent, rng_), request.started_by, queued);
   a.saga = plan.saga;
   a.saga.last_seq = 0;
-  if (queued) queued_[def->name].push_back(id);
   if (!request.idempotency_key.empty()) {
     pending_keys_[request.idempotency_key].saga_id = id;
   }
@@ -388,13 +384,11 @@ void EngineImpl::RunDeferred(Active& a) {
 
 void EngineImpl::ReleaseSlot(Active& a) {
   if (!a.holds_slot) {
-    auto& q = queued_[a.def->name];
-    q.erase(std::remove(q.begin(), q.end(), a.saga.id), q.end());
+    slots_.StopWaiting(a.def->name, a.saga.id);
     return;
   }
   a.holds_slot = false;
-  uint32_t& running = running_[a.def->name];
-  if (running > 0) --running;
+  slots_.Free(a.def->name);
   FillSlots(a.def->name);
 }
 

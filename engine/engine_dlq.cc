@@ -98,7 +98,7 @@ void EngineImpl::StartReplay(Result<SagaRecord> found,
       PlanReplay(Context(a), a.saga, from_step, redrive_due_ms != 0, by);
   if (!plan.ok()) return done(plan.status());
   const std::string id = a.saga.id;
-  ++running_[def->name];
+  slots_.Hold(def->name);
   a.holds_slot = true;
   active_[id] = std::move(active);
   Apply(a, std::move(plan).value(), [this, id, done](const Status& s) {

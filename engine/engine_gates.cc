@@ -126,9 +126,7 @@ std::optional<uint32_t> EngineImpl::ConcurrencyLimit(
 
 void EngineImpl::SetLimits(EngineLimits limits) {
   limits_ = std::move(limits);
-  std::vector<std::string> workflows;
-  for (const auto& [workflow, q] : queued_) workflows.push_back(workflow);
-  for (const std::string& w : workflows) FillSlots(w);
+  for (const std::string& workflow : slots_.Waiting()) FillSlots(workflow);
   gates_.SetPolicies(limits_);
 }
 

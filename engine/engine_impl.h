@@ -12,6 +12,7 @@
 
 #include "engine/async_action.h"
 #include "engine/attempt_gates.h"
+#include "engine/concurrency_slots.h"
 #include "engine/definition_registry.h"
 #include "engine/engine.h"
 #include "engine/inbox.h"
@@ -117,7 +118,7 @@ class EngineImpl final : public Engine {
     Saga saga;
     DefPtr def;
     bool committing = false;  // a transition of this saga is in flight
-    bool holds_slot = false;  // counted in running_ (max_concurrency)
+    bool holds_slot = false;  // one of slots_ (max_concurrency)
     // Events that arrived while committing; run in order after the commit.
     // (A vector, not a deque: an empty std::deque allocates ~600 bytes, and
     // there is one of these per active saga.)
@@ -274,9 +275,7 @@ class EngineImpl final : public Engine {
   };
   std::unordered_map<std::string, PendingKey> pending_keys_;
   void ResolveKey(const std::string& key, const Result<StartResult>& result);
-  // max_concurrency: running (non-queued) count and the FIFO of the rest.
-  std::map<std::string, uint32_t> running_;
-  std::map<std::string, std::deque<std::string>> queued_;
+  ConcurrencySlots slots_;  // max_concurrency
 
   // Parked sagas whose purge is being read or committed: a replay of one
   // is refused (Busy) meanwhile.

@@ -55,16 +55,16 @@ Status EngineImpl::Recover() {
     }
     if (BeyondWindow(saga->wait)) {
       // Dormant: holds its slot, stays on disk until its timer is near.
-      ++running_[def->name];
+      slots_.Hold(def->name);
       continue;
     }
     auto active = std::make_unique<Active>();
     active->saga = std::move(saga).value();
     active->def = def;
     if (active->saga.wait.kind == Wait::Kind::kQueued) {
-      queued_[def->name].push_back(active->saga.id);
+      slots_.Wait(def->name, active->saga.id);
     } else {
-      ++running_[def->name];
+      slots_.Hold(def->name);
       active->holds_slot = true;
     }
     resumed.push_back(active.get());
@@ -74,7 +74,7 @@ Status EngineImpl::Recover() {
   std::stable_partition(resumed.begin(), resumed.end(),
                         [](const Active* a) { return a->saga.checkpointed; });
   for (Active* a : resumed) Resume(*a);
-  for (const auto& [workflow, q] : queued_) FillSlots(workflow);
+  for (const std::string& workflow : slots_.Waiting()) FillSlots(workflow);
   // Automatic replays due soon, and dormant sagas: not a window later.
   LoadDueDormant();
   return Status::OK();
@@ -133,18 +133,15 @@ void EngineImpl::ParkPoisoned(SagaRecord record, const std::string& reason) {
 
 void EngineImpl::FillSlots(const std::string& workflow) {
   if (shutting_down_ || !options_.run_sagas) return;
-  auto& q = queued_[workflow];
-  uint32_t& running = running_[workflow];
-  while (!q.empty()) {
-    auto it = active_.find(q.front());
+  while (const std::string* front = slots_.Front(workflow)) {
+    auto it = active_.find(*front);
     if (it == active_.end()) {
-      q.pop_front();
+      slots_.DropFront(workflow);
       continue;
     }
-    const std::optional<uint32_t> limit = ConcurrencyLimit(*it->second->def);
-    if (limit && running >= *limit) return;
-    q.pop_front();
-    ++running;
+    if (!slots_.PromoteFront(workflow, ConcurrencyLimit(*it->second->def))) {
+      return;
+    }
     it->second->holds_slot = true;
     const std::string next = it->first;
     WhenIdle(*it->second, [this, next] {
@@ -270,7 +267,7 @@ EngineStats EngineImpl::stats() const {
   s.attempts_in_flight = attempts_.count();
   s.work_in_flight = work_.count();
   s.timers_pending = timers_->size();
-  for (const auto& [wf, q] : queued_) s.queued += q.size();
+  s.queued = slots_.waiting_count();
   const CommitWriterStats w = writer_->stats();
   s.commits = w.transitions;
   s.commit_groups = w.groups;
