@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "api/mcp_util.h"
+#include "engine/dlq_entry.h"
 #include "engine/log.h"
 #include "storage/json_depth.h"
 
@@ -201,16 +202,8 @@ class Routes final : public HttpRoutes {
     const std::string id = body["saga_id"].get<std::string>();
     engine_->PurgeDlq(id, caller->name, [id, respond](Result<DlqRecord> r) {
       if (r.ok()) {
-        return respond(Json(200, {{"saga_id", id},
-                                  {"entry",
-                                   {{"workflow", r->workflow},
-                                    {"version", r->version},
-                                    {"reason", r->reason},
-                                    {"step", r->step},
-                                    {"last_error", r->last_error},
-                                    {"attempts", r->attempts},
-                                    {"parked_ms", r->parked_ms},
-                                    {"replay_count", r->replay_count}}}}));
+        return respond(
+            Json(200, {{"saga_id", id}, {"entry", DlqEntryJson(*r)}}));
       }
       const Status& s = r.status();
       int status = 500;

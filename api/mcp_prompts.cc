@@ -4,6 +4,7 @@
 #include "api/jsonrpc.h"
 #include "api/mcp_session.h"
 #include "api/mcp_util.h"
+#include "engine/dlq_entry.h"
 #include "storage/saga_id.h"
 
 namespace cde {
@@ -159,7 +160,7 @@ bool McpSession::OnPromptRequest(const json& id, const std::string& method,
           }
           json entries = json::array();
           for (const DlqRecord& e : r->entries) {
-            entries.push_back(mcp::DlqEntryJson(e));
+            entries.push_back(DlqEntryJson(e));
           }
           const json summary = {
               {"workflow", q.workflow ? json(*q.workflow) : json(nullptr)},

@@ -4,6 +4,7 @@
 #include "api/jsonrpc.h"
 #include "api/mcp_session.h"
 #include "api/mcp_util.h"
+#include "engine/dlq_entry.h"
 #include "engine/input_schema.h"
 #include "storage/saga_id.h"
 
@@ -536,7 +537,7 @@ void McpSession::ListDlq(const json& id, const json& args) {
         if (!r.ok()) return self->ToolError(id, r.status());
         json entries = json::array();
         for (const DlqRecord& e : r->entries) {
-          entries.push_back(mcp::DlqEntryJson(e));
+          entries.push_back(DlqEntryJson(e));
         }
         json out = {{"entries", std::move(entries)}};
         if (!r->next_cursor.empty()) {

@@ -304,18 +304,6 @@ json LogJson(const LogRecord& r) {
           {"data", r.data}};
 }
 
-json DlqEntryJson(const DlqRecord& e) {
-  return {{"saga_id", e.saga_id},
-          {"workflow", e.workflow},
-          {"version", e.version},
-          {"reason", e.reason},
-          {"step", e.step},
-          {"last_error", e.last_error},
-          {"attempts", e.attempts},
-          {"parked_ms", e.parked_ms},
-          {"replay_count", e.replay_count}};
-}
-
 json BreakersJson(const std::vector<CircuitBreakers::View>& views) {
   json out = json::array();
   for (const CircuitBreakers::View& b : views) {

@@ -86,8 +86,6 @@ nlohmann::json SagaJson(SagaRecord r, const WorkflowDefinition* def);
 nlohmann::json SagaJson(const Engine& engine, SagaRecord r);
 // One log event.
 nlohmann::json LogJson(const LogRecord& r);
-// One DLQ entry, as list_dlq and the operate_dlq prompt show it.
-nlohmann::json DlqEntryJson(const DlqRecord& e);
 // The engine's circuit breakers: [{key, state, consecutive_failures,
 // opened_total}], for engine_stats and /health.
 nlohmann::json BreakersJson(const std::vector<CircuitBreakers::View>& views);

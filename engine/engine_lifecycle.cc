@@ -114,7 +114,8 @@ void EngineImpl::ParkPoisoned(SagaRecord record, const std::string& reason) {
                Now(),
                std::string(EventKindName(EventKind::kSagaPoisoned)),
                {{"error", reason}}});
-  t.PutDlq({record.id, record.workflow, record.version, "poison", "", reason, 0,
+  t.PutDlq({record.id, record.workflow, record.version,
+            std::string(DlqReasonName(DlqReason::kPoison)), "", reason, 0,
             Now(), 0});
   record.last_seq += 1;
   record.state = SagaState::kParked;

@@ -247,7 +247,8 @@ void EngineImpl::ObserveOutcome(const Active& a, const AttemptOutcome& o,
 
 void EngineImpl::ObservePoisoned(const std::string& workflow) {
   m_.sagas_finished->With({workflow, "parked"}).Increment();
-  m_.parked->With({workflow, "poison"}).Increment();
+  m_.parked->With({workflow, std::string(DlqReasonName(DlqReason::kPoison))})
+      .Increment();
   m_.dlq_entries->Add(1);
   m_.sagas_in_flight->Add(-1);  // it was loaded as an active saga
 }

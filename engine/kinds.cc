@@ -34,6 +34,12 @@ constexpr std::array<std::pair<TimerKind, std::string_view>, 3> kTimerNames{{
     {TimerKind::kRedrive, "redrive"},
 }};
 
+constexpr std::array<std::pair<DlqReason, std::string_view>, 3> kDlqReasons{{
+    {DlqReason::kStepFailed, "step_failed"},
+    {DlqReason::kCompensationFailed, "compensation_failed"},
+    {DlqReason::kPoison, "poison"},
+}};
+
 template <typename Kind, size_t N>
 std::string_view NameIn(
     const std::array<std::pair<Kind, std::string_view>, N>& names, Kind kind) {
@@ -82,6 +88,13 @@ std::string_view TimerKindName(TimerKind kind) {
 }
 std::optional<TimerKind> TimerKindFromName(std::string_view name) {
   return KindIn(kTimerNames, name);
+}
+
+std::string_view DlqReasonName(DlqReason reason) {
+  return NameIn(kDlqReasons, reason);
+}
+std::optional<DlqReason> DlqReasonFromName(std::string_view name) {
+  return KindIn(kDlqReasons, name);
 }
 
 }  // namespace cde

@@ -49,6 +49,16 @@ enum class TimerKind : uint8_t {
 std::string_view TimerKindName(TimerKind kind);
 std::optional<TimerKind> TimerKindFromName(std::string_view name);
 
+// Why a saga is in the dead-letter queue; a DLQ row's `reason` (and the
+// cde_sagas_parked_total label) is its name.
+enum class DlqReason : uint8_t {
+  kStepFailed,          // a step failed for good under on_failure: park
+  kCompensationFailed,  // a compensation failed for good
+  kPoison,              // could not be decoded or advanced
+};
+std::string_view DlqReasonName(DlqReason reason);
+std::optional<DlqReason> DlqReasonFromName(std::string_view name);
+
 }  // namespace cde
 
 #endif  // CDE_ENGINE_KINDS_H_

@@ -81,8 +81,9 @@ void Finish(Plan& p, SagaState state, EventKind event, json data) {
   p.finished = true;
 }
 
-void Park(const PlanContext& ctx, Plan& p, const std::string& reason, int step,
+void Park(const PlanContext& ctx, Plan& p, DlqReason why, int step,
           const ErrorInfo& error, uint32_t attempts) {
+  const std::string reason(DlqReasonName(why));
   const std::string step_name =
       step >= 0 ? ctx.def.steps[static_cast<size_t>(step)].name : "";
   p.dlq_put =
@@ -219,7 +220,8 @@ void FailPermanently(const PlanContext& ctx, Plan& p, int step,
     st.compensation = CompensationStatus::kFailed;
     st.compensation_error = error;
     p.events.push_back({EventKind::kCompensationFailed, std::move(data)});
-    Park(ctx, p, "compensation_failed", step, error, st.compensation_attempts);
+    Park(ctx, p, DlqReason::kCompensationFailed, step, error,
+         st.compensation_attempts);
     return;
   }
   st.status = StepStatus::kFailed;
@@ -230,7 +232,7 @@ void FailPermanently(const PlanContext& ctx, Plan& p, int step,
   if (p.saga.cancel_requested) {
     BeginCancel(ctx, p);
   } else if (ctx.def.on_failure == OnFailure::kPark) {
-    Park(ctx, p, "step_failed", step, error, st.attempts);
+    Park(ctx, p, DlqReason::kStepFailed, step, error, st.attempts);
   } else {
     p.saga.state = SagaState::kCompensating;
     p.events.push_back(

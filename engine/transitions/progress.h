@@ -25,7 +25,7 @@ Plan From(const Saga& saga);
 // Ends the saga in `state` (terminal or parked) with `event`.
 void Finish(Plan& p, SagaState state, EventKind event, nlohmann::json data);
 // Parks the saga in the DLQ.
-void Park(const PlanContext& ctx, Plan& p, const std::string& reason, int step,
+void Park(const PlanContext& ctx, Plan& p, DlqReason why, int step,
           const ErrorInfo& error, uint32_t attempts);
 // Decides what comes next for a saga that waits for nothing: the next step,
 // the next compensation, or the end.

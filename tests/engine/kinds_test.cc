@@ -1,5 +1,5 @@
-// Event and timer kinds: one name each, read back to the same kind, and
-// the names the user's documentation lists are the engine's.
+// Event and timer kinds and DLQ reasons: one name each, read back to the same
+// kind, and the names the user's documentation lists are the engine's.
 #include "engine/kinds.h"
 
 #include <gtest/gtest.h>
@@ -45,6 +45,21 @@ TEST(KindsTest, EveryTimerKindHasOneNameThatReadsBack) {
     EXPECT_EQ(TimerKindFromName(name), kind) << name;
   }
   EXPECT_EQ(TimerKindFromName("alarm"), std::nullopt);
+}
+
+TEST(KindsTest, EveryDlqReasonHasOneNameThatReadsBackAndIsDocumented) {
+  const std::string mcp = ReadDoc("mcp.md") + ReadDoc("cde-admin.md");
+  std::set<std::string_view> seen;
+  for (int i = 0; i <= static_cast<int>(DlqReason::kPoison); ++i) {
+    const auto reason = static_cast<DlqReason>(i);
+    const std::string_view name = DlqReasonName(reason);
+    EXPECT_NE(name, "unknown") << i;
+    EXPECT_TRUE(seen.insert(name).second) << name << " names two reasons";
+    EXPECT_EQ(DlqReasonFromName(name), reason) << name;
+    EXPECT_NE(mcp.find("`" + std::string(name) + "`"), std::string::npos)
+        << "docs/mcp.md or docs/cde-admin.md should name DLQ reason " << name;
+  }
+  EXPECT_EQ(DlqReasonFromName("tired"), std::nullopt);
 }
 
 TEST(KindsTest, FailuresAndParksReadBadAndOnlyCompletionReadsGood) {

@@ -5,6 +5,7 @@
 
 #include <memory>
 
+#include "engine/dlq_entry.h"
 #include "engine/engine.h"
 #include "tools/admin/commands.h"
 #include "tools/admin/server_link.h"
@@ -352,30 +353,11 @@ int RunDlqReplayAll(const Common& common, const ChangeOptions& options,
 
 namespace {
 
-json EntryJson(const std::string& id, const DlqRecord& d) {
-  return {{"saga_id", id},
-          {"workflow", d.workflow},
-          {"version", d.version},
-          {"reason", d.reason},
-          {"step", d.step},
-          {"last_error", d.last_error},
-          {"attempts", d.attempts},
-          {"parked_ms", d.parked_ms},
-          {"parked_at", TimeJson(d.parked_ms)},
-          {"replay_count", d.replay_count}};
-}
-
-DlqRecord EntryFrom(const std::string& id, const json& e) {
-  DlqRecord d;
+// The server's answer names the saga beside the entry (an older server's
+// entry does not).
+DlqRecord EntryFrom(const std::string& id, const json& answer) {
+  DlqRecord d = DlqEntryFromJson(answer.value("entry", json::object()));
   d.saga_id = id;
-  d.workflow = e.value("workflow", "");
-  d.version = e.value("version", 0u);
-  d.reason = e.value("reason", "");
-  d.step = e.value("step", "");
-  d.last_error = e.value("last_error", "");
-  d.attempts = e.value("attempts", 0u);
-  d.parked_ms = e.value("parked_ms", int64_t{0});
-  d.replay_count = e.value("replay_count", 0u);
   return d;
 }
 
@@ -390,7 +372,7 @@ Purged PurgeOnline(const Route& route, const std::string& token,
   const AdminReply r = PostAdminRaw(route.mcp_url, "/admin/dlq/purge",
                                     {{"saga_id", id}}, token, 60000L);
   if (r.status == 200 && r.body.is_object()) {
-    return {id, EntryFrom(id, r.body.value("entry", json::object())), ""};
+    return {id, EntryFrom(id, r.body), ""};
   }
   std::string why = r.body.is_object() && r.body.contains("error") &&
                             r.body["error"].is_string()
@@ -433,7 +415,7 @@ int RunDlqPurge(const Common& common, const ChangeOptions& options,
   if (common.json) {
     json j = RouteJson(route);
     j["saga_id"] = id;
-    j["entry"] = EntryJson(id, *p.entry);
+    j["entry"] = DlqJson(*p.entry);
     PrintJson(j);
   } else {
     std::printf("purged saga %s (%s@%u, parked %s at step %s) %s\n", id.c_str(),
@@ -521,7 +503,7 @@ int RunDlqPurgeOlderThan(const Common& common, const ChangeOptions& options,
     for (const Purged& p : done) {
       json r = {{"saga_id", p.saga_id}, {"ok", p.entry.has_value()}};
       if (p.entry) {
-        r["entry"] = EntryJson(p.saga_id, *p.entry);
+        r["entry"] = DlqJson(*p.entry);
       } else {
         r["error"] = p.error;
       }

@@ -11,17 +11,9 @@ using nlohmann::json;
 namespace {
 
 json EntryJson(const DlqRecord& d, int64_t now_ms) {
-  return {{"saga_id", d.saga_id},
-          {"workflow", d.workflow},
-          {"version", d.version},
-          {"reason", d.reason},
-          {"step", d.step},
-          {"last_error", d.last_error},
-          {"attempts", d.attempts},
-          {"parked_ms", d.parked_ms},
-          {"parked_at", TimeJson(d.parked_ms)},
-          {"parked_for_ms", now_ms - d.parked_ms},
-          {"replay_count", d.replay_count}};
+  json j = DlqJson(d);
+  j["parked_for_ms"] = now_ms - d.parked_ms;
+  return j;
 }
 
 }  // namespace

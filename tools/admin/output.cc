@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cstdlib>
 
+#include "engine/dlq_entry.h"
+
 namespace cde::admin {
 
 using nlohmann::json;
@@ -43,6 +45,12 @@ std::string FormatTime(int64_t ms) {
 json TimeJson(int64_t ms) {
   if (ms == 0) return nullptr;
   return FormatTime(ms);
+}
+
+json DlqJson(const DlqRecord& d) {
+  json j = DlqEntryJson(d);
+  j["parked_at"] = TimeJson(d.parked_ms);
+  return j;
 }
 
 std::string FormatDuration(int64_t ms) {

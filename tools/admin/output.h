@@ -67,6 +67,9 @@ std::string FormatDuration(int64_t ms);
 std::optional<int64_t> ParseTime(std::string_view text, int64_t now_ms);
 // A time for JSON: the RFC 3339 string, or null for 0.
 nlohmann::json TimeJson(int64_t ms);
+// A DLQ entry: the one every surface shows (engine/dlq_entry.h), with its
+// park time also as text (`parked_at`).
+nlohmann::json DlqJson(const DlqRecord& d);
 
 // --- human output ---
 enum class Colour { kNone, kRed, kGreen, kYellow, kBlue, kCyan, kDim, kBold };

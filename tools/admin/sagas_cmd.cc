@@ -255,19 +255,6 @@ std::string ErrorCell(const ErrorInfo& e) {
   return Shorten(e.kind + ": " + e.message, 70);
 }
 
-json DlqJson(const DlqRecord& d) {
-  return {{"saga_id", d.saga_id},
-          {"workflow", d.workflow},
-          {"version", d.version},
-          {"reason", d.reason},
-          {"step", d.step},
-          {"last_error", d.last_error},
-          {"attempts", d.attempts},
-          {"parked_ms", d.parked_ms},
-          {"parked_at", TimeJson(d.parked_ms)},
-          {"replay_count", d.replay_count}};
-}
-
 std::string StepStatusCell(const StepState& st) {
   return std::string(StepStatusName(st.status));
 }
