@@ -108,10 +108,25 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
       NewSandboxedExecAction(loop_, std::move(resolved.client_sandbox));
   http_ = NewHttpAction(loop_, destinations_, /*client=*/false);
   http_for_clients_ = NewHttpAction(loop_, destinations_, /*client=*/true);
-  window_timer_ = clock_.NewTimer([this] { LoadDueDormant(); });
+  dormancy_ = std::make_unique<Dormancy>(
+      clock_, *store_, options_.timer_window_ms,
+      Dormancy::Hooks{
+          .off_loop =
+              [this](std::function<void()> read, std::function<void()> then) {
+                OffLoop(std::move(read), std::move(then));
+              },
+          .running =
+              [this] {
+                return !shutting_down_ && health_.ok() && options_.run_sagas;
+              },
+          .in_memory =
+              [this](const std::string& id) { return active_.count(id) != 0; },
+          .wake = [this](Saga saga) { Adopt(std::move(saga)); },
+          .redrive_near = [this](
+                              const std::string& id,
+                              int64_t due_ms) { QueueRedrive(id, due_ms); }});
   grace_timer_ = clock_.NewTimer([this] { CheckpointInFlight(); });
-  const int64_t period = std::max<int64_t>(1, options_.timer_window_ms / 2);
-  if (options_.run_sagas) window_timer_->Start(period, period);
+  if (options_.run_sagas) dormancy_->Start();
 }
 
 EngineImpl::~EngineImpl() = default;
@@ -336,7 +351,7 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
   watchers_.SagaChanged(a.saga);
   bool dormant = false;
   if (plan.arm_timer && !shutting_down_ && options_.run_sagas) {
-    if (BeyondWindow(a.saga.wait) && a.deferred.empty() &&
+    if (dormancy_->MayLeaveMemory(a.saga.wait) && a.deferred.empty() &&
         !watchers_.Watched(id)) {
       dormant = true;  // its timer row will bring it back; see Adopt
     } else {
@@ -348,7 +363,9 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
   if (plan.finished) {
     AbandonAttempt(a);
     ReleaseSlot(a);
-    if (a.saga.wait.kind == Wait::Kind::kRedrive) QueueRedrive(id, a.saga.wait);
+    if (a.saga.wait.kind == Wait::Kind::kRedrive) {
+      QueueRedrive(id, a.saga.wait.due_ms);
+    }
     finished = std::move(it->second);
     active_.erase(it);
   }

@@ -38,11 +38,11 @@ void EngineImpl::Replay(const std::string& saga_id,
           });
 }
 
-void EngineImpl::QueueRedrive(const std::string& saga_id, const Wait& wait) {
+void EngineImpl::QueueRedrive(const std::string& saga_id, int64_t due_ms) {
   if (shutting_down_ || !options_.run_sagas) return;
-  if (wait.due_ms > Now() + options_.timer_window_ms) return;
+  if (dormancy_->BeyondWindow(due_ms)) return;  // a later scan brings it
   if (!redrives_.insert(saga_id).second) return;
-  timers_->Add({wait.due_ms, saga_id, TimerKind::kRedrive});
+  timers_->Add({due_ms, saga_id, TimerKind::kRedrive});
 }
 
 void EngineImpl::Redrive(const TimerQueue::Entry& e) {

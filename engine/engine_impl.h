@@ -14,6 +14,7 @@
 #include "engine/attempt_gates.h"
 #include "engine/concurrency_slots.h"
 #include "engine/definition_registry.h"
+#include "engine/dormancy.h"
 #include "engine/engine.h"
 #include "engine/inbox.h"
 #include "engine/loop_committer.h"
@@ -178,8 +179,8 @@ class EngineImpl final : public Engine {
                    const std::string& by, int64_t redrive_due_ms,
                    const Callback<SagaState>& done);
   // A parked saga's automatic replay: into the timer queue if it falls due
-  // within the window (else LoadDueDormant brings it), and when due.
-  void QueueRedrive(const std::string& saga_id, const Wait& wait);
+  // within the window (else a later Dormancy scan brings it), and when due.
+  void QueueRedrive(const std::string& saga_id, int64_t due_ms);
   void Redrive(const TimerQueue::Entry& e);
   void StopAttemptTimeout(Active& a);
 
@@ -209,14 +210,9 @@ class EngineImpl final : public Engine {
   void CheckpointInFlight();
   void Checkpoint(Active& a);
 
-  // The near window of timers (EngineOptions::timer_window_ms).
-  bool BeyondWindow(const Wait& wait) const;
   // Makes a dormant saga (one waiting on a far timer, not in memory) active
   // again and queues its timer. Returns nullptr if it is not dormant.
   Active* Adopt(Saga saga);
-  // Every half window: loads the dormant sagas whose timers fall due within
-  // the window.
-  void LoadDueDormant();
   void CancelActive(const std::string& saga_id, bool compensate,
                     const std::string& by, Callback<SagaState> done);
 
@@ -253,8 +249,7 @@ class EngineImpl final : public Engine {
   std::unique_ptr<CommitWriter> writer_;
   std::unique_ptr<LoopCommitter> committer_;
   std::unique_ptr<TimerQueue> timers_;
-  TimerPtr window_timer_;  // drives LoadDueDormant
-  bool loading_dormant_ = false;
+  std::unique_ptr<Dormancy> dormancy_;
   std::unique_ptr<AsyncAction> exec_;              // for operators' definitions
   std::unique_ptr<AsyncAction> exec_for_clients_;  // sandboxed
   std::unique_ptr<AsyncAction> http_;              // for operators' definitions

@@ -1,4 +1,4 @@
-// EngineImpl: recovery on open, concurrency slots, dormant sagas, reads,
+// EngineImpl: recovery on open, concurrency slots, waking dormant sagas, reads,
 // watches and stats.
 #include <algorithm>
 
@@ -53,7 +53,7 @@ Status EngineImpl::Recover() {
       ParkPoisoned(std::move(record), poison);
       continue;
     }
-    if (BeyondWindow(saga->wait)) {
+    if (dormancy_->MayLeaveMemory(saga->wait)) {
       // Dormant: holds its slot, stays on disk until its timer is near.
       slots_.Hold(def->name);
       continue;
@@ -76,7 +76,7 @@ Status EngineImpl::Recover() {
   for (Active* a : resumed) Resume(*a);
   for (const std::string& workflow : slots_.Waiting()) FillSlots(workflow);
   // Automatic replays due soon, and dormant sagas: not a window later.
-  LoadDueDormant();
+  dormancy_->Scan();
   return Status::OK();
 }
 
@@ -155,12 +155,6 @@ void EngineImpl::FillSlots(const std::string& workflow) {
   }
 }
 
-bool EngineImpl::BeyondWindow(const Wait& wait) const {
-  return (wait.kind == Wait::Kind::kSleep ||
-          wait.kind == Wait::Kind::kBackoff) &&
-         wait.due_ms > Now() + options_.timer_window_ms;
-}
-
 EngineImpl::Active* EngineImpl::Adopt(Saga saga) {
   if (active_.count(saga.id) != 0 || saga.state != SagaState::kRunning ||
       (saga.wait.kind != Wait::Kind::kSleep &&
@@ -178,54 +172,6 @@ EngineImpl::Active* EngineImpl::Adopt(Saga saga) {
   if (!options_.run_sagas) return a;  // maintenance: no timers
   timers_->Add({a->saga.wait.due_ms, a->saga.id, TimerOf(a->saga.wait).kind});
   return a;
-}
-
-void EngineImpl::LoadDueDormant() {
-  if (loading_dormant_ || shutting_down_ || !health_.ok() ||
-      !options_.run_sagas) {
-    return;
-  }
-  loading_dormant_ = true;
-  const int64_t horizon = Now() + options_.timer_window_ms;
-  // The timer rows due within the window, then (second trip off the loop)
-  // the snapshots of the sagas among them that are not in memory.
-  auto timers = std::make_shared<Result<std::vector<TimerRecord>>>(
-      std::vector<TimerRecord>());
-  OffLoop([this, horizon,
-           timers] { *timers = store_->DueTimers(horizon, 1'000'000); },
-          [this, timers] {
-            std::vector<std::string> missing;
-            if (timers->ok()) {
-              for (const TimerRecord& t : **timers) {
-                if (TimerKindFromName(t.name) == TimerKind::kRedrive) {
-                  QueueRedrive(t.saga_id,
-                               {Wait::Kind::kRedrive, -1, false, 0, t.due_ms});
-                } else if (active_.count(t.saga_id) == 0) {
-                  missing.push_back(t.saga_id);
-                }
-              }
-            }
-            if (missing.empty() || shutting_down_) {
-              loading_dormant_ = false;
-              return;
-            }
-            auto sagas = std::make_shared<std::vector<Saga>>();
-            OffLoop(
-                [this, missing, sagas] {
-                  for (const std::string& id : missing) {
-                    auto rec = store_->GetSaga(id);
-                    if (!rec.ok()) continue;
-                    auto saga = FromRecord(*rec);
-                    if (saga.ok()) sagas->push_back(std::move(saga).value());
-                  }
-                },
-                [this, sagas] {
-                  loading_dormant_ = false;
-                  if (!shutting_down_) {
-                    for (Saga& saga : *sagas) Adopt(std::move(saga));
-                  }
-                });
-          });
 }
 
 void EngineImpl::ReadSaga(const std::string& saga_id,

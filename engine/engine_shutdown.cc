@@ -99,7 +99,7 @@ void EngineImpl::FinishShutdown() {
     hold.Leave();
   };
   timers_->Close(closed);
-  window_timer_.release()->Close(closed);
+  dormancy_->Close(closed);
   grace_timer_.release()->Close(closed);
   gates_.Close(closed);
   exec_->Close(closed);

@@ -1,0 +1,91 @@
+#include "engine/dormancy.h"
+
+#include <algorithm>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "engine/kinds.h"
+
+namespace cde {
+
+// Rows read per scan. More than fall due in one window on any machine we
+// know of; the rest come with the next scan.
+constexpr size_t kMaxTimersPerScan = 1'000'000;
+
+Dormancy::Dormancy(Clock& clock, Store& store, int64_t window_ms, Hooks hooks)
+    : clock_(clock),
+      store_(store),
+      window_ms_(window_ms),
+      hooks_(std::move(hooks)),
+      period_(clock_.NewTimer([this] { Scan(); })) {}
+
+bool Dormancy::BeyondWindow(int64_t due_ms) const {
+  return due_ms > clock_.WallMs() + window_ms_;
+}
+
+bool Dormancy::MayLeaveMemory(const Wait& wait) const {
+  return (wait.kind == Wait::Kind::kSleep ||
+          wait.kind == Wait::Kind::kBackoff) &&
+         BeyondWindow(wait.due_ms);
+}
+
+void Dormancy::Start() {
+  const int64_t period = std::max<int64_t>(1, window_ms_ / 2);
+  period_->Start(period, period);
+}
+
+void Dormancy::Scan() {
+  if (scanning_ || !hooks_.running()) return;
+  scanning_ = true;
+  const int64_t horizon = clock_.WallMs() + window_ms_;
+  // The timer rows due within the window, then (second trip off the loop)
+  // the snapshots of the sagas among them that are not in memory.
+  auto timers = std::make_shared<Result<std::vector<TimerRecord>>>(
+      std::vector<TimerRecord>());
+  hooks_.off_loop(
+      [this, horizon, timers] {
+        *timers = store_.DueTimers(horizon, kMaxTimersPerScan);
+      },
+      [this, timers] {
+        std::vector<std::string> missing;
+        if (timers->ok()) {
+          for (const TimerRecord& t : **timers) {
+            if (TimerKindFromName(t.name) == TimerKind::kRedrive) {
+              hooks_.redrive_near(t.saga_id, t.due_ms);
+            } else if (!hooks_.in_memory(t.saga_id)) {
+              missing.push_back(t.saga_id);
+            }
+          }
+        }
+        WakeMissing(std::move(missing));
+      });
+}
+
+void Dormancy::WakeMissing(std::vector<std::string> saga_ids) {
+  if (saga_ids.empty() || !hooks_.running()) {
+    scanning_ = false;
+    return;
+  }
+  auto sagas = std::make_shared<std::vector<Saga>>();
+  hooks_.off_loop(
+      [this, saga_ids = std::move(saga_ids), sagas] {
+        for (const std::string& id : saga_ids) {
+          auto record = store_.GetSaga(id);
+          if (!record.ok()) continue;  // ended meanwhile
+          auto saga = FromRecord(*record);
+          if (saga.ok()) sagas->push_back(std::move(saga).value());
+        }
+      },
+      [this, sagas] {
+        scanning_ = false;
+        if (!hooks_.running()) return;
+        for (Saga& saga : *sagas) hooks_.wake(std::move(saga));
+      });
+}
+
+void Dormancy::Close(std::function<void()> closed) {
+  period_.release()->Close(std::move(closed));
+}
+
+}  // namespace cde

@@ -1,0 +1,151 @@
+// Dormancy on a ManualClock over a memory store: a saga whose timer row is
+// beyond the window stays on disk; once the row comes within the window the
+// next scan (every half window) wakes it, once, unless it is in memory or
+// the engine is not running sagas; a parked saga's redrive row is reported
+// as near instead.
+#include "engine/dormancy.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "storage/transition.h"
+#include "tests/test_util.h"
+
+namespace cde {
+namespace {
+
+constexpr int64_t kStart = 1'000'000;
+constexpr int64_t kWindow = 60'000;
+
+class DormancyTest : public ::testing::Test {
+ protected:
+  DormancyTest() {
+    dormancy_ = std::make_unique<Dormancy>(
+        clock_, *store_, kWindow,
+        Dormancy::Hooks{
+            // The reads run at once: the order of events is the same.
+            .off_loop =
+                [this](std::function<void()> read, std::function<void()> then) {
+                  ++trips_;
+                  read();
+                  then();
+                },
+            .running = [this] { return running_; },
+            .in_memory =
+                [this](const std::string& id) {
+                  return in_memory_.count(id) != 0;
+                },
+            .wake =
+                [this](Saga saga) {
+                  woken_.push_back(saga.id);
+                  in_memory_.insert(saga.id);
+                },
+            .redrive_near =
+                [this](const std::string& id, int64_t due) {
+                  redrives_.push_back({id, due});
+                }});
+  }
+  ~DormancyTest() override { dormancy_->Close(nullptr); }
+
+  // A running saga sleeping until `due`, with its timer row.
+  void Sleeping(const std::string& id, int64_t due) {
+    Saga saga;
+    saga.id = id;
+    saga.workflow = "w";
+    saga.version = 1;
+    saga.wait = {Wait::Kind::kSleep, 0, false, 1, due};
+    Transition t;
+    t.PutSaga(ToRecord(saga), std::nullopt);
+    t.PutTimer({due, id, std::string(TimerKindName(TimerKind::kSleep))});
+    ASSERT_OK(test::WriteOne(*store_, t));
+  }
+
+  ManualClock clock_{kStart};
+  std::unique_ptr<Store> store_ = NewMemoryStore();
+  std::unique_ptr<Dormancy> dormancy_;
+  bool running_ = true;
+  int trips_ = 0;
+  std::set<std::string> in_memory_;
+  std::vector<std::string> woken_;
+  std::vector<std::pair<std::string, int64_t>> redrives_;
+};
+
+TEST_F(DormancyTest, OnlyASleepOrBackoffBeyondTheWindowMayLeaveMemory) {
+  const int64_t far = kStart + kWindow + 1;
+  EXPECT_TRUE(
+      dormancy_->MayLeaveMemory({Wait::Kind::kSleep, 0, false, 1, far}));
+  EXPECT_TRUE(
+      dormancy_->MayLeaveMemory({Wait::Kind::kBackoff, 0, false, 1, far}));
+  EXPECT_FALSE(dormancy_->MayLeaveMemory(
+      {Wait::Kind::kSleep, 0, false, 1, kStart + kWindow}));
+  EXPECT_FALSE(
+      dormancy_->MayLeaveMemory({Wait::Kind::kAttempt, 0, false, 1, far}));
+  EXPECT_FALSE(
+      dormancy_->MayLeaveMemory({Wait::Kind::kQueued, -1, false, 0, far}));
+  EXPECT_FALSE(
+      dormancy_->MayLeaveMemory({Wait::Kind::kRedrive, -1, false, 0, far}));
+}
+
+TEST_F(DormancyTest,
+       ASagaWakesAtTheFirstScanAfterItsTimerComesWithinTheWindow) {
+  const int64_t due = kStart + 3 * kWindow;
+  Sleeping("far", due);
+  dormancy_->Start();
+  dormancy_->Scan();
+  EXPECT_TRUE(woken_.empty());
+  // Scans every half window; the row is within the window from
+  // due - kWindow on, and the first scan at or after that wakes it.
+  clock_.Advance(2 * kWindow - 1);
+  EXPECT_TRUE(woken_.empty());
+  clock_.Advance(1);
+  EXPECT_EQ(woken_, std::vector<std::string>{"far"});
+  EXPECT_LE(clock_.WallMs(), due);
+  // In memory now: the next scans leave it be.
+  clock_.Advance(kWindow);
+  EXPECT_EQ(woken_.size(), 1u);
+}
+
+TEST_F(DormancyTest, ASagaInMemoryIsNotReadAgain) {
+  Sleeping("near", kStart + 10);
+  in_memory_.insert("near");
+  dormancy_->Scan();
+  EXPECT_TRUE(woken_.empty());
+  EXPECT_EQ(trips_, 1);  // the timer rows only, no snapshot read
+}
+
+TEST_F(DormancyTest, NothingIsReadOrWokenWhileTheEngineRunsNoSagas) {
+  Sleeping("near", kStart + 10);
+  running_ = false;
+  dormancy_->Scan();
+  EXPECT_EQ(trips_, 0);
+  EXPECT_TRUE(woken_.empty());
+  running_ = true;
+  dormancy_->Scan();
+  EXPECT_EQ(woken_, std::vector<std::string>{"near"});
+}
+
+TEST_F(DormancyTest, ARedriveRowIsReportedNearNotWoken) {
+  Transition t;
+  t.PutTimer({kStart + 500, "parked",
+              std::string(TimerKindName(TimerKind::kRedrive))});
+  ASSERT_OK(test::WriteOne(*store_, t));
+  dormancy_->Scan();
+  EXPECT_TRUE(woken_.empty());
+  ASSERT_EQ(redrives_.size(), 1u);
+  EXPECT_EQ(redrives_[0].first, "parked");
+  EXPECT_EQ(redrives_[0].second, kStart + 500);
+}
+
+TEST_F(DormancyTest, ARowWhoseSagaIsGoneIsSkipped) {
+  Transition t;
+  t.PutTimer(
+      {kStart + 500, "gone", std::string(TimerKindName(TimerKind::kSleep))});
+  ASSERT_OK(test::WriteOne(*store_, t));
+  Sleeping("here", kStart + 600);
+  dormancy_->Scan();
+  EXPECT_EQ(woken_, std::vector<std::string>{"here"});
+}
+
+}  // namespace
+}  // namespace cde
