@@ -31,6 +31,7 @@
 #include "api/jsonrpc.h"
 #include "engine/engine.h"
 #include "engine/limits.h"
+#include "engine/saga_view.h"
 
 namespace cde {
 
@@ -88,7 +89,7 @@ struct McpMessageContext {
 // on every change for nothing.
 struct SagaProgress {
   SagaState state = SagaState::kRunning;
-  Wait wait;
+  std::vector<WaitView> waits;
   struct Step {
     StepStatus status;
     CompensationStatus compensation;
@@ -96,7 +97,9 @@ struct SagaProgress {
   };
   std::vector<Step> steps;
 
-  static SagaProgress Of(const Saga& saga);
+  static SagaProgress Of(const SagaView& view);
+  // Whether it waited for `w` already.
+  bool Waits(const WaitView& w) const;
 };
 
 // All that one session follows of one saga, behind one engine watch: on

@@ -53,35 +53,27 @@ std::string ErrorText(const ErrorInfo& e) {
                              : e.kind + ": " + e.message;
 }
 
-// The name of step `index` of the saga's workflow, or "#index".
-std::string StepName(const Engine& engine, const Saga& s, int index) {
-  auto def = mcp::FindWorkflow(engine, s.workflow, s.version);
-  if (def && index >= 0 && static_cast<size_t>(index) < def->steps.size()) {
-    return "'" + def->steps[static_cast<size_t>(index)].name + "'";
-  }
-  return "#" + std::to_string(index);
-}
-
 // Why a saga failed: its failed step and error, else the compensation that
 // failed (a saga parked by a failed compensation).
-std::string FailureText(const Engine& engine, const Saga& s) {
+std::string FailureText(const SagaView& view) {
+  const Saga& s = view.saga();
   if (!s.failure.empty()) {
-    return "step " + StepName(engine, s, s.failed_step) + " failed (" +
-           ErrorText(s.failure) + ")";
+    const StepView* step = view.failed_step();
+    return "step " + (step != nullptr ? "'" + step->path + "'" : "?") +
+           " failed (" + ErrorText(s.failure) + ")";
   }
-  for (size_t i = 0; i < s.steps.size(); ++i) {
-    if (s.steps[i].compensation == CompensationStatus::kFailed) {
-      return "the compensation of step " +
-             StepName(engine, s, static_cast<int>(i)) + " failed (" +
-             ErrorText(s.steps[i].compensation_error) + ")";
-    }
+  if (const StepView* step = view.failed_compensation()) {
+    return "the compensation of step '" + step->path + "' failed (" +
+           ErrorText(step->state->compensation_error) + ")";
   }
   return "";
 }
 
 // The message that goes with a saga's task status (TaskStatusName).
 std::string TaskStatusMessage(const Engine& engine, const Saga& s) {
-  std::string failure = FailureText(engine, s);
+  const auto def = mcp::FindWorkflow(engine, s.workflow, s.version);
+  const SagaView view(s, def.get());
+  std::string failure = FailureText(view);
   if (s.cancel_requested) {
     const bool compensate = s.compensate_on_cancel;
     switch (s.state) {
@@ -120,14 +112,16 @@ std::string TaskStatusMessage(const Engine& engine, const Saga& s) {
       return "The saga failed: " + failure +
              "; compensating its completed steps.";
     default:
-      switch (s.wait.kind) {
+      if (view.waits().empty()) return "The saga is running.";
+      const WaitView& w = view.waits().front();
+      switch (w.kind) {
         case Wait::Kind::kAttempt:
         case Wait::Kind::kSleep:
-          return "Running step " + StepName(engine, s, s.wait.step) +
-                 " (attempt " + std::to_string(s.wait.attempt) + ").";
+          return "Running step '" + w.path + "' (attempt " +
+                 std::to_string(w.attempt) + ").";
         case Wait::Kind::kBackoff:
-          return "Step " + StepName(engine, s, s.wait.step) +
-                 " failed; retrying at " + mcp::IsoTime(s.wait.due_ms) + ".";
+          return "Step '" + w.path + "' failed; retrying at " +
+                 mcp::IsoTime(w.due_ms) + ".";
         case Wait::Kind::kQueued:
           return "Queued under the workflow's max_concurrency limit.";
         default:

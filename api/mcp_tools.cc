@@ -109,24 +109,11 @@ json SagaSummary(const SagaRecord& r, const WorkflowDefinition* def) {
               {"state", SagaStateName(r.state)},
               {"created_ms", r.created_ms},
               {"updated_ms", r.updated_ms}};
-  int step = -1;
   if (auto saga = FromRecord(r); saga.ok()) {
-    // A parked saga's automatic replay waits on no step.
-    if (saga->wait.kind != Wait::Kind::kNothing &&
-        saga->wait.kind != Wait::Kind::kRedrive) {
-      step = saga->wait.step;
-    } else if (saga->state == SagaState::kParked) {
-      step = saga->failed_step;
-      for (size_t i = 0; i < saga->steps.size(); ++i) {
-        if (saga->steps[i].compensation == CompensationStatus::kFailed) {
-          step = static_cast<int>(i);
-        }
-      }
+    const SagaView view(*saga, def);
+    if (auto at = view.position(); at && at->step->spec != nullptr) {
+      out["current_step"] = at->step->path;
     }
-  }
-  if (def != nullptr && step >= 0 &&
-      static_cast<size_t>(step) < def->steps.size()) {
-    out["current_step"] = def->steps[static_cast<size_t>(step)].name;
   }
   return out;
 }

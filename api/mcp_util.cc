@@ -5,6 +5,8 @@
 #include <ctime>
 #include <functional>
 
+#include "engine/saga_view.h"
+
 namespace cde::mcp {
 
 using nlohmann::json;
@@ -227,24 +229,22 @@ std::vector<std::shared_ptr<const WorkflowDefinition>> LatestWorkflows(
   }
   return latest;
 }
-
-// "step 'x' failed with kind: message" for a saga's failure: the step whose
-// failure started compensation, or (parked at once) the first that failed,
-// named when `name_of` can name it.
-template <typename Failed, typename NameOf>
-std::string DescribeFailure(std::string_view kind, std::string_view message,
-                            int64_t failed_step, size_t steps, Failed&& failed,
-                            NameOf&& name_of) {
-  int64_t n = failed_step;
-  for (size_t i = 0; n < 0 && i < steps; ++i) {
-    if (failed(i)) n = static_cast<int64_t>(i);
+// "step 'book' failed with http_503: ..." for `view`'s failure ("" when it
+// has none); "a step" when the failed step cannot be told.
+std::string DescribeFailure(const SagaView& view) {
+  const ErrorInfo& f = view.saga().failure;
+  if (f.empty()) return "";
+  const StepView* step = view.failed_step();
+  if (step == nullptr) {
+    for (const StepView& s : view.steps()) {
+      if (s.state->status == StepStatus::kFailed) {
+        step = &s;
+        break;
+      }
+    }
   }
-  std::string step;
-  if (n >= 0 && static_cast<size_t>(n) < steps) {
-    step = name_of(static_cast<size_t>(n));
-  }
-  return (step.empty() ? "a step" : "step '" + step + "'") + " failed with " +
-         std::string(kind) + ": " + std::string(message);
+  return (step == nullptr ? "a step" : "step '" + step->path + "'") +
+         " failed with " + f.kind + ": " + f.message;
 }
 
 // What an agent can do about a saga in `state` that failed as `failure`
@@ -394,7 +394,8 @@ class JsonText {
   bool first_ = true;
 };
 
-void StepText(std::string* out, const StepState& st, const char* name) {
+void StepText(std::string* out, const StepView& step) {
+  const StepState& st = *step.state;
   JsonText o(out);
   o.Int("attempts", st.attempts);
   if (st.compensation != CompensationStatus::kNone) {
@@ -408,30 +409,30 @@ void StepText(std::string* out, const StepState& st, const char* name) {
   }
   if (!st.error.empty()) o.Error("error", st.error);
   if (st.finished_ms != 0) o.Int("finished_ms", st.finished_ms);
-  if (name != nullptr) o.Str("name", name);
+  if (step.spec != nullptr) o.Str("name", step.spec->name);
   if (!st.output.is_null()) o.Json("output", st.output);
+  o.Str("path", step.path);
   if (st.started_ms != 0) o.Int("started_ms", st.started_ms);
   o.Str("status", StepStatusName(st.status));
   o.Close();
 }
 
+void WaitText(std::string* out, const WaitView& w) {
+  JsonText o(out);
+  if (w.attempt != 0) o.Int("attempt", w.attempt);
+  if (!w.path.empty()) o.Bool("compensation", w.compensation);
+  if (w.due_ms != 0) o.Int("due_ms", w.due_ms);
+  o.Str("kind", WaitKindName(w.kind));
+  if (!w.path.empty()) o.Str("path", w.path);
+  o.Close();
+}
+
 }  // namespace
 
-std::string SagaJsonText(const Saga& s, const WorkflowDefinition* def) {
-  auto name_of = [&](size_t i) -> const char* {
-    return def != nullptr && i < def->steps.size() ? def->steps[i].name.c_str()
-                                                   : nullptr;
-  };
-  std::string failure;
-  if (!s.failure.empty()) {
-    failure = DescribeFailure(
-        s.failure.kind, s.failure.message, s.failed_step, s.steps.size(),
-        [&](size_t i) { return s.steps[i].status == StepStatus::kFailed; },
-        [&](size_t i) -> std::string {
-          const char* n = name_of(i);
-          return n == nullptr ? "" : n;
-        });
-  }
+std::string SagaJsonText(const Saga& saga, const WorkflowDefinition* def) {
+  const SagaView view(saga, def);
+  const Saga& s = view.saga();
+  const std::string failure = DescribeFailure(view);
   std::string out;
   out.reserve(512 + 160 * s.steps.size());
   JsonText o(&out);
@@ -451,23 +452,22 @@ std::string SagaJsonText(const Saga& s, const WorkflowDefinition* def) {
   o.Str("state", SagaStateName(s.state));
   o.Key("steps");
   out += '[';
-  for (size_t i = 0; i < s.steps.size(); ++i) {
+  for (size_t i = 0; i < view.steps().size(); ++i) {
     if (i != 0) out += ',';
-    StepText(&out, s.steps[i], name_of(i));
+    StepText(&out, view.steps()[i]);
   }
   out += ']';
   if (!s.trace_id.empty()) o.Str("trace_id", s.trace_id);
   o.Int("updated_ms", s.updated_ms);
   o.Int("version", s.version);
-  if (s.wait.kind != Wait::Kind::kNothing) {
-    o.Key("wait");
-    JsonText w(&out);
-    w.Int("attempt", s.wait.attempt);
-    w.Bool("compensation", s.wait.compensation);
-    w.Int("due_ms", s.wait.due_ms);
-    w.Str("kind", WaitKindName(s.wait.kind));
-    w.Int("step", s.wait.step);
-    w.Close();
+  if (!view.waits().empty()) {
+    o.Key("waits");
+    out += '[';
+    for (size_t i = 0; i < view.waits().size(); ++i) {
+      if (i != 0) out += ',';
+      WaitText(&out, view.waits()[i]);
+    }
+    out += ']';
   }
   o.Str("workflow", s.workflow);
   o.Close();

@@ -45,14 +45,6 @@ void CloseTimer(uv_timer_t* timer) {
 // for an operator, not for time).
 bool EndsWait(SagaState s) { return IsTerminal(s) || s == SagaState::kParked; }
 
-std::string StepName(const WorkflowDefinition* def, int step) {
-  if (def != nullptr && step >= 0 &&
-      static_cast<size_t>(step) < def->steps.size()) {
-    return def->steps[static_cast<size_t>(step)].name;
-  }
-  return "#" + std::to_string(step);
-}
-
 std::string Describe(const ErrorInfo& e) {
   return e.kind.empty() ? e.message : e.kind + ": " + e.message;
 }
@@ -79,8 +71,8 @@ struct Wanted {
 // The events between `prev` (unknown: only a final state is reported) and
 // `cur` that are `wanted`.
 std::vector<SagaEvent> Diff(const std::optional<SagaProgress>& prev,
-                            const Saga& cur, const WorkflowDefinition* def,
-                            Wanted wanted) {
+                            const SagaView& view, Wanted wanted) {
+  const Saga& cur = view.saga();
   std::vector<SagaEvent> out;
   // An event's message and its own fields, described only when wanted.
   struct Described {
@@ -101,9 +93,9 @@ std::vector<SagaEvent> Diff(const std::optional<SagaProgress>& prev,
     out.push_back({level, progress, std::move(data)});
   };
   if (prev) {
-    for (size_t i = 0; i < cur.steps.size() && i < prev->steps.size(); ++i) {
-      const StepState& st = cur.steps[i];
-      auto name = [&] { return StepName(def, static_cast<int>(i)); };
+    for (size_t i = 0; i < view.steps().size() && i < prev->steps.size(); ++i) {
+      const StepState& st = *view.steps()[i].state;
+      auto name = [&] { return view.steps()[i].path; };
       if (prev->steps[i].status != st.status) {
         switch (st.status) {
           case StepStatus::kSucceeded:
@@ -151,22 +143,23 @@ std::vector<SagaEvent> Diff(const std::optional<SagaProgress>& prev,
       }
     }
     // A retry: the saga now waits on a backoff it did not wait on before.
-    const Wait& w = cur.wait;
-    if (w.kind == Wait::Kind::kBackoff && !(prev->wait == w) && w.step >= 0 &&
-        static_cast<size_t>(w.step) < cur.steps.size()) {
+    for (const WaitView& w : view.waits()) {
+      const StepView* step = view.Find(w.path);
+      if (w.kind != Wait::Kind::kBackoff || step == nullptr || prev->Waits(w)) {
+        continue;
+      }
       add("warning", false, "attempt_failed", [&] {
-        const StepState& st = cur.steps[static_cast<size_t>(w.step)];
+        const StepState& st = *step->state;
         const ErrorInfo& e = w.compensation ? st.compensation_error : st.error;
-        const std::string name = StepName(def, w.step);
         return Described{
             std::string(w.compensation ? "the compensation of step '"
                                        : "step '") +
-                name + "' attempt " + std::to_string(w.attempt) + " failed (" +
-                Describe(e) + "); retrying in " +
+                w.path + "' attempt " + std::to_string(w.attempt) +
+                " failed (" + Describe(e) + "); retrying in " +
                 std::to_string(
                     std::max<int64_t>(0, w.due_ms - cur.updated_ms)) +
                 " ms",
-            {{"step", name},
+            {{"step", w.path},
              {"compensation", w.compensation},
              {"attempt", w.attempt},
              {"error", ErrorJson(e)},
@@ -175,7 +168,10 @@ std::vector<SagaEvent> Diff(const std::optional<SagaProgress>& prev,
     }
   }
   if (prev ? prev->state == cur.state : !EndsWait(cur.state)) return out;
-  auto failed_step = [&] { return StepName(def, cur.failed_step); };
+  auto failed_step = [&] {
+    const StepView* step = view.failed_step();
+    return step != nullptr ? step->path : std::string("?");
+  };
   auto failure = [&] {
     return json{{"step", failed_step()}, {"error", ErrorJson(cur.failure)}};
   };
@@ -224,31 +220,6 @@ std::vector<SagaEvent> Diff(const std::optional<SagaProgress>& prev,
   return out;
 }
 
-// Steps (or compensations) still to finish from `s` on, for the progress
-// total: forward steps while running, compensations while compensating.
-uint64_t Remaining(const Saga& s, const WorkflowDefinition* def) {
-  uint64_t n = 0;
-  for (size_t i = 0; i < s.steps.size(); ++i) {
-    const StepState& st = s.steps[i];
-    if (s.state == SagaState::kRunning) {
-      if (st.status != StepStatus::kSucceeded) ++n;
-    } else if (s.state == SagaState::kCompensating ||
-               s.state == SagaState::kCancelling) {
-      const bool has_compensation = def != nullptr && i < def->steps.size() &&
-                                    def->steps[i].compensate.has_value();
-      const bool unknown_outcome = (st.status == StepStatus::kFailed ||
-                                    st.status == StepStatus::kRunning) &&
-                                   st.error.kind == "timeout";
-      const bool to_undo =
-          st.compensation == CompensationStatus::kRunning ||
-          (st.compensation == CompensationStatus::kNone &&
-           (st.status == StepStatus::kSucceeded || unknown_outcome));
-      if (has_compensation && to_undo) ++n;
-    }
-  }
-  return n;
-}
-
 // The steps are no longer followed: no waiter is left, and no log
 // messages are due.
 void StopFollowingSteps(SagaFollower& f) {
@@ -261,13 +232,24 @@ void StopFollowingSteps(SagaFollower& f) {
 
 }  // namespace
 
-SagaProgress SagaProgress::Of(const Saga& saga) {
-  SagaProgress p{saga.state, saga.wait, {}};
-  p.steps.reserve(saga.steps.size());
-  for (const StepState& st : saga.steps) {
-    p.steps.push_back({st.status, st.compensation});
+SagaProgress SagaProgress::Of(const SagaView& view) {
+  SagaProgress p{view.saga().state, view.waits(), {}};
+  p.steps.reserve(view.steps().size());
+  for (const StepView& step : view.steps()) {
+    p.steps.push_back({step.state->status, step.state->compensation});
   }
   return p;
+}
+
+bool SagaProgress::Waits(const WaitView& w) const {
+  for (const WaitView& mine : waits) {
+    if (mine.kind == w.kind && mine.path == w.path &&
+        mine.compensation == w.compensation && mine.attempt == w.attempt &&
+        mine.due_ms == w.due_ms) {
+      return true;
+    }
+  }
+  return false;
 }
 
 void McpSession::StartWorkflow(const json& id, const json& args,
@@ -357,9 +339,9 @@ void McpSession::Follow(const std::string& saga_id, SagaState state,
     f.created = created;
     f.state = state;
     if (const Saga* s = engine_->FindActive(saga_id)) {
-      f.last = SagaProgress::Of(*s);
       f.state = s->state;
       f.def = mcp::FindWorkflow(*engine_, s->workflow, s->version);
+      f.last = SagaProgress::Of(SagaView(*s, f.def.get()));
     } else {
       // Ended already, or dormant (a far timer): the snapshot tells.
       std::weak_ptr<McpSession> weak = weak_from_this();
@@ -401,15 +383,15 @@ void McpSession::OnFollowedRead(const std::string& saga_id,
   }
   f.def = mcp::FindWorkflow(*engine_, saga->workflow, saga->version);
   f.state = saga->state;
+  const SagaView view(*saga, f.def.get());
   if (!EndsWait(saga->state)) {
-    f.last = SagaProgress::Of(*saga);
+    f.last = SagaProgress::Of(view);
     return;
   }
   if (f.created) {
     const json related =
         f.waiters.empty() ? json(nullptr) : waiting_calls_.at(f.waiters[0]).id;
-    for (const SagaEvent& e :
-         Diff(std::nullopt, *saga, f.def.get(), {log_level_, false})) {
+    for (const SagaEvent& e : Diff(std::nullopt, view, {log_level_, false})) {
       Log(e.level, e.data, related);
     }
   }
@@ -428,10 +410,11 @@ void McpSession::OnFollowedChange(const std::string& saga_id,
     progress |=
         call != waiting_calls_.end() && !call->second.progress_token.is_null();
   }
+  const SagaView view(saga, f.def.get());
   const std::vector<SagaEvent> events =
-      Diff(f.last, saga, f.def.get(), {log_level_, progress});
-  f.last = SagaProgress::Of(saga);
-  const uint64_t remaining = Remaining(saga, f.def.get());
+      Diff(f.last, view, {log_level_, progress});
+  f.last = SagaProgress::Of(view);
+  const uint64_t remaining = view.remaining();
   // Notify may close the session (and drop the follower): copy what the
   // messages need first.
   const std::vector<std::string> waiters = f.waiters;

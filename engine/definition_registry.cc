@@ -68,14 +68,8 @@ const json& DefinitionRegistry::Schema() const {
 }
 
 Status DefinitionRegistry::Load(const DefinitionRecord& record) {
-  auto parsed =
-      ParseDefinition(record.definition, ActionsNamedIn(record.definition));
-  if (!parsed.ok()) {
-    return parsed.status().WithContext("stored definition " + record.name +
-                                       "@" + std::to_string(record.version));
-  }
-  parsed->origin = record.origin;
-  parsed->registered_by = record.registered_by;
+  auto parsed = ParseStoredDefinition(record);
+  if (!parsed.ok()) return parsed.status();
   definitions_[record.name][record.version] =
       std::make_shared<const WorkflowDefinition>(std::move(parsed).value());
   records_[{record.name, record.version}] = record;
@@ -158,6 +152,19 @@ Result<DefinitionRegistry::Admitted> DefinitionRegistry::Admit(
 
 void DefinitionRegistry::Release(const std::string& name, uint32_t version) {
   claimed_.erase({name, version});
+}
+
+Result<WorkflowDefinition> ParseStoredDefinition(
+    const DefinitionRecord& record) {
+  auto parsed =
+      ParseDefinition(record.definition, ActionsNamedIn(record.definition));
+  if (!parsed.ok()) {
+    return parsed.status().WithContext("stored definition " + record.name +
+                                       "@" + std::to_string(record.version));
+  }
+  parsed->origin = record.origin;
+  parsed->registered_by = record.registered_by;
+  return parsed;
 }
 
 }  // namespace cde

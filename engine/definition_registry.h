@@ -78,6 +78,12 @@ class DefinitionRegistry {
   std::set<std::pair<std::string, uint32_t>> claimed_;
 };
 
+// A definition as stored: validated when it was registered, so the native
+// actions it names are taken as known even if this process has not
+// registered them (yet). What the engine loads, and what cde-admin reads.
+Result<WorkflowDefinition> ParseStoredDefinition(
+    const DefinitionRecord& record);
+
 }  // namespace cde
 
 #endif  // CDE_ENGINE_DEFINITION_REGISTRY_H_

@@ -272,12 +272,12 @@ TEST_F(AdminTest, SagasListIsNewestFirstFilteredAndPaged) {
   const json& sleeping = j["sagas"][0];
   EXPECT_EQ(sleeping["state"], "running");
   EXPECT_EQ(sleeping["workflow"], "nap-flow");
-  EXPECT_EQ(sleeping["current_step"]["name"], "nap");
+  EXPECT_EQ(sleeping["current_step"]["path"], "nap");
   EXPECT_EQ(sleeping["current_step"]["attempts"], 1);
-  EXPECT_EQ(sleeping["wait"]["kind"], "sleep");
+  EXPECT_EQ(sleeping["waits"][0]["kind"], "sleep");
   const json& parked = j["sagas"][1];
   EXPECT_EQ(parked["state"], "parked");
-  EXPECT_EQ(parked["current_step"]["name"], "check");
+  EXPECT_EQ(parked["current_step"]["path"], "check");
   EXPECT_EQ(parked["current_step"]["attempts"], 2);
   EXPECT_EQ(parked["current_step"]["max_attempts"], 2);
   EXPECT_EQ(j["sagas"][4]["state"], "completed");
@@ -330,11 +330,11 @@ TEST_F(AdminTest, SagasShowGivesStepsAttemptsTimelineAndWait) {
   json j = r.Json();
   EXPECT_EQ(j["saga"]["state"], "compensated");
   ASSERT_EQ(j["steps"].size(), 2u);
-  EXPECT_EQ(j["steps"][0]["name"], "reserve");
+  EXPECT_EQ(j["steps"][0]["path"], "reserve");
   EXPECT_EQ(j["steps"][0]["status"], "succeeded");
   EXPECT_EQ(j["steps"][0]["compensation"], "succeeded");
   EXPECT_EQ(j["steps"][0]["compensation_attempts"], 1);
-  EXPECT_EQ(j["steps"][1]["name"], "charge");
+  EXPECT_EQ(j["steps"][1]["path"], "charge");
   EXPECT_EQ(j["steps"][1]["status"], "failed");
   EXPECT_EQ(j["steps"][1]["error"]["message"], "card declined");
   EXPECT_EQ(j["failed_step"], "charge");
@@ -351,8 +351,8 @@ TEST_F(AdminTest, SagasShowGivesStepsAttemptsTimelineAndWait) {
   r = Admin({"sagas", "show", sagas().sleeping, "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   j = r.Json();
-  EXPECT_EQ(j["saga"]["wait"]["kind"], "sleep");
-  EXPECT_EQ(j["saga"]["wait"]["step"], "nap");
+  EXPECT_EQ(j["saga"]["waits"][0]["kind"], "sleep");
+  EXPECT_EQ(j["saga"]["waits"][0]["path"], "nap");
   EXPECT_NE(j["waiting_for"].get<std::string>().find("sleep step nap"),
             std::string::npos)
       << j["waiting_for"];

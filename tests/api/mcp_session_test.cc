@@ -239,17 +239,23 @@ TEST(EncodeToolResultTest, SameBytesAsTheEnvelopeBuiltWhole) {
 
 // The answer to a start_workflow that waits is written from the saga in
 // memory: the same bytes as the view built from its record, whichever
-// fields are set, with the definition naming all, some or none of the steps,
+// fields are set, with the definition it ran, one of another shape, or none,
 // and with strings that need escaping.
 // The view built from the stored record's JSON, as SagaJson made it before
 // every surface read the typed saga: the oracle for SagaJsonText. `next`
 // is not rebuilt here: it is taken from the text under test.
 json ViewOfTheRecord(SagaRecord r, const WorkflowDefinition* def,
                      const json& next) {
-  if (auto steps = r.body.find("steps");
-      def != nullptr && steps != r.body.end()) {
-    for (size_t i = 0; i < steps->size() && i < def->steps.size(); ++i) {
-      (*steps)[i]["name"] = def->steps[i].name;
+  std::vector<std::string> paths;
+  if (auto steps = r.body.find("steps"); steps != r.body.end()) {
+    // Named by the definition only if it is the one the saga ran (as many
+    // steps); by index otherwise.
+    const bool named = def != nullptr && def->steps.size() == steps->size();
+    for (size_t i = 0; i < steps->size(); ++i) {
+      paths.push_back(named ? def->steps[i].name
+                            : "step[" + std::to_string(i) + "]");
+      if (named) (*steps)[i]["name"] = def->steps[i].name;
+      (*steps)[i]["path"] = paths.back();
     }
   }
   json out = {{"saga_id", r.id},
@@ -260,9 +266,21 @@ json ViewOfTheRecord(SagaRecord r, const WorkflowDefinition* def,
               {"updated_ms", r.updated_ms},
               {"last_seq", r.last_seq}};
   for (const char* key :
-       {"input", "steps", "wait", "failure", "correlation_id", "trace_id",
+       {"input", "steps", "failure", "correlation_id", "trace_id",
         "started_by", "cancelled_by", "replayed_by"}) {
     if (auto it = r.body.find(key); it != r.body.end()) out[key] = *it;
+  }
+  if (auto it = r.body.find("wait"); it != r.body.end()) {
+    const json& w = *it;
+    json shown = {{"kind", w["kind"]}};
+    const int step = w.value("step", -1);
+    if (w.value("attempt", 0) != 0) shown["attempt"] = w["attempt"];
+    if (w.value("due_ms", int64_t{0}) != 0) shown["due_ms"] = w["due_ms"];
+    if (step >= 0 && static_cast<size_t>(step) < paths.size()) {
+      shown["compensation"] = w.value("compensation", false);
+      shown["path"] = paths[static_cast<size_t>(step)];
+    }
+    out["waits"] = json::array({shown});
   }
   if (!r.idempotency_key.empty()) out["idempotency_key"] = r.idempotency_key;
   out["next"] = next;

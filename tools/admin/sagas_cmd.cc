@@ -42,7 +42,7 @@ SagaRecord GetSagaOrFail(Store& store, const std::string& id) {
 std::string StepCell(const json& summary) {
   const json& cur = summary["current_step"];
   if (cur.is_null()) return "-";
-  std::string s = cur["name"].get<std::string>();
+  std::string s = cur["path"].get<std::string>();
   if (cur["compensation"].get<bool>()) s += " (undo)";
   return s;
 }
@@ -399,7 +399,7 @@ int RunSagasShow(const Common& common, const std::string& id) {
       Check(store.ReadLog(id, 1, std::numeric_limits<size_t>::max()));
   const Result<Saga> saga = FromRecord(rec);
   Definitions defs(store);
-  const auto* infos = defs.Steps(rec.workflow, rec.version);
+  const WorkflowDefinition* def = defs.Find(rec.workflow, rec.version);
   auto dlq = store.GetDlq(id);
 
   Timeline timeline(rec.created_ms);
@@ -427,32 +427,32 @@ int RunSagasShow(const Common& common, const std::string& id) {
          {"due_ms", a.due_ms == 0 ? json(nullptr) : json(a.due_ms)}});
   }
   json steps = json::array();
-  if (saga.ok()) {
-    for (size_t i = 0; i < saga->steps.size(); ++i) {
-      const StepState& st = saga->steps[i];
-      const StepInfo* info =
-          infos != nullptr && i < infos->size() ? &(*infos)[i] : nullptr;
+  std::optional<SagaView> view;
+  if (saga.ok()) view.emplace(*saga, def);
+  if (view) {
+    for (size_t i = 0; i < view->steps().size(); ++i) {
+      const StepView& step = view->steps()[i];
+      const StepState& st = *step.state;
+      const StepSpec* spec = step.spec;
+      const ActionSpec* undo =
+          spec != nullptr && spec->compensate ? &*spec->compensate : nullptr;
       const bool done = st.finished_ms != 0 && st.started_ms != 0;
       steps.push_back(
           {{"index", i},
-           {"name",
-            defs.StepName(rec.workflow, rec.version, static_cast<int>(i))},
-           {"action", info ? json(info->action) : json(nullptr)},
+           {"path", step.path},
+           {"action", spec ? json(spec->run.action) : json(nullptr)},
            {"status", StepStatusName(st.status)},
            {"compensation",
             st.compensation == CompensationStatus::kNone
                 ? json(nullptr)
                 : json(CompensationStatusName(st.compensation))},
            {"attempts", st.attempts},
-           {"max_attempts", info ? json(info->max_attempts) : json(nullptr)},
-           {"compensation_action", info && !info->compensate_action.empty()
-                                       ? json(info->compensate_action)
-                                       : json(nullptr)},
+           {"max_attempts",
+            spec ? json(spec->run.retry.max_attempts) : json(nullptr)},
+           {"compensation_action", undo ? json(undo->action) : json(nullptr)},
            {"compensation_attempts", st.compensation_attempts},
            {"compensation_max_attempts",
-            info && !info->compensate_action.empty()
-                ? json(info->compensate_max_attempts)
-                : json(nullptr)},
+            undo ? json(undo->retry.max_attempts) : json(nullptr)},
            {"started_ms",
             st.started_ms == 0 ? json(nullptr) : json(st.started_ms)},
            {"finished_ms",
@@ -486,12 +486,10 @@ int RunSagasShow(const Common& common, const std::string& id) {
       doc["cancelled_by"] = or_null(saga->cancelled_by);
       doc["replayed_by"] = or_null(saga->replayed_by);
       doc["failure"] = ErrorJson(saga->failure);
-      doc["failed_step"] = saga->failed_step >= 0
-                               ? json(defs.StepName(rec.workflow, rec.version,
-                                                    saga->failed_step))
-                               : json(nullptr);
+      const StepView* failed = view->failed_step();
+      doc["failed_step"] = failed ? json(failed->path) : json(nullptr);
       doc["replay_count"] = saga->replay_count;
-      doc["waiting_for"] = DescribeWait(*saga, defs, now);
+      doc["waiting_for"] = DescribeWaits(*view, now);
     }
     PrintJson(doc);
     return kExitOk;
@@ -527,17 +525,16 @@ int RunSagasShow(const Common& common, const std::string& id) {
     if (!saga->replayed_by.empty()) field("replayed by", saga->replayed_by);
     field("input", Shorten(saga->input.dump(), 100));
     if (!saga->failure.empty()) {
+      const StepView* failed = view->failed_step();
       field("failure",
-            Paint("step " +
-                      defs.StepName(rec.workflow, rec.version,
-                                    saga->failed_step) +
-                      ": " + saga->failure.kind + ": " + saga->failure.message,
+            Paint("step " + (failed ? failed->path : "?") + ": " +
+                      saga->failure.kind + ": " + saga->failure.message,
                   Colour::kRed));
     }
     if (saga->replay_count != 0) {
       field("replays", std::to_string(saga->replay_count));
     }
-    const std::string wait = DescribeWait(*saga, defs, now);
+    const std::string wait = DescribeWaits(*view, now);
     if (!wait.empty()) field("waiting for", wait);
   }
   if (dlq.ok()) {
@@ -550,8 +547,8 @@ int RunSagasShow(const Common& common, const std::string& id) {
   if (saga.ok()) {
     std::printf("\n");
     Table t({"#", "STEP", "ACTION", "STATUS", "ATTEMPTS", "DURATION", "ERROR"});
-    for (size_t i = 0; i < saga->steps.size(); ++i) {
-      const StepState& st = saga->steps[i];
+    for (size_t i = 0; i < view->steps().size(); ++i) {
+      const StepState& st = *view->steps()[i].state;
       const json& s = steps[i];
       std::string attempts_cell = std::to_string(st.attempts);
       if (!s["max_attempts"].is_null()) {
@@ -559,7 +556,7 @@ int RunSagasShow(const Common& common, const std::string& id) {
             "/" + std::to_string(s["max_attempts"].get<uint32_t>());
       }
       t.AddRow({std::to_string(i),
-                s["name"].get<std::string>(),
+                s["path"].get<std::string>(),
                 s["action"].is_null() ? "?" : s["action"].get<std::string>(),
                 {StepStatusCell(st), StepColour(st.status)},
                 attempts_cell,

@@ -1,6 +1,7 @@
 // cde-admin workflows list | show NAME[@VERSION]
 #include <map>
 
+#include "engine/definition_registry.h"
 #include "engine/secrets.h"
 #include "tools/admin/commands.h"
 #include "tools/admin/saga_view.h"
@@ -20,7 +21,9 @@ std::string Description(const DefinitionRecord& d) {
 
 json StepNames(const DefinitionRecord& d) {
   json names = json::array();
-  for (const StepInfo& s : StepsOf(d.definition)) names.push_back(s.name);
+  if (auto def = ParseStoredDefinition(d); def.ok()) {
+    for (const StepSpec& s : def->steps) names.push_back(s.name);
+  }
   return names;
 }
 

@@ -1,0 +1,114 @@
+#include "engine/saga_view.h"
+
+namespace cde {
+
+SagaView::SagaView(const Saga& saga, const WorkflowDefinition* def)
+    : saga_(saga), def_(def) {
+  const bool named = def != nullptr && def->steps.size() == saga.steps.size();
+  if (!named) def_ = nullptr;  // not the definition this saga ran
+  steps_.reserve(saga.steps.size());
+  for (size_t i = 0; i < saga.steps.size(); ++i) {
+    StepView v;
+    if (def_ != nullptr) {
+      v.spec = &def_->steps[i];
+      v.path = v.spec->name;
+    } else {
+      v.path = "step[" + std::to_string(i) + "]";
+    }
+    v.state = &saga.steps[i];
+    steps_.push_back(std::move(v));
+  }
+  const Wait& w = saga.wait;
+  if (w.kind != Wait::Kind::kNothing) {
+    const StepView* at = AtIndex(w.step);
+    waits_.push_back({w.kind, at != nullptr ? at->path : std::string(),
+                      w.compensation, w.attempt, w.due_ms});
+  }
+}
+
+const StepView* SagaView::AtIndex(int index) const {
+  if (index < 0 || static_cast<size_t>(index) >= steps_.size()) return nullptr;
+  return &steps_[static_cast<size_t>(index)];
+}
+
+const StepView* SagaView::Find(std::string_view path) const {
+  for (const StepView& s : steps_) {
+    if (s.path == path) return &s;
+  }
+  return nullptr;
+}
+
+const StepView* SagaView::failed_step() const {
+  return AtIndex(saga_.failed_step);
+}
+
+const StepView* SagaView::failed_compensation() const {
+  // At most one is: the saga parks at the first that fails, and a replay
+  // runs it again.
+  for (const StepView& s : steps_) {
+    if (s.state->compensation == CompensationStatus::kFailed) return &s;
+  }
+  return nullptr;
+}
+
+std::optional<Position> SagaView::position() const {
+  Position p;
+  for (const WaitView& w : waits_) {
+    if (w.path.empty()) continue;
+    p.step = Find(w.path);
+    p.compensation = w.compensation;
+    break;
+  }
+  if (p.step == nullptr && saga_.state == SagaState::kParked) {
+    p.step = failed_compensation();
+    p.compensation = p.step != nullptr;
+    if (p.step == nullptr) p.step = failed_step();
+  }
+  if (p.step == nullptr) return std::nullopt;
+  const StepState& st = *p.step->state;
+  p.attempts = p.compensation ? st.compensation_attempts : st.attempts;
+  if (const StepSpec* spec = p.step->spec) {
+    if (!p.compensation) {
+      p.max_attempts = spec->run.retry.max_attempts;
+    } else if (spec->compensate) {
+      p.max_attempts = spec->compensate->retry.max_attempts;
+    }
+  }
+  return p;
+}
+
+uint32_t SagaView::total_attempts() const {
+  uint32_t n = 0;
+  for (const StepState& st : saga_.steps) {
+    n += st.attempts + st.compensation_attempts;
+  }
+  return n;
+}
+
+uint64_t SagaView::remaining() const {
+  uint64_t n = 0;
+  const SagaState state = saga_.state;
+  const bool undoing =
+      state == SagaState::kCompensating || state == SagaState::kCancelling;
+  for (const StepView& step : steps_) {
+    const StepState& st = *step.state;
+    if (state == SagaState::kRunning) {
+      if (st.status != StepStatus::kSucceeded) ++n;
+    } else if (undoing) {
+      const bool has_compensation =
+          step.spec != nullptr && step.spec->compensate.has_value();
+      // A timed-out attempt's effect may have happened: it is undone too.
+      const bool unknown_outcome = (st.status == StepStatus::kFailed ||
+                                    st.status == StepStatus::kRunning) &&
+                                   st.error.kind == "timeout";
+      const bool to_undo =
+          st.compensation == CompensationStatus::kRunning ||
+          (st.compensation == CompensationStatus::kNone &&
+           (st.status == StepStatus::kSucceeded || unknown_outcome));
+      if (has_compensation && to_undo) ++n;
+    }
+  }
+  return n;
+}
+
+}  // namespace cde
