@@ -346,39 +346,50 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
     RunDeferred(a);  // `gone` keeps it alive meanwhile
     return;
   }
-  ObserveCommitted(a, plan);
+  ObserveCommitted(plan);
   a.saga = std::move(plan.saga);
   watchers_.SagaChanged(a.saga);
+  const bool acting = !shutting_down_ && options_.run_sagas;
   bool dormant = false;
-  if (plan.arm_timer && !shutting_down_ && options_.run_sagas) {
-    if (dormancy_->MayLeaveMemory(a.saga.wait) && a.deferred.empty() &&
-        !watchers_.Watched(id)) {
-      dormant = true;  // its timer row will bring it back; see Adopt
-    } else {
-      timers_->Add({a.saga.wait.due_ms, id, TimerOf(a.saga.wait).kind});
+  bool finished = false;
+  for (const PlanAction& action : plan.actions) {
+    switch (action.kind) {
+      case PlanAction::Kind::kArmTimer:
+        if (!acting) break;
+        if (dormancy_->MayLeaveMemory(a.saga.wait) && a.deferred.empty() &&
+            !watchers_.Watched(id)) {
+          dormant = true;  // its timer row will bring it back; see Adopt
+        } else {
+          timers_->Add({action.timer.due_ms, id, action.timer.kind});
+        }
+        break;
+      case PlanAction::Kind::kRunAttempt:
+        if (acting) Dispatch(a, action.attempt);
+        break;
+      case PlanAction::Kind::kFinish:
+        finished = true;
+        break;
     }
   }
-  if (plan.run_attempt && !shutting_down_ && options_.run_sagas) Dispatch(a);
-  std::unique_ptr<Active> finished;
-  if (plan.finished) {
+  std::unique_ptr<Active> gone;
+  if (finished) {
     AbandonAttempt(a);
     ReleaseSlot(a);
     if (a.saga.wait.kind == Wait::Kind::kRedrive) {
       QueueRedrive(id, a.saga.wait.due_ms);
     }
-    finished = std::move(it->second);
+    gone = std::move(it->second);
     active_.erase(it);
-  }
-  if (dormant) {
+  } else if (dormant) {
     // Still running and holding its concurrency slot, just not in memory.
-    finished = std::move(it->second);
+    gone = std::move(it->second);
     active_.erase(it);
   }
   committed_state_ = a.saga.state;  // what `after` may ask for
   if (after) after(status);
   // A finished saga's events run too: each finds the saga gone and answers
   // so (a cancel that came too late is told the saga finished).
-  RunDeferred(a);  // `finished` keeps it alive meanwhile
+  RunDeferred(a);  // `gone` keeps it alive meanwhile
 }
 
 void EngineImpl::WhenIdle(Active& a, std::function<void()> event) {
@@ -409,12 +420,19 @@ void EngineImpl::ReleaseSlot(Active& a) {
   FillSlots(a.def->name);
 }
 
-void EngineImpl::Dispatch(Active& a) {
-  const Wait w = a.saga.wait;
-  const StepSpec& step = a.def->steps[static_cast<size_t>(w.step)];
-  const ActionSpec& spec = w.compensation ? *step.compensate : step.run;
+AttemptRef EngineImpl::WaitedAttempt(const Active& a) const {
+  const Wait& w = a.saga.wait;
+  return {a.def->steps[static_cast<size_t>(w.step)].name, w.compensation,
+          w.attempt};
+}
+
+void EngineImpl::Dispatch(Active& a, const AttemptRef& ref) {
+  const int index = a.def->StepIndex(ref.path);
+  if (index < 0) return;  // cannot happen: the planner names its steps
+  const StepSpec& step = a.def->steps[static_cast<size_t>(index)];
+  const ActionSpec& spec = ref.compensation ? *step.compensate : step.run;
   const std::string id = a.saga.id;
-  const AttemptOutcome tag{w.step, w.compensation, w.attempt};
+  const AttemptOutcome tag{ref};
   // Measured where the result arrives (a native action's own thread), with
   // the limit of the dispatch: a reload may change it meanwhile.
   // What comes back with a secret's value in it is redacted before it is
@@ -424,7 +442,7 @@ void EngineImpl::Dispatch(Active& a) {
                   secrets = secrets_.redactions(),
                   max_output = limits_.output_bytes](ActionResult r) {
     RedactSecrets(*secrets, &r);
-    if (r.ok && !tag.compensation) {
+    if (r.ok && !tag.ref.compensation) {
       if (Status s = CheckJsonSize("the output", r.output, max_output,
                                    "limits.output_bytes");
           !s.ok()) {
@@ -439,15 +457,15 @@ void EngineImpl::Dispatch(Active& a) {
       OnOutcome(id, std::move(o));
     });
   };
-  AttemptRequest req{id, a.saga.workflow, step.name, w.compensation, w.attempt,
-                     AttemptKey(id, step.name, w.compensation, w.attempt),
-                     nullptr,
-                     // Sagas from before correlation ids defaulted: their id.
-                     a.saga.correlation_id.empty() ? id : a.saga.correlation_id,
-                     a.saga.trace_id, secrets_.redactions()};
+  AttemptRequest req{
+      id, a.saga.workflow, ref.path, ref.compensation, ref.attempt,
+      AttemptKey(id, ref.path, ref.compensation, ref.attempt), nullptr,
+      // Sagas from before correlation ids defaulted: their id.
+      a.saga.correlation_id.empty() ? id : a.saga.correlation_id,
+      a.saga.trace_id, secrets_.redactions()};
   std::map<std::string, json> outputs;
   TemplateContext tc = MakeTemplateContext(*a.def, a.saga, &outputs,
-                                           req.idempotency_key, w.attempt);
+                                           req.idempotency_key, ref.attempt);
   const bool client = a.def->origin == DefinitionOrigin::kClient;
   // Checked again for every attempt, as the action policy is: a client's
   // definition registered while secrets.clients was on gets none once it
@@ -460,7 +478,7 @@ void EngineImpl::Dispatch(Active& a) {
   // it spends no retry; Dispatch runs again when the gate lets it through.
   if (params.ok() && !PassGates(a, step, spec, *params)) return;
   a.attempt = attempts_.Enter();
-  ObserveDispatch(a);
+  ObserveDispatch(a, ref);
   if (secrets_refused) {
     deliver(ActionResult::Failure(
         kPolicyErrorKind,

@@ -79,7 +79,7 @@ bool EngineImpl::GoThroughGate(const std::string& saga_id,
   }
   Active& a = *it->second;
   a.gate.clear();
-  Dispatch(a);
+  Dispatch(a, WaitedAttempt(a));
   return true;
 }
 
@@ -93,8 +93,7 @@ void EngineImpl::LeaveGate(const std::string& saga_id) {
   if (a.gate.empty() || a.in_flight() || !a.saga.cancel_requested) return;
   gates_.Leave(a.gate, saga_id);
   const std::string gate = std::exchange(a.gate, "");
-  const Wait& w = a.saga.wait;
-  AttemptOutcome o{w.step, w.compensation, w.attempt};
+  AttemptOutcome o{WaitedAttempt(a)};
   o.error = {"cancelled", "cancelled while waiting at " + gate};
   OnOutcome(saga_id, std::move(o));
 }

@@ -163,7 +163,10 @@ class EngineImpl final : public Engine {
   void RunDeferred(Active& a);
 
   void CreateSaga(StartRequest request, DefPtr def, Callback<StartResult> done);
-  void Dispatch(Active& a);
+  // Dispatches `attempt` of a's saga (through its gates).
+  void Dispatch(Active& a, const AttemptRef& attempt);
+  // The attempt a's saga waits for (its wait is on a step).
+  AttemptRef WaitedAttempt(const Active& a) const;
   void OnOutcome(const std::string& id, AttemptOutcome outcome);
   void OnTimerDue(const TimerQueue::Entry& entry);
   void ReleaseSlot(Active& a);
@@ -216,11 +219,10 @@ class EngineImpl final : public Engine {
   void CancelActive(const std::string& saga_id, bool compensate,
                     const std::string& by, Callback<SagaState> done);
 
-  // Metrics (engine_metrics.cc). A plan of `a` has committed; called
-  // before a.saga becomes plan.saga, so both snapshots are at hand.
-  void ObserveCommitted(const Active& a, const Plan& plan);
+  // Metrics (engine_metrics.cc). `plan` has committed.
+  void ObserveCommitted(const Plan& plan);
   // The attempt `a` waits for is being dispatched (stamps a.dispatched).
-  void ObserveDispatch(Active& a);
+  void ObserveDispatch(Active& a, const AttemptRef& attempt);
   // Attempt `o` of `a` has its (non-stale) outcome, which reached the loop
   // at `arrived`.
   void ObserveOutcome(const Active& a, const AttemptOutcome& o,

@@ -88,7 +88,7 @@ void EngineImpl::Resume(Active& a) {
   switch (w.kind) {
     case Wait::Kind::kAttempt:
       // Started, result never logged: run it again, same idempotency key.
-      Dispatch(a);
+      Dispatch(a, WaitedAttempt(a));
       return;
     case Wait::Kind::kBackoff:
     case Wait::Kind::kSleep:

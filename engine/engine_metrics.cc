@@ -116,13 +116,6 @@ EngineInstruments::EngineInstruments(Metrics& m)
 
 namespace {
 
-const std::string& StepName(const WorkflowDefinition& def, int step) {
-  static const std::string kNone = "";
-  return step >= 0 && static_cast<size_t>(step) < def.steps.size()
-             ? def.steps[static_cast<size_t>(step)].name
-             : kNone;
-}
-
 // How loud each logged event is: routine progress, a saga's start and
 // completion included, is debug (two lines per saga cost a fifth of the
 // server's throughput at info); what an operator did or should know is
@@ -190,7 +183,7 @@ void LogSagaEvent(const Saga& saga, EventKind kind,
   Log(level, "engine", EventKindName(kind), f);
 }
 
-void EngineImpl::ObserveCommitted(const Active& a, const Plan& plan) {
+void EngineImpl::ObserveCommitted(const Plan& plan) {
   const Saga& after = plan.saga;
   const std::string& wf = after.workflow;
   if (!plan.previous_state) m_.sagas_started->With({wf}).Increment();
@@ -198,7 +191,7 @@ void EngineImpl::ObserveCommitted(const Active& a, const Plan& plan) {
   if (was_active != IsActive(after.state)) {
     m_.sagas_in_flight->Add(was_active ? -1 : 1);
   }
-  if (plan.finished) {
+  if (plan.finishes()) {
     m_.sagas_finished->With({wf, std::string(SagaStateName(after.state))})
         .Increment();
   }
@@ -210,33 +203,34 @@ void EngineImpl::ObserveCommitted(const Active& a, const Plan& plan) {
   if (plan.previous_state == SagaState::kParked && IsActive(after.state)) {
     m_.replays->With({wf}).Increment();
   }
-  if (plan.finished && (after.state == SagaState::kCompensated ||
-                        after.state == SagaState::kParked)) {
+  if (plan.finishes() && (after.state == SagaState::kCompensated ||
+                          after.state == SagaState::kParked)) {
     NoteFailure(wf);
   }
   if (plan.dlq_delete) m_.dlq_entries->Add(-1);
-  // A retry: the saga waited for an attempt and now waits for its backoff.
-  if (a.saga.wait.kind == Wait::Kind::kAttempt &&
-      after.wait.kind == Wait::Kind::kBackoff && !after.wait.compensation) {
-    m_.retries->With({wf, StepName(*a.def, after.wait.step)}).Increment();
+  // A retry: an attempt failed and its step now waits for a backoff.
+  for (const PlanAction& action : plan.actions) {
+    if (action.kind == PlanAction::Kind::kArmTimer &&
+        action.timer.kind == TimerKind::kBackoff &&
+        !action.attempt.compensation) {
+      m_.retries->With({wf, action.attempt.path}).Increment();
+    }
   }
 }
 
-void EngineImpl::ObserveDispatch(Active& a) {
+void EngineImpl::ObserveDispatch(Active& a, const AttemptRef& attempt) {
   a.dispatched = Steady::now();
   m_.attempts_in_flight->Set(static_cast<double>(attempts_.count()));
-  if (a.saga.wait.compensation) {
-    m_.compensations
-        ->With({a.saga.workflow, StepName(*a.def, a.saga.wait.step)})
-        .Increment();
+  if (attempt.compensation) {
+    m_.compensations->With({a.saga.workflow, attempt.path}).Increment();
   }
 }
 
 void EngineImpl::ObserveOutcome(const Active& a, const AttemptOutcome& o,
                                 Steady::time_point arrived) {
   m_.attempts_in_flight->Set(static_cast<double>(attempts_.count()));
-  if (o.compensation) return;  // counted by cde_compensations_total
-  const std::string& step = StepName(*a.def, o.step);
+  if (o.ref.compensation) return;  // counted by cde_compensations_total
+  const std::string& step = o.ref.path;
   const char* result = o.ok                        ? "ok"
                        : o.error.kind == "timeout" ? "timeout"
                                                    : "error";

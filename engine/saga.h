@@ -64,6 +64,16 @@ struct StepState {
   friend bool operator==(const StepState&, const StepState&) = default;
 };
 
+// One attempt of a step, or of its compensation: what an attempt's result
+// is fenced by. `path` says where the step sits in the definition (a
+// top-level step's path is its name).
+struct AttemptRef {
+  std::string path;
+  bool compensation = false;
+  uint32_t attempt = 0;
+  friend bool operator==(const AttemptRef&, const AttemptRef&) = default;
+};
+
 // What an active saga waits for.
 struct Wait {
   enum class Kind {

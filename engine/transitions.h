@@ -36,6 +36,19 @@ struct TimerRef {
 // for.
 TimerRef TimerOf(const Wait& wait);
 
+// What the engine does once a plan has committed, in order.
+struct PlanAction {
+  enum class Kind {
+    kRunAttempt,  // dispatch `attempt`
+    kArmTimer,    // queue `timer`, a backoff or a sleep of `attempt`'s step
+    kFinish,      // the saga is terminal or parked: it leaves memory
+  };
+  Kind kind;
+  AttemptRef attempt;  // kRunAttempt, kArmTimer
+  TimerRef timer{};    // kArmTimer
+  friend bool operator==(const PlanAction&, const PlanAction&) = default;
+};
+
 struct Plan {
   Saga saga;  // the snapshot after this transition
   std::optional<SagaState> previous_state;  // nullopt for a new saga
@@ -46,10 +59,10 @@ struct Plan {
   bool dlq_delete = false;
   bool put_idempotency = false;  // saga.idempotency_key -> saga.id
 
-  // After the commit:
-  bool run_attempt = false;  // dispatch saga.wait's attempt
-  bool arm_timer = false;    // schedule saga.wait.due_ms
-  bool finished = false;     // terminal or parked: no longer active
+  // What to do once committed.
+  std::vector<PlanAction> actions;
+  // Whether the saga ends here (a kFinish action).
+  bool finishes() const;
   // The events to write log lines about once committed (Build moves
   // `events` into the transition); filled by the engine.
   std::vector<PlannedEvent> to_log;
@@ -68,9 +81,7 @@ struct PlanContext {
 
 // The outcome of one attempt, tagged with the attempt it belongs to.
 struct AttemptOutcome {
-  int step = -1;
-  bool compensation = false;
-  uint32_t attempt = 0;
+  AttemptRef ref;
   bool ok = false;
   nlohmann::json output;  // ok only
   ErrorInfo error;        // !ok only
@@ -87,8 +98,8 @@ Plan PlanStart(const PlanContext& ctx, std::string saga_id,
 // A queued saga got its slot.
 Plan PlanDequeue(const PlanContext& ctx, const Saga& saga);
 
-// The result of an attempt; nullopt if it is stale (not the attempt the
-// saga waits for: it timed out, or the saga moved on).
+// The result of an attempt; nullopt if it is stale (not an attempt the saga
+// waits for, by path and attempt: it timed out, or the saga moved on).
 std::optional<Plan> PlanAttemptResult(const PlanContext& ctx, const Saga& saga,
                                       const AttemptOutcome& outcome);
 

@@ -10,13 +10,16 @@ namespace ti = transitions_internal;
 std::optional<Plan> PlanAttemptResult(const PlanContext& ctx, const Saga& saga,
                                       const AttemptOutcome& o) {
   const Wait& w = saga.wait;
-  if (w.kind != Wait::Kind::kAttempt || w.step != o.step ||
-      w.compensation != o.compensation || w.attempt != o.attempt) {
+  const int step = ti::StepAt(ctx.def, o.ref.path);
+  if (w.kind != Wait::Kind::kAttempt || step < 0 || w.step != step ||
+      w.compensation != o.ref.compensation || w.attempt != o.ref.attempt) {
     return std::nullopt;
   }
+  const bool compensation = o.ref.compensation;
+  const uint32_t attempt = o.ref.attempt;
   Plan p = ti::From(saga);
   if (o.ok) {
-    ti::Succeed(ctx, p, o.step, o.compensation, o.attempt, o.output);
+    ti::Succeed(ctx, p, step, compensation, attempt, o.output);
     if (p.saga.cancel_requested && p.saga.state == SagaState::kRunning) {
       ti::BeginCancel(ctx, p);
     } else {
@@ -24,27 +27,28 @@ std::optional<Plan> PlanAttemptResult(const PlanContext& ctx, const Saga& saga,
     }
     return p;
   }
-  StepState& st = p.saga.steps[static_cast<size_t>(o.step)];
-  const ActionSpec& spec = ti::SpecOf(ctx.def, o.step, o.compensation);
-  const bool cancelling_forward = p.saga.cancel_requested && !o.compensation;
+  StepState& st = p.saga.steps[static_cast<size_t>(step)];
+  const ActionSpec& spec = ti::SpecOf(ctx.def, step, compensation);
+  const bool cancelling_forward = p.saga.cancel_requested && !compensation;
   const bool retry = !cancelling_forward &&
                      !ti::IsAlwaysPermanent(o.error.kind) &&
                      !IsNonRetryable(spec.retry, o.error.kind) &&
-                     o.attempt < spec.retry.max_attempts;
+                     attempt < spec.retry.max_attempts;
   if (!retry) {
-    ti::FailPermanently(ctx, p, o.step, o.compensation, o.error);
+    ti::FailPermanently(ctx, p, step, compensation, o.error);
     return p;
   }
-  (o.compensation ? st.compensation_error : st.error) = o.error;
+  (compensation ? st.compensation_error : st.error) = o.error;
   const int64_t due =
-      ctx.now_ms + BackoffMs(spec.retry, o.attempt + 1, ctx.jitter_sample);
-  json data = ti::StepRef(ctx.def, o.step, o.compensation, o.attempt);
+      ctx.now_ms + BackoffMs(spec.retry, attempt + 1, ctx.jitter_sample);
+  json data = ti::StepRef(ctx.def, step, compensation, attempt);
   data["error"] = {{"kind", o.error.kind}, {"message", o.error.message}};
   data["retry_at_ms"] = due;
   p.events.push_back({EventKind::kAttemptFailed, std::move(data)});
-  p.saga.wait = {Wait::Kind::kBackoff, o.step, o.compensation, o.attempt, due};
+  p.saga.wait = {Wait::Kind::kBackoff, step, compensation, attempt, due};
   p.timers_put.push_back({due, TimerKind::kBackoff});
-  p.arm_timer = true;
+  p.actions.push_back(
+      {PlanAction::Kind::kArmTimer, o.ref, {due, TimerKind::kBackoff}});
   return p;
 }
 

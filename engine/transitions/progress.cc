@@ -16,6 +16,14 @@ bool IsAlwaysPermanent(const std::string& kind) {
   return kind == "template" || kind == "unknown_action" || kind == "params";
 }
 
+const std::string& PathOf(const WorkflowDefinition& def, int step) {
+  return def.steps[static_cast<size_t>(step)].name;
+}
+
+int StepAt(const WorkflowDefinition& def, const std::string& path) {
+  return def.StepIndex(path);
+}
+
 const ActionSpec& SpecOf(const WorkflowDefinition& def, int step,
                          bool compensation) {
   const StepSpec& s = def.steps[static_cast<size_t>(step)];
@@ -78,7 +86,7 @@ void Finish(Plan& p, SagaState state, EventKind event, json data) {
   p.saga.state = state;
   p.saga.wait = {};
   p.events.push_back({event, std::move(data)});
-  p.finished = true;
+  p.actions.push_back({PlanAction::Kind::kFinish, {}, {}});
 }
 
 void Park(const PlanContext& ctx, Plan& p, DlqReason why, int step,
@@ -154,9 +162,9 @@ void StartAttempt(const PlanContext& ctx, Plan& p, int step,
   if (st.started_ms == 0) st.started_ms = ctx.now_ms;
   const ActionSpec& spec = SpecOf(ctx.def, step, compensation);
   json data = StepRef(ctx.def, step, compensation, attempt);
+  const AttemptRef ref{PathOf(ctx.def, step), compensation, attempt};
   data["idempotency_key"] =
-      AttemptKey(p.saga.id, ctx.def.steps[static_cast<size_t>(step)].name,
-                 compensation, attempt);
+      AttemptKey(p.saga.id, ref.path, compensation, attempt);
   p.saga.wait = {Wait::Kind::kAttempt, step, compensation, attempt, 0};
   if (spec.action == "sleep") {
     // The timer is durable: its due time is fixed now and logged.
@@ -171,9 +179,10 @@ void StartAttempt(const PlanContext& ctx, Plan& p, int step,
     p.saga.wait.due_ms = ctx.now_ms + *duration;
     data["due_ms"] = p.saga.wait.due_ms;
     p.timers_put.push_back(TimerOf(p.saga.wait));
-    p.arm_timer = true;
+    p.actions.push_back(
+        {PlanAction::Kind::kArmTimer, ref, TimerOf(p.saga.wait)});
   } else {
-    p.run_attempt = true;
+    p.actions.push_back({PlanAction::Kind::kRunAttempt, ref, {}});
   }
   p.events.push_back({EventKind::kAttemptStarted, std::move(data)});
 }
@@ -251,6 +260,13 @@ Plan From(const Saga& saga) {
 }  // namespace transitions_internal
 
 using nlohmann::json;
+
+bool Plan::finishes() const {
+  for (const PlanAction& a : actions) {
+    if (a.kind == PlanAction::Kind::kFinish) return true;
+  }
+  return false;
+}
 
 TimerRef TimerOf(const Wait& wait) {
   return {wait.due_ms, TimerKindOf(wait.kind).value()};

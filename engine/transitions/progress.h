@@ -14,6 +14,10 @@ namespace cde::transitions_internal {
 // Error kinds that no retry can fix: the params could not be rendered, or
 // the action does not exist in this process.
 bool IsAlwaysPermanent(const std::string& kind);
+// The path of step `step` (a top-level step's path is its name), and the
+// step at `path` (-1 if none).
+const std::string& PathOf(const WorkflowDefinition& def, int step);
+int StepAt(const WorkflowDefinition& def, const std::string& path);
 // The action spec of a step, or of its compensation.
 const ActionSpec& SpecOf(const WorkflowDefinition& def, int step,
                          bool compensation);

@@ -44,17 +44,45 @@ std::vector<std::string> Types(const Plan& p) {
   return out;
 }
 
-AttemptOutcome Ok(int step, uint32_t attempt = 1, bool comp = false) {
-  return {step, comp, attempt, true, {{"id", step}}, {}};
-}
-
-AttemptOutcome Err(int step, uint32_t attempt, std::string kind = "http_503",
-                   bool comp = false) {
-  return {step, comp, attempt, false, nullptr, {std::move(kind), "boom"}};
+// What the engine is to do after the commit, in words: "run flight#1",
+// "undo flight#1", "timer backoff hotel#2", "finish".
+std::vector<std::string> Actions(const Plan& p) {
+  std::vector<std::string> out;
+  for (const PlanAction& a : p.actions) {
+    const std::string attempt =
+        a.attempt.path + "#" + std::to_string(a.attempt.attempt);
+    switch (a.kind) {
+      case PlanAction::Kind::kRunAttempt:
+        out.push_back((a.attempt.compensation ? "undo " : "run ") + attempt);
+        break;
+      case PlanAction::Kind::kArmTimer:
+        out.push_back("timer " + std::string(TimerKindName(a.timer.kind)) +
+                      " " + attempt);
+        break;
+      case PlanAction::Kind::kFinish:
+        out.push_back("finish");
+        break;
+    }
+  }
+  return out;
 }
 
 class TransitionsTest : public ::testing::Test {
  protected:
+  // The outcome of an attempt of step `step` (by index in def_).
+  AttemptOutcome Ok(int step, uint32_t attempt = 1, bool comp = false) {
+    return {{PathOf(step), comp, attempt}, true, {{"id", step}}, {}};
+  }
+  AttemptOutcome Err(int step, uint32_t attempt, std::string kind = "http_503",
+                     bool comp = false) {
+    return {{PathOf(step), comp, attempt},
+            false,
+            nullptr,
+            {std::move(kind), "boom"}};
+  }
+  std::string PathOf(int step) const {
+    return def_.steps.at(static_cast<size_t>(step)).name;
+  }
   PlanContext Ctx() { return {def_, kNow, 0.5}; }
   Plan Start(bool queued = false) {
     return PlanStart(Ctx(), "S1", {{"trip", 7}}, "", "", "", "", queued);
@@ -74,7 +102,7 @@ TEST_F(TransitionsTest, StartLogsTheStartAndTheFirstAttemptTogether) {
   Plan p = Start();
   EXPECT_THAT(Types(p), ElementsAre("saga_started", "attempt_started"));
   EXPECT_EQ(p.previous_state, std::nullopt);
-  EXPECT_TRUE(p.run_attempt);
+  EXPECT_THAT(Actions(p), ElementsAre("run flight#1"));
   EXPECT_EQ(p.saga.wait, (Wait{Wait::Kind::kAttempt, 0, false, 1, 0}));
   EXPECT_EQ(p.saga.steps[0].status, StepStatus::kRunning);
   EXPECT_EQ(p.events[1].data["idempotency_key"], "S1/flight/1");
@@ -150,10 +178,10 @@ TEST(TraceIdTest, AnythingElseGetsAFreshRandomTraceId) {
 TEST_F(TransitionsTest, QueuedStartRunsNothingUntilDequeued) {
   Plan p = Start(/*queued=*/true);
   EXPECT_THAT(Types(p), ElementsAre("saga_started", "saga_queued"));
-  EXPECT_FALSE(p.run_attempt);
+  EXPECT_TRUE(p.actions.empty());
   Plan d = PlanDequeue(Ctx(), p.saga);
   EXPECT_THAT(Types(d), ElementsAre("saga_dequeued", "attempt_started"));
-  EXPECT_TRUE(d.run_attempt);
+  EXPECT_THAT(Actions(d), ElementsAre("run flight#1"));
 }
 
 TEST_F(TransitionsTest, SuccessStartsTheNextStepAndTheLastCompletes) {
@@ -167,15 +195,19 @@ TEST_F(TransitionsTest, SuccessStartsTheNextStepAndTheLastCompletes) {
   ASSERT_TRUE(last);
   EXPECT_THAT(Types(*last), ElementsAre("step_succeeded", "saga_completed"));
   EXPECT_EQ(last->saga.state, SagaState::kCompleted);
-  EXPECT_TRUE(last->finished);
-  EXPECT_FALSE(last->run_attempt);
+  EXPECT_THAT(Actions(*last), ElementsAre("finish"));
 }
 
+// Results are fenced by (path, attempt): only the attempt in flight counts.
 TEST_F(TransitionsTest, ResultOfAnotherAttemptIsStale) {
   Saga s = Start().saga;
   EXPECT_FALSE(PlanAttemptResult(Ctx(), s, Ok(0, /*attempt=*/2)));
   EXPECT_FALSE(PlanAttemptResult(Ctx(), s, Ok(1)));
   EXPECT_FALSE(PlanAttemptResult(Ctx(), s, Ok(0, 1, /*comp=*/true)));
+  AttemptOutcome unknown = Ok(0);
+  unknown.ref.path = "flight[0]";  // no step there
+  EXPECT_FALSE(PlanAttemptResult(Ctx(), s, unknown));
+  EXPECT_TRUE(PlanAttemptResult(Ctx(), s, Ok(0)));
 }
 
 TEST_F(TransitionsTest, RetryableFailureSetsADurableBackoffTimer) {
@@ -188,7 +220,7 @@ TEST_F(TransitionsTest, RetryableFailureSetsADurableBackoffTimer) {
             (Wait{Wait::Kind::kBackoff, 0, false, 1, kNow + 100}));
   EXPECT_THAT(p->timers_put,
               ElementsAre(TimerRef{kNow + 100, TimerKind::kBackoff}));
-  EXPECT_TRUE(p->arm_timer);
+  EXPECT_THAT(Actions(*p), ElementsAre("timer backoff flight#1"));
 
   auto fired =
       PlanTimerFired(Ctx(), p->saga, {kNow + 100, TimerKind::kBackoff});
@@ -262,7 +294,7 @@ TEST_F(TransitionsTest, ParkPolicyParksWithADlqEntry) {
   EXPECT_EQ(p->dlq_put->reason, "step_failed");
   EXPECT_EQ(p->dlq_put->step, "b");
   EXPECT_EQ(p->dlq_put->attempts, 1u);
-  EXPECT_TRUE(p->finished);
+  EXPECT_THAT(Actions(*p), ElementsAre("finish"));
 }
 
 TEST_F(TransitionsTest, FailedCompensationParksTheSaga) {
@@ -310,7 +342,7 @@ TEST_F(TransitionsTest, CancelDuringAnAttemptWaitsForItsResult) {
   auto c = PlanCancel(Ctx(), s, true);
   ASSERT_TRUE(c.ok());
   EXPECT_THAT(Types(*c), ElementsAre("cancel_requested"));
-  EXPECT_FALSE(c->run_attempt);
+  EXPECT_TRUE(c->actions.empty());
   // hotel succeeds: now compensate hotel, then flight, and end cancelled.
   auto p = PlanAttemptResult(Ctx(), c->saga, Ok(1));
   ASSERT_TRUE(p);
@@ -320,7 +352,7 @@ TEST_F(TransitionsTest, CancelDuringAnAttemptWaitsForItsResult) {
   auto end = PlanAttemptResult(Ctx(), s2, Ok(0, 1, true));
   ASSERT_TRUE(end);
   EXPECT_EQ(end->saga.state, SagaState::kCancelled);
-  EXPECT_TRUE(end->finished);
+  EXPECT_THAT(Actions(*end), ElementsAre("finish"));
 }
 
 // retry-park-demo cancelled while 'pause' sleeps: the sleep is cut off
@@ -381,7 +413,7 @@ TEST_F(TransitionsTest, SleepIsADurableTimerThatSucceedsWhenDue) {
   EXPECT_EQ(p.saga.wait, (Wait{Wait::Kind::kSleep, 0, false, 1, kNow + 250}));
   EXPECT_THAT(p.timers_put,
               ElementsAre(TimerRef{kNow + 250, TimerKind::kSleep}));
-  EXPECT_FALSE(p.run_attempt);
+  EXPECT_THAT(Actions(p), ElementsAre("timer sleep nap#1"));
   auto fired = PlanTimerFired(Ctx(), p.saga, {kNow + 250, TimerKind::kSleep});
   ASSERT_TRUE(fired);
   EXPECT_THAT(Types(*fired), ElementsAre("step_succeeded", "saga_completed"));
