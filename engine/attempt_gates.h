@@ -30,10 +30,10 @@ struct EngineLimits;
 class AttemptGates {
  public:
   struct Hooks {
-    // The front of `gate` may go: the engine dispatches the attempt of
-    // `saga_id` (which passes the gates again). False: the saga no longer
-    // waits there (it finished or moved on), and leaves the FIFO.
-    std::function<bool(const std::string& saga_id, const std::string& gate)> go;
+    // The front of `gate` may go: the engine dispatches the attempt
+    // `waiter` (which passes the gates again). False: it no longer waits
+    // there (its saga finished or moved on), and leaves the FIFO.
+    std::function<bool(const std::string& waiter, const std::string& gate)> go;
     // An attempt started waiting at a gate of `kind` ("rate_limit",
     // "circuit_breaker") for `key`.
     std::function<void(const std::string& kind, const std::string& key)> waited;
@@ -45,13 +45,14 @@ class AttemptGates {
   // REQUIRES: `clock` outlives the gates.
   AttemptGates(Clock& clock, const EngineLimits& limits, Hooks hooks);
 
-  // May the attempt of `saga_id` go now, under rate limit `rate_key` and
-  // breaker `breaker_key` ("" = none)? If not, it waits, and *waiting_at
-  // names the gate; hooks.go is called when it may go.
-  bool Pass(const std::string& saga_id, const std::string& rate_key,
+  // May the attempt `waiter` (a name the engine gives each attempt it
+  // dispatches: "<saga>/<step path>") go now, under rate limit `rate_key`
+  // and breaker `breaker_key` ("" = none)? If not, it waits, and
+  // *waiting_at names the gate; hooks.go is called when it may go.
+  bool Pass(const std::string& waiter, const std::string& rate_key,
             const std::string& breaker_key, std::string* waiting_at);
-  // The saga gives up its place at `gate` (its saga was cancelled).
-  void Leave(const std::string& gate, const std::string& saga_id);
+  // `waiter` gives up its place at `gate` (its saga was cancelled).
+  void Leave(const std::string& gate, const std::string& waiter);
   // The result of an attempt that passed breaker `key`.
   void Record(const std::string& key, bool failed);
 
@@ -64,7 +65,7 @@ class AttemptGates {
 
  private:
   struct Gate {
-    std::deque<std::string> waiting;  // saga ids, first come first served
+    std::deque<std::string> waiting;  // waiters, first come first served
     TimerPtr timer;                   // wakes the front
   };
   // `wait_ms`: 0 = it may go now, else how long the front must wait.

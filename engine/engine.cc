@@ -373,7 +373,7 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
   }
   std::unique_ptr<Active> gone;
   if (finished) {
-    AbandonAttempt(a);
+    AbandonAttempts(a);
     ReleaseSlot(a);
     if (a.saga.wait.kind == Wait::Kind::kRedrive) {
       QueueRedrive(id, a.saga.wait.due_ms);
@@ -426,6 +426,11 @@ AttemptRef EngineImpl::WaitedAttempt(const Active& a) const {
           w.attempt};
 }
 
+bool EngineImpl::WaitsFor(const Active& a, const AttemptRef& attempt) const {
+  return a.saga.wait.kind == Wait::Kind::kAttempt &&
+         WaitedAttempt(a) == attempt;
+}
+
 void EngineImpl::Dispatch(Active& a, const AttemptRef& ref) {
   const int index = a.def->StepIndex(ref.path);
   if (index < 0) return;  // cannot happen: the planner names its steps
@@ -474,11 +479,14 @@ void EngineImpl::Dispatch(Active& a, const AttemptRef& ref) {
       client && !secrets_.clients() && NamesSecrets(spec.params);
   if (!secrets_refused) tc.secrets = &secrets_.values();
   auto params = RenderTemplates(spec.params, tc);
+  Attempt& attempt = a.attempts[ref.path];
+  Abandon(attempt);  // an earlier attempt of the step, if its result is late
+  attempt.ref = ref;
   // Held back by a rate limit or an open breaker: not an attempt yet, so
   // it spends no retry; Dispatch runs again when the gate lets it through.
-  if (params.ok() && !PassGates(a, step, spec, *params)) return;
-  a.attempt = attempts_.Enter();
-  ObserveDispatch(a, ref);
+  if (params.ok() && !PassGates(id, attempt, step, spec, *params)) return;
+  attempt.hold = attempts_.Enter();
+  ObserveDispatch(a, attempt);
   if (secrets_refused) {
     deliver(ActionResult::Failure(
         kPolicyErrorKind,
@@ -500,13 +508,13 @@ void EngineImpl::Dispatch(Active& a, const AttemptRef& ref) {
   }
   req.params = std::move(params).value();
   if (spec.timeout_ms) {
-    a.attempt_timeout = clock_.NewTimer([this, id, tag, ms = *spec.timeout_ms] {
+    attempt.timeout = clock_.NewTimer([this, id, tag, ms = *spec.timeout_ms] {
       AttemptOutcome o = tag;
       o.error = {"timeout",
                  "attempt timed out after " + std::to_string(ms) + " ms"};
       OnOutcome(id, std::move(o));
     });
-    a.attempt_timeout->Start(static_cast<int64_t>(*spec.timeout_ms));
+    attempt.timeout->Start(static_cast<int64_t>(*spec.timeout_ms));
   }
   if (RunSimpleBuiltin(spec.action, req, deliver)) return;
   AsyncAction* io = nullptr;
@@ -516,8 +524,8 @@ void EngineImpl::Dispatch(Active& a, const AttemptRef& ref) {
     io = client ? http_for_clients_.get() : http_.get();
   }
   if (io != nullptr) {
-    a.async_action = io;
-    a.async_handle = io->Start(req, deliver);
+    attempt.async_action = io;
+    attempt.async_handle = io->Start(req, deliver);
     return;
   }
   const NativeAction* native = definitions_.FindAction(spec.action);
@@ -530,16 +538,25 @@ void EngineImpl::Dispatch(Active& a, const AttemptRef& ref) {
   (*native)(req, deliver);
 }
 
-void EngineImpl::StopAttemptTimeout(Active& a) { a.attempt_timeout.reset(); }
+bool EngineImpl::Active::in_flight() const {
+  for (const auto& [path, attempt] : attempts) {
+    if (attempt.in_flight()) return true;
+  }
+  return false;
+}
 
-void EngineImpl::AbandonAttempt(Active& a) {
-  StopAttemptTimeout(a);
-  if (a.async_action != nullptr) {
+void EngineImpl::Abandon(Attempt& attempt) {
+  attempt.timeout.reset();
+  if (attempt.async_action != nullptr) {
     // A no-op when the attempt already finished; kills or aborts it when it
     // is the timeout that decided the outcome.
-    a.async_action->Abort(a.async_handle);
-    a.async_action = nullptr;
+    attempt.async_action->Abort(attempt.async_handle);
+    attempt.async_action = nullptr;
   }
+}
+
+void EngineImpl::AbandonAttempts(Active& a) {
+  for (auto& [path, attempt] : a.attempts) Abandon(attempt);
 }
 
 void EngineImpl::OnOutcome(const std::string& id, AttemptOutcome outcome) {
@@ -557,10 +574,14 @@ void EngineImpl::OnOutcome(const std::string& id, AttemptOutcome outcome) {
     if (!plan) return;  // stale: a timed-out or superseded attempt
     // The attempt is over; its result's commit holds work_ from here.
     WorkGate::Holder busy = work_.Enter();
-    a.attempt.Leave();
-    RecordBreaker(a, outcome);
-    ObserveOutcome(a, outcome, arrived);
-    AbandonAttempt(a);
+    if (auto at = a.attempts.find(outcome.ref.path); at != a.attempts.end()) {
+      Attempt& attempt = at->second;
+      attempt.hold.Leave();
+      RecordBreaker(attempt, outcome);
+      ObserveOutcome(a, attempt, outcome, arrived);
+      Abandon(attempt);
+      a.attempts.erase(at);
+    }
     Apply(a, std::move(*plan), nullptr);
   });
 }
@@ -621,7 +642,7 @@ void EngineImpl::CancelActive(const std::string& saga_id, bool compensate,
       if (!s.ok()) return done(s);
       const Saga* saga = FindActive(saga_id);
       done(saga ? saga->state : SagaState::kCancelled);
-      if (saga) LeaveGate(saga_id);
+      if (saga) LeaveGates(saga_id);
     });
   });
 }

@@ -33,10 +33,9 @@ std::string BreakerKey(const StepSpec& step, const ActionSpec& spec,
     if (const size_t at = authority.rfind('@'); at != std::string::npos) {
       authority = authority.substr(at + 1);  // never user:password
     }
-    RedactText(
-        secrets,
-        &authority);  // before the case changes    for (char& c : authority) c
-                      // = static_cast<char>(std::tolower(c));
+    // Redacted before the case changes: a secret matches as written.
+    RedactText(secrets, &authority);
+    for (char& c : authority) c = static_cast<char>(std::tolower(c));
     return authority;
   }
   if (spec.action == "exec" || !IsBuiltinAction(spec.action)) {
@@ -56,53 +55,67 @@ bool CountsAgainstBreaker(const ErrorInfo& e) {
   return true;
 }
 
+// An attempt waiting at a gate, as AttemptGates knows it: "<saga>/<path>".
+// Saga ids hold no '/', so the first one splits it.
+std::string GateWaiter(const std::string& saga_id, const std::string& path) {
+  return saga_id + "/" + path;
+}
+
 }  // namespace
 
-bool EngineImpl::PassGates(Active& a, const StepSpec& step,
-                           const ActionSpec& spec,
+bool EngineImpl::PassGates(const std::string& saga_id, Attempt& attempt,
+                           const StepSpec& step, const ActionSpec& spec,
                            const nlohmann::json& params) {
-  a.breaker_key = BreakerKey(step, spec, params, *secrets_.redactions());
-  if (gates_.Pass(a.saga.id, step.rate_limit, a.breaker_key, &a.gate)) {
+  attempt.breaker_key = BreakerKey(step, spec, params, *secrets_.redactions());
+  if (gates_.Pass(GateWaiter(saga_id, attempt.ref.path), step.rate_limit,
+                  attempt.breaker_key, &attempt.gate)) {
     return true;
   }
-  a.breaker_key.clear();
+  attempt.breaker_key.clear();
   return false;
 }
 
-bool EngineImpl::GoThroughGate(const std::string& saga_id,
+bool EngineImpl::GoThroughGate(const std::string& waiter,
                                const std::string& gate) {
-  auto it = active_.find(saga_id);
-  if (it == active_.end() || it->second->gate != gate ||
-      it->second->in_flight() ||
-      it->second->saga.wait.kind != Wait::Kind::kAttempt) {
+  const size_t slash = waiter.find('/');
+  auto it = active_.find(waiter.substr(0, slash));
+  if (it == active_.end() || slash == std::string::npos) return false;
+  Active& a = *it->second;
+  auto at = a.attempts.find(waiter.substr(slash + 1));
+  if (at == a.attempts.end()) return false;
+  Attempt& attempt = at->second;
+  if (attempt.gate != gate || attempt.in_flight() ||
+      !WaitsFor(a, attempt.ref)) {
     return false;
   }
-  Active& a = *it->second;
-  a.gate.clear();
-  Dispatch(a, WaitedAttempt(a));
+  attempt.gate.clear();
+  Dispatch(a, AttemptRef(attempt.ref));
   return true;
 }
 
-// A cancelled saga whose attempt waits at a gate does not wait for the gate
-// to open: the attempt never ran, so it fails as not run and the cancel goes
-// on (compensating only what did run).
-void EngineImpl::LeaveGate(const std::string& saga_id) {
+// A cancelled saga whose attempts wait at gates does not wait for the gates
+// to open: those attempts never ran, so they fail as not run and the cancel
+// goes on (compensating only what did run).
+void EngineImpl::LeaveGates(const std::string& saga_id) {
   auto it = active_.find(saga_id);
-  if (it == active_.end()) return;
-  Active& a = *it->second;
-  if (a.gate.empty() || a.in_flight() || !a.saga.cancel_requested) return;
-  gates_.Leave(a.gate, saga_id);
-  const std::string gate = std::exchange(a.gate, "");
-  AttemptOutcome o{WaitedAttempt(a)};
-  o.error = {"cancelled", "cancelled while waiting at " + gate};
-  OnOutcome(saga_id, std::move(o));
+  if (it == active_.end() || !it->second->saga.cancel_requested) return;
+  std::vector<AttemptOutcome> left;
+  for (auto& [path, attempt] : it->second->attempts) {
+    if (attempt.gate.empty() || attempt.in_flight()) continue;
+    gates_.Leave(attempt.gate, GateWaiter(saga_id, path));
+    AttemptOutcome o{attempt.ref};
+    o.error = {"cancelled",
+               "cancelled while waiting at " + std::exchange(attempt.gate, "")};
+    left.push_back(std::move(o));
+  }
+  for (AttemptOutcome& o : left) OnOutcome(saga_id, std::move(o));
 }
 
-void EngineImpl::RecordBreaker(Active& a, const AttemptOutcome& o) {
-  if (a.breaker_key.empty()) return;
+void EngineImpl::RecordBreaker(Attempt& attempt, const AttemptOutcome& o) {
+  if (attempt.breaker_key.empty()) return;
   const bool failed = !o.ok && CountsAgainstBreaker(o.error);
-  gates_.Record(a.breaker_key, failed);
-  a.breaker_key.clear();
+  gates_.Record(attempt.breaker_key, failed);
+  attempt.breaker_key.clear();
 }
 
 void EngineImpl::OnBreakerTransition(const std::string& key, BreakerState from,

@@ -113,6 +113,26 @@ class EngineImpl final : public Engine {
  private:
   using DefPtr = std::shared_ptr<const WorkflowDefinition>;
 
+  // One attempt of an active saga, from Dispatch until its result is
+  // planned.
+  struct Attempt {
+    AttemptRef ref;
+    // The gate (rate limit or circuit breaker) it waits at, "" = none; and
+    // the breaker it reports to once dispatched.
+    std::string gate;
+    std::string breaker_key;
+    // Held from its dispatch until its result is planned (in attempts_,
+    // and so in work_): empty while it waits at a gate.
+    WorkGate::Holder hold;
+    TimerPtr timeout;  // armed while it runs, if its step has a timeout
+    // The exec/http work, to abort on timeout or cancel.
+    AsyncAction* async_action = nullptr;
+    uint64_t async_handle = 0;
+    // When it was dispatched (cde_step_duration_seconds).
+    std::chrono::steady_clock::time_point dispatched;
+    bool in_flight() const { return hold.holds(); }
+  };
+
   // An active saga: in memory from its start (or recovery) until it is
   // terminal or parked.
   struct Active {
@@ -124,23 +144,12 @@ class EngineImpl final : public Engine {
     // (A vector, not a deque: an empty std::deque allocates ~600 bytes, and
     // there is one of these per active saga.)
     std::vector<std::function<void()>> deferred;
-    TimerPtr attempt_timeout;  // armed while an attempt with a timeout runs
-    // The exec/http attempt in flight, to abort on timeout or cancel.
-    AsyncAction* async_action = nullptr;
-    uint64_t async_handle = 0;
-    // When the attempt in flight was dispatched (cde_step_duration_seconds).
-    std::chrono::steady_clock::time_point dispatched;
-    // Held while an attempt is dispatched and its result not yet planned
-    // (in attempts_, and so in work_).
-    WorkGate::Holder attempt;
-    bool in_flight() const { return attempt.holds(); }
-    // A shutdown checkpointed that attempt: a late result is dropped (the
-    // attempt runs again after the next Open).
+    // The attempts dispatched, or waiting at a gate to be, by step path.
+    std::map<std::string, Attempt> attempts;
+    bool in_flight() const;
+    // A shutdown checkpointed its attempts: late results are dropped (the
+    // attempts run again after the next Open).
     bool checkpointed = false;
-    // The gate (rate limit or circuit breaker) its next attempt waits at,
-    // "" = none; and the breaker its attempt in flight reports to.
-    std::string gate;
-    std::string breaker_key;
   };
 
   int64_t Now() const;
@@ -167,6 +176,8 @@ class EngineImpl final : public Engine {
   void Dispatch(Active& a, const AttemptRef& attempt);
   // The attempt a's saga waits for (its wait is on a step).
   AttemptRef WaitedAttempt(const Active& a) const;
+  // Whether a's saga still waits for the result of `attempt`.
+  bool WaitsFor(const Active& a, const AttemptRef& attempt) const;
   void OnOutcome(const std::string& id, AttemptOutcome outcome);
   void OnTimerDue(const TimerQueue::Entry& entry);
   void ReleaseSlot(Active& a);
@@ -185,25 +196,28 @@ class EngineImpl final : public Engine {
   // within the window (else a later Dormancy scan brings it), and when due.
   void QueueRedrive(const std::string& saga_id, int64_t due_ms);
   void Redrive(const TimerQueue::Entry& e);
-  void StopAttemptTimeout(Active& a);
 
   // Gates (engine_gates.cc): the rate limit and the circuit breaker an
   // attempt passes before it is dispatched. False: it waits in the gate's
   // FIFO, and Dispatch runs again when the gate lets it through.
-  bool PassGates(Active& a, const StepSpec& step, const ActionSpec& spec,
+  bool PassGates(const std::string& saga_id, Attempt& attempt,
+                 const StepSpec& step, const ActionSpec& spec,
                  const nlohmann::json& params);
-  // AttemptGates::Hooks::go: dispatches the attempt of `saga_id` that
-  // waited at `gate`, if it still waits there.
-  bool GoThroughGate(const std::string& saga_id, const std::string& gate);
-  void RecordBreaker(Active& a, const AttemptOutcome& o);
-  void LeaveGate(const std::string& saga_id);
+  // AttemptGates::Hooks::go: dispatches the attempt `waiter` (a GateWaiter)
+  // that waited at `gate`, if it still waits there.
+  bool GoThroughGate(const std::string& waiter, const std::string& gate);
+  void RecordBreaker(Attempt& attempt, const AttemptOutcome& o);
+  // A cancelled saga's attempts stop waiting at their gates.
+  void LeaveGates(const std::string& saga_id);
   void OnBreakerTransition(const std::string& key, BreakerState from,
                            BreakerState to);
   std::optional<uint32_t> ConcurrencyLimit(const WorkflowDefinition& def) const;
   // A saga of `workflow` failed: counts towards the alert.
   void NoteFailure(const std::string& workflow);
-  // Stops the attempt's timeout timer and aborts its exec/http work.
-  void AbandonAttempt(Active& a);
+  // Stops an attempt's timeout timer and aborts its exec/http work.
+  void Abandon(Attempt& attempt);
+  // Abandons every attempt of `a`.
+  void AbandonAttempts(Active& a);
   // work_ has drained: closes every handle, then the store.
   void FinishShutdown();
   // Runs `work` off the loop and `after` on it, holding work_ meanwhile.
@@ -221,11 +235,12 @@ class EngineImpl final : public Engine {
 
   // Metrics (engine_metrics.cc). `plan` has committed.
   void ObserveCommitted(const Plan& plan);
-  // The attempt `a` waits for is being dispatched (stamps a.dispatched).
-  void ObserveDispatch(Active& a, const AttemptRef& attempt);
+  // `attempt` of `a` is being dispatched (stamps attempt.dispatched).
+  void ObserveDispatch(const Active& a, Attempt& attempt);
   // Attempt `o` of `a` has its (non-stale) outcome, which reached the loop
   // at `arrived`.
-  void ObserveOutcome(const Active& a, const AttemptOutcome& o,
+  void ObserveOutcome(const Active& a, const Attempt& attempt,
+                      const AttemptOutcome& o,
                       std::chrono::steady_clock::time_point arrived);
   // The park of a saga of `workflow` that could not be resumed committed.
   void ObservePoisoned(const std::string& workflow);

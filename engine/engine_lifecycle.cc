@@ -208,7 +208,9 @@ EngineStats EngineImpl::stats() const {
   EngineStats s;
   for (const auto& [id, a] : active_) {
     ++s.active_by_state[std::string(SagaStateName(a->saga.state))];
-    if (!a->gate.empty()) ++s.waiting_at_gates;
+    for (const auto& [path, attempt] : a->attempts) {
+      if (!attempt.gate.empty()) ++s.waiting_at_gates;
+    }
   }
   s.breakers = gates_.Breakers();
   s.attempts_in_flight = attempts_.count();

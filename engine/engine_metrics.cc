@@ -218,15 +218,16 @@ void EngineImpl::ObserveCommitted(const Plan& plan) {
   }
 }
 
-void EngineImpl::ObserveDispatch(Active& a, const AttemptRef& attempt) {
-  a.dispatched = Steady::now();
+void EngineImpl::ObserveDispatch(const Active& a, Attempt& attempt) {
+  attempt.dispatched = Steady::now();
   m_.attempts_in_flight->Set(static_cast<double>(attempts_.count()));
-  if (attempt.compensation) {
-    m_.compensations->With({a.saga.workflow, attempt.path}).Increment();
+  if (attempt.ref.compensation) {
+    m_.compensations->With({a.saga.workflow, attempt.ref.path}).Increment();
   }
 }
 
-void EngineImpl::ObserveOutcome(const Active& a, const AttemptOutcome& o,
+void EngineImpl::ObserveOutcome(const Active& a, const Attempt& attempt,
+                                const AttemptOutcome& o,
                                 Steady::time_point arrived) {
   m_.attempts_in_flight->Set(static_cast<double>(attempts_.count()));
   if (o.ref.compensation) return;  // counted by cde_compensations_total
@@ -236,7 +237,7 @@ void EngineImpl::ObserveOutcome(const Active& a, const AttemptOutcome& o,
                                                    : "error";
   m_.attempts->With({a.saga.workflow, step, result}).Increment();
   m_.step_duration->With({a.saga.workflow, step})
-      .Observe(Seconds(arrived - a.dispatched));
+      .Observe(Seconds(arrived - attempt.dispatched));
 }
 
 void EngineImpl::ObservePoisoned(const std::string& workflow) {

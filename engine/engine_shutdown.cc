@@ -37,8 +37,10 @@ void EngineImpl::CheckpointInFlight() {
 void EngineImpl::Checkpoint(Active& a) {
   // Held until the checkpoint has committed (or found nothing to do).
   WorkGate::Holder busy = work_.Enter();
-  AbandonAttempt(a);
-  a.attempt.Leave();
+  for (auto& [path, attempt] : a.attempts) {
+    Abandon(attempt);
+    attempt.hold.Leave();
+  }
   a.checkpointed = true;
   m_.attempts_in_flight->Set(static_cast<double>(attempts_.count()));
   const std::string id = a.saga.id;
@@ -91,7 +93,7 @@ void EngineImpl::OffLoop(std::function<void()> work,
 void EngineImpl::FinishShutdown() {
   // Nothing holds work_, so no attempt runs; this stops what a native
   // action may still be doing for a checkpointed one.
-  for (auto& [id, a] : active_) AbandonAttempt(*a);
+  for (auto& [id, a] : active_) AbandonAttempts(*a);
   auto done = std::move(shutdown_done_);
   shutdown_done_ = nullptr;
   // Each handle's close holds handles_ through a copy of `closed`.

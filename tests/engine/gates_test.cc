@@ -125,6 +125,29 @@ TEST_F(CircuitBreakerTest, CancelOfASagaWaitingAtAnOpenBreakerDoesNotWait) {
   EXPECT_EQ(h_.engine().stats().waiting_at_gates, 0u);
 }
 
+// A step that names no breaker reports to its URL's host:port, whatever the
+// case the URL spells the host in: one downstream, one breaker.
+TEST_F(CircuitBreakerTest, TheHostOfABreakerKeyIsCaseInsensitive) {
+  Serve(400, {.failure_threshold = 1, .failure_ratio = 0}, 1);
+  const std::string port = std::to_string(server_.port());
+  for (const std::string host : {"LocalHost", "localhost"}) {
+    const std::string url = "http://" + host + ":" + port + "/svc";
+    ASSERT_OK(h_.Register(Workflow(host, {{{"name", "get"},
+                                           {"action", "http"},
+                                           {"params", {{"url", url}}},
+                                           {"retry", Fast(1)}}}))
+                  .status());
+  }
+  for (const char* workflow : {"LocalHost", "localhost"}) {
+    auto r = h_.Start({.workflow = workflow});
+    ASSERT_OK(r.status());
+    ASSERT_OK(h_.AwaitInactive(r->saga_id).status());
+  }
+  const EngineStats st = h_.engine().stats();
+  ASSERT_EQ(st.breakers.size(), 1u);
+  EXPECT_EQ(st.breakers[0].key, "localhost:" + port);
+}
+
 // Rate limits: clock_test.cc, on a clock the test advances.
 
 TEST(RunTimeLimitsTest, MaxConcurrencyChangesWhileSagasWait) {
