@@ -103,11 +103,8 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
   timers_ = std::make_unique<TimerQueue>(
       clock_, [this](const TimerQueue::Entry& e) { OnTimerDue(e); });
   inbox_ = Inbox::Create(loop_);
-  exec_ = NewExecAction(loop_);
-  exec_for_clients_ =
-      NewSandboxedExecAction(loop_, std::move(resolved.client_sandbox));
-  http_ = NewHttpAction(loop_, destinations_, /*client=*/false);
-  http_for_clients_ = NewHttpAction(loop_, destinations_, /*client=*/true);
+  actions_ = std::make_unique<ActionRunner>(loop_, definitions_, destinations_,
+                                            std::move(resolved.client_sandbox));
   dormancy_ = std::make_unique<Dormancy>(
       clock_, *store_, options_.timer_window_ms,
       Dormancy::Hooks{
@@ -516,26 +513,7 @@ void EngineImpl::Dispatch(Active& a, const AttemptRef& ref) {
     });
     attempt.timeout->Start(static_cast<int64_t>(*spec.timeout_ms));
   }
-  if (RunSimpleBuiltin(spec.action, req, deliver)) return;
-  AsyncAction* io = nullptr;
-  if (spec.action == "exec") {
-    io = client ? exec_for_clients_.get() : exec_.get();
-  } else if (spec.action == "http") {
-    io = client ? http_for_clients_.get() : http_.get();
-  }
-  if (io != nullptr) {
-    attempt.async_action = io;
-    attempt.async_handle = io->Start(req, deliver);
-    return;
-  }
-  const NativeAction* native = definitions_.FindAction(spec.action);
-  if (native == nullptr) {
-    deliver(ActionResult::Failure(
-        "unknown_action",
-        "no action '" + spec.action + "' is registered in this process"));
-    return;
-  }
-  (*native)(req, deliver);
+  attempt.running = actions_->Run(spec.action, req, client, deliver);
 }
 
 bool EngineImpl::Active::in_flight() const {
@@ -547,12 +525,9 @@ bool EngineImpl::Active::in_flight() const {
 
 void EngineImpl::Abandon(Attempt& attempt) {
   attempt.timeout.reset();
-  if (attempt.async_action != nullptr) {
-    // A no-op when the attempt already finished; kills or aborts it when it
-    // is the timeout that decided the outcome.
-    attempt.async_action->Abort(attempt.async_handle);
-    attempt.async_action = nullptr;
-  }
+  // A no-op when the attempt already finished; kills or aborts it when it
+  // is the timeout that decided the outcome.
+  ActionRunner::Abort(attempt.running);
 }
 
 void EngineImpl::AbandonAttempts(Active& a) {

@@ -10,6 +10,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "engine/action_runner.h"
 #include "engine/async_action.h"
 #include "engine/attempt_gates.h"
 #include "engine/concurrency_slots.h"
@@ -126,8 +127,7 @@ class EngineImpl final : public Engine {
     WorkGate::Holder hold;
     TimerPtr timeout;  // armed while it runs, if its step has a timeout
     // The exec/http work, to abort on timeout or cancel.
-    AsyncAction* async_action = nullptr;
-    uint64_t async_handle = 0;
+    RunningAction running;
     // When it was dispatched (cde_step_duration_seconds).
     std::chrono::steady_clock::time_point dispatched;
     bool in_flight() const { return hold.holds(); }
@@ -257,7 +257,7 @@ class EngineImpl final : public Engine {
   WorkGate handles_;
   EngineOptions options_;
   Clock& clock_;                                     // *options_.clock
-  std::shared_ptr<DestinationPolicy> destinations_;  // shared with http_*
+  std::shared_ptr<DestinationPolicy> destinations_;  // shared with actions_
   const Secrets secrets_;
   // Before the writer, which observes into it from its own thread.
   Metrics metrics_;
@@ -267,10 +267,7 @@ class EngineImpl final : public Engine {
   std::unique_ptr<LoopCommitter> committer_;
   std::unique_ptr<TimerQueue> timers_;
   std::unique_ptr<Dormancy> dormancy_;
-  std::unique_ptr<AsyncAction> exec_;              // for operators' definitions
-  std::unique_ptr<AsyncAction> exec_for_clients_;  // sandboxed
-  std::unique_ptr<AsyncAction> http_;              // for operators' definitions
-  std::unique_ptr<AsyncAction> http_for_clients_;
+  std::unique_ptr<ActionRunner> actions_;
   std::shared_ptr<Inbox> inbox_;
   SagaIdGenerator ids_;
   std::mt19937_64 rng_;

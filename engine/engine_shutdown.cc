@@ -104,10 +104,7 @@ void EngineImpl::FinishShutdown() {
   dormancy_->Close(closed);
   grace_timer_.release()->Close(closed);
   gates_.Close(closed);
-  exec_->Close(closed);
-  exec_for_clients_->Close(closed);
-  http_->Close(closed);
-  http_for_clients_->Close(closed);
+  actions_->Close(closed);
   inbox_->Close(closed);
   committer_->Close(closed);
   closed = nullptr;
