@@ -24,10 +24,15 @@ bool Dormancy::BeyondWindow(int64_t due_ms) const {
   return due_ms > clock_.WallMs() + window_ms_;
 }
 
-bool Dormancy::MayLeaveMemory(const Wait& wait) const {
-  return (wait.kind == Wait::Kind::kSleep ||
-          wait.kind == Wait::Kind::kBackoff) &&
-         BeyondWindow(wait.due_ms);
+bool Dormancy::MayLeaveMemory(const Saga& saga) const {
+  if (saga.waits.empty()) return false;
+  for (const Wait& w : saga.waits) {
+    const bool far =
+        (w.kind == Wait::Kind::kSleep || w.kind == Wait::Kind::kBackoff) &&
+        BeyondWindow(w.due_ms);
+    if (!far) return false;
+  }
+  return true;
 }
 
 void Dormancy::Start() {
@@ -51,7 +56,8 @@ void Dormancy::Scan() {
         std::vector<std::string> missing;
         if (timers->ok()) {
           for (const TimerRecord& t : **timers) {
-            if (TimerKindFromName(t.name) == TimerKind::kRedrive) {
+            const auto timer = ParseTimerRowName(t.name);
+            if (timer && timer->kind == TimerKind::kRedrive) {
               hooks_.redrive_near(t.saga_id, t.due_ms);
             } else if (!hooks_.in_memory(t.saga_id)) {
               missing.push_back(t.saga_id);

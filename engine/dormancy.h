@@ -43,9 +43,9 @@ class Dormancy {
   // memory (EngineOptions::timer_window_ms).
   Dormancy(Clock& clock, Store& store, int64_t window_ms, Hooks hooks);
 
-  // Whether a saga waiting for `wait` may leave memory: it waits for a
-  // sleep or a backoff due beyond the window.
-  bool MayLeaveMemory(const Wait& wait) const;
+  // Whether a running saga may leave memory: it waits for sleeps and
+  // backoffs only, each due beyond the window.
+  bool MayLeaveMemory(const Saga& saga) const;
   // Whether a timer due at `due_ms` is beyond the window.
   bool BeyondWindow(int64_t due_ms) const;
 

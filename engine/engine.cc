@@ -353,11 +353,12 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
     switch (action.kind) {
       case PlanAction::Kind::kArmTimer:
         if (!acting) break;
-        if (dormancy_->MayLeaveMemory(a.saga.wait) && a.deferred.empty() &&
+        if (dormancy_->MayLeaveMemory(a.saga) && a.deferred.empty() &&
             !watchers_.Watched(id)) {
           dormant = true;  // its timer row will bring it back; see Adopt
         } else {
-          timers_->Add({action.timer.due_ms, id, action.timer.kind});
+          timers_->Add(
+              {action.timer.due_ms, id, action.timer.kind, action.timer.path});
         }
         break;
       case PlanAction::Kind::kRunAttempt:
@@ -372,8 +373,9 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
   if (finished) {
     AbandonAttempts(a);
     ReleaseSlot(a);
-    if (a.saga.wait.kind == Wait::Kind::kRedrive) {
-      QueueRedrive(id, a.saga.wait.due_ms);
+    if (const Wait* redrive = FindWait(a.saga, "");
+        redrive != nullptr && redrive->kind == Wait::Kind::kRedrive) {
+      QueueRedrive(id, redrive->due_ms);
     }
     gone = std::move(it->second);
     active_.erase(it);
@@ -417,15 +419,11 @@ void EngineImpl::ReleaseSlot(Active& a) {
   FillSlots(a.def->name);
 }
 
-AttemptRef EngineImpl::WaitedAttempt(const Active& a) const {
-  const Wait& w = a.saga.wait;
-  return {a.def->steps[static_cast<size_t>(w.step)].name, w.compensation,
-          w.attempt};
-}
-
 bool EngineImpl::WaitsFor(const Active& a, const AttemptRef& attempt) const {
-  return a.saga.wait.kind == Wait::Kind::kAttempt &&
-         WaitedAttempt(a) == attempt;
+  const Wait* w = FindWait(a.saga, attempt.path);
+  return w != nullptr && w->kind == Wait::Kind::kAttempt &&
+         w->compensation == attempt.compensation &&
+         w->attempt == attempt.attempt;
 }
 
 void EngineImpl::Dispatch(Active& a, const AttemptRef& ref) {
@@ -569,7 +567,7 @@ void EngineImpl::OnTimerDue(const TimerQueue::Entry& e) {
     auto it = active_.find(e.saga_id);
     if (it == active_.end() || shutting_down_) return;
     Active& a = *it->second;
-    auto plan = PlanTimerFired(Context(a), a.saga, {e.due_ms, e.kind});
+    auto plan = PlanTimerFired(Context(a), a.saga, {e.due_ms, e.kind, e.path});
     if (plan) Apply(a, std::move(*plan), nullptr);
   });
 }

@@ -79,9 +79,11 @@ void EngineImpl::StartReplay(Result<SagaRecord> found,
   }
   auto saga = FromRecord(*found);
   if (!saga.ok()) return done(saga.status());
-  if (redrive_due_ms != 0 && (saga->state != SagaState::kParked ||
-                              saga->wait.kind != Wait::Kind::kRedrive ||
-                              saga->wait.due_ms != redrive_due_ms)) {
+  const Wait* redrive = FindWait(*saga, "");
+  if (redrive_due_ms != 0 &&
+      (saga->state != SagaState::kParked || redrive == nullptr ||
+       redrive->kind != Wait::Kind::kRedrive ||
+       redrive->due_ms != redrive_due_ms)) {
     return done(SagaState::kParked);  // replayed or purged meanwhile: stale
   }
   DefPtr def = definitions_.Find(saga->workflow, saga->version);
@@ -166,10 +168,12 @@ void EngineImpl::PurgeDlq(const std::string& saga_id, const std::string& by,
         t.DeleteDlq(saga_id);
         if (read->owns_key) t.DeleteIdempotency(rec.idempotency_key);
         // A timer its body still names (an automatic replay) goes too.
-        if (auto saga = FromRecord(rec);
-            saga.ok() && TimerKindOf(saga->wait.kind)) {
-          t.DeleteTimer(saga->wait.due_ms, saga_id,
-                        std::string(TimerKindName(TimerOf(saga->wait).kind)));
+        if (auto saga = FromRecord(rec); saga.ok()) {
+          for (const Wait& w : saga->waits) {
+            if (auto kind = TimerKindOf(w.kind)) {
+              t.DeleteTimer(w.due_ms, saga_id, TimerRowName(*kind, w.path));
+            }
+          }
         }
         t.PutAudit("dlq_purge", saga_id,
                    {{"action", "dlq_purge"},

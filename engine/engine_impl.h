@@ -174,8 +174,6 @@ class EngineImpl final : public Engine {
   void CreateSaga(StartRequest request, DefPtr def, Callback<StartResult> done);
   // Dispatches `attempt` of a's saga (through its gates).
   void Dispatch(Active& a, const AttemptRef& attempt);
-  // The attempt a's saga waits for (its wait is on a step).
-  AttemptRef WaitedAttempt(const Active& a) const;
   // Whether a's saga still waits for the result of `attempt`.
   bool WaitsFor(const Active& a, const AttemptRef& attempt) const;
   void OnOutcome(const std::string& id, AttemptOutcome outcome);

@@ -53,7 +53,7 @@ Status EngineImpl::Recover() {
       ParkPoisoned(std::move(record), poison);
       continue;
     }
-    if (dormancy_->MayLeaveMemory(saga->wait)) {
+    if (dormancy_->MayLeaveMemory(*saga)) {
       // Dormant: holds its slot, stays on disk until its timer is near.
       slots_.Hold(def->name);
       continue;
@@ -61,7 +61,8 @@ Status EngineImpl::Recover() {
     auto active = std::make_unique<Active>();
     active->saga = std::move(saga).value();
     active->def = def;
-    if (active->saga.wait.kind == Wait::Kind::kQueued) {
+    if (const Wait* own = FindWait(active->saga, "");
+        own != nullptr && own->kind == Wait::Kind::kQueued) {
       slots_.Wait(def->name, active->saga.id);
     } else {
       slots_.Hold(def->name);
@@ -84,23 +85,28 @@ Status EngineImpl::Recover() {
 void EngineImpl::Resume(Active& a) {
   // Maintenance: the saga stays as its snapshot says; a server picks it up.
   if (!options_.run_sagas) return;
-  const Wait& w = a.saga.wait;
-  switch (w.kind) {
-    case Wait::Kind::kAttempt:
-      // Started, result never logged: run it again, same idempotency key.
-      Dispatch(a, WaitedAttempt(a));
-      return;
-    case Wait::Kind::kBackoff:
-    case Wait::Kind::kSleep:
-      timers_->Add({w.due_ms, a.saga.id, TimerOf(w).kind});
-      return;
-    case Wait::Kind::kQueued:
-      return;  // FillSlots decides
-    case Wait::Kind::kRedrive:
-      return;  // parked: never active
-    case Wait::Kind::kNothing:
-      Apply(a, PlanDequeue(Context(a), a.saga), nullptr);
-      return;
+  if (a.saga.waits.empty()) {
+    // Between two events when it stopped: it goes on from where it was.
+    Apply(a, PlanDequeue(Context(a), a.saga), nullptr);
+    return;
+  }
+  // Copies: a dispatch may change the waits.
+  const std::vector<Wait> waits = a.saga.waits;
+  for (const Wait& w : waits) {
+    switch (w.kind) {
+      case Wait::Kind::kAttempt:
+        // Started, result never logged: run it again, same idempotency key.
+        Dispatch(a, {w.path, w.compensation, w.attempt});
+        break;
+      case Wait::Kind::kBackoff:
+      case Wait::Kind::kSleep:
+        timers_->Add({w.due_ms, a.saga.id, TimerOf(w).kind, w.path});
+        break;
+      case Wait::Kind::kQueued:   // FillSlots decides
+      case Wait::Kind::kRedrive:  // parked: never active
+      case Wait::Kind::kNothing:  // never stored
+        break;
+    }
   }
 }
 
@@ -149,7 +155,8 @@ void EngineImpl::FillSlots(const std::string& workflow) {
       auto it = active_.find(next);
       if (it == active_.end()) return;
       Active& n = *it->second;
-      if (n.saga.wait.kind != Wait::Kind::kQueued) return;
+      const Wait* own = FindWait(n.saga, "");
+      if (own == nullptr || own->kind != Wait::Kind::kQueued) return;
       Apply(n, PlanDequeue(Context(n), n.saga), nullptr);
     });
   }
@@ -157,9 +164,13 @@ void EngineImpl::FillSlots(const std::string& workflow) {
 
 EngineImpl::Active* EngineImpl::Adopt(Saga saga) {
   if (active_.count(saga.id) != 0 || saga.state != SagaState::kRunning ||
-      (saga.wait.kind != Wait::Kind::kSleep &&
-       saga.wait.kind != Wait::Kind::kBackoff)) {
+      saga.waits.empty()) {
     return nullptr;
+  }
+  for (const Wait& w : saga.waits) {
+    if (w.kind != Wait::Kind::kSleep && w.kind != Wait::Kind::kBackoff) {
+      return nullptr;  // not dormant: only sagas waiting on timers are
+    }
   }
   DefPtr def = definitions_.Find(saga.workflow, saga.version);
   if (!def) return nullptr;
@@ -170,7 +181,9 @@ EngineImpl::Active* EngineImpl::Adopt(Saga saga) {
   Active* a = active.get();
   active_[a->saga.id] = std::move(active);
   if (!options_.run_sagas) return a;  // maintenance: no timers
-  timers_->Add({a->saga.wait.due_ms, a->saga.id, TimerOf(a->saga.wait).kind});
+  for (const Wait& w : a->saga.waits) {
+    timers_->Add({w.due_ms, a->saga.id, TimerOf(w).kind, w.path});
+  }
   return a;
 }
 

@@ -48,36 +48,40 @@ void EngineImpl::Checkpoint(Active& a) {
     auto it = active_.find(id);
     if (it == active_.end()) return;
     Active& a = *it->second;
-    const Wait& w = a.saga.wait;
-    if (w.kind != Wait::Kind::kAttempt) return;  // it moved on meanwhile
     Plan p;
     p.saga = a.saga;
     p.saga.checkpointed = true;
     p.previous_state = a.saga.state;
-    p.events.push_back(
-        {EventKind::kCheckpoint,
-         {{"step", a.def->steps[static_cast<size_t>(w.step)].name},
-          {"compensation", w.compensation},
-          {"attempt", w.attempt},
-          {"reason", "shutdown"}}});
+    for (const Wait& w : a.saga.waits) {
+      if (w.kind != Wait::Kind::kAttempt) continue;
+      p.events.push_back({EventKind::kCheckpoint,
+                          {{"step", w.path},
+                           {"compensation", w.compensation},
+                           {"attempt", w.attempt},
+                           {"reason", "shutdown"}}});
+    }
+    if (p.events.empty()) return;  // it moved on meanwhile
+    std::vector<nlohmann::json> logged;
+    for (const PlannedEvent& e : p.events) logged.push_back(e.data);
     Transition t = p.Build(Now());
     a.committing = true;
-    Commit(std::move(t),
-           [this, id, saga = p.saga, data = p.events[0].data](const Status& s) {
-             if (s.ok()) {
-               m_.checkpoints->Increment();
-               LogSagaEvent(saga, EventKind::kCheckpoint, data);
-             } else {
-               health_ = s;
-             }
-             auto it = active_.find(id);
-             if (it == active_.end()) return;
-             Active& a = *it->second;
-             a.committing = false;
-             if (s.ok()) a.saga = saga;
-             // A cancel that arrived during the checkpoint is answered.
-             RunDeferred(a);
-           });
+    Commit(std::move(t), [this, id, saga = p.saga, logged](const Status& s) {
+      if (s.ok()) {
+        m_.checkpoints->Increment();
+        for (const nlohmann::json& data : logged) {
+          LogSagaEvent(saga, EventKind::kCheckpoint, data);
+        }
+      } else {
+        health_ = s;
+      }
+      auto it = active_.find(id);
+      if (it == active_.end()) return;
+      Active& a = *it->second;
+      a.committing = false;
+      if (s.ok()) a.saga = saga;
+      // A cancel that arrived during the checkpoint is answered.
+      RunDeferred(a);
+    });
   });
 }
 

@@ -90,6 +90,24 @@ std::optional<TimerKind> TimerKindFromName(std::string_view name) {
   return KindIn(kTimerNames, name);
 }
 
+std::string TimerRowName(TimerKind kind, std::string_view path) {
+  std::string name(TimerKindName(kind));
+  if (!path.empty()) {
+    name += ':';
+    name += path;
+  }
+  return name;
+}
+
+std::optional<TimerRowNameParts> ParseTimerRowName(std::string_view name) {
+  const size_t colon = name.find(':');
+  const auto kind = TimerKindFromName(name.substr(0, colon));
+  if (!kind) return std::nullopt;
+  return TimerRowNameParts{*kind, colon == std::string_view::npos
+                                      ? std::string()
+                                      : std::string(name.substr(colon + 1))};
+}
+
 std::string_view DlqReasonName(DlqReason reason) {
   return NameIn(kDlqReasons, reason);
 }

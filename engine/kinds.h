@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace cde {
@@ -40,7 +41,7 @@ std::optional<EventKind> EventKindFromName(std::string_view name);
 enum class EventTone { kProgress, kGood, kBad };
 EventTone ToneOf(EventKind kind);
 
-// The durable timers of a saga; a stored timer row is named after its kind.
+// The durable timers of a saga.
 enum class TimerKind : uint8_t {
   kBackoff,  // the wait before a retry
   kSleep,    // a `sleep` step
@@ -48,6 +49,17 @@ enum class TimerKind : uint8_t {
 };
 std::string_view TimerKindName(TimerKind kind);
 std::optional<TimerKind> TimerKindFromName(std::string_view name);
+
+// A stored timer row's name: its kind, then ':' and the path of the step it
+// belongs to ("backoff:book", "sleep:nap"; a saga's own timer is just
+// "redrive"). Before format 3 a row was named by its kind alone.
+std::string TimerRowName(TimerKind kind, std::string_view path);
+struct TimerRowNameParts {
+  TimerKind kind;
+  std::string path;  // "" for a saga's own timer
+};
+// The parts of a timer row name; nullopt if it names no timer kind.
+std::optional<TimerRowNameParts> ParseTimerRowName(std::string_view name);
 
 // Why a saga is in the dead-letter queue; a DLQ row's `reason` (and the
 // cde_sagas_parked_total label) is its name.

@@ -6,6 +6,7 @@
 #include <optional>
 #include <stdexcept>
 
+#include "engine/definition.h"
 #include "storage/cbor_writer.h"
 
 namespace cde {
@@ -143,13 +144,17 @@ void WriteSagaBody(const Saga& s, Map& m) {
     }
   });
   if (!s.trace_id.empty()) m.Str("trace_id", s.trace_id);
-  if (s.wait.kind != Wait::Kind::kNothing) {
-    m.Map("wait", [&s](auto& j) {
-      j.Uint("attempt", s.wait.attempt);
-      j.Bool("compensation", s.wait.compensation);
-      j.Int("due_ms", s.wait.due_ms);
-      j.Str("kind", WaitKindName(s.wait.kind));
-      j.Int("step", s.wait.step);
+  if (!s.waits.empty()) {
+    m.Array("waits", s.waits.size(), [&s](auto& waits) {
+      for (const Wait& w : s.waits) {
+        waits.Map([&w](auto& j) {
+          if (w.attempt != 0) j.Uint("attempt", w.attempt);
+          if (w.compensation) j.Bool("compensation", true);
+          if (w.due_ms != 0) j.Int("due_ms", w.due_ms);
+          j.Str("kind", WaitKindName(w.kind));
+          if (!w.path.empty()) j.Str("path", w.path);
+        });
+      }
     });
   }
 }
@@ -292,7 +297,14 @@ std::string EncodeSnapshot(const Saga& s) {
   });
 }
 
-Result<Saga> FromRecord(const SagaRecord& r) {
+const Wait* FindWait(const Saga& saga, std::string_view path) {
+  for (const Wait& w : saga.waits) {
+    if (w.path == path) return &w;
+  }
+  return nullptr;
+}
+
+Result<Saga> FromRecord(const SagaRecord& r, const WorkflowDefinition* def) {
   Saga s;
   s.id = r.id;
   s.workflow = r.workflow;
@@ -326,14 +338,34 @@ Result<Saga> FromRecord(const SagaRecord& r) {
       ReadStepStatus(status, &st);
       s.steps.push_back(std::move(st));
     }
-    if (auto it = b.find("wait"); it != b.end()) {
-      const json& w = *it;
-      s.wait.kind =
-          FromName(kWaitNames, w.at("kind").get<std::string>(), "wait kind");
-      s.wait.step = IntField<int>(w, "step");
-      s.wait.compensation = w.at("compensation").get<bool>();
-      s.wait.attempt = IntField<uint32_t>(w, "attempt");
-      s.wait.due_ms = IntField<int64_t>(w, "due_ms");
+    if (auto it = b.find("waits"); it != b.end()) {
+      for (const json& j : *it) {
+        Wait w;
+        w.kind =
+            FromName(kWaitNames, j.at("kind").get<std::string>(), "wait kind");
+        w.path = j.value("path", std::string());
+        w.compensation = j.value("compensation", false);
+        w.attempt = IntField<uint32_t>(j, "attempt", 0u);
+        w.due_ms = IntField<int64_t>(j, "due_ms", int64_t{0});
+        s.waits.push_back(std::move(w));
+      }
+    } else if (auto it = b.find("wait"); it != b.end()) {
+      // Formats 1 and 2: one wait, on a step named by its index.
+      const json& j = *it;
+      Wait w;
+      w.kind =
+          FromName(kWaitNames, j.at("kind").get<std::string>(), "wait kind");
+      const int step = IntField<int>(j, "step");
+      if (step >= 0) {
+        const bool named =
+            def != nullptr && static_cast<size_t>(step) < def->steps.size();
+        w.path = named ? def->steps[static_cast<size_t>(step)].name
+                       : "step[" + std::to_string(step) + "]";
+      }
+      w.compensation = j.at("compensation").get<bool>();
+      w.attempt = IntField<uint32_t>(j, "attempt");
+      w.due_ms = IntField<int64_t>(j, "due_ms");
+      if (w.kind != Wait::Kind::kNothing) s.waits.push_back(std::move(w));
     }
     if (auto it = b.find("failure"); it != b.end()) {
       s.failure = ErrorFromJson(*it);

@@ -22,6 +22,8 @@
 
 namespace cde {
 
+struct WorkflowDefinition;
+
 // A step's own outcome. What became of its compensation is a field of its
 // own (CompensationStatus): a step that succeeded and was then compensated
 // still says it succeeded.
@@ -74,18 +76,19 @@ struct AttemptRef {
   friend bool operator==(const AttemptRef&, const AttemptRef&) = default;
 };
 
-// What an active saga waits for.
+// One thing an active saga waits for.
 struct Wait {
   enum class Kind {
     kNothing,  // about to advance (only between events, never stored)
-    kAttempt,  // the result of attempt `attempt` of step `step`
-    kBackoff,  // the retry timer of step `step`, due at due_ms
+    kAttempt,  // the result of attempt `attempt` of the step at `path`
+    kBackoff,  // the retry timer of the step at `path`, due at due_ms
     kSleep,    // a `sleep` step's timer, due at due_ms
     kQueued,   // a free slot under the workflow's max_concurrency
     kRedrive,  // parked: its automatic replay (dlq.auto_replay) at due_ms
   };
   Kind kind = Kind::kNothing;
-  int step = -1;
+  // The step it waits on; "" for the saga's own waits (kQueued, kRedrive).
+  std::string path;
   bool compensation = false;  // the step's compensation, not the step
   uint32_t attempt = 0;
   int64_t due_ms = 0;
@@ -118,7 +121,11 @@ struct Saga {
   std::string replayed_by;
   nlohmann::json input;
   std::vector<StepState> steps;
-  Wait wait;
+  // What it waits for, at most one wait per path: the attempts in flight
+  // and the timers of its steps, or its own wait (a free slot, its
+  // automatic replay). Empty between events and once it has ended, and so
+  // never empty in a stored active saga.
+  std::vector<Wait> waits;
   ErrorInfo failure;     // why the saga is compensating / parked
   int failed_step = -1;  // the step whose failure started compensation
   bool cancel_requested = false;
@@ -131,6 +138,9 @@ struct Saga {
   friend bool operator==(const Saga&, const Saga&) = default;
 };
 
+// The wait on the step at `path` ("" = the saga's own), or nullptr.
+const Wait* FindWait(const Saga& saga, std::string_view path);
+
 // The snapshot record of `saga` (body = everything engine-owned).
 SagaRecord ToRecord(const Saga& saga);
 // The snapshot's fields other than its body, as views of `saga`'s.
@@ -139,7 +149,11 @@ SagaHead HeadOf(const Saga& saga);
 // JSON: what each transition writes.
 std::string EncodeSnapshot(const Saga& saga);
 // The saga in `record`, or Corruption naming the saga and the bad field.
-Result<Saga> FromRecord(const SagaRecord& record);
+// Snapshots before format 3 name the step they wait on by its index: `def`
+// (the definition the saga runs) names it by its path; without it the path
+// is "step[i]".
+Result<Saga> FromRecord(const SagaRecord& record,
+                        const WorkflowDefinition* def = nullptr);
 
 // The idempotency key of one attempt: "<saga>/<step>/<attempt>", and
 // "<saga>/<step>/compensate/<attempt>" for a compensation.

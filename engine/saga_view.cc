@@ -18,11 +18,10 @@ SagaView::SagaView(const Saga& saga, const WorkflowDefinition* def)
     v.state = &saga.steps[i];
     steps_.push_back(std::move(v));
   }
-  const Wait& w = saga.wait;
-  if (w.kind != Wait::Kind::kNothing) {
-    const StepView* at = AtIndex(w.step);
-    waits_.push_back({w.kind, at != nullptr ? at->path : std::string(),
-                      w.compensation, w.attempt, w.due_ms});
+  for (const Wait& w : saga.waits) {
+    // A path this view does not know (its definition is not at hand) is
+    // shown as stored.
+    waits_.push_back({w.kind, w.path, w.compensation, w.attempt, w.due_ms});
   }
 }
 

@@ -1,7 +1,11 @@
 #include "engine/store_upgrade.h"
 
+#include <map>
+#include <memory>
+#include <utility>
 #include <vector>
 
+#include "engine/definition_registry.h"
 #include "engine/saga.h"
 
 namespace cde {
@@ -24,6 +28,44 @@ void FixFormat1(Saga& saga) {
   }
 }
 
+// The stored definitions, each read once: formats 1 and 2 name the step a
+// saga waits on by its index, and its definition names it by its path.
+class StoredDefinitions {
+ public:
+  explicit StoredDefinitions(Store& store) : store_(store) {}
+  const WorkflowDefinition* Find(const std::string& name, uint32_t version) {
+    auto key = std::make_pair(name, version);
+    auto it = cache_.find(key);
+    if (it == cache_.end()) {
+      std::unique_ptr<WorkflowDefinition> def;
+      if (auto record = store_.GetDefinition(name, version); record.ok()) {
+        if (auto parsed = ParseStoredDefinition(*record); parsed.ok()) {
+          def = std::make_unique<WorkflowDefinition>(std::move(parsed).value());
+        }
+      }
+      it = cache_.emplace(key, std::move(def)).first;
+    }
+    return it->second.get();
+  }
+
+ private:
+  Store& store_;
+  std::map<std::pair<std::string, uint32_t>,
+           std::unique_ptr<WorkflowDefinition>>
+      cache_;
+};
+
+// Before format 3 a step's timer row was named by its kind alone; it is now
+// named by its kind and the step's path.
+void RenameStepTimers(const Saga& saga, Transition& t) {
+  for (const Wait& w : saga.waits) {
+    const auto kind = TimerKindOf(w.kind);
+    if (!kind || w.path.empty()) continue;
+    t.DeleteTimer(w.due_ms, saga.id, TimerKindName(*kind));
+    t.PutTimer({w.due_ms, saga.id, TimerRowName(*kind, w.path)});
+  }
+}
+
 }  // namespace
 
 Result<UpgradeReport> UpgradeStore(Store& store) {
@@ -37,6 +79,7 @@ Result<UpgradeReport> UpgradeStore(Store& store) {
         WriteSync(store, begin).WithContext("starting the store's upgrade"));
   }
   // Newest first, a page at a time; each page is one write.
+  StoredDefinitions definitions(store);
   SagaQuery query;
   query.limit = kPage;
   for (;;) {
@@ -44,12 +87,14 @@ Result<UpgradeReport> UpgradeStore(Store& store) {
     CDE_RETURN_IF_ERROR(page.status().WithContext("upgrading the store"));
     Transition t;
     for (const SagaRecord& record : page->sagas) {
-      auto saga = FromRecord(record);
+      auto saga =
+          FromRecord(record, definitions.Find(record.workflow, record.version));
       if (!saga.ok()) {
         ++report.left_as_is;  // recovery parks it as poison, if active
         continue;
       }
       FixFormat1(*saga);
+      if (report.from < 3) RenameStepTimers(*saga, t);
       t.PutSaga(HeadOf(*saga), EncodeSnapshot(*saga), record.state);
       ++report.rewritten;
     }

@@ -26,6 +26,9 @@ struct UpgradeReport {
 // rewritten in the new words (FromRecord reads both), and a step that a
 // finished saga left `running` (a sleep cut off by a cancel) becomes
 // `cancelled`.
+// 2 -> 3: a saga holds a list of waits, each naming its step by path, not
+// one wait naming its step by index (the saga's definition names it); a
+// step's timer row is named "<kind>:<path>".
 Result<UpgradeReport> UpgradeStore(Store& store);
 
 }  // namespace cde

@@ -24,6 +24,7 @@ class TimerQueue {
     int64_t due_ms;  // wall clock, ms since the epoch
     std::string saga_id;
     TimerKind kind;
+    std::string path;  // the step it belongs to; "" for the saga's own
     bool operator>(const Entry& o) const { return due_ms > o.due_ms; }
   };
   using OnDue = std::function<void(const Entry&)>;

@@ -28,8 +28,9 @@ struct PlannedEvent {
 };
 
 struct TimerRef {
-  int64_t due_ms;
-  TimerKind kind;
+  int64_t due_ms = 0;
+  TimerKind kind = TimerKind::kBackoff;
+  std::string path;  // the step it belongs to; "" for the saga's own
   friend bool operator==(const TimerRef&, const TimerRef&) = default;
 };
 // The timer `wait` (of a kind that has one: backoff, sleep, redrive) waits

@@ -24,8 +24,10 @@ inline constexpr uint8_t kRecordVersion = 1;
 // The on-disk format version kept in the `meta` column family. A store whose
 // format version is newer than this build's is refused at open; an older one
 // is upgraded by its first read-write user (docs/storage-format.md, "Format
-// versions"). 2: a saga step's compensation has a status of its own.
-inline constexpr uint32_t kFormatVersion = 2;
+// versions"). 2: a saga step's compensation has a status of its own. 3: a
+// saga's waits are a list naming steps by path; step timer rows are named
+// "<kind>:<path>".
+inline constexpr uint32_t kFormatVersion = 3;
 
 // Saga lifecycle (PRODUCT.md). The byte codes are part of the index key
 // format: never renumber, never reuse a retired code.

@@ -9,10 +9,10 @@ namespace ti = transitions_internal;
 
 std::optional<Plan> PlanAttemptResult(const PlanContext& ctx, const Saga& saga,
                                       const AttemptOutcome& o) {
-  const Wait& w = saga.wait;
+  const Wait* w = FindWait(saga, o.ref.path);
   const int step = ti::StepAt(ctx.def, o.ref.path);
-  if (w.kind != Wait::Kind::kAttempt || step < 0 || w.step != step ||
-      w.compensation != o.ref.compensation || w.attempt != o.ref.attempt) {
+  if (w == nullptr || w->kind != Wait::Kind::kAttempt || step < 0 ||
+      w->compensation != o.ref.compensation || w->attempt != o.ref.attempt) {
     return std::nullopt;
   }
   const bool compensation = o.ref.compensation;
@@ -45,10 +45,11 @@ std::optional<Plan> PlanAttemptResult(const PlanContext& ctx, const Saga& saga,
   data["error"] = {{"kind", o.error.kind}, {"message", o.error.message}};
   data["retry_at_ms"] = due;
   p.events.push_back({EventKind::kAttemptFailed, std::move(data)});
-  p.saga.wait = {Wait::Kind::kBackoff, step, compensation, attempt, due};
-  p.timers_put.push_back({due, TimerKind::kBackoff});
-  p.actions.push_back(
-      {PlanAction::Kind::kArmTimer, o.ref, {due, TimerKind::kBackoff}});
+  const Wait backoff{Wait::Kind::kBackoff, o.ref.path, compensation, attempt,
+                     due};
+  p.timers_put.push_back(TimerOf(backoff));
+  p.actions.push_back({PlanAction::Kind::kArmTimer, o.ref, TimerOf(backoff)});
+  ti::SetWait(p.saga, backoff);
   return p;
 }
 

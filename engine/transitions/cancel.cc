@@ -34,18 +34,18 @@ Result<Plan> PlanCancel(const PlanContext& ctx, const Saga& saga,
   if (!by.empty()) data["by"] = by;
   p.saga.cancelled_by = std::move(by);
   p.events.push_back({EventKind::kCancelRequested, std::move(data)});
-  const Wait w = saga.wait;
+  const Wait w = ti::OnlyWait(saga);
   switch (w.kind) {
     case Wait::Kind::kAttempt:
       return p;  // stop after the current attempt: its result decides
     case Wait::Kind::kBackoff:
     case Wait::Kind::kSleep:
       p.timers_delete.push_back(TimerOf(w));
-      p.saga.wait = {};
-      {
+      ti::ClearWait(p.saga, w.path);
+      if (const int step = ti::StepAt(ctx.def, w.path); step >= 0) {
         // A backoff's retries are abandoned: the step failed. A sleep is
         // cut off: it never finished, and there is nothing to undo.
-        StepState& st = p.saga.steps[static_cast<size_t>(w.step)];
+        StepState& st = p.saga.steps[static_cast<size_t>(step)];
         st.status = w.kind == Wait::Kind::kBackoff ? StepStatus::kFailed
                                                    : StepStatus::kCancelled;
         st.finished_ms = ctx.now_ms;
@@ -55,7 +55,7 @@ Result<Plan> PlanCancel(const PlanContext& ctx, const Saga& saga,
     case Wait::Kind::kQueued:
     case Wait::Kind::kNothing:
     case Wait::Kind::kRedrive:  // parked: CheckCancellable refused it
-      p.saga.wait = {};
+      p.saga.waits.clear();
       ti::Finish(p, SagaState::kCancelled, EventKind::kSagaCancelled,
                  {{"compensated", false}});
       return p;

@@ -16,6 +16,20 @@ bool IsAlwaysPermanent(const std::string& kind) {
   return kind == "template" || kind == "unknown_action" || kind == "params";
 }
 
+void SetWait(Saga& saga, Wait w) {
+  ClearWait(saga, w.path);
+  saga.waits.push_back(std::move(w));
+}
+
+void ClearWait(Saga& saga, const std::string& path) {
+  std::erase_if(saga.waits, [&](const Wait& w) { return w.path == path; });
+}
+
+const Wait& OnlyWait(const Saga& saga) {
+  static const Wait kNone;
+  return saga.waits.empty() ? kNone : saga.waits.front();
+}
+
 const std::string& PathOf(const WorkflowDefinition& def, int step) {
   return def.steps[static_cast<size_t>(step)].name;
 }
@@ -84,7 +98,7 @@ bool NeedsCompensation(const StepState& st) {
 
 void Finish(Plan& p, SagaState state, EventKind event, json data) {
   p.saga.state = state;
-  p.saga.wait = {};
+  p.saga.waits.clear();
   p.events.push_back({event, std::move(data)});
   p.actions.push_back({PlanAction::Kind::kFinish, {}, {}});
 }
@@ -107,8 +121,8 @@ void Park(const PlanContext& ctx, Plan& p, DlqReason why, int step,
   if (again) {
     // Durable like any timer: the engine replays it when the row falls due.
     const int64_t due = ctx.now_ms + redrive->after_ms;
-    p.saga.wait = {Wait::Kind::kRedrive, -1, false, 0, due};
-    p.timers_put.push_back({due, TimerKind::kRedrive});
+    p.saga.waits.push_back({Wait::Kind::kRedrive, "", false, 0, due});
+    p.timers_put.push_back({due, TimerKind::kRedrive, ""});
   }
 }
 
@@ -165,7 +179,7 @@ void StartAttempt(const PlanContext& ctx, Plan& p, int step,
   const AttemptRef ref{PathOf(ctx.def, step), compensation, attempt};
   data["idempotency_key"] =
       AttemptKey(p.saga.id, ref.path, compensation, attempt);
-  p.saga.wait = {Wait::Kind::kAttempt, step, compensation, attempt, 0};
+  Wait wait{Wait::Kind::kAttempt, ref.path, compensation, attempt, 0};
   if (spec.action == "sleep") {
     // The timer is durable: its due time is fixed now and logged.
     auto duration = SleepDurationMs(ctx.def, spec, p.saga, data);
@@ -175,15 +189,15 @@ void StartAttempt(const PlanContext& ctx, Plan& p, int step,
                       {"template", duration.status().message()});
       return;
     }
-    p.saga.wait.kind = Wait::Kind::kSleep;
-    p.saga.wait.due_ms = ctx.now_ms + *duration;
-    data["due_ms"] = p.saga.wait.due_ms;
-    p.timers_put.push_back(TimerOf(p.saga.wait));
-    p.actions.push_back(
-        {PlanAction::Kind::kArmTimer, ref, TimerOf(p.saga.wait)});
+    wait.kind = Wait::Kind::kSleep;
+    wait.due_ms = ctx.now_ms + *duration;
+    data["due_ms"] = wait.due_ms;
+    p.timers_put.push_back(TimerOf(wait));
+    p.actions.push_back({PlanAction::Kind::kArmTimer, ref, TimerOf(wait)});
   } else {
     p.actions.push_back({PlanAction::Kind::kRunAttempt, ref, {}});
   }
+  SetWait(p.saga, std::move(wait));
   p.events.push_back({EventKind::kAttemptStarted, std::move(data)});
 }
 
@@ -203,7 +217,7 @@ void Succeed(const PlanContext& ctx, Plan& p, int step, bool compensation,
     st.output = std::move(output);
     p.events.push_back({EventKind::kStepSucceeded, std::move(data)});
   }
-  p.saga.wait = {};
+  ClearWait(p.saga, PathOf(ctx.def, step));
 }
 
 // A cancel was requested while the saga was busy; now it is not.
@@ -224,7 +238,7 @@ void FailPermanently(const PlanContext& ctx, Plan& p, int step,
   json data = StepRef(ctx.def, step, compensation,
                       compensation ? st.compensation_attempts : st.attempts);
   data["error"] = {{"kind", error.kind}, {"message", error.message}};
-  p.saga.wait = {};
+  ClearWait(p.saga, PathOf(ctx.def, step));
   if (compensation) {
     st.compensation = CompensationStatus::kFailed;
     st.compensation_error = error;
@@ -269,7 +283,7 @@ bool Plan::finishes() const {
 }
 
 TimerRef TimerOf(const Wait& wait) {
-  return {wait.due_ms, TimerKindOf(wait.kind).value()};
+  return {wait.due_ms, TimerKindOf(wait.kind).value(), wait.path};
 }
 
 Transition Plan::Build(int64_t now_ms) {
@@ -281,11 +295,10 @@ Transition Plan::Build(int64_t now_ms) {
   }
   events.clear();
   for (const TimerRef& timer : timers_delete) {
-    t.DeleteTimer(timer.due_ms, saga.id,
-                  std::string(TimerKindName(timer.kind)));
+    t.DeleteTimer(timer.due_ms, saga.id, TimerRowName(timer.kind, timer.path));
   }
   for (const TimerRef& timer : timers_put) {
-    t.PutTimer({timer.due_ms, saga.id, std::string(TimerKindName(timer.kind)),
+    t.PutTimer({timer.due_ms, saga.id, TimerRowName(timer.kind, timer.path),
                 json::object()});
   }
   if (dlq_put) t.PutDlq(*dlq_put);

@@ -24,6 +24,13 @@ const ActionSpec& SpecOf(const WorkflowDefinition& def, int step,
 // {"step", "compensation", "attempt"}: how events name an attempt.
 nlohmann::json StepRef(const WorkflowDefinition& def, int step,
                        bool compensation, uint32_t attempt);
+// Sets the saga's wait on `w.path`, replacing the one it had there.
+void SetWait(Saga& saga, Wait w);
+// The saga no longer waits on `path`.
+void ClearWait(Saga& saga, const std::string& path);
+// The wait of a saga that runs one step at a time: its only one, or an empty
+// wait (kNothing) when it waits for nothing.
+const Wait& OnlyWait(const Saga& saga);
 // A plan that starts from `saga`'s current snapshot.
 Plan From(const Saga& saga);
 // Ends the saga in `state` (terminal or parked) with `event`.

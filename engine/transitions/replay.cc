@@ -18,11 +18,12 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
   }
   Plan p = ti::From(saga);
   p.dlq_delete = true;
-  if (saga.wait.kind == Wait::Kind::kRedrive) {
+  if (const Wait* redrive = FindWait(saga, "");
+      redrive != nullptr && redrive->kind == Wait::Kind::kRedrive) {
     // Whoever replays first, the automatic redrive is spent.
-    p.timers_delete.push_back(TimerOf(saga.wait));
+    p.timers_delete.push_back(TimerOf(*redrive));
   }
-  p.saga.wait = {};
+  p.saga.waits.clear();
   const char* trigger = automatic ? "auto" : "manual";
   p.saga.replay_count += 1;
   // The last replay's: an automatic one was asked by no one.

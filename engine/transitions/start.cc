@@ -31,7 +31,7 @@ Plan PlanStart(const PlanContext& ctx, std::string saga_id, json input,
   if (!s.started_by.empty()) data["started_by"] = s.started_by;
   p.events.push_back({EventKind::kSagaStarted, std::move(data)});
   if (queued) {
-    s.wait = {Wait::Kind::kQueued, -1, false, 0, 0};
+    s.waits.push_back({Wait::Kind::kQueued, "", false, 0, 0});
     p.events.push_back({EventKind::kSagaQueued, json::object()});
   } else {
     ti::Advance(ctx, p);
@@ -41,7 +41,7 @@ Plan PlanStart(const PlanContext& ctx, std::string saga_id, json input,
 
 Plan PlanDequeue(const PlanContext& ctx, const Saga& saga) {
   Plan p = ti::From(saga);
-  p.saga.wait = {};
+  ti::ClearWait(p.saga, "");
   p.events.push_back({EventKind::kSagaDequeued, json::object()});
   ti::Advance(ctx, p);
   return p;

@@ -10,23 +10,26 @@ namespace ti = transitions_internal;
 
 std::optional<Plan> PlanTimerFired(const PlanContext& ctx, const Saga& saga,
                                    const TimerRef& timer) {
-  const Wait& w = saga.wait;
-  const bool matches =
-      (w.kind == Wait::Kind::kBackoff || w.kind == Wait::Kind::kSleep) &&
-      TimerOf(w) == timer;
-  if (!matches) return std::nullopt;
+  const Wait* found = FindWait(saga, timer.path);
+  const bool matches = found != nullptr &&
+                       (found->kind == Wait::Kind::kBackoff ||
+                        found->kind == Wait::Kind::kSleep) &&
+                       TimerOf(*found) == timer;
+  const int step = ti::StepAt(ctx.def, timer.path);
+  if (!matches || step < 0) return std::nullopt;
+  const Wait w = *found;
   Plan p = ti::From(saga);
   p.timers_delete.push_back(timer);
-  p.saga.wait = {};
+  ti::ClearWait(p.saga, w.path);
   if (w.kind == Wait::Kind::kBackoff) {
     p.events.push_back({EventKind::kTimerFired,
                         {{"timer", TimerKindName(TimerKind::kBackoff)}}});
-    ti::StartAttempt(ctx, p, w.step, w.compensation);
+    ti::StartAttempt(ctx, p, step, w.compensation);
     return p;
   }
   const int64_t slept =
-      timer.due_ms - saga.steps[static_cast<size_t>(w.step)].started_ms;
-  ti::Succeed(ctx, p, w.step, w.compensation, w.attempt,
+      timer.due_ms - saga.steps[static_cast<size_t>(step)].started_ms;
+  ti::Succeed(ctx, p, step, w.compensation, w.attempt,
               {{"slept_ms", std::max<int64_t>(0, slept)}});
   if (p.saga.cancel_requested && p.saga.state == SagaState::kRunning) {
     ti::BeginCancel(ctx, p);

@@ -768,7 +768,7 @@ Status BuildChangeStore(const std::string& dir, const std::string& flag,
   // memory (dormant) as soon as it starts.
   if (!h.RunUntil([&] {
         const Saga* s = h.engine().FindActive(out->undo_nap);
-        return s == nullptr || s->wait.kind == Wait::Kind::kSleep;
+        return s == nullptr || test::OnlyWait(s).kind == Wait::Kind::kSleep;
       })) {
     return Status::Aborted("undo-nap never reached its sleep");
   }

@@ -246,16 +246,14 @@ TEST(EncodeToolResultTest, SameBytesAsTheEnvelopeBuiltWhole) {
 // is not rebuilt here: it is taken from the text under test.
 json ViewOfTheRecord(SagaRecord r, const WorkflowDefinition* def,
                      const json& next) {
-  std::vector<std::string> paths;
   if (auto steps = r.body.find("steps"); steps != r.body.end()) {
     // Named by the definition only if it is the one the saga ran (as many
     // steps); by index otherwise.
     const bool named = def != nullptr && def->steps.size() == steps->size();
     for (size_t i = 0; i < steps->size(); ++i) {
-      paths.push_back(named ? def->steps[i].name
-                            : "step[" + std::to_string(i) + "]");
       if (named) (*steps)[i]["name"] = def->steps[i].name;
-      (*steps)[i]["path"] = paths.back();
+      (*steps)[i]["path"] =
+          named ? def->steps[i].name : "step[" + std::to_string(i) + "]";
     }
   }
   json out = {{"saga_id", r.id},
@@ -266,21 +264,23 @@ json ViewOfTheRecord(SagaRecord r, const WorkflowDefinition* def,
               {"updated_ms", r.updated_ms},
               {"last_seq", r.last_seq}};
   for (const char* key :
-       {"input", "steps", "failure", "correlation_id", "trace_id",
-        "started_by", "cancelled_by", "replayed_by"}) {
+       {"input", "steps", "failure", "correlation_id", "trace_id", "started_by",
+        "cancelled_by", "replayed_by"}) {
     if (auto it = r.body.find(key); it != r.body.end()) out[key] = *it;
   }
-  if (auto it = r.body.find("wait"); it != r.body.end()) {
-    const json& w = *it;
-    json shown = {{"kind", w["kind"]}};
-    const int step = w.value("step", -1);
-    if (w.value("attempt", 0) != 0) shown["attempt"] = w["attempt"];
-    if (w.value("due_ms", int64_t{0}) != 0) shown["due_ms"] = w["due_ms"];
-    if (step >= 0 && static_cast<size_t>(step) < paths.size()) {
-      shown["compensation"] = w.value("compensation", false);
-      shown["path"] = paths[static_cast<size_t>(step)];
+  if (auto it = r.body.find("waits"); it != r.body.end()) {
+    json shown = json::array();
+    for (const json& w : *it) {
+      json one = {{"kind", w["kind"]}};
+      if (w.value("attempt", 0) != 0) one["attempt"] = w["attempt"];
+      if (w.value("due_ms", int64_t{0}) != 0) one["due_ms"] = w["due_ms"];
+      if (!w.value("path", std::string()).empty()) {
+        one["compensation"] = w.value("compensation", false);
+        one["path"] = w["path"];
+      }
+      shown.push_back(std::move(one));
     }
-    out["waits"] = json::array({shown});
+    out["waits"] = std::move(shown);
   }
   if (!r.idempotency_key.empty()) out["idempotency_key"] = r.idempotency_key;
   out["next"] = next;

@@ -49,7 +49,7 @@ class EngineClockTest : public ::testing::Test {
   std::optional<Wait::Kind> WaitOf(const std::string& id) {
     const Saga* s = h_.engine().FindActive(id);
     if (s == nullptr) return std::nullopt;
-    return s->wait.kind;
+    return test::OnlyWait(s).kind;
   }
 
   std::shared_ptr<ManualClock> clock_ = std::make_shared<ManualClock>();

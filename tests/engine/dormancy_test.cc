@@ -54,10 +54,10 @@ class DormancyTest : public ::testing::Test {
     saga.id = id;
     saga.workflow = "w";
     saga.version = 1;
-    saga.wait = {Wait::Kind::kSleep, 0, false, 1, due};
+    saga.waits = {{Wait::Kind::kSleep, "nap", false, 1, due}};
     Transition t;
     t.PutSaga(ToRecord(saga), std::nullopt);
-    t.PutTimer({due, id, std::string(TimerKindName(TimerKind::kSleep))});
+    t.PutTimer({due, id, TimerRowName(TimerKind::kSleep, "nap")});
     ASSERT_OK(test::WriteOne(*store_, t));
   }
 
@@ -71,20 +71,30 @@ class DormancyTest : public ::testing::Test {
   std::vector<std::pair<std::string, int64_t>> redrives_;
 };
 
-TEST_F(DormancyTest, OnlyASleepOrBackoffBeyondTheWindowMayLeaveMemory) {
+TEST_F(DormancyTest, OnlySleepsAndBackoffsAllBeyondTheWindowMayLeaveMemory) {
   const int64_t far = kStart + kWindow + 1;
-  EXPECT_TRUE(
-      dormancy_->MayLeaveMemory({Wait::Kind::kSleep, 0, false, 1, far}));
-  EXPECT_TRUE(
-      dormancy_->MayLeaveMemory({Wait::Kind::kBackoff, 0, false, 1, far}));
+  auto waiting = [](std::vector<Wait> waits) {
+    Saga s;
+    s.waits = std::move(waits);
+    return s;
+  };
+  const Wait sleep{Wait::Kind::kSleep, "nap", false, 1, far};
+  const Wait backoff{Wait::Kind::kBackoff, "call", false, 1, far};
+  EXPECT_TRUE(dormancy_->MayLeaveMemory(waiting({sleep})));
+  EXPECT_TRUE(dormancy_->MayLeaveMemory(waiting({backoff})));
+  EXPECT_TRUE(dormancy_->MayLeaveMemory(waiting({sleep, backoff})));
+  EXPECT_FALSE(dormancy_->MayLeaveMemory(waiting({})));
   EXPECT_FALSE(dormancy_->MayLeaveMemory(
-      {Wait::Kind::kSleep, 0, false, 1, kStart + kWindow}));
-  EXPECT_FALSE(
-      dormancy_->MayLeaveMemory({Wait::Kind::kAttempt, 0, false, 1, far}));
-  EXPECT_FALSE(
-      dormancy_->MayLeaveMemory({Wait::Kind::kQueued, -1, false, 0, far}));
-  EXPECT_FALSE(
-      dormancy_->MayLeaveMemory({Wait::Kind::kRedrive, -1, false, 0, far}));
+      waiting({{Wait::Kind::kSleep, "nap", false, 1, kStart + kWindow}})));
+  // One near timer, or an attempt in flight, keeps it in memory.
+  EXPECT_FALSE(dormancy_->MayLeaveMemory(
+      waiting({sleep, {Wait::Kind::kBackoff, "call", false, 1, kStart + 10}})));
+  EXPECT_FALSE(dormancy_->MayLeaveMemory(
+      waiting({sleep, {Wait::Kind::kAttempt, "call", false, 1, 0}})));
+  EXPECT_FALSE(dormancy_->MayLeaveMemory(
+      waiting({{Wait::Kind::kQueued, "", false, 0, far}})));
+  EXPECT_FALSE(dormancy_->MayLeaveMemory(
+      waiting({{Wait::Kind::kRedrive, "", false, 0, far}})));
 }
 
 TEST_F(DormancyTest,
@@ -139,8 +149,7 @@ TEST_F(DormancyTest, ARedriveRowIsReportedNearNotWoken) {
 
 TEST_F(DormancyTest, ARowWhoseSagaIsGoneIsSkipped) {
   Transition t;
-  t.PutTimer(
-      {kStart + 500, "gone", std::string(TimerKindName(TimerKind::kSleep))});
+  t.PutTimer({kStart + 500, "gone", TimerRowName(TimerKind::kSleep, "nap")});
   ASSERT_OK(test::WriteOne(*store_, t));
   Sleeping("here", kStart + 600);
   dormancy_->Scan();

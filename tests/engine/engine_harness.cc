@@ -156,14 +156,24 @@ Result<SagaState> EngineHarness::Replay(const std::string& id,
       *this, [&](auto cb) { engine_->Replay(id, from_step, by, cb); });
 }
 
+Wait OnlyWait(const Saga* saga) {
+  if (saga == nullptr || saga->waits.empty()) return {};
+  EXPECT_EQ(saga->waits.size(), 1u);
+  return saga->waits.front();
+}
+
 Result<SagaRecord> EngineHarness::AwaitInactive(const std::string& id,
                                                 int timeout_ms) {
   if (!RunUntil([&] { return engine_->FindActive(id) == nullptr; },
                 timeout_ms)) {
     const Saga* s = engine_->FindActive(id);
-    return Status::Aborted("saga still " +
-                           std::string(SagaStateName(s->state)) + ", waiting " +
-                           std::string(WaitKindName(s->wait.kind)));
+    std::string waits;
+    for (const Wait& w : s->waits) {
+      waits += " " + std::string(WaitKindName(w.kind)) + " " + w.path;
+    }
+    return Status::Aborted(
+        "saga still " + std::string(SagaStateName(s->state)) + ", waiting for" +
+        (waits.empty() ? " nothing" : waits));
   }
   // Let the commit writer's last acknowledgement settle.
   return engine_->store().GetSaga(id);

@@ -109,6 +109,10 @@ class EngineHarness {
   std::unique_ptr<Engine> engine_;
 };
 
+// The wait of a saga that runs one step at a time: its only one, or an
+// empty wait (kNothing) when it waits for nothing or is not in memory.
+Wait OnlyWait(const Saga* saga);
+
 }  // namespace cde::test
 
 #endif  // CDE_TESTS_ENGINE_ENGINE_HARNESS_H_

@@ -410,7 +410,8 @@ TEST_F(EngineTest, MaxConcurrencyQueuesStartsInOrder) {
   const std::string first = StartOk("one");
   const std::string second = StartOk("one");
   ASSERT_TRUE(h_.RunUntil([&] { return held.calls() == 1; }));
-  EXPECT_EQ(h_.engine().FindActive(second)->wait.kind, Wait::Kind::kQueued);
+  EXPECT_EQ(test::OnlyWait(h_.engine().FindActive(second)).kind,
+            Wait::Kind::kQueued);
   EXPECT_EQ(h_.engine().stats().queued, 1u);
   held.Complete(ActionResult::Success(nullptr));
   ASSERT_TRUE(h_.RunUntil([&] { return held.calls() == 2; }));
@@ -476,8 +477,8 @@ TEST(EngineRestartTest, InFlightAttemptsAndTimersResumeAfterReopen) {
     ASSERT_TRUE(h.RunUntil([&] { return before.calls() == 1; }));
     const Saga* sleeper = h.engine().FindActive(sleeper_id);
     ASSERT_NE(sleeper, nullptr) << "slept 2 s before the engine was closed";
-    ASSERT_EQ(sleeper->wait.kind, Wait::Kind::kSleep);
-    sleep_due = sleeper->wait.due_ms;
+    ASSERT_EQ(test::OnlyWait(sleeper).kind, Wait::Kind::kSleep);
+    sleep_due = test::OnlyWait(sleeper).due_ms;
     ASSERT_OK(h.Close());
   }
   std::vector<std::string> keys;
@@ -534,9 +535,9 @@ TEST(MaintenanceTest, CommitsCancelAndReplayAndRunsNothing) {
     sleeper_id = a->saga_id;
     ASSERT_TRUE(h.RunUntil([&] {
       const Saga* s = h.engine().FindActive(sleeper_id);
-      return s != nullptr && s->wait.kind == Wait::Kind::kSleep;
+      return test::OnlyWait(s).kind == Wait::Kind::kSleep;
     }));
-    sleep_due = h.engine().FindActive(sleeper_id)->wait.due_ms;
+    sleep_due = test::OnlyWait(h.engine().FindActive(sleeper_id)).due_ms;
     healthy = false;
     auto b = h.Start({.workflow = "p"});
     ASSERT_OK(b.status());

@@ -45,7 +45,8 @@ Saga SagaWithEveryField() {
   failed.attempts = 70000;  // a four-byte CBOR head
   failed.error = Error("http_500");
   s.steps.push_back(failed);
-  s.wait = {Wait::Kind::kBackoff, 1, true, 4, 1796317650000};
+  s.waits = {{Wait::Kind::kBackoff, "charge", true, 4, 1796317650000},
+             {Wait::Kind::kAttempt, "fan[2].ship", false, 1, 0}};
   s.failure = Error("http_500");
   s.failed_step = 1;
   s.cancel_requested = true;
@@ -91,10 +92,11 @@ Saga GeneratedSaga(uint64_t seed) {
     if (coin()) st.finished_ms = number(int64_t{1} << 42);
     s.steps.push_back(std::move(st));
   }
-  if (coin()) {
-    s.wait = {static_cast<Wait::Kind>(1 + number(5)),
-              static_cast<int>(number(30)), coin(),
-              static_cast<uint32_t>(number(10)), number(int64_t{1} << 42)};
+  for (int i = static_cast<int>(number(3)); i-- > 0;) {
+    s.waits.push_back({static_cast<Wait::Kind>(1 + number(5)),
+                       coin() ? "" : "s" + std::to_string(number(30)), coin(),
+                       static_cast<uint32_t>(number(10)),
+                       coin() ? 0 : number(int64_t{1} << 42)});
   }
   if (coin()) {
     s.failure = Error("failure");

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "engine/definition.h"
 #include "engine/saga.h"
 #include "storage/records.h"
 #include "tests/engine/saga_generator.h"
@@ -50,6 +51,35 @@ TEST(SagaSnapshotTest, GeneratedSagasEncodeAsTheirRecordsDo) {
                          "seed " + std::to_string(seed));
     if (HasFailure()) return;  // one seed's story, not 500
   }
+}
+
+// Formats 1 and 2 kept one wait naming its step by index: the saga's
+// definition names it by path, and without it the path says the index.
+TEST(SagaSnapshotTest, AWaitBeforeFormat3NamesItsStepThroughTheDefinition) {
+  SagaRecord r = ToRecord(test::SagaWithEveryField());
+  r.body.erase("waits");
+  r.body["wait"] = {{"attempt", 2},
+                    {"compensation", true},
+                    {"due_ms", 1796317650000},
+                    {"kind", "backoff"},
+                    {"step", 1}};
+  WorkflowDefinition def;
+  for (const char* name : {"reserve", "charge"}) {
+    def.steps.push_back({});
+    def.steps.back().name = name;
+  }
+  auto named = FromRecord(r, &def);
+  ASSERT_TRUE(named.ok()) << named.status().ToString();
+  ASSERT_EQ(named->waits.size(), 1u);
+  EXPECT_EQ(named->waits[0],
+            (Wait{Wait::Kind::kBackoff, "charge", true, 2, 1796317650000}));
+  auto unnamed = FromRecord(r);
+  ASSERT_TRUE(unnamed.ok());
+  ASSERT_EQ(unnamed->waits.size(), 1u);
+  EXPECT_EQ(unnamed->waits[0].path, "step[1]");
+  // Written back, it is a list of waits.
+  EXPECT_FALSE(ToRecord(*named).body.contains("wait"));
+  EXPECT_EQ(ToRecord(*named).body["waits"][0]["path"], "charge");
 }
 
 }  // namespace

@@ -64,7 +64,7 @@ TEST(SagaViewTest, StepsAreNamedByTheirPathOrByIndexWithoutTheirDefinition) {
 TEST(SagaViewTest, AWaitOnAStepNamesItsPathAndTheSagasOwnWaitsNone) {
   const WorkflowDefinition def = ThreeSteps();
   Saga saga = SagaOf(def);
-  saga.wait = {Wait::Kind::kBackoff, 1, false, 2, 5000};
+  saga.waits = {{Wait::Kind::kBackoff, "hotel", false, 2, 5000}};
   saga.steps[1].attempts = 2;
   SagaView view(saga, &def);
   ASSERT_EQ(view.waits().size(), 1u);
@@ -80,13 +80,13 @@ TEST(SagaViewTest, AWaitOnAStepNamesItsPathAndTheSagasOwnWaitsNone) {
   EXPECT_EQ(at->attempts, 2u);
   EXPECT_EQ(at->max_attempts, 4u);
 
-  saga.wait = {Wait::Kind::kQueued, -1, false, 0, 0};
+  saga.waits = {{Wait::Kind::kQueued, "", false, 0, 0}};
   const SagaView queued(saga, &def);
   ASSERT_EQ(queued.waits().size(), 1u);
   EXPECT_EQ(queued.waits()[0].path, "");
   EXPECT_FALSE(queued.position().has_value());
 
-  saga.wait = {};
+  saga.waits.clear();
   EXPECT_TRUE(SagaView(saga, &def).waits().empty());
 }
 
@@ -99,7 +99,7 @@ TEST(SagaViewTest, AParkedSagaIsAtTheCompensationThatFailedElseTheFailedStep) {
   saga.steps[2].status = StepStatus::kFailed;
   saga.steps[2].attempts = 4;
   // Its automatic replay waits on no step.
-  saga.wait = {Wait::Kind::kRedrive, -1, false, 0, 9000};
+  saga.waits = {{Wait::Kind::kRedrive, "", false, 0, 9000}};
   {
     const SagaView view(saga, &def);
     auto at = view.position();

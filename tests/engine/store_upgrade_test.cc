@@ -1,7 +1,8 @@
 // A store written by the build before format 2 (tests/fixtures/store-v1,
 // made by tests/fixtures/make_store_v1.py with that build) opens in this
-// one: its snapshots are rewritten in the new step words, its saga in
-// flight finishes, and an upgrade cut short resumes.
+// one: its snapshots are rewritten in the new step words and with waits
+// naming their step by path, timer rows are renamed, its saga in flight
+// finishes, and an upgrade cut short resumes.
 #include "engine/store_upgrade.h"
 
 #include <gtest/gtest.h>
@@ -66,6 +67,28 @@ class StoreUpgradeTest : public ::testing::Test {
       return true;
     }));
     EXPECT_EQ(sagas, FixtureSagas().size());
+  }
+
+  // Format 3: the sleeping saga waits on its step by path, and its timer
+  // row is named by kind and path (the kind alone before).
+  void ExpectFormat3Waits(Store& store) {
+    const std::string id = FixtureSagas()["sleeping"].get<std::string>();
+    const Saga sleeping = Read(store, id);
+    ASSERT_EQ(sleeping.waits.size(), 1u);
+    const Wait& w = sleeping.waits[0];
+    EXPECT_EQ(w.kind, Wait::Kind::kSleep);
+    EXPECT_EQ(w.path, "pause");
+    std::vector<std::string> names;
+    ASSERT_OK(store.ScanRows(Cf::kTimers, [&](auto, auto value) {
+      auto timer = DecodeTimer(value, "timer");
+      EXPECT_OK(timer.status());
+      if (timer.ok() && timer->saga_id == id) {
+        names.push_back(timer->name);
+        EXPECT_EQ(timer->due_ms, w.due_ms);
+      }
+      return true;
+    }));
+    EXPECT_EQ(names, std::vector<std::string>{"sleep:pause"});
   }
 
   test::TempDir dir_;
@@ -149,6 +172,7 @@ TEST_F(StoreUpgradeTest, AnUpgradeCutShortResumesOnTheNextOpen) {
     EXPECT_EQ(report->rewritten, FixtureSagas().size());
     EXPECT_EQ(report->left_as_is, 0u);
     ExpectFormat2Rows(**store);
+    ExpectFormat3Waits(**store);
   }
   auto store = OpenRocksStore({.path = store_dir_});
   ASSERT_OK(store.status());

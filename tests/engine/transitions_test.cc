@@ -38,6 +38,13 @@ json WithUndo(const std::string& name, json retry = json::object()) {
   return s;
 }
 
+// The one wait of a saga that runs one step at a time (none: kNothing).
+const Wait& W(const Saga& s) {
+  static const Wait kNone;
+  EXPECT_LE(s.waits.size(), 1u);
+  return s.waits.empty() ? kNone : s.waits.front();
+}
+
 std::vector<std::string> Types(const Plan& p) {
   std::vector<std::string> out;
   for (const auto& e : p.events) out.emplace_back(EventKindName(e.kind));
@@ -103,7 +110,7 @@ TEST_F(TransitionsTest, StartLogsTheStartAndTheFirstAttemptTogether) {
   EXPECT_THAT(Types(p), ElementsAre("saga_started", "attempt_started"));
   EXPECT_EQ(p.previous_state, std::nullopt);
   EXPECT_THAT(Actions(p), ElementsAre("run flight#1"));
-  EXPECT_EQ(p.saga.wait, (Wait{Wait::Kind::kAttempt, 0, false, 1, 0}));
+  EXPECT_EQ(W(p.saga), (Wait{Wait::Kind::kAttempt, PathOf(0), false, 1, 0}));
   EXPECT_EQ(p.saga.steps[0].status, StepStatus::kRunning);
   EXPECT_EQ(p.events[1].data["idempotency_key"], "S1/flight/1");
 }
@@ -216,21 +223,21 @@ TEST_F(TransitionsTest, RetryableFailureSetsADurableBackoffTimer) {
   ASSERT_TRUE(p);
   EXPECT_THAT(Types(*p), ElementsAre("attempt_failed"));
   // Default policy: 100 ms initial backoff; jitter sample 0.5 = no spread.
-  EXPECT_EQ(p->saga.wait,
-            (Wait{Wait::Kind::kBackoff, 0, false, 1, kNow + 100}));
+  EXPECT_EQ(W(p->saga),
+            (Wait{Wait::Kind::kBackoff, PathOf(0), false, 1, kNow + 100}));
   EXPECT_THAT(p->timers_put,
-              ElementsAre(TimerRef{kNow + 100, TimerKind::kBackoff}));
+              ElementsAre(TimerRef{kNow + 100, TimerKind::kBackoff, "flight"}));
   EXPECT_THAT(Actions(*p), ElementsAre("timer backoff flight#1"));
 
-  auto fired =
-      PlanTimerFired(Ctx(), p->saga, {kNow + 100, TimerKind::kBackoff});
+  auto fired = PlanTimerFired(Ctx(), p->saga,
+                              {kNow + 100, TimerKind::kBackoff, "flight"});
   ASSERT_TRUE(fired);
   EXPECT_THAT(Types(*fired), ElementsAre("timer_fired", "attempt_started"));
   EXPECT_THAT(fired->timers_delete,
-              ElementsAre(TimerRef{kNow + 100, TimerKind::kBackoff}));
-  EXPECT_EQ(fired->saga.wait.attempt, 2u);
-  EXPECT_FALSE(
-      PlanTimerFired(Ctx(), p->saga, {kNow + 99, TimerKind::kBackoff}));
+              ElementsAre(TimerRef{kNow + 100, TimerKind::kBackoff, "flight"}));
+  EXPECT_EQ(W(fired->saga).attempt, 2u);
+  EXPECT_FALSE(PlanTimerFired(Ctx(), p->saga,
+                              {kNow + 99, TimerKind::kBackoff, "flight"}));
 }
 
 TEST_F(TransitionsTest, NonRetryableKindFailsAtOnceAndCompensatesInReverse) {
@@ -240,11 +247,11 @@ TEST_F(TransitionsTest, NonRetryableKindFailsAtOnceAndCompensatesInReverse) {
   EXPECT_THAT(Types(*p), ElementsAre("step_failed", "saga_compensating",
                                      "attempt_started"));
   EXPECT_EQ(p->saga.state, SagaState::kCompensating);
-  EXPECT_EQ(p->saga.wait, (Wait{Wait::Kind::kAttempt, 1, true, 1, 0}));
+  EXPECT_EQ(W(p->saga), (Wait{Wait::Kind::kAttempt, PathOf(1), true, 1, 0}));
   EXPECT_EQ(p->events[2].data["idempotency_key"], "S1/hotel/compensate/1");
 
   Saga c = Feed(p->saga, Ok(1, 1, true));
-  EXPECT_EQ(c.wait, (Wait{Wait::Kind::kAttempt, 0, true, 1, 0}));
+  EXPECT_EQ(W(c), (Wait{Wait::Kind::kAttempt, PathOf(0), true, 1, 0}));
   auto done = PlanAttemptResult(Ctx(), c, Ok(0, 1, true));
   ASSERT_TRUE(done);
   EXPECT_THAT(Types(*done),
@@ -266,7 +273,7 @@ TEST_F(TransitionsTest, ExhaustedRetriesFailTheStep) {
   auto p1 = PlanAttemptResult(Ctx(), s, Err(0, 1));
   ASSERT_TRUE(p1);
   auto p2 = PlanTimerFired(Ctx(), p1->saga,
-                           {p1->saga.wait.due_ms, TimerKind::kBackoff});
+                           {W(p1->saga).due_ms, TimerKind::kBackoff, "only"});
   ASSERT_TRUE(p2);
   auto p3 = PlanAttemptResult(Ctx(), p2->saga, Err(0, 2));
   ASSERT_TRUE(p3);
@@ -279,7 +286,7 @@ TEST_F(TransitionsTest, StepWithUnknownOutcomeIsCompensatedToo) {
   def_ = Def(json::array({WithUndo("pay", {{"max_attempts", 1}})}));
   auto p = PlanAttemptResult(Ctx(), Start().saga, Err(0, 1, "timeout"));
   ASSERT_TRUE(p);
-  EXPECT_EQ(p->saga.wait, (Wait{Wait::Kind::kAttempt, 0, true, 1, 0}));
+  EXPECT_EQ(W(p->saga), (Wait{Wait::Kind::kAttempt, PathOf(0), true, 1, 0}));
 }
 
 TEST_F(TransitionsTest, ParkPolicyParksWithADlqEntry) {
@@ -313,7 +320,8 @@ TEST_F(TransitionsTest, FailedCompensationParksTheSaga) {
   // Its replay retries the compensation; the step still says it succeeded.
   auto replayed = PlanReplay(Ctx(), p->saga, "");
   ASSERT_TRUE(replayed.ok());
-  EXPECT_EQ(replayed->saga.wait, (Wait{Wait::Kind::kAttempt, 0, true, 1, 0}));
+  EXPECT_EQ(W(replayed->saga),
+            (Wait{Wait::Kind::kAttempt, PathOf(0), true, 1, 0}));
   EXPECT_EQ(replayed->saga.steps[0].status, StepStatus::kSucceeded);
   EXPECT_EQ(replayed->saga.steps[0].compensation, CompensationStatus::kRunning);
 }
@@ -328,11 +336,11 @@ TEST_F(TransitionsTest, ReplayRestartsTheFailedStepWithAFreshBudget) {
   EXPECT_THAT(Types(*p), ElementsAre("replayed", "attempt_started"));
   EXPECT_TRUE(p->dlq_delete);
   EXPECT_EQ(p->saga.replay_count, 1u);
-  EXPECT_EQ(p->saga.wait, (Wait{Wait::Kind::kAttempt, 1, false, 1, 0}));
+  EXPECT_EQ(W(p->saga), (Wait{Wait::Kind::kAttempt, PathOf(1), false, 1, 0}));
   // from_step reruns that step and everything after it.
   auto from_a = PlanReplay(Ctx(), parked, "a");
   ASSERT_TRUE(from_a.ok());
-  EXPECT_EQ(from_a->saga.wait.step, 0);
+  EXPECT_EQ(W(from_a->saga).path, "a");
   EXPECT_TRUE(PlanReplay(Ctx(), parked, "zzz").status().IsInvalidArgument());
   EXPECT_TRUE(PlanReplay(Ctx(), Start().saga, "").status().IsInvalidArgument());
 }
@@ -347,7 +355,7 @@ TEST_F(TransitionsTest, CancelDuringAnAttemptWaitsForItsResult) {
   auto p = PlanAttemptResult(Ctx(), c->saga, Ok(1));
   ASSERT_TRUE(p);
   EXPECT_EQ(p->saga.state, SagaState::kCancelling);
-  EXPECT_EQ(p->saga.wait, (Wait{Wait::Kind::kAttempt, 1, true, 1, 0}));
+  EXPECT_EQ(W(p->saga), (Wait{Wait::Kind::kAttempt, PathOf(1), true, 1, 0}));
   Saga s2 = Feed(p->saga, Ok(1, 1, true));
   auto end = PlanAttemptResult(Ctx(), s2, Ok(0, 1, true));
   ASSERT_TRUE(end);
@@ -365,13 +373,13 @@ TEST_F(TransitionsTest, CancelDuringASleepLeavesNoStepRunning) {
                {"params", {{"duration_ms", 600000}}}},
               Step("report")});
   Saga s = Feed(Start().saga, Ok(0));
-  ASSERT_EQ(s.wait.kind, Wait::Kind::kSleep);
+  ASSERT_EQ(W(s).kind, Wait::Kind::kSleep);
   for (bool compensate : {true, false}) {
     auto c = PlanCancel(Ctx(), s, compensate);
     ASSERT_TRUE(c.ok());
     EXPECT_EQ(c->saga.state, SagaState::kCancelled);
     EXPECT_THAT(c->timers_delete,
-                ElementsAre(TimerRef{s.wait.due_ms, TimerKind::kSleep}));
+                ElementsAre(TimerRef{W(s).due_ms, TimerKind::kSleep, "pause"}));
     const auto& steps = c->saga.steps;
     EXPECT_EQ(steps[0].status, StepStatus::kSucceeded);
     EXPECT_EQ(steps[0].compensation, compensate
@@ -410,11 +418,13 @@ TEST_F(TransitionsTest, SleepIsADurableTimerThatSucceedsWhenDue) {
                {"action", "sleep"},
                {"params", {{"duration_ms", "${input.ms}"}}}}});
   Plan p = PlanStart(Ctx(), "S2", {{"ms", 250}}, "", "", "", "", false);
-  EXPECT_EQ(p.saga.wait, (Wait{Wait::Kind::kSleep, 0, false, 1, kNow + 250}));
+  EXPECT_EQ(W(p.saga),
+            (Wait{Wait::Kind::kSleep, PathOf(0), false, 1, kNow + 250}));
   EXPECT_THAT(p.timers_put,
-              ElementsAre(TimerRef{kNow + 250, TimerKind::kSleep}));
+              ElementsAre(TimerRef{kNow + 250, TimerKind::kSleep, "nap"}));
   EXPECT_THAT(Actions(p), ElementsAre("timer sleep nap#1"));
-  auto fired = PlanTimerFired(Ctx(), p.saga, {kNow + 250, TimerKind::kSleep});
+  auto fired =
+      PlanTimerFired(Ctx(), p.saga, {kNow + 250, TimerKind::kSleep, "nap"});
   ASSERT_TRUE(fired);
   EXPECT_THAT(Types(*fired), ElementsAre("step_succeeded", "saga_completed"));
   EXPECT_EQ(fired->saga.steps[0].output, json({{"slept_ms", 250}}));

@@ -80,8 +80,10 @@ void CheckSnapshot(std::string_view value) {
   }
   // The names the engine derives from a saga must be printable.
   (void)SagaStateName(saga->state);
-  (void)WaitKindName(saga->wait.kind);
-  (void)TimerKindOf(saga->wait.kind);
+  for (const Wait& w : saga->waits) {
+    (void)WaitKindName(w.kind);
+    (void)TimerKindOf(w.kind);
+  }
   for (const StepState& st : saga->steps) (void)StepStatusName(st.status);
 }
 

@@ -59,7 +59,7 @@ Saga Compensating() {
   hotel.started_ms = 1735689600110;
   hotel.finished_ms = 1735689600400;
   s.steps = {flight, hotel, StepState{}};
-  s.wait = {Wait::Kind::kBackoff, 0, true, 3, 1735689600800};
+  s.waits = {{Wait::Kind::kBackoff, "flight", true, 3, 1735689600800}};
   s.failure = {"http_409", "no rooms"};
   s.failed_step = 1;
   s.cancel_requested = true;
@@ -80,7 +80,7 @@ Saga Running() {
   s.last_seq = 2;
   s.input = json::object();
   s.steps = {StepState{StepStatus::kRunning, 1}};
-  s.wait = {Wait::Kind::kAttempt, 0, false, 1, 0};
+  s.waits = {{Wait::Kind::kAttempt, "echo", false, 1, 0}};
   return s;
 }
 

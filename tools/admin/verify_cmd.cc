@@ -35,10 +35,12 @@ struct SagaFacts {
   uint32_t version = 0;
   uint64_t last_seq = 0;
   std::string idempotency_key;
-  Wait wait;
+  std::vector<Wait> waits;
   bool log_seen = false;
-  std::vector<std::pair<Cf, std::string>> index_rows;  // found, raw keys
-  bool timer_found = false;
+  std::vector<std::pair<Cf, std::string>> index_rows;      // found, raw keys
+  std::set<std::pair<int64_t, std::string>> timers_found;  // due, row name
+  // One of its timer rows does not decode (reported as such, not missing).
+  bool timer_undecodable = false;
   bool idempotency_found = false;
   bool dlq_found = false;
 };
@@ -48,22 +50,33 @@ std::string Where(Cf cf, std::string_view key) {
   return "cf '" + std::string(CfName(cf)) + "' key '" + PrintableKey(key) + "'";
 }
 
-// The name of the timer row a wait of kind `k` has ("" for none).
-std::string TimerName(Wait::Kind k) {
-  auto kind = TimerKindOf(k);
-  return kind ? std::string(TimerKindName(*kind)) : "";
-}
-
-bool WaitsOnTimer(const SagaFacts& f) {
-  if (!f.body_ok) return false;
-  if (f.state == SagaState::kParked) return f.wait.kind == Wait::Kind::kRedrive;
-  return IsActive(f.state) && (f.wait.kind == Wait::Kind::kBackoff ||
-                               f.wait.kind == Wait::Kind::kSleep);
+// The timer rows a saga's waits call for, as (due, row name): a running
+// saga's sleeps and backoffs, a parked one's automatic replay. Stores before
+// format 3 named a row by its kind alone.
+std::set<std::pair<int64_t, std::string>> ExpectedTimers(const SagaFacts& f,
+                                                         bool legacy_names) {
+  std::set<std::pair<int64_t, std::string>> out;
+  if (!f.body_ok) return out;
+  for (const Wait& w : f.waits) {
+    const bool wanted =
+        f.state == SagaState::kParked
+            ? w.kind == Wait::Kind::kRedrive
+            : IsActive(f.state) && (w.kind == Wait::Kind::kBackoff ||
+                                    w.kind == Wait::Kind::kSleep);
+    if (!wanted) continue;
+    const TimerKind kind = *TimerKindOf(w.kind);
+    out.insert({w.due_ms, legacy_names ? std::string(TimerKindName(kind))
+                                       : TimerRowName(kind, w.path)});
+  }
+  return out;
 }
 
 class Verifier {
  public:
-  explicit Verifier(Store& store) : store_(store), progress_(kCfCount) {}
+  explicit Verifier(Store& store)
+      : store_(store),
+        progress_(kCfCount),
+        legacy_timer_names_(store.format_version() < 3) {}
 
   void Run() {
     Meta();
@@ -172,7 +185,7 @@ class Verifier {
             saga.status().message());
       } else {
         f.body_ok = true;
-        f.wait = saga->wait;
+        f.waits = saga->waits;
       }
       if (!definitions_.contains(std::make_pair(rec->workflow, rec->version))) {
         Add("definition_missing", Cf::kSagas, key, std::string(key),
@@ -332,7 +345,7 @@ class Verifier {
                                    ? std::string(key.substr(8, sep - 8))
                                    : std::string();
         Add("undecodable", Cf::kTimers, key, id, t.status().message());
-        if (SagaFacts* f = Find(id)) f->timer_found = true;
+        if (SagaFacts* f = Find(id)) f->timer_undecodable = true;
         return;
       }
       if (TimerKey(t->due_ms, t->saga_id, t->name) != key) {
@@ -351,28 +364,32 @@ class Verifier {
         return;
       }
       if (!f->body_ok) return;  // its snapshot is reported already
-      if (WaitsOnTimer(*f) && f->wait.due_ms == t->due_ms &&
-          t->name == TimerName(f->wait.kind)) {
-        f->timer_found = true;
+      const std::pair<int64_t, std::string> row{t->due_ms, t->name};
+      if (ExpectedTimers(*f, legacy_timer_names_).count(row) != 0) {
+        f->timers_found.insert(row);
         return;
       }
-      std::string waits = "nothing";
-      if (f->wait.kind != Wait::Kind::kNothing) {
-        waits = std::string(WaitKindName(f->wait.kind));
-        if (f->wait.due_ms != 0) waits += " due " + FormatTime(f->wait.due_ms);
+      std::string waits;
+      for (const Wait& w : f->waits) {
+        if (!waits.empty()) waits += ", ";
+        waits += std::string(WaitKindName(w.kind));
+        if (!w.path.empty()) waits += " of " + w.path;
+        if (w.due_ms != 0) waits += " due " + FormatTime(w.due_ms);
       }
+      if (waits.empty()) waits = "nothing";
       Add("timer_orphan", Cf::kTimers, key, t->saga_id,
           what + ", which does not wait for it (it is " +
               std::string(SagaStateName(f->state)) + ", waiting for " + waits +
               ")");
     });
     for (const auto& [id, f] : sagas_) {
-      if (!WaitsOnTimer(f) || f.timer_found) continue;
-      Add("timer_missing", Cf::kTimers,
-          TimerKey(f.wait.due_ms, id, TimerName(f.wait.kind)), id,
-          "saga waits for its " + std::string(TimerName(f.wait.kind)) +
-              " timer due " + FormatTime(f.wait.due_ms) +
-              " but there is no such timer row");
+      if (f.timer_undecodable) continue;
+      for (const auto& [due, name] : ExpectedTimers(f, legacy_timer_names_)) {
+        if (f.timers_found.count({due, name}) != 0) continue;
+        Add("timer_missing", Cf::kTimers, TimerKey(due, id, name), id,
+            "saga waits for its " + name + " timer due " + FormatTime(due) +
+                " but there is no such timer row");
+      }
     }
   }
 
@@ -449,6 +466,8 @@ class Verifier {
 
   Store& store_;
   Progress progress_;
+  // A store before format 3 names a step's timer row by its kind alone.
+  const bool legacy_timer_names_;
   size_t phase_ = 0;
   std::set<std::pair<std::string, uint32_t>> definitions_;
   std::map<std::string, SagaFacts> sagas_;
