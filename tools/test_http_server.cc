@@ -66,13 +66,18 @@ std::string TestHttpServer::Request::header(const std::string& name) const {
   return it == headers.end() ? "" : it->second;
 }
 
-void TestHttpServer::Start() {
+void TestHttpServer::Start(int port) {
   listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr = {};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
   socklen_t len = sizeof(addr);
+  const int on = 1;
+  if (listen_fd_ >= 0 && port != 0) {
+    // A fixed port can be taken again at once after a restart.
+    setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+  }
   if (listen_fd_ < 0 ||
       bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
       listen(listen_fd_, 256) != 0 ||
@@ -107,6 +112,11 @@ void TestHttpServer::Stop() {
 
 std::string TestHttpServer::url(const std::string& path) const {
   return "http://127.0.0.1:" + std::to_string(port_) + path;
+}
+
+void TestHttpServer::Handle(const std::string& path, Handler handler) {
+  std::lock_guard<std::mutex> lock(mu_);
+  handlers_[path] = std::move(handler);
 }
 
 void TestHttpServer::Respond(const std::string& path, int status,
@@ -207,7 +217,12 @@ void TestHttpServer::Serve(int fd) {
     requests_.push_back(request);
     const std::string path = request.path.substr(0, request.path.find('?'));
     const auto it = scripts_.find(path);
-    const Script script = it == scripts_.end() ? Script{} : it->second;
+    Script script = it == scripts_.end() ? Script{} : it->second;
+    if (const auto h = handlers_.find(path); h != handlers_.end()) {
+      Answer answer = h->second(request);
+      script.status = answer.status;
+      script.body = std::move(answer.body);
+    }
     const bool stopped =
         stopped_cv_.wait_for(lock, std::chrono::milliseconds(script.delay_ms),
                              [this] { return stopping_; });

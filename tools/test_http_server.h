@@ -10,6 +10,7 @@
 #define CDE_TOOLS_TEST_HTTP_SERVER_H_
 
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -36,9 +37,9 @@ class TestHttpServer {
   TestHttpServer& operator=(const TestHttpServer&) = delete;
   ~TestHttpServer() { Stop(); }
 
-  // Listens on an ephemeral loopback port. Throws std::runtime_error if it
-  // cannot.
-  void Start();
+  // Listens on 127.0.0.1:`port` (0: an ephemeral port). Throws
+  // std::runtime_error if it cannot.
+  void Start(int port = 0);
   void Stop();
 
   int port() const { return port_; }
@@ -50,6 +51,17 @@ class TestHttpServer {
   // application/json, anything else as text/plain.
   void Respond(const std::string& path, int status, std::string body,
                int delay_ms = 0);
+
+  // Answers the requests for `path` (matched without its query string) by
+  // calling `handler`: the scripts of a server that keeps state (the demo
+  // services). Handlers run one at a time under the server's lock, in
+  // arrival order, and must not call the server.
+  struct Answer {
+    int status = 200;
+    std::string body;
+  };
+  using Handler = std::function<Answer(const Request&)>;
+  void Handle(const std::string& path, Handler handler);
 
   // Scripts a redirect: `status` (a 3xx) with a Location header.
   void Redirect(const std::string& path, const std::string& location,
@@ -83,12 +95,13 @@ class TestHttpServer {
 
   mutable std::mutex mu_;
   std::condition_variable stopped_cv_;
-  bool stopping_ = false;                  // GUARDED_BY(mu_)
-  std::map<std::string, Script> scripts_;  // GUARDED_BY(mu_)
-  std::vector<Request> requests_;          // GUARDED_BY(mu_)
-  std::vector<std::thread> workers_;       // GUARDED_BY(mu_)
-  std::vector<std::thread::id> finished_;  // GUARDED_BY(mu_): to be joined
-  std::set<int> open_fds_;                 // GUARDED_BY(mu_)
+  bool stopping_ = false;                    // GUARDED_BY(mu_)
+  std::map<std::string, Script> scripts_;    // GUARDED_BY(mu_)
+  std::map<std::string, Handler> handlers_;  // GUARDED_BY(mu_)
+  std::vector<Request> requests_;            // GUARDED_BY(mu_)
+  std::vector<std::thread> workers_;         // GUARDED_BY(mu_)
+  std::vector<std::thread::id> finished_;    // GUARDED_BY(mu_): to be joined
+  std::set<int> open_fds_;                   // GUARDED_BY(mu_)
   // Connections accepted whose request is not yet read (or given up).
   int reading_ = 0;  // GUARDED_BY(mu_)
   // AwaitDrained's own connection, by its local port: accepted after every
