@@ -268,7 +268,15 @@ ActionResult ResultOf(const Transfer& t, CURLcode code) {
   }
   if (code != CURLE_OK) {
     std::string message = curl_easy_strerror(code);
-    if (t.error[0] != '\0') message += std::string(": ") + t.error;
+    if (t.error[0] != '\0') {
+      std::string detail = t.error;
+      // A full buffer was cut: a secret (a host a secret renders) may end
+      // it half written, where the engine's redaction cannot see it.
+      if (t.secrets != nullptr && detail.size() + 1 >= CURL_ERROR_SIZE) {
+        RedactCutText(*t.secrets, &detail);
+      }
+      message += ": " + detail;
+    }
     if (code == CURLE_OPERATION_TIMEDOUT) {
       return ActionResult::Failure("timeout", message);
     }

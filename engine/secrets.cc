@@ -60,6 +60,21 @@ void RedactText(const std::vector<std::string>& values, std::string* text) {
   }
 }
 
+void RedactCutText(const std::vector<std::string>& values, std::string* text) {
+  RedactText(values, text);
+  size_t cut = 0;  // the longest tail that is a value's head
+  for (const std::string& v : values) {
+    if (v.empty()) continue;
+    for (size_t n = std::min(v.size() - 1, text->size()); n > cut; --n) {
+      if (text->compare(text->size() - n, n, v, 0, n) == 0) {
+        cut = n;
+        break;
+      }
+    }
+  }
+  if (cut > 0) text->replace(text->size() - cut, cut, kRedacted);
+}
+
 namespace {
 
 json Redacted(const std::vector<std::string>& values, const json& value) {

@@ -93,6 +93,11 @@ nlohmann::json DefinitionForDisplay(const nlohmann::json& definition);
 // with kRedacted.
 void RedactText(const std::vector<std::string>& values, std::string* text);
 
+// RedactText for a `text` that someone else cut at its end before it could
+// be redacted (curl's error buffer holds 255 bytes): a tail that begins one
+// of `values` (a value cut in two) is replaced with kRedacted too.
+void RedactCutText(const std::vector<std::string>& values, std::string* text);
+
 // Replaces every occurrence of each of `values` in `result`'s output (its
 // strings and keys, and numbers whose text is one) and error kind and
 // message with kRedacted.

@@ -319,6 +319,21 @@ TEST_F(SecretsTest, AValueAtTheCutOfAnErrorIsRedactedWhole) {
   EXPECT_EQ(exec_error.find("9f8e7d"), std::string::npos) << exec_error;
 }
 
+// curl cuts its error text at 255 bytes, before anyone can redact it: a
+// value cut in two at the end goes too; whole values anywhere as always.
+TEST(RedactCutTextTest, AValueCutInTwoAtTheEndIsRedacted) {
+  const std::vector<std::string> values = {"db-9f8e7d.internal", "tok-123"};
+  std::string text = "Could not resolve host: db-9f8e";
+  RedactCutText(values, &text);
+  EXPECT_EQ(text, "Could not resolve host: [secret]");
+  text = "tok-123 and then db-9f8e7d.internal, cut at tok-1";
+  RedactCutText(values, &text);
+  EXPECT_EQ(text, "[secret] and then [secret], cut at [secret]");
+  text = "nothing of either here";
+  RedactCutText(values, &text);
+  EXPECT_EQ(text, "nothing of either here");
+}
+
 // A breaker is named by the host it guards, in metrics and logs: a host a
 // secret renders is named "[secret]".
 TEST_F(SecretsTest, ABreakerOnASecretHostIsNotNamedByIt) {
