@@ -17,6 +17,17 @@ SagaFollower& McpSession::FollowerOf(const std::string& saga_id) {
   return it->second;
 }
 
+Status McpSession::MayFollow(const std::string& saga_id) const {
+  if (!saga_id.empty() && followers_.count(saga_id) != 0) return Status::OK();
+  // A waiting start follows its saga once the start is durable.
+  const size_t most = options_.max_followed_sagas;
+  if (followers_.size() + waiting_calls_.size() < most) return Status::OK();
+  return Status::Busy(
+      "this session already follows " + std::to_string(most) +
+      " sagas (waits, subscriptions, tasks), the most one session may: "
+      "unsubscribe, or let some end, before following another");
+}
+
 void McpSession::DropIfIdle(const std::string& saga_id) {
   auto it = followers_.find(saga_id);
   if (it == followers_.end() || !it->second.Idle()) return;

@@ -387,6 +387,10 @@ void McpSession::Subscribe(const json& id, const std::string& uri) {
       return;
     }
   }
+  if (Status may = MayFollow(saga_id); !may.ok()) {
+    return ReplyErrorData(id, jsonrpc::kInvalidRequest, may.message(),
+                          {{"code", mcp::ErrorCode(may)}});
+  }
   // Follow first, then look the saga up: no change can slip in between.
   FollowerOf(saga_id).subscribing.emplace_back(id, uri);
   std::weak_ptr<McpSession> weak = weak_from_this();

@@ -39,6 +39,12 @@ namespace cde {
 inline constexpr const char* kProtocolVersions[] = {"2025-11-25", "2025-06-18",
                                                     "2025-03-26"};
 
+// The most sagas one session follows at once for what it asked (waits,
+// resource subscriptions, tasks and their results): each keeps an engine
+// watch, and its saga in memory. A request that would follow one more is
+// refused, and changes nothing (docs/mcp.md).
+inline constexpr size_t kMaxFollowedPerSession = 10000;
+
 // The JSON-RPC error code of a request refused by the inbound rate limit
 // (docs/mcp.md); its data is {"retry_after_ms": N}.
 inline constexpr int kRateLimited = -32029;
@@ -65,6 +71,8 @@ struct McpSessionOptions {
   // run_<workflow> (docs/mcp.md), and tools/list_changed announces new
   // ones.
   bool workflow_tools = true;
+  // The most sagas the session follows at once (kMaxFollowedPerSession).
+  size_t max_followed_sagas = kMaxFollowedPerSession;
 };
 
 // What the transport knows about one incoming frame besides its text.
@@ -378,6 +386,9 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   // The follower of `saga_id`, made (and its engine watch taken) if there
   // is none.
   SagaFollower& FollowerOf(const std::string& saga_id);
+  // Busy when following `saga_id` ("" = a saga not started yet) would take
+  // this session over kMaxFollowedPerSession; OK otherwise.
+  Status MayFollow(const std::string& saga_id) const;
   // Drops the follower of `saga_id` (and its watch) once it follows
   // nothing.
   void DropIfIdle(const std::string& saga_id);

@@ -250,6 +250,7 @@ void McpSession::CallToolAsTask(const json& id, const std::string& name,
   auto req = mcp::StartArgs(args, meta, context.correlation_id,
                             context.traceparent, context.caller.name);
   if (!req.ok()) return refuse(*this, id, req.status());
+  if (Status may = MayFollow(""); !may.ok()) return refuse(*this, id, may);
   std::weak_ptr<McpSession> weak = weak_from_this();
   engine_->Start(std::move(req).value(), [weak, id,
                                           refuse](Result<StartResult> started) {
@@ -338,6 +339,10 @@ void McpSession::GetTask(const json& id, const std::string& task_id) {
 // Blocks (answers later) until the saga is no longer active: completed,
 // compensated, parked or cancelled, so the result holds the final saga.
 void McpSession::GetTaskResult(const json& id, const std::string& task_id) {
+  if (Status may = MayFollow(task_id); !may.ok()) {
+    return ReplyErrorData(id, jsonrpc::kInvalidRequest, may.message(),
+                          {{"code", mcp::ErrorCode(may)}});
+  }
   // Follow first, then read: a change in between cannot be missed.
   FollowerOf(task_id).result_waiters.push_back(id);
   std::weak_ptr<McpSession> weak = weak_from_this();

@@ -278,6 +278,7 @@ void McpSession::StartWorkflow(const json& id, const json& args,
     return ReplyError(id, jsonrpc::kInvalidRequest,
                       "id: a call with this id is still in progress");
   }
+  if (Status may = MayFollow(""); !may.ok()) return ToolError(id, may);
   json token = nullptr;
   if (meta.is_object()) {
     auto t = meta.find("progressToken");

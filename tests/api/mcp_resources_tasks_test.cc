@@ -33,13 +33,15 @@ class McpResourcesTasksTest : public ::testing::Test {
     ASSERT_OK(h_.Open(dir, {{"held", held_.AsAction()}}));
     NewSession();
   }
-  void NewSession() {
+  void NewSession(McpSessionOptions options = {}) {
     if (session_) session_->Close();
-    session_ = McpSession::Create(&h_.engine(), h_.loop(),
-                                  [this](McpSession::OutFrame frame) {
-                                    sent_.push_back(json::parse(frame.text));
-                                    related_.push_back(frame.related);
-                                  });
+    session_ = McpSession::Create(
+        &h_.engine(), h_.loop(),
+        [this](McpSession::OutFrame frame) {
+          sent_.push_back(json::parse(frame.text));
+          related_.push_back(frame.related);
+        },
+        std::move(options));
     Call("initialize", {{"protocolVersion", "2025-11-25"},
                         {"capabilities", json::object()},
                         {"clientInfo", {{"name", "t"}, {"version", "1"}}}});
@@ -329,6 +331,48 @@ TEST_F(McpResourcesTasksTest, SubscribeErrorsAndImmutableWorkflows) {
   r = Call("resources/subscribe", {{"uri", "saga://x"}});
   EXPECT_EQ(r["error"]["code"], jsonrpc::kInvalidParams);
   EXPECT_EQ(Result("resources/unsubscribe", {{"uri", "workflow://hello/1"}}),
+            json::object());
+}
+
+// A session follows a bounded number of sagas: past it, a subscription, a
+// waiting start, a task start and tasks/result are refused (busy) and
+// change nothing; following a saga it follows already is not one more.
+TEST_F(McpResourcesTasksTest, ASessionFollowsAtMostItsLimitOfSagas) {
+  NewSession({.max_followed_sagas = 2});
+  ASSERT_OK(h_.Register(Workflow("hold", {{{"name", "a"}, {"action", "held"}}}))
+                .status());
+  const std::string first = StartOk("hold"), second = StartOk("hold");
+  const std::string third = StartOk("hold");
+  EXPECT_EQ(Result("resources/subscribe", {{"uri", "saga://" + first}}),
+            json::object());
+  EXPECT_EQ(Result("resources/subscribe", {{"uri", "saga://" + second}}),
+            json::object());
+  EXPECT_EQ(
+      Result("resources/subscribe", {{"uri", "saga://" + first + "/log"}}),
+      json::object());
+  json r = Call("resources/subscribe", {{"uri", "saga://" + third}});
+  EXPECT_EQ(r["error"]["code"], jsonrpc::kInvalidRequest) << r.dump();
+  EXPECT_EQ(r["error"]["data"]["code"], "busy");
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("follows 2 sagas"),
+            std::string::npos);
+  r = Call("tasks/result", {{"taskId", third}});
+  EXPECT_EQ(r["error"]["data"]["code"], "busy") << r.dump();
+  const size_t sagas = h_.engine().stats().active_by_state["running"];
+  r = Call("tools/call", {{"name", "start_workflow"},
+                          {"arguments", {{"workflow", "hold"}}},
+                          {"task", json::object()}});
+  EXPECT_EQ(r["error"]["data"]["code"], "busy") << r.dump();
+  r = Call("tools/call",
+           {{"name", "start_workflow"},
+            {"arguments", {{"workflow", "hold"}, {"wait_ms", 1000}}}});
+  EXPECT_TRUE(r["result"]["isError"].get<bool>()) << r.dump();
+  EXPECT_EQ(r["result"]["structuredContent"]["error"]["code"], "busy");
+  // Refused before any start: no saga more.
+  EXPECT_EQ(h_.engine().stats().active_by_state["running"], sagas);
+  // One unsubscribed: room for another.
+  EXPECT_EQ(Result("resources/unsubscribe", {{"uri", "saga://" + second}}),
+            json::object());
+  EXPECT_EQ(Result("resources/subscribe", {{"uri", "saga://" + third}}),
             json::object());
 }
 
