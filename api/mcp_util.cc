@@ -417,6 +417,17 @@ void StepText(std::string* out, const StepView& step) {
   o.Close();
 }
 
+// `items` as a JSON array, each written by `write`.
+template <typename Items, typename Write>
+void ArrayText(std::string* out, const Items& items, Write&& write) {
+  *out += '[';
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i != 0) *out += ',';
+    write(out, items[i]);
+  }
+  *out += ']';
+}
+
 void WaitText(std::string* out, const WaitView& w) {
   JsonText o(out);
   if (w.attempt != 0) o.Int("attempt", w.attempt);
@@ -451,23 +462,13 @@ std::string SagaJsonText(const Saga& saga, const WorkflowDefinition* def) {
   if (!s.started_by.empty()) o.Str("started_by", s.started_by);
   o.Str("state", SagaStateName(s.state));
   o.Key("steps");
-  out += '[';
-  for (size_t i = 0; i < view.steps().size(); ++i) {
-    if (i != 0) out += ',';
-    StepText(&out, view.steps()[i]);
-  }
-  out += ']';
+  ArrayText(&out, view.steps(), StepText);
   if (!s.trace_id.empty()) o.Str("trace_id", s.trace_id);
   o.Int("updated_ms", s.updated_ms);
   o.Int("version", s.version);
   if (!view.waits().empty()) {
     o.Key("waits");
-    out += '[';
-    for (size_t i = 0; i < view.waits().size(); ++i) {
-      if (i != 0) out += ',';
-      WaitText(&out, view.waits()[i]);
-    }
-    out += ']';
+    ArrayText(&out, view.waits(), WaitText);
   }
   o.Str("workflow", s.workflow);
   o.Close();

@@ -297,6 +297,14 @@ std::string EncodeSnapshot(const Saga& s) {
   });
 }
 
+bool NeedsCompensation(const StepState& st) {
+  if (st.compensation != CompensationStatus::kNone) return false;  // handled
+  if (st.status == StepStatus::kSucceeded) return true;
+  return (st.status == StepStatus::kFailed ||
+          st.status == StepStatus::kRunning) &&
+         st.error.kind == "timeout";
+}
+
 const Wait* FindWait(const Saga& saga, std::string_view path) {
   for (const Wait& w : saga.waits) {
     if (w.path == path) return &w;

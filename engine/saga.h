@@ -138,6 +138,11 @@ struct Saga {
   friend bool operator==(const Saga&, const Saga&) = default;
 };
 
+// Whether undoing the step is still called for: it ran to success, or its
+// outcome is unknown (its last attempt timed out: the effect may have
+// happened), and its compensation has not been dealt with yet.
+bool NeedsCompensation(const StepState& st);
+
 // The wait on the step at `path` ("" = the saga's own), or nullptr.
 const Wait* FindWait(const Saga& saga, std::string_view path);
 

@@ -96,14 +96,8 @@ uint64_t SagaView::remaining() const {
     } else if (undoing) {
       const bool has_compensation =
           step.spec != nullptr && step.spec->compensate.has_value();
-      // A timed-out attempt's effect may have happened: it is undone too.
-      const bool unknown_outcome = (st.status == StepStatus::kFailed ||
-                                    st.status == StepStatus::kRunning) &&
-                                   st.error.kind == "timeout";
-      const bool to_undo =
-          st.compensation == CompensationStatus::kRunning ||
-          (st.compensation == CompensationStatus::kNone &&
-           (st.status == StepStatus::kSucceeded || unknown_outcome));
+      const bool to_undo = st.compensation == CompensationStatus::kRunning ||
+                           NeedsCompensation(st);
       if (has_compensation && to_undo) ++n;
     }
   }

@@ -84,16 +84,6 @@ Result<int64_t> SleepDurationMs(const WorkflowDefinition& def,
   return d.get<int64_t>();
 }
 
-// A step needs compensating if it ran to success, or if its outcome is
-// unknown (its last attempt timed out: the effect may have happened).
-bool NeedsCompensation(const StepState& st) {
-  if (st.compensation != CompensationStatus::kNone) return false;  // handled
-  if (st.status == StepStatus::kSucceeded) return true;
-  return (st.status == StepStatus::kFailed ||
-          st.status == StepStatus::kRunning) &&
-         st.error.kind == "timeout";
-}
-
 }  // namespace
 
 void Finish(Plan& p, SagaState state, EventKind event, json data) {
