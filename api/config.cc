@@ -518,6 +518,8 @@ std::vector<Key> BuildSchema() {
   keys.push_back({"limits.definition_steps",
                   Integer<C>(CDE_MEMBER(limits.definition_steps), 1,
                              kMaxDefinitionSteps)});
+  keys.push_back({"limits.branches",
+                  Integer<C>(CDE_MEMBER(limits.branches), 1, kMaxBranches)});
   keys.push_back({"limits.input_bytes",
                   Integer<C>(CDE_MEMBER(limits.input_bytes), 2, kMaxBytes)});
   keys.push_back({"limits.output_bytes",

@@ -95,6 +95,7 @@ struct LimitsConfig {
   // Sizes as compact JSON text (EngineLimits says what each refuses).
   uint64_t definition_bytes = uint64_t{1} << 20;
   uint32_t definition_steps = 256;
+  uint32_t branches = 32;
   uint64_t input_bytes = uint64_t{256} << 10;
   uint64_t output_bytes = uint64_t{256} << 10;
 

@@ -394,10 +394,26 @@ class JsonText {
   bool first_ = true;
 };
 
-void StepText(std::string* out, const StepView& step) {
+// A step, and a parallel step's branches with their steps inside: the tree
+// of paths.
+void StepText(std::string* out, const SagaView& view, const StepView& step) {
   const StepState& st = *step.state;
   JsonText o(out);
   o.Int("attempts", st.attempts);
+  if (!step.branches.empty()) {
+    o.Key("branches");
+    JsonText branches(out);
+    for (const BranchView& b : step.branches) {
+      branches.Key(b.name);
+      *out += '[';
+      for (size_t i = 0; i < b.steps.size(); ++i) {
+        if (i != 0) *out += ',';
+        StepText(out, view, view.steps()[b.steps[i]]);
+      }
+      *out += ']';
+    }
+    branches.Close();
+  }
   if (st.compensation != CompensationStatus::kNone) {
     o.Str("compensation", CompensationStatusName(st.compensation));
   }
@@ -409,6 +425,7 @@ void StepText(std::string* out, const StepView& step) {
   }
   if (!st.error.empty()) o.Error("error", st.error);
   if (st.finished_ms != 0) o.Int("finished_ms", st.finished_ms);
+  if (step.parallel()) o.Str("kind", "parallel");
   if (step.spec != nullptr) o.Str("name", step.spec->name);
   if (!st.output.is_null()) o.Json("output", st.output);
   o.Str("path", step.path);
@@ -462,7 +479,9 @@ std::string SagaJsonText(const Saga& saga, const WorkflowDefinition* def) {
   if (!s.started_by.empty()) o.Str("started_by", s.started_by);
   o.Str("state", SagaStateName(s.state));
   o.Key("steps");
-  ArrayText(&out, view.steps(), StepText);
+  ArrayText(&out, view.top(), [&view](std::string* text, size_t i) {
+    StepText(text, view, view.steps()[i]);
+  });
   if (!s.trace_id.empty()) o.Str("trace_id", s.trace_id);
   o.Int("updated_ms", s.updated_ms);
   o.Int("version", s.version);

@@ -101,9 +101,9 @@ std::vector<DefinitionError> CheckClientDefinition(
     const WorkflowDefinition& def, const ActionPolicy& policy,
     const DestinationPolicy& destinations) {
   std::vector<DefinitionError> out;
-  for (size_t i = 0; i < def.steps.size(); ++i) {
-    const StepSpec& step = def.steps[i];
-    const std::string path = "steps[" + std::to_string(i) + "]";
+  for (const StepSpec& step : def.steps) {
+    if (step.kind != StepKind::kAction) continue;
+    const std::string& path = step.where;
     CheckAction(step.run, path, policy, destinations, &out);
     if (step.compensate) {
       CheckAction(*step.compensate, path + ".compensate", policy, destinations,

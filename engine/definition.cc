@@ -1,5 +1,7 @@
 #include "engine/definition.h"
 
+#include <re2/re2.h>
+
 #include <algorithm>
 #include <limits>
 #include <map>
@@ -44,7 +46,9 @@ class Validator : public definition_internal::HookHandler {
       problems_.Add("", "a workflow definition must be a JSON object");
     } else {
       root_ = &doc;
-      IndexStepNames(doc);
+      if (const json* steps = Find(doc, "steps"); steps && steps->is_array()) {
+        IndexSteps(*steps, "steps", "", {});
+      }
       definition_internal::CheckShape(definition_internal::DefinitionShape(),
                                       doc, "", &problems_, this);
     }
@@ -61,7 +65,20 @@ class Validator : public definition_internal::HookHandler {
     return definition_internal::CheckShape(shape, value, path, &problems_,
                                            this);
   }
-  void IndexStepNames(const json& doc);
+  // Where a step sits: its ordinal in document order, and from the top,
+  // the list (a steps array) and position of each step that encloses it
+  // and then its own.
+  struct Place {
+    std::vector<std::pair<const json*, size_t>> chain;
+    std::string path;   // as StepSpec::path
+    std::string where;  // as StepSpec::where
+    size_t depth() const { return chain.size() - 1; }
+  };
+  void IndexSteps(const json& list, const std::string& where,
+                  const std::string& prefix,
+                  std::vector<std::pair<const json*, size_t>> chain);
+  static bool RunsBefore(const Place& a, const Place& b);
+  void CheckBranches(const json& branches, const std::string& path);
   void CheckInputSchemaKey(const json& schema);
   void CheckExamples(const json& examples);
   void CheckUniqueName(const json& name, const std::string& path);
@@ -75,23 +92,33 @@ class Validator : public definition_internal::HookHandler {
   const ActionNames& native_;
   Problems problems_;
   const json* root_ = nullptr;
-  // Each step name and the first step that has it; templates and
-  // duplicates refer to it.
-  std::map<std::string, size_t> first_index_;
+  // Every step object, nested ones included, and where it sits.
+  std::map<const json*, Place> places_;
+  // Each step name, and each path, and the first step that has it:
+  // templates and duplicates refer to it.
+  std::map<std::string, const Place*> first_by_name_;
+  std::map<std::string, const Place*> first_by_path_;
   // Where the walk is: the step, whether in its compensation, and the
   // built-in action of the spec being checked ("" if none).
-  size_t step_ = 0;
+  const Place* step_ = nullptr;
   bool compensation_ = false;
   std::string builtin_;
 };
 
 void Validator::OnHook(const Shape& shape, const json* value,
-                       const std::string& path, size_t index) {
+                       const std::string& path, size_t /*index*/) {
   using definition_internal::Hook;
   // Context first: what is inside a step or a compensation depends on it.
   if (shape.hook == Hook::kStep) {
-    step_ = index;
+    const auto it = value != nullptr ? places_.find(value) : places_.end();
+    step_ = it != places_.end() ? &it->second : nullptr;
     compensation_ = false;
+  }
+  if (shape.hook == Hook::kBranches) {
+    if (value != nullptr && CheckOwnShape(shape, *value, path)) {
+      CheckBranches(*value, path);
+    }
+    return;
   }
   if (shape.hook == Hook::kCompensate) compensation_ = true;
   if (shape.hook == Hook::kStep || shape.hook == Hook::kCompensate ||
@@ -121,30 +148,83 @@ void Validator::OnHook(const Shape& shape, const json* value,
       break;
     case Hook::kStep:
     case Hook::kParams:
+    case Hook::kBranches:
     case Hook::kNone:
       break;
   }
 }
 
 void Validator::CheckUniqueName(const json& name, const std::string& path) {
+  if (step_ == nullptr) return;
   const std::string& text = name.get_ref<const std::string&>();
-  if (const size_t first = first_index_.at(text); first != step_) {
-    problems_.Add(path, "duplicate step name '" + text + "' (also " +
-                            JoinIndex("steps", first) + ")");
+  if (const Place* first = first_by_name_.at(text); first != step_) {
+    problems_.Add(
+        path, "duplicate step name '" + text + "' (also " + first->where + ")");
+  } else if (const Place* same = first_by_path_.at(step_->path);
+             same != step_) {
+    problems_.Add(path, "step path '" + step_->path + "' is also the path of " +
+                            same->where);
   }
 }
 
 // Names first: a template may refer to any step, earlier or later.
-void Validator::IndexStepNames(const json& doc) {
-  const json* steps = Find(doc, "steps");
-  if (steps == nullptr || !steps->is_array()) return;
-  for (size_t i = 0; i < steps->size(); ++i) {
-    const json& step = (*steps)[i];
-    const json* name = step.is_object() ? Find(step, "name") : nullptr;
+void Validator::IndexSteps(const json& list, const std::string& where,
+                           const std::string& prefix,
+                           std::vector<std::pair<const json*, size_t>> chain) {
+  for (size_t i = 0; i < list.size(); ++i) {
+    const json& step = list[i];
+    if (!step.is_object()) continue;
+    const json* name = Find(step, "name");
+    Place place;
+    place.chain = chain;
+    place.chain.emplace_back(&list, i);
+    place.where = JoinIndex(where, i);
+    place.path = prefix + (name != nullptr && name->is_string()
+                               ? name->get<std::string>()
+                               : place.where);
+    const Place& placed =
+        places_.emplace(&step, std::move(place)).first->second;
     if (name != nullptr && name->is_string()) {
-      first_index_.emplace(name->get<std::string>(), i);
+      first_by_name_.emplace(name->get<std::string>(), &placed);
+    }
+    first_by_path_.emplace(placed.path, &placed);
+    const json* parallel = Find(step, "parallel");
+    const json* branches = parallel != nullptr && parallel->is_object()
+                               ? Find(*parallel, "branches")
+                               : nullptr;
+    if (branches == nullptr || !branches->is_object()) continue;
+    for (const auto& [branch, steps] : branches->items()) {
+      if (!steps.is_array()) continue;
+      IndexSteps(steps,
+                 JoinKey(JoinKey(placed.where, "parallel.branches"), branch),
+                 placed.path + "." + branch + ".", placed.chain);
     }
   }
+}
+
+// Each branch's steps are checked as the top-level steps are.
+void Validator::CheckBranches(const json& branches, const std::string& path) {
+  const Place* parallel = step_;
+  if (branches.empty()) problems_.Add(path, "must have at least one branch");
+  if (branches.size() > kMaxBranches) {
+    problems_.Add(path, "must have at most " + std::to_string(kMaxBranches) +
+                            " branches");
+  }
+  if (parallel != nullptr && parallel->depth() + 1 >= kMaxNestingDepth) {
+    problems_.Add(path, "parallel steps nest at most " +
+                            std::to_string(kMaxNestingDepth) + " deep");
+    return;
+  }
+  static const re2::RE2 kBranchName(definition_internal::kBranchNamePattern);
+  for (const auto& [branch, steps] : branches.items()) {
+    if (!re2::RE2::FullMatch(branch, kBranchName)) {
+      problems_.Add(path, "branch name '" + branch + "' must match " +
+                              definition_internal::kBranchNamePattern);
+    }
+    CheckOwnShape(definition_internal::StepsShape(), steps,
+                  JoinKey(path, branch));
+  }
+  step_ = parallel;
 }
 
 // Inputs shown to clients (list_workflows, a workflow's own tool): each
@@ -259,17 +339,34 @@ void Validator::CheckTemplates(const json& value, const std::string& path) {
   }
 }
 
-// A step's params see the outputs of earlier steps only; its compensation
-// runs after the step itself, so it may also see the step's own output.
+// Whether step `a` has finished before step `b` starts: `a` comes earlier
+// in a list that holds `b` or a step enclosing it. A step in another branch
+// of the same parallel step runs beside `b`; a parallel step that encloses
+// `b` finishes after it.
+bool Validator::RunsBefore(const Place& a, const Place& b) {
+  for (size_t level = 0; level < a.chain.size() && level < b.chain.size();
+       ++level) {
+    const auto& [a_list, a_at] = a.chain[level];
+    const auto& [b_list, b_at] = b.chain[level];
+    if (a_list != b_list) return false;
+    if (a_at != b_at) return a_at < b_at;
+  }
+  return false;
+}
+
+// A step's params see the outputs of steps that ran before it only; its
+// compensation runs after the step itself, so it may also see the step's
+// own output.
 void Validator::CheckStepRef(const TemplateRef& ref, const std::string& path) {
-  const auto it = first_index_.find(ref.step);
-  if (it == first_index_.end()) {
+  const auto it = first_by_name_.find(ref.step);
+  if (it == first_by_name_.end()) {
     problems_.Add(
         path, StepRefText(ref) + " refers to unknown step '" + ref.step + "'");
     return;
   }
+  if (step_ == nullptr) return;
   const bool runs_before =
-      it->second < step_ || (compensation_ && it->second == step_);
+      RunsBefore(*it->second, *step_) || (compensation_ && it->second == step_);
   if (!runs_before) {
     problems_.Add(path, StepRefText(ref) + " refers to step '" + ref.step +
                             "', which does not run before this " +
@@ -312,9 +409,19 @@ ActionSpec ParseAction(const json& spec) {
   return action;
 }
 
+// Appends the steps of `list` (and theirs, depth first) to def->steps;
+// returns their indices.
+std::vector<int> ParseSteps(const json& list, const std::string& where,
+                            const std::string& prefix, int parent,
+                            WorkflowDefinition* def);
+
 StepSpec ParseStep(const json& doc) {
   StepSpec step;
   step.name = doc.at("name").get<std::string>();
+  if (doc.contains("parallel")) {
+    step.kind = StepKind::kParallel;
+    return step;
+  }
   step.run = ParseAction(doc);
   if (const json* compensate = Find(doc, "compensate")) {
     step.compensate = ParseAction(*compensate);
@@ -349,8 +456,37 @@ WorkflowDefinition BuildDefinition(const json& doc) {
                                    a->at("after_ms").get<int64_t>()};
     }
   }
-  for (const json& step : doc.at("steps")) def.steps.push_back(ParseStep(step));
+  def.sequence = ParseSteps(doc.at("steps"), "steps", "", -1, &def);
   return def;
+}
+
+std::vector<int> ParseSteps(const json& list, const std::string& where,
+                            const std::string& prefix, int parent,
+                            WorkflowDefinition* def) {
+  std::vector<int> indices;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const int index = static_cast<int>(def->steps.size());
+    indices.push_back(index);
+    StepSpec step = ParseStep(list[i]);
+    step.parent = parent;
+    step.where = JoinIndex(where, i);
+    step.path = prefix + step.name;
+    def->steps.push_back(std::move(step));
+    const StepSpec& placed = def->steps.back();
+    if (placed.kind != StepKind::kParallel) continue;
+    const std::string path = placed.path;
+    const std::string branches_where =
+        JoinKey(placed.where, "parallel.branches");
+    std::vector<Branch> branches;
+    for (const auto& [name, steps] :
+         list[i].at("parallel").at("branches").items()) {
+      branches.push_back(
+          {name, ParseSteps(steps, JoinKey(branches_where, name),
+                            path + "." + name + ".", index, def)});
+    }
+    def->steps[static_cast<size_t>(index)].branches = std::move(branches);
+  }
+  return indices;
 }
 
 }  // namespace
@@ -364,6 +500,22 @@ int WorkflowDefinition::StepIndex(const std::string& step_name) const {
     if (steps[i].name == step_name) return static_cast<int>(i);
   }
   return -1;
+}
+
+int WorkflowDefinition::StepAtPath(std::string_view path) const {
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (steps[i].path == path) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+int WorkflowDefinition::Depth(int step) const {
+  int depth = 0;
+  for (int at = steps[static_cast<size_t>(step)].parent; at >= 0;
+       at = steps[static_cast<size_t>(at)].parent) {
+    ++depth;
+  }
+  return depth;
 }
 
 std::vector<DefinitionError> ValidateDefinition(const nlohmann::json& doc,

@@ -11,7 +11,8 @@
 //     "on_failure": "compensate",        // or "park"; default "compensate"
 //     "max_concurrency": 50,             // optional: max running sagas
 //     "dlq": {"auto_replay": {"max_replays": 3, "after_ms": 60000}},
-//     "steps": [                  // 1..limits.definition_steps (256)
+//     "steps": [                  // 1..limits.definition_steps (256), nested
+//                                  // steps included
 //       {
 //         "name": "reserve-flight",      // same pattern as workflow names;
 //                                        // unique within the definition
@@ -25,6 +26,11 @@
 //         "rate_limit": "flights-api",
 //         "compensate": { "action": "http", "params": { ... },
 //                         "retry": { ... }, "timeout_ms": 5000 }
+//       },
+//       { "name": "book",                // a parallel step: its branches run
+//         "parallel": { "branches": {    // side by side, each its steps in
+//           "flight": [ {...steps} ],    // order; names are unique across
+//           "hotel":  [ {...steps} ] } } // the whole definition
 //       }
 //     ]
 //   }
@@ -39,6 +45,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "storage/records.h"
@@ -71,6 +78,11 @@ inline constexpr uint64_t kMaxDurationMs = 3'155'760'000'000;
 // The most steps a definition can have, whatever limits.definition_steps
 // allows.
 inline constexpr size_t kMaxDefinitionSteps = 4096;
+// The most branches a parallel step can have, whatever limits.branches
+// allows, and how deep parallel steps nest (a top-level parallel step is at
+// depth 1).
+inline constexpr size_t kMaxBranches = 256;
+inline constexpr size_t kMaxNestingDepth = 8;
 
 struct ActionSpec {
   std::string action;  // "noop", "echo", "fail", "sleep", "exec", "http", ...
@@ -81,12 +93,36 @@ struct ActionSpec {
   friend bool operator==(const ActionSpec&, const ActionSpec&) = default;
 };
 
+enum class StepKind {
+  kAction,    // runs an action (and may compensate it)
+  kParallel,  // runs its branches side by side; its output is theirs
+};
+
+// One branch of a parallel step: its steps, in order, as indices into
+// WorkflowDefinition::steps.
+struct Branch {
+  std::string name;
+  std::vector<int> steps;
+  friend bool operator==(const Branch&, const Branch&) = default;
+};
+
 struct StepSpec {
   std::string name;
-  ActionSpec run;                        // action, params, retry, timeout_ms
+  StepKind kind = StepKind::kAction;
+  ActionSpec run;  // kAction: action, params, retry, timeout_ms
   std::optional<ActionSpec> compensate;  // nullopt: nothing to undo
   std::string circuit_breaker;           // "" = default key (see engine)
   std::string rate_limit;                // "" = not rate limited
+  // kParallel: its branches, in name order.
+  std::vector<Branch> branches;
+
+  // Where it sits. `path` names it in sagas, logs, timers and idempotency
+  // keys: its name at the top level, "<parallel's path>.<branch>.<name>"
+  // inside a branch ("book.flight.reserve"). `where` is its place in the
+  // document, for messages ("steps[1].parallel.branches.flight[0]").
+  std::string path;
+  std::string where;
+  int parent = -1;  // the parallel step it is in; -1 at the top level
 
   friend bool operator==(const StepSpec&, const StepSpec&) = default;
 };
@@ -110,14 +146,25 @@ struct WorkflowDefinition {
   OnFailure on_failure = OnFailure::kCompensate;
   std::optional<uint32_t> max_concurrency;
   std::optional<AutoReplay> auto_replay;
+  // Every step, nested ones included, parents before their branches' steps
+  // (pre-order): a saga's StepState list has the same order. Without
+  // parallel steps, the top-level steps in order.
   std::vector<StepSpec> steps;
+  // The top-level steps, in order, as indices into `steps`.
+  std::vector<int> sequence;
   // Who registered it (not part of the document): decides which actions
   // its steps may use (engine/action_policy.h).
   DefinitionOrigin origin = DefinitionOrigin::kOperator;
   std::string registered_by;  // DefinitionRecord::registered_by
 
-  // The index of the step named `name`, or -1.
+  // The index of the step named `name` (names are unique across the
+  // definition), or -1.
   int StepIndex(const std::string& name) const;
+  // The index of the step at `path`, or -1.
+  int StepAtPath(std::string_view path) const;
+  // How deep the step sits: 0 at the top level, 1 in a top-level parallel
+  // step's branch, ...
+  int Depth(int step) const;
 };
 
 struct DefinitionError {
@@ -135,10 +182,12 @@ using ActionNames = std::set<std::string>;
 
 // Every problem with `doc` as a definition, in document order; empty if
 // `doc` is valid. Checks shape and types, unknown keys, names, ranges,
-// duplicate step names, action names (built-in or in `native`), the params
+// duplicate step names (across the whole definition) and paths, branch
+// counts and nesting depth, action names (built-in or in `native`), the params
 // of built-in actions, the input schema itself, and templates (syntax, and
-// that ${steps.X...} names an earlier step, or for a compensation the step
-// itself or an earlier one).
+// that ${steps.X...} names a step that has finished before this one starts:
+// an earlier step of its own list or of an enclosing one, or a step inside
+// such a parallel step; for a compensation also the step itself).
 std::vector<DefinitionError> ValidateDefinition(const nlohmann::json& doc,
                                                 const ActionNames& native);
 
@@ -160,6 +209,37 @@ bool IsBuiltinAction(const std::string& action);
 // keywords, examples that input_schema refuses, retry's max_backoff_ms >=
 // initial_backoff_ms) ValidateDefinition still checks.
 nlohmann::json DefinitionJsonSchema(const ActionNames& native);
+
+namespace definition_internal {
+template <typename Json, typename Visit>
+void VisitStepDocuments(Json& list, Visit& visit) {
+  if (!list.is_array()) return;
+  for (auto& step : list) {
+    if (!step.is_object()) continue;
+    visit(step);
+    auto parallel = step.find("parallel");
+    if (parallel == step.end() || !parallel->is_object()) continue;
+    auto branches = parallel->find("branches");
+    if (branches == parallel->end() || !branches->is_object()) continue;
+    for (auto& branch : branches->items()) {
+      VisitStepDocuments(branch.value(), visit);
+    }
+  }
+}
+}  // namespace definition_internal
+
+// Calls visit(step) for each step object of a definition document (`Json`
+// is json or const json), nested steps included, a parallel step before
+// its branches' steps. What is not an object is skipped: stored documents
+// were validated, and the others are checked elsewhere.
+template <typename Json, typename Visit>
+void ForEachStepDocument(Json& doc, Visit visit) {
+  if (!doc.is_object()) return;
+  auto steps = doc.find("steps");
+  if (steps != doc.end()) {
+    definition_internal::VisitStepDocuments(*steps, visit);
+  }
+}
 
 }  // namespace cde
 

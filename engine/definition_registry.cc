@@ -11,9 +11,7 @@ using nlohmann::json;
 // they name may not be registered in this process (yet), so accept them.
 ActionNames ActionsNamedIn(const json& doc) {
   ActionNames names;
-  if (!doc.contains("steps") || !doc["steps"].is_array()) return names;
-  for (const json& step : doc["steps"]) {
-    if (!step.is_object()) continue;
+  ForEachStepDocument(doc, [&names](const json& step) {
     if (auto a = step.find("action"); a != step.end() && a->is_string()) {
       names.insert(a->get<std::string>());
     }
@@ -22,7 +20,7 @@ ActionNames ActionsNamedIn(const json& doc) {
         names.insert(a->get<std::string>());
       }
     }
-  }
+  });
   return names;
 }
 
@@ -141,6 +139,15 @@ Result<DefinitionRegistry::Admitted> DefinitionRegistry::Admit(
         std::to_string(parsed->steps.size()) +
         " steps, more than limits.definition_steps allows (" +
         std::to_string(rules.definition_steps) + ")");
+  }
+  for (const StepSpec& step : parsed->steps) {
+    if (step.branches.size() > rules.branches) {
+      return Status::InvalidArgument(
+          "invalid workflow definition: " + step.where +
+          ".parallel.branches: " + std::to_string(step.branches.size()) +
+          " branches, more than limits.branches allows (" +
+          std::to_string(rules.branches) + ")");
+    }
   }
   if (!claimed_.insert(key).second) {
     return Status::Busy("workflow " + admitted.name + " version " +

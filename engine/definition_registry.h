@@ -31,6 +31,7 @@ struct RegistrationRules {
   const DestinationPolicy& destinations;
   uint64_t definition_bytes;  // EngineLimits
   uint32_t definition_steps;
+  uint32_t branches;
 };
 
 class DefinitionRegistry {

@@ -180,11 +180,12 @@ std::vector<Property> ActionKeys() {
   };
 }
 
-Shape StepShape() {
+Shape ActionStepShape() {
   std::vector<Property> keys = {
       Key("name",
-          With(NameShape("Unique within the definition; templates refer to "
-                         "the step's output by it."),
+          With(NameShape("Unique within the definition, nested steps "
+                         "included; templates refer to the step's output "
+                         "by it."),
                Hook::kStepName),
           kRequired)};
   for (Property& p : ActionKeys()) keys.push_back(std::move(p));
@@ -206,7 +207,51 @@ Shape StepShape() {
       Key("compensate", With(std::move(compensate), Hook::kCompensate)));
   Shape step = Object(std::move(keys), "One step, run after the one before.");
   step.action_spec = true;
+  return step;
+}
+
+Shape ParallelStepShape() {
+  Shape branches = OpenObject(
+      "The branches, by name (" + std::string(kBranchNamePattern) +
+      "), each a list of steps run in order; the branches run side by side. "
+      "1 to " +
+      std::to_string(kMaxBranches) +
+      " branches; the server's limits.branches may allow fewer.");
+  Shape parallel = Object(
+      {Key("branches", With(std::move(branches), Hook::kBranches), kRequired)},
+      "Branches that run side by side.");
+  return Object(
+      {Key("name",
+           With(NameShape("Unique within the definition, nested steps "
+                          "included. Its output is an object of each "
+                          "branch's output (its last step's)."),
+                Hook::kStepName),
+           kRequired),
+       Key("parallel", std::move(parallel), kRequired)},
+      "A parallel step: runs its branches side by side and succeeds when "
+      "all have; when one fails for good, the others are stopped and every "
+      "step that ran is compensated.");
+}
+
+Shape StepShape() {
+  Shape step = ActionStepShape();
+  step.variant_key = "parallel";
+  step.variant = Share(ParallelStepShape());
   return With(std::move(step), Hook::kStep);
+}
+
+Shape StepList() {
+  Shape steps =
+      Array(StepShape(), "The steps, run in order (1 to " +
+                             std::to_string(kMaxDefinitionSteps) +
+                             " in the whole definition; the server's "
+                             "limits.definition_steps may allow fewer).");
+  steps.min_items = 1;
+  steps.max_items = kMaxDefinitionSteps;
+  steps.too_few = "must have at least one step";
+  steps.too_many =
+      "must have at most " + std::to_string(kMaxDefinitionSteps) + " steps";
+  return steps;
 }
 
 Shape DefinitionRoot() {
@@ -231,16 +276,7 @@ Shape DefinitionRoot() {
   Shape dlq = Object({Key("auto_replay", std::move(auto_replay))},
                      "What happens to this workflow's parked sagas.");
 
-  Shape steps =
-      Array(StepShape(), "The steps, run in order (1 to " +
-                             std::to_string(kMaxDefinitionSteps) +
-                             "; the server's limits.definition_steps may "
-                             "allow fewer).");
-  steps.min_items = 1;
-  steps.max_items = kMaxDefinitionSteps;
-  steps.too_few = "must have at least one step";
-  steps.too_many =
-      "must have at most " + std::to_string(kMaxDefinitionSteps) + " steps";
+  Shape steps = StepList();
 
   Shape input_schema = OpenObject(
       "JSON Schema of the saga's input, checked at start. Keywords: " +
@@ -370,6 +406,43 @@ json ParamsByAction(const ActionNames& native) {
   return all_of;
 }
 
+// One object schema for a shape and its variant, so that clients still find
+// every key under `properties`: the keys of both, the keys both require,
+// and oneOf the keys only one of them requires.
+void MergeVariant(json variant, json* s) {
+  json& properties = (*s)["properties"];
+  for (auto& [key, value] : variant["properties"].items()) {
+    if (!properties.contains(key)) properties[key] = std::move(value);
+  }
+  const json base_required = s->value("required", json::array());
+  const json variant_required = variant.value("required", json::array());
+  json both = json::array(), only_base = json::array(),
+       only_variant = json::array();
+  for (const json& key : base_required) {
+    const bool shared =
+        std::find(variant_required.begin(), variant_required.end(), key) !=
+        variant_required.end();
+    (shared ? both : only_base).push_back(key);
+  }
+  for (const json& key : variant_required) {
+    if (std::find(base_required.begin(), base_required.end(), key) ==
+        base_required.end()) {
+      only_variant.push_back(key);
+    }
+  }
+  (*s)["required"] = std::move(both);
+  // Each alternative names its keys in its own `properties` too: strict
+  // validators (Ajv) refuse a `required` key they cannot see defined.
+  auto alternative = [](json keys) {
+    json named = json::object();
+    for (const json& key : keys) named[key.get<std::string>()] = json::object();
+    return json{{"properties", std::move(named)},
+                {"required", std::move(keys)}};
+  };
+  (*s)["oneOf"] = {alternative(std::move(only_base)),
+                   alternative(std::move(only_variant))};
+}
+
 json Render(const Shape& shape, const ActionNames& native) {
   json s = json::object();
   switch (shape.type) {
@@ -416,6 +489,19 @@ json Render(const Shape& shape, const ActionNames& native) {
       if (shape.hook == Hook::kInputSchema) {
         s["propertyNames"] = {{"enum", InputSchemaKeywords()}};
       }
+      if (shape.hook == Hook::kBranches) {
+        // Each branch is a list of steps as `steps` is; said in words
+        // rather than by a recursive $ref, which not every client follows.
+        s["propertyNames"] = {{"pattern", std::string(kBranchNamePattern)}};
+        s["additionalProperties"] = {
+            {"type", "array"},
+            {"minItems", 1},
+            {"items", {{"type", "object"}}},
+            {"description", "A branch: steps as in the definition's steps."}};
+        s["minProperties"] = 1;
+        s["maxProperties"] = kMaxBranches;
+      }
+      if (shape.variant) MergeVariant(Render(*shape.variant, native), &s);
       break;
     }
     case Type::kArray:
@@ -506,6 +592,9 @@ void CheckChild(const Shape& child, const json& value, const std::string& path,
 bool CheckObject(const Shape& shape, const json& value, const std::string& path,
                  Problems* p, HookHandler* handler) {
   if (!value.is_object()) return Refuse(shape, path, p);
+  if (shape.variant && value.contains(shape.variant_key)) {
+    return CheckObject(*shape.variant, value, path, p, handler);
+  }
   if (shape.closed) {
     for (const auto& item : value.items()) {
       const std::string& key = item.key();
@@ -573,6 +662,13 @@ const std::vector<std::string>& BuiltinActionNames() {
   static const std::vector<std::string> names = {"noop",  "echo", "fail",
                                                  "sleep", "exec", "http"};
   return names;
+}
+
+const char kBranchNamePattern[] = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$";
+
+const Shape& StepsShape() {
+  static const Shape* steps = new Shape(StepList());  // never destroyed
+  return *steps;
 }
 
 const Shape& DefinitionShape() {

@@ -37,6 +37,8 @@ enum class Hook {
   kAction,       // built-in or a registered native action
   kParams,       // a built-in action's own params, and templates
   kRetry,        // max_backoff_ms >= initial_backoff_ms
+  kBranches,     // a parallel step's branches: names, count, and each
+                 // branch's steps (checked as the top-level steps are)
 };
 
 struct Shape;
@@ -90,6 +92,11 @@ struct Shape {
   // its built-in action, from ActionParamsShape.
   bool action_spec = false;
 
+  // kObject: an object that has the key `variant_key` is checked against
+  // `variant` instead (a parallel step instead of an action step).
+  std::string variant_key;
+  std::shared_ptr<const Shape> variant;
+
   // kMap: an object whose values are strings and whose keys match
   // key_pattern, else "<key_rule> '<key>'".
   std::string key_pattern;
@@ -99,6 +106,11 @@ struct Shape {
 
 // The root of a definition document.
 const Shape& DefinitionShape();
+// A list of steps: the definition's `steps`, and each branch of a parallel
+// step.
+const Shape& StepsShape();
+// What a branch may be named: no dots, which separate a path's parts.
+extern const char kBranchNamePattern[];
 
 // The params of each built-in action, by its name.
 const std::map<std::string, std::shared_ptr<const Shape>>& ActionParamsShapes();

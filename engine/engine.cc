@@ -173,10 +173,10 @@ void EngineImpl::RegisterWorkflow(const json& doc, DefinitionOrigin origin,
                                   const std::string& by,
                                   Callback<DefinitionRecord> done) {
   if (!health_.ok()) return done(health_);
-  auto admitted =
-      definitions_.Admit(doc, origin,
-                         {secrets_, options_.action_policy, *destinations_,
-                          limits_.definition_bytes, limits_.definition_steps});
+  auto admitted = definitions_.Admit(
+      doc, origin,
+      {secrets_, options_.action_policy, *destinations_,
+       limits_.definition_bytes, limits_.definition_steps, limits_.branches});
   if (!admitted.ok()) return done(admitted.status());
   if (admitted->unchanged) return done(*admitted->unchanged);
   DefinitionRecord record{
@@ -364,6 +364,9 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
       case PlanAction::Kind::kRunAttempt:
         if (acting) Dispatch(a, action.attempt);
         break;
+      case PlanAction::Kind::kStopAttempt:
+        StopAttempt(a, action.attempt.path);
+        break;
       case PlanAction::Kind::kFinish:
         finished = true;
         break;
@@ -427,7 +430,7 @@ bool EngineImpl::WaitsFor(const Active& a, const AttemptRef& attempt) const {
 }
 
 void EngineImpl::Dispatch(Active& a, const AttemptRef& ref) {
-  const int index = a.def->StepIndex(ref.path);
+  const int index = a.def->StepAtPath(ref.path);
   if (index < 0) return;  // cannot happen: the planner names its steps
   const StepSpec& step = a.def->steps[static_cast<size_t>(index)];
   const ActionSpec& spec = ref.compensation ? *step.compensate : step.run;

@@ -50,7 +50,8 @@ struct EngineLimits {
   // the attempt with kLimitErrorKind: a snapshot holds every output of its
   // saga and is written at each transition.
   uint64_t definition_bytes = uint64_t{1} << 20;
-  uint32_t definition_steps = 256;  // <= kMaxDefinitionSteps
+  uint32_t definition_steps = 256;  // <= kMaxDefinitionSteps; nested too
+  uint32_t branches = 32;           // per parallel step, <= kMaxBranches
   uint64_t input_bytes = uint64_t{256} << 10;
   uint64_t output_bytes = uint64_t{256} << 10;
 };

@@ -111,6 +111,17 @@ void EngineImpl::LeaveGates(const std::string& saga_id) {
   for (AttemptOutcome& o : left) OnOutcome(saga_id, std::move(o));
 }
 
+void EngineImpl::StopAttempt(Active& a, const std::string& path) {
+  auto at = a.attempts.find(path);
+  if (at == a.attempts.end()) return;
+  Attempt& attempt = at->second;
+  if (!attempt.gate.empty()) {
+    gates_.Leave(attempt.gate, GateWaiter(a.saga.id, path));
+  }
+  Abandon(attempt);
+  a.attempts.erase(at);  // and its hold on attempts_, if it was dispatched
+}
+
 void EngineImpl::RecordBreaker(Attempt& attempt, const AttemptOutcome& o) {
   if (attempt.breaker_key.empty()) return;
   const bool failed = !o.ok && CountsAgainstBreaker(o.error);

@@ -207,6 +207,9 @@ class EngineImpl final : public Engine {
   void RecordBreaker(Attempt& attempt, const AttemptOutcome& o);
   // A cancelled saga's attempts stop waiting at their gates.
   void LeaveGates(const std::string& saga_id);
+  // The attempt at `path` is abandoned (PlanAction::kStopAttempt): out of
+  // its gate, its work aborted, forgotten.
+  void StopAttempt(Active& a, const std::string& path);
   void OnBreakerTransition(const std::string& key, BreakerState from,
                            BreakerState to);
   std::optional<uint32_t> ConcurrencyLimit(const WorkflowDefinition& def) const;

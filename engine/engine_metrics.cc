@@ -132,6 +132,7 @@ LogLevel EventLevel(EventKind kind) {
     case EventKind::kSagaCompensating:
     case EventKind::kSagaCompensated:
     case EventKind::kCompensationFailed:
+    case EventKind::kStepStopped:
       return LogLevel::kWarn;
     case EventKind::kSagaParked:
     case EventKind::kSagaPoisoned:

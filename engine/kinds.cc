@@ -6,7 +6,7 @@
 namespace cde {
 namespace {
 
-constexpr std::array<std::pair<EventKind, std::string_view>, 19> kEventNames{{
+constexpr std::array<std::pair<EventKind, std::string_view>, 20> kEventNames{{
     {EventKind::kSagaStarted, "saga_started"},
     {EventKind::kSagaQueued, "saga_queued"},
     {EventKind::kSagaDequeued, "saga_dequeued"},
@@ -26,6 +26,7 @@ constexpr std::array<std::pair<EventKind, std::string_view>, 19> kEventNames{{
     {EventKind::kSagaCancelled, "saga_cancelled"},
     {EventKind::kSagaParked, "saga_parked"},
     {EventKind::kSagaPoisoned, "saga_poisoned"},
+    {EventKind::kStepStopped, "step_stopped"},
 }};
 
 constexpr std::array<std::pair<TimerKind, std::string_view>, 3> kTimerNames{{

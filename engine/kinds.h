@@ -32,6 +32,8 @@ enum class EventKind : uint8_t {
   kSagaCancelled,
   kSagaParked,
   kSagaPoisoned,  // could not be decoded or advanced: parked as poison
+  kStepStopped,   // a step in another branch failed for good: this one's
+                  // attempt in flight is abandoned, its retry or sleep cut
 };
 std::string_view EventKindName(EventKind kind);
 // nullopt for a name this build does not know (a newer binary's event).

@@ -300,6 +300,9 @@ std::string EncodeSnapshot(const Saga& s) {
 bool NeedsCompensation(const StepState& st) {
   if (st.compensation != CompensationStatus::kNone) return false;  // handled
   if (st.status == StepStatus::kSucceeded) return true;
+  if (st.status == StepStatus::kCancelled) {
+    return st.error.kind == kAbandonedErrorKind;
+  }
   return (st.status == StepStatus::kFailed ||
           st.status == StepStatus::kRunning) &&
          st.error.kind == "timeout";

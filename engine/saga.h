@@ -1,10 +1,12 @@
 // Saga: the engine's typed view of one saga, kept in memory while the saga
 // is active and stored as the `body` of its SagaRecord snapshot.
 //
-// Progress is a cursor over the definition's steps: forward while running,
-// backward while compensating. At most one attempt is in flight per saga;
-// `wait` says what the saga waits for (an attempt's result, a timer) so that
-// a restart knows what to resume.
+// `steps` holds one StepState per step of the definition, nested ones
+// included, in the definition's order (WorkflowDefinition::steps). Forward
+// while running, backward while compensating; the branches of a parallel
+// step run side by side, so several attempts may be in flight. `waits` says
+// what the saga waits for (attempts' results, timers) so that a restart
+// knows what to resume.
 #ifndef CDE_ENGINE_SAGA_H_
 #define CDE_ENGINE_SAGA_H_
 
@@ -33,7 +35,10 @@ enum class StepStatus {
   kSucceeded,
   kFailed,     // failed permanently
   kCancelled,  // the saga was cancelled while the step waited (a sleep, or
-               // its first attempt behind a gate): it never finished
+               // its first attempt behind a gate): it never finished; or
+               // a step of another branch failed for good and this one was
+               // stopped (error kind "abandoned" if an attempt was in
+               // flight: its outcome is unknown)
 };
 std::string_view StepStatusName(StepStatus s);
 
@@ -138,9 +143,14 @@ struct Saga {
   friend bool operator==(const Saga&, const Saga&) = default;
 };
 
+// The error kind of a step whose attempt was abandoned in flight (a step of
+// another branch failed for good): its outcome is unknown.
+inline constexpr char kAbandonedErrorKind[] = "abandoned";
+
 // Whether undoing the step is still called for: it ran to success, or its
-// outcome is unknown (its last attempt timed out: the effect may have
-// happened), and its compensation has not been dealt with yet.
+// outcome is unknown (its last attempt timed out, or was abandoned: the
+// effect may have happened), and its compensation has not been dealt with
+// yet.
 bool NeedsCompensation(const StepState& st);
 
 // The wait on the step at `path` ("" = the saga's own), or nullptr.

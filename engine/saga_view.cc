@@ -11,9 +11,14 @@ SagaView::SagaView(const Saga& saga, const WorkflowDefinition* def)
     StepView v;
     if (def_ != nullptr) {
       v.spec = &def_->steps[i];
-      v.path = v.spec->name;
+      v.path = v.spec->path;
+      for (const Branch& b : v.spec->branches) {
+        v.branches.push_back({b.name, {b.steps.begin(), b.steps.end()}});
+      }
+      if (v.spec->parent < 0) top_.push_back(i);
     } else {
       v.path = "step[" + std::to_string(i) + "]";
+      top_.push_back(i);
     }
     v.state = &saga.steps[i];
     steps_.push_back(std::move(v));
@@ -91,6 +96,7 @@ uint64_t SagaView::remaining() const {
       state == SagaState::kCompensating || state == SagaState::kCancelling;
   for (const StepView& step : steps_) {
     const StepState& st = *step.state;
+    if (step.parallel()) continue;  // done when its branches are
     if (state == SagaState::kRunning) {
       if (st.status != StepStatus::kSucceeded) ++n;
     } else if (undoing) {

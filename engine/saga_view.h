@@ -20,12 +20,23 @@
 
 namespace cde {
 
+// A branch of a parallel step: its steps, as indices into steps().
+struct BranchView {
+  std::string name;
+  std::vector<size_t> steps;
+};
+
 struct StepView {
-  // Where the step sits in the definition: its name for a top-level step
-  // ("book"); "step[2]" when the definition is not at hand.
+  // Where the step sits in the definition (StepSpec::path: "book",
+  // "book.flight.reserve"); "step[2]" when the definition is not at hand.
   std::string path;
   const StepSpec* spec = nullptr;  // nullptr when the definition is not
   const StepState* state = nullptr;
+  // A parallel step's branches; empty for an action step.
+  std::vector<BranchView> branches;
+  bool parallel() const {
+    return spec != nullptr && spec->kind == StepKind::kParallel;
+  }
 };
 
 // One thing the saga waits for.
@@ -57,7 +68,11 @@ class SagaView {
   // The saga's head (id, workflow, state, times, input, who, failure).
   const Saga& saga() const { return saga_; }
   const WorkflowDefinition* definition() const { return def_; }
+  // Every step, nested ones included, parents before their branches' steps.
   const std::vector<StepView>& steps() const { return steps_; }
+  // The top-level steps, as indices into steps(): with each StepView's
+  // branches, the tree of paths.
+  const std::vector<size_t>& top() const { return top_; }
   // What it waits for now; empty when it waits for nothing (it has ended,
   // or is between two transitions).
   const std::vector<WaitView>& waits() const { return waits_; }
@@ -81,6 +96,7 @@ class SagaView {
   const Saga& saga_;
   const WorkflowDefinition* def_;
   std::vector<StepView> steps_;
+  std::vector<size_t> top_;
   std::vector<WaitView> waits_;
 };
 

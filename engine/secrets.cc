@@ -152,14 +152,10 @@ void RedactHeaders(json* spec) {
 
 json DefinitionForDisplay(const json& definition) {
   json out = definition;
-  auto steps = out.find("steps");
-  if (steps == out.end() || !steps->is_array()) return out;
-  for (json& step : *steps) {
+  ForEachStepDocument(out, [](json& step) {
     RedactHeaders(&step);
-    if (step.is_object() && step.contains("compensate")) {
-      RedactHeaders(&step["compensate"]);
-    }
-  }
+    if (step.contains("compensate")) RedactHeaders(&step["compensate"]);
+  });
   return out;
 }
 
@@ -246,11 +242,11 @@ std::vector<DefinitionError> Secrets::Check(const WorkflowDefinition& def,
       }
     }
   };
-  for (size_t i = 0; i < def.steps.size(); ++i) {
-    const std::string path = "steps[" + std::to_string(i) + "]";
-    check(def.steps[i].run, path + ".params");
-    if (def.steps[i].compensate) {
-      check(*def.steps[i].compensate, path + ".compensate.params");
+  for (const StepSpec& step : def.steps) {
+    if (step.kind != StepKind::kAction) continue;
+    check(step.run, step.where + ".params");
+    if (step.compensate) {
+      check(*step.compensate, step.where + ".compensate.params");
     }
   }
   return out;

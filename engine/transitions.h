@@ -40,12 +40,14 @@ TimerRef TimerOf(const Wait& wait);
 // What the engine does once a plan has committed, in order.
 struct PlanAction {
   enum class Kind {
-    kRunAttempt,  // dispatch `attempt`
-    kArmTimer,    // queue `timer`, a backoff or a sleep of `attempt`'s step
-    kFinish,      // the saga is terminal or parked: it leaves memory
+    kRunAttempt,   // dispatch `attempt`
+    kArmTimer,     // queue `timer`, a backoff or a sleep of `attempt`'s step
+    kStopAttempt,  // abandon `attempt`, in flight or at a gate: its late
+                   // result is ignored
+    kFinish,       // the saga is terminal or parked: it leaves memory
   };
   Kind kind;
-  AttemptRef attempt;  // kRunAttempt, kArmTimer
+  AttemptRef attempt;  // kRunAttempt, kArmTimer, kStopAttempt
   TimerRef timer{};    // kArmTimer
   friend bool operator==(const PlanAction&, const PlanAction&) = default;
 };

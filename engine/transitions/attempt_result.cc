@@ -20,11 +20,7 @@ std::optional<Plan> PlanAttemptResult(const PlanContext& ctx, const Saga& saga,
   Plan p = ti::From(saga);
   if (o.ok) {
     ti::Succeed(ctx, p, step, compensation, attempt, o.output);
-    if (p.saga.cancel_requested && p.saga.state == SagaState::kRunning) {
-      ti::BeginCancel(ctx, p);
-    } else {
-      ti::Advance(ctx, p);
-    }
+    ti::Advance(ctx, p);
     return p;
   }
   StepState& st = p.saga.steps[static_cast<size_t>(step)];

@@ -1,4 +1,4 @@
-// cancel_saga: stop after the current attempt, then compensate or not.
+// cancel_saga: stop after the attempts in flight, then compensate or not.
 #include "engine/transitions/progress.h"
 
 namespace cde {
@@ -34,32 +34,31 @@ Result<Plan> PlanCancel(const PlanContext& ctx, const Saga& saga,
   if (!by.empty()) data["by"] = by;
   p.saga.cancelled_by = std::move(by);
   p.events.push_back({EventKind::kCancelRequested, std::move(data)});
-  const Wait w = ti::OnlyWait(saga);
-  switch (w.kind) {
-    case Wait::Kind::kAttempt:
-      return p;  // stop after the current attempt: its result decides
-    case Wait::Kind::kBackoff:
-    case Wait::Kind::kSleep:
-      p.timers_delete.push_back(TimerOf(w));
-      ti::ClearWait(p.saga, w.path);
-      if (const int step = ti::StepAt(ctx.def, w.path); step >= 0) {
-        // A backoff's retries are abandoned: the step failed. A sleep is
-        // cut off: it never finished, and there is nothing to undo.
-        StepState& st = p.saga.steps[static_cast<size_t>(step)];
-        st.status = w.kind == Wait::Kind::kBackoff ? StepStatus::kFailed
-                                                   : StepStatus::kCancelled;
-        st.finished_ms = ctx.now_ms;
-      }
-      ti::BeginCancel(ctx, p);
-      return p;
-    case Wait::Kind::kQueued:
-    case Wait::Kind::kNothing:
-    case Wait::Kind::kRedrive:  // parked: CheckCancellable refused it
-      p.saga.waits.clear();
-      ti::Finish(p, SagaState::kCancelled, EventKind::kSagaCancelled,
-                 {{"compensated", false}});
-      return p;
+  if (const Wait* own = FindWait(saga, ""); own != nullptr) {
+    // Queued for a slot: nothing ran, nothing to undo.
+    p.saga.waits.clear();
+    ti::Finish(p, SagaState::kCancelled, EventKind::kSagaCancelled,
+               {{"compensated", false}});
+    return p;
   }
+  // Attempts in flight finish first: their results decide what to undo.
+  // Backoffs and sleeps are cut now.
+  for (const Wait& w : saga.waits) {
+    if (w.kind != Wait::Kind::kBackoff && w.kind != Wait::Kind::kSleep) {
+      continue;
+    }
+    p.timers_delete.push_back(TimerOf(w));
+    ti::ClearWait(p.saga, w.path);
+    if (const int step = ti::StepAt(ctx.def, w.path); step >= 0) {
+      // A backoff's retries are abandoned: the step failed. A sleep is
+      // cut off: it never finished, and there is nothing to undo.
+      StepState& st = p.saga.steps[static_cast<size_t>(step)];
+      st.status = w.kind == Wait::Kind::kBackoff ? StepStatus::kFailed
+                                                 : StepStatus::kCancelled;
+      st.finished_ms = ctx.now_ms;
+    }
+  }
+  ti::Advance(ctx, p);  // begins the cancel once nothing is in flight
   return p;
 }
 

@@ -25,17 +25,12 @@ void ClearWait(Saga& saga, const std::string& path) {
   std::erase_if(saga.waits, [&](const Wait& w) { return w.path == path; });
 }
 
-const Wait& OnlyWait(const Saga& saga) {
-  static const Wait kNone;
-  return saga.waits.empty() ? kNone : saga.waits.front();
-}
-
 const std::string& PathOf(const WorkflowDefinition& def, int step) {
-  return def.steps[static_cast<size_t>(step)].name;
+  return def.steps[static_cast<size_t>(step)].path;
 }
 
 int StepAt(const WorkflowDefinition& def, const std::string& path) {
-  return def.StepIndex(path);
+  return def.StepAtPath(path);
 }
 
 const ActionSpec& SpecOf(const WorkflowDefinition& def, int step,
@@ -52,7 +47,7 @@ json StepRef(const WorkflowDefinition& def, int step, bool compensation,
   auto& members = ref.get_ref<json::object_t&>();
   members.emplace("attempt", attempt);
   members.emplace("compensation", compensation);
-  members.emplace("step", def.steps[static_cast<size_t>(step)].name);
+  members.emplace("step", def.steps[static_cast<size_t>(step)].path);
   return ref;
 }
 
@@ -97,7 +92,7 @@ void Park(const PlanContext& ctx, Plan& p, DlqReason why, int step,
           const ErrorInfo& error, uint32_t attempts) {
   const std::string reason(DlqReasonName(why));
   const std::string step_name =
-      step >= 0 ? ctx.def.steps[static_cast<size_t>(step)].name : "";
+      step >= 0 ? ctx.def.steps[static_cast<size_t>(step)].path : "";
   p.dlq_put =
       DlqRecord{p.saga.id, p.saga.workflow, p.saga.version,
                 reason,    step_name,       error.kind + ": " + error.message,
@@ -116,40 +111,189 @@ void Park(const PlanContext& ctx, Plan& p, DlqReason why, int step,
   }
 }
 
-// Decides what comes next for a saga that waits for nothing.
-void Advance(const PlanContext& ctx, Plan& p) {
-  Saga& s = p.saga;
-  if (s.state == SagaState::kRunning) {
-    for (size_t i = 0; i < s.steps.size(); ++i) {
-      if (s.steps[i].status != StepStatus::kSucceeded) {
-        StartAttempt(ctx, p, static_cast<int>(i), false);
-        return;
-      }
-    }
-    Finish(p, SagaState::kCompleted, EventKind::kSagaCompleted, json::object());
-    return;
+namespace {
+
+bool Undoing(SagaState state) {
+  return state == SagaState::kCompensating || state == SagaState::kCancelling;
+}
+
+// The output of a parallel step: each branch's, which is its last step's.
+json BranchOutputs(const Saga& saga, const StepSpec& parallel) {
+  json out = json::object();
+  for (const Branch& b : parallel.branches) {
+    out[b.name] = saga.steps[static_cast<size_t>(b.steps.back())].output;
   }
-  // compensating or cancelling: undo from the last step backwards.
-  for (size_t i = s.steps.size(); i-- > 0;) {
-    StepState& st = s.steps[i];
+  return out;
+}
+
+void SucceedParallel(const PlanContext& ctx, Plan& p, int step) {
+  StepState& st = p.saga.steps[static_cast<size_t>(step)];
+  st.status = StepStatus::kSucceeded;
+  st.finished_ms = ctx.now_ms;
+  st.output = BranchOutputs(p.saga, ctx.def.steps[static_cast<size_t>(step)]);
+  json data = StepRef(ctx.def, step, false, 0);
+  data["output"] = st.output;
+  p.events.push_back({EventKind::kStepSucceeded, std::move(data)});
+}
+
+// Forward through `seq`: starts the first step not yet done, unless it is
+// under way; a parallel step runs each of its branches so. True once every
+// step of `seq` has succeeded.
+bool RunSequence(const PlanContext& ctx, Plan& p, const std::vector<int>& seq) {
+  for (const int i : seq) {
+    const StepSpec& spec = ctx.def.steps[static_cast<size_t>(i)];
+    StepState& st = p.saga.steps[static_cast<size_t>(i)];
+    if (st.status == StepStatus::kSucceeded) continue;
+    if (spec.kind == StepKind::kParallel) {
+      if (st.status != StepStatus::kRunning) {
+        st.status = StepStatus::kRunning;
+        if (st.started_ms == 0) st.started_ms = ctx.now_ms;
+      }
+      bool all = true;
+      for (const Branch& branch : spec.branches) {
+        all = RunSequence(ctx, p, branch.steps) && all;
+        // A step that could not start failed for good: the saga moved on.
+        if (p.saga.state != SagaState::kRunning) return false;
+      }
+      if (!all) return false;
+      SucceedParallel(ctx, p, i);
+      continue;
+    }
+    if (FindWait(p.saga, spec.path) != nullptr) return false;  // under way
+    if (p.saga.cancel_requested) return false;  // nothing new starts
+    StartAttempt(ctx, p, i, false);
+    return false;
+  }
+  return true;
+}
+
+// Backward through `seq`: starts the compensation of the newest step that
+// needs one, unless one is under way; a parallel step undoes its branches
+// side by side. True once nothing in `seq` is left to undo.
+bool UndoSequence(const PlanContext& ctx, Plan& p,
+                  const std::vector<int>& seq) {
+  for (auto it = seq.rbegin(); it != seq.rend(); ++it) {
+    const int i = *it;
+    const StepSpec& spec = ctx.def.steps[static_cast<size_t>(i)];
+    StepState& st = p.saga.steps[static_cast<size_t>(i)];
+    if (spec.kind == StepKind::kParallel) {
+      bool all = true;
+      for (const Branch& branch : spec.branches) {
+        all = UndoSequence(ctx, p, branch.steps) && all;
+        if (!Undoing(p.saga.state)) return false;  // parked
+      }
+      if (!all) return false;
+      continue;
+    }
+    if (FindWait(p.saga, spec.path) != nullptr) return false;  // under way
     if (st.compensation == CompensationStatus::kRunning) {
-      StartAttempt(ctx, p, static_cast<int>(i), true);  // a retry
-      return;
+      StartAttempt(ctx, p, i, true);  // cut off by a park: a retry
+      return false;
     }
     if (!NeedsCompensation(st)) continue;
-    if (!ctx.def.steps[i].compensate) {
+    if (!spec.compensate) {
       st.compensation = CompensationStatus::kNotDefined;
       continue;
     }
-    StartAttempt(ctx, p, static_cast<int>(i), true);
+    StartAttempt(ctx, p, i, true);
+    return false;
+  }
+  return true;
+}
+
+// The parallel steps still running when the saga stops going forward:
+// those that hold `failed` failed with it; with `others`, the rest were cut
+// short.
+void EndParallelSteps(const PlanContext& ctx, Plan& p, int failed,
+                      bool others) {
+  for (int at = failed >= 0 ? ctx.def.steps[static_cast<size_t>(failed)].parent
+                            : -1;
+       at >= 0; at = ctx.def.steps[static_cast<size_t>(at)].parent) {
+    StepState& st = p.saga.steps[static_cast<size_t>(at)];
+    if (st.status != StepStatus::kRunning) continue;
+    st.status = StepStatus::kFailed;
+    st.error = p.saga.steps[static_cast<size_t>(failed)].error;
+    st.finished_ms = ctx.now_ms;
+  }
+  if (others) {
+    for (size_t i = 0; i < ctx.def.steps.size(); ++i) {
+      StepState& st = p.saga.steps[i];
+      if (ctx.def.steps[i].kind == StepKind::kParallel &&
+          st.status == StepStatus::kRunning) {
+        st.status = StepStatus::kCancelled;
+        st.finished_ms = ctx.now_ms;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void Advance(const PlanContext& ctx, Plan& p) {
+  Saga& s = p.saga;
+  if (s.state == SagaState::kRunning) {
+    if (s.cancel_requested) {
+      // What is in flight finishes first: its outcome decides what to undo.
+      if (s.waits.empty()) BeginCancel(ctx, p);
+      return;
+    }
+    if (RunSequence(ctx, p, ctx.def.sequence) &&
+        s.state == SagaState::kRunning) {
+      Finish(p, SagaState::kCompleted, EventKind::kSagaCompleted,
+             json::object());
+    }
     return;
   }
+  if (!Undoing(s.state)) return;
+  if (!UndoSequence(ctx, p, ctx.def.sequence) || !Undoing(s.state)) return;
   if (s.state == SagaState::kCancelling) {
     Finish(p, SagaState::kCancelled, EventKind::kSagaCancelled,
            {{"compensated", true}});
   } else {
     Finish(p, SagaState::kCompensated, EventKind::kSagaCompensated,
            json::object());
+  }
+}
+
+void StopOthers(const PlanContext& ctx, Plan& p, int failed) {
+  const std::string& failed_path = PathOf(ctx.def, failed);
+  const std::vector<Wait> waits = p.saga.waits;
+  for (const Wait& w : waits) {
+    const int step = StepAt(ctx.def, w.path);
+    if (step < 0 || step == failed) continue;
+    StepState& st = p.saga.steps[static_cast<size_t>(step)];
+    json data = StepRef(ctx.def, step, w.compensation, w.attempt);
+    data["reason"] = "step " + failed_path + " failed";
+    switch (w.kind) {
+      case Wait::Kind::kAttempt:
+        // It may have had its effect: compensated like a timeout.
+        st.status = StepStatus::kCancelled;
+        st.error = {kAbandonedErrorKind, "attempt " +
+                                             std::to_string(w.attempt) +
+                                             " abandoned in flight: step " +
+                                             failed_path + " failed"};
+        p.actions.push_back({PlanAction::Kind::kStopAttempt,
+                             {w.path, w.compensation, w.attempt},
+                             {}});
+        break;
+      case Wait::Kind::kBackoff:
+        // Its retries are abandoned: it failed (a timeout among its
+        // attempts still calls for undoing it).
+        st.status = StepStatus::kFailed;
+        p.timers_delete.push_back(TimerOf(w));
+        break;
+      case Wait::Kind::kSleep:
+        st.status = StepStatus::kCancelled;  // nothing to undo
+        p.timers_delete.push_back(TimerOf(w));
+        break;
+      case Wait::Kind::kNothing:
+      case Wait::Kind::kQueued:
+      case Wait::Kind::kRedrive:
+        continue;
+    }
+    st.finished_ms = ctx.now_ms;
+    ClearWait(p.saga, w.path);
+    p.events.push_back({EventKind::kStepStopped, std::move(data)});
   }
 }
 
@@ -212,6 +356,7 @@ void Succeed(const PlanContext& ctx, Plan& p, int step, bool compensation,
 
 // A cancel was requested while the saga was busy; now it is not.
 void BeginCancel(const PlanContext& ctx, Plan& p) {
+  EndParallelSteps(ctx, p, -1, true);
   if (p.saga.compensate_on_cancel) {
     p.saga.state = SagaState::kCancelling;
     Advance(ctx, p);
@@ -242,15 +387,18 @@ void FailPermanently(const PlanContext& ctx, Plan& p, int step,
   p.events.push_back({EventKind::kStepFailed, std::move(data)});
   p.saga.failure = error;
   p.saga.failed_step = step;
+  EndParallelSteps(ctx, p, step, !p.saga.cancel_requested);
   if (p.saga.cancel_requested) {
-    BeginCancel(ctx, p);
-  } else if (ctx.def.on_failure == OnFailure::kPark) {
+    Advance(ctx, p);  // the cancel begins once nothing is in flight
+    return;
+  }
+  StopOthers(ctx, p, step);
+  if (ctx.def.on_failure == OnFailure::kPark) {
     Park(ctx, p, DlqReason::kStepFailed, step, error, st.attempts);
   } else {
     p.saga.state = SagaState::kCompensating;
     p.events.push_back(
-        {EventKind::kSagaCompensating,
-         {{"step", ctx.def.steps[static_cast<size_t>(step)].name}}});
+        {EventKind::kSagaCompensating, {{"step", PathOf(ctx.def, step)}}});
     Advance(ctx, p);
   }
 }

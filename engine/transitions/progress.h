@@ -14,8 +14,8 @@ namespace cde::transitions_internal {
 // Error kinds that no retry can fix: the params could not be rendered, or
 // the action does not exist in this process.
 bool IsAlwaysPermanent(const std::string& kind);
-// The path of step `step` (a top-level step's path is its name), and the
-// step at `path` (-1 if none).
+// The path of step `step` (StepSpec::path), and the step at `path` (-1 if
+// none).
 const std::string& PathOf(const WorkflowDefinition& def, int step);
 int StepAt(const WorkflowDefinition& def, const std::string& path);
 // The action spec of a step, or of its compensation.
@@ -28,9 +28,6 @@ nlohmann::json StepRef(const WorkflowDefinition& def, int step,
 void SetWait(Saga& saga, Wait w);
 // The saga no longer waits on `path`.
 void ClearWait(Saga& saga, const std::string& path);
-// The wait of a saga that runs one step at a time: its only one, or an empty
-// wait (kNothing) when it waits for nothing.
-const Wait& OnlyWait(const Saga& saga);
 // A plan that starts from `saga`'s current snapshot.
 Plan From(const Saga& saga);
 // Ends the saga in `state` (terminal or parked) with `event`.
@@ -38,8 +35,10 @@ void Finish(Plan& p, SagaState state, EventKind event, nlohmann::json data);
 // Parks the saga in the DLQ.
 void Park(const PlanContext& ctx, Plan& p, DlqReason why, int step,
           const ErrorInfo& error, uint32_t attempts);
-// Decides what comes next for a saga that waits for nothing: the next step,
-// the next compensation, or the end.
+// Decides what comes next once something the saga waited for is over: the
+// steps that can start now (one per branch that has nothing in flight), the
+// compensations that can, or the end. A saga asked to cancel starts nothing
+// new, and begins its cancel once nothing is in flight.
 void Advance(const PlanContext& ctx, Plan& p);
 // Starts the next attempt of a step or of its compensation.
 void StartAttempt(const PlanContext& ctx, Plan& p, int step, bool compensation);
@@ -48,6 +47,10 @@ void Succeed(const PlanContext& ctx, Plan& p, int step, bool compensation,
              uint32_t attempt, nlohmann::json output);
 // Acts on a cancel that waited for the saga to be idle.
 void BeginCancel(const PlanContext& ctx, Plan& p);
+// Stops every step of the saga still under way, other than `failed`: an
+// attempt in flight is abandoned (its outcome unknown), a backoff or sleep
+// cut. Each logs step_stopped.
+void StopOthers(const PlanContext& ctx, Plan& p, int failed);
 // The step (or compensation) failed for good.
 void FailPermanently(const PlanContext& ctx, Plan& p, int step,
                      bool compensation, const ErrorInfo& error);

@@ -56,27 +56,43 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
     ti::Advance(ctx, p);
     return p;
   }
-  int from = saga.failed_step;
+  // Only what did not finish runs again: the failed step, steps stopped
+  // beside it, and what comes after; with from_step, also that top-level
+  // step and everything after it.
+  size_t from = p.saga.steps.size();
+  std::string from_path;
   if (!from_step.empty()) {
-    from = ctx.def.StepIndex(from_step);
-    if (from < 0) {
+    const int index = ctx.def.StepIndex(from_step);
+    if (index < 0) {
       return Status::InvalidArgument("workflow " + saga.workflow + "@" +
                                      std::to_string(saga.version) +
                                      " has no step '" + from_step + "'");
     }
+    if (ctx.def.steps[static_cast<size_t>(index)].parent >= 0) {
+      return Status::InvalidArgument(
+          "from_step '" + from_step +
+          "' is inside a parallel step; a replay starts from a top-level "
+          "step, or (without from_step) re-runs only what did not finish");
+    }
+    from = static_cast<size_t>(index);
+    from_path = from_step;
+  } else if (saga.failed_step >= 0) {
+    from_path = ti::PathOf(ctx.def, saga.failed_step);
+  } else {
+    from_path = ti::PathOf(ctx.def, ctx.def.sequence.front());
   }
-  if (from < 0) from = 0;
-  for (size_t i = static_cast<size_t>(from); i < p.saga.steps.size(); ++i) {
-    p.saga.steps[i] = StepState{};
+  for (size_t i = 0; i < p.saga.steps.size(); ++i) {
+    if (i >= from || p.saga.steps[i].status != StepStatus::kSucceeded) {
+      p.saga.steps[i] = StepState{};
+    }
   }
   p.saga.state = SagaState::kRunning;
   p.saga.failure = {};
   p.saga.failed_step = -1;
   p.events.push_back(
-      {EventKind::kReplayed,
-       with_by({{"from_step", ctx.def.steps[static_cast<size_t>(from)].name},
-                {"replay_count", p.saga.replay_count},
-                {"trigger", trigger}})});
+      {EventKind::kReplayed, with_by({{"from_step", from_path},
+                                      {"replay_count", p.saga.replay_count},
+                                      {"trigger", trigger}})});
   ti::Advance(ctx, p);
   return p;
 }

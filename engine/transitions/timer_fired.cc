@@ -31,11 +31,7 @@ std::optional<Plan> PlanTimerFired(const PlanContext& ctx, const Saga& saga,
       timer.due_ms - saga.steps[static_cast<size_t>(step)].started_ms;
   ti::Succeed(ctx, p, step, w.compensation, w.attempt,
               {{"slept_ms", std::max<int64_t>(0, slept)}});
-  if (p.saga.cancel_requested && p.saga.state == SagaState::kRunning) {
-    ti::BeginCancel(ctx, p);
-  } else {
-    ti::Advance(ctx, p);
-  }
+  ti::Advance(ctx, p);
   return p;
 }
 

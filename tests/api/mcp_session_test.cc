@@ -294,6 +294,7 @@ TEST(SagaJsonTextTest, SameBytesAsTheViewOfTheRecord) {
     for (size_t i = 0; i < s.steps.size(); ++i) {
       named.steps.push_back({});
       named.steps.back().name = "step-" + std::to_string(i);
+      named.steps.back().path = named.steps.back().name;
     }
     fewer.steps.assign(named.steps.begin(),
                        named.steps.begin() + named.steps.size() / 2);
@@ -331,6 +332,7 @@ TEST(SagaJsonTextTest, NextNamesTheFailedStepAndTheToolThatRunsItAgain) {
   for (size_t i = 0; i < s.steps.size(); ++i) {
     def.steps.push_back({});
     def.steps.back().name = "step-" + std::to_string(i);
+    def.steps.back().path = def.steps.back().name;
   }
   const json view = mcp::SagaJson(ToRecord(s), &def);
   const std::string next = view["next"].get<std::string>();

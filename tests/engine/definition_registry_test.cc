@@ -20,8 +20,9 @@ json Def(const std::string& name, uint32_t version, const char* action) {
 
 class DefinitionRegistryTest : public ::testing::Test {
  protected:
-  RegistrationRules Rules(uint64_t bytes = 1 << 20, uint32_t steps = 256) {
-    return {secrets_, policy_, destinations_, bytes, steps};
+  RegistrationRules Rules(uint64_t bytes = 1 << 20, uint32_t steps = 256,
+                          uint32_t branches = 32) {
+    return {secrets_, policy_, destinations_, bytes, steps, branches};
   }
   // Admits and loads `doc` as the engine does after its commit.
   void Register(const json& doc, DefinitionOrigin origin) {
@@ -81,6 +82,29 @@ TEST_F(DefinitionRegistryTest, ANewVersionIsClaimedUntilReleased) {
   registry_.Release("w", 1);
   EXPECT_OK(
       registry_.Admit(Def("w", 1, "noop"), DefinitionOrigin::kOperator, Rules())
+          .status());
+}
+
+TEST_F(DefinitionRegistryTest, ParallelStepsOverTheBranchLimitAreRefused) {
+  json doc = Def("w", 1, "noop");
+  json branches = json::object();
+  for (const char* b : {"a", "b", "c"}) {
+    branches[b] = {{{"name", std::string("s-") + b}, {"action", "noop"}}};
+  }
+  doc["steps"].push_back(
+      {{"name", "fan"}, {"parallel", {{"branches", branches}}}});
+  auto refused = registry_.Admit(doc, DefinitionOrigin::kOperator,
+                                 Rules(1 << 20, 256, /*branches=*/2));
+  EXPECT_EQ(refused.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(refused.status().message(),
+            "invalid workflow definition: steps[1].parallel.branches: 3 "
+            "branches, more than limits.branches allows (2)");
+  // Nested steps count towards limits.definition_steps: 1 + 1 + 3.
+  auto steps =
+      registry_.Admit(doc, DefinitionOrigin::kOperator, Rules(1 << 20, 4, 32));
+  EXPECT_NE(steps.status().message().find("5 steps"), std::string::npos);
+  EXPECT_OK(
+      registry_.Admit(doc, DefinitionOrigin::kOperator, Rules(1 << 20, 5, 3))
           .status());
 }
 

@@ -564,8 +564,12 @@ TEST(ParseDefinitionTest, FullDefinitionFillsTheModel) {
   undo.retry.non_retryable = {};
   undo.timeout_ms = 3000;
   flight.compensate = undo;
+  flight.path = "reserve-flight";
+  flight.where = "steps[0]";
   StepSpec notify;
   notify.name = "notify";
+  notify.path = "notify";
+  notify.where = "steps[1]";
   notify.run.action = "charge";
   notify.run.params = {{"to", "${input.email}"}};
   want.steps = {flight, notify};

@@ -18,6 +18,7 @@ WorkflowDefinition ThreeSteps() {
     s.name = name;
     s.run.action = "noop";
     s.run.retry.max_attempts = 4;
+    s.path = s.name;
     def.steps.push_back(s);
   }
   ActionSpec undo;

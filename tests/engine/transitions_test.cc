@@ -66,6 +66,9 @@ std::vector<std::string> Actions(const Plan& p) {
         out.push_back("timer " + std::string(TimerKindName(a.timer.kind)) +
                       " " + attempt);
         break;
+      case PlanAction::Kind::kStopAttempt:
+        out.push_back("stop " + attempt);
+        break;
       case PlanAction::Kind::kFinish:
         out.push_back("finish");
         break;

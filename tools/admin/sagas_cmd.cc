@@ -209,6 +209,8 @@ class Timeline {
                std::to_string(AttemptNo(d)) + " runs again on the next start";
       case EventKind::kSagaPoisoned:
         return "poisoned: " + Str(d, "error");
+      case EventKind::kStepStopped:
+        return Who(d) + " stopped (" + Str(d, "reason") + ")";
     }
     return e.type + " " + d.dump();
   }
@@ -429,6 +431,11 @@ int RunSagasShow(const Common& common, const std::string& id) {
   json steps = json::array();
   std::optional<SagaView> view;
   if (saga.ok()) view.emplace(*saga, def);
+  // How deep a step sits: its path's place in the tree (the table indents
+  // by it).
+  auto definition_depth = [def](const StepSpec& spec) {
+    return def->Depth(static_cast<int>(&spec - def->steps.data()));
+  };
   if (view) {
     for (size_t i = 0; i < view->steps().size(); ++i) {
       const StepView& step = view->steps()[i];
@@ -437,18 +444,23 @@ int RunSagasShow(const Common& common, const std::string& id) {
       const ActionSpec* undo =
           spec != nullptr && spec->compensate ? &*spec->compensate : nullptr;
       const bool done = st.finished_ms != 0 && st.started_ms != 0;
+      const bool parallel = step.parallel();
       steps.push_back(
           {{"index", i},
            {"path", step.path},
-           {"action", spec ? json(spec->run.action) : json(nullptr)},
+           {"kind", parallel ? "parallel" : "action"},
+           {"depth", spec ? definition_depth(*spec) : 0},
+           {"action",
+            spec && !parallel ? json(spec->run.action) : json(nullptr)},
            {"status", StepStatusName(st.status)},
            {"compensation",
             st.compensation == CompensationStatus::kNone
                 ? json(nullptr)
                 : json(CompensationStatusName(st.compensation))},
            {"attempts", st.attempts},
-           {"max_attempts",
-            spec ? json(spec->run.retry.max_attempts) : json(nullptr)},
+           {"max_attempts", spec && !parallel
+                                ? json(spec->run.retry.max_attempts)
+                                : json(nullptr)},
            {"compensation_action", undo ? json(undo->action) : json(nullptr)},
            {"compensation_attempts", st.compensation_attempts},
            {"compensation_max_attempts",
@@ -550,14 +562,18 @@ int RunSagasShow(const Common& common, const std::string& id) {
     for (size_t i = 0; i < view->steps().size(); ++i) {
       const StepState& st = *view->steps()[i].state;
       const json& s = steps[i];
-      std::string attempts_cell = std::to_string(st.attempts);
+      const bool parallel = s["kind"] == "parallel";
+      std::string attempts_cell = parallel ? "" : std::to_string(st.attempts);
       if (!s["max_attempts"].is_null()) {
         attempts_cell +=
             "/" + std::to_string(s["max_attempts"].get<uint32_t>());
       }
+      const std::string indent(2 * s["depth"].get<size_t>(), ' ');
       t.AddRow({std::to_string(i),
-                s["path"].get<std::string>(),
-                s["action"].is_null() ? "?" : s["action"].get<std::string>(),
+                indent + s["path"].get<std::string>(),
+                parallel                ? "parallel"
+                : s["action"].is_null() ? "?"
+                                        : s["action"].get<std::string>(),
                 {StepStatusCell(st), StepColour(st.status)},
                 attempts_cell,
                 s["duration_ms"].is_null()
@@ -577,7 +593,7 @@ int RunSagasShow(const Common& common, const std::string& id) {
         }
         const Cell outcome = CompensationCell(st.compensation);
         t.AddRow({"",
-                  "  undo",
+                  indent + "  undo",
                   s["compensation_action"].is_null()
                       ? "-"
                       : s["compensation_action"].get<std::string>(),

@@ -1,0 +1,148 @@
+// A parallel step on a real engine and loop: branches' attempts are in
+// flight at once, a failed branch abandons the other's attempt (whose late
+// result is ignored) and compensates it, and a saga stopped with two
+// attempts in flight resumes both from the store.
+#include <gtest/gtest.h>
+
+#include "tests/engine/engine_harness.h"
+#include "tests/test_util.h"
+
+namespace cde {
+namespace {
+
+using nlohmann::json;
+using test::EngineHarness;
+using test::HeldAction;
+
+json Parallel(const std::string& name, json branches) {
+  return {{"name", name}, {"parallel", {{"branches", std::move(branches)}}}};
+}
+
+json Workflow(json steps) {
+  return {{"name", "fan"}, {"version", 1}, {"steps", std::move(steps)}};
+}
+
+std::vector<std::string> Steps(const std::vector<AttemptRequest>& requests) {
+  std::vector<std::string> out;
+  for (const AttemptRequest& r : requests) out.push_back(r.step);
+  return out;
+}
+
+TEST(ParallelEngineTest, BranchesRunSideBySideAndTheStepOutputsBoth) {
+  HeldAction held;
+  EngineHarness h;
+  ASSERT_OK(h.Open("", {{"held", held.AsAction()}}));
+  ASSERT_OK(
+      h
+          .Register(Workflow(
+              {Parallel("book",
+                        {{"flight", {{{"name", "flight"}, {"action", "held"}}}},
+                         {"hotel", {{{"name", "hotel"}, {"action", "held"}}}}}),
+               {{"name", "after"},
+                {"action", "echo"},
+                {"params", {{"both", "${steps.book.output}"}}}}}))
+          .status());
+  auto started = h.Start({.workflow = "fan"});
+  ASSERT_OK(started.status());
+  // Both attempts are in flight before either is answered.
+  ASSERT_TRUE(h.RunUntil([&] { return held.pending() == 2; }));
+  EXPECT_EQ(
+      Steps(held.requests()),
+      (std::vector<std::string>{"book.flight.flight", "book.hotel.hotel"}));
+  EXPECT_EQ(held.requests()[0].idempotency_key,
+            started->saga_id + "/book.flight.flight/1");
+  ASSERT_TRUE(held.Complete(ActionResult::Success({{"pnr", "F1"}})));
+  ASSERT_TRUE(held.Complete(ActionResult::Success({{"room", 12}})));
+  auto rec = h.AwaitInactive(started->saga_id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kCompleted);
+  const json both = {{"flight", {{"pnr", "F1"}}}, {"hotel", {{"room", 12}}}};
+  EXPECT_EQ(rec->body["steps"][0]["output"], both);
+  EXPECT_EQ(rec->body["steps"][3]["output"]["both"], both);
+  ASSERT_OK(h.Close());
+}
+
+TEST(ParallelEngineTest, AFailedBranchAbandonsTheOtherAndUndoesIt) {
+  HeldAction held;
+  std::vector<std::string> undone;
+  NativeAction undo = [&undone](const AttemptRequest& r, ActionDone done) {
+    undone.push_back(r.step);
+    done(ActionResult::Success(json::object()));
+  };
+  EngineHarness h;
+  ASSERT_OK(h.Open("", {{"held", held.AsAction()}, {"undo", undo}}));
+  ASSERT_OK(
+      h.Register(Workflow({Parallel(
+                     "book", {{"flight",
+                               {{{"name", "flight"},
+                                 {"action", "held"},
+                                 {"compensate", {{"action", "undo"}}}}}},
+                              {"hotel",
+                               {{{"name", "hotel"},
+                                 {"action", "fail"},
+                                 {"params", {{"kind", "sold_out"}}},
+                                 {"retry", {{"max_attempts", 1}}},
+                                 {"compensate", {{"action", "undo"}}}}}}})}))
+          .status());
+  auto started = h.Start({.workflow = "fan"});
+  ASSERT_OK(started.status());
+  auto rec = h.AwaitInactive(started->saga_id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kCompensated);
+  // The flight attempt was in flight when the hotel failed: its outcome is
+  // unknown, so it is undone; the hotel failed and has nothing to undo.
+  EXPECT_EQ(undone, std::vector<std::string>{"book.flight.flight"});
+  EXPECT_EQ(rec->body["steps"][1]["status"], "cancelled");
+  EXPECT_EQ(rec->body["steps"][1]["error"]["kind"], kAbandonedErrorKind);
+  EXPECT_EQ(rec->body["steps"][0]["status"], "failed");
+  const std::vector<std::string> log = h.LogTypes(started->saga_id);
+  EXPECT_NE(std::find(log.begin(), log.end(), "step_stopped"), log.end());
+  // Its late result changes nothing.
+  ASSERT_TRUE(held.Complete(ActionResult::Success({{"pnr", "late"}})));
+  auto after = h.AwaitInactive(started->saga_id);
+  ASSERT_OK(after.status());
+  EXPECT_EQ(after->last_seq, rec->last_seq);
+  ASSERT_OK(h.Close());
+}
+
+TEST(ParallelEngineTest, BothAttemptsInFlightResumeAfterARestart) {
+  test::TempDir dir;
+  HeldAction first;
+  std::string id;
+  {
+    EngineHarness h;
+    ASSERT_OK(h.Open(dir.path(), {{"held", first.AsAction()}}));
+    ASSERT_OK(h
+                  .Register(Workflow({Parallel(
+                      "book", {{"a", {{{"name", "a"}, {"action", "held"}}}},
+                               {"b", {{{"name", "b"}, {"action", "held"}}}}})}))
+                  .status());
+    auto started = h.Start({.workflow = "fan"});
+    ASSERT_OK(started.status());
+    id = started->saga_id;
+    ASSERT_TRUE(h.RunUntil([&] { return first.pending() == 2; }));
+    ASSERT_OK(h.Close());
+  }
+  HeldAction second;
+  EngineHarness h;
+  ASSERT_OK(h.Open(dir.path(), {{"held", second.AsAction()}}));
+  ASSERT_TRUE(h.RunUntil([&] { return second.pending() == 2; }));
+  // The same attempts again, with the same idempotency keys.
+  std::vector<std::string> keys;
+  for (const AttemptRequest& r : second.requests()) {
+    keys.push_back(r.idempotency_key);
+  }
+  std::sort(keys.begin(), keys.end());
+  EXPECT_EQ(keys,
+            (std::vector<std::string>{id + "/book.a.a/1", id + "/book.b.b/1"}));
+  ASSERT_TRUE(second.Complete(ActionResult::Success(1)));
+  ASSERT_TRUE(second.Complete(ActionResult::Success(2)));
+  auto rec = h.AwaitInactive(id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kCompleted);
+  EXPECT_EQ(rec->body["steps"][0]["output"], (json{{"a", 1}, {"b", 2}}));
+  ASSERT_OK(h.Close());
+}
+
+}  // namespace
+}  // namespace cde
