@@ -345,6 +345,42 @@ TEST(SagaJsonTextTest, NextNamesTheFailedStepAndTheToolThatRunsItAgain) {
 }
 
 // A snapshot the engine cannot read shows its head and why, not a crash.
+TEST(SagaJsonTextTest, AParallelStepShowsItsBranchesAsATree) {
+  auto def = ParseDefinition(json::parse(R"({
+    "name": "trip", "version": 1,
+    "steps": [
+      {"name": "book", "parallel": {"branches": {
+        "flight": [{"name": "flight", "action": "noop"}],
+        "hotel": [{"name": "hotel", "action": "noop"}]}}},
+      {"name": "notify", "action": "noop"}]})"),
+                             {});
+  ASSERT_TRUE(def.ok()) << def.status().ToString();
+  Saga s;
+  s.id = "01JPARALLEL000000000000000";
+  s.workflow = "trip";
+  s.version = 1;
+  s.steps.resize(def->steps.size());
+  s.steps[0].status = StepStatus::kRunning;
+  s.steps[1].status = StepStatus::kSucceeded;
+  s.steps[1].output = {{"pnr", "F1"}};
+  s.steps[2].status = StepStatus::kRunning;
+  s.steps[2].attempts = 1;
+  s.waits.push_back({Wait::Kind::kAttempt, "book.hotel.hotel", false, 1, 0});
+  const json view = json::parse(mcp::SagaJsonText(s, &*def));
+  ASSERT_EQ(view["steps"].size(), 2u);  // the top level: book, notify
+  const json& book = view["steps"][0];
+  EXPECT_EQ(book["kind"], "parallel");
+  EXPECT_EQ(book["path"], "book");
+  EXPECT_EQ(book["branches"]["flight"][0]["path"], "book.flight.flight");
+  EXPECT_EQ(book["branches"]["flight"][0]["output"], (json{{"pnr", "F1"}}));
+  EXPECT_EQ(book["branches"]["hotel"][0]["status"], "running");
+  EXPECT_EQ(view["steps"][1]["path"], "notify");
+  EXPECT_FALSE(view["steps"][1].contains("kind"));
+  EXPECT_EQ(view["waits"][0]["path"], "book.hotel.hotel");
+  // The same bytes as a JSON library writes them (keys in order).
+  EXPECT_EQ(view.dump(), mcp::SagaJsonText(s, &*def));
+}
+
 TEST(SagaJsonTextTest, AnUndecodableSnapshotShowsItsHeadAndTheError) {
   SagaRecord r = ToRecord(test::SagaWithEveryField());
   r.body["steps"][0]["status"] = "exploded";

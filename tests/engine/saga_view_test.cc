@@ -146,5 +146,40 @@ TEST(SagaViewTest, RemainingCountsStepsToRunOrCompensationsStillDue) {
   EXPECT_EQ(SagaView(saga, &def).remaining(), 0u);
 }
 
+WorkflowDefinition ParallelTrip() {
+  nlohmann::json doc = nlohmann::json::parse(R"({
+    "name": "trip", "version": 1,
+    "steps": [
+      {"name": "book", "parallel": {"branches": {
+        "flight": [{"name": "flight", "action": "noop"},
+                   {"name": "seat", "action": "noop"}],
+        "hotel": [{"name": "hotel", "action": "noop",
+                   "compensate": {"action": "noop"}}]}}},
+      {"name": "notify", "action": "noop"}]})");
+  auto def = ParseDefinition(doc, {});
+  EXPECT_TRUE(def.ok()) << def.status().ToString();
+  return std::move(def).value();
+}
+
+TEST(SagaViewTest, AParallelStepHoldsItsBranchesStepsAsATreeOfPaths) {
+  const WorkflowDefinition def = ParallelTrip();
+  const Saga saga = SagaOf(def);
+  const SagaView view(saga, &def);
+  ASSERT_EQ(view.top(), (std::vector<size_t>{0, 4}));
+  const StepView& book = view.steps()[0];
+  EXPECT_TRUE(book.parallel());
+  ASSERT_EQ(book.branches.size(), 2u);
+  EXPECT_EQ(book.branches[0].name, "flight");
+  std::vector<std::string> flight;
+  for (size_t i : book.branches[0].steps)
+    flight.push_back(view.steps()[i].path);
+  EXPECT_EQ(flight, (std::vector<std::string>{"book.flight.flight",
+                                              "book.flight.seat"}));
+  EXPECT_EQ(view.Find("book.hotel.hotel"), &view.steps()[3]);
+  // Work left counts the action steps only: the parallel step is done when
+  // its branches are.
+  EXPECT_EQ(view.remaining(), 4u);
+}
+
 }  // namespace
 }  // namespace cde
