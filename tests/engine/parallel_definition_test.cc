@@ -20,9 +20,13 @@ json Parallel(const std::string& name, json branches) {
   return {{"name", name}, {"parallel", {{"branches", std::move(branches)}}}};
 }
 
-json Doc(json steps) {
+// A vector, not a json: a one-element braced list would be taken as that
+// element rather than an array by some compilers.
+json Doc(std::vector<json> steps) {
   return {{"name", "wf"}, {"version", 1}, {"steps", std::move(steps)}};
 }
+
+json List(std::vector<json> steps) { return json(std::move(steps)); }
 
 Strings Errors(const json& doc) {
   Strings out;
@@ -34,12 +38,12 @@ Strings Errors(const json& doc) {
 
 TEST(ParallelDefinitionTest, NestedParallelStepsParseIntoPathsInPreOrder) {
   auto def = ParseDefinition(
-      Doc({Parallel("deploy",
-                    {{"eu",
-                      {Step("eu-push"),
-                       Parallel("eu-checks", {{"a", {Step("check-a")}},
-                                              {"b", {Step("check-b")}}})}},
-                     {"us", {Step("us-push")}}}),
+      Doc({Parallel("deploy", {{"eu",
+                                {Step("eu-push"),
+                                 Parallel("eu-checks",
+                                          {{"a", List({Step("check-a")})},
+                                           {"b", List({Step("check-b")})}})}},
+                               {"us", List({Step("us-push")})}}),
            Step("done")}),
       {});
   ASSERT_TRUE(def.ok()) << def.status().ToString();
@@ -67,36 +71,37 @@ TEST(ParallelDefinitionTest, ShapeRules) {
   EXPECT_EQ(Errors(Doc({Parallel("p", {{"a", json::array()}})})),
             Strings{"steps[0].parallel.branches.a: must have at least one "
                     "step"});
-  EXPECT_EQ(Errors(Doc({Parallel("p", {{"a.b", {Step("x")}}})})),
+  EXPECT_EQ(Errors(Doc({Parallel("p", {{"a.b", List({Step("x")})}})})),
             Strings{"steps[0].parallel.branches: branch name 'a.b' must "
                     "match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"});
   EXPECT_EQ(Errors(Doc({{{"name", "p"}, {"parallel", {{"branch", 1}}}}})),
             (Strings{"steps[0].parallel: unknown key 'branch'",
                      "steps[0].parallel.branches: is required"}));
   // A parallel step takes no action of its own.
-  json with_action = Parallel("p", {{"a", {Step("x")}}});
+  json with_action = Parallel("p", {{"a", List({Step("x")})}});
   with_action["action"] = "noop";
   EXPECT_EQ(Errors(Doc({with_action})),
             Strings{"steps[0]: unknown key 'action'"});
-  EXPECT_EQ(Errors(Doc({Parallel("p", {{"a", {{{"name", "x"}}}}})})),
+  EXPECT_EQ(Errors(Doc({Parallel("p", {{"a", List({json{{"name", "x"}}})}})})),
             Strings{"steps[0].parallel.branches.a[0].action: is required"});
 }
 
 TEST(ParallelDefinitionTest, NamesAndPathsAreUniqueAcrossBranches) {
-  EXPECT_EQ(
-      Errors(Doc({Parallel("p", {{"a", {Step("x")}}, {"b", {Step("x")}}})})),
-      Strings{"steps[0].parallel.branches.b[0].name: duplicate step "
-              "name 'x' (also steps[0].parallel.branches.a[0])"});
+  EXPECT_EQ(Errors(Doc({Parallel(
+                "p", {{"a", List({Step("x")})}, {"b", List({Step("x")})}})})),
+            Strings{"steps[0].parallel.branches.b[0].name: duplicate step "
+                    "name 'x' (also steps[0].parallel.branches.a[0])"});
   // "p.a.x" at the top level and step x in branch a of p.
-  EXPECT_EQ(Errors(Doc({Step("p.a.x"), Parallel("p", {{"a", {Step("x")}}})})),
-            Strings{"steps[1].parallel.branches.a[0].name: step path 'p.a.x' "
-                    "is also the path of steps[0]"});
+  EXPECT_EQ(
+      Errors(Doc({Step("p.a.x"), Parallel("p", {{"a", List({Step("x")})}})})),
+      Strings{"steps[1].parallel.branches.a[0].name: step path 'p.a.x' "
+              "is also the path of steps[0]"});
 }
 
 TEST(ParallelDefinitionTest, NestingIsBounded) {
   json step = Step("leaf");
   for (size_t depth = 0; depth < kMaxNestingDepth; ++depth) {
-    step = Parallel("p" + std::to_string(depth), {{"b", {step}}});
+    step = Parallel("p" + std::to_string(depth), {{"b", List({step})}});
   }
   // kMaxNestingDepth parallel steps, one inside the other: the innermost is
   // one too deep.
@@ -107,7 +112,7 @@ TEST(ParallelDefinitionTest, NestingIsBounded) {
                              std::to_string(kMaxNestingDepth) + " deep"));
   json ok = Step("leaf");
   for (size_t depth = 0; depth + 1 < kMaxNestingDepth; ++depth) {
-    ok = Parallel("p" + std::to_string(depth), {{"b", {ok}}});
+    ok = Parallel("p" + std::to_string(depth), {{"b", List({ok})}});
   }
   EXPECT_EQ(Errors(Doc({ok})), Strings{});
 }
@@ -115,23 +120,23 @@ TEST(ParallelDefinitionTest, NestingIsBounded) {
 TEST(ParallelDefinitionTest, TemplatesReadOnlyStepsThatFinishedBefore) {
   const json branches = {
       {"a", {Step("a1"), Step("a2", {{"x", "${steps.a1.output}"}})}},
-      {"b", {Step("b1", {{"x", "${steps.before.output}"}})}}};
+      {"b", List({Step("b1", {{"x", "${steps.before.output}"}})})}};
   json ok = Doc({Step("before"), Parallel("p", branches),
                  Step("after", {{"all", "${steps.p.output.a}"},
                                 {"one", "${steps.b1.output}"}})});
   EXPECT_EQ(Errors(ok), Strings{});
 
   // Another branch's step runs beside it.
-  json beside =
-      Doc({Parallel("p", {{"a", {Step("a1", {{"x", "${steps.b1.output}"}})}},
-                          {"b", {Step("b1")}}})});
+  json beside = Doc(
+      {Parallel("p", {{"a", List({Step("a1", {{"x", "${steps.b1.output}"}})})},
+                      {"b", List({Step("b1")})}})});
   EXPECT_EQ(Errors(beside),
             Strings{"steps[0].parallel.branches.a[0].params.x: "
                     "${steps.b1.output} refers to step 'b1', which does not "
                     "run before this step"});
   // The parallel step that holds it ends after it.
-  json holder =
-      Doc({Parallel("p", {{"a", {Step("a1", {{"x", "${steps.p.output}"}})}}})});
+  json holder = Doc({Parallel(
+      "p", {{"a", List({Step("a1", {{"x", "${steps.p.output}"}})})}})});
   EXPECT_EQ(Errors(holder),
             Strings{"steps[0].parallel.branches.a[0].params.x: "
                     "${steps.p.output} refers to step 'p', which does not "

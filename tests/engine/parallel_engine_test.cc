@@ -18,7 +18,9 @@ json Parallel(const std::string& name, json branches) {
   return {{"name", name}, {"parallel", {{"branches", std::move(branches)}}}};
 }
 
-json Workflow(json steps) {
+// A vector: a one-element braced list would be taken as that element rather
+// than an array by some compilers.
+json Workflow(std::vector<json> steps) {
   return {{"name", "fan"}, {"version", 1}, {"steps", std::move(steps)}};
 }
 
