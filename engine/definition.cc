@@ -65,9 +65,8 @@ class Validator : public definition_internal::HookHandler {
     return definition_internal::CheckShape(shape, value, path, &problems_,
                                            this);
   }
-  // Where a step sits: its ordinal in document order, and from the top,
-  // the list (a steps array) and position of each step that encloses it
-  // and then its own.
+  // Where a step sits: from the top, the list (a steps array) and position
+  // of each step that encloses it and then its own.
   struct Place {
     std::vector<std::pair<const json*, size_t>> chain;
     std::string path;   // as StepSpec::path
@@ -210,7 +209,8 @@ void Validator::CheckBranches(const json& branches, const std::string& path) {
     problems_.Add(path, "must have at most " + std::to_string(kMaxBranches) +
                             " branches");
   }
-  if (parallel != nullptr && parallel->depth() + 1 >= kMaxNestingDepth) {
+  // A top-level parallel step nests at 1, a parallel step in its branch at 2.
+  if (parallel != nullptr && parallel->depth() + 1 > kMaxNestingDepth) {
     problems_.Add(path, "parallel steps nest at most " +
                             std::to_string(kMaxNestingDepth) + " deep");
     return;

@@ -120,6 +120,7 @@ void EngineImpl::StopAttempt(Active& a, const std::string& path) {
   }
   Abandon(attempt);
   a.attempts.erase(at);  // and its hold on attempts_, if it was dispatched
+  m_.attempts_in_flight->Set(static_cast<double>(attempts_.count()));
 }
 
 void EngineImpl::RecordBreaker(Attempt& attempt, const AttemptOutcome& o) {

@@ -15,6 +15,7 @@ SagaView::SagaView(const Saga& saga, const WorkflowDefinition* def)
       for (const Branch& b : v.spec->branches) {
         v.branches.push_back({b.name, {b.steps.begin(), b.steps.end()}});
       }
+      v.depth = def_->Depth(static_cast<int>(i));
       if (v.spec->parent < 0) top_.push_back(i);
     } else {
       v.path = "step[" + std::to_string(i) + "]";

@@ -34,6 +34,7 @@ struct StepView {
   const StepState* state = nullptr;
   // A parallel step's branches; empty for an action step.
   std::vector<BranchView> branches;
+  int depth = 0;  // 0 at the top level, 1 in a top-level parallel step, ...
   bool parallel() const {
     return spec != nullptr && spec->kind == StepKind::kParallel;
   }

@@ -44,18 +44,8 @@ Result<Plan> PlanCancel(const PlanContext& ctx, const Saga& saga,
   // Attempts in flight finish first: their results decide what to undo.
   // Backoffs and sleeps are cut now.
   for (const Wait& w : saga.waits) {
-    if (w.kind != Wait::Kind::kBackoff && w.kind != Wait::Kind::kSleep) {
-      continue;
-    }
-    p.timers_delete.push_back(TimerOf(w));
-    ti::ClearWait(p.saga, w.path);
-    if (const int step = ti::StepAt(ctx.def, w.path); step >= 0) {
-      // A backoff's retries are abandoned: the step failed. A sleep is
-      // cut off: it never finished, and there is nothing to undo.
-      StepState& st = p.saga.steps[static_cast<size_t>(step)];
-      st.status = w.kind == Wait::Kind::kBackoff ? StepStatus::kFailed
-                                                 : StepStatus::kCancelled;
-      st.finished_ms = ctx.now_ms;
+    if (w.kind == Wait::Kind::kBackoff || w.kind == Wait::Kind::kSleep) {
+      ti::CutTimer(ctx, p, w);
     }
   }
   ti::Advance(ctx, p);  // begins the cancel once nothing is in flight

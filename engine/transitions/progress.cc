@@ -160,7 +160,6 @@ bool RunSequence(const PlanContext& ctx, Plan& p, const std::vector<int>& seq) {
       continue;
     }
     if (FindWait(p.saga, spec.path) != nullptr) return false;  // under way
-    if (p.saga.cancel_requested) return false;  // nothing new starts
     StartAttempt(ctx, p, i, false);
     return false;
   }
@@ -255,6 +254,20 @@ void Advance(const PlanContext& ctx, Plan& p) {
   }
 }
 
+void CutTimer(const PlanContext& ctx, Plan& p, const Wait& w) {
+  p.timers_delete.push_back(TimerOf(w));
+  ClearWait(p.saga, w.path);
+  const int step = StepAt(ctx.def, w.path);
+  if (step < 0) return;
+  // A backoff's retries are abandoned: the step failed (a timeout among its
+  // attempts still calls for undoing it). A sleep is cut off: it never
+  // finished, and there is nothing to undo.
+  StepState& st = p.saga.steps[static_cast<size_t>(step)];
+  st.status = w.kind == Wait::Kind::kBackoff ? StepStatus::kFailed
+                                             : StepStatus::kCancelled;
+  st.finished_ms = ctx.now_ms;
+}
+
 void StopOthers(const PlanContext& ctx, Plan& p, int failed) {
   const std::string& failed_path = PathOf(ctx.def, failed);
   const std::vector<Wait> waits = p.saga.waits;
@@ -275,24 +288,18 @@ void StopOthers(const PlanContext& ctx, Plan& p, int failed) {
         p.actions.push_back({PlanAction::Kind::kStopAttempt,
                              {w.path, w.compensation, w.attempt},
                              {}});
+        st.finished_ms = ctx.now_ms;
+        ClearWait(p.saga, w.path);
         break;
       case Wait::Kind::kBackoff:
-        // Its retries are abandoned: it failed (a timeout among its
-        // attempts still calls for undoing it).
-        st.status = StepStatus::kFailed;
-        p.timers_delete.push_back(TimerOf(w));
-        break;
       case Wait::Kind::kSleep:
-        st.status = StepStatus::kCancelled;  // nothing to undo
-        p.timers_delete.push_back(TimerOf(w));
+        CutTimer(ctx, p, w);
         break;
       case Wait::Kind::kNothing:
       case Wait::Kind::kQueued:
       case Wait::Kind::kRedrive:
         continue;
     }
-    st.finished_ms = ctx.now_ms;
-    ClearWait(p.saga, w.path);
     p.events.push_back({EventKind::kStepStopped, std::move(data)});
   }
 }

@@ -47,6 +47,9 @@ void Succeed(const PlanContext& ctx, Plan& p, int step, bool compensation,
              uint32_t attempt, nlohmann::json output);
 // Acts on a cancel that waited for the saga to be idle.
 void BeginCancel(const PlanContext& ctx, Plan& p);
+// Cuts the backoff or sleep `w` waits for: its timer row goes, and its step
+// ends (a backoff's step failed, a sleep's was cancelled).
+void CutTimer(const PlanContext& ctx, Plan& p, const Wait& w);
 // Stops every step of the saga still under way, other than `failed`: an
 // attempt in flight is abandoned (its outcome unknown), a backoff or sleep
 // cut. Each logs step_stopped.

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "storage/keys.h"
@@ -375,6 +376,56 @@ TEST_F(AdminTest, SagasShowGivesStepsAttemptsTimelineAndWait) {
   r = Admin({"sagas", "show", unknown});
   EXPECT_EQ(r.exit_code, 1);
   ExpectOneLineError(r, "no saga " + unknown);
+}
+
+TEST_F(AdminTest, SagasShowListsAParallelStepsBranchesUnderIt) {
+  test::TempDir dir;
+  std::string id;
+  {
+    test::EngineHarness h;
+    ASSERT_OK(h.Open(dir.path()));
+    ASSERT_OK(h.Register(json::parse(R"({
+      "name": "fan", "version": 1,
+      "steps": [
+        {"name": "book", "parallel": {"branches": {
+          "flight": [{"name": "flight", "action": "noop"}],
+          "hotel": [{"name": "hotel", "action": "noop"}]}}},
+        {"name": "notify", "action": "noop"}]})"))
+                  .status());
+    auto started = h.Start({.workflow = "fan"});
+    ASSERT_OK(started.status());
+    id = started->saga_id;
+    ASSERT_OK(h.AwaitInactive(id).status());
+    ASSERT_OK(h.Close());
+  }
+  AdminRun r = Admin({"sagas", "show", id, "--json"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = r.Json();
+  ASSERT_EQ(j["steps"].size(), 4u);
+  EXPECT_EQ(j["steps"][0]["path"], "book");
+  EXPECT_EQ(j["steps"][0]["kind"], "parallel");
+  EXPECT_EQ(j["steps"][0]["depth"], 0);
+  EXPECT_TRUE(j["steps"][0]["action"].is_null());
+  EXPECT_EQ(j["steps"][1]["path"], "book.flight.flight");
+  EXPECT_EQ(j["steps"][1]["kind"], "action");
+  EXPECT_EQ(j["steps"][1]["depth"], 1);
+  EXPECT_EQ(j["steps"][3]["depth"], 0);
+
+  r = Admin({"sagas", "show", id}, dir.path());  // human: indented by depth
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The column where a step's path starts on its row of the steps table.
+  auto column = [&r](const std::string& path) -> size_t {
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);) {
+      const size_t at = line.find(" " + path + " ");
+      if (at != std::string::npos) return at + 1;
+    }
+    return std::string::npos;
+  };
+  ASSERT_NE(column("notify"), std::string::npos) << r.out;
+  EXPECT_EQ(column("book"), column("notify")) << r.out;
+  EXPECT_EQ(column("book.flight.flight"), column("notify") + 2) << r.out;
+  EXPECT_NE(r.out.find("parallel"), std::string::npos) << r.out;
 }
 
 TEST_F(AdminTest, SagasLogPrintsRawEvents) {

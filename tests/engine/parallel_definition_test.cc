@@ -100,18 +100,19 @@ TEST(ParallelDefinitionTest, NamesAndPathsAreUniqueAcrossBranches) {
 
 TEST(ParallelDefinitionTest, NestingIsBounded) {
   json step = Step("leaf");
-  for (size_t depth = 0; depth < kMaxNestingDepth; ++depth) {
+  for (size_t depth = 0; depth <= kMaxNestingDepth; ++depth) {
     step = Parallel("p" + std::to_string(depth), {{"b", List({step})}});
   }
-  // kMaxNestingDepth parallel steps, one inside the other: the innermost is
-  // one too deep.
+  // kMaxNestingDepth + 1 parallel steps, one inside the other: the
+  // innermost is one too deep.
   const Strings errors = Errors(Doc({step}));
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_THAT(errors[0], ::testing::EndsWith(
                              "parallel.branches: parallel steps nest at most " +
                              std::to_string(kMaxNestingDepth) + " deep"));
+  // kMaxNestingDepth of them, the documented limit, are fine.
   json ok = Step("leaf");
-  for (size_t depth = 0; depth + 1 < kMaxNestingDepth; ++depth) {
+  for (size_t depth = 0; depth < kMaxNestingDepth; ++depth) {
     ok = Parallel("p" + std::to_string(depth), {{"b", List({ok})}});
   }
   EXPECT_EQ(Errors(Doc({ok})), Strings{});

@@ -5,12 +5,15 @@
 #include <gmock/gmock.h>
 
 #include "engine/transitions.h"
+#include "tests/engine/plan_words.h"
 #include "tests/test_util.h"
 
 namespace cde {
 namespace {
 
 using nlohmann::json;
+using test::Actions;
+using test::Types;
 using ::testing::ElementsAre;
 using ::testing::UnorderedElementsAre;
 
@@ -51,36 +54,6 @@ constexpr char kFlight[] = "book.flight.reserve-flight";
 constexpr char kSeat[] = "book.flight.seat";
 constexpr char kHotel[] = "book.hotel.reserve-hotel";
 constexpr char kNotify[] = "notify";
-
-std::vector<std::string> Types(const Plan& p) {
-  std::vector<std::string> out;
-  for (const auto& e : p.events) out.emplace_back(EventKindName(e.kind));
-  return out;
-}
-
-// "run <path>#1", "undo <path>#1", "stop <path>#1", "timer ...", "finish".
-std::vector<std::string> Actions(const Plan& p) {
-  std::vector<std::string> out;
-  for (const PlanAction& a : p.actions) {
-    const std::string attempt =
-        a.attempt.path + "#" + std::to_string(a.attempt.attempt);
-    switch (a.kind) {
-      case PlanAction::Kind::kRunAttempt:
-        out.push_back((a.attempt.compensation ? "undo " : "run ") + attempt);
-        break;
-      case PlanAction::Kind::kArmTimer:
-        out.push_back("timer " + attempt);
-        break;
-      case PlanAction::Kind::kStopAttempt:
-        out.push_back("stop " + attempt);
-        break;
-      case PlanAction::Kind::kFinish:
-        out.push_back("finish");
-        break;
-    }
-  }
-  return out;
-}
 
 std::vector<std::string> WaitPaths(const Saga& s) {
   std::vector<std::string> out;
@@ -220,7 +193,8 @@ TEST_F(ParallelTransitionsTest, BranchesAreCompensatedSideBySide) {
 
 TEST_F(ParallelTransitionsTest, ARetryInOneBranchDoesNotHoldTheOther) {
   Plan p = Result(InBranches(), kHotel, false, false, 1, "http_503");
-  EXPECT_THAT(Actions(p), ElementsAre(std::string("timer ") + kHotel + "#1"));
+  EXPECT_THAT(Actions(p),
+              ElementsAre(std::string("timer backoff ") + kHotel + "#1"));
   Plan flight = Result(p.saga, kFlight, true);
   EXPECT_THAT(Actions(flight), ElementsAre(std::string("run ") + kSeat + "#1"));
   EXPECT_EQ(FindWait(flight.saga, kHotel)->kind, Wait::Kind::kBackoff);

@@ -5,12 +5,15 @@
 
 #include <gmock/gmock.h>
 
+#include "tests/engine/plan_words.h"
 #include "tests/test_util.h"
 
 namespace cde {
 namespace {
 
 using nlohmann::json;
+using test::Actions;
+using test::Types;
 using ::testing::ElementsAre;
 
 constexpr int64_t kNow = 1'764'000'000'000;
@@ -43,38 +46,6 @@ const Wait& W(const Saga& s) {
   static const Wait kNone;
   EXPECT_LE(s.waits.size(), 1u);
   return s.waits.empty() ? kNone : s.waits.front();
-}
-
-std::vector<std::string> Types(const Plan& p) {
-  std::vector<std::string> out;
-  for (const auto& e : p.events) out.emplace_back(EventKindName(e.kind));
-  return out;
-}
-
-// What the engine is to do after the commit, in words: "run flight#1",
-// "undo flight#1", "timer backoff hotel#2", "finish".
-std::vector<std::string> Actions(const Plan& p) {
-  std::vector<std::string> out;
-  for (const PlanAction& a : p.actions) {
-    const std::string attempt =
-        a.attempt.path + "#" + std::to_string(a.attempt.attempt);
-    switch (a.kind) {
-      case PlanAction::Kind::kRunAttempt:
-        out.push_back((a.attempt.compensation ? "undo " : "run ") + attempt);
-        break;
-      case PlanAction::Kind::kArmTimer:
-        out.push_back("timer " + std::string(TimerKindName(a.timer.kind)) +
-                      " " + attempt);
-        break;
-      case PlanAction::Kind::kStopAttempt:
-        out.push_back("stop " + attempt);
-        break;
-      case PlanAction::Kind::kFinish:
-        out.push_back("finish");
-        break;
-    }
-  }
-  return out;
 }
 
 class TransitionsTest : public ::testing::Test {

@@ -431,11 +431,6 @@ int RunSagasShow(const Common& common, const std::string& id) {
   json steps = json::array();
   std::optional<SagaView> view;
   if (saga.ok()) view.emplace(*saga, def);
-  // How deep a step sits: its path's place in the tree (the table indents
-  // by it).
-  auto definition_depth = [def](const StepSpec& spec) {
-    return def->Depth(static_cast<int>(&spec - def->steps.data()));
-  };
   if (view) {
     for (size_t i = 0; i < view->steps().size(); ++i) {
       const StepView& step = view->steps()[i];
@@ -449,7 +444,7 @@ int RunSagasShow(const Common& common, const std::string& id) {
           {{"index", i},
            {"path", step.path},
            {"kind", parallel ? "parallel" : "action"},
-           {"depth", spec ? definition_depth(*spec) : 0},
+           {"depth", step.depth},
            {"action",
             spec && !parallel ? json(spec->run.action) : json(nullptr)},
            {"status", StepStatusName(st.status)},
