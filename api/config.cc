@@ -520,6 +520,8 @@ std::vector<Key> BuildSchema() {
                              kMaxDefinitionSteps)});
   keys.push_back({"limits.branches",
                   Integer<C>(CDE_MEMBER(limits.branches), 1, kMaxBranches)});
+  keys.push_back({"limits.map_items",
+                  Integer<C>(CDE_MEMBER(limits.map_items), 1, kMaxMapItems)});
   keys.push_back({"limits.input_bytes",
                   Integer<C>(CDE_MEMBER(limits.input_bytes), 2, kMaxBytes)});
   keys.push_back({"limits.output_bytes",

@@ -96,6 +96,7 @@ struct LimitsConfig {
   uint64_t definition_bytes = uint64_t{1} << 20;
   uint32_t definition_steps = 256;
   uint32_t branches = 32;
+  uint32_t map_items = 10000;
   uint64_t input_bytes = uint64_t{256} << 10;
   uint64_t output_bytes = uint64_t{256} << 10;
 

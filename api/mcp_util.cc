@@ -425,7 +425,19 @@ void StepText(std::string* out, const SagaView& view, const StepView& step) {
   }
   if (!st.error.empty()) o.Error("error", st.error);
   if (st.finished_ms != 0) o.Int("finished_ms", st.finished_ms);
+  if (step.map()) {
+    const MapProgress& mp = st.map;
+    o.Key("items");
+    JsonText items(out);
+    items.Int("failed", mp.failed);
+    items.Int("running", mp.running);
+    items.Int("started", mp.started);
+    items.Int("succeeded", mp.succeeded);
+    items.Int("total", mp.items);
+    items.Close();
+  }
   if (step.parallel()) o.Str("kind", "parallel");
+  if (step.map()) o.Str("kind", "map");
   if (step.spec != nullptr) o.Str("name", step.spec->name);
   if (!st.output.is_null()) o.Json("output", st.output);
   o.Str("path", step.path);

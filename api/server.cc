@@ -35,6 +35,7 @@ EngineLimits LimitsOf(const Config& c) {
   l.definition_bytes = c.limits.definition_bytes;
   l.definition_steps = c.limits.definition_steps;
   l.branches = c.limits.branches;
+  l.map_items = c.limits.map_items;
   l.input_bytes = c.limits.input_bytes;
   l.output_bytes = c.limits.output_bytes;
   l.alert_failures = c.alerts.workflow_failures_threshold;

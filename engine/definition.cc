@@ -47,7 +47,7 @@ class Validator : public definition_internal::HookHandler {
     } else {
       root_ = &doc;
       if (const json* steps = Find(doc, "steps"); steps && steps->is_array()) {
-        IndexSteps(*steps, "steps", "", {});
+        IndexSteps(*steps, "steps", "", {}, nullptr);
       }
       definition_internal::CheckShape(definition_internal::DefinitionShape(),
                                       doc, "", &problems_, this);
@@ -71,13 +71,20 @@ class Validator : public definition_internal::HookHandler {
     std::vector<std::pair<const json*, size_t>> chain;
     std::string path;   // as StepSpec::path
     std::string where;  // as StepSpec::where
+    const Place* map = nullptr;  // the map step it runs in, if any
     size_t depth() const { return chain.size() - 1; }
   };
   void IndexSteps(const json& list, const std::string& where,
                   const std::string& prefix,
-                  std::vector<std::pair<const json*, size_t>> chain);
+                  std::vector<std::pair<const json*, size_t>> chain,
+                  const Place* map);
   static bool RunsBefore(const Place& a, const Place& b);
+  // False (having said why at `path`) if a step list below `step_` would
+  // nest too deep.
+  bool CheckNesting(const std::string& path, const char* what);
   void CheckBranches(const json& branches, const std::string& path);
+  void CheckMapSteps(const json& steps, const std::string& path);
+  void CheckTolerated(const json* value, const std::string& path);
   void CheckInputSchemaKey(const json& schema);
   void CheckExamples(const json& examples);
   void CheckUniqueName(const json& name, const std::string& path);
@@ -119,6 +126,19 @@ void Validator::OnHook(const Shape& shape, const json* value,
     }
     return;
   }
+  if (shape.hook == Hook::kMapSteps) {
+    if (value != nullptr && CheckOwnShape(shape, *value, path)) {
+      CheckMapSteps(*value, path);
+    }
+    return;
+  }
+  if (shape.hook == Hook::kTolerated) return CheckTolerated(value, path);
+  if (shape.hook == Hook::kMapItems) {
+    if (value != nullptr && CheckOwnShape(shape, *value, path)) {
+      CheckTemplates(*value, path);
+    }
+    return;
+  }
   if (shape.hook == Hook::kCompensate) compensation_ = true;
   if (shape.hook == Hook::kStep || shape.hook == Hook::kCompensate ||
       shape.hook == Hook::kAction) {
@@ -148,6 +168,9 @@ void Validator::OnHook(const Shape& shape, const json* value,
     case Hook::kStep:
     case Hook::kParams:
     case Hook::kBranches:
+    case Hook::kMapItems:
+    case Hook::kMapSteps:
+    case Hook::kTolerated:
     case Hook::kNone:
       break;
   }
@@ -169,7 +192,8 @@ void Validator::CheckUniqueName(const json& name, const std::string& path) {
 // Names first: a template may refer to any step, earlier or later.
 void Validator::IndexSteps(const json& list, const std::string& where,
                            const std::string& prefix,
-                           std::vector<std::pair<const json*, size_t>> chain) {
+                           std::vector<std::pair<const json*, size_t>> chain,
+                           const Place* map) {
   for (size_t i = 0; i < list.size(); ++i) {
     const json& step = list[i];
     if (!step.is_object()) continue;
@@ -181,12 +205,21 @@ void Validator::IndexSteps(const json& list, const std::string& where,
     place.path = prefix + (name != nullptr && name->is_string()
                                ? name->get<std::string>()
                                : place.where);
+    place.map = map;
     const Place& placed =
         places_.emplace(&step, std::move(place)).first->second;
     if (name != nullptr && name->is_string()) {
       first_by_name_.emplace(name->get<std::string>(), &placed);
     }
     first_by_path_.emplace(placed.path, &placed);
+    const json* map_step = Find(step, "map");
+    const json* item_steps = map_step != nullptr && map_step->is_object()
+                                 ? Find(*map_step, "steps")
+                                 : nullptr;
+    if (item_steps != nullptr && item_steps->is_array()) {
+      IndexSteps(*item_steps, JoinKey(placed.where, "map.steps"),
+                 placed.path + ".", placed.chain, &placed);
+    }
     const json* parallel = Find(step, "parallel");
     const json* branches = parallel != nullptr && parallel->is_object()
                                ? Find(*parallel, "branches")
@@ -196,9 +229,19 @@ void Validator::IndexSteps(const json& list, const std::string& where,
       if (!steps.is_array()) continue;
       IndexSteps(steps,
                  JoinKey(JoinKey(placed.where, "parallel.branches"), branch),
-                 placed.path + "." + branch + ".", placed.chain);
+                 placed.path + "." + branch + ".", placed.chain, map);
     }
   }
+}
+
+bool Validator::CheckNesting(const std::string& path, const char* what) {
+  // A top-level parallel or map step nests at 1, one in its steps at 2.
+  if (step_ != nullptr && step_->depth() + 1 > kMaxNestingDepth) {
+    problems_.Add(path, std::string(what) + " nest at most " +
+                            std::to_string(kMaxNestingDepth) + " deep");
+    return false;
+  }
+  return true;
 }
 
 // Each branch's steps are checked as the top-level steps are.
@@ -209,12 +252,7 @@ void Validator::CheckBranches(const json& branches, const std::string& path) {
     problems_.Add(path, "must have at most " + std::to_string(kMaxBranches) +
                             " branches");
   }
-  // A top-level parallel step nests at 1, a parallel step in its branch at 2.
-  if (parallel != nullptr && parallel->depth() + 1 > kMaxNestingDepth) {
-    problems_.Add(path, "parallel steps nest at most " +
-                            std::to_string(kMaxNestingDepth) + " deep");
-    return;
-  }
+  if (!CheckNesting(path, "parallel and map steps")) return;
   static const re2::RE2 kBranchName(definition_internal::kBranchNamePattern);
   for (const auto& [branch, steps] : branches.items()) {
     if (!re2::RE2::FullMatch(branch, kBranchName)) {
@@ -225,6 +263,35 @@ void Validator::CheckBranches(const json& branches, const std::string& path) {
                   JoinKey(path, branch));
   }
   step_ = parallel;
+}
+
+// An item's steps are checked as the top-level steps are.
+void Validator::CheckMapSteps(const json& steps, const std::string& path) {
+  const Place* map = step_;
+  if (map != nullptr && map->map != nullptr) {
+    problems_.Add(path, "a map step cannot run inside another map step (" +
+                            map->map->where + ")");
+    return;
+  }
+  if (!CheckNesting(path, "parallel and map steps")) return;
+  CheckOwnShape(definition_internal::StepsShape(), steps, path);
+  step_ = map;
+}
+
+void Validator::CheckTolerated(const json* value, const std::string& path) {
+  if (value == nullptr) return;
+  static const re2::RE2 kPercent(definition_internal::kPercentPattern);
+  if (value->is_number_integer() && value->get<int64_t>() >= 0 &&
+      value->get<int64_t>() <= int64_t{kMaxMapItems}) {
+    return;
+  }
+  if (value->is_string() &&
+      re2::RE2::FullMatch(value->get_ref<const std::string&>(), kPercent)) {
+    return;
+  }
+  problems_.Add(path, "must be a count of items (an integer from 0 to " +
+                          std::to_string(kMaxMapItems) +
+                          ") or a percentage of them (\"0%\" to \"100%\")");
 }
 
 // Inputs shown to clients (list_workflows, a workflow's own tool): each
@@ -336,6 +403,15 @@ void Validator::CheckTemplates(const json& value, const std::string& path) {
     if (ref.root == TemplateRef::Root::kStepOutput) {
       CheckStepRef(ref, path);
     }
+    const bool item = ref.root == TemplateRef::Root::kItem ||
+                      ref.root == TemplateRef::Root::kIndex;
+    if (item && step_ != nullptr && step_->map == nullptr) {
+      problems_.Add(path, std::string(ref.root == TemplateRef::Root::kItem
+                                          ? "${item}"
+                                          : "${index}") +
+                              " is a map step's item, and this step is not "
+                              "one of a map step's steps");
+    }
   }
 }
 
@@ -365,6 +441,13 @@ void Validator::CheckStepRef(const TemplateRef& ref, const std::string& path) {
     return;
   }
   if (step_ == nullptr) return;
+  if (const Place* map = it->second->map; map != nullptr && map != step_->map) {
+    problems_.Add(path, StepRefText(ref) + " refers to step '" + ref.step +
+                            "', which runs once per item of map step '" +
+                            map->path + "': read ${steps." + map->path +
+                            ".output} after it instead");
+    return;
+  }
   const bool runs_before =
       RunsBefore(*it->second, *step_) || (compensation_ && it->second == step_);
   if (!runs_before) {
@@ -412,14 +495,37 @@ ActionSpec ParseAction(const json& spec) {
 // Appends the steps of `list` (and theirs, depth first) to def->steps;
 // returns their indices.
 std::vector<int> ParseSteps(const json& list, const std::string& where,
-                            const std::string& prefix, int parent,
+                            const std::string& prefix, int parent, int map,
                             WorkflowDefinition* def);
+
+MapSpec ParseMap(const json& doc) {
+  MapSpec map;
+  map.items = doc.at("items");
+  if (const json* v = Find(doc, "max_concurrency")) {
+    map.max_concurrency = v->get<uint32_t>();
+  }
+  if (const json* v = Find(doc, "tolerated_failures")) {
+    if (v->is_string()) {
+      const std::string& text = v->get_ref<const std::string&>();
+      map.tolerated_percent =
+          static_cast<uint32_t>(std::stoul(text.substr(0, text.size() - 1)));
+    } else {
+      map.tolerated_count = v->get<uint32_t>();
+    }
+  }
+  return map;
+}
 
 StepSpec ParseStep(const json& doc) {
   StepSpec step;
   step.name = doc.at("name").get<std::string>();
   if (doc.contains("parallel")) {
     step.kind = StepKind::kParallel;
+    return step;
+  }
+  if (const json* map = Find(doc, "map")) {
+    step.kind = StepKind::kMap;
+    step.map = ParseMap(*map);
     return step;
   }
   step.run = ParseAction(doc);
@@ -456,12 +562,13 @@ WorkflowDefinition BuildDefinition(const json& doc) {
                                    a->at("after_ms").get<int64_t>()};
     }
   }
-  def.sequence = ParseSteps(doc.at("steps"), "steps", "", -1, &def);
+  def.sequence = ParseSteps(doc.at("steps"), "steps", "", -1, -1, &def);
+  def.IndexPaths();
   return def;
 }
 
 std::vector<int> ParseSteps(const json& list, const std::string& where,
-                            const std::string& prefix, int parent,
+                            const std::string& prefix, int parent, int map,
                             WorkflowDefinition* def) {
   std::vector<int> indices;
   for (size_t i = 0; i < list.size(); ++i) {
@@ -469,10 +576,22 @@ std::vector<int> ParseSteps(const json& list, const std::string& where,
     indices.push_back(index);
     StepSpec step = ParseStep(list[i]);
     step.parent = parent;
+    step.in_map = map;
     step.where = JoinIndex(where, i);
     step.path = prefix + step.name;
     def->steps.push_back(std::move(step));
     const StepSpec& placed = def->steps.back();
+    if (placed.kind == StepKind::kMap) {
+      const std::string path = placed.path;
+      std::vector<int> item_steps =
+          ParseSteps(list[i].at("map").at("steps"),
+                     JoinKey(placed.where, "map.steps"), path + ".", index,
+                     index, def);
+      MapSpec& spec = def->steps[static_cast<size_t>(index)].map;
+      spec.steps = std::move(item_steps);
+      spec.size = static_cast<int>(def->steps.size()) - index - 1;
+      continue;
+    }
     if (placed.kind != StepKind::kParallel) continue;
     const std::string path = placed.path;
     const std::string branches_where =
@@ -482,7 +601,7 @@ std::vector<int> ParseSteps(const json& list, const std::string& where,
          list[i].at("parallel").at("branches").items()) {
       branches.push_back(
           {name, ParseSteps(steps, JoinKey(branches_where, name),
-                            path + "." + name + ".", index, def)});
+                            path + "." + name + ".", index, map, def)});
     }
     def->steps[static_cast<size_t>(index)].branches = std::move(branches);
   }
@@ -502,11 +621,57 @@ int WorkflowDefinition::StepIndex(const std::string& step_name) const {
   return -1;
 }
 
+void WorkflowDefinition::IndexPaths() {
+  by_path_.clear();
+  for (size_t i = 0; i < steps.size(); ++i) {
+    by_path_.emplace(steps[i].path, static_cast<int>(i));
+  }
+}
+
 int WorkflowDefinition::StepAtPath(std::string_view path) const {
+  if (by_path_.size() == steps.size()) {
+    const auto it = by_path_.find(path);
+    return it == by_path_.end() ? -1 : it->second;
+  }
   for (size_t i = 0; i < steps.size(); ++i) {
     if (steps[i].path == path) return static_cast<int>(i);
   }
   return -1;
+}
+
+std::string InstancePath(const WorkflowDefinition& def, StepInstance at) {
+  const StepSpec& spec = def.steps[static_cast<size_t>(at.step)];
+  if (spec.in_map < 0 || at.item < 0) return spec.path;
+  const std::string& map = def.steps[static_cast<size_t>(spec.in_map)].path;
+  return map + "[" + std::to_string(at.item) + "]" +
+         spec.path.substr(map.size());
+}
+
+StepInstance InstanceAt(const WorkflowDefinition& def, std::string_view path) {
+  const size_t open = path.find('[');
+  if (open == std::string_view::npos) return {def.StepAtPath(path), -1};
+  const size_t close = path.find(']', open);
+  if (close == std::string_view::npos) return {};
+  const std::string_view digits = path.substr(open + 1, close - open - 1);
+  if (digits.empty() || digits.size() > 7 ||
+      (digits.size() > 1 && digits[0] == '0') ||
+      !std::all_of(digits.begin(), digits.end(),
+                   [](char c) { return c >= '0' && c <= '9'; })) {
+    return {};
+  }
+  const int64_t item = std::stoll(std::string(digits));
+  std::string step_path(path.substr(0, open));
+  const size_t map_path_size = step_path.size();
+  step_path.append(path.substr(close + 1));
+  const int step = def.StepAtPath(step_path);
+  if (step < 0) return {};
+  const StepSpec& spec = def.steps[static_cast<size_t>(step)];
+  if (spec.in_map < 0 ||
+      def.steps[static_cast<size_t>(spec.in_map)].path.size() !=
+          map_path_size) {
+    return {};
+  }
+  return {step, item};
 }
 
 int WorkflowDefinition::Depth(int step) const {

@@ -31,6 +31,13 @@
 //         "parallel": { "branches": {    // side by side, each its steps in
 //           "flight": [ {...steps} ],    // order; names are unique across
 //           "hotel":  [ {...steps} ] } } // the whole definition
+//       },
+//       { "name": "charge-all",          // a map step: its steps run once
+//         "map": {                       // per item, items side by side
+//           "items": "${input.orders}",  // an array, or a template giving one
+//           "max_concurrency": 10,       // items under way at once
+//           "tolerated_failures": "10%", // or a count; default 0
+//           "steps": [ {...steps} ] } }  // ${item}, ${index} inside
 //       }
 //     ]
 //   }
@@ -41,6 +48,7 @@
 #define CDE_ENGINE_DEFINITION_H_
 
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
@@ -83,6 +91,11 @@ inline constexpr size_t kMaxDefinitionSteps = 4096;
 // depth 1).
 inline constexpr size_t kMaxBranches = 256;
 inline constexpr size_t kMaxNestingDepth = 8;
+// A map step's items under way at once: its default and its most. The most
+// items a map can have, whatever limits.map_items allows.
+inline constexpr uint32_t kDefaultMapConcurrency = 10;
+inline constexpr uint32_t kMaxMapConcurrency = 1024;
+inline constexpr uint32_t kMaxMapItems = 1'000'000;
 
 struct ActionSpec {
   std::string action;  // "noop", "echo", "fail", "sleep", "exec", "http", ...
@@ -96,6 +109,27 @@ struct ActionSpec {
 enum class StepKind {
   kAction,    // runs an action (and may compensate it)
   kParallel,  // runs its branches side by side; its output is theirs
+  kMap,       // runs its steps once per item, items side by side; its
+              // output is the items' outputs, in item order
+};
+
+// A map step's own settings.
+struct MapSpec {
+  // The items: an array, or a template rendered when the map starts (as
+  // params are) that must give one.
+  nlohmann::json items;
+  uint32_t max_concurrency = kDefaultMapConcurrency;
+  // How many items may fail for good before the map fails: a count, or a
+  // percentage of the items (tolerated while failed * 100 <= percent *
+  // items).
+  uint32_t tolerated_count = 0;
+  std::optional<uint32_t> tolerated_percent;
+  // An item's top-level steps, as indices into WorkflowDefinition::steps.
+  // Every step inside the map (nested ones too) follows the map step in
+  // `steps`: map + 1 .. map + size.
+  std::vector<int> steps;
+  int size = 0;
+  friend bool operator==(const MapSpec&, const MapSpec&) = default;
 };
 
 // One branch of a parallel step: its steps, in order, as indices into
@@ -115,14 +149,20 @@ struct StepSpec {
   std::string rate_limit;                // "" = not rate limited
   // kParallel: its branches, in name order.
   std::vector<Branch> branches;
+  // kMap: its items and steps.
+  MapSpec map;
 
   // Where it sits. `path` names it in sagas, logs, timers and idempotency
   // keys: its name at the top level, "<parallel's path>.<branch>.<name>"
-  // inside a branch ("book.flight.reserve"). `where` is its place in the
-  // document, for messages ("steps[1].parallel.branches.flight[0]").
+  // inside a branch ("book.flight.reserve"), "<map's path>.<name>" inside
+  // a map step. `where` is its place in the document, for messages
+  // ("steps[1].parallel.branches.flight[0]"). Inside a map step the path is
+  // a template: "charge-all.charge" runs as "charge-all[3].charge" for item
+  // 3 (see StepInstance).
   std::string path;
   std::string where;
-  int parent = -1;  // the parallel step it is in; -1 at the top level
+  int parent = -1;  // the parallel or map step it is in; -1 at the top
+  int in_map = -1;  // the map step whose items it runs in; -1 if none
 
   friend bool operator==(const StepSpec&, const StepSpec&) = default;
 };
@@ -160,12 +200,32 @@ struct WorkflowDefinition {
   // The index of the step named `name` (names are unique across the
   // definition), or -1.
   int StepIndex(const std::string& name) const;
-  // The index of the step at `path`, or -1.
+  // The index of the step at `path` (a template path inside a map step),
+  // or -1. A lookup in an index built once.
   int StepAtPath(std::string_view path) const;
   // How deep the step sits: 0 at the top level, 1 in a top-level parallel
   // step's branch, ...
   int Depth(int step) const;
+  // Builds the index StepAtPath reads; ParseDefinition calls it. Without
+  // it (a definition built by hand) StepAtPath scans the steps.
+  void IndexPaths();
+
+ private:
+  std::map<std::string, int, std::less<>> by_path_;
 };
+
+// A step as it runs: the step, and for a step inside a map step the item it
+// runs for (-1 outside map steps).
+struct StepInstance {
+  int step = -1;
+  int64_t item = -1;
+  friend bool operator==(const StepInstance&, const StepInstance&) = default;
+};
+// Its path: the step's own, or inside a map step its path with the item's
+// index after the map's ("charge-all[3].charge").
+std::string InstancePath(const WorkflowDefinition& def, StepInstance at);
+// The instance at `path`; step -1 if no step of `def` has that path.
+StepInstance InstanceAt(const WorkflowDefinition& def, std::string_view path);
 
 struct DefinitionError {
   std::string path;     // "steps[2].retry.max_attempts", "" for the root
@@ -217,6 +277,11 @@ void VisitStepDocuments(Json& list, Visit& visit) {
   for (auto& step : list) {
     if (!step.is_object()) continue;
     visit(step);
+    if (auto map = step.find("map"); map != step.end() && map->is_object()) {
+      if (auto steps = map->find("steps"); steps != map->end()) {
+        VisitStepDocuments(*steps, visit);
+      }
+    }
     auto parallel = step.find("parallel");
     if (parallel == step.end() || !parallel->is_object()) continue;
     auto branches = parallel->find("branches");
@@ -229,8 +294,8 @@ void VisitStepDocuments(Json& list, Visit& visit) {
 }  // namespace definition_internal
 
 // Calls visit(step) for each step object of a definition document (`Json`
-// is json or const json), nested steps included, a parallel step before
-// its branches' steps. What is not an object is skipped: stored documents
+// is json or const json), nested steps included, a parallel or map step
+// before the steps inside it. What is not an object is skipped: stored documents
 // were validated, and the others are checked elsewhere.
 template <typename Json, typename Visit>
 void ForEachStepDocument(Json& doc, Visit visit) {

@@ -233,10 +233,54 @@ Shape ParallelStepShape() {
       "step that ran is compensated.");
 }
 
+Shape MapStepShape() {
+  Shape items = Of(Type::kArray,
+                   "The items, one run of the steps each: an array, or one "
+                   "template that gives one when the map step starts "
+                   "(${input.orders}, ${steps.NAME.output.list}). At most " +
+                       std::to_string(kMaxMapItems) +
+                       " items; the server's limits.map_items may allow "
+                       "fewer (more fail the step with error kind limit).");
+  items.items = Share(Of(Type::kAny, "An item: ${item} in the steps."));
+  items.template_ok = true;
+  Shape steps = Of(Type::kArray,
+                   "The steps run for each item, in order, as the "
+                   "definition's steps are; they read the item as ${item} "
+                   "and its position as ${index}.");
+  steps.items = Share(OpenObject("A step."));
+  Shape map = Object(
+      {Key("items", With(std::move(items), Hook::kMapItems), kRequired),
+       Key("max_concurrency",
+           Integer(1, kMaxMapConcurrency,
+                   "Items under way at once. Default " +
+                       std::to_string(kDefaultMapConcurrency) + ".")),
+       Key("tolerated_failures",
+           With(Of(Type::kAny,
+                   "How many items may fail for good before the map step "
+                   "fails: a count (2) or a percentage of the items "
+                   "(\"10%\"). Default 0. A tolerated item's output is "
+                   "{\"error\": {\"kind\", \"message\"}}."),
+                Hook::kTolerated)),
+       Key("steps", With(std::move(steps), Hook::kMapSteps), kRequired)},
+      "Steps run once per item, items side by side.");
+  return Object(
+      {Key("name",
+           With(NameShape("Unique within the definition, nested steps "
+                          "included. Its output is the array of the items' "
+                          "outputs (each its last step's), in item order."),
+                Hook::kStepName),
+           kRequired),
+       Key("map", std::move(map), kRequired)},
+      "A map step: runs its steps for each item of an array, up to "
+      "max_concurrency items at once, and succeeds when every item has "
+      "(or the failures are tolerated); otherwise the items under way are "
+      "stopped and every item step that ran is compensated.");
+}
+
 Shape StepShape() {
   Shape step = ActionStepShape();
-  step.variant_key = "parallel";
-  step.variant = Share(ParallelStepShape());
+  step.variants = {{"parallel", Share(ParallelStepShape())},
+                   {"map", Share(MapStepShape())}};
   return With(std::move(step), Hook::kStep);
 }
 
@@ -406,47 +450,54 @@ json ParamsByAction(const ActionNames& native) {
   return all_of;
 }
 
-// One object schema for a shape and its variant, so that clients still find
-// every key under `properties`: the keys of both, the keys both require,
-// and oneOf the keys only one of them requires.
-void MergeVariant(json variant, json* s) {
+// One object schema for a shape and its variants, so that clients still
+// find every key under `properties`: the keys of all, the keys all require,
+// and oneOf the keys only each of them requires.
+void MergeVariants(const std::vector<json>& variants, json* s) {
   json& properties = (*s)["properties"];
-  for (auto& [key, value] : variant["properties"].items()) {
-    if (!properties.contains(key)) properties[key] = std::move(value);
+  std::vector<json> required = {s->value("required", json::array())};
+  for (const json& variant : variants) {
+    for (const auto& [key, value] : variant["properties"].items()) {
+      if (!properties.contains(key)) properties[key] = value;
+    }
+    required.push_back(variant.value("required", json::array()));
   }
-  const json base_required = s->value("required", json::array());
-  const json variant_required = variant.value("required", json::array());
-  json both = json::array(), only_base = json::array(),
-       only_variant = json::array();
-  for (const json& key : base_required) {
-    const bool shared =
-        std::find(variant_required.begin(), variant_required.end(), key) !=
-        variant_required.end();
-    (shared ? both : only_base).push_back(key);
-  }
-  for (const json& key : variant_required) {
-    if (std::find(base_required.begin(), base_required.end(), key) ==
-        base_required.end()) {
-      only_variant.push_back(key);
+  auto in = [](const json& keys, const json& key) {
+    return std::find(keys.begin(), keys.end(), key) != keys.end();
+  };
+  json all = json::array();
+  for (const json& key : required[0]) {
+    if (std::all_of(required.begin(), required.end(),
+                    [&](const json& keys) { return in(keys, key); })) {
+      all.push_back(key);
     }
   }
-  (*s)["required"] = std::move(both);
   // Each alternative names its keys in its own `properties` too: strict
   // validators (Ajv) refuse a `required` key they cannot see defined.
-  auto alternative = [](json keys) {
-    json named = json::object();
-    for (const json& key : keys) named[key.get<std::string>()] = json::object();
-    return json{{"properties", std::move(named)},
-                {"required", std::move(keys)}};
-  };
-  (*s)["oneOf"] = {alternative(std::move(only_base)),
-                   alternative(std::move(only_variant))};
+  json one_of = json::array();
+  for (const json& keys : required) {
+    json own = json::array(), named = json::object();
+    for (const json& key : keys) {
+      if (in(all, key)) continue;
+      own.push_back(key);
+      named[key.get<std::string>()] = json::object();
+    }
+    one_of.push_back({{"properties", std::move(named)},
+                      {"required", std::move(own)}});
+  }
+  (*s)["required"] = std::move(all);
+  (*s)["oneOf"] = std::move(one_of);
 }
 
 json Render(const Shape& shape, const ActionNames& native) {
   json s = json::object();
   switch (shape.type) {
     case Type::kAny:
+      if (shape.hook == Hook::kTolerated) {
+        s["oneOf"] = json::array(
+            {json{{"type", "integer"}, {"minimum", 0}},
+             json{{"type", "string"}, {"pattern", std::string(kPercentPattern)}}});
+      }
       break;
     case Type::kString:
       if (!shape.one_of.empty()) {
@@ -501,12 +552,25 @@ json Render(const Shape& shape, const ActionNames& native) {
         s["minProperties"] = 1;
         s["maxProperties"] = kMaxBranches;
       }
-      if (shape.variant) MergeVariant(Render(*shape.variant, native), &s);
+      if (!shape.variants.empty()) {
+        std::vector<json> variants;
+        for (const auto& [key, variant] : shape.variants) {
+          variants.push_back(Render(*variant, native));
+        }
+        MergeVariants(variants, &s);
+      }
       break;
     }
     case Type::kArray:
       s["type"] = "array";
       s["items"] = Render(*shape.items, native);
+      if (shape.hook == Hook::kMapSteps) {
+        // Steps as in the definition's steps; said in words rather than by
+        // a recursive $ref, which not every client follows.
+        s["items"] = {{"type", "object"}};
+        s["minItems"] = 1;
+        break;
+      }
       if (shape.min_items > 0) s["minItems"] = shape.min_items;
       if (shape.max_items != std::numeric_limits<size_t>::max()) {
         s["maxItems"] = shape.max_items;
@@ -592,8 +656,10 @@ void CheckChild(const Shape& child, const json& value, const std::string& path,
 bool CheckObject(const Shape& shape, const json& value, const std::string& path,
                  Problems* p, HookHandler* handler) {
   if (!value.is_object()) return Refuse(shape, path, p);
-  if (shape.variant && value.contains(shape.variant_key)) {
-    return CheckObject(*shape.variant, value, path, p, handler);
+  for (const auto& [key, variant] : shape.variants) {
+    if (value.contains(key)) {
+      return CheckObject(*variant, value, path, p, handler);
+    }
   }
   if (shape.closed) {
     for (const auto& item : value.items()) {
@@ -665,6 +731,7 @@ const std::vector<std::string>& BuiltinActionNames() {
 }
 
 const char kBranchNamePattern[] = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$";
+const char kPercentPattern[] = "^(100|[1-9]?[0-9])%$";
 
 const Shape& StepsShape() {
   static const Shape* steps = new Shape(StepList());  // never destroyed

@@ -39,6 +39,9 @@ enum class Hook {
   kRetry,        // max_backoff_ms >= initial_backoff_ms
   kBranches,     // a parallel step's branches: names, count, and each
                  // branch's steps (checked as the top-level steps are)
+  kMapItems,     // a map step's items: templates that see the steps before
+  kMapSteps,     // a map step's steps (checked as the top-level steps are)
+  kTolerated,    // a map step's tolerated_failures: a count or "N%"
 };
 
 struct Shape;
@@ -92,10 +95,10 @@ struct Shape {
   // its built-in action, from ActionParamsShape.
   bool action_spec = false;
 
-  // kObject: an object that has the key `variant_key` is checked against
-  // `variant` instead (a parallel step instead of an action step).
-  std::string variant_key;
-  std::shared_ptr<const Shape> variant;
+  // kObject: an object that has the key of one of `variants` is checked
+  // against its shape instead (a parallel or map step instead of an action
+  // step).
+  std::vector<std::pair<std::string, std::shared_ptr<const Shape>>> variants;
 
   // kMap: an object whose values are strings and whose keys match
   // key_pattern, else "<key_rule> '<key>'".
@@ -111,6 +114,8 @@ const Shape& DefinitionShape();
 const Shape& StepsShape();
 // What a branch may be named: no dots, which separate a path's parts.
 extern const char kBranchNamePattern[];
+// A tolerated_failures percentage: "0%" to "100%".
+extern const char kPercentPattern[];
 
 // The params of each built-in action, by its name.
 const std::map<std::string, std::shared_ptr<const Shape>>& ActionParamsShapes();

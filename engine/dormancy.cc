@@ -26,6 +26,10 @@ bool Dormancy::BeyondWindow(int64_t due_ms) const {
 
 bool Dormancy::MayLeaveMemory(const Saga& saga) const {
   if (saga.waits.empty()) return false;
+  // Its map items live in memory beside it, and are not read back here.
+  for (const StepState& st : saga.steps) {
+    if (st.map.began) return false;
+  }
   for (const Wait& w : saga.waits) {
     const bool far =
         (w.kind == Wait::Kind::kSleep || w.kind == Wait::Kind::kBackoff) &&

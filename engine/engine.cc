@@ -130,8 +130,24 @@ EngineImpl::~EngineImpl() = default;
 
 int64_t EngineImpl::Now() const { return clock_.WallMs(); }
 
-PlanContext EngineImpl::Context(const Active& a) {
-  return {*a.def, Now(), std::uniform_real_distribution<double>(0, 1)(rng_)};
+PlanContext EngineImpl::Context(Active& a) {
+  PlanContext ctx{*a.def, Now(),
+                  std::uniform_real_distribution<double>(0, 1)(rng_)};
+  ctx.items = &a.items;
+  ctx.map_items = [&a](int map) { return MapItems(a, map); };
+  ctx.max_map_items = limits_.map_items;
+  return ctx;
+}
+
+const json* EngineImpl::MapItems(Active& a, int map) {
+  auto it = a.map_items.find(map);
+  if (it == a.map_items.end()) {
+    // The same every time: the items read only what ran before the map.
+    auto items = RenderMapItems(*a.def, a.saga, map);
+    if (!items.ok()) return nullptr;
+    it = a.map_items.emplace(map, std::move(items).value()).first;
+  }
+  return &it->second;
 }
 
 Status EngineImpl::RegisterAction(const std::string& name,
@@ -345,6 +361,15 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
   }
   ObserveCommitted(plan);
   a.saga = std::move(plan.saga);
+  for (auto& [ref, write] : plan.items) {
+    std::vector<ItemState>& items = a.items[ref.map];
+    if (items.size() <= ref.index) items.resize(ref.index + 1);
+    items[ref.index] = std::move(write.state);
+    // A map that starts again (a replay from before it) renders anew.
+    if (!a.saga.steps[static_cast<size_t>(ref.map)].map.began) {
+      a.map_items.erase(ref.map);
+    }
+  }
   watchers_.SagaChanged(a.saga);
   const bool acting = !shutting_down_ && options_.run_sagas;
   bool dormant = false;
@@ -430,9 +455,9 @@ bool EngineImpl::WaitsFor(const Active& a, const AttemptRef& attempt) const {
 }
 
 void EngineImpl::Dispatch(Active& a, const AttemptRef& ref) {
-  const int index = a.def->StepAtPath(ref.path);
-  if (index < 0) return;  // cannot happen: the planner names its steps
-  const StepSpec& step = a.def->steps[static_cast<size_t>(index)];
+  const StepInstance at = InstanceAt(*a.def, ref.path);
+  if (at.step < 0) return;  // cannot happen: the planner names its steps
+  const StepSpec& step = a.def->steps[static_cast<size_t>(at.step)];
   const ActionSpec& spec = ref.compensation ? *step.compensate : step.run;
   const std::string id = a.saga.id;
   const AttemptOutcome tag{ref};
@@ -466,9 +491,22 @@ void EngineImpl::Dispatch(Active& a, const AttemptRef& ref) {
       // Sagas from before correlation ids defaulted: their id.
       a.saga.correlation_id.empty() ? id : a.saga.correlation_id,
       a.saga.trace_id, secrets_.redactions()};
-  std::map<std::string, json> outputs;
-  TemplateContext tc = MakeTemplateContext(*a.def, a.saga, &outputs,
-                                           req.idempotency_key, ref.attempt);
+  std::map<std::string, const json*> outputs;
+  const ItemState* item = nullptr;
+  const json* items = nullptr;
+  if (step.in_map >= 0 && at.item >= 0) {
+    const auto& list = a.items[step.in_map];
+    const auto index = static_cast<size_t>(at.item);
+    if (index < list.size()) item = &list[index];
+    items = MapItems(a, step.in_map);
+  }
+  TemplateContext tc =
+      MakeTemplateContext(*a.def, a.saga, &outputs, req.idempotency_key,
+                          ref.attempt, item, step.in_map);
+  if (items != nullptr && static_cast<size_t>(at.item) < items->size()) {
+    tc.item = &(*items)[static_cast<size_t>(at.item)];
+    tc.index = at.item;
+  }
   const bool client = a.def->origin == DefinitionOrigin::kClient;
   // Checked again for every attempt, as the action policy is: a client's
   // definition registered while secrets.clients was on gets none once it

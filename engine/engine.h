@@ -52,6 +52,9 @@ struct EngineLimits {
   uint64_t definition_bytes = uint64_t{1} << 20;
   uint32_t definition_steps = 256;  // <= kMaxDefinitionSteps; nested too
   uint32_t branches = 32;           // per parallel step, <= kMaxBranches
+  // Items per map step, <= kMaxMapItems: checked when the map starts (its
+  // items are known then); more fail the step with kLimitErrorKind.
+  uint32_t map_items = 10000;
   uint64_t input_bytes = uint64_t{256} << 10;
   uint64_t output_bytes = uint64_t{256} << 10;
 };

@@ -31,8 +31,8 @@ void EngineImpl::Replay(const std::string& saga_id,
       !refused.ok()) {
     return done(std::move(refused));
   }
-  auto found = std::make_shared<Result<SagaRecord>>(Status::NotFound(""));
-  OffLoop([this, saga_id, found] { *found = store_->GetSaga(saga_id); },
+  auto found = std::make_shared<Result<StoredSaga>>(Status::NotFound(""));
+  OffLoop([this, saga_id, found] { *found = ReadStoredSaga(saga_id); },
           [this, saga_id, from_step, by, found, done] {
             StartReplay(std::move(*found), from_step, by, 0, done);
           });
@@ -48,9 +48,9 @@ void EngineImpl::QueueRedrive(const std::string& saga_id, int64_t due_ms) {
 void EngineImpl::Redrive(const TimerQueue::Entry& e) {
   redrives_.erase(e.saga_id);
   if (shutting_down_ || !health_.ok()) return;  // the row stays: next start
-  auto found = std::make_shared<Result<SagaRecord>>(Status::NotFound(""));
+  auto found = std::make_shared<Result<StoredSaga>>(Status::NotFound(""));
   OffLoop(
-      [this, e, found] { *found = store_->GetSaga(e.saga_id); },
+      [this, e, found] { *found = ReadStoredSaga(e.saga_id); },
       [this, e, found] {
         StartReplay(
             std::move(*found), "", "", e.due_ms,
@@ -62,11 +62,21 @@ void EngineImpl::Redrive(const TimerQueue::Entry& e) {
       });
 }
 
-void EngineImpl::StartReplay(Result<SagaRecord> found,
+Result<EngineImpl::StoredSaga> EngineImpl::ReadStoredSaga(
+    const std::string& saga_id) {
+  auto record = store_->GetSaga(saga_id);
+  if (!record.ok()) return record.status();
+  auto items = store_->ReadItems(saga_id);
+  if (!items.ok()) return items.status();
+  return StoredSaga{std::move(record).value(), std::move(items).value()};
+}
+
+void EngineImpl::StartReplay(Result<StoredSaga> stored,
                              const std::string& from_step,
                              const std::string& by, int64_t redrive_due_ms,
                              const Callback<SagaState>& done) {
-  if (!found.ok()) return done(found.status());
+  if (!stored.ok()) return done(stored.status());
+  const SagaRecord* found = &stored->record;
   if (redrive_due_ms != 0 && active_.count(found->id) != 0) {
     return done(SagaState::kRunning);  // replayed by hand meanwhile: stale
   }
@@ -92,9 +102,12 @@ void EngineImpl::StartReplay(Result<SagaRecord> found,
                                  std::to_string(saga->version) +
                                  " is not registered"));
   }
+  auto items = ItemTableFrom(*def, stored->items);
+  if (!items.ok()) return done(items.status());
   auto active = std::make_unique<Active>();
   active->saga = std::move(saga).value();
   active->def = def;
+  active->items = std::move(items).value();
   Active& a = *active;
   auto plan =
       PlanReplay(Context(a), a.saga, from_step, redrive_due_ms != 0, by);
@@ -122,6 +135,7 @@ void EngineImpl::PurgeDlq(const std::string& saga_id, const std::string& by,
   struct Read {
     Result<SagaRecord> saga = Status::NotFound("");
     Result<DlqRecord> dlq = Status::NotFound("");
+    Result<std::vector<ItemRecord>> items = Status::NotFound("");
     bool owns_key = false;
   };
   auto read = std::make_shared<Read>();
@@ -130,6 +144,7 @@ void EngineImpl::PurgeDlq(const std::string& saga_id, const std::string& by,
         read->saga = store_->GetSaga(saga_id);
         if (!read->saga.ok()) return;
         read->dlq = store_->GetDlq(saga_id);
+        read->items = store_->ReadItems(saga_id);
         // The key's row goes only if it names this saga.
         if (!read->saga->idempotency_key.empty()) {
           auto owner = store_->LookupIdempotency(read->saga->idempotency_key);
@@ -142,6 +157,7 @@ void EngineImpl::PurgeDlq(const std::string& saga_id, const std::string& by,
           done(std::move(s));
         };
         if (!read->saga.ok()) return fail(read->saga.status());
+        if (!read->items.ok()) return fail(read->items.status());
         const SagaRecord& rec = *read->saga;
         if (active_.count(saga_id) != 0 || rec.state != SagaState::kParked) {
           const std::string state = active_.count(saga_id) != 0
@@ -165,6 +181,9 @@ void EngineImpl::PurgeDlq(const std::string& saga_id, const std::string& by,
         const int64_t now = Now();
         Transition t;
         t.DeleteSaga(rec);
+        for (const ItemRecord& item : *read->items) {
+          t.DeleteItem(saga_id, item.map_path, item.index);
+        }
         t.DeleteDlq(saga_id);
         if (read->owns_key) t.DeleteIdempotency(rec.idempotency_key);
         // A timer its body still names (an automatic replay) goes too.

@@ -146,6 +146,10 @@ class EngineImpl final : public Engine {
     std::vector<std::function<void()>> deferred;
     // The attempts dispatched, or waiting at a gate to be, by step path.
     std::map<std::string, Attempt> attempts;
+    // The items of its map steps, as committed; and each map step's items
+    // rendered, once (what ${item} reads).
+    ItemTable items;
+    std::map<int, nlohmann::json> map_items;
     bool in_flight() const;
     // A shutdown checkpointed its attempts: late results are dropped (the
     // attempts run again after the next Open).
@@ -153,7 +157,10 @@ class EngineImpl final : public Engine {
   };
 
   int64_t Now() const;
-  PlanContext Context(const Active& a);
+  PlanContext Context(Active& a);
+  // The items of map step `map` of a's saga, rendered once (nullptr if
+  // they no longer render: the planner failed the step then).
+  static const nlohmann::json* MapItems(Active& a, int map);
   std::shared_ptr<const WorkflowDefinition> FindWorkflow(
       const std::string& name, std::optional<uint32_t> version) const override {
     return definitions_.Find(name, version);
@@ -187,7 +194,13 @@ class EngineImpl final : public Engine {
   Status RefuseDlqWork(const std::string& saga_id, std::string_view rule) const;
   // `redrive_due_ms` != 0: the dlq.auto_replay timer due then replays it,
   // if the saga still waits for that timer.
-  void StartReplay(Result<SagaRecord> found, const std::string& from_step,
+  struct StoredSaga {
+    SagaRecord record;
+    std::vector<ItemRecord> items;
+  };
+  // A saga's snapshot and its map items, read off the loop.
+  Result<StoredSaga> ReadStoredSaga(const std::string& saga_id);
+  void StartReplay(Result<StoredSaga> stored, const std::string& from_step,
                    const std::string& by, int64_t redrive_due_ms,
                    const Callback<SagaState>& done);
   // A parked saga's automatic replay: into the timer queue if it falls due

@@ -49,6 +49,19 @@ Status EngineImpl::Recover() {
       poison = "snapshot has " + std::to_string(saga->steps.size()) +
                " steps, the definition " + std::to_string(def->steps.size());
     }
+    ItemTable items;
+    if (poison.empty() &&
+        std::any_of(saga->steps.begin(), saga->steps.end(),
+                    [](const StepState& st) { return st.map.began; })) {
+      auto rows = store_->ReadItems(record.id);
+      if (!rows.ok()) return rows.status().WithContext("loading map items");
+      auto table = ItemTableFrom(*def, *rows);
+      if (table.ok()) {
+        items = std::move(table).value();
+      } else {
+        poison = table.status().message();
+      }
+    }
     if (!poison.empty()) {
       ParkPoisoned(std::move(record), poison);
       continue;
@@ -61,6 +74,7 @@ Status EngineImpl::Recover() {
     auto active = std::make_unique<Active>();
     active->saga = std::move(saga).value();
     active->def = def;
+    active->items = std::move(items);
     if (const Wait* own = FindWait(active->saga, "");
         own != nullptr && own->kind == Wait::Kind::kQueued) {
       slots_.Wait(def->name, active->saga.id);

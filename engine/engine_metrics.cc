@@ -133,6 +133,7 @@ LogLevel EventLevel(EventKind kind) {
     case EventKind::kSagaCompensated:
     case EventKind::kCompensationFailed:
     case EventKind::kStepStopped:
+    case EventKind::kItemFailed:
       return LogLevel::kWarn;
     case EventKind::kSagaParked:
     case EventKind::kSagaPoisoned:

@@ -6,7 +6,7 @@
 namespace cde {
 namespace {
 
-constexpr std::array<std::pair<EventKind, std::string_view>, 20> kEventNames{{
+constexpr std::array<std::pair<EventKind, std::string_view>, 22> kEventNames{{
     {EventKind::kSagaStarted, "saga_started"},
     {EventKind::kSagaQueued, "saga_queued"},
     {EventKind::kSagaDequeued, "saga_dequeued"},
@@ -27,6 +27,8 @@ constexpr std::array<std::pair<EventKind, std::string_view>, 20> kEventNames{{
     {EventKind::kSagaParked, "saga_parked"},
     {EventKind::kSagaPoisoned, "saga_poisoned"},
     {EventKind::kStepStopped, "step_stopped"},
+    {EventKind::kMapStarted, "map_started"},
+    {EventKind::kItemFailed, "item_failed"},
 }};
 
 constexpr std::array<std::pair<TimerKind, std::string_view>, 3> kTimerNames{{
@@ -73,6 +75,7 @@ EventTone ToneOf(EventKind kind) {
   switch (kind) {
     case EventKind::kAttemptFailed:
     case EventKind::kStepFailed:
+    case EventKind::kItemFailed:
     case EventKind::kCompensationFailed:
     case EventKind::kSagaParked:
     case EventKind::kSagaPoisoned:

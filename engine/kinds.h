@@ -34,6 +34,8 @@ enum class EventKind : uint8_t {
   kSagaPoisoned,  // could not be decoded or advanced: parked as poison
   kStepStopped,   // a step in another branch failed for good: this one's
                   // attempt in flight is abandoned, its retry or sleep cut
+  kMapStarted,    // a map step's items are known: how many
+  kItemFailed,    // an item of a map step failed for good (tolerated or not)
 };
 std::string_view EventKindName(EventKind kind);
 // nullopt for a name this build does not know (a newer binary's event).

@@ -106,6 +106,40 @@ void WriteError(Map& m, std::string_view key, const ErrorInfo& e) {
 }
 
 template <typename Map>
+void WriteStep(const StepState& st, Map& j) {
+  j.Uint("attempts", st.attempts);
+  if (st.compensation != CompensationStatus::kNone) {
+    j.Str("compensation", CompensationStatusName(st.compensation));
+  }
+  if (st.compensation_attempts != 0) {
+    j.Uint("compensation_attempts", st.compensation_attempts);
+  }
+  if (!st.compensation_error.empty()) {
+    WriteError(j, "compensation_error", st.compensation_error);
+  }
+  if (!st.error.empty()) WriteError(j, "error", st.error);
+  if (st.finished_ms != 0) j.Int("finished_ms", st.finished_ms);
+  if (st.map.began) {
+    const MapProgress& mp = st.map;
+    j.Map("map", [&mp](auto& m) {
+      m.Uint("failed", mp.failed);
+      m.Uint("items", mp.items);
+      m.Uint("next", mp.next);
+      m.Uint("running", mp.running);
+      m.Uint("started", mp.started);
+      m.Uint("succeeded", mp.succeeded);
+      if (mp.undo_began) {
+        m.Uint("undo_left", mp.undo_left);
+        m.Uint("undoing", mp.undoing);
+      }
+    });
+  }
+  if (!st.output.is_null()) j.Json("output", st.output);
+  if (st.started_ms != 0) j.Int("started_ms", st.started_ms);
+  j.Str("status", StepStatusName(st.status));
+}
+
+template <typename Map>
 void WriteSagaBody(const Saga& s, Map& m) {
   if (s.cancel_requested) {
     m.Map("cancel",
@@ -124,23 +158,7 @@ void WriteSagaBody(const Saga& s, Map& m) {
   if (!s.started_by.empty()) m.Str("started_by", s.started_by);
   m.Array("steps", s.steps.size(), [&s](auto& steps) {
     for (const StepState& st : s.steps) {
-      steps.Map([&st](auto& j) {
-        j.Uint("attempts", st.attempts);
-        if (st.compensation != CompensationStatus::kNone) {
-          j.Str("compensation", CompensationStatusName(st.compensation));
-        }
-        if (st.compensation_attempts != 0) {
-          j.Uint("compensation_attempts", st.compensation_attempts);
-        }
-        if (!st.compensation_error.empty()) {
-          WriteError(j, "compensation_error", st.compensation_error);
-        }
-        if (!st.error.empty()) WriteError(j, "error", st.error);
-        if (st.finished_ms != 0) j.Int("finished_ms", st.finished_ms);
-        if (!st.output.is_null()) j.Json("output", st.output);
-        if (st.started_ms != 0) j.Int("started_ms", st.started_ms);
-        j.Str("status", StepStatusName(st.status));
-      });
+      steps.Map([&st](auto& j) { WriteStep(st, j); });
     }
   });
   if (!s.trace_id.empty()) m.Str("trace_id", s.trace_id);
@@ -315,6 +333,118 @@ const Wait* FindWait(const Saga& saga, std::string_view path) {
   return nullptr;
 }
 
+namespace {
+
+StepState ReadStep(const json& j) {
+  StepState st;
+  const std::string status = j.at("status").get<std::string>();
+  if (auto it = j.find("compensation"); it != j.end()) {
+    st.compensation = FromName(kCompensationNames, it->get<std::string>(),
+                               "compensation status");
+  }
+  st.attempts = IntField<uint32_t>(j, "attempts");
+  st.compensation_attempts = IntField<uint32_t>(j, "compensation_attempts", 0u);
+  if (auto it = j.find("output"); it != j.end()) st.output = *it;
+  if (auto it = j.find("error"); it != j.end()) st.error = ErrorFromJson(*it);
+  if (auto it = j.find("compensation_error"); it != j.end()) {
+    st.compensation_error = ErrorFromJson(*it);
+  }
+  st.started_ms = IntField<int64_t>(j, "started_ms", 0);
+  st.finished_ms = IntField<int64_t>(j, "finished_ms", 0);
+  if (auto it = j.find("map"); it != j.end()) {
+    MapProgress& mp = st.map;
+    const json& m = *it;
+    mp.began = true;
+    mp.items = IntField<uint32_t>(m, "items");
+    mp.next = IntField<uint32_t>(m, "next");
+    mp.started = IntField<uint32_t>(m, "started");
+    mp.running = IntField<uint32_t>(m, "running");
+    mp.succeeded = IntField<uint32_t>(m, "succeeded");
+    mp.failed = IntField<uint32_t>(m, "failed");
+    if (m.contains("undo_left")) {
+      mp.undo_began = true;
+      mp.undo_left = IntField<uint32_t>(m, "undo_left");
+      mp.undoing = IntField<uint32_t>(m, "undoing");
+    }
+    if (mp.next > mp.started || mp.started > mp.items ||
+        mp.undo_left > mp.started) {
+      throw std::invalid_argument("map progress out of range");
+    }
+  }
+  ReadStepStatus(status, &st);
+  return st;
+}
+
+}  // namespace
+
+json ItemToJson(const ItemState& item) {
+  json body = json::object();
+  JsonMap m(&body);
+  if (item.compensation != CompensationStatus::kNone) {
+    m.Str("compensation", CompensationStatusName(item.compensation));
+  }
+  if (!item.error.empty()) WriteError(m, "error", item.error);
+  m.Str("status", StepStatusName(item.status));
+  m.Array("steps", item.steps.size(), [&item](auto& steps) {
+    for (const StepState& st : item.steps) {
+      steps.Map([&st](auto& j) { WriteStep(st, j); });
+    }
+  });
+  return body;
+}
+
+Result<ItemState> ItemFromJson(const json& body, const std::string& where) {
+  ItemState item;
+  try {
+    item.status = FromName(kStepNames, body.at("status").get<std::string>(),
+                           "item status");
+    if (auto it = body.find("compensation"); it != body.end()) {
+      item.compensation = FromName(
+          kCompensationNames, it->get<std::string>(), "compensation status");
+    }
+    if (auto it = body.find("error"); it != body.end()) {
+      item.error = ErrorFromJson(*it);
+    }
+    for (const json& j : body.at("steps")) item.steps.push_back(ReadStep(j));
+  } catch (const std::exception& e) {
+    return Status::Corruption(where + ": bad item: " + e.what());
+  }
+  return item;
+}
+
+Result<ItemTable> ItemTableFrom(const WorkflowDefinition& def,
+                                const std::vector<ItemRecord>& items) {
+  ItemTable table;
+  for (const ItemRecord& row : items) {
+    const std::string where = "saga '" + row.saga_id + "' item " +
+                              row.map_path + "[" + std::to_string(row.index) +
+                              "]";
+    const int map = def.StepAtPath(row.map_path);
+    if (map < 0 || def.steps[static_cast<size_t>(map)].kind != StepKind::kMap) {
+      return Status::Corruption(where + ": workflow " + def.name + "@" +
+                                std::to_string(def.version) +
+                                " has no map step there");
+    }
+    auto item = ItemFromJson(row.body, where);
+    if (!item.ok()) return item.status();
+    const size_t size =
+        static_cast<size_t>(def.steps[static_cast<size_t>(map)].map.size);
+    if (item->steps.size() != size) {
+      return Status::Corruption(where + ": " +
+                                std::to_string(item->steps.size()) +
+                                " step states, the map step has " +
+                                std::to_string(size) + " steps");
+    }
+    std::vector<ItemState>& list = table[map];
+    if (row.index >= kMaxMapItems) {
+      return Status::Corruption(where + ": index out of range");
+    }
+    if (list.size() <= row.index) list.resize(row.index + 1);
+    list[row.index] = std::move(item).value();
+  }
+  return table;
+}
+
 Result<Saga> FromRecord(const SagaRecord& r, const WorkflowDefinition* def) {
   Saga s;
   s.id = r.id;
@@ -328,27 +458,7 @@ Result<Saga> FromRecord(const SagaRecord& r, const WorkflowDefinition* def) {
   try {
     const json& b = r.body;
     s.input = b.at("input");
-    for (const json& j : b.at("steps")) {
-      StepState st;
-      const std::string status = j.at("status").get<std::string>();
-      if (auto it = j.find("compensation"); it != j.end()) {
-        st.compensation = FromName(kCompensationNames, it->get<std::string>(),
-                                   "compensation status");
-      }
-      st.attempts = IntField<uint32_t>(j, "attempts");
-      st.compensation_attempts =
-          IntField<uint32_t>(j, "compensation_attempts", 0u);
-      if (auto it = j.find("output"); it != j.end()) st.output = *it;
-      if (auto it = j.find("error"); it != j.end())
-        st.error = ErrorFromJson(*it);
-      if (auto it = j.find("compensation_error"); it != j.end()) {
-        st.compensation_error = ErrorFromJson(*it);
-      }
-      st.started_ms = IntField<int64_t>(j, "started_ms", 0);
-      st.finished_ms = IntField<int64_t>(j, "finished_ms", 0);
-      ReadStepStatus(status, &st);
-      s.steps.push_back(std::move(st));
-    }
+    for (const json& j : b.at("steps")) s.steps.push_back(ReadStep(j));
     if (auto it = b.find("waits"); it != b.end()) {
       for (const json& j : *it) {
         Wait w;

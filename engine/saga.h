@@ -11,6 +11,8 @@
 #define CDE_ENGINE_SAGA_H_
 
 #include <cstdint>
+#include <compare>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
@@ -58,6 +60,26 @@ struct ErrorInfo {
   friend bool operator==(const ErrorInfo&, const ErrorInfo&) = default;
 };
 
+// A map step's progress over its items, kept in the saga's snapshot: a
+// few counters whatever the number of items. Each item's own state is a
+// row of its own (ItemState).
+struct MapProgress {
+  bool began = false;       // its items were rendered and counted
+  uint32_t items = 0;       // how many
+  uint32_t next = 0;        // the next item to consider starting; every
+                            // item below it has started
+  uint32_t started = 0;     // items 0..started-1 have started at some time
+  uint32_t running = 0;     // items going forward now
+  uint32_t succeeded = 0;
+  uint32_t failed = 0;      // items that failed for good
+  // Compensation, newest item first: undo_left items (0..undo_left-1) are
+  // still to be undone, `undoing` are being undone now.
+  bool undo_began = false;
+  uint32_t undo_left = 0;
+  uint32_t undoing = 0;
+  friend bool operator==(const MapProgress&, const MapProgress&) = default;
+};
+
 struct StepState {
   StepStatus status = StepStatus::kPending;
   uint32_t attempts = 0;               // attempts of the step itself
@@ -68,8 +90,42 @@ struct StepState {
   ErrorInfo compensation_error;  // last error of its compensation
   int64_t started_ms = 0;
   int64_t finished_ms = 0;
+  MapProgress map;  // a map step's only
   friend bool operator==(const StepState&, const StepState&) = default;
 };
+
+// One item of a map step: the states of the map's steps for it (one per
+// step inside the map, in definition order: step map + 1 + i is steps[i]).
+// Stored as a row of its own (ItemRecord), never in the snapshot.
+struct ItemState {
+  StepStatus status = StepStatus::kPending;  // the item's own outcome
+  CompensationStatus compensation = CompensationStatus::kNone;  // its undo
+  ErrorInfo error;  // why it failed
+  std::vector<StepState> steps;
+  friend bool operator==(const ItemState&, const ItemState&) = default;
+};
+
+// Which item: the map step (its index in the definition) and the item's
+// index.
+struct ItemRef {
+  int map = -1;
+  uint32_t index = 0;
+  friend auto operator<=>(const ItemRef&, const ItemRef&) = default;
+};
+
+// The items of a saga's map steps that have started, by map step, each
+// indexed by item. What the engine keeps in memory beside the Saga.
+using ItemTable = std::map<int, std::vector<ItemState>>;
+
+// The item row's body, and the item from one. Corruption names the saga,
+// map and item.
+nlohmann::json ItemToJson(const ItemState& item);
+Result<ItemState> ItemFromJson(const nlohmann::json& body,
+                               const std::string& where);
+// The item table of `items` (store rows) for the sagas of `def`; rows of
+// map steps `def` lacks are Corruption.
+Result<ItemTable> ItemTableFrom(const WorkflowDefinition& def,
+                                const std::vector<ItemRecord>& items);
 
 // One attempt of a step, or of its compensation: what an attempt's result
 // is fenced by. `path` says where the step sits in the definition (a

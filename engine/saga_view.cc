@@ -16,6 +16,7 @@ SagaView::SagaView(const Saga& saga, const WorkflowDefinition* def)
         v.branches.push_back({b.name, {b.steps.begin(), b.steps.end()}});
       }
       v.depth = def_->Depth(static_cast<int>(i));
+      v.in_map = v.spec->in_map >= 0;
       if (v.spec->parent < 0) top_.push_back(i);
     } else {
       v.path = "step[" + std::to_string(i) + "]";
@@ -97,7 +98,16 @@ uint64_t SagaView::remaining() const {
       state == SagaState::kCompensating || state == SagaState::kCancelling;
   for (const StepView& step : steps_) {
     const StepState& st = *step.state;
-    if (step.parallel()) continue;  // done when its branches are
+    if (step.parallel() || step.in_map) continue;  // counted by their own
+    if (step.map()) {
+      // Its items still to finish (an item of several steps counts once).
+      if (state == SagaState::kRunning && st.status != StepStatus::kSucceeded) {
+        n += st.map.began ? st.map.items - st.map.succeeded - st.map.failed : 1;
+      } else if (undoing && st.map.undo_began) {
+        n += st.map.undo_left + st.map.undoing;
+      }
+      continue;
+    }
     if (state == SagaState::kRunning) {
       if (st.status != StepStatus::kSucceeded) ++n;
     } else if (undoing) {

@@ -35,9 +35,14 @@ struct StepView {
   // A parallel step's branches; empty for an action step.
   std::vector<BranchView> branches;
   int depth = 0;  // 0 at the top level, 1 in a top-level parallel step, ...
+  // A step inside a map step: it runs once per item, and its state lives in
+  // the items, not here (`state` is a placeholder that stays pending).
+  bool in_map = false;
   bool parallel() const {
     return spec != nullptr && spec->kind == StepKind::kParallel;
   }
+  // A map step: its progress over its items is state->map.
+  bool map() const { return spec != nullptr && spec->kind == StepKind::kMap; }
 };
 
 // One thing the saga waits for.
@@ -69,7 +74,8 @@ class SagaView {
   // The saga's head (id, workflow, state, times, input, who, failure).
   const Saga& saga() const { return saga_; }
   const WorkflowDefinition* definition() const { return def_; }
-  // Every step, nested ones included, parents before their branches' steps.
+  // Every step, nested ones included, parents before their branches' steps
+  // (and before the steps inside them, which are in_map).
   const std::vector<StepView>& steps() const { return steps_; }
   // The top-level steps, as indices into steps(): with each StepView's
   // branches, the tree of paths.

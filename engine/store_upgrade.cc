@@ -78,11 +78,12 @@ Result<UpgradeReport> UpgradeStore(Store& store) {
     CDE_RETURN_IF_ERROR(
         WriteSync(store, begin).WithContext("starting the store's upgrade"));
   }
-  // Newest first, a page at a time; each page is one write.
+  // Newest first, a page at a time; each page is one write. Format 4 only
+  // added rows of its own (map items): a format 3 snapshot is a format 4 one.
   StoredDefinitions definitions(store);
   SagaQuery query;
   query.limit = kPage;
-  for (;;) {
+  for (bool more = report.from < 3; more;) {
     auto page = store.ListSagas(query);
     CDE_RETURN_IF_ERROR(page.status().WithContext("upgrading the store"));
     Transition t;
@@ -103,7 +104,7 @@ Result<UpgradeReport> UpgradeStore(Store& store) {
       CDE_RETURN_IF_ERROR(store.Write(batch, /*sync=*/false)
                               .WithContext("upgrading the store"));
     }
-    if (page->next_cursor.empty()) break;
+    more = !page->next_cursor.empty();
     query.cursor = page->next_cursor;
   }
   Transition end;

@@ -68,6 +68,15 @@ Result<TemplateRef> ParseRef(std::string_view body) {
     ref.path.assign(parts.begin() + 1, parts.end());
     return ref;
   }
+  if (parts[0] == "item") {
+    ref.root = TemplateRef::Root::kItem;
+    ref.path.assign(parts.begin() + 1, parts.end());
+    return ref;
+  }
+  if (parts.size() == 1 && parts[0] == "index") {
+    ref.root = TemplateRef::Root::kIndex;
+    return ref;
+  }
   if (parts.size() == 2 && parts[0] == "saga" && parts[1] == "id") {
     ref.root = TemplateRef::Root::kSagaId;
     return ref;
@@ -214,8 +223,18 @@ Result<json> Resolve(const TemplateRef& ref, const TemplateContext& context) {
       if (context.outputs == nullptr) break;
       const auto it = context.outputs->find(ref.step);
       if (it == context.outputs->end()) break;
-      return Descend(it->second, "steps." + ref.step + ".output", ref.path);
+      return Descend(*it->second, "steps." + ref.step + ".output", ref.path);
     }
+    case TemplateRef::Root::kItem:
+      if (context.item == nullptr) {
+        return Status::InvalidArgument("there is no item outside a map step");
+      }
+      return Descend(*context.item, "item", ref.path);
+    case TemplateRef::Root::kIndex:
+      if (context.index < 0) {
+        return Status::InvalidArgument("there is no index outside a map step");
+      }
+      return json(context.index);
     case TemplateRef::Root::kSagaId:
       return json(context.saga_id);
     case TemplateRef::Root::kIdempotencyKey:

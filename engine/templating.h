@@ -12,6 +12,8 @@
 //   ${saga.id}               the saga id
 //   ${step.idempotency_key}  "<saga>/<step>/<attempt>" of this attempt
 //   ${step.attempt}          the attempt number (1-based)
+//   ${item}, ${item.a.b}     inside a map step's steps: the item they run for
+//   ${index}                 ... and its position in the items (0-based)
 //   ${secret.NAME}           a configured secret (secrets.h), in action
 //                            params only; the value is never logged
 // A string that is exactly one reference becomes the referenced JSON value
@@ -39,12 +41,14 @@ struct TemplateRef {
     kSagaId,
     kIdempotencyKey,
     kAttempt,
-    kSecret
+    kSecret,
+    kItem,
+    kIndex,
   };
   Root root;
   std::string step;               // kStepOutput only
-  std::vector<std::string> path;  // fields below input / output; kSecret:
-                                  // {NAME}
+  std::vector<std::string> path;  // fields below input / output / item;
+                                  // kSecret: {NAME}
 };
 
 // Every reference in the strings of `params`, or InvalidArgument naming the
@@ -54,8 +58,13 @@ Result<std::vector<TemplateRef>> CollectTemplateRefs(
 
 struct TemplateContext {
   const nlohmann::json* input = nullptr;
-  // Logged outputs of the steps that have one, by step name.
-  const std::map<std::string, nlohmann::json>* outputs = nullptr;
+  // Logged outputs of the steps that have one, by step name (pointers
+  // into the saga, which must outlive the context: an attempt's params
+  // copy only what they name).
+  const std::map<std::string, const nlohmann::json*>* outputs = nullptr;
+  // Inside a map step's steps: the item and its index; null outside.
+  const nlohmann::json* item = nullptr;
+  int64_t index = -1;
   std::string saga_id;
   std::string idempotency_key;
   uint32_t attempt = 1;

@@ -7,6 +7,7 @@
 #ifndef CDE_ENGINE_TRANSITIONS_H_
 #define CDE_ENGINE_TRANSITIONS_H_
 
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -52,8 +53,22 @@ struct PlanAction {
   friend bool operator==(const PlanAction&, const PlanAction&) = default;
 };
 
+// An item row to write with a plan.
+struct ItemWrite {
+  std::string map_path;
+  ItemState state;
+  friend bool operator==(const ItemWrite&, const ItemWrite&) = default;
+};
+
 struct Plan {
   Saga saga;  // the snapshot after this transition
+  // The items of map steps this transition changes (their new states), by
+  // item: each a row of its own, so that a map's transition writes what
+  // changed, not every item.
+  std::map<ItemRef, ItemWrite> items;
+  // Items whose state changed since the planner last looked at them
+  // (private to the planner).
+  std::vector<ItemRef> touched;
   std::optional<SagaState> previous_state;  // nullopt for a new saga
   std::vector<PlannedEvent> events;
   std::vector<TimerRef> timers_put;
@@ -80,6 +95,13 @@ struct PlanContext {
   const WorkflowDefinition& def;
   int64_t now_ms;
   double jitter_sample = 0.5;  // uniform in [0, 1): chosen by the caller
+  // The saga's map items as committed (null: none have started); a plan's
+  // own changes are in Plan::items.
+  const ItemTable* items = nullptr;
+  // The items of map step `map`, rendered (null: the planner renders them
+  // itself); the engine keeps them rendered once per map.
+  std::function<const nlohmann::json*(int map)> map_items;
+  uint32_t max_map_items = 10000;  // limits.map_items
 };
 
 // The outcome of one attempt, tagged with the attempt it belongs to.
@@ -130,11 +152,20 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
 
 // The template context of an attempt of `saga`: its input, the outputs of
 // its steps that ran (succeeded, or since compensated) (filled into `outputs`,
-// which must outlive the context), its id and the attempt's key.
+// which must outlive the context, as `saga` and `item` must), its id and the
+// attempt's key. Inside a map step, `item` is the state of the item the
+// attempt runs for (its steps' outputs are added) and `map` the map step;
+// the caller sets the item's value and index.
 TemplateContext MakeTemplateContext(
     const WorkflowDefinition& def, const Saga& saga,
-    std::map<std::string, nlohmann::json>* outputs, std::string idempotency_key,
-    uint32_t attempt);
+    std::map<std::string, const nlohmann::json*>* outputs,
+    std::string idempotency_key, uint32_t attempt,
+    const ItemState* item = nullptr, int map = -1);
+
+// The items of map step `map` of `saga`, rendered from its `items` (as
+// params are), or InvalidArgument saying why they are not an array.
+Result<nlohmann::json> RenderMapItems(const WorkflowDefinition& def,
+                                      const Saga& saga, int map);
 
 // The delay before attempt `next_attempt` (>= 2) under `policy`, with
 // `jitter_sample` in [0, 1) spreading it by +-policy.jitter.

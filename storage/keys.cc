@@ -24,9 +24,13 @@ std::string_view CfName(Cf cf) {
       return "idx_workflow";
     case Cf::kIdxWorkflowState:
       return "idx_workflow_state";
+    case Cf::kItems:
+      return "items";
   }
   return "unknown";
 }
+
+uint32_t FormatOfCf(Cf cf) { return cf == Cf::kItems ? 4 : 1; }
 
 void PutBigEndian64(std::string* out, uint64_t v) {
   for (int shift = 56; shift >= 0; shift -= 8) {
@@ -50,6 +54,36 @@ uint32_t GetBigEndian32(std::string_view in) {
   uint32_t v = 0;
   for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(in[i]);
   return v;
+}
+
+std::string ItemPrefix(std::string_view saga_id) {
+  std::string key(saga_id);
+  key.push_back('\0');
+  return key;
+}
+
+std::string ItemKey(std::string_view saga_id, std::string_view map_path,
+                    uint32_t index) {
+  std::string key = ItemPrefix(saga_id);
+  key.append(map_path);
+  key.push_back('\0');
+  PutBigEndian32(&key, index);
+  return key;
+}
+
+std::optional<ItemKeyParts> ParseItemKey(std::string_view key) {
+  const size_t first = key.find('\0');
+  if (first == std::string_view::npos || first == 0 || key.size() < 4) {
+    return std::nullopt;
+  }
+  const std::string_view rest = key.substr(first + 1);
+  if (rest.size() < 5 || rest[rest.size() - 5] != '\0') return std::nullopt;
+  const std::string_view map_path = rest.substr(0, rest.size() - 5);
+  if (map_path.empty() || map_path.find('\0') != std::string_view::npos) {
+    return std::nullopt;
+  }
+  return ItemKeyParts{key.substr(0, first), map_path,
+                      GetBigEndian32(rest.substr(rest.size() - 4))};
 }
 
 std::string LogPrefix(std::string_view saga_id) {

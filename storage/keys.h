@@ -28,15 +28,19 @@ enum class Cf : uint8_t {
   kIdxState,
   kIdxWorkflow,
   kIdxWorkflowState,
+  kItems,
 };
-inline constexpr size_t kCfCount = 10;
+inline constexpr size_t kCfCount = 11;
 
 // The RocksDB column family name of `cf` ("sagas", "idx_state", ...).
 std::string_view CfName(Cf cf);
+// The store format that brought `cf`: a store of an older format lacks it
+// until it is opened for writing (read-only users read it as empty).
+uint32_t FormatOfCf(Cf cf);
 inline constexpr std::array<Cf, kCfCount> kAllCfs = {
     Cf::kMeta,        Cf::kDefinitions,     Cf::kSagas,       Cf::kLog,
     Cf::kDlq,         Cf::kTimers,          Cf::kIdempotency, Cf::kIdxState,
-    Cf::kIdxWorkflow, Cf::kIdxWorkflowState};
+    Cf::kIdxWorkflow, Cf::kIdxWorkflowState, Cf::kItems};
 
 inline constexpr std::string_view kFormatVersionKey = "format_version";
 // meta: present while an upgrade runs, holding the version it upgrades from
@@ -64,6 +68,21 @@ std::string TimerKey(int64_t due_ms, std::string_view saga_id,
                      std::string_view name);
 // The smallest timer key with a due time after `due_ms`.
 std::string TimerKeyAfter(int64_t due_ms);
+
+// items: saga_id 0x00 map_path 0x00 index(4, BE). The state of one item of
+// a map step, one row per item that started, so that an item's transition
+// writes a row of its own size whatever the number of items. All items of a
+// saga are one prefix, those of one map step a longer one.
+std::string ItemKey(std::string_view saga_id, std::string_view map_path,
+                    uint32_t index);
+std::string ItemPrefix(std::string_view saga_id);
+struct ItemKeyParts {
+  std::string_view saga_id;
+  std::string_view map_path;
+  uint32_t index = 0;
+};
+// The parts of an item key, or nullopt if the key is malformed.
+std::optional<ItemKeyParts> ParseItemKey(std::string_view key);
 
 // definitions: name 0x00 version(4, BE).
 std::string DefinitionKey(std::string_view name, uint32_t version);

@@ -308,4 +308,15 @@ Result<uint32_t> DecodeFormatVersion(std::string_view value,
                            });
 }
 
+std::string EncodeItem(const json& body) {
+  std::string out(1, static_cast<char>(kRecordVersion));
+  json::to_cbor(body, out);
+  return out;
+}
+
+Result<json> DecodeItem(std::string_view value, std::string_view where) {
+  return Unframe<json>(value, where, "item",
+                       [](const json& j, json& body) { body = j; });
+}
+
 }  // namespace cde

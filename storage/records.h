@@ -26,8 +26,8 @@ inline constexpr uint8_t kRecordVersion = 1;
 // is upgraded by its first read-write user (docs/storage-format.md, "Format
 // versions"). 2: a saga step's compensation has a status of its own. 3: a
 // saga's waits are a list naming steps by path; step timer rows are named
-// "<kind>:<path>".
-inline constexpr uint32_t kFormatVersion = 3;
+// "<kind>:<path>". 4: the items of map steps, one row each in `items`.
+inline constexpr uint32_t kFormatVersion = 4;
 
 // Saga lifecycle (PRODUCT.md). The byte codes are part of the index key
 // format: never renumber, never reuse a retired code.
@@ -130,6 +130,16 @@ struct DefinitionRecord {
                          const DefinitionRecord&) = default;
 };
 
+// The state of one item of a map step (keys.h, ItemKey). `body` belongs to
+// the engine, as a snapshot's does.
+struct ItemRecord {
+  std::string saga_id;
+  std::string map_path;
+  uint32_t index = 0;
+  nlohmann::json body = nlohmann::json::object();
+  friend bool operator==(const ItemRecord&, const ItemRecord&) = default;
+};
+
 // A saga snapshot's fields other than its body, as views of the owner's.
 struct SagaHead {
   std::string_view id;
@@ -160,6 +170,8 @@ std::string EncodeTimer(const TimerRecord& rec);
 std::string EncodeDefinition(const DefinitionRecord& rec);
 std::string EncodeIdempotency(std::string_view saga_id);
 std::string EncodeFormatVersion(uint32_t version);
+// An item row's value: its body (a JSON object), framed as every record.
+std::string EncodeItem(const nlohmann::json& body);
 
 Result<SagaRecord> DecodeSaga(std::string_view value, std::string_view where);
 Result<LogRecord> DecodeLog(std::string_view value, std::string_view where);
@@ -169,6 +181,9 @@ Result<DefinitionRecord> DecodeDefinition(std::string_view value,
                                           std::string_view where);
 Result<std::string> DecodeIdempotency(std::string_view value,
                                       std::string_view where);
+// The body of an item row.
+Result<nlohmann::json> DecodeItem(std::string_view value,
+                                  std::string_view where);
 Result<uint32_t> DecodeFormatVersion(std::string_view value,
                                      std::string_view where);
 

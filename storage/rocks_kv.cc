@@ -52,6 +52,9 @@ class RocksView final : public KvView {
   }
 
   Status Get(Cf cf, std::string_view key, std::string* value) override {
+    if (Handle(cf) == nullptr) {  // a family newer than a read-only store
+      return Status::NotFound(Where(cf, key));
+    }
     rocksdb::Status s =
         db_->Get(read_options_, Handle(cf), ToSlice(key), value);
     return FromRocks(s, Where(cf, key));
@@ -59,6 +62,7 @@ class RocksView final : public KvView {
 
   Status Scan(Cf cf, const ScanRange& range,
               const ScanVisitor& visit) override {
+    if (Handle(cf) == nullptr) return Status::OK();  // as Get: empty
     rocksdb::ReadOptions ro = read_options_;
     rocksdb::Slice lower = ToSlice(range.lower);
     rocksdb::Slice upper = ToSlice(range.upper);
@@ -155,8 +159,9 @@ class RocksKv final : public KvEngine {
       fo.wait = true;
       result = FromRocks(db_->Flush(fo, handles_), "flushing memtables");
     }
-    for (auto* h : handles_)
-      db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    for (auto* h : handles_) {
+      if (h != nullptr) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    }
     for (auto* h : foreign_)
       db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
     handles_.clear();
@@ -178,7 +183,7 @@ class RocksKv final : public KvEngine {
       uint64_t total = 0;
       for (auto* h : handles_) {
         uint64_t v = 0;
-        if (db_->GetIntProperty(h, property, &v)) total += v;
+        if (h != nullptr && db_->GetIntProperty(h, property, &v)) total += v;
       }
       out[name] = total;
     };
@@ -280,6 +285,7 @@ Result<std::optional<uint32_t>> ReadFormatUpgrade(
 bool IsEmpty(rocksdb::DB* db,
              const std::vector<rocksdb::ColumnFamilyHandle*>& handles) {
   for (auto* h : handles) {
+    if (h == nullptr) continue;
     std::unique_ptr<rocksdb::Iterator> it(
         db->NewIterator(rocksdb::ReadOptions(), h));
     it->SeekToFirst();
@@ -384,12 +390,19 @@ Result<std::unique_ptr<Store>> OpenRocksStoreWithEnv(
     if (!ours) foreign.push_back(h);
   }
   auto* meta = handles[static_cast<size_t>(Cf::kMeta)];
-  const bool complete =
-      std::find(handles.begin(), handles.end(), nullptr) == handles.end();
   auto kv = std::make_unique<RocksKv>(db, handles, foreign, options.mode,
                                       secondary_path);
   auto version = ReadFormatVersion(db, meta, where);
   CDE_RETURN_IF_ERROR(version.status());
+  // Every family of this build, but those a store of an older format has
+  // yet to get (read-only users open such stores as they are).
+  bool complete = true;
+  for (Cf cf : kAllCfs) {
+    const bool newer = version->has_value() && FormatOfCf(cf) > **version;
+    if (handles[static_cast<size_t>(cf)] == nullptr && !newer) {
+      complete = false;
+    }
+  }
   // A store whose creation was interrupted (killed before its format version
   // was written) has our column families and no rows: treat it as fresh.
   const bool fresh = !has_current || (complete && IsEmpty(db, handles));

@@ -98,6 +98,9 @@ class Store {
   virtual Result<std::vector<LogRecord>> ReadLog(const std::string& saga_id,
                                                  uint64_t from_seq,
                                                  size_t limit) = 0;
+  // The item rows of a saga's map steps, by map path then index.
+  virtual Result<std::vector<ItemRecord>> ReadItems(
+      const std::string& saga_id) = 0;
   virtual Result<SagaPage> ListSagas(const SagaQuery& query) = 0;
   // Snapshots of every running, compensating or cancelling saga: what the
   // engine resumes after a restart. Reads the state index, not the log.

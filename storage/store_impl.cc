@@ -110,6 +110,35 @@ class StoreImpl final : public Store {
     return out;
   }
 
+  Result<std::vector<ItemRecord>> ReadItems(
+      const std::string& saga_id) override {
+    std::vector<ItemRecord> out;
+    Status error;
+    const std::string prefix = ItemPrefix(saga_id);
+    OpenView view = View();
+    CDE_RETURN_IF_ERROR(view.status());
+    Status s = view->Scan(
+        Cf::kItems, {prefix, PrefixEnd(prefix)}, [&](auto key, auto value) {
+          const auto parts = ParseItemKey(key);
+          if (!parts || parts->saga_id != saga_id) {
+            error = Status::Corruption(Where(Cf::kItems, key) +
+                                       ": malformed item key");
+            return false;
+          }
+          auto body = DecodeItem(value, Where(Cf::kItems, key));
+          if (!body.ok()) {
+            error = body.status();
+            return false;
+          }
+          out.push_back({saga_id, std::string(parts->map_path), parts->index,
+                         std::move(body).value()});
+          return true;
+        });
+    CDE_RETURN_IF_ERROR(s);
+    CDE_RETURN_IF_ERROR(error);
+    return out;
+  }
+
   Result<SagaPage> ListSagas(const SagaQuery& q) override {
     if (q.limit == 0) return Status::InvalidArgument("limit must be >= 1");
     if (!q.cursor.empty() && !IsSagaId(q.cursor)) {

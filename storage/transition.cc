@@ -101,6 +101,16 @@ void Transition::DeleteIdempotency(std::string_view key) {
   Delete(Cf::kIdempotency, key);
 }
 
+void Transition::PutItem(std::string_view saga_id, std::string_view map_path,
+                         uint32_t index, std::string_view encoded) {
+  Put(Cf::kItems, ItemKey(saga_id, map_path, index), encoded);
+}
+
+void Transition::DeleteItem(std::string_view saga_id,
+                            std::string_view map_path, uint32_t index) {
+  Delete(Cf::kItems, ItemKey(saga_id, map_path, index));
+}
+
 void Transition::PutAudit(std::string_view kind, std::string_view saga_id,
                           const nlohmann::json& record) {
   const std::vector<uint8_t> cbor = nlohmann::json::to_cbor(record);

@@ -49,6 +49,12 @@ class Transition {
   // 1..saga.last_seq. Timer, DLQ and idempotency rows are the caller's.
   void DeleteSaga(const SagaRecord& saga);
   void DeleteIdempotency(std::string_view key);
+  // The row of item `index` of the map step at `map_path` (ItemKey), its
+  // value already encoded (EncodeItem).
+  void PutItem(std::string_view saga_id, std::string_view map_path,
+               uint32_t index, std::string_view encoded);
+  void DeleteItem(std::string_view saga_id, std::string_view map_path,
+                  uint32_t index);
   // An audit record in `meta` (AuditKey(kind, saga_id)), CBOR-encoded.
   void PutAudit(std::string_view kind, std::string_view saga_id,
                 const nlohmann::json& record);

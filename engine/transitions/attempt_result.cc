@@ -10,8 +10,8 @@ namespace ti = transitions_internal;
 std::optional<Plan> PlanAttemptResult(const PlanContext& ctx, const Saga& saga,
                                       const AttemptOutcome& o) {
   const Wait* w = FindWait(saga, o.ref.path);
-  const int step = ti::StepAt(ctx.def, o.ref.path);
-  if (w == nullptr || w->kind != Wait::Kind::kAttempt || step < 0 ||
+  const ti::At step = ti::StepAt(ctx.def, o.ref.path);
+  if (w == nullptr || w->kind != Wait::Kind::kAttempt || step.step < 0 ||
       w->compensation != o.ref.compensation || w->attempt != o.ref.attempt) {
     return std::nullopt;
   }
@@ -23,8 +23,7 @@ std::optional<Plan> PlanAttemptResult(const PlanContext& ctx, const Saga& saga,
     ti::Advance(ctx, p);
     return p;
   }
-  StepState& st = p.saga.steps[static_cast<size_t>(step)];
-  const ActionSpec& spec = ti::SpecOf(ctx.def, step, compensation);
+  const ActionSpec& spec = ti::SpecOf(ctx.def, step.step, compensation);
   const bool cancelling_forward = p.saga.cancel_requested && !compensation;
   const bool retry = !cancelling_forward &&
                      !ti::IsAlwaysPermanent(o.error.kind) &&
@@ -32,8 +31,11 @@ std::optional<Plan> PlanAttemptResult(const PlanContext& ctx, const Saga& saga,
                      attempt < spec.retry.max_attempts;
   if (!retry) {
     ti::FailPermanently(ctx, p, step, compensation, o.error);
+    // A tolerated item's failure leaves the map going: more may start.
+    if (p.saga.state == SagaState::kRunning) ti::Advance(ctx, p);
     return p;
   }
+  StepState& st = ti::MutableState(ctx, p, step);
   (compensation ? st.compensation_error : st.error) = o.error;
   const int64_t due =
       ctx.now_ms + BackoffMs(spec.retry, attempt + 1, ctx.jitter_sample);

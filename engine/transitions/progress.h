@@ -1,29 +1,48 @@
 // Shared steps of the saga state machine, used by the per-event units in
 // this folder (start.cc, attempt_result.cc, timer_fired.cc, cancel.cc,
-// replay.cc). Private to engine/.
+// replay.cc, map.cc). Private to engine/.
+//
+// A step is named by its instance (StepInstance): the step, and inside a map
+// step the item it runs for. A step outside map steps keeps its state in the
+// saga; one inside keeps it in its item's state, read from the committed
+// items (PlanContext::items) or this plan's own changes (Plan::items).
 #ifndef CDE_ENGINE_TRANSITIONS_PROGRESS_H_
 #define CDE_ENGINE_TRANSITIONS_PROGRESS_H_
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "engine/transitions.h"
 
 namespace cde::transitions_internal {
 
+using At = StepInstance;
+
 // Error kinds that no retry can fix: the params could not be rendered, or
 // the action does not exist in this process.
 bool IsAlwaysPermanent(const std::string& kind);
-// The path of step `step` (StepSpec::path), and the step at `path` (-1 if
-// none).
-const std::string& PathOf(const WorkflowDefinition& def, int step);
-int StepAt(const WorkflowDefinition& def, const std::string& path);
+// The path of an instance (InstancePath), and the instance at `path`
+// (step -1 if none).
+std::string PathOf(const WorkflowDefinition& def, At at);
+At StepAt(const WorkflowDefinition& def, const std::string& path);
+const StepSpec& Spec(const WorkflowDefinition& def, int step);
 // The action spec of a step, or of its compensation.
 const ActionSpec& SpecOf(const WorkflowDefinition& def, int step,
                          bool compensation);
 // {"step", "compensation", "attempt"}: how events name an attempt.
-nlohmann::json StepRef(const WorkflowDefinition& def, int step,
-                       bool compensation, uint32_t attempt);
+nlohmann::json StepRef(const WorkflowDefinition& def, At at, bool compensation,
+                       uint32_t attempt);
+
+// The state of an instance, and the same to change (an item's is copied
+// into the plan first, and marked touched).
+const StepState& StateOf(const PlanContext& ctx, const Plan& p, At at);
+StepState& MutableState(const PlanContext& ctx, Plan& p, At at);
+// An item's state (nullptr if it never started), and the same to change
+// (created pending, with a state per step of the map, if it never started).
+const ItemState* FindItem(const PlanContext& ctx, const Plan& p, ItemRef ref);
+ItemState& MutableItem(const PlanContext& ctx, Plan& p, ItemRef ref);
+
 // Sets the saga's wait on `w.path`, replacing the one it had there.
 void SetWait(Saga& saga, Wait w);
 // The saga no longer waits on `path`.
@@ -32,31 +51,68 @@ void ClearWait(Saga& saga, const std::string& path);
 Plan From(const Saga& saga);
 // Ends the saga in `state` (terminal or parked) with `event`.
 void Finish(Plan& p, SagaState state, EventKind event, nlohmann::json data);
-// Parks the saga in the DLQ.
-void Park(const PlanContext& ctx, Plan& p, DlqReason why, int step,
+// Parks the saga in the DLQ; `step` is the one that failed (step -1: none).
+void Park(const PlanContext& ctx, Plan& p, DlqReason why, At step,
           const ErrorInfo& error, uint32_t attempts);
 // Decides what comes next once something the saga waited for is over: the
-// steps that can start now (one per branch that has nothing in flight), the
-// compensations that can, or the end. A saga asked to cancel starts nothing
-// new, and begins its cancel once nothing is in flight.
+// steps that can start now (one per branch, or item, that has nothing in
+// flight), the compensations that can, or the end. A saga asked to cancel
+// starts nothing new, and begins its cancel once nothing is in flight.
 void Advance(const PlanContext& ctx, Plan& p);
+// Forward through `seq` (of item `item`, -1 outside map steps): starts the
+// first step not yet done, unless it is under way. True once every step of
+// `seq` has succeeded.
+bool RunSequence(const PlanContext& ctx, Plan& p, const std::vector<int>& seq,
+                 int64_t item);
+// Backward through `seq`: starts the compensation of the newest step that
+// needs one, unless one is under way. True once nothing is left to undo.
+bool UndoSequence(const PlanContext& ctx, Plan& p, const std::vector<int>& seq,
+                  int64_t item);
+// Whether the saga is compensating (after a failure, or a cancel).
+bool Undoing(SagaState state);
 // Starts the next attempt of a step or of its compensation.
-void StartAttempt(const PlanContext& ctx, Plan& p, int step, bool compensation);
+void StartAttempt(const PlanContext& ctx, Plan& p, At step, bool compensation);
 // The step (or compensation) succeeded.
-void Succeed(const PlanContext& ctx, Plan& p, int step, bool compensation,
+void Succeed(const PlanContext& ctx, Plan& p, At step, bool compensation,
              uint32_t attempt, nlohmann::json output);
 // Acts on a cancel that waited for the saga to be idle.
 void BeginCancel(const PlanContext& ctx, Plan& p);
 // Cuts the backoff or sleep `w` waits for: its timer row goes, and its step
 // ends (a backoff's step failed, a sleep's was cancelled).
 void CutTimer(const PlanContext& ctx, Plan& p, const Wait& w);
-// Stops every step of the saga still under way, other than `failed`: an
-// attempt in flight is abandoned (its outcome unknown), a backoff or sleep
-// cut. Each logs step_stopped.
-void StopOthers(const PlanContext& ctx, Plan& p, int failed);
+// Stops every step still under way other than `failed` whose path starts
+// with `prefix` ("" = all): an attempt in flight is abandoned (its outcome
+// unknown), a backoff or sleep cut. Each logs step_stopped with `reason`.
+void StopOthers(const PlanContext& ctx, Plan& p, At failed,
+                const std::string& prefix, const std::string& reason);
 // The step (or compensation) failed for good.
-void FailPermanently(const PlanContext& ctx, Plan& p, int step,
+void FailPermanently(const PlanContext& ctx, Plan& p, At step,
                      bool compensation, const ErrorInfo& error);
+// The parallel steps that hold `failed` (up to its map step, if in one)
+// failed with it.
+void FailEnclosing(const PlanContext& ctx, Plan& p, At failed);
+
+// Map steps (map.cc).
+// Forward: starts the map (its items counted), advances the items that
+// changed, starts items while there is room. True once it succeeded.
+bool RunMap(const PlanContext& ctx, Plan& p, int map);
+// Backward: undoes its items, newest first, max_concurrency at a time. True
+// once nothing is left to undo.
+bool UndoMap(const PlanContext& ctx, Plan& p, int map);
+// A step of an item failed for good: the item fails; past the tolerated
+// failures the map step fails too.
+void FailItem(const PlanContext& ctx, Plan& p, At at, const ErrorInfo& error);
+// An item that was going forward stops: `status` is failed or cancelled.
+void EndItem(const PlanContext& ctx, Plan& p, ItemRef ref, StepStatus status);
+// The saga stops going forward: each running map step ends `status`
+// (cancelled), and so do its running items.
+void EndMaps(const PlanContext& ctx, Plan& p, StepStatus status);
+// A parked saga is replayed: the items of its unfinished map steps that
+// failed or were stopped run again; what succeeded stays. Map steps at or
+// after step `from` run again whole.
+void ReplayMaps(const PlanContext& ctx, Plan& p, int from);
+// A failed compensation among the items (nullptr if none), to retry.
+StepState* FindFailedItemCompensation(const PlanContext& ctx, Plan& p);
 
 }  // namespace cde::transitions_internal
 

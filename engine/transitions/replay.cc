@@ -32,11 +32,14 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
     if (!automatic && !by.empty()) data["by"] = by;
     return data;
   };
-  auto failed_comp = std::find_if(
-      p.saga.steps.begin(), p.saga.steps.end(), [](const StepState& st) {
-        return st.compensation == CompensationStatus::kFailed;
-      });
-  if (failed_comp != p.saga.steps.end()) {
+  StepState* failed_comp = nullptr;
+  for (StepState& st : p.saga.steps) {
+    if (st.compensation == CompensationStatus::kFailed) failed_comp = &st;
+  }
+  if (StepState* in_item = ti::FindFailedItemCompensation(ctx, p)) {
+    failed_comp = in_item;
+  }
+  if (failed_comp != nullptr) {
     if (!from_step.empty()) {
       return Status::InvalidArgument(
           "saga " + saga.id +
@@ -71,17 +74,25 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
     if (ctx.def.steps[static_cast<size_t>(index)].parent >= 0) {
       return Status::InvalidArgument(
           "from_step '" + from_step +
-          "' is inside a parallel step; a replay starts from a top-level "
-          "step, or (without from_step) re-runs only what did not finish");
+          "' is inside a parallel or map step; a replay starts from a "
+          "top-level step, or (without from_step) re-runs only what did not "
+          "finish");
     }
     from = static_cast<size_t>(index);
     from_path = from_step;
   } else if (saga.failed_step >= 0) {
-    from_path = ti::PathOf(ctx.def, saga.failed_step);
+    from_path = ti::PathOf(ctx.def, {saga.failed_step, -1});
   } else {
-    from_path = ti::PathOf(ctx.def, ctx.def.sequence.front());
+    from_path = ti::PathOf(ctx.def, {ctx.def.sequence.front(), -1});
   }
+  // A map step keeps its progress: only its items that did not finish run
+  // again (unless it is at or after from_step).
+  ti::ReplayMaps(ctx, p, static_cast<int>(from));
   for (size_t i = 0; i < p.saga.steps.size(); ++i) {
+    if (ctx.def.steps[i].kind == StepKind::kMap ||
+        ctx.def.steps[i].in_map >= 0) {
+      continue;
+    }
     if (i >= from || p.saga.steps[i].status != StepStatus::kSucceeded) {
       p.saga.steps[i] = StepState{};
     }

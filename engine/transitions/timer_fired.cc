@@ -15,8 +15,8 @@ std::optional<Plan> PlanTimerFired(const PlanContext& ctx, const Saga& saga,
                        (found->kind == Wait::Kind::kBackoff ||
                         found->kind == Wait::Kind::kSleep) &&
                        TimerOf(*found) == timer;
-  const int step = ti::StepAt(ctx.def, timer.path);
-  if (!matches || step < 0) return std::nullopt;
+  const ti::At step = ti::StepAt(ctx.def, timer.path);
+  if (!matches || step.step < 0) return std::nullopt;
   const Wait w = *found;
   Plan p = ti::From(saga);
   p.timers_delete.push_back(timer);
@@ -25,10 +25,11 @@ std::optional<Plan> PlanTimerFired(const PlanContext& ctx, const Saga& saga,
     p.events.push_back({EventKind::kTimerFired,
                         {{"timer", TimerKindName(TimerKind::kBackoff)}}});
     ti::StartAttempt(ctx, p, step, w.compensation);
+    // A sleep that could not start may fail a tolerated item: the map goes.
+    if (p.saga.state == SagaState::kRunning) ti::Advance(ctx, p);
     return p;
   }
-  const int64_t slept =
-      timer.due_ms - saga.steps[static_cast<size_t>(step)].started_ms;
+  const int64_t slept = timer.due_ms - ti::StateOf(ctx, p, step).started_ms;
   ti::Succeed(ctx, p, step, w.compensation, w.attempt,
               {{"slept_ms", std::max<int64_t>(0, slept)}});
   ti::Advance(ctx, p);

@@ -108,7 +108,7 @@ TEST(ParallelDefinitionTest, NestingIsBounded) {
   const Strings errors = Errors(Doc({step}));
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_THAT(errors[0], ::testing::EndsWith(
-                             "parallel.branches: parallel steps nest at most " +
+                             "parallel.branches: parallel and map steps nest at most " +
                              std::to_string(kMaxNestingDepth) + " deep"));
   // kMaxNestingDepth of them, the documented limit, are fine.
   json ok = Step("leaf");

@@ -257,7 +257,7 @@ TEST_F(ParallelTransitionsTest, ParkStopsTheOtherBranchAndReplayRerunsOnlyIt) {
   // from_step names a top-level step only.
   auto nested = PlanReplay(Ctx(), parked.saga, "seat", false, "ops");
   ASSERT_FALSE(nested.ok());
-  EXPECT_NE(nested.status().message().find("inside a parallel step"),
+  EXPECT_NE(nested.status().message().find("inside a parallel or map step"),
             std::string::npos);
 }
 

@@ -30,8 +30,9 @@ class TemplatingTest : public ::testing::Test {
     })");
     outputs_["book"] = json::parse(R"({"id": "bk-7", "seats": [11, 12]})");
     outputs_["reserve.flight"] = json::parse(R"({"pnr": "XYZ"})");
+    for (const auto& [name, output] : outputs_) output_refs_[name] = &output;
     context_.input = &input_;
-    context_.outputs = &outputs_;
+    context_.outputs = &output_refs_;
     context_.saga_id = "01J0SAGA";
     context_.idempotency_key = "01J0SAGA/book/2";
     context_.attempt = 2;
@@ -54,8 +55,26 @@ class TemplatingTest : public ::testing::Test {
 
   json input_;
   std::map<std::string, json> outputs_;
+  std::map<std::string, const json*> output_refs_;
   TemplateContext context_;
 };
+
+TEST_F(TemplatingTest, ItemAndIndexAreThoseOfTheMapStepsItem) {
+  const json item = {{"sku", "A1"}, {"qty", 2}};
+  EXPECT_EQ(RenderError({{"x", "${item}"}}),
+            "params.x: ${item}: there is no item outside a map step");
+  EXPECT_EQ(RenderError({{"x", "${index}"}}),
+            "params.x: ${index}: there is no index outside a map step");
+  context_.item = &item;
+  context_.index = 4;
+  EXPECT_EQ(Render({{"x", "${item}"}, {"q", "${item.qty}"}, {"i", "${index}"},
+                    {"s", "item ${index}: ${item.sku}"}}),
+            json({{"x", item}, {"q", 2}, {"i", 4}, {"s", "item 4: A1"}}));
+  EXPECT_EQ(RenderError({{"x", "${item.price}"}}),
+            "params.x: ${item.price}: item has no field 'price'");
+  EXPECT_EQ(RenderError({{"x", "${index.x}"}}),
+            "params.x: unknown reference '${index.x}'");
+}
 
 TEST_F(TemplatingTest, ExactReferenceKeepsTheValuesType) {
   const json params = {

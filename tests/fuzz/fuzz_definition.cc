@@ -63,9 +63,11 @@ struct Context {
   json inputs = json::array({json::object(), input,
                              json::parse(R"({"name": "ab", "qty": 2})"),
                              json("x"), json(7), json(nullptr)});
+  std::map<std::string, const json*> output_refs;
   Context() {
+    for (const auto& [name, output] : outputs) output_refs[name] = &output;
     context.input = &input;
-    context.outputs = &outputs;
+    context.outputs = &output_refs;
     context.saga_id = "01J0SAGA0000000000000000AA";
     context.idempotency_key = "01J0SAGA0000000000000000AA/book/2";
     context.attempt = 2;

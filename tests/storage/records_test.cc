@@ -161,6 +161,29 @@ TEST(KeysTest, LogKeysSortBySeqWithinASaga) {
   EXPECT_FALSE(LogKeySeq("short").has_value());
 }
 
+TEST(KeysTest, ItemKeysSortByIndexWithinAMapAndParseBack) {
+  EXPECT_LT(ItemKey("A", "fan", 255), ItemKey("A", "fan", 256));
+  EXPECT_TRUE(ItemKey("A", "fan", 3).starts_with(ItemPrefix("A")));
+  EXPECT_FALSE(ItemKey("AB", "fan", 3).starts_with(ItemPrefix("A")));
+  const std::string key = ItemKey("A", "book.eu.fan", 70000);
+  const auto parts = ParseItemKey(key);
+  ASSERT_TRUE(parts.has_value());
+  EXPECT_EQ(parts->saga_id, "A");
+  EXPECT_EQ(parts->map_path, "book.eu.fan");
+  EXPECT_EQ(parts->index, 70000u);
+  EXPECT_FALSE(ParseItemKey("A").has_value());
+  EXPECT_FALSE(ParseItemKey(std::string("A\0fan", 5)).has_value());
+  EXPECT_FALSE(ParseItemKey(std::string("A\0\0\0\0\0\x01", 7)).has_value());
+}
+
+TEST(RecordsTest, ItemBodyRoundTrips) {
+  const nlohmann::json body = {{"status", "running"}, {"steps", {1, 2}}};
+  auto decoded = DecodeItem(EncodeItem(body), "here");
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  EXPECT_EQ(*decoded, body);
+  EXPECT_TRUE(DecodeItem("", "here").status().IsCorruption());
+}
+
 TEST(KeysTest, TimerKeysSortByDueTimeIncludingNegative) {
   EXPECT_LT(TimerKey(-1, "z", "n"), TimerKey(0, "a", "n"));
   EXPECT_LT(TimerKey(255, "z", "n"), TimerKey(256, "a", "n"));

@@ -189,6 +189,48 @@ TEST_P(StoreConformanceTest, PurgeRemovesEveryRowOfASagaAndAudits) {
 
 // A reader never sees a transition half applied: while a writer moves sagas
 // from running to completed, each saga is in exactly one state index.
+TEST_P(StoreConformanceTest, ItemsReadBackByMapThenIndexForTheirSagaOnly) {
+  const auto ids = MakeIds(2, 1000);
+  Transition t;
+  // Written out of order, and a neighbour saga's item beside them.
+  t.PutItem(ids[0], "fan", 300, EncodeItem({{"n", 300}}));
+  t.PutItem(ids[0], "fan", 2, EncodeItem({{"n", 2}}));
+  t.PutItem(ids[0], "book.eu.fan", 7, EncodeItem({{"n", 7}}));
+  t.PutItem(ids[1], "fan", 0, EncodeItem({{"n", 0}}));
+  ASSERT_OK(WriteOne(*store_, t));
+
+  auto items = store_->ReadItems(ids[0]);
+  ASSERT_OK(items.status());
+  ASSERT_EQ(items->size(), 3u);
+  EXPECT_EQ((*items)[0].map_path, "book.eu.fan");
+  EXPECT_EQ((*items)[0].index, 7u);
+  EXPECT_EQ((*items)[1].index, 2u);  // big-endian: 2 before 300
+  EXPECT_EQ((*items)[2].index, 300u);
+  EXPECT_EQ((*items)[2].body, nlohmann::json({{"n", 300}}));
+  EXPECT_EQ((*items)[2].saga_id, ids[0]);
+
+  Transition undo;
+  undo.DeleteItem(ids[0], "fan", 2);
+  ASSERT_OK(WriteOne(*store_, undo));
+  items = store_->ReadItems(ids[0]);
+  ASSERT_OK(items.status());
+  EXPECT_EQ(items->size(), 2u);
+  auto none = store_->ReadItems("01J00000000000000000000000");
+  ASSERT_OK(none.status());
+  EXPECT_TRUE(none->empty());
+}
+
+TEST_P(StoreConformanceTest, CorruptItemIsCorruptionNamingCfAndKey) {
+  const auto ids = MakeIds(1, 1000);
+  Transition t;
+  t.TEST_PutRaw(Cf::kItems, ItemKey(ids[0], "fan", 1), "\x01\xff");
+  ASSERT_OK(WriteOne(*store_, t));
+  auto items = store_->ReadItems(ids[0]);
+  ASSERT_TRUE(items.status().IsCorruption()) << items.status().ToString();
+  EXPECT_NE(items.status().message().find("cf 'items'"), std::string::npos)
+      << items.status().message();
+}
+
 TEST_P(StoreConformanceTest, ReadersNeverSeeHalfAppliedTransitions) {
   const auto ids = MakeIds(200, 10000);
   for (const auto& id : ids) Create(id, "w", SagaState::kRunning);

@@ -18,6 +18,10 @@ class StoreWrapper : public Store {
   Result<SagaRecord> GetSaga(const std::string& id) override {
     return target_->GetSaga(id);
   }
+  Result<std::vector<ItemRecord>> ReadItems(
+      const std::string& saga_id) override {
+    return target_->ReadItems(saga_id);
+  }
   Result<std::vector<LogRecord>> ReadLog(const std::string& id, uint64_t from,
                                          size_t limit) override {
     return target_->ReadLog(id, from, limit);

@@ -211,6 +211,12 @@ class Timeline {
         return "poisoned: " + Str(d, "error");
       case EventKind::kStepStopped:
         return Who(d) + " stopped (" + Str(d, "reason") + ")";
+      case EventKind::kMapStarted:
+        return Str(d, "step") + ": " + Str(d, "items") + " items";
+      case EventKind::kItemFailed:
+        return Str(d, "step") + " item " + Str(d, "item") + " failed" +
+               (d.value("tolerated", false) ? " (tolerated): " : ": ") +
+               Str(d, "error");
     }
     return e.type + " " + d.dump();
   }
@@ -434,16 +440,18 @@ int RunSagasShow(const Common& common, const std::string& id) {
   if (view) {
     for (size_t i = 0; i < view->steps().size(); ++i) {
       const StepView& step = view->steps()[i];
+      // A map step's own steps run per item: the map step shows the items.
+      if (step.in_map) continue;
       const StepState& st = *step.state;
       const StepSpec* spec = step.spec;
       const ActionSpec* undo =
           spec != nullptr && spec->compensate ? &*spec->compensate : nullptr;
       const bool done = st.finished_ms != 0 && st.started_ms != 0;
-      const bool parallel = step.parallel();
+      const bool parallel = step.parallel() || step.map();
       steps.push_back(
           {{"index", i},
            {"path", step.path},
-           {"kind", parallel ? "parallel" : "action"},
+           {"kind", step.map() ? "map" : parallel ? "parallel" : "action"},
            {"depth", step.depth},
            {"action",
             spec && !parallel ? json(spec->run.action) : json(nullptr)},
@@ -469,6 +477,13 @@ int RunSagasShow(const Common& common, const std::string& id) {
            {"output", st.output},
            {"error", ErrorJson(st.error)},
            {"compensation_error", ErrorJson(st.compensation_error)}});
+      if (step.map()) {
+        steps.back()["items"] = {{"total", st.map.items},
+                                 {"started", st.map.started},
+                                 {"running", st.map.running},
+                                 {"succeeded", st.map.succeeded},
+                                 {"failed", st.map.failed}};
+      }
     }
   }
   json summary = SagaSummary(rec, saga, defs, now);
@@ -554,11 +569,20 @@ int RunSagasShow(const Common& common, const std::string& id) {
   if (saga.ok()) {
     std::printf("\n");
     Table t({"#", "STEP", "ACTION", "STATUS", "ATTEMPTS", "DURATION", "ERROR"});
-    for (size_t i = 0; i < view->steps().size(); ++i) {
+    for (const json& s : steps) {
+      const size_t i = s["index"].get<size_t>();
       const StepState& st = *view->steps()[i].state;
-      const json& s = steps[i];
       const bool parallel = s["kind"] == "parallel";
-      std::string attempts_cell = parallel ? "" : std::to_string(st.attempts);
+      const bool map = s["kind"] == "map";
+      std::string attempts_cell =
+          parallel || map ? "" : std::to_string(st.attempts);
+      if (map) {
+        attempts_cell = std::to_string(st.map.succeeded) + "/" +
+                        std::to_string(st.map.items) + " items";
+        if (st.map.failed != 0) {
+          attempts_cell += ", " + std::to_string(st.map.failed) + " failed";
+        }
+      }
       if (!s["max_attempts"].is_null()) {
         attempts_cell +=
             "/" + std::to_string(s["max_attempts"].get<uint32_t>());
@@ -567,6 +591,7 @@ int RunSagasShow(const Common& common, const std::string& id) {
       t.AddRow({std::to_string(i),
                 indent + s["path"].get<std::string>(),
                 parallel                ? "parallel"
+                : map                   ? "map"
                 : s["action"].is_null() ? "?"
                                         : s["action"].get<std::string>(),
                 {StepStatusCell(st), StepColour(st.status)},

@@ -90,6 +90,7 @@ class Verifier {
     Timers();
     Idempotency();
     Dlq();
+    Items();
     progress_.Done();
   }
 
@@ -254,6 +255,28 @@ class Verifier {
                 " but the saga has no log");
       }
     }
+  }
+
+  // Each item row: a well-formed key, a record that decodes, a saga that
+  // has a snapshot.
+  void Items() {
+    Scan(Cf::kItems, [&](auto key, auto value) {
+      const auto parts = ParseItemKey(key);
+      if (!parts) {
+        Add("bad_key", Cf::kItems, key, "",
+            "not a saga id, 0x00, map path, 0x00, index(4)");
+        return;
+      }
+      const std::string id(parts->saga_id);
+      if (auto body = DecodeItem(value, Where(Cf::kItems, key)); !body.ok()) {
+        Add("undecodable", Cf::kItems, key, id, body.status().message());
+      }
+      if (Find(id) == nullptr) {
+        Add("item_orphan", Cf::kItems, key, id,
+            "an item of saga '" + PrintableKey(id) +
+                "', which has no snapshot");
+      }
+    });
   }
 
   // The saga id an index key names, or "" if the key is malformed.

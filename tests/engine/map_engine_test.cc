@@ -1,0 +1,236 @@
+// A map step on a real engine and loop: items run side by side with their
+// item and index, each item's state is a row of its own in the store, the
+// step's output is the items' outputs in order, a failed item undoes the
+// items that ran, and items in flight resume after a restart with the same
+// idempotency keys.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+
+#include "tests/engine/engine_harness.h"
+#include "tests/test_util.h"
+
+namespace cde {
+namespace {
+
+using nlohmann::json;
+using test::EngineHarness;
+using test::HeldAction;
+
+// fan: map over input.orders of [charge] (action `action`), then after.
+json Workflow(const std::string& action, json extra = json::object()) {
+  json charge = {{"name", "charge"},
+                 {"action", action},
+                 {"params", {{"order", "${item}"}, {"i", "${index}"}}},
+                 {"retry", {{"max_attempts", 1}}},
+                 {"compensate", {{"action", "undo"}}}};
+  json map = {{"items", "${input.orders}"},
+              {"max_concurrency", 2},
+              {"steps", std::vector<json>{charge}}};
+  map.update(extra);
+  return {{"name", "fan"},
+          {"version", 1},
+          {"steps", std::vector<json>{
+                        {{"name", "fan"}, {"map", map}},
+                        {{"name", "after"},
+                         {"action", "echo"},
+                         {"params", {{"all", "${steps.fan.output}"}}}}}}};
+}
+
+json Orders(int n) {
+  std::vector<json> orders;
+  for (int i = 0; i < n; ++i) orders.push_back("o" + std::to_string(i));
+  return {{"orders", orders}};
+}
+
+NativeAction Recorder(std::vector<std::string>* calls) {
+  return [calls](const AttemptRequest& r, ActionDone done) {
+    calls->push_back(r.step);
+    done(ActionResult::Success(json::object()));
+  };
+}
+
+TEST(MapEngineTest, ItemsRunWithTheirItemAndIndexAndTheOutputIsInOrder) {
+  HeldAction held;
+  std::vector<std::string> undone;
+  EngineHarness h;
+  ASSERT_OK(h.Open("", {{"held", held.AsAction()}, {"undo", Recorder(&undone)}}));
+  ASSERT_OK(h.Register(Workflow("held")).status());
+  auto started = h.Start({.workflow = "fan", .input = Orders(3)});
+  ASSERT_OK(started.status());
+  const std::string id = started->saga_id;
+  // Two at a time.
+  ASSERT_TRUE(h.RunUntil([&] { return held.pending() == 2; }));
+  auto requests = held.requests();
+  EXPECT_EQ(requests[0].step, "fan[0].charge");
+  EXPECT_EQ(requests[1].step, "fan[1].charge");
+  EXPECT_EQ(requests[1].params, (json{{"order", "o1"}, {"i", 1}}));
+  EXPECT_EQ(requests[1].idempotency_key, id + "/fan[1].charge/1");
+  ASSERT_TRUE(held.Complete(ActionResult::Success("c0")));
+  ASSERT_TRUE(h.RunUntil([&] { return held.calls() == 3; }));
+  EXPECT_EQ(held.requests()[2].params, (json{{"order", "o2"}, {"i", 2}}));
+  ASSERT_TRUE(held.Complete(ActionResult::Success("c1")));
+  ASSERT_TRUE(held.Complete(ActionResult::Success("c2")));
+  auto rec = h.AwaitInactive(id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kCompleted);
+  EXPECT_EQ(rec->body["steps"][0]["output"], (json{"c0", "c1", "c2"}));
+  EXPECT_EQ(rec->body["steps"][2]["output"]["all"], (json{"c0", "c1", "c2"}));
+  EXPECT_TRUE(undone.empty());
+  // Each item is a row of its own; the snapshot holds counters.
+  auto items = h.engine().store().ReadItems(id);
+  ASSERT_OK(items.status());
+  ASSERT_EQ(items->size(), 3u);
+  EXPECT_EQ((*items)[2].map_path, "fan");
+  EXPECT_EQ((*items)[2].body["status"], "succeeded");
+  EXPECT_EQ(rec->body["steps"][0]["map"]["items"], 3);
+  EXPECT_EQ(rec->body["steps"][0]["map"]["succeeded"], 3);
+  const std::vector<std::string> log = h.LogTypes(id);
+  EXPECT_NE(std::find(log.begin(), log.end(), "map_started"), log.end());
+  ASSERT_OK(h.Close());
+}
+
+TEST(MapEngineTest, AFailedItemAbandonsTheOthersAndUndoesWhatRan) {
+  HeldAction held;
+  std::vector<std::string> undone;
+  EngineHarness h;
+  ASSERT_OK(h.Open("", {{"held", held.AsAction()}, {"undo", Recorder(&undone)}}));
+  ASSERT_OK(h.Register(Workflow("held")).status());
+  auto started = h.Start({.workflow = "fan", .input = Orders(4)});
+  ASSERT_OK(started.status());
+  const std::string id = started->saga_id;
+  ASSERT_TRUE(h.RunUntil([&] { return held.pending() == 2; }));
+  ASSERT_TRUE(held.Complete(ActionResult::Success("c0")));  // fan[2] starts
+  ASSERT_TRUE(h.RunUntil([&] { return held.calls() == 3; }));
+  ASSERT_TRUE(held.Complete(ActionResult::Failure("declined", "no funds")));
+  auto rec = h.AwaitInactive(id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kCompensated);
+  // fan[2] was in flight (unknown outcome) and fan[0] succeeded: both are
+  // undone, newest first; fan[1] failed and fan[3] never started.
+  EXPECT_EQ(undone,
+            (std::vector<std::string>{"fan[2].charge", "fan[0].charge"}));
+  EXPECT_EQ(rec->body["steps"][0]["status"], "failed");
+  EXPECT_EQ(rec->body["steps"][0]["error"]["message"],
+            "item 1 (fan[1].charge) failed: no funds");
+  auto items = h.engine().store().ReadItems(id);
+  ASSERT_OK(items.status());
+  ASSERT_EQ(items->size(), 3u);  // fan[3] never started: no row
+  EXPECT_EQ((*items)[2].body["status"], "cancelled");
+  EXPECT_EQ((*items)[2].body["compensation"], "succeeded");
+  // The abandoned attempt's late result changes nothing.
+  ASSERT_TRUE(held.Complete(ActionResult::Success("late")));
+  auto after = h.AwaitInactive(id);
+  ASSERT_OK(after.status());
+  EXPECT_EQ(after->last_seq, rec->last_seq);
+  ASSERT_OK(h.Close());
+}
+
+TEST(MapEngineTest, ItemsInFlightResumeAfterARestartWithTheSameKeys) {
+  test::TempDir dir;
+  std::string id;
+  std::vector<std::string> undone;
+  {
+    HeldAction first;
+    EngineHarness h;
+    ASSERT_OK(h.Open(dir.path(),
+                     {{"held", first.AsAction()}, {"undo", Recorder(&undone)}}));
+    ASSERT_OK(h.Register(Workflow("held")).status());
+    auto started = h.Start({.workflow = "fan", .input = Orders(3)});
+    ASSERT_OK(started.status());
+    id = started->saga_id;
+    ASSERT_TRUE(h.RunUntil([&] { return first.pending() == 2; }));
+    ASSERT_TRUE(first.Complete(ActionResult::Success("c0")));
+    ASSERT_TRUE(h.RunUntil([&] { return first.calls() == 3; }));
+    ASSERT_OK(h.Close());
+  }
+  HeldAction second;
+  EngineHarness h;
+  ASSERT_OK(h.Open(dir.path(),
+                   {{"held", second.AsAction()}, {"undo", Recorder(&undone)}}));
+  ASSERT_TRUE(h.RunUntil([&] { return second.pending() == 2; }));
+  std::vector<std::string> keys;
+  for (const AttemptRequest& r : second.requests()) {
+    keys.push_back(r.idempotency_key);
+  }
+  std::sort(keys.begin(), keys.end());
+  // Item 0 finished before the restart and does not run again.
+  EXPECT_EQ(keys, (std::vector<std::string>{id + "/fan[1].charge/1",
+                                            id + "/fan[2].charge/1"}));
+  EXPECT_EQ(second.requests()[0].params["order"], "o" + second.requests()[0]
+                                                            .step.substr(4, 1));
+  ASSERT_TRUE(second.Complete(ActionResult::Success("x")));
+  ASSERT_TRUE(second.Complete(ActionResult::Success("y")));
+  auto rec = h.AwaitInactive(id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kCompleted);
+  EXPECT_EQ(rec->body["steps"][0]["output"][0], "c0");
+  EXPECT_TRUE(undone.empty());
+  ASSERT_OK(h.Close());
+}
+
+TEST(MapEngineTest, PurgingAParkedMapSagaRemovesItsItems) {
+  std::vector<std::string> undone;
+  EngineHarness h;
+  ASSERT_OK(h.Open("", {{"undo", Recorder(&undone)}}));
+  json def = Workflow("fail");
+  def["on_failure"] = "park";
+  def["steps"][0]["map"]["steps"][0]["params"] = {{"kind", "declined"}};
+  ASSERT_OK(h.Register(def).status());
+  auto started = h.Start({.workflow = "fan", .input = Orders(3)});
+  ASSERT_OK(started.status());
+  const std::string id = started->saga_id;
+  auto rec = h.AwaitInactive(id);
+  ASSERT_OK(rec.status());
+  ASSERT_EQ(rec->state, SagaState::kParked);
+  auto items = h.engine().store().ReadItems(id);
+  ASSERT_OK(items.status());
+  EXPECT_FALSE(items->empty());
+  bool purged = false;
+  h.engine().PurgeDlq(id, "op", [&](Result<DlqRecord> r) {
+    EXPECT_OK(r.status());
+    purged = true;
+  });
+  ASSERT_TRUE(h.RunUntil([&] { return purged; }));
+  items = h.engine().store().ReadItems(id);
+  ASSERT_OK(items.status());
+  EXPECT_TRUE(items->empty());
+  ASSERT_OK(h.Close());
+}
+
+TEST(MapEngineTest, TheShippedBatchNotifyExampleToleratesOneFailureInTen) {
+  json def;
+  std::ifstream(std::string(CDE_EXAMPLES_DIR) + "/batch-notify.json") >> def;
+  EngineHarness h;
+  ASSERT_OK(h.Open(""));
+  ASSERT_OK(h.Register(def).status());
+  std::vector<json> recipients;
+  for (int i = 0; i < 10; ++i) {
+    recipients.push_back(
+        {{"name", "r" + std::to_string(i)},
+         {"address", i == 3 ? "" : "r" + std::to_string(i) + "@example.org"}});
+  }
+  auto started = h.Start(
+      {.workflow = "batch-notify", .input = {{"recipients", recipients}}});
+  ASSERT_OK(started.status());
+  auto rec = h.AwaitInactive(started->saga_id);
+  ASSERT_OK(rec.status());
+  ASSERT_EQ(rec->state, SagaState::kCompleted) << rec->body.dump();
+  const json& sent = rec->body["steps"].back()["output"]["sent"];
+  ASSERT_EQ(sent.size(), 10u);
+  EXPECT_EQ(sent[3]["error"]["kind"], "exit_code:1");
+  EXPECT_EQ(sent[4]["to"], "r4@example.org");
+  EXPECT_EQ(sent[4]["text"], "Hello r4, you are number 4");
+  // Its example input runs as well.
+  auto example =
+      h.Start({.workflow = "batch-notify", .input = def["examples"][0]});
+  ASSERT_OK(example.status());
+  auto done = h.AwaitInactive(example->saga_id);
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state, SagaState::kCompleted);
+  ASSERT_OK(h.Close());
+}
+
+}  // namespace
+}  // namespace cde

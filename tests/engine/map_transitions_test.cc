@@ -1,0 +1,358 @@
+// The saga state machine over a map step, event by event, without I/O:
+// items start up to max_concurrency at a time, each with its index in its
+// path; an item done starts the next and writes its own row only; the map
+// ends with the items' outputs in order; tolerated failures leave error
+// records; an untolerated one stops the items under way and undoes every
+// item that ran, newest first; limits fail the step with kind `limit`.
+#include <gmock/gmock.h>
+
+#include "engine/transitions.h"
+#include "tests/engine/plan_words.h"
+#include "tests/test_util.h"
+
+namespace cde {
+namespace {
+
+using nlohmann::json;
+using test::Actions;
+using test::Types;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+using ::testing::UnorderedElementsAre;
+
+constexpr int64_t kNow = 1'764'000'000'000;
+
+// prep, then fan = map over input.orders of [charge], then notify.
+json OrdersDoc(json map_extra = json::object(),
+               const char* on_failure = "compensate") {
+  json map = {{"items", "${input.orders}"},
+              {"max_concurrency", 2},
+              {"steps", std::vector<json>{
+                            {{"name", "charge"},
+                             {"action", "book"},
+                             {"params", {{"order", "${item}"}, {"i", "${index}"}}},
+                             {"compensate", {{"action", "book"}}},
+                             {"retry", {{"max_attempts", 1}}}}}}};
+  map.update(map_extra);
+  return {{"name", "orders"},
+          {"version", 1},
+          {"on_failure", on_failure},
+          {"steps", std::vector<json>{
+                        {{"name", "prep"},
+                         {"action", "book"},
+                         {"compensate", {{"action", "book"}}}},
+                        {{"name", "fan"}, {"map", map}},
+                        {{"name", "notify"},
+                         {"action", "book"},
+                         {"params", {{"all", "${steps.fan.output}"}}}}}}};
+}
+
+json Orders(int n) {
+  std::vector<json> orders;
+  for (int i = 0; i < n; ++i) orders.push_back({{"id", i}});
+  return {{"orders", orders}};
+}
+
+std::vector<uint32_t> ItemIndices(const Plan& p) {
+  std::vector<uint32_t> out;
+  for (const auto& [ref, write] : p.items) out.push_back(ref.index);
+  return out;
+}
+
+class MapTransitionsTest : public ::testing::Test {
+ protected:
+  void Use(const json& doc) {
+    auto def = ParseDefinition(doc, {"book"});
+    ASSERT_TRUE(def.ok()) << def.status().ToString();
+    def_ = std::move(def).value();
+    map_ = def_.StepAtPath("fan");
+  }
+  PlanContext Ctx() {
+    PlanContext ctx{def_, kNow, 0.5};
+    ctx.items = &items_;
+    ctx.max_map_items = max_items_;
+    return ctx;
+  }
+  // What the engine does once a plan has committed: keeps its items.
+  Saga Commit(const Plan& p) {
+    for (const auto& [ref, write] : p.items) {
+      auto& list = items_[ref.map];
+      if (list.size() <= ref.index) list.resize(ref.index + 1);
+      list[ref.index] = write.state;
+      EXPECT_EQ(write.map_path, "fan");
+    }
+    return p.saga;
+  }
+  Plan Start(const json& input) {
+    return PlanStart(Ctx(), "01SAGA", input, "", "", "", "", false);
+  }
+  Plan Result(const Saga& s, const std::string& path, bool ok,
+              bool compensation = false, uint32_t attempt = 1) {
+    AttemptOutcome o{{path, compensation, attempt}, ok, nullptr, {}};
+    if (ok) {
+      o.output = {{"done", path}};
+    } else {
+      o.error = {"http_404", "boom"};
+    }
+    auto p = PlanAttemptResult(Ctx(), s, o);
+    EXPECT_TRUE(p.has_value()) << path << " #" << attempt;
+    return p ? std::move(*p) : Plan{};
+  }
+  // Starts a saga over `n` orders and lets prep succeed.
+  Saga Begin(int n) {
+    Saga s = Commit(Start(Orders(n)));
+    return Commit(Result(s, "prep", true));
+  }
+  const ItemState& Item(uint32_t i) {
+    return items_.at(map_).at(static_cast<size_t>(i));
+  }
+  const StepState& Step(const Saga& s, const std::string& path) {
+    return s.steps.at(static_cast<size_t>(def_.StepAtPath(path)));
+  }
+
+  WorkflowDefinition def_;
+  int map_ = -1;
+  ItemTable items_;
+  uint32_t max_items_ = 10000;
+};
+
+TEST_F(MapTransitionsTest, ItemsStartUpToMaxConcurrencyWithTheirIndexInPath) {
+  Use(OrdersDoc());
+  Saga s = Commit(Start(Orders(5)));
+  Plan p = Result(s, "prep", true);
+  EXPECT_THAT(Types(p), ElementsAre("step_succeeded", "map_started",
+                                    "attempt_started", "attempt_started"));
+  EXPECT_THAT(Actions(p), ElementsAre("run fan[0].charge#1",
+                                      "run fan[1].charge#1"));
+  EXPECT_EQ(p.events[1].data, (json{{"step", "fan"}, {"items", 5}}));
+  EXPECT_EQ(p.events[2].data["idempotency_key"], "01SAGA/fan[0].charge/1");
+  // Only the items that started have rows.
+  EXPECT_THAT(ItemIndices(p), ElementsAre(0u, 1u));
+  s = Commit(p);
+  const MapProgress& mp = Step(s, "fan").map;
+  EXPECT_EQ(mp.items, 5u);
+  EXPECT_EQ(mp.running, 2u);
+  EXPECT_EQ(mp.next, 2u);
+  EXPECT_EQ(Step(s, "fan").status, StepStatus::kRunning);
+  EXPECT_EQ(Item(0).status, StepStatus::kRunning);
+  EXPECT_EQ(Item(0).steps.at(0).attempts, 1u);
+}
+
+TEST_F(MapTransitionsTest, AnItemDoneStartsTheNextAndWritesOnlyTheirRows) {
+  Use(OrdersDoc());
+  Saga s = Begin(5);
+  Plan p = Result(s, "fan[1].charge", true);
+  EXPECT_THAT(Types(p), ElementsAre("step_succeeded", "attempt_started"));
+  EXPECT_THAT(Actions(p), ElementsAre("run fan[2].charge#1"));
+  EXPECT_THAT(ItemIndices(p), ElementsAre(1u, 2u));
+  s = Commit(p);
+  EXPECT_EQ(Item(1).status, StepStatus::kSucceeded);
+  EXPECT_EQ(Item(1).steps[0].output, (json{{"done", "fan[1].charge"}}));
+  EXPECT_EQ(Step(s, "fan").map.succeeded, 1u);
+  // A late or unknown result is stale.
+  AttemptOutcome late{{"fan[1].charge", false, 1}, true, nullptr, {}};
+  EXPECT_FALSE(PlanAttemptResult(Ctx(), s, late).has_value());
+  AttemptOutcome unknown{{"fan[9].charge", false, 1}, true, nullptr, {}};
+  EXPECT_FALSE(PlanAttemptResult(Ctx(), s, unknown).has_value());
+}
+
+TEST_F(MapTransitionsTest, MapOutputIsTheItemsOutputsInItemOrder) {
+  Use(OrdersDoc());
+  Saga s = Begin(3);
+  s = Commit(Result(s, "fan[1].charge", true));
+  s = Commit(Result(s, "fan[2].charge", true));
+  Plan p = Result(s, "fan[0].charge", true);
+  EXPECT_THAT(Types(p), ElementsAre("step_succeeded", "step_succeeded",
+                                    "attempt_started"));
+  EXPECT_THAT(Actions(p), ElementsAre("run notify#1"));
+  s = Commit(p);
+  EXPECT_EQ(Step(s, "fan").status, StepStatus::kSucceeded);
+  EXPECT_EQ(Step(s, "fan").output,
+            json::parse(R"([{"done": "fan[0].charge"},
+                            {"done": "fan[1].charge"},
+                            {"done": "fan[2].charge"}])"));
+  EXPECT_EQ(p.events[1].data["step"], "fan");
+  p = Result(s, "notify", true);
+  EXPECT_THAT(Types(p), ElementsAre("step_succeeded", "saga_completed"));
+}
+
+TEST_F(MapTransitionsTest, NoItemsIsAnEmptyOutputAtOnce) {
+  Use(OrdersDoc());
+  Saga s = Commit(Start(Orders(0)));
+  Plan p = Result(s, "prep", true);
+  EXPECT_THAT(Types(p), ElementsAre("step_succeeded", "map_started",
+                                    "step_succeeded", "attempt_started"));
+  EXPECT_THAT(Actions(p), ElementsAre("run notify#1"));
+  EXPECT_EQ(Step(p.saga, "fan").output, json::array());
+}
+
+TEST_F(MapTransitionsTest, ToleratedFailureLeavesAnErrorRecordAndGoesOn) {
+  Use(OrdersDoc({{"tolerated_failures", 1}}));
+  Saga s = Begin(3);
+  Plan p = Result(s, "fan[0].charge", false);
+  EXPECT_THAT(Types(p), ElementsAre("step_failed", "item_failed",
+                                    "attempt_started"));
+  EXPECT_EQ(p.events[1].data["tolerated"], true);
+  EXPECT_EQ(p.events[1].data["item"], 0);
+  EXPECT_THAT(Actions(p), ElementsAre("run fan[2].charge#1"));
+  s = Commit(p);
+  EXPECT_EQ(s.state, SagaState::kRunning);
+  EXPECT_EQ(Item(0).status, StepStatus::kFailed);
+  s = Commit(Result(s, "fan[1].charge", true));
+  s = Commit(Result(s, "fan[2].charge", true));
+  EXPECT_EQ(Step(s, "fan").output[0],
+            (json{{"error", {{"kind", "http_404"}, {"message", "boom"}}}}));
+  EXPECT_EQ(Step(s, "fan").output[2], (json{{"done", "fan[2].charge"}}));
+  EXPECT_EQ(Step(s, "fan").map.failed, 1u);
+}
+
+TEST_F(MapTransitionsTest, PercentageToleratesThatShareOfTheItems) {
+  Use(OrdersDoc({{"tolerated_failures", "20%"}, {"max_concurrency", 10}}));
+  Saga s = Begin(10);
+  s = Commit(Result(s, "fan[0].charge", false));
+  s = Commit(Result(s, "fan[1].charge", false));
+  EXPECT_EQ(s.state, SagaState::kRunning);  // 2 of 10: 20%
+  Plan p = Result(s, "fan[2].charge", false);
+  EXPECT_EQ(p.events[1].data["tolerated"], false);
+  EXPECT_EQ(p.saga.state, SagaState::kCompensating);
+}
+
+TEST_F(MapTransitionsTest, UntoleratedFailureStopsItemsAndUndoesNewestFirst) {
+  Use(OrdersDoc());
+  Saga s = Begin(4);
+  s = Commit(Result(s, "fan[0].charge", true));  // fan[2] starts
+  Plan p = Result(s, "fan[1].charge", false);
+  // The map fails with the item; fan[2] is abandoned in flight; then the
+  // items are undone newest first, two at a time: fan[2] (its outcome is
+  // unknown) and fan[0]; fan[1] failed and needs none; fan[3] never ran.
+  EXPECT_THAT(Types(p),
+              ElementsAre("step_failed", "item_failed", "step_failed",
+                          "step_stopped", "saga_compensating",
+                          "attempt_started", "attempt_started"));
+  EXPECT_EQ(p.events[2].data["step"], "fan");
+  EXPECT_EQ(p.events[2].data["error"]["message"],
+            "item 1 (fan[1].charge) failed: boom");
+  EXPECT_THAT(Actions(p),
+              ElementsAre("stop fan[2].charge#1", "undo fan[2].charge#1",
+                          "undo fan[0].charge#1"));
+  s = Commit(p);
+  EXPECT_EQ(Step(s, "fan").status, StepStatus::kFailed);
+  EXPECT_EQ(Item(2).status, StepStatus::kCancelled);
+  EXPECT_EQ(Item(2).steps[0].error.kind, kAbandonedErrorKind);
+  EXPECT_EQ(Item(1).status, StepStatus::kFailed);
+  // A late result of the abandoned attempt is stale.
+  AttemptOutcome late{{"fan[2].charge", false, 1}, true, nullptr, {}};
+  EXPECT_FALSE(PlanAttemptResult(Ctx(), s, late).has_value());
+  s = Commit(Result(s, "fan[2].charge", true, true));
+  EXPECT_EQ(s.state, SagaState::kCompensating);
+  p = Result(s, "fan[0].charge", true, true);
+  EXPECT_THAT(Actions(p), ElementsAre("undo prep#1"));
+  s = Commit(p);
+  EXPECT_EQ(Item(0).compensation, CompensationStatus::kSucceeded);
+  EXPECT_EQ(Item(0).steps[0].compensation, CompensationStatus::kSucceeded);
+  p = Result(s, "prep", true, true);
+  EXPECT_THAT(Types(p),
+              ElementsAre("compensation_succeeded", "saga_compensated"));
+}
+
+TEST_F(MapTransitionsTest, ItemsOverTheLimitFailTheStepWithKindLimit) {
+  Use(OrdersDoc());
+  max_items_ = 3;
+  Saga s = Commit(Start(Orders(4)));
+  Plan p = Result(s, "prep", true);
+  EXPECT_THAT(Types(p), ElementsAre("step_succeeded", "step_failed",
+                                    "saga_compensating", "attempt_started"));
+  EXPECT_EQ(p.events[1].data["error"]["kind"], "limit");
+  EXPECT_EQ(p.events[1].data["error"]["message"],
+            "map.items: 4 items, more than limits.map_items allows (3)");
+  EXPECT_THAT(Actions(p), ElementsAre("undo prep#1"));
+  EXPECT_TRUE(p.items.empty());
+}
+
+TEST_F(MapTransitionsTest, ItemsThatAreNotAnArrayFailTheStep) {
+  Use(OrdersDoc());
+  Saga s = Commit(Start({{"orders", {{"a", 1}}}}));
+  Plan p = Result(s, "prep", true);
+  EXPECT_EQ(p.events[1].data["error"]["kind"], "template");
+  EXPECT_EQ(p.events[1].data["error"]["message"],
+            "map.items: must give an array, got an object");
+  s = Commit(Start({{"nothing", 1}}));
+  p = Result(s, "prep", true);
+  EXPECT_EQ(p.events[1].data["error"]["message"],
+            "map.items: ${input.orders}: input has no field 'orders'");
+}
+
+TEST_F(MapTransitionsTest, CancelLetsItemsInFlightFinishThenUndoesThem) {
+  Use(OrdersDoc());
+  Saga s = Begin(4);
+  auto cancel = PlanCancel(Ctx(), s, true, "op");
+  ASSERT_TRUE(cancel.ok());
+  EXPECT_THAT(Actions(*cancel), IsEmpty());
+  s = Commit(*cancel);
+  // Nothing new starts while the cancel waits.
+  Plan p = Result(s, "fan[0].charge", true);
+  EXPECT_THAT(Actions(p), IsEmpty());
+  s = Commit(p);
+  p = Result(s, "fan[1].charge", true);
+  EXPECT_THAT(Actions(p),
+              ElementsAre("undo fan[1].charge#1", "undo fan[0].charge#1"));
+  s = Commit(p);
+  EXPECT_EQ(s.state, SagaState::kCancelling);
+  EXPECT_EQ(Step(s, "fan").status, StepStatus::kCancelled);
+  EXPECT_EQ(Item(0).status, StepStatus::kCancelled);
+  EXPECT_EQ(Item(0).steps[0].status, StepStatus::kSucceeded);
+  s = Commit(Result(s, "fan[1].charge", true, true));
+  s = Commit(Result(s, "fan[0].charge", true, true));
+  p = Result(s, "prep", true, true);
+  EXPECT_THAT(Types(p), ElementsAre("compensation_succeeded", "saga_cancelled"));
+}
+
+TEST_F(MapTransitionsTest, ReplayRerunsOnlyTheItemsThatDidNotFinish) {
+  Use(OrdersDoc(json::object(), "park"));
+  Saga s = Begin(4);
+  s = Commit(Result(s, "fan[0].charge", true));  // fan[2] starts
+  Plan p = Result(s, "fan[1].charge", false);
+  EXPECT_THAT(Actions(p), ElementsAre("stop fan[2].charge#1", "finish"));
+  ASSERT_TRUE(p.dlq_put.has_value());
+  EXPECT_EQ(p.dlq_put->step, "fan");
+  s = Commit(p);
+  EXPECT_EQ(s.state, SagaState::kParked);
+  auto replay = PlanReplay(Ctx(), s, "", false, "op");
+  ASSERT_TRUE(replay.ok()) << replay.status().ToString();
+  // fan[1] (failed) and fan[2] (stopped) run again, two at a time; fan[0]
+  // succeeded and does not.
+  EXPECT_THAT(Actions(*replay),
+              ElementsAre("run fan[1].charge#1", "run fan[2].charge#1"));
+  s = Commit(*replay);
+  EXPECT_EQ(Item(0).status, StepStatus::kSucceeded);
+  EXPECT_EQ(Step(s, "fan").map.failed, 0u);
+  s = Commit(Result(s, "fan[1].charge", true));  // fan[3] starts
+  s = Commit(Result(s, "fan[2].charge", true));
+  p = Result(s, "fan[3].charge", true);
+  EXPECT_THAT(Actions(p), ElementsAre("run notify#1"));
+  EXPECT_EQ(Step(p.saga, "fan").output.size(), 4u);
+}
+
+TEST_F(MapTransitionsTest, SnapshotSizeDoesNotGrowWithTheNumberOfItems) {
+  Use(OrdersDoc());
+  // The input holds the items, so it is left out of the comparison.
+  auto snapshot_without_input = [&](int n) {
+    items_.clear();
+    Saga s = Begin(n);
+    Plan p = Result(s, "fan[0].charge", true);
+    size_t item_bytes = 0;
+    for (const auto& [ref, write] : p.items) {
+      item_bytes += EncodeItem(ItemToJson(write.state)).size();
+    }
+    p.saga.input = nullptr;
+    return std::make_pair(EncodeSnapshot(p.saga).size(), item_bytes);
+  };
+  const auto small = snapshot_without_input(10);
+  const auto large = snapshot_without_input(10000);
+  // A few bytes for the counters' widths, never per item.
+  EXPECT_LE(large.first, small.first + 16);
+  EXPECT_EQ(large.second, small.second);
+}
+
+}  // namespace
+}  // namespace cde
