@@ -577,27 +577,44 @@ void EngineImpl::OnOutcome(const std::string& id, AttemptOutcome outcome) {
   auto it = active_.find(id);
   if (it == active_.end()) return;  // finished meanwhile: a stale result
   Active& a = *it->second;
-  const auto arrived = std::chrono::steady_clock::now();
-  WhenIdle(a, [this, id, outcome = std::move(outcome), arrived] {
-    auto it = active_.find(id);
-    // During a shutdown's grace period results are still committed, so
-    // that attempts which finished in time do not run again.
-    if (it == active_.end() || it->second->checkpointed) return;
-    Active& a = *it->second;
-    auto plan = PlanAttemptResult(Context(a), a.saga, outcome);
-    if (!plan) return;  // stale: a timed-out or superseded attempt
-    // The attempt is over; its result's commit holds work_ from here.
-    WorkGate::Holder busy = work_.Enter();
+  a.outcomes.emplace_back(std::move(outcome), std::chrono::steady_clock::now());
+  // The first result to wait plans them all (those of several items of a
+  // map, or branches, arrive while one transition commits).
+  if (a.outcomes.size() == 1) WhenIdle(a, [this, id] { PlanOutcomes(id); });
+}
+
+void EngineImpl::PlanOutcomes(const std::string& id) {
+  auto it = active_.find(id);
+  // During a shutdown's grace period results are still committed, so that
+  // attempts which finished in time do not run again.
+  if (it == active_.end() || it->second->checkpointed) {
+    if (it != active_.end()) it->second->outcomes.clear();
+    return;
+  }
+  Active& a = *it->second;
+  auto taken = std::move(a.outcomes);
+  a.outcomes.clear();
+  std::vector<AttemptOutcome> outcomes;
+  outcomes.reserve(taken.size());
+  for (auto& [outcome, arrived] : taken) outcomes.push_back(outcome);
+  std::vector<bool> applied;
+  auto plan = PlanAttemptResults(Context(a), a.saga, outcomes, &applied);
+  if (!plan) return;  // stale: timed-out or superseded attempts
+  // The attempts are over; their results' commit holds work_ from here.
+  WorkGate::Holder busy = work_.Enter();
+  for (size_t i = 0; i < taken.size(); ++i) {
+    if (!applied[i]) continue;
+    const AttemptOutcome& outcome = taken[i].first;
     if (auto at = a.attempts.find(outcome.ref.path); at != a.attempts.end()) {
       Attempt& attempt = at->second;
       attempt.hold.Leave();
       RecordBreaker(attempt, outcome);
-      ObserveOutcome(a, attempt, outcome, arrived);
+      ObserveOutcome(a, attempt, outcome, taken[i].second);
       Abandon(attempt);
       a.attempts.erase(at);
     }
-    Apply(a, std::move(*plan), nullptr);
-  });
+  }
+  Apply(a, std::move(*plan), nullptr);
 }
 
 void EngineImpl::OnTimerDue(const TimerQueue::Entry& e) {

@@ -247,6 +247,7 @@ EngineStats EngineImpl::stats() const {
   const CommitWriterStats w = writer_->stats();
   s.commits = w.transitions;
   s.commit_groups = w.groups;
+  s.commit_bytes = w.bytes;
   return s;
 }
 

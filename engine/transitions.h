@@ -128,6 +128,14 @@ Plan PlanDequeue(const PlanContext& ctx, const Saga& saga);
 std::optional<Plan> PlanAttemptResult(const PlanContext& ctx, const Saga& saga,
                                       const AttemptOutcome& outcome);
 
+// The results of several attempts, in order, as one plan: what arrived
+// while the saga's previous transition committed. (*applied)[i] says
+// whether outcomes[i] was planned (false: stale, or the saga ended before
+// it). nullopt if none was.
+std::optional<Plan> PlanAttemptResults(
+    const PlanContext& ctx, const Saga& saga,
+    const std::vector<AttemptOutcome>& outcomes, std::vector<bool>* applied);
+
 // A durable timer fell due; nullopt if the saga does not wait for it.
 std::optional<Plan> PlanTimerFired(const PlanContext& ctx, const Saga& saga,
                                    const TimerRef& timer);

@@ -1,5 +1,7 @@
 // The result of an attempt: success, retry after a durable backoff, or
 // permanent failure.
+#include <algorithm>
+
 #include "engine/transitions/progress.h"
 
 namespace cde {
@@ -7,21 +9,24 @@ namespace cde {
 using nlohmann::json;
 namespace ti = transitions_internal;
 
-std::optional<Plan> PlanAttemptResult(const PlanContext& ctx, const Saga& saga,
-                                      const AttemptOutcome& o) {
-  const Wait* w = FindWait(saga, o.ref.path);
+namespace {
+
+// Plans outcome `o` into `p`; false if it is stale (not an attempt the saga
+// waits for, by path and attempt).
+bool ApplyAttemptResult(const PlanContext& ctx, Plan& p,
+                        const AttemptOutcome& o) {
+  const Wait* w = FindWait(p.saga, o.ref.path);
   const ti::At step = ti::StepAt(ctx.def, o.ref.path);
   if (w == nullptr || w->kind != Wait::Kind::kAttempt || step.step < 0 ||
       w->compensation != o.ref.compensation || w->attempt != o.ref.attempt) {
-    return std::nullopt;
+    return false;
   }
   const bool compensation = o.ref.compensation;
   const uint32_t attempt = o.ref.attempt;
-  Plan p = ti::From(saga);
   if (o.ok) {
     ti::Succeed(ctx, p, step, compensation, attempt, o.output);
     ti::Advance(ctx, p);
-    return p;
+    return true;
   }
   const ActionSpec& spec = ti::SpecOf(ctx.def, step.step, compensation);
   const bool cancelling_forward = p.saga.cancel_requested && !compensation;
@@ -33,7 +38,7 @@ std::optional<Plan> PlanAttemptResult(const PlanContext& ctx, const Saga& saga,
     ti::FailPermanently(ctx, p, step, compensation, o.error);
     // A tolerated item's failure leaves the map going: more may start.
     if (p.saga.state == SagaState::kRunning) ti::Advance(ctx, p);
-    return p;
+    return true;
   }
   StepState& st = ti::MutableState(ctx, p, step);
   (compensation ? st.compensation_error : st.error) = o.error;
@@ -48,6 +53,40 @@ std::optional<Plan> PlanAttemptResult(const PlanContext& ctx, const Saga& saga,
   p.timers_put.push_back(TimerOf(backoff));
   p.actions.push_back({PlanAction::Kind::kArmTimer, o.ref, TimerOf(backoff)});
   ti::SetWait(p.saga, backoff);
+  return true;
+}
+
+// A timer armed and cut within one plan is not armed (Build writes
+// neither its row nor its deletion).
+void DropCutTimers(Plan& p) {
+  std::erase_if(p.actions, [&](const PlanAction& a) {
+    return a.kind == PlanAction::Kind::kArmTimer &&
+           std::find(p.timers_delete.begin(), p.timers_delete.end(),
+                     a.timer) != p.timers_delete.end();
+  });
+}
+
+}  // namespace
+
+std::optional<Plan> PlanAttemptResult(const PlanContext& ctx, const Saga& saga,
+                                      const AttemptOutcome& o) {
+  Plan p = ti::From(saga);
+  if (!ApplyAttemptResult(ctx, p, o)) return std::nullopt;
+  return p;
+}
+
+std::optional<Plan> PlanAttemptResults(
+    const PlanContext& ctx, const Saga& saga,
+    const std::vector<AttemptOutcome>& outcomes, std::vector<bool>* applied) {
+  Plan p = ti::From(saga);
+  applied->assign(outcomes.size(), false);
+  bool any = false;
+  for (size_t i = 0; i < outcomes.size() && !p.finishes(); ++i) {
+    (*applied)[i] = ApplyAttemptResult(ctx, p, outcomes[i]);
+    any = any || (*applied)[i];
+  }
+  if (!any) return std::nullopt;
+  if (outcomes.size() > 1) DropCutTimers(p);
   return p;
 }
 

@@ -365,15 +365,24 @@ void StopOthers(const PlanContext& ctx, Plan& p, At failed,
     data["reason"] = reason;
     switch (w.kind) {
       case Wait::Kind::kAttempt: {
-        // It may have had its effect: compensated like a timeout.
         StepState& st = MutableState(ctx, p, at);
         st.status = StepStatus::kCancelled;
-        st.error = {kAbandonedErrorKind, "attempt " +
-                                             std::to_string(w.attempt) +
-                                             " abandoned in flight: " + reason};
-        p.actions.push_back({PlanAction::Kind::kStopAttempt,
-                             {w.path, w.compensation, w.attempt},
-                             {}});
+        const AttemptRef ref{w.path, w.compensation, w.attempt};
+        auto run = std::find_if(
+            p.actions.begin(), p.actions.end(), [&](const PlanAction& a) {
+              return a.kind == PlanAction::Kind::kRunAttempt &&
+                     a.attempt == ref;
+            });
+        if (run != p.actions.end()) {
+          // Started by this very plan: never dispatched, nothing to undo.
+          p.actions.erase(run);
+        } else {
+          // It may have had its effect: compensated like a timeout.
+          st.error = {kAbandonedErrorKind,
+                      "attempt " + std::to_string(w.attempt) +
+                          " abandoned in flight: " + reason};
+          p.actions.push_back({PlanAction::Kind::kStopAttempt, ref, {}});
+        }
         st.finished_ms = ctx.now_ms;
         ClearWait(p.saga, w.path);
         break;
@@ -533,10 +542,18 @@ Transition Plan::Build(int64_t now_ms) {
                  std::string(EventKindName(e.kind)), std::move(e.data)});
   }
   events.clear();
+  // A timer both put and deleted by one plan was put and then cut (several
+  // results in one plan), or cut and put again with the same due time: either
+  // way the row ends as it began, so neither is written.
+  auto in = [](const std::vector<TimerRef>& list, const TimerRef& timer) {
+    return std::find(list.begin(), list.end(), timer) != list.end();
+  };
   for (const TimerRef& timer : timers_delete) {
+    if (in(timers_put, timer)) continue;
     t.DeleteTimer(timer.due_ms, saga.id, TimerRowName(timer.kind, timer.path));
   }
   for (const TimerRef& timer : timers_put) {
+    if (in(timers_delete, timer)) continue;
     t.PutTimer({timer.due_ms, saga.id, TimerRowName(timer.kind, timer.path),
                 json::object()});
   }

@@ -333,6 +333,47 @@ TEST_F(MapTransitionsTest, ReplayRerunsOnlyTheItemsThatDidNotFinish) {
   EXPECT_EQ(Step(p.saga, "fan").output.size(), 4u);
 }
 
+TEST_F(MapTransitionsTest, ResultsThatArriveTogetherAreOneTransition) {
+  Use(OrdersDoc());
+  Saga s = Begin(5);
+  std::vector<AttemptOutcome> both = {
+      {{"fan[1].charge", false, 1}, true, "one", {}},
+      {{"fan[0].charge", false, 1}, true, "zero", {}},
+      {{"fan[0].charge", false, 1}, true, "again", {}}};  // stale by then
+  std::vector<bool> applied;
+  auto p = PlanAttemptResults(Ctx(), s, both, &applied);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(applied, (std::vector<bool>{true, true, false}));
+  EXPECT_THAT(Types(*p), ElementsAre("step_succeeded", "attempt_started",
+                                     "step_succeeded", "attempt_started"));
+  EXPECT_THAT(Actions(*p),
+              ElementsAre("run fan[2].charge#1", "run fan[3].charge#1"));
+  EXPECT_THAT(ItemIndices(*p), ElementsAre(0u, 1u, 2u, 3u));
+  s = Commit(*p);
+  EXPECT_EQ(Item(0).steps[0].output, "zero");
+  EXPECT_EQ(Step(s, "fan").map.succeeded, 2u);
+  // None applies: no plan.
+  EXPECT_FALSE(PlanAttemptResults(Ctx(), s, {both[2]}, &applied).has_value());
+}
+
+TEST_F(MapTransitionsTest, AnItemStartedAndStoppedInOnePlanNeverRunsOrUndoes) {
+  Use(OrdersDoc());
+  Saga s = Begin(4);
+  // fan[0] succeeds (fan[2] starts), then fan[1] fails the map: fan[2]'s
+  // attempt was never dispatched, so it is neither stopped nor undone.
+  std::vector<AttemptOutcome> results = {
+      {{"fan[0].charge", false, 1}, true, "zero", {}},
+      {{"fan[1].charge", false, 1}, false, nullptr, {"http_404", "boom"}}};
+  std::vector<bool> applied;
+  auto p = PlanAttemptResults(Ctx(), s, results, &applied);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_THAT(Actions(*p), ElementsAre("undo fan[0].charge#1"));
+  s = Commit(*p);
+  EXPECT_EQ(Item(2).status, StepStatus::kCancelled);
+  EXPECT_TRUE(Item(2).steps[0].error.empty());
+  EXPECT_EQ(Item(2).compensation, CompensationStatus::kNone);
+}
+
 TEST_F(MapTransitionsTest, SnapshotSizeDoesNotGrowWithTheNumberOfItems) {
   Use(OrdersDoc());
   // The input holds the items, so it is left out of the comparison.
