@@ -218,7 +218,19 @@ bool UndoMap(const PlanContext& ctx, Plan& p, int map) {
     }
     if (!Undoing(p.saga.state)) return false;
   }
-  return mp.undo_left == 0 && mp.undoing == 0;
+  if (mp.undo_left != 0 || mp.undoing != 0) return false;
+  // Its items are undone: the map step's own compensation is over (none
+  // is defined if no step inside it has one).
+  StepState& st = p.saga.steps[static_cast<size_t>(map)];
+  if (st.compensation == CompensationStatus::kNone && mp.started > 0) {
+    bool any = false;
+    for (int k = map + 1; k <= map + spec.map.size; ++k) {
+      any = any || Spec(ctx.def, k).compensate.has_value();
+    }
+    st.compensation =
+        any ? CompensationStatus::kSucceeded : CompensationStatus::kNotDefined;
+  }
+  return true;
 }
 
 void FailItem(const PlanContext& ctx, Plan& p, At at, const ErrorInfo& error) {

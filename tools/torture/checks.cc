@@ -101,6 +101,66 @@ void CheckCompensations(const std::string& id, const Saga& saga,
   }
 }
 
+// "<saga>/fan[<i>].book/..." -> i; -1 for another key.
+int FanOutItem(const std::string& key) {
+  const size_t at = key.find("/fan[");
+  if (at == std::string::npos) return -1;
+  return std::atoi(key.c_str() + at + 5);
+}
+
+// The per-item rules of a fan-out saga: a completed one booked every item;
+// an undone one refunded every item it booked, and refunded no item whose
+// booking neither arrived nor may have (an attempt cut off in flight,
+// abandoned or timed out, may have booked without the endpoint answering).
+void CheckFanOut(const std::string& id, const Saga& saga,
+                 const std::vector<ItemRecord>& items,
+                 const std::map<std::string, std::set<int>>& booked_items,
+                 const std::map<std::string, std::set<int>>& refunded_items,
+                 std::vector<Violation>* out) {
+  static const std::set<int> kNone;
+  auto find = [&](const std::map<std::string, std::set<int>>& m) {
+    auto it = m.find(id);
+    return it == m.end() ? kNone : it->second;
+  };
+  const std::set<int> booked = find(booked_items);
+  const std::set<int> refunded = find(refunded_items);
+  std::set<int> unknown;  // outcome unknown: may have booked
+  for (const ItemRecord& row : items) {
+    const nlohmann::json& step = row.body["steps"][0];
+    const std::string kind = step.contains("error")
+                                 ? step["error"].value("kind", std::string())
+                                 : std::string();
+    if (kind == kAbandonedErrorKind || kind == "timeout") {
+      unknown.insert(static_cast<int>(row.index));
+    }
+  }
+  if (saga.state == SagaState::kCompleted &&
+      booked.size() != static_cast<size_t>(kFanOutItems)) {
+    out->push_back({id, "completed with " + std::to_string(booked.size()) +
+                            " of " + std::to_string(kFanOutItems) +
+                            " items booked"});
+  }
+  const bool undone =
+      saga.state == SagaState::kCompensated ||
+      (saga.state == SagaState::kCancelled && saga.compensate_on_cancel);
+  for (int item : booked) {
+    if (undone && refunded.count(item) == 0) {
+      out->push_back({id, "item " + std::to_string(item) +
+                              " was booked and not refunded"});
+    }
+  }
+  for (int item : refunded) {
+    if (booked.count(item) == 0 && unknown.count(item) == 0) {
+      out->push_back({id, "item " + std::to_string(item) +
+                              " was refunded but never booked"});
+    }
+  }
+  if (!undone && !refunded.empty()) {
+    out->push_back({id, std::string(SagaStateName(saga.state)) +
+                            " but items were refunded"});
+  }
+}
+
 }  // namespace
 
 std::vector<Violation> CheckInvariants(const Options& options,
@@ -114,6 +174,7 @@ std::vector<Violation> CheckInvariants(const Options& options,
   // deliveries of one key within one process's lifetime are a violation.
   std::map<std::string, std::vector<size_t>> by_key;  // request positions
   std::set<std::string> booked, refunded;
+  std::map<std::string, std::set<int>> booked_items, refunded_items;
   const std::vector<TestHttpServer::Request> requests = endpoint.requests();
   for (size_t i = 0; i < requests.size(); ++i) {
     const TestHttpServer::Request& r = requests[i];
@@ -122,6 +183,10 @@ std::vector<Violation> CheckInvariants(const Options& options,
     by_key[key].push_back(i);
     if (r.path.starts_with("/book")) booked.insert(SagaOf(key));
     if (r.path.starts_with("/refund")) refunded.insert(SagaOf(key));
+    if (const int item = FanOutItem(key); item >= 0) {
+      (r.path.starts_with("/book") ? booked_items : refunded_items)[SagaOf(key)]
+          .insert(item);
+    }
   }
   const std::vector<size_t>& marks = stats->restart_marks;  // ascending
   for (const auto& [key, at] : by_key) {
@@ -167,6 +232,14 @@ std::vector<Violation> CheckInvariants(const Options& options,
       continue;
     }
     CheckCompensations(id, *saga, booked, refunded, &out);
+    if (saga->workflow.starts_with("t-fanout")) {
+      auto items = store.ReadItems(id);
+      if (!items.ok()) {
+        out.push_back({id, "items unreadable: " + items.status().ToString()});
+        continue;
+      }
+      CheckFanOut(id, *saga, *items, booked_items, refunded_items, &out);
+    }
   }
   for (const auto& [key, id] : ledger.saga_by_key) {
     auto owner = store.LookupIdempotency(key);

@@ -62,6 +62,9 @@ struct Violation {
   std::string what;
 };
 
+// Items of the fan-out workflows' map step.
+inline constexpr int kFanOutItems = 12;
+
 // The workflows the workload starts; `endpoint` is where http steps go.
 std::vector<nlohmann::json> Workflows(const TestHttpServer& endpoint);
 

@@ -254,9 +254,10 @@ class Torture {
   }
 
   void Start() {
-    static const char* kWorkflows[] = {"t-noop", "t-sleep", "t-exec",
-                                       "t-http", "t-fail",  "t-park"};
-    json args = {{"workflow", kWorkflows[Pick(6)]}};
+    static const char* kWorkflows[] = {"t-noop",   "t-sleep",  "t-exec",
+                                       "t-http",   "t-fail",   "t-park",
+                                       "t-fanout", "t-fanout-fail"};
+    json args = {{"workflow", kWorkflows[Pick(8)]}};
     std::string key;
     const int dice = Pick(100);
     if (dice < 15 && !ledger_.saga_by_key.empty()) {

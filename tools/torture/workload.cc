@@ -31,6 +31,19 @@ json Book(const TestHttpServer& endpoint) {
         {"timeout_ms", 2000}}}};
 }
 
+// A map step booking each of 12 items, 4 at a time, each refunded when the
+// saga is undone.
+json FanOut(const TestHttpServer& endpoint) {
+  json book = Book(endpoint);
+  book["params"]["body"] = {{"item", "${item}"}, {"index", "${index}"}};
+  json items = json::array();
+  for (int i = 0; i < kFanOutItems; ++i) items.push_back("seat-" + std::to_string(i));
+  return {{"name", "fan"},
+          {"map", {{"items", items},
+                   {"max_concurrency", 4},
+                   {"steps", json::array({book})}}}};
+}
+
 json Workflow(const std::string& name, json steps, json extra = {}) {
   json doc = {{"name", name}, {"version", 1}, {"steps", std::move(steps)}};
   if (extra.is_object()) doc.update(extra);
@@ -62,6 +75,14 @@ std::vector<json> Workflows(const TestHttpServer& endpoint) {
                           {{"name", "boom"},
                            {"action", "fail"},
                            {"retry", {{"max_attempts", 1}}}}}),
+      // Fan-out: every item booked once; undone, every booked item
+      // refunded.
+      Workflow("t-fanout",
+               {FanOut(endpoint), {{"name", "done"}, {"action", "noop"}}}),
+      Workflow("t-fanout-fail", {FanOut(endpoint),
+                                 {{"name", "boom"},
+                                  {"action", "fail"},
+                                  {"retry", {{"max_attempts", 1}}}}}),
       Workflow("t-park",
                {{{"name", "a"}, {"action", "noop"}},
                 {{"name", "boom"},
