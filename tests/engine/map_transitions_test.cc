@@ -79,7 +79,7 @@ class MapTransitionsTest : public ::testing::Test {
       auto& list = items_[ref.map];
       if (list.size() <= ref.index) list.resize(ref.index + 1);
       list[ref.index] = write.state;
-      EXPECT_EQ(write.map_path, "fan");
+      EXPECT_EQ(write.map_path, def_.steps[ref.map].path);
     }
     return p.saga;
   }
@@ -372,6 +372,98 @@ TEST_F(MapTransitionsTest, AnItemStartedAndStoppedInOnePlanNeverRunsOrUndoes) {
   EXPECT_EQ(Item(2).status, StepStatus::kCancelled);
   EXPECT_TRUE(Item(2).steps[0].error.empty());
   EXPECT_EQ(Item(2).compensation, CompensationStatus::kNone);
+}
+
+// An item's steps may hold a parallel step: its branches run side by side
+// within the item, and a failure in one stops the other branch of that
+// item only (tolerated here).
+TEST_F(MapTransitionsTest, AParallelStepInsideAnItemRunsPerItem) {
+  json step = {{"action", "book"},
+               {"compensate", {{"action", "book"}}},
+               {"retry", {{"max_attempts", 1}}}};
+  json a = step, b = step;
+  a["name"] = "a";
+  b["name"] = "b";
+  json both = {{"name", "both"},
+               {"parallel",
+                {{"branches",
+                  {{"x", std::vector<json>{a}}, {"y", std::vector<json>{b}}}}}}};
+  Use({{"name", "orders"},
+       {"version", 1},
+       {"steps",
+        std::vector<json>{
+            {{"name", "fan"},
+             {"map",
+              {{"items", "${input.orders}"},
+               {"max_concurrency", 1},
+               {"tolerated_failures", 1},
+               {"steps", std::vector<json>{both}}}}}}}});
+  Plan p = Start(Orders(2));
+  EXPECT_THAT(Actions(p),
+              ElementsAre("run fan[0].both.x.a#1", "run fan[0].both.y.b#1"));
+  Saga s = Commit(p);
+  s = Commit(Result(s, "fan[0].both.x.a", true));
+  p = Result(s, "fan[0].both.y.b", true);
+  // Item 0 is done: its parallel step's output is both branches'; item 1
+  // starts.
+  EXPECT_THAT(Actions(p),
+              ElementsAre("run fan[1].both.x.a#1", "run fan[1].both.y.b#1"));
+  s = Commit(p);
+  EXPECT_EQ(Item(0).status, StepStatus::kSucceeded);
+  EXPECT_EQ(Item(0).steps[0].output,
+            (json{{"x", {{"done", "fan[0].both.x.a"}}},
+                  {"y", {{"done", "fan[0].both.y.b"}}}}));
+  // Item 1's branch x fails: its branch y is stopped, the map goes on.
+  p = Result(s, "fan[1].both.x.a", false);
+  EXPECT_THAT(Types(p), ElementsAre("step_failed", "step_stopped",
+                                    "item_failed", "step_succeeded",
+                                    "saga_completed"));
+  s = Commit(p);
+  EXPECT_EQ(Item(1).status, StepStatus::kFailed);
+  EXPECT_EQ(Item(1).steps[0].status, StepStatus::kFailed);
+  EXPECT_EQ(Item(1).steps[2].error.kind, kAbandonedErrorKind);
+  EXPECT_EQ(Step(s, "fan").output[0]["x"], (json{{"done", "fan[0].both.x.a"}}));
+  EXPECT_EQ(Step(s, "fan").output[1]["error"]["message"], "boom");
+}
+
+// A map step may sit in a parallel step's branch: its paths carry the
+// branch's, and its failure stops the other branch.
+TEST_F(MapTransitionsTest, AMapInsideABranchStopsTheOtherBranchWhenItFails) {
+  json charge = {{"name", "charge"},
+                 {"action", "book"},
+                 {"compensate", {{"action", "book"}}},
+                 {"retry", {{"max_attempts", 1}}}};
+  json fan = {{"name", "fan"},
+              {"map",
+               {{"items", "${input.orders}"},
+                {"steps", std::vector<json>{charge}}}}};
+  json other = {{"name", "other"},
+                {"action", "book"},
+                {"compensate", {{"action", "book"}}}};
+  Use({{"name", "orders"},
+       {"version", 1},
+       {"steps",
+        std::vector<json>{
+            {{"name", "p"},
+             {"parallel",
+              {{"branches",
+                {{"m", std::vector<json>{fan}},
+                 {"o", std::vector<json>{other}}}}}}}}}});
+  map_ = def_.StepAtPath("p.m.fan");
+  Plan p = Start(Orders(2));
+  EXPECT_THAT(Actions(p), ElementsAre("run p.m.fan[0].charge#1",
+                                      "run p.m.fan[1].charge#1",
+                                      "run p.o.other#1"));
+  Saga s = Commit(p);
+  s = Commit(Result(s, "p.m.fan[0].charge", true));
+  p = Result(s, "p.m.fan[1].charge", false);
+  // Undone side by side: branch m (its map's item 0), then branch o.
+  EXPECT_THAT(Actions(p), ElementsAre("stop p.o.other#1",
+                                      "undo p.m.fan[0].charge#1",
+                                      "undo p.o.other#1"));
+  s = Commit(p);
+  EXPECT_EQ(Step(s, "p").status, StepStatus::kFailed);
+  EXPECT_EQ(Step(s, "p.m.fan").status, StepStatus::kFailed);
 }
 
 TEST_F(MapTransitionsTest, SnapshotSizeDoesNotGrowWithTheNumberOfItems) {
