@@ -107,5 +107,48 @@ TEST(DemoServicesTest, TripBookingCompletesAndAFailingHotelUndoesTheFlight) {
   EXPECT_OK(h.Close());
 }
 
+TEST(DemoServicesTest, ParallelTripBooksHotelAndCarSideBySideAndUndoesBoth) {
+  DemoServices demo;
+  ASSERT_TRUE(demo.Start()) << "cde-demo-services did not start on 9100";
+  json def;
+  std::ifstream(std::string(CDE_EXAMPLES_DIR) + "/trip-booking-parallel.json") >>
+      def;
+  test::EngineHarness h;
+  ASSERT_OK(h.Open(""));
+  ASSERT_OK(h.Register(def).status());
+
+  json input = def["examples"][0];
+  auto first = h.Start({.workflow = "trip-booking-parallel", .input = input});
+  ASSERT_OK(first.status());
+  auto done = h.AwaitInactive(first->saga_id);
+  ASSERT_OK(done.status());
+  ASSERT_EQ(done->state, SagaState::kCompleted) << done->body.dump();
+  // The parallel step's output holds both branches' reservations.
+  const json& stay = done->body["steps"][1]["output"];
+  EXPECT_TRUE(stay["hotel"].contains("reservation_id")) << stay.dump();
+  EXPECT_TRUE(stay["car"].contains("reservation_id")) << stay.dump();
+  json held = Call("GET", "/demo/state")["reservations"];
+  const std::string trip = input["trip_id"].get<std::string>();
+  for (const char* service : {"flight", "hotel", "car", "itinerary"}) {
+    EXPECT_EQ(held[service][trip].size(), 1u) << service << held.dump();
+  }
+
+  // The car fails: the flight and the hotel are cancelled.
+  EXPECT_EQ(Call("POST", "/demo/fail/car")["failing"], true);
+  input["trip_id"] = "T-2002";
+  auto second = h.Start({.workflow = "trip-booking-parallel", .input = input});
+  ASSERT_OK(second.status());
+  done = h.AwaitInactive(second->saga_id);
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state, SagaState::kCompensated) << done->body.dump();
+  held = Call("GET", "/demo/state")["reservations"];
+  for (const char* service : {"flight", "hotel", "car"}) {
+    EXPECT_FALSE(held[service].contains("T-2002"))
+        << service << held.dump();
+  }
+  EXPECT_EQ(held["hotel"][trip].size(), 1u);  // the first trip keeps it
+  EXPECT_OK(h.Close());
+}
+
 }  // namespace
 }  // namespace cde
