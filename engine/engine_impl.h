@@ -29,6 +29,11 @@
 
 namespace cde {
 
+// A step's metrics label: its path without item indices
+// ("charge-all[3].charge" -> "charge-all.charge"), so that a map step's
+// items are one series, not one per item.
+std::string StepLabel(std::string_view path);
+
 // Copies into plan->to_log the events whose log level is enabled.
 void KeepEventsToLog(Plan* plan);
 // Writes the log line for event `kind` (with `data`) of `saga`.

@@ -215,16 +215,33 @@ void EngineImpl::ObserveCommitted(const Plan& plan) {
     if (action.kind == PlanAction::Kind::kArmTimer &&
         action.timer.kind == TimerKind::kBackoff &&
         !action.attempt.compensation) {
-      m_.retries->With({wf, action.attempt.path}).Increment();
+      m_.retries->With({wf, StepLabel(action.attempt.path)}).Increment();
     }
   }
+}
+
+std::string StepLabel(std::string_view path) {
+  std::string label;
+  label.reserve(path.size());
+  for (size_t i = 0; i < path.size(); ++i) {
+    if (path[i] == '[') {
+      const size_t close = path.find(']', i);
+      if (close != std::string_view::npos) {
+        i = close;
+        continue;
+      }
+    }
+    label.push_back(path[i]);
+  }
+  return label;
 }
 
 void EngineImpl::ObserveDispatch(const Active& a, Attempt& attempt) {
   attempt.dispatched = Steady::now();
   m_.attempts_in_flight->Set(static_cast<double>(attempts_.count()));
   if (attempt.ref.compensation) {
-    m_.compensations->With({a.saga.workflow, attempt.ref.path}).Increment();
+    m_.compensations->With({a.saga.workflow, StepLabel(attempt.ref.path)})
+        .Increment();
   }
 }
 
@@ -233,7 +250,7 @@ void EngineImpl::ObserveOutcome(const Active& a, const Attempt& attempt,
                                 Steady::time_point arrived) {
   m_.attempts_in_flight->Set(static_cast<double>(attempts_.count()));
   if (o.ref.compensation) return;  // counted by cde_compensations_total
-  const std::string& step = o.ref.path;
+  const std::string step = StepLabel(o.ref.path);
   const char* result = o.ok                        ? "ok"
                        : o.error.kind == "timeout" ? "timeout"
                                                    : "error";

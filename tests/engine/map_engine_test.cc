@@ -88,6 +88,10 @@ TEST(MapEngineTest, ItemsRunWithTheirItemAndIndexAndTheOutputIsInOrder) {
   EXPECT_EQ(rec->body["steps"][0]["map"]["succeeded"], 3);
   const std::vector<std::string> log = h.LogTypes(id);
   EXPECT_NE(std::find(log.begin(), log.end(), "map_started"), log.end());
+  // The items are one series per step in the metrics, not one per item.
+  const std::string metrics = h.engine().metrics().Render();
+  EXPECT_NE(metrics.find("step=\"fan.charge\""), std::string::npos);
+  EXPECT_EQ(metrics.find("fan[1]"), std::string::npos);
   ASSERT_OK(h.Close());
 }
 
