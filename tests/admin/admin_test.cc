@@ -428,6 +428,49 @@ TEST_F(AdminTest, SagasShowListsAParallelStepsBranchesUnderIt) {
   EXPECT_NE(r.out.find("parallel"), std::string::npos) << r.out;
 }
 
+TEST_F(AdminTest, SagasShowGivesAMapStepsItemsAndTheOnesThatFailed) {
+  test::TempDir dir;
+  std::string id;
+  {
+    test::EngineHarness h;
+    ASSERT_OK(h.Open(dir.path()));
+    ASSERT_OK(h.Register(json::parse(R"({
+      "name": "fan", "version": 1,
+      "steps": [
+        {"name": "each", "map": {"items": [1, 0, 1, 0, 1],
+          "max_concurrency": 2, "tolerated_failures": 3,
+          "steps": [{"name": "try", "action": "fail",
+                     "params": {"fail_attempts": "${item}"},
+                     "retry": {"max_attempts": 1}}]}},
+        {"name": "notify", "action": "noop"}]})"))
+                  .status());
+    auto started = h.Start({.workflow = "fan"});
+    ASSERT_OK(started.status());
+    id = started->saga_id;
+    ASSERT_OK(h.AwaitInactive(id).status());
+    ASSERT_OK(h.Close());
+  }
+  AdminRun r = Admin({"sagas", "show", id, "--json"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = r.Json();
+  EXPECT_EQ(j["saga"]["state"], "completed");
+  // The map step and notify: the step inside the map runs per item.
+  ASSERT_EQ(j["steps"].size(), 2u) << j["steps"].dump();
+  EXPECT_EQ(j["steps"][0]["kind"], "map");
+  EXPECT_EQ(j["steps"][0]["items"]["total"], 5);
+  EXPECT_EQ(j["steps"][0]["items"]["succeeded"], 2);
+  EXPECT_EQ(j["steps"][0]["items"]["failed"], 3);  // items 0, 2 and 4
+  ASSERT_EQ(j["steps"][0]["unfinished_items"].size(), 3u);
+  EXPECT_EQ(j["steps"][0]["unfinished_items"][0]["path"], "each[0]");
+  EXPECT_EQ(j["steps"][0]["unfinished_items"][0]["status"], "failed");
+
+  r = Admin({"sagas", "show", id}, dir.path());  // human
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("2/5 items"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" each[4] "), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(" each[1] "), std::string::npos) << r.out;
+}
+
 TEST_F(AdminTest, SagasLogPrintsRawEvents) {
   AdminRun r = Admin({"sagas", "log", sagas().completed, "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -398,6 +398,29 @@ int RunSagasList(const Common& common, const SagaListOptions& o) {
   return kExitOk;
 }
 
+// The items of the map step at `map_path` that did not succeed, the first
+// kMaxItemsShown of them: what an operator looks at when a map failed.
+constexpr size_t kMaxItemsShown = 20;
+json UnfinishedItems(Store& store, const std::string& saga_id,
+                     const std::string& map_path, uint32_t started) {
+  json out = json::array();
+  if (started == 0) return out;
+  const auto rows = Check(store.ReadItems(saga_id));
+  for (const ItemRecord& row : rows) {
+    if (row.map_path != map_path) continue;
+    const std::string status = row.body.value("status", std::string());
+    if (status == "succeeded") continue;
+    if (out.size() == kMaxItemsShown) break;
+    json error = row.body.contains("error") ? row.body["error"] : json(nullptr);
+    out.push_back({{"index", row.index},
+                   {"path", map_path + "[" + std::to_string(row.index) + "]"},
+                   {"status", status},
+                   {"compensation", row.body.value("compensation", "")},
+                   {"error", error}});
+  }
+  return out;
+}
+
 int RunSagasShow(const Common& common, const std::string& id) {
   const int64_t now = NowMs();
   StoreAccess access = OpenForRead(common.data_dir);
@@ -483,6 +506,8 @@ int RunSagasShow(const Common& common, const std::string& id) {
                                  {"running", st.map.running},
                                  {"succeeded", st.map.succeeded},
                                  {"failed", st.map.failed}};
+        steps.back()["unfinished_items"] =
+            UnfinishedItems(store, id, step.path, st.map.started);
       }
     }
   }
@@ -600,6 +625,20 @@ int RunSagasShow(const Common& common, const std::string& id) {
                     ? ""
                     : FormatDuration(s["duration_ms"].get<int64_t>()),
                 {ErrorCell(st.error), Colour::kRed}});
+      // A map step's items that did not succeed, each on a row of its own.
+      if (map) {
+        for (const json& item : s["unfinished_items"]) {
+          const std::string status = item["status"].get<std::string>();
+          std::string error;
+          if (item["error"].is_object()) {
+            error = item["error"].value("kind", "") + ": " +
+                    item["error"].value("message", "");
+          }
+          t.AddRow({"", indent + "  " + item["path"].get<std::string>(), "",
+                    {status, status == "failed" ? Colour::kRed : Colour::kNone},
+                    "", "", {Shorten(error, 60), Colour::kRed}});
+        }
+      }
       // An `undo` row once undoing the step was called for.
       if (st.compensation != CompensationStatus::kNone ||
           st.compensation_attempts != 0 || !st.compensation_error.empty()) {
