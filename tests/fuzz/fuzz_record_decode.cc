@@ -87,6 +87,31 @@ void CheckSnapshot(std::string_view value) {
   for (const StepState& st : saga->steps) (void)StepStatusName(st.status);
 }
 
+// An item row: it decodes or is Corruption; a decoded item the engine reads
+// writes back as the same item.
+void CheckItem(std::string_view value) {
+  auto body = DecodeItem(value, kWhere);
+  if (!body.ok()) {
+    if (!body.status().IsCorruption()) {
+      Fail("item", "decode error is not Corruption: " +
+                       body.status().ToString());
+    }
+    return;
+  }
+  auto item = ItemFromJson(*body, "item");
+  if (!item.ok()) {
+    if (!item.status().IsCorruption()) {
+      Fail("item", "ItemFromJson error is not Corruption: " +
+                       item.status().ToString());
+    }
+    return;
+  }
+  auto again = ItemFromJson(ItemToJson(*item), "item");
+  if (!again.ok() || !(*again == *item)) {
+    Fail("item", "ItemToJson/ItemFromJson round trip changed the item");
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -105,6 +130,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Check<uint32_t>("format_version", value, EncodeFormatVersion,
                   DecodeFormatVersion);
   CheckSnapshot(value);
+  CheckItem(value);
 
   // The key and id decoders that read stored bytes or client strings.
   if (auto seq = LogKeySeq(value)) {
@@ -121,6 +147,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!trace.empty() && trace.size() != 32) {
     Fail("traceparent",
          "trace id of " + std::to_string(trace.size()) + " characters");
+  }
+  if (auto item = ParseItemKey(value)) {
+    if (ItemKey(item->saga_id, item->map_path, item->index) != value) {
+      Fail("item key", "ItemKey(ParseItemKey(key)) is not the key");
+    }
   }
   (void)PrintableKey(value);
   return 0;

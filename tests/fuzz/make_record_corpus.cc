@@ -137,6 +137,19 @@ int main(int argc, char** argv) {
   ok &= Write(dir, "idempotency", EncodeIdempotency(kSagaId));
   ok &= Write(dir, "format_version", EncodeFormatVersion(kFormatVersion));
   ok &= Write(dir, "log_key", LogKey(kSagaId, 258));
+  ok &= Write(dir, "item_key", ItemKey(kSagaId, "book.eu.fan", 70000));
+  {
+    ItemState item;
+    item.status = StepStatus::kFailed;
+    item.compensation = CompensationStatus::kSucceeded;
+    item.error = {"http_409", "sold out"};
+    item.steps.resize(2);
+    item.steps[0].status = StepStatus::kSucceeded;
+    item.steps[0].output = {{"seat", "12A"}};
+    item.steps[1].status = StepStatus::kFailed;
+    item.steps[1].attempts = 3;
+    ok &= Write(dir, "item", EncodeItem(ItemToJson(item)));
+  }
   ok &= Write(dir, "saga_id", kSagaId);
   ok &= Write(dir, "traceparent",
               "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
