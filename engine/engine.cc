@@ -135,6 +135,15 @@ PlanContext EngineImpl::Context(Active& a) {
                   std::uniform_real_distribution<double>(0, 1)(rng_)};
   ctx.items = &a.items;
   ctx.map_items = [&a](int map) { return MapItems(a, map); };
+  // The first retry of a plan takes the context's sample; more retries in
+  // the same plan (several results at once) draw their own.
+  ctx.jitter = [this, first = ctx.jitter_sample, used = false]() mutable {
+    if (!used) {
+      used = true;
+      return first;
+    }
+    return std::uniform_real_distribution<double>(0, 1)(rng_);
+  };
   ctx.max_map_items = limits_.map_items;
   return ctx;
 }
@@ -142,6 +151,9 @@ PlanContext EngineImpl::Context(Active& a) {
 const json* EngineImpl::MapItems(Active& a, int map) {
   auto it = a.map_items.find(map);
   if (it == a.map_items.end()) {
+    // Before the map began (in a committed transition) the steps its items
+    // read may not be in a.saga yet: the planner renders them itself.
+    if (!a.saga.steps[static_cast<size_t>(map)].map.began) return nullptr;
     // The same every time: the items read only what ran before the map.
     auto items = RenderMapItems(*a.def, a.saga, map);
     if (!items.ok()) return nullptr;
@@ -422,6 +434,7 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
 void EngineImpl::WhenIdle(Active& a, std::function<void()> event) {
   if (a.committing) {
     a.deferred.push_back(std::move(event));
+    ++a.deferrals;
   } else {
     event();
   }
@@ -577,23 +590,32 @@ void EngineImpl::OnOutcome(const std::string& id, AttemptOutcome outcome) {
   auto it = active_.find(id);
   if (it == active_.end()) return;  // finished meanwhile: a stale result
   Active& a = *it->second;
-  a.outcomes.emplace_back(std::move(outcome), std::chrono::steady_clock::now());
-  // The first result to wait plans them all (those of several items of a
-  // map, or branches, arrive while one transition commits).
-  if (a.outcomes.size() == 1) WhenIdle(a, [this, id] { PlanOutcomes(id); });
-}
-
-void EngineImpl::PlanOutcomes(const std::string& id) {
-  auto it = active_.find(id);
-  // During a shutdown's grace period results are still committed, so that
-  // attempts which finished in time do not run again.
-  if (it == active_.end() || it->second->checkpointed) {
-    if (it != active_.end()) it->second->outcomes.clear();
+  auto arrived = std::chrono::steady_clock::now();
+  // Results that arrive while one transition commits are planned together
+  // (those of a map's items, or of branches), but never ahead of an event
+  // queued after the first of them (a cancel: no item may start after it).
+  if (a.open_batch && a.open_batch_at == a.deferrals) {
+    a.open_batch->emplace_back(std::move(outcome), arrived);
     return;
   }
+  auto batch = std::make_shared<Active::OutcomeBatch>();
+  batch->emplace_back(std::move(outcome), arrived);
+  a.open_batch = batch;
+  // The count once its event is deferred (set first: planned at once, the
+  // batch may end the saga).
+  a.open_batch_at = a.deferrals + (a.committing ? 1 : 0);
+  WhenIdle(a, [this, id, batch] { PlanOutcomes(id, *batch); });
+}
+
+void EngineImpl::PlanOutcomes(const std::string& id,
+                              Active::OutcomeBatch& taken) {
+  auto it = active_.find(id);
+  if (it == active_.end()) return;
   Active& a = *it->second;
-  auto taken = std::move(a.outcomes);
-  a.outcomes.clear();
+  if (a.open_batch.get() == &taken) a.open_batch.reset();
+  // During a shutdown's grace period results are still committed, so that
+  // attempts which finished in time do not run again.
+  if (a.checkpointed) return;
   std::vector<AttemptOutcome> outcomes;
   outcomes.reserve(taken.size());
   for (auto& [outcome, arrived] : taken) outcomes.push_back(outcome);

@@ -149,11 +149,16 @@ class EngineImpl final : public Engine {
     // (A vector, not a deque: an empty std::deque allocates ~600 bytes, and
     // there is one of these per active saga.)
     std::vector<std::function<void()>> deferred;
-    // Attempt results not yet planned, with when each reached the loop: all
-    // that arrive while a commit is in flight are planned as one
-    // transition (an event in `deferred` plans them).
-    std::vector<std::pair<AttemptOutcome, std::chrono::steady_clock::time_point>>
-        outcomes;
+    // Attempt results not yet planned, with when each reached the loop.
+    // Those that arrive while a commit is in flight are planned as one
+    // transition by one event in `deferred`: the open batch, which takes
+    // more results as long as no other event was deferred after it
+    // (`deferrals` counts them; open_batch_at is the count at its event).
+    using OutcomeBatch = std::vector<
+        std::pair<AttemptOutcome, std::chrono::steady_clock::time_point>>;
+    std::shared_ptr<OutcomeBatch> open_batch;
+    uint64_t open_batch_at = 0;
+    uint64_t deferrals = 0;
     // The attempts dispatched, or waiting at a gate to be, by step path.
     std::map<std::string, Attempt> attempts;
     // The items of its map steps, as committed; and each map step's items
@@ -194,8 +199,8 @@ class EngineImpl final : public Engine {
   // Whether a's saga still waits for the result of `attempt`.
   bool WaitsFor(const Active& a, const AttemptRef& attempt) const;
   void OnOutcome(const std::string& id, AttemptOutcome outcome);
-  // Plans every result in a.outcomes as one transition.
-  void PlanOutcomes(const std::string& id);
+  // Plans the results of `batch` as one transition.
+  void PlanOutcomes(const std::string& id, Active::OutcomeBatch& batch);
   void OnTimerDue(const TimerQueue::Entry& entry);
   void ReleaseSlot(Active& a);
   void FillSlots(const std::string& workflow);

@@ -95,6 +95,9 @@ struct PlanContext {
   const WorkflowDefinition& def;
   int64_t now_ms;
   double jitter_sample = 0.5;  // uniform in [0, 1): chosen by the caller
+  // A fresh sample per retry, when set (several results in one plan must
+  // not retry at the same instant); else jitter_sample.
+  std::function<double()> jitter;
   // The saga's map items as committed (null: none have started); a plan's
   // own changes are in Plan::items.
   const ItemTable* items = nullptr;

@@ -43,7 +43,8 @@ bool ApplyAttemptResult(const PlanContext& ctx, Plan& p,
   StepState& st = ti::MutableState(ctx, p, step);
   (compensation ? st.compensation_error : st.error) = o.error;
   const int64_t due =
-      ctx.now_ms + BackoffMs(spec.retry, attempt + 1, ctx.jitter_sample);
+      ctx.now_ms + BackoffMs(spec.retry, attempt + 1,
+                             ctx.jitter ? ctx.jitter() : ctx.jitter_sample);
   json data = ti::StepRef(ctx.def, step, compensation, attempt);
   data["error"] = {{"kind", o.error.kind}, {"message", o.error.message}};
   data["retry_at_ms"] = due;

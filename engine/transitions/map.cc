@@ -125,6 +125,7 @@ bool BeginMap(const PlanContext& ctx, Plan& p, int map) {
   }
   StepState& st = p.saga.steps[static_cast<size_t>(map)];
   st.status = StepStatus::kRunning;
+  st.error = {};
   if (st.started_ms == 0) st.started_ms = ctx.now_ms;
   st.map = MapProgress{};
   st.map.began = true;
@@ -256,6 +257,11 @@ void FailItem(const PlanContext& ctx, Plan& p, At at, const ErrorInfo& error) {
   data["tolerated"] = tolerated;
   p.events.push_back({EventKind::kItemFailed, std::move(data)});
   if (tolerated) return;  // the caller advances: the map goes on
+  // Failed already (by an earlier item, while a cancel waited for the items
+  // in flight): once is enough.
+  if (p.saga.steps[static_cast<size_t>(map)].status != StepStatus::kRunning) {
+    return;
+  }
   FailPermanently(ctx, p, {map, -1}, false,
                   {error.kind, "item " + std::to_string(at.item) + " (" +
                                    PathOf(ctx.def, at) +
@@ -266,12 +272,13 @@ void EndMaps(const PlanContext& ctx, Plan& p, StepStatus status) {
   for (size_t m = 0; m < ctx.def.steps.size(); ++m) {
     const int map = static_cast<int>(m);
     StepState& st = p.saga.steps[m];
-    if (ctx.def.steps[m].kind != StepKind::kMap ||
-        st.status != StepStatus::kRunning) {
-      continue;
+    if (ctx.def.steps[m].kind != StepKind::kMap) continue;
+    if (st.status == StepStatus::kRunning) {
+      st.status = status;
+      st.finished_ms = ctx.now_ms;
     }
-    st.status = status;
-    st.finished_ms = ctx.now_ms;
+    // A map that failed while a cancel waited may still have items going.
+    if (st.map.running == 0) continue;
     const uint32_t started = st.map.started;
     for (uint32_t i = 0; i < started && ProgressOf(p, map).running > 0; ++i) {
       EndItem(ctx, p, {map, i}, StepStatus::kCancelled);
@@ -284,7 +291,12 @@ void ReplayMaps(const PlanContext& ctx, Plan& p, int from) {
   for (size_t m = 0; m < ctx.def.steps.size(); ++m) {
     const int map = static_cast<int>(m);
     StepState& st = p.saga.steps[m];
-    if (ctx.def.steps[m].kind != StepKind::kMap || !st.map.began) continue;
+    if (ctx.def.steps[m].kind != StepKind::kMap) continue;
+    if (!st.map.began) {
+      // It failed before its items were known (template, limit): anew.
+      if (st.status != StepStatus::kSucceeded) st = StepState{};
+      continue;
+    }
     const bool all = map >= from;
     if (!all && st.status == StepStatus::kSucceeded) continue;
     const uint32_t started = st.map.started;
@@ -305,6 +317,10 @@ void ReplayMaps(const PlanContext& ctx, Plan& p, int from) {
       for (StepState& step : again.steps) {
         if (step.status != StepStatus::kSucceeded) step = StepState{};
       }
+      // An undo that a park cut off is decided again if the saga undoes.
+      if (again.compensation == CompensationStatus::kRunning) {
+        again.compensation = CompensationStatus::kNone;
+      }
       again.status = StepStatus::kPending;
       again.error = {};
       next = std::min(next, i);
@@ -316,9 +332,13 @@ void ReplayMaps(const PlanContext& ctx, Plan& p, int from) {
     st.status = StepStatus::kRunning;
     st.error = {};
     st.finished_ms = 0;
+    st.compensation = CompensationStatus::kNone;
     st.map.failed -= std::min(st.map.failed, failed);
     st.map.running = 0;
     st.map.next = std::min(st.map.next, next);
+    st.map.undo_began = false;
+    st.map.undo_left = 0;
+    st.map.undoing = 0;
   }
   p.touched.clear();
 }

@@ -136,6 +136,10 @@ Result<int64_t> SleepDurationMs(const PlanContext& ctx, const Plan& p, At at,
       rendered_items = std::move(rendered).value();
       items = &rendered_items;
     }
+    if (static_cast<size_t>(at.item) >= items->size()) {
+      return Status::InvalidArgument("map.items: no item " +
+                                     std::to_string(at.item));
+    }
     tc.item = &(*items)[static_cast<size_t>(at.item)];
     tc.index = at.item;
   }

@@ -307,6 +307,39 @@ TEST_F(MapTransitionsTest, CancelLetsItemsInFlightFinishThenUndoesThem) {
   EXPECT_THAT(Types(p), ElementsAre("compensation_succeeded", "saga_cancelled"));
 }
 
+// Found in review: an item that fails while a cancel waits fails the map
+// once, and the items still going end with the saga, not `running`.
+TEST_F(MapTransitionsTest, ItemsFailingWhileACancelWaitsEndWithTheSaga) {
+  Use(OrdersDoc({{"max_concurrency", 3}}));
+  Saga s = Begin(4);
+  auto cancel = PlanCancel(Ctx(), s, true, "op");
+  ASSERT_TRUE(cancel.ok());
+  s = Commit(*cancel);
+  Plan p = Result(s, "fan[0].charge", false);
+  EXPECT_THAT(Types(p), ElementsAre("step_failed", "item_failed",
+                                    "step_failed"));
+  s = Commit(p);
+  p = Result(s, "fan[1].charge", false);  // the map has failed already
+  EXPECT_THAT(Types(p), ElementsAre("step_failed", "item_failed"));
+  s = Commit(p);
+  p = Result(s, "fan[2].charge", true);
+  // Nothing in flight: the cancel undoes fan[2] and prep.
+  EXPECT_THAT(Actions(p), ElementsAre("undo fan[2].charge#1"));
+  s = Commit(p);
+  EXPECT_EQ(s.state, SagaState::kCancelling);
+  EXPECT_EQ(Step(s, "fan").status, StepStatus::kFailed);
+  EXPECT_EQ(Step(s, "fan").map.running, 0u);
+  EXPECT_EQ(Item(2).status, StepStatus::kCancelled);
+  s = Commit(Result(s, "fan[2].charge", true, true));
+  p = Result(s, "prep", true, true);
+  EXPECT_THAT(Types(p),
+              ElementsAre("compensation_succeeded", "saga_cancelled"));
+  s = Commit(p);
+  for (uint32_t i = 0; i < 3; ++i) {
+    EXPECT_NE(Item(i).status, StepStatus::kRunning) << i;
+  }
+}
+
 TEST_F(MapTransitionsTest, ReplayRerunsOnlyTheItemsThatDidNotFinish) {
   Use(OrdersDoc(json::object(), "park"));
   Saga s = Begin(4);
