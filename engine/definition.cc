@@ -69,8 +69,8 @@ class Validator : public definition_internal::HookHandler {
   // of each step that encloses it and then its own.
   struct Place {
     std::vector<std::pair<const json*, size_t>> chain;
-    std::string path;   // as StepSpec::path
-    std::string where;  // as StepSpec::where
+    std::string path;            // as StepSpec::path
+    std::string where;           // as StepSpec::where
     const Place* map = nullptr;  // the map step it runs in, if any
     size_t depth() const { return chain.size() - 1; }
   };
@@ -406,11 +406,11 @@ void Validator::CheckTemplates(const json& value, const std::string& path) {
     const bool item = ref.root == TemplateRef::Root::kItem ||
                       ref.root == TemplateRef::Root::kIndex;
     if (item && step_ != nullptr && step_->map == nullptr) {
-      problems_.Add(path, std::string(ref.root == TemplateRef::Root::kItem
-                                          ? "${item}"
-                                          : "${index}") +
-                              " is a map step's item, and this step is not "
-                              "one of a map step's steps");
+      problems_.Add(
+          path, std::string(ref.root == TemplateRef::Root::kItem ? "${item}"
+                                                                 : "${index}") +
+                    " is a map step's item, and this step is not "
+                    "one of a map step's steps");
     }
   }
 }
@@ -583,10 +583,9 @@ std::vector<int> ParseSteps(const json& list, const std::string& where,
     const StepSpec& placed = def->steps.back();
     if (placed.kind == StepKind::kMap) {
       const std::string path = placed.path;
-      std::vector<int> item_steps =
-          ParseSteps(list[i].at("map").at("steps"),
-                     JoinKey(placed.where, "map.steps"), path + ".", index,
-                     index, def);
+      std::vector<int> item_steps = ParseSteps(
+          list[i].at("map").at("steps"), JoinKey(placed.where, "map.steps"),
+          path + ".", index, index, def);
       MapSpec& spec = def->steps[static_cast<size_t>(index)].map;
       spec.steps = std::move(item_steps);
       spec.size = static_cast<int>(def->steps.size()) - index - 1;

@@ -295,8 +295,8 @@ void VisitStepDocuments(Json& list, Visit& visit) {
 
 // Calls visit(step) for each step object of a definition document (`Json`
 // is json or const json), nested steps included, a parallel or map step
-// before the steps inside it. What is not an object is skipped: stored documents
-// were validated, and the others are checked elsewhere.
+// before the steps inside it. What is not an object is skipped: stored
+// documents were validated, and the others are checked elsewhere.
 template <typename Json, typename Visit>
 void ForEachStepDocument(Json& doc, Visit visit) {
   if (!doc.is_object()) return;

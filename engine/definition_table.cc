@@ -482,8 +482,8 @@ void MergeVariants(const std::vector<json>& variants, json* s) {
       own.push_back(key);
       named[key.get<std::string>()] = json::object();
     }
-    one_of.push_back({{"properties", std::move(named)},
-                      {"required", std::move(own)}});
+    one_of.push_back(
+        {{"properties", std::move(named)}, {"required", std::move(own)}});
   }
   (*s)["required"] = std::move(all);
   (*s)["oneOf"] = std::move(one_of);
@@ -494,9 +494,10 @@ json Render(const Shape& shape, const ActionNames& native) {
   switch (shape.type) {
     case Type::kAny:
       if (shape.hook == Hook::kTolerated) {
-        s["oneOf"] = json::array(
-            {json{{"type", "integer"}, {"minimum", 0}},
-             json{{"type", "string"}, {"pattern", std::string(kPercentPattern)}}});
+        s["oneOf"] =
+            json::array({json{{"type", "integer"}, {"minimum", 0}},
+                         json{{"type", "string"},
+                              {"pattern", std::string(kPercentPattern)}}});
       }
       break;
     case Type::kString:

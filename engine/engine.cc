@@ -145,6 +145,7 @@ PlanContext EngineImpl::Context(Active& a) {
     return std::uniform_real_distribution<double>(0, 1)(rng_);
   };
   ctx.max_map_items = limits_.map_items;
+  ctx.max_output_bytes = limits_.output_bytes;
   return ctx;
 }
 

@@ -399,8 +399,8 @@ Result<ItemState> ItemFromJson(const json& body, const std::string& where) {
     item.status = FromName(kStepNames, body.at("status").get<std::string>(),
                            "item status");
     if (auto it = body.find("compensation"); it != body.end()) {
-      item.compensation = FromName(
-          kCompensationNames, it->get<std::string>(), "compensation status");
+      item.compensation = FromName(kCompensationNames, it->get<std::string>(),
+                                   "compensation status");
     }
     if (auto it = body.find("error"); it != body.end()) {
       item.error = ErrorFromJson(*it);
@@ -430,10 +430,9 @@ Result<ItemTable> ItemTableFrom(const WorkflowDefinition& def,
     const size_t size =
         static_cast<size_t>(def.steps[static_cast<size_t>(map)].map.size);
     if (item->steps.size() != size) {
-      return Status::Corruption(where + ": " +
-                                std::to_string(item->steps.size()) +
-                                " step states, the map step has " +
-                                std::to_string(size) + " steps");
+      return Status::Corruption(
+          where + ": " + std::to_string(item->steps.size()) +
+          " step states, the map step has " + std::to_string(size) + " steps");
     }
     std::vector<ItemState>& list = table[map];
     if (row.index >= kMaxMapItems) {

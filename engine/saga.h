@@ -10,8 +10,8 @@
 #ifndef CDE_ENGINE_SAGA_H_
 #define CDE_ENGINE_SAGA_H_
 
-#include <cstdint>
 #include <compare>
+#include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -64,14 +64,14 @@ struct ErrorInfo {
 // few counters whatever the number of items. Each item's own state is a
 // row of its own (ItemState).
 struct MapProgress {
-  bool began = false;       // its items were rendered and counted
-  uint32_t items = 0;       // how many
-  uint32_t next = 0;        // the next item to consider starting; every
-                            // item below it has started
-  uint32_t started = 0;     // items 0..started-1 have started at some time
-  uint32_t running = 0;     // items going forward now
+  bool began = false;    // its items were rendered and counted
+  uint32_t items = 0;    // how many
+  uint32_t next = 0;     // the next item to consider starting; every
+                         // item below it has started
+  uint32_t started = 0;  // items 0..started-1 have started at some time
+  uint32_t running = 0;  // items going forward now
   uint32_t succeeded = 0;
-  uint32_t failed = 0;      // items that failed for good
+  uint32_t failed = 0;  // items that failed for good
   // Compensation, newest item first: undo_left items (0..undo_left-1) are
   // still to be undone, `undoing` are being undone now.
   bool undo_began = false;
@@ -100,7 +100,7 @@ struct StepState {
 struct ItemState {
   StepStatus status = StepStatus::kPending;  // the item's own outcome
   CompensationStatus compensation = CompensationStatus::kNone;  // its undo
-  ErrorInfo error;  // why it failed
+  ErrorInfo error;                                              // why it failed
   std::vector<StepState> steps;
   friend bool operator==(const ItemState&, const ItemState&) = default;
 };

@@ -36,7 +36,7 @@ struct StepView {
   std::vector<BranchView> branches;
   int depth = 0;  // 0 at the top level, 1 in a top-level parallel step, ...
   // A step inside a map step: it runs once per item, and its state lives in
-  // the items, not here (`state` is a placeholder that stays pending).
+  // the items, not here (`state` stays pending).
   bool in_map = false;
   bool parallel() const {
     return spec != nullptr && spec->kind == StepKind::kParallel;

@@ -105,6 +105,9 @@ struct PlanContext {
   // itself); the engine keeps them rendered once per map.
   std::function<const nlohmann::json*(int map)> map_items;
   uint32_t max_map_items = 10000;  // limits.map_items
+  // limits.output_bytes: also what a map step's output (all its items'
+  // outputs) may hold, since the snapshot keeps it.
+  uint64_t max_output_bytes = uint64_t{256} << 10;
 };
 
 // The outcome of one attempt, tagged with the attempt it belongs to.

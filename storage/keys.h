@@ -38,8 +38,8 @@ std::string_view CfName(Cf cf);
 // until it is opened for writing (read-only users read it as empty).
 uint32_t FormatOfCf(Cf cf);
 inline constexpr std::array<Cf, kCfCount> kAllCfs = {
-    Cf::kMeta,        Cf::kDefinitions,     Cf::kSagas,       Cf::kLog,
-    Cf::kDlq,         Cf::kTimers,          Cf::kIdempotency, Cf::kIdxState,
+    Cf::kMeta,        Cf::kDefinitions,      Cf::kSagas,       Cf::kLog,
+    Cf::kDlq,         Cf::kTimers,           Cf::kIdempotency, Cf::kIdxState,
     Cf::kIdxWorkflow, Cf::kIdxWorkflowState, Cf::kItems};
 
 inline constexpr std::string_view kFormatVersionKey = "format_version";

@@ -160,7 +160,8 @@ class RocksKv final : public KvEngine {
       result = FromRocks(db_->Flush(fo, handles_), "flushing memtables");
     }
     for (auto* h : handles_) {
-      if (h != nullptr) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+      if (h != nullptr)
+        db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
     }
     for (auto* h : foreign_)
       db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();

@@ -62,8 +62,8 @@ bool ApplyAttemptResult(const PlanContext& ctx, Plan& p,
 void DropCutTimers(Plan& p) {
   std::erase_if(p.actions, [&](const PlanAction& a) {
     return a.kind == PlanAction::Kind::kArmTimer &&
-           std::find(p.timers_delete.begin(), p.timers_delete.end(),
-                     a.timer) != p.timers_delete.end();
+           std::find(p.timers_delete.begin(), p.timers_delete.end(), a.timer) !=
+               p.timers_delete.end();
   });
 }
 

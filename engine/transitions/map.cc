@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "engine/action_policy.h"
+#include "engine/limits.h"
 #include "engine/transitions/progress.h"
 
 namespace cde::transitions_internal {
@@ -78,7 +79,8 @@ bool ItemNeedsUndo(const PlanContext& ctx, int map, const ItemState& item) {
   return false;
 }
 
-void SucceedMap(const PlanContext& ctx, Plan& p, int map) {
+// False if the output is over limits.output_bytes: the map step failed.
+bool SucceedMap(const PlanContext& ctx, Plan& p, int map) {
   const StepSpec& spec = Spec(ctx.def, map);
   const MapProgress& mp = ProgressOf(p, map);
   const size_t last = static_cast<size_t>(spec.map.steps.back() - map - 1);
@@ -91,10 +93,18 @@ void SucceedMap(const PlanContext& ctx, Plan& p, int map) {
     } else if (item->status == StepStatus::kSucceeded) {
       output.push_back(item->steps[last].output);
     } else {
-      output.push_back({{"error",
-                         {{"kind", item->error.kind},
-                          {"message", item->error.message}}}});
+      output.push_back(
+          {{"error",
+            {{"kind", item->error.kind}, {"message", item->error.message}}}});
     }
+  }
+  // Each item's output is within the limit, but their sum need not be, and
+  // every later transition rewrites the snapshot that holds it.
+  if (Status s = CheckJsonSize("the map step's output", output,
+                               ctx.max_output_bytes, "limits.output_bytes");
+      !s.ok()) {
+    FailPermanently(ctx, p, {map, -1}, false, {kLimitErrorKind, s.message()});
+    return false;
   }
   StepState& st = p.saga.steps[static_cast<size_t>(map)];
   st.status = StepStatus::kSucceeded;
@@ -103,6 +113,7 @@ void SucceedMap(const PlanContext& ctx, Plan& p, int map) {
   json data = StepRef(ctx.def, {map, -1}, false, 0);
   data["output"] = st.output;
   p.events.push_back({EventKind::kStepSucceeded, std::move(data)});
+  return true;
 }
 
 // Renders and counts the items. False if the map step failed instead.
@@ -116,11 +127,11 @@ bool BeginMap(const PlanContext& ctx, Plan& p, int map) {
     return false;
   }
   if (items->size() > ctx.max_map_items) {
-    FailPermanently(ctx, p, at, false,
-                    {kLimitErrorKind,
-                     "map.items: " + std::to_string(items->size()) +
-                         " items, more than limits.map_items allows (" +
-                         std::to_string(ctx.max_map_items) + ")"});
+    FailPermanently(
+        ctx, p, at, false,
+        {kLimitErrorKind, "map.items: " + std::to_string(items->size()) +
+                              " items, more than limits.map_items allows (" +
+                              std::to_string(ctx.max_map_items) + ")"});
     return false;
   }
   StepState& st = p.saga.steps[static_cast<size_t>(map)];
@@ -182,8 +193,7 @@ bool RunMap(const PlanContext& ctx, Plan& p, int map) {
       mp.running != 0 || mp.next < mp.items) {
     return false;
   }
-  SucceedMap(ctx, p, map);
-  return true;
+  return SucceedMap(ctx, p, map);
 }
 
 bool UndoMap(const PlanContext& ctx, Plan& p, int map) {
@@ -238,8 +248,7 @@ void FailItem(const PlanContext& ctx, Plan& p, At at, const ErrorInfo& error) {
   const int map = Spec(ctx.def, at.step).in_map;
   const ItemRef ref{map, static_cast<uint32_t>(at.item)};
   const StepSpec& spec = Spec(ctx.def, map);
-  const std::string item_path =
-      spec.path + "[" + std::to_string(at.item) + "]";
+  const std::string item_path = spec.path + "[" + std::to_string(at.item) + "]";
   EndItem(ctx, p, ref, StepStatus::kFailed);
   ItemState& item = MutableItem(ctx, p, ref);
   item.status = StepStatus::kFailed;  // also if it had stopped already
@@ -262,10 +271,10 @@ void FailItem(const PlanContext& ctx, Plan& p, At at, const ErrorInfo& error) {
   if (p.saga.steps[static_cast<size_t>(map)].status != StepStatus::kRunning) {
     return;
   }
-  FailPermanently(ctx, p, {map, -1}, false,
-                  {error.kind, "item " + std::to_string(at.item) + " (" +
-                                   PathOf(ctx.def, at) +
-                                   ") failed: " + error.message});
+  FailPermanently(
+      ctx, p, {map, -1}, false,
+      {error.kind, "item " + std::to_string(at.item) + " (" +
+                       PathOf(ctx.def, at) + ") failed: " + error.message});
 }
 
 void EndMaps(const PlanContext& ctx, Plan& p, StepStatus status) {

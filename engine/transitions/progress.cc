@@ -121,11 +121,11 @@ Result<int64_t> SleepDurationMs(const PlanContext& ctx, const Plan& p, At at,
   std::map<std::string, const json*> outputs;
   const ItemState* item =
       InItem(ctx, at) ? FindItem(ctx, p, ItemOf(ctx, at)) : nullptr;
-  TemplateContext tc = MakeTemplateContext(
-      ctx.def, p.saga, &outputs,
-      attempt.at("idempotency_key").get<std::string>(),
-      attempt.at("attempt").get<uint32_t>(), item,
-      Spec(ctx.def, at.step).in_map);
+  TemplateContext tc =
+      MakeTemplateContext(ctx.def, p.saga, &outputs,
+                          attempt.at("idempotency_key").get<std::string>(),
+                          attempt.at("attempt").get<uint32_t>(), item,
+                          Spec(ctx.def, at.step).in_map);
   json rendered_items;
   if (InItem(ctx, at)) {
     const int map = Spec(ctx.def, at.step).in_map;

@@ -269,6 +269,26 @@ TEST_F(MapTransitionsTest, ItemsOverTheLimitFailTheStepWithKindLimit) {
   EXPECT_TRUE(p.items.empty());
 }
 
+TEST_F(MapTransitionsTest, AnOutputOverTheLimitFailsTheStepWithKindLimit) {
+  Use(OrdersDoc());
+  Saga s = Begin(2);
+  s = Commit(Result(s, "fan[0].charge", true));
+  PlanContext ctx = Ctx();
+  ctx.max_output_bytes = 40;  // each item's output fits, both do not
+  AttemptOutcome o{{"fan[1].charge", false, 1}, true, {{"done", "fan[1]"}}, {}};
+  auto p = PlanAttemptResult(ctx, s, o);
+  ASSERT_TRUE(p.has_value());
+  EXPECT_THAT(Types(*p), ElementsAre("step_succeeded", "step_failed",
+                                     "saga_compensating", "attempt_started",
+                                     "attempt_started"));
+  EXPECT_EQ(p->events[1].data["error"]["kind"], "limit");
+  EXPECT_THAT(p->events[1].data["error"]["message"].get<std::string>(),
+              ::testing::HasSubstr("limits.output_bytes"));
+  // Both items ran: both are undone.
+  EXPECT_THAT(Actions(*p), ElementsAre("undo fan[1].charge#1",
+                                       "undo fan[0].charge#1"));
+}
+
 TEST_F(MapTransitionsTest, ItemsThatAreNotAnArrayFailTheStep) {
   Use(OrdersDoc());
   Saga s = Commit(Start({{"orders", {{"a", 1}}}}));
