@@ -464,6 +464,7 @@ void WaitText(std::string* out, const WaitView& w) {
   if (w.due_ms != 0) o.Int("due_ms", w.due_ms);
   o.Str("kind", WaitKindName(w.kind));
   if (!w.path.empty()) o.Str("path", w.path);
+  if (w.stopped) o.Bool("stopped", true);
   o.Close();
 }
 

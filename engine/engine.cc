@@ -403,7 +403,7 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
         if (acting) Dispatch(a, action.attempt);
         break;
       case PlanAction::Kind::kStopAttempt:
-        StopAttempt(a, action.attempt.path);
+        if (acting) StopAttempt(a, action.attempt.path);
         break;
       case PlanAction::Kind::kFinish:
         finished = true;

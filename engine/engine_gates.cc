@@ -113,14 +113,30 @@ void EngineImpl::LeaveGates(const std::string& saga_id) {
 
 void EngineImpl::StopAttempt(Active& a, const std::string& path) {
   auto at = a.attempts.find(path);
-  if (at == a.attempts.end()) return;
-  Attempt& attempt = at->second;
-  if (!attempt.gate.empty()) {
-    gates_.Leave(attempt.gate, GateWaiter(a.saga.id, path));
+  const Wait* w = FindWait(a.saga, path);
+  if (w == nullptr || !w->stopped) return;  // answered meanwhile
+  AttemptOutcome o{{path, w->compensation, w->attempt}};
+  if (at != a.attempts.end()) {
+    Attempt& attempt = at->second;
+    // Dispatched: it runs to its end (or its timeout), and its result
+    // tells the undo whether its effect happened. Aborting it here would
+    // not stop a request the service already has.
+    if (attempt.in_flight()) return;
+    o.error = {kStoppedErrorKind,
+               "stopped before it ran (it waited at " + attempt.gate + ")"};
+    if (!attempt.gate.empty()) {
+      gates_.Leave(attempt.gate, GateWaiter(a.saga.id, path));
+    }
+    Abandon(attempt);
+    a.attempts.erase(at);
+  } else {
+    o.error = {kAbandonedErrorKind, "attempt " + std::to_string(w->attempt) +
+                                        " abandoned in flight"};
   }
-  Abandon(attempt);
-  a.attempts.erase(at);  // and its hold on attempts_, if it was dispatched
-  m_.attempts_in_flight->Set(static_cast<double>(attempts_.count()));
+  // Planned after the transition that stopped it, like any result.
+  inbox_->Post([this, id = a.saga.id, o = std::move(o)]() mutable {
+    OnOutcome(id, std::move(o));
+  });
 }
 
 void EngineImpl::RecordBreaker(Attempt& attempt, const AttemptOutcome& o) {

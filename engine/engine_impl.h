@@ -237,8 +237,9 @@ class EngineImpl final : public Engine {
   void RecordBreaker(Attempt& attempt, const AttemptOutcome& o);
   // A cancelled saga's attempts stop waiting at their gates.
   void LeaveGates(const std::string& saga_id);
-  // The attempt at `path` is abandoned (PlanAction::kStopAttempt): out of
-  // its gate, its work aborted, forgotten.
+  // The attempt at `path` was stopped (PlanAction::kStopAttempt): if it
+  // still waits at a gate it never runs (its outcome: kStoppedErrorKind);
+  // if it was dispatched it runs to its end, and its result is planned.
   void StopAttempt(Active& a, const std::string& path);
   void OnBreakerTransition(const std::string& key, BreakerState from,
                            BreakerState to);

@@ -33,7 +33,8 @@ enum class EventKind : uint8_t {
   kSagaParked,
   kSagaPoisoned,  // could not be decoded or advanced: parked as poison
   kStepStopped,   // a step in another branch failed for good: this one's
-                  // attempt in flight is abandoned, its retry or sleep cut
+                  // retry or sleep is cut, its attempt in flight awaited
+                  // (no longer moving the saga forward) before its undo
   kMapStarted,    // a map step's items are known: how many
   kItemFailed,    // an item of a map step failed for good (tolerated or not)
 };

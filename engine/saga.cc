@@ -171,6 +171,7 @@ void WriteSagaBody(const Saga& s, Map& m) {
           if (w.due_ms != 0) j.Int("due_ms", w.due_ms);
           j.Str("kind", WaitKindName(w.kind));
           if (!w.path.empty()) j.Str("path", w.path);
+          if (w.stopped) j.Bool("stopped", true);
         });
       }
     });
@@ -467,6 +468,7 @@ Result<Saga> FromRecord(const SagaRecord& r, const WorkflowDefinition* def) {
         w.compensation = j.value("compensation", false);
         w.attempt = IntField<uint32_t>(j, "attempt", 0u);
         w.due_ms = IntField<int64_t>(j, "due_ms", int64_t{0});
+        w.stopped = j.value("stopped", false);
         s.waits.push_back(std::move(w));
       }
     } else if (auto it = b.find("wait"); it != b.end()) {

@@ -39,8 +39,10 @@ enum class StepStatus {
   kCancelled,  // the saga was cancelled while the step waited (a sleep, or
                // its first attempt behind a gate): it never finished; or
                // a step of another branch failed for good and this one was
-               // stopped (error kind "abandoned" if an attempt was in
-               // flight: its outcome is unknown)
+               // stopped before it ran (error kind "stopped"), or while its
+               // attempt was in flight and the saga stopped too (parked, or
+               // the engine restarted: error kind "abandoned", its outcome
+               // unknown)
 };
 std::string_view StepStatusName(StepStatus s);
 
@@ -153,6 +155,12 @@ struct Wait {
   bool compensation = false;  // the step's compensation, not the step
   uint32_t attempt = 0;
   int64_t due_ms = 0;
+  // kAttempt only: a step of another branch (or item) failed for good while
+  // this attempt was in flight. Its result no longer moves the saga forward
+  // (no retry, no next step), but the step's undo waits for it: a
+  // compensation sent while the attempt is still on its way could overtake
+  // it and leave its effect in place.
+  bool stopped = false;
   friend bool operator==(const Wait&, const Wait&) = default;
 };
 std::string_view WaitKindName(Wait::Kind k);
@@ -199,9 +207,13 @@ struct Saga {
   friend bool operator==(const Saga&, const Saga&) = default;
 };
 
-// The error kind of a step whose attempt was abandoned in flight (a step of
-// another branch failed for good): its outcome is unknown.
+// The error kind of a stopped step whose attempt was abandoned in flight
+// (the saga parked, or the engine restarted, before its result came): its
+// outcome is unknown.
 inline constexpr char kAbandonedErrorKind[] = "abandoned";
+// The error kind of a stopped step whose attempt never ran (it waited at a
+// rate limit or an open breaker): nothing to undo.
+inline constexpr char kStoppedErrorKind[] = "stopped";
 
 // Whether undoing the step is still called for: it ran to success, or its
 // outcome is unknown (its last attempt timed out, or was abandoned: the

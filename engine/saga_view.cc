@@ -28,7 +28,8 @@ SagaView::SagaView(const Saga& saga, const WorkflowDefinition* def)
   for (const Wait& w : saga.waits) {
     // A path this view does not know (its definition is not at hand) is
     // shown as stored.
-    waits_.push_back({w.kind, w.path, w.compensation, w.attempt, w.due_ms});
+    waits_.push_back(
+        {w.kind, w.path, w.compensation, w.attempt, w.due_ms, w.stopped});
   }
 }
 

@@ -54,6 +54,7 @@ struct WaitView {
   bool compensation = false;  // the step's compensation, not the step
   uint32_t attempt = 0;       // the attempt in flight, or the one that failed
   int64_t due_ms = 0;         // backoff, sleep, redrive: when it falls due
+  bool stopped = false;       // an attempt stopped in flight (Wait::stopped)
 };
 
 // Where a saga is: the step it waits on or, for a parked saga, the step (or

@@ -43,8 +43,8 @@ struct PlanAction {
   enum class Kind {
     kRunAttempt,   // dispatch `attempt`
     kArmTimer,     // queue `timer`, a backoff or a sleep of `attempt`'s step
-    kStopAttempt,  // abandon `attempt`, in flight or at a gate: its late
-                   // result is ignored
+    kStopAttempt,  // `attempt` was stopped: dropped if it still waits at a
+                   // gate (its outcome: never ran), else left to finish
     kFinish,       // the saga is terminal or parked: it leaves memory
   };
   Kind kind;

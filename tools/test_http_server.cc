@@ -214,7 +214,6 @@ void TestHttpServer::Serve(int fd) {
     // Recorded and answered by the script of that moment, atomically: a
     // test that sees the request and then changes the script does not
     // change this answer.
-    requests_.push_back(request);
     const std::string path = request.path.substr(0, request.path.find('?'));
     const auto it = scripts_.find(path);
     Script script = it == scripts_.end() ? Script{} : it->second;
@@ -223,6 +222,8 @@ void TestHttpServer::Serve(int fd) {
       script.status = answer.status;
       script.body = std::move(answer.body);
     }
+    request.status = script.status;
+    requests_.push_back(request);
     const bool stopped =
         stopped_cv_.wait_for(lock, std::chrono::milliseconds(script.delay_ms),
                              [this] { return stopping_; });

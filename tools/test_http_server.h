@@ -27,6 +27,9 @@ class TestHttpServer {
     std::string path;                            // with any query string
     std::map<std::string, std::string> headers;  // names in lower case
     std::string body;
+    // The status it was answered with (or will be, after a scripted
+    // delay): a 2xx means the service did what was asked.
+    int status = 0;
 
     // The value of header `name` (any case), or "" when absent.
     std::string header(const std::string& name) const;

@@ -11,6 +11,35 @@ namespace ti = transitions_internal;
 
 namespace {
 
+// The result of an attempt stopped in flight (a step of another branch or
+// item failed for good): recorded as what it is, so that the undo knows
+// whether the effect happened, and then the undo (or the cancel) goes on.
+void ApplyStoppedResult(const PlanContext& ctx, Plan& p, ti::At step,
+                        const AttemptOutcome& o) {
+  StepState& st = ti::MutableState(ctx, p, step);
+  st.finished_ms = ctx.now_ms;
+  json data = ti::StepRef(ctx.def, step, false, o.ref.attempt);
+  data["stopped"] = true;
+  if (o.ok) {
+    st.status = StepStatus::kSucceeded;
+    st.error = {};
+    st.output = o.output;
+    data["output"] = o.output;
+    p.events.push_back({EventKind::kStepSucceeded, std::move(data)});
+  } else {
+    // Never ran (it waited at a gate) or abandoned (the engine restarted
+    // while it was in flight): cancelled, as a stopped step is.
+    const bool ended = o.error.kind == kStoppedErrorKind ||
+                       o.error.kind == kAbandonedErrorKind;
+    st.status = ended ? StepStatus::kCancelled : StepStatus::kFailed;
+    st.error = o.error;
+    data["error"] = {{"kind", o.error.kind}, {"message", o.error.message}};
+    p.events.push_back({EventKind::kStepFailed, std::move(data)});
+  }
+  ti::ClearWait(p.saga, o.ref.path);
+  ti::Advance(ctx, p);
+}
+
 // Plans outcome `o` into `p`; false if it is stale (not an attempt the saga
 // waits for, by path and attempt).
 bool ApplyAttemptResult(const PlanContext& ctx, Plan& p,
@@ -20,6 +49,10 @@ bool ApplyAttemptResult(const PlanContext& ctx, Plan& p,
   if (w == nullptr || w->kind != Wait::Kind::kAttempt || step.step < 0 ||
       w->compensation != o.ref.compensation || w->attempt != o.ref.attempt) {
     return false;
+  }
+  if (w->stopped) {
+    ApplyStoppedResult(ctx, p, step, o);
+    return true;
   }
   const bool compensation = o.ref.compensation;
   const uint32_t attempt = o.ref.attempt;

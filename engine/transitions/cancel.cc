@@ -37,7 +37,7 @@ Result<Plan> PlanCancel(const PlanContext& ctx, const Saga& saga,
   if (const Wait* own = FindWait(saga, ""); own != nullptr) {
     // Queued for a slot: nothing ran, nothing to undo.
     p.saga.waits.clear();
-    ti::Finish(p, SagaState::kCancelled, EventKind::kSagaCancelled,
+    ti::Finish(ctx, p, SagaState::kCancelled, EventKind::kSagaCancelled,
                {{"compensated", false}});
     return p;
   }

@@ -67,14 +67,20 @@ void EndItem(const PlanContext& ctx, Plan& p, ItemRef ref, StepStatus status) {
 
 namespace {
 
-// Whether undoing the item is called for: a step of it needs undoing and
-// has a compensation, or its undo was under way.
+// Whether undoing the item is called for: a step of it with a compensation
+// needs undoing, or may (its attempt, stopped in flight, is still out), or
+// its undo was under way.
 bool ItemNeedsUndo(const PlanContext& ctx, int map, const ItemState& item) {
   if (item.compensation == CompensationStatus::kRunning) return true;
   if (item.compensation != CompensationStatus::kNone) return false;
   for (size_t k = 0; k < item.steps.size(); ++k) {
     const StepSpec& spec = Spec(ctx.def, map + 1 + static_cast<int>(k));
-    if (spec.compensate && NeedsCompensation(item.steps[k])) return true;
+    const StepState& st = item.steps[k];
+    if (spec.compensate &&
+        (NeedsCompensation(st) || (spec.kind == StepKind::kAction &&
+                                   st.status == StepStatus::kRunning))) {
+      return true;
+    }
   }
   return false;
 }

@@ -163,8 +163,21 @@ Result<int64_t> SleepDurationMs(const PlanContext& ctx, const Plan& p, At at,
 
 }  // namespace
 
-void Finish(Plan& p, SagaState state, EventKind event, json data) {
+void Finish(const PlanContext& ctx, Plan& p, SagaState state, EventKind event,
+            json data) {
   p.saga.state = state;
+  // An attempt stopped in flight whose result never came is abandoned with
+  // the saga (kFinish aborts it): its outcome stays unknown.
+  for (const Wait& w : p.saga.waits) {
+    if (!w.stopped) continue;
+    const At at = StepAt(ctx.def, w.path);
+    if (at.step < 0) continue;
+    StepState& st = MutableState(ctx, p, at);
+    st.status = StepStatus::kCancelled;
+    st.error = {kAbandonedErrorKind, "attempt " + std::to_string(w.attempt) +
+                                         " abandoned in flight"};
+    st.finished_ms = ctx.now_ms;
+  }
   p.saga.waits.clear();
   p.events.push_back({event, std::move(data)});
   p.actions.push_back({PlanAction::Kind::kFinish, {}, {}});
@@ -183,7 +196,7 @@ void Park(const PlanContext& ctx, Plan& p, DlqReason why, At step,
   const auto& redrive = ctx.def.auto_replay;
   const bool again = redrive && p.saga.replay_count < redrive->max_replays;
   if (again) data["auto_replay_ms"] = ctx.now_ms + redrive->after_ms;
-  Finish(p, SagaState::kParked, EventKind::kSagaParked, std::move(data));
+  Finish(ctx, p, SagaState::kParked, EventKind::kSagaParked, std::move(data));
   if (again) {
     // Durable like any timer: the engine replays it when the row falls due.
     const int64_t due = ctx.now_ms + redrive->after_ms;
@@ -328,7 +341,7 @@ void Advance(const PlanContext& ctx, Plan& p) {
     }
     if (RunSequence(ctx, p, ctx.def.sequence, -1) &&
         s.state == SagaState::kRunning) {
-      Finish(p, SagaState::kCompleted, EventKind::kSagaCompleted,
+      Finish(ctx, p, SagaState::kCompleted, EventKind::kSagaCompleted,
              json::object());
     }
     return;
@@ -336,10 +349,10 @@ void Advance(const PlanContext& ctx, Plan& p) {
   if (!Undoing(s.state)) return;
   if (!UndoSequence(ctx, p, ctx.def.sequence, -1) || !Undoing(s.state)) return;
   if (s.state == SagaState::kCancelling) {
-    Finish(p, SagaState::kCancelled, EventKind::kSagaCancelled,
+    Finish(ctx, p, SagaState::kCancelled, EventKind::kSagaCancelled,
            {{"compensated", true}});
   } else {
-    Finish(p, SagaState::kCompensated, EventKind::kSagaCompensated,
+    Finish(ctx, p, SagaState::kCompensated, EventKind::kSagaCompensated,
            json::object());
   }
 }
@@ -370,7 +383,6 @@ void StopOthers(const PlanContext& ctx, Plan& p, At failed,
     switch (w.kind) {
       case Wait::Kind::kAttempt: {
         StepState& st = MutableState(ctx, p, at);
-        st.status = StepStatus::kCancelled;
         const AttemptRef ref{w.path, w.compensation, w.attempt};
         auto run = std::find_if(
             p.actions.begin(), p.actions.end(), [&](const PlanAction& a) {
@@ -380,15 +392,21 @@ void StopOthers(const PlanContext& ctx, Plan& p, At failed,
         if (run != p.actions.end()) {
           // Started by this very plan: never dispatched, nothing to undo.
           p.actions.erase(run);
-        } else {
-          // It may have had its effect: compensated like a timeout.
-          st.error = {kAbandonedErrorKind,
-                      "attempt " + std::to_string(w.attempt) +
-                          " abandoned in flight: " + reason};
+          st.status = StepStatus::kCancelled;
+          st.finished_ms = ctx.now_ms;
+          ClearWait(p.saga, w.path);
+        } else if (!w.stopped) {
+          // It may be on its way to the service: its result is awaited
+          // (the engine drops it only if it still waits at a gate), and its
+          // undo, if called for, waits for it.
+          for (Wait& mine : p.saga.waits) {
+            if (mine.path == w.path) mine.stopped = true;
+          }
+          data["in_flight"] = true;
           p.actions.push_back({PlanAction::Kind::kStopAttempt, ref, {}});
+        } else {
+          continue;  // stopped already
         }
-        st.finished_ms = ctx.now_ms;
-        ClearWait(p.saga, w.path);
         break;
       }
       case Wait::Kind::kBackoff:
@@ -471,7 +489,7 @@ void BeginCancel(const PlanContext& ctx, Plan& p) {
     p.saga.state = SagaState::kCancelling;
     Advance(ctx, p);
   } else {
-    Finish(p, SagaState::kCancelled, EventKind::kSagaCancelled,
+    Finish(ctx, p, SagaState::kCancelled, EventKind::kSagaCancelled,
            {{"compensated", false}});
   }
 }

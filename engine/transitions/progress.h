@@ -50,7 +50,8 @@ void ClearWait(Saga& saga, const std::string& path);
 // A plan that starts from `saga`'s current snapshot.
 Plan From(const Saga& saga);
 // Ends the saga in `state` (terminal or parked) with `event`.
-void Finish(Plan& p, SagaState state, EventKind event, nlohmann::json data);
+void Finish(const PlanContext& ctx, Plan& p, SagaState state, EventKind event,
+            nlohmann::json data);
 // Parks the saga in the DLQ; `step` is the one that failed (step -1: none).
 void Park(const PlanContext& ctx, Plan& p, DlqReason why, At step,
           const ErrorInfo& error, uint32_t attempts);
@@ -81,8 +82,10 @@ void BeginCancel(const PlanContext& ctx, Plan& p);
 // ends (a backoff's step failed, a sleep's was cancelled).
 void CutTimer(const PlanContext& ctx, Plan& p, const Wait& w);
 // Stops every step still under way other than `failed` whose path starts
-// with `prefix` ("" = all): an attempt in flight is abandoned (its outcome
-// unknown), a backoff or sleep cut. Each logs step_stopped with `reason`.
+// with `prefix` ("" = all): a backoff or sleep is cut; an attempt in flight
+// is marked stopped (Wait::stopped): its result is awaited but moves
+// nothing forward, and its step's undo waits for it. Each logs step_stopped
+// with `reason`.
 void StopOthers(const PlanContext& ctx, Plan& p, At failed,
                 const std::string& prefix, const std::string& reason);
 // The step (or compensation) failed for good.

@@ -181,6 +181,56 @@ TEST_F(EngineClockTest, RateLimitedStepsGoOnePerTokenInArrivalOrder) {
       HasSubstr(R"(cde_gate_waits_total{gate="rate_limit",key="api"} 3)"));
 }
 
+// A branch fails while a step of another branch waits at a rate limit: the
+// waiting step never runs (it is stopped before it was sent), so nothing of
+// it is undone; the step that did run is undone.
+TEST_F(EngineClockTest, AStoppedStepWaitingAtARateLimitNeverRuns) {
+  std::vector<std::string> calls;
+  std::vector<std::string> undone;
+  NativeAction call = [&](const AttemptRequest& r, ActionDone done) {
+    calls.push_back(r.step);
+    done(ActionResult::Success(nullptr));
+  };
+  NativeAction undo = [&](const AttemptRequest& r, ActionDone done) {
+    undone.push_back(r.step);
+    done(ActionResult::Success(nullptr));
+  };
+  EngineLimits limits;
+  limits.outbound["api"] = {.rate_per_sec = 10, .burst = 1};
+  Open({{"call", call}, {"undo", undo}}, limits);
+  auto limited = [](const std::string& name) {
+    return json{{"name", name},
+                {"action", "call"},
+                {"rate_limit", "api"},
+                {"compensate", {{"action", "undo"}}}};
+  };
+  const json fail = {{"name", "c"},
+                     {"action", "fail"},
+                     {"params", {{"kind", "sold_out"}}},
+                     {"retry", {{"max_attempts", 1}}}};
+  ASSERT_OK(h_.Register(Workflow("stopped",
+                                 {{{"name", "p"},
+                                   {"parallel",
+                                    {{"branches",
+                                      {{"a", std::vector<json>{limited("a")}},
+                                       {"b", std::vector<json>{limited("b")}},
+                                       {"c", std::vector<json>{fail}}}}}}}}))
+                .status());
+  auto r = h_.Start({.workflow = "stopped"});
+  ASSERT_OK(r.status());
+  ASSERT_TRUE(h_.Settle());
+  ASSERT_TRUE(h_.Pass(*clock_, 1000));  // b's token would have come by now
+  auto rec = h_.AwaitInactive(r->saga_id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kCompensated);
+  EXPECT_EQ(calls, std::vector<std::string>{"p.a.a"});
+  EXPECT_EQ(undone, std::vector<std::string>{"p.a.a"});
+  const json& b = rec->body["steps"][2];
+  EXPECT_EQ(b["status"], "cancelled") << rec->body.dump();
+  EXPECT_EQ(b["error"]["kind"], kStoppedErrorKind);
+  EXPECT_EQ(h_.engine().stats().waiting_at_gates, 0u);
+}
+
 TEST_F(EngineClockTest, AnOpenBreakerHalfOpensWhenItsCoolDownHasPassed) {
   int calls = 0;
   bool healthy = false;

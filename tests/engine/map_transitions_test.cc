@@ -25,26 +25,27 @@ constexpr int64_t kNow = 1'764'000'000'000;
 // prep, then fan = map over input.orders of [charge], then notify.
 json OrdersDoc(json map_extra = json::object(),
                const char* on_failure = "compensate") {
-  json map = {{"items", "${input.orders}"},
-              {"max_concurrency", 2},
-              {"steps", std::vector<json>{
-                            {{"name", "charge"},
-                             {"action", "book"},
-                             {"params", {{"order", "${item}"}, {"i", "${index}"}}},
-                             {"compensate", {{"action", "book"}}},
-                             {"retry", {{"max_attempts", 1}}}}}}};
+  json map = {
+      {"items", "${input.orders}"},
+      {"max_concurrency", 2},
+      {"steps",
+       std::vector<json>{{{"name", "charge"},
+                          {"action", "book"},
+                          {"params", {{"order", "${item}"}, {"i", "${index}"}}},
+                          {"compensate", {{"action", "book"}}},
+                          {"retry", {{"max_attempts", 1}}}}}}};
   map.update(map_extra);
   return {{"name", "orders"},
           {"version", 1},
           {"on_failure", on_failure},
-          {"steps", std::vector<json>{
-                        {{"name", "prep"},
-                         {"action", "book"},
-                         {"compensate", {{"action", "book"}}}},
-                        {{"name", "fan"}, {"map", map}},
-                        {{"name", "notify"},
-                         {"action", "book"},
-                         {"params", {{"all", "${steps.fan.output}"}}}}}}};
+          {"steps",
+           std::vector<json>{{{"name", "prep"},
+                              {"action", "book"},
+                              {"compensate", {{"action", "book"}}}},
+                             {{"name", "fan"}, {"map", map}},
+                             {{"name", "notify"},
+                              {"action", "book"},
+                              {"params", {{"all", "${steps.fan.output}"}}}}}}};
 }
 
 json Orders(int n) {
@@ -87,12 +88,13 @@ class MapTransitionsTest : public ::testing::Test {
     return PlanStart(Ctx(), "01SAGA", input, "", "", "", "", false);
   }
   Plan Result(const Saga& s, const std::string& path, bool ok,
-              bool compensation = false, uint32_t attempt = 1) {
+              bool compensation = false, uint32_t attempt = 1,
+              const std::string& kind = "http_404") {
     AttemptOutcome o{{path, compensation, attempt}, ok, nullptr, {}};
     if (ok) {
       o.output = {{"done", path}};
     } else {
-      o.error = {"http_404", "boom"};
+      o.error = {kind, "boom"};
     }
     auto p = PlanAttemptResult(Ctx(), s, o);
     EXPECT_TRUE(p.has_value()) << path << " #" << attempt;
@@ -122,8 +124,8 @@ TEST_F(MapTransitionsTest, ItemsStartUpToMaxConcurrencyWithTheirIndexInPath) {
   Plan p = Result(s, "prep", true);
   EXPECT_THAT(Types(p), ElementsAre("step_succeeded", "map_started",
                                     "attempt_started", "attempt_started"));
-  EXPECT_THAT(Actions(p), ElementsAre("run fan[0].charge#1",
-                                      "run fan[1].charge#1"));
+  EXPECT_THAT(Actions(p),
+              ElementsAre("run fan[0].charge#1", "run fan[1].charge#1"));
   EXPECT_EQ(p.events[1].data, (json{{"step", "fan"}, {"items", 5}}));
   EXPECT_EQ(p.events[2].data["idempotency_key"], "01SAGA/fan[0].charge/1");
   // Only the items that started have rows.
@@ -167,8 +169,7 @@ TEST_F(MapTransitionsTest, MapOutputIsTheItemsOutputsInItemOrder) {
   EXPECT_THAT(Actions(p), ElementsAre("run notify#1"));
   s = Commit(p);
   EXPECT_EQ(Step(s, "fan").status, StepStatus::kSucceeded);
-  EXPECT_EQ(Step(s, "fan").output,
-            json::parse(R"([{"done": "fan[0].charge"},
+  EXPECT_EQ(Step(s, "fan").output, json::parse(R"([{"done": "fan[0].charge"},
                             {"done": "fan[1].charge"},
                             {"done": "fan[2].charge"}])"));
   EXPECT_EQ(p.events[1].data["step"], "fan");
@@ -190,8 +191,8 @@ TEST_F(MapTransitionsTest, ToleratedFailureLeavesAnErrorRecordAndGoesOn) {
   Use(OrdersDoc({{"tolerated_failures", 1}}));
   Saga s = Begin(3);
   Plan p = Result(s, "fan[0].charge", false);
-  EXPECT_THAT(Types(p), ElementsAre("step_failed", "item_failed",
-                                    "attempt_started"));
+  EXPECT_THAT(Types(p),
+              ElementsAre("step_failed", "item_failed", "attempt_started"));
   EXPECT_EQ(p.events[1].data["tolerated"], true);
   EXPECT_EQ(p.events[1].data["item"], 0);
   EXPECT_THAT(Actions(p), ElementsAre("run fan[2].charge#1"));
@@ -222,27 +223,29 @@ TEST_F(MapTransitionsTest, UntoleratedFailureStopsItemsAndUndoesNewestFirst) {
   Saga s = Begin(4);
   s = Commit(Result(s, "fan[0].charge", true));  // fan[2] starts
   Plan p = Result(s, "fan[1].charge", false);
-  // The map fails with the item; fan[2] is abandoned in flight; then the
-  // items are undone newest first, two at a time: fan[2] (its outcome is
-  // unknown) and fan[0]; fan[1] failed and needs none; fan[3] never ran.
-  EXPECT_THAT(Types(p),
-              ElementsAre("step_failed", "item_failed", "step_failed",
-                          "step_stopped", "saga_compensating",
-                          "attempt_started", "attempt_started"));
+  // The map fails with the item; fan[2] is stopped in flight; then the
+  // items are undone newest first, two at a time: fan[2] once its result is
+  // in (an undo sent now could overtake it), and fan[0]; fan[1] failed and
+  // needs none; fan[3] never ran.
+  EXPECT_THAT(Types(p), ElementsAre("step_failed", "item_failed", "step_failed",
+                                    "step_stopped", "saga_compensating",
+                                    "attempt_started"));
   EXPECT_EQ(p.events[2].data["step"], "fan");
   EXPECT_EQ(p.events[2].data["error"]["message"],
             "item 1 (fan[1].charge) failed: boom");
   EXPECT_THAT(Actions(p),
-              ElementsAre("stop fan[2].charge#1", "undo fan[2].charge#1",
-                          "undo fan[0].charge#1"));
+              ElementsAre("stop fan[2].charge#1", "undo fan[0].charge#1"));
   s = Commit(p);
   EXPECT_EQ(Step(s, "fan").status, StepStatus::kFailed);
   EXPECT_EQ(Item(2).status, StepStatus::kCancelled);
-  EXPECT_EQ(Item(2).steps[0].error.kind, kAbandonedErrorKind);
+  EXPECT_EQ(Item(2).steps[0].status, StepStatus::kRunning);
   EXPECT_EQ(Item(1).status, StepStatus::kFailed);
-  // A late result of the abandoned attempt is stale.
-  AttemptOutcome late{{"fan[2].charge", false, 1}, true, nullptr, {}};
-  EXPECT_FALSE(PlanAttemptResult(Ctx(), s, late).has_value());
+  // The stopped attempt's result: it did charge, so it is undone.
+  p = Result(s, "fan[2].charge", true);
+  EXPECT_THAT(Types(p), ElementsAre("step_succeeded", "attempt_started"));
+  EXPECT_THAT(Actions(p), ElementsAre("undo fan[2].charge#1"));
+  s = Commit(p);
+  EXPECT_EQ(Item(2).steps[0].status, StepStatus::kSucceeded);
   s = Commit(Result(s, "fan[2].charge", true, true));
   EXPECT_EQ(s.state, SagaState::kCompensating);
   p = Result(s, "fan[0].charge", true, true);
@@ -278,15 +281,15 @@ TEST_F(MapTransitionsTest, AnOutputOverTheLimitFailsTheStepWithKindLimit) {
   AttemptOutcome o{{"fan[1].charge", false, 1}, true, {{"done", "fan[1]"}}, {}};
   auto p = PlanAttemptResult(ctx, s, o);
   ASSERT_TRUE(p.has_value());
-  EXPECT_THAT(Types(*p), ElementsAre("step_succeeded", "step_failed",
-                                     "saga_compensating", "attempt_started",
-                                     "attempt_started"));
+  EXPECT_THAT(Types(*p),
+              ElementsAre("step_succeeded", "step_failed", "saga_compensating",
+                          "attempt_started", "attempt_started"));
   EXPECT_EQ(p->events[1].data["error"]["kind"], "limit");
   EXPECT_THAT(p->events[1].data["error"]["message"].get<std::string>(),
               ::testing::HasSubstr("limits.output_bytes"));
   // Both items ran: both are undone.
-  EXPECT_THAT(Actions(*p), ElementsAre("undo fan[1].charge#1",
-                                       "undo fan[0].charge#1"));
+  EXPECT_THAT(Actions(*p),
+              ElementsAre("undo fan[1].charge#1", "undo fan[0].charge#1"));
 }
 
 TEST_F(MapTransitionsTest, ItemsThatAreNotAnArrayFailTheStep) {
@@ -324,7 +327,8 @@ TEST_F(MapTransitionsTest, CancelLetsItemsInFlightFinishThenUndoesThem) {
   s = Commit(Result(s, "fan[1].charge", true, true));
   s = Commit(Result(s, "fan[0].charge", true, true));
   p = Result(s, "prep", true, true);
-  EXPECT_THAT(Types(p), ElementsAre("compensation_succeeded", "saga_cancelled"));
+  EXPECT_THAT(Types(p),
+              ElementsAre("compensation_succeeded", "saga_cancelled"));
 }
 
 // Found in review: an item that fails while a cancel waits fails the map
@@ -336,8 +340,8 @@ TEST_F(MapTransitionsTest, ItemsFailingWhileACancelWaitsEndWithTheSaga) {
   ASSERT_TRUE(cancel.ok());
   s = Commit(*cancel);
   Plan p = Result(s, "fan[0].charge", false);
-  EXPECT_THAT(Types(p), ElementsAre("step_failed", "item_failed",
-                                    "step_failed"));
+  EXPECT_THAT(Types(p),
+              ElementsAre("step_failed", "item_failed", "step_failed"));
   s = Commit(p);
   p = Result(s, "fan[1].charge", false);  // the map has failed already
   EXPECT_THAT(Types(p), ElementsAre("step_failed", "item_failed"));
@@ -437,20 +441,19 @@ TEST_F(MapTransitionsTest, AParallelStepInsideAnItemRunsPerItem) {
   json a = step, b = step;
   a["name"] = "a";
   b["name"] = "b";
-  json both = {{"name", "both"},
-               {"parallel",
-                {{"branches",
-                  {{"x", std::vector<json>{a}}, {"y", std::vector<json>{b}}}}}}};
+  json both = {
+      {"name", "both"},
+      {"parallel",
+       {{"branches",
+         {{"x", std::vector<json>{a}}, {"y", std::vector<json>{b}}}}}}};
   Use({{"name", "orders"},
        {"version", 1},
-       {"steps",
-        std::vector<json>{
-            {{"name", "fan"},
-             {"map",
-              {{"items", "${input.orders}"},
-               {"max_concurrency", 1},
-               {"tolerated_failures", 1},
-               {"steps", std::vector<json>{both}}}}}}}});
+       {"steps", std::vector<json>{{{"name", "fan"},
+                                    {"map",
+                                     {{"items", "${input.orders}"},
+                                      {"max_concurrency", 1},
+                                      {"tolerated_failures", 1},
+                                      {"steps", std::vector<json>{both}}}}}}}});
   Plan p = Start(Orders(2));
   EXPECT_THAT(Actions(p),
               ElementsAre("run fan[0].both.x.a#1", "run fan[0].both.y.b#1"));
@@ -468,9 +471,9 @@ TEST_F(MapTransitionsTest, AParallelStepInsideAnItemRunsPerItem) {
                   {"y", {{"done", "fan[0].both.y.b"}}}}));
   // Item 1's branch x fails: its branch y is stopped, the map goes on.
   p = Result(s, "fan[1].both.x.a", false);
-  EXPECT_THAT(Types(p), ElementsAre("step_failed", "step_stopped",
-                                    "item_failed", "step_succeeded",
-                                    "saga_completed"));
+  EXPECT_THAT(Types(p),
+              ElementsAre("step_failed", "step_stopped", "item_failed",
+                          "step_succeeded", "saga_completed"));
   s = Commit(p);
   EXPECT_EQ(Item(1).status, StepStatus::kFailed);
   EXPECT_EQ(Item(1).steps[0].status, StepStatus::kFailed);
@@ -486,37 +489,38 @@ TEST_F(MapTransitionsTest, AMapInsideABranchStopsTheOtherBranchWhenItFails) {
                  {"action", "book"},
                  {"compensate", {{"action", "book"}}},
                  {"retry", {{"max_attempts", 1}}}};
-  json fan = {{"name", "fan"},
-              {"map",
-               {{"items", "${input.orders}"},
-                {"steps", std::vector<json>{charge}}}}};
+  json fan = {
+      {"name", "fan"},
+      {"map",
+       {{"items", "${input.orders}"}, {"steps", std::vector<json>{charge}}}}};
   json other = {{"name", "other"},
                 {"action", "book"},
                 {"compensate", {{"action", "book"}}}};
   Use({{"name", "orders"},
        {"version", 1},
        {"steps",
-        std::vector<json>{
-            {{"name", "p"},
-             {"parallel",
-              {{"branches",
-                {{"m", std::vector<json>{fan}},
-                 {"o", std::vector<json>{other}}}}}}}}}});
+        std::vector<json>{{{"name", "p"},
+                           {"parallel",
+                            {{"branches",
+                              {{"m", std::vector<json>{fan}},
+                               {"o", std::vector<json>{other}}}}}}}}}});
   map_ = def_.StepAtPath("p.m.fan");
   Plan p = Start(Orders(2));
-  EXPECT_THAT(Actions(p), ElementsAre("run p.m.fan[0].charge#1",
-                                      "run p.m.fan[1].charge#1",
-                                      "run p.o.other#1"));
+  EXPECT_THAT(Actions(p),
+              ElementsAre("run p.m.fan[0].charge#1", "run p.m.fan[1].charge#1",
+                          "run p.o.other#1"));
   Saga s = Commit(p);
   s = Commit(Result(s, "p.m.fan[0].charge", true));
   p = Result(s, "p.m.fan[1].charge", false);
-  // Undone side by side: branch m (its map's item 0), then branch o.
-  EXPECT_THAT(Actions(p), ElementsAre("stop p.o.other#1",
-                                      "undo p.m.fan[0].charge#1",
-                                      "undo p.o.other#1"));
+  // Undone side by side: branch m (its map's item 0) now, branch o once
+  // its stopped attempt's result is in.
+  EXPECT_THAT(Actions(p),
+              ElementsAre("stop p.o.other#1", "undo p.m.fan[0].charge#1"));
   s = Commit(p);
   EXPECT_EQ(Step(s, "p").status, StepStatus::kFailed);
   EXPECT_EQ(Step(s, "p.m.fan").status, StepStatus::kFailed);
+  p = Result(s, "p.o.other", false, false, 1, "timeout");
+  EXPECT_THAT(Actions(p), ElementsAre("undo p.o.other#1"));
 }
 
 TEST_F(MapTransitionsTest, SnapshotSizeDoesNotGrowWithTheNumberOfItems) {

@@ -1,7 +1,7 @@
 // A parallel step on a real engine and loop: branches' attempts are in
-// flight at once, a failed branch abandons the other's attempt (whose late
-// result is ignored) and compensates it, and a saga stopped with two
-// attempts in flight resumes both from the store.
+// flight at once, a failed branch stops the other's attempt and undoes it
+// once its result is in, and a saga stopped with two attempts in flight
+// resumes both from the store.
 #include <gtest/gtest.h>
 
 #include "tests/engine/engine_harness.h"
@@ -64,7 +64,8 @@ TEST(ParallelEngineTest, BranchesRunSideBySideAndTheStepOutputsBoth) {
   ASSERT_OK(h.Close());
 }
 
-TEST(ParallelEngineTest, AFailedBranchAbandonsTheOtherAndUndoesIt) {
+TEST(ParallelEngineTest,
+     AFailedBranchStopsTheOtherAndUndoesItOnceItsResultIsIn) {
   HeldAction held;
   std::vector<std::string> undone;
   NativeAction undo = [&undone](const AttemptRequest& r, ActionDone done) {
@@ -88,22 +89,75 @@ TEST(ParallelEngineTest, AFailedBranchAbandonsTheOtherAndUndoesIt) {
           .status());
   auto started = h.Start({.workflow = "fan"});
   ASSERT_OK(started.status());
+  // The hotel fails while the flight is in flight: the saga compensates,
+  // but the flight's undo waits for its result, so that it cannot overtake
+  // the booking on its way to the service.
+  auto compensating = h.AwaitStored(started->saga_id, SagaState::kCompensating);
+  ASSERT_OK(compensating.status());
+  ASSERT_TRUE(h.Settle());
+  EXPECT_TRUE(undone.empty());
+  EXPECT_EQ(held.pending(), 1u);  // not aborted
+  EXPECT_EQ(compensating->body["waits"][0]["stopped"], true);
+  // It booked after all: then it is undone; the hotel failed and has
+  // nothing to undo.
+  ASSERT_TRUE(held.Complete(ActionResult::Success({{"pnr", "F1"}})));
   auto rec = h.AwaitInactive(started->saga_id);
   ASSERT_OK(rec.status());
   EXPECT_EQ(rec->state, SagaState::kCompensated);
-  // The flight attempt was in flight when the hotel failed: its outcome is
-  // unknown, so it is undone; the hotel failed and has nothing to undo.
   EXPECT_EQ(undone, std::vector<std::string>{"book.flight.flight"});
-  EXPECT_EQ(rec->body["steps"][1]["status"], "cancelled");
-  EXPECT_EQ(rec->body["steps"][1]["error"]["kind"], kAbandonedErrorKind);
+  EXPECT_EQ(rec->body["steps"][1]["status"], "succeeded");
+  EXPECT_EQ(rec->body["steps"][1]["compensation"], "succeeded");
   EXPECT_EQ(rec->body["steps"][0]["status"], "failed");
   const std::vector<std::string> log = h.LogTypes(started->saga_id);
   EXPECT_NE(std::find(log.begin(), log.end(), "step_stopped"), log.end());
-  // Its late result changes nothing.
-  ASSERT_TRUE(held.Complete(ActionResult::Success({{"pnr", "late"}})));
-  auto after = h.AwaitInactive(started->saga_id);
-  ASSERT_OK(after.status());
-  EXPECT_EQ(after->last_seq, rec->last_seq);
+  ASSERT_OK(h.Close());
+}
+
+// The engine stops while a stopped attempt is still out: after the
+// restart it is not sent again (the saga no longer goes forward), and as its
+// outcome is unknown it is undone.
+TEST(ParallelEngineTest, AStoppedAttemptOutAtARestartIsUndoneNotRunAgain) {
+  test::TempDir dir;
+  std::vector<std::string> undone;
+  NativeAction undo = [&undone](const AttemptRequest& r, ActionDone done) {
+    undone.push_back(r.step);
+    done(ActionResult::Success(json::object()));
+  };
+  const json def =
+      Workflow({Parallel("book", {{"flight",
+                                   {{{"name", "flight"},
+                                     {"action", "held"},
+                                     {"compensate", {{"action", "undo"}}}}}},
+                                  {"hotel",
+                                   {{{"name", "hotel"},
+                                     {"action", "fail"},
+                                     {"params", {{"kind", "sold_out"}}},
+                                     {"retry", {{"max_attempts", 1}}}}}}})});
+  std::string id;
+  {
+    HeldAction first;
+    EngineHarness h;
+    ASSERT_OK(h.Open(dir.path(), {{"held", first.AsAction()}, {"undo", undo}}));
+    ASSERT_OK(h.Register(def).status());
+    auto started = h.Start({.workflow = "fan"});
+    ASSERT_OK(started.status());
+    id = started->saga_id;
+    ASSERT_OK(h.AwaitStored(id, SagaState::kCompensating).status());
+    ASSERT_TRUE(h.Settle());
+    EXPECT_EQ(first.pending(), 1u);
+    ASSERT_OK(h.Close());
+  }
+  EXPECT_TRUE(undone.empty());
+  HeldAction second;
+  EngineHarness h;
+  ASSERT_OK(h.Open(dir.path(), {{"held", second.AsAction()}, {"undo", undo}}));
+  auto rec = h.AwaitInactive(id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kCompensated);
+  EXPECT_EQ(second.calls(), 0u);
+  EXPECT_EQ(undone, std::vector<std::string>{"book.flight.flight"});
+  EXPECT_EQ(rec->body["steps"][1]["status"], "cancelled");
+  EXPECT_EQ(rec->body["steps"][1]["error"]["kind"], kAbandonedErrorKind);
   ASSERT_OK(h.Close());
 }
 

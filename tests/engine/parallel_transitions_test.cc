@@ -141,23 +141,28 @@ TEST_F(ParallelTransitionsTest,
        AFailureStopsTheOtherBranchAndCompensatesWhatStarted) {
   Saga s = Result(InBranches(), kFlight, true).saga;  // seat in flight
   Plan p = Result(s, kHotel, false);                  // http_404: for good
-  EXPECT_THAT(Types(p), ElementsAre("step_failed", "step_stopped",
-                                    "saga_compensating", "attempt_started"));
-  // The seat attempt is abandoned: its outcome is unknown, so it is
-  // compensated first (newest in its branch); the failed hotel step has
-  // nothing to undo.
-  EXPECT_THAT(Actions(p), ElementsAre(std::string("stop ") + kSeat + "#1",
-                                      std::string("undo ") + kSeat + "#1"));
-  EXPECT_EQ(At(p.saga, kSeat).status, StepStatus::kCancelled);
-  EXPECT_EQ(At(p.saga, kSeat).error.kind, kAbandonedErrorKind);
+  EXPECT_THAT(Types(p),
+              ElementsAre("step_failed", "step_stopped", "saga_compensating"));
+  EXPECT_EQ(p.events[1].data["in_flight"], true);
+  // The seat attempt is stopped, but it may be on its way: its branch's
+  // undo waits for its result (a compensation sent now could overtake it).
+  // The failed hotel step has nothing to undo.
+  EXPECT_THAT(Actions(p), ElementsAre(std::string("stop ") + kSeat + "#1"));
+  EXPECT_EQ(At(p.saga, kSeat).status, StepStatus::kRunning);
+  ASSERT_NE(FindWait(p.saga, kSeat), nullptr);
+  EXPECT_TRUE(FindWait(p.saga, kSeat)->stopped);
   EXPECT_EQ(At(p.saga, "book").status, StepStatus::kFailed);
   EXPECT_EQ(p.saga.failed_step, def_.StepAtPath(kHotel));
-  // The seat's late result is fenced off: the saga no longer waits for it.
-  EXPECT_FALSE(
-      PlanAttemptResult(Ctx(), p.saga, {{kSeat, false, 1}, true, nullptr, {}})
-          .has_value());
 
-  Plan undo_flight = Result(p.saga, kSeat, true, true);
+  // It succeeded after all: recorded, not retried, nothing new starts;
+  // then it is undone first (newest in its branch).
+  Plan seat = Result(p.saga, kSeat, true);
+  EXPECT_THAT(Types(seat), ElementsAre("step_succeeded", "attempt_started"));
+  EXPECT_EQ(seat.events[0].data["stopped"], true);
+  EXPECT_EQ(At(seat.saga, kSeat).status, StepStatus::kSucceeded);
+  EXPECT_THAT(Actions(seat), ElementsAre(std::string("undo ") + kSeat + "#1"));
+
+  Plan undo_flight = Result(seat.saga, kSeat, true, true);
   EXPECT_THAT(Actions(undo_flight),
               ElementsAre(std::string("undo ") + kFlight + "#1"));
   Plan undo_prep = Result(undo_flight.saga, kFlight, true, true);
@@ -169,6 +174,68 @@ TEST_F(ParallelTransitionsTest,
   for (const StepState& st : end.saga.steps) {
     EXPECT_NE(st.status, StepStatus::kRunning);
   }
+}
+
+TEST_F(ParallelTransitionsTest, AStoppedAttemptThatFailsIsNotUndoneNorRetried) {
+  Saga s = Result(InBranches(), kFlight, true).saga;  // seat in flight
+  s = Result(s, kHotel, false).saga;
+  // A retryable error: no retry, the saga no longer goes forward.
+  Plan seat = Result(s, kSeat, false, false, 1, "http_503");
+  EXPECT_EQ(At(seat.saga, kSeat).status, StepStatus::kFailed);
+  EXPECT_EQ(At(seat.saga, kSeat).error.kind, "http_503");
+  EXPECT_EQ(seat.saga.failed_step, def_.StepAtPath(kHotel));  // unchanged
+  EXPECT_THAT(Actions(seat),
+              ElementsAre(std::string("undo ") + kFlight + "#1"));
+}
+
+TEST_F(ParallelTransitionsTest, AStoppedAttemptThatTimesOutIsUndone) {
+  Saga s = Result(InBranches(), kFlight, true).saga;
+  s = Result(s, kHotel, false).saga;
+  Plan seat = Result(s, kSeat, false, false, 1, "timeout");
+  EXPECT_THAT(Actions(seat), ElementsAre(std::string("undo ") + kSeat + "#1"));
+}
+
+TEST_F(ParallelTransitionsTest, AStoppedAttemptThatNeverRanIsNotUndone) {
+  Saga s = Result(InBranches(), kFlight, true).saga;
+  s = Result(s, kHotel, false).saga;
+  // The engine's answer for an attempt still waiting at a gate.
+  Plan seat = Result(s, kSeat, false, false, 1, kStoppedErrorKind);
+  EXPECT_EQ(At(seat.saga, kSeat).status, StepStatus::kCancelled);
+  EXPECT_THAT(Actions(seat),
+              ElementsAre(std::string("undo ") + kFlight + "#1"));
+}
+
+TEST_F(ParallelTransitionsTest, AnAttemptAbandonedInFlightIsUndone) {
+  Saga s = Result(InBranches(), kFlight, true).saga;
+  s = Result(s, kHotel, false).saga;
+  // The engine's answer after a restart: the outcome is unknown.
+  Plan seat = Result(s, kSeat, false, false, 1, kAbandonedErrorKind);
+  EXPECT_EQ(At(seat.saga, kSeat).status, StepStatus::kCancelled);
+  EXPECT_THAT(Actions(seat), ElementsAre(std::string("undo ") + kSeat + "#1"));
+}
+
+TEST_F(ParallelTransitionsTest, AStoppedWaitIsKeptInTheSnapshot) {
+  Saga s = Result(InBranches(), kFlight, true).saga;
+  s = Result(s, kHotel, false).saga;
+  auto back = FromRecord(ToRecord(s), &def_);
+  ASSERT_OK(back.status());
+  EXPECT_EQ(*back, s);
+  ASSERT_NE(FindWait(*back, kSeat), nullptr);
+  EXPECT_TRUE(FindWait(*back, kSeat)->stopped);
+}
+
+TEST_F(ParallelTransitionsTest, AParkAbandonsAStoppedAttempt) {
+  def_ = TripDef("park");
+  Saga s = Result(InBranches(), kFlight, true).saga;
+  Plan p = Result(s, kHotel, false);
+  EXPECT_EQ(p.saga.state, SagaState::kParked);
+  EXPECT_TRUE(p.finishes());  // the engine aborts what is still out
+  EXPECT_EQ(At(p.saga, kSeat).status, StepStatus::kCancelled);
+  EXPECT_EQ(At(p.saga, kSeat).error.kind, kAbandonedErrorKind);
+  // Its late result is fenced off: the saga no longer waits for it.
+  EXPECT_FALSE(
+      PlanAttemptResult(Ctx(), p.saga, {{kSeat, false, 1}, true, nullptr, {}})
+          .has_value());
 }
 
 TEST_F(ParallelTransitionsTest, BranchesAreCompensatedSideBySide) {

@@ -32,6 +32,7 @@ json WaitsJson(const SagaView& view) {
       j["path"] = w.path;
       j["compensation"] = w.compensation;
       j["attempt"] = w.attempt;
+      if (w.stopped) j["stopped"] = true;
     }
     if (TimerKindOf(w.kind)) {
       j["due_ms"] = w.due_ms;
@@ -58,7 +59,9 @@ std::string DescribeWait(const WaitView& w, int64_t now_ms) {
       return "";
     case Wait::Kind::kAttempt:
       return "the result of attempt " + std::to_string(w.attempt) + " of " +
-             what + " (in flight)";
+             what +
+             (w.stopped ? " (in flight, stopped: awaited before its undo)"
+                        : " (in flight)");
     case Wait::Kind::kBackoff:
       return "the retry timer of " + what + " before attempt " +
              std::to_string(w.attempt + 1) + ", " + due();

@@ -181,6 +181,11 @@ std::vector<Violation> CheckInvariants(const Options& options,
     const std::string key = r.header("idempotency-key");
     if (key.empty()) continue;
     by_key[key].push_back(i);
+    // A booking answered 503 ("down", an outage) was not made: the step
+    // fails, and has nothing to undo.
+    if (r.path.starts_with("/book") && (r.status < 200 || r.status > 299)) {
+      continue;
+    }
     if (r.path.starts_with("/book")) booked.insert(SagaOf(key));
     if (r.path.starts_with("/refund")) refunded.insert(SagaOf(key));
     if (const int item = FanOutItem(key); item >= 0) {
