@@ -841,6 +841,17 @@ Status BuildChangeStore(const std::string& dir, const std::string& flag,
                      {"params", {{"argv", {"test", "-f", "${input.flag}"}}}},
                      {"retry", {{"max_attempts", 1}}}},
                     {{"name", "after"}, {"action", "noop"}}}}});
+  defs.push_back(
+      {{"name", "greet"},
+       {"version", 1},
+       {"input_schema",
+        {{"type", "object"},
+         {"required", {"who"}},
+         {"properties", {{"who", {{"type", "string"}}}}}}},
+       {"examples", std::vector<json>{{{"who", "Ada"}}}},
+       {"steps", std::vector<json>{{{"name", "hello"},
+                                    {"action", "echo"},
+                                    {"params", {{"to", "${input.who}"}}}}}}});
   for (const json& d : defs) CDE_RETURN_IF_ERROR(h.Register(d).status());
   auto start = [&](const std::string& wf, std::string* id) -> Status {
     auto r = h.Start({.workflow = wf, .input = {{"order", 1}, {"flag", flag}}});
@@ -1041,6 +1052,71 @@ TEST_F(AdminChangeTest, OfflineCancelAndReplayRunWhenTheServerStarts) {
   EXPECT_GT(std::count(park_log.begin(), park_log.end(), "attempt_started"), 2);
   r = Admin({"dlq", "show", s_.parked_a, "--json"}, dir_);
   EXPECT_EQ(r.Json()["entry"]["replay_count"], 1);
+  EXPECT_EQ(Admin({"verify"}, dir_).exit_code, 0);
+}
+
+// sagas start: offline it is committed and runs when a server starts;
+// through a server it runs at once, and --wait-ms waits for its end.
+TEST_F(AdminChangeTest, StartCommitsOfflineOrRunsThroughTheServer) {
+  const auto before = Snapshot();
+  AdminRun r = Admin({"sagas", "start", "nope"}, dir_);
+  EXPECT_EQ(r.exit_code, 1);
+  ExpectOneLineError(r, "no workflow nope");
+  r = Admin({"sagas", "start", "greet", "--input", "{not json"}, dir_);
+  EXPECT_EQ(r.exit_code, 2);
+  ExpectOneLineError(r, "--input: not JSON");
+  r = Admin({"sagas", "start", "greet", "--input", "{}", "--example"}, dir_);
+  EXPECT_EQ(r.exit_code, 2);
+  ExpectOneLineError(r, "give one of --input, --input-file and --example");
+  r = Admin({"sagas", "start", "greet", "--example", "--wait-ms", "10"}, dir_);
+  EXPECT_EQ(r.exit_code, 2);
+  ExpectOneLineError(r, "--wait-ms needs a running server");
+  r = Admin({"sagas", "start", "ok-flow", "--example"}, dir_);
+  EXPECT_EQ(r.exit_code, 1);
+  ExpectOneLineError(r, "workflow ok-flow@1 has no example input");
+  r = Admin({"sagas", "start", "greet", "--input", R"({"who": 7})"}, dir_);
+  EXPECT_EQ(r.exit_code, 1);
+  ExpectOneLineError(r, "input.who");
+  EXPECT_EQ(Snapshot(), before);  // nothing changed
+
+  r = Admin({"sagas", "start", "greet", "--example", "--idempotency-key", "k-1",
+             "--json"},
+            dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.Json()["via"], "offline");
+  EXPECT_EQ(r.Json()["state"], "running");
+  EXPECT_EQ(r.Json()["created"], true);
+  const std::string offline = r.Json()["saga_id"].get<std::string>();
+  r = Admin({"sagas", "start", "greet", "--input", R"({"who": "Bob"})",
+             "--idempotency-key", "k-1"},
+            dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("idempotency key already used by saga " + offline),
+            std::string::npos)
+      << r.out;
+  r = Admin({"sagas", "show", offline, "--json"}, dir_);
+  EXPECT_EQ(r.Json()["started_by"], "local");
+  EXPECT_EQ(r.Json()["input"], (json{{"who", "Ada"}}));
+  EXPECT_FALSE(Has(LogTypes(offline), "saga_completed"));  // nothing ran
+
+  test::ServerProcess server(kServer, dir_, workflows_);
+  ASSERT_TRUE(server.Initialize()) << server.Log();
+  EXPECT_EQ(AwaitState(server, offline, "completed"), "completed");
+  const std::string input_file = own_.Sub("input.json");
+  std::ofstream(input_file) << R"({"who": "Cy"})";
+  r = Admin({"sagas", "start", "greet", "--input-file", input_file, "--wait-ms",
+             "30000", "--json"},
+            dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err << server.Log();
+  EXPECT_EQ(r.Json()["via"], "server");
+  EXPECT_EQ(r.Json()["state"], "completed");
+  const std::string online = r.Json()["saga_id"].get<std::string>();
+  const json saga = server.CallTool("get_saga", {{"saga_id", online}});
+  EXPECT_EQ(saga["steps"][0]["output"], (json{{"to", "Cy"}})) << saga.dump();
+  r = Admin({"sagas", "start", "greet", "--input", R"({"who": 7})"}, dir_);
+  EXPECT_EQ(r.exit_code, 1);
+  ExpectOneLineError(r, "input.who");
+  EXPECT_EQ(server.Stop(), 0) << server.Log();
   EXPECT_EQ(Admin({"verify"}, dir_).exit_code, 0);
 }
 

@@ -3,6 +3,9 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <fstream>
+#include <iostream>
+#include <iterator>
 #include <memory>
 
 #include "engine/dlq_entry.h"
@@ -526,6 +529,134 @@ int RunDlqPurgeOlderThan(const Common& common, const ChangeOptions& options,
                     : (" (" + std::to_string(failed) + " failed)").c_str());
   }
   return failed == 0 ? kExitOk : kExitFailed;
+}
+
+}  // namespace cde::admin
+
+namespace cde::admin {
+
+namespace {
+
+// The input a start gives the saga: --input, --input-file or --example
+// (the definition's first example), at most one; {} when none.
+json StartInput(const Common& common, const StartOptions& start,
+                const WorkflowSpec& spec) {
+  const int given = !start.input.empty() + !start.input_file.empty() +
+                    static_cast<int>(start.example);
+  if (given > 1) {
+    Fail(kExitUsage, "give one of --input, --input-file and --example");
+  }
+  auto parse = [](const std::string& text, const std::string& where) {
+    json input = json::parse(text, nullptr, false);
+    if (input.is_discarded()) Fail(kExitUsage, where + ": not JSON");
+    return input;
+  };
+  if (!start.input.empty()) return parse(start.input, "--input");
+  if (!start.input_file.empty()) {
+    std::string text;
+    if (start.input_file == "-") {
+      text.assign(std::istreambuf_iterator<char>(std::cin), {});
+    } else {
+      std::ifstream in(start.input_file);
+      if (!in)
+        Fail(kExitUsage, "--input-file: cannot read " + start.input_file);
+      text.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    return parse(text, "--input-file " + start.input_file);
+  }
+  if (!start.example) return json::object();
+  StoreAccess read = OpenForRead(common.data_dir);
+  const auto defs = Check(read.store->ListDefinitions());
+  const DefinitionRecord& def = FindDefinition(defs, spec);
+  const json& doc = def.definition;
+  if (!doc.is_object() || !doc.contains("examples") ||
+      !doc["examples"].is_array() || doc["examples"].empty()) {
+    Fail(kExitFailed, "workflow " + def.name + "@" +
+                          std::to_string(def.version) +
+                          " has no example input; give --input");
+  }
+  return doc["examples"][0];
+}
+
+}  // namespace
+
+int RunSagasStart(const Common& common, const ChangeOptions& options,
+                  const StartOptions& start) {
+  const WorkflowSpec spec = ParseWorkflowSpec(start.workflow);
+  if (start.wait_ms < 0 || start.wait_ms > 600000) {
+    Fail(kExitUsage, "--wait-ms: from 0 to 600000");
+  }
+  const json input = StartInput(common, start, spec);
+  const Route route = ChooseRoute(common.data_dir, options);
+  std::string saga_id, state;
+  bool created = true, timed_out = false;
+  if (route.online) {
+    json args = {{"workflow", spec.name}, {"input", input}};
+    if (spec.version) args["version"] = *spec.version;
+    if (!start.idempotency_key.empty()) {
+      args["idempotency_key"] = start.idempotency_key;
+    }
+    if (start.wait_ms > 0) args["wait_ms"] = start.wait_ms;
+    McpSession mcp(route.mcp_url, Token(options));
+    mcp.set_timeout_ms(60000 + static_cast<long>(start.wait_ms));
+    mcp.Open();
+    const json result = mcp.CallTool("start_workflow", args);
+    const json sc = result.value("structuredContent", json::object());
+    if (result.value("isError", false)) {
+      Fail(kExitFailed, sc.value("error", json::object())
+                            .value("message", "the server refused the start"));
+    }
+    saga_id = sc.value("saga_id", "");
+    state = sc.value("state", "");
+    created = sc.value("created", true);
+    timed_out = sc.value("timed_out", false);
+    if (sc.contains("saga") && sc["saga"].is_object()) {
+      state = sc["saga"].value("state", state);
+    }
+  } else {
+    if (start.wait_ms > 0) {
+      Fail(kExitUsage,
+           "--wait-ms needs a running server: offline, the saga runs when a "
+           "server next starts on this store");
+    }
+    {  // refused before the store is opened for writing
+      StoreAccess read = OpenForRead(common.data_dir);
+      FindDefinition(Check(read.store->ListDefinitions()), spec);
+    }
+    OfflineEngine offline(common.data_dir);
+    StartRequest req;
+    req.workflow = spec.name;
+    req.version = spec.version;
+    req.input = input;
+    req.idempotency_key = start.idempotency_key;
+    req.started_by = kLocalCaller;
+    auto r = offline.Wait<StartResult>(
+        [&](auto done) { offline.engine().Start(req, done); });
+    if (!r.ok()) Fail(kExitFailed, r.status().message());
+    offline.Close();
+    saga_id = r->saga_id;
+    state = std::string(SagaStateName(r->state));
+    created = r->created;
+  }
+  if (common.json) {
+    json j = RouteJson(route);
+    j["saga_id"] = saga_id;
+    j["state"] = state;
+    j["created"] = created;
+    if (timed_out) j["timed_out"] = true;
+    PrintJson(j);
+    return kExitOk;
+  }
+  std::printf(
+      "%s saga %s of %s %s: now %s%s%s\n",
+      created ? "started" : "idempotency key already used by", saga_id.c_str(),
+      start.workflow.c_str(), Via(route).c_str(),
+      Paint(state, StateColour(state)).c_str(),
+      timed_out
+          ? (" (still, after " + std::to_string(start.wait_ms) + " ms)").c_str()
+          : "",
+      route.online ? "" : OfflineNote(state));
+  return kExitOk;
 }
 
 }  // namespace cde::admin

@@ -6,8 +6,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
+#include "storage/store.h"
 #include "tools/admin/output.h"
 #include "tools/admin/server_link.h"
 
@@ -16,6 +19,16 @@ namespace cde::admin {
 int RunWorkflowsList(const Common& common);
 // `spec` is NAME or NAME@VERSION (latest version when none is given).
 int RunWorkflowsShow(const Common& common, const std::string& spec);
+
+// NAME or NAME@VERSION, parsed (bad usage fails with kExitUsage).
+struct WorkflowSpec {
+  std::string name;
+  std::optional<uint32_t> version;  // nullopt: the latest
+};
+WorkflowSpec ParseWorkflowSpec(const std::string& spec);
+// The definition `spec` names among `defs`; fails (kExitFailed) if none.
+const DefinitionRecord& FindDefinition(
+    const std::vector<DefinitionRecord>& defs, const WorkflowSpec& spec);
 
 struct SagaListOptions {
   std::string state;
@@ -35,6 +48,16 @@ int RunDlqList(const Common& common, const std::string& workflow, size_t limit,
 int RunDlqShow(const Common& common, const std::string& id);
 
 // State changes (change_cmd.cc): through the running server, else offline.
+struct StartOptions {
+  std::string workflow;    // NAME or NAME@VERSION
+  std::string input;       // --input: JSON text ("" = none)
+  std::string input_file;  // --input-file: a file of JSON ("-" = stdin)
+  bool example = false;    // --example: the definition's first example
+  std::string idempotency_key;
+  int64_t wait_ms = 0;  // through a server only: wait for the saga to end
+};
+int RunSagasStart(const Common& common, const ChangeOptions& options,
+                  const StartOptions& start);
 int RunSagasCancel(const Common& common, const ChangeOptions& options,
                    const std::string& id, bool compensate);
 int RunDlqReplay(const Common& common, const ChangeOptions& options,

@@ -109,6 +109,29 @@ int main(int argc, char** argv) {
     };
   });
 
+  StartOptions start;
+  CLI::App* s_start = sagas->add_subcommand(
+      "start",
+      "start a saga of a registered workflow (through the running server, "
+      "else offline: it runs when a server next starts)");
+  s_start->add_option("workflow", start.workflow, "NAME or NAME@VERSION")
+      ->required();
+  s_start->add_option("--input", start.input, "the input, as JSON text");
+  s_start->add_option("--input-file", start.input_file,
+                      "a file holding the input as JSON (- for stdin)");
+  s_start->add_flag("--example", start.example,
+                    "the input is the definition's first example");
+  s_start->add_option("--idempotency-key", start.idempotency_key,
+                      "a second start with this key returns the first saga");
+  s_start
+      ->add_option("--wait-ms", start.wait_ms,
+                   "wait up to this long for the saga to end (0 to "
+                   "600000; through a server only)")
+      ->capture_default_str();
+  change_options(s_start);
+  s_start->callback(
+      [&] { action = [&] { return RunSagasStart(common, change, start); }; });
+
   uint64_t from_seq = 1;
   bool follow = false;
   CLI::App* s_log = sagas->add_subcommand(

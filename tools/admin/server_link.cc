@@ -177,7 +177,7 @@ McpSession::Reply McpSession::Post(const json& message) {
                 .headers = {"Content-Type: application/json",
                             "Accept: application/json, text/event-stream"},
                 .body = message.dump(),
-                .timeout_ms = 60000};
+                .timeout_ms = timeout_ms_};
   if (!session_.empty()) call.headers.push_back("Mcp-Session-Id: " + session_);
   if (!protocol_version_.empty()) {
     call.headers.push_back("MCP-Protocol-Version: " + protocol_version_);

@@ -71,6 +71,9 @@ class McpSession {
   // Protocol-level failures throw AdminError.
   nlohmann::json CallTool(const std::string& name,
                           const nlohmann::json& arguments);
+  // How long one request may take (default 60 s): a call that waits on
+  // the server's side (start_workflow's wait_ms) needs longer.
+  void set_timeout_ms(long ms) { timeout_ms_ = ms; }
 
  private:
   struct Reply {
@@ -88,6 +91,7 @@ class McpSession {
   std::string session_;
   std::string protocol_version_;
   int next_id_ = 1;
+  long timeout_ms_ = 60000;
 };
 
 }  // namespace cde::admin

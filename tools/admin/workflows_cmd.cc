@@ -71,7 +71,7 @@ int RunWorkflowsList(const Common& common) {
   return kExitOk;
 }
 
-int RunWorkflowsShow(const Common& common, const std::string& spec) {
+WorkflowSpec ParseWorkflowSpec(const std::string& spec) {
   std::string name = spec;
   std::optional<uint32_t> version;
   if (const size_t at = spec.rfind('@'); at != std::string::npos) {
@@ -91,26 +91,41 @@ int RunWorkflowsShow(const Common& common, const std::string& spec) {
     version = static_cast<uint32_t>(n);
   }
   if (name.empty()) Fail(kExitUsage, "'" + spec + "' names no workflow");
-  StoreAccess access = OpenForRead(common.data_dir);
-  const auto defs = Check(access.store->ListDefinitions());
+  return {name, version};
+}
+
+const DefinitionRecord& FindDefinition(
+    const std::vector<DefinitionRecord>& defs, const WorkflowSpec& spec) {
   const DefinitionRecord* found = nullptr;
   size_t versions = 0;
   for (const auto& d : defs) {
-    if (d.name != name) continue;
+    if (d.name != spec.name) continue;
     ++versions;
-    if (version ? d.version == *version
-                : found == nullptr || d.version > found->version) {
+    if (spec.version ? d.version == *spec.version
+                     : found == nullptr || d.version > found->version) {
       found = &d;
     }
   }
-  if (versions == 0) Fail(kExitFailed, "no workflow " + name);
+  if (versions == 0) Fail(kExitFailed, "no workflow " + spec.name);
   if (found == nullptr) {
-    Fail(kExitFailed,
-         "workflow " + name + " has no version " + std::to_string(*version));
+    Fail(kExitFailed, "workflow " + spec.name + " has no version " +
+                          std::to_string(*spec.version));
   }
+  return *found;
+}
+
+int RunWorkflowsShow(const Common& common, const std::string& spec_text) {
+  const WorkflowSpec spec = ParseWorkflowSpec(spec_text);
+  const std::string& name = spec.name;
+  StoreAccess access = OpenForRead(common.data_dir);
+  const auto defs = Check(access.store->ListDefinitions());
+  const DefinitionRecord* found = &FindDefinition(defs, spec);
   uint32_t latest = 0;
+  size_t versions = 0;
   for (const auto& d : defs) {
-    if (d.name == name) latest = std::max(latest, d.version);
+    if (d.name != name) continue;
+    latest = std::max(latest, d.version);
+    ++versions;
   }
   if (common.json) {
     PrintJson({{"name", found->name},
