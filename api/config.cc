@@ -526,6 +526,9 @@ std::vector<Key> BuildSchema() {
                   Integer<C>(CDE_MEMBER(limits.input_bytes), 2, kMaxBytes)});
   keys.push_back({"limits.output_bytes",
                   Integer<C>(CDE_MEMBER(limits.output_bytes), 4, kMaxBytes)});
+  keys.push_back({"limits.stopped_attempt_wait_ms",
+                  Integer<C>(CDE_MEMBER(limits.stopped_attempt_wait_ms), 1,
+                             int64_t{86'400'000})});
   // Before "keys": their entries start from the configured default.
   AddSection("circuit_breakers.default", BreakerRules(),
              CDE_MEMBER(breaker_default), &keys);

@@ -99,6 +99,7 @@ struct LimitsConfig {
   uint32_t map_items = 10000;
   uint64_t input_bytes = uint64_t{256} << 10;
   uint64_t output_bytes = uint64_t{256} << 10;
+  int64_t stopped_attempt_wait_ms = 60000;
 
   friend bool operator==(const LimitsConfig&, const LimitsConfig&) = default;
 };

@@ -38,6 +38,7 @@ EngineLimits LimitsOf(const Config& c) {
   l.map_items = c.limits.map_items;
   l.input_bytes = c.limits.input_bytes;
   l.output_bytes = c.limits.output_bytes;
+  l.stopped_attempt_wait_ms = c.limits.stopped_attempt_wait_ms;
   l.alert_failures = c.alerts.workflow_failures_threshold;
   l.alert_window_ms = c.alerts.workflow_failures_window_ms;
   return l;

@@ -532,6 +532,11 @@ void EngineImpl::Dispatch(Active& a, const AttemptRef& ref) {
   Attempt& attempt = a.attempts[ref.path];
   Abandon(attempt);  // an earlier attempt of the step, if its result is late
   attempt.ref = ref;
+  // Stopped before a restart (Resume sends it again): awaited for a while
+  // at most, at a gate too.
+  if (const Wait* w = FindWait(a.saga, ref.path); w != nullptr && w->stopped) {
+    ArmStoppedDeadline(id, attempt);
+  }
   // Held back by a rate limit or an open breaker: not an attempt yet, so
   // it spends no retry; Dispatch runs again when the gate lets it through.
   if (params.ok() && !PassGates(id, attempt, step, spec, *params)) return;
@@ -578,6 +583,7 @@ bool EngineImpl::Active::in_flight() const {
 
 void EngineImpl::Abandon(Attempt& attempt) {
   attempt.timeout.reset();
+  attempt.stopped_deadline.reset();
   // A no-op when the attempt already finished; kills or aborts it when it
   // is the timeout that decided the outcome.
   ActionRunner::Abort(attempt.running);

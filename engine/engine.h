@@ -57,6 +57,12 @@ struct EngineLimits {
   uint32_t map_items = 10000;
   uint64_t input_bytes = uint64_t{256} << 10;
   uint64_t output_bytes = uint64_t{256} << 10;
+  // How long the result of an attempt stopped in flight (another branch
+  // or item failed) is awaited before its undo, at most: past it the
+  // attempt is aborted and its outcome taken as unknown (compensated). An
+  // attempt without its own timeout_ms could otherwise hold the undo
+  // forever.
+  int64_t stopped_attempt_wait_ms = 60000;
 };
 
 struct EngineOptions {

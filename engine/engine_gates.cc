@@ -121,9 +121,11 @@ void EngineImpl::StopAttempt(Active& a, const std::string& path) {
     // Dispatched: it runs to its end (or its timeout), and its result
     // tells the undo whether its effect happened. Aborting it here would
     // not stop a request the service already has.
-    if (attempt.in_flight()) return;
-    o.error = {kStoppedErrorKind,
-               "stopped before it ran (it waited at " + attempt.gate + ")"};
+    if (attempt.in_flight()) return ArmStoppedDeadline(a.saga.id, attempt);
+    o.error = {kStoppedErrorKind, attempt.gate.empty()
+                                      ? std::string("stopped before it ran")
+                                      : "stopped before it ran (it waited at " +
+                                            attempt.gate + ")"};
     if (!attempt.gate.empty()) {
       gates_.Leave(attempt.gate, GateWaiter(a.saga.id, path));
     }
@@ -137,6 +139,34 @@ void EngineImpl::StopAttempt(Active& a, const std::string& path) {
   inbox_->Post([this, id = a.saga.id, o = std::move(o)]() mutable {
     OnOutcome(id, std::move(o));
   });
+}
+
+void EngineImpl::ArmStoppedDeadline(const std::string& saga_id,
+                                    Attempt& attempt) {
+  const int64_t ms = limits_.stopped_attempt_wait_ms;
+  attempt.stopped_deadline = clock_.NewTimer([this, saga_id, ref = attempt.ref,
+                                              ms] {
+    auto it = active_.find(saga_id);
+    if (it == active_.end()) return;
+    Active& a = *it->second;
+    auto at = a.attempts.find(ref.path);
+    if (at == a.attempts.end() || at->second.ref.attempt != ref.attempt) {
+      return;
+    }
+    Attempt& attempt = at->second;
+    if (!attempt.gate.empty()) {
+      gates_.Leave(std::exchange(attempt.gate, ""),
+                   GateWaiter(saga_id, ref.path));
+    }
+    AttemptOutcome o{ref};
+    o.error = {kAbandonedErrorKind, "attempt " + std::to_string(ref.attempt) +
+                                        " stopped and not answered within " +
+                                        std::to_string(ms) +
+                                        " ms (limits.stopped_attempt_wait_ms)"};
+    // Its work is aborted when the outcome is planned, as a timeout's is.
+    OnOutcome(saga_id, std::move(o));
+  });
+  attempt.stopped_deadline->Start(ms);
 }
 
 void EngineImpl::RecordBreaker(Attempt& attempt, const AttemptOutcome& o) {

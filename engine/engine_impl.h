@@ -131,6 +131,9 @@ class EngineImpl final : public Engine {
     // and so in work_): empty while it waits at a gate.
     WorkGate::Holder hold;
     TimerPtr timeout;  // armed while it runs, if its step has a timeout
+    // Armed once it is stopped (Wait::stopped): how long its result is
+    // awaited at most (EngineLimits::stopped_attempt_wait_ms).
+    TimerPtr stopped_deadline;
     // The exec/http work, to abort on timeout or cancel.
     RunningAction running;
     // When it was dispatched (cde_step_duration_seconds).
@@ -239,8 +242,12 @@ class EngineImpl final : public Engine {
   void LeaveGates(const std::string& saga_id);
   // The attempt at `path` was stopped (PlanAction::kStopAttempt): if it
   // still waits at a gate it never runs (its outcome: kStoppedErrorKind);
-  // if it was dispatched it runs to its end, and its result is planned.
+  // if it was dispatched it runs to its end, and its result is planned,
+  // awaited for stopped_attempt_wait_ms at most.
   void StopAttempt(Active& a, const std::string& path);
+  // Past `attempt`'s deadline (stopped_deadline): out of its gate, its
+  // work aborted, its outcome unknown (kAbandonedErrorKind).
+  void ArmStoppedDeadline(const std::string& saga_id, Attempt& attempt);
   void OnBreakerTransition(const std::string& key, BreakerState from,
                            BreakerState to);
   std::optional<uint32_t> ConcurrencyLimit(const WorkflowDefinition& def) const;

@@ -109,20 +109,11 @@ void EngineImpl::Resume(Active& a) {
   for (const Wait& w : waits) {
     switch (w.kind) {
       case Wait::Kind::kAttempt:
-        if (w.stopped) {
-          // Stopped while in flight, and the engine stopped before its
-          // result came: its outcome is unknown. Not run again: the saga
-          // no longer goes forward.
-          AttemptOutcome o{{w.path, w.compensation, w.attempt}};
-          o.error = {kAbandonedErrorKind,
-                     "attempt " + std::to_string(w.attempt) +
-                         " abandoned in flight (the engine stopped)"};
-          inbox_->Post([this, id = a.saga.id, o = std::move(o)]() mutable {
-            OnOutcome(id, std::move(o));
-          });
-          break;
-        }
         // Started, result never logged: run it again, same idempotency key.
+        // One stopped before the engine stopped is sent again all the
+        // same: the service's answer (its dedup by key) says whether the
+        // effect happened, and no undo overtakes a request still on its
+        // way. Dispatch arms its deadline (stopped_attempt_wait_ms).
         Dispatch(a, {w.path, w.compensation, w.attempt});
         break;
       case Wait::Kind::kBackoff:

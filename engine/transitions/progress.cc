@@ -177,6 +177,11 @@ void Finish(const PlanContext& ctx, Plan& p, SagaState state, EventKind event,
     st.error = {kAbandonedErrorKind, "attempt " + std::to_string(w.attempt) +
                                          " abandoned in flight"};
     st.finished_ms = ctx.now_ms;
+    // Its step_stopped said a result would follow: this is it.
+    json stopped = StepRef(ctx.def, at, false, w.attempt);
+    stopped["error"] = {{"kind", st.error.kind}, {"message", st.error.message}};
+    stopped["stopped"] = true;
+    p.events.push_back({EventKind::kStepFailed, std::move(stopped)});
   }
   p.saga.waits.clear();
   p.events.push_back({event, std::move(data)});

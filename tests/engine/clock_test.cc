@@ -231,6 +231,58 @@ TEST_F(EngineClockTest, AStoppedStepWaitingAtARateLimitNeverRuns) {
   EXPECT_EQ(h_.engine().stats().waiting_at_gates, 0u);
 }
 
+// A stopped attempt that never answers (its step has no timeout_ms) holds
+// its undo for limits.stopped_attempt_wait_ms, not forever: then it is
+// aborted and, its outcome unknown, compensated.
+TEST_F(EngineClockTest, AStoppedAttemptIsAwaitedForItsDeadlineAtMost) {
+  HeldAction held;
+  std::vector<std::string> undone;
+  NativeAction undo = [&](const AttemptRequest& r, ActionDone done) {
+    undone.push_back(r.step);
+    done(ActionResult::Success(nullptr));
+  };
+  EngineLimits limits;
+  limits.stopped_attempt_wait_ms = 5000;
+  Open({{"held", held.AsAction()}, {"undo", undo}}, limits);
+  const json fail = {{"name", "b"},
+                     {"action", "fail"},
+                     {"params", {{"kind", "sold_out"}}},
+                     {"retry", {{"max_attempts", 1}}}};
+  ASSERT_OK(
+      h_.Register(
+            Workflow("deadline",
+                     {{{"name", "p"},
+                       {"parallel",
+                        {{"branches",
+                          {{"a", std::vector<json>{{{"name", "a"},
+                                                    {"action", "held"},
+                                                    {"compensate",
+                                                     {{"action", "undo"}}}}}},
+                           {"b", std::vector<json>{fail}}}}}}}}))
+          .status());
+  auto r = h_.Start({.workflow = "deadline"});
+  ASSERT_OK(r.status());
+  ASSERT_TRUE(h_.Settle());
+  ASSERT_EQ(held.pending(), 1u);
+  ASSERT_TRUE(h_.Pass(*clock_, 4999));
+  EXPECT_TRUE(undone.empty());
+  EXPECT_EQ(h_.engine().FindActive(r->saga_id)->state,
+            SagaState::kCompensating);
+  ASSERT_TRUE(h_.Pass(*clock_, 1));
+  auto rec = h_.AwaitInactive(r->saga_id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kCompensated);
+  EXPECT_EQ(undone, std::vector<std::string>{"p.a.a"});
+  EXPECT_EQ(rec->body["steps"][1]["status"], "cancelled");
+  EXPECT_EQ(rec->body["steps"][1]["error"]["kind"], kAbandonedErrorKind);
+  // Its late answer changes nothing.
+  ASSERT_TRUE(held.Complete(ActionResult::Success(nullptr)));
+  ASSERT_TRUE(h_.Settle());
+  auto after = h_.AwaitInactive(r->saga_id);
+  ASSERT_OK(after.status());
+  EXPECT_EQ(after->last_seq, rec->last_seq);
+}
+
 TEST_F(EngineClockTest, AnOpenBreakerHalfOpensWhenItsCoolDownHasPassed) {
   int calls = 0;
   bool healthy = false;

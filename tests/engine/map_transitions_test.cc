@@ -469,11 +469,15 @@ TEST_F(MapTransitionsTest, AParallelStepInsideAnItemRunsPerItem) {
   EXPECT_EQ(Item(0).steps[0].output,
             (json{{"x", {{"done", "fan[0].both.x.a"}}},
                   {"y", {{"done", "fan[0].both.y.b"}}}}));
-  // Item 1's branch x fails: its branch y is stopped, the map goes on.
+  // Item 1's branch x fails: its branch y is stopped, the map goes on,
+  // and the saga completes without waiting for y's attempt, which it
+  // abandons (a tolerated item is not undone).
   p = Result(s, "fan[1].both.x.a", false);
   EXPECT_THAT(Types(p),
               ElementsAre("step_failed", "step_stopped", "item_failed",
-                          "step_succeeded", "saga_completed"));
+                          "step_succeeded", "step_failed", "saga_completed"));
+  EXPECT_EQ(p.events[4].data["step"], "fan[1].both.y.b");
+  EXPECT_EQ(p.events[4].data["stopped"], true);
   s = Commit(p);
   EXPECT_EQ(Item(1).status, StepStatus::kFailed);
   EXPECT_EQ(Item(1).steps[0].status, StepStatus::kFailed);

@@ -113,10 +113,10 @@ TEST(ParallelEngineTest,
   ASSERT_OK(h.Close());
 }
 
-// The engine stops while a stopped attempt is still out: after the
-// restart it is not sent again (the saga no longer goes forward), and as its
-// outcome is unknown it is undone.
-TEST(ParallelEngineTest, AStoppedAttemptOutAtARestartIsUndoneNotRunAgain) {
+// The engine stops while a stopped attempt is still out: after the restart
+// it is sent again with the same idempotency key (the service's answer
+// decides), still not moving the saga forward, and undone if it succeeded.
+TEST(ParallelEngineTest, AStoppedAttemptOutAtARestartIsSentAgainAndAwaited) {
   test::TempDir dir;
   std::vector<std::string> undone;
   NativeAction undo = [&undone](const AttemptRequest& r, ActionDone done) {
@@ -127,13 +127,14 @@ TEST(ParallelEngineTest, AStoppedAttemptOutAtARestartIsUndoneNotRunAgain) {
       Workflow({Parallel("book", {{"flight",
                                    {{{"name", "flight"},
                                      {"action", "held"},
-                                     {"compensate", {{"action", "undo"}}}}}},
+                                     {"compensate", {{"action", "undo"}}}},
+                                    {{"name", "seat"}, {"action", "held"}}}},
                                   {"hotel",
                                    {{{"name", "hotel"},
                                      {"action", "fail"},
                                      {"params", {{"kind", "sold_out"}}},
                                      {"retry", {{"max_attempts", 1}}}}}}})});
-  std::string id;
+  std::string id, key;
   {
     HeldAction first;
     EngineHarness h;
@@ -144,20 +145,26 @@ TEST(ParallelEngineTest, AStoppedAttemptOutAtARestartIsUndoneNotRunAgain) {
     id = started->saga_id;
     ASSERT_OK(h.AwaitStored(id, SagaState::kCompensating).status());
     ASSERT_TRUE(h.Settle());
-    EXPECT_EQ(first.pending(), 1u);
+    ASSERT_EQ(first.pending(), 1u);
+    key = first.requests().at(0).idempotency_key;
     ASSERT_OK(h.Close());
   }
   EXPECT_TRUE(undone.empty());
   HeldAction second;
   EngineHarness h;
   ASSERT_OK(h.Open(dir.path(), {{"held", second.AsAction()}, {"undo", undo}}));
+  ASSERT_TRUE(h.RunUntil([&] { return second.pending() == 1; }));
+  EXPECT_EQ(second.requests().at(0).idempotency_key, key);
+  ASSERT_TRUE(h.Settle());
+  EXPECT_TRUE(undone.empty());  // still awaited
+  ASSERT_TRUE(second.Complete(ActionResult::Success({{"pnr", "F1"}})));
   auto rec = h.AwaitInactive(id);
   ASSERT_OK(rec.status());
   EXPECT_EQ(rec->state, SagaState::kCompensated);
-  EXPECT_EQ(second.calls(), 0u);
+  EXPECT_EQ(second.calls(), 1u);  // seat never ran: the saga went back
   EXPECT_EQ(undone, std::vector<std::string>{"book.flight.flight"});
-  EXPECT_EQ(rec->body["steps"][1]["status"], "cancelled");
-  EXPECT_EQ(rec->body["steps"][1]["error"]["kind"], kAbandonedErrorKind);
+  EXPECT_EQ(rec->body["steps"][1]["status"], "succeeded");
+  EXPECT_EQ(rec->body["steps"][1]["compensation"], "succeeded");
   ASSERT_OK(h.Close());
 }
 

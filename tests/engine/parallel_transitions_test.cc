@@ -230,6 +230,11 @@ TEST_F(ParallelTransitionsTest, AParkAbandonsAStoppedAttempt) {
   Plan p = Result(s, kHotel, false);
   EXPECT_EQ(p.saga.state, SagaState::kParked);
   EXPECT_TRUE(p.finishes());  // the engine aborts what is still out
+  // Its step_stopped is followed by what became of it.
+  EXPECT_THAT(Types(p), ElementsAre("step_failed", "step_stopped",
+                                    "step_failed", "saga_parked"));
+  EXPECT_EQ(p.events[2].data["stopped"], true);
+  EXPECT_EQ(p.events[2].data["step"], kSeat);
   EXPECT_EQ(At(p.saga, kSeat).status, StepStatus::kCancelled);
   EXPECT_EQ(At(p.saga, kSeat).error.kind, kAbandonedErrorKind);
   // Its late result is fenced off: the saga no longer waits for it.
