@@ -400,6 +400,7 @@ void StepText(std::string* out, const SagaView& view, const StepView& step) {
   const StepState& st = *step.state;
   JsonText o(out);
   o.Int("attempts", st.attempts);
+  if (st.attempts_base != 0) o.Int("attempts_base", st.attempts_base);
   if (!step.branches.empty()) {
     o.Key("branches");
     JsonText branches(out);
@@ -419,6 +420,9 @@ void StepText(std::string* out, const SagaView& view, const StepView& step) {
   }
   if (st.compensation_attempts != 0) {
     o.Int("compensation_attempts", st.compensation_attempts);
+  }
+  if (st.compensation_attempts_base != 0) {
+    o.Int("compensation_attempts_base", st.compensation_attempts_base);
   }
   if (!st.compensation_error.empty()) {
     o.Error("compensation_error", st.compensation_error);

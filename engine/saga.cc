@@ -108,11 +108,15 @@ void WriteError(Map& m, std::string_view key, const ErrorInfo& e) {
 template <typename Map>
 void WriteStep(const StepState& st, Map& j) {
   j.Uint("attempts", st.attempts);
+  if (st.attempts_base != 0) j.Uint("attempts_base", st.attempts_base);
   if (st.compensation != CompensationStatus::kNone) {
     j.Str("compensation", CompensationStatusName(st.compensation));
   }
   if (st.compensation_attempts != 0) {
     j.Uint("compensation_attempts", st.compensation_attempts);
+  }
+  if (st.compensation_attempts_base != 0) {
+    j.Uint("compensation_attempts_base", st.compensation_attempts_base);
   }
   if (!st.compensation_error.empty()) {
     WriteError(j, "compensation_error", st.compensation_error);
@@ -345,6 +349,9 @@ StepState ReadStep(const json& j) {
   }
   st.attempts = IntField<uint32_t>(j, "attempts");
   st.compensation_attempts = IntField<uint32_t>(j, "compensation_attempts", 0u);
+  st.attempts_base = IntField<uint32_t>(j, "attempts_base", 0u);
+  st.compensation_attempts_base =
+      IntField<uint32_t>(j, "compensation_attempts_base", 0u);
   if (auto it = j.find("output"); it != j.end()) st.output = *it;
   if (auto it = j.find("error"); it != j.end()) st.error = ErrorFromJson(*it);
   if (auto it = j.find("compensation_error"); it != j.end()) {

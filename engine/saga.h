@@ -86,6 +86,13 @@ struct StepState {
   StepStatus status = StepStatus::kPending;
   uint32_t attempts = 0;               // attempts of the step itself
   uint32_t compensation_attempts = 0;  // attempts of its compensation
+  // Attempts made before the saga's last replay. Attempt numbers (and so
+  // idempotency keys) go on from them, so that a replay never presents a
+  // service with a key whose answer it may have kept (a failure); the
+  // retry budget (retry.max_attempts) counts from them.
+  uint32_t attempts_base = 0;
+  uint32_t compensation_attempts_base = 0;
+  uint32_t attempts_this_run() const { return attempts - attempts_base; }
   CompensationStatus compensation = CompensationStatus::kNone;
   nlohmann::json output;         // null until it succeeds
   ErrorInfo error;               // last error of the step

@@ -63,10 +63,15 @@ bool ApplyAttemptResult(const PlanContext& ctx, Plan& p,
   }
   const ActionSpec& spec = ti::SpecOf(ctx.def, step.step, compensation);
   const bool cancelling_forward = p.saga.cancel_requested && !compensation;
+  // The budget counts this run's attempts (numbers go on after a replay).
+  const StepState& was = ti::StateOf(ctx, p, step);
+  const uint32_t base =
+      compensation ? was.compensation_attempts_base : was.attempts_base;
+  const uint32_t this_run = attempt > base ? attempt - base : 1;
   const bool retry = !cancelling_forward &&
                      !ti::IsAlwaysPermanent(o.error.kind) &&
                      !IsNonRetryable(spec.retry, o.error.kind) &&
-                     attempt < spec.retry.max_attempts;
+                     this_run < spec.retry.max_attempts;
   if (!retry) {
     ti::FailPermanently(ctx, p, step, compensation, o.error);
     // A tolerated item's failure leaves the map going: more may start.
@@ -76,7 +81,7 @@ bool ApplyAttemptResult(const PlanContext& ctx, Plan& p,
   StepState& st = ti::MutableState(ctx, p, step);
   (compensation ? st.compensation_error : st.error) = o.error;
   const int64_t due =
-      ctx.now_ms + BackoffMs(spec.retry, attempt + 1,
+      ctx.now_ms + BackoffMs(spec.retry, this_run + 1,
                              ctx.jitter ? ctx.jitter() : ctx.jitter_sample);
   json data = ti::StepRef(ctx.def, step, compensation, attempt);
   data["error"] = {{"kind", o.error.kind}, {"message", o.error.message}};

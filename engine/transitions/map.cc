@@ -324,13 +324,16 @@ void ReplayMaps(const PlanContext& ctx, Plan& p, int from) {
       if (!all && item->status == StepStatus::kFailed) ++failed;
       ItemState& again = MutableItem(ctx, p, {map, i});
       if (all) {
-        again = ItemState{};
-        again.steps.resize(static_cast<size_t>(ctx.def.steps[m].map.size));
+        ItemState fresh;
+        for (const StepState& step : again.steps) {
+          fresh.steps.push_back(Rerun(step));
+        }
+        again = std::move(fresh);
         continue;
       }
       // What did not finish runs again, as the saga's own steps do.
       for (StepState& step : again.steps) {
-        if (step.status != StepStatus::kSucceeded) step = StepState{};
+        if (step.status != StepStatus::kSucceeded) step = Rerun(step);
       }
       // An undo that a park cut off is decided again if the saga undoes.
       if (again.compensation == CompensationStatus::kRunning) {

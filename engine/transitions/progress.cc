@@ -512,12 +512,12 @@ void FailPermanently(const PlanContext& ctx, Plan& p, At at, bool compensation,
     st.compensation_error = error;
     p.events.push_back({EventKind::kCompensationFailed, std::move(data)});
     Park(ctx, p, DlqReason::kCompensationFailed, at, error,
-         st.compensation_attempts);
+         st.compensation_attempts - st.compensation_attempts_base);
     return;
   }
   st.status = StepStatus::kFailed;
   st.error = error;
-  const uint32_t attempts = st.attempts;
+  const uint32_t attempts = st.attempts_this_run();
   p.events.push_back({EventKind::kStepFailed, std::move(data)});
   FailEnclosing(ctx, p, at);
   if (InItem(ctx, at)) return FailItem(ctx, p, at, error);
@@ -538,6 +538,14 @@ void FailPermanently(const PlanContext& ctx, Plan& p, At at, bool compensation,
         {EventKind::kSagaCompensating, {{"step", PathOf(ctx.def, at)}}});
     Advance(ctx, p);
   }
+}
+
+StepState Rerun(const StepState& st) {
+  StepState again;
+  again.attempts = again.attempts_base = st.attempts;
+  again.compensation_attempts = again.compensation_attempts_base =
+      st.compensation_attempts;
+  return again;
 }
 
 Plan From(const Saga& saga) {

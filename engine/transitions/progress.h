@@ -88,6 +88,9 @@ void CutTimer(const PlanContext& ctx, Plan& p, const Wait& w);
 // with `reason`.
 void StopOthers(const PlanContext& ctx, Plan& p, At failed,
                 const std::string& prefix, const std::string& reason);
+// The state a step runs again from after a replay: anew, but its attempt
+// numbers go on (StepState::attempts_base).
+StepState Rerun(const StepState& st);
 // The step (or compensation) failed for good.
 void FailPermanently(const PlanContext& ctx, Plan& p, At step,
                      bool compensation, const ErrorInfo& error);

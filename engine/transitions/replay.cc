@@ -46,9 +46,11 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
           " was parked by a failed compensation; it "
           "replays that compensation and takes no from_step");
     }
-    // Retry the compensation with a fresh budget.
+    // Retry the compensation with a fresh budget (its attempt numbers go
+    // on: new idempotency keys).
     failed_comp->compensation = CompensationStatus::kNone;
-    failed_comp->compensation_attempts = 0;
+    failed_comp->compensation_attempts_base =
+        failed_comp->compensation_attempts;
     failed_comp->compensation_error = {};
     p.saga.state = saga.cancel_requested ? SagaState::kCancelling
                                          : SagaState::kCompensating;
@@ -94,7 +96,7 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
       continue;
     }
     if (i >= from || p.saga.steps[i].status != StepStatus::kSucceeded) {
-      p.saga.steps[i] = StepState{};
+      p.saga.steps[i] = ti::Rerun(p.saga.steps[i]);
     }
   }
   p.saga.state = SagaState::kRunning;

@@ -376,15 +376,15 @@ TEST_F(MapTransitionsTest, ReplayRerunsOnlyTheItemsThatDidNotFinish) {
   EXPECT_EQ(s.state, SagaState::kParked);
   auto replay = PlanReplay(Ctx(), s, "", false, "op");
   ASSERT_TRUE(replay.ok()) << replay.status().ToString();
-  // fan[1] (failed) and fan[2] (stopped) run again, two at a time; fan[0]
-  // succeeded and does not.
+  // fan[1] (failed) and fan[2] (stopped) run again, two at a time, their
+  // attempt numbers going on (new keys); fan[0] succeeded and does not.
   EXPECT_THAT(Actions(*replay),
-              ElementsAre("run fan[1].charge#1", "run fan[2].charge#1"));
+              ElementsAre("run fan[1].charge#2", "run fan[2].charge#2"));
   s = Commit(*replay);
   EXPECT_EQ(Item(0).status, StepStatus::kSucceeded);
   EXPECT_EQ(Step(s, "fan").map.failed, 0u);
-  s = Commit(Result(s, "fan[1].charge", true));  // fan[3] starts
-  s = Commit(Result(s, "fan[2].charge", true));
+  s = Commit(Result(s, "fan[1].charge", true, false, 2));  // fan[3] starts
+  s = Commit(Result(s, "fan[2].charge", true, false, 2));
   p = Result(s, "fan[3].charge", true);
   EXPECT_THAT(Actions(p), ElementsAre("run notify#1"));
   EXPECT_EQ(Step(p.saga, "fan").output.size(), 4u);

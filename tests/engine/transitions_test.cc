@@ -294,8 +294,10 @@ TEST_F(TransitionsTest, FailedCompensationParksTheSaga) {
   // Its replay retries the compensation; the step still says it succeeded.
   auto replayed = PlanReplay(Ctx(), p->saga, "");
   ASSERT_TRUE(replayed.ok());
+  // Its attempt numbers go on (a new key), with a fresh budget.
   EXPECT_EQ(W(replayed->saga),
-            (Wait{Wait::Kind::kAttempt, PathOf(0), true, 1, 0}));
+            (Wait{Wait::Kind::kAttempt, PathOf(0), true, 2, 0}));
+  EXPECT_EQ(replayed->saga.steps[0].compensation_attempts_base, 1u);
   EXPECT_EQ(replayed->saga.steps[0].status, StepStatus::kSucceeded);
   EXPECT_EQ(replayed->saga.steps[0].compensation, CompensationStatus::kRunning);
 }
@@ -310,11 +312,27 @@ TEST_F(TransitionsTest, ReplayRestartsTheFailedStepWithAFreshBudget) {
   EXPECT_THAT(Types(*p), ElementsAre("replayed", "attempt_started"));
   EXPECT_TRUE(p->dlq_delete);
   EXPECT_EQ(p->saga.replay_count, 1u);
-  EXPECT_EQ(W(p->saga), (Wait{Wait::Kind::kAttempt, PathOf(1), false, 1, 0}));
-  // from_step reruns that step and everything after it.
+  // Attempt 2, not 1 again: a new idempotency key, which a service that
+  // kept its answer to attempt 1 (a failure) does not answer from cache.
+  EXPECT_EQ(W(p->saga), (Wait{Wait::Kind::kAttempt, PathOf(1), false, 2, 0}));
+  EXPECT_EQ(p->events[1].data["idempotency_key"], "S1/b/2");
+  EXPECT_EQ(p->saga.steps[1].attempts_base, 1u);
+  // A fresh budget of one attempt: the next failure parks it again, and
+  // the DLQ counts this run's attempts.
+  Plan again = *PlanAttemptResult(Ctx(), p->saga, Err(1, 2));
+  EXPECT_EQ(again.saga.state, SagaState::kParked);
+  ASSERT_TRUE(again.dlq_put.has_value());
+  EXPECT_EQ(again.dlq_put->attempts, 1u);
+  // The base survives the snapshot.
+  auto back = FromRecord(ToRecord(again.saga), &def_);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, again.saga);
+  // from_step reruns that step and everything after it (a's attempts go on
+  // too).
   auto from_a = PlanReplay(Ctx(), parked, "a");
   ASSERT_TRUE(from_a.ok());
   EXPECT_EQ(W(from_a->saga).path, "a");
+  EXPECT_EQ(W(from_a->saga).attempt, 2u);
   EXPECT_TRUE(PlanReplay(Ctx(), parked, "zzz").status().IsInvalidArgument());
   EXPECT_TRUE(PlanReplay(Ctx(), Start().saga, "").status().IsInvalidArgument());
 }

@@ -474,7 +474,9 @@ int RunSagasShow(const Common& common, const std::string& id) {
       steps.push_back(
           {{"index", i},
            {"path", step.path},
-           {"kind", step.map() ? "map" : parallel ? "parallel" : "action"},
+           {"kind", step.map() ? "map"
+                    : parallel ? "parallel"
+                               : "action"},
            {"depth", step.depth},
            {"action",
             spec && !parallel ? json(spec->run.action) : json(nullptr)},
@@ -484,11 +486,13 @@ int RunSagasShow(const Common& common, const std::string& id) {
                 ? json(nullptr)
                 : json(CompensationStatusName(st.compensation))},
            {"attempts", st.attempts},
+           {"attempts_base", st.attempts_base},
            {"max_attempts", spec && !parallel
                                 ? json(spec->run.retry.max_attempts)
                                 : json(nullptr)},
            {"compensation_action", undo ? json(undo->action) : json(nullptr)},
            {"compensation_attempts", st.compensation_attempts},
+           {"compensation_attempts_base", st.compensation_attempts_base},
            {"compensation_max_attempts",
             undo ? json(undo->retry.max_attempts) : json(nullptr)},
            {"started_ms",
@@ -599,8 +603,10 @@ int RunSagasShow(const Common& common, const std::string& id) {
       const StepState& st = *view->steps()[i].state;
       const bool parallel = s["kind"] == "parallel";
       const bool map = s["kind"] == "map";
+      // This run's attempts against the budget (numbers go on after a
+      // replay: the timeline shows them).
       std::string attempts_cell =
-          parallel || map ? "" : std::to_string(st.attempts);
+          parallel || map ? "" : std::to_string(st.attempts_this_run());
       if (map) {
         attempts_cell = std::to_string(st.map.succeeded) + "/" +
                         std::to_string(st.map.items) + " items";
@@ -634,9 +640,13 @@ int RunSagasShow(const Common& common, const std::string& id) {
             error = item["error"].value("kind", "") + ": " +
                     item["error"].value("message", "");
           }
-          t.AddRow({"", indent + "  " + item["path"].get<std::string>(), "",
+          t.AddRow({"",
+                    indent + "  " + item["path"].get<std::string>(),
+                    "",
                     {status, status == "failed" ? Colour::kRed : Colour::kNone},
-                    "", "", {Shorten(error, 60), Colour::kRed}});
+                    "",
+                    "",
+                    {Shorten(error, 60), Colour::kRed}});
         }
       }
       // An `undo` row once undoing the step was called for.
@@ -644,7 +654,9 @@ int RunSagasShow(const Common& common, const std::string& id) {
           st.compensation_attempts != 0 || !st.compensation_error.empty()) {
         const bool none = st.compensation == CompensationStatus::kNotDefined;
         std::string undo_attempts =
-            none ? "" : std::to_string(st.compensation_attempts);
+            none ? ""
+                 : std::to_string(st.compensation_attempts -
+                                  st.compensation_attempts_base);
         if (!none && !s["compensation_max_attempts"].is_null()) {
           undo_attempts +=
               "/" +
