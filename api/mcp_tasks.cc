@@ -296,7 +296,7 @@ void McpSession::OnTaskChange(const std::string& task_id, const Saga& saga) {
   // for what carries it, once.
   std::optional<SagaRecord> record;
   auto full = [&]() -> const SagaRecord& {
-    if (!record) record = ToRecord(saga);
+    if (!record) record = ToRecordWithInput(saga);
     return *record;
   };
   if (SagaFollower& f = it->second; !f.task_status.empty()) {

@@ -488,7 +488,8 @@ std::string SagaJsonText(const Saga& saga, const WorkflowDefinition* def) {
   if (!s.idempotency_key.empty()) {
     o.Str("idempotency_key", s.idempotency_key);
   }
-  o.Json("input", s.input);
+  // A saga whose input is in its log is read with it (LoadLoggedInput).
+  o.Json("input", HasInput(s) ? s.input : json());
   o.Int("last_seq", static_cast<int64_t>(s.last_seq));
   o.Str("next", NextStep(s.state, failure));
   if (!s.replayed_by.empty()) o.Str("replayed_by", s.replayed_by);

@@ -83,6 +83,7 @@ void Dormancy::WakeMissing(std::vector<std::string> saga_ids) {
         for (const std::string& id : saga_ids) {
           auto record = store_.GetSaga(id);
           if (!record.ok()) continue;  // ended meanwhile
+          if (!LoadLoggedInput(store_, *record).ok()) continue;
           auto saga = FromRecord(*record);
           if (saga.ok()) sagas->push_back(std::move(saga).value());
         }

@@ -668,7 +668,7 @@ void EngineImpl::Cancel(const std::string& saga_id, bool compensate,
   // Not in memory: dormant (waiting on a far timer), or terminal, parked or
   // unknown. Read it off the loop to tell.
   auto found = std::make_shared<Result<SagaRecord>>(Status::NotFound(""));
-  OffLoop([this, saga_id, found] { *found = store_->GetSaga(saga_id); },
+  OffLoop([this, saga_id, found] { *found = ReadSagaWithInput(saga_id); },
           [this, saga_id, compensate, by, found, done] {
             if (!found->ok()) {
               done(found->status());

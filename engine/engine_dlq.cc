@@ -62,9 +62,16 @@ void EngineImpl::Redrive(const TimerQueue::Entry& e) {
       });
 }
 
+Result<SagaRecord> EngineImpl::ReadSagaWithInput(const std::string& saga_id) {
+  auto record = store_->GetSaga(saga_id);
+  if (!record.ok()) return record;
+  CDE_RETURN_IF_ERROR(LoadLoggedInput(*store_, *record));
+  return record;
+}
+
 Result<EngineImpl::StoredSaga> EngineImpl::ReadStoredSaga(
     const std::string& saga_id) {
-  auto record = store_->GetSaga(saga_id);
+  auto record = ReadSagaWithInput(saga_id);
   if (!record.ok()) return record.status();
   auto items = store_->ReadItems(saga_id);
   if (!items.ok()) return items.status();

@@ -220,6 +220,8 @@ class EngineImpl final : public Engine {
   };
   // A saga's snapshot and its map items, read off the loop.
   Result<StoredSaga> ReadStoredSaga(const std::string& saga_id);
+  // A saga's snapshot with its input (LoadLoggedInput), read off the loop.
+  Result<SagaRecord> ReadSagaWithInput(const std::string& saga_id);
   void StartReplay(Result<StoredSaga> stored, const std::string& from_step,
                    const std::string& by, int64_t redrive_due_ms,
                    const Callback<SagaState>& done);

@@ -38,7 +38,8 @@ Status EngineImpl::Recover() {
   std::vector<Active*> resumed;
   for (SagaRecord& record : *records) {
     DefPtr def = definitions_.Find(record.workflow, record.version);
-    auto saga = FromRecord(record);
+    const Status loaded = LoadLoggedInput(*store_, record);
+    auto saga = loaded.ok() ? FromRecord(record) : Result<Saga>(loaded);
     std::string poison;
     if (!def) {
       poison = "workflow " + record.workflow + "@" +
@@ -182,7 +183,7 @@ void EngineImpl::FillSlots(const std::string& workflow) {
 
 EngineImpl::Active* EngineImpl::Adopt(Saga saga) {
   if (active_.count(saga.id) != 0 || saga.state != SagaState::kRunning ||
-      saga.waits.empty()) {
+      saga.waits.empty() || !HasInput(saga)) {
     return nullptr;
   }
   for (const Wait& w : saga.waits) {
@@ -207,9 +208,9 @@ EngineImpl::Active* EngineImpl::Adopt(Saga saga) {
 
 void EngineImpl::ReadSaga(const std::string& saga_id,
                           Callback<SagaRecord> done) {
-  if (const Saga* s = FindActive(saga_id)) return done(ToRecord(*s));
+  if (const Saga* s = FindActive(saga_id)) return done(ToRecordWithInput(*s));
   auto found = std::make_shared<Result<SagaRecord>>(Status::NotFound(""));
-  OffLoop([this, saga_id, found] { *found = store_->GetSaga(saga_id); },
+  OffLoop([this, saga_id, found] { *found = ReadSagaWithInput(saga_id); },
           [found, done] { done(std::move(*found)); });
 }
 

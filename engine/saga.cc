@@ -156,7 +156,11 @@ void WriteSagaBody(const Saga& s, Map& m) {
     m.Int("failed_step", s.failed_step);
     WriteError(m, "failure", s.failure);
   }
-  m.Json("input", s.input);
+  if (s.input_in_log) {
+    m.Bool("input_in_log", true);
+  } else {
+    m.Json("input", s.input);
+  }
   if (s.replay_count != 0) m.Uint("replay_count", s.replay_count);
   if (!s.replayed_by.empty()) m.Str("replayed_by", s.replayed_by);
   if (!s.started_by.empty()) m.Str("started_by", s.started_by);
@@ -314,10 +318,39 @@ SagaRecord ToRecord(const Saga& s) {
           s.last_seq, s.idempotency_key, std::move(body)};
 }
 
+SagaRecord ToRecordWithInput(const Saga& s) {
+  SagaRecord r = ToRecord(s);
+  if (s.input_in_log) r.body["input"] = s.input;
+  return r;
+}
+
 std::string EncodeSnapshot(const Saga& s) {
   return EncodeSagaWith(HeadOf(s), [&s](CborWriter& w) {
     CborMap::Write(w, [&s](CborMap& map) { WriteSagaBody(s, map); });
   });
+}
+
+Status LoadLoggedInput(Store& store, SagaRecord& record) {
+  json& body = record.body;
+  if (!body.is_object() || body.contains("input") ||
+      !body.value("input_in_log", false)) {
+    return Status::OK();
+  }
+  auto events = store.ReadLog(record.id, 1, 1);
+  if (!events.ok()) {
+    return events.status().WithContext("reading the input of saga " +
+                                       record.id);
+  }
+  if (events->empty() || events->front().seq != 1 ||
+      events->front().type != EventKindName(EventKind::kSagaStarted) ||
+      !events->front().data.contains("input")) {
+    return Status::Corruption("saga '" + record.id +
+                              "': its snapshot keeps its input in its "
+                              "saga_started event (log seq 1), which is " +
+                              (events->empty() ? "missing" : "not one"));
+  }
+  body["input"] = std::move(events->front().data["input"]);
+  return Status::OK();
 }
 
 bool NeedsCompensation(const StepState& st) {
@@ -464,7 +497,12 @@ Result<Saga> FromRecord(const SagaRecord& r, const WorkflowDefinition* def) {
   s.idempotency_key = r.idempotency_key;
   try {
     const json& b = r.body;
-    s.input = b.at("input");
+    s.input_in_log = b.value("input_in_log", false);
+    if (auto it = b.find("input"); it != b.end() || !s.input_in_log) {
+      s.input = b.at("input");
+    } else {
+      s.input = json(json::value_t::discarded);  // LoadLoggedInput reads it
+    }
     for (const json& j : b.at("steps")) s.steps.push_back(ReadStep(j));
     if (auto it = b.find("waits"); it != b.end()) {
       for (const json& j : *it) {

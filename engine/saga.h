@@ -23,6 +23,7 @@
 #include "engine/kinds.h"
 #include "storage/records.h"
 #include "storage/status.h"
+#include "storage/store.h"
 
 namespace cde {
 
@@ -195,7 +196,13 @@ struct Saga {
   std::string started_by;
   std::string cancelled_by;
   std::string replayed_by;
+  // The input the saga was started with. One larger than
+  // kSnapshotInputBytes is kept only in the saga_started event (log seq 1),
+  // not rewritten with every snapshot (`input_in_log`); a saga read from
+  // such a snapshot has a discarded `input` until LoadLoggedInput put it
+  // back in the record it was read from.
   nlohmann::json input;
+  bool input_in_log = false;
   std::vector<StepState> steps;
   // What it waits for, at most one wait per path: the attempts in flight
   // and the timers of its steps, or its own wait (a free slot, its
@@ -231,8 +238,17 @@ bool NeedsCompensation(const StepState& st);
 // The wait on the step at `path` ("" = the saga's own), or nullptr.
 const Wait* FindWait(const Saga& saga, std::string_view path);
 
-// The snapshot record of `saga` (body = everything engine-owned).
+// An input whose JSON text is longer than this is kept only in the saga's
+// saga_started event: a map over a large input array would otherwise
+// rewrite the whole array with each item's transition.
+inline constexpr size_t kSnapshotInputBytes = 1024;
+
+// The snapshot record of `saga` (body = everything engine-owned, as stored:
+// without the input when it is kept in the log).
 SagaRecord ToRecord(const Saga& saga);
+// ToRecord(saga) with the input in its body even when the snapshot keeps it
+// in the log: the record given to readers (get_saga, tasks).
+SagaRecord ToRecordWithInput(const Saga& saga);
 // The snapshot's fields other than its body, as views of `saga`'s.
 SagaHead HeadOf(const Saga& saga);
 // EncodeSaga(ToRecord(saga)), the same bytes, without building the body's
@@ -244,6 +260,15 @@ std::string EncodeSnapshot(const Saga& saga);
 // is "step[i]".
 Result<Saga> FromRecord(const SagaRecord& record,
                         const WorkflowDefinition* def = nullptr);
+// Puts the input of a saga whose snapshot keeps it in the log
+// (`input_in_log`) back in `record`'s body, read from its saga_started
+// event, so that FromRecord gives the whole saga; other records are left
+// as they are. Reads the store: never call it on the loop thread.
+// Corruption if the event is missing or holds no input.
+Status LoadLoggedInput(Store& store, SagaRecord& record);
+// False for a saga read from a snapshot that keeps its input in the log,
+// before LoadLoggedInput: it cannot run.
+inline bool HasInput(const Saga& saga) { return !saga.input.is_discarded(); }
 
 // The idempotency key of one attempt: "<saga>/<step>/<attempt>", and
 // "<saga>/<step>/compensate/<attempt>" for a compensation.

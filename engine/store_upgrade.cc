@@ -78,8 +78,9 @@ Result<UpgradeReport> UpgradeStore(Store& store) {
     CDE_RETURN_IF_ERROR(
         WriteSync(store, begin).WithContext("starting the store's upgrade"));
   }
-  // Newest first, a page at a time; each page is one write. Format 4 only
-  // added rows of its own (map items): a format 3 snapshot is a format 4 one.
+  // Newest first, a page at a time; each page is one write. Formats 4 and 5
+  // only added what older snapshots never hold (map item rows, an input kept
+  // in the log): a format 3 snapshot is a format 5 one.
   StoredDefinitions definitions(store);
   SagaQuery query;
   query.limit = kPage;

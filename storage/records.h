@@ -27,7 +27,9 @@ inline constexpr uint8_t kRecordVersion = 1;
 // versions"). 2: a saga step's compensation has a status of its own. 3: a
 // saga's waits are a list naming steps by path; step timer rows are named
 // "<kind>:<path>". 4: the items of map steps, one row each in `items`.
-inline constexpr uint32_t kFormatVersion = 4;
+// 5: a snapshot may keep its saga's input in the saga's first log event
+// instead (`input_in_log`), which an older build would not read.
+inline constexpr uint32_t kFormatVersion = 5;
 
 // Saga lifecycle (PRODUCT.md). The byte codes are part of the index key
 // format: never renumber, never reuse a retired code.

@@ -36,6 +36,7 @@ int64_t ParseTimeFlag(const char* flag, const std::string& text,
 SagaRecord GetSagaOrFail(Store& store, const std::string& id) {
   auto rec = store.GetSaga(id);
   if (rec.status().IsNotFound()) Fail(kExitFailed, "no saga " + id);
+  if (rec.ok()) Check(LoadLoggedInput(store, *rec));
   return Check(std::move(rec));
 }
 
