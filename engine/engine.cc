@@ -468,7 +468,7 @@ bool EngineImpl::WaitsFor(const Active& a, const AttemptRef& attempt) const {
          w->attempt == attempt.attempt;
 }
 
-void EngineImpl::Dispatch(Active& a, const AttemptRef& ref) {
+void EngineImpl::Dispatch(Active& a, const AttemptRef& ref, bool resumed) {
   const StepInstance at = InstanceAt(*a.def, ref.path);
   if (at.step < 0) return;  // cannot happen: the planner names its steps
   const StepSpec& step = a.def->steps[static_cast<size_t>(at.step)];
@@ -530,7 +530,10 @@ void EngineImpl::Dispatch(Active& a, const AttemptRef& ref) {
   if (!secrets_refused) tc.secrets = &secrets_.values();
   auto params = RenderTemplates(spec.params, tc);
   Attempt& attempt = a.attempts[ref.path];
+  // Let through its gate (the same attempt again), it keeps what it was.
+  const bool again = attempt.ref == ref;
   Abandon(attempt);  // an earlier attempt of the step, if its result is late
+  attempt.maybe_sent = resumed || (again && attempt.maybe_sent);
   attempt.ref = ref;
   // Stopped before a restart (Resume sends it again): awaited for a while
   // at most, at a gate too.

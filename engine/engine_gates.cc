@@ -122,10 +122,17 @@ void EngineImpl::StopAttempt(Active& a, const std::string& path) {
     // tells the undo whether its effect happened. Aborting it here would
     // not stop a request the service already has.
     if (attempt.in_flight()) return ArmStoppedDeadline(a.saga.id, attempt);
-    o.error = {kStoppedErrorKind, attempt.gate.empty()
-                                      ? std::string("stopped before it ran")
-                                      : "stopped before it ran (it waited at " +
-                                            attempt.gate + ")"};
+    const std::string at_gate =
+        attempt.gate.empty() ? "" : " (it waited at " + attempt.gate + ")";
+    if (attempt.maybe_sent) {
+      o.error = {kAbandonedErrorKind,
+                 "attempt " + std::to_string(w->attempt) +
+                     " was out when the engine last stopped and was stopped "
+                     "before it was sent again" +
+                     at_gate + ": its outcome is unknown"};
+    } else {
+      o.error = {kStoppedErrorKind, "stopped before it ran" + at_gate};
+    }
     if (!attempt.gate.empty()) {
       gates_.Leave(attempt.gate, GateWaiter(a.saga.id, path));
     }

@@ -138,6 +138,10 @@ class EngineImpl final : public Engine {
     RunningAction running;
     // When it was dispatched (cde_step_duration_seconds).
     std::chrono::steady_clock::time_point dispatched;
+    // Sent again after a restart (Resume): it may have reached its service
+    // before the crash, so even stopped at a gate now, before this process
+    // sent it, its outcome is unknown and its step is undone.
+    bool maybe_sent = false;
     bool in_flight() const { return hold.holds(); }
   };
 
@@ -198,7 +202,8 @@ class EngineImpl final : public Engine {
 
   void CreateSaga(StartRequest request, DefPtr def, Callback<StartResult> done);
   // Dispatches `attempt` of a's saga (through its gates).
-  void Dispatch(Active& a, const AttemptRef& attempt);
+  // `resumed`: the attempt was in flight when the engine last stopped.
+  void Dispatch(Active& a, const AttemptRef& attempt, bool resumed = false);
   // Whether a's saga still waits for the result of `attempt`.
   bool WaitsFor(const Active& a, const AttemptRef& attempt) const;
   void OnOutcome(const std::string& id, AttemptOutcome outcome);

@@ -115,7 +115,7 @@ void EngineImpl::Resume(Active& a) {
         // same: the service's answer (its dedup by key) says whether the
         // effect happened, and no undo overtakes a request still on its
         // way. Dispatch arms its deadline (stopped_attempt_wait_ms).
-        Dispatch(a, {w.path, w.compensation, w.attempt});
+        Dispatch(a, {w.path, w.compensation, w.attempt}, /*resumed=*/true);
         break;
       case Wait::Kind::kBackoff:
       case Wait::Kind::kSleep:

@@ -4,6 +4,7 @@
 // resumes both from the store.
 #include <gtest/gtest.h>
 
+#include "engine/clock.h"
 #include "tests/engine/engine_harness.h"
 #include "tests/test_util.h"
 
@@ -165,6 +166,70 @@ TEST(ParallelEngineTest, AStoppedAttemptOutAtARestartIsSentAgainAndAwaited) {
   EXPECT_EQ(undone, std::vector<std::string>{"book.flight.flight"});
   EXPECT_EQ(rec->body["steps"][1]["status"], "succeeded");
   EXPECT_EQ(rec->body["steps"][1]["compensation"], "succeeded");
+  ASSERT_OK(h.Close());
+}
+
+// An attempt out when the engine stopped is sent again at the restart; held
+// at a rate limit there, and stopped before it went (the other branch
+// failed), it may still have reached its service before the crash: its
+// outcome is unknown, so its step is undone, not taken as never run.
+TEST(ParallelEngineTest, AnAttemptOutAtARestartStoppedAtAGateIsUndone) {
+  test::TempDir dir;
+  std::vector<std::string> undone;
+  NativeAction undo = [&undone](const AttemptRequest& r, ActionDone done) {
+    undone.push_back(r.step);
+    done(ActionResult::Success(json::object()));
+  };
+  auto limited = [](const std::string& name) {
+    return json{{"name", name},
+                {"action", "held"},
+                {"rate_limit", "api"},
+                {"retry", {{"max_attempts", 1}}},
+                {"compensate", {{"action", "undo"}}}};
+  };
+  const json def = Workflow(
+      {Parallel("book", {{"a", {limited("a")}}, {"b", {limited("b")}}})});
+  std::string id;
+  {
+    HeldAction first;
+    EngineHarness h;
+    ASSERT_OK(h.Open(dir.path(), {{"held", first.AsAction()}, {"undo", undo}}));
+    ASSERT_OK(h.Register(def).status());
+    auto started = h.Start({.workflow = "fan"});
+    ASSERT_OK(started.status());
+    id = started->saga_id;
+    ASSERT_TRUE(h.RunUntil([&] { return first.pending() == 2; }));
+    ASSERT_OK(h.Close());  // both out, neither answered
+  }
+  // One token, and the next in 1000 s: a goes again, b waits at the gate.
+  // (b's undo goes through the same bucket: the clock brings its token.)
+  HeldAction second;
+  auto clock = std::make_shared<ManualClock>();
+  EngineOptions options;
+  options.data_dir = dir.path();
+  options.clock = clock;
+  options.actions = {{"held", second.AsAction()}, {"undo", undo}};
+  options.limits.outbound["api"] = {.rate_per_sec = 0.001, .burst = 1};
+  EngineHarness h;
+  ASSERT_OK(h.Open(std::move(options)));
+  ASSERT_TRUE(h.RunUntil([&] {
+    return second.pending() == 1 && h.engine().stats().waiting_at_gates == 1;
+  }));
+  ASSERT_EQ(Steps(second.requests()), std::vector<std::string>{"book.a.a"});
+  ASSERT_TRUE(second.Complete(ActionResult::Failure("sold_out", "no seats")));
+  ASSERT_TRUE(h.Settle());
+  EXPECT_TRUE(undone.empty());  // b's undo waits for its token
+  ASSERT_TRUE(h.Pass(*clock, 1000000));
+  auto rec = h.AwaitInactive(id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kCompensated);
+  EXPECT_EQ(second.calls(), 1u);  // b was not sent again
+  EXPECT_EQ(undone, std::vector<std::string>{"book.b.b"});
+  const json& b = rec->body["steps"][2];
+  EXPECT_EQ(b["status"], "cancelled") << rec->body.dump();
+  EXPECT_EQ(b["error"]["kind"], kAbandonedErrorKind);
+  EXPECT_EQ(b["compensation"], "succeeded");
+  EXPECT_EQ(h.engine().stats().waiting_at_gates, 0u);
   ASSERT_OK(h.Close());
 }
 
