@@ -257,6 +257,7 @@ class McpSession : public std::enable_shared_from_this<McpSession> {
   // list_sagas, get_saga_log, list_dlq: store reads off the loop thread.
   void ListSagas(const nlohmann::json& id, const nlohmann::json& args);
   void GetSagaLog(const nlohmann::json& id, const nlohmann::json& args);
+  void ListMapItems(const nlohmann::json& id, const nlohmann::json& args);
   void ListDlq(const nlohmann::json& id, const nlohmann::json& args);
   // completion/complete for the resource templates' variables (in
   // mcp_session.cc).

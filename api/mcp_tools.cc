@@ -6,6 +6,7 @@
 #include "api/mcp_util.h"
 #include "engine/dlq_entry.h"
 #include "engine/input_schema.h"
+#include "engine/item_view.h"
 #include "storage/saga_id.h"
 
 namespace cde {
@@ -70,6 +71,16 @@ json ExampleInputOf(const WorkflowDefinition& def) {
     return def.examples[0];
   }
   return GenerateExampleInput(def.input_schema);
+}
+
+json StepStatusNames() {
+  json names = json::array();
+  for (StepStatus s :
+       {StepStatus::kPending, StepStatus::kRunning, StepStatus::kSucceeded,
+        StepStatus::kFailed, StepStatus::kCancelled}) {
+    names.push_back(StepStatusName(s));
+  }
+  return names;
 }
 
 json StateNames() {
@@ -290,6 +301,30 @@ const json& McpSession::Tools() {
                   {"next_seq", {{"type", "integer"}}}},
                  {"saga_id", "events"}),
              kReads),
+        Tool("list_map_items", "List the items of a map step",
+             "The items of a saga's map step that have started, in index "
+             "order, each with its outcome (status, error) and its steps' "
+             "states; optionally only those of one status (failed: which "
+             "items failed, and why). get_saga shows the map step's counts. "
+             "Pass next_index back as from_index for the next page.",
+             Obj({{"saga_id", {{"type", "string"}}},
+                  {"map_step",
+                   {{"type", "string"},
+                    {"description",
+                     "the map step's path, as get_saga names it (optional "
+                     "when the workflow has one map step)"}}},
+                  {"status", {{"type", "string"}, {"enum", StepStatusNames()}}},
+                  {"from_index", {{"type", "integer"}, {"minimum", 0}}},
+                  {"limit", kLimit}},
+                 {"saga_id"}),
+             Obj({{"saga_id", {{"type", "string"}}},
+                  {"map_step", {{"type", "string"}}},
+                  {"total", {{"type", "integer"}}},
+                  {"started", {{"type", "integer"}}},
+                  {"items", {{"type", "array"}}},
+                  {"next_index", {{"type", "integer"}}}},
+                 {"saga_id", "map_step", "total", "started", "items"}),
+             kReads),
         Tool("list_dlq", "List the dead-letter queue",
              "Parked sagas, oldest first, optionally of one workflow: why "
              "each was parked, its step, last error and attempts. replay_saga "
@@ -325,15 +360,11 @@ const json& McpSession::Tools() {
 
 std::optional<Scope> McpSession::ToolScope(const std::string& tool) {
   static const std::map<std::string, Scope> kScopes = {
-      {"list_workflows", Scope::kRead},
-      {"get_saga", Scope::kRead},
-      {"list_sagas", Scope::kRead},
-      {"get_saga_log", Scope::kRead},
-      {"list_dlq", Scope::kRead},
-      {"engine_stats", Scope::kRead},
-      {"start_workflow", Scope::kRun},
-      {"cancel_saga", Scope::kRun},
-      {"register_workflow", Scope::kDefine},
+      {"list_workflows", Scope::kRead}, {"get_saga", Scope::kRead},
+      {"list_sagas", Scope::kRead},     {"get_saga_log", Scope::kRead},
+      {"list_map_items", Scope::kRead}, {"list_dlq", Scope::kRead},
+      {"engine_stats", Scope::kRead},   {"start_workflow", Scope::kRun},
+      {"cancel_saga", Scope::kRun},     {"register_workflow", Scope::kDefine},
       {"replay_saga", Scope::kAdmin}};
   auto it = kScopes.find(tool);
   if (it == kScopes.end()) {
@@ -388,6 +419,7 @@ void McpSession::CallTool(const json& id, const std::string& name,
   }
   if (name == "list_sagas") return ListSagas(id, args);
   if (name == "get_saga_log") return GetSagaLog(id, args);
+  if (name == "list_map_items") return ListMapItems(id, args);
   if (name == "list_dlq") return ListDlq(id, args);
   if (name == "engine_stats") {
     const EngineStats st = engine_->stats();
@@ -506,6 +538,49 @@ void McpSession::GetSagaLog(const json& id, const json& args) {
         }
         json out = {{"saga_id", sid}, {"events", std::move(events)}};
         if (r->size() > n) out["next_seq"] = (*r)[n].seq;
+        self->ToolResult(id, out);
+      });
+}
+
+void McpSession::ListMapItems(const json& id, const json& args) {
+  auto saga_id = mcp::StringArg(args, "saga_id");
+  if (!saga_id.ok()) return ToolError(id, saga_id.status());
+  ItemQuery query;
+  auto map_step = mcp::StringArg(args, "map_step", /*required=*/false);
+  if (!map_step.ok()) return ToolError(id, map_step.status());
+  query.map_step = *map_step;
+  auto status = mcp::StringArg(args, "status", /*required=*/false);
+  if (!status.ok()) return ToolError(id, status.status());
+  if (!status->empty()) {
+    query.status = StepStatusFromName(*status);
+    if (!query.status) {
+      return ToolError(id, Status::InvalidArgument(
+                               "arguments.status: '" + *status +
+                               "' is not one of " + StepStatusNames().dump()));
+    }
+  }
+  auto from = mcp::IntArg(args, "from_index", 0, UINT32_MAX);
+  if (!from.ok()) return ToolError(id, from.status());
+  query.from_index = static_cast<uint32_t>(from->value_or(0));
+  auto limit = mcp::IntArg(args, "limit", 1, 1000);
+  if (!limit.ok()) return ToolError(id, limit.status());
+  query.limit = limit->value_or(50);
+  std::weak_ptr<McpSession> weak = weak_from_this();
+  QueryStore<ItemPage>(
+      *engine_,
+      [sid = *saga_id, query](Store& store) {
+        return ReadItemPage(store, sid, query);
+      },
+      [weak, id, sid = *saga_id](Result<ItemPage> r) {
+        auto self = weak.lock();
+        if (!self) return;
+        if (!r.ok()) return self->ToolError(id, r.status());
+        json out = {{"saga_id", sid},
+                    {"map_step", r->map_step},
+                    {"total", r->total},
+                    {"started", r->started},
+                    {"items", std::move(r->items)}};
+        if (r->next_index) out["next_index"] = *r->next_index;
         self->ToolResult(id, out);
       });
 }

@@ -284,6 +284,13 @@ std::string_view StepStatusName(StepStatus s) {
   return "unknown";
 }
 
+std::optional<StepStatus> StepStatusFromName(std::string_view name) {
+  for (const auto& [value, n] : kStepNames) {
+    if (n == name) return value;
+  }
+  return std::nullopt;
+}
+
 std::optional<TimerKind> TimerKindOf(Wait::Kind k) {
   switch (k) {
     case Wait::Kind::kSleep:

@@ -46,6 +46,8 @@ enum class StepStatus {
                // unknown)
 };
 std::string_view StepStatusName(StepStatus s);
+// The status named `name` ("failed"), or nullopt.
+std::optional<StepStatus> StepStatusFromName(std::string_view name);
 
 enum class CompensationStatus {
   kNone,        // not called for (yet)

@@ -428,7 +428,7 @@ TEST_F(AdminTest, SagasShowListsAParallelStepsBranchesUnderIt) {
   EXPECT_NE(r.out.find("parallel"), std::string::npos) << r.out;
 }
 
-TEST_F(AdminTest, SagasShowGivesAMapStepsItemsAndTheOnesThatFailed) {
+TEST_F(AdminTest, SagasShowAndItemsGiveAMapStepsItemsAndTheOnesThatFailed) {
   test::TempDir dir;
   std::string id;
   {
@@ -469,6 +469,42 @@ TEST_F(AdminTest, SagasShowGivesAMapStepsItemsAndTheOnesThatFailed) {
   EXPECT_NE(r.out.find("2/5 items"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(" each[4] "), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find(" each[1] "), std::string::npos) << r.out;
+
+  // sagas items: every item, its outcome and steps; by status; paged.
+  r = Admin({"sagas", "items", id, "--json"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = r.Json();
+  EXPECT_EQ(j["map_step"], "each");
+  EXPECT_EQ(j["total"], 5);
+  ASSERT_EQ(j["items"].size(), 5u) << j.dump();
+  EXPECT_EQ(j["items"][1]["status"], "succeeded");
+  EXPECT_EQ(j["items"][4]["path"], "each[4]");
+  EXPECT_EQ(j["items"][4]["steps"][0]["path"], "each[4].try");
+  EXPECT_EQ(j["items"][4]["steps"][0]["error"]["kind"], "failed");
+  EXPECT_TRUE(j["next_index"].is_null());
+  r = Admin(
+      {"sagas", "items", id, "--status", "failed", "--limit", "2", "--json"},
+      dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = r.Json();
+  ASSERT_EQ(j["items"].size(), 2u);
+  EXPECT_EQ(j["items"][0]["index"], 0);
+  EXPECT_EQ(j["items"][1]["index"], 2);
+  EXPECT_EQ(j["next_index"], 4);  // the next failed one
+  r = Admin({"sagas", "items", id, "--status", "failed", "--from", "3"},
+            dir.path());  // human
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("map step each: 5 items, 5 started"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("failed on purpose"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("more: --from"), std::string::npos) << r.out;
+  r = Admin({"sagas", "items", id, "--map-step", "notify"}, dir.path());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("'notify' is not a map step"), std::string::npos)
+      << r.err;
+  r = Admin({"sagas", "items", id, "--status", "done"}, dir.path());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--status: 'done'"), std::string::npos) << r.err;
 }
 
 TEST_F(AdminTest, SagasLogPrintsRawEvents) {

@@ -750,6 +750,92 @@ TEST_F(McpSessionTest, GetSagaLogPagesTheEventsAndUnknownSagasAreNotFound) {
       ::testing::HasSubstr("arguments.limit"));
 }
 
+// list_map_items: the items of a map step with their outcomes and their
+// steps, filtered by status and paged; bad arguments name themselves.
+TEST_F(McpSessionTest, ListMapItemsShowsEachItemsOutcomeFilteredAndPaged) {
+  Initialize();
+  Register(
+      {{"name", "fanout"},
+       {"version", 1},
+       {"steps",
+        {{{"name", "each"},
+          {"map",
+           {{"items", "${input.items}"},
+            {"max_concurrency", 2},
+            {"tolerated_failures", 2},
+            {"steps",
+             {{{"name", "check"},
+               {"action", "fail"},
+               {"params",
+                {{"fail_attempts", "${item.fails}"}, {"kind", "bad_item"}}},
+               {"retry", {{"max_attempts", 1}}}},
+              {{"name", "say"},
+               {"action", "echo"},
+               {"params", {{"n", "${item.n}"}}}}}}}}}}}});
+  json items = json::array();
+  for (int n = 0; n < 5; ++n) {
+    items.push_back({{"n", n}, {"fails", n == 1 || n == 3 ? 99 : 0}});
+  }
+  const std::string id =
+      StartId({{"workflow", "fanout"}, {"input", {{"items", items}}}});
+  auto done = h_.AwaitInactive(id);
+  ASSERT_OK(done.status());
+  ASSERT_EQ(done->state, SagaState::kCompleted) << done->body.dump();
+
+  json all = Out(Tool("list_map_items", {{"saga_id", id}}));
+  EXPECT_EQ(all["saga_id"], id);
+  EXPECT_EQ(all["map_step"], "each");
+  EXPECT_EQ(all["total"], 5);
+  EXPECT_EQ(all["started"], 5);
+  ASSERT_EQ(all["items"].size(), 5u) << all.dump();
+  EXPECT_FALSE(all.contains("next_index"));
+  const json& ok = all["items"][2];
+  EXPECT_EQ(ok["index"], 2);
+  EXPECT_EQ(ok["path"], "each[2]");
+  EXPECT_EQ(ok["status"], "succeeded");
+  EXPECT_EQ(ok["steps"][1]["path"], "each[2].say");
+  EXPECT_EQ(ok["steps"][1]["name"], "say");
+  EXPECT_EQ(ok["steps"][1]["output"], json({{"n", 2}}));
+  const json& bad = all["items"][1];
+  EXPECT_EQ(bad["status"], "failed");
+  EXPECT_EQ(bad["error"]["kind"], "bad_item");
+  EXPECT_EQ(bad["steps"][0]["path"], "each[1].check");
+  EXPECT_EQ(bad["steps"][0]["status"], "failed");
+  EXPECT_EQ(bad["steps"][0]["attempts"], 1);
+  EXPECT_EQ(bad["steps"][1]["status"], "pending");
+
+  json failed =
+      Out(Tool("list_map_items", {{"saga_id", id}, {"status", "failed"}}));
+  ASSERT_EQ(failed["items"].size(), 2u);
+  EXPECT_EQ(failed["items"][0]["index"], 1);
+  EXPECT_EQ(failed["items"][1]["index"], 3);
+
+  json first = Out(Tool("list_map_items",
+                        {{"saga_id", id}, {"map_step", "each"}, {"limit", 2}}));
+  ASSERT_EQ(first["items"].size(), 2u);
+  EXPECT_EQ(first["next_index"], 2);
+  json second = Out(Tool("list_map_items",
+                         {{"saga_id", id}, {"from_index", 2}, {"limit", 2}}));
+  ASSERT_EQ(second["items"].size(), 2u);
+  EXPECT_EQ(second["items"][0]["index"], 2);
+  EXPECT_EQ(second["next_index"], 4);
+
+  EXPECT_THAT(ErrorMessage(Tool("list_map_items",
+                                {{"saga_id", id}, {"map_step", "check"}})),
+              ::testing::HasSubstr("'check' is not a map step"));
+  EXPECT_THAT(ErrorMessage(Tool("list_map_items",
+                                {{"saga_id", id}, {"status", "broken"}})),
+              ::testing::HasSubstr("arguments.status"));
+  json missing =
+      Tool("list_map_items", {{"saga_id", "01ARZ3NDEKTSV4RRFFQ69G5FAV"}});
+  EXPECT_EQ(Out(missing)["error"]["code"], "not_found");
+  Register(kThreeSteps);
+  const std::string plain = StartId({{"workflow", "three"}});
+  ASSERT_OK(h_.AwaitInactive(plain).status());
+  EXPECT_THAT(ErrorMessage(Tool("list_map_items", {{"saga_id", plain}})),
+              ::testing::HasSubstr("has no map step"));
+}
+
 TEST_F(McpSessionTest, ListDlqShowsParkedSagasWithWhyAndPages) {
   Initialize();
   Register(kParks);

@@ -42,6 +42,15 @@ int RunSagasList(const Common& common, const SagaListOptions& options);
 int RunSagasShow(const Common& common, const std::string& id);
 int RunSagasLog(const Common& common, const std::string& id, uint64_t from_seq,
                 bool follow);
+struct ItemListOptions {
+  std::string map_step;  // "" = the workflow's only map step
+  std::string status;    // "" = any
+  uint32_t from = 0;
+  size_t limit = 50;
+};
+// The items of a saga's map step (items_cmd.cc).
+int RunSagasItems(const Common& common, const std::string& id,
+                  const ItemListOptions& options);
 
 int RunDlqList(const Common& common, const std::string& workflow, size_t limit,
                const std::string& cursor);

@@ -147,6 +147,25 @@ int main(int argc, char** argv) {
     action = [&] { return RunSagasLog(common, saga_id, from_seq, follow); };
   });
 
+  ItemListOptions items;
+  CLI::App* s_items = sagas->add_subcommand(
+      "items",
+      "the items of a saga's map step, each with its outcome and steps");
+  s_items->add_option("id", saga_id, "saga id")->required();
+  s_items->add_option("--map-step", items.map_step,
+                      "the map step's path (needed when there are several)");
+  s_items->add_option("--status", items.status,
+                      "only items with this status (pending, running, "
+                      "succeeded, failed, cancelled)");
+  s_items->add_option("--from", items.from, "the first item index")
+      ->capture_default_str();
+  s_items->add_option("--limit", items.limit, "items per page (1 to 1000)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  common_options(s_items);
+  s_items->callback(
+      [&] { action = [&] { return RunSagasItems(common, saga_id, items); }; });
+
   // dlq
   CLI::App* dlq = app.add_subcommand("dlq", "the dead-letter queue");
   dlq->require_subcommand(1);

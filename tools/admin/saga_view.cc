@@ -121,4 +121,19 @@ json SagaSummary(const SagaRecord& r, const Result<Saga>& saga,
   return j;
 }
 
+Colour StepColour(StepStatus s) {
+  switch (s) {
+    case StepStatus::kSucceeded:
+      return Colour::kGreen;
+    case StepStatus::kFailed:
+      return Colour::kRed;
+    case StepStatus::kRunning:
+      return Colour::kCyan;
+    case StepStatus::kPending:
+    case StepStatus::kCancelled:
+      return Colour::kDim;
+  }
+  return Colour::kNone;
+}
+
 }  // namespace cde::admin

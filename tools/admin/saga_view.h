@@ -15,6 +15,7 @@
 #include "engine/saga.h"
 #include "engine/saga_view.h"
 #include "storage/store.h"
+#include "tools/admin/output.h"
 
 namespace cde::admin {
 
@@ -32,6 +33,9 @@ class Definitions {
            std::shared_ptr<const WorkflowDefinition>>
       cache_;
 };
+
+// The colour a step's (or an item's) status is shown in.
+Colour StepColour(StepStatus s);
 
 // The row of `sagas list` (and the head of `sagas show`) as JSON: id,
 // workflow, version, state, current_step, total_attempts, times, waits.

@@ -268,21 +268,6 @@ std::string StepStatusCell(const StepState& st) {
   return std::string(StepStatusName(st.status));
 }
 
-Colour StepColour(StepStatus s) {
-  switch (s) {
-    case StepStatus::kSucceeded:
-      return Colour::kGreen;
-    case StepStatus::kFailed:
-      return Colour::kRed;
-    case StepStatus::kRunning:
-      return Colour::kCyan;
-    case StepStatus::kPending:
-    case StepStatus::kCancelled:
-      return Colour::kDim;
-  }
-  return Colour::kNone;
-}
-
 // How its compensation went, as the `undo` row shows it.
 Cell CompensationCell(CompensationStatus s) {
   switch (s) {

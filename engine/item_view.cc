@@ -1,0 +1,111 @@
+#include "engine/item_view.h"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "engine/definition_registry.h"
+
+namespace cde {
+namespace {
+
+using nlohmann::json;
+
+// The map step `path` names, or the only one.
+Result<int> FindMapStep(const WorkflowDefinition& def,
+                        const std::string& path) {
+  std::vector<int> maps;
+  for (size_t i = 0; i < def.steps.size(); ++i) {
+    if (def.steps[i].kind == StepKind::kMap)
+      maps.push_back(static_cast<int>(i));
+  }
+  std::string names;
+  for (int m : maps) {
+    names +=
+        (names.empty() ? "" : ", ") + def.steps[static_cast<size_t>(m)].path;
+  }
+  if (path.empty()) {
+    if (maps.size() == 1) return maps.front();
+    return Status::InvalidArgument(
+        maps.empty() ? "workflow " + def.name + " has no map step"
+                     : "map_step: workflow " + def.name +
+                           " has several map steps; name one of " + names);
+  }
+  for (int m : maps) {
+    if (def.steps[static_cast<size_t>(m)].path == path) return m;
+  }
+  return Status::InvalidArgument(
+      "map_step: '" + path + "' is not a map step of workflow " + def.name +
+      (maps.empty() ? " (it has none)" : " (its map steps: " + names + ")"));
+}
+
+json ItemJson(const WorkflowDefinition& def, int map, uint32_t index,
+              const ItemState& item) {
+  json out = ItemToJson(item);
+  const std::string& map_path = def.steps[static_cast<size_t>(map)].path;
+  json& steps = out["steps"];
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const int at = map + 1 + static_cast<int>(i);
+    if (static_cast<size_t>(at) >= def.steps.size()) break;
+    steps[i]["name"] = def.steps[static_cast<size_t>(at)].name;
+    steps[i]["path"] = InstancePath(def, {at, index});
+  }
+  out["index"] = index;
+  out["path"] = map_path + "[" + std::to_string(index) + "]";
+  return out;
+}
+
+}  // namespace
+
+Result<ItemPage> ItemPageOf(const Saga& saga, const WorkflowDefinition& def,
+                            const std::vector<ItemRecord>& rows,
+                            const ItemQuery& query) {
+  auto map = FindMapStep(def, query.map_step);
+  if (!map.ok()) return map.status();
+  ItemPage page;
+  page.map_step = def.steps[static_cast<size_t>(*map)].path;
+  if (static_cast<size_t>(*map) < saga.steps.size()) {
+    const MapProgress& progress = saga.steps[static_cast<size_t>(*map)].map;
+    page.total = progress.items;
+    page.started = progress.started;
+  }
+  std::vector<ItemRecord> mine;
+  for (const ItemRecord& row : rows) {
+    if (row.map_path == page.map_step) mine.push_back(row);
+  }
+  auto table = ItemTableFrom(def, mine);
+  if (!table.ok()) return table.status();
+  const auto found = table->find(*map);
+  if (found == table->end()) return page;
+  const std::vector<ItemState>& items = found->second;
+  for (size_t i = query.from_index; i < items.size(); ++i) {
+    const ItemState& item = items[i];
+    if (item.steps.empty()) continue;  // no row: not started
+    if (query.status && item.status != *query.status) continue;
+    if (page.items.size() == query.limit) {
+      page.next_index = static_cast<uint32_t>(i);
+      break;
+    }
+    page.items.push_back(ItemJson(def, *map, static_cast<uint32_t>(i), item));
+  }
+  return page;
+}
+
+Result<ItemPage> ReadItemPage(Store& store, const std::string& saga_id,
+                              const ItemQuery& query) {
+  auto record = store.GetSaga(saga_id);
+  if (!record.ok()) return record.status();
+  auto saga = FromRecord(*record);
+  if (!saga.ok()) return saga.status();
+  auto stored = store.GetDefinition(record->workflow, record->version);
+  if (!stored.ok()) {
+    return stored.status().WithContext("the definition of saga " + saga_id);
+  }
+  auto def = ParseStoredDefinition(*stored);
+  if (!def.ok()) return def.status();
+  auto rows = store.ReadItems(saga_id);
+  if (!rows.ok()) return rows.status();
+  return ItemPageOf(*saga, *def, *rows, query);
+}
+
+}  // namespace cde

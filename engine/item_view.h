@@ -1,0 +1,53 @@
+// The items of a saga's map step as every surface shows them (MCP
+// list_map_items, cde-admin sagas items): a page of them, each with its own
+// outcome and its steps' states, read from the item rows.
+#ifndef CDE_ENGINE_ITEM_VIEW_H_
+#define CDE_ENGINE_ITEM_VIEW_H_
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "engine/definition.h"
+#include "engine/saga.h"
+#include "storage/status.h"
+#include "storage/store.h"
+
+namespace cde {
+
+struct ItemQuery {
+  // The map step's path (get_saga's `path`); "" = the saga's only one.
+  std::string map_step;
+  std::optional<StepStatus> status;  // only items with this outcome
+  uint32_t from_index = 0;           // the first item index to consider
+  size_t limit = 100;
+};
+
+struct ItemPage {
+  std::string map_step;  // the map step's path
+  uint32_t total = 0;    // its items (0 before it began)
+  uint32_t started = 0;  // items 0..started-1 have started
+  // {index, path, status, compensation?, error?, steps: [{path, name,
+  // status, attempts, output?, error?, ...}]} in index order. Items not yet
+  // started have no state and are not listed.
+  nlohmann::json items = nlohmann::json::array();
+  // Pass back as from_index for the next page; absent on the last one.
+  std::optional<uint32_t> next_index;
+};
+
+// A page of the items of `saga` (read with its definition `def`) from the
+// item rows `rows` (Store::ReadItems). InvalidArgument when the map step is
+// not one of `def` (or "" and `def` has none, or several).
+Result<ItemPage> ItemPageOf(const Saga& saga, const WorkflowDefinition& def,
+                            const std::vector<ItemRecord>& rows,
+                            const ItemQuery& query);
+
+// The same, read from `store` (the saga, its definition as stored, its item
+// rows). NotFound for an unknown saga. Reads the store: never on the loop.
+Result<ItemPage> ReadItemPage(Store& store, const std::string& saga_id,
+                              const ItemQuery& query);
+
+}  // namespace cde
+
+#endif  // CDE_ENGINE_ITEM_VIEW_H_
