@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "tests/engine/engine_harness.h"
+#include "tests/storage/held_writes_store.h"
 #include "tests/test_util.h"
 
 namespace cde {
@@ -133,6 +134,63 @@ TEST(MapEngineTest, AFailedItemStopsTheOthersAndUndoesWhatRan) {
   EXPECT_EQ((*items)[2].body["steps"][0]["status"], "succeeded");
   EXPECT_EQ((*items)[2].body["compensation"], "succeeded");
   ASSERT_OK(h.Close());
+}
+
+// Results that arrive while a transition commits are planned together, as
+// one transition, but never ahead of an event queued after the first of
+// them: a result that arrives after a cancel is planned after the cancel,
+// and so starts no new item.
+TEST(MapEngineTest, AResultArrivingAfterACancelIsPlannedAfterIt) {
+  HeldAction held;
+  std::vector<std::string> undone;
+  auto store = std::make_unique<test::HeldWritesStore>(NewMemoryStore());
+  test::HeldWritesStore& writes = *store;
+  EngineOptions options;
+  options.store = std::move(store);
+  options.data_dir = "unused: the store is given";
+  options.actions = {{"held", held.AsAction()}, {"undo", Recorder(&undone)}};
+  EngineHarness h;
+  ASSERT_OK(h.Open(std::move(options)));
+  ASSERT_OK(h.Register(Workflow("held", {{"max_concurrency", 3}})).status());
+  auto started = h.Start({.workflow = "fan", .input = Orders(10)});
+  ASSERT_OK(started.status());
+  const std::string id = started->saga_id;
+  ASSERT_TRUE(h.RunUntil([&] { return held.pending() == 3; }));
+
+  // Item 0's result commits (and would start item 3), held in the store.
+  writes.Hold();
+  ASSERT_TRUE(held.Complete(ActionResult::Success(json::object())));
+  ASSERT_TRUE(h.RunUntil([&] { return writes.waiting() == 1; }));
+  // Item 1's result arrives meanwhile: a batch, queued behind the commit.
+  // (A NOWAIT turn of the loop runs what was posted to it, and no more.)
+  ASSERT_TRUE(held.Complete(ActionResult::Success(json::object())));
+  uv_run(h.loop(), UV_RUN_NOWAIT);
+  // Then a cancel, then item 2's result: it must not join item 1's batch.
+  std::optional<Result<SagaState>> cancelled;
+  h.engine().Cancel(id, true, "",
+                    [&](Result<SagaState> r) { cancelled.emplace(r); });
+  ASSERT_TRUE(held.Complete(ActionResult::Success(json::object())));
+  uv_run(h.loop(), UV_RUN_NOWAIT);
+  writes.Release();
+
+  // Item 3 (started by item 0) and item 4 (by item 1, planned before the
+  // cancel) run; item 2's result, planned after the cancel, starts none.
+  ASSERT_TRUE(h.RunUntil([&] { return cancelled.has_value(); }));
+  ASSERT_OK(cancelled->status());
+  while (h.engine().FindActive(id) != nullptr) {
+    ASSERT_TRUE(h.RunUntil([&] {
+      return held.pending() > 0 || h.engine().FindActive(id) == nullptr;
+    }));
+    if (held.pending() > 0) {
+      ASSERT_TRUE(held.Complete(ActionResult::Success(json::object())));
+    }
+  }
+  EXPECT_EQ(held.calls(), 5u);
+  auto rec = h.engine().store().GetSaga(id);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kCancelled);
+  EXPECT_EQ(rec->body["steps"][0]["map"]["started"], 5) << rec->body.dump();
+  EXPECT_EQ(undone.size(), 5u);  // every item that ran is undone
 }
 
 TEST(MapEngineTest, ItemsInFlightResumeAfterARestartWithTheSameKeys) {

@@ -4,13 +4,11 @@
 // WAL to replay.
 #include <gmock/gmock.h>
 
-#include <condition_variable>
 #include <filesystem>
-#include <mutex>
 
 #include "engine/engine.h"
 #include "tests/engine/engine_harness.h"
-#include "tests/storage/store_wrapper.h"
+#include "tests/storage/held_writes_store.h"
 
 namespace cde {
 namespace {
@@ -18,6 +16,7 @@ namespace {
 using nlohmann::json;
 using test::EngineHarness;
 using test::HeldAction;
+using test::HeldWritesStore;
 using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::IsSupersetOf;
@@ -34,53 +33,6 @@ json HeldSteps(int n) {
   }
   return steps;
 }
-
-// A store whose writes the test holds back, then lets through or fails:
-// the engine's commit stays in flight as long as the test wants.
-class HeldWritesStore : public test::StoreWrapper {
- public:
-  explicit HeldWritesStore(std::unique_ptr<Store> target)
-      : StoreWrapper(target.get()), owned_(std::move(target)) {}
-
-  Status Write(std::span<const Transition* const> batch, bool sync) override {
-    Status result;
-    {
-      std::unique_lock lock(mu_);
-      ++waiting_;
-      changed_.notify_all();
-      changed_.wait(lock, [&] { return !hold_; });
-      --waiting_;
-      result = fail_;
-    }
-    if (!result.ok()) return result;
-    return StoreWrapper::Write(batch, sync);
-  }
-
-  void Hold() {
-    std::lock_guard lock(mu_);
-    hold_ = true;
-  }
-  // Lets the held writes (and all later ones) through, or fails them with
-  // `status`.
-  void Release(Status status = Status::OK()) {
-    std::lock_guard lock(mu_);
-    hold_ = false;
-    fail_ = std::move(status);
-    changed_.notify_all();
-  }
-  int waiting() {
-    std::lock_guard lock(mu_);
-    return waiting_;
-  }
-
- private:
-  std::unique_ptr<Store> owned_;
-  std::mutex mu_;
-  std::condition_variable changed_;
-  bool hold_ = false;
-  int waiting_ = 0;
-  Status fail_;
-};
 
 // Every WAL file RocksDB left in `dir` is empty: the next open replays
 // nothing.
