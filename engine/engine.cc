@@ -536,9 +536,13 @@ void EngineImpl::Dispatch(Active& a, const AttemptRef& ref, bool resumed) {
   attempt.maybe_sent = resumed || (again && attempt.maybe_sent);
   attempt.ref = ref;
   // Stopped before a restart (Resume sends it again): awaited for a while
-  // at most, at a gate too.
-  if (const Wait* w = FindWait(a.saga, ref.path); w != nullptr && w->stopped) {
-    ArmStoppedDeadline(id, attempt);
+  // at most, at a gate too (and again once the gate lets it through). A new
+  // attempt is never stopped yet: no need to look its wait up.
+  if (resumed || again) {
+    if (const Wait* w = FindWait(a.saga, ref.path);
+        w != nullptr && w->stopped) {
+      ArmStoppedDeadline(id, attempt);
+    }
   }
   // Held back by a rate limit or an open breaker: not an attempt yet, so
   // it spends no retry; Dispatch runs again when the gate lets it through.

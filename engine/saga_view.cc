@@ -60,11 +60,18 @@ const StepView* SagaView::failed_compensation() const {
 
 std::optional<Position> SagaView::position() const {
   Position p;
+  // The wait that moves the saga on: not an attempt stopped in flight
+  // (awaited only so that its step's undo may follow), unless that is all
+  // it waits for.
+  const WaitView* at = nullptr;
   for (const WaitView& w : waits_) {
     if (w.path.empty()) continue;
-    p.step = Find(w.path);
-    p.compensation = w.compensation;
-    break;
+    if (at == nullptr || (at->stopped && !w.stopped)) at = &w;
+    if (!at->stopped) break;
+  }
+  if (at != nullptr) {
+    p.step = Find(at->path);
+    p.compensation = at->compensation;
   }
   if (p.step == nullptr && saga_.state == SagaState::kParked) {
     p.step = failed_compensation();

@@ -70,6 +70,18 @@ namespace {
 // Whether undoing the item is called for: a step of it with a compensation
 // needs undoing, or may (its attempt, stopped in flight, is still out), or
 // its undo was under way.
+// An item's undo is over: succeeded if it compensated a step; none if
+// nothing called for it after all (its only compensable step was stopped in
+// flight and came back failed).
+void EndItemUndo(ItemState& item) {
+  const bool undid = std::any_of(
+      item.steps.begin(), item.steps.end(), [](const StepState& st) {
+        return st.compensation == CompensationStatus::kSucceeded;
+      });
+  item.compensation =
+      undid ? CompensationStatus::kSucceeded : CompensationStatus::kNone;
+}
+
 bool ItemNeedsUndo(const PlanContext& ctx, int map, const ItemState& item) {
   if (item.compensation == CompensationStatus::kRunning) return true;
   if (item.compensation != CompensationStatus::kNone) return false;
@@ -217,7 +229,7 @@ bool UndoMap(const PlanContext& ctx, Plan& p, int map) {
       continue;
     }
     if (UndoSequence(ctx, p, spec.map.steps, ref.index)) {
-      MutableItem(ctx, p, ref).compensation = CompensationStatus::kSucceeded;
+      EndItemUndo(MutableItem(ctx, p, ref));
       --mp.undoing;
     }
     if (!Undoing(p.saga.state)) return false;  // parked
@@ -230,7 +242,7 @@ bool UndoMap(const PlanContext& ctx, Plan& p, int map) {
     MutableItem(ctx, p, ref).compensation = CompensationStatus::kRunning;
     ++mp.undoing;
     if (UndoSequence(ctx, p, spec.map.steps, ref.index)) {
-      MutableItem(ctx, p, ref).compensation = CompensationStatus::kSucceeded;
+      EndItemUndo(MutableItem(ctx, p, ref));
       --mp.undoing;
     }
     if (!Undoing(p.saga.state)) return false;

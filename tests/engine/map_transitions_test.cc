@@ -258,6 +258,28 @@ TEST_F(MapTransitionsTest, UntoleratedFailureStopsItemsAndUndoesNewestFirst) {
               ElementsAre("compensation_succeeded", "saga_compensated"));
 }
 
+// An item stopped in flight awaits its attempt's result before its undo;
+// when the result is a failure there is nothing to undo, and the item says
+// so: no compensation, rather than one that succeeded.
+TEST_F(MapTransitionsTest, AStoppedItemWhoseAttemptFailedHasNothingUndone) {
+  Use(OrdersDoc());
+  Saga s = Begin(4);
+  s = Commit(Result(s, "fan[0].charge", true));  // fan[2] starts
+  s = Commit(Result(s, "fan[1].charge", false));
+  EXPECT_EQ(Item(2).compensation, CompensationStatus::kRunning);
+  Plan p = Result(s, "fan[2].charge", false);  // it did not charge
+  EXPECT_THAT(Actions(p), ElementsAre());
+  s = Commit(p);
+  EXPECT_EQ(Item(2).steps[0].status, StepStatus::kFailed);
+  EXPECT_EQ(Item(2).steps[0].compensation, CompensationStatus::kNone);
+  EXPECT_EQ(Item(2).compensation, CompensationStatus::kNone);
+  s = Commit(Result(s, "fan[0].charge", true, true));
+  EXPECT_EQ(Item(0).compensation, CompensationStatus::kSucceeded);
+  p = Result(s, "prep", true, true);
+  EXPECT_THAT(Types(p),
+              ElementsAre("compensation_succeeded", "saga_compensated"));
+}
+
 TEST_F(MapTransitionsTest, ItemsOverTheLimitFailTheStepWithKindLimit) {
   Use(OrdersDoc());
   max_items_ = 3;

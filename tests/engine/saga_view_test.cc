@@ -91,6 +91,31 @@ TEST(SagaViewTest, AWaitOnAStepNamesItsPathAndTheSagasOwnWaitsNone) {
   EXPECT_TRUE(SagaView(saga, &def).waits().empty());
 }
 
+// A compensating saga that still awaits a stopped attempt (the result of a
+// step of another branch) is at the compensation under way, not at the
+// stopped step; with only the stopped attempt left, it is there.
+TEST(SagaViewTest, AStoppedAttemptIsThePositionOnlyWhenNothingElseIsUnderWay) {
+  const WorkflowDefinition def = ThreeSteps();
+  Saga saga = SagaOf(def);
+  saga.state = SagaState::kCompensating;
+  saga.steps[0].compensation_attempts = 1;
+  saga.waits = {{Wait::Kind::kAttempt, "hotel", false, 1, 0, true},
+                {Wait::Kind::kAttempt, "flight", true, 1, 0}};
+  const SagaView both(saga, &def);
+  auto at = both.position();
+  ASSERT_TRUE(at.has_value());
+  EXPECT_EQ(at->step->path, "flight");
+  EXPECT_TRUE(at->compensation);
+  EXPECT_EQ(at->max_attempts, 2u);
+
+  saga.waits.pop_back();
+  const SagaView stopped_only(saga, &def);
+  at = stopped_only.position();
+  ASSERT_TRUE(at.has_value());
+  EXPECT_EQ(at->step->path, "hotel");
+  EXPECT_FALSE(at->compensation);
+}
+
 TEST(SagaViewTest, AParkedSagaIsAtTheCompensationThatFailedElseTheFailedStep) {
   const WorkflowDefinition def = ThreeSteps();
   Saga saga = SagaOf(def);
