@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/kinds.h"
+#include "engine/log.h"
 
 namespace cde {
 
@@ -83,9 +84,17 @@ void Dormancy::WakeMissing(std::vector<std::string> saga_ids) {
         for (const std::string& id : saga_ids) {
           auto record = store_.GetSaga(id);
           if (!record.ok()) continue;  // ended meanwhile
-          if (!LoadLoggedInput(store_, *record).ok()) continue;
-          auto saga = FromRecord(*record);
-          if (saga.ok()) sagas->push_back(std::move(saga).value());
+          Status loaded = LoadLoggedInput(store_, *record);
+          auto saga = loaded.ok() ? FromRecord(*record) : Result<Saga>(loaded);
+          if (saga.ok()) {
+            sagas->push_back(std::move(saga).value());
+          } else {
+            // Left on disk; the next scan tries again (a read that failed
+            // may not fail twice), and says so again.
+            Log(LogLevel::kError, "engine", "a dormant saga cannot be woken",
+                {.saga_id = id,
+                 .extra = {{"error", saga.status().ToString()}}});
+          }
         }
       },
       [this, sagas] {

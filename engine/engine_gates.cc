@@ -104,8 +104,17 @@ void EngineImpl::LeaveGates(const std::string& saga_id) {
     if (attempt.gate.empty() || attempt.in_flight()) continue;
     gates_.Leave(attempt.gate, GateWaiter(saga_id, path));
     AttemptOutcome o{attempt.ref};
-    o.error = {"cancelled",
-               "cancelled while waiting at " + std::exchange(attempt.gate, "")};
+    const std::string gate = std::exchange(attempt.gate, "");
+    if (attempt.maybe_sent) {
+      // It may have reached its service before the restart: undone.
+      o.error = {kAbandonedErrorKind,
+                 "attempt " + std::to_string(attempt.ref.attempt) +
+                     " was out when the engine last stopped and was "
+                     "cancelled while it waited at " +
+                     gate + " to be sent again: its outcome is unknown"};
+    } else {
+      o.error = {"cancelled", "cancelled while waiting at " + gate};
+    }
     left.push_back(std::move(o));
   }
   for (AttemptOutcome& o : left) OnOutcome(saga_id, std::move(o));

@@ -39,6 +39,9 @@ Status EngineImpl::Recover() {
   for (SagaRecord& record : *records) {
     DefPtr def = definitions_.Find(record.workflow, record.version);
     const Status loaded = LoadLoggedInput(*store_, record);
+    if (!loaded.ok() && !loaded.IsCorruption()) {
+      return loaded.WithContext("loading sagas");
+    }
     auto saga = loaded.ok() ? FromRecord(record) : Result<Saga>(loaded);
     std::string poison;
     if (!def) {

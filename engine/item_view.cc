@@ -97,12 +97,21 @@ Result<ItemPage> ReadItemPage(Store& store, const std::string& saga_id,
   if (!record.ok()) return record.status();
   auto saga = FromRecord(*record);
   if (!saga.ok()) return saga.status();
+  // A saga's definition is never removed: without it the store is damaged.
+  const std::string runs = "saga " + saga_id + " runs " + record->workflow +
+                           "@" + std::to_string(record->version);
   auto stored = store.GetDefinition(record->workflow, record->version);
-  if (!stored.ok()) {
-    return stored.status().WithContext("the definition of saga " + saga_id);
+  if (stored.status().IsNotFound()) {
+    return Status::Corruption(runs + ", whose definition is not in the store");
   }
+  if (!stored.ok()) return stored.status();
   auto def = ParseStoredDefinition(*stored);
-  if (!def.ok()) return def.status();
+  if (!def.ok()) {
+    return Status::Corruption(runs +
+                              ", whose stored definition cannot be "
+                              "read: " +
+                              def.status().message());
+  }
   auto rows = store.ReadItems(saga_id);
   if (!rows.ok()) return rows.status();
   return ItemPageOf(*saga, *def, *rows, query);

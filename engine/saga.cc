@@ -339,8 +339,10 @@ std::string EncodeSnapshot(const Saga& s) {
 
 Status LoadLoggedInput(Store& store, SagaRecord& record) {
   json& body = record.body;
-  if (!body.is_object() || body.contains("input") ||
-      !body.value("input_in_log", false)) {
+  if (!body.is_object() || body.contains("input")) return Status::OK();
+  const auto flag = body.find("input_in_log");
+  // A malformed flag is FromRecord's to report, as Corruption.
+  if (flag == body.end() || !flag->is_boolean() || !flag->get<bool>()) {
     return Status::OK();
   }
   auto events = store.ReadLog(record.id, 1, 1);
@@ -368,7 +370,7 @@ bool NeedsCompensation(const StepState& st) {
   }
   return (st.status == StepStatus::kFailed ||
           st.status == StepStatus::kRunning) &&
-         st.error.kind == "timeout";
+         (st.error.kind == "timeout" || st.error.kind == kAbandonedErrorKind);
 }
 
 const Wait* FindWait(const Saga& saga, std::string_view path) {

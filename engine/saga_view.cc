@@ -60,17 +60,25 @@ const StepView* SagaView::failed_compensation() const {
 
 std::optional<Position> SagaView::position() const {
   Position p;
+  // The step a wait is on: a step inside a map step waits as an item's
+  // ("fan[3].charge"), which names the map's step ("fan.charge").
+  auto step_of = [this](const std::string& path) {
+    const StepView* s = Find(path);
+    if (s == nullptr && def_ != nullptr)
+      s = AtIndex(InstanceAt(*def_, path).step);
+    return s;
+  };
   // The wait that moves the saga on: not an attempt stopped in flight
   // (awaited only so that its step's undo may follow), unless that is all
   // it waits for.
   const WaitView* at = nullptr;
   for (const WaitView& w : waits_) {
-    if (w.path.empty()) continue;
+    if (w.path.empty() || step_of(w.path) == nullptr) continue;
     if (at == nullptr || (at->stopped && !w.stopped)) at = &w;
     if (!at->stopped) break;
   }
   if (at != nullptr) {
-    p.step = Find(at->path);
+    p.step = step_of(at->path);
     p.compensation = at->compensation;
   }
   if (p.step == nullptr && saga_.state == SagaState::kParked) {

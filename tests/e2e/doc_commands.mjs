@@ -152,6 +152,15 @@ function matchOutput(expected, actual, ids, e = 0, a = 0) {
 
 // --- The server ---------------------------------------------------------------
 
+// The process groups started here and not yet ended: killed if this script
+// exits early, so that no server outlives the test holding its ports.
+const liveGroups = new Set();
+process.on("exit", () => {
+  for (const pgid of liveGroups) {
+    try { process.kill(-pgid, "SIGKILL"); } catch { /* gone */ }
+  }
+});
+
 const portOpen = (port) => new Promise((resolve) => {
   const socket = connect({ host: "127.0.0.1", port });
   socket.on("connect", () => { socket.destroy(); resolve(true); });
@@ -181,12 +190,24 @@ async function startServer(dir, command, n) {
     env: { ...process.env, CDE_NO_BUILD: "1" },
   });
   closeSync(log);
+  liveGroups.add(proc.pid);
   let ended = null;
   const exited = new Promise((r) => proc.on("exit", (code, signal) => r((ended = { code, signal }))));
+  const server = { proc, exited, logPath };
   const demo = / demo\b/.test(command);
+  try {
+    await waitReady(command, dir, logPath, demo, () => ended);
+  } catch (e) {
+    await stopServer(server).catch(() => {});  // it must not keep the ports
+    throw e;
+  }
+  return server;
+}
+
+async function waitReady(command, dir, logPath, demo, ended) {
   await until(`'${command}' to be ready`, async () => {
-    if (ended) {
-      throw new Error(`'${command}' ended before it was ready (${JSON.stringify(ended)}):\n` +
+    if (ended()) {
+      throw new Error(`'${command}' ended before it was ready (${JSON.stringify(ended())}):\n` +
         readFileSync(logPath, "utf8").slice(-4000));
     }
     let about;
@@ -199,7 +220,6 @@ async function startServer(dir, command, n) {
       await answers(`${about.http}/health/readiness`) &&
       (!demo || await answers(`http://127.0.0.1:${DEMO_PORT}/demo/state`));
   }, 120000);
-  return { proc, exited, logPath };
 }
 
 // Ends the server as Ctrl-C would (SIGINT to its process group), then waits
@@ -215,6 +235,7 @@ async function stopServer(server) {
   }, 60000);
   await server.exited;
   clearTimeout(late);
+  liveGroups.delete(server.proc.pid);
   await until("ports 8000 and 9100 to be free", async () =>
     !(await portOpen(SERVER_PORT)) && !(await portOpen(DEMO_PORT)));
 }
@@ -303,8 +324,8 @@ async function checkClaudeDesktopConfig(dir, text) {
   const { command, args } = servers[0];
   const client = new Client({ name: "claude-desktop-config-check", version: "1.0.0" });
   const transport = new StdioClientTransport({ command, args, cwd: dir, stderr: "ignore" });
-  await client.connect(transport);
   try {
+    await client.connect(transport);
     const tools = (await client.listTools()).tools.map((t) => t.name);
     for (const want of ["start_workflow", "list_workflows", "get_saga"]) {
       if (!tools.includes(want)) throw new Error(`no ${want} tool among ${tools.join(", ")}`);
@@ -316,7 +337,11 @@ async function checkClaudeDesktopConfig(dir, text) {
       throw new Error("the configuration serves HTTP on 127.0.0.1:8000, which does not answer");
     }
   } finally {
-    await client.close();
+    await client.close();  // ends the server (stdin closed, then a signal)
+    // Its store and port are let go before the next server or the cleanup.
+    if (args.includes("--http")) {
+      await until("the stdio server to free port 8000", async () => !(await portOpen(SERVER_PORT)));
+    }
   }
 }
 

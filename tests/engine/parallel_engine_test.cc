@@ -4,6 +4,8 @@
 // resumes both from the store.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "engine/clock.h"
 #include "tests/engine/engine_harness.h"
 #include "tests/test_util.h"
@@ -230,6 +232,67 @@ TEST(ParallelEngineTest, AnAttemptOutAtARestartStoppedAtAGateIsUndone) {
   EXPECT_EQ(b["error"]["kind"], kAbandonedErrorKind);
   EXPECT_EQ(b["compensation"], "succeeded");
   EXPECT_EQ(h.engine().stats().waiting_at_gates, 0u);
+  ASSERT_OK(h.Close());
+}
+
+// The same for a cancel: an attempt out when the engine stopped, held at a
+// gate after the restart and cancelled there, may have reached its service
+// before the crash, so its step is undone.
+TEST(ParallelEngineTest, AnAttemptOutAtARestartCancelledAtAGateIsUndone) {
+  test::TempDir dir;
+  std::vector<std::string> undone;
+  NativeAction undo = [&undone](const AttemptRequest& r, ActionDone done) {
+    undone.push_back(r.saga_id);
+    done(ActionResult::Success(json::object()));
+  };
+  const json def = {{"name", "one"},
+                    {"version", 1},
+                    {"steps",
+                     {{{"name", "a"},
+                       {"action", "held"},
+                       {"rate_limit", "api"},
+                       {"compensate", {{"action", "undo"}}}}}}};
+  std::vector<std::string> ids;
+  {
+    HeldAction first;
+    EngineHarness h;
+    ASSERT_OK(h.Open(dir.path(), {{"held", first.AsAction()}, {"undo", undo}}));
+    ASSERT_OK(h.Register(def).status());
+    for (int i = 0; i < 2; ++i) {
+      auto started = h.Start({.workflow = "one"});
+      ASSERT_OK(started.status());
+      ids.push_back(started->saga_id);
+    }
+    ASSERT_TRUE(h.RunUntil([&] { return first.pending() == 2; }));
+    ASSERT_OK(h.Close());  // both out, neither answered
+  }
+  std::sort(ids.begin(), ids.end());  // resumed oldest first
+  HeldAction second;
+  auto clock = std::make_shared<ManualClock>();
+  EngineOptions options;
+  options.data_dir = dir.path();
+  options.clock = clock;
+  options.actions = {{"held", second.AsAction()}, {"undo", undo}};
+  options.limits.outbound["api"] = {.rate_per_sec = 0.001, .burst = 1};
+  EngineHarness h;
+  ASSERT_OK(h.Open(std::move(options)));
+  ASSERT_TRUE(h.RunUntil([&] {
+    return second.pending() == 1 && h.engine().stats().waiting_at_gates == 1;
+  }));
+  ASSERT_EQ(second.requests().at(0).saga_id, ids[0]);
+  ASSERT_OK(h.Cancel(ids[1], /*compensate=*/true).status());
+  ASSERT_TRUE(h.Settle());
+  ASSERT_TRUE(h.Pass(*clock, 1000000));  // the undo's token
+  auto rec = h.AwaitInactive(ids[1]);
+  ASSERT_OK(rec.status());
+  EXPECT_EQ(rec->state, SagaState::kCancelled);
+  EXPECT_EQ(undone, std::vector<std::string>{ids[1]});
+  EXPECT_EQ(rec->body["steps"][0]["error"]["kind"], kAbandonedErrorKind)
+      << rec->body.dump();
+  EXPECT_EQ(rec->body["steps"][0]["compensation"], "succeeded");
+  EXPECT_EQ(second.calls(), 1u);  // it was not sent again
+  ASSERT_TRUE(second.Complete(ActionResult::Success(nullptr)));
+  ASSERT_OK(h.AwaitInactive(ids[0]).status());
   ASSERT_OK(h.Close());
 }
 

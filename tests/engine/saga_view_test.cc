@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "engine/definition.h"
+
 namespace cde {
 namespace {
 
@@ -114,6 +116,25 @@ TEST(SagaViewTest, AStoppedAttemptIsThePositionOnlyWhenNothingElseIsUnderWay) {
   ASSERT_TRUE(at.has_value());
   EXPECT_EQ(at->step->path, "hotel");
   EXPECT_FALSE(at->compensation);
+}
+
+// A step inside a map step waits as one item's ("fan[2].charge"): the
+// saga is at that step of the map ("fan.charge").
+TEST(SagaViewTest, AnItemsWaitIsAtTheMapsStep) {
+  auto def = ParseDefinition(nlohmann::json::parse(R"({
+    "name": "fan", "version": 1,
+    "steps": [{"name": "fan", "map": {"items": [1, 2, 3],
+      "steps": [{"name": "charge", "action": "noop",
+                 "retry": {"max_attempts": 3}}]}}]})"),
+                             {});
+  ASSERT_TRUE(def.ok()) << def.status().ToString();
+  Saga saga = SagaOf(*def);
+  saga.waits = {{Wait::Kind::kAttempt, "fan[2].charge", false, 1, 0}};
+  const SagaView view(saga, &*def);
+  auto at = view.position();
+  ASSERT_TRUE(at.has_value());
+  EXPECT_EQ(at->step->path, "fan.charge");
+  EXPECT_EQ(at->max_attempts, 3u);
 }
 
 TEST(SagaViewTest, AParkedSagaIsAtTheCompensationThatFailedElseTheFailedStep) {

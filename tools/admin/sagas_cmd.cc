@@ -36,7 +36,6 @@ int64_t ParseTimeFlag(const char* flag, const std::string& text,
 SagaRecord GetSagaOrFail(Store& store, const std::string& id) {
   auto rec = store.GetSaga(id);
   if (rec.status().IsNotFound()) Fail(kExitFailed, "no saga " + id);
-  if (rec.ok()) Check(LoadLoggedInput(store, *rec));
   return Check(std::move(rec));
 }
 
@@ -411,9 +410,11 @@ int RunSagasShow(const Common& common, const std::string& id) {
   const int64_t now = NowMs();
   StoreAccess access = OpenForRead(common.data_dir);
   Store& store = *access.store;
-  const SagaRecord rec = GetSagaOrFail(store, id);
+  SagaRecord rec = GetSagaOrFail(store, id);
   const auto log =
       Check(store.ReadLog(id, 1, std::numeric_limits<size_t>::max()));
+  // A large input is kept in the log: shown if it can be read back.
+  const Status input_read = LoadLoggedInput(store, rec);
   const Result<Saga> saga = FromRecord(rec);
   Definitions defs(store);
   const WorkflowDefinition* def = defs.Find(rec.workflow, rec.version);
@@ -513,7 +514,7 @@ int RunSagasShow(const Common& common, const std::string& id) {
                 {"timeline", events},
                 {"dlq", dlq.ok() ? DlqJson(*dlq) : json(nullptr)}};
     if (saga.ok()) {
-      doc["input"] = saga->input;
+      doc["input"] = HasInput(*saga) ? saga->input : json(nullptr);
       auto or_null = [](const std::string& s) {
         return s.empty() ? json(nullptr) : json(s);
       };
@@ -560,7 +561,10 @@ int RunSagasShow(const Common& common, const std::string& id) {
     if (!saga->started_by.empty()) field("started by", saga->started_by);
     if (!saga->cancelled_by.empty()) field("cancelled by", saga->cancelled_by);
     if (!saga->replayed_by.empty()) field("replayed by", saga->replayed_by);
-    field("input", Shorten(saga->input.dump(), 100));
+    field("input",
+          HasInput(*saga)
+              ? Shorten(saga->input.dump(), 100)
+              : Paint("unreadable: " + input_read.message(), Colour::kRed));
     if (!saga->failure.empty()) {
       const StepView* failed = view->failed_step();
       field("failure",
