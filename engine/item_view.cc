@@ -57,40 +57,6 @@ json ItemJson(const WorkflowDefinition& def, int map, uint32_t index,
 
 }  // namespace
 
-Result<ItemPage> ItemPageOf(const Saga& saga, const WorkflowDefinition& def,
-                            const std::vector<ItemRecord>& rows,
-                            const ItemQuery& query) {
-  auto map = FindMapStep(def, query.map_step);
-  if (!map.ok()) return map.status();
-  ItemPage page;
-  page.map_step = def.steps[static_cast<size_t>(*map)].path;
-  if (static_cast<size_t>(*map) < saga.steps.size()) {
-    const MapProgress& progress = saga.steps[static_cast<size_t>(*map)].map;
-    page.total = progress.items;
-    page.started = progress.started;
-  }
-  std::vector<ItemRecord> mine;
-  for (const ItemRecord& row : rows) {
-    if (row.map_path == page.map_step) mine.push_back(row);
-  }
-  auto table = ItemTableFrom(def, mine);
-  if (!table.ok()) return table.status();
-  const auto found = table->find(*map);
-  if (found == table->end()) return page;
-  const std::vector<ItemState>& items = found->second;
-  for (size_t i = query.from_index; i < items.size(); ++i) {
-    const ItemState& item = items[i];
-    if (item.steps.empty()) continue;  // no row: not started
-    if (query.status && item.status != *query.status) continue;
-    if (page.items.size() == query.limit) {
-      page.next_index = static_cast<uint32_t>(i);
-      break;
-    }
-    page.items.push_back(ItemJson(def, *map, static_cast<uint32_t>(i), item));
-  }
-  return page;
-}
-
 Result<ItemPage> ReadItemPage(Store& store, const std::string& saga_id,
                               const ItemQuery& query) {
   auto record = store.GetSaga(saga_id);
@@ -112,9 +78,46 @@ Result<ItemPage> ReadItemPage(Store& store, const std::string& saga_id,
                               "read: " +
                               def.status().message());
   }
-  auto rows = store.ReadItems(saga_id);
-  if (!rows.ok()) return rows.status();
-  return ItemPageOf(*saga, *def, *rows, query);
+  auto map = FindMapStep(*def, query.map_step);
+  if (!map.ok()) return map.status();
+  ItemPage page;
+  page.map_step = def->steps[static_cast<size_t>(*map)].path;
+  if (static_cast<size_t>(*map) < saga->steps.size()) {
+    const MapProgress& progress = saga->steps[static_cast<size_t>(*map)].map;
+    page.total = progress.items;
+    page.started = progress.started;
+  }
+  const size_t size =
+      static_cast<size_t>(def->steps[static_cast<size_t>(*map)].map.size);
+  // A chunk of rows at a time: with a status filter a page may need more
+  // rows than it shows.
+  const size_t chunk = std::max<size_t>(query.limit + 1, 256);
+  for (uint64_t from = query.from_index; from <= UINT32_MAX;) {
+    auto rows = store.ReadMapItems(saga_id, page.map_step,
+                                   static_cast<uint32_t>(from), chunk);
+    if (!rows.ok()) return rows.status();
+    for (const ItemRecord& row : *rows) {
+      const std::string where = "saga '" + saga_id + "' item " + row.map_path +
+                                "[" + std::to_string(row.index) + "]";
+      auto item = ItemFromJson(row.body, where);
+      if (!item.ok()) return item.status();
+      if (item->steps.size() != size) {
+        return Status::Corruption(where + ": " +
+                                  std::to_string(item->steps.size()) +
+                                  " step states, the map step has " +
+                                  std::to_string(size) + " steps");
+      }
+      if (query.status && item->status != *query.status) continue;
+      if (page.items.size() == query.limit) {
+        page.next_index = row.index;
+        return page;
+      }
+      page.items.push_back(ItemJson(*def, *map, row.index, *item));
+    }
+    if (rows->size() < chunk) break;
+    from = static_cast<uint64_t>(rows->back().index) + 1;
+  }
+  return page;
 }
 
 }  // namespace cde

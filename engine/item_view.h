@@ -36,15 +36,12 @@ struct ItemPage {
   std::optional<uint32_t> next_index;
 };
 
-// A page of the items of `saga` (read with its definition `def`) from the
-// item rows `rows` (Store::ReadItems). InvalidArgument when the map step is
-// not one of `def` (or "" and `def` has none, or several).
-Result<ItemPage> ItemPageOf(const Saga& saga, const WorkflowDefinition& def,
-                            const std::vector<ItemRecord>& rows,
-                            const ItemQuery& query);
-
-// The same, read from `store` (the saga, its definition as stored, its item
-// rows). NotFound for an unknown saga. Reads the store: never on the loop.
+// A page of the items of saga `saga_id`'s map step, read from `store` (the
+// saga, its definition as stored, the page's item rows: a page costs the
+// rows it reads, not the whole map). NotFound for an unknown saga;
+// InvalidArgument when the map step is not one of its workflow's (or none
+// is named and it has none, or several); Corruption when the store is
+// damaged. Reads the store: never on the loop thread.
 Result<ItemPage> ReadItemPage(Store& store, const std::string& saga_id,
                               const ItemQuery& query);
 

@@ -101,6 +101,12 @@ class Store {
   // The item rows of a saga's map steps, by map path then index.
   virtual Result<std::vector<ItemRecord>> ReadItems(
       const std::string& saga_id) = 0;
+  // The item rows of the map step at `map_path` (an instance path) from
+  // index `from` on, in index order, at most `limit`: a page of a large
+  // map costs the page, not the map.
+  virtual Result<std::vector<ItemRecord>> ReadMapItems(
+      const std::string& saga_id, const std::string& map_path, uint32_t from,
+      size_t limit) = 0;
   virtual Result<SagaPage> ListSagas(const SagaQuery& query) = 0;
   // Snapshots of every running, compensating or cancelling saga: what the
   // engine resumes after a restart. Reads the state index, not the log.

@@ -1,5 +1,6 @@
 // StoreImpl: record decoding and queries over any KvEngine.
 #include <atomic>
+#include <limits>
 #include <mutex>
 #include <shared_mutex>
 
@@ -112,28 +113,47 @@ class StoreImpl final : public Store {
 
   Result<std::vector<ItemRecord>> ReadItems(
       const std::string& saga_id) override {
+    const std::string prefix = ItemPrefix(saga_id);
+    return ScanItems(saga_id, {prefix, PrefixEnd(prefix)},
+                     std::numeric_limits<size_t>::max());
+  }
+
+  Result<std::vector<ItemRecord>> ReadMapItems(const std::string& saga_id,
+                                               const std::string& map_path,
+                                               uint32_t from,
+                                               size_t limit) override {
+    if (limit == 0) return std::vector<ItemRecord>{};
+    // The map's rows: saga 00 map_path 00 index; the upper bound is the end
+    // of that prefix, so a longer map path never shows up here.
+    const std::string first = ItemKey(saga_id, map_path, from);
+    const std::string prefix = first.substr(0, first.size() - 4);
+    return ScanItems(saga_id, {first, PrefixEnd(prefix)}, limit);
+  }
+
+  // The item rows of `saga_id` in `range`, at most `limit`.
+  Result<std::vector<ItemRecord>> ScanItems(const std::string& saga_id,
+                                            const ScanRange& range,
+                                            size_t limit) {
     std::vector<ItemRecord> out;
     Status error;
-    const std::string prefix = ItemPrefix(saga_id);
     OpenView view = View();
     CDE_RETURN_IF_ERROR(view.status());
-    Status s = view->Scan(
-        Cf::kItems, {prefix, PrefixEnd(prefix)}, [&](auto key, auto value) {
-          const auto parts = ParseItemKey(key);
-          if (!parts || parts->saga_id != saga_id) {
-            error = Status::Corruption(Where(Cf::kItems, key) +
-                                       ": malformed item key");
-            return false;
-          }
-          auto body = DecodeItem(value, Where(Cf::kItems, key));
-          if (!body.ok()) {
-            error = body.status();
-            return false;
-          }
-          out.push_back({saga_id, std::string(parts->map_path), parts->index,
-                         std::move(body).value()});
-          return true;
-        });
+    Status s = view->Scan(Cf::kItems, range, [&](auto key, auto value) {
+      const auto parts = ParseItemKey(key);
+      if (!parts || parts->saga_id != saga_id) {
+        error =
+            Status::Corruption(Where(Cf::kItems, key) + ": malformed item key");
+        return false;
+      }
+      auto body = DecodeItem(value, Where(Cf::kItems, key));
+      if (!body.ok()) {
+        error = body.status();
+        return false;
+      }
+      out.push_back({saga_id, std::string(parts->map_path), parts->index,
+                     std::move(body).value()});
+      return out.size() < limit;
+    });
     CDE_RETURN_IF_ERROR(s);
     CDE_RETURN_IF_ERROR(error);
     return out;

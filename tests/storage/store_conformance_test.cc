@@ -220,6 +220,44 @@ TEST_P(StoreConformanceTest, ItemsReadBackByMapThenIndexForTheirSagaOnly) {
   EXPECT_TRUE(none->empty());
 }
 
+// A page of one map step's items: from an index on, in index order, at
+// most `limit`, never another map step's (a longer path) or another saga's.
+TEST_P(StoreConformanceTest, MapItemsAreReadAPageAtATime) {
+  const auto ids = MakeIds(2, 1000);
+  Transition t;
+  for (uint32_t i : {0u, 1u, 2u, 255u, 256u, 300u}) {
+    t.PutItem(ids[0], "fan", i, EncodeItem({{"n", i}}));
+  }
+  t.PutItem(ids[0], "fan2", 1, EncodeItem({{"n", -1}}));
+  t.PutItem(ids[0], "fa", 1, EncodeItem({{"n", -2}}));
+  t.PutItem(ids[1], "fan", 5, EncodeItem({{"n", -3}}));
+  ASSERT_OK(WriteOne(*store_, t));
+  auto indices = [](const std::vector<ItemRecord>& rows) {
+    std::vector<uint32_t> out;
+    for (const ItemRecord& r : rows) {
+      EXPECT_EQ(r.map_path, "fan");
+      out.push_back(r.index);
+    }
+    return out;
+  };
+  auto all = store_->ReadMapItems(ids[0], "fan", 0, 100);
+  ASSERT_OK(all.status());
+  EXPECT_EQ(indices(*all), (std::vector<uint32_t>{0, 1, 2, 255, 256, 300}));
+  auto page = store_->ReadMapItems(ids[0], "fan", 2, 3);
+  ASSERT_OK(page.status());
+  EXPECT_EQ(indices(*page), (std::vector<uint32_t>{2, 255, 256}));
+  EXPECT_EQ((*page)[1].body, nlohmann::json({{"n", 255}}));
+  auto tail = store_->ReadMapItems(ids[0], "fan", 257, 10);
+  ASSERT_OK(tail.status());
+  EXPECT_EQ(indices(*tail), std::vector<uint32_t>{300});
+  auto past = store_->ReadMapItems(ids[0], "fan", 301, 10);
+  ASSERT_OK(past.status());
+  EXPECT_TRUE(past->empty());
+  auto none = store_->ReadMapItems(ids[0], "nope", 0, 10);
+  ASSERT_OK(none.status());
+  EXPECT_TRUE(none->empty());
+}
+
 TEST_P(StoreConformanceTest, CorruptItemIsCorruptionNamingCfAndKey) {
   const auto ids = MakeIds(1, 1000);
   Transition t;

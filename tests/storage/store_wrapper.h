@@ -22,6 +22,12 @@ class StoreWrapper : public Store {
       const std::string& saga_id) override {
     return target_->ReadItems(saga_id);
   }
+  Result<std::vector<ItemRecord>> ReadMapItems(const std::string& saga_id,
+                                               const std::string& map_path,
+                                               uint32_t from,
+                                               size_t limit) override {
+    return target_->ReadMapItems(saga_id, map_path, from, limit);
+  }
   Result<std::vector<LogRecord>> ReadLog(const std::string& id, uint64_t from,
                                          size_t limit) override {
     return target_->ReadLog(id, from, limit);
