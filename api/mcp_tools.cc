@@ -73,16 +73,6 @@ json ExampleInputOf(const WorkflowDefinition& def) {
   return GenerateExampleInput(def.input_schema);
 }
 
-json StepStatusNames() {
-  json names = json::array();
-  for (StepStatus s :
-       {StepStatus::kPending, StepStatus::kRunning, StepStatus::kSucceeded,
-        StepStatus::kFailed, StepStatus::kCancelled}) {
-    names.push_back(StepStatusName(s));
-  }
-  return names;
-}
-
 json StateNames() {
   json names = json::array();
   for (uint8_t code = 1; auto state = SagaStateFromCode(code); ++code) {
@@ -313,7 +303,8 @@ const json& McpSession::Tools() {
                     {"description",
                      "the map step's path, as get_saga names it (optional "
                      "when the workflow has one map step)"}}},
-                  {"status", {{"type", "string"}, {"enum", StepStatusNames()}}},
+                  {"status",
+                   {{"type", "string"}, {"enum", json(StepStatusNames())}}},
                   {"from_index", {{"type", "integer"}, {"minimum", 0}}},
                   {"limit", kLimit}},
                  {"saga_id"}),
@@ -554,9 +545,10 @@ void McpSession::ListMapItems(const json& id, const json& args) {
   if (!status->empty()) {
     query.status = StepStatusFromName(*status);
     if (!query.status) {
-      return ToolError(id, Status::InvalidArgument(
-                               "arguments.status: '" + *status +
-                               "' is not one of " + StepStatusNames().dump()));
+      return ToolError(id,
+                       Status::InvalidArgument("arguments.status: '" + *status +
+                                               "' is not one of " +
+                                               json(StepStatusNames()).dump()));
     }
   }
   auto from = mcp::IntArg(args, "from_index", 0, UINT32_MAX);

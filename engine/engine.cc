@@ -232,7 +232,10 @@ void EngineImpl::Start(StartRequest request, Callback<StartResult> done) {
         "the engine is shutting down and starts no new sagas"));
   }
   if (!health_.ok()) return done(health_);
-  if (Status s = CheckJsonSize("input", request.input, limits_.input_bytes,
+  // Measured once: the limit, and where the input is kept (the snapshot,
+  // or only its saga_started event).
+  const size_t input_bytes = JsonTextSize(request.input);
+  if (Status s = CheckJsonSize("input", input_bytes, limits_.input_bytes,
                                "limits.input_bytes");
       !s.ok()) {
     return done(s);
@@ -249,7 +252,8 @@ void EngineImpl::Start(StartRequest request, Callback<StartResult> done) {
     if (!valid.ok()) return done(valid);
   }
   if (request.idempotency_key.empty()) {
-    return CreateSaga(std::move(request), std::move(def), std::move(done));
+    return CreateSaga(std::move(request), std::move(def), input_bytes,
+                      std::move(done));
   }
   const std::string key = request.idempotency_key;
   if (auto it = pending_keys_.find(key); it != pending_keys_.end()) {
@@ -268,7 +272,7 @@ void EngineImpl::Start(StartRequest request, Callback<StartResult> done) {
           if (saga.ok()) *state = saga->state;
         }
       },
-      [this, key, found, state, request = std::move(request),
+      [this, key, found, state, request = std::move(request), input_bytes,
        def = std::move(def), done = std::move(done)]() mutable {
         if (found->ok()) {
           done(StartResult{found->value(), *state, false});
@@ -281,7 +285,8 @@ void EngineImpl::Start(StartRequest request, Callback<StartResult> done) {
           done(s);
           ResolveKey(key, s);
         } else {
-          CreateSaga(std::move(request), std::move(def), std::move(done));
+          CreateSaga(std::move(request), std::move(def), input_bytes,
+                     std::move(done));
         }
       });
 }
@@ -305,7 +310,7 @@ void EngineImpl::ResolveKey(const std::string& key,
 }
 
 void EngineImpl::CreateSaga(StartRequest request, DefPtr def,
-                            Callback<StartResult> done) {
+                            size_t input_bytes, Callback<StartResult> done) {
   const std::string id = ids_.Next(Now());
   const bool queued = !slots_.TakeOrWait(def->name, ConcurrencyLimit(*def), id);
   auto active = std::make_unique<Active>();
@@ -316,6 +321,8 @@ void EngineImpl::CreateSaga(StartRequest request, DefPtr def,
       Context(a), id, std::move(request.input), request.idempotency_key,
       request.correlation_id.empty() ? id : request.correlation_id,
       TraceIdFrom(request.traceparent, rng_), request.started_by, queued);
+  // Where the input is kept is the store's concern, not the planner's.
+  plan.saga.input_in_log = input_bytes > kSnapshotInputBytes;
   a.saga = plan.saga;
   a.saga.last_seq = 0;
   if (!request.idempotency_key.empty()) {

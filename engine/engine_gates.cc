@@ -61,6 +61,20 @@ std::string GateWaiter(const std::string& saga_id, const std::string& path) {
   return saga_id + "/" + path;
 }
 
+// The outcome of an attempt that was out when the engine last stopped and
+// ends (`how`: "stopped", "cancelled") before this process sent it again,
+// while it waited at `gate`: it may have reached its service before the
+// restart, so its outcome is unknown and its step is undone.
+ErrorInfo UnknownOutcome(uint32_t attempt, std::string_view how,
+                         const std::string& gate) {
+  return {kAbandonedErrorKind,
+          "attempt " + std::to_string(attempt) +
+              " was out when the engine last stopped and was " +
+              std::string(how) + " before it was sent again" +
+              (gate.empty() ? "" : " (it waited at " + gate + ")") +
+              ": its outcome is unknown"};
+}
+
 }  // namespace
 
 bool EngineImpl::PassGates(const std::string& saga_id, Attempt& attempt,
@@ -105,16 +119,10 @@ void EngineImpl::LeaveGates(const std::string& saga_id) {
     gates_.Leave(attempt.gate, GateWaiter(saga_id, path));
     AttemptOutcome o{attempt.ref};
     const std::string gate = std::exchange(attempt.gate, "");
-    if (attempt.maybe_sent) {
-      // It may have reached its service before the restart: undone.
-      o.error = {kAbandonedErrorKind,
-                 "attempt " + std::to_string(attempt.ref.attempt) +
-                     " was out when the engine last stopped and was "
-                     "cancelled while it waited at " +
-                     gate + " to be sent again: its outcome is unknown"};
-    } else {
-      o.error = {"cancelled", "cancelled while waiting at " + gate};
-    }
+    o.error =
+        attempt.maybe_sent
+            ? UnknownOutcome(attempt.ref.attempt, "cancelled", gate)
+            : ErrorInfo{"cancelled", "cancelled while waiting at " + gate};
     left.push_back(std::move(o));
   }
   for (AttemptOutcome& o : left) OnOutcome(saga_id, std::move(o));
@@ -131,17 +139,14 @@ void EngineImpl::StopAttempt(Active& a, const std::string& path) {
     // tells the undo whether its effect happened. Aborting it here would
     // not stop a request the service already has.
     if (attempt.in_flight()) return ArmStoppedDeadline(a.saga.id, attempt);
-    const std::string at_gate =
-        attempt.gate.empty() ? "" : " (it waited at " + attempt.gate + ")";
-    if (attempt.maybe_sent) {
-      o.error = {kAbandonedErrorKind,
-                 "attempt " + std::to_string(w->attempt) +
-                     " was out when the engine last stopped and was stopped "
-                     "before it was sent again" +
-                     at_gate + ": its outcome is unknown"};
-    } else {
-      o.error = {kStoppedErrorKind, "stopped before it ran" + at_gate};
-    }
+    o.error =
+        attempt.maybe_sent
+            ? UnknownOutcome(w->attempt, "stopped", attempt.gate)
+            : ErrorInfo{kStoppedErrorKind,
+                        "stopped before it ran" +
+                            (attempt.gate.empty()
+                                 ? std::string()
+                                 : " (it waited at " + attempt.gate + ")")};
     if (!attempt.gate.empty()) {
       gates_.Leave(attempt.gate, GateWaiter(a.saga.id, path));
     }

@@ -200,7 +200,9 @@ class EngineImpl final : public Engine {
   // Runs the events that waited for a's commit (see WhenIdle).
   void RunDeferred(Active& a);
 
-  void CreateSaga(StartRequest request, DefPtr def, Callback<StartResult> done);
+  // `input_bytes`: the input's JSON text length, measured by Start.
+  void CreateSaga(StartRequest request, DefPtr def, size_t input_bytes,
+                  Callback<StartResult> done);
   // Dispatches `attempt` of a's saga (through its gates).
   // `resumed`: the attempt was in flight when the engine last stopped.
   void Dispatch(Active& a, const AttemptRef& attempt, bool resumed = false);

@@ -16,6 +16,10 @@
 
 namespace cde {
 
+// The most item rows one ReadItemPage reads (a filtered page of a large
+// map may stop short of its limit there, with next_index to go on from).
+inline constexpr size_t kMaxRowsScanned = 4096;
+
 struct ItemQuery {
   // The map step's path (get_saga's `path`); "" = the saga's only one.
   std::string map_step;
@@ -32,7 +36,9 @@ struct ItemPage {
   // status, attempts, output?, error?, ...}]} in index order. Items not yet
   // started have no state and are not listed.
   nlohmann::json items = nlohmann::json::array();
-  // Pass back as from_index for the next page; absent on the last one.
+  // Pass back as from_index for the next page; absent on the last one. A
+  // page filtered by status may hold fewer items than its limit, even none,
+  // and still have one: kMaxRowsScanned rows were read.
   std::optional<uint32_t> next_index;
 };
 

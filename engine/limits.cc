@@ -5,11 +5,18 @@
 
 namespace cde {
 
+size_t JsonTextSize(const nlohmann::json& value) {
+  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+      .size();
+}
+
 Status CheckJsonSize(const char* what, const nlohmann::json& value,
                      uint64_t limit, const char* key) {
-  const size_t size =
-      value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
-          .size();
+  return CheckJsonSize(what, JsonTextSize(value), limit, key);
+}
+
+Status CheckJsonSize(const char* what, size_t size, uint64_t limit,
+                     const char* key) {
   if (size <= limit) return Status::OK();
   return Status::InvalidArgument(std::string(what) + " is " +
                                  std::to_string(size) +

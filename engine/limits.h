@@ -31,6 +31,11 @@ namespace cde {
 // counted as its replacement, as the store would keep it.
 Status CheckJsonSize(const char* what, const nlohmann::json& value,
                      uint64_t limit, const char* key);
+// The length of `value` as compact JSON text: what CheckJsonSize measures.
+size_t JsonTextSize(const nlohmann::json& value);
+// The same check of a size already measured.
+Status CheckJsonSize(const char* what, size_t size, uint64_t limit,
+                     const char* key);
 
 // When a breaker opens and how it recovers. docs/configuration.md
 // ("circuit_breakers") documents each field and its default.

@@ -284,6 +284,12 @@ std::string_view StepStatusName(StepStatus s) {
   return "unknown";
 }
 
+std::vector<std::string_view> StepStatusNames() {
+  std::vector<std::string_view> names;
+  for (const auto& [value, name] : kStepNames) names.push_back(name);
+  return names;
+}
+
 std::optional<StepStatus> StepStatusFromName(std::string_view name) {
   for (const auto& [value, n] : kStepNames) {
     if (n == name) return value;
@@ -462,32 +468,39 @@ Result<ItemState> ItemFromJson(const json& body, const std::string& where) {
   return item;
 }
 
+Result<ItemState> ItemFromRow(const WorkflowDefinition& def, int map,
+                              const ItemRecord& row) {
+  const std::string where = "saga '" + row.saga_id + "' item " + row.map_path +
+                            "[" + std::to_string(row.index) + "]";
+  if (map < 0 || static_cast<size_t>(map) >= def.steps.size() ||
+      def.steps[static_cast<size_t>(map)].kind != StepKind::kMap) {
+    return Status::Corruption(where + ": workflow " + def.name + "@" +
+                              std::to_string(def.version) +
+                              " has no map step there");
+  }
+  if (row.index >= kMaxMapItems) {
+    return Status::Corruption(where + ": index out of range");
+  }
+  auto item = ItemFromJson(row.body, where);
+  if (!item.ok()) return item.status();
+  const size_t size =
+      static_cast<size_t>(def.steps[static_cast<size_t>(map)].map.size);
+  if (item->steps.size() != size) {
+    return Status::Corruption(
+        where + ": " + std::to_string(item->steps.size()) +
+        " step states, the map step has " + std::to_string(size) + " steps");
+  }
+  return item;
+}
+
 Result<ItemTable> ItemTableFrom(const WorkflowDefinition& def,
                                 const std::vector<ItemRecord>& items) {
   ItemTable table;
   for (const ItemRecord& row : items) {
-    const std::string where = "saga '" + row.saga_id + "' item " +
-                              row.map_path + "[" + std::to_string(row.index) +
-                              "]";
     const int map = def.StepAtPath(row.map_path);
-    if (map < 0 || def.steps[static_cast<size_t>(map)].kind != StepKind::kMap) {
-      return Status::Corruption(where + ": workflow " + def.name + "@" +
-                                std::to_string(def.version) +
-                                " has no map step there");
-    }
-    auto item = ItemFromJson(row.body, where);
+    auto item = ItemFromRow(def, map, row);
     if (!item.ok()) return item.status();
-    const size_t size =
-        static_cast<size_t>(def.steps[static_cast<size_t>(map)].map.size);
-    if (item->steps.size() != size) {
-      return Status::Corruption(
-          where + ": " + std::to_string(item->steps.size()) +
-          " step states, the map step has " + std::to_string(size) + " steps");
-    }
     std::vector<ItemState>& list = table[map];
-    if (row.index >= kMaxMapItems) {
-      return Status::Corruption(where + ": index out of range");
-    }
     if (list.size() <= row.index) list.resize(row.index + 1);
     list[row.index] = std::move(item).value();
   }

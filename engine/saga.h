@@ -48,6 +48,8 @@ enum class StepStatus {
 std::string_view StepStatusName(StepStatus s);
 // The status named `name` ("failed"), or nullopt.
 std::optional<StepStatus> StepStatusFromName(std::string_view name);
+// Every status's name, in order ("pending" ... "cancelled").
+std::vector<std::string_view> StepStatusNames();
 
 enum class CompensationStatus {
   kNone,        // not called for (yet)
@@ -134,6 +136,11 @@ using ItemTable = std::map<int, std::vector<ItemState>>;
 nlohmann::json ItemToJson(const ItemState& item);
 Result<ItemState> ItemFromJson(const nlohmann::json& body,
                                const std::string& where);
+// The item of store row `row` of map step `map` (an index into def.steps):
+// Corruption naming the saga, map and item when `map` is not a map step,
+// or the row does not decode or does not hold one state per step of it.
+Result<ItemState> ItemFromRow(const WorkflowDefinition& def, int map,
+                              const ItemRecord& row);
 // The item table of `items` (store rows) for the sagas of `def`; rows of
 // map steps `def` lacks are Corruption.
 Result<ItemTable> ItemTableFrom(const WorkflowDefinition& def,

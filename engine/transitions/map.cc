@@ -67,9 +67,6 @@ void EndItem(const PlanContext& ctx, Plan& p, ItemRef ref, StepStatus status) {
 
 namespace {
 
-// Whether undoing the item is called for: a step of it with a compensation
-// needs undoing, or may (its attempt, stopped in flight, is still out), or
-// its undo was under way.
 // An item's undo is over: succeeded if it compensated a step; none if
 // nothing called for it after all (its only compensable step was stopped in
 // flight and came back failed).
@@ -82,6 +79,9 @@ void EndItemUndo(ItemState& item) {
       undid ? CompensationStatus::kSucceeded : CompensationStatus::kNone;
 }
 
+// Whether undoing the item is called for: a step of it with a compensation
+// needs undoing, or may (its attempt, stopped in flight, is still out), or
+// its undo was under way.
 bool ItemNeedsUndo(const PlanContext& ctx, int map, const ItemState& item) {
   if (item.compensation == CompensationStatus::kRunning) return true;
   if (item.compensation != CompensationStatus::kNone) return false;

@@ -21,9 +21,6 @@ Plan PlanStart(const PlanContext& ctx, std::string saga_id, json input,
   s.trace_id = std::move(trace_id);
   s.started_by = std::move(started_by);
   s.input = std::move(input);
-  s.input_in_log =
-      s.input.dump(-1, ' ', false, json::error_handler_t::replace).size() >
-      kSnapshotInputBytes;
   s.steps.resize(ctx.def.steps.size());
   p.put_idempotency = !s.idempotency_key.empty();
   json data = {

@@ -27,6 +27,35 @@ json Workflow(std::vector<json> steps) {
   return {{"name", "fan"}, {"version", 1}, {"steps", std::move(steps)}};
 }
 
+// A native action that succeeds at once, recording each attempt's `field`
+// (its step, by default) in `out`.
+NativeAction Recorder(
+    std::vector<std::string>* out,
+    std::string AttemptRequest::*field = &AttemptRequest::step) {
+  return [out, field](const AttemptRequest& r, ActionDone done) {
+    out->push_back(r.*field);
+    done(ActionResult::Success(json::object()));
+  };
+}
+
+// Reopens the engine on `dir` after two attempts rate-limited by "api" were
+// left out: one token, the next 1000 s away on `clock`, so the first one
+// resumed goes again at once and the second waits at the gate. Returns once
+// both are where they should be.
+void ReopenWithOneToken(EngineHarness& h, const std::string& dir,
+                        const std::shared_ptr<ManualClock>& clock,
+                        HeldAction& held, NativeAction undo) {
+  EngineOptions options;
+  options.data_dir = dir;
+  options.clock = clock;
+  options.actions = {{"held", held.AsAction()}, {"undo", std::move(undo)}};
+  options.limits.outbound["api"] = {.rate_per_sec = 0.001, .burst = 1};
+  ASSERT_OK(h.Open(std::move(options)));
+  ASSERT_TRUE(h.RunUntil([&] {
+    return held.pending() == 1 && h.engine().stats().waiting_at_gates == 1;
+  }));
+}
+
 std::vector<std::string> Steps(const std::vector<AttemptRequest>& requests) {
   std::vector<std::string> out;
   for (const AttemptRequest& r : requests) out.push_back(r.step);
@@ -71,10 +100,7 @@ TEST(ParallelEngineTest,
      AFailedBranchStopsTheOtherAndUndoesItOnceItsResultIsIn) {
   HeldAction held;
   std::vector<std::string> undone;
-  NativeAction undo = [&undone](const AttemptRequest& r, ActionDone done) {
-    undone.push_back(r.step);
-    done(ActionResult::Success(json::object()));
-  };
+  NativeAction undo = Recorder(&undone);
   EngineHarness h;
   ASSERT_OK(h.Open("", {{"held", held.AsAction()}, {"undo", undo}}));
   ASSERT_OK(
@@ -122,10 +148,7 @@ TEST(ParallelEngineTest,
 TEST(ParallelEngineTest, AStoppedAttemptOutAtARestartIsSentAgainAndAwaited) {
   test::TempDir dir;
   std::vector<std::string> undone;
-  NativeAction undo = [&undone](const AttemptRequest& r, ActionDone done) {
-    undone.push_back(r.step);
-    done(ActionResult::Success(json::object()));
-  };
+  NativeAction undo = Recorder(&undone);
   const json def =
       Workflow({Parallel("book", {{"flight",
                                    {{{"name", "flight"},
@@ -178,10 +201,7 @@ TEST(ParallelEngineTest, AStoppedAttemptOutAtARestartIsSentAgainAndAwaited) {
 TEST(ParallelEngineTest, AnAttemptOutAtARestartStoppedAtAGateIsUndone) {
   test::TempDir dir;
   std::vector<std::string> undone;
-  NativeAction undo = [&undone](const AttemptRequest& r, ActionDone done) {
-    undone.push_back(r.step);
-    done(ActionResult::Success(json::object()));
-  };
+  NativeAction undo = Recorder(&undone);
   auto limited = [](const std::string& name) {
     return json{{"name", name},
                 {"action", "held"},
@@ -207,16 +227,9 @@ TEST(ParallelEngineTest, AnAttemptOutAtARestartStoppedAtAGateIsUndone) {
   // (b's undo goes through the same bucket: the clock brings its token.)
   HeldAction second;
   auto clock = std::make_shared<ManualClock>();
-  EngineOptions options;
-  options.data_dir = dir.path();
-  options.clock = clock;
-  options.actions = {{"held", second.AsAction()}, {"undo", undo}};
-  options.limits.outbound["api"] = {.rate_per_sec = 0.001, .burst = 1};
   EngineHarness h;
-  ASSERT_OK(h.Open(std::move(options)));
-  ASSERT_TRUE(h.RunUntil([&] {
-    return second.pending() == 1 && h.engine().stats().waiting_at_gates == 1;
-  }));
+  ReopenWithOneToken(h, dir.path(), clock, second, undo);
+  if (HasFatalFailure()) return;
   ASSERT_EQ(Steps(second.requests()), std::vector<std::string>{"book.a.a"});
   ASSERT_TRUE(second.Complete(ActionResult::Failure("sold_out", "no seats")));
   ASSERT_TRUE(h.Settle());
@@ -241,10 +254,7 @@ TEST(ParallelEngineTest, AnAttemptOutAtARestartStoppedAtAGateIsUndone) {
 TEST(ParallelEngineTest, AnAttemptOutAtARestartCancelledAtAGateIsUndone) {
   test::TempDir dir;
   std::vector<std::string> undone;
-  NativeAction undo = [&undone](const AttemptRequest& r, ActionDone done) {
-    undone.push_back(r.saga_id);
-    done(ActionResult::Success(json::object()));
-  };
+  NativeAction undo = Recorder(&undone, &AttemptRequest::saga_id);
   const json def = {{"name", "one"},
                     {"version", 1},
                     {"steps",
@@ -269,16 +279,9 @@ TEST(ParallelEngineTest, AnAttemptOutAtARestartCancelledAtAGateIsUndone) {
   std::sort(ids.begin(), ids.end());  // resumed oldest first
   HeldAction second;
   auto clock = std::make_shared<ManualClock>();
-  EngineOptions options;
-  options.data_dir = dir.path();
-  options.clock = clock;
-  options.actions = {{"held", second.AsAction()}, {"undo", undo}};
-  options.limits.outbound["api"] = {.rate_per_sec = 0.001, .burst = 1};
   EngineHarness h;
-  ASSERT_OK(h.Open(std::move(options)));
-  ASSERT_TRUE(h.RunUntil([&] {
-    return second.pending() == 1 && h.engine().stats().waiting_at_gates == 1;
-  }));
+  ReopenWithOneToken(h, dir.path(), clock, second, undo);
+  if (HasFatalFailure()) return;
   ASSERT_EQ(second.requests().at(0).saga_id, ids[0]);
   ASSERT_OK(h.Cancel(ids[1], /*compensate=*/true).status());
   ASSERT_TRUE(h.Settle());

@@ -38,9 +38,12 @@ int RunSagasItems(const Common& common, const std::string& id,
   if (!options.status.empty()) {
     query.status = StepStatusFromName(options.status);
     if (!query.status) {
-      Fail(kExitUsage, "--status: '" + options.status +
-                           "' is not one of pending, running, succeeded, "
-                           "failed, cancelled");
+      std::string names;
+      for (std::string_view n : StepStatusNames()) {
+        names += (names.empty() ? "" : ", ") + std::string(n);
+      }
+      Fail(kExitUsage,
+           "--status: '" + options.status + "' is not one of " + names);
     }
   }
   StoreAccess access = OpenForRead(common.data_dir);
