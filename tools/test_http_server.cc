@@ -82,8 +82,12 @@ void TestHttpServer::Start(int port) {
       bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
       listen(listen_fd_, 256) != 0 ||
       getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    throw std::runtime_error(std::string("TestHttpServer: ") +
-                             std::strerror(errno));
+    const std::string why = std::strerror(errno);
+    // Nothing to stop: Stop() (and so the destructor) must not join an
+    // acceptor that never started.
+    if (listen_fd_ >= 0) close(listen_fd_);
+    listen_fd_ = -1;
+    throw std::runtime_error("TestHttpServer: " + why);
   }
   port_ = ntohs(addr.sin_port);
   acceptor_ = std::thread([this] { AcceptLoop(); });

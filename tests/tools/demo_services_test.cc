@@ -70,6 +70,37 @@ json Call(const std::string& method, const std::string& path) {
   return json::parse(a.body, nullptr, false);
 }
 
+// A second copy on the taken port says so and exits 1 (it used to abort
+// while cleaning up the server that never started).
+TEST(DemoServicesTest, ATakenPortIsAClearErrorNotACrash) {
+  DemoServices demo;
+  ASSERT_TRUE(demo.Start()) << "cde-demo-services did not start on 9100";
+  int err[2];
+  ASSERT_EQ(pipe2(err, O_CLOEXEC), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(err[1], STDERR_FILENO);
+    execl(CDE_DEMO_SERVICES_PATH, CDE_DEMO_SERVICES_PATH, nullptr);
+    _exit(127);
+  }
+  close(err[1]);
+  std::string said;
+  char buf[256];
+  for (ssize_t n; (n = read(err[0], buf, sizeof(buf))) > 0;) {
+    said.append(buf, static_cast<size_t>(n));
+  }
+  close(err[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status))
+      << "ended by signal " << WTERMSIG(status) << ": " << said;
+  EXPECT_EQ(WEXITSTATUS(status), 1) << said;
+  EXPECT_NE(said.find("port 9100: TestHttpServer: Address already in use"),
+            std::string::npos)
+      << said;
+  EXPECT_EQ(said.find("terminate"), std::string::npos) << said;
+}
+
 TEST(DemoServicesTest, TripBookingCompletesAndAFailingHotelUndoesTheFlight) {
   DemoServices demo;
   ASSERT_TRUE(demo.Start()) << "cde-demo-services did not start on 9100";
@@ -111,7 +142,8 @@ TEST(DemoServicesTest, ParallelTripBooksHotelAndCarSideBySideAndUndoesBoth) {
   DemoServices demo;
   ASSERT_TRUE(demo.Start()) << "cde-demo-services did not start on 9100";
   json def;
-  std::ifstream(std::string(CDE_EXAMPLES_DIR) + "/trip-booking-parallel.json") >>
+  std::ifstream(std::string(CDE_EXAMPLES_DIR) +
+                "/trip-booking-parallel.json") >>
       def;
   test::EngineHarness h;
   ASSERT_OK(h.Open(""));
@@ -143,8 +175,7 @@ TEST(DemoServicesTest, ParallelTripBooksHotelAndCarSideBySideAndUndoesBoth) {
   EXPECT_EQ(done->state, SagaState::kCompensated) << done->body.dump();
   held = Call("GET", "/demo/state")["reservations"];
   for (const char* service : {"flight", "hotel", "car"}) {
-    EXPECT_FALSE(held[service].contains("T-2002"))
-        << service << held.dump();
+    EXPECT_FALSE(held[service].contains("T-2002")) << service << held.dump();
   }
   EXPECT_EQ(held["hotel"][trip].size(), 1u);  // the first trip keeps it
   EXPECT_OK(h.Close());
