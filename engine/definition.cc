@@ -69,6 +69,7 @@ class Validator : public definition_internal::HookHandler {
   // of each step that encloses it and then its own.
   struct Place {
     std::vector<std::pair<const json*, size_t>> chain;
+    std::string name;            // as StepSpec::name ("" if it has none)
     std::string path;            // as StepSpec::path
     std::string where;           // as StepSpec::where
     const Place* map = nullptr;  // the map step it runs in, if any
@@ -202,6 +203,8 @@ void Validator::IndexSteps(const json& list, const std::string& where,
     place.chain = chain;
     place.chain.emplace_back(&list, i);
     place.where = JoinIndex(where, i);
+    if (name != nullptr && name->is_string())
+      place.name = name->get<std::string>();
     place.path = prefix + (name != nullptr && name->is_string()
                                ? name->get<std::string>()
                                : place.where);
@@ -268,11 +271,6 @@ void Validator::CheckBranches(const json& branches, const std::string& path) {
 // An item's steps are checked as the top-level steps are.
 void Validator::CheckMapSteps(const json& steps, const std::string& path) {
   const Place* map = step_;
-  if (map != nullptr && map->map != nullptr) {
-    problems_.Add(path, "a map step cannot run inside another map step (" +
-                            map->map->where + ")");
-    return;
-  }
   if (!CheckNesting(path, "parallel and map steps")) return;
   CheckOwnShape(definition_internal::StepsShape(), steps, path);
   step_ = map;
@@ -441,10 +439,19 @@ void Validator::CheckStepRef(const TemplateRef& ref, const std::string& path) {
     return;
   }
   if (step_ == nullptr) return;
-  if (const Place* map = it->second->map; map != nullptr && map != step_->map) {
+  // A step inside a map step runs once per item: readable only by steps of
+  // the same item (in that map step, or in a map step inside it).
+  const auto within = [](const Place* map, const Place* step) {
+    for (const Place* m = step->map; m != nullptr; m = m->map) {
+      if (m == map) return true;
+    }
+    return false;
+  };
+  if (const Place* map = it->second->map;
+      map != nullptr && !within(map, step_)) {
     problems_.Add(path, StepRefText(ref) + " refers to step '" + ref.step +
                             "', which runs once per item of map step '" +
-                            map->path + "': read ${steps." + map->path +
+                            map->path + "': read ${steps." + map->name +
                             ".output} after it instead");
     return;
   }
@@ -638,39 +645,70 @@ int WorkflowDefinition::StepAtPath(std::string_view path) const {
   return -1;
 }
 
-std::string InstancePath(const WorkflowDefinition& def, StepInstance at) {
+std::vector<int> EnclosingMaps(const WorkflowDefinition& def, int step) {
+  std::vector<int> maps;
+  for (int m = def.steps[static_cast<size_t>(step)].in_map; m >= 0;
+       m = def.steps[static_cast<size_t>(m)].in_map) {
+    maps.push_back(m);
+  }
+  std::reverse(maps.begin(), maps.end());
+  return maps;
+}
+
+std::string InstancePath(const WorkflowDefinition& def,
+                         const StepInstance& at) {
   const StepSpec& spec = def.steps[static_cast<size_t>(at.step)];
   if (spec.in_map < 0 || at.item < 0) return spec.path;
-  const std::string& map = def.steps[static_cast<size_t>(spec.in_map)].path;
-  return map + "[" + std::to_string(at.item) + "]" +
-         spec.path.substr(map.size());
+  // Each index goes after its map's path, innermost first so that the
+  // offsets of the outer ones still hold.
+  std::string path = spec.path;
+  int map = spec.in_map;
+  auto index = static_cast<uint64_t>(at.item);
+  for (size_t k = at.outer.size() + 1; k-- > 0 && map >= 0;) {
+    const size_t end = def.steps[static_cast<size_t>(map)].path.size();
+    path.insert(end, "[" + std::to_string(index) + "]");
+    map = def.steps[static_cast<size_t>(map)].in_map;
+    if (k > 0) index = at.outer[k - 1];
+  }
+  return path;
 }
 
 StepInstance InstanceAt(const WorkflowDefinition& def, std::string_view path) {
-  const size_t open = path.find('[');
-  if (open == std::string_view::npos) return {def.StepAtPath(path), -1};
-  const size_t close = path.find(']', open);
-  if (close == std::string_view::npos) return {};
-  const std::string_view digits = path.substr(open + 1, close - open - 1);
-  if (digits.empty() || digits.size() > 7 ||
-      (digits.size() > 1 && digits[0] == '0') ||
-      !std::all_of(digits.begin(), digits.end(),
-                   [](char c) { return c >= '0' && c <= '9'; })) {
-    return {};
+  // The path without its indices, and where each index stood in it.
+  std::string step_path;
+  std::vector<std::pair<size_t, uint32_t>> indices;
+  for (size_t pos = 0; pos < path.size();) {
+    const size_t open = path.find('[', pos);
+    step_path.append(path.substr(pos, open - pos));
+    if (open == std::string_view::npos) break;
+    const size_t close = path.find(']', open);
+    if (close == std::string_view::npos) return {};
+    const std::string_view digits = path.substr(open + 1, close - open - 1);
+    if (digits.empty() || digits.size() > 7 ||
+        (digits.size() > 1 && digits[0] == '0') ||
+        !std::all_of(digits.begin(), digits.end(),
+                     [](char c) { return c >= '0' && c <= '9'; })) {
+      return {};
+    }
+    indices.emplace_back(
+        step_path.size(),
+        static_cast<uint32_t>(std::stoul(std::string(digits))));
+    pos = close + 1;
   }
-  const int64_t item = std::stoll(std::string(digits));
-  std::string step_path(path.substr(0, open));
-  const size_t map_path_size = step_path.size();
-  step_path.append(path.substr(close + 1));
   const int step = def.StepAtPath(step_path);
-  if (step < 0) return {};
-  const StepSpec& spec = def.steps[static_cast<size_t>(step)];
-  if (spec.in_map < 0 ||
-      def.steps[static_cast<size_t>(spec.in_map)].path.size() !=
-          map_path_size) {
-    return {};
+  if (step < 0 || indices.empty()) return {step, -1, {}};
+  // One index right after each enclosing map step's path.
+  const std::vector<int> maps = EnclosingMaps(def, step);
+  if (maps.size() != indices.size()) return {};
+  StepInstance at{step, indices.back().second, {}};
+  for (size_t k = 0; k < maps.size(); ++k) {
+    if (def.steps[static_cast<size_t>(maps[k])].path.size() !=
+        indices[k].first) {
+      return {};
+    }
+    if (k + 1 < maps.size()) at.outer.push_back(indices[k].second);
   }
-  return {step, item};
+  return at;
 }
 
 int WorkflowDefinition::Depth(int step) const {

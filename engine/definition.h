@@ -215,17 +215,24 @@ struct WorkflowDefinition {
 };
 
 // A step as it runs: the step, and for a step inside a map step the item it
-// runs for (-1 outside map steps).
+// runs for (-1 outside map steps); inside a map step that is itself inside
+// another map step's steps, `outer` holds the indices of the enclosing
+// maps' items, outermost first.
 struct StepInstance {
   int step = -1;
   int64_t item = -1;
+  std::vector<uint32_t> outer;
   friend bool operator==(const StepInstance&, const StepInstance&) = default;
 };
-// Its path: the step's own, or inside a map step its path with the item's
-// index after the map's ("charge-all[3].charge").
-std::string InstancePath(const WorkflowDefinition& def, StepInstance at);
-// The instance at `path`; step -1 if no step of `def` has that path.
+// Its path: the step's own, or inside map steps its path with each item's
+// index after its map's ("charge-all[3].charge", "orders[2].lines[0].pick").
+std::string InstancePath(const WorkflowDefinition& def, const StepInstance& at);
+// The instance at `path`; step -1 if no step of `def` has that path. A path
+// without indices names the step in the definition (item -1); otherwise it
+// has one index for each map step that encloses the step.
 StepInstance InstanceAt(const WorkflowDefinition& def, std::string_view path);
+// The map steps that enclose `step`, outermost first.
+std::vector<int> EnclosingMaps(const WorkflowDefinition& def, int step);
 
 struct DefinitionError {
   std::string path;     // "steps[2].retry.max_attempts", "" for the root

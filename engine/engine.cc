@@ -134,7 +134,7 @@ PlanContext EngineImpl::Context(Active& a) {
   PlanContext ctx{*a.def, Now(),
                   std::uniform_real_distribution<double>(0, 1)(rng_)};
   ctx.items = &a.items;
-  ctx.map_items = [&a](int map) { return MapItems(a, map); };
+  ctx.map_items = [&a](const MapInstance& map) { return MapItems(a, map); };
   // The first retry of a plan takes the context's sample; more retries in
   // the same plan (several results at once) draw their own.
   ctx.jitter = [this, first = ctx.jitter_sample, used = false]() mutable {
@@ -149,18 +149,55 @@ PlanContext EngineImpl::Context(Active& a) {
   return ctx;
 }
 
-const json* EngineImpl::MapItems(Active& a, int map) {
+const json* EngineImpl::MapItems(Active& a, const MapInstance& map) {
   auto it = a.map_items.find(map);
   if (it == a.map_items.end()) {
     // Before the map began (in a committed transition) the steps its items
-    // read may not be in a.saga yet: the planner renders them itself.
-    if (!a.saga.steps[static_cast<size_t>(map)].map.began) return nullptr;
+    // read may not be committed yet: the planner renders them itself.
+    const StepState* st =
+        StepStateIn(*a.def, a.saga, a.items, MapStepInstance(map));
+    if (st == nullptr || !st->map.began) return nullptr;
     // The same every time: the items read only what ran before the map.
-    auto items = RenderMapItems(*a.def, a.saga, map);
+    auto items = RenderMapItems(*a.def, a.saga, map, SourceOf(a));
     if (!items.ok()) return nullptr;
     it = a.map_items.emplace(map, std::move(items).value()).first;
   }
   return &it->second;
+}
+
+ItemSource EngineImpl::SourceOf(Active& a) {
+  return {[&a](const ItemRef& ref) { return FindItemIn(a.items, ref); },
+          [&a](const MapInstance& map) { return MapItems(a, map); }};
+}
+
+void EngineImpl::ForgetRestartedMaps(Active& a, const Plan& plan) {
+  if (a.map_items.empty()) return;
+  const auto forget_unless_began = [&a](const MapInstance& map) {
+    const auto it = a.map_items.find(map);
+    if (it == a.map_items.end()) return;
+    const StepState* st =
+        StepStateIn(*a.def, a.saga, a.items, MapStepInstance(map));
+    if (st == nullptr || !st->map.began) a.map_items.erase(it);
+  };
+  const auto& steps = a.def->steps;
+  for (size_t m = 0; m < steps.size(); ++m) {
+    if (steps[m].kind == StepKind::kMap && steps[m].in_map < 0) {
+      forget_unless_began({static_cast<int>(m), {}});
+    }
+  }
+  // The map steps inside a written item: its own row holds their progress.
+  for (const auto& [ref, write] : plan.items) {
+    const int size = steps[static_cast<size_t>(ref.map)].map.size;
+    for (int k = ref.map + 1; k <= ref.map + size; ++k) {
+      if (steps[static_cast<size_t>(k)].kind != StepKind::kMap ||
+          steps[static_cast<size_t>(k)].in_map != ref.map) {
+        continue;
+      }
+      MapInstance inside{k, ref.outer};
+      inside.outer.push_back(ref.index);
+      forget_unless_began(inside);
+    }
+  }
 }
 
 Status EngineImpl::RegisterAction(const std::string& name,
@@ -382,14 +419,11 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
   ObserveCommitted(plan);
   a.saga = std::move(plan.saga);
   for (auto& [ref, write] : plan.items) {
-    std::vector<ItemState>& items = a.items[ref.map];
+    std::vector<ItemState>& items = a.items[ref.instance()];
     if (items.size() <= ref.index) items.resize(ref.index + 1);
     items[ref.index] = std::move(write.state);
-    // A map that starts again (a replay from before it) renders anew.
-    if (!a.saga.steps[static_cast<size_t>(ref.map)].map.began) {
-      a.map_items.erase(ref.map);
-    }
   }
+  ForgetRestartedMaps(a, plan);
   watchers_.SagaChanged(a.saga);
   const bool acting = !shutting_down_ && options_.run_sagas;
   bool dormant = false;
@@ -512,30 +546,18 @@ void EngineImpl::Dispatch(Active& a, const AttemptRef& ref, bool resumed) {
       // Sagas from before correlation ids defaulted: their id.
       a.saga.correlation_id.empty() ? id : a.saga.correlation_id,
       a.saga.trace_id, secrets_.redactions()};
-  std::map<std::string, const json*> outputs;
-  const ItemState* item = nullptr;
-  const json* items = nullptr;
-  if (step.in_map >= 0 && at.item >= 0) {
-    const auto& list = a.items[step.in_map];
-    const auto index = static_cast<size_t>(at.item);
-    if (index < list.size()) item = &list[index];
-    items = MapItems(a, step.in_map);
-  }
-  TemplateContext tc =
-      MakeTemplateContext(*a.def, a.saga, &outputs, req.idempotency_key,
-                          ref.attempt, item, step.in_map);
-  if (items != nullptr && static_cast<size_t>(at.item) < items->size()) {
-    tc.item = &(*items)[static_cast<size_t>(at.item)];
-    tc.index = at.item;
-  }
+  TemplateScratch scratch;
+  auto tc = TemplateContextAt(*a.def, a.saga, at, SourceOf(a), &scratch,
+                              req.idempotency_key, ref.attempt);
   const bool client = a.def->origin == DefinitionOrigin::kClient;
   // Checked again for every attempt, as the action policy is: a client's
   // definition registered while secrets.clients was on gets none once it
   // is off.
   const bool secrets_refused =
       client && !secrets_.clients() && NamesSecrets(spec.params);
-  if (!secrets_refused) tc.secrets = &secrets_.values();
-  auto params = RenderTemplates(spec.params, tc);
+  if (tc.ok() && !secrets_refused) tc->secrets = &secrets_.values();
+  Result<json> params =
+      tc.ok() ? RenderTemplates(spec.params, *tc) : Result<json>(tc.status());
   Attempt& attempt = a.attempts[ref.path];
   // Let through its gate (the same attempt again), it keeps what it was.
   const bool again = attempt.ref == ref;

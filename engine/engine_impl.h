@@ -171,7 +171,7 @@ class EngineImpl final : public Engine {
     // The items of its map steps, as committed; and each map step's items
     // rendered, once (what ${item} reads).
     ItemTable items;
-    std::map<int, nlohmann::json> map_items;
+    std::map<MapInstance, nlohmann::json> map_items;
     bool in_flight() const;
     // A shutdown checkpointed its attempts: late results are dropped (the
     // attempts run again after the next Open).
@@ -182,7 +182,12 @@ class EngineImpl final : public Engine {
   PlanContext Context(Active& a);
   // The items of map step `map` of a's saga, rendered once (nullptr if
   // they no longer render: the planner failed the step then).
-  static const nlohmann::json* MapItems(Active& a, int map);
+  static const nlohmann::json* MapItems(Active& a, const MapInstance& map);
+  // Where templates read `a`'s items from (as committed).
+  static ItemSource SourceOf(Active& a);
+  // The rendered items of the map instances whose map step no longer has
+  // begun (a replay from before it) are dropped: they render anew.
+  static void ForgetRestartedMaps(Active& a, const Plan& plan);
   std::shared_ptr<const WorkflowDefinition> FindWorkflow(
       const std::string& name, std::optional<uint32_t> version) const override {
     return definitions_.Find(name, version);

@@ -5,54 +5,108 @@
 #include <vector>
 
 #include "engine/definition_registry.h"
+#include "engine/transitions.h"
 
 namespace cde {
 namespace {
 
 using nlohmann::json;
 
-// The map step `path` names, or the only one.
-Result<int> FindMapStep(const WorkflowDefinition& def,
-                        const std::string& path) {
+// The path of the first run of map step `map` inside other map steps'
+// steps ("orders[0].lines"): how a client names one.
+std::string FirstRun(const WorkflowDefinition& def, int map) {
+  const size_t outer = EnclosingMaps(def, map).size();
+  return InstancePath(def, {map, 0, std::vector<uint32_t>(outer - 1)});
+}
+
+// The map instance `path` names ("fan", "orders[2].lines" for a map step
+// inside another map step's steps), or the only map step outside map steps.
+Result<StepInstance> FindMapStep(const WorkflowDefinition& def,
+                                 const std::string& path) {
   std::vector<int> maps;
   for (size_t i = 0; i < def.steps.size(); ++i) {
-    if (def.steps[i].kind == StepKind::kMap)
+    if (def.steps[i].kind == StepKind::kMap) {
       maps.push_back(static_cast<int>(i));
+    }
   }
   std::string names;
   for (int m : maps) {
-    names +=
-        (names.empty() ? "" : ", ") + def.steps[static_cast<size_t>(m)].path;
+    const StepSpec& spec = def.steps[static_cast<size_t>(m)];
+    names += (names.empty() ? "" : ", ") + spec.path;
+    // A map step inside another one runs once per item: one run is named.
+    if (spec.in_map >= 0) {
+      names += " as " + FirstRun(def, m);
+    }
   }
   if (path.empty()) {
-    if (maps.size() == 1) return maps.front();
+    const auto outside = std::count_if(maps.begin(), maps.end(), [&](int m) {
+      return def.steps[static_cast<size_t>(m)].in_map < 0;
+    });
+    if (outside == 1 && maps.size() == 1) return StepInstance{maps.front()};
     return Status::InvalidArgument(
         maps.empty() ? "workflow " + def.name + " has no map step"
                      : "map_step: workflow " + def.name +
                            " has several map steps; name one of " + names);
   }
-  for (int m : maps) {
-    if (def.steps[static_cast<size_t>(m)].path == path) return m;
+  const StepInstance at = InstanceAt(def, path);
+  if (at.step >= 0 &&
+      def.steps[static_cast<size_t>(at.step)].kind == StepKind::kMap) {
+    if (def.steps[static_cast<size_t>(at.step)].in_map < 0 || at.item >= 0) {
+      return at;
+    }
+    return Status::InvalidArgument(
+        "map_step: '" + path + "' runs once per item of map step '" +
+        def.steps[static_cast<size_t>(
+                      def.steps[static_cast<size_t>(at.step)].in_map)]
+            .path +
+        "': name one run of it, as " + FirstRun(def, at.step));
   }
   return Status::InvalidArgument(
       "map_step: '" + path + "' is not a map step of workflow " + def.name +
       (maps.empty() ? " (it has none)" : " (its map steps: " + names + ")"));
 }
 
-json ItemJson(const WorkflowDefinition& def, int map, uint32_t index,
-              const ItemState& item) {
+json ItemJson(const WorkflowDefinition& def, const std::string& map_path,
+              const ItemRef& ref, const ItemState& item) {
   json out = ItemToJson(item);
-  const std::string& map_path = def.steps[static_cast<size_t>(map)].path;
   json& steps = out["steps"];
   for (size_t i = 0; i < steps.size(); ++i) {
-    const int at = map + 1 + static_cast<int>(i);
+    const int at = ref.map + 1 + static_cast<int>(i);
     if (static_cast<size_t>(at) >= def.steps.size()) break;
     steps[i]["name"] = def.steps[static_cast<size_t>(at)].name;
-    steps[i]["path"] = InstancePath(def, {at, index});
+    steps[i]["path"] = InstancePath(def, {at, ref.index, ref.outer});
   }
-  out["index"] = index;
-  out["path"] = map_path + "[" + std::to_string(index) + "]";
+  out["index"] = ref.index;
+  out["path"] = map_path + "[" + std::to_string(ref.index) + "]";
   return out;
+}
+
+// The progress of map instance `map` (nullptr: not begun, or its item
+// never started): in the saga, or for a map step inside another map step's
+// steps, in the row of the item it runs for.
+Result<std::optional<MapProgress>> ProgressOf(Store& store,
+                                              const WorkflowDefinition& def,
+                                              const Saga& saga,
+                                              const StepInstance& map) {
+  const StepSpec& spec = def.steps[static_cast<size_t>(map.step)];
+  if (spec.in_map < 0) {
+    if (static_cast<size_t>(map.step) >= saga.steps.size()) {
+      return std::optional<MapProgress>();
+    }
+    return std::optional<MapProgress>(
+        saga.steps[static_cast<size_t>(map.step)].map);
+  }
+  const StepInstance outer_map = MapStepInstance({spec.in_map, map.outer});
+  auto rows = store.ReadMapItems(saga.id, InstancePath(def, outer_map),
+                                 static_cast<uint32_t>(map.item), 1);
+  if (!rows.ok()) return rows.status();
+  if (rows->empty() || rows->front().index != map.item) {
+    return std::optional<MapProgress>();
+  }
+  auto item = ItemFromRow(def, spec.in_map, rows->front());
+  if (!item.ok()) return item.status();
+  return std::optional<MapProgress>(
+      item->steps[static_cast<size_t>(map.step - spec.in_map - 1)].map);
 }
 
 }  // namespace
@@ -81,12 +135,15 @@ Result<ItemPage> ReadItemPage(Store& store, const std::string& saga_id,
   auto map = FindMapStep(*def, query.map_step);
   if (!map.ok()) return map.status();
   ItemPage page;
-  page.map_step = def->steps[static_cast<size_t>(*map)].path;
-  if (static_cast<size_t>(*map) < saga->steps.size()) {
-    const MapProgress& progress = saga->steps[static_cast<size_t>(*map)].map;
-    page.total = progress.items;
-    page.started = progress.started;
+  page.map_step = InstancePath(*def, *map);
+  auto progress = ProgressOf(store, *def, *saga, *map);
+  if (!progress.ok()) return progress.status();
+  if (progress->has_value()) {
+    page.total = (*progress)->items;
+    page.started = (*progress)->started;
   }
+  ItemRef ref{map->step, 0, map->outer};
+  if (map->item >= 0) ref.outer.push_back(static_cast<uint32_t>(map->item));
   // A chunk of rows at a time: with a status filter a page may need more
   // rows than it shows. At most kMaxRowsScanned per call, so that a filter
   // that matches little costs a client's call a bounded read: the page may
@@ -104,14 +161,15 @@ Result<ItemPage> ReadItemPage(Store& store, const std::string& saga_id,
     if (!rows.ok()) return rows.status();
     scanned += rows->size();
     for (const ItemRecord& row : *rows) {
-      auto item = ItemFromRow(*def, *map, row);
+      auto item = ItemFromRow(*def, map->step, row);
       if (!item.ok()) return item.status();
       if (query.status && item->status != *query.status) continue;
       if (page.items.size() == query.limit) {
         page.next_index = row.index;
         return page;
       }
-      page.items.push_back(ItemJson(*def, *map, row.index, *item));
+      ref.index = row.index;
+      page.items.push_back(ItemJson(*def, page.map_step, ref, *item));
     }
     if (rows->size() < chunk) break;
     from = static_cast<uint64_t>(rows->back().index) + 1;

@@ -493,14 +493,31 @@ Result<ItemState> ItemFromRow(const WorkflowDefinition& def, int map,
   return item;
 }
 
+Result<MapInstance> MapInstanceOfRow(const WorkflowDefinition& def,
+                                     const ItemRecord& row) {
+  const StepInstance at = InstanceAt(def, row.map_path);
+  if (at.step < 0 ||
+      def.steps[static_cast<size_t>(at.step)].kind != StepKind::kMap ||
+      (at.item < 0 && def.steps[static_cast<size_t>(at.step)].in_map >= 0)) {
+    return Status::Corruption(
+        "saga '" + row.saga_id + "' item " + row.map_path + "[" +
+        std::to_string(row.index) + "]: workflow " + def.name + "@" +
+        std::to_string(def.version) + " has no map step there");
+  }
+  MapInstance map{at.step, at.outer};
+  if (at.item >= 0) map.outer.push_back(static_cast<uint32_t>(at.item));
+  return map;
+}
+
 Result<ItemTable> ItemTableFrom(const WorkflowDefinition& def,
                                 const std::vector<ItemRecord>& items) {
   ItemTable table;
   for (const ItemRecord& row : items) {
-    const int map = def.StepAtPath(row.map_path);
-    auto item = ItemFromRow(def, map, row);
+    auto map = MapInstanceOfRow(def, row);
+    if (!map.ok()) return map.status();
+    auto item = ItemFromRow(def, map->map, row);
     if (!item.ok()) return item.status();
-    std::vector<ItemState>& list = table[map];
+    std::vector<ItemState>& list = table[*map];
     if (list.size() <= row.index) list.resize(row.index + 1);
     list[row.index] = std::move(item).value();
   }

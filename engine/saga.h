@@ -67,9 +67,10 @@ struct ErrorInfo {
   friend bool operator==(const ErrorInfo&, const ErrorInfo&) = default;
 };
 
-// A map step's progress over its items, kept in the saga's snapshot: a
-// few counters whatever the number of items. Each item's own state is a
-// row of its own (ItemState).
+// A map step's progress over its items, kept in the saga's snapshot (for a
+// map step inside another map step's steps, in the state of the item it
+// runs for): a few counters whatever the number of items. Each item's own
+// state is a row of its own (ItemState).
 struct MapProgress {
   bool began = false;    // its items were rendered and counted
   uint32_t items = 0;    // how many
@@ -119,17 +120,28 @@ struct ItemState {
   friend bool operator==(const ItemState&, const ItemState&) = default;
 };
 
-// Which item: the map step (its index in the definition) and the item's
-// index.
+// One run of a map step: the map step (its index in the definition), and
+// for a map step inside another map step's steps the indices of the items
+// it runs for, outermost first (empty for a map step outside map steps).
+// Each has items of its own.
+struct MapInstance {
+  int map = -1;
+  std::vector<uint32_t> outer;
+  friend auto operator<=>(const MapInstance&, const MapInstance&) = default;
+};
+
+// Which item: item `index` of the map instance {map, outer}.
 struct ItemRef {
   int map = -1;
   uint32_t index = 0;
+  std::vector<uint32_t> outer;  // as MapInstance::outer
+  MapInstance instance() const { return {map, outer}; }
   friend auto operator<=>(const ItemRef&, const ItemRef&) = default;
 };
 
-// The items of a saga's map steps that have started, by map step, each
-// indexed by item. What the engine keeps in memory beside the Saga.
-using ItemTable = std::map<int, std::vector<ItemState>>;
+// The items of a saga's map instances that have started, by map instance,
+// each indexed by item. What the engine keeps in memory beside the Saga.
+using ItemTable = std::map<MapInstance, std::vector<ItemState>>;
 
 // The item row's body, and the item from one. Corruption names the saga,
 // map and item.
@@ -141,6 +153,10 @@ Result<ItemState> ItemFromJson(const nlohmann::json& body,
 // or the row does not decode or does not hold one state per step of it.
 Result<ItemState> ItemFromRow(const WorkflowDefinition& def, int map,
                               const ItemRecord& row);
+// The map instance a row's map path names ("fan", "outer[3].inner"), or
+// Corruption naming the row when `def` has no map step there.
+Result<MapInstance> MapInstanceOfRow(const WorkflowDefinition& def,
+                                     const ItemRecord& row);
 // The item table of `items` (store rows) for the sagas of `def`; rows of
 // map steps `def` lacks are Corruption.
 Result<ItemTable> ItemTableFrom(const WorkflowDefinition& def,

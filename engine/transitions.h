@@ -8,6 +8,7 @@
 #define CDE_ENGINE_TRANSITIONS_H_
 
 #include <functional>
+#include <list>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -101,9 +102,9 @@ struct PlanContext {
   // The saga's map items as committed (null: none have started); a plan's
   // own changes are in Plan::items.
   const ItemTable* items = nullptr;
-  // The items of map step `map`, rendered (null: the planner renders them
-  // itself); the engine keeps them rendered once per map.
-  std::function<const nlohmann::json*(int map)> map_items;
+  // The items of a map instance, rendered (null: the planner renders them
+  // itself); the engine keeps them rendered once per map instance.
+  std::function<const nlohmann::json*(const MapInstance&)> map_items;
   uint32_t max_map_items = 10000;  // limits.map_items
   // limits.output_bytes: also what a map step's output (all its items'
   // outputs) may hold, since the snapshot keeps it.
@@ -164,22 +165,57 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
                         const std::string& from_step, bool automatic = false,
                         std::string by = "");
 
-// The template context of an attempt of `saga`: its input, the outputs of
-// its steps that ran (succeeded, or since compensated) (filled into `outputs`,
-// which must outlive the context, as `saga` and `item` must), its id and the
-// attempt's key. Inside a map step, `item` is the state of the item the
-// attempt runs for (its steps' outputs are added) and `map` the map step;
-// the caller sets the item's value and index.
+// The template context of an attempt of `saga` outside map steps: its
+// input, the outputs of its steps that ran (succeeded, or since
+// compensated) (filled into `outputs`, which must outlive the context, as
+// `saga` must), its id and the attempt's key.
 TemplateContext MakeTemplateContext(
     const WorkflowDefinition& def, const Saga& saga,
     std::map<std::string, const nlohmann::json*>* outputs,
-    std::string idempotency_key, uint32_t attempt,
-    const ItemState* item = nullptr, int map = -1);
+    std::string idempotency_key, uint32_t attempt);
 
-// The items of map step `map` of `saga`, rendered from its `items` (as
-// params are), or InvalidArgument saying why they are not an array.
+// Where templates inside map steps find what they read: an item's state
+// (nullptr if it never started), and a map instance's items as rendered
+// before (nullptr: rendered again, from what they read).
+struct ItemSource {
+  std::function<const ItemState*(const ItemRef&)> item;
+  std::function<const nlohmann::json*(const MapInstance&)> items;
+};
+
+// What a template context points into, beside the saga: it must outlive
+// the context.
+struct TemplateScratch {
+  std::map<std::string, const nlohmann::json*> outputs;
+  std::list<nlohmann::json> rendered;  // items rendered on the way
+};
+
+// The template context of step instance `at` (MakeTemplateContext's, and
+// inside map steps also the outputs of the steps of each item it runs in,
+// and ${item} and ${index} of the innermost one), or InvalidArgument if
+// the items of a map it runs in cannot be rendered or lack its item.
+Result<TemplateContext> TemplateContextAt(
+    const WorkflowDefinition& def, const Saga& saga, const StepInstance& at,
+    const ItemSource& source, TemplateScratch* scratch,
+    std::string idempotency_key, uint32_t attempt);
+
+// The item `ref` of `items` (nullptr if it never started), and the state of
+// step instance `at` of `saga` whose items are `items` (nullptr: inside an
+// item that never started).
+const ItemState* FindItemIn(const ItemTable& items, const ItemRef& ref);
+const StepState* StepStateIn(const WorkflowDefinition& def, const Saga& saga,
+                             const ItemTable& items, const StepInstance& at);
+
+// The items of map instance `map` of `saga`, rendered from its map step's
+// `items` (as params are: inside another map step's steps, with that
+// item's context), or InvalidArgument saying why they are not an array.
 Result<nlohmann::json> RenderMapItems(const WorkflowDefinition& def,
-                                      const Saga& saga, int map);
+                                      const Saga& saga, const MapInstance& map,
+                                      const ItemSource& source = {});
+// The instance of the map step `map` runs as (a map step inside another
+// map step's steps runs once per item of it).
+StepInstance MapStepInstance(const MapInstance& map);
+// The map instance whose items `at` (a map step's instance) runs.
+MapInstance MapInstanceOf(const StepInstance& at);
 
 // The delay before attempt `next_attempt` (>= 2) under `policy`, with
 // `jitter_sample` in [0, 1) spreading it by +-policy.jitter.

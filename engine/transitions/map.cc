@@ -14,16 +14,19 @@ using nlohmann::json;
 
 namespace {
 
-MapProgress& ProgressOf(Plan& p, int map) {
-  return p.saga.steps[static_cast<size_t>(map)].map;
+// The map instance's progress, to change (for a map step inside another
+// map step's steps, in the state of the item it runs for, which is
+// rewritten with it).
+MapProgress& ProgressOf(const PlanContext& ctx, Plan& p, const At& map) {
+  return MutableState(ctx, p, map).map;
 }
 
-// The items of `map` whose state changed since the planner last looked,
-// each once; the others' stay to be looked at.
-std::vector<ItemRef> TakeTouched(Plan& p, int map) {
+// The items of map instance `map` whose state changed since the planner
+// last looked, each once; the others' stay to be looked at.
+std::vector<ItemRef> TakeTouched(Plan& p, const MapInstance& map) {
   std::vector<ItemRef> mine;
   std::erase_if(p.touched, [&](const ItemRef& ref) {
-    if (ref.map != map) return false;
+    if (ref.map != map.map || ref.outer != map.outer) return false;
     mine.push_back(ref);
     return true;
   });
@@ -31,6 +34,12 @@ std::vector<ItemRef> TakeTouched(Plan& p, int map) {
   mine.erase(std::unique(mine.begin(), mine.end()), mine.end());
   return mine;
 }
+
+// Item `index` of map instance `map`, and the instance its steps run as.
+ItemRef ItemAt(const At& map, uint32_t index) {
+  return {map.step, index, MapInstanceOf(map).outer};
+}
+At InItem(const ItemRef& ref) { return StepOfItem(ref, -1); }
 
 bool Tolerated(const MapSpec& spec, uint32_t failed, uint32_t items) {
   if (spec.tolerated_percent) {
@@ -40,28 +49,35 @@ bool Tolerated(const MapSpec& spec, uint32_t failed, uint32_t items) {
   return failed <= spec.tolerated_count;
 }
 
-// The item's running parallel steps end `status` with it.
-void EndItemParallels(const PlanContext& ctx, int map, ItemState& item,
-                      StepStatus status) {
-  for (size_t k = 0; k < item.steps.size(); ++k) {
-    if (Spec(ctx.def, map + 1 + static_cast<int>(k)).kind ==
-            StepKind::kParallel &&
-        item.steps[k].status == StepStatus::kRunning) {
-      item.steps[k].status = status;
-      item.steps[k].finished_ms = ctx.now_ms;
-    }
-  }
-}
-
 }  // namespace
 
-void EndItem(const PlanContext& ctx, Plan& p, ItemRef ref, StepStatus status) {
+void EndItem(const PlanContext& ctx, Plan& p, const ItemRef& ref,
+             StepStatus status) {
   const ItemState* had = FindItem(ctx, p, ref);
   if (had == nullptr || had->status != StepStatus::kRunning) return;
-  ItemState& item = MutableItem(ctx, p, ref);
-  item.status = status;
-  EndItemParallels(ctx, ref.map, item, StepStatus::kCancelled);
-  MapProgress& mp = ProgressOf(p, ref.map);
+  MutableItem(ctx, p, ref).status = status;
+  // Its running parallel and map steps are cut short with it, and the items
+  // of its map steps that are still going.
+  const size_t size = had->steps.size();
+  for (size_t k = 0; k < size; ++k) {
+    const int step = ref.map + 1 + static_cast<int>(k);
+    const StepKind kind = Spec(ctx.def, step).kind;
+    if (kind != StepKind::kParallel && kind != StepKind::kMap) continue;
+    StepState& st = MutableItem(ctx, p, ref).steps[k];
+    if (st.status == StepStatus::kRunning) {
+      st.status = StepStatus::kCancelled;
+      st.finished_ms = ctx.now_ms;
+    }
+    if (kind != StepKind::kMap || st.map.running == 0) continue;
+    const At map = StepOfItem(ref, step);
+    const uint32_t started = st.map.started;
+    for (uint32_t i = 0; i < started && ProgressOf(ctx, p, map).running > 0;
+         ++i) {
+      EndItem(ctx, p, ItemAt(map, i), StepStatus::kCancelled);
+    }
+    ProgressOf(ctx, p, map).running = 0;
+  }
+  MapProgress& mp = ProgressOf(ctx, p, MapStepInstance(ref.instance()));
   if (mp.running > 0) --mp.running;
 }
 
@@ -81,13 +97,23 @@ void EndItemUndo(ItemState& item) {
 
 // Whether undoing the item is called for: a step of it with a compensation
 // needs undoing, or may (its attempt, stopped in flight, is still out), or
-// its undo was under way.
+// a map step of it began items whose steps have compensations, or its undo
+// was under way.
 bool ItemNeedsUndo(const PlanContext& ctx, int map, const ItemState& item) {
   if (item.compensation == CompensationStatus::kRunning) return true;
   if (item.compensation != CompensationStatus::kNone) return false;
   for (size_t k = 0; k < item.steps.size(); ++k) {
-    const StepSpec& spec = Spec(ctx.def, map + 1 + static_cast<int>(k));
+    const int step = map + 1 + static_cast<int>(k);
+    const StepSpec& spec = Spec(ctx.def, step);
     const StepState& st = item.steps[k];
+    if (spec.kind == StepKind::kMap) {
+      if (st.map.began && st.map.started > 0 &&
+          st.compensation == CompensationStatus::kNone &&
+          MapHasCompensations(ctx.def, step)) {
+        return true;
+      }
+      continue;
+    }
     if (spec.compensate &&
         (NeedsCompensation(st) || (spec.kind == StepKind::kAction &&
                                    st.status == StepStatus::kRunning))) {
@@ -98,14 +124,14 @@ bool ItemNeedsUndo(const PlanContext& ctx, int map, const ItemState& item) {
 }
 
 // False if the output is over limits.output_bytes: the map step failed.
-bool SucceedMap(const PlanContext& ctx, Plan& p, int map) {
-  const StepSpec& spec = Spec(ctx.def, map);
-  const MapProgress& mp = ProgressOf(p, map);
-  const size_t last = static_cast<size_t>(spec.map.steps.back() - map - 1);
+bool SucceedMap(const PlanContext& ctx, Plan& p, const At& map) {
+  const StepSpec& spec = Spec(ctx.def, map.step);
+  const uint32_t count = StateOf(ctx, p, map).map.items;
+  const size_t last = static_cast<size_t>(spec.map.steps.back() - map.step - 1);
   json output = json::array();
-  output.get_ref<json::array_t&>().reserve(mp.items);
-  for (uint32_t i = 0; i < mp.items; ++i) {
-    const ItemState* item = FindItem(ctx, p, {map, i});
+  output.get_ref<json::array_t&>().reserve(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    const ItemState* item = FindItem(ctx, p, ItemAt(map, i));
     if (item == nullptr) {
       output.push_back(nullptr);
     } else if (item->status == StepStatus::kSucceeded) {
@@ -117,42 +143,42 @@ bool SucceedMap(const PlanContext& ctx, Plan& p, int map) {
     }
   }
   // Each item's output is within the limit, but their sum need not be, and
-  // every later transition rewrites the snapshot that holds it.
+  // every later transition rewrites the snapshot (or item) that holds it.
   if (Status s = CheckJsonSize("the map step's output", output,
                                ctx.max_output_bytes, "limits.output_bytes");
       !s.ok()) {
-    FailPermanently(ctx, p, {map, -1}, false, {kLimitErrorKind, s.message()});
+    FailPermanently(ctx, p, map, false, {kLimitErrorKind, s.message()});
     return false;
   }
-  StepState& st = p.saga.steps[static_cast<size_t>(map)];
+  StepState& st = MutableState(ctx, p, map);
   st.status = StepStatus::kSucceeded;
   st.finished_ms = ctx.now_ms;
   st.output = std::move(output);
-  json data = StepRef(ctx.def, {map, -1}, false, 0);
+  json data = StepRef(ctx.def, map, false, 0);
   data["output"] = st.output;
   p.events.push_back({EventKind::kStepSucceeded, std::move(data)});
   return true;
 }
 
 // Renders and counts the items. False if the map step failed instead.
-bool BeginMap(const PlanContext& ctx, Plan& p, int map) {
-  const At at{map, -1};
-  // From this plan's saga: the steps before the map may have succeeded in
+bool BeginMap(const PlanContext& ctx, Plan& p, const At& map) {
+  // From this plan's state: the steps before the map may have succeeded in
   // this very transition.
-  auto items = RenderMapItems(ctx.def, p.saga, map);
+  auto items =
+      RenderMapItems(ctx.def, p.saga, MapInstanceOf(map), SourceOf(ctx, p));
   if (!items.ok()) {
-    FailPermanently(ctx, p, at, false, {"template", items.status().message()});
+    FailPermanently(ctx, p, map, false, {"template", items.status().message()});
     return false;
   }
   if (items->size() > ctx.max_map_items) {
     FailPermanently(
-        ctx, p, at, false,
+        ctx, p, map, false,
         {kLimitErrorKind, "map.items: " + std::to_string(items->size()) +
                               " items, more than limits.map_items allows (" +
                               std::to_string(ctx.max_map_items) + ")"});
     return false;
   }
-  StepState& st = p.saga.steps[static_cast<size_t>(map)];
+  StepState& st = MutableState(ctx, p, map);
   st.status = StepStatus::kRunning;
   st.error = {};
   if (st.started_ms == 0) st.started_ms = ctx.now_ms;
@@ -161,27 +187,33 @@ bool BeginMap(const PlanContext& ctx, Plan& p, int map) {
   st.map.items = static_cast<uint32_t>(items->size());
   json data = json::object();
   data["items"] = st.map.items;
-  data["step"] = Spec(ctx.def, map).path;
+  data["step"] = PathOf(ctx.def, map);
   p.events.push_back({EventKind::kMapStarted, std::move(data)});
   return true;
 }
 
 }  // namespace
 
-bool RunMap(const PlanContext& ctx, Plan& p, int map) {
-  const StepSpec& spec = Spec(ctx.def, map);
-  if (!p.saga.steps[static_cast<size_t>(map)].map.began &&
-      !BeginMap(ctx, p, map)) {
-    return false;
+bool MapHasCompensations(const WorkflowDefinition& def, int map) {
+  const StepSpec& spec = Spec(def, map);
+  for (int k = map + 1; k <= map + spec.map.size; ++k) {
+    if (Spec(def, k).compensate.has_value()) return true;
   }
-  if (p.saga.steps[static_cast<size_t>(map)].status != StepStatus::kRunning) {
-    return false;
-  }
-  MapProgress& mp = ProgressOf(p, map);
-  for (const ItemRef& ref : TakeTouched(p, map)) {
+  return false;
+}
+
+bool RunMap(const PlanContext& ctx, Plan& p, const At& map) {
+  const StepSpec& spec = Spec(ctx.def, map.step);
+  if (!StateOf(ctx, p, map).map.began && !BeginMap(ctx, p, map)) return false;
+  if (StateOf(ctx, p, map).status != StepStatus::kRunning) return false;
+  MapProgress& mp = ProgressOf(ctx, p, map);
+  const auto running = [&] {
+    return StateOf(ctx, p, map).status == StepStatus::kRunning;
+  };
+  for (const ItemRef& ref : TakeTouched(p, MapInstanceOf(map))) {
     const ItemState* item = FindItem(ctx, p, ref);
     if (item == nullptr || item->status != StepStatus::kRunning) continue;
-    if (RunSequence(ctx, p, spec.map.steps, ref.index)) {
+    if (RunSequence(ctx, p, spec.map.steps, InItem(ref))) {
       MutableItem(ctx, p, ref).status = StepStatus::kSucceeded;
       --mp.running;
       ++mp.succeeded;
@@ -189,9 +221,8 @@ bool RunMap(const PlanContext& ctx, Plan& p, int map) {
     if (p.saga.state != SagaState::kRunning) return false;
   }
   while (mp.running < spec.map.max_concurrency && mp.next < mp.items &&
-         p.saga.steps[static_cast<size_t>(map)].status ==
-             StepStatus::kRunning) {
-    const ItemRef ref{map, mp.next++};
+         running()) {
+    const ItemRef ref = ItemAt(map, mp.next++);
     // After a replay, items below `next` that succeeded stay as they are.
     if (const ItemState* had = FindItem(ctx, p, ref);
         had != nullptr && had->status != StepStatus::kPending) {
@@ -200,35 +231,32 @@ bool RunMap(const PlanContext& ctx, Plan& p, int map) {
     MutableItem(ctx, p, ref).status = StepStatus::kRunning;
     ++mp.running;
     mp.started = std::max(mp.started, ref.index + 1);
-    if (RunSequence(ctx, p, spec.map.steps, ref.index)) {
+    if (RunSequence(ctx, p, spec.map.steps, InItem(ref))) {
       MutableItem(ctx, p, ref).status = StepStatus::kSucceeded;
       --mp.running;
       ++mp.succeeded;
     }
     if (p.saga.state != SagaState::kRunning) return false;
   }
-  if (p.saga.steps[static_cast<size_t>(map)].status != StepStatus::kRunning ||
-      mp.running != 0 || mp.next < mp.items) {
-    return false;
-  }
+  if (!running() || mp.running != 0 || mp.next < mp.items) return false;
   return SucceedMap(ctx, p, map);
 }
 
-bool UndoMap(const PlanContext& ctx, Plan& p, int map) {
-  const StepSpec& spec = Spec(ctx.def, map);
-  MapProgress& mp = ProgressOf(p, map);
-  if (!mp.began) return true;
+bool UndoMap(const PlanContext& ctx, Plan& p, const At& map) {
+  const StepSpec& spec = Spec(ctx.def, map.step);
+  if (!StateOf(ctx, p, map).map.began) return true;
+  MapProgress& mp = ProgressOf(ctx, p, map);
   if (!mp.undo_began) {
     mp.undo_began = true;
     mp.undo_left = mp.started;
     mp.undoing = 0;
   }
-  for (const ItemRef& ref : TakeTouched(p, map)) {
+  for (const ItemRef& ref : TakeTouched(p, MapInstanceOf(map))) {
     const ItemState* item = FindItem(ctx, p, ref);
     if (item == nullptr || item->compensation != CompensationStatus::kRunning) {
       continue;
     }
-    if (UndoSequence(ctx, p, spec.map.steps, ref.index)) {
+    if (UndoSequence(ctx, p, spec.map.steps, InItem(ref))) {
       EndItemUndo(MutableItem(ctx, p, ref));
       --mp.undoing;
     }
@@ -236,12 +264,12 @@ bool UndoMap(const PlanContext& ctx, Plan& p, int map) {
   }
   // Newest first: the items that started last are undone first.
   while (mp.undoing < spec.map.max_concurrency && mp.undo_left > 0) {
-    const ItemRef ref{map, --mp.undo_left};
+    const ItemRef ref = ItemAt(map, --mp.undo_left);
     const ItemState* item = FindItem(ctx, p, ref);
-    if (item == nullptr || !ItemNeedsUndo(ctx, map, *item)) continue;
+    if (item == nullptr || !ItemNeedsUndo(ctx, map.step, *item)) continue;
     MutableItem(ctx, p, ref).compensation = CompensationStatus::kRunning;
     ++mp.undoing;
-    if (UndoSequence(ctx, p, spec.map.steps, ref.index)) {
+    if (UndoSequence(ctx, p, spec.map.steps, InItem(ref))) {
       EndItemUndo(MutableItem(ctx, p, ref));
       --mp.undoing;
     }
@@ -250,147 +278,192 @@ bool UndoMap(const PlanContext& ctx, Plan& p, int map) {
   if (mp.undo_left != 0 || mp.undoing != 0) return false;
   // Its items are undone: the map step's own compensation is over (none
   // is defined if no step inside it has one).
-  StepState& st = p.saga.steps[static_cast<size_t>(map)];
+  StepState& st = MutableState(ctx, p, map);
   if (st.compensation == CompensationStatus::kNone && mp.started > 0) {
-    bool any = false;
-    for (int k = map + 1; k <= map + spec.map.size; ++k) {
-      any = any || Spec(ctx.def, k).compensate.has_value();
-    }
-    st.compensation =
-        any ? CompensationStatus::kSucceeded : CompensationStatus::kNotDefined;
+    st.compensation = MapHasCompensations(ctx.def, map.step)
+                          ? CompensationStatus::kSucceeded
+                          : CompensationStatus::kNotDefined;
   }
   return true;
 }
 
-void FailItem(const PlanContext& ctx, Plan& p, At at, const ErrorInfo& error) {
-  const int map = Spec(ctx.def, at.step).in_map;
-  const ItemRef ref{map, static_cast<uint32_t>(at.item)};
-  const StepSpec& spec = Spec(ctx.def, map);
-  const std::string item_path = spec.path + "[" + std::to_string(at.item) + "]";
+void FailItem(const PlanContext& ctx, Plan& p, const At& at,
+              const ErrorInfo& error) {
+  const ItemRef ref = ItemOf(ctx, at);
+  const At map = MapStepInstance(ref.instance());
+  const StepSpec& spec = Spec(ctx.def, ref.map);
+  const std::string map_path = PathOf(ctx.def, map);
+  const std::string item_path =
+      map_path + "[" + std::to_string(ref.index) + "]";
   EndItem(ctx, p, ref, StepStatus::kFailed);
   ItemState& item = MutableItem(ctx, p, ref);
   item.status = StepStatus::kFailed;  // also if it had stopped already
   item.error = error;
-  MapProgress& mp = ProgressOf(p, map);
+  MapProgress& mp = ProgressOf(ctx, p, map);
   ++mp.failed;
-  // The item's other branches stop with it.
+  // The item's other branches (and items of map steps in it) stop with it.
   StopOthers(ctx, p, at, item_path + ".",
              "step " + PathOf(ctx.def, at) + " failed");
   const bool tolerated = Tolerated(spec.map, mp.failed, mp.items);
   json data = json::object();
   data["error"] = error.kind + ": " + error.message;
-  data["item"] = at.item;
-  data["step"] = spec.path;
+  data["item"] = ref.index;
+  data["step"] = map_path;
   data["tolerated"] = tolerated;
   p.events.push_back({EventKind::kItemFailed, std::move(data)});
   if (tolerated) return;  // the caller advances: the map goes on
   // Failed already (by an earlier item, while a cancel waited for the items
   // in flight): once is enough.
-  if (p.saga.steps[static_cast<size_t>(map)].status != StepStatus::kRunning) {
-    return;
-  }
+  if (StateOf(ctx, p, map).status != StepStatus::kRunning) return;
   FailPermanently(
-      ctx, p, {map, -1}, false,
-      {error.kind, "item " + std::to_string(at.item) + " (" +
+      ctx, p, map, false,
+      {error.kind, "item " + std::to_string(ref.index) + " (" +
                        PathOf(ctx.def, at) + ") failed: " + error.message});
 }
 
 void EndMaps(const PlanContext& ctx, Plan& p, StepStatus status) {
   for (size_t m = 0; m < ctx.def.steps.size(); ++m) {
-    const int map = static_cast<int>(m);
+    if (ctx.def.steps[m].kind != StepKind::kMap || ctx.def.steps[m].in_map >= 0)
+      continue;
+    const At map{static_cast<int>(m), -1, {}};
     StepState& st = p.saga.steps[m];
-    if (ctx.def.steps[m].kind != StepKind::kMap) continue;
     if (st.status == StepStatus::kRunning) {
       st.status = status;
       st.finished_ms = ctx.now_ms;
     }
-    // A map that failed while a cancel waited may still have items going.
+    // A map that failed while a cancel waited may still have items going
+    // (EndItem ends the map steps inside them, and their items).
     if (st.map.running == 0) continue;
     const uint32_t started = st.map.started;
-    for (uint32_t i = 0; i < started && ProgressOf(p, map).running > 0; ++i) {
-      EndItem(ctx, p, {map, i}, StepStatus::kCancelled);
+    for (uint32_t i = 0; i < started && st.map.running > 0; ++i) {
+      EndItem(ctx, p, ItemAt(map, i), StepStatus::kCancelled);
     }
-    ProgressOf(p, map).running = 0;
+    st.map.running = 0;
   }
 }
 
+namespace {
+
+// ReplayMaps for one map instance, and the map steps in its items.
+void ReplayMap(const PlanContext& ctx, Plan& p, const At& map, bool all) {
+  const StepState& was = StateOf(ctx, p, map);
+  if (!was.map.began) {
+    // It failed before its items were known (template, limit): anew.
+    if (was.status != StepStatus::kSucceeded) {
+      MutableState(ctx, p, map) = Rerun(was);
+    }
+    return;
+  }
+  if (!all && was.status == StepStatus::kSucceeded) return;
+  const uint32_t started = was.map.started;
+  const int size = Spec(ctx.def, map.step).map.size;
+  uint32_t failed = 0;
+  uint32_t next = was.map.items;
+  for (uint32_t i = 0; i < started; ++i) {
+    const ItemRef ref = ItemAt(map, i);
+    const ItemState* item = FindItem(ctx, p, ref);
+    if (item == nullptr) continue;
+    if (!all && item->status == StepStatus::kSucceeded) continue;
+    if (!all && item->status == StepStatus::kFailed) ++failed;
+    // The map steps in the item first: their items are rows of their own.
+    for (int k = 0; k < size; ++k) {
+      const int step = map.step + 1 + k;
+      if (Spec(ctx.def, step).kind == StepKind::kMap &&
+          Spec(ctx.def, step).in_map == map.step) {
+        ReplayMap(ctx, p, StepOfItem(ref, step), all);
+      }
+    }
+    ItemState& again = MutableItem(ctx, p, ref);
+    for (size_t k = 0; k < again.steps.size(); ++k) {
+      StepState& step = again.steps[k];
+      const bool nested_map =
+          Spec(ctx.def, map.step + 1 + static_cast<int>(k)).kind ==
+          StepKind::kMap;
+      if (nested_map && step.map.began) continue;  // replayed above
+      // What did not finish runs again, as the saga's own steps do.
+      if (all || step.status != StepStatus::kSucceeded) step = Rerun(step);
+    }
+    again.status = StepStatus::kPending;
+    again.error = {};
+    // An undo that a park cut off is decided again if the saga undoes.
+    if (all || again.compensation == CompensationStatus::kRunning) {
+      again.compensation = CompensationStatus::kNone;
+    }
+    next = std::min(next, i);
+  }
+  StepState& st = MutableState(ctx, p, map);
+  if (all) {
+    st = Rerun(st);
+    return;
+  }
+  st.status = StepStatus::kRunning;
+  st.error = {};
+  st.finished_ms = 0;
+  st.compensation = CompensationStatus::kNone;
+  st.map.failed -= std::min(st.map.failed, failed);
+  st.map.running = 0;
+  st.map.next = std::min(st.map.next, next);
+  st.map.undo_began = false;
+  st.map.undo_left = 0;
+  st.map.undoing = 0;
+}
+
+}  // namespace
+
 void ReplayMaps(const PlanContext& ctx, Plan& p, int from) {
   for (size_t m = 0; m < ctx.def.steps.size(); ++m) {
-    const int map = static_cast<int>(m);
-    StepState& st = p.saga.steps[m];
-    if (ctx.def.steps[m].kind != StepKind::kMap) continue;
-    if (!st.map.began) {
-      // It failed before its items were known (template, limit): anew.
-      if (st.status != StepStatus::kSucceeded) st = StepState{};
+    if (ctx.def.steps[m].kind != StepKind::kMap || ctx.def.steps[m].in_map >= 0)
       continue;
-    }
-    const bool all = map >= from;
-    if (!all && st.status == StepStatus::kSucceeded) continue;
-    const uint32_t started = st.map.started;
-    uint32_t failed = 0;
-    uint32_t next = st.map.items;
-    for (uint32_t i = 0; i < started; ++i) {
-      const ItemState* item = FindItem(ctx, p, {map, i});
-      if (item == nullptr) continue;
-      if (!all && item->status == StepStatus::kSucceeded) continue;
-      if (!all && item->status == StepStatus::kFailed) ++failed;
-      ItemState& again = MutableItem(ctx, p, {map, i});
-      if (all) {
-        ItemState fresh;
-        for (const StepState& step : again.steps) {
-          fresh.steps.push_back(Rerun(step));
-        }
-        again = std::move(fresh);
-        continue;
-      }
-      // What did not finish runs again, as the saga's own steps do.
-      for (StepState& step : again.steps) {
-        if (step.status != StepStatus::kSucceeded) step = Rerun(step);
-      }
-      // An undo that a park cut off is decided again if the saga undoes.
-      if (again.compensation == CompensationStatus::kRunning) {
-        again.compensation = CompensationStatus::kNone;
-      }
-      again.status = StepStatus::kPending;
-      again.error = {};
-      next = std::min(next, i);
-    }
-    if (all) {
-      st = StepState{};
-      continue;
-    }
-    st.status = StepStatus::kRunning;
-    st.error = {};
-    st.finished_ms = 0;
-    st.compensation = CompensationStatus::kNone;
-    st.map.failed -= std::min(st.map.failed, failed);
-    st.map.running = 0;
-    st.map.next = std::min(st.map.next, next);
-    st.map.undo_began = false;
-    st.map.undo_left = 0;
-    st.map.undoing = 0;
+    ReplayMap(ctx, p, {static_cast<int>(m), -1, {}},
+              static_cast<int>(m) >= from);
   }
   p.touched.clear();
 }
 
+namespace {
+
+// The failed compensation among the items of map instance `map` whose undo
+// a park cut off (nullptr if none); each such item is marked touched, so
+// that UndoMap looks at it again.
+StepState* FindFailedCompensationIn(const PlanContext& ctx, Plan& p,
+                                    const At& map) {
+  StepState* failed = nullptr;
+  const int size = Spec(ctx.def, map.step).map.size;
+  const uint32_t started = StateOf(ctx, p, map).map.started;
+  for (uint32_t i = 0; i < started; ++i) {
+    const ItemRef ref = ItemAt(map, i);
+    const ItemState* item = FindItem(ctx, p, ref);
+    if (item == nullptr || item->compensation != CompensationStatus::kRunning) {
+      continue;
+    }
+    for (int k = 0; k < size; ++k) {
+      const int step = map.step + 1 + k;
+      if (Spec(ctx.def, step).kind == StepKind::kMap &&
+          Spec(ctx.def, step).in_map == map.step) {
+        if (StepState* in =
+                FindFailedCompensationIn(ctx, p, StepOfItem(ref, step))) {
+          failed = in;
+        }
+      }
+    }
+    ItemState& resumed = MutableItem(ctx, p, ref);
+    for (StepState& st : resumed.steps) {
+      if (st.compensation == CompensationStatus::kFailed) failed = &st;
+    }
+  }
+  return failed;
+}
+
+}  // namespace
+
 StepState* FindFailedItemCompensation(const PlanContext& ctx, Plan& p) {
   StepState* failed = nullptr;
   for (size_t m = 0; m < ctx.def.steps.size(); ++m) {
-    const int map = static_cast<int>(m);
-    if (ctx.def.steps[m].kind != StepKind::kMap) continue;
-    const uint32_t started = p.saga.steps[m].map.started;
-    for (uint32_t i = 0; i < started; ++i) {
-      const ItemState* item = FindItem(ctx, p, {map, i});
-      if (item == nullptr ||
-          item->compensation != CompensationStatus::kRunning) {
-        continue;
-      }
-      // Its undo resumes: the park cut it off (MutableItem marks it
-      // touched, so UndoMap looks at it again).
-      ItemState& resumed = MutableItem(ctx, p, {map, i});
-      for (StepState& st : resumed.steps) {
-        if (st.compensation == CompensationStatus::kFailed) failed = &st;
-      }
+    if (ctx.def.steps[m].kind != StepKind::kMap || ctx.def.steps[m].in_map >= 0)
+      continue;
+    if (StepState* in =
+            FindFailedCompensationIn(ctx, p, {static_cast<int>(m), -1, {}})) {
+      failed = in;
     }
   }
   return failed;

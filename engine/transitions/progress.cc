@@ -25,7 +25,7 @@ void ClearWait(Saga& saga, const std::string& path) {
   std::erase_if(saga.waits, [&](const Wait& w) { return w.path == path; });
 }
 
-std::string PathOf(const WorkflowDefinition& def, At at) {
+std::string PathOf(const WorkflowDefinition& def, const At& at) {
   return InstancePath(def, at);
 }
 
@@ -43,7 +43,7 @@ const ActionSpec& SpecOf(const WorkflowDefinition& def, int step,
   return compensation ? *s.compensate : s.run;
 }
 
-json StepRef(const WorkflowDefinition& def, At at, bool compensation,
+json StepRef(const WorkflowDefinition& def, const At& at, bool compensation,
              uint32_t attempt) {
   // Built member by member: an initializer list copies each value twice,
   // and every transition logs one of these.
@@ -58,37 +58,37 @@ json StepRef(const WorkflowDefinition& def, At at, bool compensation,
 namespace {
 
 // Where an item step's state sits in its item's list.
-size_t ItemSlot(const PlanContext& ctx, At at) {
+size_t ItemSlot(const PlanContext& ctx, const At& at) {
   return static_cast<size_t>(at.step - Spec(ctx.def, at.step).in_map - 1);
 }
 
-ItemRef ItemOf(const PlanContext& ctx, At at) {
-  return {Spec(ctx.def, at.step).in_map, static_cast<uint32_t>(at.item)};
-}
-
-bool InItem(const PlanContext& ctx, At at) {
+bool InItem(const PlanContext& ctx, const At& at) {
   return at.item >= 0 && Spec(ctx.def, at.step).in_map >= 0;
 }
 
 }  // namespace
 
-const ItemState* FindItem(const PlanContext& ctx, const Plan& p, ItemRef ref) {
+ItemRef ItemOf(const PlanContext& ctx, const At& at) {
+  return {Spec(ctx.def, at.step).in_map, static_cast<uint32_t>(at.item),
+          at.outer};
+}
+
+At StepOfItem(const ItemRef& ref, int step) {
+  return {step, ref.index, ref.outer};
+}
+
+const ItemState* FindItem(const PlanContext& ctx, const Plan& p,
+                          const ItemRef& ref) {
   if (auto it = p.items.find(ref); it != p.items.end()) {
     return &it->second.state;
   }
-  if (ctx.items == nullptr) return nullptr;
-  const auto map = ctx.items->find(ref.map);
-  if (map == ctx.items->end() || ref.index >= map->second.size()) {
-    return nullptr;
-  }
-  const ItemState& item = map->second[ref.index];
-  return item.steps.empty() ? nullptr : &item;  // a gap: never started
+  return ctx.items == nullptr ? nullptr : FindItemIn(*ctx.items, ref);
 }
 
-ItemState& MutableItem(const PlanContext& ctx, Plan& p, ItemRef ref) {
+ItemState& MutableItem(const PlanContext& ctx, Plan& p, const ItemRef& ref) {
   auto it = p.items.find(ref);
   if (it == p.items.end()) {
-    ItemWrite write{Spec(ctx.def, ref.map).path, {}};
+    ItemWrite write{PathOf(ctx.def, MapStepInstance(ref.instance())), {}};
     if (const ItemState* committed = FindItem(ctx, p, ref)) {
       write.state = *committed;
     } else {
@@ -97,18 +97,33 @@ ItemState& MutableItem(const PlanContext& ctx, Plan& p, ItemRef ref) {
     }
     it = p.items.emplace(ref, std::move(write)).first;
   }
-  p.touched.push_back(ref);
+  // The items it runs in changed with it: their maps look at them again.
+  ItemRef touched = ref;
+  while (true) {
+    p.touched.push_back(touched);
+    if (touched.outer.empty()) break;
+    touched = {Spec(ctx.def, touched.map).in_map,
+               touched.outer.back(),
+               {touched.outer.begin(), touched.outer.end() - 1}};
+  }
   return it->second.state;
 }
 
-const StepState& StateOf(const PlanContext& ctx, const Plan& p, At at) {
+ItemSource SourceOf(const PlanContext& ctx, const Plan& p) {
+  return {[&ctx, &p](const ItemRef& ref) { return FindItem(ctx, p, ref); },
+          [&ctx](const MapInstance& map) -> const json* {
+            return ctx.map_items ? ctx.map_items(map) : nullptr;
+          }};
+}
+
+const StepState& StateOf(const PlanContext& ctx, const Plan& p, const At& at) {
   if (!InItem(ctx, at)) return p.saga.steps[static_cast<size_t>(at.step)];
   static const StepState kPending;
   const ItemState* item = FindItem(ctx, p, ItemOf(ctx, at));
   return item != nullptr ? item->steps[ItemSlot(ctx, at)] : kPending;
 }
 
-StepState& MutableState(const PlanContext& ctx, Plan& p, At at) {
+StepState& MutableState(const PlanContext& ctx, Plan& p, const At& at) {
   if (!InItem(ctx, at)) return p.saga.steps[static_cast<size_t>(at.step)];
   return MutableItem(ctx, p, ItemOf(ctx, at)).steps[ItemSlot(ctx, at)];
 }
@@ -116,34 +131,15 @@ StepState& MutableState(const PlanContext& ctx, Plan& p, At at) {
 namespace {
 
 // A sleep's duration, rendered from logged data like any params.
-Result<int64_t> SleepDurationMs(const PlanContext& ctx, const Plan& p, At at,
-                                const ActionSpec& spec, const json& attempt) {
-  std::map<std::string, const json*> outputs;
-  const ItemState* item =
-      InItem(ctx, at) ? FindItem(ctx, p, ItemOf(ctx, at)) : nullptr;
-  TemplateContext tc =
-      MakeTemplateContext(ctx.def, p.saga, &outputs,
-                          attempt.at("idempotency_key").get<std::string>(),
-                          attempt.at("attempt").get<uint32_t>(), item,
-                          Spec(ctx.def, at.step).in_map);
-  json rendered_items;
-  if (InItem(ctx, at)) {
-    const int map = Spec(ctx.def, at.step).in_map;
-    const json* items = ctx.map_items ? ctx.map_items(map) : nullptr;
-    if (items == nullptr) {
-      auto rendered = RenderMapItems(ctx.def, p.saga, map);
-      if (!rendered.ok()) return rendered.status();
-      rendered_items = std::move(rendered).value();
-      items = &rendered_items;
-    }
-    if (static_cast<size_t>(at.item) >= items->size()) {
-      return Status::InvalidArgument("map.items: no item " +
-                                     std::to_string(at.item));
-    }
-    tc.item = &(*items)[static_cast<size_t>(at.item)];
-    tc.index = at.item;
-  }
-  auto params = RenderTemplates(spec.params, tc);
+Result<int64_t> SleepDurationMs(const PlanContext& ctx, const Plan& p,
+                                const At& at, const ActionSpec& spec,
+                                const json& attempt) {
+  TemplateScratch scratch;
+  auto tc = TemplateContextAt(ctx.def, p.saga, at, SourceOf(ctx, p), &scratch,
+                              attempt.at("idempotency_key").get<std::string>(),
+                              attempt.at("attempt").get<uint32_t>());
+  if (!tc.ok()) return tc.status();
+  auto params = RenderTemplates(spec.params, *tc);
   if (!params.ok()) return params.status();
   const json& d =
       params->contains("duration_ms") ? params->at("duration_ms") : json(0);
@@ -188,7 +184,7 @@ void Finish(const PlanContext& ctx, Plan& p, SagaState state, EventKind event,
   p.actions.push_back({PlanAction::Kind::kFinish, {}, {}});
 }
 
-void Park(const PlanContext& ctx, Plan& p, DlqReason why, At step,
+void Park(const PlanContext& ctx, Plan& p, DlqReason why, const At& step,
           const ErrorInfo& error, uint32_t attempts) {
   const std::string reason(DlqReasonName(why));
   const std::string step_name = step.step >= 0 ? PathOf(ctx.def, step) : "";
@@ -216,11 +212,12 @@ bool Undoing(SagaState state) {
 
 namespace {
 
-void SucceedParallel(const PlanContext& ctx, Plan& p, At at) {
+void SucceedParallel(const PlanContext& ctx, Plan& p, const At& at) {
   const StepSpec& parallel = Spec(ctx.def, at.step);
   json output = json::object();
   for (const Branch& b : parallel.branches) {
-    output[b.name] = StateOf(ctx, p, {b.steps.back(), at.item}).output;
+    output[b.name] =
+        StateOf(ctx, p, {b.steps.back(), at.item, at.outer}).output;
   }
   StepState& st = MutableState(ctx, p, at);
   st.status = StepStatus::kSucceeded;
@@ -247,13 +244,13 @@ void CancelParallelSteps(const PlanContext& ctx, Plan& p) {
 }  // namespace
 
 bool RunSequence(const PlanContext& ctx, Plan& p, const std::vector<int>& seq,
-                 int64_t item) {
+                 const At& in) {
   for (const int i : seq) {
-    const At at{i, item};
+    const At at{i, in.item, in.outer};
     const StepSpec& spec = Spec(ctx.def, i);
     if (StateOf(ctx, p, at).status == StepStatus::kSucceeded) continue;
     if (spec.kind == StepKind::kMap) {
-      if (!RunMap(ctx, p, i)) return false;
+      if (!RunMap(ctx, p, at)) return false;
       continue;
     }
     if (spec.kind == StepKind::kParallel) {
@@ -265,7 +262,7 @@ bool RunSequence(const PlanContext& ctx, Plan& p, const std::vector<int>& seq,
       bool all = true;
       const SagaState state = p.saga.state;
       for (const Branch& branch : spec.branches) {
-        all = RunSequence(ctx, p, branch.steps, item) && all;
+        all = RunSequence(ctx, p, branch.steps, in) && all;
         // A step that could not start failed for good: the saga (or the
         // item) moved on.
         if (p.saga.state != state ||
@@ -285,19 +282,19 @@ bool RunSequence(const PlanContext& ctx, Plan& p, const std::vector<int>& seq,
 }
 
 bool UndoSequence(const PlanContext& ctx, Plan& p, const std::vector<int>& seq,
-                  int64_t item) {
+                  const At& in) {
   for (auto it = seq.rbegin(); it != seq.rend(); ++it) {
     const int i = *it;
-    const At at{i, item};
+    const At at{i, in.item, in.outer};
     const StepSpec& spec = Spec(ctx.def, i);
     if (spec.kind == StepKind::kMap) {
-      if (!UndoMap(ctx, p, i)) return false;
+      if (!UndoMap(ctx, p, at)) return false;
       continue;
     }
     if (spec.kind == StepKind::kParallel) {
       bool all = true;
       for (const Branch& branch : spec.branches) {
-        all = UndoSequence(ctx, p, branch.steps, item) && all;
+        all = UndoSequence(ctx, p, branch.steps, in) && all;
         if (!Undoing(p.saga.state)) return false;  // parked
       }
       if (!all) return false;
@@ -322,12 +319,14 @@ bool UndoSequence(const PlanContext& ctx, Plan& p, const std::vector<int>& seq,
   return true;
 }
 
-void FailEnclosing(const PlanContext& ctx, Plan& p, At failed) {
+void FailEnclosing(const PlanContext& ctx, Plan& p, const At& failed) {
   const ErrorInfo error = StateOf(ctx, p, failed).error;
   for (int at = Spec(ctx.def, failed.step).parent;
        at >= 0 && Spec(ctx.def, at).kind == StepKind::kParallel;
        at = Spec(ctx.def, at).parent) {
-    const At parallel{at, Spec(ctx.def, at).in_map >= 0 ? failed.item : -1};
+    const At parallel = Spec(ctx.def, at).in_map >= 0
+                            ? At{at, failed.item, failed.outer}
+                            : At{at, -1, {}};
     if (StateOf(ctx, p, parallel).status != StepStatus::kRunning) continue;
     StepState& st = MutableState(ctx, p, parallel);
     st.status = StepStatus::kFailed;
@@ -344,7 +343,7 @@ void Advance(const PlanContext& ctx, Plan& p) {
       if (s.waits.empty()) BeginCancel(ctx, p);
       return;
     }
-    if (RunSequence(ctx, p, ctx.def.sequence, -1) &&
+    if (RunSequence(ctx, p, ctx.def.sequence, {}) &&
         s.state == SagaState::kRunning) {
       Finish(ctx, p, SagaState::kCompleted, EventKind::kSagaCompleted,
              json::object());
@@ -352,7 +351,7 @@ void Advance(const PlanContext& ctx, Plan& p) {
     return;
   }
   if (!Undoing(s.state)) return;
-  if (!UndoSequence(ctx, p, ctx.def.sequence, -1) || !Undoing(s.state)) return;
+  if (!UndoSequence(ctx, p, ctx.def.sequence, {}) || !Undoing(s.state)) return;
   if (s.state == SagaState::kCancelling) {
     Finish(ctx, p, SagaState::kCancelled, EventKind::kSagaCancelled,
            {{"compensated", true}});
@@ -376,7 +375,7 @@ void CutTimer(const PlanContext& ctx, Plan& p, const Wait& w) {
   st.finished_ms = ctx.now_ms;
 }
 
-void StopOthers(const PlanContext& ctx, Plan& p, At failed,
+void StopOthers(const PlanContext& ctx, Plan& p, const At& failed,
                 const std::string& prefix, const std::string& reason) {
   const std::vector<Wait> waits = p.saga.waits;
   for (const Wait& w : waits) {
@@ -430,7 +429,8 @@ void StopOthers(const PlanContext& ctx, Plan& p, At failed,
   }
 }
 
-void StartAttempt(const PlanContext& ctx, Plan& p, At at, bool compensation) {
+void StartAttempt(const PlanContext& ctx, Plan& p, const At& at,
+                  bool compensation) {
   StepState& st = MutableState(ctx, p, at);
   const uint32_t attempt =
       compensation ? ++st.compensation_attempts : ++st.attempts;
@@ -468,7 +468,7 @@ void StartAttempt(const PlanContext& ctx, Plan& p, At at, bool compensation) {
 }
 
 // The step (or compensation) succeeded.
-void Succeed(const PlanContext& ctx, Plan& p, At at, bool compensation,
+void Succeed(const PlanContext& ctx, Plan& p, const At& at, bool compensation,
              uint32_t attempt, json output) {
   StepState& st = MutableState(ctx, p, at);
   st.finished_ms = ctx.now_ms;
@@ -499,8 +499,8 @@ void BeginCancel(const PlanContext& ctx, Plan& p) {
   }
 }
 
-void FailPermanently(const PlanContext& ctx, Plan& p, At at, bool compensation,
-                     const ErrorInfo& error) {
+void FailPermanently(const PlanContext& ctx, Plan& p, const At& at,
+                     bool compensation, const ErrorInfo& error) {
   StepState& st = MutableState(ctx, p, at);
   st.finished_ms = ctx.now_ms;
   json data = StepRef(ctx.def, at, compensation,
@@ -607,20 +607,11 @@ TemplateContext MakeTemplateContext(const WorkflowDefinition& def,
                                     const Saga& saga,
                                     std::map<std::string, const json*>* outputs,
                                     std::string idempotency_key,
-                                    uint32_t attempt, const ItemState* item,
-                                    int map) {
+                                    uint32_t attempt) {
   for (size_t i = 0; i < saga.steps.size() && i < def.steps.size(); ++i) {
     if (saga.steps[i].status == StepStatus::kSucceeded &&
         def.steps[i].in_map < 0) {
       (*outputs)[def.steps[i].name] = &saga.steps[i].output;
-    }
-  }
-  if (item != nullptr && map >= 0) {
-    for (size_t k = 0; k < item->steps.size(); ++k) {
-      if (item->steps[k].status == StepStatus::kSucceeded) {
-        (*outputs)[def.steps[static_cast<size_t>(map) + 1 + k].name] =
-            &item->steps[k].output;
-      }
     }
   }
   TemplateContext tc;
@@ -632,12 +623,93 @@ TemplateContext MakeTemplateContext(const WorkflowDefinition& def,
   return tc;
 }
 
+const ItemState* FindItemIn(const ItemTable& items, const ItemRef& ref) {
+  const auto map = items.find(ref.instance());
+  if (map == items.end() || ref.index >= map->second.size()) return nullptr;
+  const ItemState& item = map->second[ref.index];
+  return item.steps.empty() ? nullptr : &item;  // a gap: never started
+}
+
+const StepState* StepStateIn(const WorkflowDefinition& def, const Saga& saga,
+                             const ItemTable& items, const StepInstance& at) {
+  const int map = def.steps[static_cast<size_t>(at.step)].in_map;
+  if (map < 0 || at.item < 0) {
+    return static_cast<size_t>(at.step) < saga.steps.size()
+               ? &saga.steps[static_cast<size_t>(at.step)]
+               : nullptr;
+  }
+  const ItemState* item =
+      FindItemIn(items, {map, static_cast<uint32_t>(at.item), at.outer});
+  const auto slot = static_cast<size_t>(at.step - map - 1);
+  return item != nullptr && slot < item->steps.size() ? &item->steps[slot]
+                                                      : nullptr;
+}
+
+StepInstance MapStepInstance(const MapInstance& map) {
+  if (map.outer.empty()) return {map.map, -1, {}};
+  return {map.map, map.outer.back(), {map.outer.begin(), map.outer.end() - 1}};
+}
+
+MapInstance MapInstanceOf(const StepInstance& at) {
+  MapInstance mi{at.step, at.outer};
+  if (at.item >= 0) mi.outer.push_back(static_cast<uint32_t>(at.item));
+  return mi;
+}
+
+Result<TemplateContext> TemplateContextAt(
+    const WorkflowDefinition& def, const Saga& saga, const StepInstance& at,
+    const ItemSource& source, TemplateScratch* scratch,
+    std::string idempotency_key, uint32_t attempt) {
+  TemplateContext tc = MakeTemplateContext(def, saga, &scratch->outputs,
+                                           std::move(idempotency_key), attempt);
+  if (at.item < 0) return tc;
+  const std::vector<int> maps = EnclosingMaps(def, at.step);
+  if (maps.size() != at.outer.size() + 1) {
+    return Status::InvalidArgument(
+        "step " + def.steps[static_cast<size_t>(at.step)].path +
+        ": not one index per enclosing map step");
+  }
+  // The steps of each item it runs in, outermost first.
+  MapInstance inner;
+  for (size_t k = 0; k < maps.size(); ++k) {
+    const uint32_t index =
+        k < at.outer.size() ? at.outer[k] : static_cast<uint32_t>(at.item);
+    inner = {
+        maps[k],
+        {at.outer.begin(), at.outer.begin() + static_cast<std::ptrdiff_t>(k)}};
+    const ItemState* item =
+        source.item ? source.item({maps[k], index, inner.outer}) : nullptr;
+    if (item == nullptr) continue;
+    for (size_t j = 0; j < item->steps.size(); ++j) {
+      if (item->steps[j].status == StepStatus::kSucceeded) {
+        scratch->outputs[def.steps[static_cast<size_t>(maps[k]) + 1 + j].name] =
+            &item->steps[j].output;
+      }
+    }
+  }
+  const json* items = source.items ? source.items(inner) : nullptr;
+  if (items == nullptr) {
+    auto rendered = RenderMapItems(def, saga, inner, source);
+    if (!rendered.ok()) return rendered.status();
+    items = &scratch->rendered.emplace_back(std::move(rendered).value());
+  }
+  if (static_cast<size_t>(at.item) >= items->size()) {
+    return Status::InvalidArgument("map.items: no item " +
+                                   std::to_string(at.item));
+  }
+  tc.item = &(*items)[static_cast<size_t>(at.item)];
+  tc.index = at.item;
+  return tc;
+}
+
 Result<json> RenderMapItems(const WorkflowDefinition& def, const Saga& saga,
-                            int map) {
-  std::map<std::string, const json*> outputs;
-  TemplateContext tc = MakeTemplateContext(def, saga, &outputs, "", 0);
-  const StepSpec& spec = def.steps[static_cast<size_t>(map)];
-  auto items = RenderTemplates(spec.map.items, tc);
+                            const MapInstance& map, const ItemSource& source) {
+  TemplateScratch scratch;
+  auto tc = TemplateContextAt(def, saga, MapStepInstance(map), source, &scratch,
+                              "", 0);
+  if (!tc.ok()) return tc.status();
+  const StepSpec& spec = def.steps[static_cast<size_t>(map.map)];
+  auto items = RenderTemplates(spec.map.items, *tc);
   if (!items.ok()) {
     // "params: ..." is where RenderTemplates says it was; here it is items.
     std::string message = items.status().message();

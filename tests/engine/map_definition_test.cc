@@ -72,9 +72,9 @@ TEST(MapDefinitionTest, ParsesIntoTemplatePathsAndInstancePaths) {
   EXPECT_EQ(InstanceAt(*def, "fan[12].ship.a.ship-a"), (StepInstance{4, 12}));
   EXPECT_EQ(InstanceAt(*def, "fan[0].charge"), (StepInstance{2, 0}));
   EXPECT_EQ(InstanceAt(*def, "done"), (StepInstance{6, -1}));
-  for (const char* bad : {"fan[01].charge", "fan[x].charge", "fan[].charge",
-                          "fan[3]", "prep[0]", "fan[3].nope", "fan[3.charge",
-                          "fan[12345678].charge"}) {
+  for (const char* bad :
+       {"fan[01].charge", "fan[x].charge", "fan[].charge", "fan[3]", "prep[0]",
+        "fan[3].nope", "fan[3.charge", "fan[12345678].charge"}) {
     EXPECT_EQ(InstanceAt(*def, bad).step, -1) << bad;
   }
 }
@@ -104,9 +104,8 @@ TEST(MapDefinitionTest, ShapeRules) {
             Strings{"steps[0].map.steps: must have at least one step"});
   EXPECT_EQ(Errors(Doc({Map("fan", {Step("a")}, {{"max_concurrency", 0}})})),
             Strings{"steps[0].map.max_concurrency: must be >= 1"});
-  EXPECT_EQ(
-      Errors(Doc({Map("fan", {Step("a")}, {{"max_concurrency", 1025}})})),
-      Strings{"steps[0].map.max_concurrency: must be <= 1024"});
+  EXPECT_EQ(Errors(Doc({Map("fan", {Step("a")}, {{"max_concurrency", 1025}})})),
+            Strings{"steps[0].map.max_concurrency: must be <= 1024"});
   const std::string tolerated =
       "steps[0].map.tolerated_failures: must be a count of items (an "
       "integer from 0 to 1000000) or a percentage of them (\"0%\" to "
@@ -122,20 +121,67 @@ TEST(MapDefinitionTest, ShapeRules) {
             Strings{"steps[0].map: unknown key 'zz'"});
 }
 
-TEST(MapDefinitionTest, AMapCannotRunInsideAnotherMap) {
-  EXPECT_EQ(Errors(Doc({Map("outer", {Map("inner", {Step("a")})})})),
-            Strings{"steps[0].map.steps[0].map.steps: a map step cannot run "
-                    "inside another map step (steps[0])"});
-  // Nor inside a parallel step inside one.
-  json parallel = {
-      {"name", "p"},
-      {"parallel",
-       {{"branches",
-         {{"x", std::vector<json>{Map("inner", {Step("a")})}}}}}}};
-  EXPECT_EQ(Errors(Doc({Map("outer", {parallel})})),
-            Strings{"steps[0].map.steps[0].parallel.branches.x[0].map.steps: "
-                    "a map step cannot run inside another map step "
-                    "(steps[0])"});
+TEST(MapDefinitionTest, AMapInsideAMapRunsPerItemWithAnIndexPerMap) {
+  auto def = ParseDefinition(
+      Doc({Map("orders",
+               {Step("check", {{"order", "${item.id}"}}),
+                Map("lines",
+                    {Step("pick", {{"line", "${item}"},
+                                   {"checked", "${steps.check.output}"}})},
+                    {{"items", "${item.lines}"}}),
+                Step("ship", {{"picked", "${steps.lines.output}"}})})}),
+      {});
+  ASSERT_TRUE(def.ok()) << def.status().ToString();
+  std::vector<std::string> paths;
+  for (const StepSpec& s : def->steps) paths.push_back(s.path);
+  EXPECT_THAT(paths,
+              ::testing::ElementsAre("orders", "orders.check", "orders.lines",
+                                     "orders.lines.pick", "orders.ship"));
+  EXPECT_EQ(def->steps[2].in_map, 0);
+  EXPECT_EQ(def->steps[3].in_map, 2);
+  EXPECT_EQ(EnclosingMaps(*def, 3), (std::vector<int>{0, 2}));
+
+  const StepInstance pick{3, 7, {2}};
+  EXPECT_EQ(InstancePath(*def, pick), "orders[2].lines[7].pick");
+  EXPECT_EQ(InstanceAt(*def, "orders[2].lines[7].pick"), pick);
+  EXPECT_EQ(InstancePath(*def, {2, 2, {}}), "orders[2].lines");
+  EXPECT_EQ(InstanceAt(*def, "orders[2].lines"), (StepInstance{2, 2, {}}));
+  EXPECT_EQ(InstanceAt(*def, "orders.lines.pick"), (StepInstance{3, -1, {}}));
+  for (const char* bad :
+       {"orders[2].lines.pick", "orders.lines[7].pick", "orders[2].lines[7]",
+        "orders[2][7].lines.pick", "orders[2].lines[7].pick[1]"}) {
+    EXPECT_EQ(InstanceAt(*def, bad).step, -1) << bad;
+  }
+}
+
+TEST(MapDefinitionTest, AStepInsideAnInnerMapReadsItsItemsAndTheOuterItem) {
+  // Its own item's steps, the outer item's earlier steps, steps before.
+  EXPECT_TRUE(
+      Errors(Doc({Step("prep"),
+                  Map("orders",
+                      {Step("check"),
+                       Map("lines",
+                           {Step("a", {{"p", "${steps.prep.output}"},
+                                       {"c", "${steps.check.output}"}}),
+                            Step("b", {{"a", "${steps.a.output}"}})},
+                           {{"items", "${steps.check.output.lines}"}})})}))
+          .empty());
+  // The outer item's steps after the inner map read its output, not the
+  // steps inside it.
+  EXPECT_EQ(Errors(Doc({Map("orders",
+                            {Map("lines", {Step("a")}),
+                             Step("after", {{"x", "${steps.a.output}"}})})})),
+            Strings{"steps[0].map.steps[1].params.x: ${steps.a.output} "
+                    "refers to step 'a', which runs once per item of map step "
+                    "'orders.lines': read ${steps.lines.output} after it "
+                    "instead"});
+  // Nesting counts towards the depth limit, as parallel steps do.
+  json doc = Step("leaf");
+  for (int i = 0; i < 9; ++i) {
+    doc = Map("m" + std::to_string(i), {doc});
+  }
+  EXPECT_THAT(Errors(Doc({doc})),
+              ::testing::Contains(::testing::HasSubstr("nest at most 8 deep")));
 }
 
 TEST(MapDefinitionTest, ItemAndIndexOnlyInsideAMapStep) {
@@ -149,10 +195,11 @@ TEST(MapDefinitionTest, ItemAndIndexOnlyInsideAMapStep) {
 
 TEST(MapDefinitionTest, TemplatesReadWhatRanBefore) {
   // Inside an item: earlier steps of the item and steps before the map.
-  EXPECT_TRUE(Errors(Doc({Step("prep"),
-                          Map("fan", {Step("a", {{"p", "${steps.prep.output}"}}),
-                                      Step("b", {{"a", "${steps.a.output}"}})})}))
-                  .empty());
+  EXPECT_TRUE(
+      Errors(Doc({Step("prep"),
+                  Map("fan", {Step("a", {{"p", "${steps.prep.output}"}}),
+                              Step("b", {{"a", "${steps.a.output}"}})})}))
+          .empty());
   // After the map: its output, not the steps inside it (one per item).
   EXPECT_EQ(Errors(Doc({Map("fan", {Step("a")}),
                         Step("after", {{"x", "${steps.a.output}"}})})),
@@ -160,16 +207,17 @@ TEST(MapDefinitionTest, TemplatesReadWhatRanBefore) {
                     "which runs once per item of map step 'fan': read "
                     "${steps.fan.output} after it instead"});
   // Not the map's own output from inside it.
-  EXPECT_EQ(Errors(Doc({Map("fan", {Step("a", {{"x", "${steps.fan.output}"}})})})),
-            Strings{"steps[0].map.steps[0].params.x: ${steps.fan.output} "
-                    "refers to step 'fan', which does not run before this "
-                    "step"});
+  EXPECT_EQ(
+      Errors(Doc({Map("fan", {Step("a", {{"x", "${steps.fan.output}"}})})})),
+      Strings{"steps[0].map.steps[0].params.x: ${steps.fan.output} "
+              "refers to step 'fan', which does not run before this "
+              "step"});
   // The items come from steps before the map.
-  EXPECT_EQ(Errors(Doc({Map("fan", {Step("a")},
-                            {{"items", "${steps.later.output}"}}),
-                        Step("later")})),
-            Strings{"steps[0].map.items: ${steps.later.output} refers to step "
-                    "'later', which does not run before this step"});
+  EXPECT_EQ(
+      Errors(Doc({Map("fan", {Step("a")}, {{"items", "${steps.later.output}"}}),
+                  Step("later")})),
+      Strings{"steps[0].map.items: ${steps.later.output} refers to step "
+              "'later', which does not run before this step"});
 }
 
 TEST(MapDefinitionTest, TheJsonSchemaOffersThreeKindsOfStep) {

@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 
 #include "engine/transitions.h"
+#include "tests/engine/map_plan_fixture.h"
 #include "tests/engine/plan_words.h"
 #include "tests/test_util.h"
 
@@ -19,8 +20,6 @@ using test::Types;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 using ::testing::UnorderedElementsAre;
-
-constexpr int64_t kNow = 1'764'000'000'000;
 
 // prep, then fan = map over input.orders of [charge], then notify.
 json OrdersDoc(json map_extra = json::object(),
@@ -48,74 +47,20 @@ json OrdersDoc(json map_extra = json::object(),
                               {"params", {{"all", "${steps.fan.output}"}}}}}}};
 }
 
-json Orders(int n) {
-  std::vector<json> orders;
-  for (int i = 0; i < n; ++i) orders.push_back({{"id", i}});
-  return {{"orders", orders}};
-}
+using test::ItemIndices;
+using test::Orders;
 
-std::vector<uint32_t> ItemIndices(const Plan& p) {
-  std::vector<uint32_t> out;
-  for (const auto& [ref, write] : p.items) out.push_back(ref.index);
-  return out;
-}
-
-class MapTransitionsTest : public ::testing::Test {
+class MapTransitionsTest : public test::MapPlanFixture {
  protected:
   void Use(const json& doc) {
-    auto def = ParseDefinition(doc, {"book"});
-    ASSERT_TRUE(def.ok()) << def.status().ToString();
-    def_ = std::move(def).value();
+    MapPlanFixture::Use(doc);
     map_ = def_.StepAtPath("fan");
   }
-  PlanContext Ctx() {
-    PlanContext ctx{def_, kNow, 0.5};
-    ctx.items = &items_;
-    ctx.max_map_items = max_items_;
-    return ctx;
-  }
-  // What the engine does once a plan has committed: keeps its items.
-  Saga Commit(const Plan& p) {
-    for (const auto& [ref, write] : p.items) {
-      auto& list = items_[ref.map];
-      if (list.size() <= ref.index) list.resize(ref.index + 1);
-      list[ref.index] = write.state;
-      EXPECT_EQ(write.map_path, def_.steps[ref.map].path);
-    }
-    return p.saga;
-  }
-  Plan Start(const json& input) {
-    return PlanStart(Ctx(), "01SAGA", input, "", "", "", "", false);
-  }
-  Plan Result(const Saga& s, const std::string& path, bool ok,
-              bool compensation = false, uint32_t attempt = 1,
-              const std::string& kind = "http_404") {
-    AttemptOutcome o{{path, compensation, attempt}, ok, nullptr, {}};
-    if (ok) {
-      o.output = {{"done", path}};
-    } else {
-      o.error = {kind, "boom"};
-    }
-    auto p = PlanAttemptResult(Ctx(), s, o);
-    EXPECT_TRUE(p.has_value()) << path << " #" << attempt;
-    return p ? std::move(*p) : Plan{};
-  }
-  // Starts a saga over `n` orders and lets prep succeed.
-  Saga Begin(int n) {
-    Saga s = Commit(Start(Orders(n)));
-    return Commit(Result(s, "prep", true));
-  }
   const ItemState& Item(uint32_t i) {
-    return items_.at(map_).at(static_cast<size_t>(i));
-  }
-  const StepState& Step(const Saga& s, const std::string& path) {
-    return s.steps.at(static_cast<size_t>(def_.StepAtPath(path)));
+    return items_.at({map_, {}}).at(static_cast<size_t>(i));
   }
 
-  WorkflowDefinition def_;
   int map_ = -1;
-  ItemTable items_;
-  uint32_t max_items_ = 10000;
 };
 
 TEST_F(MapTransitionsTest, ItemsStartUpToMaxConcurrencyWithTheirIndexInPath) {
