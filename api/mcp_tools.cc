@@ -301,8 +301,11 @@ const json& McpSession::Tools() {
                   {"map_step",
                    {{"type", "string"},
                     {"description",
-                     "the map step's path, as get_saga names it (optional "
-                     "when the workflow has one map step)"}}},
+                     "the map step's path, as get_saga names it, or for a "
+                     "map step inside another map step one run of it, as "
+                     "an outer item's step paths name it (orders[2].lines); "
+                     "optional when the workflow has one map step outside "
+                     "map steps"}}},
                   {"status",
                    {{"type", "string"}, {"enum", json(StepStatusNames())}}},
                   {"from_index", {{"type", "integer"}, {"minimum", 0}}},

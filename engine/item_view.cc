@@ -1,6 +1,7 @@
 #include "engine/item_view.h"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 #include <vector>
 
@@ -39,10 +40,11 @@ Result<StepInstance> FindMapStep(const WorkflowDefinition& def,
     }
   }
   if (path.empty()) {
-    const auto outside = std::count_if(maps.begin(), maps.end(), [&](int m) {
-      return def.steps[static_cast<size_t>(m)].in_map < 0;
-    });
-    if (outside == 1 && maps.size() == 1) return StepInstance{maps.front()};
+    std::vector<int> outside;
+    std::copy_if(
+        maps.begin(), maps.end(), std::back_inserter(outside),
+        [&](int m) { return def.steps[static_cast<size_t>(m)].in_map < 0; });
+    if (outside.size() == 1) return StepInstance{outside.front()};
     return Status::InvalidArgument(
         maps.empty() ? "workflow " + def.name + " has no map step"
                      : "map_step: workflow " + def.name +

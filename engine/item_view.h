@@ -21,7 +21,9 @@ namespace cde {
 inline constexpr size_t kMaxRowsScanned = 4096;
 
 struct ItemQuery {
-  // The map step's path (get_saga's `path`); "" = the saga's only one.
+  // The map step's path (get_saga's `path`), or for a map step inside
+  // another map step's steps the path of one run of it ("orders[2].lines");
+  // "" = the saga's only map step outside map steps.
   std::string map_step;
   std::optional<StepStatus> status;  // only items with this outcome
   uint32_t from_index = 0;           // the first item index to consider

@@ -2,6 +2,8 @@
 // posts each of ITEMS items to the parent's test server (which records each
 // request's Idempotency-Key), reports the acknowledged start on fd 3
 // ("ack KEY SAGA FAIL") and then, as items finish, "done N" every 25 items;
+// SHAPE "nested" groups the items by 25 under a map step inside the map
+// step (progress is then counted in groups, one line per group done);
 // the parent SIGKILLs it at a random one of those. "settle" mode resumes
 // whatever is in flight, runs until nothing is active, and shuts down
 // cleanly. Compensations go through the native action `undo`, which appends
@@ -21,7 +23,11 @@ using nlohmann::json;
 
 namespace {
 
-json Fanout(const std::string& url) {
+// Items per group of the nested shape: fan maps over groups, and a map
+// inside it over each group's lines.
+constexpr int kLinesPerGroup = 25;
+
+json Fanout(const std::string& url, bool nested) {
   json fast = {{"max_attempts", 5},
                {"initial_backoff_ms", 2},
                {"max_backoff_ms", 20},
@@ -37,14 +43,38 @@ json Fanout(const std::string& url) {
   json map = {{"items", "${input.items}"},
               {"max_concurrency", 32},
               {"steps", json::array({charge})}};
-  return {{"name", "fanout"},
-          {"version", 1},
-          {"steps",
-           json::array({{{"name", "fan"}, {"map", map}},
-                        {{"name", "last"},
-                         {"action", "fail"},
-                         {"params", {{"fail_attempts", "${input.fail}"}}},
-                         {"retry", {{"max_attempts", 1}}}}})}};
+  if (nested) {
+    json lines = {{"items", "${item.lines}"},
+                  {"max_concurrency", 8},
+                  {"steps", json::array({charge})}};
+    map = {{"items", "${input.items}"},
+           {"max_concurrency", 4},
+           {"steps", json::array({{{"name", "lines"}, {"map", lines}}})}};
+  }
+  return {
+      {"name", "fanout"},
+      {"version", 1},
+      {"steps", json::array({{{"name", "fan"}, {"map", map}},
+                             {{"name", "last"},
+                              {"action", "fail"},
+                              {"params", {{"fail_attempts", "${input.fail}"}}},
+                              {"retry", {{"max_attempts", 1}}}}})}};
+}
+
+// ITEMS items, flat or as groups of kLinesPerGroup lines.
+json Items(int items, bool nested) {
+  json list = json::array();
+  for (int i = 0; i < items; ++i) {
+    const std::string item = "item-" + std::to_string(i);
+    if (!nested) {
+      list.push_back(item);
+    } else if (i % kLinesPerGroup == 0) {
+      list.push_back({{"lines", json::array({item})}});
+    } else {
+      list.back()["lines"].push_back(item);
+    }
+  }
+  return list;
 }
 
 void Report(const std::string& line) {
@@ -56,10 +86,10 @@ void Report(const std::string& line) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 8) {
+  if (argc != 9) {
     std::fprintf(stderr,
                  "usage: %s run|settle DATA_DIR UNDO_FILE KEY HTTP_URL ITEMS "
-                 "FAIL\n",
+                 "FAIL flat|nested\n",
                  argv[0]);
     return 2;
   }
@@ -89,14 +119,13 @@ int main(int argc, char** argv) {
   const std::string key = argv[4];
   const int items = std::atoi(argv[6]);
   const bool fail = std::string(argv[7]) == "1";
-  auto start = [&engine, &acked, key, items, fail] {
-    json list = json::array();
-    for (int i = 0; i < items; ++i) list.push_back("item-" + std::to_string(i));
+  const bool nested = std::string(argv[8]) == "nested";
+  auto start = [&engine, &acked, key, items, fail, nested] {
     engine.Start(
         {.workflow = "fanout",
-         .input = {{"items", list}, {"fail", fail ? 1 : 0}},
+         .input = {{"items", Items(items, nested)}, {"fail", fail ? 1 : 0}},
          .idempotency_key = key},
-        [&engine, &acked, key, fail](Result<StartResult> r) {
+        [&engine, &acked, key, fail, nested](Result<StartResult> r) {
           if (!r.ok()) {
             std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
             std::_Exit(4);
@@ -104,19 +133,20 @@ int main(int argc, char** argv) {
           acked = true;
           Report("ack " + key + " " + r->saga_id + " " + (fail ? "1" : "0") +
                  "\n");
-          // Progress: every 25 items done.
+          // Progress: every 25 items (or every group) done.
           auto reported = std::make_shared<uint32_t>(0);
-          engine.Watch(r->saga_id, [reported](const Saga& saga) {
+          const uint32_t step = nested ? 1 : 25;
+          engine.Watch(r->saga_id, [reported, step](const Saga& saga) {
             const uint32_t done = saga.steps[0].map.succeeded;
-            while (*reported + 25 <= done) {
-              *reported += 25;
+            while (*reported + step <= done) {
+              *reported += step;
               Report("done " + std::to_string(*reported) + "\n");
             }
           });
         });
   };
   engine.RegisterWorkflow(
-      Fanout(argv[5]), [&mode, &start](Result<DefinitionRecord> r) {
+      Fanout(argv[5], nested), [&mode, &start](Result<DefinitionRecord> r) {
         if (!r.ok()) {
           std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
           std::_Exit(1);

@@ -1,5 +1,6 @@
 // Crash test of map steps: a child engine runs sagas whose map step posts
-// each of 1,000 items to a real HTTP server on 127.0.0.1, 32 at a time; we
+// each of 1,000 items to a real HTTP server on 127.0.0.1, 32 at a time (or,
+// nested, 40 groups of 25 under a map step inside the map step); we
 // SIGKILL it at a random point of each map (on progress: after a random
 // number of items, not after a time), restart it with the next saga, and
 // finally let it settle. Then every acknowledged saga has ended completed
@@ -29,14 +30,25 @@ int Rounds() {
   return env ? std::max(1, std::atoi(env)) : 4;
 }
 
-// "<saga>/fan[<i>].charge/..." -> i; -1 for another key.
-int ItemOf(const std::string& key, const std::string& saga) {
+constexpr int kLinesPerGroup = 25;  // as map_crash_child.cc
+
+// The item an idempotency key is for: "<saga>/fan[<i>].charge/..." -> i;
+// nested, "<saga>/fan[<g>].lines[<l>].charge/..." -> g * 25 + l; -1 for
+// another key.
+int ItemOf(const std::string& key, const std::string& saga, bool nested) {
   const std::string prefix = saga + "/fan[";
   if (key.rfind(prefix, 0) != 0) return -1;
-  return std::atoi(key.c_str() + prefix.size());
+  const int outer = std::atoi(key.c_str() + prefix.size());
+  if (!nested) return outer;
+  const size_t lines = key.find("].lines[", prefix.size());
+  if (lines == std::string::npos) return -1;
+  return outer * kLinesPerGroup + std::atoi(key.c_str() + lines + 8);
 }
 
-TEST(MapCrashTest, ItemsRunAtMostOncePerKillAndUndoExactlyWhatRan) {
+// Rounds of kill and restart over sagas of kItems items, flat or nested,
+// then the checks the file's comment names.
+void KillRestartAndCheck(bool nested) {
+  const char* shape = nested ? "nested" : "flat";
   test::TempDir dir;
   const std::string db = dir.Sub("db");
   const std::string undo_file = dir.Sub("undo.log");
@@ -55,14 +67,15 @@ TEST(MapCrashTest, ItemsRunAtMostOncePerKillAndUndoExactlyWhatRan) {
   for (int r = 0; r < rounds; ++r) {
     const bool fail = r % 2 == 1;
     const std::string key = "fanout-" + std::to_string(r);
+    // Progress comes every 25 items, or every group of 25.
     const test::KillPlan plan{
         .after_progress = 1 + static_cast<int>(rng() % (kItems / 25 - 4)),
         .then_ms = static_cast<int>(rng() % 30),
         .progress_prefix = "done "};
-    test::ChildRun run = test::RunChild(
-        {CDE_MAP_CRASH_CHILD_PATH, "run", db, undo_file, key, url,
-         std::to_string(kItems), fail ? "1" : "0"},
-        plan);
+    test::ChildRun run =
+        test::RunChild({CDE_MAP_CRASH_CHILD_PATH, "run", db, undo_file, key,
+                        url, std::to_string(kItems), fail ? "1" : "0", shape},
+                       plan);
     ASSERT_TRUE(run.killed) << "round " << r << ": exit " << run.exit_code;
     ASSERT_FALSE(run.timed_out)
         << "round " << r << ": " << run.progress << " of "
@@ -78,9 +91,10 @@ TEST(MapCrashTest, ItemsRunAtMostOncePerKillAndUndoExactlyWhatRan) {
       }
     }
   }
-  test::ChildRun settle = test::RunChild(
-      {CDE_MAP_CRASH_CHILD_PATH, "settle", db, undo_file, "-", url, "0", "0"},
-      {}, 300000);
+  test::ChildRun settle =
+      test::RunChild({CDE_MAP_CRASH_CHILD_PATH, "settle", db, undo_file, "-",
+                      url, "0", "0", shape},
+                     {}, 300000);
   ASSERT_EQ(settle.exit_code, 0) << "the engine did not settle";
   ASSERT_EQ(acked.size(), static_cast<size_t>(rounds));
 
@@ -107,14 +121,14 @@ TEST(MapCrashTest, ItemsRunAtMostOncePerKillAndUndoExactlyWhatRan) {
         << saga;
     std::set<int> ran, undone;
     for (const auto& [key, n] : requests) {
-      const int item = ItemOf(key, saga);
+      const int item = ItemOf(key, saga, nested);
       if (item < 0) continue;
       ran.insert(item);
       EXPECT_LE(n - 1, kills) << key;
       duplicates += n - 1;
     }
     for (const auto& [key, n] : undos) {
-      const int item = ItemOf(key, saga);
+      const int item = ItemOf(key, saga, nested);
       if (item < 0) continue;
       undone.insert(item);
       EXPECT_LE(n - 1, kills) << key;
@@ -125,14 +139,28 @@ TEST(MapCrashTest, ItemsRunAtMostOncePerKillAndUndoExactlyWhatRan) {
     } else {
       EXPECT_TRUE(undone.empty()) << saga;
     }
+    // A row per item, and nested one per group too.
     auto items = store.ReadItems(saga);
     ASSERT_OK(items.status());
-    EXPECT_EQ(items->size(), static_cast<size_t>(kItems)) << saga;
+    EXPECT_EQ(
+        items->size(),
+        static_cast<size_t>(kItems + (nested ? kItems / kLinesPerGroup : 0)))
+        << saga;
   }
   std::printf(
-      "map crash test: %d kills, %zu sagas of %d items, %zu item requests, "
-      "%d repeated\n",
-      kills, acked.size(), kItems, requests.size(), duplicates);
+      "map crash test (%s): %d kills, %zu sagas of %d items, %zu item "
+      "requests, %d repeated\n",
+      shape, kills, acked.size(), kItems, requests.size(), duplicates);
+}
+
+TEST(MapCrashTest, ItemsRunAtMostOncePerKillAndUndoExactlyWhatRan) {
+  KillRestartAndCheck(false);
+}
+
+// The same with the items grouped under a map step inside the map step: 40
+// groups of 25 lines, 4 groups and 8 lines of each at a time.
+TEST(MapCrashTest, NestedItemsRunAtMostOncePerKillAndUndoExactlyWhatRan) {
+  KillRestartAndCheck(true);
 }
 
 }  // namespace

@@ -153,7 +153,9 @@ int main(int argc, char** argv) {
       "the items of a saga's map step, each with its outcome and steps");
   s_items->add_option("id", saga_id, "saga id")->required();
   s_items->add_option("--map-step", items.map_step,
-                      "the map step's path (needed when there are several)");
+                      "the map step's path (needed when there are several), "
+                      "or one run of a map step inside another "
+                      "(orders[2].lines)");
   s_items->add_option("--status", items.status,
                       "only items with this status (pending, running, "
                       "succeeded, failed, cancelled)");
