@@ -7,8 +7,9 @@
 // --workload map: one saga whose map step runs --items noop items,
 // --concurrency at a time (the map's max_concurrency); it reports item steps
 // per second and the bytes committed per item step. The items are a literal
-// array in the definition, or with --items-in-input the saga's input (which
-// its snapshot holds, and so rewrites at each transition).
+// array in the definition, or with --items-in-input the saga's input (kept
+// in its first log event when over 1 KiB). With --groups G the items are in
+// G groups, each mapped by a map step inside the map step.
 #include <unistd.h>
 #include <uv.h>
 
@@ -42,9 +43,12 @@ struct Options {
   int concurrency = 64;
   std::string data_dir;
   bool no_sync = false;
-  std::string url;       // http workload: the endpoint each step calls
-  int items = 10000;     // map workload: items of the one saga's map step
+  std::string url;    // http workload: the endpoint each step calls
+  int items = 10000;  // map workload: items of the one saga's map step
   bool items_in_input = false;
+  // map workload: > 0 puts the items in this many groups, each mapped by a
+  // map step inside the map step (a map inside a map).
+  int groups = 0;
   int recovery = 0;      // > 0: the recovery benchmark with this many sagas
   std::string mcp_http;  // drive a running server over MCP HTTP instead
   std::string token;
@@ -55,13 +59,38 @@ struct Options {
   bool policy = false;
 };
 
+// The map workload's items: o.items numbers, or with o.groups that many
+// {"lines": [...]} groups holding them.
+json MapItems(const Options& o) {
+  json items = json::array();
+  for (int i = 0; i < o.items; ++i) {
+    if (o.groups == 0) {
+      items.push_back(i);
+    } else if (i % ((o.items + o.groups - 1) / o.groups) == 0) {
+      items.push_back({{"lines", json::array({i})}});
+    } else {
+      items.back()["lines"].push_back(i);
+    }
+  }
+  return items;
+}
+
 json Workflow(const Options& o) {
   if (o.workload == "map") {
-    json items = json::array();
-    for (int i = 0; i < o.items; ++i) items.push_back(i);
-    json map = {{"items", o.items_in_input ? json("${input.items}") : items},
-                {"max_concurrency", o.concurrency},
-                {"steps", json::array({{{"name", "item"}, {"action", "noop"}}})}};
+    json item = {{"name", "item"}, {"action", "noop"}};
+    json map = {
+        {"items", o.items_in_input ? json("${input.items}") : MapItems(o)},
+        {"max_concurrency", o.concurrency},
+        {"steps", json::array({item})}};
+    if (o.groups > 0) {
+      // Every group at once, their lines sharing the concurrency.
+      const json lines = {
+          {"items", "${item.lines}"},
+          {"max_concurrency", std::max(1, o.concurrency / o.groups)},
+          {"steps", json::array({item})}};
+      map["max_concurrency"] = o.groups;
+      map["steps"] = json::array({{{"name", "lines"}, {"map", lines}}});
+    }
     return {{"name", "bench-map"},
             {"version", 1},
             {"steps", json::array({{{"name", "fan"}, {"map", map}}})}};
@@ -227,11 +256,7 @@ int RecoveryBench(const std::string& dir, int n, bool sync) {
 int MapBench(cde::Engine& engine, uv_loop_t* loop, const Options& o,
              const cde::FdatasyncLatency& fdatasync) {
   json input = json::object();
-  if (o.items_in_input) {
-    json items = json::array();
-    for (int i = 0; i < o.items; ++i) items.push_back(i);
-    input["items"] = std::move(items);
-  }
+  if (o.items_in_input) input["items"] = MapItems(o);
   const cde::EngineStats before = engine.stats();
   const auto t0 = Clock::now();
   bool done = false;
@@ -272,6 +297,12 @@ int MapBench(cde::Engine& engine, uv_loop_t* loop, const Options& o,
       "%d, %s\n",
       o.items, o.items_in_input ? "input" : "definition", o.concurrency,
       o.no_sync ? "unsynced" : "every commit synced");
+  if (o.groups > 0) {
+    std::printf(
+        "  in %d groups, each mapped by a map step inside the map step, %d "
+        "items of each at a time\n",
+        o.groups, std::max(1, o.concurrency / o.groups));
+  }
   std::printf(
       "  bare fdatasync (300 B append) here: p50 %.3f ms, p99 %.3f ms\n",
       fdatasync.p50_ms, fdatasync.p99_ms);
@@ -284,6 +315,7 @@ int MapBench(cde::Engine& engine, uv_loop_t* loop, const Options& o,
   json out = {{"workload", "map"},
               {"items", o.items},
               {"items_in_input", o.items_in_input},
+              {"groups", o.groups},
               {"concurrency", o.concurrency},
               {"seconds", seconds},
               {"item_steps_per_s", item_steps_per_s},
@@ -309,6 +341,10 @@ int main(int argc, char** argv) {
   app.add_flag("--items-in-input", o.items_in_input,
                "map workload: the items are the saga's input, not a literal "
                "array in the definition");
+  app.add_option("--groups", o.groups,
+                 "map workload: the items in this many groups, each mapped "
+                 "by a map step inside the map step")
+      ->check(CLI::Range(1, 1024));
   app.add_option("--sagas", o.sagas, "sagas to run")
       ->check(CLI::PositiveNumber);
   app.add_option("--concurrency", o.concurrency, "sagas in flight")
