@@ -101,11 +101,15 @@ void CheckCompensations(const std::string& id, const Saga& saga,
   }
 }
 
-// "<saga>/fan[<i>].book/..." -> i; -1 for another key.
+// "<saga>/fan[<i>].book/..." -> i; nested, "<saga>/fan[<r>].rows[<s>]..."
+// -> r * kFanOutRowSeats + s; -1 for another key.
 int FanOutItem(const std::string& key) {
   const size_t at = key.find("/fan[");
   if (at == std::string::npos) return -1;
-  return std::atoi(key.c_str() + at + 5);
+  const int outer = std::atoi(key.c_str() + at + 5);
+  const size_t row = key.find("].rows[", at);
+  if (row == std::string::npos) return outer;
+  return outer * kFanOutRowSeats + std::atoi(key.c_str() + row + 7);
 }
 
 // The per-item rules of a fan-out saga: a completed one booked every item;
@@ -126,13 +130,19 @@ void CheckFanOut(const std::string& id, const Saga& saga,
   const std::set<int> refunded = find(refunded_items);
   std::set<int> unknown;  // outcome unknown: may have booked
   for (const ItemRecord& row : items) {
+    // Nested, the rows of "fan" are the rows of seats (their booking steps
+    // are in the rows of "fan[<r>].rows").
+    int item = static_cast<int>(row.index);
+    if (row.map_path.starts_with("fan[")) {
+      item += std::atoi(row.map_path.c_str() + 4) * kFanOutRowSeats;
+    } else if (saga.workflow.starts_with("t-fanout-nested")) {
+      continue;
+    }
     const nlohmann::json& step = row.body["steps"][0];
     const std::string kind = step.contains("error")
                                  ? step["error"].value("kind", std::string())
                                  : std::string();
-    if (kind == kAbandonedErrorKind || kind == "timeout") {
-      unknown.insert(static_cast<int>(row.index));
-    }
+    if (kind == kAbandonedErrorKind || kind == "timeout") unknown.insert(item);
   }
   if (saga.state == SagaState::kCompleted &&
       booked.size() != static_cast<size_t>(kFanOutItems)) {

@@ -64,6 +64,8 @@ struct Violation {
 
 // Items of the fan-out workflows' map step.
 inline constexpr int kFanOutItems = 12;
+// Seats per row of the nested fan-out (a map inside a map).
+inline constexpr int kFanOutRowSeats = 4;
 
 // The workflows the workload starts; `endpoint` is where http steps go.
 std::vector<nlohmann::json> Workflows(const TestHttpServer& endpoint);

@@ -254,10 +254,14 @@ class Torture {
   }
 
   void Start() {
-    static const char* kWorkflows[] = {"t-noop",   "t-sleep",  "t-exec",
-                                       "t-http",   "t-fail",   "t-park",
-                                       "t-fanout", "t-fanout-fail"};
-    json args = {{"workflow", kWorkflows[Pick(8)]}};
+    static const char* kWorkflows[] = {
+        "t-noop",          "t-sleep",
+        "t-exec",          "t-http",
+        "t-fail",          "t-park",
+        "t-fanout",        "t-fanout-fail",
+        "t-fanout-nested", "t-fanout-nested-fail"};
+    constexpr int kCount = sizeof(kWorkflows) / sizeof(kWorkflows[0]);
+    json args = {{"workflow", kWorkflows[Pick(kCount)]}};
     std::string key;
     const int dice = Pick(100);
     if (dice < 15 && !ledger_.saga_by_key.empty()) {

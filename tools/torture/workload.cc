@@ -32,16 +32,37 @@ json Book(const TestHttpServer& endpoint) {
 }
 
 // A map step booking each of 12 items, 4 at a time, each refunded when the
-// saga is undone.
-json FanOut(const TestHttpServer& endpoint) {
+// saga is undone; nested, the items are 3 rows of 4 seats, and a map step
+// inside the map step books each row's seats, 2 at a time.
+json FanOut(const TestHttpServer& endpoint, bool nested = false) {
   json book = Book(endpoint);
   book["params"]["body"] = {{"item", "${item}"}, {"index", "${index}"}};
   json items = json::array();
-  for (int i = 0; i < kFanOutItems; ++i) items.push_back("seat-" + std::to_string(i));
+  for (int i = 0; i < kFanOutItems; ++i) {
+    const std::string seat = "seat-" + std::to_string(i);
+    if (!nested) {
+      items.push_back(seat);
+    } else if (i % kFanOutRowSeats == 0) {
+      items.push_back({{"seats", json::array({seat})}});
+    } else {
+      items.back()["seats"].push_back(seat);
+    }
+  }
+  if (nested) {
+    const json rows = {{"items", "${item.seats}"},
+                       {"max_concurrency", 2},
+                       {"steps", json::array({book})}};
+    return {{"name", "fan"},
+            {"map",
+             {{"items", items},
+              {"max_concurrency", 2},
+              {"steps", json::array({{{"name", "rows"}, {"map", rows}}})}}}};
+  }
   return {{"name", "fan"},
-          {"map", {{"items", items},
-                   {"max_concurrency", 4},
-                   {"steps", json::array({book})}}}};
+          {"map",
+           {{"items", items},
+            {"max_concurrency", 4},
+            {"steps", json::array({book})}}}};
 }
 
 json Workflow(const std::string& name, json steps, json extra = {}) {
@@ -83,6 +104,12 @@ std::vector<json> Workflows(const TestHttpServer& endpoint) {
                                  {{"name", "boom"},
                                   {"action", "fail"},
                                   {"retry", {{"max_attempts", 1}}}}}),
+      Workflow("t-fanout-nested", {FanOut(endpoint, true),
+                                   {{"name", "done"}, {"action", "noop"}}}),
+      Workflow("t-fanout-nested-fail", {FanOut(endpoint, true),
+                                        {{"name", "boom"},
+                                         {"action", "fail"},
+                                         {"retry", {{"max_attempts", 1}}}}}),
       Workflow("t-park",
                {{{"name", "a"}, {"action", "noop"}},
                 {{"name", "boom"},
