@@ -272,6 +272,36 @@ void Validator::CheckBranches(const json& branches, const std::string& path) {
 void Validator::CheckMapSteps(const json& steps, const std::string& path) {
   const Place* map = step_;
   if (!CheckNesting(path, "parallel and map steps")) return;
+  // A map inside a map runs max_concurrency items of each of the outer
+  // map's items under way: the snapshot holds one wait per attempt in
+  // flight, so the product is bounded as one map's concurrency is.
+  if (map != nullptr && map->map != nullptr) {
+    uint64_t product = 1;
+    std::string factors;
+    for (const Place* m = map; m != nullptr; m = m->map) {
+      const auto& [list, at] = m->chain.back();
+      const json* spec = Find((*list)[at], "map");
+      const json* value =
+          spec != nullptr ? Find(*spec, "max_concurrency") : nullptr;
+      // Out of range or not an integer: its own check says so.
+      const uint64_t n =
+          value != nullptr && value->is_number_integer() &&
+                  value->get<int64_t>() >= 1
+              ? value->get<uint64_t>()
+              : kDefaultMapConcurrency;
+      product *= std::min<uint64_t>(n, kMaxMapConcurrency);
+      factors = m->path + ": " + std::to_string(n) +
+                (factors.empty() ? "" : ", " + factors);
+    }
+    if (product > kMaxMapConcurrency) {
+      problems_.Add(JoinKey(map->where, "map.max_concurrency"),
+                    "with the map steps around it, " + std::to_string(product) +
+                        " items at a time (" + factors +
+                        "); the max_concurrency of "
+                        "nested map steps multiply, and may come to at most " +
+                        std::to_string(kMaxMapConcurrency));
+    }
+  }
   CheckOwnShape(definition_internal::StepsShape(), steps, path);
   step_ = map;
 }

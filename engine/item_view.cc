@@ -72,12 +72,18 @@ json ItemJson(const WorkflowDefinition& def, const std::string& map_path,
               const ItemRef& ref, const ItemState& item) {
   json out = ItemToJson(item);
   json& steps = out["steps"];
+  // The steps inside a map step of the item run per item of it: their
+  // states are in that map's item rows, not here.
+  json own = json::array();
   for (size_t i = 0; i < steps.size(); ++i) {
     const int at = ref.map + 1 + static_cast<int>(i);
     if (static_cast<size_t>(at) >= def.steps.size()) break;
+    if (def.steps[static_cast<size_t>(at)].in_map != ref.map) continue;
     steps[i]["name"] = def.steps[static_cast<size_t>(at)].name;
     steps[i]["path"] = InstancePath(def, {at, ref.index, ref.outer});
+    own.push_back(std::move(steps[i]));
   }
+  steps = std::move(own);
   out["index"] = ref.index;
   out["path"] = map_path + "[" + std::to_string(ref.index) + "]";
   return out;

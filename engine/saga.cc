@@ -422,8 +422,12 @@ StepState ReadStep(const json& j) {
       mp.undo_left = IntField<uint32_t>(m, "undo_left");
       mp.undoing = IntField<uint32_t>(m, "undoing");
     }
-    if (mp.next > mp.started || mp.started > mp.items ||
-        mp.undo_left > mp.started) {
+    // Loops run to these counts: a damaged one must not make a plan walk
+    // billions of items (or reserve room for them).
+    if (mp.items > kMaxMapItems || mp.next > mp.started ||
+        mp.started > mp.items || mp.undo_left > mp.started ||
+        mp.running > mp.started || mp.undoing > mp.started ||
+        mp.succeeded > mp.started) {
       throw std::invalid_argument("map progress out of range");
     }
   }

@@ -178,6 +178,27 @@ bool BeginMap(const PlanContext& ctx, Plan& p, const At& map) {
                               std::to_string(ctx.max_map_items) + ")"});
     return false;
   }
+  // Inside other map steps it runs once per item of theirs: its runs
+  // together stay within the limit (each run within the limit divided by
+  // the items of the runs around it), so that nesting does not multiply it.
+  uint64_t runs = 1;
+  for (At m = map; m.item >= 0 && runs <= ctx.max_map_items;) {
+    const At outer = MapStepInstance({Spec(ctx.def, m.step).in_map, m.outer});
+    runs *= std::max<uint32_t>(1, StateOf(ctx, p, outer).map.items);
+    m = outer;
+  }
+  if (runs > 1 && items->size() * runs > ctx.max_map_items) {
+    FailPermanently(
+        ctx, p, map, false,
+        {kLimitErrorKind,
+         "map.items: " + std::to_string(items->size()) + " items in each of " +
+             std::to_string(runs) + " runs of map step '" +
+             Spec(ctx.def, map.step).path +
+             "' (one per item of the map steps around it) come to more "
+             "than limits.map_items allows (" +
+             std::to_string(ctx.max_map_items) + ")"});
+    return false;
+  }
   StepState& st = MutableState(ctx, p, map);
   st.status = StepStatus::kRunning;
   st.error = {};
@@ -205,6 +226,10 @@ bool MapHasCompensations(const WorkflowDefinition& def, int map) {
 bool RunMap(const PlanContext& ctx, Plan& p, const At& map) {
   const StepSpec& spec = Spec(ctx.def, map.step);
   if (!StateOf(ctx, p, map).map.began && !BeginMap(ctx, p, map)) return false;
+  // Replayed inside an outer item (ReplayMap): it goes on as the item does.
+  if (StateOf(ctx, p, map).status == StepStatus::kPending) {
+    MutableState(ctx, p, map).status = StepStatus::kRunning;
+  }
   if (StateOf(ctx, p, map).status != StepStatus::kRunning) return false;
   MapProgress& mp = ProgressOf(ctx, p, map);
   const auto running = [&] {
@@ -396,7 +421,9 @@ void ReplayMap(const PlanContext& ctx, Plan& p, const At& map, bool all) {
     st = Rerun(st);
     return;
   }
-  st.status = StepStatus::kRunning;
+  // Inside an outer item, the map goes on once that item starts again
+  // (pending meanwhile: a cancel before then leaves nothing running).
+  st.status = map.item >= 0 ? StepStatus::kPending : StepStatus::kRunning;
   st.error = {};
   st.finished_ms = 0;
   st.compensation = CompensationStatus::kNone;

@@ -175,6 +175,20 @@ TEST(MapDefinitionTest, AStepInsideAnInnerMapReadsItsItemsAndTheOuterItem) {
                     "refers to step 'a', which runs once per item of map step "
                     "'orders.lines': read ${steps.lines.output} after it "
                     "instead"});
+  // Nested max_concurrency multiply: at most 1024 items at a time in all.
+  EXPECT_EQ(
+      Errors(Doc(
+          {Map("orders", {Map("lines", {Step("a")}, {{"max_concurrency", 64}})},
+               {{"max_concurrency", 32}})})),
+      Strings{"steps[0].map.steps[0].map.max_concurrency: with the map steps "
+              "around it, 2048 items at a time (orders: 32, orders.lines: "
+              "64); the max_concurrency of nested map steps multiply, and "
+              "may come to at most 1024"});
+  EXPECT_TRUE(
+      Errors(Doc({Map("orders",
+                      {Map("lines", {Step("a")}, {{"max_concurrency", 64}})},
+                      {{"max_concurrency", 16}})}))
+          .empty());
   // Nesting counts towards the depth limit, as parallel steps do.
   json doc = Step("leaf");
   for (int i = 0; i < 9; ++i) {

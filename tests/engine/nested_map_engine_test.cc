@@ -125,7 +125,13 @@ TEST(NestedMapEngineTest, InnerItemsRunWithTheirOrderAndResumeAfterARestart) {
   auto outer = ReadItemPage(h.engine().store(), id, {.map_step = ""});
   ASSERT_OK(outer.status());
   EXPECT_EQ(outer->map_step, "orders");
-  EXPECT_EQ(outer->items.size(), 3u);
+  ASSERT_EQ(outer->items.size(), 3u);
+  // An outer item lists its own steps; the inner map's are in its runs.
+  const json& steps = outer->items[0]["steps"];
+  ASSERT_EQ(steps.size(), 3u) << steps.dump();
+  EXPECT_EQ(steps[1]["path"], "orders[0].lines");
+  EXPECT_EQ(steps[1]["map"]["succeeded"], 3);
+  EXPECT_EQ(steps[2]["path"], "orders[0].ship");
   auto unnamed =
       ReadItemPage(h.engine().store(), id, {.map_step = "orders.lines"});
   EXPECT_EQ(unnamed.status().message(),

@@ -262,6 +262,26 @@ TEST_F(NestedMapTransitionsTest, CancelEndsInnerMapsThenUndoesWhatRan) {
               ElementsAre("compensation_succeeded", "saga_cancelled"));
 }
 
+// limits.map_items bounds the items of all runs of a map step together:
+// each run may have the limit divided by the items of the runs around it.
+TEST_F(NestedMapTransitionsTest, TheRunsOfAnInnerMapShareTheItemLimit) {
+  Use(ShopDoc());
+  max_items_ = 5;  // 3 orders: at most 1 line each
+  Saga s = Commit(Start(kInput));
+  Plan p = Result(s, "orders[1].check", true);  // 1 line: within
+  EXPECT_THAT(Actions(p), ElementsAre("run orders[1].lines[0].pick#1"));
+  s = Commit(p);
+  p = Result(s, "orders[0].check", true);  // 3 lines: over
+  ASSERT_GE(p.events.size(), 2u);
+  EXPECT_EQ(p.events[1].data["step"], "orders[0].lines");
+  EXPECT_EQ(p.events[1].data["error"]["kind"], "limit");
+  EXPECT_EQ(p.events[1].data["error"]["message"],
+            "map.items: 3 items in each of 3 runs of map step 'orders.lines' "
+            "(one per item of the map steps around it) come to more than "
+            "limits.map_items allows (5)");
+  EXPECT_EQ(p.saga.state, SagaState::kCompensating);
+}
+
 TEST_F(NestedMapTransitionsTest, ReplayRunsAgainOnlyTheInnerItemsThatFailed) {
   Use(ShopDoc("park"));
   Saga s = BeginChecked();

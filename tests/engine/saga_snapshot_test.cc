@@ -82,5 +82,30 @@ TEST(SagaSnapshotTest, AWaitBeforeFormat3NamesItsStepThroughTheDefinition) {
   EXPECT_EQ(ToRecord(*named).body["waits"][0]["path"], "charge");
 }
 
+// A map step's counters bound the loops over its items: a damaged one is
+// Corruption naming the saga, never a plan that walks billions of items.
+TEST(SagaSnapshotTest, MapCountersOutOfRangeAreCorruption) {
+  Saga s;
+  s.id = "01MAP";
+  s.steps.resize(1);
+  s.steps[0].status = StepStatus::kRunning;
+  s.steps[0].map = {
+      .began = true, .items = 10, .next = 4, .started = 4, .running = 2};
+  ASSERT_TRUE(FromRecord(ToRecord(s)).ok());
+  const std::vector<std::pair<const char*, json>> bad = {
+      {"items", 4'000'000'000u}, {"running", 5}, {"undoing", 5},
+      {"succeeded", 5},          {"next", 5},    {"started", 11}};
+  for (const auto& [field, value] : bad) {
+    SagaRecord r = ToRecord(s);
+    r.body["steps"][0]["map"][field] = value;
+    if (std::string(field) == "undoing")
+      r.body["steps"][0]["map"]["undo_left"] = 0;
+    auto read = FromRecord(r);
+    EXPECT_TRUE(read.status().IsCorruption()) << field;
+    EXPECT_NE(read.status().message().find("01MAP"), std::string::npos)
+        << read.status().ToString();
+  }
+}
+
 }  // namespace
 }  // namespace cde
