@@ -34,10 +34,11 @@ class CircuitBreakerTest : public ::testing::Test {
   void Serve(int status, BreakerPolicy policy, int attempts) {
     server_.Start();
     server_.Respond("/svc", status, "scripted");
-    ASSERT_OK(h_.Open(""));
-    EngineLimits limits;
-    limits.breaker_default = policy;
-    h_.engine().SetLimits(limits);
+    EngineOptions options;
+    options.data_dir = "";  // a memory store
+    options.clock = clock_;
+    options.limits.breaker_default = policy;
+    ASSERT_OK(h_.Open(std::move(options)));
     ASSERT_OK(h_.Register(Workflow("call",
                                    {{{"name", "get"},
                                      {"action", "http"},
@@ -48,6 +49,18 @@ class CircuitBreakerTest : public ::testing::Test {
   }
   void TearDown() override { EXPECT_OK(h_.Close()); }
 
+  // Runs the loop until saga `id` waits for a retry's backoff, its
+  // attempt's answer in.
+  bool UntilBackoff(const std::string& id) {
+    return h_.RunUntil([&] {
+      const Saga* s = h_.engine().FindActive(id);
+      return s != nullptr && s->waits.size() == 1 &&
+             s->waits[0].kind == Wait::Kind::kBackoff;
+    });
+  }
+
+  // Backoffs and the breaker's cool-down pass on it; the requests are real.
+  std::shared_ptr<ManualClock> clock_ = std::make_shared<ManualClock>();
   TestHttpServer server_;
   EngineHarness h_;
   std::string key_;
@@ -55,8 +68,6 @@ class CircuitBreakerTest : public ::testing::Test {
 
 TEST_F(CircuitBreakerTest,
        OpensOnFailuresDefersWithoutSpendingRetriesAndCloses) {
-  // A cool-down long enough that no stall of a loaded machine ends it
-  // before the checks of the open state below.
   Serve(503,
         {.failure_threshold = 2,
          .failure_ratio = 0,
@@ -65,17 +76,24 @@ TEST_F(CircuitBreakerTest,
         4);
   auto r = h_.Start({.workflow = "call"});
   ASSERT_OK(r.status());
+  ASSERT_TRUE(UntilBackoff(r->saga_id));
+  ASSERT_TRUE(h_.Pass(*clock_, 2));
   ASSERT_TRUE(h_.RunUntil([&] { return server_.requests().size() == 2; }));
+  ASSERT_TRUE(UntilBackoff(r->saga_id));
   server_.Respond("/svc", 200, R"({"ok": true})");
   // Open: the third attempt waits for the cool-down instead of failing.
+  ASSERT_TRUE(h_.Pass(*clock_, 2));
   ASSERT_TRUE(
       h_.RunUntil([&] { return h_.engine().stats().waiting_at_gates == 1; }));
   EngineStats st = h_.engine().stats();
   ASSERT_EQ(st.breakers.size(), 1u);
   EXPECT_EQ(st.breakers[0].key, key_);
   EXPECT_EQ(st.breakers[0].state, BreakerState::kOpen);
-  h_.RunUntil([] { return false; }, 300);
+  // Not a moment before the cool-down has passed.
+  ASSERT_TRUE(h_.Pass(*clock_, 4990));
+  EXPECT_EQ(h_.engine().stats().waiting_at_gates, 1u);
   EXPECT_EQ(server_.requests().size(), 2u);
+  ASSERT_TRUE(h_.Pass(*clock_, 10));
   // Half-open after the cool-down: the probe succeeds and the saga
   // completes on its third attempt of four.
   auto done = h_.AwaitInactive(r->saga_id);
