@@ -246,14 +246,20 @@ Shape MapStepShape() {
   Shape steps = Of(Type::kArray,
                    "The steps run for each item, in order, as the "
                    "definition's steps are; they read the item as ${item} "
-                   "and its position as ${index}.");
+                   "and its position as ${index}. They may hold parallel "
+                   "and map steps (a map step inside runs once per item; "
+                   "${item} inside it is its own item).");
   steps.items = Share(OpenObject("A step."));
   Shape map = Object(
       {Key("items", With(std::move(items), Hook::kMapItems), kRequired),
        Key("max_concurrency",
            Integer(1, kMaxMapConcurrency,
                    "Items under way at once. Default " +
-                       std::to_string(kDefaultMapConcurrency) + ".")),
+                       std::to_string(kDefaultMapConcurrency) +
+                       ". Inside another map step's steps, multiplied by "
+                       "the max_concurrency of the map steps around it, "
+                       "at most " +
+                       std::to_string(kMaxMapConcurrency) + ".")),
        Key("tolerated_failures",
            With(Of(Type::kAny,
                    "How many items may fail for good before the map step "
