@@ -284,11 +284,10 @@ void Validator::CheckMapSteps(const json& steps, const std::string& path) {
       const json* value =
           spec != nullptr ? Find(*spec, "max_concurrency") : nullptr;
       // Out of range or not an integer: its own check says so.
-      const uint64_t n =
-          value != nullptr && value->is_number_integer() &&
-                  value->get<int64_t>() >= 1
-              ? value->get<uint64_t>()
-              : kDefaultMapConcurrency;
+      const uint64_t n = value != nullptr && value->is_number_integer() &&
+                                 value->get<int64_t>() >= 1
+                             ? value->get<uint64_t>()
+                             : kDefaultMapConcurrency;
       product *= std::min<uint64_t>(n, kMaxMapConcurrency);
       factors = m->path + ": " + std::to_string(n) +
                 (factors.empty() ? "" : ", " + factors);

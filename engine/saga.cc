@@ -472,15 +472,28 @@ Result<ItemState> ItemFromJson(const json& body, const std::string& where) {
   return item;
 }
 
+namespace {
+
+// How a Corruption names an item row: "saga 'ID' item fan[3]".
+std::string RowWhere(const ItemRecord& row) {
+  return "saga '" + row.saga_id + "' item " + row.map_path + "[" +
+         std::to_string(row.index) + "]";
+}
+
+Status NoMapStepThere(const WorkflowDefinition& def, const ItemRecord& row) {
+  return Status::Corruption(RowWhere(row) + ": workflow " + def.name + "@" +
+                            std::to_string(def.version) +
+                            " has no map step there");
+}
+
+}  // namespace
+
 Result<ItemState> ItemFromRow(const WorkflowDefinition& def, int map,
                               const ItemRecord& row) {
-  const std::string where = "saga '" + row.saga_id + "' item " + row.map_path +
-                            "[" + std::to_string(row.index) + "]";
+  const std::string where = RowWhere(row);
   if (map < 0 || static_cast<size_t>(map) >= def.steps.size() ||
       def.steps[static_cast<size_t>(map)].kind != StepKind::kMap) {
-    return Status::Corruption(where + ": workflow " + def.name + "@" +
-                              std::to_string(def.version) +
-                              " has no map step there");
+    return NoMapStepThere(def, row);
   }
   if (row.index >= kMaxMapItems) {
     return Status::Corruption(where + ": index out of range");
@@ -503,10 +516,7 @@ Result<MapInstance> MapInstanceOfRow(const WorkflowDefinition& def,
   if (at.step < 0 ||
       def.steps[static_cast<size_t>(at.step)].kind != StepKind::kMap ||
       (at.item < 0 && def.steps[static_cast<size_t>(at.step)].in_map >= 0)) {
-    return Status::Corruption(
-        "saga '" + row.saga_id + "' item " + row.map_path + "[" +
-        std::to_string(row.index) + "]: workflow " + def.name + "@" +
-        std::to_string(def.version) + " has no map step there");
+    return NoMapStepThere(def, row);
   }
   MapInstance map{at.step, at.outer};
   if (at.item >= 0) map.outer.push_back(static_cast<uint32_t>(at.item));

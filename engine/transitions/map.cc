@@ -35,11 +35,12 @@ std::vector<ItemRef> TakeTouched(Plan& p, const MapInstance& map) {
   return mine;
 }
 
-// Item `index` of map instance `map`, and the instance its steps run as.
+// Item `index` of map instance `map`, and the instance its steps run as
+// (RunSequence's `in`).
 ItemRef ItemAt(const At& map, uint32_t index) {
   return {map.step, index, MapInstanceOf(map).outer};
 }
-At InItem(const ItemRef& ref) { return StepOfItem(ref, -1); }
+At ItemScope(const ItemRef& ref) { return StepOfItem(ref, -1); }
 
 bool Tolerated(const MapSpec& spec, uint32_t failed, uint32_t items) {
   if (spec.tolerated_percent) {
@@ -238,7 +239,7 @@ bool RunMap(const PlanContext& ctx, Plan& p, const At& map) {
   for (const ItemRef& ref : TakeTouched(p, MapInstanceOf(map))) {
     const ItemState* item = FindItem(ctx, p, ref);
     if (item == nullptr || item->status != StepStatus::kRunning) continue;
-    if (RunSequence(ctx, p, spec.map.steps, InItem(ref))) {
+    if (RunSequence(ctx, p, spec.map.steps, ItemScope(ref))) {
       MutableItem(ctx, p, ref).status = StepStatus::kSucceeded;
       --mp.running;
       ++mp.succeeded;
@@ -256,7 +257,7 @@ bool RunMap(const PlanContext& ctx, Plan& p, const At& map) {
     MutableItem(ctx, p, ref).status = StepStatus::kRunning;
     ++mp.running;
     mp.started = std::max(mp.started, ref.index + 1);
-    if (RunSequence(ctx, p, spec.map.steps, InItem(ref))) {
+    if (RunSequence(ctx, p, spec.map.steps, ItemScope(ref))) {
       MutableItem(ctx, p, ref).status = StepStatus::kSucceeded;
       --mp.running;
       ++mp.succeeded;
@@ -281,7 +282,7 @@ bool UndoMap(const PlanContext& ctx, Plan& p, const At& map) {
     if (item == nullptr || item->compensation != CompensationStatus::kRunning) {
       continue;
     }
-    if (UndoSequence(ctx, p, spec.map.steps, InItem(ref))) {
+    if (UndoSequence(ctx, p, spec.map.steps, ItemScope(ref))) {
       EndItemUndo(MutableItem(ctx, p, ref));
       --mp.undoing;
     }
@@ -294,7 +295,7 @@ bool UndoMap(const PlanContext& ctx, Plan& p, const At& map) {
     if (item == nullptr || !ItemNeedsUndo(ctx, map.step, *item)) continue;
     MutableItem(ctx, p, ref).compensation = CompensationStatus::kRunning;
     ++mp.undoing;
-    if (UndoSequence(ctx, p, spec.map.steps, InItem(ref))) {
+    if (UndoSequence(ctx, p, spec.map.steps, ItemScope(ref))) {
       EndItemUndo(MutableItem(ctx, p, ref));
       --mp.undoing;
     }
