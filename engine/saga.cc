@@ -337,10 +337,13 @@ SagaRecord ToRecordWithInput(const Saga& s) {
   return r;
 }
 
+void WriteSnapshotBody(const Saga& s, CborWriter& w) {
+  CborMap::Write(w, [&s](CborMap& map) { WriteSagaBody(s, map); });
+}
+
 std::string EncodeSnapshot(const Saga& s) {
-  return EncodeSagaWith(HeadOf(s), [&s](CborWriter& w) {
-    CborMap::Write(w, [&s](CborMap& map) { WriteSagaBody(s, map); });
-  });
+  return EncodeSagaWith(HeadOf(s),
+                        [&s](CborWriter& w) { WriteSnapshotBody(s, w); });
 }
 
 Status LoadLoggedInput(Store& store, SagaRecord& record) {

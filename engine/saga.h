@@ -279,6 +279,8 @@ SagaHead HeadOf(const Saga& saga);
 // EncodeSaga(ToRecord(saga)), the same bytes, without building the body's
 // JSON: what each transition writes.
 std::string EncodeSnapshot(const Saga& saga);
+// The snapshot's body alone, for Transition::PutSaga to write in place.
+void WriteSnapshotBody(const Saga& saga, CborWriter& w);
 // The saga in `record`, or Corruption naming the saga and the bad field.
 // Snapshots before format 3 name the step they wait on by its index: `def`
 // (the definition the saga runs) names it by its path; without it the path

@@ -93,9 +93,15 @@ std::string LogPrefix(std::string_view saga_id) {
 }
 
 std::string LogKey(std::string_view saga_id, uint64_t seq) {
-  std::string key = LogPrefix(saga_id);
-  PutBigEndian64(&key, seq);
+  std::string key;
+  AppendLogKey(&key, saga_id, seq);
   return key;
+}
+
+void AppendLogKey(std::string* out, std::string_view saga_id, uint64_t seq) {
+  out->append(saga_id);
+  out->push_back('\0');
+  PutBigEndian64(out, seq);
 }
 
 std::optional<uint64_t> LogKeySeq(std::string_view key) {

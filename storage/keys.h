@@ -59,6 +59,8 @@ uint32_t GetBigEndian32(std::string_view in);  // REQUIRES: in.size() >= 4
 
 // log: saga_id 0x00 seq(8, BE). All events of a saga are one prefix.
 std::string LogKey(std::string_view saga_id, uint64_t seq);
+// Appends LogKey(saga_id, seq) to `out`.
+void AppendLogKey(std::string* out, std::string_view saga_id, uint64_t seq);
 std::string LogPrefix(std::string_view saga_id);
 // The seq of a log key, or nullopt if the key is malformed.
 std::optional<uint64_t> LogKeySeq(std::string_view key);

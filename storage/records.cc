@@ -135,7 +135,13 @@ std::string EncodeSagaWith(const SagaHead& h,
                            const std::function<void(CborWriter&)>& write_body) {
   std::string out;
   out.reserve(256 + h.id.size() + h.workflow.size() + h.idempotency_key.size());
-  CborWriter w(&out, kRecordVersion, 9);
+  AppendSagaWith(&out, h, write_body);
+  return out;
+}
+
+void AppendSagaWith(std::string* out, const SagaHead& h,
+                    const std::function<void(CborWriter&)>& write_body) {
+  CborWriter w(out, kRecordVersion, 9);
   w.Field("id", h.id)
       .Field("workflow", h.workflow)
       .Field("version", h.version)
@@ -146,7 +152,6 @@ std::string EncodeSagaWith(const SagaHead& h,
       .Field("idempotency_key", h.idempotency_key)
       .Text("body");
   write_body(w);
-  return out;
 }
 
 std::string EncodeSaga(const SagaRecord& r) {
@@ -170,13 +175,19 @@ Result<SagaRecord> DecodeSaga(std::string_view value, std::string_view where) {
 std::string EncodeLog(const LogRecord& r) {
   std::string out;
   out.reserve(64 + r.saga_id.size() + r.type.size());
-  CborWriter(&out, kRecordVersion, 5)
-      .Field("saga_id", r.saga_id)
-      .Field("seq", r.seq)
-      .Field("time_ms", r.time_ms)
-      .Field("type", r.type)
-      .Field("data", r.data);
+  AppendLogValue(&out, r.saga_id, r.seq, r.time_ms, r.type, r.data);
   return out;
+}
+
+void AppendLogValue(std::string* out, std::string_view saga_id, uint64_t seq,
+                    int64_t time_ms, std::string_view type,
+                    const nlohmann::json& data) {
+  CborWriter(out, kRecordVersion, 5)
+      .Field("saga_id", saga_id)
+      .Field("seq", seq)
+      .Field("time_ms", time_ms)
+      .Field("type", type)
+      .Field("data", data);
 }
 
 Result<LogRecord> DecodeLog(std::string_view value, std::string_view where) {

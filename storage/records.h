@@ -166,7 +166,15 @@ std::string EncodeSaga(const SagaRecord& rec);
 // writes rec.body gives the same bytes as EncodeSaga(rec).
 std::string EncodeSagaWith(const SagaHead& head,
                            const std::function<void(CborWriter&)>& write_body);
+// The same, appended to `out`: the engine writes records straight into
+// its transition's buffer.
+void AppendSagaWith(std::string* out, const SagaHead& head,
+                    const std::function<void(CborWriter&)>& write_body);
 std::string EncodeLog(const LogRecord& rec);
+// EncodeLog of the event these fields make, appended to `out`.
+void AppendLogValue(std::string* out, std::string_view saga_id, uint64_t seq,
+                    int64_t time_ms, std::string_view type,
+                    const nlohmann::json& data);
 std::string EncodeDlq(const DlqRecord& rec);
 std::string EncodeTimer(const TimerRecord& rec);
 std::string EncodeDefinition(const DefinitionRecord& rec);

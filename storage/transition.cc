@@ -16,6 +16,29 @@ void Transition::Put(Cf cf, std::string_view key, std::string_view value) {
   rep_.append(value);
 }
 
+template <typename WriteKey, typename WriteValue>
+void Transition::PutInPlace(Cf cf, WriteKey&& write_key,
+                            WriteValue&& write_value) {
+  rep_.push_back(static_cast<char>(cf));
+  rep_.push_back(1);
+  const size_t key_size_at = rep_.size();
+  rep_.append(4, '\0');
+  write_key(&rep_);
+  PatchSize(key_size_at);
+  const size_t value_size_at = rep_.size();
+  rep_.append(4, '\0');
+  write_value(&rep_);
+  PatchSize(value_size_at);
+  ++count_;
+}
+
+void Transition::PatchSize(size_t at) {
+  const auto size = static_cast<uint32_t>(rep_.size() - at - 4);
+  for (int i = 0; i < 4; ++i) {
+    rep_[at + i] = static_cast<char>((size >> (24 - 8 * i)) & 0xff);
+  }
+}
+
 void Transition::Delete(Cf cf, std::string_view key) {
   AppendHeader(cf, true, key.size());
   rep_.append(key);
@@ -29,6 +52,20 @@ void Transition::PutSaga(const SagaRecord& saga,
 void Transition::PutSaga(const SagaHead& saga, std::string_view encoded,
                          std::optional<SagaState> previous_state) {
   Put(Cf::kSagas, saga.id, encoded);
+  PutSagaIndexes(saga, previous_state);
+}
+
+void Transition::PutSaga(const SagaHead& saga,
+                         const std::function<void(CborWriter&)>& write_body,
+                         std::optional<SagaState> previous_state) {
+  PutInPlace(
+      Cf::kSagas, [&](std::string* out) { out->append(saga.id); },
+      [&](std::string* out) { AppendSagaWith(out, saga, write_body); });
+  PutSagaIndexes(saga, previous_state);
+}
+
+void Transition::PutSagaIndexes(const SagaHead& saga,
+                                std::optional<SagaState> previous_state) {
   if (previous_state == saga.state) return;
   if (previous_state) {
     Delete(Cf::kIdxState, IdxStatePrefix(*previous_state).append(saga.id));
@@ -44,7 +81,17 @@ void Transition::PutSaga(const SagaHead& saga, std::string_view encoded,
 }
 
 void Transition::AppendLog(const LogRecord& event) {
-  Put(Cf::kLog, LogKey(event.saga_id, event.seq), EncodeLog(event));
+  AppendLog(event.saga_id, event.seq, event.time_ms, event.type, event.data);
+}
+
+void Transition::AppendLog(std::string_view saga_id, uint64_t seq,
+                           int64_t time_ms, std::string_view type,
+                           const nlohmann::json& data) {
+  PutInPlace(
+      Cf::kLog, [&](std::string* out) { AppendLogKey(out, saga_id, seq); },
+      [&](std::string* out) {
+        AppendLogValue(out, saga_id, seq, time_ms, type, data);
+      });
 }
 
 void Transition::PutTimer(const TimerRecord& timer) {
@@ -106,8 +153,8 @@ void Transition::PutItem(std::string_view saga_id, std::string_view map_path,
   Put(Cf::kItems, ItemKey(saga_id, map_path, index), encoded);
 }
 
-void Transition::DeleteItem(std::string_view saga_id,
-                            std::string_view map_path, uint32_t index) {
+void Transition::DeleteItem(std::string_view saga_id, std::string_view map_path,
+                            uint32_t index) {
   Delete(Cf::kItems, ItemKey(saga_id, map_path, index));
 }
 

@@ -10,6 +10,7 @@
 #ifndef CDE_STORAGE_TRANSITION_H_
 #define CDE_STORAGE_TRANSITION_H_
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,7 +30,15 @@ class Transition {
   // The same, with the snapshot already encoded (EncodeSagaWith).
   void PutSaga(const SagaHead& head, std::string_view encoded,
                std::optional<SagaState> previous_state);
+  // Writes the snapshot of `head` with its body written by `write_body`
+  // straight into this transition (AppendSagaWith): no copy of the record.
+  void PutSaga(const SagaHead& head,
+               const std::function<void(CborWriter&)>& write_body,
+               std::optional<SagaState> previous_state);
   void AppendLog(const LogRecord& event);
+  // The same event from its fields, encoded in place.
+  void AppendLog(std::string_view saga_id, uint64_t seq, int64_t time_ms,
+                 std::string_view type, const nlohmann::json& data);
   void PutTimer(const TimerRecord& timer);
   void DeleteTimer(int64_t due_ms, std::string_view saga_id,
                    std::string_view name);
@@ -64,6 +73,10 @@ class Transition {
     Put(cf, key, value);
   }
 
+  // Room for `bytes` of rows, so that a transition whose size is about
+  // known grows its buffer once.
+  void Reserve(size_t bytes) { rep_.reserve(bytes); }
+
   bool empty() const { return count_ == 0; }
   size_t count() const { return count_; }
   // Bytes of the encoded rows, the measure the commit writer caps groups by.
@@ -75,6 +88,13 @@ class Transition {
 
  private:
   void Put(Cf cf, std::string_view key, std::string_view value);
+  // A put whose key and value are appended to the buffer by the callers.
+  template <typename WriteKey, typename WriteValue>
+  void PutInPlace(Cf cf, WriteKey&& write_key, WriteValue&& write_value);
+  // Fills the 4-byte size at rep_[at] with the bytes written after it.
+  void PatchSize(size_t at);
+  void PutSagaIndexes(const SagaHead& saga,
+                      std::optional<SagaState> previous_state);
   void Delete(Cf cf, std::string_view key);
   void AppendHeader(Cf cf, bool is_delete, size_t key_size);
 

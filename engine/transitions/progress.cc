@@ -572,9 +572,11 @@ TimerRef TimerOf(const Wait& wait) {
 Transition Plan::Build(int64_t now_ms) {
   saga.updated_ms = now_ms;
   Transition t;
-  for (PlannedEvent& e : events) {
-    t.AppendLog({saga.id, ++saga.last_seq, now_ms,
-                 std::string(EventKindName(e.kind)), std::move(e.data)});
+  // Most transitions are a snapshot and an event or two: one allocation.
+  t.Reserve(1024 + 256 * events.size());
+  for (const PlannedEvent& e : events) {
+    t.AppendLog(saga.id, ++saga.last_seq, now_ms, EventKindName(e.kind),
+                e.data);
   }
   events.clear();
   // A timer both put and deleted by one plan was put and then cut (several
@@ -599,7 +601,9 @@ Transition Plan::Build(int64_t now_ms) {
     t.PutItem(saga.id, write.map_path, ref.index,
               EncodeItem(ItemToJson(write.state)));
   }
-  t.PutSaga(HeadOf(saga), EncodeSnapshot(saga), previous_state);
+  t.PutSaga(
+      HeadOf(saga), [this](CborWriter& w) { WriteSnapshotBody(saga, w); },
+      previous_state);
   return t;
 }
 
