@@ -78,9 +78,10 @@ Result<UpgradeReport> UpgradeStore(Store& store) {
     CDE_RETURN_IF_ERROR(
         WriteSync(store, begin).WithContext("starting the store's upgrade"));
   }
-  // Newest first, a page at a time; each page is one write. Formats 4 and 5
-  // only added what older snapshots never hold (map item rows, an input kept
-  // in the log): a format 3 snapshot is a format 5 one.
+  // Newest first, a page at a time; each page is one write. Formats 4, 5
+  // and 6 only added what older stores never hold (map item rows, an input
+  // kept in the log, log rows of several events): a format 3 snapshot is a
+  // format 6 one.
   StoredDefinitions definitions(store);
   SagaQuery query;
   query.limit = kPage;

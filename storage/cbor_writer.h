@@ -56,6 +56,10 @@ class CborWriter {
     return *this;
   }
 
+  // Writes into `out` without a record's framing: for the items inside a
+  // record written by hand (a log row of several events).
+  explicit CborWriter(std::string* out) : out_(out) {}
+
   // Single data items, for nested values.
   void Text(std::string_view s) {
     Head(3, s.size());
@@ -114,6 +118,7 @@ class CborWriter {
     }
   }
   void ArrayHead(uint64_t size) { Head(4, size); }
+  void MapHead(uint64_t pairs) { Head(5, pairs); }
   // A map whose size is known once its pairs are written: OpenMap leaves a
   // one-byte head, CloseMap fills it in. At most 23 pairs (one-byte head).
   size_t OpenMap() {

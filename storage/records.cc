@@ -26,16 +26,21 @@ constexpr std::array<StateName, 7> kStateNames = {{
 
 // Parses the version byte and the CBOR map, then lets `fill` read fields.
 // Any missing or mistyped field becomes Corruption naming `where`.
-template <typename T, typename Fill>
-Result<T> Unframe(std::string_view value, std::string_view where,
-                  std::string_view kind, Fill fill) {
+Status Undecodable(std::string_view where, std::string_view kind,
+                   std::string_view what) {
+  std::string msg(where);
+  msg += ": undecodable ";
+  msg += kind;
+  msg += " record: ";
+  msg += what;
+  return Status::Corruption(msg);
+}
+
+// The version byte and the CBOR data item behind it.
+Result<json> ParseFrame(std::string_view value, std::string_view where,
+                        std::string_view kind) {
   auto corrupt = [&](std::string_view what) {
-    std::string msg(where);
-    msg += ": undecodable ";
-    msg += kind;
-    msg += " record: ";
-    msg += what;
-    return Status::Corruption(msg);
+    return Undecodable(where, kind, what);
   };
   if (value.empty()) return corrupt("empty value");
   const auto version = static_cast<uint8_t>(value[0]);
@@ -61,16 +66,33 @@ Result<T> Unframe(std::string_view value, std::string_view where,
     return corrupt(std::string("invalid CBOR: ") + e.what());
   }
   if (j.is_discarded()) return corrupt("invalid CBOR");
-  if (!j.is_object()) return corrupt("not a CBOR map");
+  return j;
+}
+
+// Fills a T from the CBOR map `j`; a missing or mistyped field is
+// Corruption naming `where`.
+template <typename T, typename Fill>
+Result<T> FillFrom(const json& j, std::string_view where, std::string_view kind,
+                   Fill fill) {
+  if (!j.is_object()) return Undecodable(where, kind, "not a CBOR map");
   try {
     T rec;
     fill(j, rec);
     return rec;
   } catch (const json::exception& e) {
-    return corrupt(e.what());
+    return Undecodable(where, kind, e.what());
   } catch (const std::invalid_argument& e) {
-    return corrupt(e.what());
+    return Undecodable(where, kind, e.what());
   }
+}
+
+// Parses the version byte and the CBOR map, then lets `fill` read fields.
+template <typename T, typename Fill>
+Result<T> Unframe(std::string_view value, std::string_view where,
+                  std::string_view kind, Fill fill) {
+  auto j = ParseFrame(value, where, kind);
+  CDE_RETURN_IF_ERROR(j.status());
+  return FillFrom<T>(*j, where, kind, fill);
 }
 
 // An integer field. get<uint32_t>() and the like cast a float, which is
@@ -175,29 +197,77 @@ Result<SagaRecord> DecodeSaga(std::string_view value, std::string_view where) {
 std::string EncodeLog(const LogRecord& r) {
   std::string out;
   out.reserve(64 + r.saga_id.size() + r.type.size());
-  AppendLogValue(&out, r.saga_id, r.seq, r.time_ms, r.type, r.data);
+  LogRowWriter(&out, 1).Add(r.saga_id, r.seq, r.time_ms, r.type, r.data);
   return out;
 }
 
-void AppendLogValue(std::string* out, std::string_view saga_id, uint64_t seq,
-                    int64_t time_ms, std::string_view type,
-                    const nlohmann::json& data) {
-  CborWriter(out, kRecordVersion, 5)
-      .Field("saga_id", saga_id)
+LogRowWriter::LogRowWriter(std::string* out, size_t events) : out_(out) {
+  out_->push_back(static_cast<char>(kRecordVersion));
+  if (events > 1) CborWriter(out_).ArrayHead(events);
+}
+
+void LogRowWriter::Add(std::string_view saga_id, uint64_t seq, int64_t time_ms,
+                       std::string_view type, const nlohmann::json& data) {
+  CborWriter w(out_);
+  w.MapHead(5);
+  w.Field("saga_id", saga_id)
       .Field("seq", seq)
       .Field("time_ms", time_ms)
       .Field("type", type)
       .Field("data", data);
 }
 
+namespace {
+void FillLog(const json& j, LogRecord& r) {
+  r.saga_id = j.at("saga_id").get<std::string>();
+  r.seq = IntField<uint64_t>(j, "seq");
+  r.time_ms = IntField<int64_t>(j, "time_ms");
+  r.type = j.at("type").get<std::string>();
+  r.data = j.at("data");
+}
+}  // namespace
+
 Result<LogRecord> DecodeLog(std::string_view value, std::string_view where) {
-  return Unframe<LogRecord>(value, where, "log", [](const json& j, auto& r) {
-    r.saga_id = j.at("saga_id").get<std::string>();
-    r.seq = IntField<uint64_t>(j, "seq");
-    r.time_ms = IntField<int64_t>(j, "time_ms");
-    r.type = j.at("type").get<std::string>();
-    r.data = j.at("data");
-  });
+  return Unframe<LogRecord>(value, where, "log", FillLog);
+}
+
+std::string EncodeLogRow(const std::vector<LogRecord>& events) {
+  std::string out;
+  LogRowWriter row(&out, events.size());
+  for (const LogRecord& e : events) {
+    row.Add(e.saga_id, e.seq, e.time_ms, e.type, e.data);
+  }
+  return out;
+}
+
+Result<std::vector<LogRecord>> DecodeLogRow(std::string_view value,
+                                            std::string_view where) {
+  auto j = ParseFrame(value, where, "log");
+  CDE_RETURN_IF_ERROR(j.status());
+  std::vector<LogRecord> events;
+  if (j->is_object()) {
+    auto one = FillFrom<LogRecord>(*j, where, "log", FillLog);
+    CDE_RETURN_IF_ERROR(one.status());
+    events.push_back(std::move(one).value());
+    return events;
+  }
+  if (!j->is_array() || j->size() < 2) {
+    return Undecodable(where, "log",
+                       "neither an event's map nor an array of two or more");
+  }
+  for (const json& e : *j) {
+    auto next = FillFrom<LogRecord>(e, where, "log", FillLog);
+    CDE_RETURN_IF_ERROR(next.status());
+    if (!events.empty() && (next->saga_id != events.back().saga_id ||
+                            next->seq != events.back().seq + 1)) {
+      return Undecodable(
+          where, "log",
+          "event seq " + std::to_string(next->seq) + " does not follow seq " +
+              std::to_string(events.back().seq) + " of the same saga");
+    }
+    events.push_back(std::move(next).value());
+  }
+  return events;
 }
 
 std::string EncodeDlq(const DlqRecord& r) {

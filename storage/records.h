@@ -28,8 +28,10 @@ inline constexpr uint8_t kRecordVersion = 1;
 // saga's waits are a list naming steps by path; step timer rows are named
 // "<kind>:<path>". 4: the items of map steps, one row each in `items`.
 // 5: a snapshot may keep its saga's input in the saga's first log event
-// instead (`input_in_log`), which an older build would not read.
-inline constexpr uint32_t kFormatVersion = 5;
+// instead (`input_in_log`), which an older build would not read. 6: a log
+// row may hold all the events of one transition, keyed by the last one's
+// seq (DecodeLogRow).
+inline constexpr uint32_t kFormatVersion = 6;
 
 // Saga lifecycle (PRODUCT.md). The byte codes are part of the index key
 // format: never renumber, never reuse a retired code.
@@ -171,10 +173,21 @@ std::string EncodeSagaWith(const SagaHead& head,
 void AppendSagaWith(std::string* out, const SagaHead& head,
                     const std::function<void(CborWriter&)>& write_body);
 std::string EncodeLog(const LogRecord& rec);
-// EncodeLog of the event these fields make, appended to `out`.
-void AppendLogValue(std::string* out, std::string_view saga_id, uint64_t seq,
-                    int64_t time_ms, std::string_view type,
-                    const nlohmann::json& data);
+// A log row holding `events` (at least one; consecutive seqs of one saga),
+// the row of LogKey(saga_id, last seq): one event is EncodeLog's value, more
+// are a CBOR array of their maps behind one version byte.
+std::string EncodeLogRow(const std::vector<LogRecord>& events);
+// Writes a log row's value into `out` event by event, without a
+// LogRecord: Add exactly `events` times, oldest first.
+class LogRowWriter {
+ public:
+  LogRowWriter(std::string* out, size_t events);
+  void Add(std::string_view saga_id, uint64_t seq, int64_t time_ms,
+           std::string_view type, const nlohmann::json& data);
+
+ private:
+  std::string* out_;
+};
 std::string EncodeDlq(const DlqRecord& rec);
 std::string EncodeTimer(const TimerRecord& rec);
 std::string EncodeDefinition(const DefinitionRecord& rec);
@@ -185,6 +198,10 @@ std::string EncodeItem(const nlohmann::json& body);
 
 Result<SagaRecord> DecodeSaga(std::string_view value, std::string_view where);
 Result<LogRecord> DecodeLog(std::string_view value, std::string_view where);
+// The events of a log row, either form, oldest first. Corruption unless
+// they are consecutive seqs of one saga.
+Result<std::vector<LogRecord>> DecodeLogRow(std::string_view value,
+                                            std::string_view where);
 Result<DlqRecord> DecodeDlq(std::string_view value, std::string_view where);
 Result<TimerRecord> DecodeTimer(std::string_view value, std::string_view where);
 Result<DefinitionRecord> DecodeDefinition(std::string_view value,

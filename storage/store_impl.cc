@@ -96,15 +96,19 @@ class StoreImpl final : public Store {
     ScanRange range{LogKey(saga_id, from_seq), PrefixEnd(LogPrefix(saga_id))};
     OpenView view = View();
     CDE_RETURN_IF_ERROR(view.status());
+    // A row is keyed by the seq of its last event, so the first row at or
+    // after from_seq is the one that holds it.
     Status s = view->Scan(Cf::kLog, range, [&](auto key, auto value) {
-      if (out.size() >= limit) return false;
-      auto rec = DecodeLog(value, Where(Cf::kLog, key));
-      if (!rec.ok()) {
-        error = rec.status();
+      auto events = DecodeLogRow(value, Where(Cf::kLog, key));
+      if (!events.ok()) {
+        error = events.status();
         return false;
       }
-      out.push_back(std::move(rec).value());
-      return true;
+      for (LogRecord& e : *events) {
+        if (out.size() >= limit) return false;
+        if (e.seq >= from_seq) out.push_back(std::move(e));
+      }
+      return out.size() < limit;
     });
     CDE_RETURN_IF_ERROR(s);
     CDE_RETURN_IF_ERROR(error);

@@ -81,16 +81,23 @@ void Transition::PutSagaIndexes(const SagaHead& saga,
 }
 
 void Transition::AppendLog(const LogRecord& event) {
-  AppendLog(event.saga_id, event.seq, event.time_ms, event.type, event.data);
+  const LogEvent one{event.type, &event.data};
+  AppendLogEvents(event.saga_id, event.seq, event.time_ms, {&one, 1});
 }
 
-void Transition::AppendLog(std::string_view saga_id, uint64_t seq,
-                           int64_t time_ms, std::string_view type,
-                           const nlohmann::json& data) {
+void Transition::AppendLogEvents(std::string_view saga_id, uint64_t first_seq,
+                                 int64_t time_ms,
+                                 std::span<const LogEvent> events) {
+  if (events.empty()) return;
+  const uint64_t last_seq = first_seq + events.size() - 1;
   PutInPlace(
-      Cf::kLog, [&](std::string* out) { AppendLogKey(out, saga_id, seq); },
+      Cf::kLog, [&](std::string* out) { AppendLogKey(out, saga_id, last_seq); },
       [&](std::string* out) {
-        AppendLogValue(out, saga_id, seq, time_ms, type, data);
+        LogRowWriter row(out, events.size());
+        uint64_t seq = first_seq;
+        for (const LogEvent& e : events) {
+          row.Add(saga_id, seq++, time_ms, e.type, *e.data);
+        }
       });
 }
 

@@ -12,6 +12,7 @@
 
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,9 +37,15 @@ class Transition {
                const std::function<void(CborWriter&)>& write_body,
                std::optional<SagaState> previous_state);
   void AppendLog(const LogRecord& event);
-  // The same event from its fields, encoded in place.
-  void AppendLog(std::string_view saga_id, uint64_t seq, int64_t time_ms,
-                 std::string_view type, const nlohmann::json& data);
+  // The events of one transition, seqs first_seq, first_seq + 1, ..., as
+  // one row keyed by the last one's seq (EncodeLogRow), encoded in place:
+  // a row per transition, not per event, is one memtable insert.
+  struct LogEvent {
+    std::string_view type;
+    const nlohmann::json* data;
+  };
+  void AppendLogEvents(std::string_view saga_id, uint64_t first_seq,
+                       int64_t time_ms, std::span<const LogEvent> events);
   void PutTimer(const TimerRecord& timer);
   void DeleteTimer(int64_t due_ms, std::string_view saga_id,
                    std::string_view name);

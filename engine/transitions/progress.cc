@@ -574,10 +574,13 @@ Transition Plan::Build(int64_t now_ms) {
   Transition t;
   // Most transitions are a snapshot and an event or two: one allocation.
   t.Reserve(1024 + 256 * events.size());
+  std::vector<Transition::LogEvent> logged;
+  logged.reserve(events.size());
   for (const PlannedEvent& e : events) {
-    t.AppendLog(saga.id, ++saga.last_seq, now_ms, EventKindName(e.kind),
-                e.data);
+    logged.push_back({EventKindName(e.kind), &e.data});
   }
+  t.AppendLogEvents(saga.id, saga.last_seq + 1, now_ms, logged);
+  saga.last_seq += events.size();
   events.clear();
   // A timer both put and deleted by one plan was put and then cut (several
   // results in one plan), or cut and put again with the same due time: either

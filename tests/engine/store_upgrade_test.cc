@@ -8,8 +8,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <map>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -237,6 +237,51 @@ TEST_F(StoreUpgradeTest, AFormat3StoreMovesToFormat4WithoutRewriting) {
     return true;
   }));
   EXPECT_EQ(after, before);
+}
+
+// Format 6 only adds log rows of several events: a format 5 store's rows
+// of one event each read on, beside the rows this build appends after them.
+TEST_F(StoreUpgradeTest, AFormat5LogReadsOnWithRowsOfSeveralEventsAfterIt) {
+  const std::string id = FixtureSagas()["completed"].get<std::string>();
+  uint64_t last_seq = 0;
+  {
+    auto store = OpenRocksStore({.path = store_dir_});
+    ASSERT_OK(store.status());
+    ASSERT_OK(UpgradeStore(**store).status());
+    Transition back;
+    back.PutFormatVersion(5);
+    const Transition* batch[] = {&back};
+    ASSERT_OK((*store)->Write(batch, true));
+    auto saga = (*store)->GetSaga(id);
+    ASSERT_OK(saga.status());
+    last_seq = saga->last_seq;
+    ASSERT_GT(last_seq, 1u);
+  }
+  auto store = OpenRocksStore({.path = store_dir_});
+  ASSERT_OK(store.status());
+  auto report = UpgradeStore(**store);
+  ASSERT_OK(report.status());
+  EXPECT_EQ(report->from, 5u);
+  EXPECT_EQ(report->rewritten, 0u);
+
+  const json data = {{"note", "appended by format 6"}};
+  const Transition::LogEvent events[] = {{"note", &data}, {"note", &data}};
+  Transition t;
+  t.AppendLogEvents(id, last_seq + 1, 1, events);
+  const Transition* batch[] = {&t};
+  ASSERT_OK((*store)->Write(batch, true));
+  auto log = (*store)->ReadLog(id, 1, 1000);
+  ASSERT_OK(log.status());
+  ASSERT_EQ(log->size(), last_seq + 2);
+  for (uint64_t i = 0; i < log->size(); ++i) {
+    EXPECT_EQ((*log)[i].seq, i + 1);
+  }
+  EXPECT_EQ(log->back().data, data);
+  auto from_last_old = (*store)->ReadLog(id, last_seq, 2);
+  ASSERT_OK(from_last_old.status());
+  ASSERT_EQ(from_last_old->size(), 2u);
+  EXPECT_EQ(from_last_old->front().seq, last_seq);
+  EXPECT_EQ(from_last_old->back().seq, last_seq + 1);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "engine/saga.h"
 #include "storage/keys.h"
@@ -93,16 +94,16 @@ void CheckItem(std::string_view value) {
   auto body = DecodeItem(value, kWhere);
   if (!body.ok()) {
     if (!body.status().IsCorruption()) {
-      Fail("item", "decode error is not Corruption: " +
-                       body.status().ToString());
+      Fail("item",
+           "decode error is not Corruption: " + body.status().ToString());
     }
     return;
   }
   auto item = ItemFromJson(*body, "item");
   if (!item.ok()) {
     if (!item.status().IsCorruption()) {
-      Fail("item", "ItemFromJson error is not Corruption: " +
-                       item.status().ToString());
+      Fail("item",
+           "ItemFromJson error is not Corruption: " + item.status().ToString());
     }
     return;
   }
@@ -119,6 +120,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   Check<SagaRecord>("saga", value, EncodeSaga, DecodeSaga);
   Check<LogRecord>("log", value, EncodeLog, DecodeLog);
+  Check<std::vector<LogRecord>>("log row", value, EncodeLogRow, DecodeLogRow);
   Check<DlqRecord>("dlq", value, EncodeDlq, DecodeDlq);
   Check<TimerRecord>("timer", value, EncodeTimer, DecodeTimer);
   Check<DefinitionRecord>("definition", value, EncodeDefinition,

@@ -137,6 +137,17 @@ int main(int argc, char** argv) {
   ok &= Write(dir, "idempotency", EncodeIdempotency(kSagaId));
   ok &= Write(dir, "format_version", EncodeFormatVersion(kFormatVersion));
   ok &= Write(dir, "log_key", LogKey(kSagaId, 258));
+  ok &= Write(dir, "log_row",
+              EncodeLogRow({{kSagaId,
+                             7,
+                             1735689600000,
+                             "step_succeeded",
+                             {{"step", "book"}, {"output", {{"id", 4}}}}},
+                            {kSagaId,
+                             8,
+                             1735689600000,
+                             "attempt_started",
+                             {{"step", "pay"}, {"attempt", 1}}}}));
   ok &= Write(dir, "item_key", ItemKey(kSagaId, "book.eu.fan", 70000));
   {
     ItemState item;

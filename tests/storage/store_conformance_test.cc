@@ -325,6 +325,41 @@ TEST_P(StoreConformanceTest, LogReadsBackInSeqOrderAcrossByteBoundaries) {
   EXPECT_EQ(tail->back().seq, 265u);
 }
 
+// The engine writes each transition's events as one row keyed by the last
+// seq; a read from any seq, with any limit, sees the same events as if each
+// were a row of its own, and rows of either form mix in one log.
+TEST_P(StoreConformanceTest, LogRowsOfSeveralEventsReadAsSingleEvents) {
+  auto id = MakeIds(1, 1000)[0];
+  const nlohmann::json data = {{"step", "one"}};
+  std::vector<Transition::LogEvent> three(3, {"step_succeeded", &data});
+  Transition t;
+  t.AppendLog(MakeEvent(id, 1));                      // seq 1 alone
+  t.AppendLogEvents(id, 2, 5000, three);              // seqs 2-4, keyed 4
+  t.AppendLogEvents(id, 5, 6000, {three.data(), 2});  // seqs 5-6, keyed 6
+  ASSERT_OK(WriteOne(*store_, t));
+  std::vector<uint64_t> seqs;
+  for (uint64_t from = 0; from <= 7; ++from) {
+    for (size_t limit = 1; limit <= 7; ++limit) {
+      auto log = store_->ReadLog(id, from, limit);
+      ASSERT_OK(log.status());
+      const uint64_t first = std::max<uint64_t>(from, 1);
+      const size_t want =
+          first > 6 ? 0 : std::min<size_t>(limit, 6 - first + 1);
+      ASSERT_EQ(log->size(), want) << "from " << from << " limit " << limit;
+      for (size_t i = 0; i < log->size(); ++i) {
+        EXPECT_EQ((*log)[i].seq, first + i);
+        EXPECT_EQ((*log)[i].saga_id, id);
+      }
+    }
+  }
+  auto all = store_->ReadLog(id, 1, 10);
+  ASSERT_OK(all.status());
+  EXPECT_EQ((*all)[2].time_ms, 5000);
+  EXPECT_EQ((*all)[2].type, "step_succeeded");
+  EXPECT_EQ((*all)[2].data, data);
+  EXPECT_EQ((*all)[5].time_ms, 6000);
+}
+
 TEST_P(StoreConformanceTest, LogOfOneSagaNeverIncludesAnother) {
   auto ids = MakeIds(3, 1000);
   for (const auto& id : ids) Create(id, "w", SagaState::kRunning);

@@ -31,37 +31,64 @@ TEST(TransitionTest, RowsWrittenInPlaceAreTheRowsOfTheEncodedRecords) {
   saga.body = {{"input", std::string(5000, 'x')}, {"steps", {1, 2, 3}}};
   const LogRecord first = test::MakeEvent(saga.id, 2);
   LogRecord second = test::MakeEvent(saga.id, 3);
+  second.time_ms = first.time_ms;
   second.data = {{"idempotency_key", std::string(300, 'k')}};
 
   Transition encoded;
-  encoded.AppendLog(first);
-  encoded.AppendLog(second);
+  encoded.TEST_PutRaw(Cf::kLog, LogKey(saga.id, 3),
+                      EncodeLogRow({first, second}));
   encoded.PutSaga(HeadOf(saga), EncodeSaga(saga), SagaState::kRunning);
   encoded.DeleteTimer(5, saga.id, "sleep:wait");
 
   Transition in_place;
-  in_place.AppendLog(first.saga_id, first.seq, first.time_ms, first.type,
-                     first.data);
-  in_place.AppendLog(second.saga_id, second.seq, second.time_ms, second.type,
-                     second.data);
+  const Transition::LogEvent events[] = {{first.type, &first.data},
+                                         {second.type, &second.data}};
+  in_place.AppendLogEvents(saga.id, 2, first.time_ms, events);
   in_place.PutSaga(
       HeadOf(saga), [&](CborWriter& w) { w.Json(saga.body); },
       SagaState::kRunning);
   in_place.DeleteTimer(5, saga.id, "sleep:wait");
 
   EXPECT_EQ(RowsOf(in_place), RowsOf(encoded));
-  EXPECT_EQ(in_place.count(), 4u);
+  EXPECT_EQ(in_place.count(), 3u);
   EXPECT_EQ(in_place.ByteSize(), encoded.ByteSize());
 
   const std::vector<Row> rows = RowsOf(in_place);
-  ASSERT_EQ(rows.size(), 4u);
-  EXPECT_EQ(std::get<2>(rows[1]), LogKey(saga.id, 3));
-  auto event = DecodeLog(std::get<3>(rows[1]), "log");
-  ASSERT_OK(event.status());
-  EXPECT_EQ(*event, second);
-  auto snapshot = DecodeSaga(std::get<3>(rows[2]), "sagas");
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(std::get<2>(rows[0]), LogKey(saga.id, 3));
+  auto logged = DecodeLogRow(std::get<3>(rows[0]), "log");
+  ASSERT_OK(logged.status());
+  EXPECT_EQ(*logged, (std::vector<LogRecord>{first, second}));
+  auto snapshot = DecodeSaga(std::get<3>(rows[1]), "sagas");
   ASSERT_OK(snapshot.status());
   EXPECT_EQ(*snapshot, saga);
+}
+
+TEST(TransitionTest, AOneEventRowIsTheEventsRecordAsBeforeFormat6) {
+  const LogRecord event = test::MakeEvent("01J0000000000000000000000A", 9);
+  Transition t;
+  t.AppendLog(event);
+  const std::vector<Row> rows = RowsOf(t);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0],
+            Row(Cf::kLog, false, LogKey(event.saga_id, 9), EncodeLog(event)));
+  auto again = DecodeLogRow(EncodeLog(event), "log");
+  ASSERT_OK(again.status());
+  EXPECT_EQ(*again, std::vector<LogRecord>{event});
+}
+
+TEST(TransitionTest, ALogRowOfEventsThatDoNotFollowEachOtherIsCorruption) {
+  const LogRecord a = test::MakeEvent("01J0000000000000000000000A", 4);
+  LogRecord gap = test::MakeEvent("01J0000000000000000000000A", 6);
+  LogRecord other = test::MakeEvent("01J0000000000000000000000B", 5);
+  for (const auto& events :
+       {std::vector<LogRecord>{a, gap}, std::vector<LogRecord>{a, other}}) {
+    auto row = DecodeLogRow(EncodeLogRow(events), "log key 6");
+    EXPECT_TRUE(row.status().IsCorruption()) << row.status().ToString();
+    EXPECT_NE(row.status().message().find("log key 6"), std::string::npos);
+  }
+  auto empty = DecodeLogRow(std::string(1, kRecordVersion) + "\x80", "k");
+  EXPECT_TRUE(empty.status().IsCorruption());
 }
 
 TEST(TransitionTest, ANewSagaInPlaceGetsItsIndexRows) {

@@ -229,22 +229,28 @@ class Verifier {
         orphaned = 0;
         if (SagaFacts* f = Find(current)) f->log_seen = true;
       }
-      ++orphaned;
-      if (*seq != last + 1) {
+      // A row holds one event, or all of one transition's, and is keyed by
+      // the seq of its last.
+      auto events = DecodeLogRow(value, Where(Cf::kLog, key));
+      const uint64_t first = events.ok() ? events->front().seq : *seq;
+      orphaned += events.ok() ? events->size() : 1;
+      if (first != last + 1) {
         Add("log_gap", Cf::kLog, key, current,
             last == 0
-                ? "the log starts at seq " + std::to_string(*seq) + ", not 1"
-                : "seq " + std::to_string(*seq) + " follows seq " +
+                ? "the log starts at seq " + std::to_string(first) + ", not 1"
+                : "seq " + std::to_string(first) + " follows seq " +
                       std::to_string(last));
       }
       last = *seq;
-      auto rec = DecodeLog(value, Where(Cf::kLog, key));
-      if (!rec.ok()) {
-        Add("undecodable", Cf::kLog, key, current, rec.status().message());
-      } else if (rec->saga_id != id || rec->seq != *seq) {
+      if (!events.ok()) {
+        Add("undecodable", Cf::kLog, key, current, events.status().message());
+      } else if (const LogRecord& end = events->back();
+                 end.saga_id != id || end.seq != *seq) {
         Add("key_mismatch", Cf::kLog, key, current,
-            "the event is seq " + std::to_string(rec->seq) + " of saga '" +
-                PrintableKey(rec->saga_id) + "'");
+            (events->size() == 1 ? "the event is seq "
+                                 : "the row's last event is seq ") +
+                std::to_string(end.seq) + " of saga '" +
+                PrintableKey(end.saga_id) + "'");
       }
     });
     finish();
