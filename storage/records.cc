@@ -24,8 +24,7 @@ constexpr std::array<StateName, 7> kStateNames = {{
     {SagaState::kCancelled, "cancelled"},
 }};
 
-// Parses the version byte and the CBOR map, then lets `fill` read fields.
-// Any missing or mistyped field becomes Corruption naming `where`.
+// The Corruption of a record at `where` that does not decode, and why.
 Status Undecodable(std::string_view where, std::string_view kind,
                    std::string_view what) {
   std::string msg(where);

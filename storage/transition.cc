@@ -9,13 +9,6 @@ void Transition::AppendHeader(Cf cf, bool is_delete, size_t key_size) {
   ++count_;
 }
 
-void Transition::Put(Cf cf, std::string_view key, std::string_view value) {
-  AppendHeader(cf, false, key.size());
-  rep_.append(key);
-  PutBigEndian32(&rep_, static_cast<uint32_t>(value.size()));
-  rep_.append(value);
-}
-
 template <typename WriteKey, typename WriteValue>
 void Transition::PutInPlace(Cf cf, WriteKey&& write_key,
                             WriteValue&& write_value) {
@@ -37,6 +30,12 @@ void Transition::PatchSize(size_t at) {
   for (int i = 0; i < 4; ++i) {
     rep_[at + i] = static_cast<char>((size >> (24 - 8 * i)) & 0xff);
   }
+}
+
+void Transition::Put(Cf cf, std::string_view key, std::string_view value) {
+  PutInPlace(
+      cf, [key](std::string* out) { out->append(key); },
+      [value](std::string* out) { out->append(value); });
 }
 
 void Transition::Delete(Cf cf, std::string_view key) {

@@ -92,6 +92,17 @@ class StoreUpgradeTest : public ::testing::Test {
     EXPECT_EQ(names, std::vector<std::string>{"sleep:pause"});
   }
 
+  // Upgrades the fixture to this build's format, then says `version` in its
+  // format row: a store of that version whose records hold nothing the
+  // versions since added.
+  void UpgradeAndSayFormat(Store& store, uint32_t version) {
+    ASSERT_OK(UpgradeStore(store).status());
+    Transition back;
+    back.PutFormatVersion(version);
+    const Transition* batch[] = {&back};
+    ASSERT_OK(store.Write(batch, true));
+  }
+
   test::TempDir dir_;
   const std::string store_dir_ = dir_.Sub("store");
 };
@@ -209,11 +220,7 @@ TEST_F(StoreUpgradeTest, AFormat3StoreMovesToFormat4WithoutRewriting) {
   {
     auto store = OpenRocksStore({.path = store_dir_});
     ASSERT_OK(store.status());
-    ASSERT_OK(UpgradeStore(**store).status());
-    Transition back;
-    back.PutFormatVersion(3);
-    const Transition* batch[] = {&back};
-    ASSERT_OK((*store)->Write(batch, true));
+    ASSERT_NO_FATAL_FAILURE(UpgradeAndSayFormat(**store, 3));
     ASSERT_OK((*store)->ScanRows(Cf::kSagas, [&](auto key, auto value) {
       before.emplace(std::string(key), std::string(value));
       return true;
@@ -247,11 +254,7 @@ TEST_F(StoreUpgradeTest, AFormat5LogReadsOnWithRowsOfSeveralEventsAfterIt) {
   {
     auto store = OpenRocksStore({.path = store_dir_});
     ASSERT_OK(store.status());
-    ASSERT_OK(UpgradeStore(**store).status());
-    Transition back;
-    back.PutFormatVersion(5);
-    const Transition* batch[] = {&back};
-    ASSERT_OK((*store)->Write(batch, true));
+    ASSERT_NO_FATAL_FAILURE(UpgradeAndSayFormat(**store, 5));
     auto saga = (*store)->GetSaga(id);
     ASSERT_OK(saga.status());
     last_seq = saga->last_seq;
