@@ -491,6 +491,7 @@ std::vector<Key> BuildSchema() {
       {"log.async", Bool<C>(CDE_MEMBER(log.async))},
       {"shutdown.timeout_ms", Integer<C>(CDE_MEMBER(shutdown_timeout_ms), 0)},
       {"engine.timer_window_ms", Integer<C>(CDE_MEMBER(timer_window_ms), 1000)},
+      {"engine.wal_spare_mb", Integer<C>(CDE_MEMBER(wal_spare_mb), 0, 4096)},
   };
   AddSection("limits.inbound", RateRules(), CDE_MEMBER(limits.inbound), &keys);
   keys.push_back(
@@ -902,6 +903,7 @@ std::vector<std::string> KeysNeedingRestart(const Config& running,
   check(a.log.file != b.log.file, "log.file");
   check(a.log.async != b.log.async, "log.async");
   check(a.timer_window_ms != b.timer_window_ms, "engine.timer_window_ms");
+  check(a.wal_spare_mb != b.wal_spare_mb, "engine.wal_spare_mb");
   check(a.actions.exec.clients != b.actions.exec.clients,
         "actions.exec.clients");
   check(a.actions.exec.allow != b.actions.exec.allow, "actions.exec.allow");

@@ -45,7 +45,8 @@ Result<std::unique_ptr<Engine>> Engine::Open(uv_loop_t* loop,
   if (!options.clock) options.clock = NewSystemClock(loop);
   std::unique_ptr<Store> store = std::move(options.store);
   if (!store) {
-    auto opened = OpenRocksStore({.path = options.data_dir});
+    auto opened = OpenRocksStore(
+        {.path = options.data_dir, .wal_spare_bytes = options.wal_spare_bytes});
     if (!opened.ok()) return opened.status();
     store = std::move(opened).value();
   }

@@ -74,6 +74,8 @@ struct EngineOptions {
   // CommitWriterOptions::sync). Turning this off trades machine-crash
   // durability of the last transitions for throughput.
   bool sync = true;
+  // The store's WAL spare (StoreOptions::wal_spare_bytes); with data_dir.
+  uint64_t wal_spare_bytes = StoreOptions().wal_spare_bytes;
   // Native actions, registered before recovery so resumed sagas find them.
   std::map<std::string, NativeAction> actions;
   // Seeds saga ids and retry jitter; 0 = random.

@@ -1,6 +1,7 @@
 // RocksKv: the KvEngine over RocksDB, one column family per Cf, and the
 // opener that checks the on-disk format version.
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/utilities/checkpoint.h>
@@ -15,6 +16,8 @@
 #include "storage/kv_engine.h"
 #include "storage/rocks_store.h"
 #include "storage/saga_id.h"
+#include "storage/wal_spare.h"
+#include "storage/wal_tail.h"
 
 namespace cde {
 namespace {
@@ -100,12 +103,15 @@ class RocksKv final : public KvEngine {
  public:
   RocksKv(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> handles,
           std::vector<rocksdb::ColumnFamilyHandle*> foreign, OpenMode mode,
-          std::string secondary_path)
+          std::string secondary_path, std::unique_ptr<rocksdb::Env> env,
+          std::shared_ptr<WalSpareFileSystem> wal_spare)
       : db_(db),
         handles_(std::move(handles)),
         foreign_(std::move(foreign)),
         mode_(mode),
-        secondary_path_(std::move(secondary_path)) {}
+        secondary_path_(std::move(secondary_path)),
+        env_(std::move(env)),
+        wal_spare_(std::move(wal_spare)) {}
 
   ~RocksKv() override { Close().IgnoreError(); }
 
@@ -172,6 +178,8 @@ class RocksKv final : public KvEngine {
     if (result.ok()) result = FromRocks(cs, "closing the store");
     delete db_;
     db_ = nullptr;
+    wal_spare_.reset();
+    env_.reset();  // after the database: it writes through it until closed
     if (!secondary_path_.empty()) {
       std::error_code ec;
       fs::remove_all(secondary_path_, ec);
@@ -203,6 +211,10 @@ class RocksKv final : public KvEngine {
         out["wal_bytes"] = wal;
       }
     }
+    if (wal_spare_ != nullptr) {
+      out["wal_spare_ready"] = wal_spare_->spare_ready() ? 1 : 0;
+      out["wal_files_from_spare"] = wal_spare_->wals_from_spares();
+    }
     return out;
   }
 
@@ -211,7 +223,9 @@ class RocksKv final : public KvEngine {
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // indexed by Cf
   std::vector<rocksdb::ColumnFamilyHandle*> foreign_;  // CFs this build lacks
   OpenMode mode_;
-  std::string secondary_path_;  // removed on close
+  std::string secondary_path_;         // removed on close
+  std::unique_ptr<rocksdb::Env> env_;  // over wal_spare.h or wal_tail.h
+  std::shared_ptr<WalSpareFileSystem> wal_spare_;  // in env_; null: none
 };
 
 rocksdb::Options MakeOptions(rocksdb::Env* env, OpenMode mode) {
@@ -333,6 +347,20 @@ std::string MakeSecondaryPath() {
   return templ;
 }
 
+// Whether the directory `path` is empty but for a WAL spare (left by an
+// open that failed after writing one).
+bool HoldsNothingButWalSpares(const std::string& path) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(path, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name != WalSpareFileSystem::kSpareName &&
+        name != WalSpareFileSystem::kPartialName) {
+      return false;
+    }
+  }
+  return !ec;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Store>> OpenRocksStoreWithEnv(
@@ -350,7 +378,7 @@ Result<std::unique_ptr<Store>> OpenRocksStoreWithEnv(
                                    ": no store there (no RocksDB "
                                    "CURRENT file)");
   }
-  if (exists && !has_current && !fs::is_empty(path, ec)) {
+  if (exists && !has_current && !HoldsNothingButWalSpares(path)) {
     return Status::InvalidArgument(
         where +
         ": the directory is not empty and holds no store; refusing "
@@ -358,6 +386,32 @@ Result<std::unique_ptr<Store>> OpenRocksStoreWithEnv(
   }
 
   rocksdb::Options ro = MakeOptions(env, options.mode);
+  // The writer keeps a WAL spare (wal_spare.h); readers read WALs only as
+  // far as their last whole record (wal_tail.h), since one may be a spare.
+  std::unique_ptr<rocksdb::Env> own_env;
+  std::shared_ptr<WalSpareFileSystem> wal_spare;
+  // RocksDB names its WALs after the path without a trailing slash.
+  std::string dir = path;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  std::shared_ptr<rocksdb::FileSystem> base =
+      env != nullptr ? env->GetFileSystem() : rocksdb::FileSystem::Default();
+  if (options.mode != OpenMode::kReadWrite) {
+    own_env = rocksdb::NewCompositeEnv(
+        std::make_shared<WalTailFileSystem>(base, dir));
+    ro.env = own_env.get();
+  } else if (options.wal_spare_bytes > 0) {
+    wal_spare = std::make_shared<WalSpareFileSystem>(base, dir,
+                                                     options.wal_spare_bytes);
+    own_env = rocksdb::NewCompositeEnv(wal_spare);
+    ro.env = own_env.get();
+    if (options.wal_spare_at_open) {
+      fs::create_directories(path, ec);
+      rocksdb::IOStatus prepared = wal_spare->PrepareNow();
+      if (!prepared.ok()) {
+        return FromRocks(prepared, where + ": writing the WAL spare");
+      }
+    }
+  }
   std::vector<std::string> names;
   if (has_current) {
     rocksdb::Status s = rocksdb::DB::ListColumnFamilies(ro, path, &names);
@@ -424,7 +478,8 @@ Result<std::unique_ptr<Store>> OpenRocksStoreWithEnv(
   }
   auto* meta = handles[static_cast<size_t>(Cf::kMeta)];
   auto kv = std::make_unique<RocksKv>(db, handles, foreign, options.mode,
-                                      secondary_path);
+                                      secondary_path, std::move(own_env),
+                                      std::move(wal_spare));
   auto version = ReadFormatVersion(db, meta, where);
   CDE_RETURN_IF_ERROR(version.status());
   // Every family of this build, but those a store of an older format has

@@ -43,6 +43,15 @@ struct StoreOptions {
   // kSecondary only: a private directory for the secondary's own files.
   // Default: a fresh directory under the system temp dir.
   std::string secondary_path;
+  // kReadWrite only: the size of the file of zeros kept beside the store for
+  // its next write-ahead log, so that the WAL's synced writes land on blocks
+  // the file already has (cheaper to fdatasync); 0 = none, every WAL grows
+  // as it is written. Written once the WAL in use has taken 1 MiB.
+  uint64_t wal_spare_bytes = uint64_t{64} << 20;
+  // Write the spare during Open when there is none, so that the WAL Open
+  // starts is one already (benchmarks; otherwise a new store's first WAL
+  // grows as it is written).
+  bool wal_spare_at_open = false;
 };
 
 struct SagaQuery {

@@ -14,12 +14,23 @@ double Percentile(std::vector<double>& v, double p) {
   return v[static_cast<size_t>(p * static_cast<double>(v.size() - 1))];
 }
 
-FdatasyncLatency BareFdatasync(const std::string& dir, int n) {
+namespace {
+
+FdatasyncLatency TimeFdatasyncs(const std::string& dir, int n, bool overwrite) {
   using Clock = std::chrono::steady_clock;
   const std::string path = dir + "/fdatasync.probe";
   const int fd = open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
   if (fd < 0) return {};
   const std::string payload(300, 'x');
+  if (overwrite) {
+    const std::string zeros(payload.size() * static_cast<size_t>(n), '\0');
+    if (write(fd, zeros.data(), zeros.size()) < 0 || fdatasync(fd) != 0 ||
+        lseek(fd, 0, SEEK_SET) != 0) {
+      close(fd);
+      unlink(path.c_str());
+      return {};
+    }
+  }
   std::vector<double> latencies;
   for (int i = 0; i < n; ++i) {
     const auto t0 = Clock::now();
@@ -31,6 +42,16 @@ FdatasyncLatency BareFdatasync(const std::string& dir, int n) {
   close(fd);
   unlink(path.c_str());
   return {Percentile(latencies, 0.5), Percentile(latencies, 0.99)};
+}
+
+}  // namespace
+
+FdatasyncLatency BareFdatasync(const std::string& dir, int n) {
+  return TimeFdatasyncs(dir, n, /*overwrite=*/false);
+}
+
+FdatasyncLatency BareFdatasyncOverwrite(const std::string& dir, int n) {
+  return TimeFdatasyncs(dir, n, /*overwrite=*/true);
 }
 
 }  // namespace cde

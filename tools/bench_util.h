@@ -18,6 +18,10 @@ struct FdatasyncLatency {
 // write(300 bytes) + fdatasync, `n` times, each timed: appends to a
 // scratch file in `dir` (removed after). Zeros if it cannot be written.
 FdatasyncLatency BareFdatasync(const std::string& dir, int n);
+// The same over a file written (and synced) full of zeros first: each write
+// lands on blocks the file already has, so fdatasync flushes data and no
+// size or extent change (what a WAL written over a spare pays).
+FdatasyncLatency BareFdatasyncOverwrite(const std::string& dir, int n);
 
 // The p-th quantile (0..1) of `v`, which it sorts; 0 if empty.
 double Percentile(std::vector<double>& v, double p);

@@ -64,7 +64,7 @@ TEST(ConfigTest, FullFileRoundTripsEveryKey) {
     "log": {"level": "debug", "format": "text", "file": "/var/log/cde.log",
             "async": false},
     "shutdown": {"timeout_ms": 5000},
-    "engine": {"timer_window_ms": 120000},
+    "engine": {"timer_window_ms": 120000, "wal_spare_mb": 0},
     "limits": {
       "inbound": {"rate_per_sec": 2.5, "burst": 4},
       "outbound": {"flights-api": {"rate_per_sec": 50, "burst": 10}},
@@ -110,6 +110,7 @@ TEST(ConfigTest, FullFileRoundTripsEveryKey) {
   want.log = {LogLevel::kDebug, "text", "/var/log/cde.log", false};
   want.shutdown_timeout_ms = 5000;
   want.timer_window_ms = 120000;
+  want.wal_spare_mb = 0;
   want.limits.inbound = {2.5, 4};
   want.limits.outbound = {{"flights-api", {50, 10}}};
   want.limits.max_concurrency = {{"trip-booking", 100}};
@@ -234,6 +235,10 @@ TEST(ConfigTest, EveryKindOfErrorNamesItsKeyAndAllAreReportedTogether) {
   }
   EXPECT_THAT(ParseError({{"http", {{"max_message_bytes", 2147483648}}}}),
               HasSubstr("http.max_message_bytes: must be <= 1073741824"));
+  EXPECT_THAT(ParseError({{"engine", {{"wal_spare_mb", 4097}}}}),
+              HasSubstr("engine.wal_spare_mb: must be <= 4096"));
+  EXPECT_THAT(ParseError({{"engine", {{"wal_spare_mb", -1}}}}),
+              HasSubstr("engine.wal_spare_mb: must be >= 0"));
   EXPECT_THAT(ParseError({{"shutdown", {{"timeout_ms", 1.5}}}}),
               HasSubstr("shutdown.timeout_ms: must be an integer"));
   EXPECT_THAT(ParseError({{"shutdown", {{"timeout_ms", -1}}}}),
@@ -421,6 +426,7 @@ TEST(ConfigTest, KeysNeedingRestartListsOnlyWhatAReloadCannotApply) {
   reloaded.log.file = "f";
   reloaded.log.async = false;
   reloaded.timer_window_ms = 1000;
+  reloaded.wal_spare_mb = 0;
   reloaded.actions.exec.clients = true;
   reloaded.actions.exec.allow = {"/bin/true"};
   reloaded.actions.exec.env_allow = {};
@@ -433,14 +439,14 @@ TEST(ConfigTest, KeysNeedingRestartListsOnlyWhatAReloadCannotApply) {
   reloaded.actions.http.deny = {"10.0.0.2"};
   EXPECT_THAT(
       KeysNeedingRestart(running, reloaded),
-      ElementsAre("data_dir", "sync", "stdio", "http.listen",
-                  "http.allowed_origins", "http.auth_tokens_file",
-                  "http.max_message_bytes", "log.format", "log.file",
-                  "log.async", "engine.timer_window_ms", "actions.exec.clients",
-                  "actions.exec.allow", "actions.exec.env_allow",
-                  "actions.exec.params_env_allow", "actions.exec.cwd",
-                  "actions.exec.user", "actions.exec.limits",
-                  "actions.http.allow", "actions.http.deny", "secrets.file"));
+      ElementsAre(
+          "data_dir", "sync", "stdio", "http.listen", "http.allowed_origins",
+          "http.auth_tokens_file", "http.max_message_bytes", "log.format",
+          "log.file", "log.async", "engine.timer_window_ms",
+          "engine.wal_spare_mb", "actions.exec.clients", "actions.exec.allow",
+          "actions.exec.env_allow", "actions.exec.params_env_allow",
+          "actions.exec.cwd", "actions.exec.user", "actions.exec.limits",
+          "actions.http.allow", "actions.http.deny", "secrets.file"));
 }
 
 // `cde-orchestrator serve` with `args`, stderr captured.

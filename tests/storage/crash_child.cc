@@ -77,11 +77,18 @@ Transition Advance(Saga& saga, std::mt19937& rng) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: %s DATA_DIR SEED\n", argv[0]);
+  if (argc != 3 && argc != 4) {
+    std::fprintf(stderr, "usage: %s DATA_DIR SEED [WAL_SPARE_KIB]\n", argv[0]);
     return 2;
   }
-  auto store = OpenRocksStore({.path = argv[1]});
+  // With WAL_SPARE_KIB, the spare is written at open: the WAL this process
+  // writes (and leaves when killed) starts as a file of zeros.
+  StoreOptions options{.path = argv[1]};
+  if (argc == 4) {
+    options.wal_spare_bytes = static_cast<uint64_t>(std::atoll(argv[3])) << 10;
+    options.wal_spare_at_open = true;
+  }
+  auto store = OpenRocksStore(options);
   if (!store.ok()) {
     std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
     return 1;

@@ -77,6 +77,16 @@ class FaultyFs : public rocksdb::FileSystemWrapper {
     if (s.ok()) *r = std::make_unique<FaultyWritableFile>(std::move(file), sw_);
     return s;
   }
+  rocksdb::IOStatus ReuseWritableFile(
+      const std::string& f, const std::string& old,
+      const rocksdb::FileOptions& o,
+      std::unique_ptr<rocksdb::FSWritableFile>* r,
+      rocksdb::IODebugContext* dbg) override {
+    std::unique_ptr<rocksdb::FSWritableFile> file;
+    auto s = target()->ReuseWritableFile(f, old, o, &file, dbg);
+    if (s.ok()) *r = std::make_unique<FaultyWritableFile>(std::move(file), sw_);
+    return s;
+  }
 
  private:
   FaultSwitches* sw_;
