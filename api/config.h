@@ -12,7 +12,7 @@
 //              "auth_tokens_file": "", "max_message_bytes": 4194304},
 //     "log": {"level": "info", "format": "json", "file": "", "async": true},
 //     "shutdown": {"timeout_ms": 30000},
-//     "engine": {"timer_window_ms": 60000, "wal_spare_mb": 64},
+//     "engine": {"timer_window_ms": 60000, "wal_spare_mb": 32},
 //     "limits": {
 //       "inbound": {"rate_per_sec": 0, "burst": 1},
 //       "outbound": {"flights-api": {"rate_per_sec": 50, "burst": 10}},
@@ -131,7 +131,7 @@ struct Config {
   LogOptions log;
   int64_t shutdown_timeout_ms = 30000;  // >= 0
   int64_t timer_window_ms = 60000;      // >= 1000
-  int64_t wal_spare_mb = 64;            // 0 to 4096
+  int64_t wal_spare_mb = 32;            // 0 to 4096
   LimitsConfig limits;
   BreakerPolicy breaker_default;
   std::map<std::string, BreakerPolicy> breakers;  // full policies by key

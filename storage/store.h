@@ -47,7 +47,7 @@ struct StoreOptions {
   // its next write-ahead log, so that the WAL's synced writes land on blocks
   // the file already has (cheaper to fdatasync); 0 = none, every WAL grows
   // as it is written. Written once the WAL in use has taken 1 MiB.
-  uint64_t wal_spare_bytes = uint64_t{64} << 20;
+  uint64_t wal_spare_bytes = uint64_t{32} << 20;
   // Write the spare during Open when there is none, so that the WAL Open
   // starts is one already (benchmarks; otherwise a new store's first WAL
   // grows as it is written).

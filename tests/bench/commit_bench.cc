@@ -166,7 +166,7 @@ int main(int argc, char** argv) {
   double seconds = 5;
   std::vector<int> levels = {1, 16, 256};
   bool no_sync = false;
-  std::vector<int> spares = {64};
+  std::vector<int> spares = {32};
   app.add_option("--data-dir", data_dir,
                  "where to create scratch stores (default: a temp dir)");
   app.add_option("--seconds", seconds, "run time per concurrency level")
