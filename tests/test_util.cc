@@ -69,6 +69,27 @@ std::vector<std::string> MakeIds(size_t n, int64_t first_ms) {
   return ids;
 }
 
+namespace {
+
+// Every thread's backtrace of process `pid`, by gdb in batch mode (within
+// 60 s); what went wrong instead when it cannot be had.
+std::string ThreadStacks(pid_t pid) {
+  const std::string command = "timeout 60 gdb -p " + std::to_string(pid) +
+                              " -batch -ex 'thread apply all bt' 2>&1";
+  FILE* out = popen(command.c_str(), "r");
+  if (out == nullptr) return "(could not run gdb)";
+  std::string stacks;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, out)) > 0;)
+    stacks.append(buf, n);
+  const int status = pclose(out);
+  if (status != 0)
+    stacks += "\n(gdb exited with status " + std::to_string(status) + ")";
+  return stacks;
+}
+
+}  // namespace
+
 ChildRun RunChild(const std::vector<std::string>& argv, const KillPlan& plan,
                   int timeout_ms) {
   ChildRun run;
@@ -111,6 +132,16 @@ ChildRun RunChild(const std::vector<std::string>& argv, const KillPlan& plan,
     const auto now = Clock::now();
     if (!sent_kill && (now >= deadline || (kill_at && now >= *kill_at))) {
       run.timed_out = !(kill_at && now >= *kill_at);
+      if (run.timed_out) {
+        // A hang is a bug to find, not a failure to retry: say where the
+        // child was before it goes.
+        run.stacks = ThreadStacks(pid);
+        std::fprintf(stderr,
+                     "RunChild: %s (pid %d) still running after %d ms, "
+                     "%d progress lines; its threads:\n%s\n",
+                     argv[0].c_str(), static_cast<int>(pid), timeout_ms,
+                     run.progress, run.stacks.c_str());
+      }
       kill(pid, SIGKILL);  // our own child, by its pid
       sent_kill = true;
     }

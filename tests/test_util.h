@@ -52,6 +52,9 @@ struct ChildRun {
   bool killed = false;     // ended by our SIGKILL
   bool timed_out = false;  // killed at timeout_ms, not by the plan
   int exit_code = -1;      // when it exited on its own
+  // timed_out: every thread's backtrace just before the kill (gdb), also
+  // written to stderr, so that a hang in CI says where it hung.
+  std::string stacks;
 };
 
 // When RunChild SIGKILLs its child: on progress, never on time alone, so

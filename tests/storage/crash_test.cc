@@ -4,7 +4,10 @@
 // acknowledged transition is there and that the indexes agree with the
 // snapshots. Iterations: CDE_CRASH_ITERATIONS (default 12); the random
 // kill points replay with CDE_TEST_SEED.
+#include <unistd.h>
+
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <random>
 #include <sstream>
@@ -136,6 +139,23 @@ void KillReopenAndCheck(const std::string& wal_spare_kib) {
   std::printf("crash test: %d kills, %zu acknowledged transitions, %zu sagas\n",
               iterations, acks, acked.size());
   EXPECT_GT(acks, 0u) << "the child never acknowledged anything";
+}
+
+// A crash child that hangs fails its test with where it hung: the harness
+// takes every thread's stack before it kills a child at its deadline.
+TEST(RunChildTest, AChildStillRunningAtItsDeadlineIsKilledWithItsStacks) {
+  std::ifstream scope("/proc/sys/kernel/yama/ptrace_scope");
+  int ptrace_scope = 0;
+  scope >> ptrace_scope;
+  if (geteuid() != 0 && ptrace_scope > 0) {
+    GTEST_SKIP() << "gdb may not attach to a sibling process here (Yama "
+                    "ptrace_scope "
+                 << ptrace_scope << ", not root)";
+  }
+  test::ChildRun run = test::RunChild({"/bin/sleep", "600"}, {}, 300);
+  EXPECT_TRUE(run.timed_out);
+  EXPECT_TRUE(run.killed);
+  EXPECT_NE(run.stacks.find("#0"), std::string::npos) << run.stacks;
 }
 
 TEST(StoreCrashTest, EveryAcknowledgedTransitionSurvivesSigkill) {
