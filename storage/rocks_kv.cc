@@ -390,9 +390,7 @@ Result<std::unique_ptr<Store>> OpenRocksStoreWithEnv(
   // far as their last whole record (wal_tail.h), since one may be a spare.
   std::unique_ptr<rocksdb::Env> own_env;
   std::shared_ptr<WalSpareFileSystem> wal_spare;
-  // RocksDB names its WALs after the path without a trailing slash.
-  std::string dir = path;
-  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  const std::string& dir = path;
   std::shared_ptr<rocksdb::FileSystem> base =
       env != nullptr ? env->GetFileSystem() : rocksdb::FileSystem::Default();
   if (options.mode != OpenMode::kReadWrite) {

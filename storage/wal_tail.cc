@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <filesystem>
 #include <string_view>
 #include <vector>
 
@@ -133,15 +134,19 @@ class WalTailFile final : public rocksdb::FSSequentialFile {
 }  // namespace
 
 bool IsWalFileOf(const std::string& dir, const std::string& fname) {
-  if (fname.size() <= dir.size() + 1 || fname.compare(0, dir.size(), dir) ||
-      fname[dir.size()] != '/') {
+  // RocksDB joins the path it was given and the name with a '/', and may or
+  // may not have dropped a trailing one from the path first.
+  auto normal = [](const std::string& p) {
+    std::filesystem::path n = std::filesystem::path(p).lexically_normal();
+    return n.has_filename() ? n : n.parent_path();
+  };
+  const std::filesystem::path file = normal(fname);
+  if (file.parent_path() != normal(dir)) return false;
+  const std::string base = file.filename().string();
+  if (base.size() <= 4 || !std::string_view(base).ends_with(".log")) {
     return false;
   }
-  std::string_view base(fname);
-  base.remove_prefix(dir.size() + 1);
-  if (base.size() <= 4 || !base.ends_with(".log")) return false;
-  base.remove_suffix(4);
-  return std::all_of(base.begin(), base.end(),
+  return std::all_of(base.begin(), base.end() - 4,
                      [](char c) { return std::isdigit(c) != 0; });
 }
 

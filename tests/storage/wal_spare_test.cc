@@ -48,6 +48,23 @@ void WriteFile(const std::string& path, size_t bytes) {
   out << std::string(bytes, 'x');
 }
 
+TEST(WalSpareTest, WalFilesAreTheNumberedLogsOfTheStoreDirectory) {
+  EXPECT_TRUE(IsWalFileOf("db", "db/000004.log"));
+  EXPECT_TRUE(IsWalFileOf("db/", "db//000004.log"));
+  EXPECT_TRUE(IsWalFileOf("db/", "db/000004.log"));
+  EXPECT_TRUE(IsWalFileOf("./a/db", "./a/db/000123.log"));
+  EXPECT_TRUE(IsWalFileOf("/var/lib/cde", "/var/lib/cde/1.log"));
+  EXPECT_FALSE(IsWalFileOf("db", "db/LOG"));
+  EXPECT_FALSE(IsWalFileOf("db", "db/LOG.old.1700000000"));
+  EXPECT_FALSE(IsWalFileOf("db", "db/000004.log.tmp"));
+  EXPECT_FALSE(IsWalFileOf("db", "db/x00004.log"));
+  EXPECT_FALSE(IsWalFileOf("db", "db/.log"));
+  EXPECT_FALSE(IsWalFileOf("db", "other/000004.log"));
+  EXPECT_FALSE(IsWalFileOf("db", "db/archive/000004.log"));
+  EXPECT_FALSE(IsWalFileOf("db", "db2/000004.log"));
+  EXPECT_FALSE(IsWalFileOf("db", "db/cde-wal-spare"));
+}
+
 // A RocksDB database over `fs`, for what the file system does beneath it.
 struct Db {
   Db(const std::string& dir, std::shared_ptr<WalSpareFileSystem> fs)
@@ -111,7 +128,9 @@ TEST(WalSpareTest, ASecondaryFollowsAPrimaryWhoseWalIsASpare) {
   ASSERT_OK(primary.status());
   const auto ids = test::MakeIds(300, 11);
   ASSERT_OK(test::WriteOne(**primary, NewSaga(ids[0]), true));
-  auto secondary = OpenRocksStore({.path = path, .mode = OpenMode::kSecondary});
+  // Spelled with a trailing slash, as a tool's flag may be: the same WALs.
+  auto secondary =
+      OpenRocksStore({.path = path + "/", .mode = OpenMode::kSecondary});
   ASSERT_OK(secondary.status());
   size_t written = 1;
   std::mt19937 rng(test::TestSeed());
