@@ -267,15 +267,17 @@ class SeparatorPrefix final : public rocksdb::SliceTransform {
 };
 
 // Memtable insert hints: rows of one family tend to land next to the
-// previous row with the same prefix (a saga's next log event, its snapshot,
-// timers due at about the same time, the newest saga of a workflow in the
-// workflow indexes), so the skiplist can start its search there. Measured:
-// about 1.6x the commit throughput; the workflow indexes' hints a further
-// 3-5 % of sagas/s (docs/benchmarks.md).
+// previous row with the same prefix (a saga's next log event, timers due at
+// about the same time, the newest saga of a workflow in the workflow
+// indexes), so the skiplist can start its search there. Measured: about 1.6x
+// the commit throughput; the workflow indexes' hints a further 3-5 % of
+// sagas/s. Not for snapshots: a hint is a hash-map entry per prefix per
+// memtable, one per saga there, and without it the engine made 3-8 % more
+// sagas/s (docs/benchmarks.md).
 void TuneColumnFamily(const std::string& name,
                       rocksdb::ColumnFamilyOptions* cfo) {
   const rocksdb::SliceTransform* hint = nullptr;
-  if (name == CfName(Cf::kLog) || name == CfName(Cf::kSagas)) {
+  if (name == CfName(Cf::kLog)) {
     hint = rocksdb::NewCappedPrefixTransform(kSagaIdLength);
   } else if (name == CfName(Cf::kTimers)) {
     hint = rocksdb::NewCappedPrefixTransform(8);  // the due time
