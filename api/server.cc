@@ -19,6 +19,7 @@
 #include "api/stdio_transport.h"
 #include "engine/log.h"
 #include "engine/workflow_dir.h"
+#include "storage/allocator.h"
 
 namespace cde {
 namespace {
@@ -146,7 +147,8 @@ class Server {
       ready_ = true;
       WriteServerFile(server_file);
       Log(LogLevel::kInfo, "server", "ready",
-          {.extra = {{"data_dir", config_.data_dir}}});
+          {.extra = {{"data_dir", config_.data_dir},
+                     {"allocator", AllocatorName()}}});
     }
     while (!stopped_) uv_run(&loop_, UV_RUN_ONCE);
     engine_.reset();

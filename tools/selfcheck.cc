@@ -12,6 +12,7 @@
 #include <future>
 #include <vector>
 
+#include "storage/allocator.h"
 #include "storage/commit_writer.h"
 #include "storage/saga_id.h"
 #include "storage/store.h"
@@ -127,6 +128,7 @@ int main(int argc, char** argv) {
   std::error_code ec;
   fs::remove_all(scratch, ec);
   if (!s.ok()) return Fail(s);
+  std::printf("allocator: %s\n", cde::AllocatorName().c_str());
   std::printf("self-check passed\n");
   return 0;
 }

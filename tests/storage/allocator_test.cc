@@ -1,0 +1,44 @@
+#include "storage/allocator.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+
+#ifdef CDE_WITH_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
+
+namespace cde {
+namespace {
+
+#ifdef CDE_WITH_JEMALLOC
+uint64_t ThreadAllocatedBytes() {
+  uint64_t bytes = 0;
+  size_t size = sizeof(bytes);
+  EXPECT_EQ(mallctl("thread.allocated", &bytes, &size, nullptr, 0), 0);
+  return bytes;
+}
+
+TEST(AllocatorTest, ABuildWithJemallocRunsOnIt) {
+  const std::string name = AllocatorName();
+  EXPECT_EQ(name.rfind("jemalloc ", 0), 0u) << name;
+  EXPECT_GT(name.size(), std::string("jemalloc ").size()) << name;
+}
+
+// Most of the engine's allocations are C++ ones (strings, vectors, JSON
+// values): operator new must reach jemalloc too, not only malloc.
+TEST(AllocatorTest, CxxAllocationsGoThroughJemalloc) {
+  const uint64_t before = ThreadAllocatedBytes();
+  auto block = std::make_unique<char[]>(1 << 20);
+  block[0] = 1;
+  EXPECT_GE(ThreadAllocatedBytes(), before + (1 << 20));
+}
+#else
+TEST(AllocatorTest, ABuildWithoutJemallocSaysSo) {
+  EXPECT_EQ(AllocatorName(), "system malloc");
+}
+#endif
+
+}  // namespace
+}  // namespace cde
