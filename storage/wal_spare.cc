@@ -51,6 +51,21 @@ class CountedWal final : public rocksdb::FSWritableFileOwnerWrapper {
 // fewer commits at 16 and 64 enqueuers (docs/benchmarks.md).
 constexpr uint64_t kPiece = uint64_t{1} << 20;
 
+// Whether the bytes of `file` in [offset, offset + n) are all zeros.
+bool ReadsAsZeros(rocksdb::FSRandomAccessFile* file, uint64_t offset,
+                  size_t n) {
+  std::string buffer(n, '\1');
+  rocksdb::Slice read;
+  if (!file->Read(offset, n, rocksdb::IOOptions(), &read, buffer.data(),
+                  nullptr)
+           .ok() ||
+      read.size() != n) {
+    return false;
+  }
+  return std::all_of(read.data(), read.data() + n,
+                     [](char c) { return c == 0; });
+}
+
 }  // namespace
 
 WalSpareFileSystem::WalSpareFileSystem(
@@ -64,9 +79,13 @@ WalSpareFileSystem::WalSpareFileSystem(
   rocksdb::IOOptions io;
   uint64_t size = 0;
   if (FileSystemWrapper::GetFileSize(spare_path_, io, &size, nullptr).ok()) {
-    if (size == spare_bytes_) {
+    // Of another size: another size was configured when it was written.
+    // Not zeros where a spare begins and ends: not one we wrote (each piece
+    // is synced before the rename, so a crash cannot leave a spare
+    // half-written), and its bytes would sit past the WAL's last record.
+    if (size == spare_bytes_ && HoldsZerosAtBothEnds()) {
       ready_ = true;
-    } else {  // another size was configured when it was written
+    } else {
       FileSystemWrapper::DeleteFile(spare_path_, io, nullptr)
           .PermitUncheckedError();
     }
@@ -76,6 +95,18 @@ WalSpareFileSystem::WalSpareFileSystem(
     FileSystemWrapper::DeleteFile(partial_path_, io, nullptr)
         .PermitUncheckedError();
   }
+}
+
+bool WalSpareFileSystem::HoldsZerosAtBothEnds() {
+  std::unique_ptr<rocksdb::FSRandomAccessFile> file;
+  if (!FileSystemWrapper::NewRandomAccessFile(
+           spare_path_, rocksdb::FileOptions(), &file, nullptr)
+           .ok()) {
+    return false;
+  }
+  const size_t head = static_cast<size_t>(std::min(kPiece, spare_bytes_));
+  return ReadsAsZeros(file.get(), 0, head) &&
+         ReadsAsZeros(file.get(), spare_bytes_ - head, head);
 }
 
 WalSpareFileSystem::~WalSpareFileSystem() {

@@ -24,7 +24,9 @@
 // The spare is prepared by a thread of its own, and only once the WAL in use
 // has taken kSpareTrigger bytes: a store that writes little (a test, an
 // idle server) never pays for tens of MiB of zeros. It survives a restart:
-// the next open takes it for the WAL it creates.
+// the next open takes it for the WAL it creates, if it has the size now
+// configured and its first and last MiB read as zeros (a file put there by
+// hand, or by another program, is removed instead).
 #ifndef CDE_STORAGE_WAL_SPARE_H_
 #define CDE_STORAGE_WAL_SPARE_H_
 
@@ -80,6 +82,8 @@ class WalSpareFileSystem final : public rocksdb::FileSystemWrapper {
 
  private:
   void Prepare();  // the preparer thread's body
+  // The spare's first and last pieces read as zeros (checked at open).
+  bool HoldsZerosAtBothEnds();
   rocksdb::IOStatus WriteSpare();
 
   const std::string dir_;

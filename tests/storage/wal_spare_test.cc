@@ -296,6 +296,33 @@ TEST(WalSpareTest, ASpareOfAnotherSizeAndAHalfWrittenOneAreRemoved) {
   EXPECT_FALSE(fs::exists(PartialPath(dir.path())));
 }
 
+// A file of the right size that we did not write: its old bytes would
+// sit past the WAL's last record. The check reads the first and the last MiB.
+TEST(WalSpareTest, ASpareOfTheRightSizeButNotZerosIsRemoved) {
+  constexpr uint64_t kBig = uint64_t{3} << 20;  // three pieces
+  for (const uint64_t at : {uint64_t{0}, (uint64_t{1} << 20) - 1, kBig - 1}) {
+    test::TempDir dir;
+    {
+      std::ofstream out(SparePath(dir.path()), std::ios::binary);
+      std::string bytes(kBig, '\0');
+      bytes[at] = 'x';
+      out << bytes;
+    }
+    WalSpareFileSystem spare(rocksdb::FileSystem::Default(), dir.path(), kBig);
+    EXPECT_FALSE(spare.spare_ready()) << "a byte at " << at;
+    EXPECT_FALSE(fs::exists(SparePath(dir.path()))) << "a byte at " << at;
+  }
+  // Zeros at both ends are taken (the middle is not read: a crash cannot
+  // leave a spare half-written, each piece is synced before the rename).
+  test::TempDir dir;
+  {
+    std::ofstream out(SparePath(dir.path()), std::ios::binary);
+    out << std::string(kBig, '\0');
+  }
+  WalSpareFileSystem spare(rocksdb::FileSystem::Default(), dir.path(), kBig);
+  EXPECT_TRUE(spare.spare_ready());
+}
+
 TEST(WalSpareTest, ASpareThatCannotBeWrittenLeavesNothingBehind) {
   test::TempDir dir;
   test::FaultSwitches sw;
