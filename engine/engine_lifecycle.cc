@@ -16,7 +16,8 @@ Status EngineImpl::Recover() {
         {.extra = {{"from_format", upgraded->from},
                    {"to_format", kFormatVersion},
                    {"sagas_rewritten", upgraded->rewritten},
-                   {"sagas_undecodable", upgraded->left_as_is}}});
+                   {"sagas_undecodable", upgraded->left_as_is},
+                   {"retired_index_rows", upgraded->retired_index_rows}}});
   }
   auto defs = store_->ListDefinitions();
   if (!defs.ok()) return defs.status().WithContext("loading definitions");

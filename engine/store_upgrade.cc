@@ -66,6 +66,34 @@ void RenameStepTimers(const Saga& saga, Transition& t) {
   }
 }
 
+// Format 7 keeps one saga index, idx_workflow_state: the rows of the two
+// it retired go, a page per write (read first, then written: no write
+// while a view is open).
+Status EmptyRetiredIndexes(Store& store, UpgradeReport& report) {
+  for (Cf cf : {Cf::kIdxState, Cf::kIdxWorkflow}) {
+    for (std::string from;;) {
+      std::vector<std::string> keys;
+      CDE_RETURN_IF_ERROR(
+          store
+              .ScanRowsFrom(cf, from,
+                            [&](std::string_view key, std::string_view) {
+                              keys.emplace_back(key);
+                              return keys.size() < kPage;
+                            })
+              .WithContext("upgrading the store"));
+      if (keys.empty()) break;
+      Transition t;
+      for (const std::string& key : keys) t.DeleteRetiredIndexRow(cf, key);
+      const Transition* batch[] = {&t};
+      CDE_RETURN_IF_ERROR(store.Write(batch, /*sync=*/false)
+                              .WithContext("upgrading the store"));
+      report.retired_index_rows += keys.size();
+      from = keys.back() + '\0';  // the next key after the last one
+    }
+  }
+  return Status::OK();
+}
+
 }  // namespace
 
 Result<UpgradeReport> UpgradeStore(Store& store) {
@@ -78,10 +106,10 @@ Result<UpgradeReport> UpgradeStore(Store& store) {
     CDE_RETURN_IF_ERROR(
         WriteSync(store, begin).WithContext("starting the store's upgrade"));
   }
-  // Newest first, a page at a time; each page is one write. Formats 4, 5
-  // and 6 only added what older stores never hold (map item rows, an input
-  // kept in the log, log rows of several events): a format 3 snapshot is a
-  // format 6 one.
+  // Newest first, a page at a time; each page is one write. Formats 4 to 7
+  // only added what older stores never hold (map item rows, an input kept
+  // in the log, log rows of several events) or dropped index rows: a format
+  // 3 snapshot is a format 7 one.
   StoredDefinitions definitions(store);
   SagaQuery query;
   query.limit = kPage;
@@ -109,6 +137,7 @@ Result<UpgradeReport> UpgradeStore(Store& store) {
     more = !page->next_cursor.empty();
     query.cursor = page->next_cursor;
   }
+  if (report.from < 7) CDE_RETURN_IF_ERROR(EmptyRetiredIndexes(store, report));
   Transition end;
   end.EndFormatUpgrade();
   CDE_RETURN_IF_ERROR(

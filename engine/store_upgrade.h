@@ -12,9 +12,10 @@
 namespace cde {
 
 struct UpgradeReport {
-  uint32_t from = 0;        // the version found
-  uint64_t rewritten = 0;   // snapshots written in the current format
-  uint64_t left_as_is = 0;  // snapshots that do not decode (poison)
+  uint32_t from = 0;                // the version found
+  uint64_t rewritten = 0;           // snapshots written in the current format
+  uint64_t left_as_is = 0;          // snapshots that do not decode (poison)
+  uint64_t retired_index_rows = 0;  // rows of idx_state and idx_workflow
 };
 
 // Upgrades `store` if store.format_version() < kFormatVersion. Safe to run
@@ -29,6 +30,8 @@ struct UpgradeReport {
 // 2 -> 3: a saga holds a list of waits, each naming its step by path, not
 // one wait naming its step by index (the saga's definition names it); a
 // step's timer row is named "<kind>:<path>".
+// 6 -> 7: idx_workflow_state is the sagas' one index; the rows of idx_state
+// and idx_workflow, which it answers too, are deleted.
 Result<UpgradeReport> UpgradeStore(Store& store);
 
 }  // namespace cde

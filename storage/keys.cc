@@ -152,6 +152,10 @@ std::string IdxWorkflowPrefix(std::string_view workflow) {
   return key;
 }
 
+bool IsRetiredIndex(Cf cf) {
+  return cf == Cf::kIdxState || cf == Cf::kIdxWorkflow;
+}
+
 std::string IdxWorkflowStatePrefix(std::string_view workflow, SagaState state) {
   std::string key = IdxWorkflowPrefix(workflow);
   key.push_back(static_cast<char>(state));

@@ -90,13 +90,19 @@ std::optional<ItemKeyParts> ParseItemKey(std::string_view key);
 std::string DefinitionKey(std::string_view name, uint32_t version);
 std::string DefinitionPrefix(std::string_view name);
 
+// idx_workflow_state: workflow 0x00 state(1) saga_id, the sagas' one index
+// (values are empty). Saga ids sort by creation time, so each prefix lists
+// sagas in creation order and a reverse scan lists the newest first; a
+// query by state alone or by workflow alone merges the prefixes of every
+// workflow or every state (store_impl.cc).
+// Retired by format 7 (a row per saga per transition of state that the
+// one index answers as well), emptied by the upgrade to it:
 // idx_state: state(1) saga_id. idx_workflow: workflow 0x00 saga_id.
-// idx_workflow_state: workflow 0x00 state(1) saga_id. Index values are empty.
-// Saga ids sort by creation time, so each index prefix lists sagas in
-// creation order and a reverse scan lists the newest first.
 std::string IdxStatePrefix(SagaState state);
 std::string IdxWorkflowPrefix(std::string_view workflow);
 std::string IdxWorkflowStatePrefix(std::string_view workflow, SagaState state);
+// Whether `cf` is an index that format 7 retired.
+bool IsRetiredIndex(Cf cf);
 
 // The smallest key greater than every key that starts with `prefix`.
 std::string PrefixEnd(std::string_view prefix);

@@ -7,6 +7,7 @@
 #ifndef CDE_STORAGE_RECORDS_H_
 #define CDE_STORAGE_RECORDS_H_
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -31,7 +32,7 @@ inline constexpr uint8_t kRecordVersion = 1;
 // instead (`input_in_log`), which an older build would not read. 6: a log
 // row may hold all the events of one transition, keyed by the last one's
 // seq (DecodeLogRow).
-inline constexpr uint32_t kFormatVersion = 6;
+inline constexpr uint32_t kFormatVersion = 7;
 
 // Saga lifecycle (PRODUCT.md). The byte codes are part of the index key
 // format: never renumber, never reuse a retired code.
@@ -44,6 +45,12 @@ enum class SagaState : uint8_t {
   kCancelling = 6,
   kCancelled = 7,
 };
+
+// Every state, in code order.
+inline constexpr std::array<SagaState, 7> kAllSagaStates = {
+    SagaState::kRunning,     SagaState::kCompensating, SagaState::kCompleted,
+    SagaState::kCompensated, SagaState::kParked,       SagaState::kCancelling,
+    SagaState::kCancelled};
 
 std::string_view SagaStateName(SagaState state);
 std::optional<SagaState> SagaStateFromName(std::string_view name);

@@ -240,14 +240,12 @@ rocksdb::Options MakeOptions(rocksdb::Env* env, OpenMode mode) {
   return o;
 }
 
-// The key up to and including its first 0x00 and `after` bytes more: the
-// workflow of an idx_workflow key (after = 0), the workflow and state of an
-// idx_workflow_state key (after = 1). Keys without the separator, or too
+// The workflow and state of an idx_workflow_state key: up to and including
+// its first 0x00 and one byte more. Keys without the separator, or too
 // short, are outside the domain and inserted without a hint.
-class SeparatorPrefix final : public rocksdb::SliceTransform {
+class WorkflowStatePrefix final : public rocksdb::SliceTransform {
  public:
-  explicit SeparatorPrefix(size_t after) : after_(after) {}
-  const char* Name() const override { return "cde.SeparatorPrefix"; }
+  const char* Name() const override { return "cde.WorkflowStatePrefix"; }
   rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
     return {key.data(), PrefixSize(key)};
   }
@@ -260,16 +258,15 @@ class SeparatorPrefix final : public rocksdb::SliceTransform {
   size_t PrefixSize(const rocksdb::Slice& key) const {
     const void* sep = std::memchr(key.data(), 0, key.size());
     if (sep == nullptr) return 0;
-    const size_t size = static_cast<const char*>(sep) - key.data() + 1 + after_;
+    const size_t size = static_cast<const char*>(sep) - key.data() + 2;
     return size <= key.size() ? size : 0;
   }
-  size_t after_;
 };
 
 // Memtable insert hints: rows of one family tend to land next to the
 // previous row with the same prefix (a saga's next log event, timers due at
-// about the same time, the newest saga of a workflow in the workflow
-// indexes), so the skiplist can start its search there. Measured: about 1.6x
+// about the same time, the newest saga of a workflow and state in the
+// index), so the skiplist can start its search there. Measured: about 1.6x
 // the commit throughput; the workflow indexes' hints a further 3-5 % of
 // sagas/s. Not for snapshots: a hint is a hash-map entry per prefix per
 // memtable, one per saga there, and without it the engine made 3-8 % more
@@ -281,12 +278,8 @@ void TuneColumnFamily(const std::string& name,
     hint = rocksdb::NewCappedPrefixTransform(kSagaIdLength);
   } else if (name == CfName(Cf::kTimers)) {
     hint = rocksdb::NewCappedPrefixTransform(8);  // the due time
-  } else if (name == CfName(Cf::kIdxState)) {
-    hint = rocksdb::NewCappedPrefixTransform(1);  // the state code
-  } else if (name == CfName(Cf::kIdxWorkflow)) {
-    hint = new SeparatorPrefix(0);
   } else if (name == CfName(Cf::kIdxWorkflowState)) {
-    hint = new SeparatorPrefix(1);
+    hint = new WorkflowStatePrefix();
   } else {
     return;
   }

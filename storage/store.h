@@ -140,16 +140,22 @@ class Store {
   // The number of DLQ entries: a scan of the DLQ alone.
   virtual Result<uint64_t> CountDlq() = 0;
 
-  // Every row of column family `cf`, undecoded, in key order; `visit`
-  // returns false to stop. For tools that check the store itself (cde-admin
-  // verify), which must see the rows the typed reads refuse or skip. One
-  // call reads one consistent view; read-only and secondary stores change
-  // only on CatchUp(), so calls between two catch-ups agree with each other.
-  // NotSupported unless the implementation provides it.
+  // Every row of column family `cf` (from key `from` on, when given),
+  // undecoded, in key order; `visit` returns false to stop. For tools that
+  // check the store itself (cde-admin verify), which must see the rows the
+  // typed reads refuse or skip. One call reads one consistent view; read-only
+  // and secondary stores change only on CatchUp(), so calls between two
+  // catch-ups agree with each other. NotSupported unless the implementation
+  // provides it.
   using RowVisitor =
       std::function<bool(std::string_view key, std::string_view value)>;
-  virtual Status ScanRows(Cf cf, const RowVisitor& visit) {
+  Status ScanRows(Cf cf, const RowVisitor& visit) {
+    return ScanRowsFrom(cf, "", visit);
+  }
+  virtual Status ScanRowsFrom(Cf cf, std::string_view from,
+                              const RowVisitor& visit) {
     (void)cf;
+    (void)from;
     (void)visit;
     return Status::NotSupported("this store cannot list raw rows");
   }

@@ -1,8 +1,11 @@
 // StoreImpl: record decoding and queries over any KvEngine.
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <limits>
 #include <mutex>
 #include <shared_mutex>
+#include <vector>
 
 #include "storage/kv_engine.h"
 #include "storage/saga_id.h"
@@ -24,22 +27,52 @@ namespace {
 constexpr std::array<SagaState, 3> kActiveStates = {
     SagaState::kRunning, SagaState::kCompensating, SagaState::kCancelling};
 
-// Picks the index that answers `query` and the key prefix within it. Without
-// a filter the `sagas` column family itself is the creation-time index.
-struct IndexChoice {
-  Cf cf;
-  std::string prefix;
-};
+// Ids read from an index prefix per scan: a merge of several prefixes reads
+// each a chunk at a time, so a page costs about `limit` keys per prefix at
+// most, and memory stays bounded whatever the limit.
+constexpr size_t kIndexChunk = 256;
 
-IndexChoice ChooseIndex(const SagaQuery& q) {
-  if (q.state && q.workflow) {
-    return {Cf::kIdxWorkflowState,
-            IdxWorkflowStatePrefix(*q.workflow, *q.state)};
+// One prefix of idx_workflow_state (a workflow and a state), its saga ids
+// newest first within [lower, upper), read a chunk at a time.
+class IndexStream {
+ public:
+  IndexStream(std::string prefix, std::string lower, std::string upper)
+      : prefix_(std::move(prefix)),
+        lower_(std::move(lower)),
+        upper_(std::move(upper)) {}
+
+  // Reads the next chunk when the one read is used up. After it, empty()
+  // means the prefix has no more ids in range.
+  Status Fill(KvView& view, size_t chunk) {
+    if (next_ < ids_.size() || done_) return Status::OK();
+    ids_.clear();
+    next_ = 0;
+    Status s = view.Scan(Cf::kIdxWorkflowState, {lower_, upper_, true},
+                         [&](auto key, auto) {
+                           ids_.emplace_back(key.substr(prefix_.size()));
+                           return ids_.size() < chunk;
+                         });
+    CDE_RETURN_IF_ERROR(s);
+    if (ids_.size() < chunk) {
+      done_ = true;
+    } else {
+      upper_ = prefix_ + ids_.back();  // the next chunk is older
+    }
+    return Status::OK();
   }
-  if (q.state) return {Cf::kIdxState, IdxStatePrefix(*q.state)};
-  if (q.workflow) return {Cf::kIdxWorkflow, IdxWorkflowPrefix(*q.workflow)};
-  return {Cf::kSagas, ""};
-}
+  bool empty() const { return next_ == ids_.size(); }
+  const std::string& front() const { return ids_[next_]; }
+  std::string front_key() const { return prefix_ + front(); }
+  void Pop() { ++next_; }
+
+ private:
+  const std::string prefix_;
+  const std::string lower_;
+  std::string upper_;  // exclusive; empty = unbounded
+  std::vector<std::string> ids_;
+  size_t next_ = 0;
+  bool done_ = false;
+};
 
 // The exclusive upper bound of a newest-first scan: the tightest of the
 // prefix end, the `until` time and the cursor.
@@ -169,26 +202,72 @@ class StoreImpl final : public Store {
       return Status::InvalidArgument("cursor '" + PrintableKey(q.cursor) +
                                      "' is not a saga id");
     }
-    const IndexChoice index = ChooseIndex(q);
-    ScanRange range;
-    range.lower = index.prefix;
-    if (q.since_ms) range.lower += SagaIdFloor(*q.since_ms);
-    range.upper = UpperBound(q, index.prefix);
-    range.reverse = true;
-
-    SagaPage page;
-    Status error;
     OpenView view = View();
     CDE_RETURN_IF_ERROR(view.status());
-    Status s = view->Scan(index.cf, range, [&](auto key, auto value) {
+    if (!q.state && !q.workflow) return ListAllSagas(*view, q);
+    // The prefixes of idx_workflow_state that hold the answer, merged
+    // newest first.
+    std::vector<std::string> prefixes;
+    if (q.workflow && q.state) {
+      prefixes.push_back(IdxWorkflowStatePrefix(*q.workflow, *q.state));
+    } else if (q.workflow) {
+      for (SagaState state : kAllSagaStates) {
+        prefixes.push_back(IdxWorkflowStatePrefix(*q.workflow, state));
+      }
+    } else {
+      auto workflows = IndexedWorkflows(*view);
+      CDE_RETURN_IF_ERROR(workflows.status());
+      for (const std::string& w : *workflows) {
+        prefixes.push_back(IdxWorkflowStatePrefix(w, *q.state));
+      }
+    }
+    std::vector<IndexStream> streams;
+    for (std::string& prefix : prefixes) {
+      std::string lower = prefix;
+      if (q.since_ms) lower += SagaIdFloor(*q.since_ms);
+      std::string upper = UpperBound(q, prefix);
+      streams.emplace_back(std::move(prefix), std::move(lower),
+                           std::move(upper));
+    }
+    const size_t chunk = std::min(q.limit + 1, kIndexChunk);
+    SagaPage page;
+    for (;;) {
+      IndexStream* newest = nullptr;
+      for (IndexStream& stream : streams) {
+        CDE_RETURN_IF_ERROR(stream.Fill(*view, chunk));
+        if (!stream.empty() &&
+            (newest == nullptr || stream.front() > newest->front())) {
+          newest = &stream;
+        }
+      }
+      if (newest == nullptr) break;
+      if (page.sagas.size() == q.limit) {
+        page.next_cursor = page.sagas.back().id;  // there is at least one more
+        break;
+      }
+      auto rec = FollowIndexRow(*view, Cf::kIdxWorkflowState,
+                                newest->front_key(), newest->front());
+      CDE_RETURN_IF_ERROR(rec.status());
+      page.sagas.push_back(std::move(rec).value());
+      newest->Pop();
+    }
+    return page;
+  }
+
+  // No filter: the `sagas` family itself is the creation-time index.
+  Result<SagaPage> ListAllSagas(KvView& view, const SagaQuery& q) {
+    ScanRange range;
+    if (q.since_ms) range.lower = SagaIdFloor(*q.since_ms);
+    range.upper = UpperBound(q, "");
+    range.reverse = true;
+    SagaPage page;
+    Status error;
+    Status s = view.Scan(Cf::kSagas, range, [&](auto key, auto value) {
       if (page.sagas.size() == q.limit) {
         page.next_cursor = page.sagas.back().id;  // there is at least one more
         return false;
       }
-      auto rec = index.cf == Cf::kSagas
-                     ? DecodeSaga(value, Where(Cf::kSagas, key))
-                     : FollowIndexRow(*view, index.cf, key,
-                                      key.substr(index.prefix.size()));
+      auto rec = DecodeSaga(value, Where(Cf::kSagas, key));
       if (!rec.ok()) {
         error = rec.status();
         return false;
@@ -206,21 +285,26 @@ class StoreImpl final : public Store {
     Status error;
     OpenView view = View();
     CDE_RETURN_IF_ERROR(view.status());
-    for (SagaState state : kActiveStates) {
-      const std::string prefix = IdxStatePrefix(state);
-      Status s = view->Scan(
-          Cf::kIdxState, {prefix, PrefixEnd(prefix)}, [&](auto key, auto) {
-            auto rec = FollowIndexRow(*view, Cf::kIdxState, key,
-                                      key.substr(prefix.size()));
-            if (!rec.ok()) {
-              error = rec.status();
-              return false;
-            }
-            out.push_back(std::move(rec).value());
-            return true;
-          });
-      CDE_RETURN_IF_ERROR(s);
-      CDE_RETURN_IF_ERROR(error);
+    auto workflows = IndexedWorkflows(*view);
+    CDE_RETURN_IF_ERROR(workflows.status());
+    for (const std::string& workflow : *workflows) {
+      for (SagaState state : kActiveStates) {
+        const std::string prefix = IdxWorkflowStatePrefix(workflow, state);
+        Status s = view->Scan(Cf::kIdxWorkflowState,
+                              {prefix, PrefixEnd(prefix)}, [&](auto key, auto) {
+                                auto rec = FollowIndexRow(
+                                    *view, Cf::kIdxWorkflowState, key,
+                                    key.substr(prefix.size()));
+                                if (!rec.ok()) {
+                                  error = rec.status();
+                                  return false;
+                                }
+                                out.push_back(std::move(rec).value());
+                                return true;
+                              });
+        CDE_RETURN_IF_ERROR(s);
+        CDE_RETURN_IF_ERROR(error);
+      }
     }
     return out;
   }
@@ -338,13 +422,14 @@ class StoreImpl final : public Store {
     Status error;
     OpenView view = View();
     CDE_RETURN_IF_ERROR(view.status());
-    Status s = view->Scan(Cf::kIdxState, {}, [&](auto key, auto) {
-      auto state = key.empty()
+    Status s = view->Scan(Cf::kIdxWorkflowState, {}, [&](auto key, auto) {
+      const size_t sep = key.find('\0');
+      auto state = sep == std::string_view::npos || sep + 1 >= key.size()
                        ? std::nullopt
-                       : SagaStateFromCode(static_cast<uint8_t>(key[0]));
+                       : SagaStateFromCode(static_cast<uint8_t>(key[sep + 1]));
       if (!state) {
-        error = Status::Corruption(Where(Cf::kIdxState, key) +
-                                   ": unknown saga state code");
+        error = Status::Corruption(Where(Cf::kIdxWorkflowState, key) +
+                                   ": not a workflow, 0x00 and a saga state");
         return false;
       }
       ++stats.sagas_by_state[std::string(SagaStateName(*state))];
@@ -367,10 +452,11 @@ class StoreImpl final : public Store {
     return n;
   }
 
-  Status ScanRows(Cf cf, const RowVisitor& visit) override {
+  Status ScanRowsFrom(Cf cf, std::string_view from,
+                      const RowVisitor& visit) override {
     OpenView view = View();
     CDE_RETURN_IF_ERROR(view.status());
-    return view->Scan(cf, {}, visit);
+    return view->Scan(cf, {std::string(from), ""}, visit);
   }
 
   Status Checkpoint(const std::string& dir) override {
@@ -432,6 +518,32 @@ class StoreImpl final : public Store {
     }
     CDE_RETURN_IF_ERROR(s);
     return DecodeSaga(value, Where(Cf::kSagas, saga_id));
+  }
+
+  // The workflows idx_workflow_state holds sagas of, in byte order: one
+  // seek per workflow, each past the previous one's keys.
+  Result<std::vector<std::string>> IndexedWorkflows(KvView& view) {
+    std::vector<std::string> out;
+    Status error;
+    for (std::string lower;;) {
+      bool found = false;
+      Status s =
+          view.Scan(Cf::kIdxWorkflowState, {lower, ""}, [&](auto key, auto) {
+            const size_t sep = key.find('\0');
+            if (sep == std::string_view::npos) {
+              error = Status::Corruption(Where(Cf::kIdxWorkflowState, key) +
+                                         ": no 0x00 after the workflow");
+              return false;
+            }
+            out.emplace_back(key.substr(0, sep));
+            found = true;
+            return false;
+          });
+      CDE_RETURN_IF_ERROR(s);
+      CDE_RETURN_IF_ERROR(error);
+      if (!found) return out;
+      lower = PrefixEnd(out.back() + '\0');
+    }
   }
 
   // Reads the snapshot an index row names. A row whose saga is missing is

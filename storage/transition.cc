@@ -1,5 +1,7 @@
 #include "storage/transition.h"
 
+#include <cassert>
+
 namespace cde {
 
 void Transition::AppendHeader(Cf cf, bool is_delete, size_t key_size) {
@@ -67,14 +69,10 @@ void Transition::PutSagaIndexes(const SagaHead& saga,
                                 std::optional<SagaState> previous_state) {
   if (previous_state == saga.state) return;
   if (previous_state) {
-    Delete(Cf::kIdxState, IdxStatePrefix(*previous_state).append(saga.id));
     Delete(
         Cf::kIdxWorkflowState,
         IdxWorkflowStatePrefix(saga.workflow, *previous_state).append(saga.id));
-  } else {
-    Put(Cf::kIdxWorkflow, IdxWorkflowPrefix(saga.workflow).append(saga.id), "");
   }
-  Put(Cf::kIdxState, IdxStatePrefix(saga.state).append(saga.id), "");
   Put(Cf::kIdxWorkflowState,
       IdxWorkflowStatePrefix(saga.workflow, saga.state).append(saga.id), "");
 }
@@ -141,13 +139,16 @@ void Transition::EndFormatUpgrade() { Delete(Cf::kMeta, kFormatUpgradeKey); }
 
 void Transition::DeleteSaga(const SagaRecord& saga) {
   Delete(Cf::kSagas, saga.id);
-  Delete(Cf::kIdxState, IdxStatePrefix(saga.state) + saga.id);
-  Delete(Cf::kIdxWorkflow, IdxWorkflowPrefix(saga.workflow) + saga.id);
   Delete(Cf::kIdxWorkflowState,
          IdxWorkflowStatePrefix(saga.workflow, saga.state) + saga.id);
   for (uint64_t seq = 1; seq <= saga.last_seq; ++seq) {
     Delete(Cf::kLog, LogKey(saga.id, seq));
   }
+}
+
+void Transition::DeleteRetiredIndexRow(Cf cf, std::string_view key) {
+  assert(IsRetiredIndex(cf) && "only the rows of a retired index");
+  Delete(cf, key);
 }
 
 void Transition::DeleteIdempotency(std::string_view key) {

@@ -24,9 +24,9 @@ namespace cde {
 
 class Transition {
  public:
-  // Writes the saga snapshot and keeps idx_state, idx_workflow and
-  // idx_workflow_state in step with it. `previous_state` is the state of the
-  // snapshot being replaced, or nullopt when the saga is new.
+  // Writes the saga snapshot and keeps its idx_workflow_state row in step
+  // with it (a row only when the state changes). `previous_state` is the
+  // state of the snapshot being replaced, or nullopt when the saga is new.
   void PutSaga(const SagaRecord& saga, std::optional<SagaState> previous_state);
   // The same, with the snapshot already encoded (EncodeSagaWith).
   void PutSaga(const SagaHead& head, std::string_view encoded,
@@ -60,11 +60,14 @@ class Transition {
   // reports `from` until EndFormatUpgrade is written).
   void BeginFormatUpgrade(uint32_t from);
   void EndFormatUpgrade();
-  // Removes a saga: its snapshot and its three index rows (for the state
-  // and workflow of `saga`, the stored snapshot), and its log events
+  // Removes a saga: its snapshot and its index row (for the state and
+  // workflow of `saga`, the stored snapshot), and its log events
   // 1..saga.last_seq. Timer, DLQ and idempotency rows are the caller's.
   void DeleteSaga(const SagaRecord& saga);
   void DeleteIdempotency(std::string_view key);
+  // A row of an index format 7 retired (IsRetiredIndex): the upgrade to
+  // format 7 empties them.
+  void DeleteRetiredIndexRow(Cf cf, std::string_view key);
   // The row of item `index` of the map step at `map_path` (ItemKey), its
   // value already encoded (EncodeItem).
   void PutItem(std::string_view saga_id, std::string_view map_path,

@@ -92,6 +92,32 @@ class StoreUpgradeTest : public ::testing::Test {
     EXPECT_EQ(names, std::vector<std::string>{"sleep:pause"});
   }
 
+  // Format 7: the retired indexes are empty, and idx_workflow_state holds
+  // one row per saga, which the listings by state and by workflow read.
+  void ExpectOnlyTheOneIndex(Store& store, size_t sagas) {
+    for (Cf cf : {Cf::kIdxState, Cf::kIdxWorkflow}) {
+      size_t rows = 0;
+      ASSERT_OK(store.ScanRows(cf, [&](auto, auto) {
+        ++rows;
+        return true;
+      }));
+      EXPECT_EQ(rows, 0u) << CfName(cf);
+    }
+    size_t rows = 0;
+    ASSERT_OK(store.ScanRows(Cf::kIdxWorkflowState, [&](auto, auto) {
+      ++rows;
+      return true;
+    }));
+    EXPECT_EQ(rows, sagas);
+    size_t by_state = 0;
+    for (SagaState state : kAllSagaStates) {
+      auto page = store.ListSagas({.state = state, .limit = 1000});
+      ASSERT_OK(page.status());
+      by_state += page->sagas.size();
+    }
+    EXPECT_EQ(by_state, sagas);
+  }
+
   // Upgrades the fixture to this build's format, then says `version` in its
   // format row: a store of that version whose records hold nothing the
   // versions since added.
@@ -154,6 +180,7 @@ TEST_F(StoreUpgradeTest, AFormat1StoreIsRewrittenInTheNewStepWordsOnOpen) {
   auto after = OpenRocksStore({.path = store_dir_});
   ASSERT_OK(after.status());
   EXPECT_EQ((*after)->format_version(), kFormatVersion);
+  ExpectOnlyTheOneIndex(**after, ids.size());
   size_t meta_rows = 0;
   ASSERT_OK((*after)->ScanRows(Cf::kMeta, [&](auto key, auto) {
     EXPECT_NE(key, kFormatUpgradeKey);
@@ -244,6 +271,60 @@ TEST_F(StoreUpgradeTest, AFormat3StoreMovesToFormat4WithoutRewriting) {
     return true;
   }));
   EXPECT_EQ(after, before);
+}
+
+// Format 7 keeps one saga index: a format 6 store's idx_state and
+// idx_workflow rows (more than a page of them) are deleted, its snapshots
+// kept, and every listing answers as before.
+TEST_F(StoreUpgradeTest, AFormat6StoreLosesItsRetiredIndexRowsAndListsTheSame) {
+  std::map<SagaState, std::vector<std::string>> listed;
+  size_t sagas = 0;
+  {
+    auto store = OpenRocksStore({.path = store_dir_});
+    ASSERT_OK(store.status());
+    ASSERT_NO_FATAL_FAILURE(UpgradeAndSayFormat(**store, 6));
+    Transition t;  // the rows format 6 kept beside idx_workflow_state
+    ASSERT_OK((*store)->ScanRows(Cf::kSagas, [&](auto key, auto value) {
+      auto saga = DecodeSaga(value, std::string(key));
+      EXPECT_OK(saga.status());
+      if (!saga.ok()) return false;
+      t.TEST_PutRaw(Cf::kIdxState, IdxStatePrefix(saga->state) + saga->id, "");
+      t.TEST_PutRaw(Cf::kIdxWorkflow,
+                    IdxWorkflowPrefix(saga->workflow) + saga->id, "");
+      ++sagas;
+      return true;
+    }));
+    for (int i = 0; i < 600; ++i) {
+      t.TEST_PutRaw(Cf::kIdxState,
+                    IdxStatePrefix(SagaState::kCompleted) + "old-" +
+                        std::to_string(1000 + i),
+                    "");
+    }
+    const Transition* batch[] = {&t};
+    ASSERT_OK((*store)->Write(batch, true));
+    for (SagaState state : kAllSagaStates) {
+      auto page = (*store)->ListSagas({.state = state, .limit = 1000});
+      ASSERT_OK(page.status());
+      for (const SagaRecord& s : page->sagas) listed[state].push_back(s.id);
+    }
+  }
+  ASSERT_EQ(sagas, FixtureSagas().size());
+  auto store = OpenRocksStore({.path = store_dir_});
+  ASSERT_OK(store.status());
+  EXPECT_EQ((*store)->format_version(), 6u);
+  auto report = UpgradeStore(**store);
+  ASSERT_OK(report.status());
+  EXPECT_EQ(report->from, 6u);
+  EXPECT_EQ(report->rewritten, 0u);
+  EXPECT_EQ(report->retired_index_rows, 2 * sagas + 600);
+  ExpectOnlyTheOneIndex(**store, sagas);
+  for (SagaState state : kAllSagaStates) {
+    auto page = (*store)->ListSagas({.state = state, .limit = 1000});
+    ASSERT_OK(page.status());
+    std::vector<std::string> ids;
+    for (const SagaRecord& s : page->sagas) ids.push_back(s.id);
+    EXPECT_EQ(ids, listed[state]) << SagaStateName(state);
+  }
 }
 
 // Format 6 only adds log rows of several events: a format 5 store's rows

@@ -425,6 +425,59 @@ TEST_P(StoreConformanceTest, ListingFiltersByStateWorkflowAndBoth) {
   EXPECT_TRUE(ListAll({.workflow = "tri"}).empty());  // no prefix matches
 }
 
+// A query by state alone merges that state's prefix of every workflow, and
+// one by workflow alone every state's: newest first, paged without gaps or
+// repeats, also where a prefix holds more than one read's worth of ids and
+// where workflow names are prefixes of each other.
+TEST_P(StoreConformanceTest, ListingMergesTheIndexPrefixesNewestFirst) {
+  const std::vector<std::string> workflows = {"big", "a", "a\x01", "ab", "a b"};
+  auto ids = MakeIds(700, 1000);
+  std::vector<std::string> workflow_of(ids.size());
+  std::vector<SagaState> state_of(ids.size());
+  Transition t;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    // Every other saga is big's, all of them running: over 256 in one
+    // prefix.
+    workflow_of[i] = i % 2 == 0 ? "big" : workflows[1 + (i / 2) % 4];
+    state_of[i] =
+        i % 2 == 0 || i % 3 == 0 ? SagaState::kRunning : SagaState::kParked;
+    t.PutSaga(MakeSaga(ids[i], workflow_of[i], state_of[i]), std::nullopt);
+  }
+  ASSERT_OK(WriteOne(*store_, t));
+  auto expect = [&](auto pred) {
+    std::vector<std::string> want;
+    for (size_t i = ids.size(); i-- > 0;) {
+      if (pred(i)) want.push_back(ids[i]);
+    }
+    return want;
+  };
+  const auto running =
+      expect([&](size_t i) { return state_of[i] == SagaState::kRunning; });
+  ASSERT_GT(running.size(), 400u);
+  for (size_t limit : {1, 7, 300, 1000}) {
+    EXPECT_EQ(ListAll({.state = SagaState::kRunning, .limit = limit}), running)
+        << "limit " << limit;
+  }
+  for (const std::string& w : workflows) {
+    EXPECT_EQ(ListAll({.workflow = w, .limit = 5}),
+              expect([&](size_t i) { return workflow_of[i] == w; }))
+        << PrintableKey(w);
+  }
+  EXPECT_EQ(ListAll({.state = SagaState::kParked,
+                     .since_ms = 1100,
+                     .until_ms = 1199,
+                     .limit = 4}),
+            expect([&](size_t i) {
+              return state_of[i] == SagaState::kParked && i >= 100 && i < 200;
+            }));
+  auto stats = store_->Stats();
+  ASSERT_OK(stats.status());
+  EXPECT_EQ(stats->sagas_by_state["running"], running.size());
+  auto active = store_->ListActiveSagas();
+  ASSERT_OK(active.status());
+  EXPECT_EQ(active->size(), running.size());
+}
+
 TEST_P(StoreConformanceTest, ListingFiltersByCreationTime) {
   auto ids = MakeIds(10, 1000);  // created at ms 1000..1009
   for (const auto& id : ids) Create(id, "w", SagaState::kRunning);
@@ -451,7 +504,9 @@ TEST_P(StoreConformanceTest, ActiveSagasAreRunningCompensatingOrCancelling) {
                               SagaState::kCompleted, SagaState::kCompensated,
                               SagaState::kParked,    SagaState::kCancelling,
                               SagaState::kCancelled};
-  for (size_t i = 0; i < ids.size(); ++i) Create(ids[i], "w", states[i]);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    Create(ids[i], i % 2 == 0 ? "w" : "v", states[i]);
+  }
   auto active = store_->ListActiveSagas();
   ASSERT_OK(active.status());
   std::set<std::string> got;
@@ -562,7 +617,8 @@ TEST_P(StoreConformanceTest, CorruptSnapshotIsCorruptionNamingCfAndKey) {
   auto id = MakeIds(1, 1000)[0];
   Transition t;
   t.TEST_PutRaw(Cf::kSagas, id, std::string("\x01\xff\x00garbage", 10));
-  t.TEST_PutRaw(Cf::kIdxState, IdxStatePrefix(SagaState::kRunning) + id, "");
+  t.TEST_PutRaw(Cf::kIdxWorkflowState,
+                IdxWorkflowStatePrefix("w", SagaState::kRunning) + id, "");
   ASSERT_OK(WriteOne(*store_, t));
   auto got = store_->GetSaga(id);
   ASSERT_TRUE(got.status().IsCorruption()) << got.status().ToString();
@@ -578,11 +634,32 @@ TEST_P(StoreConformanceTest, CorruptSnapshotIsCorruptionNamingCfAndKey) {
 TEST_P(StoreConformanceTest, IndexRowWithoutSnapshotIsCorruption) {
   auto id = MakeIds(1, 1000)[0];
   Transition t;
-  t.TEST_PutRaw(Cf::kIdxState, IdxStatePrefix(SagaState::kRunning) + id, "");
+  t.TEST_PutRaw(Cf::kIdxWorkflowState,
+                IdxWorkflowStatePrefix("w", SagaState::kRunning) + id, "");
+  ASSERT_OK(WriteOne(*store_, t));
+  for (const SagaQuery& q :
+       {SagaQuery{.state = SagaState::kRunning}, SagaQuery{.workflow = "w"}}) {
+    auto listed = store_->ListSagas(q);
+    ASSERT_TRUE(listed.status().IsCorruption()) << listed.status().ToString();
+    EXPECT_NE(listed.status().message().find("idx_workflow_state"),
+              std::string::npos)
+        << listed.status().message();
+  }
+}
+
+TEST_P(StoreConformanceTest, IndexKeyWithoutAWorkflowIsCorruptionNamingIt) {
+  Create(MakeIds(1, 1000)[0], "w", SagaState::kRunning);
+  Transition t;
+  t.TEST_PutRaw(Cf::kIdxWorkflowState, "no-separator", "");
   ASSERT_OK(WriteOne(*store_, t));
   auto listed = store_->ListSagas({.state = SagaState::kRunning});
-  ASSERT_TRUE(listed.status().IsCorruption());
-  EXPECT_NE(listed.status().message().find("idx_state"), std::string::npos);
+  ASSERT_TRUE(listed.status().IsCorruption()) << listed.status().ToString();
+  EXPECT_NE(listed.status().message().find(
+                "cf 'idx_workflow_state' key 'no-separator'"),
+            std::string::npos)
+      << listed.status().message();
+  EXPECT_TRUE(store_->ListActiveSagas().status().IsCorruption());
+  EXPECT_TRUE(store_->Stats().status().IsCorruption());
 }
 
 TEST_P(StoreConformanceTest, BadCursorAndZeroLimitAreInvalidArguments) {
@@ -688,13 +765,22 @@ TEST_P(StoreConformanceTest, ScanRowsListsRawRowsInKeyOrderEvenUndecodable) {
   EXPECT_EQ(decoded->state, SagaState::kRunning);
 
   std::vector<std::string> index;
-  ASSERT_OK(store_->ScanRows(Cf::kIdxState, [&](auto key, auto) {
+  ASSERT_OK(store_->ScanRows(Cf::kIdxWorkflowState, [&](auto key, auto) {
     index.emplace_back(key);
     return true;
   }));
-  EXPECT_EQ(index, (std::vector<std::string>{
-                       IdxStatePrefix(SagaState::kRunning) + ids[0],
-                       IdxStatePrefix(SagaState::kCompleted) + ids[1]}));
+  EXPECT_EQ(
+      index,
+      (std::vector<std::string>{
+          IdxWorkflowStatePrefix("trip", SagaState::kRunning) + ids[0],
+          IdxWorkflowStatePrefix("trip", SagaState::kCompleted) + ids[1]}));
+  std::vector<std::string> from_second;
+  ASSERT_OK(
+      store_->ScanRowsFrom(Cf::kSagas, ids[0] + '\0', [&](auto key, auto) {
+        from_second.emplace_back(key);
+        return true;
+      }));
+  EXPECT_EQ(from_second, (std::vector<std::string>{ids[1], "ZZ-not-a-saga"}));
 
   size_t visited = 0;
   ASSERT_OK(store_->ScanRows(Cf::kSagas, [&](auto, auto) {

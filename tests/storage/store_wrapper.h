@@ -59,8 +59,9 @@ class StoreWrapper : public Store {
   }
   Result<StoreStats> Stats() override { return target_->Stats(); }
   Result<uint64_t> CountDlq() override { return target_->CountDlq(); }
-  Status ScanRows(Cf cf, const RowVisitor& visit) override {
-    return target_->ScanRows(cf, visit);
+  Status ScanRowsFrom(Cf cf, std::string_view from,
+                      const RowVisitor& visit) override {
+    return target_->ScanRowsFrom(cf, from, visit);
   }
   Status Checkpoint(const std::string& dir) override {
     return target_->Checkpoint(dir);

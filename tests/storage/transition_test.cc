@@ -91,7 +91,7 @@ TEST(TransitionTest, ALogRowOfEventsThatDoNotFollowEachOtherIsCorruption) {
   EXPECT_TRUE(empty.status().IsCorruption());
 }
 
-TEST(TransitionTest, ANewSagaInPlaceGetsItsIndexRows) {
+TEST(TransitionTest, ANewSagaInPlaceGetsItsIndexRow) {
   SagaRecord saga = test::MakeSaga("01J0000000000000000000000B", "trip",
                                    SagaState::kRunning, 1);
   Transition t;
@@ -99,8 +99,32 @@ TEST(TransitionTest, ANewSagaInPlaceGetsItsIndexRows) {
       HeadOf(saga), [&](CborWriter& w) { w.Json(saga.body); }, std::nullopt);
   std::vector<Cf> cfs;
   for (const Row& row : RowsOf(t)) cfs.push_back(std::get<0>(row));
-  EXPECT_EQ(cfs, (std::vector<Cf>{Cf::kSagas, Cf::kIdxWorkflow, Cf::kIdxState,
-                                  Cf::kIdxWorkflowState}));
+  EXPECT_EQ(cfs, (std::vector<Cf>{Cf::kSagas, Cf::kIdxWorkflowState}));
+}
+
+// Format 7: one index row per saga, moved when the state changes, and no
+// row at all when it does not (most transitions).
+TEST(TransitionTest, OnlyAChangeOfStateMovesTheSagasIndexRow) {
+  const std::string id = "01J0000000000000000000000B";
+  Transition same;
+  same.PutSaga(test::MakeSaga(id, "trip", SagaState::kRunning, 2),
+               SagaState::kRunning);
+  ASSERT_EQ(RowsOf(same).size(), 1u);
+  EXPECT_EQ(std::get<0>(RowsOf(same)[0]), Cf::kSagas);
+
+  Transition moved;
+  moved.PutSaga(test::MakeSaga(id, "trip", SagaState::kCompleted, 3),
+                SagaState::kRunning);
+  const std::vector<Row> rows = RowsOf(moved);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(std::get<0>(rows[1]), Cf::kIdxWorkflowState);
+  EXPECT_TRUE(std::get<1>(rows[1]));  // a delete
+  EXPECT_EQ(std::get<2>(rows[1]),
+            IdxWorkflowStatePrefix("trip", SagaState::kRunning) + id);
+  EXPECT_EQ(std::get<0>(rows[2]), Cf::kIdxWorkflowState);
+  EXPECT_FALSE(std::get<1>(rows[2]));
+  EXPECT_EQ(std::get<2>(rows[2]),
+            IdxWorkflowStatePrefix("trip", SagaState::kCompleted) + id);
 }
 
 }  // namespace

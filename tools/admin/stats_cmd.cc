@@ -14,11 +14,6 @@ using nlohmann::json;
 
 namespace {
 
-constexpr SagaState kAllStates[] = {
-    SagaState::kRunning,     SagaState::kCompensating, SagaState::kCompleted,
-    SagaState::kCompensated, SagaState::kParked,       SagaState::kCancelling,
-    SagaState::kCancelled};
-
 uint64_t DiskBytes(const std::string& dir) {
   namespace fs = std::filesystem;
   uint64_t total = 0;
@@ -36,7 +31,7 @@ uint64_t DiskBytes(const std::string& dir) {
 
 json ZeroStates() {
   json j = json::object();
-  for (SagaState s : kAllStates) j[std::string(SagaStateName(s))] = 0;
+  for (SagaState s : kAllSagaStates) j[std::string(SagaStateName(s))] = 0;
   return j;
 }
 
@@ -127,7 +122,7 @@ int RunStats(const Common& common) {
 
   std::printf("\n");
   std::vector<std::string> headers = {"WORKFLOW"};
-  for (SagaState s : kAllStates) {
+  for (SagaState s : kAllSagaStates) {
     std::string h(SagaStateName(s));
     for (char& c : h) c = static_cast<char>(std::toupper(c));
     headers.push_back(h);
@@ -136,7 +131,7 @@ int RunStats(const Common& common) {
   Table t(headers);
   auto row = [&](const std::string& name, const json& states, uint64_t n) {
     std::vector<Cell> cells = {name};
-    for (SagaState s : kAllStates) {
+    for (SagaState s : kAllSagaStates) {
       const uint64_t v = states[std::string(SagaStateName(s))].get<uint64_t>();
       cells.emplace_back(std::to_string(v),
                          v == 0 ? Colour::kDim : StateColour(s));
