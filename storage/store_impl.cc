@@ -229,7 +229,8 @@ class StoreImpl final : public Store {
       streams.emplace_back(std::move(prefix), std::move(lower),
                            std::move(upper));
     }
-    const size_t chunk = std::min(q.limit + 1, kIndexChunk);
+    // q.limit + 1 would wrap for a limit of SIZE_MAX.
+    const size_t chunk = q.limit < kIndexChunk ? q.limit + 1 : kIndexChunk;
     SagaPage page;
     for (;;) {
       IndexStream* newest = nullptr;

@@ -1,6 +1,7 @@
 // One suite, run against both Store implementations (RocksDB and memory):
 // what the engine may rely on from any store.
 #include <atomic>
+#include <limits>
 #include <set>
 #include <thread>
 
@@ -454,7 +455,9 @@ TEST_P(StoreConformanceTest, ListingMergesTheIndexPrefixesNewestFirst) {
   const auto running =
       expect([&](size_t i) { return state_of[i] == SagaState::kRunning; });
   ASSERT_GT(running.size(), 400u);
-  for (size_t limit : {1, 7, 300, 1000}) {
+  // SIZE_MAX: cde-admin's --limit takes any 64-bit count.
+  for (size_t limit : {size_t{1}, size_t{7}, size_t{300}, size_t{1000},
+                       std::numeric_limits<size_t>::max()}) {
     EXPECT_EQ(ListAll({.state = SagaState::kRunning, .limit = limit}), running)
         << "limit " << limit;
   }
