@@ -4,7 +4,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
 
 namespace cde {
 
@@ -19,8 +23,15 @@ namespace {
 FdatasyncLatency TimeFdatasyncs(const std::string& dir, int n, bool overwrite) {
   using Clock = std::chrono::steady_clock;
   const std::string path = dir + "/fdatasync.probe";
+  // --data-dir may name a directory the store has not made yet.
+  std::error_code ignored;
+  std::filesystem::create_directories(dir, ignored);
   const int fd = open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
-  if (fd < 0) return {};
+  if (fd < 0) {
+    std::fprintf(stderr, "fdatasync probe: cannot open %s: %s\n", path.c_str(),
+                 std::strerror(errno));
+    return {};
+  }
   const std::string payload(300, 'x');
   if (overwrite) {
     const std::string zeros(payload.size() * static_cast<size_t>(n), '\0');
