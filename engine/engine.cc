@@ -97,6 +97,7 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
       store_.get(),
       CommitWriterOptions{
           .sync = options_.sync,
+          .gather_returning = options_.commit_gather,
           .on_group_written = [h = m_.commit_batch_size](size_t n, size_t) {
             h->Observe(static_cast<double>(n));
           }});

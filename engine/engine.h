@@ -74,6 +74,10 @@ struct EngineOptions {
   // CommitWriterOptions::sync). Turning this off trades machine-crash
   // durability of the last transitions for throughput.
   bool sync = true;
+  // The commit writer waits for the sagas a synced group released when they
+  // come back faster than the disk syncs (CommitWriterOptions::
+  // gather_returning): one fdatasync for all of them, not one per half.
+  bool commit_gather = true;
   // The store's WAL spare (StoreOptions::wal_spare_bytes); with data_dir.
   uint64_t wal_spare_bytes = StoreOptions().wal_spare_bytes;
   // Native actions, registered before recovery so resumed sagas find them.

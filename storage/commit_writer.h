@@ -7,6 +7,17 @@
 // queue fills while a sync is in flight, so each fsync carries many
 // transitions; with one caller a commit costs about one fsync.
 //
+// The waiters a group releases often come straight back with their next
+// transition (a saga's next step). They then miss the group already being
+// written and wait a whole sync for the one after: a closed loop of N
+// waiters settles into two groups of N / 2 taking turns, each sync carrying
+// half of them. So the writer measures how long released waiters take to
+// come back and how long a write waits off the CPU (for the disk) and, when
+// all of them would be back sooner than that, waits for them (at most one
+// write's time) and writes one group of N: one sync where there were two. Where
+// they take longer (a busy loop, a fast disk) it does not wait, and the two
+// half groups overlap the callers' work with the sync.
+//
 // After a failed write the store refuses all later writes (see store.h), so
 // every later waiter completes with that error as well: an acknowledgement is
 // never given for a write whose fate is unknown.
@@ -17,6 +28,7 @@
 #ifndef CDE_STORAGE_COMMIT_WRITER_H_
 #define CDE_STORAGE_COMMIT_WRITER_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -39,6 +51,10 @@ struct CommitWriterOptions {
   // Upper bound on the bytes (keys + values) in one group. A transition
   // larger than this is written alone.
   size_t max_batch_bytes = 4 << 20;
+  // Wait for released waiters to come back before starting the next group,
+  // when all of them come back sooner than a write waits for the disk (see
+  // above). false: the next group starts with whatever is queued.
+  bool gather_returning = true;
   // Optional: observes each group on the writer thread once its write has
   // returned and before its waiters are completed, with the number of
   // transitions and bytes in it (e.g. for a batch size histogram). Must be
@@ -52,10 +68,12 @@ struct CommitWriterStats {
   uint64_t bytes = 0;
   uint64_t largest_group = 0;  // transitions in the largest group so far
   uint64_t queued = 0;         // waiting right now
+  uint64_t gathered = 0;       // groups the writer waited for returning waiters
 };
 
 class CommitWriter {
  public:
+  using Clock = std::chrono::steady_clock;
   // Runs on the writer thread with the status of the group's write.
   using Done = std::function<void(const Status&)>;
 
@@ -83,6 +101,12 @@ class CommitWriter {
   };
 
   void Run();
+  // Under mu_: the group just written has released `released` waiters.
+  void OpenReturnSample(size_t released, Clock::time_point now);
+  // Under mu_: ends the open sample of how fast released waiters return.
+  void CloseReturnSample(Clock::time_point now);
+  // Under mu_: whether waiting for `expected` queued transitions is worth it.
+  bool WorthGathering(size_t expected) const;
 
   Store* const store_;
   const CommitWriterOptions options_;
@@ -91,6 +115,18 @@ class CommitWriter {
   std::condition_variable work_;
   std::deque<Waiter> queue_;  // GUARDED_BY(mu_)
   bool stopping_ = false;     // GUARDED_BY(mu_)
+  // How fast released waiters return, and how long a write takes: moving
+  // averages in nanoseconds (per returning waiter; per write). All
+  // GUARDED_BY(mu_).
+  double return_ns_ = -1;  // from a release to the last return; < 0: none yet
+  double returned_ = -1;   // waiters that came back by then
+  double write_ns_ = -1;   // < 0: no write yet
+  double disk_wait_ns_ = -1;  // of a write's time, what it waited for I/O
+  bool sample_open_ = false;
+  size_t sample_released_ = 0;
+  size_t sample_arrivals_ = 0;
+  Clock::time_point sample_start_;
+  size_t gather_target_ = 0;  // the writer waits for this many; 0: it doesn't
   CommitWriterStats stats_;   // GUARDED_BY(mu_)
   std::thread thread_;
 };

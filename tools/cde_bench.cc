@@ -44,6 +44,7 @@ struct Options {
   int concurrency = 64;
   std::string data_dir;
   bool no_sync = false;
+  bool no_gather = false;
   int wal_spare_mb = 32;  // StoreOptions::wal_spare_bytes, written at open
   std::string url;        // http workload: the endpoint each step calls
   int items = 10000;      // map workload: items of the one saga's map step
@@ -358,6 +359,9 @@ int main(int argc, char** argv) {
                  "http workload: endpoint the steps POST to (default: one "
                  "started on 127.0.0.1 by the benchmark)");
   app.add_flag("--no-sync", o.no_sync, "commit without fdatasync");
+  app.add_flag("--no-gather", o.no_gather,
+               "the commit writer never waits for returning sagas "
+               "(EngineOptions::commit_gather off)");
   app.add_option("--wal-spare-mb", o.wal_spare_mb,
                  "the store's WAL spare (StoreOptions::wal_spare_bytes), "
                  "written before the store opens so that the run's WAL is "
@@ -430,6 +434,7 @@ int main(int argc, char** argv) {
   }
   eo.store = std::move(store).value();
   eo.sync = !o.no_sync;
+  eo.commit_gather = !o.no_gather;
   eo.limits.map_items = static_cast<uint32_t>(o.items);
   if (o.policy) {
     setenv(kSecretVar, "bench-secret-value-0123456789", 1);
@@ -493,13 +498,16 @@ int main(int argc, char** argv) {
               {"p99_ms", Percentile(run.latencies_ms, 0.99)},
               {"policy", o.policy},
               {"wal_spare_mb", o.wal_spare_mb},
+              {"commit_gather", !o.no_gather},
               {"fdatasync_p50_ms", fdatasync.p50_ms},
               {"overwrite_fdatasync_p50_ms", overwrite.p50_ms},
               {"errors", run.errors}};
-  std::printf("workload %s%s, %d sagas, concurrency %d, %s, WAL spare %d MiB\n",
-              o.workload.c_str(), o.policy ? " under the client policy" : "",
-              run.finished, o.concurrency,
-              o.no_sync ? "unsynced" : "every commit synced", o.wal_spare_mb);
+  std::printf(
+      "workload %s%s, %d sagas, concurrency %d, %s%s, WAL spare %d MiB\n",
+      o.workload.c_str(), o.policy ? " under the client policy" : "",
+      run.finished, o.concurrency,
+      o.no_sync ? "unsynced" : "every commit synced",
+      o.no_gather ? " (no gathering)" : "", o.wal_spare_mb);
   std::printf(
       "  bare fdatasync (300 B append) here: p50 %.3f ms, p99 %.3f ms; over "
       "written blocks: p50 %.3f ms, p99 %.3f ms\n",

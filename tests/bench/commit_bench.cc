@@ -110,7 +110,7 @@ struct LevelResult {
 };
 
 LevelResult RunLevel(const std::string& dir, int concurrency, double seconds,
-                     bool sync, int wal_spare_mb) {
+                     bool sync, bool gather, int wal_spare_mb) {
   // With a spare, it is written before the store opens, so that the whole
   // run writes a WAL over it, as a server does from its first WAL switch on.
   auto opened = cde::OpenRocksStore(
@@ -122,7 +122,8 @@ LevelResult RunLevel(const std::string& dir, int concurrency, double seconds,
     std::exit(1);
   }
   auto store = std::move(opened).value();
-  cde::CommitWriter writer(store.get(), {.sync = sync});
+  cde::CommitWriter writer(store.get(),
+                           {.sync = sync, .gather_returning = gather});
   uv_loop_t loop;
   uv_loop_init(&loop);
   cde::LoopCommitter committer(&loop, &writer);
@@ -166,6 +167,7 @@ int main(int argc, char** argv) {
   double seconds = 5;
   std::vector<int> levels = {1, 16, 256};
   bool no_sync = false;
+  bool no_gather = false;
   std::vector<int> spares = {32};
   app.add_option("--data-dir", data_dir,
                  "where to create scratch stores (default: a temp dir)");
@@ -174,6 +176,8 @@ int main(int argc, char** argv) {
   app.add_option("--concurrency", levels, "concurrent enqueuers per level")
       ->check(CLI::PositiveNumber);
   app.add_flag("--no-sync", no_sync, "commit without fdatasync");
+  app.add_flag("--no-gather", no_gather,
+               "the writer never waits for returning clients");
   app.add_option("--wal-spare-mb", spares,
                  "size of the WAL spare (StoreOptions::wal_spare_bytes); "
                  "several values run each level once per value, side by side")
@@ -205,7 +209,7 @@ int main(int argc, char** argv) {
     for (int spare : spares) {
       const std::string dir = data_dir + "/level-" + std::to_string(c);
       fs::remove_all(dir);
-      LevelResult r = RunLevel(dir, c, seconds, !no_sync, spare);
+      LevelResult r = RunLevel(dir, c, seconds, !no_sync, !no_gather, spare);
       fs::remove_all(dir);
       std::printf("%-12d %9d %14.0f %12.0f %10.3f %10.3f %10llu %8.0f\n", c,
                   spare, r.transitions_per_s, r.keys_per_s, r.p50_ms, r.p99_ms,
