@@ -14,9 +14,9 @@
 // half of them. So the writer measures how long released waiters take to
 // come back and how long a write waits off the CPU (for the disk) and, when
 // all of them would be back sooner than that, waits for them (at most one
-// write's time) and writes one group of N: one sync where there were two. Where
-// they take longer (a busy loop, a fast disk) it does not wait, and the two
-// half groups overlap the callers' work with the sync.
+// write's time) and writes one group of N: one sync where there were two.
+// Where they take longer (a busy loop, a fast disk) it does not wait, and
+// the two half groups overlap the callers' work with the sync.
 //
 // After a failed write the store refuses all later writes (see store.h), so
 // every later waiter completes with that error as well: an acknowledgement is
@@ -115,8 +115,8 @@ class CommitWriter {
   std::condition_variable work_;
   std::deque<Waiter> queue_;  // GUARDED_BY(mu_)
   bool stopping_ = false;     // GUARDED_BY(mu_)
-  // How fast released waiters return, and how long a write takes: moving
-  // averages in nanoseconds (per returning waiter; per write). All
+  // How fast released waiters return, and how long a write takes and waits
+  // for the disk: moving averages (nanoseconds, or waiters). All
   // GUARDED_BY(mu_).
   double return_ns_ = -1;  // from a release to the last return; < 0: none yet
   double returned_ = -1;   // waiters that came back by then
