@@ -13,8 +13,27 @@ namespace {
 class CountedWal final : public rocksdb::FSWritableFileOwnerWrapper {
  public:
   CountedWal(std::unique_ptr<rocksdb::FSWritableFile> file,
-             WalSpareFileSystem* fs)
-      : FSWritableFileOwnerWrapper(std::move(file)), fs_(fs) {}
+             WalSpareFileSystem* fs, bool over_spare)
+      : FSWritableFileOwnerWrapper(std::move(file)),
+        fs_(fs),
+        over_spare_(over_spare) {}
+
+  // Closed (a clean shutdown, or a WAL done with): a WAL over a spare ends
+  // where its records do, so that a clean close leaves no zeros to read
+  // through. RocksDB trims only space it preallocated itself, which a WAL
+  // that took nothing never did. GetFileSize is what was written.
+  rocksdb::IOStatus Close(const rocksdb::IOOptions& options,
+                          rocksdb::IODebugContext* dbg) override {
+    if (over_spare_) {
+      rocksdb::IOStatus s =
+          target()->Truncate(target()->GetFileSize(options, dbg), options, dbg);
+      if (!s.ok()) {
+        target()->Close(options, dbg).PermitUncheckedError();
+        return s;
+      }
+    }
+    return target()->Close(options, dbg);
+  }
 
   rocksdb::IOStatus Append(const rocksdb::Slice& data,
                            const rocksdb::IOOptions& options,
@@ -40,6 +59,7 @@ class CountedWal final : public rocksdb::FSWritableFileOwnerWrapper {
   }
 
   WalSpareFileSystem* fs_;
+  const bool over_spare_;
   uint64_t appended_ = 0;
   bool triggered_ = false;
 };
@@ -142,13 +162,14 @@ rocksdb::IOStatus WalSpareFileSystem::NewWritableFile(
       // next one triggers a new spare.
       FileSystemWrapper::DeleteFile(spare_path_, rocksdb::IOOptions(), dbg)
           .PermitUncheckedError();
+      from_spare = false;
     }
   }
-  if (!from_spare || !s.ok()) {
+  if (!from_spare) {
     s = FileSystemWrapper::NewWritableFile(fname, options, &file, dbg);
   }
   if (!s.ok()) return s;
-  *r = std::make_unique<CountedWal>(std::move(file), this);
+  *r = std::make_unique<CountedWal>(std::move(file), this, from_spare);
   return s;
 }
 

@@ -18,8 +18,9 @@
 // without reporting a drop, so a WAL whose tail is still zeros after a crash
 // reads exactly as one that ends there. The rename is made durable by the
 // directory fsync RocksDB does before the first synced write to a new WAL.
-// A closed WAL is truncated to what was written (PosixWritableFile::Close
-// trims what it preallocated).
+// A WAL over a spare is cut to what was written when it is closed, so that a
+// clean shutdown leaves none to read through (RocksDB trims only the space
+// it preallocated, which a WAL that took nothing never did).
 //
 // The spare is prepared by a thread of its own, and only once the WAL in use
 // has taken kSpareTrigger bytes: a store that writes little (a test, an

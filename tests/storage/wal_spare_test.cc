@@ -1,7 +1,8 @@
 // The WAL spare (storage/wal_spare.h): a new WAL is the spare when one is
 // ready, a WAL in real use gets the next one written, a spare left in any
 // other shape is removed, a spare that cannot be written leaves plain WALs,
-// and what is written over a spare reads back after a reopen. Its readers
+// a WAL over a spare is cut to its records when closed, and what is written
+// over a spare reads back after a reopen. Its readers
 // (storage/wal_tail.h): a secondary follows a primary whose WAL is a spare,
 // and a WAL reads up to its last whole record. (That a killed process's WAL,
 // zeros after its last record, recovers is
@@ -112,6 +113,49 @@ TEST(WalSpareTest, AStoreOpenedWithASpareWritesItsWalOverItAndReadsBack) {
   auto stats = (*store)->Stats();
   ASSERT_OK(stats.status());
   EXPECT_EQ(stats->engine["wal_files_from_spare"], 0u);
+}
+
+// A clean close leaves no WAL to replay: a WAL over a spare ends where its
+// last record does, even one that took nothing before the close (the WAL the
+// flush of a clean shutdown switches to takes nothing, and is a spare when
+// one was ready). RocksDB trims only what it preallocated itself.
+TEST(WalSpareTest, AWalOverASpareIsCutToItsRecordsWhenClosed) {
+  for (const int records : {0, 3}) {
+    SCOPED_TRACE(records);
+    test::TempDir dir;
+    auto spare = std::make_shared<WalSpareFileSystem>(
+        rocksdb::FileSystem::Default(), dir.path(), kSpareBytes);
+    {
+      Db db(dir.path(), spare);
+      ASSERT_TRUE(db.status.ok()) << db.status.ToString();
+      ASSERT_TRUE(db.PutSynced("before", "the switch").ok());
+      ASSERT_TRUE(spare->PrepareNow().ok());
+      ASSERT_TRUE(db.db->Flush(rocksdb::FlushOptions()).ok());
+      ASSERT_EQ(spare->wals_from_spares(), 1u);
+      for (int i = 0; i < records; ++i) {
+        ASSERT_TRUE(db.PutSynced("k" + std::to_string(i), "v").ok());
+      }
+      ASSERT_TRUE(db.db->Close().ok());
+    }
+    int wals = 0;
+    for (const auto& e : fs::directory_iterator(dir.path())) {
+      if (e.path().extension() != ".log") continue;
+      ++wals;
+      EXPECT_LT(fs::file_size(e.path()), records == 0 ? 1u : 4096u) << e.path();
+    }
+    EXPECT_GT(wals, 0);
+    Db db(dir.path(),
+          std::make_shared<WalSpareFileSystem>(rocksdb::FileSystem::Default(),
+                                               dir.path(), kSpareBytes));
+    ASSERT_TRUE(db.status.ok()) << db.status.ToString();
+    std::string value;
+    EXPECT_TRUE(db.db->Get(rocksdb::ReadOptions(), "before", &value).ok());
+    for (int i = 0; i < records; ++i) {
+      EXPECT_TRUE(
+          db.db->Get(rocksdb::ReadOptions(), "k" + std::to_string(i), &value)
+              .ok());
+    }
+  }
 }
 
 // A secondary (cde-admin beside a live server) tails the WAL the primary
