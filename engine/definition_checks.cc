@@ -7,17 +7,6 @@ namespace cde::definition_internal {
 
 using nlohmann::json;
 
-std::string JoinKey(const std::string& path, std::string_view key) {
-  std::string out = path;
-  if (!out.empty()) out += '.';
-  out += key;
-  return out;
-}
-
-std::string JoinIndex(const std::string& path, size_t index) {
-  return path + "[" + std::to_string(index) + "]";
-}
-
 namespace {
 
 // "1" rather than "1.000000" for whole bounds.

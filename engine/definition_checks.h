@@ -13,12 +13,12 @@
 #include <vector>
 
 #include "engine/definition.h"
+#include "engine/json_text.h"
 
 namespace cde::definition_internal {
 
-// JSON paths as users read them: "steps[2].retry", with "" for the root.
-std::string JoinKey(const std::string& path, std::string_view key);
-std::string JoinIndex(const std::string& path, size_t index);
+using ::cde::JoinIndex;  // engine/json_text.h
+using ::cde::JoinKey;
 
 // The problems found so far, in the order found. Each typed check reports
 // its own problem and returns the value only when it is acceptable, so

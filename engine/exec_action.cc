@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "engine/async_action.h"
+#include "engine/json_text.h"
 #include "engine/secrets.h"
 #include "storage/json_depth.h"
 
@@ -36,14 +37,6 @@ using json = nlohmann::json;
 
 constexpr size_t kMaxOutput = size_t{1} << 20;  // per stream
 constexpr size_t kStderrTail = 2048;
-
-// Output and messages end up in JSON, which cannot hold invalid UTF-8: bad
-// sequences become U+FFFD.
-std::string ValidUtf8(const std::string& bytes) {
-  return json::parse(
-             json(bytes).dump(-1, ' ', false, json::error_handler_t::replace))
-      .get<std::string>();
-}
 
 // The end of `err`, with the values of `secrets` redacted before it is cut.
 std::string StderrTail(std::string err,

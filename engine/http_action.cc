@@ -27,6 +27,7 @@
 
 #include "engine/action_policy.h"
 #include "engine/async_action.h"
+#include "engine/json_text.h"
 #include "engine/secrets.h"
 #include "storage/json_depth.h"
 
@@ -37,14 +38,6 @@ using json = nlohmann::json;
 
 constexpr size_t kMaxBody = size_t{1} << 20;
 constexpr size_t kMessageHead = 2048;
-
-// Output and messages end up in JSON, which cannot hold invalid UTF-8: bad
-// sequences become U+FFFD.
-std::string ValidUtf8(const std::string& bytes) {
-  return json::parse(
-             json(bytes).dump(-1, ' ', false, json::error_handler_t::replace))
-      .get<std::string>();
-}
 
 bool EqualsNoCase(const std::string& a, const char* b) {
   return strcasecmp(a.c_str(), b) == 0;

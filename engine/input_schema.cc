@@ -13,6 +13,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include "engine/json_text.h"
+
 namespace cde {
 namespace {
 
@@ -35,14 +37,6 @@ template <size_t N>
 bool Contains(const std::array<std::string_view, N>& names,
               std::string_view name) {
   return std::find(names.begin(), names.end(), name) != names.end();
-}
-
-std::string JoinKey(const std::string& path, const std::string& key) {
-  return path.empty() ? key : path + "." + key;
-}
-
-std::string JoinIndex(const std::string& path, size_t i) {
-  return path + "[" + std::to_string(i) + "]";
 }
 
 std::string At(const std::string& path, const std::string& message) {

@@ -3,6 +3,7 @@
 #include <string_view>
 #include <utility>
 
+#include "engine/json_text.h"
 #include "storage/json_depth.h"
 
 namespace cde {
@@ -16,14 +17,6 @@ struct Piece {
   std::string text;  // the literal text, or the reference's source "${...}"
   TemplateRef ref;
 };
-
-std::string JoinKey(const std::string& path, const std::string& key) {
-  return path.empty() ? key : path + "." + key;
-}
-
-std::string JoinIndex(const std::string& path, size_t i) {
-  return path + "[" + std::to_string(i) + "]";
-}
 
 // "path: message", or just the message at an unnamed root.
 Status ErrorAt(const std::string& path, const std::string& message) {

@@ -18,6 +18,18 @@
 
 namespace cde::test {
 
+nlohmann::json Workflow(const std::string& name, nlohmann::json steps,
+                        nlohmann::json extra) {
+  nlohmann::json doc = {
+      {"name", name}, {"version", 1}, {"steps", std::move(steps)}};
+  if (extra.is_object()) doc.update(extra);
+  return doc;
+}
+
+nlohmann::json Sh(const std::string& script) {
+  return {{"argv", {"/bin/sh", "-c", script}}};
+}
+
 TempDir::TempDir() {
   std::string templ =
       (std::filesystem::temp_directory_path() / "cde-test-XXXXXX").string();

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,19 @@
 #define EXPECT_OK(expr) EXPECT_TRUE(::cde::test::IsOk(expr))
 
 namespace cde::test {
+
+// A workflow definition: `name`, version 1, `steps`, and the fields of
+// `extra` on top.
+nlohmann::json Workflow(const std::string& name, nlohmann::json steps,
+                        nlohmann::json extra = nlohmann::json::object());
+
+// exec params that run `script` under /bin/sh -c.
+nlohmann::json Sh(const std::string& script);
+
+// The W3C Trace Context specification's example traceparent, and its trace id.
+inline constexpr const char* kTraceparent =
+    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+inline constexpr const char* kTraceId = "4bf92f3577b34da6a3ce929d0e0e4736";
 
 // Success for an OK Status; otherwise a failure that prints the Status.
 inline ::testing::AssertionResult IsOk(const Status& s) {

@@ -31,11 +31,11 @@ namespace cde {
 namespace {
 
 using ::testing::HasSubstr;
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
-int64_t MsSince(Clock::time_point start) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() -
-                                                               start)
+int64_t MsSince(SteadyClock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             SteadyClock::now() - start)
       .count();
 }
 
@@ -462,7 +462,7 @@ TEST(HttpServerTest, AsyncHandlerRespondsLater) {
   });
   loop = server.loop();
   Client client(server.port());
-  Clock::time_point start = Clock::now();
+  SteadyClock::time_point start = SteadyClock::now();
   ASSERT_TRUE(client.Send(Get("/wait")));
   Reply reply = client.Read();
   ASSERT_TRUE(reply.ok);
@@ -547,7 +547,8 @@ TEST(HttpServerTest, IdleConnectionCloses) {
   // loaded machine.
   ServerThread server(recorder.Handler(), {.idle_timeout_ms = 1000});
   {
-    const Clock::time_point start = Clock::now();  // before the accept
+    const SteadyClock::time_point start =
+        SteadyClock::now();  // before the accept
     Client client(server.port());
     EXPECT_TRUE(client.WaitClosed());
     EXPECT_GE(MsSince(start), 990);

@@ -15,9 +15,8 @@ namespace {
 
 using nlohmann::json;
 
-constexpr const char* kTraceparent =
-    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-constexpr const char* kTraceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+using test::kTraceId;
+using test::kTraceparent;
 
 json Rpc(int id, const std::string& method, json params = json::object()) {
   return {

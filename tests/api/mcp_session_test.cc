@@ -1279,9 +1279,8 @@ TEST_F(McpSessionTest, ClosingTheSessionStopsItsWaits) {
 
 // --- inbound rate limits ---
 
-constexpr const char* kTraceparent =
-    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-constexpr const char* kTraceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+using test::kTraceId;
+using test::kTraceparent;
 
 TEST_F(McpSessionTest, ARequestOverTheRateLimitIsRefusedAndChangesNothing) {
   Initialize();

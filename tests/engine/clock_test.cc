@@ -19,9 +19,7 @@ using test::HeldAction;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-json Workflow(const std::string& name, json steps) {
-  return {{"name", name}, {"version", 1}, {"steps", std::move(steps)}};
-}
+using test::Workflow;
 
 json Retry(int attempts, int64_t backoff_ms) {
   return {{"max_attempts", attempts},

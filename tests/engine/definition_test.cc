@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/engine/definition_test_util.h"
+
 namespace cde {
 namespace {
 
@@ -22,13 +24,7 @@ constexpr const char* kBase =
 
 const std::string kNameRule = "must match [A-Za-z0-9][A-Za-z0-9._-]{0,127}";
 
-Strings Errors(const json& doc, const ActionNames& native = {}) {
-  Strings out;
-  for (const DefinitionError& e : ValidateDefinition(doc, native)) {
-    out.push_back(e.ToString());
-  }
-  return out;
-}
+using test::Errors;
 
 // kBase with `patch` merged in (RFC 7396: null removes a key, arrays are
 // replaced whole).

@@ -18,11 +18,7 @@ using test::EngineHarness;
 using test::HeldAction;
 using ::testing::ElementsAre;
 
-json Workflow(const std::string& name, json steps, json extra = {}) {
-  json doc = {{"name", name}, {"version", 1}, {"steps", std::move(steps)}};
-  if (extra.is_object()) doc.update(extra);
-  return doc;
-}
+using test::Workflow;
 
 json FastRetry(int attempts) {
   return {{"max_attempts", attempts},

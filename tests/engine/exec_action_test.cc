@@ -19,11 +19,9 @@ namespace cde {
 namespace {
 
 using json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
-json Sh(const std::string& script) {
-  return {{"argv", {"/bin/sh", "-c", script}}};
-}
+using test::Sh;
 
 // Gone, or a zombie nobody reaps (PID 1 in a container may not).
 bool ProcessIsGone(pid_t pid) {
@@ -180,14 +178,15 @@ TEST_F(ExecActionTest, AbortKillsTheProcessGroupAndSuppressesDone) {
   ASSERT_EQ(action_->in_flight(), 1u);
 
   // The bounds below only tell "killed" from "waited for the 30 s sleep".
-  const auto start = Clock::now();
+  const auto start = SteadyClock::now();
   action_->Abort(handle);
   EXPECT_EQ(action_->in_flight(), 0u);
   uv_run(&loop_, UV_RUN_DEFAULT);  // returns once the handles are closed
-  EXPECT_LT(Clock::now() - start, std::chrono::seconds(10));
+  EXPECT_LT(SteadyClock::now() - start, std::chrono::seconds(10));
   EXPECT_FALSE(called);
-  const auto gone_by = Clock::now() + std::chrono::seconds(10);
-  while (!ProcessIsGone(sleeper) && Clock::now() < gone_by) usleep(10'000);
+  const auto gone_by = SteadyClock::now() + std::chrono::seconds(10);
+  while (!ProcessIsGone(sleeper) && SteadyClock::now() < gone_by)
+    usleep(10'000);
   EXPECT_TRUE(ProcessIsGone(sleeper));
   action_->Abort(handle);  // finished handles are ignored
   std::remove(pid_file.c_str());
@@ -204,9 +203,9 @@ TEST_F(ExecActionTest, CloseAbortsWhatIsInFlight) {
   // dropped as well.
   action_->Start(Request(json::object()), [&](ActionResult) { called = true; });
   EXPECT_EQ(action_->in_flight(), 4u);
-  const auto start = Clock::now();
+  const auto start = SteadyClock::now();
   CloseAndDrain();  // must not wait for the 30 s sleeps
-  EXPECT_LT(Clock::now() - start, std::chrono::seconds(10));
+  EXPECT_LT(SteadyClock::now() - start, std::chrono::seconds(10));
   EXPECT_FALSE(called);
 }
 

@@ -27,9 +27,7 @@ ExecPolicy ClientsOn() {
   return policy;
 }
 
-json Sh(const std::string& script) {
-  return {{"argv", {"/bin/sh", "-c", script}}};
-}
+using test::Sh;
 
 // "NAME=value" lines as a map.
 std::map<std::string, std::string> EnvLines(const std::string& text) {

@@ -15,9 +15,7 @@ using test::EngineHarness;
 using test::HeldAction;
 using ::testing::HasSubstr;
 
-json Workflow(const std::string& name, json steps) {
-  return {{"name", name}, {"version", 1}, {"steps", std::move(steps)}};
-}
+using test::Workflow;
 
 json Fast(int attempts) {
   return {{"max_attempts", attempts},

@@ -22,7 +22,7 @@ namespace cde {
 namespace {
 
 using json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 class HttpActionTest : public AsyncActionFixture {
  protected:
@@ -228,9 +228,9 @@ TEST_F(HttpActionTest, ConnectionRefusedFailsWithConnection) {
 
 TEST_F(HttpActionTest, SlowResponseFailsWithTimeout) {
   server_.Respond("/slow", 200, "{}", 60000);  // cut short at teardown
-  const auto start = Clock::now();
+  const auto start = SteadyClock::now();
   ActionResult r = Run({{"url", server_.url("/slow")}, {"timeout_ms", 200}});
-  EXPECT_LT(Clock::now() - start, std::chrono::seconds(30));
+  EXPECT_LT(SteadyClock::now() - start, std::chrono::seconds(30));
   ASSERT_FALSE(r.ok);
   EXPECT_EQ(r.error.kind, "timeout");
 }
@@ -277,11 +277,11 @@ TEST_F(HttpActionTest, AbortDuringASlowResponseSuppressesDone) {
   ASSERT_EQ(action_->in_flight(), 1u);
 
   // The bound only tells "aborted" from "waited for the response".
-  const auto start = Clock::now();
+  const auto start = SteadyClock::now();
   action_->Abort(handle);
   EXPECT_EQ(action_->in_flight(), 0u);
   uv_run(&loop_, UV_RUN_DEFAULT);  // nothing left to wait for
-  EXPECT_LT(Clock::now() - start, std::chrono::seconds(30));
+  EXPECT_LT(SteadyClock::now() - start, std::chrono::seconds(30));
   EXPECT_FALSE(called);
   action_->Abort(handle);  // finished handles are ignored
 }
@@ -295,9 +295,9 @@ TEST_F(HttpActionTest, CloseAbortsWhatIsInFlight) {
   }
   ASSERT_TRUE(RunUntil([&] { return server_.request_count() == 5; }));
   EXPECT_EQ(action_->in_flight(), 5u);
-  const auto start = Clock::now();
+  const auto start = SteadyClock::now();
   CloseAndDrain();  // must not wait for the server
-  EXPECT_LT(Clock::now() - start, std::chrono::seconds(30));
+  EXPECT_LT(SteadyClock::now() - start, std::chrono::seconds(30));
   EXPECT_EQ(called, 0);
 }
 
@@ -305,7 +305,7 @@ TEST_F(HttpActionTest, FiftyConcurrentRequestsAllComplete) {
   constexpr int kRequests = 50;
   server_.Respond("/n", 200, R"({"ok": true})", 1000);
   std::vector<std::optional<ActionResult>> results(kRequests);
-  const auto start = Clock::now();
+  const auto start = SteadyClock::now();
   for (int i = 0; i < kRequests; ++i) {
     action_->Start(
         Request({{"method", "POST"}, {"url", server_.url("/n")}, {"body", i}}),
@@ -315,7 +315,7 @@ TEST_F(HttpActionTest, FiftyConcurrentRequestsAllComplete) {
   while (action_->in_flight() > 0 && uv_run(&loop_, UV_RUN_ONCE) != 0) {
   }
   // In parallel: far less than 50 x 1 s.
-  EXPECT_LT(Clock::now() - start, std::chrono::seconds(25));
+  EXPECT_LT(SteadyClock::now() - start, std::chrono::seconds(25));
   for (int i = 0; i < kRequests; ++i) {
     ASSERT_TRUE(results[i].has_value()) << i;
     ASSERT_TRUE(results[i]->ok) << results[i]->error.message;

@@ -25,7 +25,7 @@ namespace {
 
 constexpr int kItems = 1000;
 
-int Rounds() {
+int MapRounds() {
   const char* env = std::getenv("CDE_MAP_CRASH_ROUNDS");
   return env ? std::max(1, std::atoi(env)) : 4;
 }
@@ -62,7 +62,7 @@ void KillRestartAndCheck(bool nested) {
     bool fail = false;
   };
   std::map<std::string, Acked> acked;  // saga id ->
-  const int rounds = Rounds();
+  const int rounds = MapRounds();
   int kills = 0;
   for (int r = 0; r < rounds; ++r) {
     const bool fail = r % 2 == 1;

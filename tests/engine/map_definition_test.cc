@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 
 #include "engine/definition.h"
+#include "tests/engine/definition_test_util.h"
 
 namespace cde {
 namespace {
@@ -13,27 +14,15 @@ namespace {
 using nlohmann::json;
 using Strings = std::vector<std::string>;
 
-json Step(const std::string& name, json params = json::object()) {
-  return {{"name", name}, {"action", "echo"}, {"params", std::move(params)}};
-}
+using test::Doc;
+using test::Errors;
+using test::Step;
 
 json Map(const std::string& name, std::vector<json> steps,
          json extra = json::object()) {
   json map = {{"items", "${input.list}"}, {"steps", std::move(steps)}};
   map.update(extra);
   return {{"name", name}, {"map", std::move(map)}};
-}
-
-json Doc(std::vector<json> steps) {
-  return {{"name", "wf"}, {"version", 1}, {"steps", std::move(steps)}};
-}
-
-Strings Errors(const json& doc) {
-  Strings out;
-  for (const DefinitionError& e : ValidateDefinition(doc, {})) {
-    out.push_back(e.ToString());
-  }
-  return out;
 }
 
 TEST(MapDefinitionTest, ParsesIntoTemplatePathsAndInstancePaths) {

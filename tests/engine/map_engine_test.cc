@@ -20,7 +20,7 @@ using test::EngineHarness;
 using test::HeldAction;
 
 // fan: map over input.orders of [charge] (action `action`), then after.
-json Workflow(const std::string& action, json extra = json::object()) {
+json FanWorkflow(const std::string& action, json extra = json::object()) {
   json charge = {{"name", "charge"},
                  {"action", action},
                  {"params", {{"order", "${item}"}, {"i", "${index}"}}},
@@ -39,7 +39,7 @@ json Workflow(const std::string& action, json extra = json::object()) {
                               {"params", {{"all", "${steps.fan.output}"}}}}}}};
 }
 
-json Orders(int n) {
+json OrderNames(int n) {
   std::vector<json> orders;
   for (int i = 0; i < n; ++i) orders.push_back("o" + std::to_string(i));
   return {{"orders", orders}};
@@ -58,8 +58,8 @@ TEST(MapEngineTest, ItemsRunWithTheirItemAndIndexAndTheOutputIsInOrder) {
   EngineHarness h;
   ASSERT_OK(
       h.Open("", {{"held", held.AsAction()}, {"undo", Recorder(&undone)}}));
-  ASSERT_OK(h.Register(Workflow("held")).status());
-  auto started = h.Start({.workflow = "fan", .input = Orders(3)});
+  ASSERT_OK(h.Register(FanWorkflow("held")).status());
+  auto started = h.Start({.workflow = "fan", .input = OrderNames(3)});
   ASSERT_OK(started.status());
   const std::string id = started->saga_id;
   // Two at a time.
@@ -103,8 +103,8 @@ TEST(MapEngineTest, AFailedItemStopsTheOthersAndUndoesWhatRan) {
   EngineHarness h;
   ASSERT_OK(
       h.Open("", {{"held", held.AsAction()}, {"undo", Recorder(&undone)}}));
-  ASSERT_OK(h.Register(Workflow("held")).status());
-  auto started = h.Start({.workflow = "fan", .input = Orders(4)});
+  ASSERT_OK(h.Register(FanWorkflow("held")).status());
+  auto started = h.Start({.workflow = "fan", .input = OrderNames(4)});
   ASSERT_OK(started.status());
   const std::string id = started->saga_id;
   ASSERT_TRUE(h.RunUntil([&] { return held.pending() == 2; }));
@@ -151,8 +151,8 @@ TEST(MapEngineTest, AResultArrivingAfterACancelIsPlannedAfterIt) {
   options.actions = {{"held", held.AsAction()}, {"undo", Recorder(&undone)}};
   EngineHarness h;
   ASSERT_OK(h.Open(std::move(options)));
-  ASSERT_OK(h.Register(Workflow("held", {{"max_concurrency", 3}})).status());
-  auto started = h.Start({.workflow = "fan", .input = Orders(10)});
+  ASSERT_OK(h.Register(FanWorkflow("held", {{"max_concurrency", 3}})).status());
+  auto started = h.Start({.workflow = "fan", .input = OrderNames(10)});
   ASSERT_OK(started.status());
   const std::string id = started->saga_id;
   ASSERT_TRUE(h.RunUntil([&] { return held.pending() == 3; }));
@@ -202,8 +202,8 @@ TEST(MapEngineTest, ItemsInFlightResumeAfterARestartWithTheSameKeys) {
     EngineHarness h;
     ASSERT_OK(h.Open(
         dir.path(), {{"held", first.AsAction()}, {"undo", Recorder(&undone)}}));
-    ASSERT_OK(h.Register(Workflow("held")).status());
-    auto started = h.Start({.workflow = "fan", .input = Orders(3)});
+    ASSERT_OK(h.Register(FanWorkflow("held")).status());
+    auto started = h.Start({.workflow = "fan", .input = OrderNames(3)});
     ASSERT_OK(started.status());
     id = started->saga_id;
     ASSERT_TRUE(h.RunUntil([&] { return first.pending() == 2; }));
@@ -240,11 +240,11 @@ TEST(MapEngineTest, PurgingAParkedMapSagaRemovesItsItems) {
   std::vector<std::string> undone;
   EngineHarness h;
   ASSERT_OK(h.Open("", {{"undo", Recorder(&undone)}}));
-  json def = Workflow("fail");
+  json def = FanWorkflow("fail");
   def["on_failure"] = "park";
   def["steps"][0]["map"]["steps"][0]["params"] = {{"kind", "declined"}};
   ASSERT_OK(h.Register(def).status());
-  auto started = h.Start({.workflow = "fan", .input = Orders(3)});
+  auto started = h.Start({.workflow = "fan", .input = OrderNames(3)});
   ASSERT_OK(started.status());
   const std::string id = started->saga_id;
   auto rec = h.AwaitInactive(id);

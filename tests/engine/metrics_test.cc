@@ -396,11 +396,7 @@ TEST(MetricsTest, ProcessMetricsAreReadFromProc) {
 // ---------------------------------------------------------------------------
 // The engine's metrics, end to end.
 
-json Workflow(const std::string& name, json steps, json extra = {}) {
-  json doc = {{"name", name}, {"version", 1}, {"steps", std::move(steps)}};
-  if (extra.is_object()) doc.update(extra);
-  return doc;
-}
+using test::Workflow;
 
 json FastRetry(int attempts) {
   return {{"max_attempts", attempts},

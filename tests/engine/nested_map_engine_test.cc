@@ -47,10 +47,10 @@ json ShopWorkflow() {
           {"steps", std::vector<json>{{{"name", "orders"}, {"map", orders}}}}};
 }
 
-const json kInput = {{"orders",
-                      {{{"id", "A"}, {"lines", {"a0", "a1", "a2"}}},
-                       {{"id", "B"}, {"lines", {"b0"}}},
-                       {{"id", "C"}, {"lines", json::array()}}}}};
+const json kNestedOrders = {{"orders",
+                             {{{"id", "A"}, {"lines", {"a0", "a1", "a2"}}},
+                              {{"id", "B"}, {"lines", {"b0"}}},
+                              {{"id", "C"}, {"lines", json::array()}}}}};
 
 std::vector<std::string> SortedKeys(const HeldAction& held) {
   std::vector<std::string> keys;
@@ -69,7 +69,7 @@ TEST(NestedMapEngineTest, InnerItemsRunWithTheirOrderAndResumeAfterARestart) {
     EngineHarness h;
     ASSERT_OK(h.Open(dir.path(), {{"held", first.AsAction()}}));
     ASSERT_OK(h.Register(ShopWorkflow()).status());
-    auto started = h.Start({.workflow = "shop", .input = kInput});
+    auto started = h.Start({.workflow = "shop", .input = kNestedOrders});
     ASSERT_OK(started.status());
     id = started->saga_id;
     // Orders A and B are checked at once; two of A's lines and B's one.

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 
 #include "engine/definition.h"
+#include "tests/engine/definition_test_util.h"
 
 namespace cde {
 namespace {
@@ -12,29 +13,15 @@ namespace {
 using nlohmann::json;
 using Strings = std::vector<std::string>;
 
-json Step(const std::string& name, json params = json::object()) {
-  return {{"name", name}, {"action", "echo"}, {"params", std::move(params)}};
-}
+using test::Doc;
+using test::Errors;
+using test::Step;
 
 json Parallel(const std::string& name, json branches) {
   return {{"name", name}, {"parallel", {{"branches", std::move(branches)}}}};
 }
 
-// A vector, not a json: a one-element braced list would be taken as that
-// element rather than an array by some compilers.
-json Doc(std::vector<json> steps) {
-  return {{"name", "wf"}, {"version", 1}, {"steps", std::move(steps)}};
-}
-
 json List(std::vector<json> steps) { return json(std::move(steps)); }
-
-Strings Errors(const json& doc) {
-  Strings out;
-  for (const DefinitionError& e : ValidateDefinition(doc, {})) {
-    out.push_back(e.ToString());
-  }
-  return out;
-}
 
 TEST(ParallelDefinitionTest, NestedParallelStepsParseIntoPathsInPreOrder) {
   auto def = ParseDefinition(
@@ -107,9 +94,10 @@ TEST(ParallelDefinitionTest, NestingIsBounded) {
   // innermost is one too deep.
   const Strings errors = Errors(Doc({step}));
   ASSERT_EQ(errors.size(), 1u);
-  EXPECT_THAT(errors[0], ::testing::EndsWith(
-                             "parallel.branches: parallel and map steps nest at most " +
-                             std::to_string(kMaxNestingDepth) + " deep"));
+  EXPECT_THAT(errors[0],
+              ::testing::EndsWith(
+                  "parallel.branches: parallel and map steps nest at most " +
+                  std::to_string(kMaxNestingDepth) + " deep"));
   // kMaxNestingDepth of them, the documented limit, are fine.
   json ok = Step("leaf");
   for (size_t depth = 0; depth < kMaxNestingDepth; ++depth) {

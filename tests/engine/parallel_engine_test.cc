@@ -23,7 +23,7 @@ json Parallel(const std::string& name, json branches) {
 
 // A vector: a one-element braced list would be taken as that element rather
 // than an array by some compilers.
-json Workflow(std::vector<json> steps) {
+json ParallelWorkflow(std::vector<json> steps) {
   return {{"name", "fan"}, {"version", 1}, {"steps", std::move(steps)}};
 }
 
@@ -68,7 +68,7 @@ TEST(ParallelEngineTest, BranchesRunSideBySideAndTheStepOutputsBoth) {
   ASSERT_OK(h.Open("", {{"held", held.AsAction()}}));
   ASSERT_OK(
       h
-          .Register(Workflow(
+          .Register(ParallelWorkflow(
               {Parallel("book",
                         {{"flight", {{{"name", "flight"}, {"action", "held"}}}},
                          {"hotel", {{{"name", "hotel"}, {"action", "held"}}}}}),
@@ -104,7 +104,7 @@ TEST(ParallelEngineTest,
   EngineHarness h;
   ASSERT_OK(h.Open("", {{"held", held.AsAction()}, {"undo", undo}}));
   ASSERT_OK(
-      h.Register(Workflow({Parallel(
+      h.Register(ParallelWorkflow({Parallel(
                      "book", {{"flight",
                                {{{"name", "flight"},
                                  {"action", "held"},
@@ -149,17 +149,17 @@ TEST(ParallelEngineTest, AStoppedAttemptOutAtARestartIsSentAgainAndAwaited) {
   test::TempDir dir;
   std::vector<std::string> undone;
   NativeAction undo = Recorder(&undone);
-  const json def =
-      Workflow({Parallel("book", {{"flight",
-                                   {{{"name", "flight"},
-                                     {"action", "held"},
-                                     {"compensate", {{"action", "undo"}}}},
-                                    {{"name", "seat"}, {"action", "held"}}}},
-                                  {"hotel",
-                                   {{{"name", "hotel"},
-                                     {"action", "fail"},
-                                     {"params", {{"kind", "sold_out"}}},
-                                     {"retry", {{"max_attempts", 1}}}}}}})});
+  const json def = ParallelWorkflow(
+      {Parallel("book", {{"flight",
+                          {{{"name", "flight"},
+                            {"action", "held"},
+                            {"compensate", {{"action", "undo"}}}},
+                           {{"name", "seat"}, {"action", "held"}}}},
+                         {"hotel",
+                          {{{"name", "hotel"},
+                            {"action", "fail"},
+                            {"params", {{"kind", "sold_out"}}},
+                            {"retry", {{"max_attempts", 1}}}}}}})});
   std::string id, key;
   {
     HeldAction first;
@@ -209,7 +209,7 @@ TEST(ParallelEngineTest, AnAttemptOutAtARestartStoppedAtAGateIsUndone) {
                 {"retry", {{"max_attempts", 1}}},
                 {"compensate", {{"action", "undo"}}}};
   };
-  const json def = Workflow(
+  const json def = ParallelWorkflow(
       {Parallel("book", {{"a", {limited("a")}}, {"b", {limited("b")}}})});
   std::string id;
   {
@@ -307,7 +307,7 @@ TEST(ParallelEngineTest, BothAttemptsInFlightResumeAfterARestart) {
     EngineHarness h;
     ASSERT_OK(h.Open(dir.path(), {{"held", first.AsAction()}}));
     ASSERT_OK(h
-                  .Register(Workflow({Parallel(
+                  .Register(ParallelWorkflow({Parallel(
                       "book", {{"a", {{{"name", "a"}, {"action", "held"}}}},
                                {"b", {{{"name", "b"}, {"action", "held"}}}}})}))
                   .status());

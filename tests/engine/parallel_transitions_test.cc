@@ -17,9 +17,9 @@ using test::Types;
 using ::testing::ElementsAre;
 using ::testing::UnorderedElementsAre;
 
-constexpr int64_t kNow = 1'764'000'000'000;
+constexpr int64_t kNowMs = 1'764'000'000'000;
 
-json Step(const std::string& name, json extra = json::object()) {
+json CompensatedStep(const std::string& name, json extra = json::object()) {
   json s = {{"name", name},
             {"action", "book"},
             {"compensate", {{"action", "book"}}},
@@ -40,10 +40,12 @@ WorkflowDefinition TripDef(const char* on_failure = "compensate") {
       {"version", 1},
       {"on_failure", on_failure},
       {"steps",
-       {Step("prep"),
-        Parallel("book", {{"flight", {Step("reserve-flight"), Step("seat")}},
-                          {"hotel", {Step("reserve-hotel")}}}),
-        Step("notify")}}};
+       {CompensatedStep("prep"),
+        Parallel("book", {{"flight",
+                           {CompensatedStep("reserve-flight"),
+                            CompensatedStep("seat")}},
+                          {"hotel", {CompensatedStep("reserve-hotel")}}}),
+        CompensatedStep("notify")}}};
   auto def = ParseDefinition(doc, {"book"});
   EXPECT_TRUE(def.ok()) << def.status().ToString();
   return def.ok() ? std::move(def).value() : WorkflowDefinition{};
@@ -63,7 +65,7 @@ std::vector<std::string> WaitPaths(const Saga& s) {
 
 class ParallelTransitionsTest : public ::testing::Test {
  protected:
-  PlanContext Ctx() { return {def_, kNow, 0.5}; }
+  PlanContext Ctx() { return {def_, kNowMs, 0.5}; }
   const StepState& At(const Saga& s, const std::string& path) {
     return s.steps.at(static_cast<size_t>(def_.StepAtPath(path)));
   }

@@ -22,9 +22,7 @@ using ::testing::ElementsAre;
 using ::testing::IsSupersetOf;
 using ::testing::Not;
 
-json Workflow(const std::string& name, json steps) {
-  return {{"name", name}, {"version", 1}, {"steps", std::move(steps)}};
-}
+using test::Workflow;
 
 json HeldSteps(int n) {
   json steps = json::array();

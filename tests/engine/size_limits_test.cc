@@ -16,9 +16,7 @@ using nlohmann::json;
 using test::EngineHarness;
 using ::testing::HasSubstr;
 
-json Workflow(const std::string& name, json steps) {
-  return {{"name", name}, {"version", 1}, {"steps", std::move(steps)}};
-}
+using test::Workflow;
 
 // One echo step whose output is {"data": input.data}: 11 bytes plus data.
 json Echoes() {

@@ -28,14 +28,14 @@ WorkflowDefinition Def(json steps, const char* on_failure = "compensate") {
   return def.ok() ? std::move(def).value() : WorkflowDefinition{};
 }
 
-json Step(const std::string& name, json extra = json::object()) {
+json BookStep(const std::string& name, json extra = json::object()) {
   json s = {{"name", name}, {"action", "book"}};
   s.update(extra);
   return s;
 }
 
 json WithUndo(const std::string& name, json retry = json::object()) {
-  json s = Step(name);
+  json s = BookStep(name);
   s["compensate"] = {{"action", "book"}};
   if (!retry.empty()) s["retry"] = retry;
   return s;
@@ -76,7 +76,7 @@ class TransitionsTest : public ::testing::Test {
   }
 
   WorkflowDefinition def_ =
-      Def({WithUndo("flight"), WithUndo("hotel"), Step("car")});
+      Def({WithUndo("flight"), WithUndo("hotel"), BookStep("car")});
 };
 
 TEST_F(TransitionsTest, StartLogsTheStartAndTheFirstAttemptTogether) {
@@ -242,7 +242,8 @@ TEST_F(TransitionsTest, NonRetryableKindFailsAtOnceAndCompensatesInReverse) {
 }
 
 TEST_F(TransitionsTest, ExhaustedRetriesFailTheStep) {
-  def_ = Def(json::array({Step("only", {{"retry", {{"max_attempts", 2}}}})}));
+  def_ =
+      Def(json::array({BookStep("only", {{"retry", {{"max_attempts", 2}}}})}));
   Saga s = Start().saga;
   auto p1 = PlanAttemptResult(Ctx(), s, Err(0, 1));
   ASSERT_TRUE(p1);
@@ -264,7 +265,7 @@ TEST_F(TransitionsTest, StepWithUnknownOutcomeIsCompensatedToo) {
 }
 
 TEST_F(TransitionsTest, ParkPolicyParksWithADlqEntry) {
-  def_ = Def({WithUndo("a"), Step("b", {{"retry", {{"max_attempts", 1}}}})},
+  def_ = Def({WithUndo("a"), BookStep("b", {{"retry", {{"max_attempts", 1}}}})},
              "park");
   Saga s = Feed(Start().saga, Ok(0));
   auto p = PlanAttemptResult(Ctx(), s, Err(1, 1));
@@ -281,7 +282,7 @@ TEST_F(TransitionsTest, ParkPolicyParksWithADlqEntry) {
 TEST_F(TransitionsTest, FailedCompensationParksTheSaga) {
   json a = WithUndo("a");
   a["compensate"]["retry"] = {{"max_attempts", 1}};
-  def_ = Def({a, Step("b", {{"retry", {{"max_attempts", 1}}}})});
+  def_ = Def({a, BookStep("b", {{"retry", {{"max_attempts", 1}}}})});
   Saga s = Feed(Start().saga, Ok(0));
   s = Feed(s, Err(1, 1));  // compensating a
   auto p = PlanAttemptResult(Ctx(), s, Err(0, 1, "http_500", true));
@@ -303,7 +304,7 @@ TEST_F(TransitionsTest, FailedCompensationParksTheSaga) {
 }
 
 TEST_F(TransitionsTest, ReplayRestartsTheFailedStepWithAFreshBudget) {
-  def_ = Def({WithUndo("a"), Step("b", {{"retry", {{"max_attempts", 1}}}})},
+  def_ = Def({WithUndo("a"), BookStep("b", {{"retry", {{"max_attempts", 1}}}})},
              "park");
   Saga parked = Feed(Feed(Start().saga, Ok(0)), Err(1, 1));
   ASSERT_EQ(parked.state, SagaState::kParked);
@@ -359,11 +360,11 @@ TEST_F(TransitionsTest, CancelDuringAnAttemptWaitsForItsResult) {
 // (cancelled, not running), and a step that succeeded without a
 // compensation to run still says it succeeded.
 TEST_F(TransitionsTest, CancelDuringASleepLeavesNoStepRunning) {
-  def_ = Def({Step("flaky"),
+  def_ = Def({BookStep("flaky"),
               {{"name", "pause"},
                {"action", "sleep"},
                {"params", {{"duration_ms", 600000}}}},
-              Step("report")});
+              BookStep("report")});
   Saga s = Feed(Start().saga, Ok(0));
   ASSERT_EQ(W(s).kind, Wait::Kind::kSleep);
   for (bool compensate : {true, false}) {
