@@ -98,8 +98,11 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
       CommitWriterOptions{
           .sync = options_.sync,
           .gather_returning = options_.commit_gather,
-          .on_group_written = [h = m_.commit_batch_size](size_t n, size_t) {
+          .on_group_written = [h = m_.commit_batch_size,
+                               g = m_.commit_groups_gathered](size_t n, size_t,
+                                                              bool gathered) {
             h->Observe(static_cast<double>(n));
+            if (gathered) g->Increment();
           }});
   committer_ = std::make_unique<LoopCommitter>(loop_, writer_.get());
   timers_ = std::make_unique<TimerQueue>(

@@ -65,6 +65,7 @@ struct EngineInstruments {
   Gauge* attempts_in_flight;
   Histogram* commit_latency;
   Histogram* commit_batch_size;
+  Counter* commit_groups_gathered;
 };
 
 // What Open makes of EngineOptions on this machine, before the store opens.

@@ -112,6 +112,13 @@ EngineInstruments::EngineInstruments(Metrics& m)
                                "store write, one fsync).",
                                {},
                                {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}))
+               ->With({})),
+      commit_groups_gathered(
+          &Must(m.AddCounter(
+                    "cde_commit_groups_gathered_total",
+                    "Group commits for which the writer first waited, at "
+                    "most one write's time, for the transitions its last "
+                    "commit released to come back."))
                ->With({})) {}
 
 namespace {

@@ -99,6 +99,7 @@ void CommitWriter::Run() {
   uint64_t writes = 0;
   for (;;) {
     size_t bytes = 0;
+    bool gathered = false;
     {
       std::unique_lock lock(mu_);
       work_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
@@ -106,6 +107,7 @@ void CommitWriter::Run() {
       if (queue_.size() < expected && WorthGathering(expected)) {
         gather_target_ = expected;
         ++stats_.gathered;
+        gathered = true;
         const auto window = std::chrono::duration_cast<Clock::duration>(
             std::chrono::duration<double, std::nano>(write_ns_));
         work_.wait_until(lock, Clock::now() + window, [&] {
@@ -141,7 +143,7 @@ void CommitWriter::Run() {
     const double cpu_ns = measure_cpu ? ThreadCpuNs() - cpu_start : 0;
     const Clock::time_point written = Clock::now();
     if (options_.on_group_written) {
-      options_.on_group_written(group.size(), bytes);
+      options_.on_group_written(group.size(), bytes, gathered);
     }
     {
       std::lock_guard lock(mu_);

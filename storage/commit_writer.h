@@ -57,9 +57,11 @@ struct CommitWriterOptions {
   bool gather_returning = true;
   // Optional: observes each group on the writer thread once its write has
   // returned and before its waiters are completed, with the number of
-  // transitions and bytes in it (e.g. for a batch size histogram). Must be
-  // quick, thread-safe, and must not call into the writer.
-  std::function<void(size_t transitions, size_t bytes)> on_group_written;
+  // transitions and bytes in it (e.g. for a batch size histogram), and
+  // whether the writer waited for returning waiters before taking it. Must
+  // be quick, thread-safe, and must not call into the writer.
+  std::function<void(size_t transitions, size_t bytes, bool gathered)>
+      on_group_written;
 };
 
 struct CommitWriterStats {

@@ -169,6 +169,7 @@ int main(int argc, char** argv) {
   bool no_sync = false;
   bool no_gather = false;
   std::vector<int> spares = {32};
+  int fdatasync_samples = 2000;
   app.add_option("--data-dir", data_dir,
                  "where to create scratch stores (default: a temp dir)");
   app.add_option("--seconds", seconds, "run time per concurrency level")
@@ -182,6 +183,9 @@ int main(int argc, char** argv) {
                  "size of the WAL spare (StoreOptions::wal_spare_bytes); "
                  "several values run each level once per value, side by side")
       ->check(CLI::Range(0, 4096));
+  app.add_option("--fdatasync-samples", fdatasync_samples,
+                 "fdatasyncs timed for each bare figure (default 2000)")
+      ->check(CLI::Range(1, 1000000));
   CLI11_PARSE(app, argc, argv);
 
   namespace fs = std::filesystem;
@@ -194,8 +198,10 @@ int main(int argc, char** argv) {
   }
   fs::create_directories(data_dir);
 
-  const auto [sync_p50, sync_p99] = cde::BareFdatasync(data_dir, 2000);
-  const auto [over_p50, over_p99] = cde::BareFdatasyncOverwrite(data_dir, 2000);
+  const auto [sync_p50, sync_p99] =
+      cde::BareFdatasync(data_dir, fdatasync_samples);
+  const auto [over_p50, over_p99] =
+      cde::BareFdatasyncOverwrite(data_dir, fdatasync_samples);
   std::printf("bare fdatasync (300 B append): p50 %.3f ms  p99 %.3f ms\n",
               sync_p50, sync_p99);
   std::printf(

@@ -582,6 +582,8 @@ TEST(EngineMetricsTest, OutcomesRetriesCompensationsAndTheDlqAreCounted) {
             static_cast<double>(stats.commits));
   EXPECT_EQ(Must(e, "cde_commit_batch_size_count"),
             static_cast<double>(stats.commit_groups));
+  EXPECT_LE(Must(e, "cde_commit_groups_gathered_total"),
+            static_cast<double>(stats.commit_groups));
   EXPECT_EQ(Must(e, "cde_commit_latency_seconds_count"),
             static_cast<double>(stats.commits));
   EXPECT_GT(Must(e, "cde_commit_latency_seconds_sum"), 0);

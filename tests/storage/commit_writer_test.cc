@@ -4,6 +4,7 @@
 // the disk syncs are waited for, and slower ones are not.
 #include "storage/commit_writer.h"
 
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <future>
@@ -249,13 +250,21 @@ void RunClosedLoop(CommitWriter& writer, int clients, int commits,
 // after: four clients split into groups of 1 and 3 taking turns.
 TEST_F(CommitWriterTest, ReleasedWaitersBackSoonerThanTheDiskShareOneWrite) {
   SlowDiskStore disk(memory_.get(), std::chrono::milliseconds(30));
-  CommitWriter writer(&disk, {});
+  std::atomic<uint64_t> reported_gathered{0};
+  CommitWriter writer(&disk,
+                      {.on_group_written = [&](size_t, size_t, bool gathered) {
+                        if (gathered) ++reported_gathered;
+                      }});
   RunClosedLoop(writer, 4, 12, std::chrono::milliseconds(0));
   // Once it has seen them come back, a write holds all four: 12 writes for
   // 12 commits each, give or take the first and the last (without the
   // wait, 16 to 24).
   const std::vector<size_t> groups = disk.group_sizes();
   EXPECT_LE(groups.size(), 12u + 3u) << ::testing::PrintToString(groups);
+  // Each group the writer waited for is reported with it (the engine's
+  // cde_commit_groups_gathered_total). How many there are depends on
+  // whether the clients were back before the writer looked.
+  EXPECT_EQ(reported_gathered.load(), writer.stats().gathered);
 }
 
 TEST_F(CommitWriterTest, WaitersSlowerToComeBackThanTheDiskAreNotWaitedFor) {
