@@ -15,6 +15,7 @@
 #include <random>
 
 #include "storage/saga_id.h"
+#include "tools/die_with_parent.h"
 
 namespace cde::test {
 
@@ -107,8 +108,10 @@ ChildRun RunChild(const std::vector<std::string>& argv, const KillPlan& plan,
   ChildRun run;
   int fds[2];
   if (pipe(fds) != 0) return run;
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid == 0) {
+    DieWithParent(parent);
     dup2(fds[1], 3);
     if (fds[0] != 3) close(fds[0]);
     if (fds[1] != 3) close(fds[1]);

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <thread>
 
+#include "tools/die_with_parent.h"
 #include "tools/http_call.h"
 
 namespace cde {
@@ -63,8 +64,10 @@ bool ServerProcess::Start(const std::string& data_dir,
   std::vector<std::string> argv = {binary_,  "serve",  "--data-dir",
                                    data_dir, "--http", "127.0.0.1:0"};
   argv.insert(argv.end(), args.begin(), args.end());
+  const pid_t parent = getpid();
   pid_ = fork();
   if (pid_ == 0) {
+    DieWithParent(parent);
     const int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (log >= 0) dup2(log, STDERR_FILENO);
     for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);

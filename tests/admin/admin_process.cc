@@ -12,6 +12,8 @@
 #include <sstream>
 #include <string_view>
 
+#include "tools/die_with_parent.h"
+
 extern char** environ;
 
 namespace cde::test {
@@ -80,8 +82,10 @@ AdminRun RunProcess(const std::string& binary,
   ExecArgs exec(binary, args);
   int out[2], err[2];
   if (pipe(out) != 0 || pipe(err) != 0) return run;
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid == 0) {
+    DieWithParent(parent);
     dup2(out[1], STDOUT_FILENO);
     dup2(err[1], STDERR_FILENO);
     close(out[0]);
@@ -137,8 +141,10 @@ ServerProcess::ServerProcess(const std::string& binary,
   ExecArgs exec(binary, args);
   int in[2], out[2];
   if (pipe(in) != 0 || pipe(out) != 0) return;
+  const pid_t parent = getpid();
   pid_ = fork();
   if (pid_ == 0) {
+    DieWithParent(parent);
     dup2(in[0], STDIN_FILENO);
     dup2(out[1], STDOUT_FILENO);
     const int log = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);

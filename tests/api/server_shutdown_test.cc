@@ -4,11 +4,14 @@
 // with at most one repeated side effect per checkpointed attempt.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <thread>
 
 #include "storage/store.h"
@@ -225,6 +228,43 @@ TEST(ServerShutdownTest, SecondSignalExitsAtOnceAndLosesNothingAcknowledged) {
     EXPECT_GE(requests_by_saga[id], 1) << id;
     EXPECT_LE(requests_by_saga[id], 2) << id;
   }
+}
+
+// A test that dies (an abort, a sanitizer report, SIGKILL) takes the server
+// it started with it: left running, it would hold its port and its store for
+// the tests after it (tools/die_with_parent.h).
+TEST(ServerProcessTest, AServerEndsWithTheProcessThatStartedIt) {
+  test::TempDir dir;
+  int report[2];
+  ASSERT_EQ(pipe(report), 0);
+  const pid_t test_process = fork();
+  if (test_process == 0) {
+    close(report[0]);
+    ServerProcess server(CDE_ORCHESTRATOR_PATH);
+    if (!server.Start(dir.Sub("data"), dir.Sub("server.log"))) _exit(2);
+    const pid_t pid = server.pid();
+    if (write(report[1], &pid, sizeof(pid)) != sizeof(pid)) _exit(3);
+    raise(SIGKILL);  // dies without a destructor: nothing stops the server
+  }
+  close(report[1]);
+  pid_t server = 0;
+  const ssize_t n = read(report[0], &server, sizeof(server));
+  close(report[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(test_process, &status, 0), test_process);
+  ASSERT_EQ(n, static_cast<ssize_t>(sizeof(server)))
+      << "the server did not start: "
+      << (std::stringstream() << std::ifstream(dir.Sub("server.log")).rdbuf())
+             .str();
+  ASSERT_TRUE(WIFSIGNALED(status));
+  // Gone, or a zombie that whoever adopted it has not reaped yet.
+  auto ended = [server] {
+    std::ifstream stat("/proc/" + std::to_string(server) + "/stat");
+    std::string pid, comm, state;
+    return !(stat >> pid >> comm >> state) || state == "Z";
+  };
+  EXPECT_TRUE(Eventually(ended, 10000)) << "server " << server << " runs on";
+  if (!ended()) kill(server, SIGKILL);  // ours: not left to the next test
 }
 
 }  // namespace

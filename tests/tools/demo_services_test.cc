@@ -14,6 +14,7 @@
 #include <string>
 
 #include "tests/engine/engine_harness.h"
+#include "tools/die_with_parent.h"
 #include "tools/http_call.h"
 
 namespace cde {
@@ -37,8 +38,10 @@ class DemoServices {
   bool Start() {
     int out[2];
     if (pipe2(out, O_CLOEXEC) != 0) return false;
+    const pid_t parent = getpid();
     pid_ = fork();
     if (pid_ == 0) {
+      DieWithParent(parent);
       dup2(out[1], STDOUT_FILENO);
       execl(CDE_DEMO_SERVICES_PATH, CDE_DEMO_SERVICES_PATH, nullptr);
       _exit(127);
