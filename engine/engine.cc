@@ -98,6 +98,7 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
       CommitWriterOptions{
           .sync = options_.sync,
           .gather_returning = options_.commit_gather,
+          .pipeline = options_.commit_pipeline,
           .on_group_written = [h = m_.commit_batch_size,
                                g = m_.commit_groups_gathered](size_t n, size_t,
                                                               bool gathered) {

@@ -78,6 +78,9 @@ struct EngineOptions {
   // come back faster than the disk syncs (CommitWriterOptions::
   // gather_returning): one fdatasync for all of them, not one per half.
   bool commit_gather = true;
+  // One group's fdatasync overlaps the next group's write
+  // (CommitWriterOptions::pipeline); commit_gather then has no effect.
+  bool commit_pipeline = false;
   // The store's WAL spare (StoreOptions::wal_spare_bytes); with data_dir.
   uint64_t wal_spare_bytes = StoreOptions().wal_spare_bytes;
   // Native actions, registered before recovery so resumed sagas find them.

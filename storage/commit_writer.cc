@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -27,7 +28,14 @@ double Average(double average, double sample) {
 namespace cde {
 
 CommitWriter::CommitWriter(Store* store, CommitWriterOptions options)
-    : store_(store), options_(options), thread_([this] { Run(); }) {}
+    : store_(store), options_(std::move(options)) {
+  if (options_.pipeline && options_.sync) {
+    thread_ = std::thread([this] { RunPipelined(); });
+    second_thread_ = std::thread([this] { RunPipelined(); });
+  } else {
+    thread_ = std::thread([this] { Run(); });
+  }
+}
 
 CommitWriter::~CommitWriter() { Stop(); }
 
@@ -57,6 +65,7 @@ void CommitWriter::Stop() {
   }
   work_.notify_one();
   if (thread_.joinable()) thread_.join();
+  if (second_thread_.joinable()) second_thread_.join();
 }
 
 CommitWriterStats CommitWriter::stats() const {
@@ -115,20 +124,7 @@ void CommitWriter::Run() {
         });
         gather_target_ = 0;
       }
-      while (!queue_.empty()) {
-        const size_t next = queue_.front().transition.ByteSize();
-        if (!group.empty() && bytes + next > options_.max_batch_bytes) break;
-        bytes += next;
-        group.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-      stats_.queued -= group.size();
-      stats_.groups += 1;
-      stats_.transitions += group.size();
-      stats_.bytes += bytes;
-      if (group.size() > stats_.largest_group) {
-        stats_.largest_group = group.size();
-      }
+      bytes = TakeGroup(&group);
     }
     // The lock is released for the write: callers keep enqueuing, and their
     // transitions form the next group while this one syncs.
@@ -160,6 +156,86 @@ void CommitWriter::Run() {
     }
     for (Waiter& w : group) w.done(status);
     group.clear();
+  }
+}
+
+size_t CommitWriter::TakeGroup(std::vector<Waiter>* group) {
+  size_t bytes = 0;
+  while (!queue_.empty()) {
+    const size_t next = queue_.front().transition.ByteSize();
+    if (!group->empty() && bytes + next > options_.max_batch_bytes) break;
+    bytes += next;
+    group->push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  stats_.queued -= group->size();
+  stats_.groups += 1;
+  stats_.transitions += group->size();
+  stats_.bytes += bytes;
+  stats_.largest_group =
+      std::max<uint64_t>(stats_.largest_group, group->size());
+  return bytes;
+}
+
+// Two threads, two roles. The writer (who holds the write turn) writes each
+// group as it is queued, unsynced; the syncer syncs everything written so
+// far and completes it, again and again, until nothing written is left. A
+// thread that writes a group while no thread is the syncer becomes the
+// syncer and hands the write turn to the other: with one transition at a
+// time nothing passes between threads, and under load one thread writes
+// while the other waits for the disk.
+void CommitWriter::RunPipelined() {
+  std::vector<Waiter> group;
+  std::vector<const Transition*> batch;
+  for (;;) {
+    std::unique_lock turn(write_turn_);
+    for (;;) {  // write until this thread becomes the syncer
+      size_t bytes = 0;
+      {
+        std::unique_lock lock(mu_);
+        work_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        // Stopping, and everything is written: every written group is the
+        // syncer's, who syncs until none is left.
+        if (queue_.empty()) return;
+        bytes = TakeGroup(&group);
+      }
+      batch.clear();
+      for (const Waiter& w : group) batch.push_back(&w.transition);
+      const Status status = store_->WriteUnsynced(batch);
+      if (options_.on_group_written) {
+        options_.on_group_written(group.size(), bytes, /*gathered=*/false);
+      }
+      if (!status.ok()) {
+        // The store refuses writes and syncs from now on: the groups written
+        // before this one fail in their sync.
+        for (Waiter& w : group) w.done(status);
+        group.clear();
+        continue;
+      }
+      std::lock_guard lock(mu_);
+      for (Waiter& w : group) written_.push_back(std::move(w));
+      group.clear();
+      if (!syncer_) {
+        syncer_ = true;
+        break;
+      }
+    }
+    turn.unlock();
+    std::vector<Waiter> syncing;
+    for (;;) {  // sync until nothing written is left
+      {
+        std::lock_guard lock(mu_);
+        if (written_.empty()) {
+          syncer_ = false;
+          break;
+        }
+        syncing.swap(written_);
+      }
+      // Covers every group written before it began.
+      const Status status = store_->SyncWritten();
+      for (Waiter& w : syncing) w.done(status);
+      syncing.clear();
+    }
   }
 }
 

@@ -18,12 +18,15 @@
 // Where they take longer (a busy loop, a fast disk) it does not wait, and
 // the two half groups overlap the callers' work with the sync.
 //
-// After a failed write the store refuses all later writes (see store.h), so
-// every later waiter completes with that error as well: an acknowledgement is
-// never given for a write whose fate is unknown.
+// Pipelined (CommitWriterOptions::pipeline), a second thread overlaps each
+// sync with the writes of the groups queued meanwhile, instead of gathering.
+//
+// After a failed write or sync the store refuses all later writes (see
+// store.h), so every later waiter completes with that error as well: an
+// acknowledgement is never given for a write whose fate is unknown.
 //
 // Thread safety: Enqueue and Stop may be called from any thread. Completion
-// callbacks run on the writer thread and must be quick (hand the result to
+// callbacks run on a writer thread and must be quick (hand the result to
 // another thread, e.g. through a uv_async_t as engine/LoopCommitter does).
 #ifndef CDE_STORAGE_COMMIT_WRITER_H_
 #define CDE_STORAGE_COMMIT_WRITER_H_
@@ -35,6 +38,7 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "storage/status.h"
 #include "storage/store.h"
@@ -55,6 +59,15 @@ struct CommitWriterOptions {
   // when all of them come back sooner than a write waits for the disk (see
   // above). false: the next group starts with whatever is queued.
   bool gather_returning = true;
+  // With `sync`: overlap each group's fdatasync with the writes of the
+  // groups queued meanwhile. Two threads: one writes each group unsynced as
+  // it is queued (Store::WriteUnsynced), the other syncs what has been
+  // written (Store::SyncWritten), again and again, and completes it; a
+  // thread that writes a group while no sync is under way syncs it itself.
+  // Writes keep the queue's order. Replaces gather_returning. Pays where a
+  // sync takes longer than a write; on a fast disk and two cores, the
+  // second thread can cost about what it saves (docs/benchmarks.md).
+  bool pipeline = false;
   // Optional: observes each group on the writer thread once its write has
   // returned and before its waiters are completed, with the number of
   // transitions and bytes in it (e.g. for a batch size histogram), and
@@ -103,6 +116,11 @@ class CommitWriter {
   };
 
   void Run();
+  // Each of the two writer threads with `pipeline`.
+  void RunPipelined();
+  // Under mu_: takes the next group from the queue into `group`; returns its
+  // bytes.
+  size_t TakeGroup(std::vector<Waiter>* group);
   // Under mu_: the group just written has released `released` waiters.
   void OpenReturnSample(size_t released, Clock::time_point now);
   // Under mu_: ends the open sample of how fast released waiters return.
@@ -130,7 +148,13 @@ class CommitWriter {
   Clock::time_point sample_start_;
   size_t gather_target_ = 0;  // the writer waits for this many; 0: it doesn't
   CommitWriterStats stats_;   // GUARDED_BY(mu_)
+  // With `pipeline`: held by the thread taking and writing groups, so that
+  // groups are written in the order they were queued.
+  std::mutex write_turn_;
+  std::vector<Waiter> written_;  // not yet synced; GUARDED_BY(mu_)
+  bool syncer_ = false;          // a thread is the syncer; GUARDED_BY(mu_)
   std::thread thread_;
+  std::thread second_thread_;  // with `pipeline`
 };
 
 }  // namespace cde

@@ -48,6 +48,10 @@ class KvEngine {
   virtual std::unique_ptr<KvView> NewView() = 0;
   // Atomic across column families.
   virtual Status Write(std::span<const Transition* const> batch, bool sync) = 0;
+  // Store::WriteUnsynced and Store::SyncWritten. An engine that is not
+  // durable may make the write visible at once.
+  virtual Status WriteUnsynced(std::span<const Transition* const> batch) = 0;
+  virtual Status SyncWritten() = 0;
   virtual Status Checkpoint(const std::string& dir) = 0;
   virtual Status CatchUp() = 0;
   virtual Status Close() = 0;

@@ -71,6 +71,12 @@ class MemoryKv final : public KvEngine {
     return Status::OK();
   }
 
+  // Nothing here is durable: an unsynced write is as visible as any other.
+  Status WriteUnsynced(std::span<const Transition* const> batch) override {
+    return Write(batch, /*sync=*/false);
+  }
+  Status SyncWritten() override { return Status::OK(); }
+
   Status Checkpoint(const std::string&) override {
     return Status::NotSupported("the memory store cannot be checkpointed");
   }

@@ -11,6 +11,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <memory>
+#include <mutex>
+#include <utility>
 #include <vector>
 
 #include "storage/kv_engine.h"
@@ -41,18 +44,23 @@ Status FromRocks(const rocksdb::Status& s, std::string_view context) {
 
 rocksdb::Slice ToSlice(std::string_view v) { return {v.data(), v.size()}; }
 
+// A RocksDB snapshot shared by the views that read it; released when the
+// last of them is gone.
+using SharedSnapshot = std::shared_ptr<const rocksdb::Snapshot>;
+
+SharedSnapshot Share(rocksdb::DB* db, const rocksdb::Snapshot* snapshot) {
+  return SharedSnapshot(
+      snapshot, [db](const rocksdb::Snapshot* s) { db->ReleaseSnapshot(s); });
+}
+
 class RocksView final : public KvView {
  public:
+  // `snapshot`: null reads the latest state (secondary and read-only
+  // instances, which change only on CatchUp() and have no snapshots).
   RocksView(rocksdb::DB* db, const std::vector<rocksdb::ColumnFamilyHandle*>& h,
-            bool use_snapshot)
-      : db_(db), handles_(h) {
-    // Secondary and read-only instances change only on CatchUp(), so they
-    // read without a snapshot (GetSnapshot is not supported there).
-    if (use_snapshot) snapshot_ = db_->GetSnapshot();
-    read_options_.snapshot = snapshot_;
-  }
-  ~RocksView() override {
-    if (snapshot_ != nullptr) db_->ReleaseSnapshot(snapshot_);
+            SharedSnapshot snapshot)
+      : db_(db), handles_(h), snapshot_(std::move(snapshot)) {
+    read_options_.snapshot = snapshot_.get();
   }
 
   Status Get(Cf cf, std::string_view key, std::string* value) override {
@@ -95,7 +103,7 @@ class RocksView final : public KvView {
 
   rocksdb::DB* db_;
   const std::vector<rocksdb::ColumnFamilyHandle*>& handles_;
-  const rocksdb::Snapshot* snapshot_ = nullptr;
+  SharedSnapshot snapshot_;
   rocksdb::ReadOptions read_options_;
 };
 
@@ -116,31 +124,110 @@ class RocksKv final : public KvEngine {
   ~RocksKv() override { Close().IgnoreError(); }
 
   std::unique_ptr<KvView> NewView() override {
-    return std::make_unique<RocksView>(db_, handles_,
-                                       mode_ == OpenMode::kReadWrite);
+    if (mode_ != OpenMode::kReadWrite) {
+      return std::make_unique<RocksView>(db_, handles_, nullptr);
+    }
+    SharedSnapshot synced;
+    {
+      std::lock_guard lock(view_mu_);
+      synced = synced_view_;
+    }
+    if (synced == nullptr) synced = Share(db_, db_->GetSnapshot());
+    return std::make_unique<RocksView>(db_, handles_, std::move(synced));
   }
 
   Status Write(std::span<const Transition* const> batch, bool sync) override {
+    rocksdb::WriteBatch wb(ReserveFor(batch));
+    CDE_RETURN_IF_ERROR(Build(batch, &wb));
+    rocksdb::WriteOptions wo;
+    wo.sync = sync;
+    std::lock_guard write_lock(write_mu_);
+    Status s = FromRocks(db_->Write(wo, &wb), "writing to the store");
+    if (!s.ok() || !sync) return s;
+    // Readers follow the synced state once writes are pipelined; this write
+    // has synced everything before it, so they may see all of it.
+    std::lock_guard lock(view_mu_);
+    if (synced_view_ != nullptr) {
+      synced_view_ = Share(db_, db_->GetSnapshot());
+      ReleaseWritten();
+    }
+    return s;
+  }
+
+  // The state after the write is kept as a snapshot, which SyncWritten
+  // shows to readers once the WAL holding it is synced. Writing and taking
+  // the snapshot under one lock keeps another write from falling between.
+  Status WriteUnsynced(std::span<const Transition* const> batch) override {
+    rocksdb::WriteBatch wb(ReserveFor(batch));
+    CDE_RETURN_IF_ERROR(Build(batch, &wb));
+    std::lock_guard write_lock(write_mu_);
+    {
+      // Readers follow the synced state from the first unsynced write on,
+      // starting with the state before it.
+      std::lock_guard lock(view_mu_);
+      if (synced_view_ == nullptr)
+        synced_view_ = Share(db_, db_->GetSnapshot());
+    }
+    CDE_RETURN_IF_ERROR(FromRocks(db_->Write(rocksdb::WriteOptions(), &wb),
+                                  "writing to the store"));
+    const rocksdb::Snapshot* written = db_->GetSnapshot();
+    std::lock_guard lock(view_mu_);
+    ReleaseWritten();
+    written_ = written;
+    return Status::OK();
+  }
+
+  // RocksDB's SyncWAL syncs what earlier writes handed to the WAL file and
+  // does not hold up the writes made meanwhile (DB::SyncWAL, RocksDB 7.8).
+  // One sync at a time: a caller that finds nothing left to sync must know
+  // that the sync which took its write has ended and shown it to readers.
+  Status SyncWritten() override {
+    std::lock_guard sync_lock(sync_mu_);
+    const rocksdb::Snapshot* covered = nullptr;
+    {
+      std::lock_guard lock(view_mu_);
+      std::swap(covered, written_);
+    }
+    // Nothing written since the last sync, or a synced Write covered it.
+    if (covered == nullptr) return Status::OK();
+    SharedSnapshot shared = Share(db_, covered);
+    CDE_RETURN_IF_ERROR(FromRocks(db_->SyncWAL(), "syncing the WAL"));
+    std::lock_guard lock(view_mu_);
+    if (synced_view_ == nullptr ||
+        synced_view_->GetSequenceNumber() < shared->GetSequenceNumber()) {
+      synced_view_ = std::move(shared);
+    }
+    return Status::OK();
+  }
+
+  static size_t ReserveFor(std::span<const Transition* const> batch) {
+    size_t bytes = 64;
+    for (const Transition* t : batch) bytes += t->ByteSize();
+    return bytes;
+  }
+
+  Status Build(std::span<const Transition* const> batch,
+               rocksdb::WriteBatch* wb) const {
     if (mode_ != OpenMode::kReadWrite) {
       return Status::NotSupported("the store was opened read-only");
     }
-    size_t bytes = 0;
-    for (const Transition* t : batch) bytes += t->ByteSize();
-    rocksdb::WriteBatch wb(bytes + 64);
     rocksdb::Status s;
     for (const Transition* t : batch) {
       t->ForEach([&](Cf cf, bool is_delete, std::string_view key,
                      std::string_view value) {
         if (!s.ok()) return;
         auto* h = handles_[static_cast<size_t>(cf)];
-        s = is_delete ? wb.Delete(h, ToSlice(key))
-                      : wb.Put(h, ToSlice(key), ToSlice(value));
+        s = is_delete ? wb->Delete(h, ToSlice(key))
+                      : wb->Put(h, ToSlice(key), ToSlice(value));
       });
     }
-    if (!s.ok()) return FromRocks(s, "building write batch");
-    rocksdb::WriteOptions wo;
-    wo.sync = sync;
-    return FromRocks(db_->Write(wo, &wb), "writing to the store");
+    return FromRocks(s, "building write batch");
+  }
+
+  // Under view_mu_.
+  void ReleaseWritten() {
+    if (written_ != nullptr) db_->ReleaseSnapshot(written_);
+    written_ = nullptr;
   }
 
   Status Checkpoint(const std::string& dir) override {
@@ -160,6 +247,11 @@ class RocksKv final : public KvEngine {
 
   Status Close() override {
     if (db_ == nullptr) return Status::OK();
+    {
+      std::lock_guard lock(view_mu_);  // no view is left (StoreImpl)
+      ReleaseWritten();
+      synced_view_.reset();
+    }
     Status result;
     if (mode_ == OpenMode::kReadWrite) {
       rocksdb::FlushOptions fo;
@@ -226,6 +318,17 @@ class RocksKv final : public KvEngine {
   std::string secondary_path_;         // removed on close
   std::unique_ptr<rocksdb::Env> env_;  // over wal_spare.h or wal_tail.h
   std::shared_ptr<WalSpareFileSystem> wal_spare_;  // in env_; null: none
+
+  // Pipelined writes (WriteUnsynced, SyncWritten): readers see the state as
+  // of the last synced write, never one a crash could still take back.
+  std::mutex write_mu_;  // a write and the snapshot taken after it
+  std::mutex sync_mu_;   // held through SyncWritten
+  std::mutex view_mu_;
+  // What readers see; null until the first unsynced write, and readers
+  // then take a snapshot of the latest state. GUARDED_BY(view_mu_)
+  SharedSnapshot synced_view_;
+  // The state after the last unsynced write that no sync has covered yet.
+  const rocksdb::Snapshot* written_ = nullptr;  // GUARDED_BY(view_mu_)
 };
 
 rocksdb::Options MakeOptions(rocksdb::Env* env, OpenMode mode) {

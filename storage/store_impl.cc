@@ -93,21 +93,13 @@ class StoreImpl final : public Store {
   ~StoreImpl() override { Close().IgnoreError(); }
 
   Status Write(std::span<const Transition* const> batch, bool sync) override {
-    if (closing_.load()) return Closed();
-    std::shared_lock open(open_mu_);
-    {
-      std::lock_guard lock(mu_);
-      if (!bg_error_.ok()) return bg_error_;
-    }
-    Status s = kv_->Write(batch, sync);
-    if (!s.ok()) {
-      std::lock_guard lock(mu_);
-      if (bg_error_.ok()) {
-        bg_error_ = s.WithContext(
-            "store refuses writes until reopened after a failed write");
-      }
-    }
-    return s;
+    return Refusing([&] { return kv_->Write(batch, sync); });
+  }
+  Status WriteUnsynced(std::span<const Transition* const> batch) override {
+    return Refusing([&] { return kv_->WriteUnsynced(batch); });
+  }
+  Status SyncWritten() override {
+    return Refusing([&] { return kv_->SyncWritten(); });
   }
 
   Status health() const override {
@@ -490,6 +482,28 @@ class StoreImpl final : public Store {
  private:
   static Status Closed() {
     return Status::ShutdownInProgress("store is closed");
+  }
+
+  // Runs `write` (a write or a sync) unless the store refuses writes, and
+  // makes it refuse them from now on if `write` fails: the fate of what that
+  // write carried is unknown, so nothing after it may be acknowledged.
+  template <typename Write>
+  Status Refusing(const Write& write) {
+    if (closing_.load()) return Closed();
+    std::shared_lock open(open_mu_);
+    {
+      std::lock_guard lock(mu_);
+      if (!bg_error_.ok()) return bg_error_;
+    }
+    Status s = write();
+    if (!s.ok()) {
+      std::lock_guard lock(mu_);
+      if (bg_error_.ok()) {
+        bg_error_ = s.WithContext(
+            "store refuses writes until reopened after a failed write");
+      }
+    }
+    return s;
   }
 
   // A view of kv_ that holds the store open: Close waits until it is gone,

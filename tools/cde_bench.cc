@@ -45,6 +45,7 @@ struct Options {
   std::string data_dir;
   bool no_sync = false;
   bool no_gather = false;
+  bool pipeline = false;
   int wal_spare_mb = 32;  // StoreOptions::wal_spare_bytes, written at open
   std::string url;        // http workload: the endpoint each step calls
   int items = 10000;      // map workload: items of the one saga's map step
@@ -362,6 +363,9 @@ int main(int argc, char** argv) {
   app.add_flag("--no-gather", o.no_gather,
                "the commit writer never waits for returning sagas "
                "(EngineOptions::commit_gather off)");
+  app.add_flag("--pipeline", o.pipeline,
+               "each group's fdatasync overlaps the next group's write "
+               "(EngineOptions::commit_pipeline)");
   app.add_option("--wal-spare-mb", o.wal_spare_mb,
                  "the store's WAL spare (StoreOptions::wal_spare_bytes), "
                  "written before the store opens so that the run's WAL is "
@@ -435,6 +439,7 @@ int main(int argc, char** argv) {
   eo.store = std::move(store).value();
   eo.sync = !o.no_sync;
   eo.commit_gather = !o.no_gather;
+  eo.commit_pipeline = o.pipeline;
   eo.limits.map_items = static_cast<uint32_t>(o.items);
   if (o.policy) {
     setenv(kSecretVar, "bench-secret-value-0123456789", 1);
@@ -499,6 +504,7 @@ int main(int argc, char** argv) {
               {"policy", o.policy},
               {"wal_spare_mb", o.wal_spare_mb},
               {"commit_gather", !o.no_gather},
+              {"commit_pipeline", o.pipeline},
               {"fdatasync_p50_ms", fdatasync.p50_ms},
               {"overwrite_fdatasync_p50_ms", overwrite.p50_ms},
               {"errors", run.errors}};
@@ -507,7 +513,10 @@ int main(int argc, char** argv) {
       o.workload.c_str(), o.policy ? " under the client policy" : "",
       run.finished, o.concurrency,
       o.no_sync ? "unsynced" : "every commit synced",
-      o.no_gather ? " (no gathering)" : "", o.wal_spare_mb);
+      o.pipeline    ? " (pipelined syncs)"
+      : o.no_gather ? " (no gathering)"
+                    : "",
+      o.wal_spare_mb);
   std::printf(
       "  bare fdatasync (300 B append) here: p50 %.3f ms, p99 %.3f ms; over "
       "written blocks: p50 %.3f ms, p99 %.3f ms\n",

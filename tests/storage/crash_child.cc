@@ -1,7 +1,7 @@
 // The child of the crash test: commits saga transitions as fast as it can
-// through the CommitWriter (synced) and reports every acknowledgement on
-// fd 3 as one line: "ack <saga_id> <seq> <state> <idempotency_key|->".
-// The parent kills it with SIGKILL at a random moment.
+// through the CommitWriter (synced, pipelined if asked) and reports every
+// acknowledgement on fd 3 as one line: "ack <saga_id> <seq> <state>
+// <idempotency_key|->". The parent kills it with SIGKILL at a random moment.
 #include <unistd.h>
 
 #include <condition_variable>
@@ -77,17 +77,22 @@ Transition Advance(Saga& saga, std::mt19937& rng) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 3 && argc != 4) {
-    std::fprintf(stderr, "usage: %s DATA_DIR SEED [WAL_SPARE_KIB]\n", argv[0]);
+  if (argc < 3 || argc > 5 ||
+      (argc == 5 && std::string(argv[4]) != "pipeline")) {
+    std::fprintf(stderr, "usage: %s DATA_DIR SEED [WAL_SPARE_KIB [pipeline]]\n",
+                 argv[0]);
     return 2;
   }
-  // With WAL_SPARE_KIB, the spare is written at open: the WAL this process
-  // writes (and leaves when killed) starts as a file of zeros.
+  // With WAL_SPARE_KIB (> 0), the spare is written at open: the WAL this
+  // process writes (and leaves when killed) starts as a file of zeros.
   StoreOptions options{.path = argv[1]};
-  if (argc == 4) {
+  if (argc >= 4 && std::atoll(argv[3]) > 0) {
     options.wal_spare_bytes = static_cast<uint64_t>(std::atoll(argv[3])) << 10;
     options.wal_spare_at_open = true;
   }
+  // "pipeline": each group is written while the one before it syncs
+  // (CommitWriterOptions::pipeline), so most kills land during a sync.
+  const bool pipeline = argc == 5;
   auto store = OpenRocksStore(options);
   if (!store.ok()) {
     std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
@@ -95,7 +100,7 @@ int main(int argc, char** argv) {
   }
   std::mt19937 rng(std::atoi(argv[2]));
   SagaIdGenerator ids(static_cast<uint64_t>(std::atoi(argv[2])));
-  CommitWriter writer(store->get(), {});
+  CommitWriter writer(store->get(), {.pipeline = pipeline});
 
   std::mutex mu;
   std::condition_variable cv;

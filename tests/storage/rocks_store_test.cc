@@ -140,7 +140,14 @@ TEST(RocksStoreTest, CheckpointIsAStoreThatOpensOnItsOwn) {
 // A failed synced write leaves the fate of its batch unknown: every waiter
 // of that batch and every later write fails until the store is reopened,
 // and everything acknowledged before is still there after the reopen.
-TEST(RocksStoreTest, FailedSyncFailsWaitersAndRefusesLaterWrites) {
+// Both commit writers: the group-commit one and the pipelined one.
+class RocksStoreWriterTest : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(Writers, RocksStoreWriterTest, ::testing::Bool(),
+                         [](const auto& info) {
+                           return info.param ? "Pipelined" : "GroupCommit";
+                         });
+
+TEST_P(RocksStoreWriterTest, FailedSyncFailsWaitersAndRefusesLaterWrites) {
   test::TempDir dir;
   test::FaultSwitches sw;
   auto env = test::NewFaultyEnv(&sw);
@@ -148,7 +155,7 @@ TEST(RocksStoreTest, FailedSyncFailsWaitersAndRefusesLaterWrites) {
   {
     auto store = Open(dir.path(), OpenMode::kReadWrite, env.get());
     ASSERT_TRUE(store);
-    CommitWriter writer(store.get(), {});
+    CommitWriter writer(store.get(), {.pipeline = GetParam()});
     auto commit = [&](const std::string& id) {
       std::promise<Status> done;
       writer.Enqueue(NewSaga(id), [&](const Status& s) { done.set_value(s); });
@@ -172,6 +179,64 @@ TEST(RocksStoreTest, FailedSyncFailsWaitersAndRefusesLaterWrites) {
   EXPECT_OK(reopened->GetSaga(ids[0]).status());
   EXPECT_TRUE(reopened->GetSaga(ids[2]).status().IsNotFound());
   EXPECT_OK(WriteOne(*reopened, NewSaga(ids[2]), true));
+}
+
+Status WriteUnsynced(Store& store, Transition t) {
+  const Transition* batch[] = {&t};
+  return store.WriteUnsynced(batch);
+}
+
+TEST(RocksStoreTest, AnUnsyncedWriteIsReadOnlyOnceASyncCoversIt) {
+  test::TempDir dir;
+  auto store = Open(dir.path());
+  ASSERT_TRUE(store);
+  auto ids = MakeIds(4, 1000);
+  ASSERT_OK(WriteOne(*store, NewSaga(ids[0]), true));
+  ASSERT_OK(WriteUnsynced(*store, NewSaga(ids[1])));
+  // Not synced: no read shows it, whether by id, list or index.
+  EXPECT_TRUE(store->GetSaga(ids[1]).status().IsNotFound());
+  auto page = store->ListSagas({.limit = 10});
+  ASSERT_OK(page.status());
+  ASSERT_EQ(page->sagas.size(), 1u);
+  EXPECT_EQ(page->sagas[0].id, ids[0]);
+  ASSERT_OK(store->SyncWritten());
+  EXPECT_OK(store->GetSaga(ids[1]).status());
+  // A second sync with nothing new written is a no-op.
+  ASSERT_OK(store->SyncWritten());
+  // A synced write syncs every write before it: both are read at once.
+  ASSERT_OK(WriteUnsynced(*store, NewSaga(ids[2])));
+  EXPECT_TRUE(store->GetSaga(ids[2]).status().IsNotFound());
+  ASSERT_OK(WriteOne(*store, NewSaga(ids[3]), true));
+  EXPECT_OK(store->GetSaga(ids[2]).status());
+  EXPECT_OK(store->GetSaga(ids[3]).status());
+  ASSERT_OK(store->SyncWritten());
+  ASSERT_OK(store->Close());
+  auto reopened = Open(dir.path());
+  ASSERT_TRUE(reopened);
+  for (const auto& id : ids) EXPECT_OK(reopened->GetSaga(id).status()) << id;
+}
+
+TEST(RocksStoreTest, AFailedSyncShowsNothingItCarriedAndRefusesLaterWrites) {
+  test::TempDir dir;
+  test::FaultSwitches sw;
+  auto env = test::NewFaultyEnv(&sw);
+  auto store = Open(dir.path(), OpenMode::kReadWrite, env.get());
+  ASSERT_TRUE(store);
+  auto ids = MakeIds(3, 1000);
+  ASSERT_OK(WriteUnsynced(*store, NewSaga(ids[0])));
+  ASSERT_OK(store->SyncWritten());
+  ASSERT_OK(WriteUnsynced(*store, NewSaga(ids[1])));
+  sw.fail_sync = true;
+  Status failed = store->SyncWritten();
+  EXPECT_TRUE(failed.IsIOError()) << failed.ToString();
+  sw.fail_sync = false;
+  EXPECT_OK(store->GetSaga(ids[0]).status());
+  EXPECT_TRUE(store->GetSaga(ids[1]).status().IsNotFound());
+  Status later = WriteUnsynced(*store, NewSaga(ids[2]));
+  EXPECT_NE(later.message().find("refuses writes"), std::string::npos)
+      << later.ToString();
+  EXPECT_FALSE(store->SyncWritten().ok());
+  EXPECT_FALSE(store->health().ok());
 }
 
 TEST(RocksStoreTest, FullDiskIsReportedAsNoSpaceAndLosesNothingAcknowledged) {

@@ -14,6 +14,10 @@ class StoreWrapper : public Store {
   Status Write(std::span<const Transition* const> b, bool sync) override {
     return target_->Write(b, sync);
   }
+  Status WriteUnsynced(std::span<const Transition* const> b) override {
+    return target_->WriteUnsynced(b);
+  }
+  Status SyncWritten() override { return target_->SyncWritten(); }
   Status health() const override { return target_->health(); }
   Result<SagaRecord> GetSaga(const std::string& id) override {
     return target_->GetSaga(id);
