@@ -68,6 +68,14 @@ LogRecord MakeEvent(const std::string& saga_id, uint64_t seq,
   return e;
 }
 
+Transition SagaStep(const std::string& id, uint64_t seq) {
+  Transition t;
+  t.AppendLog(MakeEvent(id, seq, seq == 1 ? "saga_started" : "step_succeeded"));
+  t.PutSaga(MakeSaga(id, "w", SagaState::kRunning, seq),
+            seq == 1 ? std::nullopt : std::optional(SagaState::kRunning));
+  return t;
+}
+
 Status WriteOne(Store& store, const Transition& t, bool sync) {
   const Transition* batch[] = {&t};
   return store.Write(batch, sync);

@@ -3,6 +3,7 @@
 // are written in the order they were queued; the groups queued while a sync
 // is under way are written meanwhile and synced by the next one; a failed
 // sync fails its groups and everything after it; Stop syncs what is queued.
+#include <chrono>
 #include <condition_variable>
 #include <future>
 #include <map>
@@ -82,9 +83,11 @@ class SyncLedger : public test::StoreWrapper {
     std::lock_guard lock(mu_);
     fail_next_ = true;
   }
-  void WaitFor(uint64_t syncs_begun, size_t transitions_written) {
+  // Whether `syncs_begun` syncs have begun and `transitions_written` have
+  // been written within a minute.
+  bool WaitFor(uint64_t syncs_begun, size_t transitions_written) {
     std::unique_lock lock(mu_);
-    changed_.wait(lock, [&] {
+    return changed_.wait_for(lock, std::chrono::minutes(1), [&] {
       return syncs_begun_ >= syncs_begun && written_ >= transitions_written;
     });
   }
@@ -112,6 +115,19 @@ class SyncLedger : public test::StoreWrapper {
   Status refusal_;
   std::map<std::string, uint64_t> write_of_;
   std::vector<std::string> order_;
+};
+
+// Opens the ledger's gate when it goes out of scope: declared after a
+// writer, it lets a test that fails with a sync held still stop the writer.
+class GateOpener {
+ public:
+  explicit GateOpener(SyncLedger& ledger) : ledger_(ledger) {}
+  ~GateOpener() { ledger_.AllowSyncs(UINT64_MAX); }
+  GateOpener(const GateOpener&) = delete;
+  GateOpener& operator=(const GateOpener&) = delete;
+
+ private:
+  SyncLedger& ledger_;
 };
 
 Transition Key(int i) {
@@ -180,13 +196,14 @@ TEST_F(CommitPipelineTest, GroupsAreWrittenInTheOrderTheyWereQueued) {
 TEST_F(CommitPipelineTest, GroupsQueuedDuringASyncAreWrittenBeforeItEnds) {
   ledger_.AllowSyncs(1);  // the second sync waits at the gate
   CommitWriter writer(&ledger_, {.pipeline = true});
+  GateOpener opener(ledger_);
   auto first = Enqueue(writer, 0, 1);
   ASSERT_TRUE(first[0].get().durable);  // the first sync passes the gate
   auto second = Enqueue(writer, 1, 1);
-  ledger_.WaitFor(/*syncs_begun=*/2, /*transitions_written=*/2);
+  ASSERT_TRUE(ledger_.WaitFor(/*syncs_begun=*/2, /*transitions_written=*/2));
   // The second sync is held: what is queued now is written meanwhile.
   auto rest = Enqueue(writer, 2, 40);
-  ledger_.WaitFor(2, 42);
+  ASSERT_TRUE(ledger_.WaitFor(2, 42));
   EXPECT_EQ(second[0].wait_for(std::chrono::milliseconds(0)),
             std::future_status::timeout);
   ledger_.AllowSyncs(UINT64_MAX);
@@ -202,10 +219,11 @@ TEST_F(CommitPipelineTest, GroupsQueuedDuringASyncAreWrittenBeforeItEnds) {
 TEST_F(CommitPipelineTest, AFailedSyncFailsItsGroupsAndEveryGroupAfterIt) {
   ledger_.AllowSyncs(0);  // hold the first sync
   CommitWriter writer(&ledger_, {.pipeline = true});
+  GateOpener opener(ledger_);
   auto first = Enqueue(writer, 0, 1);
-  ledger_.WaitFor(1, 1);
+  ASSERT_TRUE(ledger_.WaitFor(1, 1));
   auto written_behind = Enqueue(writer, 1, 20);
-  ledger_.WaitFor(1, 21);
+  ASSERT_TRUE(ledger_.WaitFor(1, 21));
   ledger_.FailNextSync();
   ledger_.AllowSyncs(UINT64_MAX);
   EXPECT_TRUE(first[0].get().status.IsIOError());
@@ -220,8 +238,9 @@ TEST_F(CommitPipelineTest, AFailedSyncFailsItsGroupsAndEveryGroupAfterIt) {
 TEST_F(CommitPipelineTest, StopSyncsWhatIsQueuedThenRefuses) {
   ledger_.AllowSyncs(0);
   CommitWriter writer(&ledger_, {.pipeline = true});
+  GateOpener opener(ledger_);
   auto first = Enqueue(writer, 0, 1);
-  ledger_.WaitFor(1, 1);
+  ASSERT_TRUE(ledger_.WaitFor(1, 1));
   auto rest = Enqueue(writer, 1, 30);
   std::thread stopper([&] { writer.Stop(); });
   ledger_.AllowSyncs(UINT64_MAX);

@@ -27,19 +27,12 @@ std::unique_ptr<Store> Open(const std::string& path,
   return s.ok() ? std::move(s).value() : nullptr;
 }
 
-Transition NewSaga(const std::string& id) {
-  Transition t;
-  t.AppendLog(MakeEvent(id, 1, "saga_started"));
-  t.PutSaga(MakeSaga(id, "w", SagaState::kRunning), std::nullopt);
-  return t;
-}
-
 TEST(RocksStoreTest, DataSurvivesCloseAndReopen) {
   test::TempDir dir;
   auto id = MakeIds(1, 1000)[0];
   {
     auto store = Open(dir.path());
-    ASSERT_OK(WriteOne(*store, NewSaga(id), true));
+    ASSERT_OK(WriteOne(*store, test::SagaStep(id), true));
     ASSERT_OK(store->Close());
   }
   auto store = Open(dir.path());
@@ -52,7 +45,7 @@ TEST(RocksStoreTest, CloseFlushesSoReopenReplaysNoWal) {
   {
     auto store = Open(dir.path());
     for (const auto& id : MakeIds(50, 1000)) {
-      ASSERT_OK(WriteOne(*store, NewSaga(id), true));
+      ASSERT_OK(WriteOne(*store, test::SagaStep(id), true));
     }
     ASSERT_OK(store->Close());
   }
@@ -106,21 +99,21 @@ TEST(RocksStoreTest, ReadOnlyStoreRefusesWrites) {
   Open(dir.path()).reset();
   auto ro = Open(dir.path(), OpenMode::kReadOnly);
   ASSERT_TRUE(ro);
-  EXPECT_TRUE(WriteOne(*ro, NewSaga(MakeIds(1, 1)[0])).IsNotSupported());
+  EXPECT_TRUE(WriteOne(*ro, test::SagaStep(MakeIds(1, 1)[0])).IsNotSupported());
 }
 
 TEST(RocksStoreTest, SecondaryFollowsARunningPrimaryOnCatchUp) {
   test::TempDir dir;
   auto ids = MakeIds(2, 1000);
   auto primary = Open(dir.path());
-  ASSERT_OK(WriteOne(*primary, NewSaga(ids[0]), true));
+  ASSERT_OK(WriteOne(*primary, test::SagaStep(ids[0]), true));
 
   auto secondary = Open(dir.path(), OpenMode::kSecondary);
   ASSERT_TRUE(secondary);
   EXPECT_OK(secondary->GetSaga(ids[0]).status());
   EXPECT_TRUE(secondary->GetSaga(ids[1]).status().IsNotFound());
 
-  ASSERT_OK(WriteOne(*primary, NewSaga(ids[1]), true));
+  ASSERT_OK(WriteOne(*primary, test::SagaStep(ids[1]), true));
   ASSERT_OK(secondary->CatchUp());
   EXPECT_OK(secondary->GetSaga(ids[1]).status());
 }
@@ -129,7 +122,7 @@ TEST(RocksStoreTest, CheckpointIsAStoreThatOpensOnItsOwn) {
   test::TempDir dir;
   auto id = MakeIds(1, 1000)[0];
   auto store = Open(dir.Sub("live"));
-  ASSERT_OK(WriteOne(*store, NewSaga(id), true));
+  ASSERT_OK(WriteOne(*store, test::SagaStep(id), true));
   ASSERT_OK(store->Checkpoint(dir.Sub("backup")));
   auto copy = Open(dir.Sub("backup"));
   ASSERT_TRUE(copy);
@@ -158,7 +151,8 @@ TEST_P(RocksStoreWriterTest, FailedSyncFailsWaitersAndRefusesLaterWrites) {
     CommitWriter writer(store.get(), {.pipeline = GetParam()});
     auto commit = [&](const std::string& id) {
       std::promise<Status> done;
-      writer.Enqueue(NewSaga(id), [&](const Status& s) { done.set_value(s); });
+      writer.Enqueue(test::SagaStep(id),
+                     [&](const Status& s) { done.set_value(s); });
       return done.get_future().get();
     };
     ASSERT_OK(commit(ids[0]));
@@ -178,7 +172,7 @@ TEST_P(RocksStoreWriterTest, FailedSyncFailsWaitersAndRefusesLaterWrites) {
   ASSERT_OK(reopened->health());
   EXPECT_OK(reopened->GetSaga(ids[0]).status());
   EXPECT_TRUE(reopened->GetSaga(ids[2]).status().IsNotFound());
-  EXPECT_OK(WriteOne(*reopened, NewSaga(ids[2]), true));
+  EXPECT_OK(WriteOne(*reopened, test::SagaStep(ids[2]), true));
 }
 
 Status WriteUnsynced(Store& store, Transition t) {
@@ -191,8 +185,8 @@ TEST(RocksStoreTest, AnUnsyncedWriteIsReadOnlyOnceASyncCoversIt) {
   auto store = Open(dir.path());
   ASSERT_TRUE(store);
   auto ids = MakeIds(4, 1000);
-  ASSERT_OK(WriteOne(*store, NewSaga(ids[0]), true));
-  ASSERT_OK(WriteUnsynced(*store, NewSaga(ids[1])));
+  ASSERT_OK(WriteOne(*store, test::SagaStep(ids[0]), true));
+  ASSERT_OK(WriteUnsynced(*store, test::SagaStep(ids[1])));
   // Not synced: no read shows it, whether by id, list or index.
   EXPECT_TRUE(store->GetSaga(ids[1]).status().IsNotFound());
   auto page = store->ListSagas({.limit = 10});
@@ -204,9 +198,9 @@ TEST(RocksStoreTest, AnUnsyncedWriteIsReadOnlyOnceASyncCoversIt) {
   // A second sync with nothing new written is a no-op.
   ASSERT_OK(store->SyncWritten());
   // A synced write syncs every write before it: both are read at once.
-  ASSERT_OK(WriteUnsynced(*store, NewSaga(ids[2])));
+  ASSERT_OK(WriteUnsynced(*store, test::SagaStep(ids[2])));
   EXPECT_TRUE(store->GetSaga(ids[2]).status().IsNotFound());
-  ASSERT_OK(WriteOne(*store, NewSaga(ids[3]), true));
+  ASSERT_OK(WriteOne(*store, test::SagaStep(ids[3]), true));
   EXPECT_OK(store->GetSaga(ids[2]).status());
   EXPECT_OK(store->GetSaga(ids[3]).status());
   ASSERT_OK(store->SyncWritten());
@@ -223,16 +217,16 @@ TEST(RocksStoreTest, AFailedSyncShowsNothingItCarriedAndRefusesLaterWrites) {
   auto store = Open(dir.path(), OpenMode::kReadWrite, env.get());
   ASSERT_TRUE(store);
   auto ids = MakeIds(3, 1000);
-  ASSERT_OK(WriteUnsynced(*store, NewSaga(ids[0])));
+  ASSERT_OK(WriteUnsynced(*store, test::SagaStep(ids[0])));
   ASSERT_OK(store->SyncWritten());
-  ASSERT_OK(WriteUnsynced(*store, NewSaga(ids[1])));
+  ASSERT_OK(WriteUnsynced(*store, test::SagaStep(ids[1])));
   sw.fail_sync = true;
   Status failed = store->SyncWritten();
   EXPECT_TRUE(failed.IsIOError()) << failed.ToString();
   sw.fail_sync = false;
   EXPECT_OK(store->GetSaga(ids[0]).status());
   EXPECT_TRUE(store->GetSaga(ids[1]).status().IsNotFound());
-  Status later = WriteUnsynced(*store, NewSaga(ids[2]));
+  Status later = WriteUnsynced(*store, test::SagaStep(ids[2]));
   EXPECT_NE(later.message().find("refuses writes"), std::string::npos)
       << later.ToString();
   EXPECT_FALSE(store->SyncWritten().ok());
@@ -247,9 +241,9 @@ TEST(RocksStoreTest, FullDiskIsReportedAsNoSpaceAndLosesNothingAcknowledged) {
   {
     auto store = Open(dir.path(), OpenMode::kReadWrite, env.get());
     ASSERT_TRUE(store);
-    ASSERT_OK(WriteOne(*store, NewSaga(ids[0]), true));
+    ASSERT_OK(WriteOne(*store, test::SagaStep(ids[0]), true));
     sw.no_space = true;
-    Status s = WriteOne(*store, NewSaga(ids[1]), true);
+    Status s = WriteOne(*store, test::SagaStep(ids[1]), true);
     EXPECT_TRUE(s.IsNoSpace()) << s.ToString();
     EXPECT_TRUE(store->health().IsNoSpace());
     sw.no_space = false;

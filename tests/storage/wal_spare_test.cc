@@ -37,13 +37,6 @@ std::string PartialPath(const std::string& dir) {
   return dir + "/" + WalSpareFileSystem::kPartialName;
 }
 
-Transition NewSaga(const std::string& id) {
-  Transition t;
-  t.AppendLog(test::MakeEvent(id, 1, "saga_started"));
-  t.PutSaga(test::MakeSaga(id, "w", SagaState::kRunning), std::nullopt);
-  return t;
-}
-
 void WriteFile(const std::string& path, size_t bytes) {
   std::ofstream out(path, std::ios::binary);
   out << std::string(bytes, 'x');
@@ -102,7 +95,7 @@ TEST(WalSpareTest, AStoreOpenedWithASpareWritesItsWalOverItAndReadsBack) {
     EXPECT_EQ(stats->engine["wal_spare_ready"], 0u);
     EXPECT_FALSE(fs::exists(SparePath(path))) << "renamed into the WAL";
     for (const auto& id : ids) {
-      ASSERT_OK(test::WriteOne(**store, NewSaga(id), true));
+      ASSERT_OK(test::WriteOne(**store, test::SagaStep(id), true));
     }
     ASSERT_OK((*store)->Close());
   }
@@ -171,7 +164,7 @@ TEST(WalSpareTest, ASecondaryFollowsAPrimaryWhoseWalIsASpare) {
                                  .wal_spare_at_open = true});
   ASSERT_OK(primary.status());
   const auto ids = test::MakeIds(300, 11);
-  ASSERT_OK(test::WriteOne(**primary, NewSaga(ids[0]), true));
+  ASSERT_OK(test::WriteOne(**primary, test::SagaStep(ids[0]), true));
   // Spelled with a trailing slash, as a tool's flag may be: the same WALs.
   auto secondary =
       OpenRocksStore({.path = path + "/", .mode = OpenMode::kSecondary});
@@ -235,7 +228,7 @@ TEST(WalSpareTest, AWalReadsUpToItsLastWholeRecord) {
                                .wal_spare_at_open = true});
   ASSERT_OK(store.status());
   for (const auto& id : test::MakeIds(20, 3)) {
-    ASSERT_OK(test::WriteOne(**store, NewSaga(id), true));
+    ASSERT_OK(test::WriteOne(**store, test::SagaStep(id), true));
   }
   std::string wal;
   for (const auto& entry : fs::directory_iterator(path)) {

@@ -1,0 +1,227 @@
+// PowerCutFs: a rocksdb::FileSystemWrapper that knows, for every file the
+// store writes, how many of its bytes an fsync or fdatasync has covered, and
+// can write the image a power cut would leave: each such file cut to what was
+// synced. A process kill loses nothing the page cache holds, so only this
+// shows a commit acknowledged before its sync (or a sync that did not cover
+// what it was said to).
+//
+// Freeze() stops every write, sync, rename and delete at its start and waits
+// for those under way, so that the image is of one moment; Thaw() lets them
+// go on.
+#ifndef CDE_TESTS_STORAGE_POWER_CUT_FS_H_
+#define CDE_TESTS_STORAGE_POWER_CUT_FS_H_
+
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace cde::test {
+
+class PowerCutFs : public rocksdb::FileSystemWrapper {
+ public:
+  PowerCutFs() : FileSystemWrapper(rocksdb::FileSystem::Default()) {}
+  const char* Name() const override { return "PowerCutFs"; }
+
+  void Freeze() {
+    std::unique_lock lock(mu_);
+    frozen_ = true;
+    idle_.wait(lock, [this] { return busy_ == 0; });
+  }
+  void Thaw() {
+    std::lock_guard lock(mu_);
+    frozen_ = false;
+    thawed_.notify_all();
+  }
+
+  // Copies directory `from` to `to` (which must not exist) as a power cut
+  // would leave it: every file this file system wrote cut to its synced
+  // bytes, the others whole. REQUIRES: frozen.
+  void WriteCrashImage(const std::string& from, const std::string& to) {
+    namespace fs = std::filesystem;
+    std::lock_guard lock(mu_);
+    fs::create_directories(to);
+    for (const auto& entry : fs::directory_iterator(from)) {
+      if (!entry.is_regular_file()) continue;
+      const std::string name = entry.path().string();
+      const std::string target = (fs::path(to) / entry.path().filename());
+      auto it = files_.find(name);
+      if (it == files_.end()) {
+        fs::copy_file(entry.path(), target);
+        continue;
+      }
+      std::ifstream in(name, std::ios::binary);
+      std::string bytes(it->second->synced, '\0');
+      in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+      std::ofstream(target, std::ios::binary)
+          .write(bytes.data(), static_cast<std::streamsize>(in.gcount()));
+    }
+  }
+
+  rocksdb::IOStatus NewWritableFile(const std::string& f,
+                                    const rocksdb::FileOptions& o,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                    rocksdb::IODebugContext* dbg) override {
+    std::unique_ptr<rocksdb::FSWritableFile> file;
+    auto s = target()->NewWritableFile(f, o, &file, dbg);
+    if (s.ok()) *r = std::make_unique<File>(std::move(file), this, Track(f, 0));
+    return s;
+  }
+  rocksdb::IOStatus ReopenWritableFile(
+      const std::string& f, const rocksdb::FileOptions& o,
+      std::unique_ptr<rocksdb::FSWritableFile>* r,
+      rocksdb::IODebugContext* dbg) override {
+    std::unique_ptr<rocksdb::FSWritableFile> file;
+    auto s = target()->ReopenWritableFile(f, o, &file, dbg);
+    if (!s.ok()) return s;
+    std::error_code ec;
+    const uint64_t size = std::filesystem::file_size(f, ec);
+    *r = std::make_unique<File>(std::move(file), this, Track(f, ec ? 0 : size));
+    return s;
+  }
+  rocksdb::IOStatus RenameFile(const std::string& from, const std::string& to,
+                               const rocksdb::IOOptions& o,
+                               rocksdb::IODebugContext* dbg) override {
+    Op op(this);
+    auto s = target()->RenameFile(from, to, o, dbg);
+    if (s.ok()) {
+      std::lock_guard lock(mu_);
+      auto it = files_.find(from);
+      if (it != files_.end()) {
+        files_[to] = it->second;
+        files_.erase(it);
+      } else {
+        files_.erase(to);
+      }
+    }
+    return s;
+  }
+  rocksdb::IOStatus DeleteFile(const std::string& f,
+                               const rocksdb::IOOptions& o,
+                               rocksdb::IODebugContext* dbg) override {
+    Op op(this);
+    auto s = target()->DeleteFile(f, o, dbg);
+    if (s.ok()) {
+      std::lock_guard lock(mu_);
+      files_.erase(f);
+    }
+    return s;
+  }
+
+ private:
+  struct State {
+    uint64_t appended = 0;  // GUARDED_BY(PowerCutFs::mu_)
+    uint64_t synced = 0;    // GUARDED_BY(PowerCutFs::mu_)
+  };
+
+  // Holds the file system unfrozen for one operation.
+  class Op {
+   public:
+    explicit Op(PowerCutFs* fs) : fs_(fs) {
+      std::unique_lock lock(fs_->mu_);
+      fs_->thawed_.wait(lock, [this] { return !fs_->frozen_; });
+      ++fs_->busy_;
+    }
+    ~Op() {
+      std::lock_guard lock(fs_->mu_);
+      if (--fs_->busy_ == 0) fs_->idle_.notify_all();
+    }
+    Op(const Op&) = delete;
+    Op& operator=(const Op&) = delete;
+
+   private:
+    PowerCutFs* fs_;
+  };
+
+  class File : public rocksdb::FSWritableFileOwnerWrapper {
+   public:
+    File(std::unique_ptr<rocksdb::FSWritableFile> f, PowerCutFs* fs,
+         std::shared_ptr<State> state)
+        : FSWritableFileOwnerWrapper(std::move(f)),
+          fs_(fs),
+          state_(std::move(state)) {}
+
+    rocksdb::IOStatus Append(const rocksdb::Slice& data,
+                             const rocksdb::IOOptions& o,
+                             rocksdb::IODebugContext* dbg) override {
+      Op op(fs_);
+      auto s = FSWritableFileOwnerWrapper::Append(data, o, dbg);
+      if (s.ok()) Grow(data.size());
+      return s;
+    }
+    rocksdb::IOStatus Append(const rocksdb::Slice& data,
+                             const rocksdb::IOOptions& o,
+                             const rocksdb::DataVerificationInfo& v,
+                             rocksdb::IODebugContext* dbg) override {
+      Op op(fs_);
+      auto s = FSWritableFileOwnerWrapper::Append(data, o, v, dbg);
+      if (s.ok()) Grow(data.size());
+      return s;
+    }
+    rocksdb::IOStatus Sync(const rocksdb::IOOptions& o,
+                           rocksdb::IODebugContext* dbg) override {
+      return Synced([&] { return FSWritableFileOwnerWrapper::Sync(o, dbg); });
+    }
+    rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o,
+                            rocksdb::IODebugContext* dbg) override {
+      return Synced([&] { return FSWritableFileOwnerWrapper::Fsync(o, dbg); });
+    }
+    rocksdb::IOStatus RangeSync(uint64_t offset, uint64_t nbytes,
+                                const rocksdb::IOOptions& o,
+                                rocksdb::IODebugContext* dbg) override {
+      // Starts writeback; promises nothing about durability.
+      Op op(fs_);
+      return FSWritableFileOwnerWrapper::RangeSync(offset, nbytes, o, dbg);
+    }
+
+   private:
+    void Grow(uint64_t n) {
+      std::lock_guard lock(fs_->mu_);
+      state_->appended += n;
+    }
+    // A sync covers what was appended before it began.
+    template <typename SyncFn>
+    rocksdb::IOStatus Synced(const SyncFn& sync) {
+      Op op(fs_);
+      uint64_t covers;
+      {
+        std::lock_guard lock(fs_->mu_);
+        covers = state_->appended;
+      }
+      auto s = sync();
+      if (s.ok()) {
+        std::lock_guard lock(fs_->mu_);
+        state_->synced = std::max(state_->synced, covers);
+      }
+      return s;
+    }
+
+    PowerCutFs* fs_;
+    std::shared_ptr<State> state_;
+  };
+
+  std::shared_ptr<State> Track(const std::string& name, uint64_t size) {
+    auto state = std::make_shared<State>();
+    state->appended = size;
+    state->synced = size;  // what a reopened file held is on the disk
+    std::lock_guard lock(mu_);
+    files_[name] = state;
+    return state;
+  }
+
+  std::mutex mu_;
+  std::condition_variable thawed_, idle_;
+  bool frozen_ = false;  // GUARDED_BY(mu_)
+  int busy_ = 0;         // operations under way; GUARDED_BY(mu_)
+  std::map<std::string, std::shared_ptr<State>> files_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace cde::test
+
+#endif  // CDE_TESTS_STORAGE_POWER_CUT_FS_H_
