@@ -70,11 +70,14 @@ void Report(const std::string& line) {
 int main(int argc, char** argv) {
   if (argc != 6) {
     std::fprintf(stderr,
-                 "usage: %s run|settle DATA_DIR EFFECTS_FILE SEED HTTP_URL\n",
+                 "usage: %s run|run-pipelined|settle DATA_DIR EFFECTS_FILE "
+                 "SEED HTTP_URL\n",
                  argv[0]);
     return 2;
   }
   const std::string mode = argv[1];
+  // "run-pipelined": "run" with the pipelined commit writer.
+  const bool run = mode == "run" || mode == "run-pipelined";
   const int effects = open(argv[3], O_WRONLY | O_CREAT | O_APPEND, 0644);
   if (effects < 0) return 2;
   NativeAction effect = [effects](const AttemptRequest& r, ActionDone done) {
@@ -91,6 +94,7 @@ int main(int argc, char** argv) {
   uv_loop_init(&loop);
   EngineOptions options;
   options.data_dir = argv[2];
+  options.commit_pipeline = mode == "run-pipelined";
   options.actions["effect"] = effect;
   // The failures `effect` injects test retries and compensation across
   // crashes; a breaker opening on them would only slow the run down.
@@ -122,7 +126,7 @@ int main(int argc, char** argv) {
     int* started;
     bool run;
     bool* stop;
-  } ctx{&engine, &rng, prefix, &started, mode == "run", &stop};
+  } ctx{&engine, &rng, prefix, &started, run, &stop};
   tick.data = &ctx;
   uv_timer_start(
       &tick,

@@ -49,9 +49,12 @@ TEST(EngineCrashTest, AcknowledgedSagasFinishAndSideEffectsStayBounded) {
     const test::KillPlan plan{.after_progress = 1 + static_cast<int>(rng() % 4),
                               .then_ms = static_cast<int>(rng() % 400),
                               .progress_prefix = "ack "};
-    test::ChildRun run = test::RunChild({CDE_ENGINE_CRASH_CHILD_PATH, "run", db,
-                                         effects, std::to_string(r), url},
-                                        plan);
+    // Every other round commits through the pipelined writer: a store
+    // written by either is resumed by the other.
+    test::ChildRun run = test::RunChild(
+        {CDE_ENGINE_CRASH_CHILD_PATH, r % 2 ? "run-pipelined" : "run", db,
+         effects, std::to_string(r), url},
+        plan);
     ASSERT_TRUE(run.killed) << "round " << r << ": exit " << run.exit_code;
     ASSERT_FALSE(run.timed_out)
         << "round " << r << ": " << run.progress << " of "
