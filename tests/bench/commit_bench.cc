@@ -110,7 +110,7 @@ struct LevelResult {
 };
 
 LevelResult RunLevel(const std::string& dir, int concurrency, double seconds,
-                     bool sync, bool gather, int wal_spare_mb) {
+                     bool sync, bool gather, bool pipeline, int wal_spare_mb) {
   // With a spare, it is written before the store opens, so that the whole
   // run writes a WAL over it, as a server does from its first WAL switch on.
   auto opened = cde::OpenRocksStore(
@@ -122,8 +122,9 @@ LevelResult RunLevel(const std::string& dir, int concurrency, double seconds,
     std::exit(1);
   }
   auto store = std::move(opened).value();
-  cde::CommitWriter writer(store.get(),
-                           {.sync = sync, .gather_returning = gather});
+  cde::CommitWriter writer(
+      store.get(),
+      {.sync = sync, .gather_returning = gather, .pipeline = pipeline});
   uv_loop_t loop;
   uv_loop_init(&loop);
   cde::LoopCommitter committer(&loop, &writer);
@@ -169,6 +170,7 @@ int main(int argc, char** argv) {
   bool no_sync = false;
   bool no_gather = false;
   std::vector<int> spares = {32};
+  std::vector<std::string> writers = {"group"};
   int fdatasync_samples = 2000;
   app.add_option("--data-dir", data_dir,
                  "where to create scratch stores (default: a temp dir)");
@@ -179,6 +181,11 @@ int main(int argc, char** argv) {
   app.add_flag("--no-sync", no_sync, "commit without fdatasync");
   app.add_flag("--no-gather", no_gather,
                "the writer never waits for returning clients");
+  app.add_option("--writer", writers,
+                 "group (CommitWriter's group commit) or pipelined "
+                 "(CommitWriterOptions::pipeline); several run each level once "
+                 "per writer, side by side")
+      ->check(CLI::IsMember({"group", "pipelined"}));
   app.add_option("--wal-spare-mb", spares,
                  "size of the WAL spare (StoreOptions::wal_spare_bytes); "
                  "several values run each level once per value, side by side")
@@ -207,28 +214,33 @@ int main(int argc, char** argv) {
   std::printf(
       "bare fdatasync (300 B over written blocks): p50 %.3f ms  p99 %.3f ms\n",
       over_p50, over_p99);
-  std::printf("%-12s %9s %14s %12s %10s %10s %10s %8s\n", "enqueuers",
-              "spare MiB", "transitions/s", "keys/s", "p50 ms", "p99 ms",
-              "groups", "bytes");
+  std::printf("%-12s %-10s %9s %14s %12s %10s %10s %10s %8s\n", "enqueuers",
+              "writer", "spare MiB", "transitions/s", "keys/s", "p50 ms",
+              "p99 ms", "groups", "bytes");
   nlohmann::json results = nlohmann::json::array();
   for (int c : levels) {
     for (int spare : spares) {
-      const std::string dir = data_dir + "/level-" + std::to_string(c);
-      fs::remove_all(dir);
-      LevelResult r = RunLevel(dir, c, seconds, !no_sync, !no_gather, spare);
-      fs::remove_all(dir);
-      std::printf("%-12d %9d %14.0f %12.0f %10.3f %10.3f %10llu %8.0f\n", c,
-                  spare, r.transitions_per_s, r.keys_per_s, r.p50_ms, r.p99_ms,
-                  static_cast<unsigned long long>(r.groups), r.avg_bytes);
-      results.push_back({{"enqueuers", c},
-                         {"wal_spare_mb", spare},
-                         {"transitions_per_s", r.transitions_per_s},
-                         {"keys_per_s", r.keys_per_s},
-                         {"p50_ms", r.p50_ms},
-                         {"p99_ms", r.p99_ms},
-                         {"groups", r.groups},
-                         {"avg_transition_bytes", r.avg_bytes},
-                         {"errors", r.errors}});
+      for (const std::string& writer : writers) {
+        const std::string dir = data_dir + "/level-" + std::to_string(c);
+        fs::remove_all(dir);
+        LevelResult r = RunLevel(dir, c, seconds, !no_sync, !no_gather,
+                                 writer == "pipelined", spare);
+        fs::remove_all(dir);
+        std::printf(
+            "%-12d %-10s %9d %14.0f %12.0f %10.3f %10.3f %10llu %8.0f\n", c,
+            writer.c_str(), spare, r.transitions_per_s, r.keys_per_s, r.p50_ms,
+            r.p99_ms, static_cast<unsigned long long>(r.groups), r.avg_bytes);
+        results.push_back({{"enqueuers", c},
+                           {"writer", writer},
+                           {"wal_spare_mb", spare},
+                           {"transitions_per_s", r.transitions_per_s},
+                           {"keys_per_s", r.keys_per_s},
+                           {"p50_ms", r.p50_ms},
+                           {"p99_ms", r.p99_ms},
+                           {"groups", r.groups},
+                           {"avg_transition_bytes", r.avg_bytes},
+                           {"errors", r.errors}});
+      }
     }
   }
   if (remove_dir) fs::remove_all(data_dir);
