@@ -198,6 +198,7 @@ void CommitWriter::RunPipelined() {
         // syncer's, who syncs until none is left.
         if (queue_.empty()) return;
         bytes = TakeGroup(&group);
+        being_written_ = group.size();
       }
       batch.clear();
       for (const Waiter& w : group) batch.push_back(&w.transition);
@@ -205,14 +206,17 @@ void CommitWriter::RunPipelined() {
       if (options_.on_group_written) {
         options_.on_group_written(group.size(), bytes, /*gathered=*/false);
       }
+      std::unique_lock lock(mu_);
+      being_written_ = 0;
+      sync_work_.notify_one();  // a gathering syncer counts what is written
       if (!status.ok()) {
         // The store refuses writes and syncs from now on: the groups written
         // before this one fail in their sync.
+        lock.unlock();
         for (Waiter& w : group) w.done(status);
         group.clear();
         continue;
       }
-      std::lock_guard lock(mu_);
       for (Waiter& w : group) written_.push_back(std::move(w));
       group.clear();
       if (!syncer_) {
@@ -222,9 +226,24 @@ void CommitWriter::RunPipelined() {
     }
     turn.unlock();
     std::vector<Waiter> syncing;
-    for (;;) {  // sync until nothing written is left
+    size_t expected = 0;  // the last sync's waiters and what was behind them
+    for (;;) {            // sync until nothing written is left
       {
-        std::lock_guard lock(mu_);
+        std::unique_lock lock(mu_);
+        // As the group-commit writer does: the waiters the last sync
+        // released come back; when all would be written sooner than a sync
+        // takes, one sync for all of them beats two for halves.
+        const auto pending = [this] {
+          return written_.size() + being_written_ + queue_.size();
+        };
+        if (expected >= 2 && pending() < expected && WorthGathering(expected)) {
+          ++stats_.gathered;
+          const auto window = std::chrono::duration_cast<Clock::duration>(
+              std::chrono::duration<double, std::nano>(disk_wait_ns_));
+          sync_work_.wait_until(lock, Clock::now() + window, [&] {
+            return stopping_ || written_.size() >= expected;
+          });
+        }
         if (written_.empty()) {
           syncer_ = false;
           break;
@@ -232,7 +251,18 @@ void CommitWriter::RunPipelined() {
         syncing.swap(written_);
       }
       // Covers every group written before it began.
+      const Clock::time_point start = Clock::now();
       const Status status = store_->SyncWritten();
+      const Clock::time_point synced = Clock::now();
+      {
+        std::lock_guard lock(mu_);
+        disk_wait_ns_ = Average(
+            disk_wait_ns_,
+            std::chrono::duration<double, std::nano>(synced - start).count());
+        expected =
+            syncing.size() + written_.size() + being_written_ + queue_.size();
+        OpenReturnSample(syncing.size(), synced);
+      }
       for (Waiter& w : syncing) w.done(status);
       syncing.clear();
     }

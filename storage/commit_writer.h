@@ -64,9 +64,11 @@ struct CommitWriterOptions {
   // it is queued (Store::WriteUnsynced), the other syncs what has been
   // written (Store::SyncWritten), again and again, and completes it; a
   // thread that writes a group while no sync is under way syncs it itself.
-  // Writes keep the queue's order. Replaces gather_returning. Pays where a
-  // sync takes longer than a write; on a fast disk and two cores, the
-  // second thread can cost about what it saves (docs/benchmarks.md).
+  // Writes keep the queue's order. With gather_returning, the syncer waits
+  // for the waiters its last sync released as the writer above waits for
+  // them. Pays where a sync is long against a group's CPU; on a fast disk
+  // and two cores the second thread and the smaller writes can cost more
+  // than the overlap saves (docs/benchmarks.md).
   bool pipeline = false;
   // Optional: observes each group on the writer thread once its write has
   // returned and before its waiters are completed, with the number of
@@ -153,6 +155,8 @@ class CommitWriter {
   std::mutex write_turn_;
   std::vector<Waiter> written_;  // not yet synced; GUARDED_BY(mu_)
   bool syncer_ = false;          // a thread is the syncer; GUARDED_BY(mu_)
+  size_t being_written_ = 0;     // in the writer's hands; GUARDED_BY(mu_)
+  std::condition_variable sync_work_;  // a gathering syncer waits on it
   std::thread thread_;
   std::thread second_thread_;  // with `pipeline`
 };
