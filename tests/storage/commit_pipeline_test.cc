@@ -3,6 +3,7 @@
 // are written in the order they were queued; the groups queued while a sync
 // is under way are written meanwhile and synced by the next one; a failed
 // sync fails its groups and everything after it; Stop syncs what is queued.
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <future>
