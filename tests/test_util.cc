@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <random>
 
@@ -66,6 +67,11 @@ LogRecord MakeEvent(const std::string& saga_id, uint64_t seq,
   e.type = type;
   e.data = {{"step", "s" + std::to_string(seq)}};
   return e;
+}
+
+int RoundsFromEnv(const char* var, int fallback) {
+  const char* env = std::getenv(var);
+  return env ? std::max(1, std::atoi(env)) : fallback;
 }
 
 Transition SagaStep(const std::string& id, uint64_t seq) {

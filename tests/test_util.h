@@ -56,6 +56,10 @@ SagaRecord MakeSaga(const std::string& id, const std::string& workflow,
 LogRecord MakeEvent(const std::string& saga_id, uint64_t seq,
                     const std::string& type = "step_succeeded");
 
+// How many rounds a crash test runs: the positive integer in environment
+// variable `var`, else `fallback` (CI's bounded run; docs/testing.md).
+int RoundsFromEnv(const char* var, int fallback);
+
 // Transition `seq` of running saga `id` of workflow "w": its log event
 // ("saga_started" for the first) and its snapshot.
 Transition SagaStep(const std::string& id, uint64_t seq = 1);

@@ -22,10 +22,7 @@
 namespace cde {
 namespace {
 
-int Rounds() {
-  const char* env = std::getenv("CDE_ENGINE_CRASH_ROUNDS");
-  return env ? std::max(1, std::atoi(env)) : 6;
-}
+int Rounds() { return test::RoundsFromEnv("CDE_ENGINE_CRASH_ROUNDS", 6); }
 
 struct Acked {
   std::string saga_id;

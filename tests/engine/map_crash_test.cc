@@ -25,10 +25,7 @@ namespace {
 
 constexpr int kItems = 1000;
 
-int MapRounds() {
-  const char* env = std::getenv("CDE_MAP_CRASH_ROUNDS");
-  return env ? std::max(1, std::atoi(env)) : 4;
-}
+int MapRounds() { return test::RoundsFromEnv("CDE_MAP_CRASH_ROUNDS", 4); }
 
 constexpr int kLinesPerGroup = 25;  // as map_crash_child.cc
 

@@ -24,10 +24,7 @@ struct Acked {
   std::string idem;
 };
 
-int Iterations() {
-  const char* env = std::getenv("CDE_CRASH_ITERATIONS");
-  return env ? std::max(1, std::atoi(env)) : 12;
-}
+int Iterations() { return test::RoundsFromEnv("CDE_CRASH_ITERATIONS", 12); }
 
 // Runs the child until it has acknowledged its first transition, then
 // `run_ms` more; SIGKILLs it and returns what it reported. Counting from

@@ -22,10 +22,7 @@
 namespace cde {
 namespace {
 
-int Rounds() {
-  const char* env = std::getenv("CDE_CRASH_ITERATIONS");
-  return env ? std::max(1, std::atoi(env)) : 12;
-}
+int Rounds() { return test::RoundsFromEnv("CDE_CRASH_ITERATIONS", 12); }
 
 // Sagas that each commit their next step once the last is acknowledged,
 // as the engine's do, and remember what was acknowledged.
