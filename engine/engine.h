@@ -79,7 +79,8 @@ struct EngineOptions {
   // gather_returning): one fdatasync for all of them, not one per half.
   bool commit_gather = true;
   // One group's fdatasync overlaps the next group's write
-  // (CommitWriterOptions::pipeline); commit_gather then has no effect.
+  // (CommitWriterOptions::pipeline); commit_gather then applies to its
+  // syncs instead of its writes.
   bool commit_pipeline = false;
   // The store's WAL spare (StoreOptions::wal_spare_bytes); with data_dir.
   uint64_t wal_spare_bytes = StoreOptions().wal_spare_bytes;
