@@ -487,12 +487,17 @@ int main(int argc, char** argv) {
   while (run.clients > 0) uv_run(&loop, UV_RUN_ONCE);
   const double seconds =
       std::chrono::duration<double>(Clock::now() - t0).count();
+  const cde::EngineStats stats = engine.stats();
 
   cde::ShutdownAndWait(&loop, std::move(opened).value()).IgnoreError();
   uv_loop_close(&loop);
   if (remove_dir) fs::remove_all(o.data_dir);
 
   const double sagas_per_s = run.finished / seconds;
+  const double commits_per_group =
+      stats.commit_groups == 0
+          ? 0
+          : static_cast<double>(stats.commits) / stats.commit_groups;
   json out = {{"workload", o.workload},
               {"sagas", run.finished},
               {"concurrency", o.concurrency},
@@ -507,6 +512,8 @@ int main(int argc, char** argv) {
               {"commit_pipeline", o.pipeline},
               {"fdatasync_p50_ms", fdatasync.p50_ms},
               {"overwrite_fdatasync_p50_ms", overwrite.p50_ms},
+              {"commits", stats.commits},
+              {"commit_groups", stats.commit_groups},
               {"errors", run.errors}};
   std::printf(
       "workload %s%s, %d sagas, concurrency %d, %s%s, WAL spare %d MiB\n",
@@ -527,6 +534,12 @@ int main(int argc, char** argv) {
               out["p99_ms"].get<double>());
   std::printf("  resident memory: %.1f MiB before, %.1f MiB peak\n",
               rss_before / 1048576.0, run.peak_rss / 1048576.0);
+  std::printf(
+      "  %llu commits in %llu groups (%.1f per group, %.1f per saga)\n",
+      static_cast<unsigned long long>(stats.commits),
+      static_cast<unsigned long long>(stats.commit_groups), commits_per_group,
+      run.finished == 0 ? 0.0
+                        : static_cast<double>(stats.commits) / run.finished);
   std::printf("%s\n", out.dump().c_str());
   return run.errors == 0 ? 0 : 1;
 }

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -33,6 +34,22 @@ TEST(AllocatorTest, CxxAllocationsGoThroughJemalloc) {
   auto block = std::make_unique<char[]>(1 << 20);
   block[0] = 1;
   EXPECT_GE(ThreadAllocatedBytes(), before + (1 << 20));
+}
+// storage/jemalloc_conf.cc's options reach jemalloc: this test binary is a
+// program like the others, linked the same way.
+TEST(AllocatorTest, ProgramsRunJemallocWithHugePagesAndOneArena) {
+  if (std::getenv("MALLOC_CONF") != nullptr) {
+    GTEST_SKIP() << "MALLOC_CONF overrides the programs' options";
+  }
+  const char* thp = nullptr;
+  size_t size = sizeof(thp);
+  ASSERT_EQ(mallctl("opt.thp", &thp, &size, nullptr, 0), 0);
+  ASSERT_NE(thp, nullptr);
+  EXPECT_STREQ(thp, "always");
+  unsigned narenas = 0;
+  size = sizeof(narenas);
+  ASSERT_EQ(mallctl("opt.narenas", &narenas, &size, nullptr, 0), 0);
+  EXPECT_EQ(narenas, 1u);
 }
 #else
 TEST(AllocatorTest, ABuildWithoutJemallocSaysSo) {
