@@ -10,8 +10,10 @@
 //             with 4 KiB pages it took a page fault per 4 KiB: on a virtual
 //             machine a fifth of the writer thread's time. With 2 MiB pages,
 //             a tenth of the faults and fewer TLB misses in the memtables'
-//             skip lists: +14-25 % noop sagas/s at C = 64, resuming 100,000
-//             sagas 25 % faster (docs/benchmarks.md, issue 18 part 6).
+//             skip lists: resuming 100,000 sagas a third faster, +9-16 %
+//             noop sagas/s while memory is fresh (a long run reuses its
+//             memtables' memory and gains nothing; docs/benchmarks.md,
+//             issue 18 part 6).
 // narenas:1   One arena instead of four per CPU: with huge pages every arena
 //             holds at least one, and eight of them made an idle engine 29 MiB
 //             larger; one costs 4 MiB and measured no slower (the threads'
