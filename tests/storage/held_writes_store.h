@@ -18,17 +18,16 @@ class HeldWritesStore : public StoreWrapper {
       : StoreWrapper(target.get()), owned_(std::move(target)) {}
 
   Status Write(std::span<const Transition* const> batch, bool sync) override {
-    Status result;
-    {
-      std::unique_lock lock(mu_);
-      ++waiting_;
-      changed_.notify_all();
-      changed_.wait(lock, [&] { return !hold_; });
-      --waiting_;
-      result = fail_;
-    }
+    Status result = PassGate();
     if (!result.ok()) return result;
     return StoreWrapper::Write(batch, sync);
+  }
+  // The pipelined commit writer's write (engine.commit_pipeline): held the
+  // same way, so that a commit stays in flight under either writer.
+  Status WriteUnsynced(std::span<const Transition* const> batch) override {
+    Status result = PassGate();
+    if (!result.ok()) return result;
+    return StoreWrapper::WriteUnsynced(batch);
   }
 
   void Hold() {
@@ -49,6 +48,16 @@ class HeldWritesStore : public StoreWrapper {
   }
 
  private:
+  // Waits while writes are held; then what the write returns, if not OK.
+  Status PassGate() {
+    std::unique_lock lock(mu_);
+    ++waiting_;
+    changed_.notify_all();
+    changed_.wait(lock, [&] { return !hold_; });
+    --waiting_;
+    return fail_;
+  }
+
   std::unique_ptr<Store> owned_;
   std::mutex mu_;
   std::condition_variable changed_;
