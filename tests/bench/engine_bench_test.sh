@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# cde-bench's engine figures count what the engine did: a noop saga of
+# three steps commits four transitions (its start and each step's outcome),
+# so a run of N sagas reports 4 N + 1 commits (the workflow's registration
+# is the one more), no more groups than commits, every saga finished
+# without an error, and the loop thread's CPU per commit as a positive
+# figure; with either writer, synced or not.
+# Usage: engine_bench_test.sh CDE_BENCH SCRATCH_DIR
+set -euo pipefail
+bench="$1" scratch="$2"
+sagas=300
+fail=0
+for flags in "" "--pipeline" "--no-sync"; do
+  rm -rf "$scratch"
+  # shellcheck disable=SC2086  # flags are words
+  out="$("$bench" --workload noop --sagas "$sagas" --concurrency 16 \
+    --wal-spare-mb 0 --data-dir "$scratch" $flags)"
+  rm -rf "$scratch"
+  printf '%s\n' "$out"
+  json="$(printf '%s\n' "$out" | tail -n 1)"
+  field() {  # a numeric JSON field's value
+    printf '%s' "$json" | grep -o "\"$1\":[0-9.e+-]*" | cut -d: -f2
+  }
+  expect() {  # WHAT ACTUAL AWK-CONDITION-ON-v
+    if ! awk -v v="$2" "BEGIN { exit !($3) }"; then
+      echo "FAIL [$flags]: $1 is $2, expected $3" >&2
+      fail=1
+    fi
+  }
+  expect sagas "$(field sagas)" "v == $sagas"
+  expect errors "$(field errors)" "v == 0"
+  expect commits "$(field commits)" "v == 4 * $sagas + 1"
+  expect commit_groups "$(field commit_groups)" "v >= 1 && v <= 4 * $sagas + 1"
+  expect loop_cpu_us_per_commit "$(field loop_cpu_us_per_commit)" "v > 0"
+done
+exit "$fail"
