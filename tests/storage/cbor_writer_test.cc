@@ -117,5 +117,35 @@ TEST(CborWriterTest, RandomJsonIsToCborsBytesAndReadsBack) {
   }
 }
 
+// The writer stages bytes and appends them in stages: a map opened before
+// a stage reached `out` and closed after still gets its size, and text of
+// every length around a stage's size lands whole and in order.
+TEST(CborWriterTest, MapsAndTextSpanningStagesAreWrittenWhole) {
+  for (size_t filler : {0u, 100u, 200u, 250u, 255u, 256u, 257u, 300u, 700u}) {
+    std::string out = "prefix";
+    {
+      CborWriter w(&out);
+      const size_t outer = w.OpenMap();
+      w.Text("a");
+      w.Text(std::string(filler, 'x'));
+      w.Text("b");
+      const size_t inner = w.OpenMap();
+      w.Text("c");
+      w.Uint(filler);
+      w.CloseMap(inner, 1);
+      for (int i = 0; i < 20; ++i) {
+        w.Text("k" + std::to_string(i));
+        w.Int(-i * 1000003);
+      }
+      w.CloseMap(outer, 22);
+    }
+    json expected = {{"a", std::string(filler, 'x')}, {"b", {{"c", filler}}}};
+    for (int i = 0; i < 20; ++i)
+      expected["k" + std::to_string(i)] = -i * 1000003;
+    ASSERT_EQ(out.substr(0, 6), "prefix") << filler;
+    EXPECT_EQ(json::from_cbor(out.substr(6)), expected) << filler;
+  }
+}
+
 }  // namespace
 }  // namespace cde
