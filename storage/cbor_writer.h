@@ -161,6 +161,7 @@ class CborWriter {
         return;
       }
     }
+    if (n == 0) return;  // `p` may be null then (an empty string_view)
     std::memcpy(stage_ + staged_, p, n);
     staged_ += n;
   }

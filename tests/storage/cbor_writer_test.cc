@@ -145,6 +145,10 @@ TEST(CborWriterTest, MapsAndTextSpanningStagesAreWrittenWhole) {
     ASSERT_EQ(out.substr(0, 6), "prefix") << filler;
     EXPECT_EQ(json::from_cbor(out.substr(6)), expected) << filler;
   }
+  // An empty view's data may be null: nothing is copied from it.
+  std::string out;
+  CborWriter(&out, 7, 1).Field("e", std::string_view());
+  EXPECT_EQ(json::from_cbor(out.substr(1)), json({{"e", ""}}));
 }
 
 }  // namespace
