@@ -119,7 +119,6 @@ json Workflow(const Options& o) {
   return {{"name", "bench-" + o.workload}, {"version", 1}, {"steps", steps}};
 }
 
-// Resident set size in bytes, from /proc/self/statm.
 // CPU time of the calling thread.
 double ThreadCpuSeconds() {
   timespec t{};
@@ -127,6 +126,7 @@ double ThreadCpuSeconds() {
   return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
 }
 
+// Resident set size in bytes, from /proc/self/statm.
 uint64_t ResidentBytes() {
   std::ifstream statm("/proc/self/statm");
   uint64_t pages = 0, resident = 0;

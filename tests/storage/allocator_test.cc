@@ -35,6 +35,7 @@ TEST(AllocatorTest, CxxAllocationsGoThroughJemalloc) {
   block[0] = 1;
   EXPECT_GE(ThreadAllocatedBytes(), before + (1 << 20));
 }
+
 // storage/jemalloc_conf.cc's options reach jemalloc: this test binary is a
 // program like the others, linked the same way.
 TEST(AllocatorTest, ProgramsRunJemallocWithHugePagesAndOneArena) {
