@@ -10,6 +10,15 @@ set -euo pipefail
 bench="$1" scratch="$2"
 sagas=300
 fail=0
+field() {  # a numeric field's value in the run's JSON line ($json)
+  printf '%s' "$json" | grep -o "\"$1\":[0-9.e+-]*" | cut -d: -f2
+}
+expect() {  # WHAT ACTUAL AWK-CONDITION-ON-v
+  if ! awk -v v="$2" "BEGIN { exit !($3) }"; then
+    echo "FAIL [$flags]: $1 is $2, expected $3" >&2
+    fail=1
+  fi
+}
 for flags in "" "--pipeline" "--no-sync"; do
   rm -rf "$scratch"
   # shellcheck disable=SC2086  # flags are words
@@ -18,15 +27,6 @@ for flags in "" "--pipeline" "--no-sync"; do
   rm -rf "$scratch"
   printf '%s\n' "$out"
   json="$(printf '%s\n' "$out" | tail -n 1)"
-  field() {  # a numeric JSON field's value
-    printf '%s' "$json" | grep -o "\"$1\":[0-9.e+-]*" | cut -d: -f2
-  }
-  expect() {  # WHAT ACTUAL AWK-CONDITION-ON-v
-    if ! awk -v v="$2" "BEGIN { exit !($3) }"; then
-      echo "FAIL [$flags]: $1 is $2, expected $3" >&2
-      fail=1
-    fi
-  }
   expect sagas "$(field sagas)" "v == $sagas"
   expect errors "$(field errors)" "v == 0"
   expect commits "$(field commits)" "v == 4 * $sagas + 1"
