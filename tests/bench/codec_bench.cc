@@ -1,9 +1,11 @@
 // Micro-benchmarks (Google Benchmark) of the record codecs, of building a
-// transition, and of validating a start's input: the CPU the loop thread
-// spends before a commit.
+// transition, of planning a step, and of validating a start's input: the
+// CPU the loop thread spends before a commit.
 #include <benchmark/benchmark.h>
 
+#include "engine/definition.h"
 #include "engine/input_schema.h"
+#include "engine/transitions.h"
 #include "storage/records.h"
 #include "storage/saga_id.h"
 #include "storage/transition.h"
@@ -59,6 +61,35 @@ void BM_BuildStepTransition(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_BuildStepTransition);
+
+// The loop's share of a saga step: the first of three steps succeeded, so
+// the plan records that and starts the second (two log events), and is
+// built into its transition, which is then dropped, with the plan.
+void BM_PlanStepResult(benchmark::State& state) {
+  auto def = cde::ParseDefinition({{"name", "bench"},
+                                   {"version", 1},
+                                   {"steps",
+                                    {{{"name", "one"}, {"action", "noop"}},
+                                     {{"name", "two"}, {"action", "noop"}},
+                                     {{"name", "three"}, {"action", "noop"}}}}},
+                                  {"noop"});
+  if (!def.ok()) return state.SkipWithError(def.status().ToString().c_str());
+  const int64_t now = 1764200000000;
+  const cde::PlanContext ctx{*def, now, 0.5};
+  cde::Plan start = cde::PlanStart(ctx, cde::SagaIdGenerator(1).Next(now),
+                                   {{"trip", "T-99"}}, "", "", "", "", false);
+  start.Build(now);
+  const cde::Saga saga = std::move(start.saga);
+  const std::vector<cde::AttemptOutcome> outcomes = {
+      {{"one", false, 1}, true, {{"booking", "H-17"}}, {}}};
+  std::vector<bool> applied;
+  for (auto _ : state) {
+    auto plan = cde::PlanAttemptResults(ctx, saga, outcomes, &applied);
+    cde::Transition t = plan->Build(now + 1);
+    benchmark::DoNotOptimize(t.ByteSize());
+  }
+}
+BENCHMARK(BM_PlanStepResult);
 
 // A typical input schema with two patterns (their programs cached).
 void BM_ValidateInputWithPatterns(benchmark::State& state) {
