@@ -37,7 +37,7 @@ std::string StepLabel(std::string_view path);
 // Copies into plan->to_log the events whose log level is enabled.
 void KeepEventsToLog(Plan* plan);
 // Writes the log line for event `kind` (with `data`) of `saga`.
-void LogSagaEvent(const Saga& saga, EventKind kind, const nlohmann::json& data);
+void LogSagaEvent(const Saga& saga, EventKind kind, const EventData& data);
 
 // Runs `work` on libuv's thread pool and `after` back on the loop thread.
 void RunBlocking(uv_loop_t* loop, std::function<void()> work,

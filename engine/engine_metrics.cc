@@ -156,18 +156,11 @@ void KeepEventsToLog(Plan* plan) {
   for (const PlannedEvent& e : plan->events) {
     if (!LogEnabled(EventLevel(e.kind))) continue;
     // Not outputs and inputs: they may be large or sensitive.
-    nlohmann::json data = nlohmann::json::object();
-    if (e.data.is_object()) {
-      for (const auto& [k, v] : e.data.items()) {
-        if (k != "output" && k != "input") data[k] = v;
-      }
-    }
-    plan->to_log.push_back({e.kind, std::move(data)});
+    plan->to_log.push_back({e.kind, e.data.Without({"output", "input"})});
   }
 }
 
-void LogSagaEvent(const Saga& saga, EventKind kind,
-                  const nlohmann::json& data) {
+void LogSagaEvent(const Saga& saga, EventKind kind, const EventData& data) {
   const LogLevel level = EventLevel(kind);
   if (!LogEnabled(level)) return;
   LogFields f{.saga_id = saga.id,
@@ -176,17 +169,15 @@ void LogSagaEvent(const Saga& saga, EventKind kind,
               .trace_id = saga.trace_id};
   std::string step;
   nlohmann::json extra = nlohmann::json::object();
-  if (data.is_object()) {
-    for (const auto& [k, v] : data.items()) {
-      if (k == "step" && v.is_string()) {
-        step = v.get<std::string>();
-      } else if (k == "attempt" && v.is_number_unsigned()) {
-        f.attempt = v.get<uint32_t>();
-      } else if (k != "output" && k != "input") {
-        extra[k] = v;
-      }
+  data.ForEach([&](std::string_view k, const EventData::Value& v) {
+    if (k == "step" && std::holds_alternative<std::string>(v)) {
+      step = std::get<std::string>(v);
+    } else if (k == "attempt" && std::holds_alternative<uint64_t>(v)) {
+      f.attempt = static_cast<uint32_t>(std::get<uint64_t>(v));
+    } else if (k != "output" && k != "input") {
+      extra[std::string(k)] = EventData::ToJson(v);
     }
-  }
+  });
   f.step = step;
   f.extra = std::move(extra);
   Log(level, "engine", EventKindName(kind), f);

@@ -54,21 +54,22 @@ void EngineImpl::Checkpoint(Active& a) {
     p.previous_state = a.saga.state;
     for (const Wait& w : a.saga.waits) {
       if (w.kind != Wait::Kind::kAttempt) continue;
-      p.events.push_back({EventKind::kCheckpoint,
-                          {{"step", w.path},
-                           {"compensation", w.compensation},
-                           {"attempt", w.attempt},
-                           {"reason", "shutdown"}}});
+      p.events.push_back({EventKind::kCheckpoint, EventData()
+                                                     .Set("step", w.path)
+                                                     .Set("compensation",
+                                                          w.compensation)
+                                                     .Set("attempt", w.attempt)
+                                                     .Set("reason", "shutdown")});
     }
     if (p.events.empty()) return;  // it moved on meanwhile
-    std::vector<nlohmann::json> logged;
+    std::vector<EventData> logged;
     for (const PlannedEvent& e : p.events) logged.push_back(e.data);
     Transition t = p.Build(Now());
     a.committing = true;
     Commit(std::move(t), [this, id, saga = p.saga, logged](const Status& s) {
       if (s.ok()) {
         m_.checkpoints->Increment();
-        for (const nlohmann::json& data : logged) {
+        for (const EventData& data : logged) {
           LogSagaEvent(saga, EventKind::kCheckpoint, data);
         }
       } else {

@@ -271,17 +271,13 @@ void ValidateType(const json& type, const json& value, const std::string& path,
   errors->push_back(At(path, "must be of type " + wanted));
 }
 
-std::string Dump(const json& value) {
-  return value.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
 void ValidateNumber(const json& schema, const json& value,
                     const std::string& path, std::vector<std::string>* errors) {
   auto bound = [&](const char* key, const char* op, auto violated) {
     const auto it = schema.find(key);
     if (it != schema.end() && it->is_number() && violated(value, *it)) {
       errors->push_back(
-          At(path, std::string("must be ") + op + " " + Dump(*it)));
+          At(path, std::string("must be ") + op + " " + DumpJson(*it)));
     }
   };
   bound("minimum", ">=", [](const json& v, const json& b) { return v < b; });
@@ -406,11 +402,11 @@ void Validate(const json& schema, const json& value, const std::string& path,
   const auto allowed = schema.find("enum");
   if (allowed != schema.end() && allowed->is_array() &&
       std::find(allowed->begin(), allowed->end(), value) == allowed->end()) {
-    errors->push_back(At(path, "must be one of " + Dump(*allowed)));
+    errors->push_back(At(path, "must be one of " + DumpJson(*allowed)));
   }
   const auto constant = schema.find("const");
   if (constant != schema.end() && *constant != value) {
-    errors->push_back(At(path, "must be equal to " + Dump(*constant)));
+    errors->push_back(At(path, "must be equal to " + DumpJson(*constant)));
   }
   if (value.is_number()) ValidateNumber(schema, value, path, errors);
   if (value.is_string()) {

@@ -22,4 +22,8 @@ std::string ValidUtf8(const std::string& bytes) {
       .get<std::string>();
 }
 
+std::string DumpJson(const nlohmann::json& value) {
+  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 }  // namespace cde

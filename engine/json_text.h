@@ -4,6 +4,7 @@
 #define CDE_ENGINE_JSON_TEXT_H_
 
 #include <cstddef>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 
@@ -16,6 +17,10 @@ std::string JoinIndex(const std::string& path, size_t index);
 // `bytes` as a JSON string can hold them: output and messages end up in
 // JSON, which cannot hold invalid UTF-8, so bad sequences become U+FFFD.
 std::string ValidUtf8(const std::string& bytes);
+
+// Compact JSON that cannot throw, even on invalid UTF-8 in strings (bad
+// sequences become U+FFFD).
+std::string DumpJson(const nlohmann::json& value);
 
 }  // namespace cde
 

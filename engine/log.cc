@@ -18,6 +18,8 @@
 #include <thread>
 #include <utility>
 
+#include "engine/json_text.h"
+
 namespace cde {
 namespace {
 
@@ -197,10 +199,6 @@ void AppendJsonString(std::string_view s, std::string* out) {
   out->append(
       nlohmann::json(std::string(s))
           .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-}
-
-std::string DumpJson(const nlohmann::json& j) {
-  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 void AppendTimestamp(int64_t ts_ms, std::string* out) {

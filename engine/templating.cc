@@ -250,11 +250,6 @@ Result<json> Resolve(const TemplateRef& ref, const TemplateContext& context) {
   return Status::InvalidArgument("step '" + ref.step + "' has no output");
 }
 
-// Compact JSON that cannot throw, even on invalid UTF-8 in strings.
-std::string Dump(const json& value) {
-  return value.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
 Result<json> RenderString(const std::string& text, const std::string& path,
                           const TemplateContext& context) {
   Result<std::vector<Piece>> pieces = ParsePieces(text);
@@ -271,7 +266,7 @@ Result<json> RenderString(const std::string& text, const std::string& path,
     }
     // A string that is exactly one reference keeps the value's type.
     if (pieces->size() == 1) return std::move(value).value();
-    out += value->is_string() ? value->get<std::string>() : Dump(*value);
+    out += value->is_string() ? value->get<std::string>() : DumpJson(*value);
   }
   return json(std::move(out));
 }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "engine/definition.h"
+#include "engine/event_data.h"
 #include "engine/kinds.h"
 #include "engine/saga.h"
 #include "engine/templating.h"
@@ -26,7 +27,7 @@ namespace cde {
 
 struct PlannedEvent {
   EventKind kind;
-  nlohmann::json data;
+  EventData data;
 };
 
 struct TimerRef {

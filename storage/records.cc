@@ -207,13 +207,25 @@ LogRowWriter::LogRowWriter(std::string* out, size_t events) : out_(out) {
 
 void LogRowWriter::Add(std::string_view saga_id, uint64_t seq, int64_t time_ms,
                        std::string_view type, const nlohmann::json& data) {
+  Add(
+      saga_id, seq, time_ms, type,
+      [](const void* json, CborWriter& w) {
+        w.Json(*static_cast<const nlohmann::json*>(json));
+      },
+      &data);
+}
+
+void LogRowWriter::Add(std::string_view saga_id, uint64_t seq, int64_t time_ms,
+                       std::string_view type, WriteData write_data,
+                       const void* context) {
   CborWriter w(out_);
   w.MapHead(5);
   w.Field("saga_id", saga_id)
       .Field("seq", seq)
       .Field("time_ms", time_ms)
-      .Field("type", type)
-      .Field("data", data);
+      .Field("type", type);
+  w.Text("data");
+  write_data(context, w);
 }
 
 namespace {

@@ -191,6 +191,11 @@ class LogRowWriter {
   LogRowWriter(std::string* out, size_t events);
   void Add(std::string_view saga_id, uint64_t seq, int64_t time_ms,
            std::string_view type, const nlohmann::json& data);
+  // The same, with the event's data written by `write_data(context, w)`:
+  // exactly one CBOR data item (the engine's event data, not built as JSON).
+  using WriteData = void (*)(const void* context, CborWriter& w);
+  void Add(std::string_view saga_id, uint64_t seq, int64_t time_ms,
+           std::string_view type, WriteData write_data, const void* context);
 
  private:
   std::string* out_;

@@ -93,7 +93,12 @@ void Transition::AppendLogEvents(std::string_view saga_id, uint64_t first_seq,
         LogRowWriter row(out, events.size());
         uint64_t seq = first_seq;
         for (const LogEvent& e : events) {
-          row.Add(saga_id, seq++, time_ms, e.type, *e.data);
+          if (e.write_data != nullptr) {
+            row.Add(saga_id, seq++, time_ms, e.type, e.write_data,
+                    e.data_context);
+          } else {
+            row.Add(saga_id, seq++, time_ms, e.type, *e.data);
+          }
         }
       });
 }

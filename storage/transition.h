@@ -37,13 +37,17 @@ class Transition {
                const std::function<void(CborWriter&)>& write_body,
                std::optional<SagaState> previous_state);
   void AppendLog(const LogRecord& event);
+  // An event's data is `*data`, or, when `write_data` is set, what
+  // `write_data(data_context, w)` writes (see LogRowWriter).
+  struct LogEvent {
+    std::string_view type;
+    const nlohmann::json* data = nullptr;
+    LogRowWriter::WriteData write_data = nullptr;
+    const void* data_context = nullptr;
+  };
   // The events of one transition, seqs first_seq, first_seq + 1, ..., as
   // one row keyed by the last one's seq (EncodeLogRow), encoded in place:
   // a row per transition, not per event, is one memtable insert.
-  struct LogEvent {
-    std::string_view type;
-    const nlohmann::json* data;
-  };
   void AppendLogEvents(std::string_view saga_id, uint64_t first_seq,
                        int64_t time_ms, std::span<const LogEvent> events);
   void PutTimer(const TimerRecord& timer);

@@ -18,13 +18,13 @@ void ApplyStoppedResult(const PlanContext& ctx, Plan& p, ti::At step,
                         const AttemptOutcome& o) {
   StepState& st = ti::MutableState(ctx, p, step);
   st.finished_ms = ctx.now_ms;
-  json data = ti::StepRef(ctx.def, step, false, o.ref.attempt);
-  data["stopped"] = true;
+  EventData data = ti::StepRef(ctx.def, step, false, o.ref.attempt);
+  data.Set("stopped", true);
   if (o.ok) {
     st.status = StepStatus::kSucceeded;
     st.error = {};
     st.output = o.output;
-    data["output"] = o.output;
+    data.Set("output", o.output);
     p.events.push_back({EventKind::kStepSucceeded, std::move(data)});
   } else {
     // Never ran (it waited at a gate) or abandoned (the engine restarted
@@ -33,7 +33,7 @@ void ApplyStoppedResult(const PlanContext& ctx, Plan& p, ti::At step,
                        o.error.kind == kAbandonedErrorKind;
     st.status = ended ? StepStatus::kCancelled : StepStatus::kFailed;
     st.error = o.error;
-    data["error"] = {{"kind", o.error.kind}, {"message", o.error.message}};
+    data.Set("error", o.error);
     p.events.push_back({EventKind::kStepFailed, std::move(data)});
   }
   ti::ClearWait(p.saga, o.ref.path);
@@ -83,9 +83,8 @@ bool ApplyAttemptResult(const PlanContext& ctx, Plan& p,
   const int64_t due =
       ctx.now_ms + BackoffMs(spec.retry, this_run + 1,
                              ctx.jitter ? ctx.jitter() : ctx.jitter_sample);
-  json data = ti::StepRef(ctx.def, step, compensation, attempt);
-  data["error"] = {{"kind", o.error.kind}, {"message", o.error.message}};
-  data["retry_at_ms"] = due;
+  EventData data = ti::StepRef(ctx.def, step, compensation, attempt);
+  data.Set("error", o.error).Set("retry_at_ms", due);
   p.events.push_back({EventKind::kAttemptFailed, std::move(data)});
   const Wait backoff{Wait::Kind::kBackoff, o.ref.path, compensation, attempt,
                      due};

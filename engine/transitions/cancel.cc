@@ -30,15 +30,16 @@ Result<Plan> PlanCancel(const PlanContext& ctx, const Saga& saga,
   Plan p = ti::From(saga);
   p.saga.cancel_requested = true;
   p.saga.compensate_on_cancel = compensate;
-  json data = {{"compensate", compensate}};
-  if (!by.empty()) data["by"] = by;
+  EventData data;
+  data.Set("compensate", compensate);
+  if (!by.empty()) data.Set("by", by);
   p.saga.cancelled_by = std::move(by);
   p.events.push_back({EventKind::kCancelRequested, std::move(data)});
   if (const Wait* own = FindWait(saga, ""); own != nullptr) {
     // Queued for a slot: nothing ran, nothing to undo.
     p.saga.waits.clear();
     ti::Finish(ctx, p, SagaState::kCancelled, EventKind::kSagaCancelled,
-               {{"compensated", false}});
+               EventData().Set("compensated", false));
     return p;
   }
   // Attempts in flight finish first: their results decide what to undo.

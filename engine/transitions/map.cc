@@ -155,8 +155,8 @@ bool SucceedMap(const PlanContext& ctx, Plan& p, const At& map) {
   st.status = StepStatus::kSucceeded;
   st.finished_ms = ctx.now_ms;
   st.output = std::move(output);
-  json data = StepRef(ctx.def, map, false, 0);
-  data["output"] = st.output;
+  EventData data = StepRef(ctx.def, map, false, 0);
+  data.Set("output", st.output);
   p.events.push_back({EventKind::kStepSucceeded, std::move(data)});
   return true;
 }
@@ -207,9 +207,8 @@ bool BeginMap(const PlanContext& ctx, Plan& p, const At& map) {
   st.map = MapProgress{};
   st.map.began = true;
   st.map.items = static_cast<uint32_t>(items->size());
-  json data = json::object();
-  data["items"] = st.map.items;
-  data["step"] = PathOf(ctx.def, map);
+  EventData data;
+  data.Set("items", st.map.items).Set("step", PathOf(ctx.def, map));
   p.events.push_back({EventKind::kMapStarted, std::move(data)});
   return true;
 }
@@ -331,11 +330,11 @@ void FailItem(const PlanContext& ctx, Plan& p, const At& at,
   StopOthers(ctx, p, at, item_path + ".",
              "step " + PathOf(ctx.def, at) + " failed");
   const bool tolerated = Tolerated(spec.map, mp.failed, mp.items);
-  json data = json::object();
-  data["error"] = error.kind + ": " + error.message;
-  data["item"] = ref.index;
-  data["step"] = map_path;
-  data["tolerated"] = tolerated;
+  EventData data;
+  data.Set("error", error.kind + ": " + error.message)
+      .Set("item", ref.index)
+      .Set("step", map_path)
+      .Set("tolerated", tolerated);
   p.events.push_back({EventKind::kItemFailed, std::move(data)});
   if (tolerated) return;  // the caller advances: the map goes on
   // Failed already (by an earlier item, while a cancel waited for the items

@@ -43,15 +43,12 @@ const ActionSpec& SpecOf(const WorkflowDefinition& def, int step,
   return compensation ? *s.compensate : s.run;
 }
 
-json StepRef(const WorkflowDefinition& def, const At& at, bool compensation,
-             uint32_t attempt) {
-  // Built member by member: an initializer list copies each value twice,
-  // and every transition logs one of these.
-  json ref(json::value_t::object);
-  auto& members = ref.get_ref<json::object_t&>();
-  members.emplace("attempt", attempt);
-  members.emplace("compensation", compensation);
-  members.emplace("step", PathOf(def, at));
+EventData StepRef(const WorkflowDefinition& def, const At& at,
+                  bool compensation, uint32_t attempt) {
+  EventData ref;
+  ref.Set("attempt", attempt)
+      .Set("compensation", compensation)
+      .Set("step", PathOf(def, at));
   return ref;
 }
 
@@ -133,11 +130,11 @@ namespace {
 // A sleep's duration, rendered from logged data like any params.
 Result<int64_t> SleepDurationMs(const PlanContext& ctx, const Plan& p,
                                 const At& at, const ActionSpec& spec,
-                                const json& attempt) {
+                                std::string idempotency_key,
+                                uint32_t attempt) {
   TemplateScratch scratch;
   auto tc = TemplateContextAt(ctx.def, p.saga, at, SourceOf(ctx, p), &scratch,
-                              attempt.at("idempotency_key").get<std::string>(),
-                              attempt.at("attempt").get<uint32_t>());
+                              std::move(idempotency_key), attempt);
   if (!tc.ok()) return tc.status();
   auto params = RenderTemplates(spec.params, *tc);
   if (!params.ok()) return params.status();
@@ -160,7 +157,7 @@ Result<int64_t> SleepDurationMs(const PlanContext& ctx, const Plan& p,
 }  // namespace
 
 void Finish(const PlanContext& ctx, Plan& p, SagaState state, EventKind event,
-            json data) {
+            EventData data) {
   p.saga.state = state;
   // An attempt stopped in flight whose result never came is abandoned with
   // the saga (kFinish aborts it): its outcome stays unknown.
@@ -174,9 +171,8 @@ void Finish(const PlanContext& ctx, Plan& p, SagaState state, EventKind event,
                                          " abandoned in flight"};
     st.finished_ms = ctx.now_ms;
     // Its step_stopped said a result would follow: this is it.
-    json stopped = StepRef(ctx.def, at, false, w.attempt);
-    stopped["error"] = {{"kind", st.error.kind}, {"message", st.error.message}};
-    stopped["stopped"] = true;
+    EventData stopped = StepRef(ctx.def, at, false, w.attempt);
+    stopped.Set("error", st.error).Set("stopped", true);
     p.events.push_back({EventKind::kStepFailed, std::move(stopped)});
   }
   p.saga.waits.clear();
@@ -192,11 +188,11 @@ void Park(const PlanContext& ctx, Plan& p, DlqReason why, const At& step,
       DlqRecord{p.saga.id, p.saga.workflow, p.saga.version,
                 reason,    step_name,       error.kind + ": " + error.message,
                 attempts,  ctx.now_ms,      p.saga.replay_count};
-  json data = {
-      {"reason", reason}, {"step", step_name}, {"error", error.message}};
+  EventData data;
+  data.Set("reason", reason).Set("step", step_name).Set("error", error.message);
   const auto& redrive = ctx.def.auto_replay;
   const bool again = redrive && p.saga.replay_count < redrive->max_replays;
-  if (again) data["auto_replay_ms"] = ctx.now_ms + redrive->after_ms;
+  if (again) data.Set("auto_replay_ms", ctx.now_ms + redrive->after_ms);
   Finish(ctx, p, SagaState::kParked, EventKind::kSagaParked, std::move(data));
   if (again) {
     // Durable like any timer: the engine replays it when the row falls due.
@@ -223,8 +219,8 @@ void SucceedParallel(const PlanContext& ctx, Plan& p, const At& at) {
   st.status = StepStatus::kSucceeded;
   st.finished_ms = ctx.now_ms;
   st.output = std::move(output);
-  json data = StepRef(ctx.def, at, false, 0);
-  data["output"] = st.output;
+  EventData data = StepRef(ctx.def, at, false, 0);
+  data.Set("output", st.output);
   p.events.push_back({EventKind::kStepSucceeded, std::move(data)});
 }
 
@@ -345,8 +341,7 @@ void Advance(const PlanContext& ctx, Plan& p) {
     }
     if (RunSequence(ctx, p, ctx.def.sequence, {}) &&
         s.state == SagaState::kRunning) {
-      Finish(ctx, p, SagaState::kCompleted, EventKind::kSagaCompleted,
-             json::object());
+      Finish(ctx, p, SagaState::kCompleted, EventKind::kSagaCompleted, {});
     }
     return;
   }
@@ -354,10 +349,9 @@ void Advance(const PlanContext& ctx, Plan& p) {
   if (!UndoSequence(ctx, p, ctx.def.sequence, {}) || !Undoing(s.state)) return;
   if (s.state == SagaState::kCancelling) {
     Finish(ctx, p, SagaState::kCancelled, EventKind::kSagaCancelled,
-           {{"compensated", true}});
+           EventData().Set("compensated", true));
   } else {
-    Finish(ctx, p, SagaState::kCompensated, EventKind::kSagaCompensated,
-           json::object());
+    Finish(ctx, p, SagaState::kCompensated, EventKind::kSagaCompensated, {});
   }
 }
 
@@ -382,8 +376,8 @@ void StopOthers(const PlanContext& ctx, Plan& p, const At& failed,
     if (w.path.empty() || !w.path.starts_with(prefix)) continue;
     const At at = StepAt(ctx.def, w.path);
     if (at.step < 0 || at == failed) continue;
-    json data = StepRef(ctx.def, at, w.compensation, w.attempt);
-    data["reason"] = reason;
+    EventData data = StepRef(ctx.def, at, w.compensation, w.attempt);
+    data.Set("reason", reason);
     switch (w.kind) {
       case Wait::Kind::kAttempt: {
         StepState& st = MutableState(ctx, p, at);
@@ -406,7 +400,7 @@ void StopOthers(const PlanContext& ctx, Plan& p, const At& failed,
           for (Wait& mine : p.saga.waits) {
             if (mine.path == w.path) mine.stopped = true;
           }
-          data["in_flight"] = true;
+          data.Set("in_flight", true);
           p.actions.push_back({PlanAction::Kind::kStopAttempt, ref, {}});
         } else {
           continue;  // stopped already
@@ -441,14 +435,14 @@ void StartAttempt(const PlanContext& ctx, Plan& p, const At& at,
   }
   if (st.started_ms == 0) st.started_ms = ctx.now_ms;
   const ActionSpec& spec = SpecOf(ctx.def, at.step, compensation);
-  json data = StepRef(ctx.def, at, compensation, attempt);
+  EventData data = StepRef(ctx.def, at, compensation, attempt);
   const AttemptRef ref{PathOf(ctx.def, at), compensation, attempt};
-  data["idempotency_key"] =
-      AttemptKey(p.saga.id, ref.path, compensation, attempt);
+  std::string key = AttemptKey(p.saga.id, ref.path, compensation, attempt);
   Wait wait{Wait::Kind::kAttempt, ref.path, compensation, attempt, 0};
   if (spec.action == "sleep") {
     // The timer is durable: its due time is fixed now and logged.
-    auto duration = SleepDurationMs(ctx, p, at, spec, data);
+    auto duration = SleepDurationMs(ctx, p, at, spec, key, attempt);
+    data.Set("idempotency_key", std::move(key));
     if (!duration.ok()) {
       p.events.push_back({EventKind::kAttemptStarted, std::move(data)});
       FailPermanently(ctx, p, at, compensation,
@@ -457,10 +451,11 @@ void StartAttempt(const PlanContext& ctx, Plan& p, const At& at,
     }
     wait.kind = Wait::Kind::kSleep;
     wait.due_ms = ctx.now_ms + *duration;
-    data["due_ms"] = wait.due_ms;
+    data.Set("due_ms", wait.due_ms);
     p.timers_put.push_back(TimerOf(wait));
     p.actions.push_back({PlanAction::Kind::kArmTimer, ref, TimerOf(wait)});
   } else {
+    data.Set("idempotency_key", std::move(key));
     p.actions.push_back({PlanAction::Kind::kRunAttempt, ref, {}});
   }
   SetWait(p.saga, std::move(wait));
@@ -472,14 +467,14 @@ void Succeed(const PlanContext& ctx, Plan& p, const At& at, bool compensation,
              uint32_t attempt, json output) {
   StepState& st = MutableState(ctx, p, at);
   st.finished_ms = ctx.now_ms;
-  json data = StepRef(ctx.def, at, compensation, attempt);
+  EventData data = StepRef(ctx.def, at, compensation, attempt);
   if (compensation) {
     st.compensation = CompensationStatus::kSucceeded;
     p.events.push_back({EventKind::kCompensationSucceeded, std::move(data)});
   } else {
     st.status = StepStatus::kSucceeded;
     st.error = {};
-    data["output"] = output;
+    data.Set("output", output);
     st.output = std::move(output);
     p.events.push_back({EventKind::kStepSucceeded, std::move(data)});
   }
@@ -495,7 +490,7 @@ void BeginCancel(const PlanContext& ctx, Plan& p) {
     Advance(ctx, p);
   } else {
     Finish(ctx, p, SagaState::kCancelled, EventKind::kSagaCancelled,
-           {{"compensated", false}});
+           EventData().Set("compensated", false));
   }
 }
 
@@ -503,9 +498,10 @@ void FailPermanently(const PlanContext& ctx, Plan& p, const At& at,
                      bool compensation, const ErrorInfo& error) {
   StepState& st = MutableState(ctx, p, at);
   st.finished_ms = ctx.now_ms;
-  json data = StepRef(ctx.def, at, compensation,
-                      compensation ? st.compensation_attempts : st.attempts);
-  data["error"] = {{"kind", error.kind}, {"message", error.message}};
+  EventData data =
+      StepRef(ctx.def, at, compensation,
+              compensation ? st.compensation_attempts : st.attempts);
+  data.Set("error", error);
   ClearWait(p.saga, PathOf(ctx.def, at));
   if (compensation) {
     st.compensation = CompensationStatus::kFailed;
@@ -534,8 +530,8 @@ void FailPermanently(const PlanContext& ctx, Plan& p, const At& at,
     Park(ctx, p, DlqReason::kStepFailed, at, error, attempts);
   } else {
     p.saga.state = SagaState::kCompensating;
-    p.events.push_back(
-        {EventKind::kSagaCompensating, {{"step", PathOf(ctx.def, at)}}});
+    p.events.push_back({EventKind::kSagaCompensating,
+                        EventData().Set("step", PathOf(ctx.def, at))});
     Advance(ctx, p);
   }
 }
@@ -577,7 +573,11 @@ Transition Plan::Build(int64_t now_ms) {
   std::vector<Transition::LogEvent> logged;
   logged.reserve(events.size());
   for (const PlannedEvent& e : events) {
-    logged.push_back({EventKindName(e.kind), &e.data});
+    logged.push_back({EventKindName(e.kind), nullptr,
+                      [](const void* data, CborWriter& w) {
+                        static_cast<const EventData*>(data)->Write(w);
+                      },
+                      &e.data});
   }
   t.AppendLogEvents(saga.id, saga.last_seq + 1, now_ms, logged);
   saga.last_seq += events.size();

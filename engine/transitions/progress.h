@@ -31,7 +31,7 @@ const StepSpec& Spec(const WorkflowDefinition& def, int step);
 const ActionSpec& SpecOf(const WorkflowDefinition& def, int step,
                          bool compensation);
 // {"step", "compensation", "attempt"}: how events name an attempt.
-nlohmann::json StepRef(const WorkflowDefinition& def, const At& at,
+EventData StepRef(const WorkflowDefinition& def, const At& at,
                        bool compensation, uint32_t attempt);
 
 // The state of an instance, and the same to change (an item's is copied
@@ -59,7 +59,7 @@ void ClearWait(Saga& saga, const std::string& path);
 Plan From(const Saga& saga);
 // Ends the saga in `state` (terminal or parked) with `event`.
 void Finish(const PlanContext& ctx, Plan& p, SagaState state, EventKind event,
-            nlohmann::json data);
+            EventData data);
 // Parks the saga in the DLQ; `step` is the one that failed (step -1: none).
 void Park(const PlanContext& ctx, Plan& p, DlqReason why, const At& step,
           const ErrorInfo& error, uint32_t attempts);

@@ -28,8 +28,8 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
   p.saga.replay_count += 1;
   // The last replay's: an automatic one was asked by no one.
   p.saga.replayed_by = automatic ? "" : by;
-  auto with_by = [&](json data) {
-    if (!automatic && !by.empty()) data["by"] = by;
+  auto with_by = [&](EventData data) {
+    if (!automatic && !by.empty()) data.Set("by", by);
     return data;
   };
   StepState* failed_comp = nullptr;
@@ -55,9 +55,11 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
     p.saga.state = saga.cancel_requested ? SagaState::kCancelling
                                          : SagaState::kCompensating;
     p.events.push_back(
-        {EventKind::kReplayed, with_by({{"compensation", true},
-                                        {"replay_count", p.saga.replay_count},
-                                        {"trigger", trigger}})});
+        {EventKind::kReplayed,
+         with_by(EventData()
+                     .Set("compensation", true)
+                     .Set("replay_count", p.saga.replay_count)
+                     .Set("trigger", trigger))});
     ti::Advance(ctx, p);
     return p;
   }
@@ -103,9 +105,11 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
   p.saga.failure = {};
   p.saga.failed_step = -1;
   p.events.push_back(
-      {EventKind::kReplayed, with_by({{"from_step", from_path},
-                                      {"replay_count", p.saga.replay_count},
-                                      {"trigger", trigger}})});
+      {EventKind::kReplayed, with_by(EventData()
+                                         .Set("from_step", from_path)
+                                         .Set("replay_count",
+                                              p.saga.replay_count)
+                                         .Set("trigger", trigger))});
   ti::Advance(ctx, p);
   return p;
 }

@@ -23,16 +23,20 @@ Plan PlanStart(const PlanContext& ctx, std::string saga_id, json input,
   s.input = std::move(input);
   s.steps.resize(ctx.def.steps.size());
   p.put_idempotency = !s.idempotency_key.empty();
-  json data = {
-      {"workflow", s.workflow}, {"version", s.version}, {"input", s.input}};
-  if (!s.idempotency_key.empty()) data["idempotency_key"] = s.idempotency_key;
-  if (!s.correlation_id.empty()) data["correlation_id"] = s.correlation_id;
-  if (!s.trace_id.empty()) data["trace_id"] = s.trace_id;
-  if (!s.started_by.empty()) data["started_by"] = s.started_by;
+  EventData data;
+  data.Set("workflow", s.workflow)
+      .Set("version", s.version)
+      .Set("input", s.input);
+  if (!s.idempotency_key.empty()) {
+    data.Set("idempotency_key", s.idempotency_key);
+  }
+  if (!s.correlation_id.empty()) data.Set("correlation_id", s.correlation_id);
+  if (!s.trace_id.empty()) data.Set("trace_id", s.trace_id);
+  if (!s.started_by.empty()) data.Set("started_by", s.started_by);
   p.events.push_back({EventKind::kSagaStarted, std::move(data)});
   if (queued) {
     s.waits.push_back({Wait::Kind::kQueued, "", false, 0, 0});
-    p.events.push_back({EventKind::kSagaQueued, json::object()});
+    p.events.push_back({EventKind::kSagaQueued, {}});
   } else {
     ti::Advance(ctx, p);
   }
@@ -42,7 +46,7 @@ Plan PlanStart(const PlanContext& ctx, std::string saga_id, json input,
 Plan PlanDequeue(const PlanContext& ctx, const Saga& saga) {
   Plan p = ti::From(saga);
   ti::ClearWait(p.saga, "");
-  p.events.push_back({EventKind::kSagaDequeued, json::object()});
+  p.events.push_back({EventKind::kSagaDequeued, {}});
   ti::Advance(ctx, p);
   return p;
 }
