@@ -54,12 +54,12 @@ void EngineImpl::Checkpoint(Active& a) {
     p.previous_state = a.saga.state;
     for (const Wait& w : a.saga.waits) {
       if (w.kind != Wait::Kind::kAttempt) continue;
-      p.events.push_back({EventKind::kCheckpoint, EventData()
-                                                     .Set("step", w.path)
-                                                     .Set("compensation",
-                                                          w.compensation)
-                                                     .Set("attempt", w.attempt)
-                                                     .Set("reason", "shutdown")});
+      p.events.push_back(
+          {EventKind::kCheckpoint, EventData()
+                                       .Set("step", w.path)
+                                       .Set("compensation", w.compensation)
+                                       .Set("attempt", w.attempt)
+                                       .Set("reason", "shutdown")});
     }
     if (p.events.empty()) return;  // it moved on meanwhile
     std::vector<EventData> logged;

@@ -130,8 +130,7 @@ namespace {
 // A sleep's duration, rendered from logged data like any params.
 Result<int64_t> SleepDurationMs(const PlanContext& ctx, const Plan& p,
                                 const At& at, const ActionSpec& spec,
-                                std::string idempotency_key,
-                                uint32_t attempt) {
+                                std::string idempotency_key, uint32_t attempt) {
   TemplateScratch scratch;
   auto tc = TemplateContextAt(ctx.def, p.saga, at, SourceOf(ctx, p), &scratch,
                               std::move(idempotency_key), attempt);

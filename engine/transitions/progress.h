@@ -32,7 +32,7 @@ const ActionSpec& SpecOf(const WorkflowDefinition& def, int step,
                          bool compensation);
 // {"step", "compensation", "attempt"}: how events name an attempt.
 EventData StepRef(const WorkflowDefinition& def, const At& at,
-                       bool compensation, uint32_t attempt);
+                  bool compensation, uint32_t attempt);
 
 // The state of an instance, and the same to change (an item's is copied
 // into the plan first, and marked touched).

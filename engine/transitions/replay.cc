@@ -54,12 +54,11 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
     failed_comp->compensation_error = {};
     p.saga.state = saga.cancel_requested ? SagaState::kCancelling
                                          : SagaState::kCompensating;
-    p.events.push_back(
-        {EventKind::kReplayed,
-         with_by(EventData()
-                     .Set("compensation", true)
-                     .Set("replay_count", p.saga.replay_count)
-                     .Set("trigger", trigger))});
+    p.events.push_back({EventKind::kReplayed,
+                        with_by(EventData()
+                                    .Set("compensation", true)
+                                    .Set("replay_count", p.saga.replay_count)
+                                    .Set("trigger", trigger))});
     ti::Advance(ctx, p);
     return p;
   }
@@ -104,12 +103,11 @@ Result<Plan> PlanReplay(const PlanContext& ctx, const Saga& saga,
   p.saga.state = SagaState::kRunning;
   p.saga.failure = {};
   p.saga.failed_step = -1;
-  p.events.push_back(
-      {EventKind::kReplayed, with_by(EventData()
-                                         .Set("from_step", from_path)
-                                         .Set("replay_count",
-                                              p.saga.replay_count)
-                                         .Set("trigger", trigger))});
+  p.events.push_back({EventKind::kReplayed,
+                      with_by(EventData()
+                                  .Set("from_step", from_path)
+                                  .Set("replay_count", p.saga.replay_count)
+                                  .Set("trigger", trigger))});
   ti::Advance(ctx, p);
   return p;
 }

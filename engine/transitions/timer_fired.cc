@@ -22,10 +22,9 @@ std::optional<Plan> PlanTimerFired(const PlanContext& ctx, const Saga& saga,
   p.timers_delete.push_back(timer);
   ti::ClearWait(p.saga, w.path);
   if (w.kind == Wait::Kind::kBackoff) {
-    p.events.push_back(
-        {EventKind::kTimerFired,
-         EventData().Set(
-             "timer", std::string(TimerKindName(TimerKind::kBackoff)))});
+    p.events.push_back({EventKind::kTimerFired,
+                        EventData().Set("timer", std::string(TimerKindName(
+                                                     TimerKind::kBackoff)))});
     ti::StartAttempt(ctx, p, step, w.compensation);
     // A sleep that could not start may fail a tolerated item: the map goes.
     if (p.saga.state == SagaState::kRunning) ti::Advance(ctx, p);
