@@ -10,6 +10,7 @@
 // array in the definition, or with --items-in-input the saga's input (kept
 // in its first log event when over 1 KiB). With --groups G the items are in
 // G groups, each mapped by a map step inside the map step.
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -126,6 +127,20 @@ double ThreadCpuSeconds() {
   return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
 }
 
+// The calling thread's user and system CPU time, in seconds.
+struct ThreadTimes {
+  double user = 0;
+  double system = 0;
+};
+ThreadTimes CallingThreadTimes() {
+  rusage u{};
+  getrusage(RUSAGE_THREAD, &u);
+  auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  return {seconds(u.ru_utime), seconds(u.ru_stime)};
+}
+
 // Resident set size in bytes, from /proc/self/statm.
 uint64_t ResidentBytes() {
   std::ifstream statm("/proc/self/statm");
@@ -133,6 +148,18 @@ uint64_t ResidentBytes() {
   statm >> pages >> resident;
   return resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
 }
+
+// Where a run stood when a number of its sagas had finished.
+struct Mark {
+  bool taken = false;
+  Clock::time_point at;
+  // Taken on the loop thread: its CPU time (exact), and that time as user
+  // and system (the kernel's split, sampled at its clock ticks).
+  double loop_cpu = 0;
+  ThreadTimes loop_split;
+  uint64_t commits = 0;
+  int finished = 0;
+};
 
 struct Run {
   cde::Engine* engine = nullptr;
@@ -143,6 +170,20 @@ struct Run {
   int clients = 0;
   std::vector<double> latencies_ms;
   uint64_t peak_rss = 0;
+  // The steady part of the run, without its ramps: from the fifth of the
+  // sagas finished to four fifths.
+  int steady_from = 0;
+  int steady_to = 0;
+  Mark steady_start, steady_end;
+
+  void TakeMark(Mark* mark) {
+    *mark = {true,
+             Clock::now(),
+             ThreadCpuSeconds(),
+             CallingThreadTimes(),
+             engine->stats().commits,
+             finished};
+  }
 
   void StartOne() {
     if (to_start == 0) {
@@ -168,6 +209,8 @@ struct Run {
       if (state != cde::SagaState::kCompleted) ++errors;
       if (++finished % 1000 == 0)
         peak_rss = std::max(peak_rss, ResidentBytes());
+      if (finished == steady_from) TakeMark(&steady_start);
+      if (finished == steady_to) TakeMark(&steady_end);
       StartOne();
     };
     const cde::Saga* s = engine->FindActive(id);
@@ -489,6 +532,8 @@ int main(int argc, char** argv) {
   run.workflow = def["name"].get<std::string>();
   run.to_start = o.sagas;
   run.clients = std::min(o.concurrency, o.sagas);
+  run.steady_from = o.sagas / 5;
+  run.steady_to = o.sagas * 4 / 5;
   const uint64_t rss_before = ResidentBytes();
   const auto t0 = Clock::now();
   const double loop_cpu0 = ThreadCpuSeconds();
@@ -510,6 +555,22 @@ int main(int argc, char** argv) {
   const double loop_us_per_commit =
       stats.commits == 0 ? 0
                          : loop_cpu * 1e6 / static_cast<double>(stats.commits);
+  // Steady state: throughput and the loop thread's CPU per commit between
+  // the marks, user and system apart (system time is also where interrupt
+  // work lands that a thread happened to be running for).
+  double steady_sagas_per_s = 0, steady_cpu_us = 0, steady_user_us = 0,
+         steady_system_us = 0;
+  const Mark& m0 = run.steady_start;
+  const Mark& m1 = run.steady_end;
+  if (m0.taken && m1.taken && m1.commits > m0.commits && m1.at > m0.at) {
+    const auto commits = static_cast<double>(m1.commits - m0.commits);
+    steady_sagas_per_s = (m1.finished - m0.finished) /
+                         std::chrono::duration<double>(m1.at - m0.at).count();
+    steady_cpu_us = (m1.loop_cpu - m0.loop_cpu) * 1e6 / commits;
+    steady_user_us = (m1.loop_split.user - m0.loop_split.user) * 1e6 / commits;
+    steady_system_us =
+        (m1.loop_split.system - m0.loop_split.system) * 1e6 / commits;
+  }
   const double commits_per_group =
       stats.commit_groups == 0
           ? 0
@@ -530,6 +591,10 @@ int main(int argc, char** argv) {
               {"overwrite_fdatasync_p50_ms", overwrite.p50_ms},
               {"commits", stats.commits},
               {"loop_cpu_us_per_commit", loop_us_per_commit},
+              {"steady_sagas_per_s", steady_sagas_per_s},
+              {"steady_loop_cpu_us_per_commit", steady_cpu_us},
+              {"steady_loop_user_us_per_commit", steady_user_us},
+              {"steady_loop_system_us_per_commit", steady_system_us},
               {"commit_groups", stats.commit_groups},
               {"errors", run.errors}};
   std::printf(
@@ -559,6 +624,11 @@ int main(int argc, char** argv) {
                         : static_cast<double>(stats.commits) / run.finished);
   std::printf("  loop thread: %.2f s of CPU, %.2f us per commit\n", loop_cpu,
               loop_us_per_commit);
+  std::printf(
+      "  steady (from a fifth of the sagas finished to four fifths): %.0f "
+      "sagas/s; loop thread per commit %.2f us of CPU (%.2f user, %.2f "
+      "system)\n",
+      steady_sagas_per_s, steady_cpu_us, steady_user_us, steady_system_us);
   std::printf("%s\n", out.dump().c_str());
   return run.errors == 0 ? 0 : 1;
 }

@@ -4,7 +4,11 @@
 # so a run of N sagas reports 4 N + 1 commits (the workflow's registration
 # is the one more), no more groups than commits, every saga finished
 # without an error, and the loop thread's CPU per commit as a positive
-# figure; with either writer, synced or not.
+# figure, over the whole run and over its steady part (a fifth of the sagas
+# finished to four fifths: sagas/s and the loop's CPU per commit
+# positive, its user and system parts not negative: the kernel splits a
+# thread's time at its clock ticks, so a short window may see either
+# part stand still); with either writer, synced or not.
 # Usage: engine_bench_test.sh CDE_BENCH SCRATCH_DIR
 set -euo pipefail
 bench="$1" scratch="$2"
@@ -32,5 +36,12 @@ for flags in "" "--pipeline" "--no-sync"; do
   expect commits "$(field commits)" "v == 4 * $sagas + 1"
   expect commit_groups "$(field commit_groups)" "v >= 1 && v <= 4 * $sagas + 1"
   expect loop_cpu_us_per_commit "$(field loop_cpu_us_per_commit)" "v > 0"
+  expect steady_sagas_per_s "$(field steady_sagas_per_s)" "v > 0"
+  expect steady_loop_cpu_us_per_commit \
+    "$(field steady_loop_cpu_us_per_commit)" "v > 0"
+  expect steady_loop_user_us_per_commit \
+    "$(field steady_loop_user_us_per_commit)" "v >= 0"
+  expect steady_loop_system_us_per_commit \
+    "$(field steady_loop_system_us_per_commit)" "v >= 0"
 done
 exit "$fail"
