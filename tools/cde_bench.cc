@@ -558,11 +558,15 @@ int main(int argc, char** argv) {
   // Steady state: throughput and the loop thread's CPU per commit between
   // the marks, user and system apart (system time is also where interrupt
   // work lands that a thread happened to be running for).
+  // A run too short to have a steady part (under five sagas) reports none:
+  // null in the JSON line.
   double steady_sagas_per_s = 0, steady_cpu_us = 0, steady_user_us = 0,
          steady_system_us = 0;
   const Mark& m0 = run.steady_start;
   const Mark& m1 = run.steady_end;
-  if (m0.taken && m1.taken && m1.commits > m0.commits && m1.at > m0.at) {
+  const bool steady =
+      m0.taken && m1.taken && m1.commits > m0.commits && m1.at > m0.at;
+  if (steady) {
     const auto commits = static_cast<double>(m1.commits - m0.commits);
     steady_sagas_per_s = (m1.finished - m0.finished) /
                          std::chrono::duration<double>(m1.at - m0.at).count();
@@ -591,12 +595,15 @@ int main(int argc, char** argv) {
               {"overwrite_fdatasync_p50_ms", overwrite.p50_ms},
               {"commits", stats.commits},
               {"loop_cpu_us_per_commit", loop_us_per_commit},
-              {"steady_sagas_per_s", steady_sagas_per_s},
-              {"steady_loop_cpu_us_per_commit", steady_cpu_us},
-              {"steady_loop_user_us_per_commit", steady_user_us},
-              {"steady_loop_system_us_per_commit", steady_system_us},
               {"commit_groups", stats.commit_groups},
               {"errors", run.errors}};
+  for (const auto& [key, value] :
+       {std::pair{"steady_sagas_per_s", steady_sagas_per_s},
+        {"steady_loop_cpu_us_per_commit", steady_cpu_us},
+        {"steady_loop_user_us_per_commit", steady_user_us},
+        {"steady_loop_system_us_per_commit", steady_system_us}}) {
+    out[key] = steady ? json(value) : json(nullptr);
+  }
   std::printf(
       "workload %s%s, %d sagas, concurrency %d, %s%s, WAL spare %d MiB\n",
       o.workload.c_str(), o.policy ? " under the client policy" : "",
@@ -624,11 +631,15 @@ int main(int argc, char** argv) {
                         : static_cast<double>(stats.commits) / run.finished);
   std::printf("  loop thread: %.2f s of CPU, %.2f us per commit\n", loop_cpu,
               loop_us_per_commit);
-  std::printf(
-      "  steady (from a fifth of the sagas finished to four fifths): %.0f "
-      "sagas/s; loop thread per commit %.2f us of CPU (%.2f user, %.2f "
-      "system)\n",
-      steady_sagas_per_s, steady_cpu_us, steady_user_us, steady_system_us);
+  if (steady) {
+    std::printf(
+        "  steady (from a fifth of the sagas finished to four fifths): %.0f "
+        "sagas/s; loop thread per commit %.2f us of CPU (%.2f user, %.2f "
+        "system)\n",
+        steady_sagas_per_s, steady_cpu_us, steady_user_us, steady_system_us);
+  } else {
+    std::printf("  steady: too few sagas to leave out the ramps\n");
+  }
   std::printf("%s\n", out.dump().c_str());
   return run.errors == 0 ? 0 : 1;
 }
