@@ -392,12 +392,28 @@ void EngineImpl::Apply(Active& a, Plan plan,
   a.committing = true;
   plan.saga.checkpointed = false;  // it moves on from its checkpoint
   KeepEventsToLog(&plan);
-  Transition t = plan.Build(Now());
+  Transition t = plan.Build(Now(), PatchBase(a, plan));
   const std::string id = a.saga.id;
   Commit(std::move(t), [this, id, plan = std::move(plan),
                         after = std::move(after)](const Status& s) mutable {
     OnCommitted(id, std::move(plan), s, after);
   });
+}
+
+// A saga that goes straight on to an attempt writes a patch of its
+// snapshot, not the snapshot: its next transition comes soon. One that
+// waits (a timer, a slot, nothing) writes it whole, so that those that wait
+// long, and the recovery that reads them, have whole snapshots; and so does
+// every transition kPatchedEvents events after the last one, which bounds
+// what a reader after a crash folds.
+Plan::Base EngineImpl::PatchBase(const Active& a, const Plan& plan) {
+  if (a.saga.last_seq - a.snapshot_seq >= kPatchedEvents) return {};
+  for (const PlanAction& action : plan.actions) {
+    if (action.kind == PlanAction::Kind::kRunAttempt) {
+      return {&a.saga, &a.committed_body, &a.committed_layout};
+    }
+  }
+  return {};
 }
 
 void EngineImpl::OnCommitted(const std::string& id, Plan plan,
@@ -423,7 +439,12 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
     return;
   }
   ObserveCommitted(plan);
+  if (plan.wrote_snapshot) a.snapshot_seq = plan.saga.last_seq;
   a.saga = std::move(plan.saga);
+  // Empty unless Build had a base: then the next transition is likely soon.
+  a.committed_body.swap(plan.body);
+  a.committed_layout.fields.swap(plan.body_layout.fields);
+  a.committed_layout.elements.swap(plan.body_layout.elements);
   for (auto& [ref, write] : plan.items) {
     std::vector<ItemState>& items = a.items[ref.instance()];
     if (items.size() <= ref.index) items.resize(ref.index + 1);

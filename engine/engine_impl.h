@@ -177,6 +177,15 @@ class EngineImpl final : public Engine {
     // A shutdown checkpointed its attempts: late results are dropped (the
     // attempts run again after the next Open).
     bool checkpointed = false;
+    // The last seq its last whole snapshot covers, as far as this process
+    // knows (0: none written yet). Transitions in between write patches of
+    // it (Plan::Build), at most kPatchedEvents events' worth.
+    uint64_t snapshot_seq = 0;
+    // The snapshot body of `saga` as its last commit encoded it, kept while
+    // the saga goes straight on from one transition to the next (the base
+    // of the next one's patch); empty otherwise.
+    std::string committed_body;
+    BodyLayout committed_layout;
   };
 
   int64_t Now() const;
@@ -199,6 +208,11 @@ class EngineImpl final : public Engine {
 
   // Commits `plan` for `a`, then acts on it. `after` runs once committed.
   void Apply(Active& a, Plan plan, std::function<void(const Status&)> after);
+  // What a's plan may write a patch of its snapshot against instead of the
+  // snapshot (none: the whole snapshot).
+  static Plan::Base PatchBase(const Active& a, const Plan& plan);
+  // At most this many events between a saga's whole snapshots.
+  static constexpr uint64_t kPatchedEvents = 32;
   void OnCommitted(const std::string& id, Plan plan, const Status& status,
                    const std::function<void(const Status&)>& after);
   // Runs `event` now, or after the saga's commit in flight.

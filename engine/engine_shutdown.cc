@@ -79,7 +79,10 @@ void EngineImpl::Checkpoint(Active& a) {
       if (it == active_.end()) return;
       Active& a = *it->second;
       a.committing = false;
-      if (s.ok()) a.saga = saga;
+      if (s.ok()) {
+        a.saga = saga;
+        a.committed_body.clear();  // not the body of this saga any more
+      }
       // A cancel that arrived during the checkpoint is answered.
       RunDeferred(a);
     });

@@ -223,15 +223,18 @@ class JsonMap {
   json* object_;
 };
 
-// A CBOR map being written, its size filled in when it is done.
+// A CBOR map being written, its size filled in when it is done. With a
+// layout (the body's top level only), it notes where each part goes.
 class CborMap {
  public:
   template <typename Fill>
-  static void Write(CborWriter& w, Fill&& fill) {
-    CborMap map(w);
+  static void Write(CborWriter& w, Fill&& fill, BodyLayout* layout = nullptr,
+                    size_t origin = 0) {
+    CborMap map(w, layout, origin);
     fill(map);
     assert(map.pairs_ <= CborWriter::kMaxOpenMapPairs);
     w.CloseMap(map.head_at_, map.pairs_);
+    if (layout != nullptr) map.EndField();
   }
   void Str(std::string_view key, std::string_view v) { Key(key).Text(v); }
   void Uint(std::string_view key, uint64_t v) { Key(key).Uint(v); }
@@ -245,26 +248,60 @@ class CborMap {
   template <typename Fill>
   void Array(std::string_view key, size_t size, Fill&& fill) {
     Key(key).ArrayHead(size);
-    CborArray array{&w_};
+    CborArray array{&w_, layout_, origin_};
+    if (layout_ != nullptr) {
+      BodyLayout::Field& f = layout_->fields.back();
+      f.list = true;
+      f.first_element = static_cast<uint32_t>(layout_->elements.size());
+    }
     fill(array);
+    if (layout_ != nullptr) {
+      BodyLayout::Field& f = layout_->fields.back();
+      f.element_count =
+          static_cast<uint32_t>(layout_->elements.size()) - f.first_element;
+    }
   }
 
  private:
   struct CborArray {
     CborWriter* w;
+    BodyLayout* layout;
+    size_t origin;
     template <typename Fill>
     void Map(Fill&& fill) {
+      if (layout != nullptr) layout->elements.push_back(Offset(*w, origin));
       Write(*w, std::forward<Fill>(fill));
     }
   };
-  explicit CborMap(CborWriter& w) : w_(w), head_at_(w.OpenMap()) {}
+  static uint32_t Offset(const CborWriter& w, size_t origin) {
+    return static_cast<uint32_t>(w.offset() - origin);
+  }
+  CborMap(CborWriter& w, BodyLayout* layout, size_t origin)
+      : w_(w), head_at_(w.OpenMap()), layout_(layout), origin_(origin) {}
+  // The field before the next one (or the map's end) ends here.
+  void EndField() {
+    if (!layout_->fields.empty() && layout_->fields.back().end == 0) {
+      layout_->fields.back().end = Offset(w_, origin_);
+    }
+  }
   CborWriter& Key(std::string_view key) {
     ++pairs_;
+    if (layout_ != nullptr) {
+      EndField();
+      BodyLayout::Field f;
+      f.key = Offset(w_, origin_);
+      w_.Text(key);
+      f.value = Offset(w_, origin_);
+      layout_->fields.push_back(f);
+      return w_;
+    }
     w_.Text(key);
     return w_;
   }
   CborWriter& w_;
   size_t head_at_;
+  BodyLayout* layout_;
+  size_t origin_;
   uint64_t pairs_ = 0;
 };
 
@@ -339,6 +376,12 @@ SagaRecord ToRecordWithInput(const Saga& s) {
 
 void WriteSnapshotBody(const Saga& s, CborWriter& w) {
   CborMap::Write(w, [&s](CborMap& map) { WriteSagaBody(s, map); });
+}
+
+void WriteSnapshotBody(const Saga& s, CborWriter& w, BodyLayout* layout) {
+  layout->clear();
+  CborMap::Write(
+      w, [&s](CborMap& map) { WriteSagaBody(s, map); }, layout, w.offset());
 }
 
 std::string EncodeSnapshot(const Saga& s) {

@@ -281,6 +281,28 @@ SagaHead HeadOf(const Saga& saga);
 std::string EncodeSnapshot(const Saga& saga);
 // The snapshot's body alone, for Transition::PutSaga to write in place.
 void WriteSnapshotBody(const Saga& saga, CborWriter& w);
+// Where WriteSnapshotBody put each top-level field of a body, and each
+// element of a field that is a list: byte offsets from the body's start
+// (they hold wherever the body is moved), so that SnapshotPatch compares
+// two bodies part by part without parsing either.
+struct BodyLayout {
+  struct Field {
+    uint32_t key = 0;    // the key's text item
+    uint32_t value = 0;  // the value, which ends at `end`
+    uint32_t end = 0;
+    bool list = false;  // a list: its elements' offsets are in `elements`
+    uint32_t first_element = 0;  // index into `elements`
+    uint32_t element_count = 0;  // each ends where the next begins
+  };
+  std::vector<Field> fields;  // in key order, as written
+  std::vector<uint32_t> elements;
+  void clear() {
+    fields.clear();
+    elements.clear();
+  }
+};
+// The same, noting in `layout` where each part went.
+void WriteSnapshotBody(const Saga& saga, CborWriter& w, BodyLayout* layout);
 // The saga in `record`, or Corruption naming the saga and the bad field.
 // Snapshots before format 3 name the step they wait on by its index: `def`
 // (the definition the saga runs) names it by its path; without it the path

@@ -62,6 +62,14 @@ struct ItemWrite {
   friend bool operator==(const ItemWrite&, const ItemWrite&) = default;
 };
 
+// What a transition may write a patch of its snapshot against (see
+// Plan::Build).
+struct SnapshotBase {
+  const Saga* saga = nullptr;
+  const std::string* body = nullptr;  // empty: not known
+  const BodyLayout* layout = nullptr;
+};
+
 struct Plan {
   Saga saga;  // the snapshot after this transition
   // The items of map steps this transition changes (their new states), by
@@ -89,7 +97,20 @@ struct Plan {
 
   // The storage transition for this plan; assigns log seqs from
   // saga.last_seq (which it advances).
-  Transition Build(int64_t now_ms);
+  //
+  // With a base (the saga as its last commit left it, and its snapshot body
+  // as encoded then: Plan::body of that commit's plan, or empty if not
+  // known), a transition that keeps the saga's state and has events writes
+  // a patch of the snapshot in its log row instead of the snapshot, when
+  // the patch is smaller (store format 8; SnapshotPatch). Build then keeps
+  // the new snapshot body in `body`, the base of the next transition.
+  using Base = SnapshotBase;
+  Transition Build(int64_t now_ms, Base base = {});
+  // Set by Build: whether the transition holds the whole snapshot, and
+  // (given a base) the snapshot body encoded.
+  bool wrote_snapshot = true;
+  std::string body;
+  BodyLayout body_layout;
 };
 
 // What the engine knows when it plans.

@@ -4,6 +4,7 @@
 
 #include "storage/cbor_writer.h"
 #include "storage/json_depth.h"
+#include "storage/keys.h"
 
 namespace cde {
 namespace {
@@ -200,9 +201,23 @@ std::string EncodeLog(const LogRecord& r) {
   return out;
 }
 
-LogRowWriter::LogRowWriter(std::string* out, size_t events) : out_(out) {
+LogRowWriter::LogRowWriter(std::string* out, size_t events, bool with_patch)
+    : out_(out) {
   out_->push_back(static_cast<char>(kRecordVersion));
-  if (events > 1) CborWriter(out_).ArrayHead(events);
+  CborWriter w(out_);
+  if (with_patch) {
+    w.MapHead(2);
+    w.Text("events");
+    w.ArrayHead(events);
+  } else if (events > 1) {
+    w.ArrayHead(events);
+  }
+}
+
+void LogRowWriter::Patch(WriteData write_patch, const void* context) {
+  CborWriter w(out_);
+  w.Text("patch");
+  write_patch(context, w);
 }
 
 void LogRowWriter::Add(std::string_view saga_id, uint64_t seq, int64_t time_ms,
@@ -251,34 +266,126 @@ std::string EncodeLogRow(const std::vector<LogRecord>& events) {
   return out;
 }
 
-Result<std::vector<LogRecord>> DecodeLogRow(std::string_view value,
-                                            std::string_view where) {
+namespace {
+
+// The events of a row, consecutive seqs of one saga.
+Status FillEvents(const json& list, std::string_view where,
+                  std::vector<LogRecord>* events) {
+  for (const json& e : list) {
+    auto next = FillFrom<LogRecord>(e, where, "log", FillLog);
+    CDE_RETURN_IF_ERROR(next.status());
+    if (!events->empty() && (next->saga_id != events->back().saga_id ||
+                             next->seq != events->back().seq + 1)) {
+      return Undecodable(
+          where, "log",
+          "event seq " + std::to_string(next->seq) + " does not follow seq " +
+              std::to_string(events->back().seq) + " of the same saga");
+    }
+    events->push_back(std::move(next).value());
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+Result<LogRow> DecodeLogRowWithPatch(std::string_view value,
+                                     std::string_view where) {
   auto j = ParseFrame(value, where, "log");
   CDE_RETURN_IF_ERROR(j.status());
-  std::vector<LogRecord> events;
+  LogRow row;
+  if (j->is_object() && j->contains("events")) {
+    const json& events = (*j)["events"];
+    const auto patch = j->find("patch");
+    if (!events.is_array() || events.empty() || patch == j->end() ||
+        !patch->is_object() || j->size() != 2) {
+      return Undecodable(where, "log",
+                         "a row with a snapshot patch must be a map of "
+                         "\"events\" (an array of one or more) and "
+                         "\"patch\" (a map)");
+    }
+    CDE_RETURN_IF_ERROR(FillEvents(events, where, &row.events));
+    row.snapshot_patch = std::move(*patch);
+    return row;
+  }
   if (j->is_object()) {
     auto one = FillFrom<LogRecord>(*j, where, "log", FillLog);
     CDE_RETURN_IF_ERROR(one.status());
-    events.push_back(std::move(one).value());
-    return events;
+    row.events.push_back(std::move(one).value());
+    return row;
   }
   if (!j->is_array() || j->size() < 2) {
     return Undecodable(where, "log",
                        "neither an event's map nor an array of two or more");
   }
-  for (const json& e : *j) {
-    auto next = FillFrom<LogRecord>(e, where, "log", FillLog);
-    CDE_RETURN_IF_ERROR(next.status());
-    if (!events.empty() && (next->saga_id != events.back().saga_id ||
-                            next->seq != events.back().seq + 1)) {
-      return Undecodable(
-          where, "log",
-          "event seq " + std::to_string(next->seq) + " does not follow seq " +
-              std::to_string(events.back().seq) + " of the same saga");
-    }
-    events.push_back(std::move(next).value());
+  CDE_RETURN_IF_ERROR(FillEvents(*j, where, &row.events));
+  return row;
+}
+
+Result<std::vector<LogRecord>> DecodeLogRow(std::string_view value,
+                                            std::string_view where) {
+  auto row = DecodeLogRowWithPatch(value, where);
+  CDE_RETURN_IF_ERROR(row.status());
+  return std::move(row->events);
+}
+
+Status ApplySnapshotPatch(const json& patch, uint64_t last_seq, SagaRecord* rec,
+                          std::string_view where) {
+  auto bad = [&](const std::string& what) {
+    return Status::Corruption(std::string(where) +
+                              ": snapshot patch of saga '" +
+                              PrintableKey(rec->id) + "': " + what);
+  };
+  if (!patch.is_object()) return bad("not a map");
+  if (!rec->body.is_object()) return bad("the snapshot's body is not a map");
+  if (last_seq <= rec->last_seq) {
+    return bad("its row ends at seq " + std::to_string(last_seq) +
+               ", not after the snapshot's " + std::to_string(rec->last_seq));
   }
-  return events;
+  const auto updated = patch.find("updated_ms");
+  if (updated == patch.end() || !updated->is_number_integer()) {
+    return bad("updated_ms missing or not an integer");
+  }
+  for (const auto& [key, value] : patch.items()) {
+    if (key != "set" && key != "unset" && key != "elements" &&
+        key != "updated_ms") {
+      return bad("unknown field '" + key + "'");
+    }
+  }
+  if (const auto set = patch.find("set"); set != patch.end()) {
+    if (!set->is_object()) return bad("set is not a map");
+    for (const auto& [key, value] : set->items()) rec->body[key] = value;
+  }
+  if (const auto unset = patch.find("unset"); unset != patch.end()) {
+    if (!unset->is_array()) return bad("unset is not an array");
+    for (const json& key : *unset) {
+      if (!key.is_string()) return bad("unset names a field by a non-text");
+      rec->body.erase(key.get_ref<const std::string&>());
+    }
+  }
+  if (const auto elements = patch.find("elements"); elements != patch.end()) {
+    if (!elements->is_object()) return bad("elements is not a map");
+    for (const auto& [key, changes] : elements->items()) {
+      const auto array = rec->body.find(key);
+      if (array == rec->body.end() || !array->is_array()) {
+        return bad("elements of '" + key + "', which is not an array");
+      }
+      if (!changes.is_array())
+        return bad("elements of '" + key + "': not an array");
+      for (const json& change : changes) {
+        if (!change.is_array() || change.size() != 2 ||
+            !change[0].is_number_unsigned() ||
+            change[0].get<uint64_t>() >= array->size()) {
+          return bad("elements of '" + key + "' (" +
+                     std::to_string(array->size()) +
+                     "): each must be [index below that, value]");
+        }
+        (*array)[change[0].get<size_t>()] = change[1];
+      }
+    }
+  }
+  rec->updated_ms = updated->get<int64_t>();
+  rec->last_seq = last_seq;
+  return Status::OK();
 }
 
 std::string EncodeDlq(const DlqRecord& r) {

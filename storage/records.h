@@ -31,8 +31,10 @@ inline constexpr uint8_t kRecordVersion = 1;
 // 5: a snapshot may keep its saga's input in the saga's first log event
 // instead (`input_in_log`), which an older build would not read. 6: a log
 // row may hold all the events of one transition, keyed by the last one's
-// seq (DecodeLogRow).
-inline constexpr uint32_t kFormatVersion = 7;
+// seq (DecodeLogRow). 7: one saga index (idx_workflow_state). 8: a
+// transition may write, instead of the saga's snapshot, a patch of it in
+// its log row (DecodeLogRowWithPatch, ApplySnapshotPatch).
+inline constexpr uint32_t kFormatVersion = 8;
 
 // Saga lifecycle (PRODUCT.md). The byte codes are part of the index key
 // format: never renumber, never reuse a retired code.
@@ -185,10 +187,12 @@ std::string EncodeLog(const LogRecord& rec);
 // are a CBOR array of their maps behind one version byte.
 std::string EncodeLogRow(const std::vector<LogRecord>& events);
 // Writes a log row's value into `out` event by event, without a
-// LogRecord: Add exactly `events` times, oldest first.
+// LogRecord: Add exactly `events` times, oldest first. With a snapshot
+// patch (format 8) the row is a CBOR map {"events": [...], "patch": {...}}:
+// then call Patch once, after the events.
 class LogRowWriter {
  public:
-  LogRowWriter(std::string* out, size_t events);
+  LogRowWriter(std::string* out, size_t events, bool with_patch = false);
   void Add(std::string_view saga_id, uint64_t seq, int64_t time_ms,
            std::string_view type, const nlohmann::json& data);
   // The same, with the event's data written by `write_data(context, w)`:
@@ -196,6 +200,9 @@ class LogRowWriter {
   using WriteData = void (*)(const void* context, CborWriter& w);
   void Add(std::string_view saga_id, uint64_t seq, int64_t time_ms,
            std::string_view type, WriteData write_data, const void* context);
+  // The row's snapshot patch (see ApplySnapshotPatch), one CBOR map written
+  // by `write_patch(context, w)`.
+  void Patch(WriteData write_patch, const void* context);
 
  private:
   std::string* out_;
@@ -214,6 +221,26 @@ Result<LogRecord> DecodeLog(std::string_view value, std::string_view where);
 // they are consecutive seqs of one saga.
 Result<std::vector<LogRecord>> DecodeLogRow(std::string_view value,
                                             std::string_view where);
+// A log row's events and, if its transition wrote a patch of the saga's
+// snapshot instead of the whole snapshot (format 8), that patch.
+struct LogRow {
+  std::vector<LogRecord> events;
+  std::optional<nlohmann::json> snapshot_patch;
+};
+Result<LogRow> DecodeLogRowWithPatch(std::string_view value,
+                                     std::string_view where);
+// Brings `rec` (the saga's state before a row) to its state after the row
+// whose last event is `last_seq`, by the row's snapshot patch: a CBOR map
+//   "set":        {field: value}          body fields replaced or added
+//   "unset":      [field]                 body fields removed
+//   "elements":   {field: [[index, value]]}  elements of body arrays
+//                                            replaced, applied after "set"
+//   "updated_ms": integer                 the snapshot's new updated_ms
+// Any other change of the head (state, version, ...) is a whole snapshot.
+// Corruption, naming `where`, if the patch is malformed or does not fit the
+// body; `rec` is then unspecified.
+Status ApplySnapshotPatch(const nlohmann::json& patch, uint64_t last_seq,
+                          SagaRecord* rec, std::string_view where);
 Result<DlqRecord> DecodeDlq(std::string_view value, std::string_view where);
 Result<TimerRecord> DecodeTimer(std::string_view value, std::string_view where);
 Result<DefinitionRecord> DecodeDefinition(std::string_view value,

@@ -261,8 +261,9 @@ class StoreImpl final : public Store {
         return false;
       }
       auto rec = DecodeSaga(value, Where(Cf::kSagas, key));
-      if (!rec.ok()) {
-        error = rec.status();
+      if (rec.ok()) error = FoldLogTail(view, *rec);
+      if (!rec.ok() || !error.ok()) {
+        if (error.ok()) error = rec.status();
         return false;
       }
       page.sagas.push_back(std::move(rec).value());
@@ -532,7 +533,45 @@ class StoreImpl final : public Store {
       return Status::NotFound("no saga '" + PrintableKey(saga_id) + "'");
     }
     CDE_RETURN_IF_ERROR(s);
-    return DecodeSaga(value, Where(Cf::kSagas, saga_id));
+    auto rec = DecodeSaga(value, Where(Cf::kSagas, saga_id));
+    CDE_RETURN_IF_ERROR(rec.status());
+    CDE_RETURN_IF_ERROR(FoldLogTail(view, *rec));
+    return rec;
+  }
+
+  // A snapshot is not rewritten by every transition (format 8): those that
+  // wrote none left a patch of it in their log row, each row after the
+  // snapshot's last_seq. Applied in order, they give the saga as of its
+  // newest row.
+  static Status FoldLogTail(KvView& view, SagaRecord& rec) {
+    Status error;
+    Status s = view.Scan(
+        Cf::kLog,
+        {LogKey(rec.id, rec.last_seq + 1), PrefixEnd(LogPrefix(rec.id))},
+        [&](auto key, auto value) {
+          const std::string where = Where(Cf::kLog, key);
+          auto row = DecodeLogRowWithPatch(value, where);
+          if (!row.ok()) {
+            error = row.status();
+          } else if (row->events.front().seq != rec.last_seq + 1) {
+            error = Status::Corruption(where + ": begins at seq " +
+                                       std::to_string(row->events.front().seq) +
+                                       ", but saga '" + PrintableKey(rec.id) +
+                                       "' is at seq " +
+                                       std::to_string(rec.last_seq));
+          } else if (!row->snapshot_patch) {
+            error = Status::Corruption(
+                where + ": follows the snapshot of saga '" +
+                PrintableKey(rec.id) + "' (last_seq " +
+                std::to_string(rec.last_seq) + ") but holds no patch of it");
+          } else {
+            error = ApplySnapshotPatch(*row->snapshot_patch,
+                                       row->events.back().seq, &rec, where);
+          }
+          return error.ok();
+        });
+    CDE_RETURN_IF_ERROR(s);
+    return error;
   }
 
   // The workflows idx_workflow_state holds sagas of, in byte order: one

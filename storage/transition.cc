@@ -84,13 +84,17 @@ void Transition::AppendLog(const LogRecord& event) {
 
 void Transition::AppendLogEvents(std::string_view saga_id, uint64_t first_seq,
                                  int64_t time_ms,
-                                 std::span<const LogEvent> events) {
+                                 std::span<const LogEvent> events,
+                                 LogRowWriter::WriteData write_patch,
+                                 const void* patch_context) {
+  assert((!events.empty() || write_patch == nullptr) &&
+         "a snapshot patch needs a log row to hold it");
   if (events.empty()) return;
   const uint64_t last_seq = first_seq + events.size() - 1;
   PutInPlace(
       Cf::kLog, [&](std::string* out) { AppendLogKey(out, saga_id, last_seq); },
       [&](std::string* out) {
-        LogRowWriter row(out, events.size());
+        LogRowWriter row(out, events.size(), write_patch != nullptr);
         uint64_t seq = first_seq;
         for (const LogEvent& e : events) {
           if (e.write_data != nullptr) {
@@ -100,6 +104,7 @@ void Transition::AppendLogEvents(std::string_view saga_id, uint64_t first_seq,
             row.Add(saga_id, seq++, time_ms, e.type, *e.data);
           }
         }
+        if (write_patch != nullptr) row.Patch(write_patch, patch_context);
       });
 }
 

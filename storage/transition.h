@@ -48,8 +48,13 @@ class Transition {
   // The events of one transition, seqs first_seq, first_seq + 1, ..., as
   // one row keyed by the last one's seq (EncodeLogRow), encoded in place:
   // a row per transition, not per event, is one memtable insert.
+  // With `write_patch`, the row also holds the snapshot patch it writes
+  // (format 8; LogRowWriter::Patch): for a transition that writes no
+  // snapshot.
   void AppendLogEvents(std::string_view saga_id, uint64_t first_seq,
-                       int64_t time_ms, std::span<const LogEvent> events);
+                       int64_t time_ms, std::span<const LogEvent> events,
+                       LogRowWriter::WriteData write_patch = nullptr,
+                       const void* patch_context = nullptr);
   void PutTimer(const TimerRecord& timer);
   void DeleteTimer(int64_t due_ms, std::string_view saga_id,
                    std::string_view name);

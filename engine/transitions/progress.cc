@@ -5,6 +5,7 @@
 #include <map>
 
 #include "engine/action_policy.h"
+#include "engine/snapshot_patch.h"
 #include "engine/templating.h"
 
 namespace cde {
@@ -564,8 +565,41 @@ TimerRef TimerOf(const Wait& wait) {
   return {wait.due_ms, TimerKindOf(wait.kind).value(), wait.path};
 }
 
-Transition Plan::Build(int64_t now_ms) {
+namespace {
+
+// Fields of the snapshot's head a patch cannot change (only updated_ms and
+// last_seq, which every transition moves).
+bool SameHead(const Saga& a, const Saga& b) {
+  return a.id == b.id && a.workflow == b.workflow && a.version == b.version &&
+         a.state == b.state && a.created_ms == b.created_ms &&
+         a.idempotency_key == b.idempotency_key;
+}
+
+struct PatchToWrite {
+  const SnapshotPatch* patch;
+  int64_t updated_ms;
+};
+
+}  // namespace
+
+Transition Plan::Build(int64_t now_ms, Base base) {
   saga.updated_ms = now_ms;
+  // One per thread, reused: its buffers keep their capacity.
+  thread_local SnapshotPatch patch;
+  bool patched = false;
+  if (base.saga != nullptr) {
+    body.clear();
+    {
+      CborWriter w(&body);
+      WriteSnapshotBody(saga, w, &body_layout);
+    }
+    patched = !base.body->empty() && !events.empty() &&
+              previous_state == saga.state && !finishes() &&
+              SameHead(*base.saga, saga) &&
+              patch.Make({*base.body, base.layout}, {body, &body_layout});
+  }
+  wrote_snapshot = !patched;
+  const PatchToWrite to_write{&patch, now_ms};
   Transition t;
   // Most transitions are a snapshot and an event or two: one allocation.
   t.Reserve(1024 + 256 * events.size());
@@ -578,7 +612,13 @@ Transition Plan::Build(int64_t now_ms) {
                       },
                       &e.data});
   }
-  t.AppendLogEvents(saga.id, saga.last_seq + 1, now_ms, logged);
+  t.AppendLogEvents(
+      saga.id, saga.last_seq + 1, now_ms, logged,
+      patched ? [](const void* p, CborWriter& w) {
+        const auto* to = static_cast<const PatchToWrite*>(p);
+        to->patch->Write(w, to->updated_ms);
+      } : LogRowWriter::WriteData{nullptr},
+      &to_write);
   saga.last_seq += events.size();
   events.clear();
   // A timer both put and deleted by one plan was put and then cut (several
@@ -603,9 +643,14 @@ Transition Plan::Build(int64_t now_ms) {
     t.PutItem(saga.id, write.map_path, ref.index,
               EncodeItem(ItemToJson(write.state)));
   }
-  t.PutSaga(
-      HeadOf(saga), [this](CborWriter& w) { WriteSnapshotBody(saga, w); },
-      previous_state);
+  if (base.saga != nullptr && !patched) {  // encoded already
+    t.PutSaga(
+        HeadOf(saga), [this](CborWriter& w) { w.Raw(body); }, previous_state);
+  } else if (!patched) {
+    t.PutSaga(
+        HeadOf(saga), [this](CborWriter& w) { WriteSnapshotBody(saga, w); },
+        previous_state);
+  }
   return t;
 }
 

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "storage/cbor_writer.h"
 #include "storage/keys.h"
 #include "storage/records.h"
 #include "tests/admin/admin_process.h"
@@ -665,6 +666,65 @@ TEST_F(AdminTest, VerifyReportsExactlyTheDamageDone) {
   EXPECT_NE(r.out.find("5 problems"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("1 idx_state"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("index_missing"), std::string::npos);
+}
+
+// A log row written with a patch of the saga's snapshot instead of the
+// snapshot (store format 8), as a step handed straight on writes it.
+std::string PatchedLogRow(const std::string& id, uint64_t seq,
+                          const json& patch) {
+  std::string out;
+  LogRowWriter row(&out, 1, /*with_patch=*/true);
+  const json data = json::object();
+  row.Add(
+      id, seq, 1764200000000, "attempt_started",
+      [](const void* d, CborWriter& w) {
+        w.Json(*static_cast<const json*>(d));
+      },
+      &data);
+  row.Patch([](const void* p,
+               CborWriter& w) { w.Json(*static_cast<const json*>(p)); },
+            &patch);
+  return out;
+}
+
+TEST_F(AdminTest, VerifyChecksTheSagaAsItsLogPatchesIt) {
+  const std::string dir = CopyOfStore("patched");
+  {
+    RawDb db(dir);
+    // The sleeper, patched well: a field set, its time moved on.
+    const SagaRecord sleeping = db.Saga(sagas().sleeping);
+    db.Put(Cf::kLog, LogKey(sleeping.id, sleeping.last_seq + 1),
+           PatchedLogRow(sleeping.id, sleeping.last_seq + 1,
+                         {{"set", {{"replayed_by", "ops"}}},
+                          {"updated_ms", sleeping.updated_ms + 1}}));
+    // A row after a snapshot that patches nothing.
+    const SagaRecord keyed = db.Saga(sagas().keyed);
+    db.Put(
+        Cf::kLog, LogKey(keyed.id, keyed.last_seq + 1),
+        EncodeLog({keyed.id, keyed.last_seq + 1, 1, "note", json::object()}));
+  }
+  AdminRun r = Admin({"verify", "--json"}, dir);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  const json j = r.Json();
+  std::multiset<std::pair<std::string, std::string>> found;
+  for (const json& p : j["problems"]) {
+    found.emplace(p["kind"].get<std::string>(),
+                  p["saga_id"].get<std::string>());
+    if (p["kind"] == "bad_patch") {
+      EXPECT_NE(p["message"].get<std::string>().find("holds no patch"),
+                std::string::npos)
+          << p.dump();
+    }
+  }
+  // The sleeper's patch is no problem (its log ends where the patch put
+  // it); the other's row is, and so is its log's end, which no snapshot
+  // reaches.
+  const std::multiset<std::pair<std::string, std::string>> expected = {
+      {"bad_patch", sagas().keyed}, {"log_mismatch", sagas().keyed}};
+  EXPECT_EQ(found, expected) << r.out;
+  r = Admin({"sagas", "show", sagas().sleeping, "--json"}, dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.Json()["replayed_by"], "ops") << r.out;
 }
 
 TEST_F(AdminTest, BadInputIsOneClearLineAndChangesNothing) {

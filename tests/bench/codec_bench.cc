@@ -65,7 +65,7 @@ BENCHMARK(BM_BuildStepTransition);
 // The loop's share of a saga step: the first of three steps succeeded, so
 // the plan records that and starts the second (two log events), and is
 // built into its transition, which is then dropped, with the plan.
-void BM_PlanStepResult(benchmark::State& state) {
+void PlanStepResult(benchmark::State& state, bool patched) {
   auto def = cde::ParseDefinition({{"name", "bench"},
                                    {"version", 1},
                                    {"steps",
@@ -80,16 +80,36 @@ void BM_PlanStepResult(benchmark::State& state) {
                                    {{"trip", "T-99"}}, "", "", "", "", false);
   start.Build(now);
   const cde::Saga saga = std::move(start.saga);
+  std::string body;  // as the engine keeps it from the commit before
+  cde::BodyLayout layout;
+  {
+    cde::CborWriter w(&body);
+    cde::WriteSnapshotBody(saga, w, &layout);
+  }
   const std::vector<cde::AttemptOutcome> outcomes = {
       {{"one", false, 1}, true, {{"booking", "H-17"}}, {}}};
   std::vector<bool> applied;
   for (auto _ : state) {
     auto plan = cde::PlanAttemptResults(ctx, saga, outcomes, &applied);
-    cde::Transition t = plan->Build(now + 1);
+    cde::Transition t =
+        plan->Build(now + 1, patched ? cde::Plan::Base{&saga, &body, &layout}
+                                     : cde::Plan::Base{});
+    if (patched && plan->wrote_snapshot) {
+      return state.SkipWithError("the step wrote a snapshot, not a patch");
+    }
     benchmark::DoNotOptimize(t.ByteSize());
   }
 }
+void BM_PlanStepResult(benchmark::State& state) {
+  PlanStepResult(state, false);
+}
 BENCHMARK(BM_PlanStepResult);
+// The same step written as a patch of the snapshot (store format 8), as the
+// engine writes a step handed straight on to the next.
+void BM_PlanStepResultPatched(benchmark::State& state) {
+  PlanStepResult(state, true);
+}
+BENCHMARK(BM_PlanStepResultPatched);
 
 // A typical input schema with two patterns (their programs cached).
 void BM_ValidateInputWithPatterns(benchmark::State& state) {

@@ -73,6 +73,52 @@ TEST_F(EngineTest, NoopStepsRunToCompletionAndLogEveryTransition) {
                                            "step_succeeded", "saga_completed"));
 }
 
+// A step handed straight on to the next writes a patch of the snapshot in
+// its log row, not the snapshot (store format 8); every read of the store
+// applies it. The stored snapshot row stays as the start wrote it until a
+// transition that waits or ends writes it whole.
+TEST_F(EngineTest, AStepHandedOnWritesAPatchThatReadsAsTheSnapshot) {
+  HeldAction held;
+  OpenMemory({{"held", held.AsAction()}});
+  ASSERT_OK(
+      h_.Register(Workflow("hand-on", {{{"name", "a"}, {"action", "noop"}},
+                                       {{"name", "b"}, {"action", "held"}},
+                                       {{"name", "c"}, {"action", "noop"}}}))
+          .status());
+  const std::string id = StartOk("hand-on");
+  ASSERT_TRUE(h_.RunUntil([&] { return held.pending() == 1; }));
+  Store& store = h_.engine().store();
+  auto stored_row = [&] {
+    SagaRecord raw;
+    EXPECT_OK(store.ScanRows(Cf::kSagas, [&](auto key, auto value) {
+      if (key == id) raw = DecodeSaga(value, "sagas").value();
+      return true;
+    }));
+    return raw;
+  };
+  // The start wrote saga_started and attempt_started (seqs 1-2) with the
+  // snapshot; a's success and b's attempt (3-4) a patch.
+  EXPECT_EQ(stored_row().last_seq, 2u);
+  auto read = store.GetSaga(id);
+  ASSERT_OK(read.status());
+  EXPECT_EQ(read->last_seq, 4u);
+  EXPECT_EQ(read->body["steps"][0]["status"], "succeeded");
+  EXPECT_EQ(read->body["steps"][1]["status"], "running");
+  EXPECT_EQ(read->body["steps"][1]["attempts"], 1);
+  ASSERT_EQ(read->body["waits"].size(), 1u);
+  EXPECT_EQ(read->body["waits"][0]["path"], "b");
+  auto saga = FromRecord(*read);
+  ASSERT_OK(saga.status());
+  held.Complete(ActionResult::Success(json{{"booked", 7}}));
+  auto done = h_.AwaitInactive(id);
+  ASSERT_OK(done.status());
+  EXPECT_EQ(done->state, SagaState::kCompleted);
+  EXPECT_EQ(done->body["steps"][1]["output"], json({{"booked", 7}}));
+  // The end is written whole: the row and the read agree.
+  EXPECT_EQ(stored_row(), *done);
+  EXPECT_EQ(done->last_seq, 8u);
+}
+
 TEST_F(EngineTest, InputThatViolatesTheSchemaStartsNothing) {
   OpenMemory();
   ASSERT_OK(

@@ -5,6 +5,7 @@
 #include <set>
 #include <thread>
 
+#include "storage/cbor_writer.h"
 #include "storage/keys.h"
 #include "storage/store.h"
 #include "tests/test_util.h"
@@ -359,6 +360,122 @@ TEST_P(StoreConformanceTest, LogRowsOfSeveralEventsReadAsSingleEvents) {
   EXPECT_EQ((*all)[2].type, "step_succeeded");
   EXPECT_EQ((*all)[2].data, data);
   EXPECT_EQ((*all)[5].time_ms, 6000);
+}
+
+// A transition may write, instead of the saga's snapshot, a patch of it in
+// its log row (store format 8): every read of the saga applies the patches
+// after its snapshot, in order, and reading the log still gives events.
+void AppendPatchedRow(Transition& t, const std::string& id, uint64_t seq,
+                      const nlohmann::json& patch) {
+  const nlohmann::json data = {{"step", "s" + std::to_string(seq)}};
+  const Transition::LogEvent event{"step_succeeded", &data};
+  t.AppendLogEvents(
+      id, seq, 1700000000000 + static_cast<int64_t>(seq), {&event, 1},
+      [](const void* p, CborWriter& w) {
+        w.Json(*static_cast<const nlohmann::json*>(p));
+      },
+      &patch);
+}
+
+TEST_P(StoreConformanceTest, ReadersApplyTheSnapshotPatchesInTheLogAfterIt) {
+  auto ids = MakeIds(2, 1000);
+  const std::string& id = ids[0];
+  Create(id, "trip", SagaState::kRunning);
+  Create(ids[1], "trip", SagaState::kRunning);  // its log follows id's
+  Transition t;
+  AppendPatchedRow(t, id, 2,
+                   {{"set", {{"current_step", 1}, {"waits", {1, 2, 3}}}},
+                    {"updated_ms", 70}});
+  AppendPatchedRow(t, id, 3,
+                   {{"elements", {{"waits", {{1, "two"}}}}},
+                    {"unset", {"input"}},
+                    {"updated_ms", 80}});
+  ASSERT_OK(WriteOne(*store_, t));
+  SagaRecord want = MakeSaga(id, "trip", SagaState::kRunning, 3);
+  want.updated_ms = 80;
+  want.body = {{"current_step", 1}, {"waits", {1, "two", 3}}};
+  auto got = store_->GetSaga(id);
+  ASSERT_OK(got.status());
+  EXPECT_EQ(*got, want);
+  auto listed = store_->ListSagas({.state = SagaState::kRunning});
+  ASSERT_OK(listed.status());
+  ASSERT_EQ(listed->sagas.size(), 2u);
+  EXPECT_EQ(listed->sagas[1], want);
+  auto all = store_->ListSagas({});
+  ASSERT_OK(all.status());
+  ASSERT_EQ(all->sagas.size(), 2u);
+  EXPECT_EQ(all->sagas[1], want);
+  EXPECT_EQ(all->sagas[0], MakeSaga(ids[1], "trip", SagaState::kRunning));
+  auto active = store_->ListActiveSagas();
+  ASSERT_OK(active.status());
+  ASSERT_EQ(active->size(), 2u);
+  EXPECT_EQ((*active)[0], want);
+  auto log = store_->ReadLog(id, 1, 10);
+  ASSERT_OK(log.status());
+  ASSERT_EQ(log->size(), 3u);
+  EXPECT_EQ((*log)[2].seq, 3u);
+  EXPECT_EQ((*log)[2].data, nlohmann::json({{"step", "s3"}}));
+  // A whole snapshot written later covers the patches before it.
+  Move(id, "trip", SagaState::kRunning, SagaState::kCompleted, 4);
+  auto done = store_->GetSaga(id);
+  ASSERT_OK(done.status());
+  EXPECT_EQ(*done, MakeSaga(id, "trip", SagaState::kCompleted, 4));
+}
+
+TEST_P(StoreConformanceTest, AnUnfoldableLogRowIsCorruptionNamingIt) {
+  const std::vector<std::pair<std::string, nlohmann::json>> bad = {
+      {"no updated_ms", {{"set", {{"a", 1}}}}},
+      {"set not a map", {{"set", 1}, {"updated_ms", 1}}},
+      {"unknown field", {{"replace", 1}, {"updated_ms", 1}}},
+      {"unset of a number", {{"unset", {7}}, {"updated_ms", 1}}},
+      {"elements of a non-array",
+       {{"elements", {{"input", {{0, 1}}}}}, {"updated_ms", 1}}},
+      {"element out of range",
+       {{"elements", {{"list", {{5, 1}}}}}, {"updated_ms", 1}}},
+      {"element not a pair",
+       {{"elements", {{"list", {7}}}}, {"updated_ms", 1}}},
+  };
+  auto ids = MakeIds(static_cast<int>(bad.size()) + 2, 1000);
+  for (size_t i = 0; i < bad.size(); ++i) {
+    SCOPED_TRACE(bad[i].first);
+    const std::string& id = ids[i];
+    Transition t;
+    t.AppendLog(MakeEvent(id, 1, "saga_started"));
+    SagaRecord rec = MakeSaga(id, "trip", SagaState::kRunning);
+    rec.body["list"] = {1, 2};
+    t.PutSaga(rec, std::nullopt);
+    AppendPatchedRow(t, id, 2, bad[i].second);
+    ASSERT_OK(WriteOne(*store_, t));
+    auto got = store_->GetSaga(id);
+    ASSERT_TRUE(got.status().IsCorruption()) << got.status().ToString();
+    EXPECT_NE(got.status().message().find("cf 'log' key '" + id),
+              std::string::npos)
+        << got.status().message();
+  }
+  // A row after the snapshot without a patch, and one that skips a seq.
+  const std::string& bare = ids[bad.size()];
+  Create(bare, "trip", SagaState::kRunning);
+  {
+    Transition t;
+    t.AppendLog(MakeEvent(bare, 2));
+    ASSERT_OK(WriteOne(*store_, t));
+  }
+  auto got = store_->GetSaga(bare);
+  ASSERT_TRUE(got.status().IsCorruption()) << got.status().ToString();
+  EXPECT_NE(got.status().message().find("holds no patch"), std::string::npos)
+      << got.status().message();
+  const std::string& gap = ids[bad.size() + 1];
+  Create(gap, "trip", SagaState::kRunning);
+  {
+    Transition t;
+    AppendPatchedRow(t, gap, 3, {{"updated_ms", 9}});
+    ASSERT_OK(WriteOne(*store_, t));
+  }
+  got = store_->GetSaga(gap);
+  ASSERT_TRUE(got.status().IsCorruption()) << got.status().ToString();
+  EXPECT_NE(got.status().message().find("begins at seq 3"), std::string::npos)
+      << got.status().message();
+  EXPECT_TRUE(store_->ListActiveSagas().status().IsCorruption());
 }
 
 TEST_P(StoreConformanceTest, LogOfOneSagaNeverIncludesAnother) {
