@@ -106,10 +106,10 @@ Result<UpgradeReport> UpgradeStore(Store& store) {
     CDE_RETURN_IF_ERROR(
         WriteSync(store, begin).WithContext("starting the store's upgrade"));
   }
-  // Newest first, a page at a time; each page is one write. Formats 4 to 7
+  // Newest first, a page at a time; each page is one write. Formats 4 to 8
   // only added what older stores never hold (map item rows, an input kept
-  // in the log, log rows of several events) or dropped index rows: a format
-  // 3 snapshot is a format 7 one.
+  // in the log, log rows of several events, snapshot patches) or dropped
+  // index rows: a format 3 snapshot is a format 8 one.
   StoredDefinitions definitions(store);
   SagaQuery query;
   query.limit = kPage;

@@ -149,8 +149,8 @@ bool IsActive(SagaState state) {
 }
 
 SagaHead HeadOf(const SagaRecord& r) {
-  return {r.id,         r.workflow,   r.version,  r.state,
-          r.created_ms, r.updated_ms, r.last_seq, r.idempotency_key};
+  return {r.id,         r.workflow, r.version,         r.state,    r.created_ms,
+          r.updated_ms, r.last_seq, r.idempotency_key, r.patchable};
 }
 
 std::string EncodeSagaWith(const SagaHead& h,
@@ -163,7 +163,7 @@ std::string EncodeSagaWith(const SagaHead& h,
 
 void AppendSagaWith(std::string* out, const SagaHead& h,
                     const std::function<void(CborWriter&)>& write_body) {
-  CborWriter w(out, kRecordVersion, 9);
+  CborWriter w(out, kRecordVersion, h.patchable ? 10 : 9);
   w.Field("id", h.id)
       .Field("workflow", h.workflow)
       .Field("version", h.version)
@@ -171,8 +171,12 @@ void AppendSagaWith(std::string* out, const SagaHead& h,
       .Field("created_ms", h.created_ms)
       .Field("updated_ms", h.updated_ms)
       .Field("last_seq", h.last_seq)
-      .Field("idempotency_key", h.idempotency_key)
-      .Text("body");
+      .Field("idempotency_key", h.idempotency_key);
+  if (h.patchable) {
+    w.Text("patchable");
+    w.Bool(true);
+  }
+  w.Text("body");
   write_body(w);
 }
 
@@ -190,6 +194,9 @@ Result<SagaRecord> DecodeSaga(std::string_view value, std::string_view where) {
     r.updated_ms = IntField<int64_t>(j, "updated_ms");
     r.last_seq = IntField<uint64_t>(j, "last_seq");
     r.idempotency_key = j.at("idempotency_key").get<std::string>();
+    if (const auto it = j.find("patchable"); it != j.end()) {
+      r.patchable = it->get<bool>();
+    }
     r.body = j.at("body");
   });
 }

@@ -76,6 +76,10 @@ struct SagaRecord {
   uint64_t last_seq = 0;        // seq of the newest log event
   std::string idempotency_key;  // empty when the start had none
   nlohmann::json body = nlohmann::json::object();
+  // Written by a transition whose successors may write patches of it into
+  // their log rows instead of a snapshot (format 8): readers apply those
+  // after it. Without it no patch follows, and readers need not look.
+  bool patchable = false;
 
   friend bool operator==(const SagaRecord&, const SagaRecord&) = default;
 };
@@ -163,6 +167,7 @@ struct SagaHead {
   int64_t updated_ms = 0;
   uint64_t last_seq = 0;
   std::string_view idempotency_key;
+  bool patchable = false;
 };
 SagaHead HeadOf(const SagaRecord& rec);
 

@@ -542,8 +542,10 @@ class StoreImpl final : public Store {
   // A snapshot is not rewritten by every transition (format 8): those that
   // wrote none left a patch of it in their log row, each row after the
   // snapshot's last_seq. Applied in order, they give the saga as of its
-  // newest row.
+  // newest row. Only a snapshot marked patchable can have any (the others,
+  // of sagas that waited or ended, cost no look at the log).
   static Status FoldLogTail(KvView& view, SagaRecord& rec) {
+    if (!rec.patchable) return Status::OK();
     Status error;
     Status s = view.Scan(
         Cf::kLog,

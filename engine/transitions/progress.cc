@@ -643,9 +643,12 @@ Transition Plan::Build(int64_t now_ms, Base base) {
     t.PutItem(saga.id, write.map_path, ref.index,
               EncodeItem(ItemToJson(write.state)));
   }
-  if (base.saga != nullptr && !patched) {  // encoded already
+  if (base.saga != nullptr && !patched) {
+    // Encoded already; the transitions after it may patch it.
+    SagaHead head = HeadOf(saga);
+    head.patchable = true;
     t.PutSaga(
-        HeadOf(saga), [this](CborWriter& w) { w.Raw(body); }, previous_state);
+        head, [this](CborWriter& w) { w.Raw(body); }, previous_state);
   } else if (!patched) {
     t.PutSaga(
         HeadOf(saga), [this](CborWriter& w) { WriteSnapshotBody(saga, w); },

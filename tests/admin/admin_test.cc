@@ -691,14 +691,19 @@ TEST_F(AdminTest, VerifyChecksTheSagaAsItsLogPatchesIt) {
   const std::string dir = CopyOfStore("patched");
   {
     RawDb db(dir);
-    // The sleeper, patched well: a field set, its time moved on.
-    const SagaRecord sleeping = db.Saga(sagas().sleeping);
+    // The sleeper, patched well: a field set, its time moved on (its
+    // snapshot marked as one that patches may follow).
+    SagaRecord sleeping = db.Saga(sagas().sleeping);
+    sleeping.patchable = true;
+    db.Put(Cf::kSagas, sleeping.id, EncodeSaga(sleeping));
     db.Put(Cf::kLog, LogKey(sleeping.id, sleeping.last_seq + 1),
            PatchedLogRow(sleeping.id, sleeping.last_seq + 1,
                          {{"set", {{"replayed_by", "ops"}}},
                           {"updated_ms", sleeping.updated_ms + 1}}));
     // A row after a snapshot that patches nothing.
-    const SagaRecord keyed = db.Saga(sagas().keyed);
+    SagaRecord keyed = db.Saga(sagas().keyed);
+    keyed.patchable = true;
+    db.Put(Cf::kSagas, keyed.id, EncodeSaga(keyed));
     db.Put(
         Cf::kLog, LogKey(keyed.id, keyed.last_seq + 1),
         EncodeLog({keyed.id, keyed.last_seq + 1, 1, "note", json::object()}));

@@ -99,6 +99,7 @@ TEST_F(EngineTest, AStepHandedOnWritesAPatchThatReadsAsTheSnapshot) {
   // The start wrote saga_started and attempt_started (seqs 1-2) with the
   // snapshot; a's success and b's attempt (3-4) a patch.
   EXPECT_EQ(stored_row().last_seq, 2u);
+  EXPECT_TRUE(stored_row().patchable);
   auto read = store.GetSaga(id);
   ASSERT_OK(read.status());
   EXPECT_EQ(read->last_seq, 4u);
@@ -114,8 +115,10 @@ TEST_F(EngineTest, AStepHandedOnWritesAPatchThatReadsAsTheSnapshot) {
   ASSERT_OK(done.status());
   EXPECT_EQ(done->state, SagaState::kCompleted);
   EXPECT_EQ(done->body["steps"][1]["output"], json({{"booked", 7}}));
-  // The end is written whole: the row and the read agree.
+  // The end is written whole, and no patch follows it: the row and the
+  // read agree.
   EXPECT_EQ(stored_row(), *done);
+  EXPECT_FALSE(done->patchable);
   EXPECT_EQ(done->last_seq, 8u);
 }
 

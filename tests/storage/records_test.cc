@@ -16,6 +16,10 @@ TEST(RecordsTest, EveryRecordRoundTrips) {
   auto s = DecodeSaga(EncodeSaga(saga), "here");
   ASSERT_OK(s.status());
   EXPECT_EQ(*s, saga);
+  saga.patchable = true;  // format 8: patches of it may follow in the log
+  s = DecodeSaga(EncodeSaga(saga), "here");
+  ASSERT_OK(s.status());
+  EXPECT_EQ(*s, saga);
 
   LogRecord log = test::MakeEvent("01J0000000000000000000000A", 9);
   auto l = DecodeLog(EncodeLog(log), "here");
@@ -151,7 +155,16 @@ INSTANTIATE_TEST_SUITE_P(
                    j["state"] = "exploded";
                    return Framed(j);
                  }(),
-                 "unknown saga state 'exploded'"}),
+                 "unknown saga state 'exploded'"},
+        BadValue{"PatchableNotABoolean",
+                 [] {
+                   auto j = nlohmann::json::from_cbor(
+                       EncodeSaga(test::MakeSaga("x", "w", SagaState::kRunning))
+                           .substr(1));
+                   j["patchable"] = "yes";
+                   return Framed(j);
+                 }(),
+                 "type must be boolean"}),
     [](const auto& info) { return info.param.name; });
 
 TEST(KeysTest, LogKeysSortBySeqWithinASaga) {

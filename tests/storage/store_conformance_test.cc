@@ -39,6 +39,16 @@ class StoreConformanceTest : public ::testing::TestWithParam<std::string> {
     ASSERT_OK(WriteOne(*store_, t));
   }
 
+  // A running saga of "trip" whose snapshot later transitions may patch.
+  void CreatePatchable(const std::string& id) {
+    Transition t;
+    t.AppendLog(MakeEvent(id, 1, "saga_started"));
+    SagaRecord rec = MakeSaga(id, "trip", SagaState::kRunning);
+    rec.patchable = true;
+    t.PutSaga(rec, std::nullopt);
+    ASSERT_OK(WriteOne(*store_, t));
+  }
+
   void Move(const std::string& id, const std::string& workflow, SagaState from,
             SagaState to, uint64_t seq) {
     Transition t;
@@ -378,9 +388,9 @@ void AppendPatchedRow(Transition& t, const std::string& id, uint64_t seq,
 }
 
 TEST_P(StoreConformanceTest, ReadersApplyTheSnapshotPatchesInTheLogAfterIt) {
-  auto ids = MakeIds(2, 1000);
+  auto ids = MakeIds(3, 1000);
   const std::string& id = ids[0];
-  Create(id, "trip", SagaState::kRunning);
+  CreatePatchable(id);
   Create(ids[1], "trip", SagaState::kRunning);  // its log follows id's
   Transition t;
   AppendPatchedRow(t, id, 2,
@@ -392,6 +402,7 @@ TEST_P(StoreConformanceTest, ReadersApplyTheSnapshotPatchesInTheLogAfterIt) {
                     {"updated_ms", 80}});
   ASSERT_OK(WriteOne(*store_, t));
   SagaRecord want = MakeSaga(id, "trip", SagaState::kRunning, 3);
+  want.patchable = true;
   want.updated_ms = 80;
   want.body = {{"current_step", 1}, {"waits", {1, "two", 3}}};
   auto got = store_->GetSaga(id);
@@ -420,6 +431,16 @@ TEST_P(StoreConformanceTest, ReadersApplyTheSnapshotPatchesInTheLogAfterIt) {
   auto done = store_->GetSaga(id);
   ASSERT_OK(done.status());
   EXPECT_EQ(*done, MakeSaga(id, "trip", SagaState::kCompleted, 4));
+  // A snapshot not marked patchable has none after it: its log is not read
+  // for them (a row there is verify's to report).
+  const std::string& plain = ids[2];
+  Create(plain, "trip", SagaState::kRunning);
+  Transition stray;
+  AppendPatchedRow(stray, plain, 2, {{"updated_ms", 99}});
+  ASSERT_OK(WriteOne(*store_, stray));
+  auto as_is = store_->GetSaga(plain);
+  ASSERT_OK(as_is.status());
+  EXPECT_EQ(*as_is, MakeSaga(plain, "trip", SagaState::kRunning));
 }
 
 TEST_P(StoreConformanceTest, AnUnfoldableLogRowIsCorruptionNamingIt) {
@@ -442,6 +463,7 @@ TEST_P(StoreConformanceTest, AnUnfoldableLogRowIsCorruptionNamingIt) {
     Transition t;
     t.AppendLog(MakeEvent(id, 1, "saga_started"));
     SagaRecord rec = MakeSaga(id, "trip", SagaState::kRunning);
+    rec.patchable = true;
     rec.body["list"] = {1, 2};
     t.PutSaga(rec, std::nullopt);
     AppendPatchedRow(t, id, 2, bad[i].second);
@@ -454,7 +476,7 @@ TEST_P(StoreConformanceTest, AnUnfoldableLogRowIsCorruptionNamingIt) {
   }
   // A row after the snapshot without a patch, and one that skips a seq.
   const std::string& bare = ids[bad.size()];
-  Create(bare, "trip", SagaState::kRunning);
+  CreatePatchable(bare);
   {
     Transition t;
     t.AppendLog(MakeEvent(bare, 2));
@@ -465,7 +487,7 @@ TEST_P(StoreConformanceTest, AnUnfoldableLogRowIsCorruptionNamingIt) {
   EXPECT_NE(got.status().message().find("holds no patch"), std::string::npos)
       << got.status().message();
   const std::string& gap = ids[bad.size() + 1];
-  Create(gap, "trip", SagaState::kRunning);
+  CreatePatchable(gap);
   {
     Transition t;
     AppendPatchedRow(t, gap, 3, {{"updated_ms", 9}});
