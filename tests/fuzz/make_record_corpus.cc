@@ -12,6 +12,7 @@
 #include <string>
 
 #include "engine/saga.h"
+#include "storage/cbor_writer.h"
 #include "storage/keys.h"
 #include "storage/records.h"
 
@@ -137,6 +138,23 @@ int main(int argc, char** argv) {
   ok &= Write(dir, "idempotency", EncodeIdempotency(kSagaId));
   ok &= Write(dir, "format_version", EncodeFormatVersion(kFormatVersion));
   ok &= Write(dir, "log_key", LogKey(kSagaId, 258));
+  {
+    // Format 8: a transition's events and a patch of the snapshot.
+    std::string row;
+    LogRowWriter writer(&row, 1, /*with_patch=*/true);
+    const json data = {{"step", "pay"}, {"attempt", 1}};
+    writer.Add(kSagaId, 9, 1735689600000, "attempt_started", data);
+    const json patch = {
+        {"elements",
+         {{"steps", {{1, {{"attempts", 1}, {"status", "running"}}}}}}},
+        {"set", {{"replayed_by", "ops"}}},
+        {"unset", {"checkpointed"}},
+        {"updated_ms", 1735689600000}};
+    writer.Patch([](const void* p,
+                    CborWriter& w) { w.Json(*static_cast<const json*>(p)); },
+                 &patch);
+    ok &= Write(dir, "log_row_patched", row);
+  }
   ok &= Write(dir, "log_row",
               EncodeLogRow({{kSagaId,
                              7,
