@@ -392,7 +392,9 @@ void EngineImpl::Apply(Active& a, Plan plan,
   a.committing = true;
   plan.saga.checkpointed = false;  // it moves on from its checkpoint
   KeepEventsToLog(&plan);
-  Transition t = plan.Build(Now(), PatchBase(a, plan));
+  const Plan::Base base = PatchBase(a, plan);
+  if (base.saga != nullptr) LendBodyBuffers(plan);
+  Transition t = plan.Build(Now(), base);
   const std::string id = a.saga.id;
   Commit(std::move(t), [this, id, plan = std::move(plan),
                         after = std::move(after)](const Status& s) mutable {
@@ -414,6 +416,32 @@ Plan::Base EngineImpl::PatchBase(const Active& a, const Plan& plan) {
     }
   }
   return {};
+}
+
+namespace {
+// Enough for every commit in flight at the concurrency the benchmarks run.
+constexpr size_t kSpareBodyBuffers = 256;
+}  // namespace
+
+void EngineImpl::LendBodyBuffers(Plan& plan) {
+  if (!spare_bodies_.empty()) {
+    plan.body = std::move(spare_bodies_.back());
+    spare_bodies_.pop_back();
+  }
+  if (!spare_layouts_.empty()) {
+    plan.body_layout = std::move(spare_layouts_.back());
+    spare_layouts_.pop_back();
+  }
+}
+
+void EngineImpl::TakeBackBodyBuffers(Plan& plan) {
+  if (plan.body.capacity() > 0 && spare_bodies_.size() < kSpareBodyBuffers) {
+    spare_bodies_.push_back(std::move(plan.body));
+  }
+  if (plan.body_layout.fields.capacity() > 0 &&
+      spare_layouts_.size() < kSpareBodyBuffers) {
+    spare_layouts_.push_back(std::move(plan.body_layout));
+  }
 }
 
 void EngineImpl::OnCommitted(const std::string& id, Plan plan,
@@ -443,8 +471,8 @@ void EngineImpl::OnCommitted(const std::string& id, Plan plan,
   a.saga = std::move(plan.saga);
   // Empty unless Build had a base: then the next transition is likely soon.
   a.committed_body.swap(plan.body);
-  a.committed_layout.fields.swap(plan.body_layout.fields);
-  a.committed_layout.elements.swap(plan.body_layout.elements);
+  std::swap(a.committed_layout, plan.body_layout);
+  TakeBackBodyBuffers(plan);
   for (auto& [ref, write] : plan.items) {
     std::vector<ItemState>& items = a.items[ref.instance()];
     if (items.size() <= ref.index) items.resize(ref.index + 1);

@@ -213,6 +213,10 @@ class EngineImpl final : public Engine {
   static Plan::Base PatchBase(const Active& a, const Plan& plan);
   // At most this many events between a saga's whole snapshots.
   static constexpr uint64_t kPatchedEvents = 32;
+  // A plan that encodes its snapshot body takes buffers a commit gave back
+  // (a body and its layout would be three allocations per transition).
+  void LendBodyBuffers(Plan& plan);
+  void TakeBackBodyBuffers(Plan& plan);
   void OnCommitted(const std::string& id, Plan plan, const Status& status,
                    const std::function<void(const Status&)>& after);
   // Runs `event` now, or after the saga's commit in flight.
@@ -344,6 +348,10 @@ class EngineImpl final : public Engine {
   DefinitionRegistry definitions_;
   Watchers watchers_;
   std::unordered_map<std::string, std::unique_ptr<Active>> active_;
+  // Buffers of snapshot bodies for the next plans (LendBodyBuffers); at
+  // most one per commit in flight is ever out.
+  std::vector<std::string> spare_bodies_;
+  std::vector<BodyLayout> spare_layouts_;
   // Starts with an idempotency key that is being looked up or committed.
   // Later starts with the same key wait here and get the same saga.
   struct PendingKey {
