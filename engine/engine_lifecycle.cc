@@ -149,6 +149,7 @@ void EngineImpl::ParkPoisoned(SagaRecord record, const std::string& reason) {
   record.last_seq += 1;
   record.state = SagaState::kParked;
   record.updated_ms = Now();
+  record.patchable = false;  // whole, and nothing follows it
   t.PutSaga(record, previous);
   Commit(std::move(t), [this, id = record.id, wf = record.workflow,
                         reason](const Status& s) {
