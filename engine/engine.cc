@@ -409,18 +409,23 @@ void EngineImpl::Apply(Active& a, Plan plan,
 // every transition kPatchedEvents events after the last one, which bounds
 // what a reader after a crash folds.
 Plan::Base EngineImpl::PatchBase(const Active& a, const Plan& plan) {
-  if (a.saga.last_seq - a.snapshot_seq >= kPatchedEvents) return {};
   for (const PlanAction& action : plan.actions) {
-    if (action.kind == PlanAction::Kind::kRunAttempt) {
-      return {&a.saga, &a.committed_body, &a.committed_layout};
+    if (action.kind != PlanAction::Kind::kRunAttempt) continue;
+    if (a.saga.last_seq - a.snapshot_seq >= kPatchedEvents) {
+      // Whole, but patchable: the next ones patch it.
+      static const std::string kNoBody;
+      return {&a.saga, &kNoBody, nullptr};
     }
+    return {&a.saga, &a.committed_body, &a.committed_layout};
   }
   return {};
 }
 
 namespace {
-// Enough for every commit in flight at the concurrency the benchmarks run.
+// Enough for every commit in flight at the concurrency the benchmarks run;
+// a buffer a large snapshot grew is let go rather than kept.
 constexpr size_t kSpareBodyBuffers = 256;
+constexpr size_t kSpareBodyBytes = 4096;
 }  // namespace
 
 void EngineImpl::LendBodyBuffers(Plan& plan) {
@@ -435,10 +440,12 @@ void EngineImpl::LendBodyBuffers(Plan& plan) {
 }
 
 void EngineImpl::TakeBackBodyBuffers(Plan& plan) {
-  if (plan.body.capacity() > 0 && spare_bodies_.size() < kSpareBodyBuffers) {
+  if (plan.body.capacity() > 0 && plan.body.capacity() <= kSpareBodyBytes &&
+      spare_bodies_.size() < kSpareBodyBuffers) {
     spare_bodies_.push_back(std::move(plan.body));
   }
   if (plan.body_layout.fields.capacity() > 0 &&
+      plan.body_layout.elements.capacity() <= kSpareBodyBytes / 4 &&
       spare_layouts_.size() < kSpareBodyBuffers) {
     spare_layouts_.push_back(std::move(plan.body_layout));
   }

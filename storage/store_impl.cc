@@ -555,6 +555,12 @@ class StoreImpl final : public Store {
           auto row = DecodeLogRowWithPatch(value, where);
           if (!row.ok()) {
             error = row.status();
+          } else if (row->events.front().saga_id != rec.id ||
+                     LogKeySeq(key) != row->events.back().seq) {
+            error = Status::Corruption(
+                where + ": holds events of saga '" +
+                PrintableKey(row->events.front().saga_id) + "' up to seq " +
+                std::to_string(row->events.back().seq) + ", not its key's");
           } else if (row->events.front().seq != rec.last_seq + 1) {
             error = Status::Corruption(where + ": begins at seq " +
                                        std::to_string(row->events.front().seq) +

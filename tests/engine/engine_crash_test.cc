@@ -15,6 +15,7 @@
 #include <set>
 #include <sstream>
 
+#include "engine/saga.h"
 #include "storage/keys.h"
 #include "storage/records.h"
 #include "storage/store.h"
@@ -61,6 +62,8 @@ int ExpectReadableAsKilled(const std::string& db,
         << saga->last_seq << " but its log does not end there";
     if (log->size() != 1) continue;
     EXPECT_EQ(log->front().seq, saga->last_seq);
+    // And the patched snapshot is one the engine reads.
+    EXPECT_OK(FromRecord(*saga).status()) << a.saga_id;
     if (saga->last_seq > stored_seq[a.saga_id]) ++patched;
   }
   return patched;

@@ -122,6 +122,36 @@ TEST_F(EngineTest, AStepHandedOnWritesAPatchThatReadsAsTheSnapshot) {
   EXPECT_EQ(done->last_seq, 8u);
 }
 
+// A saga that goes on from step to step writes its snapshot whole again
+// at least every 32 events, so that a reader after a crash folds a few
+// patches at most.
+TEST_F(EngineTest, ALongRunOfHandOffsRewritesTheWholeSnapshotNowAndThen) {
+  HeldAction held;
+  OpenMemory({{"held", held.AsAction()}});
+  json steps = json::array();
+  for (int i = 0; i < 40; ++i) {
+    steps.push_back({{"name", "s" + std::to_string(i)}, {"action", "noop"}});
+  }
+  steps.push_back({{"name", "last"}, {"action", "held"}});
+  ASSERT_OK(h_.Register(Workflow("long", steps)).status());
+  const std::string id = StartOk("long");
+  ASSERT_TRUE(h_.RunUntil([&] { return held.pending() == 1; }));
+  Store& store = h_.engine().store();
+  SagaRecord raw;
+  ASSERT_OK(store.ScanRows(Cf::kSagas, [&](auto key, auto value) {
+    if (key == id) raw = DecodeSaga(value, "sagas").value();
+    return true;
+  }));
+  auto read = store.GetSaga(id);
+  ASSERT_OK(read.status());
+  EXPECT_EQ(read->last_seq, 82u);  // started, then 41 steps of two events
+  EXPECT_TRUE(raw.patchable);
+  EXPECT_GT(raw.last_seq, 2u) << "never rewritten after the start";
+  EXPECT_LE(read->last_seq - raw.last_seq, 32u);
+  held.Complete(ActionResult::Success(nullptr));
+  ASSERT_EQ(h_.AwaitInactive(id)->state, SagaState::kCompleted);
+}
+
 TEST_F(EngineTest, InputThatViolatesTheSchemaStartsNothing) {
   OpenMemory();
   ASSERT_OK(

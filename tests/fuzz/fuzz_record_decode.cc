@@ -151,8 +151,9 @@ void CheckPatchedRow(std::string_view value) {
     }
     return;
   }
-  if (EncodeSaga(ToRecord(*FromRecord(ToRecord(*saga)))) !=
-      EncodeSaga(ToRecord(*saga))) {
+  auto reread = FromRecord(ToRecord(*saga));
+  if (!reread.ok() ||
+      EncodeSaga(ToRecord(*reread)) != EncodeSaga(ToRecord(*saga))) {
     Fail("snapshot patch", "a patched saga does not read back the same");
   }
 }

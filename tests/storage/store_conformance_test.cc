@@ -456,7 +456,7 @@ TEST_P(StoreConformanceTest, AnUnfoldableLogRowIsCorruptionNamingIt) {
       {"element not a pair",
        {{"elements", {{"list", {7}}}}, {"updated_ms", 1}}},
   };
-  auto ids = MakeIds(static_cast<int>(bad.size()) + 2, 1000);
+  auto ids = MakeIds(static_cast<int>(bad.size()) + 3, 1000);
   for (size_t i = 0; i < bad.size(); ++i) {
     SCOPED_TRACE(bad[i].first);
     const std::string& id = ids[i];
@@ -496,6 +496,25 @@ TEST_P(StoreConformanceTest, AnUnfoldableLogRowIsCorruptionNamingIt) {
   got = store_->GetSaga(gap);
   ASSERT_TRUE(got.status().IsCorruption()) << got.status().ToString();
   EXPECT_NE(got.status().message().find("begins at seq 3"), std::string::npos)
+      << got.status().message();
+  // A row under this saga's key that holds another saga's events.
+  const std::string& foreign = ids[bad.size() + 2];
+  CreatePatchable(foreign);
+  {
+    Transition other;
+    AppendPatchedRow(other, gap, 2, {{"updated_ms", 9}});
+    std::string value;
+    other.ForEach([&](Cf, bool, std::string_view, std::string_view v) {
+      value = std::string(v);
+    });
+    Transition t;
+    t.TEST_PutRaw(Cf::kLog, LogKey(foreign, 2), value);
+    ASSERT_OK(WriteOne(*store_, t));
+  }
+  got = store_->GetSaga(foreign);
+  ASSERT_TRUE(got.status().IsCorruption()) << got.status().ToString();
+  EXPECT_NE(got.status().message().find("holds events of saga '" + gap),
+            std::string::npos)
       << got.status().message();
   EXPECT_TRUE(store_->ListActiveSagas().status().IsCorruption());
 }
