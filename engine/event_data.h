@@ -73,7 +73,6 @@ class EventData {
   friend bool operator==(const EventData& a, const nlohmann::json& b) {
     return a.ToJson() == b;
   }
-  friend bool operator==(const EventData&, const EventData&) = default;
   friend std::ostream& operator<<(std::ostream& os, const EventData& data);
 
   // Calls `f(key, value)` for each field, in the order they were set.
@@ -88,7 +87,6 @@ class EventData {
   struct Field {
     std::string_view key;
     Value value;
-    friend bool operator==(const Field&, const Field&) = default;
   };
   EventData& Put(const char* key, Value value);
 

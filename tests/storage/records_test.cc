@@ -121,6 +121,14 @@ std::string Framed(const nlohmann::json& j) {
   return out;
 }
 
+// A saga record with `key` set to `value`.
+std::string SagaWith(const std::string& key, const nlohmann::json& value) {
+  auto j = nlohmann::json::from_cbor(
+      EncodeSaga(test::MakeSaga("x", "w", SagaState::kRunning)).substr(1));
+  j[key] = value;
+  return Framed(j);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Values, RecordsCorruptionTest,
     ::testing::Values(
@@ -138,32 +146,11 @@ INSTANTIATE_TEST_SUITE_P(
                  "\x01" + std::string(200000, '\x81') + std::string(1, '\0'),
                  "nest 200000 levels deep; at most 1024"},
         BadValue{"MissingField", Framed({{"id", "x"}}), "workflow"},
-        BadValue{"WrongType",
-                 [] {
-                   auto j = nlohmann::json::from_cbor(
-                       EncodeSaga(test::MakeSaga("x", "w", SagaState::kRunning))
-                           .substr(1));
-                   j["version"] = "one";
-                   return Framed(j);
-                 }(),
+        BadValue{"WrongType", SagaWith("version", "one"),
                  "type must be number"},
-        BadValue{"UnknownState",
-                 [] {
-                   auto j = nlohmann::json::from_cbor(
-                       EncodeSaga(test::MakeSaga("x", "w", SagaState::kRunning))
-                           .substr(1));
-                   j["state"] = "exploded";
-                   return Framed(j);
-                 }(),
+        BadValue{"UnknownState", SagaWith("state", "exploded"),
                  "unknown saga state 'exploded'"},
-        BadValue{"PatchableNotABoolean",
-                 [] {
-                   auto j = nlohmann::json::from_cbor(
-                       EncodeSaga(test::MakeSaga("x", "w", SagaState::kRunning))
-                           .substr(1));
-                   j["patchable"] = "yes";
-                   return Framed(j);
-                 }(),
+        BadValue{"PatchableNotABoolean", SagaWith("patchable", "yes"),
                  "type must be boolean"}),
     [](const auto& info) { return info.param.name; });
 
