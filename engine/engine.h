@@ -143,7 +143,9 @@ struct EngineStats {
   uint64_t queued = 0;  // waiting under max_concurrency
   uint64_t commits = 0;
   uint64_t commit_groups = 0;
-  uint64_t commit_bytes = 0;  // of the rows written
+  uint64_t commit_groups_gathered = 0;  // CommitWriterStats::gathered
+  uint64_t commit_early_writes = 0;     // CommitWriterStats::early_writes
+  uint64_t commit_bytes = 0;            // of the rows written
   // Attempts held back by a rate limit or an open circuit breaker.
   uint64_t waiting_at_gates = 0;
   std::vector<CircuitBreakers::View> breakers;

@@ -257,6 +257,8 @@ EngineStats EngineImpl::stats() const {
   const CommitWriterStats w = writer_->stats();
   s.commits = w.transitions;
   s.commit_groups = w.groups;
+  s.commit_groups_gathered = w.gathered;
+  s.commit_early_writes = w.early_writes;
   s.commit_bytes = w.bytes;
   return s;
 }

@@ -16,7 +16,11 @@
 // all of them would be back sooner than that, waits for them (at most one
 // write's time) and writes one group of N: one sync where there were two.
 // Where they take longer (a busy loop, a fast disk) it does not wait, and
-// the two half groups overlap the callers' work with the sync.
+// the two half groups overlap the callers' work with the sync. While it
+// waits, it writes those already back unsynced, a few at a time
+// (Store::WriteUnsynced; reads do not see them yet), and the group's one
+// sync at the end covers them: the memtable and WAL work overlaps the
+// returns instead of following them.
 //
 // Pipelined (CommitWriterOptions::pipeline), a second thread overlaps each
 // sync with the writes of the groups queued meanwhile, instead of gathering.
@@ -56,8 +60,9 @@ struct CommitWriterOptions {
   // larger than this is written alone.
   size_t max_batch_bytes = 4 << 20;
   // Wait for released waiters to come back before starting the next group,
-  // when all of them come back sooner than a write waits for the disk (see
-  // above). false: the next group starts with whatever is queued.
+  // when all of them come back sooner than a write waits for the disk and
+  // takes to write them (see above), writing those back meanwhile (with
+  // `sync`). false: the next group starts with whatever is queued.
   bool gather_returning = true;
   // With `sync`: overlap each group's fdatasync with the writes of the
   // groups queued meanwhile. Two threads: one writes each group unsynced as
@@ -86,6 +91,9 @@ struct CommitWriterStats {
   uint64_t largest_group = 0;  // transitions in the largest group so far
   uint64_t queued = 0;         // waiting right now
   uint64_t gathered = 0;       // groups the writer waited for returning waiters
+  // Unsynced writes of returning waiters made while gathering (each group's
+  // sync covers its early writes).
+  uint64_t early_writes = 0;
 };
 
 class CommitWriter {
@@ -120,9 +128,14 @@ class CommitWriter {
   void Run();
   // Each of the two writer threads with `pipeline`.
   void RunPipelined();
-  // Under mu_: takes the next group from the queue into `group`; returns its
-  // bytes.
-  size_t TakeGroup(std::vector<Waiter>* group);
+  // Under mu_: moves queued waiters to the end of `group` while the
+  // group's bytes (`taken_bytes` before this call) stay within
+  // max_batch_bytes; sets `*full` when it stopped for that. Returns the
+  // bytes it took.
+  size_t TakeGroup(std::vector<Waiter>* group, size_t taken_bytes = 0,
+                   bool* full = nullptr);
+  // Under mu_: a group taken, for stats().
+  void CountGroup(size_t transitions, size_t bytes);
   // Under mu_: the group just written has released `released` waiters.
   void OpenReturnSample(size_t released, Clock::time_point now);
   // Under mu_: ends the open sample of how fast released waiters return.
@@ -144,12 +157,17 @@ class CommitWriter {
   double returned_ = -1;   // waiters that came back by then
   double write_ns_ = -1;   // < 0: no write yet
   double disk_wait_ns_ = -1;  // of a write's time, what it waited for I/O
+  // An early write's CPU time per transition it wrote.
+  double write_cpu_ns_ = -1;
   bool sample_open_ = false;
   size_t sample_released_ = 0;
   size_t sample_arrivals_ = 0;
   Clock::time_point sample_start_;
-  size_t gather_target_ = 0;  // the writer waits for this many; 0: it doesn't
-  CommitWriterStats stats_;   // GUARDED_BY(mu_)
+  // The queue length at which Enqueue wakes the writer: 1 when it waits for
+  // work, the next early write or the last of the returning while it
+  // gathers, 0 while it writes.
+  size_t wake_at_ = 0;       // GUARDED_BY(mu_)
+  CommitWriterStats stats_;  // GUARDED_BY(mu_)
   // With `pipeline`: held by the thread taking and writing groups, so that
   // groups are written in the order they were queued.
   std::mutex write_turn_;

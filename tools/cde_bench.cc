@@ -596,6 +596,8 @@ int main(int argc, char** argv) {
               {"commits", stats.commits},
               {"loop_cpu_us_per_commit", loop_us_per_commit},
               {"commit_groups", stats.commit_groups},
+              {"commit_groups_gathered", stats.commit_groups_gathered},
+              {"commit_early_writes", stats.commit_early_writes},
               {"errors", run.errors}};
   for (const auto& [key, value] :
        {std::pair{"steady_sagas_per_s", steady_sagas_per_s},
@@ -624,11 +626,14 @@ int main(int argc, char** argv) {
   std::printf("  resident memory: %.1f MiB before, %.1f MiB peak\n",
               rss_before / 1048576.0, run.peak_rss / 1048576.0);
   std::printf(
-      "  %llu commits in %llu groups (%.1f per group, %.1f per saga)\n",
+      "  %llu commits in %llu groups (%.1f per group, %.1f per saga; %llu "
+      "groups gathered, with %llu early writes)\n",
       static_cast<unsigned long long>(stats.commits),
       static_cast<unsigned long long>(stats.commit_groups), commits_per_group,
       run.finished == 0 ? 0.0
-                        : static_cast<double>(stats.commits) / run.finished);
+                        : static_cast<double>(stats.commits) / run.finished,
+      static_cast<unsigned long long>(stats.commit_groups_gathered),
+      static_cast<unsigned long long>(stats.commit_early_writes));
   std::printf("  loop thread: %.2f s of CPU, %.2f us per commit\n", loop_cpu,
               loop_us_per_commit);
   if (steady) {

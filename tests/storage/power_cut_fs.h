@@ -15,6 +15,7 @@
 #include <rocksdb/file_system.h>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +23,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 
 namespace cde::test {
 
@@ -29,6 +31,13 @@ class PowerCutFs : public rocksdb::FileSystemWrapper {
  public:
   PowerCutFs() : FileSystemWrapper(rocksdb::FileSystem::Default()) {}
   const char* Name() const override { return "PowerCutFs"; }
+
+  // Every sync then takes at least this long, as on a slower disk (the
+  // sync is made, then the rest waited out).
+  void SetSyncLatency(std::chrono::microseconds latency) {
+    std::lock_guard lock(mu_);
+    sync_latency_ = latency;
+  }
 
   void Freeze() {
     std::unique_lock lock(mu_);
@@ -191,11 +200,15 @@ class PowerCutFs : public rocksdb::FileSystemWrapper {
     rocksdb::IOStatus Synced(const SyncFn& sync) {
       Op op(fs_);
       uint64_t covers;
+      std::chrono::microseconds latency;
       {
         std::lock_guard lock(fs_->mu_);
         covers = state_->appended;
+        latency = fs_->sync_latency_;
       }
+      const auto deadline = std::chrono::steady_clock::now() + latency;
       auto s = sync();
+      std::this_thread::sleep_until(deadline);
       if (s.ok()) {
         std::lock_guard lock(fs_->mu_);
         state_->synced = std::max(state_->synced, covers);
@@ -218,8 +231,9 @@ class PowerCutFs : public rocksdb::FileSystemWrapper {
 
   std::mutex mu_;
   std::condition_variable thawed_, idle_;
-  bool frozen_ = false;  // GUARDED_BY(mu_)
-  int busy_ = 0;         // operations under way; GUARDED_BY(mu_)
+  bool frozen_ = false;                        // GUARDED_BY(mu_)
+  std::chrono::microseconds sync_latency_{0};  // GUARDED_BY(mu_)
+  int busy_ = 0;  // operations under way; GUARDED_BY(mu_)
   std::map<std::string, std::shared_ptr<State>> files_;  // GUARDED_BY(mu_)
 };
 
