@@ -158,19 +158,20 @@ void CommitWriter::Run() {
           const size_t before = group.size();
           bool full = false;
           bytes += TakeGroup(&group, bytes, &full);
+          if (group.size() == before) break;  // the group is full already
+          const bool measure_early = stats_.early_writes % 2 == 0;
           lock.unlock();
           batch.clear();
           for (size_t i = before; i < group.size(); ++i) {
             batch.push_back(&group[i].transition);
           }
-          const bool measure_early = stats_.early_writes % 2 == 0;
           const double early_cpu_start = measure_early ? ThreadCpuNs() : 0;
           status = store_->WriteUnsynced(batch);
           const double early_cpu_ns =
               measure_early ? ThreadCpuNs() - early_cpu_start : 0;
           written_early = group.size();
           lock.lock();
-          if (measure_early) {
+          if (measure_early && status.ok()) {
             write_cpu_ns_ =
                 Average(write_cpu_ns_,
                         early_cpu_ns / static_cast<double>(batch.size()));
@@ -193,12 +194,13 @@ void CommitWriter::Run() {
     const bool measure_cpu = ++writes % 4 == 1;
     const Clock::time_point write_start = Clock::now();
     const double cpu_start = measure_cpu ? ThreadCpuNs() : 0;
-    if (!status.ok()) {
-      // An early write failed: the store refuses everything from now on.
-    } else if (!batch.empty()) {
-      // Synced, it also syncs the early writes before it (one WAL).
+    // An early write that failed leaves nothing to write or time: the store
+    // refuses everything from now on.
+    const bool writing = status.ok();
+    if (writing && !batch.empty()) {
+      // Synced, it also syncs the early writes before it (Store::Write).
       status = store_->Write(batch, options_.sync);
-    } else {
+    } else if (writing) {
       status = store_->SyncWritten();
     }
     const double cpu_ns = measure_cpu ? ThreadCpuNs() - cpu_start : 0;
@@ -211,8 +213,8 @@ void CommitWriter::Run() {
       const double write_ns =
           std::chrono::duration<double, std::nano>(written - write_start)
               .count();
-      write_ns_ = Average(write_ns_, write_ns);
-      if (measure_cpu) {
+      if (writing) write_ns_ = Average(write_ns_, write_ns);
+      if (measure_cpu && writing) {
         disk_wait_ns_ =
             Average(disk_wait_ns_, std::max(write_ns - cpu_ns, 0.0));
       }

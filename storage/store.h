@@ -98,16 +98,19 @@ class Store {
   // Applies every transition of `batch` in one atomic write. With `sync`, the
   // write is on stable storage when this returns OK.
   virtual Status Write(std::span<const Transition* const> batch, bool sync) = 0;
-  // Pipelined durability, for a writer that overlaps one group's fdatasync
-  // with the next group's write (CommitWriterOptions::pipeline).
+  // Writes made before their sync, for a writer that overlaps a group's
+  // fdatasync with the next group's write (CommitWriterOptions::pipeline)
+  // or writes a group piece by piece as it gathers (CommitWriter).
   // WriteUnsynced applies `batch` atomically without syncing it, and no read
   // of this store sees it yet; SyncWritten makes every write that returned
   // before it was called durable and then visible to reads. A failed
   // SyncWritten makes the store refuse later writes and syncs, as a failed
-  // Write does. A synced Write also makes every write before it visible;
-  // once a store has taken an unsynced write, reads see a Write without
-  // `sync` when a later sync covers it. The defaults suit a store without a
-  // pipeline: the write is synced at once.
+  // Write does. A synced Write also makes every write that returned before
+  // it durable (RocksDB syncs every WAL file not yet synced, those of
+  // earlier memtables included) and visible; once a store has taken an
+  // unsynced write, reads see a Write without `sync` when a later sync
+  // covers it. The defaults suit a store without a pipeline: the write is
+  // synced at once.
   virtual Status WriteUnsynced(std::span<const Transition* const> batch) {
     return Write(batch, /*sync=*/true);
   }

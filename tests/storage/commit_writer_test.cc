@@ -348,11 +348,12 @@ class SyncCoverageStore : public SlowDiskStore {
 
 // While it waits for the waiters a write released, the writer writes those
 // already back, unsynced, a few at a time, and the group's one sync covers
-// them: 16 clients coming back 1 ms apart against a 40 ms disk share one
-// sync per round, with an early write in it, and no waiter is acknowledged
-// before a sync has covered its write.
+// them: 16 clients coming back 1 ms apart against a 100 ms disk (room for
+// each 1 ms to take 5 on a busy machine) share one sync per round, with an
+// early write in it, and no waiter is acknowledged before a sync has
+// covered its write.
 TEST_F(CommitWriterTest, WhileGatheringTheWriterWritesWhatIsBackAndSyncsOnce) {
-  SyncCoverageStore disk(memory_.get(), std::chrono::milliseconds(40));
+  SyncCoverageStore disk(memory_.get(), std::chrono::milliseconds(100));
   CommitWriter writer(&disk, {});
   std::atomic<int64_t> acked{0};
   std::atomic<int64_t> acked_unsynced{0};
@@ -389,13 +390,14 @@ TEST_F(CommitWriterTest, AFailedEarlyWriteFailsItsWholeGroup) {
    private:
     std::atomic<bool> fail_{false};
   };
-  FailingEarlyWrites disk(memory_.get(), std::chrono::milliseconds(40));
-  CommitWriter writer(&disk, {});
+  FailingEarlyWrites disk(memory_.get(), std::chrono::milliseconds(100));
   // Closed-loop clients until the writer gathers and writes early; from
-  // then on every commit fails.
+  // then on every commit fails. (Declared before the writer, which
+  // completes what is left into them when it stops.)
   std::mutex mu;
   std::condition_variable cv;
   std::deque<std::pair<int, Status>> returned;
+  CommitWriter writer(&disk, {});
   int row = 0;
   auto commit = [&](int client) {
     writer.Enqueue(Row(row++), [&, client](const Status& s) {
@@ -407,7 +409,9 @@ TEST_F(CommitWriterTest, AFailedEarlyWriteFailsItsWholeGroup) {
   constexpr int kClients = 16;
   for (int c = 0; c < kClients; ++c) commit(c);
   int ok = 0, failed = 0;
-  while (failed < kClients) {
+  // It gathers from the second or third round on; 20 rounds without an
+  // early write mean it never will.
+  while (failed < kClients && ok < 20 * kClients) {
     std::pair<int, Status> r;
     {
       std::unique_lock lock(mu);
@@ -425,6 +429,7 @@ TEST_F(CommitWriterTest, AFailedEarlyWriteFailsItsWholeGroup) {
       ++failed;
     }
   }
+  EXPECT_EQ(failed, kClients);
   EXPECT_GE(ok, kClients);  // at least the first round
   EXPECT_GE(writer.stats().early_writes, 1u);
 }
