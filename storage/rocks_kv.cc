@@ -484,6 +484,9 @@ Result<std::unique_ptr<Store>> OpenRocksStoreWithEnv(
   }
 
   rocksdb::Options ro = MakeOptions(env, options.mode);
+  if (options.memtable_bytes > 0) {
+    ro.write_buffer_size = static_cast<size_t>(options.memtable_bytes);
+  }
   // The writer keeps a WAL spare (wal_spare.h); readers read WALs only as
   // far as their last whole record (wal_tail.h), since one may be a spare.
   std::unique_ptr<rocksdb::Env> own_env;

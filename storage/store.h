@@ -52,6 +52,10 @@ struct StoreOptions {
   // starts is one already (benchmarks; otherwise a new store's first WAL
   // grows as it is written).
   bool wal_spare_at_open = false;
+  // kReadWrite only: the size of each column family's memtable (RocksDB's
+  // write_buffer_size); 0: RocksDB's own (64 MiB). Tests make it small so
+  // that memtables, and with them the WAL files, switch often.
+  uint64_t memtable_bytes = 0;
 };
 
 struct SagaQuery {

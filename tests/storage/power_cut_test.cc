@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <random>
@@ -122,12 +123,22 @@ struct PowerCutRun {
   std::chrono::microseconds sync_latency{0};
   std::chrono::microseconds turnaround{0};
   int in_flight = 48;
+  uint64_t memtable_bytes = 0;  // StoreOptions::memtable_bytes
 };
+
+size_t TablesIn(const std::string& dir) {
+  size_t n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() == ".sst") ++n;
+  }
+  return n;
+}
 
 void CutPowerAndCheck(const PowerCutRun& run) {
   std::mt19937 rng(test::TestSeed());
   size_t checked = 0;
   uint64_t early_writes = 0;
+  size_t tables = 0;  // flushed memtables: each one switched the WAL
   for (int round = 0; round < Rounds(); ++round) {
     test::TempDir dir;
     auto fs = std::make_shared<test::PowerCutFs>();
@@ -136,6 +147,7 @@ void CutPowerAndCheck(const PowerCutRun& run) {
     const std::string db = dir.Sub("db");
     StoreOptions options{.path = db};
     options.wal_spare_bytes = 0;  // every WAL written through `fs`
+    options.memtable_bytes = run.memtable_bytes;
     auto opened = OpenRocksStoreWithEnv(options, env.get());
     ASSERT_OK(opened.status());
     std::unique_ptr<Store> store = std::move(opened).value();
@@ -159,6 +171,7 @@ void CutPowerAndCheck(const PowerCutRun& run) {
       writer.Stop();
       early_writes += writer.stats().early_writes;
     }
+    tables += TablesIn(db);
     ASSERT_OK(store->Close());
 
     auto image = OpenRocksStore({.path = dir.Sub("image")});
@@ -176,11 +189,14 @@ void CutPowerAndCheck(const PowerCutRun& run) {
   }
   std::printf(
       "power cut: %d rounds, %zu acknowledged sagas checked, %llu early "
-      "writes\n",
-      Rounds(), checked, static_cast<unsigned long long>(early_writes));
+      "writes, %zu tables flushed\n",
+      Rounds(), checked, static_cast<unsigned long long>(early_writes), tables);
   if (run.sync_latency.count() > 0 && !run.pipeline) {
     EXPECT_GT(early_writes, 0u) << "the writer never wrote early: the test "
                                    "did not reach what it is for";
+  }
+  if (run.memtable_bytes > 0) {
+    EXPECT_GT(tables, 0u) << "no memtable was flushed: the WAL never switched";
   }
 }
 
@@ -199,6 +215,16 @@ TEST(PowerCutTest, TransitionsWrittenEarlyWhileGatheringAreSyncedBeforeTheAck) {
   CutPowerAndCheck({.sync_latency = std::chrono::microseconds(8000),
                     .turnaround = std::chrono::microseconds(50),
                     .in_flight = 32});
+}
+
+// The same with memtables of 64 KiB: the WAL switches every hundred or so
+// transitions, so early writes land in a WAL file that the group's sync
+// must still cover though a newer one is being written.
+TEST(PowerCutTest, EarlyWritesInAnEarlierWalFileAreSyncedBeforeTheAck) {
+  CutPowerAndCheck({.sync_latency = std::chrono::microseconds(8000),
+                    .turnaround = std::chrono::microseconds(50),
+                    .in_flight = 32,
+                    .memtable_bytes = 64 << 10});
 }
 
 }  // namespace
