@@ -137,48 +137,8 @@ void CommitWriter::Run() {
       if (queue_.size() < expected && WorthGathering(expected)) {
         ++stats_.gathered;
         gathered = true;
-        const Clock::time_point deadline =
-            Clock::now() +
-            std::chrono::duration_cast<Clock::duration>(
-                std::chrono::duration<double, std::nano>(write_ns_));
-        // While the rest come back, what has come back is written, unsynced:
-        // the one sync at the end covers it, and the memtable and WAL work
-        // is done while the callers are busy rather than after them.
-        const size_t early_batch =
-            options_.sync ? std::max<size_t>(kEarlyWriteBatch, expected / 8)
-                          : expected;
-        for (;;) {
-          const size_t missing = expected - std::min(expected, group.size());
-          wake_at_ = std::min(missing, early_batch);
-          const bool ready = work_.wait_until(lock, deadline, [&] {
-            return stopping_ || queue_.size() >= wake_at_;
-          });
-          wake_at_ = 0;
-          if (!ready || stopping_ || queue_.size() >= missing) break;
-          const size_t before = group.size();
-          bool full = false;
-          bytes += TakeGroup(&group, bytes, &full);
-          if (group.size() == before) break;  // the group is full already
-          const bool measure_early = stats_.early_writes % 2 == 0;
-          lock.unlock();
-          batch.clear();
-          for (size_t i = before; i < group.size(); ++i) {
-            batch.push_back(&group[i].transition);
-          }
-          const double early_cpu_start = measure_early ? ThreadCpuNs() : 0;
-          status = store_->WriteUnsynced(batch);
-          const double early_cpu_ns =
-              measure_early ? ThreadCpuNs() - early_cpu_start : 0;
-          written_early = group.size();
-          lock.lock();
-          if (measure_early && status.ok()) {
-            write_cpu_ns_ =
-                Average(write_cpu_ns_,
-                        early_cpu_ns / static_cast<double>(batch.size()));
-          }
-          ++stats_.early_writes;
-          if (!status.ok() || full) break;
-        }
+        status = GatherWritingEarly(lock, expected, &group, &bytes, &batch,
+                                    &written_early);
       }
       if (status.ok()) bytes += TakeGroup(&group, bytes);
       CountGroup(group.size(), bytes);
@@ -223,6 +183,53 @@ void CommitWriter::Run() {
     }
     for (Waiter& w : group) w.done(status);
     group.clear();
+  }
+}
+
+// While the rest come back, what has come back is written, unsynced: the
+// group's one sync covers it, and the memtable and WAL work is done while
+// the callers are busy rather than after them. Waits at most one write's
+// time in all.
+Status CommitWriter::GatherWritingEarly(std::unique_lock<std::mutex>& lock,
+                                        size_t expected,
+                                        std::vector<Waiter>* group,
+                                        size_t* bytes,
+                                        std::vector<const Transition*>* batch,
+                                        size_t* written_early) {
+  const Clock::time_point deadline =
+      Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                         std::chrono::duration<double, std::nano>(write_ns_));
+  const size_t early_batch =
+      options_.sync ? std::max<size_t>(kEarlyWriteBatch, expected / 8)
+                    : expected;
+  for (;;) {
+    const size_t missing = expected - std::min(expected, group->size());
+    wake_at_ = std::min(missing, early_batch);
+    const bool ready = work_.wait_until(
+        lock, deadline, [&] { return stopping_ || queue_.size() >= wake_at_; });
+    wake_at_ = 0;
+    if (!ready || stopping_ || queue_.size() >= missing) return Status::OK();
+    const size_t before = group->size();
+    bool full = false;
+    *bytes += TakeGroup(group, *bytes, &full);
+    if (group->size() == before) return Status::OK();  // full already
+    const bool measure = stats_.early_writes % 2 == 0;
+    lock.unlock();
+    batch->clear();
+    for (size_t i = before; i < group->size(); ++i) {
+      batch->push_back(&(*group)[i].transition);
+    }
+    const double cpu_start = measure ? ThreadCpuNs() : 0;
+    Status status = store_->WriteUnsynced(*batch);
+    const double cpu_ns = measure ? ThreadCpuNs() - cpu_start : 0;
+    *written_early = group->size();
+    lock.lock();
+    if (measure && status.ok()) {
+      write_cpu_ns_ =
+          Average(write_cpu_ns_, cpu_ns / static_cast<double>(batch->size()));
+    }
+    ++stats_.early_writes;
+    if (!status.ok() || full) return status;
   }
 }
 

@@ -128,6 +128,13 @@ class CommitWriter {
   void Run();
   // Each of the two writer threads with `pipeline`.
   void RunPipelined();
+  // Under `lock` (of mu_): waits for the `expected` waiters, writing those
+  // back meanwhile (unsynced) into `group`, `*written_early` of which it
+  // has written; the status of its last early write.
+  Status GatherWritingEarly(std::unique_lock<std::mutex>& lock, size_t expected,
+                            std::vector<Waiter>* group, size_t* bytes,
+                            std::vector<const Transition*>* batch,
+                            size_t* written_early);
   // Under mu_: moves queued waiters to the end of `group` while the
   // group's bytes (`taken_bytes` before this call) stay within
   // max_batch_bytes; sets `*full` when it stopped for that. Returns the
