@@ -65,6 +65,36 @@ struct Recorded {
   CircuitBreakers breakers;
 };
 
+// The limits on inputs and outputs count the bytes of their compact JSON
+// text: the count must be what dump() would write, invalid UTF-8 replaced.
+TEST(JsonTextSizeTest, IsTheLengthOfTheCompactText) {
+  const std::vector<nlohmann::json> values = {
+      nullptr,
+      true,
+      false,
+      0,
+      -1234567890123,
+      18446744073709551615ull,
+      3.25,
+      1e300,
+      "",
+      "plain",
+      "quote \" backslash \\ newline \n tab \t bell \x07",
+      "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+      std::string("bad \xff\xfe utf-8"),
+      nlohmann::json::array(),
+      nlohmann::json::object(),
+      nlohmann::json::parse(
+          R"({"a":[1,2,{"b":null,"c":"d"}],"e":{"f":false}})"),
+  };
+  for (const nlohmann::json& v : values) {
+    EXPECT_EQ(
+        JsonTextSize(v),
+        v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).size())
+        << v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+}
+
 TEST(CircuitBreakersTest, StateNames) {
   EXPECT_EQ(BreakerStateName(kClosed), "closed");
   EXPECT_EQ(BreakerStateName(kOpen), "open");
