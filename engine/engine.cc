@@ -387,18 +387,22 @@ void EngineImpl::CreateSaga(StartRequest request, DefPtr def,
   });
 }
 
-void EngineImpl::Apply(Active& a, Plan plan,
+void EngineImpl::Apply(Active& a, Plan planned,
                        std::function<void(const Status&)> after) {
+  // Held by pointer until it is committed: a plan holds a whole saga, which
+  // the continuation (a copyable std::function) would otherwise move again
+  // at every hand-off.
+  auto held = std::make_shared<Plan>(std::move(planned));
+  Plan& plan = *held;
   a.committing = true;
   plan.saga.checkpointed = false;  // it moves on from its checkpoint
   KeepEventsToLog(&plan);
   const Plan::Base base = PatchBase(a, plan);
   if (base.saga != nullptr) LendBodyBuffers(plan);
   Transition t = plan.Build(Now(), base);
-  const std::string id = a.saga.id;
-  Commit(std::move(t), [this, id, plan = std::move(plan),
-                        after = std::move(after)](const Status& s) mutable {
-    OnCommitted(id, std::move(plan), s, after);
+  Commit(std::move(t), [this, id = a.saga.id, held = std::move(held),
+                        after = std::move(after)](const Status& s) {
+    OnCommitted(id, *held, s, after);
   });
 }
 
@@ -451,7 +455,7 @@ void EngineImpl::TakeBackBodyBuffers(Plan& plan) {
   }
 }
 
-void EngineImpl::OnCommitted(const std::string& id, Plan plan,
+void EngineImpl::OnCommitted(const std::string& id, Plan& plan,
                              const Status& status,
                              const std::function<void(const Status&)>& after) {
   auto it = active_.find(id);

@@ -217,7 +217,8 @@ class EngineImpl final : public Engine {
   // (a body and its layout would be three allocations per transition).
   void LendBodyBuffers(Plan& plan);
   void TakeBackBodyBuffers(Plan& plan);
-  void OnCommitted(const std::string& id, Plan plan, const Status& status,
+  // `plan` is the committed plan's, which OnCommitted takes apart.
+  void OnCommitted(const std::string& id, Plan& plan, const Status& status,
                    const std::function<void(const Status&)>& after);
   // Runs `event` now, or after the saga's commit in flight.
   void WhenIdle(Active& a, std::function<void()> event);

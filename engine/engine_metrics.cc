@@ -271,13 +271,20 @@ void EngineImpl::Commit(Transition transition, LoopCommitter::Then then) {
     then(Status::ShutdownInProgress("the engine has shut down"));
     return;
   }
+  // What the continuation posted to the inbox runs before the next
+  // continuation, not after all of those the writer completed together: a
+  // synchronous action's result (a noop's, an echo's) is planned and
+  // committed at once, so that a group's commits reach the writer spread
+  // over the loop's pass instead of all at its end, and the writer writes
+  // them while the loop works (CommitWriter's early writes).
   committer_->Commit(
       std::move(transition),
-      [h = m_.commit_latency, start = Steady::now(), hold = work_.Enter(),
+      [this, h = m_.commit_latency, start = Steady::now(), hold = work_.Enter(),
        then = std::move(then)](const Status& s) mutable {
         h->Observe(Seconds(Steady::now() - start));
         then(s);
         hold.Leave();
+        inbox_->RunPosted();
       });
 }
 

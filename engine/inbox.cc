@@ -19,11 +19,15 @@ void Inbox::Post(Item item) {
 }
 
 void Inbox::OnAsync(uv_async_t* handle) {
-  auto* self = static_cast<Inbox*>(handle->data);
+  static_cast<Inbox*>(handle->data)->RunPosted();
+}
+
+void Inbox::RunPosted() {
   std::vector<Item> items;
   {
-    std::lock_guard lock(self->mu_);
-    items.swap(self->items_);
+    std::lock_guard lock(mu_);
+    if (items_.empty()) return;
+    items.swap(items_);
   }
   for (Item& item : items) item();
 }

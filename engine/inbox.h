@@ -24,6 +24,9 @@ class Inbox : public std::enable_shared_from_this<Inbox> {
 
   // Any thread. Dropped after Close().
   void Post(Item item);
+  // Loop thread: runs the items posted so far now, rather than in the
+  // loop's next pass (their async callback then finds fewer or none).
+  void RunPosted();
   // Loop thread. Runs `on_closed` once the handle is closed.
   void Close(std::function<void()> on_closed);
 
