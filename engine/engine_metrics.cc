@@ -283,8 +283,10 @@ void EngineImpl::Commit(Transition transition, LoopCommitter::Then then) {
        then = std::move(then)](const Status& s) mutable {
         h->Observe(Seconds(Steady::now() - start));
         then(s);
-        hold.Leave();
+        // Still inside the work gate: shutdown cannot drain between the
+        // commit and what it set going.
         inbox_->RunPosted();
+        hold.Leave();
       });
 }
 
