@@ -145,7 +145,14 @@ struct EngineStats {
   uint64_t commit_groups = 0;
   uint64_t commit_groups_gathered = 0;  // CommitWriterStats::gathered
   uint64_t commit_early_writes = 0;     // CommitWriterStats::early_writes
-  uint64_t commit_bytes = 0;            // of the rows written
+  // A commit cycle's parts, summed (CommitWriterStats: first_return_ns over
+  // first_returns, gather_ns over commit_groups_gathered, write_ns over
+  // commit_groups).
+  uint64_t commit_first_return_ns = 0;
+  uint64_t commit_first_returns = 0;
+  uint64_t commit_gather_ns = 0;
+  uint64_t commit_write_ns = 0;
+  uint64_t commit_bytes = 0;  // of the rows written
   // Attempts held back by a rate limit or an open circuit breaker.
   uint64_t waiting_at_gates = 0;
   std::vector<CircuitBreakers::View> breakers;

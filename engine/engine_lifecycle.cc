@@ -259,6 +259,10 @@ EngineStats EngineImpl::stats() const {
   s.commit_groups = w.groups;
   s.commit_groups_gathered = w.gathered;
   s.commit_early_writes = w.early_writes;
+  s.commit_first_return_ns = w.first_return_ns;
+  s.commit_first_returns = w.first_returns;
+  s.commit_gather_ns = w.gather_ns;
+  s.commit_write_ns = w.write_ns;
   s.commit_bytes = w.bytes;
   return s;
 }

@@ -49,8 +49,20 @@ void CommitWriter::Enqueue(Transition transition, Done done) {
     if (!stopping_) {
       queue_.push_back({std::move(transition), std::move(done)});
       ++stats_.queued;
-      if (sample_open_ && ++sample_arrivals_ == sample_released_) {
-        CloseReturnSample(Clock::now());
+      if (sample_open_) {
+        ++sample_arrivals_;
+        const bool first = sample_arrivals_ == 1;
+        const bool last = sample_arrivals_ == sample_released_;
+        const Clock::time_point now =
+            first || last ? Clock::now() : Clock::time_point();
+        if (first) {
+          stats_.first_return_ns += static_cast<uint64_t>(
+              std::chrono::duration_cast<std::chrono::nanoseconds>(
+                  now - sample_start_)
+                  .count());
+          ++stats_.first_returns;
+        }
+        if (last) CloseReturnSample(now);
       }
       // Only the writer waits on work_, and it rechecks the queue under mu_.
       if (queue_.size() == wake_at_) {
@@ -137,8 +149,13 @@ void CommitWriter::Run() {
       if (queue_.size() < expected && WorthGathering(expected)) {
         ++stats_.gathered;
         gathered = true;
+        const Clock::time_point gather_start = Clock::now();
         status = GatherWritingEarly(lock, expected, &group, &bytes, &batch,
                                     &written_early);
+        stats_.gather_ns += static_cast<uint64_t>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() -
+                                                                 gather_start)
+                .count());
       }
       if (status.ok()) bytes += TakeGroup(&group, bytes);
       CountGroup(group.size(), bytes);
@@ -173,7 +190,10 @@ void CommitWriter::Run() {
       const double write_ns =
           std::chrono::duration<double, std::nano>(written - write_start)
               .count();
-      if (writing) write_ns_ = Average(write_ns_, write_ns);
+      if (writing) {
+        write_ns_ = Average(write_ns_, write_ns);
+        stats_.write_ns += static_cast<uint64_t>(write_ns);
+      }
       if (measure_cpu && writing) {
         disk_wait_ns_ =
             Average(disk_wait_ns_, std::max(write_ns - cpu_ns, 0.0));

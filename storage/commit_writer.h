@@ -94,6 +94,16 @@ struct CommitWriterStats {
   // Unsynced writes of returning waiters made while gathering (each group's
   // sync covers its early writes).
   uint64_t early_writes = 0;
+  // Where a cycle's time goes, in nanoseconds summed over the run: from a
+  // group's write ending to the first transition queued after it, over
+  // `first_returns` groups (how soon callers come back; the completions'
+  // hand-off included); waiting for returning waiters, over `gathered`
+  // groups (the early writes included); and each group's last write, over
+  // `groups` (with `sync`, its sync). Group-commit writer only.
+  uint64_t first_return_ns = 0;
+  uint64_t first_returns = 0;
+  uint64_t gather_ns = 0;
+  uint64_t write_ns = 0;
 };
 
 class CommitWriter {

@@ -8,7 +8,9 @@
 # finished to four fifths: sagas/s and the loop's CPU per commit
 # positive, its user and system parts not negative: the kernel splits a
 # thread's time at its clock ticks, so a short window may see either
-# part stand still); with either writer, synced or not.
+# part stand still); with either writer, synced or not. The group-commit
+# writer also times a cycle's parts: each group's write and the callers'
+# first transition back after it, positive.
 # Usage: engine_bench_test.sh CDE_BENCH SCRATCH_DIR
 set -euo pipefail
 bench="$1" scratch="$2"
@@ -43,5 +45,9 @@ for flags in "" "--pipeline" "--no-sync"; do
     "$(field steady_loop_user_us_per_commit)" "v >= 0"
   expect steady_loop_system_us_per_commit \
     "$(field steady_loop_system_us_per_commit)" "v >= 0"
+  if [[ "$flags" != "--pipeline" ]]; then
+    expect commit_write_us "$(field commit_write_us)" "v > 0"
+    expect commit_first_return_us "$(field commit_first_return_us)" "v > 0"
+  fi
 done
 exit "$fail"

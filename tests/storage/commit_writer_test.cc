@@ -290,8 +290,15 @@ TEST_F(CommitWriterTest, WaitersSlowerToComeBackThanTheDiskAreNotWaitedFor) {
   SlowDiskStore disk(memory_.get(), std::chrono::milliseconds(1));
   CommitWriter writer(&disk, {});
   RunClosedLoop(writer, 3, 3, std::chrono::milliseconds(10));
-  EXPECT_EQ(writer.stats().gathered, 0u);
-  EXPECT_EQ(writer.stats().transitions, 9u);
+  const CommitWriterStats stats = writer.stats();
+  EXPECT_EQ(stats.gathered, 0u);
+  EXPECT_EQ(stats.gather_ns, 0u);
+  EXPECT_EQ(stats.transitions, 9u);
+  // Each write waits out the 1 ms disk, and the clients come back.
+  constexpr uint64_t kMs = 1000 * 1000;
+  EXPECT_GE(stats.write_ns, stats.groups * kMs);
+  ASSERT_GE(stats.first_returns, 1u);
+  EXPECT_GT(stats.first_return_ns, 0u);
 }
 
 TEST_F(CommitWriterTest, GatheringOffStartsEachGroupWithWhatIsQueued) {
@@ -370,6 +377,15 @@ TEST_F(CommitWriterTest, WhileGatheringTheWriterWritesWhatIsBackAndSyncsOnce) {
   EXPECT_GE(stats.gathered, 3u);
   EXPECT_GE(stats.early_writes, stats.gathered);
   EXPECT_EQ(static_cast<uint64_t>(disk.unsynced_writes()), stats.early_writes);
+  // The cycle's parts: every group's write waits out the disk; the first
+  // client back after a release comes 1 ms or more after it, but in the
+  // first two rounds (before the writer gathers) one turned round before
+  // the release may come sooner; gathering took time.
+  constexpr uint64_t kMs = 1000 * 1000;
+  EXPECT_GE(stats.write_ns, stats.groups * 100 * kMs);
+  ASSERT_GE(stats.first_returns, 3u);
+  EXPECT_GE(stats.first_return_ns, (stats.first_returns - 2) * kMs);
+  EXPECT_GT(stats.gather_ns, 0u);
 }
 
 // A failed early write fails its whole group, the waiters written early and
