@@ -6,21 +6,13 @@
 #include <thread>
 #include <vector>
 
+#include "tests/engine/uv_loop_test.h"
 #include "tests/test_util.h"
 
 namespace cde {
 namespace {
 
-class InboxTest : public ::testing::Test {
- protected:
-  void SetUp() override { ASSERT_EQ(uv_loop_init(&loop_), 0); }
-  void TearDown() override {
-    uv_run(&loop_, UV_RUN_DEFAULT);
-    EXPECT_EQ(uv_loop_close(&loop_), 0);
-  }
-
-  uv_loop_t loop_;
-};
+using InboxTest = UvLoopTest;
 
 TEST_F(InboxTest, ItemsPostedFromAnotherThreadRunOnTheLoopInOrder) {
   auto inbox = Inbox::Create(&loop_);

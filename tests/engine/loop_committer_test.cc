@@ -5,21 +5,14 @@
 
 #include <thread>
 
+#include "tests/engine/uv_loop_test.h"
 #include "tests/test_util.h"
 
 namespace cde {
 namespace {
 
-class LoopCommitterTest : public ::testing::Test {
+class LoopCommitterTest : public UvLoopTest {
  protected:
-  void SetUp() override { ASSERT_EQ(uv_loop_init(&loop_), 0); }
-  void TearDown() override {
-    // As libuv's MAKE_VALGRIND_HAPPY: every handle closed, loop closes.
-    uv_run(&loop_, UV_RUN_DEFAULT);
-    EXPECT_EQ(uv_loop_close(&loop_), 0);
-  }
-
-  uv_loop_t loop_;
   std::unique_ptr<Store> store_ = NewMemoryStore();
 };
 
