@@ -23,6 +23,11 @@ double ThreadCpuNs() {
   return static_cast<double>(t.tv_sec) * 1e9 + static_cast<double>(t.tv_nsec);
 }
 
+uint64_t Nanos(std::chrono::steady_clock::duration d) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+}
+
 double Average(double average, double sample) {
   return average < 0 ? sample : average + kSampleWeight * (sample - average);
 }
@@ -56,10 +61,7 @@ void CommitWriter::Enqueue(Transition transition, Done done) {
         const Clock::time_point now =
             first || last ? Clock::now() : Clock::time_point();
         if (first) {
-          stats_.first_return_ns += static_cast<uint64_t>(
-              std::chrono::duration_cast<std::chrono::nanoseconds>(
-                  now - sample_start_)
-                  .count());
+          stats_.first_return_ns += Nanos(now - sample_start_);
           ++stats_.first_returns;
         }
         if (last) CloseReturnSample(now);
@@ -152,10 +154,7 @@ void CommitWriter::Run() {
         const Clock::time_point gather_start = Clock::now();
         status = GatherWritingEarly(lock, expected, &group, &bytes, &batch,
                                     &written_early);
-        stats_.gather_ns += static_cast<uint64_t>(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() -
-                                                                 gather_start)
-                .count());
+        stats_.gather_ns += Nanos(Clock::now() - gather_start);
       }
       if (status.ok()) bytes += TakeGroup(&group, bytes);
       CountGroup(group.size(), bytes);

@@ -99,7 +99,8 @@ struct CommitWriterStats {
   // `first_returns` groups (how soon callers come back; the completions'
   // hand-off included); waiting for returning waiters, over `gathered`
   // groups (the early writes included); and each group's last write, over
-  // `groups` (with `sync`, its sync). Group-commit writer only.
+  // `groups` (with `sync`, its sync). The last two are the group-commit
+  // writer's; under `pipeline` the first counts from each sync's end.
   uint64_t first_return_ns = 0;
   uint64_t first_returns = 0;
   uint64_t gather_ns = 0;
