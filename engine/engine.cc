@@ -1,4 +1,7 @@
 #include <chrono>
+#include <cmath>
+#include <limits>
+#include <utility>
 
 #include "engine/engine_impl.h"
 #include "engine/input_schema.h"
@@ -143,10 +146,11 @@ PlanContext EngineImpl::Context(Active& a) {
   ctx.map_items = [&a](const MapInstance& map) { return MapItems(a, map); };
   // The first retry of a plan takes the context's sample; more retries in
   // the same plan (several results at once) draw their own.
-  ctx.jitter = [this, first = ctx.jitter_sample, used = false]() mutable {
-    if (!used) {
-      used = true;
-      return first;
+  // (Two words: std::function keeps it inline, with no allocation; a NaN
+  // `first` is the sample taken.)
+  ctx.jitter = [this, first = ctx.jitter_sample]() mutable {
+    if (!std::isnan(first)) {
+      return std::exchange(first, std::numeric_limits<double>::quiet_NaN());
     }
     return std::uniform_real_distribution<double>(0, 1)(rng_);
   };
@@ -387,7 +391,7 @@ void EngineImpl::CreateSaga(StartRequest request, DefPtr def,
   });
 }
 
-void EngineImpl::Apply(Active& a, Plan planned,
+void EngineImpl::Apply(Active& a, Plan&& planned,
                        std::function<void(const Status&)> after) {
   // Held by pointer until it is committed: a plan holds a whole saga, which
   // the continuation (a copyable std::function) would otherwise move again
@@ -704,11 +708,18 @@ void EngineImpl::OnOutcome(const std::string& id, AttemptOutcome outcome) {
   // (those of a map's items, or of branches), but never ahead of an event
   // queued after the first of them (a cancel: no item may start after it).
   if (a.open_batch && a.open_batch_at == a.deferrals) {
-    a.open_batch->emplace_back(std::move(outcome), arrived);
+    a.open_batch->Add(std::move(outcome), arrived);
+    return;
+  }
+  if (!a.committing && !a.open_batch) {
+    // Planned at once, as WhenIdle would: nothing to keep for later.
+    Active::OutcomeBatch now;
+    now.Add(std::move(outcome), arrived);
+    PlanOutcomes(id, now);
     return;
   }
   auto batch = std::make_shared<Active::OutcomeBatch>();
-  batch->emplace_back(std::move(outcome), arrived);
+  batch->Add(std::move(outcome), arrived);
   a.open_batch = batch;
   // The count once its event is deferred (set first: planned at once, the
   // batch may end the saga).
@@ -725,22 +736,19 @@ void EngineImpl::PlanOutcomes(const std::string& id,
   // During a shutdown's grace period results are still committed, so that
   // attempts which finished in time do not run again.
   if (a.checkpointed) return;
-  std::vector<AttemptOutcome> outcomes;
-  outcomes.reserve(taken.size());
-  for (auto& [outcome, arrived] : taken) outcomes.push_back(outcome);
   std::vector<bool> applied;
-  auto plan = PlanAttemptResults(Context(a), a.saga, outcomes, &applied);
+  auto plan = PlanAttemptResults(Context(a), a.saga, taken.outcomes, &applied);
   if (!plan) return;  // stale: timed-out or superseded attempts
   // The attempts are over; their results' commit holds work_ from here.
   WorkGate::Holder busy = work_.Enter();
-  for (size_t i = 0; i < taken.size(); ++i) {
+  for (size_t i = 0; i < taken.outcomes.size(); ++i) {
     if (!applied[i]) continue;
-    const AttemptOutcome& outcome = taken[i].first;
+    const AttemptOutcome& outcome = taken.outcomes[i];
     if (auto at = a.attempts.find(outcome.ref.path); at != a.attempts.end()) {
       Attempt& attempt = at->second;
       attempt.hold.Leave();
       RecordBreaker(attempt, outcome);
-      ObserveOutcome(a, attempt, outcome, taken[i].second);
+      ObserveOutcome(a, attempt, outcome, taken.arrived[i]);
       Abandon(attempt);
       a.attempts.erase(at);
     }

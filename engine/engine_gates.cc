@@ -81,6 +81,10 @@ bool EngineImpl::PassGates(const std::string& saga_id, Attempt& attempt,
                            const StepSpec& step, const ActionSpec& spec,
                            const nlohmann::json& params) {
   attempt.breaker_key = BreakerKey(step, spec, params, *secrets_.redactions());
+  if (step.rate_limit.empty() && attempt.breaker_key.empty()) {
+    attempt.gate.clear();  // no gate to pass: no waiter's name to build
+    return true;
+  }
   if (gates_.Pass(GateWaiter(saga_id, attempt.ref.path), step.rate_limit,
                   attempt.breaker_key, &attempt.gate)) {
     return true;

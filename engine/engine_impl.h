@@ -162,8 +162,14 @@ class EngineImpl final : public Engine {
     // transition by one event in `deferred`: the open batch, which takes
     // more results as long as no other event was deferred after it
     // (`deferrals` counts them; open_batch_at is the count at its event).
-    using OutcomeBatch = std::vector<
-        std::pair<AttemptOutcome, std::chrono::steady_clock::time_point>>;
+    struct OutcomeBatch {
+      std::vector<AttemptOutcome> outcomes;
+      std::vector<std::chrono::steady_clock::time_point> arrived;  // each's
+      void Add(AttemptOutcome o, std::chrono::steady_clock::time_point at) {
+        outcomes.push_back(std::move(o));
+        arrived.push_back(at);
+      }
+    };
     std::shared_ptr<OutcomeBatch> open_batch;
     uint64_t open_batch_at = 0;
     uint64_t deferrals = 0;
@@ -207,7 +213,7 @@ class EngineImpl final : public Engine {
   }
 
   // Commits `plan` for `a`, then acts on it. `after` runs once committed.
-  void Apply(Active& a, Plan plan, std::function<void(const Status&)> after);
+  void Apply(Active& a, Plan&& plan, std::function<void(const Status&)> after);
   // What a's plan may write a patch of its snapshot against instead of the
   // snapshot (none: the whole snapshot).
   static Plan::Base PatchBase(const Active& a, const Plan& plan);

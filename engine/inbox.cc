@@ -24,12 +24,14 @@ void Inbox::OnAsync(uv_async_t* handle) {
 
 void Inbox::RunPosted() {
   std::vector<Item> items;
+  items.swap(spare_);  // empty; a nested run finds no spare and allocates
   {
     std::lock_guard lock(mu_);
-    if (items_.empty()) return;
-    items.swap(items_);
+    if (!items_.empty()) items.swap(items_);
   }
   for (Item& item : items) item();
+  items.clear();
+  if (items.capacity() > spare_.capacity()) spare_.swap(items);
 }
 
 void Inbox::Close(std::function<void()> on_closed) {

@@ -39,6 +39,9 @@ class Inbox : public std::enable_shared_from_this<Inbox> {
   std::mutex mu_;
   bool open_ = true;         // GUARDED_BY(mu_)
   std::vector<Item> items_;  // GUARDED_BY(mu_)
+  // Loop thread: the emptied list of the last run, swapped in for the next,
+  // so that neither side allocates a list for every run.
+  std::vector<Item> spare_;
   std::function<void()> on_closed_;
   std::shared_ptr<Inbox> self_;  // keeps the handle alive until it closes
 };

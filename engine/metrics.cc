@@ -197,13 +197,13 @@ MetricFamily<T>::MetricFamily(std::string name, std::string help,
       bounds_(std::move(bounds)) {}
 
 template <typename T>
-T& MetricFamily<T>::With(const std::vector<std::string>& values) {
+T& MetricFamily<T>::With(std::initializer_list<std::string_view> values) {
   assert(values.size() == label_names_.size() &&
          "one label value per label name");
   std::lock_guard lock(mu_);
   auto it = series_.find(values);
   if (it == series_.end()) {
-    std::vector<std::string> key = values;
+    std::vector<std::string> key(values.begin(), values.end());
     key.resize(label_names_.size());
     it = series_.find(key);
     if (it == series_.end()) {

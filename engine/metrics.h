@@ -23,12 +23,15 @@
 #ifndef CDE_ENGINE_METRICS_H_
 #define CDE_ENGINE_METRICS_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "storage/status.h"
@@ -121,7 +124,7 @@ class MetricFamily final : public MetricFamilyBase {
   // The series with these label values, one per label name, in order.
   // REQUIRES: values.size() == label_names().size() (asserted; in release
   // builds missing values are empty and extra ones are dropped).
-  T& With(const std::vector<std::string>& values);
+  T& With(std::initializer_list<std::string_view> values);
 
   void Render(std::string* out) const override;
 
@@ -130,7 +133,17 @@ class MetricFamily final : public MetricFamilyBase {
   mutable std::mutex mu_;
   // Sorted by label values, so a rendering is stable from one scrape to the
   // next. Never erased: references handed out stay valid.
-  std::map<std::vector<std::string>, std::unique_ptr<T>> series_;
+  // Looked up by the values as given, without a key built for each call.
+  struct ValuesLess {
+    using is_transparent = void;
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return std::lexicographical_compare(
+          a.begin(), a.end(), b.begin(), b.end(),
+          [](std::string_view x, std::string_view y) { return x < y; });
+    }
+  };
+  std::map<std::vector<std::string>, std::unique_ptr<T>, ValuesLess> series_;
 };
 
 extern template class MetricFamily<Counter>;

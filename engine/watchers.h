@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <unordered_map>
 
@@ -41,10 +42,13 @@ class Watchers {
  private:
   uint64_t next_id_ = 1;
   // saga id -> watch id -> callback; ordered by watch id: called in the
-  // order they watched.
-  std::unordered_map<std::string, std::map<uint64_t, OnSaga>> sagas_;
+  // order they watched. Shared, so that a call holds its callback (which
+  // may unwatch itself) without copying it.
+  std::unordered_map<std::string,
+                     std::map<uint64_t, std::shared_ptr<const OnSaga>>>
+      sagas_;
   std::unordered_map<uint64_t, std::string> saga_of_;
-  std::map<uint64_t, OnDefinition> definitions_;
+  std::map<uint64_t, std::shared_ptr<const OnDefinition>> definitions_;
 };
 
 }  // namespace cde

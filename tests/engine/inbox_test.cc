@@ -58,5 +58,31 @@ TEST_F(InboxTest, RunPostedRunsWhatIsPostedOnceAndNotAgainLater) {
   EXPECT_EQ(ran.size(), 3u);
 }
 
+TEST_F(InboxTest, ARunInsideAnItemRunsWhatWasPostedMeanwhileOnce) {
+  // An item whose work commits and so runs the inbox again (a commit's
+  // continuation does): the inner run takes what was posted since, the
+  // outer run goes on with its own items, and nothing runs twice. Each
+  // round reuses the lists of the one before.
+  auto inbox = Inbox::Create(&loop_);
+  std::vector<std::string> ran;
+  for (int round = 0; round < 3; ++round) {
+    ran.clear();
+    inbox->Post([&] {
+      ran.push_back("first");
+      inbox->Post([&] { ran.push_back("posted by first"); });
+      inbox->RunPosted();
+    });
+    inbox->Post([&] { ran.push_back("second"); });
+    inbox->RunPosted();
+    EXPECT_EQ(ran,
+              (std::vector<std::string>{"first", "posted by first", "second"}))
+        << "round " << round;
+    inbox->RunPosted();
+    EXPECT_EQ(ran.size(), 3u) << "round " << round;
+  }
+  inbox->Close([] {});
+  uv_run(&loop_, UV_RUN_DEFAULT);
+}
+
 }  // namespace
 }  // namespace cde

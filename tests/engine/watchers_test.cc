@@ -46,6 +46,24 @@ TEST(WatchersTest, AWatcherMayUnwatchItselfOrAnotherWhileCalled) {
   EXPECT_EQ(calls, std::vector<int>{1});
 }
 
+TEST(WatchersTest, ManyWatchersOfOneSagaAreCalledInOrderAndMayUnwatchOthers) {
+  // More watchers than the few whose ids a notification keeps inline.
+  Watchers w;
+  std::vector<int> calls;
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 7; ++i) {
+    ids.push_back(w.WatchSaga("a", [&, i](const Saga&) {
+      calls.push_back(i);
+      if (i == 2) w.Unwatch(ids[5]);
+    }));
+  }
+  w.SagaChanged(SagaWithId("a"));
+  EXPECT_EQ(calls, (std::vector<int>{0, 1, 2, 3, 4, 6}));
+  calls.clear();
+  w.SagaChanged(SagaWithId("a"));
+  EXPECT_EQ(calls, (std::vector<int>{0, 1, 2, 3, 4, 6}));
+}
+
 TEST(WatchersTest, OneAddedDuringANotificationIsCalledFromTheNext) {
   Watchers w;
   int added_calls = 0;
