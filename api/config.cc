@@ -493,6 +493,7 @@ std::vector<Key> BuildSchema() {
       {"engine.timer_window_ms", Integer<C>(CDE_MEMBER(timer_window_ms), 1000)},
       {"engine.wal_spare_mb", Integer<C>(CDE_MEMBER(wal_spare_mb), 0, 4096)},
       {"engine.commit_pipeline", Bool<C>(CDE_MEMBER(commit_pipeline))},
+      {"engine.commit_poll", Bool<C>(CDE_MEMBER(commit_poll))},
   };
   AddSection("limits.inbound", RateRules(), CDE_MEMBER(limits.inbound), &keys);
   keys.push_back(
@@ -906,6 +907,7 @@ std::vector<std::string> KeysNeedingRestart(const Config& running,
   check(a.timer_window_ms != b.timer_window_ms, "engine.timer_window_ms");
   check(a.wal_spare_mb != b.wal_spare_mb, "engine.wal_spare_mb");
   check(a.commit_pipeline != b.commit_pipeline, "engine.commit_pipeline");
+  check(a.commit_poll != b.commit_poll, "engine.commit_poll");
   check(a.actions.exec.clients != b.actions.exec.clients,
         "actions.exec.clients");
   check(a.actions.exec.allow != b.actions.exec.allow, "actions.exec.allow");

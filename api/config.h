@@ -133,6 +133,7 @@ struct Config {
   int64_t timer_window_ms = 60000;      // >= 1000
   int64_t wal_spare_mb = 32;            // 0 to 4096
   bool commit_pipeline = false;         // EngineOptions::commit_pipeline
+  bool commit_poll = false;             // EngineOptions::commit_poll
   LimitsConfig limits;
   BreakerPolicy breaker_default;
   std::map<std::string, BreakerPolicy> breakers;  // full policies by key

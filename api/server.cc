@@ -99,6 +99,7 @@ class Server {
     eo.timer_window_ms = config_.timer_window_ms;
     eo.wal_spare_bytes = static_cast<uint64_t>(config_.wal_spare_mb) << 20;
     eo.commit_pipeline = config_.commit_pipeline;
+    eo.commit_poll = config_.commit_poll;
     eo.limits = LimitsOf(config_);
     eo.action_policy = config_.actions;
     eo.secrets = config_.secrets;

@@ -108,7 +108,8 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
             h->Observe(static_cast<double>(n));
             if (gathered) g->Increment();
           }});
-  committer_ = std::make_unique<LoopCommitter>(loop_, writer_.get());
+  committer_ = std::make_unique<LoopCommitter>(loop_, writer_.get(),
+                                               options_.commit_poll);
   timers_ = std::make_unique<TimerQueue>(
       clock_, [this](const TimerQueue::Entry& e) { OnTimerDue(e); });
   inbox_ = Inbox::Create(loop_);
@@ -584,7 +585,7 @@ void EngineImpl::Dispatch(Active& a, const AttemptRef& ref, bool resumed) {
   if (at.step < 0) return;  // cannot happen: the planner names its steps
   const StepSpec& step = a.def->steps[static_cast<size_t>(at.step)];
   const ActionSpec& spec = ref.compensation ? *step.compensate : step.run;
-  const std::string id = a.saga.id;
+  const std::string& id = a.saga.id;  // the closures below copy it
   const AttemptOutcome tag{ref};
   // Measured where the result arrives (a native action's own thread), with
   // the limit of the dispatch: a reload may change it meanwhile.

@@ -4,12 +4,15 @@
 
 namespace cde {
 
-LoopCommitter::LoopCommitter(uv_loop_t* loop, CommitWriter* writer)
-    : writer_(writer) {
-  const int rc = uv_async_init(loop, &async_, &LoopCommitter::OnAsync);
+LoopCommitter::LoopCommitter(uv_loop_t* loop, CommitWriter* writer, bool poll)
+    : writer_(writer), poll_enabled_(poll) {
+  int rc = uv_async_init(loop, &async_, &LoopCommitter::OnAsync);
   assert(rc == 0 && "uv_async_init cannot fail on a live loop");
+  rc = uv_idle_init(loop, &poll_);
+  assert(rc == 0 && "uv_idle_init cannot fail");
   (void)rc;
   async_.data = this;
+  poll_.data = this;
 }
 
 LoopCommitter::~LoopCommitter() {
@@ -18,6 +21,10 @@ LoopCommitter::~LoopCommitter() {
 
 void LoopCommitter::Commit(Transition transition, Then then) {
   ++in_flight_;
+  if (poll_enabled_ && !polling_ && in_flight_ >= kPollInFlight) {
+    polling_ = true;
+    uv_idle_start(&poll_, &LoopCommitter::OnPoll);
+  }
   writer_->Enqueue(std::move(transition),
                    [this, then = std::move(then)](const Status& s) mutable {
                      {
@@ -32,6 +39,17 @@ void LoopCommitter::OnAsync(uv_async_t* handle) {
   static_cast<LoopCommitter*>(handle->data)->Drain();
 }
 
+// Each turn of a polling loop: what the writer completed since the last.
+void LoopCommitter::OnPoll(uv_idle_t* handle) {
+  auto* self = static_cast<LoopCommitter*>(handle->data);
+  bool completed;
+  {
+    std::lock_guard lock(self->mu_);
+    completed = !self->completed_.empty();
+  }
+  if (completed) self->Drain();
+}
+
 void LoopCommitter::Drain() {
   std::vector<Completion> ready;
   {
@@ -40,16 +58,23 @@ void LoopCommitter::Drain() {
   }
   in_flight_ -= ready.size();
   for (Completion& c : ready) c.then(c.status);
+  if (polling_ && in_flight_ < kPollInFlight) {
+    polling_ = false;
+    uv_idle_stop(&poll_);
+  }
 }
 
 void LoopCommitter::Close(std::function<void()> on_closed) {
   assert(in_flight_ == 0 && "drain commits before closing");
   on_closed_ = std::move(on_closed);
+  polling_ = false;
+  uv_close(reinterpret_cast<uv_handle_t*>(&poll_), &LoopCommitter::OnClose);
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), &LoopCommitter::OnClose);
 }
 
 void LoopCommitter::OnClose(uv_handle_t* handle) {
   auto* self = static_cast<LoopCommitter*>(handle->data);
+  if (--self->open_handles_ > 0) return;  // both handles, then the callback
   self->closed_ = true;
   if (self->on_closed_) self->on_closed_();
 }

@@ -7,6 +7,13 @@
 // uv_async_send coalesces, so OnAsync drains a queue rather than assuming one
 // callback per commit.
 //
+// Polling (off by default): while at least kPollInFlight commits are in
+// flight, an idle handle keeps the loop turning instead of sleeping in
+// epoll, so a group's completions are taken the moment the writer posts
+// them rather than after the loop thread's wake-up (tens of microseconds on
+// a virtual machine), with the caches still warm. It spends a CPU on the
+// loop thread while the disk syncs; one commit at a time never polls.
+//
 // Thread safety: Commit, Close and the destructor run on the loop thread.
 #ifndef CDE_ENGINE_LOOP_COMMITTER_H_
 #define CDE_ENGINE_LOOP_COMMITTER_H_
@@ -27,8 +34,11 @@ class LoopCommitter {
   // Runs on the loop thread with the commit's status.
   using Then = std::function<void(const Status&)>;
 
+  // Commits in flight from which a polling committer polls.
+  static constexpr size_t kPollInFlight = 8;
+
   // REQUIRES: `loop` and `writer` outlive this object.
-  LoopCommitter(uv_loop_t* loop, CommitWriter* writer);
+  LoopCommitter(uv_loop_t* loop, CommitWriter* writer, bool poll = false);
   LoopCommitter(const LoopCommitter&) = delete;
   LoopCommitter& operator=(const LoopCommitter&) = delete;
   // REQUIRES: Close() was called and its callback has run.
@@ -38,6 +48,8 @@ class LoopCommitter {
 
   // Commits enqueued but whose continuation has not run yet.
   size_t in_flight() const { return in_flight_; }
+  // Whether the loop is kept turning for completions now.
+  bool polling() const { return polling_; }
 
   // Closes the async handle; `on_closed` runs on the loop once it is closed.
   // REQUIRES: in_flight() == 0 (drain first: continuations need the handle).
@@ -50,12 +62,17 @@ class LoopCommitter {
   };
 
   static void OnAsync(uv_async_t* handle);
+  static void OnPoll(uv_idle_t* handle);
   static void OnClose(uv_handle_t* handle);
   void Drain();
 
   uv_async_t async_;
+  uv_idle_t poll_;  // active while polling_
   CommitWriter* const writer_;
+  const bool poll_enabled_;
+  bool polling_ = false;
   size_t in_flight_ = 0;
+  int open_handles_ = 2;
   bool closed_ = false;
   std::function<void()> on_closed_;
 

@@ -49,6 +49,7 @@ struct Options {
   bool no_sync = false;
   bool no_gather = false;
   bool pipeline = false;
+  bool poll = false;
   int wal_spare_mb = 32;  // StoreOptions::wal_spare_bytes, written at open
   std::string url;        // http workload: the endpoint each step calls
   int items = 10000;      // map workload: items of the one saga's map step
@@ -418,6 +419,9 @@ int main(int argc, char** argv) {
   app.add_flag("--pipeline", o.pipeline,
                "each group's fdatasync overlaps the next group's write "
                "(EngineOptions::commit_pipeline)");
+  app.add_flag("--poll", o.poll,
+               "the loop polls for completions while 8 or more commits are "
+               "in flight (EngineOptions::commit_poll)");
   app.add_option("--wal-spare-mb", o.wal_spare_mb,
                  "the store's WAL spare (StoreOptions::wal_spare_bytes), "
                  "written before the store opens so that the run's WAL is "
@@ -492,6 +496,7 @@ int main(int argc, char** argv) {
   eo.sync = !o.no_sync;
   eo.commit_gather = !o.no_gather;
   eo.commit_pipeline = o.pipeline;
+  eo.commit_poll = o.poll;
   eo.limits.map_items = static_cast<uint32_t>(o.items);
   if (o.policy) {
     setenv(kSecretVar, "bench-secret-value-0123456789", 1);
@@ -592,6 +597,7 @@ int main(int argc, char** argv) {
               {"wal_spare_mb", o.wal_spare_mb},
               {"commit_gather", !o.no_gather},
               {"commit_pipeline", o.pipeline},
+              {"commit_poll", o.poll},
               {"fdatasync_p50_ms", fdatasync.p50_ms},
               {"overwrite_fdatasync_p50_ms", overwrite.p50_ms},
               {"commits", stats.commits},
@@ -620,14 +626,14 @@ int main(int argc, char** argv) {
     out[key] = steady ? json(value) : json(nullptr);
   }
   std::printf(
-      "workload %s%s, %d sagas, concurrency %d, %s%s, WAL spare %d MiB\n",
+      "workload %s%s, %d sagas, concurrency %d, %s%s%s, WAL spare %d MiB\n",
       o.workload.c_str(), o.policy ? " under the client policy" : "",
       run.finished, o.concurrency,
       o.no_sync ? "unsynced" : "every commit synced",
       o.pipeline    ? " (pipelined syncs)"
       : o.no_gather ? " (no gathering)"
                     : "",
-      o.wal_spare_mb);
+      o.poll ? " (the loop polls)" : "", o.wal_spare_mb);
   std::printf(
       "  bare fdatasync (300 B append) here: p50 %.3f ms, p99 %.3f ms; over "
       "written blocks: p50 %.3f ms, p99 %.3f ms\n",

@@ -65,7 +65,7 @@ TEST(ConfigTest, FullFileRoundTripsEveryKey) {
             "async": false},
     "shutdown": {"timeout_ms": 5000},
     "engine": {"timer_window_ms": 120000, "wal_spare_mb": 0,
-               "commit_pipeline": true},
+               "commit_pipeline": true, "commit_poll": true},
     "limits": {
       "inbound": {"rate_per_sec": 2.5, "burst": 4},
       "outbound": {"flights-api": {"rate_per_sec": 50, "burst": 10}},
@@ -113,6 +113,7 @@ TEST(ConfigTest, FullFileRoundTripsEveryKey) {
   want.timer_window_ms = 120000;
   want.wal_spare_mb = 0;
   want.commit_pipeline = true;
+  want.commit_poll = true;
   want.limits.inbound = {2.5, 4};
   want.limits.outbound = {{"flights-api", {50, 10}}};
   want.limits.max_concurrency = {{"trip-booking", 100}};
@@ -430,6 +431,7 @@ TEST(ConfigTest, KeysNeedingRestartListsOnlyWhatAReloadCannotApply) {
   reloaded.timer_window_ms = 1000;
   reloaded.wal_spare_mb = 0;
   reloaded.commit_pipeline = true;
+  reloaded.commit_poll = true;
   reloaded.actions.exec.clients = true;
   reloaded.actions.exec.allow = {"/bin/true"};
   reloaded.actions.exec.env_allow = {};
@@ -442,15 +444,15 @@ TEST(ConfigTest, KeysNeedingRestartListsOnlyWhatAReloadCannotApply) {
   reloaded.actions.http.deny = {"10.0.0.2"};
   EXPECT_THAT(
       KeysNeedingRestart(running, reloaded),
-      ElementsAre("data_dir", "sync", "stdio", "http.listen",
-                  "http.allowed_origins", "http.auth_tokens_file",
-                  "http.max_message_bytes", "log.format", "log.file",
-                  "log.async", "engine.timer_window_ms", "engine.wal_spare_mb",
-                  "engine.commit_pipeline", "actions.exec.clients",
-                  "actions.exec.allow", "actions.exec.env_allow",
-                  "actions.exec.params_env_allow", "actions.exec.cwd",
-                  "actions.exec.user", "actions.exec.limits",
-                  "actions.http.allow", "actions.http.deny", "secrets.file"));
+      ElementsAre(
+          "data_dir", "sync", "stdio", "http.listen", "http.allowed_origins",
+          "http.auth_tokens_file", "http.max_message_bytes", "log.format",
+          "log.file", "log.async", "engine.timer_window_ms",
+          "engine.wal_spare_mb", "engine.commit_pipeline", "engine.commit_poll",
+          "actions.exec.clients", "actions.exec.allow",
+          "actions.exec.env_allow", "actions.exec.params_env_allow",
+          "actions.exec.cwd", "actions.exec.user", "actions.exec.limits",
+          "actions.http.allow", "actions.http.deny", "secrets.file"));
 }
 
 // `cde-orchestrator serve` with `args`, stderr captured.

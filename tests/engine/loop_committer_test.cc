@@ -59,5 +59,57 @@ TEST_F(LoopCommitterTest, FailedCommitReachesItsContinuation) {
   EXPECT_EQ(seen.code(), Status::Code::kShutdownInProgress);
 }
 
+TEST_F(LoopCommitterTest, APollingCommitterPollsOnlyWhileEnoughAreInFlight) {
+  CommitWriter writer(store_.get(), {});
+  LoopCommitter committer(&loop_, &writer, /*poll=*/true);
+  int ran = 0;
+  int round_size = 0;
+  auto commit = [&](int i) {
+    Transition t;
+    t.PutIdempotency("k" + std::to_string(i), "saga");
+    committer.Commit(std::move(t), [&](const Status& s) {
+      EXPECT_OK(s);
+      if (++ran == round_size) uv_stop(&loop_);
+    });
+  };
+  // Each round waits for its commits with the loop turning (polling) or
+  // asleep (one commit: below kPollInFlight), and every continuation runs
+  // once either way.
+  int next = 0;
+  for (const int size : {1, int{LoopCommitter::kPollInFlight} - 1,
+                         int{LoopCommitter::kPollInFlight}, 100}) {
+    ran = 0;
+    round_size = size;
+    for (int i = 0; i < size; ++i) commit(next++);
+    EXPECT_EQ(committer.polling(),
+              static_cast<size_t>(size) >= LoopCommitter::kPollInFlight)
+        << size << " in flight";
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    EXPECT_EQ(ran, size);
+    EXPECT_EQ(committer.in_flight(), 0u);
+    EXPECT_FALSE(committer.polling()) << "nothing in flight after " << size;
+  }
+  bool closed = false;
+  committer.Close([&] { closed = true; });
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  EXPECT_TRUE(closed);
+}
+
+TEST_F(LoopCommitterTest, ACommitterWithoutPollingNeverPolls) {
+  CommitWriter writer(store_.get(), {});
+  LoopCommitter committer(&loop_, &writer);
+  int ran = 0;
+  for (int i = 0; i < 50; ++i) {
+    Transition t;
+    t.PutIdempotency("k" + std::to_string(i), "saga");
+    committer.Commit(std::move(t), [&](const Status&) {
+      if (++ran == 50) committer.Close([] {});
+    });
+  }
+  EXPECT_FALSE(committer.polling());
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  EXPECT_EQ(ran, 50);
+}
+
 }  // namespace
 }  // namespace cde
