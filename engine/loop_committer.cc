@@ -21,8 +21,10 @@ LoopCommitter::~LoopCommitter() {
 
 void LoopCommitter::Commit(Transition transition, Then then) {
   ++in_flight_;
-  if (poll_enabled_ && !polling_ && in_flight_ >= kPollInFlight) {
+  if (poll_enabled_ && !polling_ && !poll_spent_ &&
+      in_flight_ >= kPollInFlight) {
     polling_ = true;
+    polled_since_ = uv_now(poll_.loop);
     uv_idle_start(&poll_, &LoopCommitter::OnPoll);
   }
   writer_->Enqueue(std::move(transition),
@@ -47,7 +49,17 @@ void LoopCommitter::OnPoll(uv_idle_t* handle) {
     std::lock_guard lock(self->mu_);
     completed = !self->completed_.empty();
   }
-  if (completed) self->Drain();
+  if (completed) {
+    self->Drain();
+  } else if (uv_now(handle->loop) - self->polled_since_ >= kPollBudgetMs) {
+    self->poll_spent_ = true;
+    self->StopPolling();
+  }
+}
+
+void LoopCommitter::StopPolling() {
+  polling_ = false;
+  uv_idle_stop(&poll_);
 }
 
 void LoopCommitter::Drain() {
@@ -57,11 +69,10 @@ void LoopCommitter::Drain() {
     ready.swap(completed_);
   }
   in_flight_ -= ready.size();
+  poll_spent_ = false;
+  polled_since_ = uv_now(poll_.loop);
   for (Completion& c : ready) c.then(c.status);
-  if (polling_ && in_flight_ < kPollInFlight) {
-    polling_ = false;
-    uv_idle_stop(&poll_);
-  }
+  if (polling_ && in_flight_ < kPollInFlight) StopPolling();
 }
 
 void LoopCommitter::Close(std::function<void()> on_closed) {

@@ -12,7 +12,10 @@
 // epoll, so a group's completions are taken the moment the writer posts
 // them rather than after the loop thread's wake-up (tens of microseconds on
 // a virtual machine), with the caches still warm. It spends a CPU on the
-// loop thread while the disk syncs; one commit at a time never polls.
+// loop thread while the disk syncs; one commit at a time never polls, and
+// a disk that completes nothing for kPollBudgetMs (a stall, or a disk far
+// slower than polling pays on) sends the loop back to sleep until the next
+// completion wakes it.
 //
 // Thread safety: Commit, Close and the destructor run on the loop thread.
 #ifndef CDE_ENGINE_LOOP_COMMITTER_H_
@@ -36,6 +39,8 @@ class LoopCommitter {
 
   // Commits in flight from which a polling committer polls.
   static constexpr size_t kPollInFlight = 8;
+  // How long a polling committer polls without a completion.
+  static constexpr uint64_t kPollBudgetMs = 5;
 
   // REQUIRES: `loop` and `writer` outlive this object.
   LoopCommitter(uv_loop_t* loop, CommitWriter* writer, bool poll = false);
@@ -51,7 +56,7 @@ class LoopCommitter {
   // Whether the loop is kept turning for completions now.
   bool polling() const { return polling_; }
 
-  // Closes the async handle; `on_closed` runs on the loop once it is closed.
+  // Closes its handles; `on_closed` runs on the loop once both are closed.
   // REQUIRES: in_flight() == 0 (drain first: continuations need the handle).
   void Close(std::function<void()> on_closed);
 
@@ -63,6 +68,7 @@ class LoopCommitter {
 
   static void OnAsync(uv_async_t* handle);
   static void OnPoll(uv_idle_t* handle);
+  void StopPolling();
   static void OnClose(uv_handle_t* handle);
   void Drain();
 
@@ -71,6 +77,8 @@ class LoopCommitter {
   CommitWriter* const writer_;
   const bool poll_enabled_;
   bool polling_ = false;
+  bool poll_spent_ = false;    // the budget ran out: no polling until Drain
+  uint64_t polled_since_ = 0;  // uv_now of the last completion or start
   size_t in_flight_ = 0;
   int open_handles_ = 2;
   bool closed_ = false;

@@ -3,9 +3,13 @@
 // and the loop closes cleanly afterwards.
 #include "engine/loop_committer.h"
 
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "tests/engine/uv_loop_test.h"
+#include "tests/storage/store_wrapper.h"
 #include "tests/test_util.h"
 
 namespace cde {
@@ -93,6 +97,64 @@ TEST_F(LoopCommitterTest, APollingCommitterPollsOnlyWhileEnoughAreInFlight) {
   committer.Close([&] { closed = true; });
   uv_run(&loop_, UV_RUN_DEFAULT);
   EXPECT_TRUE(closed);
+}
+
+// Holds every write until Release(): a disk that completes nothing.
+class HeldStore : public test::StoreWrapper {
+ public:
+  using StoreWrapper::StoreWrapper;
+  Status Write(std::span<const Transition* const> b, bool sync) override {
+    {
+      std::unique_lock lock(mu_);
+      released_cv_.wait(lock, [this] { return released_; });
+    }
+    return StoreWrapper::Write(b, sync);
+  }
+  void Release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    released_cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable released_cv_;
+  bool released_ = false;
+};
+
+TEST_F(LoopCommitterTest, APollingCommitterSleepsWhenTheDiskCompletesNothing) {
+  HeldStore held(store_.get());
+  CommitWriter writer(&held, {});
+  LoopCommitter committer(&loop_, &writer, /*poll=*/true);
+  constexpr int kCommits = int{LoopCommitter::kPollInFlight} + 2;
+  int ran = 0;
+  auto commit = [&](int i) {
+    Transition t;
+    t.PutIdempotency("k" + std::to_string(i), "saga");
+    committer.Commit(std::move(t), [&](const Status& s) {
+      EXPECT_OK(s);
+      if (++ran == kCommits + 1) committer.Close([] {});
+    });
+  };
+  for (int i = 0; i < kCommits; ++i) commit(i);
+  ASSERT_TRUE(committer.polling());
+  // The loop polls while the disk holds the group, then, its budget spent
+  // without a completion, stops.
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (committer.polling() && std::chrono::steady_clock::now() < deadline) {
+    uv_run(&loop_, UV_RUN_NOWAIT);
+  }
+  EXPECT_FALSE(committer.polling()) << "still polling after 10 s";
+  EXPECT_EQ(ran, 0);
+  // Another commit does not start it again before something completes.
+  commit(kCommits);
+  EXPECT_FALSE(committer.polling());
+  // The held writes complete: the loop, asleep, is woken for them.
+  held.Release();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  EXPECT_EQ(ran, kCommits + 1);
+  EXPECT_FALSE(committer.polling());
 }
 
 TEST_F(LoopCommitterTest, ACommitterWithoutPollingNeverPolls) {
