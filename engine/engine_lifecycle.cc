@@ -29,15 +29,22 @@ Status EngineImpl::Recover() {
   if (!parked.ok()) return parked.status().WithContext("counting the DLQ");
   m_.dlq_entries->Set(static_cast<double>(*parked));
 
-  auto records = store_->ListActiveSagas();
-  if (!records.ok()) return records.status().WithContext("loading sagas");
-  m_.sagas_in_flight->Set(static_cast<double>(records->size()));
+  auto active_sagas = store_->ListActiveSagas();
+  if (!active_sagas.ok()) {
+    return active_sagas.status().WithContext("loading sagas");
+  }
+  std::vector<SagaRecord>& records = active_sagas->sagas;
+  m_.sagas_in_flight->Set(static_cast<double>(records.size()));
+  // One saga whose rows do not read is set aside, not a reason to stay down.
+  for (const UnreadableSaga& u : active_sagas->unreadable) {
+    ParkPoisoned(UnreadableRecord(u), u.error.message());
+  }
   // Oldest first, so queued sagas keep their order.
   std::sort(
-      records->begin(), records->end(),
+      records.begin(), records.end(),
       [](const SagaRecord& a, const SagaRecord& b) { return a.id < b.id; });
   std::vector<Active*> resumed;
-  for (SagaRecord& record : *records) {
+  for (SagaRecord& record : records) {
     DefPtr def = definitions_.Find(record.workflow, record.version);
     const Status loaded = LoadLoggedInput(*store_, record);
     if (!loaded.ok() && !loaded.IsCorruption()) {

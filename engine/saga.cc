@@ -8,6 +8,7 @@
 
 #include "engine/definition.h"
 #include "storage/cbor_writer.h"
+#include "storage/saga_id.h"
 
 namespace cde {
 namespace {
@@ -584,6 +585,43 @@ Result<ItemTable> ItemTableFrom(const WorkflowDefinition& def,
   return table;
 }
 
+namespace {
+// The body field of an unreadable saga's parked snapshot.
+constexpr char kUnreadableField[] = "unreadable";
+
+std::string HexOf(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 0xf]);
+  }
+  return out;
+}
+}  // namespace
+
+SagaRecord UnreadableRecord(const UnreadableSaga& u) {
+  SagaRecord r;
+  if (u.head) {
+    r = *u.head;
+  } else {
+    r.created_ms = SagaIdTimeMs(u.id).value_or(0);
+    r.updated_ms = r.created_ms;
+  }
+  // The index row's workflow and state, whatever the head says: they name
+  // the index row that the parked one replaces.
+  r.id = u.id;
+  r.workflow = u.workflow;
+  r.state = u.state;
+  r.last_seq = std::max(r.last_seq, u.last_seq);
+  r.patchable = false;
+  r.body = {
+      {kUnreadableField,
+       {{"error", u.error.message()}, {"snapshot_hex", HexOf(u.snapshot)}}}};
+  return r;
+}
+
 Result<Saga> FromRecord(const SagaRecord& r, const WorkflowDefinition* def) {
   Saga s;
   s.id = r.id;
@@ -594,6 +632,12 @@ Result<Saga> FromRecord(const SagaRecord& r, const WorkflowDefinition* def) {
   s.updated_ms = r.updated_ms;
   s.last_seq = r.last_seq;
   s.idempotency_key = r.idempotency_key;
+  if (auto it = r.body.find(kUnreadableField); it != r.body.end()) {
+    return Status::Corruption(
+        "saga '" + r.id + "' was set aside unreadable: " +
+        (it->is_object() ? it->value("error", std::string("no error noted"))
+                         : std::string("no error noted")));
+  }
   try {
     const json& b = r.body;
     s.input_in_log = b.value("input_in_log", false);

@@ -268,6 +268,15 @@ const Wait* FindWait(const Saga& saga, std::string_view path);
 // rewrite the whole array with each item's transition.
 inline constexpr size_t kSnapshotInputBytes = 1024;
 
+// The snapshot a saga whose rows do not read (Store::ListActiveSagas) is
+// parked with: its id, workflow and state as its index row says, what its
+// snapshot's head still says (version, creation time, idempotency key), the
+// newest seq its log holds, and a body that no engine runs: the error and
+// the stored snapshot's bytes in hex, kept for whoever looks into it.
+// FromRecord refuses it (Corruption with that error), so a replay is refused
+// too; a purge removes it.
+SagaRecord UnreadableRecord(const UnreadableSaga& unreadable);
+
 // The snapshot record of `saga` (body = everything engine-owned, as stored:
 // without the input when it is kept in the log).
 SagaRecord ToRecord(const Saga& saga);

@@ -72,6 +72,27 @@ struct SagaPage {
   std::string next_cursor;        // empty when this is the last page
 };
 
+// A saga the state index lists as active whose rows do not read: its
+// snapshot is missing or does not decode, or a row of its log after the
+// snapshot does not (format 8's patches). What the index row and the log's
+// keys still say of it, so that the engine can set it aside (park it) and
+// start, rather than refuse to start over one saga.
+struct UnreadableSaga {
+  std::string id;
+  std::string workflow;                   // from its index row
+  SagaState state = SagaState::kRunning;  // likewise
+  Status error;          // Corruption naming the row that does not read
+  std::string snapshot;  // the snapshot row as stored; "" when there is none
+  // The snapshot without the log rows after it, when that much decodes.
+  std::optional<SagaRecord> head;
+  uint64_t last_seq = 0;  // the newest seq among its log's keys; 0: none
+};
+
+struct ActiveSagas {
+  std::vector<SagaRecord> sagas;
+  std::vector<UnreadableSaga> unreadable;  // in id order
+};
+
 struct DlqQuery {
   std::optional<std::string> workflow;
   size_t limit = 100;
@@ -139,8 +160,11 @@ class Store {
       size_t limit) = 0;
   virtual Result<SagaPage> ListSagas(const SagaQuery& query) = 0;
   // Snapshots of every running, compensating or cancelling saga: what the
-  // engine resumes after a restart. Reads the state index, not the log.
-  virtual Result<std::vector<SagaRecord>> ListActiveSagas() = 0;
+  // engine resumes after a restart. Reads the state index, and the log only
+  // after patchable snapshots. A saga whose rows do not decode is listed
+  // apart (`unreadable`), with the Corruption; the call fails only when the
+  // index itself cannot be read, or on an I/O error.
+  virtual Result<ActiveSagas> ListActiveSagas() = 0;
 
   virtual Result<DlqRecord> GetDlq(const std::string& saga_id) = 0;
   virtual Result<DlqPage> ListDlq(const DlqQuery& query) = 0;

@@ -274,8 +274,8 @@ class StoreImpl final : public Store {
     return page;
   }
 
-  Result<std::vector<SagaRecord>> ListActiveSagas() override {
-    std::vector<SagaRecord> out;
+  Result<ActiveSagas> ListActiveSagas() override {
+    ActiveSagas out;
     Status error;
     OpenView view = View();
     CDE_RETURN_IF_ERROR(view.status());
@@ -284,22 +284,34 @@ class StoreImpl final : public Store {
     for (const std::string& workflow : *workflows) {
       for (SagaState state : kActiveStates) {
         const std::string prefix = IdxWorkflowStatePrefix(workflow, state);
-        Status s = view->Scan(Cf::kIdxWorkflowState,
-                              {prefix, PrefixEnd(prefix)}, [&](auto key, auto) {
-                                auto rec = FollowIndexRow(
-                                    *view, Cf::kIdxWorkflowState, key,
-                                    key.substr(prefix.size()));
-                                if (!rec.ok()) {
-                                  error = rec.status();
-                                  return false;
-                                }
-                                out.push_back(std::move(rec).value());
-                                return true;
-                              });
+        Status s = view->Scan(
+            Cf::kIdxWorkflowState, {prefix, PrefixEnd(prefix)},
+            [&](auto key, auto) {
+              const std::string id(key.substr(prefix.size()));
+              auto rec = FollowIndexRow(*view, Cf::kIdxWorkflowState, key, id);
+              if (rec.ok()) {
+                out.sagas.push_back(std::move(rec).value());
+              } else if (rec.status().IsCorruption()) {
+                auto unreadable =
+                    Unreadable(*view, id, workflow, state, rec.status());
+                if (unreadable.ok()) {
+                  out.unreadable.push_back(std::move(unreadable).value());
+                } else {
+                  error = unreadable.status();
+                }
+              } else {
+                error = rec.status();
+              }
+              return error.ok();
+            });
         CDE_RETURN_IF_ERROR(s);
         CDE_RETURN_IF_ERROR(error);
       }
     }
+    std::sort(out.unreadable.begin(), out.unreadable.end(),
+              [](const UnreadableSaga& a, const UnreadableSaga& b) {
+                return a.id < b.id;
+              });
     return out;
   }
 
@@ -620,6 +632,37 @@ class StoreImpl final : public Store {
                                 "' which has no snapshot");
     }
     return rec;
+  }
+
+  // What is left to know of saga `id`, whose rows failed with `error`: its
+  // snapshot as stored, as much of it as decodes, and its newest log seq
+  // (from the keys, which a broken row does not hide).
+  static Result<UnreadableSaga> Unreadable(KvView& view, const std::string& id,
+                                           const std::string& workflow,
+                                           SagaState state, Status error) {
+    UnreadableSaga u{.id = id,
+                     .workflow = workflow,
+                     .state = state,
+                     .error = std::move(error)};
+    Status s = view.Get(Cf::kSagas, id, &u.snapshot);
+    if (!s.ok() && !s.IsNotFound()) return s;
+    if (s.ok()) {
+      auto head = DecodeSaga(u.snapshot, Where(Cf::kSagas, id));
+      if (head.ok()) {
+        u.head = std::move(head).value();
+        u.last_seq = u.head->last_seq;
+      }
+    }
+    const std::string prefix = LogPrefix(id);
+    s = view.Scan(Cf::kLog, {prefix, PrefixEnd(prefix), /*reverse=*/true},
+                  [&](auto key, auto) {
+                    if (auto seq = LogKeySeq(key)) {
+                      u.last_seq = std::max(u.last_seq, *seq);
+                    }
+                    return false;  // the newest key is the first
+                  });
+    CDE_RETURN_IF_ERROR(s);
+    return u;
   }
 
   static Status Count(KvView& view, Cf cf, uint64_t* n) {

@@ -40,7 +40,7 @@ class SizeLimitsTest : public ::testing::Test {
   size_t SagaCount() {
     auto sagas = h_.engine().store().ListActiveSagas();
     EXPECT_OK(sagas.status());
-    return sagas.ok() ? sagas->size() : 0;
+    return sagas.ok() ? sagas->sagas.size() : 0;
   }
 
   EngineHarness h_;

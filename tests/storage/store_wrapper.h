@@ -39,7 +39,7 @@ class StoreWrapper : public Store {
   Result<SagaPage> ListSagas(const SagaQuery& q) override {
     return target_->ListSagas(q);
   }
-  Result<std::vector<SagaRecord>> ListActiveSagas() override {
+  Result<ActiveSagas> ListActiveSagas() override {
     return target_->ListActiveSagas();
   }
   Result<DlqRecord> GetDlq(const std::string& id) override {
