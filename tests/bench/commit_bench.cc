@@ -1,8 +1,9 @@
 // cde-commit-bench: throughput and latency of the group-commit path as the
 // engine uses it: transitions committed through CommitWriter into the RocksDB
 // store, continuations run on a libuv loop (LoopCommitter). C closed-loop
-// clients each commit a typical transition (4 keys, ~300 bytes), wait for its
-// continuation, and commit the next. Also measures a bare fdatasync on the
+// clients each commit a transition (--workload: issue 18's typical one, or
+// a noop saga's as the engine writes them), wait for its continuation, and
+// commit the next. Also measures a bare fdatasync on the
 // same file system, the floor for a synced commit.
 #include <fcntl.h>
 #include <unistd.h>
@@ -44,14 +45,32 @@ struct Run {
   uint64_t commits = 0;
   uint64_t errors = 0;
   uint64_t bytes = 0;
+  uint64_t rows = 0;
   size_t live_clients = 0;
+  int64_t now_ms = 1700000000000;  // new sagas' ids and times
   cde::SagaIdGenerator ids{7};
   std::mt19937 rng{7};
+};
+
+// What each client commits.
+enum class Workload {
+  // The issue's "typical transition" (issue 18): the same saga stepping
+  // forever, each step a log event, the whole snapshot, a timer put and a
+  // timer delete: 4 rows, 555 bytes.
+  kStep,
+  // A noop saga of three steps as the engine commits it today (store format
+  // 8; the rows and their sizes measured from the engine's commits): the
+  // start (a log row of two events, the snapshot, its state index row), two
+  // hand-offs (a log row each: two events and the snapshot's patch), the end
+  // (a log row, the whole snapshot, its index row moved); then the next
+  // saga. 9 rows in 4 transitions, about 700 bytes each.
+  kNoopSaga,
 };
 
 // One closed-loop client: a saga that keeps taking steps.
 struct Client {
   Run* run;
+  Workload workload = Workload::kStep;
   std::string saga_id;
   uint64_t seq = 0;
 
@@ -85,21 +104,67 @@ struct Client {
     return t;
   }
 
+  // Padding that brings a record to the size the engine's has; what the
+  // store's cost depends on is the rows, their keys and their sizes.
+  static nlohmann::json Padded(size_t bytes) {
+    return {{"pad", std::string(bytes, 'x')}};
+  }
+
+  Transition NextOfNoopSaga() {
+    const uint64_t phase = seq % 4;  // 0: start, 1-2: hand-offs, 3: the end
+    if (phase == 0) saga_id = run->ids.Next(run->now_ms);
+    ++seq;
+    const uint64_t saga_seq = phase * 2 + 1;  // two events per transition
+    Transition t;
+    cde::SagaRecord rec{saga_id,
+                        "noop-bench",
+                        1,
+                        cde::SagaState::kRunning,
+                        run->now_ms,
+                        run->now_ms,
+                        saga_seq + 1,
+                        "",
+                        Padded(246)};
+    switch (phase) {
+      case 0:
+        t.AppendLog(
+            {saga_id, saga_seq, run->now_ms, "saga_started", Padded(284)});
+        t.PutSaga(rec, std::nullopt);
+        break;
+      case 1:
+      case 2:
+        t.AppendLog(
+            {saga_id, saga_seq, run->now_ms, "step_succeeded", Padded(417)});
+        break;
+      default:
+        t.AppendLog(
+            {saga_id, saga_seq, run->now_ms, "saga_completed", Padded(122)});
+        rec.state = cde::SagaState::kCompleted;
+        rec.body = Padded(305);
+        t.PutSaga(rec, cde::SagaState::kRunning);
+        break;
+    }
+    return t;
+  }
+
   void Issue() {
-    Transition t = Next();
+    Transition t = workload == Workload::kStep ? Next() : NextOfNoopSaga();
     run->bytes += t.ByteSize();
+    const size_t rows = t.count();
     const auto start = Clock::now();
-    run->committer->Commit(std::move(t), [this, start](const cde::Status& s) {
-      const auto now = Clock::now();
-      run->latencies_ms.push_back(Ms(now - start));
-      ++run->commits;
-      if (!s.ok()) ++run->errors;
-      if (now < run->end && s.ok()) {
-        Issue();
-      } else if (--run->live_clients == 0) {
-        run->committer->Close([] {});
-      }
-    });
+    run->committer->Commit(std::move(t),
+                           [this, start, rows](const cde::Status& s) {
+                             const auto now = Clock::now();
+                             run->latencies_ms.push_back(Ms(now - start));
+                             ++run->commits;
+                             run->rows += rows;
+                             if (!s.ok()) ++run->errors;
+                             if (now < run->end && s.ok()) {
+                               Issue();
+                             } else if (--run->live_clients == 0) {
+                               run->committer->Close([] {});
+                             }
+                           });
   }
 };
 
@@ -110,7 +175,8 @@ struct LevelResult {
 };
 
 LevelResult RunLevel(const std::string& dir, int concurrency, double seconds,
-                     bool sync, bool gather, bool pipeline, int wal_spare_mb) {
+                     bool sync, bool gather, bool pipeline, int wal_spare_mb,
+                     Workload workload) {
   // With a spare, it is written before the store opens, so that the whole
   // run writes a WAL over it, as a server does from its first WAL switch on.
   auto opened = cde::OpenRocksStore(
@@ -137,6 +203,7 @@ LevelResult RunLevel(const std::string& dir, int concurrency, double seconds,
                      std::chrono::duration<double>(seconds));
   for (auto& c : clients) {
     c.run = &run;
+    c.workload = workload;
     c.saga_id = run.ids.Next(1700000000000);
     c.Issue();
   }
@@ -150,7 +217,7 @@ LevelResult RunLevel(const std::string& dir, int concurrency, double seconds,
   LevelResult r;
   r.concurrency = concurrency;
   r.transitions_per_s = static_cast<double>(run.commits) / elapsed;
-  r.keys_per_s = r.transitions_per_s * 4;
+  r.keys_per_s = static_cast<double>(run.rows) / elapsed;
   r.avg_bytes =
       static_cast<double>(run.bytes) / static_cast<double>(run.commits);
   r.p50_ms = Percentile(run.latencies_ms, 0.5);
@@ -172,6 +239,7 @@ int main(int argc, char** argv) {
   std::vector<int> spares = {32};
   std::vector<std::string> writers = {"group"};
   int fdatasync_samples = 2000;
+  std::string workload_name = "step";
   app.add_option("--data-dir", data_dir,
                  "where to create scratch stores (default: a temp dir)");
   app.add_option("--seconds", seconds, "run time per concurrency level")
@@ -193,7 +261,15 @@ int main(int argc, char** argv) {
   app.add_option("--fdatasync-samples", fdatasync_samples,
                  "fdatasyncs timed for each bare figure (default 2000)")
       ->check(CLI::Range(1, 1000000));
+  app.add_option("--workload", workload_name,
+                 "step: the same saga stepping forever, 4 rows per "
+                 "transition (issue 18's typical transition); noop-saga: "
+                 "three-step noop sagas one after another, each transition "
+                 "the rows the engine writes for it today")
+      ->check(CLI::IsMember({"step", "noop-saga"}));
   CLI11_PARSE(app, argc, argv);
+  const Workload workload =
+      workload_name == "step" ? Workload::kStep : Workload::kNoopSaga;
 
   namespace fs = std::filesystem;
   bool remove_dir = false;
@@ -224,7 +300,7 @@ int main(int argc, char** argv) {
         const std::string dir = data_dir + "/level-" + std::to_string(c);
         fs::remove_all(dir);
         LevelResult r = RunLevel(dir, c, seconds, !no_sync, !no_gather,
-                                 writer == "pipelined", spare);
+                                 writer == "pipelined", spare, workload);
         fs::remove_all(dir);
         std::printf(
             "%-12d %-10s %9d %14.0f %12.0f %10.3f %10.3f %10llu %8.0f\n", c,
@@ -245,6 +321,7 @@ int main(int argc, char** argv) {
   }
   if (remove_dir) fs::remove_all(data_dir);
   nlohmann::json summary = {{"benchmark", "commit"},
+                            {"workload", workload_name},
                             {"synced", !no_sync},
                             {"bare_fdatasync_p50_ms", sync_p50},
                             {"bare_fdatasync_p99_ms", sync_p99},
