@@ -4,22 +4,20 @@
 // cde_allocator target), not through cde_storage's archive, whose members a
 // program pulls in only for a symbol it calls.
 //
-// thp:always  Transparent huge pages for jemalloc's memory (where the kernel
-//             leaves them to madvise, as Debian's does). RocksDB's writer
-//             fills each memtable's fresh arena blocks as it inserts rows, and
-//             with 4 KiB pages it took a page fault per 4 KiB: on a virtual
-//             machine a fifth of the writer thread's time. With 2 MiB pages,
-//             a tenth of the faults and fewer TLB misses in the memtables'
-//             skip lists: resuming 100,000 sagas a third faster, +9-16 %
-//             noop sagas/s while memory is fresh (a long run reuses its
-//             memtables' memory and gains nothing; docs/benchmarks.md,
-//             issue 18 part 6).
-// narenas:1   One arena instead of four per CPU: with huge pages every arena
-//             holds at least one, and eight of them made an idle engine 29 MiB
-//             larger; one costs 4 MiB and measured no slower (the threads'
-//             caches take the contention).
+// narenas:1   One arena instead of four per CPU: eight of them made an
+//             idle engine larger for nothing measurable (the threads' caches
+//             take the contention).
+//
+// Not thp:always (transparent huge pages for all of jemalloc's memory),
+// which these programs ran with from issue 18 part 6 to part 13: it saved
+// page faults while RocksDB's memtables filled fresh memory, but a commit
+// whose row landed on a fresh 2 MiB page waited while the kernel zeroed
+// it, and once transitions were smaller it no longer paid: without it the
+// store's p99 at 64 enqueuers fell from 1.8-6 ms to 1.3-1.5 ms, noop
+// sagas/s were the same or better, and resuming 100,000 sagas took as long
+// (docs/benchmarks.md, part 13).
 #ifdef CDE_WITH_JEMALLOC
 #include <jemalloc/jemalloc.h>
 
-const char* malloc_conf = "thp:always,narenas:1";
+const char* malloc_conf = "narenas:1";
 #endif
