@@ -78,16 +78,39 @@ void Dormancy::WakeMissing(std::vector<std::string> saga_ids) {
     scanning_ = false;
     return;
   }
-  auto sagas = std::make_shared<std::vector<Saga>>();
+  struct Read {
+    std::vector<Saga> sagas;
+    // Sagas that no scan will ever wake: rows that do not decode, or a body
+    // the engine cannot run. The record to park each with, and why.
+    std::vector<std::pair<SagaRecord, std::string>> poisoned;
+  };
+  auto read = std::make_shared<Read>();
   hooks_.off_loop(
-      [this, saga_ids = std::move(saga_ids), sagas] {
+      [this, saga_ids = std::move(saga_ids), read] {
         for (const std::string& id : saga_ids) {
           auto record = store_.GetSaga(id);
+          if (record.status().IsCorruption()) {
+            auto unreadable = store_.DescribeUnreadable(id, record.status());
+            if (unreadable.ok()) {
+              read->poisoned.push_back(
+                  {UnreadableRecord(*unreadable), unreadable->error.message()});
+            } else if (!unreadable.status().IsNotFound()) {
+              Log(LogLevel::kError, "engine", "a dormant saga cannot be woken",
+                  {.saga_id = id,
+                   .extra = {{"error", unreadable.status().ToString()}}});
+            }
+            continue;
+          }
           if (!record.ok()) continue;  // ended meanwhile
+          // Parked or ended: a timer row it left behind wakes nothing.
+          if (!IsActive(record->state)) continue;
           Status loaded = LoadLoggedInput(store_, *record);
           auto saga = loaded.ok() ? FromRecord(*record) : Result<Saga>(loaded);
           if (saga.ok()) {
-            sagas->push_back(std::move(saga).value());
+            read->sagas.push_back(std::move(saga).value());
+          } else if (saga.status().IsCorruption()) {
+            read->poisoned.push_back(
+                {std::move(record).value(), saga.status().message()});
           } else {
             // Left on disk; the next scan tries again (a read that failed
             // may not fail twice), and says so again.
@@ -97,10 +120,15 @@ void Dormancy::WakeMissing(std::vector<std::string> saga_ids) {
           }
         }
       },
-      [this, sagas] {
+      [this, read] {
         scanning_ = false;
         if (!hooks_.running()) return;
-        for (Saga& saga : *sagas) hooks_.wake(std::move(saga));
+        for (auto& [record, reason] : read->poisoned) {
+          if (!hooks_.in_memory(record.id)) {
+            hooks_.poisoned(std::move(record), reason);
+          }
+        }
+        for (Saga& saga : read->sagas) hooks_.wake(std::move(saga));
       });
 }
 

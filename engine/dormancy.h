@@ -34,6 +34,10 @@ class Dormancy {
     std::function<bool(const std::string& saga_id)> in_memory;
     // A dormant saga's timer is near: the engine makes it active again.
     std::function<void(Saga saga)> wake;
+    // A dormant saga due within the window cannot be woken, now or ever: its
+    // rows do not decode, or its body is not one the engine runs. The engine
+    // parks it as poison with `record` (as stored, or UnreadableRecord).
+    std::function<void(SagaRecord record, const std::string& reason)> poisoned;
     // A parked saga's automatic replay falls due within the window.
     std::function<void(const std::string& saga_id, int64_t due_ms)>
         redrive_near;

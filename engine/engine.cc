@@ -129,6 +129,14 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
           .in_memory =
               [this](const std::string& id) { return active_.count(id) != 0; },
           .wake = [this](Saga saga) { Adopt(std::move(saga)); },
+          .poisoned =
+              [this](SagaRecord record, const std::string& reason) {
+                // It kept its slot while dormant (see Adopt).
+                const std::string workflow = record.workflow;
+                ParkPoisoned(std::move(record), reason);
+                slots_.Free(workflow);
+                FillSlots(workflow);
+              },
           .redrive_near = [this](
                               const std::string& id,
                               int64_t due_ms) { QueueRedrive(id, due_ms); }});

@@ -194,7 +194,9 @@ void EngineImpl::FillSlots(const std::string& workflow) {
 }
 
 EngineImpl::Active* EngineImpl::Adopt(Saga saga) {
-  if (active_.count(saga.id) != 0 || saga.state != SagaState::kRunning ||
+  // Any active state: a compensating or cancelling saga waits on the
+  // backoffs of its undos as a running one waits on its steps'.
+  if (active_.count(saga.id) != 0 || !IsActive(saga.state) ||
       saga.waits.empty() || !HasInput(saga)) {
     return nullptr;
   }

@@ -165,6 +165,11 @@ class Store {
   // apart (`unreadable`), with the Corruption; the call fails only when the
   // index itself cannot be read, or on an I/O error.
   virtual Result<ActiveSagas> ListActiveSagas() = 0;
+  // Saga `saga_id`, whose rows failed to read with `error`, as
+  // ListActiveSagas lists such a saga; NotFound when no active state index
+  // row names it (it has ended, or was parked).
+  virtual Result<UnreadableSaga> DescribeUnreadable(const std::string& saga_id,
+                                                    Status error) = 0;
 
   virtual Result<DlqRecord> GetDlq(const std::string& saga_id) = 0;
   virtual Result<DlqPage> ListDlq(const DlqQuery& query) = 0;

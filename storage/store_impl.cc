@@ -315,6 +315,27 @@ class StoreImpl final : public Store {
     return out;
   }
 
+  Result<UnreadableSaga> DescribeUnreadable(const std::string& saga_id,
+                                            Status error) override {
+    OpenView view = View();
+    CDE_RETURN_IF_ERROR(view.status());
+    auto workflows = IndexedWorkflows(*view);
+    CDE_RETURN_IF_ERROR(workflows.status());
+    std::string ignored;
+    for (const std::string& workflow : *workflows) {
+      for (SagaState state : kActiveStates) {
+        Status s = view->Get(
+            Cf::kIdxWorkflowState,
+            IdxWorkflowStatePrefix(workflow, state).append(saga_id), &ignored);
+        if (s.IsNotFound()) continue;
+        CDE_RETURN_IF_ERROR(s);
+        return Unreadable(*view, saga_id, workflow, state, std::move(error));
+      }
+    }
+    return Status::NotFound("saga '" + PrintableKey(saga_id) +
+                            "' is not active");
+  }
+
   Result<DlqRecord> GetDlq(const std::string& saga_id) override {
     std::string value;
     OpenView view = View();

@@ -41,6 +41,10 @@ class DormancyTest : public ::testing::Test {
                   woken_.push_back(saga.id);
                   in_memory_.insert(saga.id);
                 },
+            .poisoned =
+                [this](SagaRecord record, const std::string& reason) {
+                  poisoned_.push_back({std::move(record), reason});
+                },
             .redrive_near =
                 [this](const std::string& id, int64_t due) {
                   redrives_.push_back({id, due});
@@ -69,6 +73,7 @@ class DormancyTest : public ::testing::Test {
   std::set<std::string> in_memory_;
   std::vector<std::string> woken_;
   std::vector<std::pair<std::string, int64_t>> redrives_;
+  std::vector<std::pair<SagaRecord, std::string>> poisoned_;
 };
 
 TEST_F(DormancyTest, OnlySleepsAndBackoffsAllBeyondTheWindowMayLeaveMemory) {
@@ -154,6 +159,40 @@ TEST_F(DormancyTest, ARowWhoseSagaIsGoneIsSkipped) {
   Sleeping("here", kStart + 600);
   dormancy_->Scan();
   EXPECT_EQ(woken_, std::vector<std::string>{"here"});
+}
+
+// What no scan will ever wake is reported once, to be parked: rows that do
+// not decode, a body the engine does not run. A parked saga's leftover row
+// wakes nothing.
+TEST_F(DormancyTest, ASagaThatCannotBeReadOrRunIsReportedPoisonedNotWoken) {
+  Sleeping("torn", kStart + 10);
+  Sleeping("odd", kStart + 20);
+  Sleeping("fine", kStart + 30);
+  Sleeping("parked", kStart + 40);
+  Transition t;
+  t.TEST_PutRaw(Cf::kSagas, "torn", "garbage");
+  auto odd = store_->GetSaga("odd");
+  ASSERT_OK(odd.status());
+  odd->body = {{"steps", 7}};
+  t.PutSaga(*odd, odd->state);
+  auto parked = store_->GetSaga("parked");
+  ASSERT_OK(parked.status());
+  parked->state = SagaState::kParked;
+  t.PutSaga(*parked, SagaState::kRunning);
+  ASSERT_OK(test::WriteOne(*store_, t));
+  dormancy_->Scan();
+  EXPECT_EQ(woken_, std::vector<std::string>{"fine"});
+  ASSERT_EQ(poisoned_.size(), 2u);
+  const auto& [torn, torn_reason] = poisoned_[0];
+  EXPECT_EQ(torn.id, "torn");
+  EXPECT_EQ(torn.workflow, "w");  // from its index row
+  EXPECT_EQ(torn.state, SagaState::kRunning);
+  EXPECT_TRUE(torn.body.contains("unreadable")) << torn.body.dump();
+  EXPECT_NE(torn_reason.find("cf 'sagas' key 'torn'"), std::string::npos)
+      << torn_reason;
+  EXPECT_EQ(poisoned_[1].first.id, "odd");
+  EXPECT_NE(poisoned_[1].second.find("bad snapshot body"), std::string::npos)
+      << poisoned_[1].second;
 }
 
 }  // namespace

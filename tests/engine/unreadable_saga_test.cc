@@ -91,6 +91,7 @@ TEST(UnreadableSagaTest, IsParkedAsPoisonWhileTheOthersResume) {
     SCOPED_TRACE(ids[i]);
     auto parked = h.AwaitStored(ids[i], SagaState::kParked);
     ASSERT_OK(parked.status());
+    ASSERT_EQ(parked->state, SagaState::kParked);
     EXPECT_EQ(parked->workflow, "held");
     auto dlq = h.engine().store().GetDlq(ids[i]);
     ASSERT_OK(dlq.status());

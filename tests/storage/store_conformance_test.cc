@@ -825,6 +825,17 @@ TEST_P(StoreConformanceTest, CorruptSnapshotIsCorruptionNamingCfAndKey) {
   EXPECT_NE(u.error.message().find("cf 'sagas' key '" + id + "'"),
             std::string::npos)
       << u.error.message();
+  // The same, asked for by id (a dormant saga found unreadable at its
+  // wake); a saga with no active index row is not described.
+  auto described = store_->DescribeUnreadable(id, u.error);
+  ASSERT_OK(described.status());
+  EXPECT_EQ(described->workflow, "w");
+  EXPECT_EQ(described->state, SagaState::kRunning);
+  EXPECT_EQ(described->snapshot, u.snapshot);
+  EXPECT_EQ(described->error, u.error);
+  const std::string ended = MakeIds(2, 1000)[1];
+  Create(ended, "w", SagaState::kCompleted);
+  EXPECT_TRUE(store_->DescribeUnreadable(ended, u.error).status().IsNotFound());
 }
 
 TEST_P(StoreConformanceTest, IndexRowWithoutSnapshotIsCorruption) {

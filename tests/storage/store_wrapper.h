@@ -42,6 +42,10 @@ class StoreWrapper : public Store {
   Result<ActiveSagas> ListActiveSagas() override {
     return target_->ListActiveSagas();
   }
+  Result<UnreadableSaga> DescribeUnreadable(const std::string& id,
+                                            Status error) override {
+    return target_->DescribeUnreadable(id, std::move(error));
+  }
   Result<DlqRecord> GetDlq(const std::string& id) override {
     return target_->GetDlq(id);
   }
