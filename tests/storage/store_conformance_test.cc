@@ -457,7 +457,7 @@ TEST_P(StoreConformanceTest, AnUnfoldableLogRowIsCorruptionNamingIt) {
       {"element not a pair",
        {{"elements", {{"list", {7}}}}, {"updated_ms", 1}}},
   };
-  auto ids = MakeIds(static_cast<int>(bad.size()) + 3, 1000);
+  auto ids = MakeIds(static_cast<int>(bad.size()) + 4, 1000);
   for (size_t i = 0; i < bad.size(); ++i) {
     SCOPED_TRACE(bad[i].first);
     const std::string& id = ids[i];
