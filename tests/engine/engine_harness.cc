@@ -182,13 +182,17 @@ Result<SagaRecord> EngineHarness::AwaitInactive(const std::string& id,
 Result<SagaRecord> EngineHarness::AwaitStored(const std::string& id,
                                               SagaState state, int timeout_ms) {
   Result<SagaRecord> last = Status::NotFound(id);
-  RunUntil(
+  const bool reached = RunUntil(
       [&] {
         last = engine_->store().GetSaga(id);
         return last.ok() && last->state == state;
       },
       timeout_ms);
-  return last;
+  if (reached || !last.ok()) return last;
+  // A test that waited for a state it never saw fails on the status alone.
+  return Status::Aborted("saga " + id + " is still " +
+                         std::string(SagaStateName(last->state)) + ", not " +
+                         std::string(SagaStateName(state)));
 }
 
 std::vector<std::string> EngineHarness::LogTypes(const std::string& id) {

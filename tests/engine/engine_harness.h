@@ -99,7 +99,8 @@ class EngineHarness {
   Result<SagaRecord> AwaitInactive(const std::string& id,
                                    int timeout_ms = kDefaultWaitMs);
   std::vector<std::string> LogTypes(const std::string& id);
-  // The stored state of `id` once it is `state` (or timeout).
+  // The stored state of `id` once it is `state`; Aborted, naming the state
+  // it is in, when it is not by the timeout.
   Result<SagaRecord> AwaitStored(const std::string& id, SagaState state,
                                  int timeout_ms = kDefaultWaitMs);
 
