@@ -34,7 +34,9 @@ Status EngineImpl::Recover() {
     return active_sagas.status().WithContext("loading sagas");
   }
   std::vector<SagaRecord>& records = active_sagas->sagas;
-  m_.sagas_in_flight->Set(static_cast<double>(records.size()));
+  // Every active saga, the unreadable too: parking one counts it out.
+  m_.sagas_in_flight->Set(
+      static_cast<double>(records.size() + active_sagas->unreadable.size()));
   // One saga whose rows do not read is set aside, not a reason to stay down.
   for (const UnreadableSaga& u : active_sagas->unreadable) {
     ParkPoisoned(UnreadableRecord(u), u.error.message());

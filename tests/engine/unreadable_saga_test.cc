@@ -10,6 +10,7 @@
 #include "storage/keys.h"
 #include "storage/rocks_store.h"
 #include "tests/engine/engine_harness.h"
+#include "tests/engine/prometheus_parser.h"
 #include "tests/test_util.h"
 
 namespace cde {
@@ -122,6 +123,11 @@ TEST(UnreadableSagaTest, IsParkedAsPoisonWhileTheOthersResume) {
   ASSERT_OK(log.status());
   ASSERT_EQ(log->size(), 1u);
   EXPECT_EQ((*log)[0].type, "saga_poisoned");
+  // Counted in flight when loaded, out when parked, like any other.
+  auto metrics = test::ParsePrometheusText(h.engine().metrics().Render());
+  ASSERT_OK(metrics.status());
+  EXPECT_EQ(metrics->Value("cde_sagas_in_flight", {}), 0);
+  EXPECT_EQ(metrics->Value("cde_dlq_entries", {}), 3);
   ASSERT_OK(h.Close());
 
   // Parked, they are no longer the engine's to load: a reopen parks nothing
