@@ -16,6 +16,18 @@ constexpr double kSampleWeight = 1.0 / 8;
 // least this many: a write costs microseconds whatever its size.
 constexpr size_t kEarlyWriteBatch = 8;
 
+// How long a gathering writer watches the queue without an arrival before
+// it sleeps until woken (see SpinForQueued).
+constexpr auto kSpinGap = std::chrono::microseconds(50);
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 // This thread's CPU time: what a write spent not waiting for the disk.
 double ThreadCpuNs() {
   timespec t;
@@ -54,6 +66,7 @@ void CommitWriter::Enqueue(Transition transition, Done done) {
     if (!stopping_) {
       queue_.push_back({std::move(transition), std::move(done)});
       ++stats_.queued;
+      queued_.store(queue_.size(), std::memory_order_release);
       if (sample_open_) {
         ++sample_arrivals_;
         const bool first = sample_arrivals_ == 1;
@@ -223,7 +236,13 @@ Status CommitWriter::GatherWritingEarly(std::unique_lock<std::mutex>& lock,
                     : expected;
   for (;;) {
     const size_t missing = expected - std::min(expected, group->size());
-    wake_at_ = std::min(missing, early_batch);
+    const size_t wanted = std::min(missing, early_batch);
+    if (queue_.size() < wanted && !stopping_) {
+      lock.unlock();
+      SpinForQueued(wanted, deadline);
+      lock.lock();
+    }
+    wake_at_ = wanted;
     const bool ready = work_.wait_until(
         lock, deadline, [&] { return stopping_ || queue_.size() >= wake_at_; });
     wake_at_ = 0;
@@ -252,6 +271,29 @@ Status CommitWriter::GatherWritingEarly(std::unique_lock<std::mutex>& lock,
   }
 }
 
+// The returning callers enqueue every few microseconds while they are
+// busy: watching the queue's length catches the next batch and the last
+// return as they happen, where sleeping on work_ would cost each of them a
+// futex wake (a system call on the caller's thread, on the engine's loop)
+// and the writer its wake-up. When the arrivals stop for longer than
+// kSpinGap (the callers are idle or descheduled) it stops watching, and
+// the caller sleeps on work_ as before.
+void CommitWriter::SpinForQueued(size_t wanted, Clock::time_point deadline) {
+  size_t seen = queued_.load(std::memory_order_acquire);
+  Clock::time_point last_arrival = Clock::now();
+  while (seen < wanted) {
+    for (int i = 0; i < 16; ++i) CpuRelax();
+    const size_t now_queued = queued_.load(std::memory_order_acquire);
+    const Clock::time_point now = Clock::now();
+    if (now_queued != seen) {
+      seen = now_queued;
+      last_arrival = now;
+    } else if (now - last_arrival >= kSpinGap || now >= deadline) {
+      return;
+    }
+  }
+}
+
 size_t CommitWriter::TakeGroup(std::vector<Waiter>* group, size_t taken_bytes,
                                bool* full) {
   size_t bytes = 0;
@@ -268,6 +310,7 @@ size_t CommitWriter::TakeGroup(std::vector<Waiter>* group, size_t taken_bytes,
     queue_.pop_front();
   }
   stats_.queued -= group->size() - before;
+  queued_.store(queue_.size(), std::memory_order_release);
   return bytes;
 }
 

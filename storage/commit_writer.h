@@ -35,6 +35,7 @@
 #ifndef CDE_STORAGE_COMMIT_WRITER_H_
 #define CDE_STORAGE_COMMIT_WRITER_H_
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -152,6 +153,9 @@ class CommitWriter {
   // bytes it took.
   size_t TakeGroup(std::vector<Waiter>* group, size_t taken_bytes = 0,
                    bool* full = nullptr);
+  // Without mu_: watches queued_ until it reaches `wanted`, the arrivals
+  // pause, or `deadline` passes.
+  void SpinForQueued(size_t wanted, Clock::time_point deadline);
   // Under mu_: a group taken, for stats().
   void CountGroup(size_t transitions, size_t bytes);
   // Under mu_: the group just written has released `released` waiters.
@@ -167,7 +171,9 @@ class CommitWriter {
   mutable std::mutex mu_;
   std::condition_variable work_;
   std::deque<Waiter> queue_;  // GUARDED_BY(mu_)
-  bool stopping_ = false;     // GUARDED_BY(mu_)
+  // queue_.size(), written under mu_, for a writer watching without it.
+  std::atomic<size_t> queued_{0};
+  bool stopping_ = false;  // GUARDED_BY(mu_)
   // How fast released waiters return, and how long a write takes and waits
   // for the disk: moving averages (nanoseconds, or waiters). All
   // GUARDED_BY(mu_).
