@@ -372,6 +372,23 @@ void ApplyLogLevel(const json& v, const std::string& path, Config* c,
   c->log.level = *level;
 }
 
+// engine.commit_poll: a mode; true and false, from when it was a switch,
+// still mean always and off.
+void ApplyCommitPoll(const json& v, const std::string& path, Config* c,
+                     Problems* p) {
+  Result<CommitPolling> polling =
+      v.is_boolean()
+          ? Result<CommitPolling>(v.get<bool>() ? CommitPolling::kAlways
+                                                : CommitPolling::kOff)
+      : v.is_string() ? ParseCommitPolling(v.get<std::string>())
+                      : Result<CommitPolling>(Status::InvalidArgument(""));
+  if (!polling.ok()) {
+    p->push_back({path, "must be one of off, adaptive, always"});
+    return;
+  }
+  c->commit_poll = *polling;
+}
+
 void ApplyLogFormat(const json& v, const std::string& path, Config* c,
                     Problems* p) {
   if (v != "json" && v != "text") {
@@ -493,7 +510,7 @@ std::vector<Key> BuildSchema() {
       {"engine.timer_window_ms", Integer<C>(CDE_MEMBER(timer_window_ms), 1000)},
       {"engine.wal_spare_mb", Integer<C>(CDE_MEMBER(wal_spare_mb), 0, 4096)},
       {"engine.commit_pipeline", Bool<C>(CDE_MEMBER(commit_pipeline))},
-      {"engine.commit_poll", Bool<C>(CDE_MEMBER(commit_poll))},
+      {"engine.commit_poll", {false, ApplyCommitPoll}},
   };
   AddSection("limits.inbound", RateRules(), CDE_MEMBER(limits.inbound), &keys);
   keys.push_back(

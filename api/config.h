@@ -56,6 +56,7 @@
 
 #include "api/auth.h"
 #include "engine/action_policy.h"
+#include "engine/commit_polling.h"
 #include "engine/limits.h"
 #include "engine/log.h"
 #include "engine/secrets.h"
@@ -133,7 +134,8 @@ struct Config {
   int64_t timer_window_ms = 60000;      // >= 1000
   int64_t wal_spare_mb = 32;            // 0 to 4096
   bool commit_pipeline = false;         // EngineOptions::commit_pipeline
-  bool commit_poll = false;             // EngineOptions::commit_poll
+  // EngineOptions::commit_poll
+  CommitPolling commit_poll = CommitPolling::kAdaptive;
   LimitsConfig limits;
   BreakerPolicy breaker_default;
   std::map<std::string, BreakerPolicy> breakers;  // full policies by key

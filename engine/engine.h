@@ -23,6 +23,7 @@
 #include "engine/action_policy.h"
 #include "engine/actions.h"
 #include "engine/clock.h"
+#include "engine/commit_polling.h"
 #include "engine/definition.h"
 #include "engine/limits.h"
 #include "engine/metrics.h"
@@ -82,12 +83,12 @@ struct EngineOptions {
   // (CommitWriterOptions::pipeline); commit_gather then applies to its
   // syncs instead of its writes.
   bool commit_pipeline = false;
-  // While 8 or more commits are in flight the loop polls for their
-  // completions instead of sleeping (LoopCommitter's polling): a busy
-  // engine picks each group up tens of microseconds sooner, at the cost of
-  // the loop thread's CPU while the disk syncs (at most 5 ms without a
-  // completion: LoopCommitter::kPollBudgetMs).
-  bool commit_poll = false;
+  // How the loop picks up its commits' completions while 8 or more are in
+  // flight (engine/commit_polling.h, LoopCommitter): adaptive polls only
+  // where a completion is due, and picks each group up tens of
+  // microseconds sooner than a sleeping loop's wake-up for a few hundred
+  // microseconds of the loop's CPU per sync.
+  CommitPolling commit_poll = CommitPolling::kAdaptive;
   // The store's WAL spare (StoreOptions::wal_spare_bytes); with data_dir.
   uint64_t wal_spare_bytes = StoreOptions().wal_spare_bytes;
   // Native actions, registered before recovery so resumed sagas find them.

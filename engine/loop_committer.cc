@@ -1,11 +1,16 @@
 #include "engine/loop_committer.h"
 
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cassert>
 
 namespace cde {
 
-LoopCommitter::LoopCommitter(uv_loop_t* loop, CommitWriter* writer, bool poll)
-    : writer_(writer), poll_enabled_(poll) {
+LoopCommitter::LoopCommitter(uv_loop_t* loop, CommitWriter* writer,
+                             CommitPolling polling)
+    : writer_(writer), mode_(polling) {
   int rc = uv_async_init(loop, &async_, &LoopCommitter::OnAsync);
   assert(rc == 0 && "uv_async_init cannot fail on a live loop");
   rc = uv_idle_init(loop, &poll_);
@@ -13,6 +18,18 @@ LoopCommitter::LoopCommitter(uv_loop_t* loop, CommitWriter* writer, bool poll)
   (void)rc;
   async_.data = this;
   poll_.data = this;
+  if (mode_ != CommitPolling::kAdaptive) return;
+  wake_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (wake_fd_ >= 0 && uv_poll_init(loop, &wake_, wake_fd_) == 0) {
+    wake_.data = this;
+    uv_poll_start(&wake_, UV_READABLE, &LoopCommitter::OnWake);
+    ++open_handles_;
+  } else if (wake_fd_ >= 0) {
+    // Without the timer the loop cannot wake ahead of a completion: it
+    // polls after each completion only, and sleeps between groups.
+    close(wake_fd_);
+    wake_fd_ = -1;
+  }
 }
 
 LoopCommitter::~LoopCommitter() {
@@ -21,11 +38,9 @@ LoopCommitter::~LoopCommitter() {
 
 void LoopCommitter::Commit(Transition transition, Then then) {
   ++in_flight_;
-  if (poll_enabled_ && !polling_ && !poll_spent_ &&
+  if (mode_ == CommitPolling::kAlways && !polling_ && !poll_spent_ &&
       in_flight_ >= kPollInFlight) {
-    polling_ = true;
-    polled_since_ = uv_now(poll_.loop);
-    uv_idle_start(&poll_, &LoopCommitter::OnPoll);
+    StartPolling(uv_hrtime());
   }
   writer_->Enqueue(std::move(transition),
                    [this, then = std::move(then)](const Status& s) mutable {
@@ -51,15 +66,82 @@ void LoopCommitter::OnPoll(uv_idle_t* handle) {
   }
   if (completed) {
     self->Drain();
-  } else if (uv_now(handle->loop) - self->polled_since_ >= kPollBudgetMs) {
-    self->poll_spent_ = true;
-    self->StopPolling();
+    return;
   }
+  if (self->mode_ == CommitPolling::kAlways) {
+    if (uv_now(handle->loop) - self->polled_since_ >= kPollBudgetMs) {
+      self->poll_spent_ = true;
+      self->StopPolling();
+    }
+    return;
+  }
+  const uint64_t now = uv_hrtime();
+  if (self->woken_) {
+    // Woken ahead of a completion that has not come: the gap was longer
+    // this time. Sleep until the completion wakes the loop.
+    if (now - self->poll_start_ns_ >= kWokenBudgetNs) {
+      self->StopPolling();
+      self->woken_ = false;
+    }
+  } else if (now - self->last_drain_ns_ >= kQuietNs) {
+    // The group's completions are in: the next ones are a sync away.
+    self->StopPolling();
+    self->Sleep(now);
+  }
+}
+
+void LoopCommitter::OnWake(uv_poll_t* handle, int, int) {
+  auto* self = static_cast<LoopCommitter*>(handle->data);
+  uint64_t expirations;
+  while (read(self->wake_fd_, &expirations, sizeof expirations) > 0) {
+  }
+  self->wake_armed_ = false;
+  if (self->polling_ || self->in_flight_ < kPollInFlight) return;
+  self->woken_ = true;
+  self->StartPolling(uv_hrtime());
+}
+
+void LoopCommitter::StartPolling(uint64_t now_ns) {
+  polling_ = true;
+  poll_start_ns_ = now_ns;
+  polled_since_ = uv_now(poll_.loop);
+  uv_idle_start(&poll_, &LoopCommitter::OnPoll);
 }
 
 void LoopCommitter::StopPolling() {
   polling_ = false;
   uv_idle_stop(&poll_);
+}
+
+// Sets the wake timer a little before the next completion is due, as far
+// as the gaps so far tell: the loop sleeps through most of the sync and
+// polls only for its end.
+void LoopCommitter::Sleep(uint64_t now_ns) {
+  asleep_since_ns_ = now_ns;
+  if (wake_fd_ < 0 || gaps_seen_ == 0) return;
+  // The median of the last few: a preempted writer or a stalled disk now
+  // and then does not move it, nor does a group that was cut in two.
+  std::array<uint64_t, kGaps> gaps = gaps_;
+  const size_t n = std::min(gaps_seen_, gaps.size());
+  std::nth_element(gaps.begin(), gaps.begin() + n / 2, gaps.begin() + n);
+  const uint64_t gap = gaps[n / 2];
+  if (gap <= 2 * kLeadNs) {
+    // A wake-up would cost about as much as polling on.
+    StartPolling(now_ns);
+    return;
+  }
+  const uint64_t delay = gap - kLeadNs;
+  itimerspec spec{};
+  spec.it_value.tv_sec = static_cast<time_t>(delay / 1'000'000'000);
+  spec.it_value.tv_nsec = static_cast<long>(delay % 1'000'000'000);
+  if (timerfd_settime(wake_fd_, 0, &spec, nullptr) == 0) wake_armed_ = true;
+}
+
+void LoopCommitter::DisarmWake() {
+  if (!wake_armed_) return;
+  itimerspec spec{};
+  timerfd_settime(wake_fd_, 0, &spec, nullptr);
+  wake_armed_ = false;
 }
 
 void LoopCommitter::Drain() {
@@ -71,7 +153,20 @@ void LoopCommitter::Drain() {
   in_flight_ -= ready.size();
   poll_spent_ = false;
   polled_since_ = uv_now(poll_.loop);
+  if (mode_ == CommitPolling::kAdaptive && !ready.empty()) {
+    if (asleep_since_ns_ != 0) {
+      gaps_[gaps_seen_++ % gaps_.size()] = uv_hrtime() - asleep_since_ns_;
+      asleep_since_ns_ = 0;
+    }
+    DisarmWake();
+    woken_ = false;
+  }
   for (Completion& c : ready) c.then(c.status);
+  if (mode_ == CommitPolling::kAdaptive) {
+    last_drain_ns_ = uv_hrtime();
+    // The rest of the group follows within microseconds: poll for it.
+    if (!polling_ && in_flight_ >= kPollInFlight) StartPolling(last_drain_ns_);
+  }
   if (polling_ && in_flight_ < kPollInFlight) StopPolling();
 }
 
@@ -79,13 +174,19 @@ void LoopCommitter::Close(std::function<void()> on_closed) {
   assert(in_flight_ == 0 && "drain commits before closing");
   on_closed_ = std::move(on_closed);
   polling_ = false;
+  DisarmWake();
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_), &LoopCommitter::OnClose);
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), &LoopCommitter::OnClose);
+  if (wake_fd_ >= 0) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&wake_), &LoopCommitter::OnClose);
+  }
 }
 
 void LoopCommitter::OnClose(uv_handle_t* handle) {
   auto* self = static_cast<LoopCommitter*>(handle->data);
-  if (--self->open_handles_ > 0) return;  // both handles, then the callback
+  if (--self->open_handles_ > 0) return;  // every handle, then the callback
+  if (self->wake_fd_ >= 0) close(self->wake_fd_);
+  self->wake_fd_ = -1;
   self->closed_ = true;
   if (self->on_closed_) self->on_closed_();
 }

@@ -7,15 +7,19 @@
 // uv_async_send coalesces, so OnAsync drains a queue rather than assuming one
 // callback per commit.
 //
-// Polling (off by default): while at least kPollInFlight commits are in
-// flight, an idle handle keeps the loop turning instead of sleeping in
+// Polling (CommitPolling): while at least kPollInFlight commits are in
+// flight, an idle handle can keep the loop turning instead of sleeping in
 // epoll, so a group's completions are taken the moment the writer posts
 // them rather than after the loop thread's wake-up (tens of microseconds on
-// a virtual machine), with the caches still warm. It spends a CPU on the
-// loop thread while the disk syncs; one commit at a time never polls, and
-// a disk that completes nothing for kPollBudgetMs (a stall, or a disk far
-// slower than polling pays on) sends the loop back to sleep until the next
-// completion wakes it.
+// a virtual machine), with the caches still warm. `always` polls from the
+// first of those commits until a completion comes (at most kPollBudgetMs
+// without one): a CPU on the loop thread while the disk syncs. `adaptive`
+// polls only where completions are due: after a completion, until the
+// group's last one is in and the loop has been quiet for kQuietNs; then it
+// sleeps, with a timerfd set kLeadNs before the next completion is due (the
+// median of the last gaps from falling asleep to a completion), and polls
+// from that wake-up for at most kWokenBudgetNs. One commit at a time never
+// polls.
 //
 // Thread safety: Commit, Close and the destructor run on the loop thread.
 #ifndef CDE_ENGINE_LOOP_COMMITTER_H_
@@ -23,11 +27,13 @@
 
 #include <uv.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <mutex>
 #include <vector>
 
+#include "engine/commit_polling.h"
 #include "storage/commit_writer.h"
 
 namespace cde {
@@ -41,9 +47,16 @@ class LoopCommitter {
   static constexpr size_t kPollInFlight = 8;
   // How long a polling committer polls without a completion.
   static constexpr uint64_t kPollBudgetMs = 5;
+  // Adaptive polling: how long before a completion is due the loop wakes
+  // to poll, and how long it polls on after a completion.
+  static constexpr uint64_t kLeadNs = 150'000;
+  static constexpr uint64_t kQuietNs = 20'000;
+  // How long a loop woken ahead polls for a completion that has not come.
+  static constexpr uint64_t kWokenBudgetNs = 4 * kLeadNs;
 
   // REQUIRES: `loop` and `writer` outlive this object.
-  LoopCommitter(uv_loop_t* loop, CommitWriter* writer, bool poll = false);
+  LoopCommitter(uv_loop_t* loop, CommitWriter* writer,
+                CommitPolling polling = CommitPolling::kOff);
   LoopCommitter(const LoopCommitter&) = delete;
   LoopCommitter& operator=(const LoopCommitter&) = delete;
   // REQUIRES: Close() was called and its callback has run.
@@ -68,19 +81,35 @@ class LoopCommitter {
 
   static void OnAsync(uv_async_t* handle);
   static void OnPoll(uv_idle_t* handle);
+  static void OnWake(uv_poll_t* handle, int status, int events);
+  void StartPolling(uint64_t now_ns);
   void StopPolling();
+  // Adaptive: the loop is about to sleep with commits in flight.
+  void Sleep(uint64_t now_ns);
+  void DisarmWake();
   static void OnClose(uv_handle_t* handle);
   void Drain();
 
   uv_async_t async_;
   uv_idle_t poll_;  // active while polling_
+  uv_poll_t wake_;  // the timerfd that wakes the loop to poll
+  int wake_fd_ = -1;
   CommitWriter* const writer_;
-  const bool poll_enabled_;
+  const CommitPolling mode_;
   bool polling_ = false;
+  bool wake_armed_ = false;
+  bool woken_ = false;            // polling because the wake timer fired
+  uint64_t poll_start_ns_ = 0;    // when the current polling began
+  uint64_t last_drain_ns_ = 0;    // when the last Drain ended
+  uint64_t asleep_since_ns_ = 0;  // 0: not asleep with commits in flight
+  // From falling asleep to the next completion: the last kGaps samples.
+  static constexpr size_t kGaps = 8;
+  std::array<uint64_t, kGaps> gaps_{};
+  size_t gaps_seen_ = 0;
   bool poll_spent_ = false;    // the budget ran out: no polling until Drain
   uint64_t polled_since_ = 0;  // uv_now of the last completion or start
   size_t in_flight_ = 0;
-  int open_handles_ = 2;
+  int open_handles_ = 2;  // 3 with the wake timer
   bool closed_ = false;
   std::function<void()> on_closed_;
 

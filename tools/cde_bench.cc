@@ -49,7 +49,7 @@ struct Options {
   bool no_sync = false;
   bool no_gather = false;
   bool pipeline = false;
-  bool poll = false;
+  std::string poll = "adaptive";  // EngineOptions::commit_poll
   int wal_spare_mb = 32;  // StoreOptions::wal_spare_bytes, written at open
   std::string url;        // http workload: the endpoint each step calls
   int items = 10000;      // map workload: items of the one saga's map step
@@ -419,9 +419,12 @@ int main(int argc, char** argv) {
   app.add_flag("--pipeline", o.pipeline,
                "each group's fdatasync overlaps the next group's write "
                "(EngineOptions::commit_pipeline)");
-  app.add_flag("--poll", o.poll,
-               "the loop polls for completions while 8 or more commits are "
-               "in flight (EngineOptions::commit_poll)");
+  app.add_option("--poll", o.poll,
+                 "how the loop picks up commit completions while 8 or more "
+                 "commits are in flight: off, adaptive (polls only where a "
+                 "completion is due) or always (EngineOptions::commit_poll)")
+      ->check(CLI::IsMember({"off", "adaptive", "always"}))
+      ->capture_default_str();
   app.add_option("--wal-spare-mb", o.wal_spare_mb,
                  "the store's WAL spare (StoreOptions::wal_spare_bytes), "
                  "written before the store opens so that the run's WAL is "
@@ -496,7 +499,7 @@ int main(int argc, char** argv) {
   eo.sync = !o.no_sync;
   eo.commit_gather = !o.no_gather;
   eo.commit_pipeline = o.pipeline;
-  eo.commit_poll = o.poll;
+  eo.commit_poll = cde::ParseCommitPolling(o.poll).value();
   eo.limits.map_items = static_cast<uint32_t>(o.items);
   if (o.policy) {
     setenv(kSecretVar, "bench-secret-value-0123456789", 1);
@@ -633,7 +636,8 @@ int main(int argc, char** argv) {
       o.pipeline    ? " (pipelined syncs)"
       : o.no_gather ? " (no gathering)"
                     : "",
-      o.poll ? " (the loop polls)" : "", o.wal_spare_mb);
+      o.poll == "off" ? "" : (", the loop polls: " + o.poll).c_str(),
+      o.wal_spare_mb);
   std::printf(
       "  bare fdatasync (300 B append) here: p50 %.3f ms, p99 %.3f ms; over "
       "written blocks: p50 %.3f ms, p99 %.3f ms\n",

@@ -65,7 +65,7 @@ TEST(ConfigTest, FullFileRoundTripsEveryKey) {
             "async": false},
     "shutdown": {"timeout_ms": 5000},
     "engine": {"timer_window_ms": 120000, "wal_spare_mb": 0,
-               "commit_pipeline": true, "commit_poll": true},
+               "commit_pipeline": true, "commit_poll": "always"},
     "limits": {
       "inbound": {"rate_per_sec": 2.5, "burst": 4},
       "outbound": {"flights-api": {"rate_per_sec": 50, "burst": 10}},
@@ -113,7 +113,7 @@ TEST(ConfigTest, FullFileRoundTripsEveryKey) {
   want.timer_window_ms = 120000;
   want.wal_spare_mb = 0;
   want.commit_pipeline = true;
-  want.commit_poll = true;
+  want.commit_poll = CommitPolling::kAlways;
   want.limits.inbound = {2.5, 4};
   want.limits.outbound = {{"flights-api", {50, 10}}};
   want.limits.max_concurrency = {{"trip-booking", 100}};
@@ -346,6 +346,36 @@ TEST(ConfigTest, BadEnvironmentValueNamesTheVariable) {
   EXPECT_THAT(both, HasSubstr("CDE_SYNC: must be true or false"));
 }
 
+TEST(ConfigTest, CommitPollIsAModeAndStillTakesTheOldSwitch) {
+  EXPECT_EQ(Config().commit_poll, CommitPolling::kAdaptive);
+  for (const auto& [value, want] : std::vector<std::pair<json, CommitPolling>>{
+           {"off", CommitPolling::kOff},
+           {"adaptive", CommitPolling::kAdaptive},
+           {"always", CommitPolling::kAlways},
+           {true, CommitPolling::kAlways},
+           {false, CommitPolling::kOff}}) {
+    Result<Config> c = ParseConfig({{"engine", {{"commit_poll", value}}}});
+    ASSERT_OK(c.status());
+    EXPECT_EQ(c->commit_poll, want) << value;
+  }
+  for (const json& bad : {json("sometimes"), json(1), json(nullptr)}) {
+    EXPECT_EQ(ParseError({{"engine", {{"commit_poll", bad}}}}),
+              "invalid configuration: engine.commit_poll: must be one of off, "
+              "adaptive, always")
+        << bad;
+  }
+  // From the environment, a mode is a word and the switch JSON.
+  Result<Config> word = LoadConfig("", {{"CDE_ENGINE_COMMIT_POLL", "off"}});
+  ASSERT_OK(word.status());
+  EXPECT_EQ(word->commit_poll, CommitPolling::kOff);
+  Result<Config> old = LoadConfig("", {{"CDE_ENGINE_COMMIT_POLL", "true"}});
+  ASSERT_OK(old.status());
+  EXPECT_EQ(old->commit_poll, CommitPolling::kAlways);
+  EXPECT_EQ(ErrorOf(LoadConfig("", {{"CDE_ENGINE_COMMIT_POLL", "often"}})),
+            "invalid configuration: CDE_ENGINE_COMMIT_POLL: must be one of "
+            "off, adaptive, always");
+}
+
 TEST(ConfigTest, UnrelatedCdeVariablesAreIgnored) {
   Result<Config> c = LoadConfig("", {{"CDE_ADMIN_TOKEN", "secret"},
                                      {"CDE_LOG_COLOR", "1"},
@@ -431,7 +461,7 @@ TEST(ConfigTest, KeysNeedingRestartListsOnlyWhatAReloadCannotApply) {
   reloaded.timer_window_ms = 1000;
   reloaded.wal_spare_mb = 0;
   reloaded.commit_pipeline = true;
-  reloaded.commit_poll = true;
+  reloaded.commit_poll = CommitPolling::kOff;
   reloaded.actions.exec.clients = true;
   reloaded.actions.exec.allow = {"/bin/true"};
   reloaded.actions.exec.env_allow = {};

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -65,7 +66,7 @@ TEST_F(LoopCommitterTest, FailedCommitReachesItsContinuation) {
 
 TEST_F(LoopCommitterTest, APollingCommitterPollsOnlyWhileEnoughAreInFlight) {
   CommitWriter writer(store_.get(), {});
-  LoopCommitter committer(&loop_, &writer, /*poll=*/true);
+  LoopCommitter committer(&loop_, &writer, CommitPolling::kAlways);
   int ran = 0;
   int round_size = 0;
   auto commit = [&](int i) {
@@ -125,7 +126,7 @@ class HeldStore : public test::StoreWrapper {
 TEST_F(LoopCommitterTest, APollingCommitterSleepsWhenTheDiskCompletesNothing) {
   HeldStore held(store_.get());
   CommitWriter writer(&held, {});
-  LoopCommitter committer(&loop_, &writer, /*poll=*/true);
+  LoopCommitter committer(&loop_, &writer, CommitPolling::kAlways);
   constexpr int kCommits = int{LoopCommitter::kPollInFlight} + 2;
   int ran = 0;
   auto commit = [&](int i) {
@@ -155,6 +156,84 @@ TEST_F(LoopCommitterTest, APollingCommitterSleepsWhenTheDiskCompletesNothing) {
   uv_run(&loop_, UV_RUN_DEFAULT);
   EXPECT_EQ(ran, kCommits + 1);
   EXPECT_FALSE(committer.polling());
+}
+
+// A disk whose every write takes kSyncTime: the writer sleeps through it.
+class SlowStore : public test::StoreWrapper {
+ public:
+  // Under an always-polling committer's budget (kPollBudgetMs).
+  static constexpr auto kSyncTime = std::chrono::milliseconds(3);
+  using StoreWrapper::StoreWrapper;
+  Status Write(std::span<const Transition* const> b, bool sync) override {
+    std::this_thread::sleep_for(kSyncTime);
+    return StoreWrapper::Write(b, sync);
+  }
+};
+
+struct PollingRun {
+  int rounds_picked_up_polling = 0;  // of the rounds after the first three
+  uint64_t loop_turns = 0;
+};
+
+// kSagas commits go round and round in step, as a busy engine's sagas do:
+// each round's continuations commit the next round. Counts the rounds whose
+// completions found the loop already polling (woken ahead of them, not by
+// them) and the loop's turns.
+PollingRun RunRounds(uv_loop_t* loop, Store* store, CommitPolling polling) {
+  constexpr int kSagas = 10;
+  constexpr int kRounds = 16;
+  SlowStore slow(store);
+  CommitWriter writer(&slow, {});
+  LoopCommitter committer(loop, &writer, polling);
+  uv_check_t turns;
+  uv_check_init(loop, &turns);
+  PollingRun run;
+  turns.data = &run.loop_turns;
+  uv_check_start(&turns,
+                 [](uv_check_t* h) { ++*static_cast<uint64_t*>(h->data); });
+  int round = 0;
+  int ran_in_round = 0;
+  std::function<void(int)> commit = [&](int i) {
+    Transition t;
+    t.PutIdempotency("r" + std::to_string(round) + "-" + std::to_string(i),
+                     "saga");
+    committer.Commit(std::move(t), [&, i](const Status& s) {
+      EXPECT_OK(s);
+      if (ran_in_round++ == 0 && round >= 3 && committer.polling()) {
+        ++run.rounds_picked_up_polling;
+      }
+      if (ran_in_round < kSagas) return;
+      ran_in_round = 0;
+      if (++round == kRounds) {
+        committer.Close(
+            [&] { uv_close(reinterpret_cast<uv_handle_t*>(&turns), nullptr); });
+        return;
+      }
+      for (int j = 0; j < kSagas; ++j) commit(j);
+    });
+    (void)i;
+  };
+  for (int j = 0; j < kSagas; ++j) commit(j);
+  uv_run(loop, UV_RUN_DEFAULT);
+  EXPECT_EQ(round, kRounds);
+  return run;
+}
+
+TEST_F(LoopCommitterTest,
+       AnAdaptiveCommitterSleepsThroughTheSyncAndWakesToPollBeforeItsEnd) {
+  const PollingRun adaptive =
+      RunRounds(&loop_, store_.get(), CommitPolling::kAdaptive);
+  const PollingRun always =
+      RunRounds(&loop_, store_.get(), CommitPolling::kAlways);
+  const PollingRun off = RunRounds(&loop_, store_.get(), CommitPolling::kOff);
+  // Its timer wakes it ahead of the completions: most rounds find it
+  // polling (a late wake-up on a loaded machine loses one now and then).
+  EXPECT_GE(adaptive.rounds_picked_up_polling, 4);
+  EXPECT_EQ(off.rounds_picked_up_polling, 0);
+  // And it sleeps through the rest of each sync: an always-polling loop
+  // turns all through it.
+  EXPECT_LT(adaptive.loop_turns * 4, always.loop_turns)
+      << adaptive.loop_turns << " turns against " << always.loop_turns;
 }
 
 TEST_F(LoopCommitterTest, ACommitterWithoutPollingNeverPolls) {
