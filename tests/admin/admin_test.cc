@@ -429,6 +429,45 @@ TEST_F(AdminTest, SagasShowListsAParallelStepsBranchesUnderIt) {
   EXPECT_NE(r.out.find("parallel"), std::string::npos) << r.out;
 }
 
+// `sagas show` reads a map's rows a page at a time (1,024): the items that
+// failed after the first page are found, and 20 of them are shown.
+TEST_F(AdminTest, SagasShowFindsTheFailedItemsPastTheFirstPageOfAMap) {
+  test::TempDir dir;
+  std::string id;
+  {
+    test::EngineHarness h;
+    ASSERT_OK(h.Open(dir.path()));
+    json items = json::array();
+    for (int i = 0; i < 1100; ++i) items.push_back(i >= 1030 && i < 1060);
+    json def = json::parse(R"({
+      "name": "wide", "version": 1,
+      "steps": [
+        {"name": "each", "map": {"max_concurrency": 100,
+          "tolerated_failures": 30,
+          "steps": [{"name": "try", "action": "fail",
+                     "params": {"fail_attempts": "${item}"},
+                     "retry": {"max_attempts": 1}}]}}]})");
+    for (json& v : items) v = v.get<bool>() ? 1 : 0;
+    def["steps"][0]["map"]["items"] = items;
+    ASSERT_OK(h.Register(def).status());
+    auto started = h.Start({.workflow = "wide"});
+    ASSERT_OK(started.status());
+    id = started->saga_id;
+    ASSERT_OK(h.AwaitInactive(id).status());
+    ASSERT_OK(h.Close());
+  }
+  AdminRun r = Admin({"sagas", "show", id, "--json"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json j = r.Json();
+  EXPECT_EQ(j["saga"]["state"], "completed");
+  EXPECT_EQ(j["steps"][0]["items"]["failed"], 30);
+  const json& shown = j["steps"][0]["unfinished_items"];
+  ASSERT_EQ(shown.size(), 20u) << shown.dump();
+  EXPECT_EQ(shown[0]["path"], "each[1030]");
+  EXPECT_EQ(shown[19]["path"], "each[1049]");
+  EXPECT_EQ(shown[19]["status"], "failed");
+}
+
 TEST_F(AdminTest, SagasShowAndItemsGiveAMapStepsItemsAndTheOnesThatFailed) {
   test::TempDir dir;
   std::string id;

@@ -385,25 +385,33 @@ int RunSagasList(const Common& common, const SagaListOptions& o) {
 
 // The items of the map step at `map_path` that did not succeed, the first
 // kMaxItemsShown of them: what an operator looks at when a map failed.
+// Read a page of the map's rows at a time, and no further than needed: a
+// saga's maps can hold a million items between them.
 constexpr size_t kMaxItemsShown = 20;
+constexpr size_t kItemPage = 1024;
 json UnfinishedItems(Store& store, const std::string& saga_id,
                      const std::string& map_path, uint32_t started) {
   json out = json::array();
   if (started == 0) return out;
-  const auto rows = Check(store.ReadItems(saga_id));
-  for (const ItemRecord& row : rows) {
-    if (row.map_path != map_path) continue;
-    const std::string status = row.body.value("status", std::string());
-    if (status == "succeeded") continue;
-    if (out.size() == kMaxItemsShown) break;
-    json error = row.body.contains("error") ? row.body["error"] : json(nullptr);
-    out.push_back({{"index", row.index},
-                   {"path", map_path + "[" + std::to_string(row.index) + "]"},
-                   {"status", status},
-                   {"compensation", row.body.value("compensation", "")},
-                   {"error", error}});
+  uint32_t from = 0;
+  for (;;) {
+    const auto rows =
+        Check(store.ReadMapItems(saga_id, map_path, from, kItemPage));
+    for (const ItemRecord& row : rows) {
+      const std::string status = row.body.value("status", std::string());
+      if (status == "succeeded") continue;
+      json error =
+          row.body.contains("error") ? row.body["error"] : json(nullptr);
+      out.push_back({{"index", row.index},
+                     {"path", map_path + "[" + std::to_string(row.index) + "]"},
+                     {"status", status},
+                     {"compensation", row.body.value("compensation", "")},
+                     {"error", error}});
+      if (out.size() == kMaxItemsShown) return out;
+    }
+    if (rows.size() < kItemPage || rows.back().index == UINT32_MAX) return out;
+    from = rows.back().index + 1;
   }
-  return out;
 }
 
 int RunSagasShow(const Common& common, const std::string& id) {
