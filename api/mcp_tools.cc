@@ -268,13 +268,15 @@ const json& McpSession::Tools() {
         Tool("list_sagas", "List sagas",
              "Sagas newest first, optionally of one state and/or workflow, "
              "a page at a time (pass next_cursor back as cursor). get_saga "
-             "shows one whole.",
+             "shows one whole. Sagas whose stored rows do not read are "
+             "listed apart under unreadable, with the error.",
              Obj({{"state", {{"type", "string"}, {"enum", StateNames()}}},
                   {"workflow", {{"type", "string"}}},
                   {"limit", kLimit},
                   {"cursor", {{"type", "string"}}}}),
              Obj({{"sagas", {{"type", "array"}}},
-                  {"next_cursor", {{"type", "string"}}}},
+                  {"next_cursor", {{"type", "string"}}},
+                  {"unreadable", {{"type", "array"}}}},
                  {"sagas"}),
              kReads),
         Tool("get_saga_log", "Get a saga's log",
@@ -500,6 +502,14 @@ void McpSession::ListSagas(const json& id, const json& args) {
         json out = {{"sagas", std::move(sagas)}};
         if (!r->next_cursor.empty()) {
           out["next_cursor"] = mcp::EncodeCursor(r->next_cursor);
+        }
+        if (!r->unreadable.empty()) {
+          json unreadable = json::array();
+          for (const SagaPage::Unreadable& u : r->unreadable) {
+            unreadable.push_back(
+                {{"saga_id", u.id}, {"error", u.error.ToString()}});
+          }
+          out["unreadable"] = std::move(unreadable);
         }
         self->ToolResult(id, out);
       });

@@ -116,6 +116,9 @@ Result<UpgradeReport> UpgradeStore(Store& store) {
   for (bool more = report.from < 3; more;) {
     auto page = store.ListSagas(query);
     CDE_RETURN_IF_ERROR(page.status().WithContext("upgrading the store"));
+    // Rows that do not decode are left as they are: recovery parks such a
+    // saga as poison, if active.
+    report.left_as_is += page->unreadable.size();
     Transition t;
     for (const SagaRecord& record : page->sagas) {
       auto saga =

@@ -70,6 +70,15 @@ struct SagaQuery {
 struct SagaPage {
   std::vector<SagaRecord> sagas;  // newest first
   std::string next_cursor;        // empty when this is the last page
+  // Sagas in this page's range whose rows do not decode (Corruption: the
+  // snapshot, a patch after it, an index row without a snapshot), passed
+  // over so that one broken saga does not hide the others. Not counted
+  // against the limit.
+  struct Unreadable {
+    std::string id;
+    Status error;
+  };
+  std::vector<Unreadable> unreadable;
 };
 
 // A saga the state index lists as active whose rows do not read: its

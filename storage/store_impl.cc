@@ -240,8 +240,13 @@ class StoreImpl final : public Store {
       }
       auto rec = FollowIndexRow(*view, Cf::kIdxWorkflowState,
                                 newest->front_key(), newest->front());
-      CDE_RETURN_IF_ERROR(rec.status());
-      page.sagas.push_back(std::move(rec).value());
+      if (rec.ok()) {
+        page.sagas.push_back(std::move(rec).value());
+      } else if (rec.status().IsCorruption()) {
+        page.unreadable.push_back({newest->front(), rec.status()});
+      } else {
+        return rec.status();
+      }
       newest->Pop();
     }
     return page;
@@ -261,12 +266,16 @@ class StoreImpl final : public Store {
         return false;
       }
       auto rec = DecodeSaga(value, Where(Cf::kSagas, key));
-      if (rec.ok()) error = FoldLogTail(view, *rec);
-      if (!rec.ok() || !error.ok()) {
-        if (error.ok()) error = rec.status();
+      Status read = rec.status();
+      if (rec.ok()) read = FoldLogTail(view, *rec);
+      if (read.ok()) {
+        page.sagas.push_back(std::move(rec).value());
+      } else if (read.IsCorruption()) {
+        page.unreadable.push_back({std::string(key), std::move(read)});
+      } else {
+        error = std::move(read);
         return false;
       }
-      page.sagas.push_back(std::move(rec).value());
       return true;
     });
     CDE_RETURN_IF_ERROR(s);

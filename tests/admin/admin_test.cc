@@ -640,6 +640,32 @@ TEST_F(AdminTest, VerifyPassesOnAStoreTheEngineWrote) {
   EXPECT_EQ(r.out.rfind("no problems", 0), 0u) << r.out;
 }
 
+TEST_F(AdminTest, SagasListNamesASagaThatDoesNotReadAndListsTheOthers) {
+  const std::string dir = CopyOfStore("rotten");
+  {
+    RawDb db(dir);
+    db.Put(Cf::kSagas, sagas().keyed, std::string("\x01\xff\x00rot", 6));
+  }
+  AdminRun r = Admin({"sagas", "list", "--json"}, dir);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = r.Json();
+  EXPECT_EQ(Ids(j["sagas"]),
+            (std::vector<std::string>{sagas().sleeping, sagas().parked,
+                                      sagas().compensated, sagas().completed}));
+  ASSERT_EQ(j["unreadable"].size(), 1u) << j.dump();
+  EXPECT_EQ(j["unreadable"][0]["id"], sagas().keyed);
+  EXPECT_NE(j["unreadable"][0]["error"].get<std::string>().find(
+                "cf 'sagas' key '" + sagas().keyed + "'"),
+            std::string::npos)
+      << j.dump();
+  r = Admin({"sagas", "list", "--workflow", "ok-flow"}, dir);  // human
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(sagas().completed), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("saga " + sagas().keyed + " does not read: "),
+            std::string::npos)
+      << r.err;
+}
+
 TEST_F(AdminTest, VerifyReportsExactlyTheDamageDone) {
   const std::string dir = CopyOfStore("damaged");
   {

@@ -10,6 +10,8 @@
 
 #include "api/jsonrpc.h"
 #include "api/mcp_util.h"
+#include "storage/keys.h"
+#include "storage/transition.h"
 #include "tests/engine/engine_harness.h"
 #include "tests/engine/saga_generator.h"
 
@@ -693,6 +695,37 @@ TEST_F(McpSessionTest, ListSagasPagesNewestFirstWithFilters) {
             0u);
   ASSERT_TRUE(held_.Complete(ActionResult::Success(nullptr)));
   ASSERT_OK(h_.AwaitInactive(running).status());
+}
+
+// A finished saga whose snapshot no longer decodes (a disk's bit rot, a
+// bug) is listed apart, with the error naming its row, and the others are
+// listed still: one broken saga does not hide the store from a client.
+TEST_F(McpSessionTest, ListSagasNamesASagaThatDoesNotReadAndListsTheOthers) {
+  Initialize();
+  Register(kThreeSteps);
+  std::vector<std::string> done;
+  for (int i = 0; i < 3; ++i) {
+    done.push_back(StartId({{"workflow", "three"}}));
+    ASSERT_OK(h_.AwaitInactive(done.back()).status());
+  }
+  Transition rot;
+  rot.TEST_PutRaw(Cf::kSagas, done[1], std::string("\x01\xff\x00rot", 6));
+  const Transition* batch[] = {&rot};
+  ASSERT_OK(h_.engine().store().Write(batch, /*sync=*/true));
+
+  for (const json& args : {json::object(), json{{"state", "completed"}},
+                           json{{"workflow", "three"}}}) {
+    json out = Out(Tool("list_sagas", args));
+    ASSERT_EQ(out["sagas"].size(), 2u) << out.dump();
+    EXPECT_EQ(out["sagas"][0]["saga_id"], done[2]);
+    EXPECT_EQ(out["sagas"][1]["saga_id"], done[0]);
+    ASSERT_EQ(out["unreadable"].size(), 1u) << out.dump();
+    EXPECT_EQ(out["unreadable"][0]["saga_id"], done[1]);
+    EXPECT_NE(out["unreadable"][0]["error"].get<std::string>().find(
+                  "cf 'sagas' key '" + done[1] + "'"),
+              std::string::npos)
+        << out.dump();
+  }
 }
 
 TEST_F(McpSessionTest, ListSagasRejectsABadStateLimitOrCursor) {

@@ -352,12 +352,24 @@ int RunSagasList(const Common& common, const SagaListOptions& o) {
   for (const SagaRecord& r : page.sagas) {
     rows.push_back(SagaSummary(r, FromRecord(r), defs, now));
   }
+  // Sagas whose rows do not decode: named, with why, after the others.
+  json unreadable = json::array();
+  for (const SagaPage::Unreadable& u : page.unreadable) {
+    unreadable.push_back({{"id", u.id}, {"error", u.error.ToString()}});
+  }
   if (common.json) {
-    PrintJson(
-        {{"sagas", rows},
-         {"next_cursor",
-          page.next_cursor.empty() ? json(nullptr) : json(page.next_cursor)}});
+    json out = {
+        {"sagas", rows},
+        {"next_cursor",
+         page.next_cursor.empty() ? json(nullptr) : json(page.next_cursor)}};
+    if (!unreadable.empty()) out["unreadable"] = unreadable;
+    PrintJson(out);
     return kExitOk;
+  }
+  for (const json& u : unreadable) {
+    std::fprintf(stderr, "saga %s does not read: %s\n",
+                 u["id"].get<std::string>().c_str(),
+                 u["error"].get<std::string>().c_str());
   }
   if (rows.empty()) {
     std::printf("no sagas\n");
