@@ -76,17 +76,24 @@ void LoopCommitter::OnPoll(uv_idle_t* handle) {
     return;
   }
   const uint64_t now = uv_hrtime();
-  if (self->woken_) {
-    // Woken ahead of a completion that has not come: the gap was longer
-    // this time. Sleep until the completion wakes the loop.
-    if (now - self->poll_start_ns_ >= kWokenBudgetNs) {
+  if (self->asleep_since_ns_ == 0) {
+    // Polling for the rest of a group: once the loop has been quiet, the
+    // group's completions are in and the next ones are a sync away.
+    if (now - self->last_drain_ns_ >= kQuietNs) {
       self->StopPolling();
-      self->woken_ = false;
+      self->Sleep(now);
     }
-  } else if (now - self->last_drain_ns_ >= kQuietNs) {
-    // The group's completions are in: the next ones are a sync away.
+    return;
+  }
+  // Polling for a completion that is due: woken ahead of it, or through a
+  // gap too short to sleep in. One that does not come within the budget
+  // was late this time; the loop sleeps until it wakes it (and the gap is
+  // still measured from when the group went quiet).
+  const uint64_t budget =
+      self->woken_ ? kWokenBudgetNs : kPollBudgetMs * 1'000'000;
+  if (now - self->poll_start_ns_ >= budget) {
     self->StopPolling();
-    self->Sleep(now);
+    self->woken_ = false;
   }
 }
 
@@ -126,7 +133,7 @@ void LoopCommitter::Sleep(uint64_t now_ns) {
   std::nth_element(gaps.begin(), gaps.begin() + n / 2, gaps.begin() + n);
   const uint64_t gap = gaps[n / 2];
   if (gap <= 2 * kLeadNs) {
-    // A wake-up would cost about as much as polling on.
+    // A wake-up would cost about as much as polling on: poll through it.
     StartPolling(now_ns);
     return;
   }

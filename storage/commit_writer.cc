@@ -276,8 +276,8 @@ Status CommitWriter::GatherWritingEarly(std::unique_lock<std::mutex>& lock,
 // return as they happen, where sleeping on work_ would cost each of them a
 // futex wake (a system call on the caller's thread, on the engine's loop)
 // and the writer its wake-up. When the arrivals stop for longer than
-// kSpinGap (the callers are idle or descheduled) it stops watching, and
-// the caller sleeps on work_ as before.
+// kSpinGap (the callers are idle or descheduled) it stops watching and
+// sleeps on work_ as before.
 void CommitWriter::SpinForQueued(size_t wanted, Clock::time_point deadline) {
   size_t seen = queued_.load(std::memory_order_acquire);
   Clock::time_point last_arrival = Clock::now();
