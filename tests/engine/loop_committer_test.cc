@@ -197,7 +197,7 @@ PollingRun RunRounds(uv_loop_t* loop, Store* store, CommitPolling polling) {
     Transition t;
     t.PutIdempotency("r" + std::to_string(round) + "-" + std::to_string(i),
                      "saga");
-    committer.Commit(std::move(t), [&, i](const Status& s) {
+    committer.Commit(std::move(t), [&](const Status& s) {
       EXPECT_OK(s);
       if (ran_in_round++ == 0 && round >= 3 && committer.polling()) {
         ++run.rounds_picked_up_polling;
@@ -211,7 +211,6 @@ PollingRun RunRounds(uv_loop_t* loop, Store* store, CommitPolling polling) {
       }
       for (int j = 0; j < kSagas; ++j) commit(j);
     });
-    (void)i;
   };
   for (int j = 0; j < kSagas; ++j) commit(j);
   uv_run(loop, UV_RUN_DEFAULT);
