@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -58,14 +59,14 @@ void Dormancy::Scan() {
         *timers = store_.DueTimers(horizon, kMaxTimersPerScan);
       },
       [this, timers] {
-        std::vector<std::string> missing;
+        std::vector<TimerRecord> missing;
         if (timers->ok()) {
-          for (const TimerRecord& t : **timers) {
+          for (TimerRecord& t : **timers) {
             const auto timer = ParseTimerRowName(t.name);
             if (timer && timer->kind == TimerKind::kRedrive) {
               hooks_.redrive_near(t.saga_id, t.due_ms);
             } else if (!hooks_.in_memory(t.saga_id)) {
-              missing.push_back(t.saga_id);
+              missing.push_back(std::move(t));
             }
           }
         }
@@ -73,8 +74,8 @@ void Dormancy::Scan() {
       });
 }
 
-void Dormancy::WakeMissing(std::vector<std::string> saga_ids) {
-  if (saga_ids.empty() || !hooks_.running()) {
+void Dormancy::WakeMissing(std::vector<TimerRecord> rows) {
+  if (rows.empty() || !hooks_.running()) {
     scanning_ = false;
     return;
   }
@@ -83,17 +84,33 @@ void Dormancy::WakeMissing(std::vector<std::string> saga_ids) {
     // Sagas that no scan will ever wake: rows that do not decode, or a body
     // the engine cannot run. The record to park each with, and why.
     std::vector<std::pair<SagaRecord, std::string>> poisoned;
+    std::vector<TimerRecord> stale;  // rows that wake nothing
   };
   auto read = std::make_shared<Read>();
   hooks_.off_loop(
-      [this, saga_ids = std::move(saga_ids), read] {
-        for (const std::string& id : saga_ids) {
+      [this, rows = std::move(rows), read]() mutable {
+        // A saga with several rows due is read once, in the order of its
+        // first row's due time.
+        std::vector<std::string> ids;
+        std::unordered_map<std::string, std::vector<TimerRecord*>> rows_of;
+        for (TimerRecord& t : rows) {
+          auto& of = rows_of[t.saga_id];
+          if (of.empty()) ids.push_back(t.saga_id);
+          of.push_back(&t);
+        }
+        auto stale = [&](const std::string& id) {
+          for (TimerRecord* t : rows_of[id]) {
+            read->stale.push_back(std::move(*t));
+          }
+        };
+        for (const std::string& id : ids) {
           auto record = store_.GetSaga(id);
           if (record.status().IsCorruption()) {
             auto unreadable = store_.DescribeUnreadable(id, record.status());
             if (unreadable.ok()) {
               read->poisoned.push_back(
                   {UnreadableRecord(*unreadable), unreadable->error.message()});
+              stale(id);
             } else if (!unreadable.status().IsNotFound()) {
               Log(LogLevel::kError, "engine", "a dormant saga cannot be woken",
                   {.saga_id = id,
@@ -101,9 +118,16 @@ void Dormancy::WakeMissing(std::vector<std::string> saga_ids) {
             }
             continue;
           }
-          if (!record.ok()) continue;  // ended meanwhile
+          if (record.status().IsNotFound()) {
+            stale(id);  // purged
+            continue;
+          }
+          if (!record.ok()) continue;  // a read that failed: the next scan
           // Parked or ended: a timer row it left behind wakes nothing.
-          if (!IsActive(record->state)) continue;
+          if (!IsActive(record->state)) {
+            stale(id);
+            continue;
+          }
           Status loaded = LoadLoggedInput(store_, *record);
           auto saga = loaded.ok() ? FromRecord(*record) : Result<Saga>(loaded);
           if (saga.ok()) {
@@ -111,6 +135,7 @@ void Dormancy::WakeMissing(std::vector<std::string> saga_ids) {
           } else if (saga.status().IsCorruption()) {
             read->poisoned.push_back(
                 {std::move(record).value(), saga.status().message()});
+            stale(id);
           } else {
             // Left on disk; the next scan tries again (a read that failed
             // may not fail twice), and says so again.
@@ -129,6 +154,12 @@ void Dormancy::WakeMissing(std::vector<std::string> saga_ids) {
           }
         }
         for (Saga& saga : read->sagas) hooks_.wake(std::move(saga));
+        // Not those of a saga back in memory meanwhile (a replay): it
+        // writes its own rows, and deletes them itself.
+        std::erase_if(read->stale, [this](const TimerRecord& t) {
+          return hooks_.in_memory(t.saga_id);
+        });
+        if (!read->stale.empty()) hooks_.stale(std::move(read->stale));
       });
 }
 

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "engine/clock.h"
 #include "engine/saga.h"
@@ -41,6 +42,10 @@ class Dormancy {
     // A parked saga's automatic replay falls due within the window.
     std::function<void(const std::string& saga_id, int64_t due_ms)>
         redrive_near;
+    // Timer rows that wake nothing: their saga has ended, is parked (a
+    // poisoned saga's rows stay behind when it is parked), or is gone. The
+    // engine deletes them, so that later scans do not read them again.
+    std::function<void(std::vector<TimerRecord> rows)> stale;
   };
 
   // `window_ms` (>= 1): how near a timer must be for its saga to stay in
@@ -62,7 +67,8 @@ class Dormancy {
   void Close(std::function<void()> closed);
 
  private:
-  void WakeMissing(std::vector<std::string> saga_ids);
+  // `rows`: the timer rows due within the window of sagas not in memory.
+  void WakeMissing(std::vector<TimerRecord> rows);
 
   Clock& clock_;
   Store& store_;

@@ -137,9 +137,12 @@ EngineImpl::EngineImpl(uv_loop_t* loop, EngineOptions options,
                 slots_.Free(workflow);
                 FillSlots(workflow);
               },
-          .redrive_near = [this](
-                              const std::string& id,
-                              int64_t due_ms) { QueueRedrive(id, due_ms); }});
+          .redrive_near = [this](const std::string& id,
+                                 int64_t due_ms) { QueueRedrive(id, due_ms); },
+          .stale =
+              [this](std::vector<TimerRecord> rows) {
+                ForgetStaleTimers(std::move(rows));
+              }});
   grace_timer_ = clock_.NewTimer([this] { CheckpointInFlight(); });
   if (options_.run_sagas) dormancy_->Start();
 }

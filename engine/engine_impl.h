@@ -247,6 +247,8 @@ class EngineImpl final : public Engine {
   void FillSlots(const std::string& workflow);
   void Resume(Active& a);
   void ParkPoisoned(SagaRecord record, const std::string& reason);
+  // Deletes timer rows that wake nothing (Dormancy::Hooks::stale).
+  void ForgetStaleTimers(std::vector<TimerRecord> rows);
   // Why a replay or purge of `saga_id` cannot start (shutting down, the
   // store unhealthy, the saga not parked: `rule` says what may), or OK.
   Status RefuseDlqWork(const std::string& saga_id, std::string_view rule) const;

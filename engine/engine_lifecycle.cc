@@ -171,6 +171,21 @@ void EngineImpl::ParkPoisoned(SagaRecord record, const std::string& reason) {
   });
 }
 
+void EngineImpl::ForgetStaleTimers(std::vector<TimerRecord> rows) {
+  Transition t;
+  for (const TimerRecord& row : rows) {
+    t.DeleteTimer(row.due_ms, row.saga_id, row.name);
+  }
+  Commit(std::move(t), [this, n = rows.size()](const Status& s) {
+    if (!s.ok()) {
+      health_ = s;
+      return;
+    }
+    Log(LogLevel::kInfo, "engine", "stale timer rows deleted",
+        {.extra = {{"rows", n}}});
+  });
+}
+
 void EngineImpl::FillSlots(const std::string& workflow) {
   if (shutting_down_ || !options_.run_sagas) return;
   while (const std::string* front = slots_.Front(workflow)) {

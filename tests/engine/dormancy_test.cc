@@ -48,6 +48,12 @@ class DormancyTest : public ::testing::Test {
             .redrive_near =
                 [this](const std::string& id, int64_t due) {
                   redrives_.push_back({id, due});
+                },
+            .stale =
+                [this](std::vector<TimerRecord> rows) {
+                  for (const TimerRecord& row : rows) {
+                    stale_.push_back(row.saga_id + "/" + row.name);
+                  }
                 }});
   }
   ~DormancyTest() override { dormancy_->Close(nullptr); }
@@ -74,6 +80,7 @@ class DormancyTest : public ::testing::Test {
   std::vector<std::string> woken_;
   std::vector<std::pair<std::string, int64_t>> redrives_;
   std::vector<std::pair<SagaRecord, std::string>> poisoned_;
+  std::vector<std::string> stale_;  // "saga/row name"
 };
 
 TEST_F(DormancyTest, OnlySleepsAndBackoffsAllBeyondTheWindowMayLeaveMemory) {
@@ -159,6 +166,8 @@ TEST_F(DormancyTest, ARowWhoseSagaIsGoneIsSkipped) {
   Sleeping("here", kStart + 600);
   dormancy_->Scan();
   EXPECT_EQ(woken_, std::vector<std::string>{"here"});
+  // Its row wakes nothing: the engine is told to delete it.
+  EXPECT_EQ(stale_, std::vector<std::string>{"gone/sleep:nap"});
 }
 
 // What no scan will ever wake is reported once, to be parked: rows that do
@@ -193,6 +202,58 @@ TEST_F(DormancyTest, ASagaThatCannotBeReadOrRunIsReportedPoisonedNotWoken) {
   EXPECT_EQ(poisoned_[1].first.id, "odd");
   EXPECT_NE(poisoned_[1].second.find("bad snapshot body"), std::string::npos)
       << poisoned_[1].second;
+  // None of their rows will wake anything: all three are to be deleted,
+  // the sleeping saga's is not.
+  EXPECT_EQ(stale_, (std::vector<std::string>{"torn/sleep:nap", "odd/sleep:nap",
+                                              "parked/sleep:nap"}));
+}
+
+// A saga with two rows due is read once, and both its rows are stale
+// together; a saga back in memory by the time the reads are done (a replay
+// meanwhile) keeps its rows.
+TEST_F(DormancyTest, ASagaWithTwoRowsIsReadOnceAndAReplayedOneKeepsItsRows) {
+  Sleeping("parked", kStart + 10);
+  Sleeping("replayed", kStart + 20);
+  Transition t;
+  t.PutTimer({kStart + 30, "parked", TimerRowName(TimerKind::kBackoff, "b")});
+  for (const char* id : {"parked", "replayed"}) {
+    auto rec = store_->GetSaga(id);
+    ASSERT_OK(rec.status());
+    rec->state = SagaState::kParked;
+    t.PutSaga(*rec, SagaState::kRunning);
+  }
+  ASSERT_OK(test::WriteOne(*store_, t));
+  // The replay lands between the reads and their results.
+  Dormancy replayed(
+      clock_, *store_, kWindow,
+      Dormancy::Hooks{
+          .off_loop =
+              [this](std::function<void()> read, std::function<void()> then) {
+                ++trips_;
+                read();
+                if (trips_ == 2) in_memory_.insert("replayed");
+                then();
+              },
+          .running = [] { return true; },
+          .in_memory =
+              [this](const std::string& id) {
+                return in_memory_.count(id) != 0;
+              },
+          .wake = [this](Saga saga) { woken_.push_back(saga.id); },
+          .poisoned = [](SagaRecord, const std::string&) {},
+          .redrive_near = [](const std::string&, int64_t) {},
+          .stale =
+              [this](std::vector<TimerRecord> rows) {
+                for (const TimerRecord& row : rows) {
+                  stale_.push_back(row.saga_id + "/" + row.name);
+                }
+              }});
+  replayed.Scan();
+  replayed.Close(nullptr);
+  EXPECT_EQ(trips_, 2);
+  EXPECT_TRUE(woken_.empty());
+  EXPECT_EQ(stale_,
+            (std::vector<std::string>{"parked/sleep:nap", "parked/backoff:b"}));
 }
 
 }  // namespace

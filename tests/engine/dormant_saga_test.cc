@@ -34,6 +34,7 @@ json FixedRetry(int attempts, int64_t backoff_ms) {
 Status OpenWithWindow(EngineHarness& h, std::shared_ptr<ManualClock> clock,
                       std::map<std::string, NativeAction> actions) {
   EngineOptions options;
+  options.data_dir = "";  // a memory store
   options.clock = std::move(clock);
   options.timer_window_ms = kTimerWindowMs;
   options.actions = std::move(actions);
@@ -137,6 +138,11 @@ TEST(DormantSagaTest, OneWhoseSnapshotStoppedReadingIsParkedAndFreesItsSlot) {
   auto still = h.engine().store().GetSaga(id);
   ASSERT_OK(still.status());
   EXPECT_EQ(still->last_seq, last_seq);
+  // And its timer row, which would wake nothing, is gone: no scan reads it
+  // again.
+  auto rows = h.engine().store().DueTimers(int64_t{1} << 62, 1000);
+  ASSERT_OK(rows.status());
+  for (const TimerRecord& row : *rows) EXPECT_NE(row.saga_id, id) << row.name;
   ASSERT_OK(h.Close());
 }
 

@@ -66,6 +66,15 @@ Status EngineHarness::Open(const std::string& data_dir,
 }
 
 Status EngineHarness::Open(EngineOptions options) {
+  // The server's default, in the test's working directory, would be one
+  // store for every test there: its rows carried from run to run, and two
+  // tests run at once (ctest -j) refused each other's RocksDB lock.
+  if (!options.store && options.data_dir == EngineOptions().data_dir) {
+    return Status::InvalidArgument(
+        "EngineHarness: set data_dir (\"\" for a memory store), not the "
+        "server's default " +
+        options.data_dir);
+  }
   if (options.data_dir.empty()) options.store = NewMemoryStore();
   auto engine = Engine::Open(&loop_, std::move(options));
   if (!engine.ok()) return engine.status();

@@ -58,7 +58,8 @@ class EngineHarness {
               std::map<std::string, NativeAction> actions = {},
               int64_t timer_window_ms = 60000, bool run_sagas = true,
               ActionPolicy action_policy = {});
-  // With every option given; an empty data_dir: an in-memory store.
+  // With every option given; an empty data_dir: an in-memory store (the
+  // default, ./cde-data, is refused: it would be shared by every test).
   Status Open(EngineOptions options);
   // Shuts the engine down cleanly (drain, close, flush).
   Status Close();
