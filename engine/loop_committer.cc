@@ -9,8 +9,8 @@
 namespace cde {
 
 LoopCommitter::LoopCommitter(uv_loop_t* loop, CommitWriter* writer,
-                             CommitPolling polling)
-    : writer_(writer), mode_(polling) {
+                             CommitPolling polling, uint64_t lead_ns)
+    : writer_(writer), mode_(polling), lead_ns_(lead_ns) {
   int rc = uv_async_init(loop, &async_, &LoopCommitter::OnAsync);
   assert(rc == 0 && "uv_async_init cannot fail on a live loop");
   rc = uv_idle_init(loop, &poll_);
@@ -89,8 +89,8 @@ void LoopCommitter::OnPoll(uv_idle_t* handle) {
   // gap too short to sleep in. One that does not come within the budget
   // was late this time; the loop sleeps until it wakes it (and the gap is
   // still measured from when the group went quiet).
-  const uint64_t budget =
-      self->woken_ ? kWokenBudgetNs : kPollBudgetMs * 1'000'000;
+  const uint64_t budget = self->woken_ ? kWokenBudgetLeads * self->lead_ns_
+                                       : kPollBudgetMs * 1'000'000;
   if (now - self->poll_start_ns_ >= budget) {
     self->StopPolling();
     self->woken_ = false;
@@ -132,12 +132,12 @@ void LoopCommitter::Sleep(uint64_t now_ns) {
   const size_t n = std::min(gaps_seen_, gaps.size());
   std::nth_element(gaps.begin(), gaps.begin() + n / 2, gaps.begin() + n);
   const uint64_t gap = gaps[n / 2];
-  if (gap <= 2 * kLeadNs) {
+  if (gap <= 2 * lead_ns_) {
     // A wake-up would cost about as much as polling on: poll through it.
     StartPolling(now_ns);
     return;
   }
-  const uint64_t delay = gap - kLeadNs;
+  const uint64_t delay = gap - lead_ns_;
   itimerspec spec{};
   spec.it_value.tv_sec = static_cast<time_t>(delay / 1'000'000'000);
   spec.it_value.tv_nsec = static_cast<long>(delay % 1'000'000'000);

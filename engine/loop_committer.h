@@ -18,7 +18,8 @@
 // group's last one is in and the loop has been quiet for kQuietNs; then it
 // sleeps, with a timerfd set kLeadNs before the next completion is due (the
 // median of the last gaps from falling asleep to a completion), and polls
-// from that wake-up for at most kWokenBudgetNs; a gap of under 2 * kLeadNs
+// from that wake-up for at most kWokenBudgetLeads leads; a gap of under two
+// leads
 // it polls through (at most kPollBudgetMs). A gap is always measured from
 // the group's going quiet, so polling through short gaps does not shorten
 // the next ones. One commit at a time never polls.
@@ -53,12 +54,16 @@ class LoopCommitter {
   // to poll, and how long it polls on after a completion.
   static constexpr uint64_t kLeadNs = 150'000;
   static constexpr uint64_t kQuietNs = 20'000;
-  // How long a loop woken ahead polls for a completion that has not come.
-  static constexpr uint64_t kWokenBudgetNs = 4 * kLeadNs;
+  // How long a loop woken ahead polls for a completion that has not come
+  // (in leads).
+  static constexpr uint64_t kWokenBudgetLeads = 4;
 
-  // REQUIRES: `loop` and `writer` outlive this object.
+  // REQUIRES: `loop` and `writer` outlive this object. `lead_ns`: the
+  // adaptive lead (tests that must not depend on a loaded machine waking
+  // the loop within 150 us give it more).
   LoopCommitter(uv_loop_t* loop, CommitWriter* writer,
-                CommitPolling polling = CommitPolling::kOff);
+                CommitPolling polling = CommitPolling::kOff,
+                uint64_t lead_ns = kLeadNs);
   LoopCommitter(const LoopCommitter&) = delete;
   LoopCommitter& operator=(const LoopCommitter&) = delete;
   // REQUIRES: Close() was called and its callback has run.
@@ -98,6 +103,7 @@ class LoopCommitter {
   int wake_fd_ = -1;
   CommitWriter* const writer_;
   const CommitPolling mode_;
+  const uint64_t lead_ns_;
   bool polling_ = false;
   bool wake_armed_ = false;
   bool woken_ = false;            // polling because the wake timer fired
