@@ -521,6 +521,7 @@ ActionSpec ParseAction(const json& spec) {
   ActionSpec action;
   action.action = spec.at("action").get<std::string>();
   if (const json* params = Find(spec, "params")) action.params = *params;
+  action.templated = HasTemplateSyntax(action.params);
   action.retry = ParseRetry(Find(spec, "retry"));
   if (const json* timeout = Find(spec, "timeout_ms")) {
     action.timeout_ms = timeout->get<uint64_t>();

@@ -100,10 +100,17 @@ inline constexpr uint32_t kMaxMapItems = 1'000'000;
 struct ActionSpec {
   std::string action;  // "noop", "echo", "fail", "sleep", "exec", "http", ...
   nlohmann::json params = nlohmann::json::object();
+  // HasTemplateSyntax(params), as the parser found it: without, each
+  // attempt sends the params as they are, with no rendering.
+  bool templated = true;
   RetryPolicy retry;
   std::optional<uint64_t> timeout_ms;  // per attempt; nullopt: no timeout
 
-  friend bool operator==(const ActionSpec&, const ActionSpec&) = default;
+  // `templated` follows from the params: not compared.
+  friend bool operator==(const ActionSpec& a, const ActionSpec& b) {
+    return a.action == b.action && a.params == b.params && a.retry == b.retry &&
+           a.timeout_ms == b.timeout_ms;
+  }
 };
 
 enum class StepKind {

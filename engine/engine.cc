@@ -628,18 +628,21 @@ void EngineImpl::Dispatch(Active& a, const AttemptRef& ref, bool resumed) {
       // Sagas from before correlation ids defaulted: their id.
       a.saga.correlation_id.empty() ? id : a.saga.correlation_id,
       a.saga.trace_id, secrets_.redactions()};
-  TemplateScratch scratch;
-  auto tc = TemplateContextAt(*a.def, a.saga, at, SourceOf(a), &scratch,
-                              req.idempotency_key, ref.attempt);
   const bool client = a.def->origin == DefinitionOrigin::kClient;
   // Checked again for every attempt, as the action policy is: a client's
   // definition registered while secrets.clients was on gets none once it
   // is off.
   const bool secrets_refused =
       client && !secrets_.clients() && NamesSecrets(spec.params);
-  if (tc.ok() && !secrets_refused) tc->secrets = &secrets_.values();
-  Result<json> params =
-      tc.ok() ? RenderTemplates(spec.params, *tc) : Result<json>(tc.status());
+  Result<json> params = spec.params;
+  if (spec.templated) {
+    TemplateScratch scratch;
+    auto tc = TemplateContextAt(*a.def, a.saga, at, SourceOf(a), &scratch,
+                                req.idempotency_key, ref.attempt);
+    if (tc.ok() && !secrets_refused) tc->secrets = &secrets_.values();
+    params =
+        tc.ok() ? RenderTemplates(spec.params, *tc) : Result<json>(tc.status());
+  }
   Attempt& attempt = a.attempts[ref.path];
   // Let through its gate (the same attempt again), it keeps what it was.
   const bool again = attempt.ref == ref;

@@ -318,6 +318,17 @@ Result<std::vector<TemplateRef>> CollectTemplateRefs(
   return refs;
 }
 
+bool HasTemplateSyntax(const nlohmann::json& params) {
+  if (params.is_string()) {
+    return params.get_ref<const std::string&>().find("${") != std::string::npos;
+  }
+  if (!params.is_structured()) return false;
+  for (const json& v : params) {
+    if (HasTemplateSyntax(v)) return true;
+  }
+  return false;
+}
+
 Result<nlohmann::json> RenderTemplates(const nlohmann::json& params,
                                        const TemplateContext& context) {
   try {

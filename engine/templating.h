@@ -72,6 +72,10 @@ struct TemplateContext {
   const std::map<std::string, std::string>* secrets = nullptr;
 };
 
+// Whether a string of `params` holds "${" (a reference, or the escape
+// "$${"): only then can rendering change them.
+bool HasTemplateSyntax(const nlohmann::json& params);
+
 // `params` with every reference replaced, or InvalidArgument naming the JSON
 // path and the reference that cannot be resolved
 // ("params.body.trip: ${input.trip_id}: input has no field 'trip_id'").

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/definition.h"
 #include "storage/json_depth.h"
 
 namespace cde {
@@ -67,7 +68,9 @@ TEST_F(TemplatingTest, ItemAndIndexAreThoseOfTheMapStepsItem) {
             "params.x: ${index}: there is no index outside a map step");
   context_.item = &item;
   context_.index = 4;
-  EXPECT_EQ(Render({{"x", "${item}"}, {"q", "${item.qty}"}, {"i", "${index}"},
+  EXPECT_EQ(Render({{"x", "${item}"},
+                    {"q", "${item.qty}"},
+                    {"i", "${index}"},
                     {"s", "item ${index}: ${item.sku}"}}),
             json({{"x", item}, {"q", 2}, {"i", 4}, {"s", "item 4: A1"}}));
   EXPECT_EQ(RenderError({{"x", "${item.price}"}}),
@@ -241,6 +244,37 @@ TEST_F(TemplatingTest, ParamsNestedTooDeepOnceRenderedAreAnError) {
   for (int i = 0; i < 100; ++i) deep_output = deep_output[0];
   outputs_["book"] = deep_output;
   EXPECT_EQ(JsonValueDepth(Render(params)), 501u);
+}
+
+// What the engine renders at each attempt: params with a "${" anywhere in a
+// string (a reference, or the escape, which renders to something else);
+// the others are sent as they are, without building a context.
+TEST(HasTemplateSyntaxTest, OnlyParamsWhoseStringsHoldDollarBraceRender) {
+  for (const char* plain :
+       {R"({})", R"({"a": "b", "n": 1, "l": [true, null, "$5", "{x}"]})",
+        R"("cost: $ {x}")", R"({"${input}": "a key is never rendered"})"}) {
+    EXPECT_FALSE(HasTemplateSyntax(json::parse(plain))) << plain;
+  }
+  for (const char* templated :
+       {R"("${input}")", R"({"a": {"b": ["x", "id ${saga.id}"]}})",
+        R"({"a": "$${x}, not a reference, renders as another string"})"}) {
+    EXPECT_TRUE(HasTemplateSyntax(json::parse(templated))) << templated;
+  }
+}
+
+TEST(HasTemplateSyntaxTest, TheParserMarksEachActionOnce) {
+  auto def =
+      ParseDefinition(json::parse(R"({"name": "w", "version": 1, "steps": [
+        {"name": "plain", "action": "echo", "params": {"a": 1},
+         "compensate": {"action": "echo", "params": {"b": "${saga.id}"}}},
+        {"name": "escaped", "action": "echo", "params": {"a": "$${x}"}},
+        {"name": "none", "action": "noop"}]})"),
+                      {});
+  ASSERT_TRUE(def.ok()) << def.status().ToString();
+  EXPECT_FALSE(def->steps[0].run.templated);
+  EXPECT_TRUE(def->steps[0].compensate->templated);
+  EXPECT_TRUE(def->steps[1].run.templated);
+  EXPECT_FALSE(def->steps[2].run.templated);
 }
 
 TEST(CollectTemplateRefsTest, ParsesEveryKindOfReference) {
