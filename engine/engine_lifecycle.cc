@@ -172,18 +172,24 @@ void EngineImpl::ParkPoisoned(SagaRecord record, const std::string& reason) {
 }
 
 void EngineImpl::ForgetStaleTimers(std::vector<TimerRecord> rows) {
-  Transition t;
-  for (const TimerRecord& row : rows) {
-    t.DeleteTimer(row.due_ms, row.saga_id, row.name);
-  }
-  Commit(std::move(t), [this, n = rows.size()](const Status& s) {
-    if (!s.ok()) {
-      health_ = s;
-      return;
+  // A scan may find many (up to its limit of rows): a commit of a few
+  // hundred kilobytes at most.
+  constexpr size_t kRowsPerCommit = 4096;
+  for (size_t from = 0; from < rows.size(); from += kRowsPerCommit) {
+    const size_t to = std::min(rows.size(), from + kRowsPerCommit);
+    Transition t;
+    for (size_t i = from; i < to; ++i) {
+      t.DeleteTimer(rows[i].due_ms, rows[i].saga_id, rows[i].name);
     }
-    Log(LogLevel::kInfo, "engine", "stale timer rows deleted",
-        {.extra = {{"rows", n}}});
-  });
+    Commit(std::move(t), [this, n = to - from](const Status& s) {
+      if (!s.ok()) {
+        health_ = s;
+        return;
+      }
+      Log(LogLevel::kInfo, "engine", "stale timer rows deleted",
+          {.extra = {{"rows", n}}});
+    });
+  }
 }
 
 void EngineImpl::FillSlots(const std::string& workflow) {

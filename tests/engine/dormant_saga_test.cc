@@ -9,7 +9,10 @@
 
 #include "engine/clock.h"
 #include "engine/engine.h"
+#include "engine/kinds.h"
+#include "engine/saga.h"
 #include "storage/keys.h"
+#include "storage/transition.h"
 #include "tests/engine/engine_harness.h"
 #include "tests/test_util.h"
 
@@ -143,6 +146,42 @@ TEST(DormantSagaTest, OneWhoseSnapshotStoppedReadingIsParkedAndFreesItsSlot) {
   auto rows = h.engine().store().DueTimers(int64_t{1} << 62, 1000);
   ASSERT_OK(rows.status());
   for (const TimerRecord& row : *rows) EXPECT_NE(row.saga_id, id) << row.name;
+  ASSERT_OK(h.Close());
+}
+
+// A scan that finds more stale rows than one commit takes (4,096) deletes
+// them all, over several commits.
+TEST(DormantSagaTest, ThousandsOfStaleRowsOfAParkedSagaAreAllDeleted) {
+  auto clock = std::make_shared<ManualClock>();
+  EngineHarness h;
+  ASSERT_OK(OpenWithWindow(h, clock, {}));
+  Saga parked;
+  parked.id = "parked-with-rows";
+  parked.workflow = "gone";
+  parked.version = 1;
+  parked.state = SagaState::kParked;
+  Transition t;
+  t.PutSaga(ToRecord(parked), std::nullopt);
+  const int64_t due = clock->WallMs() + 1000;
+  for (int i = 0; i < 5000; ++i) {
+    t.PutTimer({due, parked.id,
+                TimerRowName(TimerKind::kSleep, "s" + std::to_string(i))});
+  }
+  const Transition* one = &t;
+  ASSERT_OK(h.engine().store().Write({&one, 1}, /*sync=*/true));
+  auto rows_left = [&] {
+    auto rows = h.engine().store().DueTimers(int64_t{1} << 62, 10000);
+    EXPECT_OK(rows.status());
+    return rows.ok() ? rows->size() : size_t{0};
+  };
+  ASSERT_EQ(rows_left(), 5000u);
+  // One scan (every half window): all of them, not the first commit's.
+  ASSERT_TRUE(h.Pass(*clock, kTimerWindowMs / 2));
+  ASSERT_TRUE(h.RunUntil([&] { return rows_left() == 0; }))
+      << rows_left() << " rows left";
+  auto still = h.engine().store().GetSaga(parked.id);
+  ASSERT_OK(still.status());
+  EXPECT_EQ(still->state, SagaState::kParked);  // the saga itself untouched
   ASSERT_OK(h.Close());
 }
 
