@@ -19,10 +19,9 @@
 // sleeps, with a timerfd set kLeadNs before the next completion is due (the
 // median of the last gaps from falling asleep to a completion), and polls
 // from that wake-up for at most kWokenBudgetLeads leads; a gap of under two
-// leads
-// it polls through (at most kPollBudgetMs). A gap is always measured from
-// the group's going quiet, so polling through short gaps does not shorten
-// the next ones. One commit at a time never polls.
+// leads it polls through (at most kPollBudgetMs). A gap is always measured
+// from the group's going quiet, so polling through short gaps does not
+// shorten the next ones. One commit at a time never polls.
 //
 // Thread safety: Commit, Close and the destructor run on the loop thread.
 #ifndef CDE_ENGINE_LOOP_COMMITTER_H_
