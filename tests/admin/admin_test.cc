@@ -174,6 +174,19 @@ class RawDb {
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
 };
 
+// Registers `definition` on the real engine over `dir`, runs one saga of
+// it to its end and closes the engine; the saga's id.
+Result<std::string> RunOneSaga(const std::string& dir, const json& definition) {
+  test::EngineHarness h;
+  CDE_RETURN_IF_ERROR(h.Open(dir));
+  CDE_RETURN_IF_ERROR(h.Register(definition).status());
+  auto started = h.Start({.workflow = definition["name"].get<std::string>()});
+  CDE_RETURN_IF_ERROR(started.status());
+  CDE_RETURN_IF_ERROR(h.AwaitInactive(started->saga_id).status());
+  CDE_RETURN_IF_ERROR(h.Close());
+  return started->saga_id;
+}
+
 class AdminTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -381,24 +394,15 @@ TEST_F(AdminTest, SagasShowGivesStepsAttemptsTimelineAndWait) {
 
 TEST_F(AdminTest, SagasShowListsAParallelStepsBranchesUnderIt) {
   test::TempDir dir;
-  std::string id;
-  {
-    test::EngineHarness h;
-    ASSERT_OK(h.Open(dir.path()));
-    ASSERT_OK(h.Register(json::parse(R"({
+  auto ran = RunOneSaga(dir.path(), json::parse(R"({
       "name": "fan", "version": 1,
       "steps": [
         {"name": "book", "parallel": {"branches": {
           "flight": [{"name": "flight", "action": "noop"}],
           "hotel": [{"name": "hotel", "action": "noop"}]}}},
-        {"name": "notify", "action": "noop"}]})"))
-                  .status());
-    auto started = h.Start({.workflow = "fan"});
-    ASSERT_OK(started.status());
-    id = started->saga_id;
-    ASSERT_OK(h.AwaitInactive(id).status());
-    ASSERT_OK(h.Close());
-  }
+        {"name": "notify", "action": "noop"}]})"));
+  ASSERT_OK(ran.status());
+  const std::string id = *ran;
   AdminRun r = Admin({"sagas", "show", id, "--json"}, dir.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json j = r.Json();
@@ -433,13 +437,9 @@ TEST_F(AdminTest, SagasShowListsAParallelStepsBranchesUnderIt) {
 // failed after the first page are found, and 20 of them are shown.
 TEST_F(AdminTest, SagasShowFindsTheFailedItemsPastTheFirstPageOfAMap) {
   test::TempDir dir;
-  std::string id;
-  {
-    test::EngineHarness h;
-    ASSERT_OK(h.Open(dir.path()));
-    json items = json::array();
-    for (int i = 0; i < 1100; ++i) items.push_back(i >= 1030 && i < 1060);
-    json def = json::parse(R"({
+  json items = json::array();  // items 1030 to 1059 fail
+  for (int i = 0; i < 1100; ++i) items.push_back(i >= 1030 && i < 1060 ? 1 : 0);
+  json def = json::parse(R"({
       "name": "wide", "version": 1,
       "steps": [
         {"name": "each", "map": {"max_concurrency": 100,
@@ -447,15 +447,10 @@ TEST_F(AdminTest, SagasShowFindsTheFailedItemsPastTheFirstPageOfAMap) {
           "steps": [{"name": "try", "action": "fail",
                      "params": {"fail_attempts": "${item}"},
                      "retry": {"max_attempts": 1}}]}}]})");
-    for (json& v : items) v = v.get<bool>() ? 1 : 0;
-    def["steps"][0]["map"]["items"] = items;
-    ASSERT_OK(h.Register(def).status());
-    auto started = h.Start({.workflow = "wide"});
-    ASSERT_OK(started.status());
-    id = started->saga_id;
-    ASSERT_OK(h.AwaitInactive(id).status());
-    ASSERT_OK(h.Close());
-  }
+  def["steps"][0]["map"]["items"] = items;
+  auto ran = RunOneSaga(dir.path(), def);
+  ASSERT_OK(ran.status());
+  const std::string id = *ran;
   AdminRun r = Admin({"sagas", "show", id, "--json"}, dir.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const json j = r.Json();
@@ -470,11 +465,7 @@ TEST_F(AdminTest, SagasShowFindsTheFailedItemsPastTheFirstPageOfAMap) {
 
 TEST_F(AdminTest, SagasShowAndItemsGiveAMapStepsItemsAndTheOnesThatFailed) {
   test::TempDir dir;
-  std::string id;
-  {
-    test::EngineHarness h;
-    ASSERT_OK(h.Open(dir.path()));
-    ASSERT_OK(h.Register(json::parse(R"({
+  auto ran = RunOneSaga(dir.path(), json::parse(R"({
       "name": "fan", "version": 1,
       "steps": [
         {"name": "each", "map": {"items": [1, 0, 1, 0, 1],
@@ -482,14 +473,9 @@ TEST_F(AdminTest, SagasShowAndItemsGiveAMapStepsItemsAndTheOnesThatFailed) {
           "steps": [{"name": "try", "action": "fail",
                      "params": {"fail_attempts": "${item}"},
                      "retry": {"max_attempts": 1}}]}},
-        {"name": "notify", "action": "noop"}]})"))
-                  .status());
-    auto started = h.Start({.workflow = "fan"});
-    ASSERT_OK(started.status());
-    id = started->saga_id;
-    ASSERT_OK(h.AwaitInactive(id).status());
-    ASSERT_OK(h.Close());
-  }
+        {"name": "notify", "action": "noop"}]})"));
+  ASSERT_OK(ran.status());
+  const std::string id = *ran;
   AdminRun r = Admin({"sagas", "show", id, "--json"}, dir.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   json j = r.Json();
