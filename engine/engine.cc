@@ -495,7 +495,9 @@ void EngineImpl::OnCommitted(const std::string& id, Plan& plan,
   }
   ObserveCommitted(plan);
   if (plan.wrote_snapshot) a.snapshot_seq = plan.saga.last_seq;
-  a.saga = std::move(plan.saga);
+  // The state it replaces goes with the plan, whose continuation the
+  // committer frees once the loop is quiet (LoopCommitter::Reap).
+  std::swap(a.saga, plan.saga);
   // Empty unless Build had a base: then the next transition is likely soon.
   a.committed_body.swap(plan.body);
   std::swap(a.committed_layout, plan.body_layout);

@@ -15,9 +15,12 @@ LoopCommitter::LoopCommitter(uv_loop_t* loop, CommitWriter* writer,
   assert(rc == 0 && "uv_async_init cannot fail on a live loop");
   rc = uv_idle_init(loop, &poll_);
   assert(rc == 0 && "uv_idle_init cannot fail");
+  rc = uv_prepare_init(loop, &reap_);
+  assert(rc == 0 && "uv_prepare_init cannot fail");
   (void)rc;
   async_.data = this;
   poll_.data = this;
+  reap_.data = this;
   if (mode_ != CommitPolling::kAdaptive) return;
   wake_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (wake_fd_ >= 0 && uv_poll_init(loop, &wake_, wake_fd_) == 0) {
@@ -34,6 +37,22 @@ LoopCommitter::LoopCommitter(uv_loop_t* loop, CommitWriter* writer,
 
 LoopCommitter::~LoopCommitter() {
   assert(closed_ && "close the LoopCommitter before destroying it");
+}
+
+// Before the loop blocks in epoll: nothing is left to run, so what the
+// continuations held can go. Not while polling: a polling loop is still
+// taking a group's completions (or, polling always, spinning through a
+// sync, which OnPoll reaps in once the group is quiet).
+void LoopCommitter::OnPrepare(uv_prepare_t* handle) {
+  auto* self = static_cast<LoopCommitter*>(handle->data);
+  if (!self->polling_) self->Reap();
+}
+
+void LoopCommitter::Reap() {
+  if (retired_count_ == 0) return;
+  retired_.clear();
+  retired_count_ = 0;
+  uv_prepare_stop(&reap_);
 }
 
 void LoopCommitter::Commit(Transition transition, Then then) {
@@ -69,6 +88,7 @@ void LoopCommitter::OnPoll(uv_idle_t* handle) {
     return;
   }
   if (self->mode_ == CommitPolling::kAlways) {
+    if (uv_hrtime() - self->last_drain_ns_ >= kQuietNs) self->Reap();
     if (uv_now(handle->loop) - self->polled_since_ >= kPollBudgetMs) {
       self->poll_spent_ = true;
       self->StopPolling();
@@ -169,8 +189,18 @@ void LoopCommitter::Drain() {
     woken_ = false;
   }
   for (Completion& c : ready) c.then(c.status);
+  // A continuation may have closed the committer (and its reap handle).
+  if (!ready.empty() && !closing_) {
+    retired_count_ += ready.size();
+    retired_.push_back(std::move(ready));
+    if (retired_count_ >= kRetiredCompletions) {
+      Reap();
+    } else {
+      uv_prepare_start(&reap_, &LoopCommitter::OnPrepare);
+    }
+  }
+  last_drain_ns_ = uv_hrtime();
   if (mode_ == CommitPolling::kAdaptive) {
-    last_drain_ns_ = uv_hrtime();
     // The rest of the group follows within microseconds: poll for it.
     if (!polling_ && in_flight_ >= kPollInFlight) StartPolling(last_drain_ns_);
   }
@@ -180,8 +210,11 @@ void LoopCommitter::Drain() {
 void LoopCommitter::Close(std::function<void()> on_closed) {
   assert(in_flight_ == 0 && "drain commits before closing");
   on_closed_ = std::move(on_closed);
+  closing_ = true;
   polling_ = false;
   DisarmWake();
+  Reap();
+  uv_close(reinterpret_cast<uv_handle_t*>(&reap_), &LoopCommitter::OnClose);
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_), &LoopCommitter::OnClose);
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), &LoopCommitter::OnClose);
   if (wake_fd_ >= 0) {

@@ -23,6 +23,11 @@
 // from the group's going quiet, so polling through short gaps does not
 // shorten the next ones. One commit at a time never polls.
 //
+// Continuations are destroyed after the loop has gone quiet, not as they
+// run: what they hold (a committed plan, the saga state it replaced, the
+// callbacks it answered) is freed while the disk syncs the next group, off
+// the loop's pass that produces that group (see Reap).
+//
 // Thread safety: Commit, Close and the destructor run on the loop thread.
 #ifndef CDE_ENGINE_LOOP_COMMITTER_H_
 #define CDE_ENGINE_LOOP_COMMITTER_H_
@@ -88,6 +93,9 @@ class LoopCommitter {
   static void OnAsync(uv_async_t* handle);
   static void OnPoll(uv_idle_t* handle);
   static void OnWake(uv_poll_t* handle, int status, int events);
+  static void OnPrepare(uv_prepare_t* handle);
+  // Destroys the continuations that have run.
+  void Reap();
   void StartPolling(uint64_t now_ns);
   void StopPolling();
   // Adaptive: the loop is about to sleep with commits in flight.
@@ -97,8 +105,9 @@ class LoopCommitter {
   void Drain();
 
   uv_async_t async_;
-  uv_idle_t poll_;  // active while polling_
-  uv_poll_t wake_;  // the timerfd that wakes the loop to poll
+  uv_idle_t poll_;     // active while polling_
+  uv_poll_t wake_;     // the timerfd that wakes the loop to poll
+  uv_prepare_t reap_;  // before the loop blocks: Reap
   int wake_fd_ = -1;
   CommitWriter* const writer_;
   const CommitPolling mode_;
@@ -116,9 +125,16 @@ class LoopCommitter {
   bool poll_spent_ = false;    // the budget ran out: no polling until Drain
   uint64_t polled_since_ = 0;  // uv_now of the last completion or start
   size_t in_flight_ = 0;
-  int open_handles_ = 2;  // 3 with the wake timer
+  int open_handles_ = 3;  // 4 with the wake timer
+  bool closing_ = false;  // Close was called
   bool closed_ = false;
   std::function<void()> on_closed_;
+
+  // Continuations that have run, by Drain, until Reap; at most
+  // kRetiredCompletions before Drain reaps them itself.
+  static constexpr size_t kRetiredCompletions = 4096;
+  std::vector<std::vector<Completion>> retired_;
+  size_t retired_count_ = 0;
 
   std::mutex mu_;
   std::vector<Completion> completed_;  // GUARDED_BY(mu_); filled by writer

@@ -100,6 +100,43 @@ TEST_F(LoopCommitterTest, APollingCommitterPollsOnlyWhileEnoughAreInFlight) {
   EXPECT_TRUE(closed);
 }
 
+// What continuations held (a committed plan, the state it replaced) is
+// freed after they have run, but before the loop waits for anything else,
+// whether it polls or not: none of it lingers until the committer closes.
+TEST_F(LoopCommitterTest, WhatContinuationsHeldIsFreedBeforeTheLoopWaits) {
+  for (const CommitPolling mode :
+       {CommitPolling::kOff, CommitPolling::kAdaptive,
+        CommitPolling::kAlways}) {
+    CommitWriter writer(store_.get(), {});
+    LoopCommitter committer(&loop_, &writer, mode);
+    constexpr int kCommits = 100;
+    int ran = 0;
+    int freed = 0;
+    for (int i = 0; i < kCommits; ++i) {
+      Transition t;
+      t.PutIdempotency("k" + std::to_string(i), "saga");
+      std::shared_ptr<int> held(new int(i), [&freed](int* p) {
+        ++freed;
+        delete p;
+      });
+      committer.Commit(std::move(t), [&, held](const Status& s) {
+        EXPECT_OK(s);
+        EXPECT_NE(held, nullptr);
+        if (++ran == kCommits) uv_stop(&loop_);
+      });
+    }
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    ASSERT_EQ(ran, kCommits);
+    // The loop's next turn, before it would block, frees them.
+    uv_run(&loop_, UV_RUN_NOWAIT);
+    EXPECT_EQ(freed, kCommits) << "polling mode " << static_cast<int>(mode);
+    bool closed = false;
+    committer.Close([&] { closed = true; });
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    EXPECT_TRUE(closed);
+  }
+}
+
 // Holds every write until Release(): a disk that completes nothing.
 class HeldStore : public test::StoreWrapper {
  public:
