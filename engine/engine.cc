@@ -493,7 +493,7 @@ void EngineImpl::OnCommitted(const std::string& id, Plan& plan,
     RunDeferred(a);  // `gone` keeps it alive meanwhile
     return;
   }
-  ObserveCommitted(plan);
+  ObserveCommitted(a, plan);
   if (plan.wrote_snapshot) a.snapshot_seq = plan.saga.last_seq;
   // The state it replaces goes with the plan, whose continuation the
   // committer frees once the loop is quiet (LoopCommitter::Reap).
@@ -651,6 +651,7 @@ void EngineImpl::Dispatch(Active& a, const AttemptRef& ref, bool resumed) {
   Abandon(attempt);  // an earlier attempt of the step, if its result is late
   attempt.maybe_sent = resumed || (again && attempt.maybe_sent);
   attempt.ref = ref;
+  attempt.step = at.step;
   // Stopped before a restart (Resume sends it again): awaited for a while
   // at most, at a gate too (and again once the gate lets it through). A new
   // attempt is never stopped yet: no need to look its wait up.

@@ -68,6 +68,41 @@ struct EngineInstruments {
   Counter* commit_groups_gathered;
 };
 
+// The series a workflow definition's sagas and steps count in, looked up
+// once instead of at every commit and outcome (MetricFamily::With takes a
+// lock and compares label strings). Loop thread only. Entries are never
+// dropped: neither are the series, nor the definitions a registry has held.
+class SeriesCache {
+ public:
+  using Def = std::shared_ptr<const WorkflowDefinition>;
+  struct Series {
+    std::string label;  // the step label
+    // cde_attempts_total by result, each filled once it is counted.
+    Counter* ok = nullptr;
+    Counter* error = nullptr;
+    Counter* timeout = nullptr;
+    Histogram* duration = nullptr;  // cde_step_duration_seconds
+  };
+  explicit SeriesCache(const EngineInstruments& m) : m_(m) {}
+  // Of step `step` (an index into def->steps) of `def`, at `path` (one of
+  // its instances: its label is the path without item indices).
+  Series& Step(const Def& def, int step, std::string_view path);
+  // cde_sagas_started_total and cde_sagas_finished_total of `def`.
+  Counter& Started(const Def& def);
+  Counter& Finished(const Def& def, SagaState state);
+
+ private:
+  struct OfDefinition {
+    Def def;  // holds the key alive
+    std::vector<std::optional<Series>> steps;
+    Counter* started = nullptr;
+    std::map<SagaState, Counter*> finished;
+  };
+  OfDefinition& Of(const Def& def);
+  const EngineInstruments& m_;
+  std::unordered_map<const WorkflowDefinition*, OfDefinition> by_def_;
+};
+
 // What Open makes of EngineOptions on this machine, before the store opens.
 struct ResolvedOptions {
   std::shared_ptr<DestinationPolicy> destinations;
@@ -124,6 +159,7 @@ class EngineImpl final : public Engine {
   // planned.
   struct Attempt {
     AttemptRef ref;
+    int step = -1;  // its step's index in the definition
     // The gate (rate limit or circuit breaker) it waits at, "" = none; and
     // the breaker it reports to once dispatched.
     std::string gate;
@@ -315,7 +351,7 @@ class EngineImpl final : public Engine {
                     const std::string& by, Callback<SagaState> done);
 
   // Metrics (engine_metrics.cc). `plan` has committed.
-  void ObserveCommitted(const Plan& plan);
+  void ObserveCommitted(const Active& a, const Plan& plan);
   // `attempt` of `a` is being dispatched (stamps attempt.dispatched).
   void ObserveDispatch(const Active& a, Attempt& attempt);
   // Attempt `o` of `a` has its (non-stale) outcome, which reached the loop
@@ -343,6 +379,7 @@ class EngineImpl final : public Engine {
   // Before the writer, which observes into it from its own thread.
   Metrics metrics_;
   EngineInstruments m_{metrics_};
+  SeriesCache series_{m_};
   std::unique_ptr<Store> store_;
   std::unique_ptr<CommitWriter> writer_;
   std::unique_ptr<LoopCommitter> committer_;

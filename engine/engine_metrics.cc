@@ -183,18 +183,15 @@ void LogSagaEvent(const Saga& saga, EventKind kind, const EventData& data) {
   Log(level, "engine", EventKindName(kind), f);
 }
 
-void EngineImpl::ObserveCommitted(const Plan& plan) {
+void EngineImpl::ObserveCommitted(const Active& a, const Plan& plan) {
   const Saga& after = plan.saga;
   const std::string& wf = after.workflow;
-  if (!plan.previous_state) m_.sagas_started->With({wf}).Increment();
+  if (!plan.previous_state) series_.Started(a.def).Increment();
   const bool was_active = plan.previous_state && IsActive(*plan.previous_state);
   if (was_active != IsActive(after.state)) {
     m_.sagas_in_flight->Add(was_active ? -1 : 1);
   }
-  if (plan.finishes()) {
-    m_.sagas_finished->With({wf, std::string(SagaStateName(after.state))})
-        .Increment();
-  }
+  if (plan.finishes()) series_.Finished(a.def, after.state).Increment();
   for (const PlannedEvent& e : plan.to_log) LogSagaEvent(after, e.kind, e.data);
   if (plan.dlq_put) {
     m_.dlq_entries->Add(1);
@@ -248,13 +245,55 @@ void EngineImpl::ObserveOutcome(const Active& a, const Attempt& attempt,
                                 Steady::time_point arrived) {
   m_.attempts_in_flight->Set(static_cast<double>(attempts_.count()));
   if (o.ref.compensation) return;  // counted by cde_compensations_total
-  const std::string step = StepLabel(o.ref.path);
+  SeriesCache::Series& series = series_.Step(a.def, attempt.step, o.ref.path);
   const char* result = o.ok                        ? "ok"
                        : o.error.kind == "timeout" ? "timeout"
                                                    : "error";
-  m_.attempts->With({a.saga.workflow, step, result}).Increment();
-  m_.step_duration->With({a.saga.workflow, step})
-      .Observe(Seconds(arrived - attempt.dispatched));
+  Counter*& attempts = o.ok                        ? series.ok
+                       : o.error.kind == "timeout" ? series.timeout
+                                                   : series.error;
+  // Each result's series once it happens: /metrics lists no result of a
+  // step that never had it.
+  if (attempts == nullptr) {
+    attempts = &m_.attempts->With({a.def->name, series.label, result});
+  }
+  attempts->Increment();
+  series.duration->Observe(Seconds(arrived - attempt.dispatched));
+}
+
+SeriesCache::OfDefinition& SeriesCache::Of(const Def& def) {
+  OfDefinition& of = by_def_[def.get()];
+  if (of.def == nullptr) {
+    of.def = def;
+    of.steps.resize(def->steps.size());
+  }
+  return of;
+}
+
+Counter& SeriesCache::Started(const Def& def) {
+  OfDefinition& of = Of(def);
+  if (of.started == nullptr) of.started = &m_.sagas_started->With({def->name});
+  return *of.started;
+}
+
+Counter& SeriesCache::Finished(const Def& def, SagaState state) {
+  Counter*& finished = Of(def).finished[state];
+  if (finished == nullptr) {
+    finished = &m_.sagas_finished->With({def->name, SagaStateName(state)});
+  }
+  return *finished;
+}
+
+SeriesCache::Series& SeriesCache::Step(const Def& def, int step,
+                                       std::string_view path) {
+  assert(step >= 0 && static_cast<size_t>(step) < def->steps.size());
+  std::optional<Series>& cached = Of(def).steps[static_cast<size_t>(step)];
+  if (!cached) {
+    cached.emplace();
+    cached->label = StepLabel(path);
+    cached->duration = &m_.step_duration->With({def->name, cached->label});
+  }
+  return *cached;
 }
 
 void EngineImpl::ObservePoisoned(const std::string& workflow) {
