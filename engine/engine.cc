@@ -403,12 +403,23 @@ void EngineImpl::CreateSaga(StartRequest request, DefPtr def,
   });
 }
 
+namespace {
+// As many as commits in flight at the concurrency the benchmarks run; a
+// plan whose saga is large is let go rather than kept.
+constexpr size_t kSparePlans = 256;
+constexpr size_t kSparePlanBytes = 8192;
+}  // namespace
+
 void EngineImpl::Apply(Active& a, Plan&& planned,
                        std::function<void(const Status&)> after) {
-  // Held by pointer until it is committed: a plan holds a whole saga, which
-  // the continuation (a copyable std::function) would otherwise move again
-  // at every hand-off.
-  auto held = std::make_shared<Plan>(std::move(planned));
+  Apply(a, std::make_shared<Plan>(std::move(planned)), std::move(after));
+}
+
+// Held by pointer until it is committed: a plan holds a whole saga, which
+// the continuation (a copyable std::function) would otherwise move again
+// at every hand-off.
+void EngineImpl::Apply(Active& a, std::shared_ptr<Plan> held,
+                       std::function<void(const Status&)> after) {
   Plan& plan = *held;
   a.committing = true;
   plan.saga.checkpointed = false;  // it moves on from its checkpoint
@@ -416,9 +427,16 @@ void EngineImpl::Apply(Active& a, Plan&& planned,
   const Plan::Base base = PatchBase(a, plan);
   if (base.saga != nullptr) LendBodyBuffers(plan);
   Transition t = plan.Build(Now(), base);
-  Commit(std::move(t), [this, id = a.saga.id, held = std::move(held),
+  // Its snapshot's size (a patch's transition is smaller than its saga,
+  // but then Build kept the snapshot body).
+  const bool spare = t.ByteSize() + plan.body.size() <= kSparePlanBytes;
+  Commit(std::move(t), [this, id = a.saga.id, held = std::move(held), spare,
                         after = std::move(after)](const Status& s) {
-    OnCommitted(id, *held, s, after);
+    OnCommitted(id, held, s, after);
+    // Its continuation, which still holds it, has run: nothing reads it.
+    if (spare && spare_plans_.size() < kSparePlans) {
+      spare_plans_.push_back(held);
+    }
   });
 }
 
@@ -459,6 +477,13 @@ void EngineImpl::LendBodyBuffers(Plan& plan) {
   }
 }
 
+std::shared_ptr<Plan> EngineImpl::SparePlan() {
+  if (spare_plans_.empty()) return std::make_shared<Plan>();
+  std::shared_ptr<Plan> plan = std::move(spare_plans_.back());
+  spare_plans_.pop_back();
+  return plan;
+}
+
 void EngineImpl::TakeBackBodyBuffers(Plan& plan) {
   if (plan.body.capacity() > 0 && plan.body.capacity() <= kSpareBodyBytes &&
       spare_bodies_.size() < kSpareBodyBuffers) {
@@ -471,9 +496,11 @@ void EngineImpl::TakeBackBodyBuffers(Plan& plan) {
   }
 }
 
-void EngineImpl::OnCommitted(const std::string& id, Plan& plan,
+void EngineImpl::OnCommitted(const std::string& id,
+                             const std::shared_ptr<Plan>& held,
                              const Status& status,
                              const std::function<void(const Status&)>& after) {
+  Plan& plan = *held;
   auto it = active_.find(id);
   if (it == active_.end()) return;  // cannot happen: only commits remove
   Active& a = *it->second;
@@ -755,8 +782,12 @@ void EngineImpl::PlanOutcomes(const std::string& id,
   // attempts which finished in time do not run again.
   if (a.checkpointed) return;
   std::vector<bool> applied;
-  auto plan = PlanAttemptResults(Context(a), a.saga, taken.outcomes, &applied);
-  if (!plan) return;  // stale: timed-out or superseded attempts
+  std::shared_ptr<Plan> plan = SparePlan();
+  if (!PlanAttemptResultsInto(Context(a), a.saga, taken.outcomes, &applied,
+                              plan.get())) {
+    spare_plans_.push_back(std::move(plan));
+    return;  // stale: timed-out or superseded attempts
+  }
   // The attempts are over; their results' commit holds work_ from here.
   WorkGate::Holder busy = work_.Enter();
   for (size_t i = 0; i < taken.outcomes.size(); ++i) {
@@ -771,7 +802,7 @@ void EngineImpl::PlanOutcomes(const std::string& id,
       a.attempts.erase(at);
     }
   }
-  Apply(a, std::move(*plan), nullptr);
+  Apply(a, std::move(plan), nullptr);
 }
 
 void EngineImpl::OnTimerDue(const TimerQueue::Entry& e) {

@@ -250,6 +250,11 @@ class EngineImpl final : public Engine {
 
   // Commits `plan` for `a`, then acts on it. `after` runs once committed.
   void Apply(Active& a, Plan&& plan, std::function<void(const Status&)> after);
+  void Apply(Active& a, std::shared_ptr<Plan> plan,
+             std::function<void(const Status&)> after);
+  // A plan to plan into: one a commit gave back (its saga copied into the
+  // strings and vectors it has, not new ones), or a new one.
+  std::shared_ptr<Plan> SparePlan();
   // What a's plan may write a patch of its snapshot against instead of the
   // snapshot (none: the whole snapshot).
   static Plan::Base PatchBase(const Active& a, const Plan& plan);
@@ -259,8 +264,10 @@ class EngineImpl final : public Engine {
   // (a body and its layout would be three allocations per transition).
   void LendBodyBuffers(Plan& plan);
   void TakeBackBodyBuffers(Plan& plan);
-  // `plan` is the committed plan's, which OnCommitted takes apart.
-  void OnCommitted(const std::string& id, Plan& plan, const Status& status,
+  // `plan` is the committed plan's, which OnCommitted takes apart (and
+  // keeps as a spare).
+  void OnCommitted(const std::string& id, const std::shared_ptr<Plan>& plan,
+                   const Status& status,
                    const std::function<void(const Status&)>& after);
   // Runs `event` now, or after the saga's commit in flight.
   void WhenIdle(Active& a, std::function<void()> event);
@@ -398,6 +405,9 @@ class EngineImpl final : public Engine {
   // most one per commit in flight is ever out.
   std::vector<std::string> spare_bodies_;
   std::vector<BodyLayout> spare_layouts_;
+  // Committed plans for the next ones (SparePlan); each still holds the
+  // state its saga had before its commit.
+  std::vector<std::shared_ptr<Plan>> spare_plans_;
   // Starts with an idempotency key that is being looked up or committed.
   // Later starts with the same key wait here and get the same saga.
   struct PendingKey {

@@ -89,6 +89,11 @@ struct Plan {
 
   // What to do once committed.
   std::vector<PlanAction> actions;
+  // Makes this the empty plan of a transition of `from`, as a fresh plan
+  // would be, keeping the storage of what it held (its buffers and
+  // strings): a plan reused for the next transition (of any saga) copies
+  // the saga into memory it already has.
+  void Reset(const Saga& from);
   // Whether the saga ends here (a kFinish action).
   bool finishes() const;
   // The events to write log lines about once committed (Build moves
@@ -164,6 +169,11 @@ std::optional<Plan> PlanAttemptResult(const PlanContext& ctx, const Saga& saga,
 std::optional<Plan> PlanAttemptResults(
     const PlanContext& ctx, const Saga& saga,
     const std::vector<AttemptOutcome>& outcomes, std::vector<bool>* applied);
+// The same plan made in `*out` (Plan::Reset first: whatever it held is
+// replaced); false if none was, and then *out holds nothing of use.
+bool PlanAttemptResultsInto(const PlanContext& ctx, const Saga& saga,
+                            const std::vector<AttemptOutcome>& outcomes,
+                            std::vector<bool>* applied, Plan* out);
 
 // A durable timer fell due; nullopt if the saga does not wait for it.
 std::optional<Plan> PlanTimerFired(const PlanContext& ctx, const Saga& saga,

@@ -116,16 +116,27 @@ std::optional<Plan> PlanAttemptResult(const PlanContext& ctx, const Saga& saga,
 std::optional<Plan> PlanAttemptResults(
     const PlanContext& ctx, const Saga& saga,
     const std::vector<AttemptOutcome>& outcomes, std::vector<bool>* applied) {
-  Plan p = ti::From(saga);
+  Plan p;
+  if (!PlanAttemptResultsInto(ctx, saga, outcomes, applied, &p)) {
+    return std::nullopt;
+  }
+  return p;
+}
+
+bool PlanAttemptResultsInto(const PlanContext& ctx, const Saga& saga,
+                            const std::vector<AttemptOutcome>& outcomes,
+                            std::vector<bool>* applied, Plan* out) {
+  Plan& p = *out;
+  p.Reset(saga);
   applied->assign(outcomes.size(), false);
   bool any = false;
   for (size_t i = 0; i < outcomes.size() && !p.finishes(); ++i) {
     (*applied)[i] = ApplyAttemptResult(ctx, p, outcomes[i]);
     any = any || (*applied)[i];
   }
-  if (!any) return std::nullopt;
+  if (!any) return false;
   if (outcomes.size() > 1) DropCutTimers(p);
-  return p;
+  return true;
 }
 
 }  // namespace cde

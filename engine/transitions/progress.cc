@@ -554,6 +554,26 @@ Plan From(const Saga& saga) {
 
 using nlohmann::json;
 
+void Plan::Reset(const Saga& from) {
+  // Every field of a Plan is reset here: one added must be too.
+  static_assert(sizeof(Plan) == 936, "reset the new field of Plan here");
+  saga = from;  // assigned, not constructed: into the strings it has
+  items.clear();
+  touched.clear();
+  previous_state = from.state;
+  events.clear();
+  timers_put.clear();
+  timers_delete.clear();
+  dlq_put.reset();
+  dlq_delete = false;
+  put_idempotency = false;
+  actions.clear();
+  to_log.clear();
+  wrote_snapshot = true;
+  body.clear();
+  body_layout.clear();
+}
+
 bool Plan::finishes() const {
   for (const PlanAction& a : actions) {
     if (a.kind == PlanAction::Kind::kFinish) return true;

@@ -65,7 +65,8 @@ BENCHMARK(BM_BuildStepTransition);
 // The loop's share of a saga step: the first of three steps succeeded, so
 // the plan records that and starts the second (two log events), and is
 // built into its transition, which is then dropped, with the plan.
-void PlanStepResult(benchmark::State& state, bool patched) {
+void PlanStepResult(benchmark::State& state, bool patched,
+                    bool reused = false) {
   auto def = cde::ParseDefinition({{"name", "bench"},
                                    {"version", 1},
                                    {"steps",
@@ -89,8 +90,17 @@ void PlanStepResult(benchmark::State& state, bool patched) {
   const std::vector<cde::AttemptOutcome> outcomes = {
       {{"one", false, 1}, true, {{"booking", "H-17"}}, {}}};
   std::vector<bool> applied;
+  cde::Plan spare;  // what the engine plans into (Plan::Reset)
   for (auto _ : state) {
-    auto plan = cde::PlanAttemptResults(ctx, saga, outcomes, &applied);
+    std::optional<cde::Plan> fresh;
+    cde::Plan* plan = &spare;
+    if (!reused) {
+      fresh = cde::PlanAttemptResults(ctx, saga, outcomes, &applied);
+      plan = &*fresh;
+    } else if (!cde::PlanAttemptResultsInto(ctx, saga, outcomes, &applied,
+                                            plan)) {
+      return state.SkipWithError("the step was not planned");
+    }
     cde::Transition t =
         plan->Build(now + 1, patched ? cde::Plan::Base{&saga, &body, &layout}
                                      : cde::Plan::Base{});
@@ -110,6 +120,12 @@ void BM_PlanStepResultPatched(benchmark::State& state) {
   PlanStepResult(state, true);
 }
 BENCHMARK(BM_PlanStepResultPatched);
+// The same into a plan an earlier step used, as the engine plans (its saga
+// copied into the strings and vectors the plan already has).
+void BM_PlanStepResultPatchedReused(benchmark::State& state) {
+  PlanStepResult(state, true, true);
+}
+BENCHMARK(BM_PlanStepResultPatchedReused);
 
 // A typical input schema with two patterns (their programs cached).
 void BM_ValidateInputWithPatterns(benchmark::State& state) {

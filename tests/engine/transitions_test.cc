@@ -279,6 +279,72 @@ TEST_F(TransitionsTest, ParkPolicyParksWithADlqEntry) {
   EXPECT_THAT(Actions(*p), ElementsAre("finish"));
 }
 
+// The engine plans into plans its commits gave back (Plan::Reset): one
+// that held another saga's transition (parked: a DLQ row, a finish, a
+// whole snapshot; then patched against a base) plans and builds exactly
+// what a new plan does, transition after transition.
+TEST_F(TransitionsTest,
+       APlanReusedAfterAnotherSagasTransitionPlansWhatANewOneDoes) {
+  Plan reused;
+  {
+    const WorkflowDefinition ordinary = def_;
+    def_ =
+        Def({WithUndo("a"), BookStep("b", {{"retry", {{"max_attempts", 1}}}})},
+            "park");
+    const Saga other = Feed(Start().saga, Ok(0));
+    std::vector<bool> applied;
+    ASSERT_TRUE(
+        PlanAttemptResultsInto(Ctx(), other, {Err(1, 1)}, &applied, &reused));
+    ASSERT_TRUE(reused.dlq_put);
+    // With a base, Build keeps the snapshot body and its layout too.
+    const std::string other_body = "not a patch base: the saga parks";
+    reused.Build(kNow, {&other, &other_body, nullptr});
+    ASSERT_FALSE(reused.body.empty());
+    def_ = ordinary;
+  }
+  Plan started = Start();
+  started.Build(kNow);
+  Saga s = started.saga;
+  std::string body;  // the engine's base: the last commit's snapshot body
+  BodyLayout layout;
+  {
+    CborWriter w(&body);
+    WriteSnapshotBody(s, w, &layout);
+  }
+  for (int step = 0; step < 3; ++step) {
+    std::vector<bool> applied;
+    std::optional<Plan> fresh =
+        PlanAttemptResults(Ctx(), s, {Ok(step)}, &applied);
+    ASSERT_TRUE(fresh);
+    ASSERT_TRUE(
+        PlanAttemptResultsInto(Ctx(), s, {Ok(step)}, &applied, &reused));
+    EXPECT_EQ(Types(reused), Types(*fresh)) << step;
+    EXPECT_EQ(Actions(reused), Actions(*fresh)) << step;
+    EXPECT_EQ(reused.timers_put, fresh->timers_put) << step;
+    EXPECT_EQ(reused.timers_delete, fresh->timers_delete) << step;
+    EXPECT_EQ(reused.dlq_put.has_value(), fresh->dlq_put.has_value()) << step;
+    EXPECT_EQ(reused.previous_state, fresh->previous_state) << step;
+    const Plan::Base base{&s, &body, &layout};
+    std::vector<std::string> rows[2];
+    for (Plan* p : {&*fresh, &reused}) {
+      const Transition t = p->Build(kNow + 1 + step, base);
+      t.ForEach([&](Cf cf, bool del, std::string_view key, std::string_view v) {
+        rows[p == &reused].push_back(std::string(CfName(cf)) +
+                                     (del ? " del " : " put ") +
+                                     std::string(key) + "=" + std::string(v));
+      });
+    }
+    EXPECT_EQ(rows[1], rows[0]) << step;
+    EXPECT_EQ(reused.saga, fresh->saga) << step;
+    EXPECT_EQ(reused.body, fresh->body) << step;
+    EXPECT_EQ(reused.wrote_snapshot, fresh->wrote_snapshot) << step;
+    s = fresh->saga;
+    body = fresh->body;
+    layout = fresh->body_layout;
+  }
+  EXPECT_EQ(s.state, SagaState::kCompleted);
+}
+
 TEST_F(TransitionsTest, FailedCompensationParksTheSaga) {
   json a = WithUndo("a");
   a["compensate"]["retry"] = {{"max_attempts", 1}};
