@@ -524,7 +524,7 @@ void EngineImpl::OnCommitted(const std::string& id,
   if (plan.wrote_snapshot) a.snapshot_seq = plan.saga.last_seq;
   // The state it replaces goes with the plan, whose continuation the
   // committer frees once the loop is quiet (LoopCommitter::Reap).
-  std::swap(a.saga, plan.saga);
+  swap(a.saga, plan.saga);
   // Empty unless Build had a base: then the next transition is likely soon.
   a.committed_body.swap(plan.body);
   std::swap(a.committed_layout, plan.body_layout);

@@ -415,6 +415,35 @@ Status LoadLoggedInput(Store& store, SagaRecord& record) {
   return Status::OK();
 }
 
+void swap(Saga& a, Saga& b) noexcept {
+  // Every field is swapped here: one added must be too.
+  static_assert(sizeof(Saga) == 440, "swap the new field of Saga here");
+  using std::swap;
+  swap(a.id, b.id);
+  swap(a.workflow, b.workflow);
+  swap(a.version, b.version);
+  swap(a.state, b.state);
+  swap(a.created_ms, b.created_ms);
+  swap(a.updated_ms, b.updated_ms);
+  swap(a.last_seq, b.last_seq);
+  swap(a.idempotency_key, b.idempotency_key);
+  swap(a.correlation_id, b.correlation_id);
+  swap(a.trace_id, b.trace_id);
+  swap(a.started_by, b.started_by);
+  swap(a.cancelled_by, b.cancelled_by);
+  swap(a.replayed_by, b.replayed_by);
+  swap(a.input, b.input);
+  swap(a.input_in_log, b.input_in_log);
+  swap(a.steps, b.steps);
+  swap(a.waits, b.waits);
+  swap(a.failure, b.failure);
+  swap(a.failed_step, b.failed_step);
+  swap(a.cancel_requested, b.cancel_requested);
+  swap(a.compensate_on_cancel, b.compensate_on_cancel);
+  swap(a.replay_count, b.replay_count);
+  swap(a.checkpointed, b.checkpointed);
+}
+
 bool NeedsCompensation(const StepState& st) {
   if (st.compensation != CompensationStatus::kNone) return false;  // handled
   if (st.status == StepStatus::kSucceeded) return true;

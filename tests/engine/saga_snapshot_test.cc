@@ -53,6 +53,19 @@ TEST(SagaSnapshotTest, GeneratedSagasEncodeAsTheirRecordsDo) {
   }
 }
 
+// A commit swaps the planned saga into place (swap(Saga&, Saga&), field by
+// field): every field goes both ways.
+TEST(SagaTest, SwapExchangesEveryField) {
+  const Saga every = test::SagaWithEveryField();
+  for (const Saga& other : {Saga(), test::GeneratedSaga(7)}) {
+    Saga a = every;
+    Saga b = other;
+    swap(a, b);
+    EXPECT_EQ(a, other);
+    EXPECT_EQ(b, every);
+  }
+}
+
 // Formats 1 and 2 kept one wait naming its step by index: the saga's
 // definition names it by path, and without it the path says the index.
 TEST(SagaSnapshotTest, AWaitBeforeFormat3NamesItsStepThroughTheDefinition) {
