@@ -108,7 +108,9 @@ void LoopCommitter::OnPoll(uv_idle_t* handle) {
   // Polling for a completion that is due: woken ahead of it, or through a
   // gap too short to sleep in. One that does not come within the budget
   // was late this time; the loop sleeps until it wakes it (and the gap is
-  // still measured from when the group went quiet).
+  // still measured from when the group went quiet). The loop has nothing
+  // else to do meanwhile.
+  self->Reap();
   const uint64_t budget = self->woken_ ? kWokenBudgetLeads * self->lead_ns_
                                        : kPollBudgetMs * 1'000'000;
   if (now - self->poll_start_ns_ >= budget) {

@@ -137,6 +137,66 @@ TEST_F(LoopCommitterTest, WhatContinuationsHeldIsFreedBeforeTheLoopWaits) {
   }
 }
 
+// A disk whose every write takes a millisecond: time for the loop to go
+// quiet between groups.
+class MillisecondStore : public test::StoreWrapper {
+ public:
+  using StoreWrapper::StoreWrapper;
+  Status Write(std::span<const Transition* const> b, bool sync) override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return StoreWrapper::Write(b, sync);
+  }
+};
+
+// While commits keep coming (16 in flight, each continuation committing the
+// next), what the earlier groups' continuations held is freed between
+// groups, in every polling mode: adaptive with a lead so long that it polls
+// through every gap, and always, which never stops polling while 8 are in
+// flight, included.
+TEST_F(LoopCommitterTest,
+       WhileCommitsKeepComingWhatTheyHeldIsFreedBetweenGroups) {
+  MillisecondStore store(store_.get());
+  for (const CommitPolling mode :
+       {CommitPolling::kOff, CommitPolling::kAdaptive,
+        CommitPolling::kAlways}) {
+    CommitWriter writer(&store, {});
+    LoopCommitter committer(&loop_, &writer, mode,
+                            /*lead_ns=*/10'000'000'000);
+    constexpr int kInFlight = 16;
+    constexpr int kCommits = 400;
+    int issued = 0;
+    int ran = 0;
+    int freed = 0;
+    int freed_midway = -1;
+    std::function<void()> commit = [&] {
+      Transition t;
+      t.PutIdempotency("k" + std::to_string(issued++), "saga");
+      std::shared_ptr<int> held(new int(0), [&freed](int* p) {
+        ++freed;
+        delete p;
+      });
+      committer.Commit(std::move(t), [&, held](const Status& s) {
+        EXPECT_OK(s);
+        if (++ran == kCommits * 3 / 4) freed_midway = freed;
+        if (issued < kCommits) commit();
+        if (ran == kCommits) uv_stop(&loop_);
+      });
+    };
+    for (int i = 0; i < kInFlight; ++i) commit();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    ASSERT_EQ(ran, kCommits);
+    // Only the last few groups' may wait (without reaping between groups,
+    // only what the first gaps freed would be).
+    EXPECT_GE(freed_midway, kCommits / 2)
+        << "polling mode " << static_cast<int>(mode);
+    bool closed = false;
+    committer.Close([&] { closed = true; });
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    EXPECT_TRUE(closed);
+    EXPECT_EQ(freed, kCommits);
+  }
+}
+
 // Holds every write until Release(): a disk that completes nothing.
 class HeldStore : public test::StoreWrapper {
  public:
