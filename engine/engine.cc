@@ -522,8 +522,9 @@ void EngineImpl::OnCommitted(const std::string& id,
   }
   ObserveCommitted(a, plan);
   if (plan.wrote_snapshot) a.snapshot_seq = plan.saga.last_seq;
-  // The state it replaces goes with the plan, whose continuation the
-  // committer frees once the loop is quiet (LoopCommitter::Reap).
+  // The state it replaces stays in the plan: memory the next plan made in
+  // it reuses (SparePlan), or freed with it once the loop is quiet
+  // (LoopCommitter::Reap).
   swap(a.saga, plan.saga);
   // Empty unless Build had a base: then the next transition is likely soon.
   a.committed_body.swap(plan.body);
