@@ -246,15 +246,14 @@ void EngineImpl::ObserveOutcome(const Active& a, const Attempt& attempt,
   m_.attempts_in_flight->Set(static_cast<double>(attempts_.count()));
   if (o.ref.compensation) return;  // counted by cde_compensations_total
   SeriesCache::Series& series = series_.Step(a.def, attempt.step, o.ref.path);
-  const char* result = o.ok                        ? "ok"
-                       : o.error.kind == "timeout" ? "timeout"
-                                                   : "error";
-  Counter*& attempts = o.ok                        ? series.ok
-                       : o.error.kind == "timeout" ? series.timeout
-                                                   : series.error;
+  const bool timeout = !o.ok && o.error.kind == "timeout";
+  Counter*& attempts = o.ok      ? series.ok
+                       : timeout ? series.timeout
+                                 : series.error;
   // Each result's series once it happens: /metrics lists no result of a
   // step that never had it.
   if (attempts == nullptr) {
+    const char* result = o.ok ? "ok" : timeout ? "timeout" : "error";
     attempts = &m_.attempts->With({a.def->name, series.label, result});
   }
   attempts->Increment();

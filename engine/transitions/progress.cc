@@ -546,8 +546,7 @@ StepState Rerun(const StepState& st) {
 
 Plan From(const Saga& saga) {
   Plan p;
-  p.saga = saga;
-  p.previous_state = saga.state;
+  p.Reset(saga);
   return p;
 }
 }  // namespace transitions_internal
