@@ -233,6 +233,78 @@ TEST(RocksStoreTest, AFailedSyncShowsNothingItCarriedAndRefusesLaterWrites) {
   EXPECT_FALSE(store->health().ok());
 }
 
+// A synced write of a large group (RocksKv syncs its WAL beside its
+// memtable inserts, storage/wal_progress.h).
+Status WriteGroup(Store& store, const std::vector<std::string>& ids) {
+  std::vector<Transition> group;
+  for (const auto& id : ids) group.push_back(test::SagaStep(id));
+  std::vector<const Transition*> batch;
+  for (const auto& t : group) batch.push_back(&t);
+  return store.Write(batch, /*sync=*/true);
+}
+
+uint64_t EngineStat(Store& store, const std::string& name) {
+  auto stats = store.Stats();
+  EXPECT_OK(stats.status());
+  return stats.ok() && stats->engine.count(name) ? stats->engine.at(name) : 0;
+}
+
+TEST(RocksStoreTest,
+     ALargeGroupSyncedBesideItsInsertsIsReadOnceTheWriteReturns) {
+  test::TempDir dir;
+  auto ids = MakeIds(48, 1000);
+  {
+    auto store = Open(dir.path());
+    ASSERT_TRUE(store);
+    ASSERT_OK(WriteGroup(*store, ids));
+    EXPECT_EQ(EngineStat(*store, "wal_syncs_beside_inserts") +
+                  EngineStat(*store, "wal_resyncs"),
+              1u);
+    for (const auto& id : ids) EXPECT_OK(store->GetSaga(id).status()) << id;
+    // A small group is written as before: RocksDB syncs, then inserts.
+    ASSERT_OK(WriteOne(*store, test::SagaStep(ids[0], 2), true));
+    EXPECT_EQ(EngineStat(*store, "wal_syncs_beside_inserts") +
+                  EngineStat(*store, "wal_resyncs"),
+              1u);
+  }
+  auto reopened = Open(dir.path());
+  ASSERT_TRUE(reopened);
+  for (const auto& id : ids) EXPECT_OK(reopened->GetSaga(id).status()) << id;
+}
+
+TEST(RocksStoreTest, AFailedSyncBesideTheInsertsShowsNothingOfItsGroup) {
+  test::TempDir dir;
+  test::FaultSwitches sw;
+  auto env = test::NewFaultyEnv(&sw);
+  auto ids = MakeIds(49, 1000);
+  const std::string acked = ids.back();
+  ids.pop_back();
+  {
+    auto store = Open(dir.path(), OpenMode::kReadWrite, env.get());
+    ASSERT_TRUE(store);
+    ASSERT_OK(WriteOne(*store, test::SagaStep(acked), true));
+    sw.fail_sync = true;
+    Status failed = WriteGroup(*store, ids);
+    EXPECT_TRUE(failed.IsIOError()) << failed.ToString();
+    sw.fail_sync = false;
+    // In the memtables, but no reader sees what no sync covered.
+    for (const auto& id : ids) {
+      EXPECT_TRUE(store->GetSaga(id).status().IsNotFound()) << id;
+    }
+    auto page = store->ListSagas({.limit = 100});
+    ASSERT_OK(page.status());
+    ASSERT_EQ(page->sagas.size(), 1u);
+    EXPECT_EQ(page->sagas[0].id, acked);
+    Status later = WriteGroup(*store, MakeIds(40, 5000));
+    EXPECT_NE(later.message().find("refuses writes"), std::string::npos)
+        << later.ToString();
+    EXPECT_FALSE(store->health().ok());
+  }
+  auto reopened = Open(dir.path());
+  ASSERT_TRUE(reopened);
+  EXPECT_OK(reopened->GetSaga(acked).status());
+}
+
 TEST(RocksStoreTest, FullDiskIsReportedAsNoSpaceAndLosesNothingAcknowledged) {
   test::TempDir dir;
   test::FaultSwitches sw;

@@ -1,0 +1,100 @@
+// WAL progress: how far each write-ahead log has been handed to the OS and
+// how far a finished sync covers it, and which WAL bytes a thread's write
+// handed over. Private to storage/ (rocks_kv.cc) and its tests.
+//
+// Why: a synced RocksDB write appends its batch to the WAL, syncs the WAL,
+// and only then inserts the batch into the memtables, so a group of many
+// transitions pays its inserts after the disk has answered. RocksKv instead
+// writes such a group unsynced and starts DB::SyncWAL on another thread as
+// soon as the WAL flush on its own thread has handed the record to the OS
+// (WalFlushWatch): the fdatasync and the inserts run side by side. SyncWAL
+// syncs what was handed over before it began and is safe beside writes
+// (RocksDB 7.8, DB::SyncWAL and WritableFileWriter::SyncWithoutFlush).
+//
+// Whether that sync covered the write is not left to the order of events:
+// each WAL counts the bytes handed over and, at the start of every sync,
+// notes them as covered once the sync succeeds; the watch keeps the file
+// and end of the last flush made on its thread. A flush seen first that was
+// not the write's own (an older WAL's buffer written out as RocksDB switches
+// to a new one) leaves the record uncovered, and the writer syncs again.
+#ifndef CDE_STORAGE_WAL_PROGRESS_H_
+#define CDE_STORAGE_WAL_PROGRESS_H_
+
+#include <rocksdb/file_system.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace cde {
+
+struct WalFileProgress {
+  std::atomic<uint64_t> handed{0};  // bytes appended, now in the OS's hands
+  std::atomic<uint64_t> synced{0};  // of those, covered by a finished sync
+};
+
+// Wraps each WAL in `dir` to keep its WalFileProgress and report its
+// flushes to the watch installed on the flushing thread.
+class WalProgressFileSystem final : public rocksdb::FileSystemWrapper {
+ public:
+  WalProgressFileSystem(std::shared_ptr<rocksdb::FileSystem> target,
+                        std::string dir);
+
+  const char* Name() const override { return "cde.WalProgressFileSystem"; }
+
+  rocksdb::IOStatus NewWritableFile(const std::string& fname,
+                                    const rocksdb::FileOptions& options,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* r,
+                                    rocksdb::IODebugContext* dbg) override;
+  rocksdb::IOStatus ReuseWritableFile(
+      const std::string& fname, const std::string& old_fname,
+      const rocksdb::FileOptions& options,
+      std::unique_ptr<rocksdb::FSWritableFile>* r,
+      rocksdb::IODebugContext* dbg) override;
+
+ private:
+  const std::string dir_;
+};
+
+// What one write handed to the WAL, seen from the thread that writes it.
+// Install it on that thread (Installed) around the DB::Write: RocksDB
+// writes a batch's WAL record on the writing thread when no other thread
+// writes at the same time, which RocksKv's write lock ensures.
+class WalFlushWatch {
+ public:
+  // `on_first_flush` runs at the first WAL flush seen, on the writing
+  // thread, inside RocksDB's write: it must be quick and must not call
+  // into the database.
+  explicit WalFlushWatch(std::function<void()> on_first_flush);
+
+  // Installs `watch` on the calling thread for this object's lifetime.
+  class Installed {
+   public:
+    explicit Installed(WalFlushWatch* watch);
+    ~Installed();
+    Installed(const Installed&) = delete;
+    Installed& operator=(const Installed&) = delete;
+
+   private:
+    WalFlushWatch* previous_;
+  };
+
+  bool saw_flush() const { return file_ != nullptr; }
+  // Whether a sync that has finished covers the last WAL bytes handed over
+  // on the watched thread.
+  bool CoveredBySync() const;
+
+  // Called by a WAL of WalProgressFileSystem after each flush.
+  static void Flushed(const std::shared_ptr<WalFileProgress>& file);
+
+ private:
+  std::function<void()> on_first_flush_;
+  std::shared_ptr<WalFileProgress> file_;  // of the last flush seen
+  uint64_t end_ = 0;                       // what it had handed over then
+};
+
+}  // namespace cde
+
+#endif  // CDE_STORAGE_WAL_PROGRESS_H_
