@@ -383,7 +383,9 @@ class RocksKv final : public KvEngine {
   std::vector<rocksdb::ColumnFamilyHandle*> foreign_;  // CFs this build lacks
   OpenMode mode_;
   std::string secondary_path_;         // removed on close
-  std::unique_ptr<rocksdb::Env> env_;  // over wal_spare.h or wal_tail.h
+  // Over wal_progress.h (itself over wal_spare.h when a spare is kept) when
+  // writing, over wal_tail.h when reading; null: the caller's env.
+  std::unique_ptr<rocksdb::Env> env_;
   std::shared_ptr<WalSpareFileSystem> wal_spare_;  // in env_; null: none
   // Syncs the WAL beside a large group's memtable inserts; null unless
   // env_ keeps WAL progress (wal_progress.h), i.e. when writing.
