@@ -382,7 +382,7 @@ class RocksKv final : public KvEngine {
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // indexed by Cf
   std::vector<rocksdb::ColumnFamilyHandle*> foreign_;  // CFs this build lacks
   OpenMode mode_;
-  std::string secondary_path_;         // removed on close
+  std::string secondary_path_;  // removed on close
   // Over wal_progress.h (itself over wal_spare.h when a spare is kept) when
   // writing, over wal_tail.h when reading; null: the caller's env.
   std::unique_ptr<rocksdb::Env> env_;
