@@ -5,6 +5,8 @@
 #ifndef CDE_STORAGE_SYNC_THREAD_H_
 #define CDE_STORAGE_SYNC_THREAD_H_
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -25,10 +27,13 @@ class SyncThread {
   // called from inside a database write (WalFlushWatch).
   void Start();
   // Waits for the sync begun by Start and returns its status; OK at once
-  // when none was begun.
+  // when none was begun. Sleeps until shortly before the sync is due to
+  // end, then watches for its end.
   Status Wait();
 
  private:
+  using Clock = std::chrono::steady_clock;
+
   void Run();
 
   const std::function<Status()> sync_;
@@ -37,6 +42,10 @@ class SyncThread {
   bool requested_ = false;  // Start called since the last Wait
   bool done_ = false;       // the requested sync has ended, with status_
   bool stopping_ = false;
+  bool running_ = false;  // a sync is under way, since started_at_
+  Clock::time_point started_at_;
+  double sync_ns_ = -1;             // a moving average of the syncs' times
+  std::atomic<bool> ended_{false};  // done_, for a waiter watching unlocked
   Status status_;
   std::thread thread_;
 };

@@ -8,8 +8,10 @@
 #include "storage/wal_progress.h"
 
 #include <atomic>
+#include <chrono>
 #include <future>
 #include <string>
+#include <thread>
 
 #include "storage/sync_thread.h"
 #include "tests/test_util.h"
@@ -129,6 +131,35 @@ TEST(SyncThreadTest, RunsOneSyncPerRequestAndHandsBackItsStatus) {
   Status failed = thread.Wait();
   EXPECT_TRUE(failed.IsIOError()) << failed.ToString();
   EXPECT_EQ(syncs.load(), 2);
+}
+
+// The waiter sleeps until shortly before a sync is due (by the syncs so
+// far) and then watches for its end: a sync that takes far longer than
+// those before it is still waited for, and its own status handed back.
+TEST(SyncThreadTest, ASyncLongerThanTheOnesBeforeIsStillWaitedFor) {
+  std::atomic<int> syncs{0};
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  SyncThread thread([&] {
+    if (++syncs == 4) {
+      released.wait();
+      return Status::IOError("slow disk gave up");
+    }
+    return Status::OK();
+  });
+  for (int i = 0; i < 3; ++i) {
+    thread.Start();
+    EXPECT_OK(thread.Wait());
+  }
+  thread.Start();
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    release.set_value();
+  });
+  Status slow = thread.Wait();
+  releaser.join();
+  EXPECT_TRUE(slow.IsIOError()) << slow.ToString();
+  EXPECT_EQ(syncs.load(), 4);
 }
 
 TEST(SyncThreadTest, ASyncAskedForBeforeTheStopStillRuns) {
