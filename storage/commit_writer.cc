@@ -6,6 +6,8 @@
 #include <utility>
 #include <vector>
 
+#include "storage/cpu_relax.h"
+
 namespace {
 
 // Weight of a new sample in the moving averages: a few groups' worth of
@@ -19,14 +21,6 @@ constexpr size_t kEarlyWriteBatch = 8;
 // How long a gathering writer watches the queue without an arrival before
 // it sleeps until woken (see SpinForQueued).
 constexpr auto kSpinGap = std::chrono::microseconds(50);
-
-inline void CpuRelax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
 
 // This thread's CPU time: what a write spent not waiting for the disk.
 double ThreadCpuNs() {

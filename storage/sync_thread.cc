@@ -3,20 +3,14 @@
 #include <algorithm>
 #include <utility>
 
+#include "storage/cpu_relax.h"
+
 namespace cde {
 
 namespace {
 
 // How long before a sync is due to end its waiter starts watching for it.
 constexpr auto kWatch = std::chrono::microseconds(50);
-
-inline void CpuRelax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
 
 }  // namespace
 
