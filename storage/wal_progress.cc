@@ -30,36 +30,32 @@ class ProgressWal final : public rocksdb::FSWritableFileOwnerWrapper {
   rocksdb::IOStatus Append(const rocksdb::Slice& data,
                            const rocksdb::IOOptions& options,
                            rocksdb::IODebugContext* dbg) override {
-    rocksdb::IOStatus s = target()->Append(data, options, dbg);
-    if (s.ok()) Handed(data.size());
-    return s;
+    return Handing(End(data),
+                   [&] { return target()->Append(data, options, dbg); });
   }
   rocksdb::IOStatus Append(const rocksdb::Slice& data,
                            const rocksdb::IOOptions& options,
                            const rocksdb::DataVerificationInfo& info,
                            rocksdb::IODebugContext* dbg) override {
-    rocksdb::IOStatus s = target()->Append(data, options, info, dbg);
-    if (s.ok()) Handed(data.size());
-    return s;
+    return Handing(End(data),
+                   [&] { return target()->Append(data, options, info, dbg); });
   }
   rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data,
                                      uint64_t offset,
                                      const rocksdb::IOOptions& options,
                                      rocksdb::IODebugContext* dbg) override {
-    rocksdb::IOStatus s =
-        target()->PositionedAppend(data, offset, options, dbg);
-    if (s.ok()) RaiseTo(&progress_->handed, offset + data.size());
-    return s;
+    return Handing(offset + data.size(), [&] {
+      return target()->PositionedAppend(data, offset, options, dbg);
+    });
   }
   rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data,
                                      uint64_t offset,
                                      const rocksdb::IOOptions& options,
                                      const rocksdb::DataVerificationInfo& info,
                                      rocksdb::IODebugContext* dbg) override {
-    rocksdb::IOStatus s =
-        target()->PositionedAppend(data, offset, options, info, dbg);
-    if (s.ok()) RaiseTo(&progress_->handed, offset + data.size());
-    return s;
+    return Handing(offset + data.size(), [&] {
+      return target()->PositionedAppend(data, offset, options, info, dbg);
+    });
   }
 
   // RocksDB's WritableFileWriter calls this once it has appended all it
@@ -73,24 +69,35 @@ class ProgressWal final : public rocksdb::FSWritableFileOwnerWrapper {
 
   rocksdb::IOStatus Sync(const rocksdb::IOOptions& options,
                          rocksdb::IODebugContext* dbg) override {
-    const uint64_t covered = progress_->handed.load(std::memory_order_acquire);
-    rocksdb::IOStatus s = target()->Sync(options, dbg);
-    if (s.ok()) RaiseTo(&progress_->synced, covered);
-    return s;
+    return Covering([&] { return target()->Sync(options, dbg); });
   }
   rocksdb::IOStatus Fsync(const rocksdb::IOOptions& options,
                           rocksdb::IODebugContext* dbg) override {
-    const uint64_t covered = progress_->handed.load(std::memory_order_acquire);
-    rocksdb::IOStatus s = target()->Fsync(options, dbg);
-    if (s.ok()) RaiseTo(&progress_->synced, covered);
-    return s;
+    return Covering([&] { return target()->Fsync(options, dbg); });
   }
 
  private:
-  // Appends to one WAL come from one writer at a time (RocksDB's WAL
-  // writer); readers of `handed` are the syncs.
-  void Handed(size_t n) {
-    progress_->handed.fetch_add(n, std::memory_order_release);
+  // The file's end once `data` is appended. Appends to one WAL come from
+  // one writer at a time (RocksDB's WAL writer); readers of `handed` are
+  // the syncs.
+  uint64_t End(const rocksdb::Slice& data) const {
+    return progress_->handed.load(std::memory_order_relaxed) + data.size();
+  }
+  // What `write` appends counts as handed over, up to `end`, once the file
+  // has taken it.
+  template <typename Write>
+  rocksdb::IOStatus Handing(uint64_t end, Write write) {
+    rocksdb::IOStatus s = write();
+    if (s.ok()) RaiseTo(&progress_->handed, end);
+    return s;
+  }
+  // A sync covers what had been handed over when it began.
+  template <typename SyncFile>
+  rocksdb::IOStatus Covering(SyncFile sync) {
+    const uint64_t covered = progress_->handed.load(std::memory_order_acquire);
+    rocksdb::IOStatus s = sync();
+    if (s.ok()) RaiseTo(&progress_->synced, covered);
+    return s;
   }
 
   std::shared_ptr<WalFileProgress> progress_;
