@@ -180,9 +180,18 @@ void CommitWriter::Run() {
     // An early write that failed leaves nothing to write or time: the store
     // refuses everything from now on.
     const bool writing = status.ok();
+    // A synced write may tell that its group is durable before it returns
+    // (Store::WriteSynced): the callers go on while the store makes it
+    // readable.
+    bool released = false;
+    const std::function<void()> on_durable = [&] {
+      Release(&group, Status::OK(), &expected);
+      released = true;
+    };
     if (writing && !batch.empty()) {
       // Synced, it also syncs the early writes before it (Store::Write).
-      status = store_->Write(batch, options_.sync);
+      status = options_.sync ? store_->WriteSynced(batch, on_durable)
+                             : store_->Write(batch, /*sync=*/false);
     } else if (writing) {
       status = store_->SyncWritten();
     }
@@ -204,12 +213,22 @@ void CommitWriter::Run() {
         disk_wait_ns_ =
             Average(disk_wait_ns_, std::max(write_ns - cpu_ns, 0.0));
       }
-      expected = queue_.size() + group.size();
-      OpenReturnSample(group.size(), written);
     }
-    for (Waiter& w : group) w.done(status);
+    if (!released) Release(&group, status, &expected);
     group.clear();
   }
+}
+
+// The group's callers learn `status`; the next group is expected to hold
+// them (those that come back) and what queued behind them meanwhile.
+void CommitWriter::Release(std::vector<Waiter>* group, const Status& status,
+                           size_t* expected) {
+  {
+    std::lock_guard lock(mu_);
+    *expected = queue_.size() + group->size();
+    OpenReturnSample(group->size(), Clock::now());
+  }
+  for (Waiter& w : *group) w.done(status);
 }
 
 // While the rest come back, what has come back is written, unsynced: the

@@ -158,6 +158,9 @@ class CommitWriter {
   void SpinForQueued(size_t wanted, Clock::time_point deadline);
   // Under mu_: a group taken, for stats().
   void CountGroup(size_t transitions, size_t bytes);
+  // Tells a written group's waiters (not under mu_).
+  void Release(std::vector<Waiter>* group, const Status& status,
+               size_t* expected);
   // Under mu_: the group just written has released `released` waiters.
   void OpenReturnSample(size_t released, Clock::time_point now);
   // Under mu_: ends the open sample of how fast released waiters return.

@@ -48,6 +48,11 @@ class KvEngine {
   virtual std::unique_ptr<KvView> NewView() = 0;
   // Atomic across column families.
   virtual Status Write(std::span<const Transition* const> batch, bool sync) = 0;
+  // Store::WriteSynced. An engine that cannot tell earlier just writes.
+  virtual Status WriteSynced(std::span<const Transition* const> batch,
+                             const std::function<void()>& /*on_durable*/) {
+    return Write(batch, /*sync=*/true);
+  }
   // Store::WriteUnsynced and Store::SyncWritten. An engine that is not
   // durable may make the write visible at once.
   virtual Status WriteUnsynced(std::span<const Transition* const> batch) = 0;

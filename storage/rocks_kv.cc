@@ -9,11 +9,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -145,7 +147,13 @@ class RocksKv final : public KvEngine {
     }
     SharedSnapshot synced;
     {
-      std::lock_guard lock(view_mu_);
+      std::unique_lock lock(view_mu_);
+      // Whoever was told of a durable write may read it: wait for it to be
+      // readable (its own thread, inside the write, cannot).
+      published_.wait(lock, [this] {
+        return durable_unread_by_ == std::thread::id() ||
+               durable_unread_by_ == std::this_thread::get_id();
+      });
       synced = synced_view_;
     }
     if (synced == nullptr) synced = Share(db_, db_->GetSnapshot());
@@ -157,19 +165,59 @@ class RocksKv final : public KvEngine {
         batch.size() >= kSyncBesideInsertsFrom) {
       return WriteSyncingBesideInserts(batch);
     }
+    return WriteTelling(batch, sync, nullptr);
+  }
+
+  // Told at the sync, not after RocksDB's memtable inserts that follow it:
+  // the callers of a small group go on while the inserts are made. (A
+  // large group's inserts run beside its sync instead.)
+  Status WriteSynced(std::span<const Transition* const> batch,
+                     const std::function<void()>& on_durable) override {
+    if (wal_syncer_ == nullptr || batch.size() >= kSyncBesideInsertsFrom) {
+      return Write(batch, /*sync=*/true);
+    }
+    return WriteTelling(batch, /*sync=*/true, &on_durable);
+  }
+
+  // A write; synced, `on_durable` (if not null) runs once its WAL record
+  // is durable (WalFlushWatch), and reads begun elsewhere after that wait
+  // until the write has returned and its state is shown.
+  Status WriteTelling(std::span<const Transition* const> batch, bool sync,
+                      const std::function<void()>* on_durable) {
     rocksdb::WriteBatch wb(ReserveFor(batch));
     CDE_RETURN_IF_ERROR(Build(batch, &wb));
     rocksdb::WriteOptions wo;
     wo.sync = sync;
     std::lock_guard write_lock(write_mu_);
-    Status s = FromRocks(db_->Write(wo, &wb), "writing to the store");
-    if (!s.ok() || !sync) return s;
+    bool told = false;
+    WalFlushWatch watch(nullptr, [&] {
+      {
+        std::lock_guard lock(view_mu_);
+        durable_unread_by_ = std::this_thread::get_id();
+      }
+      told = true;
+      durable_before_inserts_.fetch_add(1, std::memory_order_relaxed);
+      (*on_durable)();
+    });
+    rocksdb::Status written;
+    if (on_durable != nullptr && sync) {
+      WalFlushWatch::Installed installed(&watch);
+      written = db_->Write(wo, &wb);
+    } else {
+      written = db_->Write(wo, &wb);
+    }
+    Status s = FromRocks(written, "writing to the store");
+    if (s.ok() && !sync) return s;
+    std::lock_guard lock(view_mu_);
     // Readers follow the synced state once writes are pipelined; this write
     // has synced everything before it, so they may see all of it.
-    std::lock_guard lock(view_mu_);
-    if (synced_view_ != nullptr) {
+    if (s.ok() && synced_view_ != nullptr) {
       synced_view_ = Share(db_, db_->GetSnapshot());
       ReleaseWritten();
+    }
+    if (told) {
+      durable_unread_by_ = std::thread::id();
+      published_.notify_all();
     }
     return s;
   }
@@ -369,6 +417,7 @@ class RocksKv final : public KvEngine {
     if (wal_syncer_ != nullptr) {
       out["wal_syncs_beside_inserts"] = syncs_beside_inserts_.load();
       out["wal_resyncs"] = resyncs_.load();
+      out["writes_durable_before_inserts"] = durable_before_inserts_.load();
     }
     if (wal_spare_ != nullptr) {
       out["wal_spare_ready"] = wal_spare_->spare_ready() ? 1 : 0;
@@ -392,12 +441,18 @@ class RocksKv final : public KvEngine {
   std::unique_ptr<SyncThread> wal_syncer_;
   std::atomic<uint64_t> syncs_beside_inserts_{0};
   std::atomic<uint64_t> resyncs_{0};  // the sync beside missed the record
+  std::atomic<uint64_t> durable_before_inserts_{0};  // told at the sync
 
   // Pipelined writes (WriteUnsynced, SyncWritten): readers see the state as
   // of the last synced write, never one a crash could still take back.
   std::mutex write_mu_;  // a write and the snapshot taken after it
   std::mutex sync_mu_;   // held through SyncWritten
   std::mutex view_mu_;
+  // The thread of a synced write whose callers were told it is durable
+  // before it could be read (WriteTelling); readers elsewhere wait on
+  // published_ meanwhile. GUARDED_BY(view_mu_)
+  std::thread::id durable_unread_by_;
+  std::condition_variable published_;
   // What readers see; null until the first unsynced write, and readers
   // then take a snapshot of the latest state. GUARDED_BY(view_mu_)
   SharedSnapshot synced_view_;

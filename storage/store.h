@@ -132,6 +132,21 @@ class Store {
   // Applies every transition of `batch` in one atomic write. With `sync`, the
   // write is on stable storage when this returns OK.
   virtual Status Write(std::span<const Transition* const> batch, bool sync) = 0;
+  // A synced Write that may tell its caller the batch is durable before it
+  // returns: `on_durable` runs at most once, on the calling thread, inside
+  // the write, once an fdatasync covers the batch (and everything before
+  // it) and the WAL's name is synced in its directory; what the write does
+  // after that (RocksDB's memtable inserts) cannot lose it. Like the
+  // writer's other callbacks it must be quick and must not call into the
+  // store. Reads see the batch once the write returns: a read begun on
+  // another thread after `on_durable` has run waits for that. A Write that
+  // fails after `on_durable` ran has still made the batch durable (the
+  // store refuses later writes as after any failed write). The default
+  // never calls it.
+  virtual Status WriteSynced(std::span<const Transition* const> batch,
+                             const std::function<void()>& /*on_durable*/) {
+    return Write(batch, /*sync=*/true);
+  }
   // Writes made before their sync, for a writer that overlaps a group's
   // fdatasync with the next group's write (CommitWriterOptions::pipeline)
   // or writes a group piece by piece as it gathers (CommitWriter).

@@ -95,6 +95,10 @@ class StoreImpl final : public Store {
   Status Write(std::span<const Transition* const> batch, bool sync) override {
     return Refusing([&] { return kv_->Write(batch, sync); });
   }
+  Status WriteSynced(std::span<const Transition* const> batch,
+                     const std::function<void()>& on_durable) override {
+    return Refusing([&] { return kv_->WriteSynced(batch, on_durable); });
+  }
   Status WriteUnsynced(std::span<const Transition* const> batch) override {
     return Refusing([&] { return kv_->WriteUnsynced(batch); });
   }

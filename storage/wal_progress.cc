@@ -1,5 +1,7 @@
 #include "storage/wal_progress.h"
 
+#include <filesystem>
+#include <system_error>
 #include <utility>
 
 #include "storage/wal_tail.h"
@@ -23,9 +25,11 @@ void RaiseTo(std::atomic<uint64_t>* value, uint64_t at_least) {
 // began.
 class ProgressWal final : public rocksdb::FSWritableFileOwnerWrapper {
  public:
-  explicit ProgressWal(std::unique_ptr<rocksdb::FSWritableFile> file)
+  ProgressWal(std::unique_ptr<rocksdb::FSWritableFile> file,
+              std::shared_ptr<const WalDirProgress> dir)
       : FSWritableFileOwnerWrapper(std::move(file)),
-        progress_(std::make_shared<WalFileProgress>()) {}
+        progress_(std::make_shared<WalFileProgress>()),
+        dir_(std::move(dir)) {}
 
   rocksdb::IOStatus Append(const rocksdb::Slice& data,
                            const rocksdb::IOOptions& options,
@@ -96,27 +100,72 @@ class ProgressWal final : public rocksdb::FSWritableFileOwnerWrapper {
   rocksdb::IOStatus Covering(SyncFile sync) {
     const uint64_t covered = progress_->handed.load(std::memory_order_acquire);
     rocksdb::IOStatus s = sync();
-    if (s.ok()) RaiseTo(&progress_->synced, covered);
+    if (s.ok()) {
+      RaiseTo(&progress_->synced, covered);
+      WalFlushWatch::Synced(*dir_);
+    }
     return s;
   }
 
   std::shared_ptr<WalFileProgress> progress_;
+  const std::shared_ptr<const WalDirProgress> dir_;
+};
+
+// The WALs' directory, counting its fsyncs in WalDirProgress.
+class ProgressDir final : public rocksdb::FSDirectoryWrapper {
+ public:
+  ProgressDir(std::unique_ptr<rocksdb::FSDirectory> dir,
+              std::shared_ptr<WalDirProgress> progress)
+      : FSDirectoryWrapper(std::move(dir)), progress_(std::move(progress)) {}
+
+  rocksdb::IOStatus Fsync(const rocksdb::IOOptions& options,
+                          rocksdb::IODebugContext* dbg) override {
+    return Covering([&] { return FSDirectoryWrapper::Fsync(options, dbg); });
+  }
+  rocksdb::IOStatus FsyncWithDirOptions(
+      const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg,
+      const rocksdb::DirFsyncOptions& dir_options) override {
+    return Covering([&] {
+      return FSDirectoryWrapper::FsyncWithDirOptions(options, dbg, dir_options);
+    });
+  }
+
+ private:
+  // An fsync covers the WALs created before it began.
+  template <typename SyncDir>
+  rocksdb::IOStatus Covering(SyncDir sync) {
+    const uint64_t covered = progress_->created.load(std::memory_order_acquire);
+    rocksdb::IOStatus s = sync();
+    if (s.ok()) {
+      RaiseTo(&progress_->synced, covered);
+      WalFlushWatch::Synced(*progress_);
+    }
+    return s;
+  }
+
+  const std::shared_ptr<WalDirProgress> progress_;
 };
 
 }  // namespace
 
 WalProgressFileSystem::WalProgressFileSystem(
     std::shared_ptr<rocksdb::FileSystem> target, std::string dir)
-    : FileSystemWrapper(std::move(target)), dir_(std::move(dir)) {}
+    : FileSystemWrapper(std::move(target)),
+      dir_(std::move(dir)),
+      dir_progress_(std::make_shared<WalDirProgress>()) {}
+
+std::unique_ptr<rocksdb::FSWritableFile> WalProgressFileSystem::Created(
+    std::unique_ptr<rocksdb::FSWritableFile> file) {
+  dir_progress_->created.fetch_add(1, std::memory_order_acq_rel);
+  return std::make_unique<ProgressWal>(std::move(file), dir_progress_);
+}
 
 rocksdb::IOStatus WalProgressFileSystem::NewWritableFile(
     const std::string& fname, const rocksdb::FileOptions& options,
     std::unique_ptr<rocksdb::FSWritableFile>* r, rocksdb::IODebugContext* dbg) {
   rocksdb::IOStatus s =
       FileSystemWrapper::NewWritableFile(fname, options, r, dbg);
-  if (s.ok() && IsWalFileOf(dir_, fname)) {
-    *r = std::make_unique<ProgressWal>(std::move(*r));
-  }
+  if (s.ok() && IsWalFileOf(dir_, fname)) *r = Created(std::move(*r));
   return s;
 }
 
@@ -126,14 +175,27 @@ rocksdb::IOStatus WalProgressFileSystem::ReuseWritableFile(
     std::unique_ptr<rocksdb::FSWritableFile>* r, rocksdb::IODebugContext* dbg) {
   rocksdb::IOStatus s =
       FileSystemWrapper::ReuseWritableFile(fname, old_fname, options, r, dbg);
-  if (s.ok() && IsWalFileOf(dir_, fname)) {
-    *r = std::make_unique<ProgressWal>(std::move(*r));
+  if (s.ok() && IsWalFileOf(dir_, fname)) *r = Created(std::move(*r));
+  return s;
+}
+
+rocksdb::IOStatus WalProgressFileSystem::NewDirectory(
+    const std::string& name, const rocksdb::IOOptions& options,
+    std::unique_ptr<rocksdb::FSDirectory>* result,
+    rocksdb::IODebugContext* dbg) {
+  rocksdb::IOStatus s =
+      FileSystemWrapper::NewDirectory(name, options, result, dbg);
+  std::error_code ec;
+  if (s.ok() && std::filesystem::equivalent(name, dir_, ec)) {
+    *result = std::make_unique<ProgressDir>(std::move(*result), dir_progress_);
   }
   return s;
 }
 
-WalFlushWatch::WalFlushWatch(std::function<void()> on_first_flush)
-    : on_first_flush_(std::move(on_first_flush)) {}
+WalFlushWatch::WalFlushWatch(std::function<void()> on_first_flush,
+                             std::function<void()> on_durable)
+    : on_first_flush_(std::move(on_first_flush)),
+      on_durable_(std::move(on_durable)) {}
 
 WalFlushWatch::Installed::Installed(WalFlushWatch* watch)
     : previous_(installed_watch) {
@@ -154,6 +216,17 @@ void WalFlushWatch::Flushed(const std::shared_ptr<WalFileProgress>& file) {
   watch->file_ = file;
   watch->end_ = file->handed.load(std::memory_order_acquire);
   if (first && watch->on_first_flush_) watch->on_first_flush_();
+}
+
+void WalFlushWatch::Synced(const WalDirProgress& dir) {
+  WalFlushWatch* watch = installed_watch;
+  if (watch == nullptr || !watch->on_durable_ || !watch->CoveredBySync() ||
+      !dir.AllSynced()) {
+    return;
+  }
+  std::function<void()> on_durable = std::move(watch->on_durable_);
+  watch->on_durable_ = nullptr;
+  on_durable();
 }
 
 }  // namespace cde

@@ -35,6 +35,21 @@ struct WalFileProgress {
   std::atomic<uint64_t> synced{0};  // of those, covered by a finished sync
 };
 
+// The WALs' directory: a WAL's own sync does not make its name durable, so
+// RocksDB fsyncs the directory after the first synced write to each new
+// WAL. Counts the WALs created (new, reused or renamed into place) and, of
+// those, how many a finished directory fsync covers (those created before
+// it began).
+struct WalDirProgress {
+  std::atomic<uint64_t> created{0};
+  std::atomic<uint64_t> synced{0};
+
+  bool AllSynced() const {
+    return synced.load(std::memory_order_acquire) >=
+           created.load(std::memory_order_acquire);
+  }
+};
+
 // Wraps each WAL in `dir` to keep its WalFileProgress and report its
 // flushes to the watch installed on the flushing thread.
 class WalProgressFileSystem final : public rocksdb::FileSystemWrapper {
@@ -53,9 +68,18 @@ class WalProgressFileSystem final : public rocksdb::FileSystemWrapper {
       const rocksdb::FileOptions& options,
       std::unique_ptr<rocksdb::FSWritableFile>* r,
       rocksdb::IODebugContext* dbg) override;
+  rocksdb::IOStatus NewDirectory(const std::string& name,
+                                 const rocksdb::IOOptions& options,
+                                 std::unique_ptr<rocksdb::FSDirectory>* result,
+                                 rocksdb::IODebugContext* dbg) override;
 
  private:
+  // A WAL just created in dir_, wrapped.
+  std::unique_ptr<rocksdb::FSWritableFile> Created(
+      std::unique_ptr<rocksdb::FSWritableFile> file);
+
   const std::string dir_;
+  const std::shared_ptr<WalDirProgress> dir_progress_;
 };
 
 // What one write handed to the WAL, seen from the thread that writes it.
@@ -66,8 +90,13 @@ class WalFlushWatch {
  public:
   // `on_first_flush` runs at the first WAL flush seen, on the writing
   // thread, inside RocksDB's write: it must be quick and must not call
-  // into the database.
-  explicit WalFlushWatch(std::function<void()> on_first_flush);
+  // into the database. `on_durable`, if given, runs at most once, on the
+  // same thread, inside the write, as soon as a sync made on this thread
+  // covers the last flush seen and every WAL's name is synced in its
+  // directory: once a synced write's record is durable, before RocksDB
+  // inserts the batch into the memtables. Same rules.
+  explicit WalFlushWatch(std::function<void()> on_first_flush,
+                         std::function<void()> on_durable = nullptr);
 
   // Installs `watch` on the calling thread for this object's lifetime.
   class Installed {
@@ -88,9 +117,12 @@ class WalFlushWatch {
 
   // Called by a WAL of WalProgressFileSystem after each flush.
   static void Flushed(const std::shared_ptr<WalFileProgress>& file);
+  // Called by a WAL or the WALs' directory after each successful sync.
+  static void Synced(const WalDirProgress& dir);
 
  private:
   std::function<void()> on_first_flush_;
+  std::function<void()> on_durable_;       // emptied once it has run
   std::shared_ptr<WalFileProgress> file_;  // of the last flush seen
   uint64_t end_ = 0;                       // what it had handed over then
 };

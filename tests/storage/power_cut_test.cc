@@ -127,6 +127,9 @@ struct PowerCutRun {
   // Groups of at least 32 are synced beside their memtable inserts
   // (storage/wal_progress.h): the run must have made some.
   bool syncs_beside_inserts = false;
+  // Smaller synced groups are acknowledged at their sync, before RocksDB's
+  // memtable inserts (Store::WriteSynced): the run must have told some.
+  bool told_at_sync = false;
 };
 
 size_t TablesIn(const std::string& dir) {
@@ -144,6 +147,7 @@ void CutPowerAndCheck(const PowerCutRun& run) {
   size_t tables = 0;    // flushed memtables: each one switched the WAL
   uint64_t beside = 0;  // syncs beside inserts, and resyncs after them
   uint64_t resyncs = 0;
+  uint64_t told = 0;  // groups acknowledged at their sync
   for (int round = 0; round < Rounds(); ++round) {
     test::TempDir dir;
     auto fs = std::make_shared<test::PowerCutFs>();
@@ -181,6 +185,7 @@ void CutPowerAndCheck(const PowerCutRun& run) {
     ASSERT_OK(stats.status());
     beside += stats->engine["wal_syncs_beside_inserts"];
     resyncs += stats->engine["wal_resyncs"];
+    told += stats->engine["writes_durable_before_inserts"];
     ASSERT_OK(store->Close());
 
     auto image = OpenRocksStore({.path = dir.Sub("image")});
@@ -199,10 +204,15 @@ void CutPowerAndCheck(const PowerCutRun& run) {
   std::printf(
       "power cut: %d rounds, %zu acknowledged sagas checked, %llu early "
       "writes, %zu tables flushed, %llu syncs beside inserts (%llu "
-      "resynced)\n",
+      "resynced), %llu groups acknowledged at their sync\n",
       Rounds(), checked, static_cast<unsigned long long>(early_writes), tables,
       static_cast<unsigned long long>(beside),
-      static_cast<unsigned long long>(resyncs));
+      static_cast<unsigned long long>(resyncs),
+      static_cast<unsigned long long>(told));
+  if (run.told_at_sync) {
+    EXPECT_GT(told, 0u) << "no group was acknowledged at its sync: the test "
+                           "did not reach what it is for";
+  }
   if (run.syncs_beside_inserts) {
     EXPECT_GT(beside + resyncs, 0u)
         << "no group was synced beside its inserts: the test did not reach "
@@ -219,6 +229,15 @@ void CutPowerAndCheck(const PowerCutRun& run) {
 
 TEST(PowerCutTest, EveryAcknowledgedTransitionWasSyncedByTheGroupCommitWriter) {
   CutPowerAndCheck({});
+}
+
+// Small groups acknowledged at their WAL's sync, before their inserts, with
+// the WAL switching every hundred or so transitions (each new WAL's name is
+// synced in its directory before a group in it is acknowledged).
+TEST(PowerCutTest, GroupsAcknowledgedAtTheirSyncWereSynced) {
+  CutPowerAndCheck({.in_flight = 8, .told_at_sync = true});
+  CutPowerAndCheck(
+      {.in_flight = 8, .memtable_bytes = 64 << 10, .told_at_sync = true});
 }
 
 TEST(PowerCutTest, EveryAcknowledgedTransitionWasSyncedByThePipelinedWriter) {

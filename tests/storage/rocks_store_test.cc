@@ -3,6 +3,7 @@
 // writes after a failed sync or a full disk.
 #include "storage/rocks_store.h"
 
+#include <chrono>
 #include <fstream>
 #include <future>
 
@@ -272,6 +273,80 @@ TEST(RocksStoreTest,
   auto reopened = Open(dir.path());
   ASSERT_TRUE(reopened);
   for (const auto& id : ids) EXPECT_OK(reopened->GetSaga(id).status()) << id;
+}
+
+uint64_t WritesDurableBeforeInserts(Store& store) {
+  auto stats = store.Stats();
+  EXPECT_OK(stats.status());
+  return stats.ok() && stats->engine.count("writes_durable_before_inserts")
+             ? stats->engine.at("writes_durable_before_inserts")
+             : 0;
+}
+
+// A small synced group is told durable at its WAL's sync, before RocksDB's
+// memtable inserts (Store::WriteSynced); a read begun after the tell waits
+// until the write is readable rather than miss it.
+TEST(RocksStoreTest, ASmallGroupIsToldDurableAtItsSyncAndReadAfterTheTell) {
+  test::TempDir dir;
+  auto ids = MakeIds(4, 1000);
+  {
+    auto store = Open(dir.path());
+    ASSERT_TRUE(store);
+    // The first synced write to a new WAL also fsyncs the WAL's directory.
+    ASSERT_OK(WriteOne(*store, test::SagaStep(ids[0]), true));
+    std::vector<Transition> group;
+    for (size_t i = 1; i < ids.size(); ++i) {
+      group.push_back(test::SagaStep(ids[i]));
+    }
+    std::vector<const Transition*> batch;
+    for (const auto& t : group) batch.push_back(&t);
+    int told = 0;
+    std::future<Status> read;
+    bool read_done_inside = false;
+    ASSERT_OK(store->WriteSynced(batch, [&] {
+      ++told;
+      read = std::async(std::launch::async,
+                        [&] { return store->GetSaga(ids.back()).status(); });
+      // It cannot end before the write has returned and shown the group.
+      read_done_inside = read.wait_for(std::chrono::milliseconds(20)) ==
+                         std::future_status::ready;
+    }));
+    EXPECT_EQ(told, 1);
+    EXPECT_FALSE(read_done_inside);
+    ASSERT_TRUE(read.valid());
+    EXPECT_OK(read.get());
+    EXPECT_GE(WritesDurableBeforeInserts(*store), 1u);
+    // A large group's inserts run beside its sync instead: not told early.
+    const uint64_t before = WritesDurableBeforeInserts(*store);
+    told = 0;
+    std::vector<Transition> large;
+    for (const auto& id : MakeIds(40, 2000))
+      large.push_back(test::SagaStep(id));
+    std::vector<const Transition*> large_batch;
+    for (const auto& t : large) large_batch.push_back(&t);
+    ASSERT_OK(store->WriteSynced(large_batch, [&] { ++told; }));
+    EXPECT_EQ(told, 0);
+    EXPECT_EQ(WritesDurableBeforeInserts(*store), before);
+  }
+  auto reopened = Open(dir.path());
+  ASSERT_TRUE(reopened);
+  for (const auto& id : ids) EXPECT_OK(reopened->GetSaga(id).status()) << id;
+}
+
+TEST(RocksStoreTest, AFailedSyncTellsNothingDurable) {
+  test::TempDir dir;
+  test::FaultSwitches sw;
+  auto env = test::NewFaultyEnv(&sw);
+  auto store = Open(dir.path(), OpenMode::kReadWrite, env.get());
+  ASSERT_TRUE(store);
+  ASSERT_OK(WriteOne(*store, test::SagaStep(MakeIds(1, 1)[0]), true));
+  sw.fail_sync = true;
+  Transition t = test::SagaStep(MakeIds(1, 2)[0]);
+  const Transition* batch[] = {&t};
+  int told = 0;
+  Status failed = store->WriteSynced(batch, [&] { ++told; });
+  EXPECT_TRUE(failed.IsIOError()) << failed.ToString();
+  EXPECT_EQ(told, 0);
 }
 
 TEST(RocksStoreTest, AFailedSyncBesideTheInsertsShowsNothingOfItsGroup) {

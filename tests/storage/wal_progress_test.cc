@@ -41,6 +41,14 @@ class WalProgressTest : public ::testing::Test {
   static void Sync(rocksdb::FSWritableFile* file) {
     ASSERT_TRUE(file->Sync(rocksdb::IOOptions(), nullptr).ok());
   }
+  // The WALs' directory, as RocksDB opens it to fsync it.
+  std::unique_ptr<rocksdb::FSDirectory> Directory() {
+    std::unique_ptr<rocksdb::FSDirectory> dir;
+    EXPECT_TRUE(
+        fs_->NewDirectory(dir_.path(), rocksdb::IOOptions(), &dir, nullptr)
+            .ok());
+    return dir;
+  }
 
   test::TempDir dir_;
   std::shared_ptr<WalProgressFileSystem> fs_;
@@ -109,6 +117,76 @@ TEST_F(WalProgressTest, AFailedSyncCoversNothing) {
   ASSERT_TRUE(wal->Close(rocksdb::IOOptions(), nullptr).ok());
   EXPECT_FALSE(wal->Sync(rocksdb::IOOptions(), nullptr).ok());
   EXPECT_FALSE(watch.CoveredBySync());
+}
+
+// A synced write tells its callers it is durable from inside RocksDB's
+// write (Store::WriteSynced): only once its own record is synced and the
+// WAL's name in its directory, which RocksDB fsyncs after the first sync of
+// each new WAL.
+TEST_F(WalProgressTest,
+       AWriteIsToldDurableOnlyOnceItsWalAndTheWalsNameAreSynced) {
+  auto dir = Directory();
+  auto wal = NewWal("000004.log");
+  int told = 0;
+  WalFlushWatch watch(nullptr, [&] { ++told; });
+  {
+    WalFlushWatch::Installed installed(&watch);
+    AppendAndFlush(wal.get(), "the write's record");
+    Sync(wal.get());
+    EXPECT_EQ(told, 0) << "the new WAL's name is not synced yet";
+    ASSERT_TRUE(dir->FsyncWithDirOptions(rocksdb::IOOptions(), nullptr,
+                                         rocksdb::DirFsyncOptions())
+                    .ok());
+    EXPECT_EQ(told, 1);
+    Sync(wal.get());
+    EXPECT_EQ(told, 1) << "told once";
+  }
+  // The next write to the same WAL is told at its sync.
+  WalFlushWatch next(nullptr, [&] { ++told; });
+  {
+    WalFlushWatch::Installed installed(&next);
+    AppendAndFlush(wal.get(), "the next record");
+    EXPECT_EQ(told, 1);
+    Sync(wal.get());
+    EXPECT_EQ(told, 2);
+  }
+  // A new WAL again owes its directory a sync, even for a write to the old.
+  auto newer = NewWal("000005.log");
+  WalFlushWatch after_switch(nullptr, [&] { ++told; });
+  {
+    WalFlushWatch::Installed installed(&after_switch);
+    AppendAndFlush(wal.get(), "a record in the old WAL");
+    Sync(wal.get());
+    EXPECT_EQ(told, 2);
+    ASSERT_TRUE(dir->Fsync(rocksdb::IOOptions(), nullptr).ok());
+    EXPECT_EQ(told, 3);
+  }
+}
+
+TEST_F(WalProgressTest, AWriteIsNotToldDurableBySyncsThatDoNotCoverIt) {
+  auto dir = Directory();
+  auto older = NewWal("000004.log");
+  auto newer = NewWal("000005.log");
+  ASSERT_TRUE(dir->Fsync(rocksdb::IOOptions(), nullptr).ok());
+  int told = 0;
+  WalFlushWatch watch(nullptr, [&] { ++told; });
+  {
+    WalFlushWatch::Installed installed(&watch);
+    AppendAndFlush(older.get(), "the old WAL's tail");
+    AppendAndFlush(newer.get(), "the write's record");
+    Sync(older.get());
+    EXPECT_EQ(told, 0) << "the older WAL's sync";
+  }
+  Sync(newer.get());
+  EXPECT_EQ(told, 0) << "a sync where the watch is not installed "
+                        "(another thread's)";
+  AppendAndFlush(newer.get(), "more");
+  {
+    WalFlushWatch::Installed installed(&watch);
+    ASSERT_TRUE(newer->Close(rocksdb::IOOptions(), nullptr).ok());
+    EXPECT_FALSE(newer->Sync(rocksdb::IOOptions(), nullptr).ok());
+  }
+  EXPECT_EQ(told, 0) << "a failed sync";
 }
 
 TEST(SyncThreadTest, RunsOneSyncPerRequestAndHandsBackItsStatus) {
