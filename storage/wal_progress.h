@@ -17,6 +17,11 @@
 // and end of the last flush made on its thread. A flush seen first that was
 // not the write's own (an older WAL's buffer written out as RocksDB switches
 // to a new one) leaves the record uncovered, and the writer syncs again.
+//
+// A smaller group stays a synced RocksDB write, but the watch also hears the
+// syncs on its thread: once one covers its record and every WAL's name is
+// synced in the directory (WalDirProgress), its caller is told the group is
+// durable (Store::WriteSynced) before RocksDB inserts it into the memtables.
 #ifndef CDE_STORAGE_WAL_PROGRESS_H_
 #define CDE_STORAGE_WAL_PROGRESS_H_
 
