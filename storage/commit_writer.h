@@ -111,7 +111,9 @@ struct CommitWriterStats {
 class CommitWriter {
  public:
   using Clock = std::chrono::steady_clock;
-  // Runs on the writer thread with the status of the group's write.
+  // Runs on the writer thread with the status of the group's write, which
+  // may be inside the store's write (Store::WriteSynced): it must be quick,
+  // and it must not wait for another thread that reads the store.
   using Done = std::function<void(const Status&)>;
 
   // `store` must outlive the writer. Starts the writer thread.
