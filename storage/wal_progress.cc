@@ -20,6 +20,22 @@ void RaiseTo(std::atomic<uint64_t>* value, uint64_t at_least) {
   }
 }
 
+// A sync (of a WAL or of the WALs' directory) covers what `count` held when
+// it began: once it succeeds, `covered` rises to that, and the watch on this
+// thread hears of it (WalFlushWatch::Synced).
+template <typename Sync>
+rocksdb::IOStatus SyncCovering(const std::atomic<uint64_t>& count,
+                               std::atomic<uint64_t>* covered,
+                               const WalDirProgress& dir, Sync sync) {
+  const uint64_t before = count.load(std::memory_order_acquire);
+  rocksdb::IOStatus s = sync();
+  if (s.ok()) {
+    RaiseTo(covered, before);
+    WalFlushWatch::Synced(dir);
+  }
+  return s;
+}
+
 // A WAL keeping its WalFileProgress: appends count as handed over once the
 // file has taken them; a sync covers what had been handed over when it
 // began.
@@ -98,13 +114,7 @@ class ProgressWal final : public rocksdb::FSWritableFileOwnerWrapper {
   // A sync covers what had been handed over when it began.
   template <typename SyncFile>
   rocksdb::IOStatus Covering(SyncFile sync) {
-    const uint64_t covered = progress_->handed.load(std::memory_order_acquire);
-    rocksdb::IOStatus s = sync();
-    if (s.ok()) {
-      RaiseTo(&progress_->synced, covered);
-      WalFlushWatch::Synced(*dir_);
-    }
-    return s;
+    return SyncCovering(progress_->handed, &progress_->synced, *dir_, sync);
   }
 
   std::shared_ptr<WalFileProgress> progress_;
@@ -134,13 +144,8 @@ class ProgressDir final : public rocksdb::FSDirectoryWrapper {
   // An fsync covers the WALs created before it began.
   template <typename SyncDir>
   rocksdb::IOStatus Covering(SyncDir sync) {
-    const uint64_t covered = progress_->created.load(std::memory_order_acquire);
-    rocksdb::IOStatus s = sync();
-    if (s.ok()) {
-      RaiseTo(&progress_->synced, covered);
-      WalFlushWatch::Synced(*progress_);
-    }
-    return s;
+    return SyncCovering(progress_->created, &progress_->synced, *progress_,
+                        sync);
   }
 
   const std::shared_ptr<WalDirProgress> progress_;
