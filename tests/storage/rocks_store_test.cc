@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <future>
 
 #include "storage/commit_writer.h"
@@ -234,14 +235,17 @@ TEST(RocksStoreTest, AFailedSyncShowsNothingItCarriedAndRefusesLaterWrites) {
   EXPECT_FALSE(store->health().ok());
 }
 
-// A synced write of a large group (RocksKv syncs its WAL beside its
-// memtable inserts, storage/wal_progress.h).
-Status WriteGroup(Store& store, const std::vector<std::string>& ids) {
+// A synced write of a step for each of `ids` (a large group: RocksKv syncs
+// its WAL beside its memtable inserts, storage/wal_progress.h); with
+// `on_durable`, through Store::WriteSynced.
+Status WriteGroup(Store& store, const std::vector<std::string>& ids,
+                  const std::function<void()>& on_durable = nullptr) {
   std::vector<Transition> group;
   for (const auto& id : ids) group.push_back(test::SagaStep(id));
   std::vector<const Transition*> batch;
   for (const auto& t : group) batch.push_back(&t);
-  return store.Write(batch, /*sync=*/true);
+  return on_durable ? store.WriteSynced(batch, on_durable)
+                    : store.Write(batch, /*sync=*/true);
 }
 
 // Groups whose WAL sync ran beside their inserts, resynced or not.
@@ -294,16 +298,10 @@ TEST(RocksStoreTest, ASmallGroupIsToldDurableAtItsSyncAndReadAfterTheTell) {
     ASSERT_TRUE(store);
     // The first synced write to a new WAL also fsyncs the WAL's directory.
     ASSERT_OK(WriteOne(*store, test::SagaStep(ids[0]), true));
-    std::vector<Transition> group;
-    for (size_t i = 1; i < ids.size(); ++i) {
-      group.push_back(test::SagaStep(ids[i]));
-    }
-    std::vector<const Transition*> batch;
-    for (const auto& t : group) batch.push_back(&t);
     int told = 0;
     std::future<Status> read;
     bool read_done_inside = false;
-    ASSERT_OK(store->WriteSynced(batch, [&] {
+    ASSERT_OK(WriteGroup(*store, {ids.begin() + 1, ids.end()}, [&] {
       ++told;
       read = std::async(std::launch::async,
                         [&] { return store->GetSaga(ids.back()).status(); });
@@ -319,12 +317,7 @@ TEST(RocksStoreTest, ASmallGroupIsToldDurableAtItsSyncAndReadAfterTheTell) {
     // A large group's inserts run beside its sync instead: not told early.
     const uint64_t before = WritesDurableBeforeInserts(*store);
     told = 0;
-    std::vector<Transition> large;
-    for (const auto& id : MakeIds(40, 2000))
-      large.push_back(test::SagaStep(id));
-    std::vector<const Transition*> large_batch;
-    for (const auto& t : large) large_batch.push_back(&t);
-    ASSERT_OK(store->WriteSynced(large_batch, [&] { ++told; }));
+    ASSERT_OK(WriteGroup(*store, MakeIds(40, 2000), [&] { ++told; }));
     EXPECT_EQ(told, 0);
     EXPECT_EQ(WritesDurableBeforeInserts(*store), before);
   }
@@ -341,10 +334,8 @@ TEST(RocksStoreTest, AFailedSyncTellsNothingDurable) {
   ASSERT_TRUE(store);
   ASSERT_OK(WriteOne(*store, test::SagaStep(MakeIds(1, 1)[0]), true));
   sw.fail_sync = true;
-  Transition t = test::SagaStep(MakeIds(1, 2)[0]);
-  const Transition* batch[] = {&t};
   int told = 0;
-  Status failed = store->WriteSynced(batch, [&] { ++told; });
+  Status failed = WriteGroup(*store, MakeIds(1, 2), [&] { ++told; });
   EXPECT_TRUE(failed.IsIOError()) << failed.ToString();
   EXPECT_EQ(told, 0);
 }
