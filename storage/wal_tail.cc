@@ -1,11 +1,12 @@
 #include "storage/wal_tail.h"
 
 #include <algorithm>
-#include <array>
 #include <cctype>
 #include <filesystem>
 #include <string_view>
 #include <vector>
+
+#include "storage/crc32c.h"
 
 namespace cde {
 
@@ -22,28 +23,6 @@ constexpr size_t kRecyclableHeaderSize = 11;
 constexpr uint8_t kFirstRecyclableType = 5;
 constexpr uint8_t kLastRecyclableType = 8;
 constexpr uint32_t kMaskDelta = 0xa282ead8u;
-
-// CRC32C (Castagnoli), reflected, as crc32c::Value computes it.
-class Crc32c {
- public:
-  Crc32c() {
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0x82f63b78u & (0u - (c & 1)));
-      table_[i] = c;
-    }
-  }
-  uint32_t Value(const char* data, size_t n) const {
-    uint32_t c = 0xffffffffu;
-    for (size_t i = 0; i < n; ++i) {
-      c = table_[(c ^ static_cast<uint8_t>(data[i])) & 0xff] ^ (c >> 8);
-    }
-    return c ^ 0xffffffffu;
-  }
-
- private:
-  std::array<uint32_t, 256> table_;
-};
 
 uint32_t Unmask(uint32_t masked) {
   const uint32_t rot = masked - kMaskDelta;
@@ -118,13 +97,12 @@ class WalTailFile final : public rocksdb::FSSequentialFile {
                       dbg);
       if (!s.ok() || record.size() < record_size) return s;
       const uint32_t expected = Unmask(DecodeFixed32(record.data()));
-      if (crc_.Value(record.data() + 6, record_size - 6) != expected) return s;
+      if (Crc32c(record.data() + 6, record_size - 6) != expected) return s;
       whole_ = start + record_size;
     }
     return rocksdb::IOStatus::OK();
   }
 
-  static inline const Crc32c crc_;
   std::unique_ptr<rocksdb::FSRandomAccessFile> file_;
   uint64_t pos_ = 0;    // the next byte Read returns
   uint64_t whole_ = 0;  // the end of the last whole record found
