@@ -1,6 +1,7 @@
 // Built as an object of every program that links RocksDB (CMakeLists.txt),
-// not through cde_storage's archive: RocksDB's archive, linked after it,
-// calls __wrap_ below, which must be there whichever archive comes first.
+// not as a member of cde_storage's archive: the linker takes an archive's
+// member only for a symbol still missing when it reaches that archive, and
+// RocksDB's archive, which asks for __wrap_ below, comes after ours.
 #include "storage/crc32c.h"
 
 #include <array>
@@ -101,6 +102,8 @@ bool RocksDbUsesCrc32cExtend() {
 extern "C" uint32_t __wrap__ZN7rocksdb6crc32c6ExtendEjPKcm(uint32_t crc,
                                                            const char* data,
                                                            size_t n) {
+  // Read before written: a store on every call would move the flag's cache
+  // line between RocksDB's writer, flush and compaction threads.
   if (!cde::rocksdb_called.load(std::memory_order_relaxed)) {
     cde::rocksdb_called.store(true, std::memory_order_relaxed);
   }
