@@ -6,6 +6,7 @@
 // engine is a thin front: the runner outlives it until its handles close.
 #include <pwd.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -77,29 +78,73 @@ std::map<std::string, std::string> InheritedEnvironment(
   return vars;
 }
 
-// prlimit's options for `limits`: soft and hard limits alike, except that
-// the CPU's hard limit is a second later, so that a program gets SIGXCPU
-// (which it may catch to clean up) before SIGKILL.
-std::vector<std::string> PrlimitOptions(const ExecLimits& limits) {
+// A limit of `limits` as prlimit sets it.
+struct LimitToSet {
+  const char* setting;  // under actions.exec.limits
+  const char* option;   // prlimit's
+  int resource;
+  const char* ulimit;  // the shell's option for the same limit
+  uint64_t soft, hard;
+};
+
+// Soft and hard limits alike, except that the CPU's hard limit is a second
+// later, so that a program gets SIGXCPU (which it may catch to clean up)
+// before SIGKILL.
+std::vector<LimitToSet> LimitsToSet(const ExecLimits& limits) {
   constexpr uint64_t kMiB = uint64_t{1} << 20;
-  std::vector<std::string> out;
+  std::vector<LimitToSet> out;
   if (limits.cpu_seconds != 0) {
-    out.push_back("--cpu=" + std::to_string(limits.cpu_seconds) + ":" +
-                  std::to_string(limits.cpu_seconds + 1));
+    out.push_back({"cpu_seconds", "cpu", RLIMIT_CPU, "-t", limits.cpu_seconds,
+                   limits.cpu_seconds + 1});
   }
   if (limits.address_space_mb != 0) {
-    out.push_back("--as=" + std::to_string(limits.address_space_mb * kMiB));
+    const uint64_t bytes = limits.address_space_mb * kMiB;
+    out.push_back({"address_space_mb", "as", RLIMIT_AS, "-v", bytes, bytes});
   }
   if (limits.file_size_mb != 0) {
-    out.push_back("--fsize=" + std::to_string(limits.file_size_mb * kMiB));
+    const uint64_t bytes = limits.file_size_mb * kMiB;
+    out.push_back({"file_size_mb", "fsize", RLIMIT_FSIZE, "-f", bytes, bytes});
   }
   if (limits.processes != 0) {
-    out.push_back("--nproc=" + std::to_string(limits.processes));
+    out.push_back({"processes", "nproc", RLIMIT_NPROC, "-u", limits.processes,
+                   limits.processes});
+  }
+  return out;
+}
+
+std::vector<std::string> PrlimitOptions(const ExecLimits& limits) {
+  std::vector<std::string> out;
+  for (const LimitToSet& l : LimitsToSet(limits)) {
+    std::string option =
+        std::string("--") + l.option + "=" + std::to_string(l.soft);
+    if (l.hard != l.soft) option += ":" + std::to_string(l.hard);
+    out.push_back(std::move(option));
   }
   // No core dumps: one would hold the attempt's rendered params, secrets
   // among them, in a file the child's user can read.
   out.push_back("--core=0");
   return out;
+}
+
+// The child (prlimit, then the program) runs unprivileged, as the server's
+// user or, when the server is root, as actions.exec.user, and so may lower
+// its hard limits, inherited from the server, but not raise them: a limit
+// above the server's would fail every attempt with prlimit's complaint.
+Status CheckLimitsWithinTheServers(const ExecLimits& limits) {
+  for (const LimitToSet& l : LimitsToSet(limits)) {
+    rlimit server{};
+    if (getrlimit(l.resource, &server) != 0 ||
+        server.rlim_max == RLIM_INFINITY || l.hard <= server.rlim_max) {
+      continue;
+    }
+    return Status::InvalidArgument(
+        std::string("actions.exec.limits.") + l.setting + ": sets a hard " +
+        "limit of " + std::to_string(l.hard) + ", above the server's own (" +
+        std::to_string(server.rlim_max) + "), which its exec children " +
+        "cannot raise; lower it, or start the server with a higher hard " +
+        "limit (`ulimit -H " + l.ulimit + "` shows it, in the shell's units)");
+  }
+  return Status::OK();
 }
 
 // Fills `cmd` from rendered params (and `sandbox`, may be null); returns
@@ -413,6 +458,19 @@ ActionResult Child::Result() const {
                        (cwd_.empty() ? "" : " in '" + cwd_ + "'") + ": " + why);
     }
   }
+  if (!program_.empty() && exit_status_ == 1) {
+    // prlimit could not set a limit (the server's hard limit was lowered
+    // below it since the start, which checked it), so the program never
+    // ran: the server's configuration, not the program, is at fault.
+    constexpr std::string_view kCannot = "prlimit: failed to set the ";
+    if (err_.data.starts_with(kCannot)) {
+      std::string why = err_.data.substr(kCannot.size());
+      why = why.substr(0, why.find('\n'));
+      return ActionResult::Failure(
+          "spawn", "cannot run '" + program_ + "' under actions.exec.limits: " +
+                       "prlimit could not set the " + ValidUtf8(why));
+    }
+  }
   if (exit_status_ != 0) {
     const std::string n = std::to_string(exit_status_);
     return ActionResult::Failure("exit_code:" + n, "exit code " + n + detail);
@@ -622,6 +680,7 @@ Result<ExecSandbox> ResolveExecSandbox(const ExecPolicy& policy) {
         " (util-linux) is needed to set them and cannot be run: " +
         std::strerror(errno) + "; install util-linux, or set every limit to 0");
   }
+  CDE_RETURN_IF_ERROR(CheckLimitsWithinTheServers(sandbox.limits));
   if (geteuid() != 0) return sandbox;  // children run as the server does
   // Once, at start: getpwnam may ask NSS (files, LDAP), which may block.
   std::vector<char> buf(16384);

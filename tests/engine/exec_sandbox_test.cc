@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -45,12 +46,15 @@ class ExecSandboxTest : public AsyncActionFixture {
   ExecSandboxTest() : AsyncActionFixture("wf", "build", 1) {}
 
   // The sandbox `policy` resolves to on this machine, with a working
-  // directory every user may write (the child may run as nobody).
-  void Start(ExecPolicy policy) {
+  // directory every user may write (the child may run as nobody); then
+  // changed by `change`, if given, as the machine may change after a start.
+  void Start(ExecPolicy policy,
+             const std::function<void(ExecSandbox&)>& change = nullptr) {
     ASSERT_EQ(chmod(cwd_.path().c_str(), 01777), 0);
     policy.cwd = cwd_.path();
     auto sandbox = ResolveExecSandbox(policy);
     ASSERT_TRUE(sandbox.ok()) << sandbox.status().ToString();
+    if (change) change(*sandbox);
     Init([&](uv_loop_t* loop) {
       return NewSandboxedExecAction(loop, *sandbox);
     });
@@ -120,6 +124,33 @@ TEST_F(ExecSandboxTest, AMissingProgramIsASpawnErrorNamingIt) {
   EXPECT_EQ(r.error.kind, "spawn");
   EXPECT_EQ(r.error.message, "cannot run '/nonexistent/convert' in '" +
                                  cwd_.path() + "': no such file or directory");
+}
+
+// The start refuses a limit above the server's own hard limit (see
+// ResolveExecSandboxDeathTest); one lowered since the start makes prlimit
+// fail before the program runs: a spawn error saying so, not the exit code
+// 1 of a program that failed.
+TEST_F(ExecSandboxTest, ALimitTheServerCannotGiveIsASpawnErrorNotAnExitCode) {
+  constexpr rlim_t kTiB = rlim_t{1} << 40;
+  rlimit fsize{};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &fsize), 0);
+  if (fsize.rlim_max == RLIM_INFINITY || fsize.rlim_max > kTiB) {
+    // Lowered for this test process for good, unless it may raise it
+    // again: no test writes a file of a terabyte.
+    fsize = {std::min(fsize.rlim_cur, kTiB), kTiB};
+    ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &fsize), 0);
+  }
+  ExecPolicy policy = ClientsOn();
+  policy.limits.file_size_mb = 1;
+  Start(policy, [&](ExecSandbox& sandbox) {
+    sandbox.limits.file_size_mb = (fsize.rlim_max >> 20) * 2;
+  });
+  ActionResult r = Run({{"argv", {"/bin/true"}}});
+  ASSERT_FALSE(r.ok);
+  EXPECT_EQ(r.error.kind, "spawn");
+  EXPECT_EQ(r.error.message,
+            "cannot run '/bin/true' under actions.exec.limits: prlimit could "
+            "not set the FSIZE resource limit: Operation not permitted");
 }
 
 // Under limits the program is found as without: by PATH for a bare name,
@@ -240,10 +271,40 @@ TEST(ResolveExecSandboxTest, MistakesStopTheStartNamingTheSetting) {
     EXPECT_TRUE(r.ok()) << "not root: children run as the server's user";
   }
 
+  // A limit the children could not be given: see
+  // ResolveExecSandboxDeathTest.
+
   // With exec off for clients nothing is looked up: nothing would use it.
   policy.clients = false;
   policy.cwd = "/nonexistent/cde-sandbox";
   EXPECT_TRUE(ResolveExecSandbox(policy).ok());
+}
+
+// The children run unprivileged and inherit the server's hard limits, which
+// they may lower but not raise: a limit above one stops the start, naming
+// it. (In a child process: a hard limit lowered cannot be raised again.)
+void ResolveUnderAHardCpuLimitOf30s() {
+  const rlimit cpu{30, 30};
+  if (setrlimit(RLIMIT_CPU, &cpu) != 0) _exit(2);
+  ExecPolicy policy = ClientsOn();
+  policy.cwd = "/";
+  // 29 s, then SIGKILL at 30 s: within the server's 30.
+  policy.limits = {.cpu_seconds = 29};
+  if (!ResolveExecSandbox(policy).ok()) _exit(3);
+  // 30 s needs a hard limit of 31 s.
+  policy.limits = {.cpu_seconds = 30};
+  auto r = ResolveExecSandbox(policy);
+  std::fprintf(stderr, "%s\n", r.status().message().c_str());
+  _exit(r.status().IsInvalidArgument() ? 0 : 4);
+}
+
+TEST(ResolveExecSandboxDeathTest, ALimitAboveTheServersOwnStopsTheStart) {
+  EXPECT_EXIT(
+      ResolveUnderAHardCpuLimitOf30s(), ::testing::ExitedWithCode(0),
+      "^actions\\.exec\\.limits\\.cpu_seconds: sets a hard limit of 31, "
+      "above the server's own \\(30\\), which its exec children cannot "
+      "raise; lower it, or start the server with a higher hard limit "
+      "\\(`ulimit -H -t` shows it, in the shell's units\\)");
 }
 
 }  // namespace
