@@ -157,6 +157,9 @@ struct EngineStats {
   // commit_groups).
   uint64_t commit_first_return_ns = 0;
   uint64_t commit_first_returns = 0;
+  uint64_t commit_all_return_ns = 0;  // over commit_all_returns
+  uint64_t commit_all_returns = 0;
+  uint64_t commit_tell_ns = 0;  // over commit_groups
   uint64_t commit_gather_ns = 0;
   uint64_t commit_write_ns = 0;
   uint64_t commit_bytes = 0;  // of the rows written

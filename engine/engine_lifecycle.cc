@@ -293,6 +293,9 @@ EngineStats EngineImpl::stats() const {
   s.commit_early_writes = w.early_writes;
   s.commit_first_return_ns = w.first_return_ns;
   s.commit_first_returns = w.first_returns;
+  s.commit_all_return_ns = w.all_return_ns;
+  s.commit_all_returns = w.all_returns;
+  s.commit_tell_ns = w.tell_ns;
   s.commit_gather_ns = w.gather_ns;
   s.commit_write_ns = w.write_ns;
   s.commit_bytes = w.bytes;

@@ -71,7 +71,11 @@ void CommitWriter::Enqueue(Transition transition, Done done) {
           stats_.first_return_ns += Nanos(now - sample_start_);
           ++stats_.first_returns;
         }
-        if (last) CloseReturnSample(now);
+        if (last) {
+          stats_.all_return_ns += Nanos(now - sample_start_);
+          ++stats_.all_returns;
+          CloseReturnSample(now);
+        }
       }
       // Only the writer waits on work_, and it rechecks the queue under mu_.
       if (queue_.size() == wake_at_) {
@@ -184,7 +188,9 @@ void CommitWriter::Run() {
     // (Store::WriteSynced): the callers go on while the store makes it
     // readable.
     bool released = false;
+    Clock::time_point told;
     const std::function<void()> on_durable = [&] {
+      told = Clock::now();
       Release(&group, Status::OK(), &expected);
       released = true;
     };
@@ -208,6 +214,7 @@ void CommitWriter::Run() {
       if (writing) {
         write_ns_ = Average(write_ns_, write_ns);
         stats_.write_ns += static_cast<uint64_t>(write_ns);
+        stats_.tell_ns += Nanos((released ? told : written) - write_start);
       }
       if (measure_cpu && writing) {
         disk_wait_ns_ =

@@ -104,6 +104,15 @@ struct CommitWriterStats {
   // writer's; under `pipeline` the first counts from each sync's end.
   uint64_t first_return_ns = 0;
   uint64_t first_returns = 0;
+  // From a group's release to the last of its callers back, over
+  // `all_returns` groups all of whose callers came back before the next
+  // release; and from the group-commit writer's last write of a group
+  // beginning to its callers being told (synced: the sync's end), over
+  // `groups`. A cycle at a steady load is about these two and the time from
+  // the last return to the last write.
+  uint64_t all_return_ns = 0;
+  uint64_t all_returns = 0;
+  uint64_t tell_ns = 0;
   uint64_t gather_ns = 0;
   uint64_t write_ns = 0;
 };

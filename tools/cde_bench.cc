@@ -621,6 +621,9 @@ int main(int argc, char** argv) {
       per(stats.commit_first_return_ns, stats.commit_first_returns);
   out["commit_gather_us"] =
       per(stats.commit_gather_ns, stats.commit_groups_gathered);
+  out["commit_all_return_us"] =
+      per(stats.commit_all_return_ns, stats.commit_all_returns);
+  out["commit_tell_us"] = per(stats.commit_tell_ns, stats.commit_groups);
   for (const auto& [key, value] :
        {std::pair{"steady_sagas_per_s", steady_sagas_per_s},
         {"steady_loop_cpu_us_per_commit", steady_cpu_us},
@@ -663,10 +666,11 @@ int main(int argc, char** argv) {
                        : std::to_string(std::lround(v.get<double>()));
   };
   std::printf(
-      "  per group: written%s in %s us; first transition back after %s us; "
-      "gathered in %s us\n",
+      "  per group: written%s in %s us (callers told after %s us); first "
+      "transition back after %s us, all after %s us; gathered in %s us\n",
       o.no_sync ? "" : " and synced", us("commit_write_us").c_str(),
-      us("commit_first_return_us").c_str(), us("commit_gather_us").c_str());
+      us("commit_tell_us").c_str(), us("commit_first_return_us").c_str(),
+      us("commit_all_return_us").c_str(), us("commit_gather_us").c_str());
   std::printf("  loop thread: %.2f s of CPU, %.2f us per commit\n", loop_cpu,
               loop_us_per_commit);
   if (steady) {

@@ -286,6 +286,25 @@ TEST_F(CommitWriterTest, ReleasedWaitersBackSoonerThanTheDiskShareOneWrite) {
   EXPECT_EQ(reported_gathered.load(), writer.stats().gathered);
 }
 
+// One client, so every group is one commit: each comes back a turnaround
+// after its release (the first of a group is then also the last), and
+// each write waits out the disk before its caller is told.
+TEST_F(CommitWriterTest, ACycleIsTakenApartIntoTheReturnsAndTheWrite) {
+  SlowDiskStore disk(memory_.get(), std::chrono::milliseconds(3));
+  CommitWriter writer(&disk, {});
+  RunClosedLoop(writer, 1, 4, std::chrono::milliseconds(5));
+  const CommitWriterStats stats = writer.stats();
+  constexpr uint64_t kMs = 1000 * 1000;
+  EXPECT_EQ(stats.groups, 4u);
+  // The last release has no commit to come back with.
+  EXPECT_EQ(stats.all_returns, 3u);
+  EXPECT_EQ(stats.first_returns, 3u);
+  EXPECT_EQ(stats.all_return_ns, stats.first_return_ns);
+  EXPECT_GE(stats.all_return_ns, 3 * 5 * kMs);
+  EXPECT_GE(stats.tell_ns, 4 * 3 * kMs);
+  EXPECT_LE(stats.tell_ns, stats.write_ns);
+}
+
 TEST_F(CommitWriterTest, WaitersSlowerToComeBackThanTheDiskAreNotWaitedFor) {
   SlowDiskStore disk(memory_.get(), std::chrono::milliseconds(1));
   CommitWriter writer(&disk, {});
