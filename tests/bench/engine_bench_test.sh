@@ -48,6 +48,9 @@ for flags in "" "--pipeline" "--no-sync"; do
   if [[ "$flags" != "--pipeline" ]]; then
     expect commit_write_us "$(field commit_write_us)" "v > 0"
     expect commit_first_return_us "$(field commit_first_return_us)" "v > 0"
+    # Its callers are told within the write (at the sync, or at its end).
+    expect commit_tell_us "$(field commit_tell_us)" \
+      "v > 0 && v <= $(field commit_write_us)"
   fi
 done
 exit "$fail"
