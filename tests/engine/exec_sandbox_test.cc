@@ -143,7 +143,7 @@ TEST_F(ExecSandboxTest, ALimitTheServerCannotGiveIsASpawnErrorNotAnExitCode) {
   ExecPolicy policy = ClientsOn();
   policy.limits.file_size_mb = 1;
   Start(policy, [&](ExecSandbox& sandbox) {
-    sandbox.limits.file_size_mb = (fsize.rlim_max >> 20) * 2;
+    sandbox.limits.file_size_mb = (fsize.rlim_max >> 20) * 2 + 1;
   });
   ActionResult r = Run({{"argv", {"/bin/true"}}});
   ASSERT_FALSE(r.ok);
@@ -288,11 +288,15 @@ void ResolveUnderAHardCpuLimitOf30s() {
   if (setrlimit(RLIMIT_CPU, &cpu) != 0) _exit(2);
   ExecPolicy policy = ClientsOn();
   policy.cwd = "/";
-  // 29 s, then SIGKILL at 30 s: within the server's 30.
-  policy.limits = {.cpu_seconds = 29};
+  // 29 s, then SIGKILL at 30 s: within the server's 30. (The other limits
+  // off: this machine's hard limits for them are not this test's.)
+  policy.limits = {.cpu_seconds = 29,
+                   .address_space_mb = 0,
+                   .file_size_mb = 0,
+                   .processes = 0};
   if (!ResolveExecSandbox(policy).ok()) _exit(3);
   // 30 s needs a hard limit of 31 s.
-  policy.limits = {.cpu_seconds = 30};
+  policy.limits.cpu_seconds = 30;
   auto r = ResolveExecSandbox(policy);
   std::fprintf(stderr, "%s\n", r.status().message().c_str());
   _exit(r.status().IsInvalidArgument() ? 0 : 4);
