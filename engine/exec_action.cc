@@ -18,6 +18,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -321,6 +322,9 @@ class Child {
   void Settle();
   void CloseHandle(void* handle);
   ActionResult Result() const;
+  // Under limits: what prlimit said after `prefix` on the first line of
+  // stderr, when it stopped before the program ran (nullopt otherwise).
+  std::optional<std::string> PrlimitSaid(std::string_view prefix) const;
 
   ExecRunner* const runner_;
   const uint64_t id_;
@@ -445,30 +449,27 @@ ActionResult Child::Result() const {
     return ActionResult::Failure("signal:" + n,
                                  "killed by signal " + n + why + detail);
   }
-  if (!program_.empty() && (exit_status_ == 126 || exit_status_ == 127)) {
-    // prlimit could not run the program: a `spawn` error naming it, as
-    // uv_spawn's is without limits.
-    constexpr std::string_view kCannot = "prlimit: failed to execute ";
-    if (err_.data.starts_with(kCannot)) {
-      std::string why = err_.data.substr(0, err_.data.find('\n'));
-      why = why.substr(why.rfind(": ") + 2);  // strerror's text
+  // prlimit stopped before the program ran: a `spawn` error, as uv_spawn's
+  // is without limits. It could not run the program (126, 127), or not set
+  // a limit (1: the server's hard limit was lowered below it since the
+  // start, which checked it), which the configuration, not the program,
+  // is to blame for.
+  if (exit_status_ == 126 || exit_status_ == 127) {
+    if (auto said = PrlimitSaid("prlimit: failed to execute ")) {
+      std::string why = said->substr(said->rfind(": ") + 2);  // strerror's
       if (!why.empty()) why[0] = static_cast<char>(std::tolower(why[0]));
       return ActionResult::Failure(
           "spawn", "cannot run '" + program_ + "'" +
                        (cwd_.empty() ? "" : " in '" + cwd_ + "'") + ": " + why);
     }
   }
-  if (!program_.empty() && exit_status_ == 1) {
-    // prlimit could not set a limit (the server's hard limit was lowered
-    // below it since the start, which checked it), so the program never
-    // ran: the server's configuration, not the program, is at fault.
-    constexpr std::string_view kCannot = "prlimit: failed to set the ";
-    if (err_.data.starts_with(kCannot)) {
-      std::string why = err_.data.substr(kCannot.size());
-      why = why.substr(0, why.find('\n'));
+  if (exit_status_ == 1) {
+    if (auto said = PrlimitSaid("prlimit: failed to set the ")) {
       return ActionResult::Failure(
-          "spawn", "cannot run '" + program_ + "' under actions.exec.limits: " +
-                       "prlimit could not set the " + ValidUtf8(why));
+          "spawn", "cannot run '" + program_ +
+                       "' under actions.exec.limits: prlimit could not set "
+                       "the " +
+                       *said);
     }
   }
   if (exit_status_ != 0) {
@@ -479,6 +480,13 @@ ActionResult Child::Result() const {
   json output = ParseBoundedJson(out_.data);
   if (output.is_discarded()) output = {{"stdout", ValidUtf8(out_.data)}};
   return ActionResult::Success(std::move(output));
+}
+
+std::optional<std::string> Child::PrlimitSaid(std::string_view prefix) const {
+  if (program_.empty() || !err_.data.starts_with(prefix)) return std::nullopt;
+  const size_t end = err_.data.find('\n');
+  return ValidUtf8(err_.data.substr(
+      prefix.size(), end == std::string::npos ? end : end - prefix.size()));
 }
 
 void Child::CloseHandle(void* handle) {
