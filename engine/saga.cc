@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cassert>
+#include <charconv>
 #include <optional>
 #include <stdexcept>
 
@@ -730,9 +731,14 @@ Result<Saga> FromRecord(const SagaRecord& r, const WorkflowDefinition* def) {
 
 std::string AttemptKey(const std::string& saga_id, const std::string& step,
                        bool compensation, uint32_t attempt) {
-  std::string key = saga_id + "/" + step + "/";
-  if (compensation) key += "compensate/";
-  key += std::to_string(attempt);
+  // Built in one buffer: this runs for every attempt.
+  char digits[10];
+  const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, attempt);
+  std::string key;
+  key.reserve(saga_id.size() + step.size() + 13 + (end - digits));
+  key.append(saga_id).append(1, '/').append(step).append(1, '/');
+  if (compensation) key.append("compensate/");
+  key.append(digits, end);
   return key;
 }
 
