@@ -291,6 +291,8 @@ EngineStats EngineImpl::stats() const {
   s.commit_groups = w.groups;
   s.commit_groups_gathered = w.gathered;
   s.commit_early_writes = w.early_writes;
+  s.commit_early_write_cpu_ns = w.early_write_cpu_ns;
+  s.commit_early_write_cpu_transitions = w.early_write_cpu_transitions;
   s.commit_first_return_ns = w.first_return_ns;
   s.commit_first_returns = w.first_returns;
   s.commit_all_return_ns = w.all_return_ns;

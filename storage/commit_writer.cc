@@ -283,6 +283,8 @@ Status CommitWriter::GatherWritingEarly(std::unique_lock<std::mutex>& lock,
     *written_early = group->size();
     lock.lock();
     if (measure && status.ok()) {
+      stats_.early_write_cpu_ns += static_cast<uint64_t>(cpu_ns);
+      stats_.early_write_cpu_transitions += batch->size();
       write_cpu_ns_ =
           Average(write_cpu_ns_, cpu_ns / static_cast<double>(batch->size()));
     }

@@ -95,6 +95,11 @@ struct CommitWriterStats {
   // Unsynced writes of returning waiters made while gathering (each group's
   // sync covers its early writes).
   uint64_t early_writes = 0;
+  // The writer thread's CPU time in the early writes it timed (every other
+  // one), over the transitions those carried: what writing a transition
+  // costs the writer while the engine's loop makes the next ones.
+  uint64_t early_write_cpu_ns = 0;
+  uint64_t early_write_cpu_transitions = 0;
   // Where a cycle's time goes, in nanoseconds summed over the run: from a
   // group's write ending to the first transition queued after it, over
   // `first_returns` groups (how soon callers come back; the completions'

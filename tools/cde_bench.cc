@@ -624,6 +624,11 @@ int main(int argc, char** argv) {
   out["commit_all_return_us"] =
       per(stats.commit_all_return_ns, stats.commit_all_returns);
   out["commit_tell_us"] = per(stats.commit_tell_ns, stats.commit_groups);
+  // The writer's CPU per transition it wrote early (the loop's is
+  // loop_cpu_us_per_commit): during the loop's pass both threads work.
+  out["writer_early_cpu_us_per_transition"] =
+      per(stats.commit_early_write_cpu_ns,
+          stats.commit_early_write_cpu_transitions);
   for (const auto& [key, value] :
        {std::pair{"steady_sagas_per_s", steady_sagas_per_s},
         {"steady_loop_cpu_us_per_commit", steady_cpu_us},
@@ -673,6 +678,11 @@ int main(int argc, char** argv) {
       us("commit_all_return_us").c_str(), us("commit_gather_us").c_str());
   std::printf("  loop thread: %.2f s of CPU, %.2f us per commit\n", loop_cpu,
               loop_us_per_commit);
+  if (const json& w = out["writer_early_cpu_us_per_transition"]; !w.is_null()) {
+    std::printf(
+        "  commit writer: %.2f us of CPU per transition written early\n",
+        w.get<double>());
+  }
   if (steady) {
     std::printf(
         "  steady (from a fifth of the sagas finished to four fifths): %.0f "

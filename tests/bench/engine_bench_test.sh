@@ -10,7 +10,8 @@
 # thread's time at its clock ticks, so a short window may see either
 # part stand still); with either writer, synced or not. The group-commit
 # writer also times a cycle's parts: each group's write and the callers'
-# first transition back after it, positive.
+# first transition back after it, positive; and, once it wrote early, its
+# CPU per transition written early, positive.
 # Usage: engine_bench_test.sh CDE_BENCH SCRATCH_DIR
 set -euo pipefail
 bench="$1" scratch="$2"
@@ -51,6 +52,10 @@ for flags in "" "--pipeline" "--no-sync"; do
     # Its callers are told within the write (at the sync, or at its end).
     expect commit_tell_us "$(field commit_tell_us)" \
       "v > 0 && v <= $(field commit_write_us)"
+    if [[ "$(field commit_early_writes)" -gt 0 ]]; then
+      expect writer_early_cpu_us_per_transition \
+        "$(field writer_early_cpu_us_per_transition)" "v > 0"
+    fi
   fi
 done
 exit "$fail"

@@ -357,19 +357,26 @@ class SyncCoverageStore : public SlowDiskStore {
     std::lock_guard lock(mu_);
     return unsynced_writes_;
   }
+  int64_t written_early() {
+    std::lock_guard lock(mu_);
+    return written_early_;
+  }
 
  private:
   void Written(size_t n, bool early) {
     std::lock_guard lock(mu_);
     written_ += static_cast<int64_t>(n);
-    if (early) ++unsynced_writes_;
+    if (early) {
+      ++unsynced_writes_;
+      written_early_ += static_cast<int64_t>(n);
+    }
   }
   void Synced() {
     std::lock_guard lock(mu_);
     durable_ = written_;
   }
   std::mutex mu_;
-  int64_t written_ = 0, durable_ = 0, unsynced_writes_ = 0;
+  int64_t written_ = 0, durable_ = 0, unsynced_writes_ = 0, written_early_ = 0;
 };
 
 // While it waits for the waiters a write released, the writer writes those
@@ -396,6 +403,12 @@ TEST_F(CommitWriterTest, WhileGatheringTheWriterWritesWhatIsBackAndSyncsOnce) {
   EXPECT_GE(stats.gathered, 3u);
   EXPECT_GE(stats.early_writes, stats.gathered);
   EXPECT_EQ(static_cast<uint64_t>(disk.unsynced_writes()), stats.early_writes);
+  // The writer's CPU in them, timed for every other one (the first
+  // included), over the transitions those carried.
+  EXPECT_GE(stats.early_write_cpu_transitions, 1u);
+  EXPECT_LE(stats.early_write_cpu_transitions,
+            static_cast<uint64_t>(disk.written_early()));
+  EXPECT_GT(stats.early_write_cpu_ns, 0u);
   // The cycle's parts: every group's write waits out the disk; the first
   // client back after a release comes 1 ms or more after it, but in the
   // first two rounds (before the writer gathers) one turned round before
