@@ -1,11 +1,12 @@
 #include "storage/commit_writer.h"
 
-#include <sched.h>
 #include <time.h>
 
 #include <algorithm>
 #include <utility>
 #include <vector>
+
+#include "storage/cpu_relax.h"
 
 namespace {
 
@@ -298,16 +299,12 @@ Status CommitWriter::GatherWritingEarly(std::unique_lock<std::mutex>& lock,
 // futex wake (a system call on the caller's thread, on the engine's loop)
 // and the writer its wake-up. When the arrivals stop for longer than
 // kSpinGap (the callers are idle or descheduled) it stops watching and
-// sleeps on work_ as before. It yields between looks rather than spinning
-// on the CPU: when RocksDB's flush or compaction takes the other CPU, the
-// loop whose transitions it waits for may be runnable on this one
-// (measured at C = 64: the loop's pass 11-39 us shorter in each of five
-// runs, docs/benchmarks.md part 21).
+// sleeps on work_ as before.
 void CommitWriter::SpinForQueued(size_t wanted, Clock::time_point deadline) {
   size_t seen = queued_.load(std::memory_order_acquire);
   Clock::time_point last_arrival = Clock::now();
   while (seen < wanted) {
-    sched_yield();
+    for (int i = 0; i < 16; ++i) CpuRelax();
     const size_t now_queued = queued_.load(std::memory_order_acquire);
     const Clock::time_point now = Clock::now();
     if (now_queued != seen) {
