@@ -150,10 +150,11 @@ struct EngineStats {
   uint64_t queued = 0;  // waiting under max_concurrency
   uint64_t commits = 0;
   uint64_t commit_groups = 0;
-  uint64_t commit_groups_gathered = 0;     // CommitWriterStats::gathered
-  uint64_t commit_early_writes = 0;        // CommitWriterStats::early_writes
-  uint64_t commit_early_write_cpu_ns = 0;  // CommitWriterStats::
-  uint64_t commit_early_write_cpu_transitions = 0;  // early_write_cpu_*
+  uint64_t commit_groups_gathered = 0;  // CommitWriterStats::gathered
+  uint64_t commit_early_writes = 0;     // CommitWriterStats::early_writes
+  // CommitWriterStats::early_write_cpu_ns over early_write_cpu_transitions.
+  uint64_t commit_early_write_cpu_ns = 0;
+  uint64_t commit_early_write_cpu_transitions = 0;
   // A commit cycle's parts, summed (CommitWriterStats: first_return_ns over
   // first_returns, gather_ns over commit_groups_gathered, write_ns over
   // commit_groups).
