@@ -456,7 +456,10 @@ ActionResult Child::Result() const {
   // is to blame for.
   if (exit_status_ == 126 || exit_status_ == 127) {
     if (auto said = PrlimitSaid("prlimit: failed to execute ")) {
-      std::string why = said->substr(said->rfind(": ") + 2);  // strerror's
+      // strerror's text, after the program's name (the whole, if no ": ").
+      const size_t colon = said->rfind(": ");
+      std::string why =
+          colon == std::string::npos ? *said : said->substr(colon + 2);
       if (!why.empty()) why[0] = static_cast<char>(std::tolower(why[0]));
       return ActionResult::Failure(
           "spawn", "cannot run '" + program_ + "'" +
