@@ -20,7 +20,11 @@ ActionRunner::ActionRunner(
 RunningAction ActionRunner::Run(const std::string& action,
                                 const AttemptRequest& request, bool client,
                                 ActionDone done) {
-  if (RunSimpleBuiltin(action, request, done)) return {};
+  if (std::optional<ActionResult> now =
+          RunSimpleBuiltin(action, request.params, request.attempt)) {
+    done(std::move(*now));
+    return {};
+  }
   AsyncAction* io = nullptr;
   if (action == "exec") {
     io = client ? exec_for_clients_.get() : exec_.get();

@@ -8,7 +8,9 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/saga.h"
@@ -59,11 +61,13 @@ using ActionDone = std::function<void(ActionResult)>;
 using NativeAction =
     std::function<void(const AttemptRequest& request, ActionDone done)>;
 
-// Runs the built-in actions that need no I/O: noop, echo and fail. Returns
-// false if `action` is not one of them. (`sleep` is a durable timer that the
-// state machine handles; `exec` and `http` are asynchronous I/O actions.)
-bool RunSimpleBuiltin(const std::string& action, const AttemptRequest& request,
-                      const ActionDone& done);
+// Runs the built-in actions that need no I/O: noop, echo and fail, with
+// the attempt's rendered params. nullopt if `action` is not one of them.
+// (`sleep` is a durable timer that the state machine handles; `exec` and
+// `http` are asynchronous I/O actions.)
+std::optional<ActionResult> RunSimpleBuiltin(std::string_view action,
+                                             const nlohmann::json& params,
+                                             uint32_t attempt);
 
 }  // namespace cde
 

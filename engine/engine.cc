@@ -626,38 +626,16 @@ void EngineImpl::Dispatch(Active& a, const AttemptRef& ref, bool resumed) {
   if (at.step < 0) return;  // cannot happen: the planner names its steps
   const StepSpec& step = a.def->steps[static_cast<size_t>(at.step)];
   const ActionSpec& spec = ref.compensation ? *step.compensate : step.run;
-  const std::string& id = a.saga.id;  // the closures below copy it
-  const AttemptOutcome tag{ref};
-  // Measured where the result arrives (a native action's own thread), with
-  // the limit of the dispatch: a reload may change it meanwhile.
-  // What comes back with a secret's value in it is redacted before it is
-  // logged: whether or not these params named it (an operator's child
-  // inherits the environment secrets.env reads).
-  auto deliver = [inbox = inbox_, this, id, tag,
-                  secrets = secrets_.redactions(),
-                  max_output = limits_.output_bytes](ActionResult r) {
-    RedactSecrets(*secrets, &r);
-    if (r.ok && !tag.ref.compensation) {
-      if (Status s = CheckJsonSize("the output", r.output, max_output,
-                                   "limits.output_bytes");
-          !s.ok()) {
-        r = ActionResult::Failure(kLimitErrorKind, s.message());
-      }
+  const std::string& id = a.saga.id;
+  // Made only where something reads it (templates, an action run
+  // elsewhere): a noop's or an echo's attempt needs none.
+  std::string key;
+  auto idempotency_key = [&]() -> const std::string& {
+    if (key.empty()) {
+      key = AttemptKey(id, ref.path, ref.compensation, ref.attempt);
     }
-    AttemptOutcome o = tag;
-    o.ok = r.ok;
-    o.output = std::move(r.output);
-    o.error = std::move(r.error);
-    inbox->Post([this, id, o = std::move(o)]() mutable {
-      OnOutcome(id, std::move(o));
-    });
+    return key;
   };
-  AttemptRequest req{
-      id, a.saga.workflow, ref.path, ref.compensation, ref.attempt,
-      AttemptKey(id, ref.path, ref.compensation, ref.attempt), nullptr,
-      // Sagas from before correlation ids defaulted: their id.
-      a.saga.correlation_id.empty() ? id : a.saga.correlation_id,
-      a.saga.trace_id, secrets_.redactions()};
   const bool client = a.def->origin == DefinitionOrigin::kClient;
   // Checked again for every attempt, as the action policy is: a client's
   // definition registered while secrets.clients was on gets none once it
@@ -668,7 +646,7 @@ void EngineImpl::Dispatch(Active& a, const AttemptRef& ref, bool resumed) {
   if (spec.templated) {
     TemplateScratch scratch;
     auto tc = TemplateContextAt(*a.def, a.saga, at, SourceOf(a), &scratch,
-                                req.idempotency_key, ref.attempt);
+                                idempotency_key(), ref.attempt);
     if (tc.ok() && !secrets_refused) tc->secrets = &secrets_.values();
     params =
         tc.ok() ? RenderTemplates(spec.params, *tc) : Result<json>(tc.status());
@@ -695,35 +673,98 @@ void EngineImpl::Dispatch(Active& a, const AttemptRef& ref, bool resumed) {
   attempt.hold = attempts_.Enter();
   ObserveDispatch(a, attempt);
   if (secrets_refused) {
-    deliver(ActionResult::Failure(
-        kPolicyErrorKind,
-        "secrets are not available to definitions registered by clients "
-        "(secrets.clients is off)"));
+    DeliverOutcome(id, ref,
+                   ActionResult::Failure(
+                       kPolicyErrorKind,
+                       "secrets are not available to definitions registered "
+                       "by clients (secrets.clients is off)"));
     return;
   }
   if (!params.ok()) {
-    deliver(ActionResult::Failure("template", params.status().message()));
+    DeliverOutcome(
+        id, ref, ActionResult::Failure("template", params.status().message()));
     return;
   }
   if (client) {
     // Again with the rendered params: a template can build an argv.
     Status allowed = CheckClientAttempt(spec, *params, options_.action_policy);
     if (!allowed.ok()) {
-      deliver(ActionResult::Failure(kPolicyErrorKind, allowed.message()));
+      DeliverOutcome(
+          id, ref, ActionResult::Failure(kPolicyErrorKind, allowed.message()));
       return;
     }
   }
-  req.params = std::move(params).value();
   if (spec.timeout_ms) {
-    attempt.timeout = clock_.NewTimer([this, id, tag, ms = *spec.timeout_ms] {
-      AttemptOutcome o = tag;
-      o.error = {"timeout",
-                 "attempt timed out after " + std::to_string(ms) + " ms"};
-      OnOutcome(id, std::move(o));
-    });
+    attempt.timeout = clock_.NewTimer(
+        [this, id, tag = AttemptOutcome{ref}, ms = *spec.timeout_ms] {
+          AttemptOutcome o = tag;
+          o.error = {"timeout",
+                     "attempt timed out after " + std::to_string(ms) + " ms"};
+          OnOutcome(id, std::move(o));
+        });
     attempt.timeout->Start(static_cast<int64_t>(*spec.timeout_ms));
   }
-  attempt.running = actions_->Run(spec.action, req, client, deliver);
+  // noop, echo and fail answer at once, here on the loop: no request to
+  // build, no callback to hand over (their result still arrives through
+  // the inbox, after the continuation that dispatched them).
+  if (std::optional<ActionResult> now =
+          RunSimpleBuiltin(spec.action, *params, ref.attempt)) {
+    DeliverOutcome(id, ref, std::move(*now));
+    return;
+  }
+  AttemptRequest req{id, a.saga.workflow, ref.path, ref.compensation,
+                     ref.attempt, idempotency_key(), std::move(params).value(),
+                     // Sagas from before correlation ids defaulted: their id.
+                     a.saga.correlation_id.empty() ? id : a.saga.correlation_id,
+                     a.saga.trace_id, secrets_.redactions()};
+  // Measured where the result arrives (a native action's own thread), with
+  // the limit of the dispatch: a reload may change it meanwhile.
+  // What comes back with a secret's value in it is redacted before it is
+  // logged: whether or not these params named it (an operator's child
+  // inherits the environment secrets.env reads).
+  ActionDone deliver = [inbox = inbox_, this, id, ref, secrets = req.secrets,
+                        max_output = limits_.output_bytes](ActionResult r) {
+    PrepareResult(*secrets, max_output, ref.compensation, &r);
+    inbox->Post([this, id, o = OutcomeOf(ref, std::move(r))]() mutable {
+      OnOutcome(id, std::move(o));
+    });
+  };
+  attempt.running = actions_->Run(spec.action, req, client, std::move(deliver));
+}
+
+// Redacts the secrets in what came back, and fails an output larger than
+// the limit (a compensation's output is not kept).
+void EngineImpl::PrepareResult(const std::vector<std::string>& secrets,
+                               size_t max_output, bool compensation,
+                               ActionResult* r) {
+  RedactSecrets(secrets, r);
+  if (r->ok && !compensation) {
+    if (Status s = CheckJsonSize("the output", r->output, max_output,
+                                 "limits.output_bytes");
+        !s.ok()) {
+      *r = ActionResult::Failure(kLimitErrorKind, s.message());
+    }
+  }
+}
+
+AttemptOutcome EngineImpl::OutcomeOf(const AttemptRef& ref, ActionResult r) {
+  AttemptOutcome o{ref};
+  o.ok = r.ok;
+  o.output = std::move(r.output);
+  o.error = std::move(r.error);
+  return o;
+}
+
+// A result known on the loop thread: planned once the continuation that
+// dispatched it has run (the inbox runs it then), as a result from another
+// thread would be.
+void EngineImpl::DeliverOutcome(const std::string& id, const AttemptRef& ref,
+                                ActionResult r) {
+  PrepareResult(*secrets_.redactions(), limits_.output_bytes, ref.compensation,
+                &r);
+  inbox_->Post([this, id, o = OutcomeOf(ref, std::move(r))]() mutable {
+    OnOutcome(id, std::move(o));
+  });
 }
 
 bool EngineImpl::Active::in_flight() const {
@@ -758,10 +799,19 @@ void EngineImpl::OnOutcome(const std::string& id, AttemptOutcome outcome) {
     return;
   }
   if (!a.committing && !a.open_batch) {
-    // Planned at once, as WhenIdle would: nothing to keep for later.
+    // Planned at once, as WhenIdle would: nothing to keep for later. In
+    // the engine's batch, whose lists keep their room from one result to
+    // the next (a nested result, should planning ever deliver one, finds
+    // it taken and makes its own).
     Active::OutcomeBatch now;
+    now.outcomes.swap(spare_batch_.outcomes);
+    now.arrived.swap(spare_batch_.arrived);
     now.Add(std::move(outcome), arrived);
     PlanOutcomes(id, now);
+    now.outcomes.clear();
+    now.arrived.clear();
+    spare_batch_.outcomes.swap(now.outcomes);
+    spare_batch_.arrived.swap(now.arrived);
     return;
   }
   auto batch = std::make_shared<Active::OutcomeBatch>();
@@ -783,10 +833,12 @@ void EngineImpl::PlanOutcomes(const std::string& id,
   // attempts which finished in time do not run again.
   if (a.checkpointed) return;
   std::vector<bool> applied;
+  applied.swap(spare_applied_);  // its room, as for spare_batch_
   std::shared_ptr<Plan> plan = SparePlan();
   if (!PlanAttemptResultsInto(Context(a), a.saga, taken.outcomes, &applied,
                               plan.get())) {
     spare_plans_.push_back(std::move(plan));
+    spare_applied_.swap(applied);
     return;  // stale: timed-out or superseded attempts
   }
   // The attempts are over; their results' commit holds work_ from here.
@@ -803,6 +855,7 @@ void EngineImpl::PlanOutcomes(const std::string& id,
       a.attempts.erase(at);
     }
   }
+  spare_applied_.swap(applied);
   Apply(a, std::move(plan), nullptr);
 }
 

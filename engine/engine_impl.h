@@ -280,6 +280,14 @@ class EngineImpl final : public Engine {
   // Dispatches `attempt` of a's saga (through its gates).
   // `resumed`: the attempt was in flight when the engine last stopped.
   void Dispatch(Active& a, const AttemptRef& attempt, bool resumed = false);
+  // An attempt's result, known on the loop thread, planned through the
+  // inbox (as one from another thread is).
+  void DeliverOutcome(const std::string& id, const AttemptRef& ref,
+                      ActionResult result);
+  static void PrepareResult(const std::vector<std::string>& secrets,
+                            size_t max_output, bool compensation,
+                            ActionResult* result);
+  static AttemptOutcome OutcomeOf(const AttemptRef& ref, ActionResult result);
   // Whether a's saga still waits for the result of `attempt`.
   bool WaitsFor(const Active& a, const AttemptRef& attempt) const;
   void OnOutcome(const std::string& id, AttemptOutcome outcome);
@@ -408,6 +416,10 @@ class EngineImpl final : public Engine {
   // Committed plans for the next ones (SparePlan); each still holds the
   // state its saga had before its commit.
   std::vector<std::shared_ptr<Plan>> spare_plans_;
+  // The lists a result planned at once is planned with (OnOutcome,
+  // PlanOutcomes), kept with their room from one result to the next.
+  Active::OutcomeBatch spare_batch_;
+  std::vector<bool> spare_applied_;
   // Starts with an idempotency key that is being looked up or committed.
   // Later starts with the same key wait here and get the same saga.
   struct PendingKey {

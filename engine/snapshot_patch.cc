@@ -31,7 +31,7 @@ std::string_view ElementOf(LaidOutBody b, const BodyLayout::Field& f,
 bool SnapshotPatch::Make(LaidOutBody base, LaidOutBody body) {
   set_.clear();
   unset_.clear();
-  elements_.clear();
+  elements_used_ = 0;
   const std::vector<BodyLayout::Field>& was = base.layout->fields;
   const std::vector<BodyLayout::Field>& now = body.layout->fields;
   size_t bytes = 16;  // the patch's own keys and heads, roughly
@@ -64,7 +64,11 @@ bool SnapshotPatch::Make(LaidOutBody base, LaidOutBody body) {
       bytes += now_key.size() + value.size() + 1;
       continue;
     }
-    Elements changed{now_key, {}};
+    // The lists' entries are reused, with their room, patch after patch.
+    if (elements_used_ == elements_.size()) elements_.emplace_back();
+    Elements& changed = elements_[elements_used_++];
+    changed.key = now_key;
+    changed.changed.clear();
     bytes += now_key.size() + 2;
     for (uint32_t e = 0; e < n.element_count; ++e) {
       const std::string_view element = ElementOf(body, n, e);
@@ -73,7 +77,6 @@ bool SnapshotPatch::Make(LaidOutBody base, LaidOutBody body) {
         bytes += element.size() + 3;
       }
     }
-    elements_.push_back(std::move(changed));
   }
   // What a patch saves is mostly the snapshot's row (a memtable insert on
   // the writer), and what it costs is a fold for readers after a crash: it
@@ -83,12 +86,13 @@ bool SnapshotPatch::Make(LaidOutBody base, LaidOutBody body) {
 
 void SnapshotPatch::Write(CborWriter& w, int64_t updated_ms) const {
   // Keys in byte order, as every map the store writes.
-  w.MapHead(1 + (elements_.empty() ? 0 : 1) + (set_.empty() ? 0 : 1) +
+  w.MapHead(1 + (elements_used_ == 0 ? 0 : 1) + (set_.empty() ? 0 : 1) +
             (unset_.empty() ? 0 : 1));
-  if (!elements_.empty()) {
+  if (elements_used_ != 0) {
     w.Text("elements");
-    w.MapHead(elements_.size());
-    for (const Elements& e : elements_) {
+    w.MapHead(elements_used_);
+    for (size_t i = 0; i < elements_used_; ++i) {
+      const Elements& e = elements_[i];
       w.Text(e.key);
       w.ArrayHead(e.changed.size());
       for (const auto& [index, value] : e.changed) {

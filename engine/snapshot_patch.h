@@ -51,7 +51,10 @@ class SnapshotPatch {
 
   std::vector<Part> set_;
   std::vector<std::string_view> unset_;
+  // The first elements_used_ are this patch's; the rest keep their room
+  // for the next.
   std::vector<Elements> elements_;
+  size_t elements_used_ = 0;
 };
 
 }  // namespace cde

@@ -1,8 +1,10 @@
 #include "engine/transitions/progress.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
+#include <span>
 
 #include "engine/action_policy.h"
 #include "engine/snapshot_patch.h"
@@ -622,14 +624,20 @@ Transition Plan::Build(int64_t now_ms, Base base) {
   Transition t;
   // Most transitions are a snapshot and an event or two: one allocation.
   t.Reserve(1024 + 256 * events.size());
-  std::vector<Transition::LogEvent> logged;
-  logged.reserve(events.size());
-  for (const PlannedEvent& e : events) {
-    logged.push_back({EventKindName(e.kind), nullptr,
-                      [](const void* data, CborWriter& w) {
-                        static_cast<const EventData*>(data)->Write(w);
-                      },
-                      &e.data});
+  // A transition logs an event or two: their list on the stack.
+  std::array<Transition::LogEvent, 4> few;
+  std::vector<Transition::LogEvent> many;
+  std::span<Transition::LogEvent> logged(few.data(), events.size());
+  if (events.size() > few.size()) {
+    many.resize(events.size());
+    logged = many;
+  }
+  for (size_t i = 0; i < events.size(); ++i) {
+    logged[i] = {EventKindName(events[i].kind), nullptr,
+                 [](const void* data, CborWriter& w) {
+                   static_cast<const EventData*>(data)->Write(w);
+                 },
+                 &events[i].data};
   }
   t.AppendLogEvents(
       saga.id, saga.last_seq + 1, now_ms, logged,
