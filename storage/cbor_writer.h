@@ -173,38 +173,45 @@ class CborWriter {
     if (staged_ != 0) out_->append(stage_, staged_);
     staged_ = 0;
   }
-  // The initial byte(s) of a data item: major type and argument.
+  // The initial byte(s) of a data item: major type and argument. Most are
+  // one byte (a key's or a short text's length, a small count), written
+  // inline; the rest go through HeadLong, kept out of line so that this
+  // stays small enough to inline at every call. (Two-byte heads inline as
+  // well measured no better: the larger function inlined less elsewhere.)
   void Head(uint8_t major, uint64_t arg) {
+    if (arg < 24 && staged_ < kStage) [[likely]] {
+      stage_[staged_++] =
+          static_cast<char>((major << 5) | static_cast<uint8_t>(arg));
+      return;
+    }
+    HeadLong(major, arg);
+  }
+  [[gnu::noinline]] void HeadLong(uint8_t major, uint64_t arg) {
     if (kStage - staged_ < 9) Flush();
-    const size_t at = staged_;
-    char* p = stage_ + at;
+    char* p = stage_ + staged_;
     const char m = static_cast<char>(major << 5);
-    size_t n;
     if (arg < 24) {
       p[0] = static_cast<char>(m | static_cast<char>(arg));
-      n = 1;
+      staged_ += 1;
     } else if (arg <= 0xff) {
       p[0] = static_cast<char>(m | 24);
       p[1] = static_cast<char>(arg);
-      n = 2;
+      staged_ += 2;
     } else if (arg <= 0xffff) {
       p[0] = static_cast<char>(m | 25);
-      BigEndian(p + 1, arg, 2);
-      n = 3;
+      const uint16_t be = __builtin_bswap16(static_cast<uint16_t>(arg));
+      std::memcpy(p + 1, &be, sizeof be);
+      staged_ += 3;
     } else if (arg <= 0xffffffff) {
       p[0] = static_cast<char>(m | 26);
-      BigEndian(p + 1, arg, 4);
-      n = 5;
+      const uint32_t be = __builtin_bswap32(static_cast<uint32_t>(arg));
+      std::memcpy(p + 1, &be, sizeof be);
+      staged_ += 5;
     } else {
       p[0] = static_cast<char>(m | 27);
-      BigEndian(p + 1, arg, 8);
-      n = 9;
-    }
-    staged_ = at + n;
-  }
-  static void BigEndian(char* p, uint64_t v, int n) {
-    for (int i = 0; i < n; ++i) {
-      p[i] = static_cast<char>((v >> (8 * (n - 1 - i))) & 0xff);
+      const uint64_t be = __builtin_bswap64(arg);
+      std::memcpy(p + 1, &be, sizeof be);
+      staged_ += 9;
     }
   }
 

@@ -32,16 +32,16 @@ std::string_view CfName(Cf cf) {
 
 uint32_t FormatOfCf(Cf cf) { return cf == Cf::kItems ? 4 : 1; }
 
+// One append, not a push_back a byte: rows and keys are built with these
+// on every transition.
 void PutBigEndian64(std::string* out, uint64_t v) {
-  for (int shift = 56; shift >= 0; shift -= 8) {
-    out->push_back(static_cast<char>((v >> shift) & 0xff));
-  }
+  const uint64_t be = __builtin_bswap64(v);
+  out->append(reinterpret_cast<const char*>(&be), sizeof be);
 }
 
 void PutBigEndian32(std::string* out, uint32_t v) {
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    out->push_back(static_cast<char>((v >> shift) & 0xff));
-  }
+  const uint32_t be = __builtin_bswap32(v);
+  out->append(reinterpret_cast<const char*>(&be), sizeof be);
 }
 
 uint64_t GetBigEndian64(std::string_view in) {
