@@ -21,7 +21,6 @@
 
 #include "storage/kv_engine.h"
 #include "storage/rocks_store.h"
-#include "storage/saga_id.h"
 #include "storage/sync_thread.h"
 #include "storage/wal_progress.h"
 #include "storage/wal_spare.h"
@@ -495,19 +494,21 @@ class WorkflowStatePrefix final : public rocksdb::SliceTransform {
   }
 };
 
-// Memtable insert hints: rows of one family tend to land next to the
-// previous row with the same prefix (a saga's next log event, timers due at
-// about the same time, the newest saga of a workflow and state in the
-// index), so the skiplist can start its search there. Measured: about 1.6x
-// the commit throughput; the workflow indexes' hints a further 3-5 % of
-// sagas/s. Not for snapshots: a hint is a hash-map entry per prefix per
-// memtable, one per saga there, and without it the engine made 3-8 % more
-// sagas/s (docs/benchmarks.md).
+// Memtable insert hints: the skiplist starts its search where the last row
+// with the same prefix went, and recomputes only the levels at which that
+// place no longer brackets the new row. For snapshots and log rows the
+// prefix is empty, one hint for the family: the rows of the sagas in
+// flight all go near its end, around the newest sagas' ids. A hint per
+// saga (part 2) went stale between a saga's rows, as the sagas started
+// meanwhile were inserted past it, and cost a hash-map entry per saga;
+// one per family took 13 % off the commit writer's instructions per
+// transition (docs/benchmarks.md, issue 18, part 22). Timers go by due
+// time; the state index by workflow and state (the newest saga of each).
 void TuneColumnFamily(const std::string& name,
                       rocksdb::ColumnFamilyOptions* cfo) {
   const rocksdb::SliceTransform* hint = nullptr;
-  if (name == CfName(Cf::kLog)) {
-    hint = rocksdb::NewCappedPrefixTransform(kSagaIdLength);
+  if (name == CfName(Cf::kSagas) || name == CfName(Cf::kLog)) {
+    hint = rocksdb::NewCappedPrefixTransform(0);
   } else if (name == CfName(Cf::kTimers)) {
     hint = rocksdb::NewCappedPrefixTransform(8);  // the due time
   } else if (name == CfName(Cf::kIdxWorkflowState)) {
