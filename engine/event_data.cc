@@ -76,8 +76,17 @@ void EventData::Write(CborWriter& w) const {
     order = more.data();
   }
   for (size_t i = 0; i < fields_.size(); ++i) order[i] = &fields_[i];
+  // Most keys differ in their first letter: decided there, without a call
+  // to compare them.
+  auto first = [](std::string_view key) -> int {
+    return key.empty() ? -1 : static_cast<unsigned char>(key[0]);
+  };
   std::sort(order, order + fields_.size(),
-            [](const Field* a, const Field* b) { return a->key < b->key; });
+            [&first](const Field* a, const Field* b) {
+              const int x = first(a->key);
+              const int y = first(b->key);
+              return x != y ? x < y : a->key < b->key;
+            });
   w.MapHead(fields_.size());
   for (size_t i = 0; i < fields_.size(); ++i) {
     w.Text(order[i]->key);

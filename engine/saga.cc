@@ -780,17 +780,22 @@ std::string TraceIdFrom(std::string_view traceparent, std::mt19937_64& rng) {
 
 std::string RandomHexId(std::mt19937_64& rng, int bits) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string id;
+  // Written into a buffer and made a string once: one allocation, where
+  // a character at a time grew the string twice (a trace id per start).
+  char hex[kMaxRandomHexBits / 4];
+  const int digits = std::min(bits, kMaxRandomHexBits) / 4;
+  std::string_view id;
   do {
-    id.clear();
-    for (int left = bits; left > 0; left -= 64) {
+    int n = 0;
+    for (int left = digits * 4; left > 0; left -= 64) {
       uint64_t word = rng();
       for (int i = 0; i < std::min(left, 64) / 4; ++i, word >>= 4) {
-        id.push_back(kHex[word & 15]);
+        hex[n++] = kHex[word & 15];
       }
     }
+    id = std::string_view(hex, static_cast<size_t>(n));
   } while (AllZeros(id));
-  return id;
+  return std::string(id);
 }
 
 }  // namespace cde

@@ -345,7 +345,8 @@ std::string TraceIdOf(std::string_view traceparent);
 // from `rng`.
 std::string TraceIdFrom(std::string_view traceparent, std::mt19937_64& rng);
 // `bits` random bits from `rng` as lower-case hex (bits / 4 digits), never
-// all zeros: a trace id (128) or a span id (64).
+// all zeros: a trace id (128) or a span id (64). At most kMaxRandomHexBits.
+inline constexpr int kMaxRandomHexBits = 128;
 std::string RandomHexId(std::mt19937_64& rng, int bits);
 
 }  // namespace cde

@@ -33,9 +33,10 @@ std::string SagaIdGenerator::Next(int64_t now_ms) {
     last_hi_ = rng_() & 0x7fff;  // a zero top bit leaves room to increment
     last_lo_ = rng_();
   }
-  std::string id;
-  id.reserve(kSagaIdLength);
-  AppendTime(&id, static_cast<uint64_t>(last_ms_));
+  // Written into a buffer, made a string once (an id per start).
+  char id[kSagaIdLength];
+  const uint64_t ms = static_cast<uint64_t>(last_ms_);
+  for (int i = 0; i < 10; ++i) id[i] = kAlphabet[(ms >> (5 * (9 - i))) & 31];
   // 80 random bits as 16 base32 characters: hi supplies the first 16 bits.
   for (int i = 15; i >= 0; --i) {
     const int bit = 5 * i;
@@ -47,9 +48,9 @@ std::string SagaIdGenerator::Next(int64_t now_ms) {
     } else {
       chunk = last_lo_ >> bit;
     }
-    id.push_back(kAlphabet[chunk & 31]);
+    id[10 + (15 - i)] = kAlphabet[chunk & 31];
   }
-  return id;
+  return std::string(id, kSagaIdLength);
 }
 
 std::string SagaIdFloor(int64_t ms) {
