@@ -12,9 +12,11 @@ int DecodeChar(char c) {
   return -1;
 }
 
-void AppendTime(std::string* out, uint64_t ms) {
-  for (int i = 9; i >= 0; --i) {
-    out->push_back(kAlphabet[(ms >> (5 * i)) & 31]);
+// The 10 characters of an id's time: milliseconds, most significant first.
+constexpr int kTimeChars = 10;
+void WriteTime(char* out, uint64_t ms) {
+  for (int i = 0; i < kTimeChars; ++i) {
+    out[i] = kAlphabet[(ms >> (5 * (kTimeChars - 1 - i))) & 31];
   }
 }
 
@@ -35,8 +37,7 @@ std::string SagaIdGenerator::Next(int64_t now_ms) {
   }
   // Written into a buffer, made a string once (an id per start).
   char id[kSagaIdLength];
-  const uint64_t ms = static_cast<uint64_t>(last_ms_);
-  for (int i = 0; i < 10; ++i) id[i] = kAlphabet[(ms >> (5 * (9 - i))) & 31];
+  WriteTime(id, static_cast<uint64_t>(last_ms_));
   // 80 random bits as 16 base32 characters: hi supplies the first 16 bits.
   for (int i = 15; i >= 0; --i) {
     const int bit = 5 * i;
@@ -48,15 +49,14 @@ std::string SagaIdGenerator::Next(int64_t now_ms) {
     } else {
       chunk = last_lo_ >> bit;
     }
-    id[10 + (15 - i)] = kAlphabet[chunk & 31];
+    id[kTimeChars + (15 - i)] = kAlphabet[chunk & 31];
   }
   return std::string(id, kSagaIdLength);
 }
 
 std::string SagaIdFloor(int64_t ms) {
-  std::string id;
-  AppendTime(&id, static_cast<uint64_t>(ms < 0 ? 0 : ms));
-  id.append(16, '0');
+  std::string id(kSagaIdLength, '0');
+  WriteTime(id.data(), static_cast<uint64_t>(ms < 0 ? 0 : ms));
   return id;
 }
 
