@@ -235,7 +235,12 @@ void CommitWriter::Release(std::vector<Waiter>* group, const Status& status,
     *expected = queue_.size() + group->size();
     OpenReturnSample(group->size(), Clock::now());
   }
+  Tell(group, status);
+}
+
+void CommitWriter::Tell(std::vector<Waiter>* group, const Status& status) {
   for (Waiter& w : *group) w.done(status);
+  if (options_.on_group_told) options_.on_group_told(group->size());
 }
 
 // While the rest come back, what has come back is written, unsynced: the
@@ -382,7 +387,7 @@ void CommitWriter::RunPipelined() {
         // The store refuses writes and syncs from now on: the groups written
         // before this one fail in their sync.
         lock.unlock();
-        for (Waiter& w : group) w.done(status);
+        Tell(&group, status);
         group.clear();
         continue;
       }
@@ -432,7 +437,7 @@ void CommitWriter::RunPipelined() {
             syncing.size() + written_.size() + being_written_ + queue_.size();
         OpenReturnSample(syncing.size(), synced);
       }
-      for (Waiter& w : syncing) w.done(status);
+      Tell(&syncing, status);
       syncing.clear();
     }
   }

@@ -83,6 +83,10 @@ struct CommitWriterOptions {
   // be quick, thread-safe, and must not call into the writer.
   std::function<void(size_t transitions, size_t bytes, bool gathered)>
       on_group_written;
+  // Optional: runs on the thread that told a group's waiters their status,
+  // once it has told every one of them (the power-cut test waits on it:
+  // a group is acknowledged on one decision). Same rules.
+  std::function<void(size_t waiters)> on_group_told;
 };
 
 struct CommitWriterStats {
@@ -177,6 +181,8 @@ class CommitWriter {
   // Tells a written group's waiters (not under mu_).
   void Release(std::vector<Waiter>* group, const Status& status,
                size_t* expected);
+  // Tells `group`'s waiters `status`, then on_group_told (not under mu_).
+  void Tell(std::vector<Waiter>* group, const Status& status);
   // Under mu_: the group just written has released `released` waiters.
   void OpenReturnSample(size_t released, Clock::time_point now);
   // Under mu_: ends the open sample of how fast released waiters return.

@@ -210,16 +210,34 @@ WalFlushWatch::Installed::Installed(WalFlushWatch* watch)
 WalFlushWatch::Installed::~Installed() { installed_watch = previous_; }
 
 bool WalFlushWatch::CoveredBySync() const {
-  return file_ != nullptr &&
-         file_->synced.load(std::memory_order_acquire) >= end_;
+  if (flushed_count_ == 0 || overflowed_) return false;
+  for (size_t i = 0; i < flushed_count_; ++i) {
+    const Flush& f = flushed_[i];
+    if (f.file->synced.load(std::memory_order_acquire) < f.end) return false;
+  }
+  return true;
+}
+
+void WalFlushWatch::Saw(const std::shared_ptr<WalFileProgress>& file) {
+  const uint64_t end = file->handed.load(std::memory_order_acquire);
+  for (size_t i = 0; i < flushed_count_; ++i) {
+    if (flushed_[i].file == file) {
+      flushed_[i].end = end;
+      return;
+    }
+  }
+  if (flushed_count_ == flushed_.size()) {
+    overflowed_ = true;
+    return;
+  }
+  flushed_[flushed_count_++] = {file, end};
 }
 
 void WalFlushWatch::Flushed(const std::shared_ptr<WalFileProgress>& file) {
   WalFlushWatch* watch = installed_watch;
   if (watch == nullptr) return;
-  const bool first = watch->file_ == nullptr;
-  watch->file_ = file;
-  watch->end_ = file->handed.load(std::memory_order_acquire);
+  const bool first = !watch->saw_flush();
+  watch->Saw(file);
   if (first && watch->on_first_flush_) watch->on_first_flush_();
 }
 

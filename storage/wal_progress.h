@@ -13,10 +13,14 @@
 //
 // Whether that sync covered the write is not left to the order of events:
 // each WAL counts the bytes handed over and, at the start of every sync,
-// notes them as covered once the sync succeeds; the watch keeps the file
-// and end of the last flush made on its thread. A flush seen first that was
-// not the write's own (an older WAL's buffer written out as RocksDB switches
-// to a new one) leaves the record uncovered, and the writer syncs again.
+// notes them as covered once the sync succeeds; the watch keeps, for every
+// WAL flushed on its thread, what that WAL had handed over at its last
+// flush, and the write is covered once a sync covers all of them. Which
+// flush was the record's own is not guessed: RocksDB flushes an older
+// WAL's buffer as it switches to a new one (before the record) and flushes
+// every WAL again as a synced write syncs them, oldest first (after it).
+// A sync that missed the record leaves it uncovered, and the writer syncs
+// again.
 //
 // A smaller group stays a synced RocksDB write, but the watch also hears the
 // syncs on its thread: once one covers its record and every WAL's name is
@@ -27,6 +31,7 @@
 
 #include <rocksdb/file_system.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -97,9 +102,10 @@ class WalFlushWatch {
   // thread, inside RocksDB's write: it must be quick and must not call
   // into the database. `on_durable`, if given, runs at most once, on the
   // same thread, inside the write, as soon as a sync made on this thread
-  // covers the last flush seen and every WAL's name is synced in its
-  // directory: once a synced write's record is durable, before RocksDB
-  // inserts the batch into the memtables. Same rules.
+  // leaves every WAL flushed on it covered (CoveredBySync) and every WAL's
+  // name is synced in its directory: once a synced write's record is
+  // durable, before RocksDB inserts the batch into the memtables. Same
+  // rules.
   explicit WalFlushWatch(std::function<void()> on_first_flush,
                          std::function<void()> on_durable = nullptr);
 
@@ -115,9 +121,9 @@ class WalFlushWatch {
     WalFlushWatch* previous_;
   };
 
-  bool saw_flush() const { return file_ != nullptr; }
-  // Whether a sync that has finished covers the last WAL bytes handed over
-  // on the watched thread.
+  bool saw_flush() const { return flushed_count_ > 0; }
+  // Whether syncs that have finished cover every WAL byte handed over on
+  // the watched thread.
   bool CoveredBySync() const;
 
   // Called by a WAL of WalProgressFileSystem after each flush.
@@ -126,10 +132,27 @@ class WalFlushWatch {
   static void Synced(const WalDirProgress& dir);
 
  private:
+  // A WAL flushed on the watched thread and what it had handed over at
+  // its last flush there.
+  struct Flush {
+    std::shared_ptr<WalFileProgress> file;
+    uint64_t end = 0;
+  };
+  // A write flushes its own WAL and, as a synced write syncs them, each
+  // older one RocksDB still keeps unsynced: two when the WAL switched
+  // under the group's early writes. More than this is counted as never
+  // covered (safe, and slower).
+  static constexpr size_t kMaxFlushedWals = 4;
+
+  void Saw(const std::shared_ptr<WalFileProgress>& file);
+
   std::function<void()> on_first_flush_;
-  std::function<void()> on_durable_;       // emptied once it has run
-  std::shared_ptr<WalFileProgress> file_;  // of the last flush seen
-  uint64_t end_ = 0;                       // what it had handed over then
+  std::function<void()> on_durable_;  // emptied once it has run
+  std::array<Flush, kMaxFlushedWals> flushed_;
+  size_t flushed_count_ = 0;
+  // More WALs flushed than flushed_ holds: never counted as covered (a
+  // synced write is then told at its return, a large group synced again).
+  bool overflowed_ = false;
 };
 
 }  // namespace cde

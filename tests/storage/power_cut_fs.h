@@ -39,6 +39,12 @@ class PowerCutFs : public rocksdb::FileSystemWrapper {
     sync_latency_ = latency;
   }
 
+  // The WALs (*.log) created so far.
+  uint64_t WalsCreated() {
+    std::lock_guard lock(mu_);
+    return wals_created_;
+  }
+
   void Freeze() {
     std::unique_lock lock(mu_);
     frozen_ = true;
@@ -80,7 +86,12 @@ class PowerCutFs : public rocksdb::FileSystemWrapper {
                                     rocksdb::IODebugContext* dbg) override {
     std::unique_ptr<rocksdb::FSWritableFile> file;
     auto s = target()->NewWritableFile(f, o, &file, dbg);
-    if (s.ok()) *r = std::make_unique<File>(std::move(file), this, Track(f, 0));
+    if (!s.ok()) return s;
+    *r = std::make_unique<File>(std::move(file), this, Track(f, 0));
+    if (f.ends_with(".log")) {
+      std::lock_guard lock(mu_);
+      ++wals_created_;
+    }
     return s;
   }
   rocksdb::IOStatus ReopenWritableFile(
@@ -232,6 +243,7 @@ class PowerCutFs : public rocksdb::FileSystemWrapper {
   std::mutex mu_;
   std::condition_variable thawed_, idle_;
   bool frozen_ = false;                        // GUARDED_BY(mu_)
+  uint64_t wals_created_ = 0;                  // GUARDED_BY(mu_)
   std::chrono::microseconds sync_latency_{0};  // GUARDED_BY(mu_)
   int busy_ = 0;  // operations under way; GUARDED_BY(mu_)
   std::map<std::string, std::shared_ptr<State>> files_;  // GUARDED_BY(mu_)

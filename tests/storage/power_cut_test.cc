@@ -1,22 +1,28 @@
 // Power cut: every acknowledged transition is in what an fsync or fdatasync
 // covered, for the group-commit writer (also while it writes early what
 // comes back as it gathers) and the pipelined one. Sagas advance
-// through the writer as fast as it acknowledges them; at a random moment
-// the file system freezes and the image a power cut would leave (each file
-// cut to its synced bytes, tests/storage/power_cut_fs.h) is opened as a
-// store and checked against the acknowledgements given before the freeze.
+// through the writer as fast as it acknowledges them; the file system
+// freezes (at a random acknowledgement, at a moment after one, or at the
+// first acknowledgement after each WAL switch) and the image a power cut
+// would leave (each file cut to its synced bytes,
+// tests/storage/power_cut_fs.h) is opened as a store and checked against
+// the acknowledgements given before the file system thawed.
 // Rounds: CDE_CRASH_ITERATIONS (default 12); the moments replay with
 // CDE_TEST_SEED.
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "storage/commit_writer.h"
 #include "storage/rocks_store.h"
@@ -29,16 +35,26 @@ namespace {
 
 int Rounds() { return test::RoundsFromEnv("CDE_CRASH_ITERATIONS", 12); }
 
+using AckedSteps = std::map<std::string, uint64_t>;  // saga id -> last seq
+
 // Sagas that each commit their next step once the last is acknowledged,
 // as the engine's do, and remember what was acknowledged. With a
 // turnaround, one client thread takes them back one after another, each
 // that long, as a loop steps its sagas; else the writer's thread does, at
-// once.
+// once. With `cut`: while armed (from the start), the first
+// acknowledgement for which `cut_now(number of acknowledgements so far)`
+// holds runs it, on the thread that gives it and before that thread goes
+// on, and disarms; Rearm() arms it again.
 class Sagas {
  public:
   Sagas(CommitWriter* writer, int in_flight,
-        std::chrono::microseconds turnaround = {})
-      : writer_(writer), turnaround_(turnaround) {
+        std::chrono::microseconds turnaround = {},
+        std::function<bool(size_t)> cut_now = nullptr,
+        std::function<void()> cut = nullptr)
+      : writer_(writer),
+        turnaround_(turnaround),
+        cut_now_(std::move(cut_now)),
+        cut_(std::move(cut)) {
     if (turnaround_.count() > 0) client_ = std::thread([this] { Serve(); });
     for (int i = 0; i < in_flight; ++i) Next(ids_.Next(1000 + i), 1);
   }
@@ -52,7 +68,7 @@ class Sagas {
     stopped_ = true;
     returned_cv_.notify_all();
   }
-  std::map<std::string, uint64_t> acked() {
+  AckedSteps acked() {
     std::lock_guard lock(mu_);
     return acked_;
   }
@@ -60,6 +76,30 @@ class Sagas {
   bool WaitForAcks(size_t n, std::chrono::steady_clock::time_point deadline) {
     std::unique_lock lock(mu_);
     return acked_cv_.wait_until(lock, deadline, [&] { return acks_ >= n; });
+  }
+  // The writer has told a group (CommitWriterOptions::on_group_told).
+  void GroupTold() {
+    std::lock_guard lock(mu_);
+    if (cut_by_ == std::this_thread::get_id()) {
+      cut_by_.reset();
+      ++cuts_told_;
+      acked_cv_.notify_all();
+    }
+  }
+  // Whether, before `deadline`, a cut not waited for yet was made and the
+  // writer had told the rest of the group whose acknowledgement made it.
+  bool WaitForCut(std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock lock(mu_);
+    if (!acked_cv_.wait_until(lock, deadline,
+                              [&] { return cuts_told_ > cuts_waited_for_; })) {
+      return false;
+    }
+    ++cuts_waited_for_;
+    return true;
+  }
+  void Rearm() {
+    std::lock_guard lock(mu_);
+    armed_ = true;
   }
 
  private:
@@ -72,6 +112,11 @@ class Sagas {
         if (!s.ok() || stopped_) return;
         acked_[id] = seq;
         ++acks_;
+        if (armed_ && cut_now_ && cut_now_(acks_)) {
+          armed_ = false;
+          cut_();
+          cut_by_ = std::this_thread::get_id();
+        }
         acked_cv_.notify_all();
         if (seq == 8) {  // a new saga in its place
           next_id = ids_.Next(2000 + static_cast<int64_t>(acks_));
@@ -104,6 +149,8 @@ class Sagas {
 
   CommitWriter* const writer_;
   const std::chrono::microseconds turnaround_;
+  const std::function<bool(size_t)> cut_now_;  // called under mu_
+  const std::function<void()> cut_;            // called under mu_
   std::thread client_;
   std::condition_variable returned_cv_;
   std::deque<std::pair<std::string, uint64_t>> returned_;  // GUARDED_BY(mu_)
@@ -111,7 +158,11 @@ class Sagas {
   std::condition_variable acked_cv_;
   SagaIdGenerator ids_{7};  // GUARDED_BY(mu_) after construction
   bool stopped_ = false;
-  std::map<std::string, uint64_t> acked_;
+  bool armed_ = true;
+  std::optional<std::thread::id> cut_by_;  // whose group is being told
+  size_t cuts_told_ = 0;
+  size_t cuts_waited_for_ = 0;
+  AckedSteps acked_;
   size_t acks_ = 0;
 };
 
@@ -140,9 +191,43 @@ size_t TablesIn(const std::string& dir) {
   return n;
 }
 
+// Where the power fails, by round (the last only where WALs switch).
+enum class CutAt {
+  // After the target acknowledgement, from the test's thread, while the
+  // writer goes on.
+  kAfterTheTargetAck,
+  // At the target acknowledgement, on the thread that gives it, before
+  // that thread goes on: a sync it still owes is not made.
+  kTheTargetAck,
+  // At the first acknowledgement after each new WAL is created, the same
+  // way, an image each time: a group written across a WAL switch (its
+  // early writes in the older WAL, its last write in the newer; RocksDB
+  // syncs the older first).
+  kEachFirstAckInANewWal,
+};
+
+// Images made in a round of kEachFirstAckInANewWal.
+constexpr int kWalSwitchCuts = 5;
+
+// The image of a store at `path` holds every step acknowledged in `acked`.
+void ExpectHeld(const std::string& path, const AckedSteps& acked,
+                const std::string& where) {
+  auto image = OpenRocksStore({.path = path});
+  ASSERT_OK(image.status()) << where;
+  for (const auto& [id, seq] : acked) {
+    auto saga = (*image)->GetSaga(id);
+    ASSERT_OK(saga.status()) << where << ": lost saga " << id;
+    ASSERT_GE(saga->last_seq, seq) << where << ": lost step of " << id;
+    auto log = (*image)->ReadLog(id, 1, 100);
+    ASSERT_OK(log.status());
+    ASSERT_EQ(log->size(), saga->last_seq) << where << ": " << id;
+  }
+}
+
 void CutPowerAndCheck(const PowerCutRun& run) {
   std::mt19937 rng(test::TestSeed());
   size_t checked = 0;
+  size_t image_count = 0;
   uint64_t early_writes = 0;
   size_t tables = 0;    // flushed memtables: each one switched the WAL
   uint64_t beside = 0;  // syncs beside inserts, and resyncs after them
@@ -160,23 +245,62 @@ void CutPowerAndCheck(const PowerCutRun& run) {
     auto opened = OpenRocksStoreWithEnv(options, env.get());
     ASSERT_OK(opened.status());
     std::unique_ptr<Store> store = std::move(opened).value();
-    std::map<std::string, uint64_t> acked;
+    std::vector<std::pair<std::string, AckedSteps>> images;  // path, acked
     {
-      CommitWriter writer(store.get(), {.pipeline = run.pipeline});
-      Sagas sagas(&writer, run.in_flight, run.turnaround);
-      // Wait on progress: a number of acknowledgements, not a time.
       const size_t target =
           200 + rng() % (run.sync_latency.count() > 0 ? 1000 : 3000);
-      ASSERT_TRUE(sagas.WaitForAcks(
-          target, std::chrono::steady_clock::now() + std::chrono::seconds(120)))
-          << "round " << round << ": " << target
-          << " acknowledgements not given in time";
-      // Acknowledgements given before the freeze: their syncs have ended.
-      acked = sagas.acked();
-      fs->Freeze();
-      fs->WriteCrashImage(db, dir.Sub("image"));
+      const auto cut_at =
+          static_cast<CutAt>(round % (run.memtable_bytes > 0 ? 3 : 2));
+      std::function<bool(size_t)> cut_now;
+      int cuts = 1;
+      if (cut_at == CutAt::kTheTargetAck) {
+        cut_now = [target](size_t acks) { return acks >= target; };
+      } else if (cut_at == CutAt::kEachFirstAckInANewWal) {
+        cut_now = [&fs, wals = fs->WalsCreated()](size_t) mutable {
+          const uint64_t now = fs->WalsCreated();
+          if (now == wals) return false;
+          wals = now;
+          return true;
+        };
+        cuts = kWalSwitchCuts;
+      }
+      std::atomic<Sagas*> told_to{nullptr};
+      CommitWriter writer(
+          store.get(), {.pipeline = run.pipeline, .on_group_told = [&](size_t) {
+                          if (Sagas* sagas = told_to.load()) sagas->GroupTold();
+                        }});
+      Sagas sagas(&writer, run.in_flight, run.turnaround, cut_now,
+                  [&fs] { fs->Freeze(); });
+      told_to = &sagas;
+      // Whatever happens below, thawed before the writer stops: its threads
+      // may be waiting on the file system.
+      std::unique_ptr<test::PowerCutFs, void (*)(test::PowerCutFs*)> thaw(
+          fs.get(), [](test::PowerCutFs* f) { f->Thaw(); });
+      // Wait on progress: acknowledgements and cuts, not a time.
+      const auto deadline =
+          std::chrono::steady_clock::now() + std::chrono::seconds(120);
+      for (int cut = 0; cut < cuts; ++cut) {
+        if (cut_now) {
+          // Frozen at an acknowledgement, the writer still tells the rest
+          // of its group (one decision), and an acknowledgement given
+          // while frozen rests on syncs ended before: the disk has taken
+          // nothing since. So all of them must be in the image.
+          ASSERT_TRUE(sagas.WaitForCut(deadline))
+              << "round " << round << ": cut " << cut << " not made in time";
+        } else {
+          ASSERT_TRUE(sagas.WaitForAcks(target, deadline))
+              << "round " << round << ": " << target
+              << " acknowledgements not given in time";
+          fs->Freeze();  // acknowledgements given before: their syncs ended
+        }
+        images.emplace_back(dir.Sub("image" + std::to_string(cut)),
+                            sagas.acked());
+        fs->WriteCrashImage(db, images.back().first);
+        if (cut + 1 < cuts) sagas.Rearm();
+        fs->Thaw();
+      }
       sagas.Stop();
-      fs->Thaw();
+      thaw.reset();
       writer.Stop();
       early_writes += writer.stats().early_writes;
     }
@@ -188,24 +312,22 @@ void CutPowerAndCheck(const PowerCutRun& run) {
     told += stats->engine["writes_durable_before_inserts"];
     ASSERT_OK(store->Close());
 
-    auto image = OpenRocksStore({.path = dir.Sub("image")});
-    ASSERT_OK(image.status());
-    for (const auto& [id, seq] : acked) {
-      auto saga = (*image)->GetSaga(id);
-      ASSERT_OK(saga.status()) << "round " << round << ": lost saga " << id;
-      ASSERT_GE(saga->last_seq, seq)
-          << "round " << round << ": lost step of " << id;
-      auto log = (*image)->ReadLog(id, 1, 100);
-      ASSERT_OK(log.status());
-      ASSERT_EQ(log->size(), saga->last_seq) << id;
+    for (size_t i = 0; i < images.size(); ++i) {
+      const auto& [path, acked] = images[i];
+      ExpectHeld(
+          path, acked,
+          "round " + std::to_string(round) + ", image " + std::to_string(i));
+      if (::testing::Test::HasFatalFailure()) return;
+      checked += acked.size();
     }
-    checked += acked.size();
+    image_count += images.size();
   }
   std::printf(
-      "power cut: %d rounds, %zu acknowledged sagas checked, %llu early "
-      "writes, %zu tables flushed, %llu syncs beside inserts (%llu "
-      "resynced), %llu groups acknowledged at their sync\n",
-      Rounds(), checked, static_cast<unsigned long long>(early_writes), tables,
+      "power cut: %d rounds, %zu images, %zu acknowledged sagas checked, "
+      "%llu early writes, %zu tables flushed, %llu syncs beside inserts "
+      "(%llu resynced), %llu groups acknowledged at their sync\n",
+      Rounds(), image_count, checked,
+      static_cast<unsigned long long>(early_writes), tables,
       static_cast<unsigned long long>(beside),
       static_cast<unsigned long long>(resyncs),
       static_cast<unsigned long long>(told));

@@ -189,6 +189,51 @@ TEST_F(WalProgressTest, AWriteIsNotToldDurableBySyncsThatDoNotCoverIt) {
   EXPECT_EQ(told, 0) << "a failed sync";
 }
 
+// RocksDB 7.8's synced write syncs every WAL it still keeps, oldest first,
+// and WritableFileWriter::Sync flushes each one before its sync, whether or
+// not its buffer holds anything. When the write's record went to a newer
+// WAL (the memtable filled and RocksDB switched WALs under the group's
+// early, unsynced writes), the older WAL's flush and sync come first on the
+// writing thread: they must not tell the write durable, as they once did
+// (a power cut between the two syncs lost an acknowledged transition).
+TEST_F(WalProgressTest, TheOlderWalsSyncDoesNotTellARecordInTheNewerDurable) {
+  auto dir = Directory();
+  auto older = NewWal("000004.log");
+  AppendAndFlush(older.get(), "early writes, unsynced");
+  auto newer = NewWal("000005.log");
+  ASSERT_TRUE(dir->Fsync(rocksdb::IOOptions(), nullptr).ok());
+  int told = 0;
+  WalFlushWatch watch(nullptr, [&] { ++told; });
+  WalFlushWatch::Installed installed(&watch);
+  AppendAndFlush(newer.get(), "the synced write's record");
+  AppendAndFlush(older.get(), "");  // the sync's flush, nothing buffered
+  Sync(older.get());
+  EXPECT_EQ(told, 0) << "told at the older WAL's sync";
+  EXPECT_FALSE(watch.CoveredBySync());
+  AppendAndFlush(newer.get(), "");
+  Sync(newer.get());
+  EXPECT_EQ(told, 1);
+  EXPECT_TRUE(watch.CoveredBySync());
+}
+
+// The same for a large group synced beside its inserts: a flush of the
+// older WAL after the record's (a WAL switched by a later write on this
+// thread) does not make a sync of the older one cover the record.
+TEST_F(WalProgressTest, ASyncCoversAWriteOnlyWhenItCoversEveryWalItFlushed) {
+  auto older = NewWal("000004.log");
+  auto newer = NewWal("000005.log");
+  WalFlushWatch watch(nullptr);
+  {
+    WalFlushWatch::Installed installed(&watch);
+    AppendAndFlush(newer.get(), "the write's record");
+    AppendAndFlush(older.get(), "the old WAL's tail");
+  }
+  Sync(older.get());
+  EXPECT_FALSE(watch.CoveredBySync());
+  Sync(newer.get());
+  EXPECT_TRUE(watch.CoveredBySync());
+}
+
 TEST(SyncThreadTest, RunsOneSyncPerRequestAndHandsBackItsStatus) {
   std::atomic<int> syncs{0};
   std::promise<void> release;
