@@ -1,9 +1,12 @@
 // PowerCutFs: a rocksdb::FileSystemWrapper that knows, for every file the
-// store writes, how many of its bytes an fsync or fdatasync has covered, and
-// can write the image a power cut would leave: each such file cut to what was
-// synced. A process kill loses nothing the page cache holds, so only this
-// shows a commit acknowledged before its sync (or a sync that did not cover
-// what it was said to).
+// store writes, how many of its bytes an fsync or fdatasync has covered and
+// whether an fsync of its directory has covered its name, and can write the
+// image a power cut would leave: each such file cut to what was synced, and
+// a file whose name no directory fsync covered gone (or, renamed over
+// another, that other as it was). A process kill loses nothing the page
+// cache holds, so only this shows a commit acknowledged before its sync (or
+// a sync that did not cover what it was said to, or a new WAL whose name
+// was not yet durable).
 //
 // Freeze() stops every write, sync, rename and delete at its start and waits
 // for those under way, so that the image is of one moment; Thaw() lets them
@@ -19,9 +22,11 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -72,11 +77,15 @@ class PowerCutFs : public rocksdb::FileSystemWrapper {
         fs::copy_file(entry.path(), target);
         continue;
       }
-      std::ifstream in(name, std::ios::binary);
-      std::string bytes(it->second->synced, '\0');
-      in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-      std::ofstream(target, std::ios::binary)
-          .write(bytes.data(), static_cast<std::streamsize>(in.gcount()));
+      if (!it->second->name_synced) {
+        // The name is not on the disk: the file it replaced is, if any.
+        auto replaced = replaced_.find(name);
+        if (replaced != replaced_.end()) {
+          std::ofstream(target, std::ios::binary) << replaced->second;
+        }
+        continue;
+      }
+      std::ofstream(target, std::ios::binary) << SyncedBytes(name);
     }
   }
 
@@ -84,10 +93,11 @@ class PowerCutFs : public rocksdb::FileSystemWrapper {
                                     const rocksdb::FileOptions& o,
                                     std::unique_ptr<rocksdb::FSWritableFile>* r,
                                     rocksdb::IODebugContext* dbg) override {
+    const bool existed = std::filesystem::exists(f);
     std::unique_ptr<rocksdb::FSWritableFile> file;
     auto s = target()->NewWritableFile(f, o, &file, dbg);
     if (!s.ok()) return s;
-    *r = std::make_unique<File>(std::move(file), this, Track(f, 0));
+    *r = std::make_unique<File>(std::move(file), this, Track(f, 0, existed));
     if (f.ends_with(".log")) {
       std::lock_guard lock(mu_);
       ++wals_created_;
@@ -98,28 +108,57 @@ class PowerCutFs : public rocksdb::FileSystemWrapper {
       const std::string& f, const rocksdb::FileOptions& o,
       std::unique_ptr<rocksdb::FSWritableFile>* r,
       rocksdb::IODebugContext* dbg) override {
+    const bool existed = std::filesystem::exists(f);
     std::unique_ptr<rocksdb::FSWritableFile> file;
     auto s = target()->ReopenWritableFile(f, o, &file, dbg);
     if (!s.ok()) return s;
     std::error_code ec;
     const uint64_t size = std::filesystem::file_size(f, ec);
-    *r = std::make_unique<File>(std::move(file), this, Track(f, ec ? 0 : size));
+    *r = std::make_unique<File>(std::move(file), this,
+                                Track(f, ec ? 0 : size, existed));
     return s;
   }
+  rocksdb::IOStatus NewDirectory(const std::string& name,
+                                 const rocksdb::IOOptions& o,
+                                 std::unique_ptr<rocksdb::FSDirectory>* r,
+                                 rocksdb::IODebugContext* dbg) override {
+    std::unique_ptr<rocksdb::FSDirectory> dir;
+    auto s = target()->NewDirectory(name, o, &dir, dbg);
+    if (s.ok()) *r = std::make_unique<Dir>(std::move(dir), this, name);
+    return s;
+  }
+  // The new name is durable once its directory is synced; until then the
+  // disk holds what `to` was before (as much of it as was durable), if
+  // anything.
   rocksdb::IOStatus RenameFile(const std::string& from, const std::string& to,
                                const rocksdb::IOOptions& o,
                                rocksdb::IODebugContext* dbg) override {
     Op op(this);
+    std::lock_guard lock(mu_);
+    auto was = files_.find(to);
+    const bool durable_before = was == files_.end() || was->second->name_synced;
+    std::optional<std::string> before;
+    if (durable_before && std::filesystem::exists(to)) before = SyncedBytes(to);
     auto s = target()->RenameFile(from, to, o, dbg);
-    if (s.ok()) {
-      std::lock_guard lock(mu_);
-      auto it = files_.find(from);
-      if (it != files_.end()) {
-        files_[to] = it->second;
-        files_.erase(it);
-      } else {
-        files_.erase(to);
-      }
+    if (!s.ok()) return s;
+    auto it = files_.find(from);
+    std::shared_ptr<State> state;
+    if (it != files_.end()) {
+      state = it->second;
+      files_.erase(it);
+    } else {
+      std::error_code ec;
+      const uint64_t size = std::filesystem::file_size(to, ec);
+      state = std::make_shared<State>();
+      state->appended = state->synced = ec ? 0 : size;
+    }
+    state->name_synced = false;
+    state->named_at = ++names_;
+    files_[to] = state;
+    if (before) {
+      replaced_[to] = std::move(*before);
+    } else if (durable_before) {
+      replaced_.erase(to);
     }
     return s;
   }
@@ -131,14 +170,17 @@ class PowerCutFs : public rocksdb::FileSystemWrapper {
     if (s.ok()) {
       std::lock_guard lock(mu_);
       files_.erase(f);
+      replaced_.erase(f);
     }
     return s;
   }
 
  private:
-  struct State {
-    uint64_t appended = 0;  // GUARDED_BY(PowerCutFs::mu_)
-    uint64_t synced = 0;    // GUARDED_BY(PowerCutFs::mu_)
+  struct State {  // GUARDED_BY(PowerCutFs::mu_)
+    uint64_t appended = 0;
+    uint64_t synced = 0;
+    bool name_synced = false;  // a directory fsync covered its name
+    uint64_t named_at = 0;     // names_ when it was created or renamed
   };
 
   // Holds the file system unfrozen for one operation.
@@ -231,11 +273,84 @@ class PowerCutFs : public rocksdb::FileSystemWrapper {
     std::shared_ptr<State> state_;
   };
 
-  std::shared_ptr<State> Track(const std::string& name, uint64_t size) {
+  // The directory a store's files are in, counting its fsyncs: each covers
+  // the names of the files created or renamed in it before it began.
+  class Dir : public rocksdb::FSDirectoryWrapper {
+   public:
+    Dir(std::unique_ptr<rocksdb::FSDirectory> dir, PowerCutFs* fs,
+        std::string path)
+        : FSDirectoryWrapper(std::move(dir)), fs_(fs), path_(Normal(path)) {}
+
+    rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o,
+                            rocksdb::IODebugContext* dbg) override {
+      return Synced([&] { return FSDirectoryWrapper::Fsync(o, dbg); });
+    }
+    rocksdb::IOStatus FsyncWithDirOptions(
+        const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg,
+        const rocksdb::DirFsyncOptions& options) override {
+      return Synced([&] {
+        return FSDirectoryWrapper::FsyncWithDirOptions(o, dbg, options);
+      });
+    }
+
+   private:
+    template <typename SyncFn>
+    rocksdb::IOStatus Synced(const SyncFn& sync) {
+      Op op(fs_);
+      uint64_t covers;
+      {
+        std::lock_guard lock(fs_->mu_);
+        covers = fs_->names_;
+      }
+      auto s = sync();
+      if (!s.ok()) return s;
+      std::lock_guard lock(fs_->mu_);
+      for (auto& [name, state] : fs_->files_) {
+        if (state->name_synced || state->named_at > covers ||
+            Normal(std::filesystem::path(name).parent_path()) != path_) {
+          continue;
+        }
+        state->name_synced = true;
+        fs_->replaced_.erase(name);
+      }
+      return s;
+    }
+
+    PowerCutFs* fs_;
+    const std::string path_;
+  };
+
+  static std::string Normal(const std::filesystem::path& dir) {
+    std::string s = dir.lexically_normal().string();
+    while (s.size() > 1 && s.back() == '/') s.pop_back();
+    return s;
+  }
+
+  // What the disk holds of `name` (synced bytes if tracked, else all).
+  // REQUIRES: mu_ held.
+  std::string SyncedBytes(const std::string& name) {
+    std::ifstream in(name, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)),
+                      std::istreambuf_iterator<char>());
+    auto it = files_.find(name);
+    if (it != files_.end() && bytes.size() > it->second->synced) {
+      bytes.resize(it->second->synced);
+    }
+    return bytes;
+  }
+
+  // A file opened for writing: a new name, unless it was there already
+  // with a durable name (reopened, or truncated in place).
+  std::shared_ptr<State> Track(const std::string& name, uint64_t size,
+                               bool existed) {
     auto state = std::make_shared<State>();
     state->appended = size;
     state->synced = size;  // what a reopened file held is on the disk
     std::lock_guard lock(mu_);
+    auto was = files_.find(name);
+    state->name_synced =
+        existed && (was == files_.end() || was->second->name_synced);
+    state->named_at = state->name_synced ? 0 : ++names_;
     files_[name] = state;
     return state;
   }
@@ -247,6 +362,11 @@ class PowerCutFs : public rocksdb::FileSystemWrapper {
   std::chrono::microseconds sync_latency_{0};  // GUARDED_BY(mu_)
   int busy_ = 0;  // operations under way; GUARDED_BY(mu_)
   std::map<std::string, std::shared_ptr<State>> files_;  // GUARDED_BY(mu_)
+  // Files created or renamed so far (State::named_at). GUARDED_BY(mu_)
+  uint64_t names_ = 0;
+  // For a name renamed over another file and not yet synced in its
+  // directory: that file's durable bytes. GUARDED_BY(mu_)
+  std::map<std::string, std::string> replaced_;
 };
 
 }  // namespace cde::test

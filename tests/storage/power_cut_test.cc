@@ -4,9 +4,10 @@
 // through the writer as fast as it acknowledges them; the file system
 // freezes (at a random acknowledgement, at a moment after one, or at the
 // first acknowledgement after each WAL switch) and the image a power cut
-// would leave (each file cut to its synced bytes,
-// tests/storage/power_cut_fs.h) is opened as a store and checked against
-// the acknowledgements given before the file system thawed.
+// would leave (each file cut to its synced bytes, a file whose name no
+// directory fsync covered gone; tests/storage/power_cut_fs.h) is opened as
+// a store and checked against the acknowledgements given before the file
+// system thawed.
 // Rounds: CDE_CRASH_ITERATIONS (default 12); the moments replay with
 // CDE_TEST_SEED.
 #include <atomic>
