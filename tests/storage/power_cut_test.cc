@@ -297,8 +297,10 @@ void CutPowerAndCheck(const PowerCutRun& run) {
         images.emplace_back(dir.Sub("image" + std::to_string(cut)),
                             sagas.acked());
         fs->WriteCrashImage(db, images.back().first);
-        if (cut + 1 < cuts) sagas.Rearm();
+        // Thawed before re-armed: a cut made while still frozen would
+        // have its freeze undone by this thaw.
         fs->Thaw();
+        if (cut + 1 < cuts) sagas.Rearm();
       }
       sagas.Stop();
       thaw.reset();
