@@ -45,22 +45,29 @@ using AckedSteps = std::map<std::string, uint64_t>;  // saga id -> last seq
 // once. With `cut`: while armed (from the start), the first
 // acknowledgement for which `cut_now(number of acknowledgements so far)`
 // holds runs it, on the thread that gives it and before that thread goes
-// on, and disarms; Rearm() arms it again.
+// on, and disarms; Rearm() arms it again. `*told_to` is set to this object
+// before the first step is enqueued (the writer's on_group_told calls
+// GroupTold through it).
 class Sagas {
  public:
   Sagas(CommitWriter* writer, int in_flight,
         std::chrono::microseconds turnaround = {},
         std::function<bool(size_t)> cut_now = nullptr,
-        std::function<void()> cut = nullptr)
+        std::function<void()> cut = nullptr,
+        std::atomic<Sagas*>* told_to = nullptr)
       : writer_(writer),
         turnaround_(turnaround),
         cut_now_(std::move(cut_now)),
         cut_(std::move(cut)) {
+    if (told_to != nullptr) told_to->store(this);
     if (turnaround_.count() > 0) client_ = std::thread([this] { Serve(); });
     for (int i = 0; i < in_flight; ++i) Next(ids_.Next(1000 + i), 1);
   }
   ~Sagas() {
     Stop();
+    // Its callbacks (and on_group_told) reach this object: none may run
+    // once it is gone, also when a test returns early.
+    writer_->Stop();
     if (client_.joinable()) client_.join();
   }
 
@@ -270,9 +277,9 @@ void CutPowerAndCheck(const PowerCutRun& run) {
           store.get(), {.pipeline = run.pipeline, .on_group_told = [&](size_t) {
                           if (Sagas* sagas = told_to.load()) sagas->GroupTold();
                         }});
-      Sagas sagas(&writer, run.in_flight, run.turnaround, cut_now,
-                  [&fs] { fs->Freeze(); });
-      told_to = &sagas;
+      Sagas sagas(
+          &writer, run.in_flight, run.turnaround, cut_now,
+          [&fs] { fs->Freeze(); }, &told_to);
       // Whatever happens below, thawed before the writer stops: its threads
       // may be waiting on the file system.
       std::unique_ptr<test::PowerCutFs, void (*)(test::PowerCutFs*)> thaw(
