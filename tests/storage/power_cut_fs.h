@@ -63,7 +63,8 @@ class PowerCutFs : public rocksdb::FileSystemWrapper {
 
   // Copies directory `from` to `to` (which must not exist) as a power cut
   // would leave it: every file this file system wrote cut to its synced
-  // bytes, the others whole. REQUIRES: frozen.
+  // bytes, or, if no directory fsync covered its name, left out (or what
+  // it was renamed over, as that was); the others whole. REQUIRES: frozen.
   void WriteCrashImage(const std::string& from, const std::string& to) {
     namespace fs = std::filesystem;
     std::lock_guard lock(mu_);
